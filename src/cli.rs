@@ -1,0 +1,57 @@
+//! The command line.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deploy",
+    version,
+    about = "Atomic releases of one app to one Linux server: rootless Podman, systemd user units, instant rollback",
+    after_help = "Configuration is read from ./deploy.yaml (or -c FILE); ENV may be left out when it defines one environment."
+)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(short, long, global = true, default_value = crate::config::DEFAULT_FILE)]
+    pub config: PathBuf,
+    /// Show the output of builds and other details.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Print only errors and the final result.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Prepare the node: directories, shared files, the app's systemd user unit.
+    Setup {
+        /// The environment (from `environments:`).
+        env: Option<String>,
+    },
+    /// Ship VERSION: build, upload, podman build, stop-swap-start, health check, prune.
+    Release {
+        /// The release's name, e.g. v2.0.0.
+        version: String,
+        env: Option<String>,
+        /// Replace an existing release of the same name (not the live one).
+        #[arg(long)]
+        force: bool,
+        /// Do not run `build.command` first.
+        #[arg(long)]
+        skip_build: bool,
+    },
+    /// Go back to the previous release (or the one named with --to).
+    Rollback {
+        env: Option<String>,
+        /// The release to go back to.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+    /// List the releases on the node, newest first; `*` marks the live one.
+    Releases { env: Option<String> },
+    /// What is live, the unit's state and the health check's answer.
+    Status { env: Option<String> },
+}

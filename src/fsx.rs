@@ -1,0 +1,124 @@
+//! File-system steps that must survive a crash: write to a temp name, fsync, rename, fsync the
+//! directory. `current` is switched by creating a new symlink under a temp name and renaming it
+//! over the old one (rename(2) is atomic), never by `ln -sfn` (unlink + symlink).
+
+use anyhow::{Context, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+fn temp_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// fsyncs a directory, so that renames and creations in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot fsync directory {}", dir.display()))
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Writes `contents` to `path` atomically with the given mode.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let tmp = temp_name(path);
+    let result = (|| -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    sync_dir(parent(path))
+}
+
+/// Points the symlink `link` at `target` atomically (symlink under a temp name + rename).
+pub fn replace_symlink(link: &Path, target: &Path) -> Result<()> {
+    let tmp = temp_name(link);
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)
+        .with_context(|| format!("cannot create symlink {}", tmp.display()))?;
+    if let Err(e) = fs::rename(&tmp, link) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot switch {}", link.display()));
+    }
+    sync_dir(parent(link))
+}
+
+/// Renames a file or directory and makes the rename durable.
+pub fn rename_durable(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to)
+        .with_context(|| format!("cannot rename {} to {}", from.display(), to.display()))?;
+    sync_dir(parent(to))
+}
+
+/// Creates a directory (and parents) with the given mode if it does not exist.
+pub fn ensure_dir(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    sync_dir(parent(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("deploy-fsx-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_sets_mode() {
+        let d = tmpdir("write");
+        let f = d.join("state.json");
+        write_atomic(&f, b"one", 0o600).unwrap();
+        write_atomic(&f, b"two", 0o600).unwrap();
+        assert_eq!(fs::read_to_string(&f).unwrap(), "two");
+        assert_eq!(
+            fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "no temp file left");
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn symlink_is_replaced_in_place() {
+        let d = tmpdir("link");
+        let link = d.join("current");
+        replace_symlink(&link, Path::new("releases/v1")).unwrap();
+        replace_symlink(&link, Path::new("releases/v2")).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("releases/v2"));
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+        fs::remove_dir_all(d).unwrap();
+    }
+}

@@ -1,0 +1,133 @@
+//! Where things live on a node. Pure: computes paths, touches nothing.
+//!
+//! ```text
+//! <root>/current -> releases/<version>   the one source of truth for what runs
+//! <root>/releases/<version>/             one complete release (artifacts + links into shared/)
+//! <root>/releases/.incoming-<version>/   an upload in progress, never visible under its name
+//! <root>/shared/                         persistent state, linked into every release
+//! <root>/.deploy/state.json, lock        deploy's own records
+//! <root>/log/<app>.log                   the app's output
+//! ```
+
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+/// The directory inside each release that holds deploy's files (e.g. `release.env`).
+pub const RELEASE_META: &str = ".deploy";
+pub const INCOMING_PREFIX: &str = ".incoming-";
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Layout { root: root.into() }
+    }
+    pub fn releases(&self) -> PathBuf {
+        self.root.join("releases")
+    }
+    pub fn release(&self, version: &str) -> PathBuf {
+        self.releases().join(version)
+    }
+    pub fn incoming(&self, version: &str) -> PathBuf {
+        self.releases().join(format!("{INCOMING_PREFIX}{version}"))
+    }
+    pub fn shared(&self) -> PathBuf {
+        self.root.join("shared")
+    }
+    pub fn current(&self) -> PathBuf {
+        self.root.join("current")
+    }
+    pub fn meta(&self) -> PathBuf {
+        self.root.join(".deploy")
+    }
+    pub fn state_file(&self) -> PathBuf {
+        self.meta().join("state.json")
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.meta().join("lock")
+    }
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("log")
+    }
+    pub fn app_log(&self, app: &str) -> PathBuf {
+        self.log_dir().join(format!("{app}.log"))
+    }
+    /// The env file the unit reads through `current`.
+    pub fn current_release_env(&self) -> PathBuf {
+        self.current().join(RELEASE_META).join("release.env")
+    }
+    /// What `current` points at, relative to the root (so the tree can be moved).
+    pub fn current_target(version: &str) -> PathBuf {
+        Path::new("releases").join(version)
+    }
+    /// The symlink that links a shared entry into a release, relative to the release directory.
+    pub fn shared_link_target(entry: &str) -> PathBuf {
+        let depth = Path::new(entry).components().count();
+        let mut p = PathBuf::from("../..");
+        for _ in 1..depth {
+            p.push("..");
+        }
+        p.join("shared").join(entry)
+    }
+}
+
+/// Expands a leading `~` with the given home directory.
+pub fn expand_home(path: &str, home: &Path) -> Result<PathBuf> {
+    if path == "~" {
+        return Ok(home.to_path_buf());
+    }
+    if let Some(rest) = path.strip_prefix("~/") {
+        return Ok(home.join(rest));
+    }
+    if !path.starts_with('/') {
+        bail!("`{path}` must be absolute or start with `~/`");
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let l = Layout::new("/srv/app");
+        assert_eq!(l.release("v1"), Path::new("/srv/app/releases/v1"));
+        assert_eq!(
+            l.incoming("v1"),
+            Path::new("/srv/app/releases/.incoming-v1")
+        );
+        assert_eq!(
+            l.current_release_env(),
+            Path::new("/srv/app/current/.deploy/release.env")
+        );
+        assert_eq!(Layout::current_target("v2"), Path::new("releases/v2"));
+    }
+
+    #[test]
+    fn shared_links_climb_out_of_the_release() {
+        assert_eq!(
+            Layout::shared_link_target("data"),
+            Path::new("../../shared/data")
+        );
+        assert_eq!(
+            Layout::shared_link_target("public/uploads"),
+            Path::new("../../../shared/public/uploads")
+        );
+    }
+
+    #[test]
+    fn home_expansion() {
+        let h = Path::new("/home/u");
+        assert_eq!(
+            expand_home("~/web/a", h).unwrap(),
+            Path::new("/home/u/web/a")
+        );
+        assert_eq!(expand_home("~", h).unwrap(), Path::new("/home/u"));
+        assert_eq!(expand_home("/srv/a", h).unwrap(), Path::new("/srv/a"));
+        assert!(expand_home("web/a", h).is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! One deploy at a time per app on a node: an exclusive flock(2) on `.deploy/lock`, held for
+//! the whole command. A crashed holder's lock is released by the kernel; the file is never
+//! deleted. The holder writes who it is into the file so that a second command can say so.
+
+use anyhow::{bail, Context, Result};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+
+pub struct NodeLock {
+    _file: File,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Takes the lock or fails at once, naming the holder.
+pub fn acquire(path: &Path, what: &str) -> Result<NodeLock> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            bail!(
+                "another deploy is running on this node: {}. Wait for it to finish (the lock is \
+                 released when it exits, even if it crashes).",
+                if holder.is_empty() {
+                    "holder unknown"
+                } else {
+                    holder
+                }
+            );
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    let info = format!(
+        "`{what}` (pid {}, host {}, since {})\n",
+        std::process::id(),
+        hostname(),
+        crate::state::now()
+    );
+    file.set_len(0)?;
+    file.rewind()?;
+    file.write_all(info.as_bytes())?;
+    file.sync_data()?;
+    Ok(NodeLock { _file: file })
+}

@@ -1,0 +1,28 @@
+//! `deploy`: Capistrano-style atomic releases of one app to one Linux server, with rootless
+//! Podman containers run by systemd user units.
+
+mod cli;
+mod commands;
+mod config;
+mod fsx;
+mod health;
+mod layout;
+mod lock;
+mod node;
+mod podman;
+mod state;
+mod systemd;
+mod ui;
+mod unit;
+mod upload;
+mod version;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    if let Err(e) = commands::run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

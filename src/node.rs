@@ -1,0 +1,617 @@
+//! The node-side steps: setup, the release lifecycle (upload, build, stop-swap-start, health
+//! check, prune or roll back), rollback, and what is deployed. They act on this machine, as the
+//! user who owns the app.
+
+use crate::config::{Config, Environment};
+use crate::layout::{self, Layout};
+use crate::state::{Event, Outcome, State, Swap};
+use crate::systemd::Systemd;
+use crate::ui::{fmt_duration, Ui};
+use crate::{fsx, health, lock, podman, unit, upload, version};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a start job may take (podman run of an existing image).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Node<'a> {
+    pub config: &'a Config,
+    pub env_name: String,
+    pub env: &'a Environment,
+    pub layout: Layout,
+    pub home: PathBuf,
+    pub ui: Ui,
+}
+
+/// What `deploy release` is given.
+pub struct ReleaseRequest<'a> {
+    pub version: &'a str,
+    pub force: bool,
+    /// The project directory the artifacts are relative to.
+    pub project_dir: &'a Path,
+}
+
+pub fn home_dir() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("HOME is not set: deploy needs it to find the app's directory"))
+}
+
+impl<'a> Node<'a> {
+    pub fn new(config: &'a Config, env_name: String, env: &'a Environment, ui: Ui) -> Result<Self> {
+        let home = home_dir()?;
+        let root = layout::expand_home(&env.path, &home)?;
+        Ok(Node {
+            config,
+            env_name,
+            env,
+            layout: Layout::new(root),
+            home,
+            ui,
+        })
+    }
+
+    fn unit_name(&self) -> String {
+        unit::unit_name(&self.config.app)
+    }
+
+    fn unit_path(&self) -> PathBuf {
+        crate::systemd::user_unit_dir(&self.home).join(self.unit_name())
+    }
+
+    fn image(&self, version: &str) -> String {
+        version::image_ref(&self.config.app, version)
+    }
+
+    fn stop_timeout(&self) -> Duration {
+        self.config.container.stop_timeout + Duration::from_secs(30)
+    }
+
+    /// The version `current` points at, if any.
+    pub fn current(&self) -> Result<Option<String>> {
+        match std::fs::read_link(self.layout.current()) {
+            Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "{} exists but is not a symlink",
+                    self.layout.current().display()
+                )
+            }),
+        }
+    }
+
+    /// The complete releases on disk (not the incoming ones).
+    pub fn releases_on_disk(&self) -> Result<Vec<String>> {
+        let dir = self.layout.releases();
+        let mut out = Vec::new();
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+        {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && entry.file_type()?.is_dir() {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn require_setup(&self) -> Result<()> {
+        if !self.layout.meta().is_dir() || !self.layout.releases().is_dir() {
+            bail!(
+                "{} is not set up for deploy: run `deploy setup {}` first",
+                self.layout.root.display(),
+                self.env_name
+            );
+        }
+        Ok(())
+    }
+
+    fn lock(&self, what: &str) -> Result<lock::NodeLock> {
+        self.require_setup()?;
+        lock::acquire(&self.layout.lock_file(), what)
+    }
+
+    fn load_state(&self) -> Result<State> {
+        State::load(&self.layout.state_file())
+    }
+
+    fn save_state(&self, state: &State) -> Result<()> {
+        state.save(&self.layout.state_file())
+    }
+
+    // ---------------------------------------------------------------- setup
+
+    pub fn setup(&self) -> Result<()> {
+        let l = &self.layout;
+        let root = l.root.display().to_string();
+        if let Some(bad) = root
+            .chars()
+            .find(|c| crate::config::UNSAFE_PATH_CHARS.contains(*c))
+        {
+            bail!("the app directory {root} contains {bad:?}, which unit files cannot carry");
+        }
+        self.ui.step(&format!("Preparing {root}"), || {
+            for d in [&l.root, &l.releases(), &l.shared(), &l.log_dir()] {
+                fsx::ensure_dir(d, 0o755)?;
+            }
+            fsx::ensure_dir(&l.meta(), 0o700)?;
+            for d in &self.config.shared.dirs {
+                fsx::ensure_dir(&l.shared().join(d), 0o755)?;
+            }
+            for f in &self.config.shared.files {
+                let p = l.shared().join(f);
+                if std::fs::symlink_metadata(&p).is_err() {
+                    if let Some(parent) = p.parent() {
+                        fsx::ensure_dir(parent, 0o755)?;
+                    }
+                    fsx::write_atomic(&p, b"", 0o600)?;
+                }
+            }
+            Ok(())
+        })?;
+        self.ui.step("Checking podman and rsync", || {
+            for (tool, pkg) in [("podman", "podman"), ("rsync", "rsync")] {
+                duct::cmd!(tool, "--version")
+                    .stdout_null()
+                    .stderr_null()
+                    .run()
+                    .with_context(|| {
+                        format!("`{tool}` is not installed: as root, apt-get install {pkg}")
+                    })?;
+            }
+            Ok(())
+        })?;
+        let systemd = self
+            .ui
+            .step("Connecting to the systemd user manager", Systemd::connect)?;
+        let unit_path = self.unit_path();
+        self.ui
+            .step(&format!("Writing {}", unit_path.display()), || {
+                let spec = unit::UnitSpec::new(self.config, l, self.env.port);
+                let text = unit::render(&spec)?;
+                fsx::ensure_dir(unit_path.parent().expect("unit dir"), 0o755)?;
+                fsx::write_atomic(&unit_path, text.as_bytes(), 0o644)?;
+                systemd.reload()
+            })?;
+        self.ui.info(&format!(
+            "{} is ready on {root}: release with `deploy release VERSION {}`",
+            self.config.app, self.env_name
+        ));
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- release
+
+    pub fn release(&self, req: &ReleaseRequest) -> Result<()> {
+        let v = req.version;
+        version::check(v)?;
+        let sources = upload::artifact_sources(self.config, req.project_dir)?;
+        let _lock = self.lock(&format!("deploy release {v} {}", self.env_name))?;
+        let systemd = Systemd::connect()?;
+        let mut state = self.load_state()?;
+        let current = self.current()?;
+        let target = self.layout.release(v);
+        if target.exists() {
+            if current.as_deref() == Some(v) {
+                bail!("{v} is the live release: release a new version, or roll back first");
+            }
+            if !req.force {
+                bail!(
+                    "release {v} already exists on {}: pick a new version, or pass --force to \
+                     replace it",
+                    self.env_name
+                );
+            }
+        }
+        let image = self.image(v);
+        let started = Instant::now();
+
+        let incoming = self.layout.incoming(v);
+        let link_dest = current.as_ref().map(|c| self.layout.release(c));
+        self.ui.step(&format!("Uploading {v}"), || {
+            upload::rsync_local(&sources, &incoming, link_dest.as_deref())?;
+            upload::finish_release_dir(&incoming, &self.config.shared, &self.config.app, v, &image)
+        })?;
+        if target.exists() {
+            // --force on a release that is not live: it goes, the new upload takes its name.
+            std::fs::remove_dir_all(&target)
+                .with_context(|| format!("cannot remove the old {}", target.display()))?;
+        }
+        fsx::rename_durable(&incoming, &target)?;
+        let built = self.ui.step(&format!("Building image {image}"), || {
+            podman::build(&target, &image, self.ui.verbose)
+        });
+        if let Err(e) = built {
+            // The old release keeps serving; the failed build leaves nothing behind under a
+            // real name, so the same version can be released again once fixed.
+            let _ = std::fs::remove_dir_all(&target);
+            state.push_event(event(
+                "release",
+                v,
+                current.clone(),
+                "error",
+                None,
+                Some("image build failed"),
+            ));
+            self.save_state(&state)?;
+            return Err(e);
+        }
+        state.add_release(v, &image);
+        self.save_state(&state)?;
+
+        let gap = self.swap(&systemd, &mut state, "release", v, current.as_deref())?;
+
+        let pruned = self
+            .ui
+            .step("Pruning old releases", || self.prune(&mut state))?;
+        if !pruned.is_empty() {
+            self.ui.info(&format!("   removed {}", pruned.join(", ")));
+        }
+        self.ui.info(&format!(
+            "{} {v} is live on {} ({} in all, gap {})",
+            self.config.app,
+            self.env_name,
+            fmt_duration(started.elapsed()),
+            fmt_duration(gap)
+        ));
+        Ok(())
+    }
+
+    /// Stop-swap-start to `to`, health-checked; on failure `from` is put back the same way.
+    /// Returns the gap: from the stop to the new release answering its health check.
+    fn swap(
+        &self,
+        systemd: &Systemd,
+        state: &mut State,
+        action: &str,
+        to: &str,
+        from: Option<&str>,
+    ) -> Result<Duration> {
+        let unit = self.unit_name();
+        state.swap = Some(Swap {
+            action: action.into(),
+            to: to.into(),
+            from: from.map(String::from),
+            started_at: crate::state::now(),
+            pid: std::process::id(),
+        });
+        self.save_state(state)?;
+
+        let t0 = Instant::now();
+        let result = self.stop_switch_start(systemd, &unit, to);
+        let gap = t0.elapsed();
+        match result {
+            Ok(()) => {
+                state.swap = None;
+                state.set_outcome(to, Outcome::Ok);
+                state.push_event(event(
+                    action,
+                    to,
+                    from.map(String::from),
+                    "ok",
+                    Some(gap),
+                    None,
+                ));
+                self.save_state(state)?;
+                Ok(gap)
+            }
+            Err(e) => {
+                let logs = self.app_log_tail(20);
+                let restored = match from {
+                    Some(prev) => self
+                        .ui
+                        .step(&format!("Putting {prev} back"), || {
+                            self.stop_switch_start(systemd, &unit, prev)
+                        })
+                        .map(|()| format!("{prev} is serving again")),
+                    None => systemd
+                        .stop(&unit, self.stop_timeout())
+                        .map(|()| "nothing was live before it; the app is stopped".to_string()),
+                };
+                state.swap = None;
+                state.set_outcome(to, Outcome::Failed);
+                let detail = format!("{e:#}");
+                state.push_event(event(
+                    action,
+                    to,
+                    from.map(String::from),
+                    "failed",
+                    None,
+                    Some(&detail),
+                ));
+                self.save_state(state)?;
+                let restored = match restored {
+                    Ok(msg) => msg,
+                    Err(r) => format!(
+                        "putting the previous release back failed too: {r:#}. Check \
+                         `deploy status {}` and the app's log {}",
+                        self.env_name,
+                        self.layout.app_log(&self.config.app).display()
+                    ),
+                };
+                Err(e.context(format!(
+                    "{action} of {to} failed; {restored}.\nThe app's last log lines:\n{logs}"
+                )))
+            }
+        }
+    }
+
+    fn stop_switch_start(&self, systemd: &Systemd, unit: &str, version: &str) -> Result<()> {
+        self.ui.step(&format!("Stopping {unit}"), || {
+            systemd.stop(unit, self.stop_timeout())
+        })?;
+        self.ui
+            .step(&format!("Switching current to {version}"), || {
+                fsx::replace_symlink(&self.layout.current(), &Layout::current_target(version))
+            })?;
+        self.ui.step(&format!("Starting {unit}"), || {
+            systemd.start(unit, START_TIMEOUT)
+        })?;
+        let url = health::url(self.env.port, &self.config.health.path);
+        self.ui.step(&format!("Health check {url}"), || {
+            let h = &self.config.health;
+            health::wait_healthy(&url, h.timeout, h.interval, || {
+                let s = systemd.state(unit)?;
+                if s.active == "failed" || s.active == "inactive" || s.sub == "auto-restart" {
+                    bail!("{unit} is {} ({}): the app exited", s.active, s.sub);
+                }
+                Ok(())
+            })
+            .map(|_| ())
+        })
+    }
+
+    /// The last lines the app wrote (podman's k8s-file log, prefixes removed).
+    pub fn app_log_tail(&self, n: usize) -> String {
+        let path = self.layout.app_log(&self.config.app);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(strip_k8s_prefix).collect();
+        if lines.is_empty() {
+            return format!("  (nothing in {})", path.display());
+        }
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| format!("  | {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn prune(&self, state: &mut State) -> Result<Vec<String>> {
+        let on_disk = self.releases_on_disk()?;
+        let current = self.current()?;
+        let previous = current.as_deref().and_then(|c| state.previous(&on_disk, c));
+        let doomed = state.prune_plan(
+            &on_disk,
+            current.as_deref(),
+            previous.as_deref(),
+            self.config.keep_releases,
+        );
+        for v in &doomed {
+            let image = state
+                .releases
+                .get(v)
+                .map(|r| r.image.clone())
+                .unwrap_or_else(|| self.image(v));
+            std::fs::remove_dir_all(self.layout.release(v))
+                .with_context(|| format!("cannot remove release {v}"))?;
+            if let Err(e) = podman::remove_image(&image) {
+                self.ui.warn(&format!("{e:#}"));
+            }
+            state.releases.remove(v);
+        }
+        fsx::sync_dir(&self.layout.releases())?;
+        self.save_state(state)?;
+        Ok(doomed)
+    }
+
+    // ---------------------------------------------------------------- rollback
+
+    pub fn rollback(&self, to: Option<&str>) -> Result<()> {
+        let _lock = self.lock(&format!("deploy rollback {}", self.env_name))?;
+        let systemd = Systemd::connect()?;
+        let mut state = self.load_state()?;
+        let on_disk = self.releases_on_disk()?;
+        let current = self.current()?;
+        let target = match to {
+            Some(t) => {
+                version::check(t)?;
+                if !on_disk.iter().any(|v| v == t) {
+                    bail!(
+                        "there is no release {t} on {}: it has {}",
+                        self.env_name,
+                        if on_disk.is_empty() {
+                            "none".into()
+                        } else {
+                            on_disk.join(", ")
+                        }
+                    );
+                }
+                if current.as_deref() == Some(t) {
+                    bail!("{t} is already the live release");
+                }
+                t.to_string()
+            }
+            None => {
+                let cur = current.as_deref().ok_or_else(|| {
+                    anyhow!(
+                        "nothing is live on {} yet: there is nothing to roll back",
+                        self.env_name
+                    )
+                })?;
+                state.previous(&on_disk, cur).ok_or_else(|| {
+                    anyhow!(
+                        "there is no release before {cur} to roll back to (releases: {}); name \
+                         one with --to",
+                        on_disk.join(", ")
+                    )
+                })?
+            }
+        };
+        let image = state
+            .releases
+            .get(&target)
+            .map(|r| r.image.clone())
+            .unwrap_or_else(|| self.image(&target));
+        if !podman::image_exists(&image)? {
+            self.ui
+                .step(&format!("Rebuilding missing image {image}"), || {
+                    podman::build(&self.layout.release(&target), &image, self.ui.verbose)
+                })?;
+        }
+        if !state.releases.contains_key(&target) {
+            state.add_release(&target, &image);
+        }
+        let started = Instant::now();
+        let gap = self.swap(
+            &systemd,
+            &mut state,
+            "rollback",
+            &target,
+            current.as_deref(),
+        )?;
+        self.ui.info(&format!(
+            "rolled back {} on {} to {target}{} ({} in all, gap {})",
+            self.config.app,
+            self.env_name,
+            current.map(|c| format!(" from {c}")).unwrap_or_default(),
+            fmt_duration(started.elapsed()),
+            fmt_duration(gap)
+        ));
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- reports
+
+    pub fn releases_report(&self) -> Result<String> {
+        self.require_setup()?;
+        let state = self.load_state()?;
+        let mut on_disk = self.releases_on_disk()?;
+        let current = self.current()?;
+        on_disk
+            .sort_by_key(|v| std::cmp::Reverse(state.releases.get(v).map(|r| r.seq).unwrap_or(0)));
+        let mut out = format!(
+            "{:<2}{:<24} {:<8} {:<22} {}\n",
+            "", "VERSION", "OUTCOME", "CREATED", "LAST LIVE"
+        );
+        for v in &on_disk {
+            let r = state.releases.get(v);
+            let outcome = match r.map(|r| &r.outcome) {
+                Some(Outcome::Ok) => "ok",
+                Some(Outcome::Failed) => "failed",
+                Some(Outcome::Ready) => "ready",
+                None => "unknown",
+            };
+            out += &format!(
+                "{:<2}{:<24} {:<8} {:<22} {}\n",
+                if current.as_deref() == Some(v) {
+                    "*"
+                } else {
+                    ""
+                },
+                v,
+                outcome,
+                r.map(|r| r.created_at.as_str()).unwrap_or("-"),
+                r.and_then(|r| r.deployed_at.as_deref()).unwrap_or("-"),
+            );
+        }
+        if on_disk.is_empty() {
+            out += "  (no releases yet)\n";
+        }
+        Ok(out)
+    }
+
+    pub fn status_report(&self) -> Result<String> {
+        self.require_setup()?;
+        let state = self.load_state()?;
+        let current = self.current()?;
+        let unit = self.unit_name();
+        let unit_state = Systemd::connect()
+            .and_then(|s| s.state(&unit))
+            .map(|s| format!("{} ({}, {})", s.active, s.sub, s.load))
+            .unwrap_or_else(|e| format!("unknown: {e:#}"));
+        let url = health::url(self.env.port, &self.config.health.path);
+        let health = match health::probe(&url, Duration::from_secs(2)) {
+            Ok(s) => format!("HTTP {s}"),
+            Err(e) => format!("no answer ({e})"),
+        };
+        let mut out = String::new();
+        out += &format!("app:          {}\n", self.config.app);
+        out += &format!("environment:  {} ({})\n", self.env_name, self.env.host);
+        out += &format!("path:         {}\n", self.layout.root.display());
+        out += &format!("current:      {}\n", current.as_deref().unwrap_or("(none)"));
+        if let Some(r) = current.as_deref().and_then(|c| state.releases.get(c)) {
+            out += &format!(
+                "live since:   {}\n",
+                r.deployed_at.as_deref().unwrap_or("-")
+            );
+        }
+        out += &format!("unit:         {unit}: {unit_state}\n");
+        out += &format!("health:       {url}: {health}\n");
+        if let Some(e) = state.events.last() {
+            out += &format!(
+                "last:         {} {} {} at {}{}\n",
+                e.action,
+                e.version,
+                e.outcome,
+                e.at,
+                e.gap_ms
+                    .map(|g| format!(" (gap {g}ms)"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(s) = &state.swap {
+            out += &format!(
+                "interrupted:  a {} to {} started at {} did not finish\n",
+                s.action, s.to, s.started_at
+            );
+        }
+        Ok(out)
+    }
+}
+
+fn event(
+    action: &str,
+    version: &str,
+    from: Option<String>,
+    outcome: &str,
+    gap: Option<Duration>,
+    detail: Option<&str>,
+) -> Event {
+    Event {
+        at: crate::state::now(),
+        action: action.into(),
+        version: version.into(),
+        from,
+        outcome: outcome.into(),
+        gap_ms: gap.map(|g| g.as_millis() as u64),
+        detail: detail.map(String::from),
+    }
+}
+
+/// `2026-11-22T19:05:25.32+00:00 stdout F hello` -> `hello`.
+pub fn strip_k8s_prefix(line: &str) -> String {
+    let mut parts = line.splitn(4, ' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some("stdout" | "stderr"), Some(_), Some(msg)) => msg.to_string(),
+        _ => line.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k8s_log_prefix_is_stripped() {
+        assert_eq!(
+            strip_k8s_prefix("2026-11-22T19:05:25.322677983+00:00 stdout F hello log"),
+            "hello log"
+        );
+        assert_eq!(strip_k8s_prefix("plain line"), "plain line");
+    }
+}

@@ -1,0 +1,263 @@
+//! The node's record of releases and what happened to them, kept in one JSON file that is
+//! written atomically. The planning functions here (previous release, pruning) are pure.
+
+use crate::fsx;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    #[serde(default)]
+    pub releases: BTreeMap<String, ReleaseRecord>,
+    /// Newest last; capped at [`MAX_EVENTS`].
+    #[serde(default)]
+    pub events: Vec<Event>,
+    /// Set while a swap is under way: what was live before it, so that an interrupted swap can
+    /// be recognised and undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<Swap>,
+    #[serde(default)]
+    pub next_seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Uploaded and built, never went live.
+    Ready,
+    /// Went live and passed its health check (it may since have been replaced).
+    Ok,
+    /// Failed its start or health check; the previous release was put back.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseRecord {
+    /// Order of creation: the basis of "previous" and of pruning.
+    pub seq: u64,
+    pub created_at: String,
+    pub image: String,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub at: String,
+    /// `release` or `rollback`.
+    pub action: String,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// `ok`, `failed` (and the previous release was put back), or `error`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Swap {
+    pub action: String,
+    pub to: String,
+    pub from: Option<String>,
+    pub started_at: String,
+    pub pid: u32,
+}
+
+pub const MAX_EVENTS: usize = 200;
+
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+impl State {
+    pub fn load(path: &Path) -> Result<State> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "the state file {} is not valid JSON: restore it from a backup, or move it \
+                     away to start a new history (releases on disk are kept)",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut json = serde_json::to_vec_pretty(self)?;
+        json.push(b'\n');
+        fsx::write_atomic(path, &json, 0o644)
+    }
+
+    /// Records a new (or rebuilt) release, newest in creation order.
+    pub fn add_release(&mut self, version: &str, image: &str) {
+        self.next_seq = self.next_seq.max(self.max_seq()) + 1;
+        self.releases.insert(
+            version.to_string(),
+            ReleaseRecord {
+                seq: self.next_seq,
+                created_at: now(),
+                image: image.to_string(),
+                outcome: Outcome::Ready,
+                deployed_at: None,
+            },
+        );
+    }
+
+    fn max_seq(&self) -> u64 {
+        self.releases.values().map(|r| r.seq).max().unwrap_or(0)
+    }
+
+    pub fn set_outcome(&mut self, version: &str, outcome: Outcome) {
+        if let Some(r) = self.releases.get_mut(version) {
+            if outcome == Outcome::Ok {
+                r.deployed_at = Some(now());
+            }
+            r.outcome = outcome;
+        }
+    }
+
+    pub fn push_event(&mut self, event: Event) {
+        self.events.push(event);
+        if self.events.len() > MAX_EVENTS {
+            let extra = self.events.len() - MAX_EVENTS;
+            self.events.drain(..extra);
+        }
+    }
+
+    fn seq_of(&self, version: &str) -> u64 {
+        self.releases.get(version).map(|r| r.seq).unwrap_or(0)
+    }
+
+    /// The release to roll back to from `current`: the newest release created before it that
+    /// did not fail.
+    pub fn previous(&self, on_disk: &[String], current: &str) -> Option<String> {
+        let cur = self.seq_of(current);
+        let mut candidates: Vec<&String> = on_disk
+            .iter()
+            .filter(|v| v.as_str() != current)
+            .filter(|v| {
+                self.releases
+                    .get(*v)
+                    .is_none_or(|r| r.outcome != Outcome::Failed)
+            })
+            .filter(|v| self.seq_of(v) < cur || (cur == 0 && v.as_str() < current))
+            .collect();
+        candidates.sort_by_key(|v| (self.seq_of(v), (*v).clone()));
+        candidates.last().map(|v| (*v).clone())
+    }
+
+    /// The releases to delete so that `keep` remain, newest by creation first; `current` and
+    /// `previous` are never among them. Failed releases count like any other.
+    pub fn prune_plan(
+        &self,
+        on_disk: &[String],
+        current: Option<&str>,
+        previous: Option<&str>,
+        keep: usize,
+    ) -> Vec<String> {
+        let mut all: Vec<&String> = on_disk.iter().collect();
+        all.sort_by_key(|v| std::cmp::Reverse((self.seq_of(v), (*v).clone())));
+        let protected = |v: &str| Some(v) == current || Some(v) == previous;
+        let kept_protected = all.iter().filter(|v| protected(v)).count();
+        let mut room = keep.saturating_sub(kept_protected);
+        let mut doomed = Vec::new();
+        for v in all {
+            if protected(v) {
+                continue;
+            }
+            if room > 0 {
+                room -= 1;
+            } else {
+                doomed.push(v.clone());
+            }
+        }
+        doomed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(versions: &[(&str, Outcome)]) -> (State, Vec<String>) {
+        let mut s = State::default();
+        for (v, o) in versions {
+            s.add_release(v, "img");
+            s.set_outcome(v, o.clone());
+        }
+        (s, versions.iter().map(|(v, _)| v.to_string()).collect())
+    }
+
+    #[test]
+    fn previous_skips_failed_and_newer() {
+        use Outcome::*;
+        let (s, disk) = state(&[("v1", Ok), ("v2", Ok), ("v3", Failed), ("v4", Ok)]);
+        assert_eq!(s.previous(&disk, "v4").as_deref(), Some("v2"));
+        assert_eq!(s.previous(&disk, "v2").as_deref(), Some("v1"));
+        assert_eq!(s.previous(&disk, "v1"), None);
+    }
+
+    #[test]
+    fn prune_keeps_newest_current_and_previous() {
+        use Outcome::*;
+        let (s, disk) = state(&[
+            ("v1", Ok),
+            ("v2", Ok),
+            ("v3", Ok),
+            ("v4", Failed),
+            ("v5", Ok),
+            ("v6", Ok),
+        ]);
+        // Current v6, previous v5: keep 3 = v6, v5 and the newest other (v4, failed).
+        assert_eq!(
+            s.prune_plan(&disk, Some("v6"), Some("v5"), 3),
+            ["v3", "v2", "v1"]
+        );
+        // Rolled back to v1: it and its previous survive however old they are.
+        let doomed = s.prune_plan(&disk, Some("v2"), Some("v1"), 2);
+        assert_eq!(doomed, ["v6", "v5", "v4", "v3"]);
+        // Keep 1 still keeps current and previous.
+        assert_eq!(s.prune_plan(&disk, Some("v6"), Some("v5"), 1).len(), 4);
+        assert!(s.prune_plan(&disk, Some("v6"), Some("v5"), 10).is_empty());
+    }
+
+    #[test]
+    fn unknown_releases_are_oldest() {
+        let (s, mut disk) = state(&[("v1", Outcome::Ok), ("v2", Outcome::Ok)]);
+        disk.push("manual".into());
+        assert_eq!(s.prune_plan(&disk, Some("v2"), Some("v1"), 2), ["manual"]);
+    }
+
+    #[test]
+    fn events_are_capped() {
+        let mut s = State::default();
+        for i in 0..MAX_EVENTS + 5 {
+            s.push_event(Event {
+                at: now(),
+                action: "release".into(),
+                version: format!("v{i}"),
+                from: None,
+                outcome: "ok".into(),
+                gap_ms: None,
+                detail: None,
+            });
+        }
+        assert_eq!(s.events.len(), MAX_EVENTS);
+        assert_eq!(s.events[0].version, "v5");
+    }
+
+    #[test]
+    fn roundtrip() {
+        let (s, _) = state(&[("v1", Outcome::Ok)]);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<State>(&json).unwrap(), s);
+    }
+}

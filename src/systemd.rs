@@ -1,0 +1,203 @@
+//! The user's systemd manager over D-Bus (zbus, blocking): daemon-reload, start and stop with
+//! waiting for the job to finish, and unit state.
+//!
+//! Waiting for a job without a race: subscribe, open the `JobRemoved` stream, then call
+//! StartUnit/StopUnit, and keep only the signal whose job path matches. The blocking signal
+//! iterator has no timeout, so a thread feeds a channel that is read with a deadline.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use zbus::blocking::Connection;
+use zbus::zvariant::OwnedObjectPath;
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1"
+)]
+trait Manager {
+    fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
+    fn reload(&self) -> zbus::Result<()>;
+    fn subscribe(&self) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn job_removed(
+        &self,
+        id: u32,
+        job: OwnedObjectPath,
+        unit: String,
+        result: String,
+    ) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+}
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Unit",
+    default_service = "org.freedesktop.systemd1"
+)]
+trait Unit {
+    #[zbus(property)]
+    fn active_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn sub_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn load_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn state_change_timestamp(&self) -> zbus::Result<u64>;
+}
+
+pub struct Systemd {
+    conn: Connection,
+    manager: ManagerProxyBlocking<'static>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitState {
+    pub load: String,
+    pub active: String,
+    pub sub: String,
+    /// Microseconds since the epoch of the last state change (0 if never).
+    pub since_us: u64,
+}
+
+fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
+}
+
+/// The address of the user's bus: `DBUS_SESSION_BUS_ADDRESS`, else `$XDG_RUNTIME_DIR/bus`,
+/// else `/run/user/UID/bus`.
+pub fn bus_address() -> String {
+    if let Ok(a) = std::env::var("DBUS_SESSION_BUS_ADDRESS") {
+        if !a.is_empty() {
+            return a;
+        }
+    }
+    let runtime = std::env::var("XDG_RUNTIME_DIR")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| format!("/run/user/{}", uid()));
+    format!("unix:path={runtime}/bus")
+}
+
+fn user_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "$USER".into())
+}
+
+impl Systemd {
+    /// Connects to the user's manager, saying how to fix it when it is not reachable.
+    pub fn connect() -> Result<Systemd> {
+        let address = bus_address();
+        let hint = || {
+            format!(
+                "cannot reach your systemd user manager on {address}. It runs when you are logged \
+                 in, or always once root runs `loginctl enable-linger {}`; XDG_RUNTIME_DIR must be \
+                 set (usually /run/user/{})",
+                user_name(),
+                uid()
+            )
+        };
+        let conn = zbus::blocking::connection::Builder::address(address.as_str())
+            .and_then(|b| b.build())
+            .with_context(hint)?;
+        let manager = ManagerProxyBlocking::new(&conn).with_context(hint)?;
+        manager.version().with_context(hint)?;
+        Ok(Systemd { conn, manager })
+    }
+
+    /// daemon-reload; the reply comes when the reload is done.
+    pub fn reload(&self) -> Result<()> {
+        self.manager
+            .reload()
+            .context("systemd daemon-reload (user manager) failed")
+    }
+
+    pub fn start(&self, unit: &str, timeout: Duration) -> Result<()> {
+        let _ = self.manager.reset_failed_unit(unit);
+        self.run_job("start", unit, timeout, |m| m.start_unit(unit, "replace"))
+    }
+
+    pub fn stop(&self, unit: &str, timeout: Duration) -> Result<()> {
+        self.run_job("stop", unit, timeout, |m| m.stop_unit(unit, "replace"))
+    }
+
+    fn run_job(
+        &self,
+        verb: &str,
+        unit: &str,
+        timeout: Duration,
+        call: impl FnOnce(&ManagerProxyBlocking<'static>) -> zbus::Result<OwnedObjectPath>,
+    ) -> Result<()> {
+        self.manager
+            .subscribe()
+            .context("systemd Subscribe failed")?;
+        let signals = self.manager.receive_job_removed()?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for signal in signals {
+                if let Ok(args) = signal.args() {
+                    let item = (args.job().to_string(), args.result().to_string());
+                    if tx.send(item).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let job = call(&self.manager)
+            .with_context(|| format!("systemd refused to {verb} {unit}"))?
+            .to_string();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((path, result)) if path == job => {
+                    if result == "done" {
+                        return Ok(());
+                    }
+                    bail!("{verb} of {unit} ended with `{result}`");
+                }
+                Ok(_) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("{verb} of {unit} did not finish within {timeout:?}")
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("lost the connection to the systemd user manager during {verb} of {unit}")
+                }
+            }
+        }
+    }
+
+    pub fn state(&self, unit: &str) -> Result<UnitState> {
+        let path = self
+            .manager
+            .load_unit(unit)
+            .with_context(|| format!("cannot look up {unit}"))?;
+        let u = UnitProxyBlocking::builder(&self.conn)
+            .path(path)?
+            .build()
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(UnitState {
+            load: u.load_state()?,
+            active: u.active_state()?,
+            sub: u.sub_state()?,
+            since_us: u.state_change_timestamp()?,
+        })
+    }
+}
+
+/// Where user units live: `$XDG_CONFIG_HOME/systemd/user`, else `~/.config/systemd/user`.
+pub fn user_unit_dir(home: &std::path::Path) -> std::path::PathBuf {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| home.join(".config"))
+        .join("systemd/user")
+}

@@ -1,0 +1,135 @@
+//! The systemd user unit of an app and the per-release env file it reads. Pure: renders text
+//! from the template in `units/`, embedded in the binary.
+
+use crate::layout::Layout;
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+const APP_SERVICE: &str = include_str!("../units/app.service");
+
+/// What a unit is made from: everything is fixed per environment, nothing per release.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitSpec {
+    pub app: String,
+    pub root: String,
+    /// The per-release env file, read through `current`.
+    pub release_env: String,
+    pub port: u16,
+    pub container_port: u16,
+    pub log: String,
+    pub env_file: Option<String>,
+    pub mounts: Vec<Mount>,
+    pub stop_timeout: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Mount {
+    pub host: String,
+    pub container: String,
+}
+
+pub fn unit_name(app: &str) -> String {
+    format!("{app}.service")
+}
+
+pub fn render(spec: &UnitSpec) -> Result<String> {
+    let mut env = minijinja::Environment::new();
+    env.set_keep_trailing_newline(true);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template("app.service", APP_SERVICE)?;
+    let ctx = minijinja::context! {
+        deploy_version => env!("CARGO_PKG_VERSION"),
+        ..minijinja::Value::from_serialize(spec)
+    };
+    env.get_template("app.service")?
+        .render(ctx)
+        .context("cannot render the unit template")
+}
+
+/// The env file inside each release: the unit reads it through `current`.
+pub fn release_env(app: &str, version: &str, image: &str) -> String {
+    format!("# Written by deploy: the release {version} of {app}.\nDEPLOY_VERSION={version}\nDEPLOY_IMAGE={image}\n")
+}
+
+impl UnitSpec {
+    pub fn new(config: &crate::config::Config, layout: &Layout, port: u16) -> UnitSpec {
+        let root = layout.root.display().to_string();
+        let shared = layout.shared();
+        UnitSpec {
+            app: config.app.clone(),
+            root,
+            release_env: layout.current_release_env().display().to_string(),
+            port,
+            container_port: config.container.port,
+            log: layout.app_log(&config.app).display().to_string(),
+            env_file: config
+                .shared
+                .files
+                .iter()
+                .any(|f| f == ".env")
+                .then(|| shared.join(".env").display().to_string()),
+            mounts: config
+                .container
+                .mounts
+                .iter()
+                .map(|(dir, target)| Mount {
+                    host: shared.join(dir).display().to_string(),
+                    container: target.clone(),
+                })
+                .collect(),
+            stop_timeout: config.container.stop_timeout.as_secs().max(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(env_file: bool) -> UnitSpec {
+        let config = crate::config::parse(&format!(
+            "app: shop\nartifacts: [shop]\nshared: {{dirs: [data, uploads], files: [{}]}}\n\
+             container: {{port: 8080, mounts: {{data: /app/data}}}}\n\
+             environments: {{prod: {{host: local, path: /srv/shop, port: 18080}}}}\n",
+            if env_file { ".env" } else { "secrets.txt" }
+        ))
+        .unwrap();
+        UnitSpec::new(&config, &Layout::new("/srv/shop"), 18080)
+    }
+
+    #[test]
+    fn unit_reads_everything_through_current() {
+        let text = render(&spec(true)).unwrap();
+        assert!(text.contains("EnvironmentFile=/srv/shop/current/.deploy/release.env\n"));
+        assert!(text.contains("--publish 127.0.0.1:18080:8080 \\\n"));
+        assert!(text.contains("--env-file /srv/shop/shared/.env \\\n"));
+        assert!(text.contains("--volume /srv/shop/shared/data:/app/data \\\n"));
+        assert!(!text.contains("uploads"), "only mounted dirs are mounted");
+        assert!(text.contains("    ${DEPLOY_IMAGE}\nExecStop="));
+        assert!(text.contains("--log-opt path=/srv/shop/log/shop.log"));
+        assert!(text.contains("TimeoutStopSec=40\n"));
+        assert!(!text.contains("{{") && !text.contains("{%"));
+    }
+
+    #[test]
+    fn no_env_file_without_dot_env() {
+        let text = render(&spec(false)).unwrap();
+        assert!(!text.contains("--env-file"));
+        // Every continuation line ends in a backslash up to the image.
+        let exec: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("ExecStart="))
+            .take_while(|l| !l.starts_with("ExecStop="))
+            .collect();
+        let (last, rest) = exec.split_last().unwrap();
+        assert!(rest.iter().all(|l| l.ends_with('\\')), "{exec:?}");
+        assert_eq!(last.trim(), "${DEPLOY_IMAGE}");
+    }
+
+    #[test]
+    fn release_env_names_the_image() {
+        let e = release_env("shop", "v2", "localhost/shop:v2");
+        assert!(e.contains("\nDEPLOY_VERSION=v2\n"));
+        assert!(e.ends_with("DEPLOY_IMAGE=localhost/shop:v2\n"));
+    }
+}

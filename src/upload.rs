@@ -1,0 +1,127 @@
+//! Putting a release's files on the node: rsync into `releases/.incoming-VERSION`, hard-linking
+//! unchanged files to the current release (`--link-dest`), then linking `shared/` into it.
+
+use crate::config::{Config, Shared};
+use crate::layout::{Layout, RELEASE_META};
+use crate::{fsx, unit};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The local artifact paths, checked to exist. Trailing slashes are dropped so that rsync
+/// copies a directory as itself, under its base name.
+pub fn artifact_sources(config: &Config, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for a in &config.artifacts {
+        let p = dir.join(a.trim_end_matches('/'));
+        if std::fs::symlink_metadata(&p).is_err() {
+            bail!(
+                "artifact `{a}` does not exist (looked for {}): build it first, or fix `artifacts` \
+                 in the config",
+                p.display()
+            );
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// The rsync command line for an upload. Pure.
+pub fn rsync_args(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -> Vec<String> {
+    let mut args = vec![
+        "--archive".to_string(),
+        "--delete".into(),
+        "--hard-links".into(),
+    ];
+    if let Some(l) = link_dest {
+        args.push(format!("--link-dest={}", l.display()));
+    }
+    args.extend(sources.iter().map(|s| s.display().to_string()));
+    args.push(format!("{}/", dest.display()));
+    args
+}
+
+/// Uploads into the incoming directory (created or resumed).
+pub fn rsync_local(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -> Result<()> {
+    fsx::ensure_dir(dest, 0o755)?;
+    let out = duct::cmd("rsync", rsync_args(sources, dest, link_dest))
+        .stderr_capture()
+        .stdout_null()
+        .unchecked()
+        .run()
+        .context("cannot run rsync: install it (apt-get install rsync)")?;
+    if !out.status.success() {
+        bail!(
+            "rsync into {} failed ({}): {}",
+            dest.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Completes an uploaded directory: deploy's env file and the links into `shared/`.
+pub fn finish_release_dir(
+    dir: &Path,
+    shared: &Shared,
+    app: &str,
+    version: &str,
+    image: &str,
+) -> Result<()> {
+    let meta = dir.join(RELEASE_META);
+    fsx::ensure_dir(&meta, 0o755)?;
+    fsx::write_atomic(
+        &meta.join("release.env"),
+        unit::release_env(app, version, image).as_bytes(),
+        0o644,
+    )?;
+    for entry in shared.dirs.iter().chain(&shared.files) {
+        let link = dir.join(entry);
+        if let Some(parent) = link.parent() {
+            fsx::ensure_dir(parent, 0o755)?;
+        }
+        match std::fs::symlink_metadata(&link) {
+            Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(&link)?,
+            Ok(_) => bail!(
+                "the release contains `{entry}`, which is shared: remove it from the artifacts \
+                 (shared entries live in shared/ and are linked into every release)"
+            ),
+            Err(_) => {}
+        }
+        std::os::unix::fs::symlink(Layout::shared_link_target(entry), &link)
+            .with_context(|| format!("cannot link {} into shared/", link.display()))?;
+    }
+    fsx::sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::artifact_name;
+
+    #[test]
+    fn rsync_command() {
+        let args = rsync_args(
+            &["/p/target/release/app".into(), "/p/assets".into()],
+            Path::new("/srv/a/releases/.incoming-v2"),
+            Some(Path::new("/srv/a/releases/v1")),
+        );
+        assert_eq!(
+            args.join(" "),
+            "--archive --delete --hard-links --link-dest=/srv/a/releases/v1 \
+             /p/target/release/app /p/assets /srv/a/releases/.incoming-v2/"
+        );
+    }
+
+    #[test]
+    fn first_release_has_no_link_dest() {
+        let args = rsync_args(&["/p/x".into()], Path::new("/d"), None);
+        assert!(!args.iter().any(|a| a.starts_with("--link-dest")));
+    }
+
+    #[test]
+    fn names_are_base_names() {
+        assert_eq!(artifact_name("target/release/app").unwrap(), "app");
+        assert_eq!(artifact_name("assets/").unwrap(), "assets");
+    }
+}

@@ -1,0 +1,89 @@
+//! Release names: what a VERSION may be, and the image tag it becomes. Pure.
+
+use anyhow::{bail, Result};
+
+/// A version names a directory under `releases/`: letters, digits, `.`, `_`, `-`, `+`; it may
+/// not start with `.` (deploy's own temp names do) or `-` (it would read as an option).
+pub fn check(version: &str) -> Result<()> {
+    let ok_chars = version
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
+    if version.is_empty()
+        || version.len() > 100
+        || !ok_chars
+        || version.starts_with('.')
+        || version.starts_with('-')
+    {
+        bail!(
+            "`{version}` is not a valid version: use 1 to 100 letters, digits, `.`, `_`, `-` or `+`, \
+             not starting with `.` or `-` (e.g. v2.0.0, 2026-11-22.1, 1.4.0+build7)"
+        );
+    }
+    Ok(())
+}
+
+/// The image tag for a version. Tags cannot hold `+`, so it becomes `_` followed by a short
+/// checksum of the version, which keeps `1+a` and `1_a` apart.
+pub fn image_tag(version: &str) -> String {
+    if !version.contains('+') {
+        return version.to_string();
+    }
+    // FNV-1a, 32 bits: stable across builds and platforms.
+    let mut h: u32 = 0x811c9dc5;
+    for b in version.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x01000193);
+    }
+    format!("{}-{h:08x}", version.replace('+', "_"))
+}
+
+pub fn image_ref(app: &str, version: &str) -> String {
+    format!("localhost/{app}:{}", image_tag(version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn good_versions() {
+        for v in [
+            "v1",
+            "v2.0.0",
+            "2026-11-22.1",
+            "1.4.0+build7",
+            "release_3",
+            "a",
+        ] {
+            check(v).unwrap();
+        }
+    }
+
+    #[test]
+    fn bad_versions() {
+        for v in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            ".incoming-v1",
+            "-rf",
+            "v 1",
+            "v1;rm",
+            "é",
+        ] {
+            assert!(check(v).is_err(), "{v:?} accepted");
+        }
+        assert!(check(&"x".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn tags() {
+        assert_eq!(image_tag("v2.0.0"), "v2.0.0");
+        let plus = image_tag("1+a");
+        assert!(plus.starts_with("1_a-") && plus.len() == 12, "{plus}");
+        assert_ne!(plus, image_tag("1_a"));
+        assert_eq!(image_ref("my-app", "v1"), "localhost/my-app:v1");
+    }
+}
