@@ -303,15 +303,18 @@ impl<'a> Node<'a> {
             Err(e) => {
                 let logs = self.app_log_tail(20);
                 let restored = match from {
-                    Some(prev) => self
-                        .ui
-                        .step(&format!("Putting {prev} back"), || {
-                            self.stop_switch_start(systemd, &unit, prev)
-                        })
-                        .map(|()| format!("{prev} is serving again")),
-                    None => systemd
-                        .stop(&unit, self.stop_timeout())
-                        .map(|()| "nothing was live before it; the app is stopped".to_string()),
+                    Some(prev) => {
+                        self.ui
+                            .info(&format!("{action} of {to} failed: putting {prev} back"));
+                        self.stop_switch_start(systemd, &unit, prev)
+                            .map(|()| format!("{prev} is serving again"))
+                    }
+                    None => systemd.stop(&unit, self.stop_timeout()).and_then(|()| {
+                        // Nothing was live before: `current` goes, so nothing claims to be live.
+                        std::fs::remove_file(self.layout.current())?;
+                        fsx::sync_dir(&self.layout.root)?;
+                        Ok("nothing was live before it; the app is stopped".to_string())
+                    }),
                 };
                 state.swap = None;
                 state.set_outcome(to, Outcome::Failed);
@@ -334,9 +337,9 @@ impl<'a> Node<'a> {
                         self.layout.app_log(&self.config.app).display()
                     ),
                 };
-                Err(e.context(format!(
-                    "{action} of {to} failed; {restored}.\nThe app's last log lines:\n{logs}"
-                )))
+                Err(anyhow!(
+                    "{action} of {to} failed: {detail}\n{restored}.\nThe app's last log lines:\n{logs}"
+                ))
             }
         }
     }

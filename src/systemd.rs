@@ -110,6 +110,8 @@ impl Systemd {
             .with_context(hint)?;
         let manager = ManagerProxyBlocking::new(&conn).with_context(hint)?;
         manager.version().with_context(hint)?;
+        // Once per connection: systemd answers AlreadySubscribed to a second call.
+        manager.subscribe().context("systemd Subscribe failed")?;
         Ok(Systemd { conn, manager })
     }
 
@@ -136,9 +138,6 @@ impl Systemd {
         timeout: Duration,
         call: impl FnOnce(&ManagerProxyBlocking<'static>) -> zbus::Result<OwnedObjectPath>,
     ) -> Result<()> {
-        self.manager
-            .subscribe()
-            .context("systemd Subscribe failed")?;
         let signals = self.manager.receive_job_removed()?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

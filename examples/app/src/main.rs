@@ -1,1 +1,142 @@
-fn main() {}
+//! The example app that `deploy` ships in its demo and tests: a small HTTP server with an SQLite
+//! database in its data directory.
+//!
+//! - `GET /`        records a hit, answers `example-app <version> hits=<n> greeting=<assets/greeting.txt>`
+//! - `GET /hits`    the number of hits recorded so far (rows of the database)
+//! - `GET /healthz` 200 `ok`, or 500 when `<assets>/fail-health` exists (a release that is broken)
+//! - `GET /slow?ms=N` answers after N milliseconds (for graceful-stop tests)
+//!
+//! The version comes from `DEPLOY_VERSION` (set by deploy's unit). SIGTERM stops accepting and
+//! lets requests in flight finish before exiting 0.
+
+use rusqlite::Connection;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+struct App {
+    db: Mutex<Connection>,
+    version: String,
+    assets: PathBuf,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn main() {
+    let port: u16 = env_or("PORT", "8080")
+        .parse()
+        .expect("PORT must be a port number");
+    let data = PathBuf::from(env_or("DATA_DIR", "/app/data"));
+    let assets = PathBuf::from(env_or("ASSETS_DIR", "/app/assets"));
+    let version = env_or("DEPLOY_VERSION", "dev");
+
+    let db = Connection::open(data.join("app.db")).expect("cannot open the database");
+    db.pragma_update(None, "journal_mode", "WAL").expect("WAL");
+    db.execute_batch(
+        "CREATE TABLE IF NOT EXISTS hits (id INTEGER PRIMARY KEY, at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, version TEXT NOT NULL);",
+    )
+    .expect("cannot create the schema");
+    let app = Arc::new(App {
+        db: Mutex::new(db),
+        version,
+        assets,
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).expect("signal handler");
+    }
+    let server = tiny_http::Server::http(("0.0.0.0", port)).expect("cannot listen");
+    println!("example-app {} listening on :{port}", app.version);
+
+    let mut inflight: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        match server.recv_timeout(Duration::from_millis(50)) {
+            Ok(Some(request)) => {
+                let app = Arc::clone(&app);
+                inflight.push(std::thread::spawn(move || handle(&app, request)));
+                inflight.retain(|h| !h.is_finished());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                break;
+            }
+        }
+    }
+    println!(
+        "example-app {}: stopping, finishing {} request(s)",
+        app.version,
+        inflight.len()
+    );
+    drop(server);
+    for h in inflight {
+        let _ = h.join();
+    }
+    println!("example-app {}: stopped", app.version);
+}
+
+fn handle(app: &App, request: tiny_http::Request) {
+    let url = request.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let (status, body) = match path {
+        "/healthz" => {
+            if app.assets.join("fail-health").exists() {
+                (500, "unhealthy: fail-health is present\n".to_string())
+            } else {
+                match app
+                    .db
+                    .lock()
+                    .unwrap()
+                    .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                {
+                    Ok(_) => (200, "ok\n".to_string()),
+                    Err(e) => (500, format!("database: {e}\n")),
+                }
+            }
+        }
+        "/" => {
+            let db = app.db.lock().unwrap();
+            let n = db
+                .execute("INSERT INTO hits (version) VALUES (?1)", [&app.version])
+                .and_then(|_| {
+                    db.query_row("SELECT COUNT(*) FROM hits", [], |r| r.get::<_, i64>(0))
+                });
+            let greeting =
+                std::fs::read_to_string(app.assets.join("greeting.txt")).unwrap_or_default();
+            match n {
+                Ok(n) => (
+                    200,
+                    format!(
+                        "example-app {} hits={n} greeting={}\n",
+                        app.version,
+                        greeting.trim()
+                    ),
+                ),
+                Err(e) => (500, format!("database: {e}\n")),
+            }
+        }
+        "/hits" => match app
+            .db
+            .lock()
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM hits", [], |r| r.get::<_, i64>(0))
+        {
+            Ok(n) => (200, format!("{n}\n")),
+            Err(e) => (500, format!("database: {e}\n")),
+        },
+        "/slow" => {
+            let ms: u64 = query
+                .strip_prefix("ms=")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000);
+            std::thread::sleep(Duration::from_millis(ms));
+            (200, format!("example-app {} slept {ms}ms\n", app.version))
+        }
+        _ => (404, "not found\n".to_string()),
+    };
+    let _ = request.respond(tiny_http::Response::from_string(body).with_status_code(status));
+}
