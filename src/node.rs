@@ -306,7 +306,8 @@ impl<'a> Node<'a> {
                     Some(prev) => {
                         self.ui
                             .info(&format!("{action} of {to} failed: putting {prev} back"));
-                        self.stop_switch_start(systemd, &unit, prev)
+                        self.ensure_image(state, prev)
+                            .and_then(|_| self.stop_switch_start(systemd, &unit, prev))
                             .map(|()| format!("{prev} is serving again"))
                     }
                     None => systemd.stop(&unit, self.stop_timeout()).and_then(|()| {
@@ -342,6 +343,22 @@ impl<'a> Node<'a> {
                 ))
             }
         }
+    }
+
+    /// The image of a release, rebuilt from its release directory if it has gone missing.
+    fn ensure_image(&self, state: &State, version: &str) -> Result<String> {
+        let image = state
+            .releases
+            .get(version)
+            .map(|r| r.image.clone())
+            .unwrap_or_else(|| self.image(version));
+        if !podman::image_exists(&image)? {
+            self.ui
+                .step(&format!("Rebuilding missing image {image}"), || {
+                    podman::build(&self.layout.release(version), &image, self.ui.verbose)
+                })?;
+        }
+        Ok(image)
     }
 
     fn stop_switch_start(&self, systemd: &Systemd, unit: &str, version: &str) -> Result<()> {
@@ -455,17 +472,7 @@ impl<'a> Node<'a> {
                 })?
             }
         };
-        let image = state
-            .releases
-            .get(&target)
-            .map(|r| r.image.clone())
-            .unwrap_or_else(|| self.image(&target));
-        if !podman::image_exists(&image)? {
-            self.ui
-                .step(&format!("Rebuilding missing image {image}"), || {
-                    podman::build(&self.layout.release(&target), &image, self.ui.verbose)
-                })?;
-        }
+        let image = self.ensure_image(&state, &target)?;
         if !state.releases.contains_key(&target) {
             state.add_release(&target, &image);
         }

@@ -136,9 +136,33 @@ impl State {
         self.releases.get(version).map(|r| r.seq).unwrap_or(0)
     }
 
-    /// The release to roll back to from `current`: the newest release created before it that
-    /// did not fail.
+    /// The release to roll back to from `current`. When `current` went live by a release, it is
+    /// the release that was live before it; when it went live by a rollback (or its history is
+    /// unknown), it is the newest release created before it that did not fail, so that rolling
+    /// back again goes further back.
     pub fn previous(&self, on_disk: &[String], current: &str) -> Option<String> {
+        let usable = |v: &str| {
+            on_disk.iter().any(|d| d == v)
+                && self
+                    .releases
+                    .get(v)
+                    .is_none_or(|r| r.outcome != Outcome::Failed)
+        };
+        let went_live = self
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.version == current && e.outcome == "ok");
+        if let Some(Event {
+            action,
+            from: Some(from),
+            ..
+        }) = went_live
+        {
+            if action == "release" && from != current && usable(from) {
+                return Some(from.clone());
+            }
+        }
         let cur = self.seq_of(current);
         let mut candidates: Vec<&String> = on_disk
             .iter()
@@ -203,6 +227,37 @@ mod tests {
         assert_eq!(s.previous(&disk, "v4").as_deref(), Some("v2"));
         assert_eq!(s.previous(&disk, "v2").as_deref(), Some("v1"));
         assert_eq!(s.previous(&disk, "v1"), None);
+    }
+
+    fn went_live(s: &mut State, action: &str, version: &str, from: &str) {
+        s.push_event(Event {
+            at: now(),
+            action: action.into(),
+            version: version.into(),
+            from: Some(from.into()),
+            outcome: "ok".into(),
+            gap_ms: None,
+            detail: None,
+        });
+    }
+
+    #[test]
+    fn previous_follows_what_was_live_before_a_release() {
+        use Outcome::*;
+        let (mut s, disk) = state(&[("v1", Ok), ("v2", Ok), ("v3", Ok), ("v4", Ok)]);
+        went_live(&mut s, "release", "v4", "v3");
+        went_live(&mut s, "rollback", "v3", "v4");
+        // Rolled back to v3: rolling back again goes further back, not to v4.
+        assert_eq!(s.previous(&disk, "v3").as_deref(), Some("v2"));
+        // v5 released on top of v3: its previous is v3, not v4 (created later, rolled away from).
+        let mut disk = disk;
+        s.add_release("v5", "img");
+        disk.push("v5".into());
+        went_live(&mut s, "release", "v5", "v3");
+        assert_eq!(s.previous(&disk, "v5").as_deref(), Some("v3"));
+        // A previous that is gone from disk falls back to creation order.
+        disk.retain(|v| v != "v3");
+        assert_eq!(s.previous(&disk, "v5").as_deref(), Some("v4"));
     }
 
     #[test]

@@ -1,0 +1,325 @@
+//! The test harness: a real node on this machine. The tests run as root (as CI does); `deploy`
+//! runs as the node's user, with that user's `systemd --user` manager and rootless Podman, which
+//! `scripts/node-setup` provides (it is run here, idempotently, before the first test).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const NODE_USER: &str = "deployer";
+
+pub struct NodeEnv {
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    /// The deploy binary, where the node's user can run it.
+    pub deploy: PathBuf,
+    /// The example app's static binary.
+    pub example_bin: PathBuf,
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn node() -> &'static NodeEnv {
+    static NODE: OnceLock<NodeEnv> = OnceLock::new();
+    NODE.get_or_init(|| {
+        let whoami = run_ok(Command::new("id").arg("-u"));
+        assert_eq!(
+            whoami.trim(),
+            "0",
+            "the integration tests set up a node user and run as root: use scripts/test"
+        );
+        run_ok(Command::new(repo().join("scripts/node-setup")).arg(NODE_USER));
+        run_ok(&mut Command::new(repo().join("scripts/build-example")));
+        let uid: u32 = run_ok(Command::new("id").args(["-u", NODE_USER]))
+            .trim()
+            .parse()
+            .unwrap();
+        let gid: u32 = run_ok(Command::new("id").args(["-g", NODE_USER]))
+            .trim()
+            .parse()
+            .unwrap();
+        let home = PathBuf::from(format!("/home/{NODE_USER}"));
+        let bin_dir = Path::new("/tmp/deploy-tests/bin");
+        std::fs::create_dir_all(bin_dir).unwrap();
+        let deploy = bin_dir.join(format!("deploy-{}", std::process::id()));
+        std::fs::copy(env!("CARGO_BIN_EXE_deploy"), &deploy).unwrap();
+        chmod(bin_dir, 0o755);
+        chmod(Path::new("/tmp/deploy-tests"), 0o755);
+        NodeEnv {
+            uid,
+            gid,
+            home,
+            deploy,
+            example_bin: repo().join("examples/app/dist/example-app"),
+        }
+    })
+}
+
+pub fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A command run as the node's user, with its session's environment.
+pub fn as_user(program: &Path, args: &[&str], dir: &Path) -> Command {
+    let n = node();
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={}", n.uid))
+        .arg(format!("--regid={}", n.gid))
+        .arg("--init-groups")
+        .args(["env", "-i"])
+        .arg(format!("HOME={}", n.home.display()))
+        .arg(format!("USER={NODE_USER}"))
+        .arg("PATH=/usr/local/bin:/usr/bin:/bin")
+        .arg(format!("XDG_RUNTIME_DIR=/run/user/{}", n.uid))
+        .arg(format!(
+            "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{}/bus",
+            n.uid
+        ))
+        .arg(program)
+        .args(args)
+        .current_dir(dir);
+    c
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    pub fn failed(self) -> Run {
+        assert_ne!(
+            self.code, 0,
+            "expected failure:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// One app deployed by a test: its own name, port and directories.
+pub struct Project {
+    pub app: String,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+pub struct Options {
+    pub keep_releases: usize,
+    pub health_timeout: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            keep_releases: 5,
+            health_timeout: "20s",
+        }
+    }
+}
+
+impl Project {
+    pub fn new(app: &str, port: u16, opts: Options) -> Project {
+        let n = node();
+        let p = Project {
+            app: app.to_string(),
+            dir: PathBuf::from(format!("/tmp/deploy-tests/{app}")),
+            port,
+        };
+        p.clean();
+        std::fs::create_dir_all(p.dir.join("dist")).unwrap();
+        std::fs::create_dir_all(p.dir.join("assets")).unwrap();
+        std::fs::copy(&n.example_bin, p.dir.join("dist/example-app")).unwrap();
+        std::fs::copy(
+            repo().join("examples/app/Containerfile"),
+            p.dir.join("Containerfile"),
+        )
+        .unwrap();
+        p.write("assets/greeting.txt", "hello one");
+        let yaml = format!(
+            "app: {app}\nkeep_releases: {keep}\nartifacts:\n  - dist/example-app\n  - assets\n  - Containerfile\n\
+             shared:\n  dirs: [data]\n  files: [.env]\ncontainer:\n  port: 8080\n  mounts:\n    data: /app/data\n  stop_timeout: 5s\n\
+             health:\n  path: /healthz\n  timeout: {timeout}\n  interval: 100ms\n\
+             environments:\n  test:\n    host: local\n    path: ~/tests/{app}\n    port: {port}\n",
+            keep = opts.keep_releases,
+            timeout = opts.health_timeout,
+        );
+        p.write("deploy.yaml", &yaml);
+        p
+    }
+
+    /// Writes a file in the project (as the user's).
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        self.chown();
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.dir.join(rel)).unwrap();
+    }
+
+    fn chown(&self) {
+        let n = node();
+        run_ok(
+            Command::new("chown")
+                .args(["-R", &format!("{}:{}", n.uid, n.gid)])
+                .arg(&self.dir),
+        );
+    }
+
+    pub fn root(&self) -> PathBuf {
+        node().home.join("tests").join(&self.app)
+    }
+
+    pub fn deploy(&self, args: &[&str]) -> Run {
+        Run::from(as_user(&node().deploy, args, &self.dir).output().unwrap())
+    }
+
+    /// Runs a program as the node's user in the project directory.
+    pub fn user(&self, program: &str, args: &[&str]) -> Run {
+        Run::from(
+            as_user(
+                Path::new(program),
+                args,
+                if self.dir.is_dir() {
+                    &self.dir
+                } else {
+                    Path::new("/")
+                },
+            )
+            .output()
+            .unwrap(),
+        )
+    }
+
+    pub fn current(&self) -> Option<String> {
+        std::fs::read_link(self.root().join("current"))
+            .ok()
+            .map(|t| t.file_name().unwrap().to_string_lossy().into_owned())
+    }
+
+    pub fn releases_on_disk(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.root().join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// GET on the app's port: (status, body).
+    pub fn get(&self, path: &str) -> Result<(u16, String), String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .proxy(None)
+            .build()
+            .into();
+        let mut r = agent
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .call()
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        Ok((status, r.body_mut().read_to_string().unwrap_or_default()))
+    }
+
+    pub fn body(&self, path: &str) -> String {
+        let (status, body) = self.get(path).unwrap();
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub fn image_exists(&self, version: &str) -> bool {
+        self.user(
+            "podman",
+            &[
+                "image",
+                "exists",
+                &format!("localhost/{}:{version}", self.app),
+            ],
+        )
+        .code
+            == 0
+    }
+
+    /// Stops the app and removes everything a previous run left.
+    pub fn clean(&self) {
+        let unit = format!("{}.service", self.app);
+        let _ = self.user("systemctl", &["--user", "stop", &unit]);
+        let unit_file = node().home.join(".config/systemd/user").join(&unit);
+        let _ = std::fs::remove_file(unit_file);
+        let _ = std::fs::remove_dir_all(self.root());
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // By name, never by id: identical builds of other tests' apps share image ids. The
+        // filter matches images and lists every name of each, so keep only this app's names.
+        let images = self.user(
+            "podman",
+            &[
+                "images",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+                "--filter",
+                &format!("reference=localhost/{}", self.app),
+            ],
+        );
+        let own = format!("localhost/{}:", self.app);
+        for name in images
+            .stdout
+            .split_whitespace()
+            .filter(|n| n.starts_with(&own))
+        {
+            let _ = self.user("podman", &["image", "rm", name]);
+        }
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.clean();
+        } else {
+            // Keep the files for a look, but free the port.
+            let _ = self.user(
+                "systemctl",
+                &["--user", "stop", &format!("{}.service", self.app)],
+            );
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The release lifecycle on a real node: rootless Podman, a real `systemd --user`, real HTTP.
+
+mod common;
+use common::{Options, Project};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+#[test]
+fn release_v1_v2_keeps_data_and_rolls_back() {
+    let p = Project::new("t-lifecycle", 18101, Options::default());
+    p.deploy(&["setup", "test"]).ok();
+    p.deploy(&["setup", "test"]).ok(); // idempotent
+    let root = p.root();
+    let env = std::fs::metadata(root.join("shared/.env")).unwrap();
+    assert_eq!(env.permissions().mode() & 0o777, 0o600);
+    let unit_file = common::node()
+        .home
+        .join(".config/systemd/user/t-lifecycle.service");
+    let unit_before = std::fs::read_to_string(&unit_file).unwrap();
+
+    let r = p.deploy(&["release", "v1", "test"]).ok();
+    assert!(
+        r.stderr.contains("t-lifecycle v1 is live on test"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(p.current().as_deref(), Some("v1"));
+    assert_eq!(p.body("/"), "example-app v1 hits=1 greeting=hello one\n");
+    assert_eq!(p.body("/"), "example-app v1 hits=2 greeting=hello one\n");
+
+    // v2 changes an asset; the binary is unchanged and must be a hard link, not a copy.
+    p.write("assets/greeting.txt", "hello two");
+    p.deploy(&["release", "v2"]).ok(); // the only environment may be left out
+    assert_eq!(p.current().as_deref(), Some("v2"));
+    assert_eq!(
+        p.body("/"),
+        "example-app v2 hits=3 greeting=hello two\n",
+        "rows in shared/data survive"
+    );
+    let ino = |v: &str| {
+        std::fs::metadata(root.join("releases").join(v).join("example-app"))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(
+        ino("v1"),
+        ino("v2"),
+        "unchanged artifact is hard-linked to the previous release"
+    );
+    assert!(std::fs::symlink_metadata(root.join("releases/v2/data"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_link(root.join("current")).unwrap(),
+        std::path::Path::new("releases/v2")
+    );
+
+    let r = p.deploy(&["releases"]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[1].starts_with("* v2") && lines[1].contains(" ok "),
+        "{}",
+        r.stdout
+    );
+    assert!(lines[2].starts_with("  v1"), "{}", r.stdout);
+
+    let r = p.deploy(&["rollback"]).ok();
+    assert!(r.stderr.contains("to v1 from v2"), "{}", r.stderr);
+    assert_eq!(p.current().as_deref(), Some("v1"));
+    assert_eq!(p.body("/"), "example-app v1 hits=4 greeting=hello one\n");
+
+    let r = p.deploy(&["rollback", "test", "--to", "v2"]).ok();
+    assert!(r.stderr.contains("to v2 from v1"), "{}", r.stderr);
+    assert!(p.body("/").starts_with("example-app v2 hits=5"));
+
+    let s = p.deploy(&["status"]).ok().stdout;
+    assert!(s.contains("current:      v2"), "{s}");
+    assert!(s.contains("t-lifecycle.service: active (running"), "{s}");
+    assert!(s.contains("HTTP 200"), "{s}");
+    assert!(s.contains("last:         rollback v2 ok"), "{s}");
+
+    let unit_after = std::fs::read_to_string(&unit_file).unwrap();
+    assert_eq!(
+        unit_before, unit_after,
+        "the unit never changes between releases"
+    );
+}
+
+#[test]
+fn failed_health_check_puts_the_previous_release_back() {
+    let p = Project::new(
+        "t-unhealthy",
+        18102,
+        Options {
+            health_timeout: "3s",
+            ..Options::default()
+        },
+    );
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    p.body("/");
+
+    p.write("assets/fail-health", "");
+    let r = p.deploy(&["release", "v2"]).failed();
+    assert!(r.stderr.contains("release of v2 failed"), "{}", r.stderr);
+    assert!(r.stderr.contains("HTTP 500"), "{}", r.stderr);
+    assert!(r.stderr.contains("v1 is serving again"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("| example-app v2 listening on :8080"),
+        "app's log lines: {}",
+        r.stderr
+    );
+    assert_eq!(p.current().as_deref(), Some("v1"));
+    assert_eq!(p.body("/"), "example-app v1 hits=2 greeting=hello one\n");
+    let list = p.deploy(&["releases"]).ok().stdout;
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("  v2") && l.contains("failed")),
+        "{list}"
+    );
+    assert!(list.lines().any(|l| l.starts_with("* v1")), "{list}");
+
+    // A plain rollback skips the failed release: v1 has nothing before it.
+    let r = p.deploy(&["rollback"]).failed();
+    assert!(r.stderr.contains("no release before v1"), "{}", r.stderr);
+
+    // Fixed, the next release goes live.
+    p.remove("assets/fail-health");
+    p.deploy(&["release", "v3"]).ok();
+    assert!(p.body("/").starts_with("example-app v3 hits=3"));
+}
+
+#[test]
+fn a_failed_first_release_leaves_nothing_live() {
+    let p = Project::new(
+        "t-firstfail",
+        18103,
+        Options {
+            health_timeout: "2s",
+            ..Options::default()
+        },
+    );
+    p.deploy(&["setup"]).ok();
+    p.write("assets/fail-health", "");
+    let r = p.deploy(&["release", "v1"]).failed();
+    assert!(
+        r.stderr.contains("nothing was live before it"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(p.current(), None);
+    assert!(
+        p.get("/").is_err(),
+        "the failed release is not left running"
+    );
+    p.remove("assets/fail-health");
+    let r = p.deploy(&["release", "v1"]).failed();
+    assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+    p.deploy(&["release", "v1", "--force"]).ok();
+    assert!(p.body("/").starts_with("example-app v1 "));
+}
+
+#[test]
+fn pruning_keeps_keep_releases() {
+    let p = Project::new(
+        "t-prune",
+        18104,
+        Options {
+            keep_releases: 2,
+            ..Options::default()
+        },
+    );
+    p.deploy(&["setup"]).ok();
+    for v in ["v1", "v2", "v3", "v4"] {
+        p.deploy(&["release", v]).ok();
+    }
+    assert_eq!(p.releases_on_disk(), ["v3", "v4"]);
+    assert!(
+        !p.image_exists("v1") && !p.image_exists("v2"),
+        "pruned images are removed"
+    );
+    assert!(p.image_exists("v3") && p.image_exists("v4"));
+
+    // Rolled back to v3, a new release keeps v3 (previous) and v5 (current) only... and keeps
+    // the live one whatever its age.
+    p.deploy(&["rollback"]).ok();
+    assert_eq!(p.current().as_deref(), Some("v3"));
+    p.deploy(&["release", "v5"]).ok();
+    assert_eq!(p.releases_on_disk(), ["v3", "v5"]);
+    p.deploy(&["rollback"]).ok();
+    assert_eq!(p.current().as_deref(), Some("v3"));
+    assert!(p.body("/").starts_with("example-app v3 "));
+}
+
+#[test]
+fn bad_versions_and_unknown_environments_are_refused() {
+    let p = Project::new("t-refuse", 18105, Options::default());
+    p.deploy(&["setup"]).ok();
+    for bad in ["../evil", ".hidden", "a/b", "..", "v 1", "-x"] {
+        let r = p.deploy(&["release", "--", bad]).failed();
+        assert!(
+            r.stderr.contains("is not a valid version"),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
+    let r = p.deploy(&["release", "v1", "staging"]).failed();
+    assert!(
+        r.stderr.contains("unknown environment `staging`"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("`test`"), "{}", r.stderr);
+    assert!(
+        p.releases_on_disk().is_empty(),
+        "nothing was created: {:?}",
+        p.releases_on_disk()
+    );
+    assert_eq!(p.current(), None);
+
+    let r = p.deploy(&["rollback", "--to", "v9"]).failed();
+    assert!(r.stderr.contains("there is no release v9"), "{}", r.stderr);
+
+    // Releasing before setup says what to do.
+    let q = Project::new("t-nosetup", 18106, Options::default());
+    let r = q.deploy(&["release", "v1"]).failed();
+    assert!(
+        r.stderr.contains("run `deploy setup test` first"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_missing_artifact_uploads_nothing() {
+    let p = Project::new("t-artifact", 18107, Options::default());
+    p.deploy(&["setup"]).ok();
+    std::fs::remove_file(p.dir.join("dist/example-app")).unwrap();
+    let r = p.deploy(&["release", "v1"]).failed();
+    assert!(
+        r.stderr
+            .contains("artifact `dist/example-app` does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert!(p.releases_on_disk().is_empty());
+}
