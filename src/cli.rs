@@ -54,4 +54,28 @@ pub enum Command {
     Releases { env: Option<String> },
     /// What is live, the unit's state and the health check's answer.
     Status { env: Option<String> },
+    /// Serve the maintenance page to everyone (on), or the app again (off). Needs `traefik:`.
+    Maintenance {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        env: Option<String>,
+    },
+    /// The gap server that `deploy setup` runs as a user unit beside the app (not for people).
+    #[command(hide = true)]
+    GapServer {
+        #[arg(long)]
+        listen: String,
+        #[arg(long, value_parser = ["maintenance", "hold"])]
+        mode: String,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        hold: std::time::Duration,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        retry_after: std::time::Duration,
+        #[arg(long)]
+        upstream: String,
+        #[arg(long)]
+        control: PathBuf,
+        #[arg(long)]
+        page: PathBuf,
+    },
 }

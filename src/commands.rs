@@ -12,16 +12,43 @@ pub fn run(cli: Cli) -> Result<()> {
         verbose: cli.verbose,
         quiet: cli.quiet,
     };
+    if let Command::GapServer {
+        listen,
+        mode,
+        hold,
+        retry_after,
+        upstream,
+        control,
+        page,
+    } = cli.command
+    {
+        let mode = if mode == "hold" {
+            config::GapMode::Hold
+        } else {
+            config::GapMode::Maintenance
+        };
+        return crate::gap::serve(crate::gap::Options {
+            listen,
+            mode,
+            hold,
+            retry_after,
+            upstream,
+            control,
+            page,
+        });
+    }
     let loaded = config::load(&cli.config)?;
     let env_arg = match &cli.command {
         Command::Setup { env }
         | Command::Release { env, .. }
         | Command::Rollback { env, .. }
         | Command::Releases { env }
-        | Command::Status { env } => env.as_deref(),
+        | Command::Status { env }
+        | Command::Maintenance { env, .. } => env.as_deref(),
+        Command::GapServer { .. } => unreachable!("handled above"),
     };
     let (env_name, env) = loaded.environment(env_arg)?;
-    let node = Node::new(&loaded.config, env_name, env, ui)?;
+    let node = Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?;
     match &cli.command {
         Command::Setup { .. } => node.setup(),
         Command::Release {
@@ -51,6 +78,8 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", node.status_report()?);
             Ok(())
         }
+        Command::Maintenance { state, .. } => node.maintenance(state == "on"),
+        Command::GapServer { .. } => unreachable!("handled above"),
     }
 }
 

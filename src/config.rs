@@ -26,6 +26,10 @@ pub struct Config {
     pub container: Container,
     #[serde(default)]
     pub health: Health,
+    /// Optional: Traefik in front, so that the gap of a release shows a maintenance page or
+    /// holds requests instead of failing them.
+    #[serde(default)]
+    pub traefik: Option<Traefik>,
     pub environments: BTreeMap<String, Environment>,
 }
 
@@ -82,6 +86,116 @@ pub struct Environment {
     pub host: String,
     pub path: String,
     pub port: u16,
+    /// With `traefik:`: where the gap server (maintenance page, held requests) listens on
+    /// 127.0.0.1. Default: `port` + 1.
+    #[serde(default)]
+    pub gap_port: Option<u16>,
+}
+
+impl Environment {
+    pub fn gap_port(&self) -> u16 {
+        self.gap_port.unwrap_or(self.port.wrapping_add(1))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Traefik {
+    /// Traefik's file provider directory (watched).
+    #[serde(default = "default_dynamic_dir")]
+    pub dynamic_dir: String,
+    /// Traefik's API, used to confirm that a change is live.
+    #[serde(default = "default_traefik_api")]
+    pub api: String,
+    /// The router rule, e.g. Host(`my-app.example.com`).
+    pub rule: String,
+    #[serde(default = "default_entrypoints")]
+    pub entrypoints: Vec<String>,
+    /// `true`, or Traefik's router TLS options (e.g. `{certResolver: le}`).
+    #[serde(default)]
+    pub tls: Option<serde_json::Value>,
+    #[serde(default)]
+    pub gap: GapMode,
+    /// Hold mode: the longest a request is held before it gets the maintenance page.
+    #[serde(default = "default_hold", deserialize_with = "duration")]
+    pub hold: Duration,
+    /// The `Retry-After` of the maintenance page.
+    #[serde(default = "default_retry_after", deserialize_with = "duration")]
+    pub retry_after: Duration,
+    /// An HTML file, relative to the config file; a built-in page otherwise.
+    #[serde(default)]
+    pub maintenance_page: Option<String>,
+    /// `true` or a mapping: `deploy setup` also writes Traefik's static config and runs Traefik
+    /// as a user unit.
+    #[serde(default)]
+    pub manage: Option<Manage>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GapMode {
+    #[default]
+    Maintenance,
+    Hold,
+}
+
+impl GapMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapMode::Maintenance => "maintenance",
+            GapMode::Hold => "hold",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Manage {
+    Enabled(bool),
+    With(ManageOptions),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManageOptions {
+    /// Entry point names and addresses. Default: web ":80", websecure ":443".
+    #[serde(default = "default_managed_entrypoints")]
+    pub entrypoints: BTreeMap<String, String>,
+}
+
+impl Traefik {
+    /// The managed Traefik's options, if `manage` is on.
+    pub fn managed(&self) -> Option<ManageOptions> {
+        match &self.manage {
+            None | Some(Manage::Enabled(false)) => None,
+            Some(Manage::Enabled(true)) => Some(ManageOptions {
+                entrypoints: default_managed_entrypoints(),
+            }),
+            Some(Manage::With(o)) => Some(o.clone()),
+        }
+    }
+}
+
+fn default_dynamic_dir() -> String {
+    "~/.config/traefik/dynamic".into()
+}
+fn default_traefik_api() -> String {
+    "http://127.0.0.1:8099".into()
+}
+fn default_entrypoints() -> Vec<String> {
+    vec!["web".into()]
+}
+fn default_hold() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_retry_after() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_managed_entrypoints() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("web".to_string(), ":80".to_string()),
+        ("websecure".to_string(), ":443".to_string()),
+    ])
 }
 
 fn default_keep_releases() -> usize {
@@ -317,6 +431,9 @@ fn validate(c: &Config) -> std::result::Result<(), Invalid> {
             "must be at least health.interval, and the interval above zero",
         ));
     }
+    if let Some(t) = &c.traefik {
+        validate_traefik(t)?;
+    }
     if c.environments.is_empty() {
         return Err(invalid(&["environments"], "defines no environment"));
     }
@@ -360,6 +477,61 @@ fn validate(c: &Config) -> std::result::Result<(), Invalid> {
                 &["environments", name, "port"],
                 "must be 1 to 65535",
             ));
+        }
+        if c.traefik.is_some() && (env.gap_port() == env.port || env.gap_port() == 0) {
+            return Err(invalid(
+                &["environments", name, "gap_port"],
+                "must differ from `port` (and be 1 to 65535): the gap server listens there",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_traefik(t: &Traefik) -> std::result::Result<(), Invalid> {
+    if t.rule.trim().is_empty() {
+        return Err(invalid(
+            &["traefik", "rule"],
+            "is empty: e.g. Host(`my-app.example.com`)",
+        ));
+    }
+    if !(t.api.starts_with("http://") || t.api.starts_with("https://")) {
+        return Err(invalid(
+            &["traefik", "api"],
+            format!("`{}` is not an http:// URL", t.api),
+        ));
+    }
+    if t.entrypoints.is_empty() {
+        return Err(invalid(&["traefik", "entrypoints"], "names no entry point"));
+    }
+    match &t.tls {
+        None | Some(serde_json::Value::Bool(_)) | Some(serde_json::Value::Object(_)) => {}
+        Some(other) => {
+            return Err(invalid(
+                &["traefik", "tls"],
+                format!("must be true, false or a mapping of Traefik's TLS options, not {other}"),
+            ))
+        }
+    }
+    if t.hold.is_zero() {
+        return Err(invalid(&["traefik", "hold"], "must be above zero"));
+    }
+    if let Some(m) = t.managed() {
+        for ep in &t.entrypoints {
+            if !m.entrypoints.contains_key(ep) {
+                return Err(invalid(
+                    &["traefik", "entrypoints"],
+                    format!("`{ep}` is not one of the entry points of traefik.manage"),
+                ));
+            }
+        }
+        for (name, address) in &m.entrypoints {
+            if crate::traefik::port_of(address).is_none() || name == "traefik" {
+                return Err(invalid(
+                    &["traefik", "manage", "entrypoints", name],
+                    format!("`{address}` is not an address like \":80\" or \"127.0.0.1:8000\" (and `traefik` is the API's name)"),
+                ));
+            }
         }
     }
     Ok(())

@@ -4,7 +4,9 @@
 mod cli;
 mod commands;
 mod config;
+mod front;
 mod fsx;
+mod gap;
 mod health;
 mod layout;
 mod lock;
@@ -12,6 +14,8 @@ mod node;
 mod podman;
 mod state;
 mod systemd;
+mod template;
+mod traefik;
 mod ui;
 mod unit;
 mod upload;

@@ -21,6 +21,8 @@ pub struct Node<'a> {
     pub env: &'a Environment,
     pub layout: Layout,
     pub home: PathBuf,
+    /// The directory of the config file (the maintenance page is relative to it).
+    pub project_dir: PathBuf,
     pub ui: Ui,
 }
 
@@ -40,7 +42,13 @@ pub fn home_dir() -> Result<PathBuf> {
 }
 
 impl<'a> Node<'a> {
-    pub fn new(config: &'a Config, env_name: String, env: &'a Environment, ui: Ui) -> Result<Self> {
+    pub fn new(
+        config: &'a Config,
+        env_name: String,
+        env: &'a Environment,
+        project_dir: &Path,
+        ui: Ui,
+    ) -> Result<Self> {
         let home = home_dir()?;
         let root = layout::expand_home(&env.path, &home)?;
         Ok(Node {
@@ -49,6 +57,7 @@ impl<'a> Node<'a> {
             env,
             layout: Layout::new(root),
             home,
+            project_dir: project_dir.to_path_buf(),
             ui,
         })
     }
@@ -57,8 +66,12 @@ impl<'a> Node<'a> {
         unit::unit_name(&self.config.app)
     }
 
+    pub(crate) fn user_unit_dir(&self) -> PathBuf {
+        crate::systemd::user_unit_dir(&self.home)
+    }
+
     fn unit_path(&self) -> PathBuf {
-        crate::systemd::user_unit_dir(&self.home).join(self.unit_name())
+        self.user_unit_dir().join(self.unit_name())
     }
 
     fn image(&self, version: &str) -> String {
@@ -111,7 +124,7 @@ impl<'a> Node<'a> {
         Ok(())
     }
 
-    fn lock(&self, what: &str) -> Result<lock::NodeLock> {
+    pub(crate) fn lock(&self, what: &str) -> Result<lock::NodeLock> {
         self.require_setup()?;
         lock::acquire(&self.layout.lock_file(), what)
     }
@@ -178,6 +191,9 @@ impl<'a> Node<'a> {
                 fsx::write_atomic(&unit_path, text.as_bytes(), 0o644)?;
                 systemd.reload()
             })?;
+        if let Some(t) = &self.config.traefik {
+            self.setup_traefik(&systemd, t)?;
+        }
         self.ui.info(&format!(
             "{} is ready on {root}: release with `deploy release VERSION {}`",
             self.config.app, self.env_name
@@ -262,9 +278,37 @@ impl<'a> Node<'a> {
         Ok(())
     }
 
+    /// Stop-swap-start behind Traefik: the router goes to the gap server first (and the app is
+    /// not stopped unless that is confirmed live), and back to the app after.
+    fn swap(
+        &self,
+        systemd: &Systemd,
+        state: &mut State,
+        action: &str,
+        to: &str,
+        from: Option<&str>,
+    ) -> Result<Duration> {
+        let Some(router) = self.router()? else {
+            return self.swap_unprotected(systemd, state, action, to, from);
+        };
+        self.enter_gap(&router)?;
+        let outcome = self.swap_unprotected(systemd, state, action, to, from);
+        let back = self.leave_gap(&router);
+        match (outcome, back) {
+            (Ok(gap), Ok(())) => Ok(gap),
+            (Ok(_), Err(e)) => Err(e.context(format!(
+                "{to} is live, but Traefik still routes {} to the gap server: run `deploy \
+                 maintenance off {}` once Traefik answers",
+                router.spec.name, self.env_name
+            ))),
+            (Err(e), Ok(())) => Err(e),
+            (Err(e), Err(b)) => Err(e.context(format!("switching Traefik back failed too: {b:#}"))),
+        }
+    }
+
     /// Stop-swap-start to `to`, health-checked; on failure `from` is put back the same way.
     /// Returns the gap: from the stop to the new release answering its health check.
-    fn swap(
+    fn swap_unprotected(
         &self,
         systemd: &Systemd,
         state: &mut State,

@@ -19,6 +19,7 @@ use zbus::zvariant::OwnedObjectPath;
 trait Manager {
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
     fn reload(&self) -> zbus::Result<()>;
@@ -125,6 +126,13 @@ impl Systemd {
     pub fn start(&self, unit: &str, timeout: Duration) -> Result<()> {
         let _ = self.manager.reset_failed_unit(unit);
         self.run_job("start", unit, timeout, |m| m.start_unit(unit, "replace"))
+    }
+
+    pub fn restart(&self, unit: &str, timeout: Duration) -> Result<()> {
+        let _ = self.manager.reset_failed_unit(unit);
+        self.run_job("restart", unit, timeout, |m| {
+            m.restart_unit(unit, "replace")
+        })
     }
 
     pub fn stop(&self, unit: &str, timeout: Duration) -> Result<()> {

