@@ -132,6 +132,53 @@ impl Run {
     }
 }
 
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(15)))
+        .proxy(None)
+        .build()
+        .into()
+}
+
+/// A running load; [`Load::finish`] stops it and counts the answers.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<(String, Duration)>>>,
+}
+
+#[derive(Debug)]
+pub struct LoadSummary {
+    pub ok: usize,
+    pub maintenance: usize,
+    /// Anything else: 502, 504, resets, timeouts, with a sample.
+    pub other: Vec<String>,
+    pub max_latency: Duration,
+}
+
+impl Load {
+    pub fn finish(self) -> LoadSummary {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut s = LoadSummary {
+            ok: 0,
+            maintenance: 0,
+            other: Vec::new(),
+            max_latency: Duration::ZERO,
+        };
+        for t in self.threads {
+            for (outcome, took) in t.join().unwrap() {
+                s.max_latency = s.max_latency.max(took);
+                match outcome.as_str() {
+                    "200" => s.ok += 1,
+                    "503" => s.maintenance += 1,
+                    _ => s.other.push(outcome),
+                }
+            }
+        }
+        s
+    }
+}
+
 /// One app deployed by a test: its own name, port and directories.
 pub struct Project {
     pub app: String,
@@ -142,6 +189,20 @@ pub struct Project {
 pub struct Options {
     pub keep_releases: usize,
     pub health_timeout: &'static str,
+    /// A `traefik:` section, if any (see [`traefik_section`]).
+    pub traefik: Option<String>,
+}
+
+/// The managed Traefik all tests share (one per node user, as on a real server).
+pub const TRAEFIK_WEB: u16 = 18400;
+pub const TRAEFIK_API: u16 = 18499;
+
+/// A `traefik:` section with the shared managed Traefik, routing `Host(<app>.test)`.
+pub fn traefik_section(app: &str, gap: &str, extra: &str) -> String {
+    format!(
+        "traefik:\n  api: http://127.0.0.1:{TRAEFIK_API}\n  rule: Host(`{app}.test`)\n  entrypoints: [web]\n  \
+         gap: {gap}\n  hold: 5s\n  manage:\n    entrypoints:\n      web: 127.0.0.1:{TRAEFIK_WEB}\n{extra}"
+    )
 }
 
 impl Default for Options {
@@ -149,6 +210,7 @@ impl Default for Options {
         Options {
             keep_releases: 5,
             health_timeout: "20s",
+            traefik: None,
         }
     }
 }
@@ -179,6 +241,7 @@ impl Project {
             keep = opts.keep_releases,
             timeout = opts.health_timeout,
         );
+        let yaml = yaml + opts.traefik.as_deref().unwrap_or("");
         p.write("deploy.yaml", &yaml);
         p
     }
@@ -246,18 +309,56 @@ impl Project {
 
     /// GET on the app's port: (status, body).
     pub fn get(&self, path: &str) -> Result<(u16, String), String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(5)))
-            .proxy(None)
-            .build()
-            .into();
-        let mut r = agent
+        let mut r = agent()
             .get(format!("http://127.0.0.1:{}{path}", self.port))
             .call()
             .map_err(|e| e.to_string())?;
         let status = r.status().as_u16();
         Ok((status, r.body_mut().read_to_string().unwrap_or_default()))
+    }
+
+    /// GET through Traefik's entry point, with this app's Host: (status, Retry-After, body).
+    pub fn get_front(&self, path: &str) -> Result<(u16, Option<String>, String), String> {
+        let mut r = agent()
+            .get(format!("http://127.0.0.1:{TRAEFIK_WEB}{path}"))
+            .header("Host", format!("{}.test", self.app))
+            .call()
+            .map_err(|e| e.to_string())?;
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        Ok((
+            r.status().as_u16(),
+            retry_after,
+            r.body_mut().read_to_string().unwrap_or_default(),
+        ))
+    }
+
+    /// Starts a steady load through Traefik: `clients` threads sending GET / one after another.
+    pub fn load(&self, clients: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..clients)
+            .map(|_| {
+                let stop = stop.clone();
+                let host = format!("{}.test", self.app);
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let t = std::time::Instant::now();
+                        let outcome = agent()
+                            .get(format!("http://127.0.0.1:{TRAEFIK_WEB}/"))
+                            .header("Host", &host)
+                            .call()
+                            .map(|r| r.status().as_u16().to_string())
+                            .unwrap_or_else(|e| format!("error: {e}"));
+                        seen.push((outcome, t.elapsed()));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        Load { stop, threads }
     }
 
     pub fn body(&self, path: &str) -> String {

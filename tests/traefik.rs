@@ -1,0 +1,207 @@
+//! Traefik in front, for real: a managed Traefik (user unit) shared by the tests, the gap server,
+//! and releases under steady load through Traefik's entry point.
+
+mod common;
+use common::{traefik_section, Options, Project, TRAEFIK_API};
+use std::time::Duration;
+
+fn project(app: &str, port: u16, gap: &str, extra: &str, health_timeout: &'static str) -> Project {
+    Project::new(
+        app,
+        port,
+        Options {
+            health_timeout,
+            traefik: Some(traefik_section(app, gap, extra)),
+            ..Options::default()
+        },
+    )
+}
+
+fn router_service(name: &str) -> Option<String> {
+    let body = ureq::get(format!(
+        "http://127.0.0.1:{TRAEFIK_API}/api/http/routers/{name}@file"
+    ))
+    .call()
+    .ok()?
+    .body_mut()
+    .read_to_string()
+    .ok()?;
+    let start = body.find("\"service\":\"")? + 11;
+    Some(body[start..start + body[start..].find('"')?].to_string())
+}
+
+#[test]
+fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
+    let p = project(
+        "t-front-maint",
+        18201,
+        "maintenance",
+        "  maintenance_page: maintenance.html\n",
+        "3s",
+    );
+    p.write("maintenance.html", "<h1>t-front-maint is upgrading</h1>\n");
+    p.deploy(&["setup"]).ok();
+    assert_eq!(
+        router_service("t-front-maint-test").as_deref(),
+        Some("t-front-maint-test"),
+        "the router is live after setup"
+    );
+    p.deploy(&["release", "v1"]).ok();
+    let (status, _, body) = p.get_front("/").unwrap();
+    assert_eq!(
+        (status, body.starts_with("example-app v1 ")),
+        (200, true),
+        "{body}"
+    );
+
+    // A slow request in flight when the release begins finishes on the old release.
+    let slow = {
+        let app = p.app.clone();
+        std::thread::spawn(move || {
+            ureq::get(format!(
+                "http://127.0.0.1:{}/slow?ms=1500",
+                common::TRAEFIK_WEB
+            ))
+            .header("Host", format!("{app}.test"))
+            .call()
+            .map(|mut r| {
+                (
+                    r.status().as_u16(),
+                    r.body_mut().read_to_string().unwrap_or_default(),
+                )
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let load = p.load(4);
+    std::thread::sleep(Duration::from_millis(300));
+    p.deploy(&["release", "v2"]).ok();
+    // A release that fails its health check is put back behind the same protection.
+    p.write("assets/fail-health", "");
+    p.deploy(&["release", "v3"]).failed();
+    p.remove("assets/fail-health");
+    std::thread::sleep(Duration::from_millis(300));
+    let s = load.finish();
+    assert!(
+        s.other.is_empty(),
+        "only 200 or 503 through Traefik, got {:?}",
+        &s.other[..s.other.len().min(10)]
+    );
+    assert!(s.ok > 50 && s.maintenance > 0, "{s:?}");
+    let (status, body) = slow
+        .join()
+        .unwrap()
+        .expect("the slow request got an answer");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "example-app v1 slept 1500ms\n")
+    );
+
+    let (status, _, body) = p.get_front("/").unwrap();
+    assert!(
+        status == 200 && body.starts_with("example-app v2 "),
+        "{status} {body}"
+    );
+
+    // Maintenance on: everyone gets the custom page with 503 and Retry-After.
+    p.deploy(&["maintenance", "on"]).ok();
+    let (status, retry_after, body) = p.get_front("/any/path").unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(retry_after.as_deref(), Some("5"));
+    assert_eq!(body, "<h1>t-front-maint is upgrading</h1>\n");
+    // A release during maintenance keeps the page up.
+    let r = p.deploy(&["release", "v4"]).ok();
+    assert!(r.stderr.contains("maintenance is on"), "{}", r.stderr);
+    assert_eq!(p.get_front("/").unwrap().0, 503);
+    assert!(
+        p.body("/").starts_with("example-app v4 "),
+        "the new release runs behind the page"
+    );
+    p.deploy(&["maintenance", "off"]).ok();
+    let (status, _, body) = p.get_front("/").unwrap();
+    assert!(
+        status == 200 && body.starts_with("example-app v4 "),
+        "{status} {body}"
+    );
+}
+
+#[test]
+fn hold_mode_releases_under_load_answer_200_only() {
+    let p = project("t-front-hold", 18203, "hold", "", "20s");
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    let load = p.load(4);
+    std::thread::sleep(Duration::from_millis(300));
+    p.deploy(&["release", "v2"]).ok();
+    p.deploy(&["rollback"]).ok();
+    std::thread::sleep(Duration::from_millis(300));
+    let s = load.finish();
+    assert!(
+        s.other.is_empty() && s.maintenance == 0,
+        "every request answered 200 in hold mode: {} maintenance, others {:?}",
+        s.maintenance,
+        &s.other[..s.other.len().min(10)]
+    );
+    assert!(s.ok > 50, "{s:?}");
+    assert!(p.get_front("/").unwrap().2.starts_with("example-app v1 "));
+}
+
+#[test]
+fn traefik_down_means_the_app_is_not_stopped() {
+    let p = project("t-front-down", 18205, "maintenance", "", "20s");
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    // The config now names an API where no Traefik answers (and no longer manages Traefik,
+    // which would move the Traefik the other tests share).
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    let unmanaged = &yaml[..yaml.find("  manage:").expect("a manage section")];
+    p.write(
+        "deploy.yaml",
+        &unmanaged.replace(&format!("127.0.0.1:{TRAEFIK_API}"), "127.0.0.1:18298"),
+    );
+    let r = p.deploy(&["release", "v2"]).failed();
+    assert!(
+        r.stderr
+            .contains("Traefik's API does not answer at http://127.0.0.1:18298"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("the app was not stopped"), "{}", r.stderr);
+    assert!(!r.stderr.contains("Stopping"), "{}", r.stderr);
+    assert_eq!(p.current().as_deref(), Some("v1"));
+    assert!(p.body("/").starts_with("example-app v1 "));
+    let r = p.deploy(&["setup"]).failed();
+    assert!(r.stderr.contains("is Traefik running"), "{}", r.stderr);
+}
+
+#[test]
+fn setup_says_when_traefik_does_not_watch_the_directory() {
+    // A running Traefik (the shared one), but a dynamic_dir it does not watch, and no manage.
+    let p = Project::new(
+        "t-front-nowatch",
+        18207,
+        Options {
+            traefik: Some(format!(
+                "traefik:\n  api: http://127.0.0.1:{TRAEFIK_API}\n  rule: Host(`t-front-nowatch.test`)\n  \
+                 dynamic_dir: ~/tests/t-front-nowatch-dynamic\n"
+            )),
+            ..Options::default()
+        },
+    );
+    // The shared Traefik must be up: another project's setup starts it.
+    let q = project("t-front-starter", 18209, "maintenance", "", "20s");
+    q.deploy(&["setup"]).ok();
+    let r = p.deploy(&["setup"]).failed();
+    assert!(
+        r.stderr
+            .contains("has not loaded the router t-front-nowatch-test@file"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("is its file provider watching that directory"),
+        "{}",
+        r.stderr
+    );
+}
