@@ -396,6 +396,8 @@ mod tests {
         );
         assert_eq!(parsed["providers"]["file"]["watch"], true);
         assert_eq!(parsed["providers"]["providersThrottleDuration"], "100ms");
+        assert_eq!(parsed["global"]["checkNewVersion"], false);
+        assert_eq!(parsed["global"]["sendAnonymousUsage"], false);
         assert!(render_static(&[], "http://127.0.0.1:8099/x", Path::new("/d")).is_err());
     }
 

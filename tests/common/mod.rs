@@ -335,7 +335,9 @@ impl Project {
         ))
     }
 
-    /// Starts a steady load through Traefik: `clients` threads sending GET / one after another.
+    /// Starts a steady load through Traefik: `clients` threads sending GET / one after another,
+    /// each on its own keep-alive connection (as browsers do; a new connection per request would
+    /// exhaust loopback ports with TIME_WAIT at these rates).
     pub fn load(&self, clients: usize) -> Load {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let threads = (0..clients)
@@ -343,10 +345,11 @@ impl Project {
                 let stop = stop.clone();
                 let host = format!("{}.test", self.app);
                 std::thread::spawn(move || {
+                    let agent = agent();
                     let mut seen = Vec::new();
                     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                         let t = std::time::Instant::now();
-                        let outcome = agent()
+                        let outcome = agent
                             .get(format!("http://127.0.0.1:{TRAEFIK_WEB}/"))
                             .header("Host", &host)
                             .call()

@@ -1,0 +1,41 @@
+# Shared by the bench scripts (sourced): builds deploy and the example app, and prepares a bench
+# project for the example app (app bench-app, port 18190) as the node user, under $WORK.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+RUNS=${RUNS:-5}
+NODE_USER=${DEPLOY_NODE_USER:-deployer}
+scripts/node-setup "$NODE_USER" >/dev/null
+cargo build --quiet --release --locked -p deploy
+scripts/build-example
+HOME_DIR=$(getent passwd "$NODE_USER" | cut -d: -f6)
+WORK=/tmp/deploy-bench
+BIN=$WORK/deploy
+STATE=$HOME_DIR/bench/bench-app/.deploy/state.json
+
+as_user() { "$REPO/scripts/as-node-user" "$WORK/project" "$@"; }
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+last_gap() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"][-1]["gap_ms"])' "$STATE"; }
+median() { python3 -c 'import statistics,sys; xs=[int(l) for l in open(sys.argv[1]) if l.strip()]; print(f"{statistics.median(xs):.0f} ({min(xs)}-{max(xs)})")' "$1"; }
+
+# prepare_project [EXTRA_YAML]: a fresh project and a fresh app directory, set up.
+prepare_project() {
+  as_user systemctl --user stop bench-app.service 2>/dev/null || true
+  rm -rf "$WORK" "$HOME_DIR/bench/bench-app" && mkdir -p "$WORK/project/dist"
+  install -m 0755 target/release/deploy "$BIN"
+  cp -r examples/app/Containerfile examples/app/assets "$WORK/project/"
+  cp examples/app/dist/example-app "$WORK/project/dist/"
+  sed -e 's/^app: example-app/app: bench-app/' -e 's/port: 18080/port: 18190/' \
+      -e 's#path: ~/web/example-app#path: ~/bench/bench-app#' -e '/^build:/,/^  command:/d' \
+      examples/app/deploy.yaml \
+    | awk '/^traefik:/ {skip=1; next} /^[a-z]/ {skip=0} !skip' > "$WORK/project/deploy.yaml"
+  printf '%s' "${1:-}" >> "$WORK/project/deploy.yaml"
+  chown -R "$NODE_USER:" "$WORK"
+  as_user "$BIN" -q setup prod
+}
+
+# touch_release N: changes one asset, so that every release differs from the one before.
+touch_release() {
+  echo "run $1" > "$WORK/project/assets/run.txt"
+  chown "$NODE_USER:" "$WORK/project/assets/run.txt"
+}
