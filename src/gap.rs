@@ -14,7 +14,7 @@
 
 use crate::config::GapMode;
 use anyhow::{Context, Result};
-use std::io::Read;
+use minihttp::{Request, Response};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,8 +94,8 @@ pub fn serve(opts: Options) -> Result<()> {
         .proxy(None)
         .build()
         .into();
-    let http = tiny_http::Server::http(opts.listen.as_str())
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
+    let http = minihttp::Server::bind(opts.listen.as_str())
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
     eprintln!(
         "gap server on {} ({} mode, hold {:?}) for {}",
         opts.listen,
@@ -104,10 +104,7 @@ pub fn serve(opts: Options) -> Result<()> {
         opts.upstream
     );
     let server = Arc::new(Server { opts, page, agent });
-    for request in http.incoming_requests() {
-        let server = Arc::clone(&server);
-        std::thread::spawn(move || server.handle(request));
-    }
+    http.run(Arc::new(move |request| server.handle(request)))?;
     Ok(())
 }
 
@@ -116,107 +113,70 @@ impl Server {
         self.opts.control.join(name).exists()
     }
 
-    fn handle(&self, request: tiny_http::Request) {
+    fn handle(&self, request: Request) -> Response {
         let arrived = Instant::now();
-        let path = request.url().to_string();
         loop {
             let held_out = arrived.elapsed() >= self.opts.hold;
             match decide(
                 self.opts.mode,
-                &path,
+                request.path(),
                 self.flag(MAINTENANCE_FILE),
                 self.flag(GAP_FILE),
                 held_out,
             ) {
-                Decision::Page => return self.page(request),
+                Decision::Page => return self.page(),
                 Decision::Wait => std::thread::sleep(Duration::from_millis(5)),
-                Decision::Forward => return self.forward(request, arrived),
+                Decision::Forward => return self.forward(&request, arrived),
             }
         }
     }
 
-    fn page(&self, request: tiny_http::Request) {
-        let headers = [
-            ("Content-Type", "text/html; charset=utf-8".to_string()),
-            (
+    fn page(&self) -> Response {
+        Response::new(503, self.page.clone())
+            .header("Content-Type", "text/html; charset=utf-8")
+            .header(
                 "Retry-After",
                 self.opts.retry_after.as_secs().max(1).to_string(),
-            ),
-            ("Cache-Control", "no-store".to_string()),
-        ];
-        let mut response = tiny_http::Response::from_data(self.page.clone()).with_status_code(503);
-        for (name, value) in headers {
-            if let Ok(h) = tiny_http::Header::from_bytes(name, value) {
-                response.add_header(h);
-            }
-        }
-        let _ = request.respond(response);
+            )
+            .header("Cache-Control", "no-store")
     }
 
     /// Forwards a request to the app. A connection the app never accepted (refused, or reset by
     /// the port forwarder before the app listens) is tried again until `hold` is spent.
-    fn forward(&self, mut request: tiny_http::Request, arrived: Instant) {
-        let mut body = Vec::new();
-        if request
-            .as_reader()
-            .take(MAX_BODY + 1)
-            .read_to_end(&mut body)
-            .is_err()
-            || body.len() as u64 > MAX_BODY
-        {
-            let _ = request.respond(
-                tiny_http::Response::from_string("request too large\n").with_status_code(413),
-            );
-            return;
+    fn forward(&self, request: &Request, arrived: Instant) -> Response {
+        if request.body.len() as u64 > MAX_BODY {
+            return Response::new(413, "request too large\n");
         }
-        let url = format!("{}{}", self.opts.upstream, request.url());
-        let method = request.method().as_str().to_string();
-        let safe_to_resend = matches!(
-            method.as_str(),
-            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"
-        );
+        let url = format!("{}{}", self.opts.upstream, request.target);
+        let method = request.method.as_str();
+        let safe_to_resend = matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE");
         loop {
-            let mut builder = ureq::http::Request::builder()
-                .method(method.as_str())
-                .uri(&url);
-            for h in request.headers() {
-                if forwardable(h.field.as_str().as_str()) {
-                    builder = builder.header(h.field.as_str().as_str(), h.value.as_str());
+            let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+            for (name, value) in &request.headers {
+                if forwardable(name) {
+                    builder = builder.header(name.as_str(), value.as_str());
                 }
             }
             let result = builder
-                .body(body.clone())
+                .body(request.body.clone())
                 .map_err(|e| e.to_string())
                 .and_then(|r| self.agent.run(r).map_err(|e| e.to_string()));
             match result {
                 Ok(mut resp) => {
-                    let status = resp.status().as_u16();
-                    let mut headers = Vec::new();
+                    let mut out = Response::new(resp.status().as_u16(), Vec::new());
                     for (name, value) in resp.headers() {
                         if forwardable(name.as_str()) {
-                            if let Ok(h) =
-                                tiny_http::Header::from_bytes(name.as_str(), value.as_bytes())
-                            {
-                                headers.push(h);
-                            }
+                            out = out
+                                .header(name.as_str(), String::from_utf8_lossy(value.as_bytes()));
                         }
                     }
-                    let data = resp
+                    out.body = resp
                         .body_mut()
                         .with_config()
                         .limit(1 << 30)
                         .read_to_vec()
                         .unwrap_or_default();
-                    let len = data.len();
-                    let response = tiny_http::Response::new(
-                        tiny_http::StatusCode(status),
-                        headers,
-                        std::io::Cursor::new(data),
-                        Some(len),
-                        None,
-                    );
-                    let _ = request.respond(response);
-                    return;
+                    return out;
                 }
                 Err(e) => {
                     let refused = e.contains("refused");
@@ -224,7 +184,7 @@ impl Server {
                     let retry = refused || (reset && safe_to_resend);
                     if !retry || arrived.elapsed() >= self.opts.hold {
                         eprintln!("gap server: {method} {url}: {e}");
-                        return self.page(request);
+                        return self.page();
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }

@@ -20,25 +20,48 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// A build that failed because a cached layer went away under it: another app's image was
+/// removed (pruned) at the same moment. Building again uses what is there now.
+pub fn cache_race(output: &str) -> bool {
+    output.contains("layer not known") || output.contains("checking if cached image exists")
+}
+
 /// Builds the image; on failure, the error carries the build's last lines.
 pub fn build(dir: &Path, image: &str, verbose: bool) -> Result<()> {
-    let expr = duct::cmd("podman", build_args(dir, image))
-        .dir(dir)
-        .stderr_to_stdout()
-        .unchecked();
-    let out = if verbose {
-        expr.run()
-    } else {
-        expr.stdout_capture().run()
-    }
-    .context("cannot run podman: install it (apt-get install podman) and check `podman info`")?;
-    if !out.status.success() {
+    let mut attempt = 1;
+    loop {
+        let out = duct::cmd("podman", build_args(dir, image))
+            .dir(dir)
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .context(
+                "cannot run podman: install it (apt-get install podman) and check `podman info`",
+            )?;
         let text = String::from_utf8_lossy(&out.stdout);
+        if verbose {
+            eprint!("{text}");
+        }
+        if !out.status.success() && cache_race(&text) && attempt < 3 {
+            attempt += 1;
+            continue;
+        }
+        return check_build(out.status, &text, dir, image);
+    }
+}
+
+fn check_build(
+    status: std::process::ExitStatus,
+    text: &str,
+    dir: &Path,
+    image: &str,
+) -> Result<()> {
+    if !status.success() {
         bail!(
-            "podman build of {image} in {} failed ({}):\n{}",
+            "podman build of {image} in {} failed ({status}):\n{}",
             dir.display(),
-            out.status,
-            tail(&text, 20)
+            tail(text, 20)
         );
     }
     Ok(())
@@ -78,6 +101,14 @@ mod tests {
             build_args(Path::new("/srv/a/releases/v1"), "localhost/a:v1").join(" "),
             "build --tag localhost/a:v1 --layers=true /srv/a/releases/v1"
         );
+    }
+
+    #[test]
+    fn a_vanished_cache_layer_is_a_race_not_a_failure() {
+        assert!(cache_race("Error: checking if cached image exists from a previous build: getting top layer info: layer not known"));
+        assert!(!cache_race(
+            "Error: building at STEP \"COPY missing /app\": no such file"
+        ));
     }
 
     #[test]

@@ -7,11 +7,10 @@
 //! - `GET /slow?ms=N` answers after N milliseconds (for graceful-stop tests)
 //!
 //! The version comes from `DEPLOY_VERSION` (set by deploy's unit). SIGTERM stops accepting and
-//! lets requests in flight finish before exiting 0.
+//! lets requests in progress finish before exiting 0.
 
 use rusqlite::Connection;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,43 +44,22 @@ fn main() {
         assets,
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let server = minihttp::Server::bind(("0.0.0.0", port)).expect("cannot listen");
+    let stop = server.stop_flag();
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).expect("signal handler");
     }
-    let server = tiny_http::Server::http(("0.0.0.0", port)).expect("cannot listen");
     println!("example-app {} listening on :{port}", app.version);
-
-    let mut inflight: Vec<std::thread::JoinHandle<()>> = Vec::new();
-    while !stop.load(Ordering::SeqCst) {
-        match server.recv_timeout(Duration::from_millis(50)) {
-            Ok(Some(request)) => {
-                let app = Arc::clone(&app);
-                inflight.push(std::thread::spawn(move || handle(&app, request)));
-                inflight.retain(|h| !h.is_finished());
-            }
-            Ok(None) => {}
-            Err(e) => {
-                eprintln!("accept failed: {e}");
-                break;
-            }
-        }
-    }
-    println!(
-        "example-app {}: stopping, finishing {} request(s)",
-        app.version,
-        inflight.len()
-    );
-    drop(server);
-    for h in inflight {
-        let _ = h.join();
-    }
+    let handler_app = Arc::clone(&app);
+    // Returns once stopped and every request in progress has been answered.
+    server
+        .run(Arc::new(move |request| handle(&handler_app, request)))
+        .expect("server failed");
     println!("example-app {}: stopped", app.version);
 }
 
-fn handle(app: &App, request: tiny_http::Request) {
-    let url = request.url().to_string();
-    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+fn handle(app: &App, request: minihttp::Request) -> minihttp::Response {
+    let (path, query) = (request.path(), request.query());
     let (status, body) = match path {
         "/healthz" => {
             if app.assets.join("fail-health").exists() {
@@ -138,5 +116,5 @@ fn handle(app: &App, request: tiny_http::Request) {
         }
         _ => (404, "not found\n".to_string()),
     };
-    let _ = request.respond(tiny_http::Response::from_string(body).with_status_code(status));
+    minihttp::Response::new(status, body).header("Content-Type", "text/plain; charset=utf-8")
 }
