@@ -12,6 +12,7 @@ mod layout;
 mod lock;
 mod node;
 mod podman;
+mod signals;
 mod state;
 mod systemd;
 mod template;

@@ -7,7 +7,7 @@ use crate::layout::{self, Layout};
 use crate::state::{Event, Outcome, State, Swap};
 use crate::systemd::Systemd;
 use crate::ui::{fmt_duration, Ui};
-use crate::{fsx, health, lock, podman, unit, upload, version};
+use crate::{fsx, health, lock, podman, signals, unit, upload, version};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -208,15 +208,22 @@ impl<'a> Node<'a> {
         version::check(v)?;
         let sources = upload::artifact_sources(self.config, req.project_dir)?;
         let _lock = self.lock(&format!("deploy release {v} {}", self.env_name))?;
+        signals::defer();
         let systemd = Systemd::connect()?;
         let mut state = self.load_state()?;
+        self.recover(&systemd, &mut state)?;
         let current = self.current()?;
         let target = self.layout.release(v);
         if target.exists() {
             if current.as_deref() == Some(v) {
                 bail!("{v} is the live release: release a new version, or roll back first");
             }
-            if !req.force {
+            if !state.releases.contains_key(v) {
+                // Killed after its upload was renamed into place, before it was recorded.
+                self.ui.info(&format!(
+                    "   releases/{v} is the leftover of an interrupted release: replacing it"
+                ));
+            } else if !req.force {
                 bail!(
                     "release {v} already exists on {}: pick a new version, or pass --force to \
                      replace it",
@@ -233,6 +240,8 @@ impl<'a> Node<'a> {
             upload::rsync_local(&sources, &incoming, link_dest.as_deref())?;
             upload::finish_release_dir(&incoming, &self.config.shared, &self.config.app, v, &image)
         })?;
+        signals::point("after-upload");
+        signals::check("the image build")?;
         if target.exists() {
             // --force on a release that is not live: it goes, the new upload takes its name.
             std::fs::remove_dir_all(&target)
@@ -259,8 +268,13 @@ impl<'a> Node<'a> {
         }
         state.add_release(v, &image);
         self.save_state(&state)?;
+        signals::point("after-build");
+        signals::check("the swap")?;
 
         let gap = self.swap(&systemd, &mut state, "release", v, current.as_deref())?;
+        if signals::interrupted() {
+            bail!("interrupted during the swap, which was finished first: {v} is live (old releases were not pruned)");
+        }
 
         let pruned = self
             .ui
@@ -288,10 +302,35 @@ impl<'a> Node<'a> {
         to: &str,
         from: Option<&str>,
     ) -> Result<Duration> {
+        // Recorded before anything changes and cleared after everything is back in order: a
+        // command killed in between leaves this for the next one to recover from.
+        state.swap = Some(Swap {
+            action: action.into(),
+            to: to.into(),
+            from: from.map(String::from),
+            started_at: crate::state::now(),
+            pid: std::process::id(),
+        });
+        self.save_state(state)?;
+        let result = self.swap_protected(systemd, state, action, to, from);
+        state.swap = None;
+        self.save_state(state)?;
+        result
+    }
+
+    fn swap_protected(
+        &self,
+        systemd: &Systemd,
+        state: &mut State,
+        action: &str,
+        to: &str,
+        from: Option<&str>,
+    ) -> Result<Duration> {
         let Some(router) = self.router()? else {
             return self.swap_unprotected(systemd, state, action, to, from);
         };
         self.enter_gap(&router)?;
+        signals::point("after-gap");
         let outcome = self.swap_unprotected(systemd, state, action, to, from);
         let back = self.leave_gap(&router);
         match (outcome, back) {
@@ -317,21 +356,11 @@ impl<'a> Node<'a> {
         from: Option<&str>,
     ) -> Result<Duration> {
         let unit = self.unit_name();
-        state.swap = Some(Swap {
-            action: action.into(),
-            to: to.into(),
-            from: from.map(String::from),
-            started_at: crate::state::now(),
-            pid: std::process::id(),
-        });
-        self.save_state(state)?;
-
         let t0 = Instant::now();
         let result = self.stop_switch_start(systemd, &unit, to);
         let gap = t0.elapsed();
         match result {
             Ok(()) => {
-                state.swap = None;
                 state.set_outcome(to, Outcome::Ok);
                 state.push_event(event(
                     action,
@@ -361,7 +390,6 @@ impl<'a> Node<'a> {
                         Ok("nothing was live before it; the app is stopped".to_string())
                     }),
                 };
-                state.swap = None;
                 state.set_outcome(to, Outcome::Failed);
                 let detail = format!("{e:#}");
                 state.push_event(event(
@@ -409,15 +437,18 @@ impl<'a> Node<'a> {
         self.ui.step(&format!("Stopping {unit}"), || {
             systemd.stop(unit, self.stop_timeout())
         })?;
+        signals::point("after-stop");
         self.ui
             .step(&format!("Switching current to {version}"), || {
                 fsx::replace_symlink(&self.layout.current(), &Layout::current_target(version))
             })?;
+        signals::point("after-switch");
         self.ui.step(&format!("Starting {unit}"), || {
             systemd.start(unit, START_TIMEOUT)
         })?;
+        signals::point("after-start");
         let url = health::url(self.env.port, &self.config.health.path);
-        self.ui.step(&format!("Health check {url}"), || {
+        let healthy = self.ui.step(&format!("Health check {url}"), || {
             let h = &self.config.health;
             health::wait_healthy(&url, h.timeout, h.interval, || {
                 let s = systemd.state(unit)?;
@@ -427,7 +458,65 @@ impl<'a> Node<'a> {
                 Ok(())
             })
             .map(|_| ())
-        })
+        });
+        signals::point("after-health");
+        healthy
+    }
+
+    /// An earlier release or rollback that was killed during its swap left `state.swap` behind
+    /// (the unit may be stopped, `current` may name a release that never passed its health
+    /// check): the release that was live before it is put back, the same way, and said so.
+    fn recover(&self, systemd: &Systemd, state: &mut State) -> Result<()> {
+        let Some(swap) = state.swap.take() else {
+            return Ok(());
+        };
+        // A recovery that was itself interrupted still has its target to put back.
+        let back = if swap.action == "recover" {
+            Some(swap.to.clone())
+        } else {
+            swap.from.clone()
+        }
+        .filter(|f| self.layout.release(f).is_dir());
+        self.ui.warn(&format!(
+            "a {} to {} (pid {}, started {}) was interrupted during its swap: {}",
+            swap.action,
+            swap.to,
+            swap.pid,
+            swap.started_at,
+            match &back {
+                Some(b) => format!("putting {b} back"),
+                None => "nothing was live before it; stopping the app".into(),
+            }
+        ));
+        if back.as_deref() != Some(swap.to.as_str()) {
+            state.set_outcome(&swap.to, Outcome::Failed);
+        }
+        state.push_event(event(
+            &swap.action,
+            &swap.to,
+            swap.from.clone(),
+            "interrupted",
+            None,
+            Some("the command was killed during the swap"),
+        ));
+        self.save_state(state)?;
+        match back {
+            Some(prev) => {
+                self.ensure_image(state, &prev)?;
+                self.swap(systemd, state, "recover", &prev, None)?;
+            }
+            None => {
+                systemd.stop(&self.unit_name(), self.stop_timeout())?;
+                if std::fs::symlink_metadata(self.layout.current()).is_ok() {
+                    std::fs::remove_file(self.layout.current())?;
+                    fsx::sync_dir(&self.layout.root)?;
+                }
+                if let Some(router) = self.router()? {
+                    self.leave_gap(&router)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The last lines the app wrote (podman's k8s-file log, prefixes removed).
@@ -477,8 +566,10 @@ impl<'a> Node<'a> {
 
     pub fn rollback(&self, to: Option<&str>) -> Result<()> {
         let _lock = self.lock(&format!("deploy rollback {}", self.env_name))?;
+        signals::defer();
         let systemd = Systemd::connect()?;
         let mut state = self.load_state()?;
+        self.recover(&systemd, &mut state)?;
         let on_disk = self.releases_on_disk()?;
         let current = self.current()?;
         let target = match to {

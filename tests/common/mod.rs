@@ -80,6 +80,11 @@ pub fn chmod(p: &Path, mode: u32) {
 
 /// A command run as the node's user, with its session's environment.
 pub fn as_user(program: &Path, args: &[&str], dir: &Path) -> Command {
+    as_user_env(program, args, dir, &[])
+}
+
+/// [`as_user`] with extra environment variables.
+pub fn as_user_env(program: &Path, args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Command {
     let n = node();
     let mut c = Command::new("setpriv");
     c.arg(format!("--reuid={}", n.uid))
@@ -94,6 +99,7 @@ pub fn as_user(program: &Path, args: &[&str], dir: &Path) -> Command {
             "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{}/bus",
             n.uid
         ))
+        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
         .arg(program)
         .args(args)
         .current_dir(dir);
@@ -273,6 +279,23 @@ impl Project {
 
     pub fn deploy(&self, args: &[&str]) -> Run {
         Run::from(as_user(&node().deploy, args, &self.dir).output().unwrap())
+    }
+
+    /// `deploy` with extra environment (e.g. the test hook), not yet started; setpriv and env
+    /// exec, so the child's pid is deploy's.
+    pub fn deploy_cmd(&self, env: &[(&str, &str)], args: &[&str]) -> Command {
+        let mut c = as_user_env(&node().deploy, args, &self.dir, env);
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c
+    }
+
+    pub fn deploy_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
+        Run::from(self.deploy_cmd(env, args).output().unwrap())
+    }
+
+    pub fn wait(child: std::process::Child) -> Run {
+        Run::from(child.wait_with_output().unwrap())
     }
 
     /// Runs a program as the node's user in the project directory.

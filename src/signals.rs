@@ -1,0 +1,71 @@
+//! SIGINT and SIGTERM during a release or rollback: the command is not killed mid-step. Before
+//! the swap it stops at the next step boundary, changing nothing live; once the swap has begun it
+//! finishes the swap (or puts the previous release back) and then exits.
+//!
+//! Also the test hook of the fault-injection suite: `DEPLOY_TEST_HOOK=kill@STEP` SIGKILLs this
+//! process when it reaches STEP, `sleep@STEP` pauses there for 2 s (for sending a signal then).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// From now on SIGINT and SIGTERM set a flag instead of ending the process.
+pub fn defer() {
+    INTERRUPTED.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
+        }
+        flag
+    });
+}
+
+/// Whether SIGINT or SIGTERM has arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.get().is_some_and(|f| f.load(Ordering::SeqCst))
+}
+
+/// Fails when interrupted: for the step boundaries before the swap.
+pub fn check(before: &str) -> anyhow::Result<()> {
+    if interrupted() {
+        anyhow::bail!(
+            "interrupted before {before}: nothing live was changed (an upload is resumed by the \
+             next release)"
+        );
+    }
+    Ok(())
+}
+
+/// The steps a release passes, for the test hook.
+pub const STEPS: &[&str] = &[
+    "after-upload",
+    "after-build",
+    "after-gap",
+    "after-stop",
+    "after-switch",
+    "after-start",
+    "after-health",
+];
+
+/// A named point of the release lifecycle; does something only under `DEPLOY_TEST_HOOK`.
+pub fn point(step: &str) {
+    debug_assert!(STEPS.contains(&step), "unknown step {step}");
+    let Ok(spec) = std::env::var("DEPLOY_TEST_HOOK") else {
+        return;
+    };
+    for part in spec.split(',') {
+        match part.split_once('@') {
+            Some(("kill", at)) if at == step => {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &std::process::id().to_string()])
+                    .status();
+                std::thread::sleep(std::time::Duration::from_secs(60));
+            }
+            Some(("sleep", at)) if at == step => {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+            _ => {}
+        }
+    }
+}
