@@ -80,6 +80,8 @@ impl Node<'_> {
 
     pub fn setup_traefik(&self, systemd: &Systemd, t: &Traefik) -> Result<()> {
         let meta = self.layout.meta();
+        let gap_unit = traefik::gap_unit_name(&self.config.app);
+        self.check_port(systemd, self.env.gap_port(), &gap_unit)?;
         self.ui.step("Installing the gap server", || {
             let exe = std::env::current_exe().context("cannot find this deploy binary")?;
             let bin = self.gap_bin();

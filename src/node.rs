@@ -137,6 +137,47 @@ impl<'a> Node<'a> {
         state.save(&self.layout.state_file())
     }
 
+    // ---------------------------------------------------------------- checks
+
+    /// Fails when `port` on 127.0.0.1 is taken while `unit` (its rightful owner) is not
+    /// running: another process has it, and the app could not start.
+    pub(crate) fn check_port(&self, systemd: &Systemd, port: u16, unit: &str) -> Result<()> {
+        let owner_running = systemd
+            .state(unit)
+            .map(|s| s.active == "active" || s.active == "activating" || s.active == "deactivating")
+            .unwrap_or(false);
+        if owner_running {
+            return Ok(());
+        }
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+                "port {port} on 127.0.0.1 is in use by another process, so {unit} could not \
+                 listen there: stop that process (`ss -ltnp 'sport = :{port}'` shows it) or \
+                 choose another port in the config"
+            ),
+            Err(e) => Err(e).with_context(|| format!("cannot check port {port}")),
+        }
+    }
+
+    /// Warns about shared files every user of the machine can read (`.env` holds secrets).
+    fn warn_readable_shared_files(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        for f in &self.config.shared.files {
+            let path = self.layout.shared().join(f);
+            if let Ok(m) = std::fs::metadata(&path) {
+                if m.permissions().mode() & 0o004 != 0 {
+                    self.ui.warn(&format!(
+                        "{} is readable by every user of this machine (mode {:o}): `chmod 600 {}`",
+                        path.display(),
+                        m.permissions().mode() & 0o777,
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- setup
 
     pub fn setup(&self) -> Result<()> {
@@ -182,6 +223,8 @@ impl<'a> Node<'a> {
         let systemd = self
             .ui
             .step("Connecting to the systemd user manager", Systemd::connect)?;
+        self.check_port(&systemd, self.env.port, &self.unit_name())?;
+        self.warn_readable_shared_files();
         let unit_path = self.unit_path();
         self.ui
             .step(&format!("Writing {}", unit_path.display()), || {
@@ -270,6 +313,8 @@ impl<'a> Node<'a> {
         self.save_state(&state)?;
         signals::point("after-build");
         signals::check("the swap")?;
+        self.check_port(&systemd, self.env.port, &self.unit_name())?;
+        self.warn_readable_shared_files();
 
         let gap = self.swap(&systemd, &mut state, "release", v, current.as_deref())?;
         if signals::interrupted() {

@@ -22,7 +22,64 @@ pub fn artifact_sources(config: &Config, dir: &Path) -> Result<Vec<PathBuf>> {
         }
         out.push(p);
     }
+    let project =
+        std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    for p in &out {
+        if let Some((link, target)) = escaping_symlink(&project, p)? {
+            bail!(
+                "{} is a symlink to {}, outside the project {}: a release must be self-contained \
+                 (copy the file in, or keep it in shared/)",
+                link.display(),
+                target.display(),
+                project.display()
+            );
+        }
+    }
     Ok(out)
+}
+
+/// Resolves `.` and `..` without touching the file system. Pure.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Whether a symlink at `link` (inside `project`) pointing at `target` stays inside. Pure.
+pub fn link_stays_inside(project: &Path, link: &Path, target: &Path) -> bool {
+    let base = link.parent().unwrap_or(project);
+    normalize(&base.join(target)).starts_with(project)
+}
+
+/// The first symlink under `path` (itself included) that points outside `project`.
+fn escaping_symlink(project: &Path, path: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
+    // The artifact's own location, with its parent directories resolved.
+    let path = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)?.join(name),
+        _ => path.to_path_buf(),
+    };
+    let meta = std::fs::symlink_metadata(&path)?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(&path)?;
+        if !link_stays_inside(project, &path, &target) {
+            return Ok(Some((path, target)));
+        }
+    } else if meta.is_dir() {
+        for entry in std::fs::read_dir(&path)? {
+            if let Some(found) = escaping_symlink(project, &entry?.path())? {
+                return Ok(Some(found));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The rsync command line for an upload. Pure.
@@ -111,6 +168,37 @@ mod tests {
             "--archive --delete --hard-links --link-dest=/srv/a/releases/v1 \
              /p/target/release/app /p/assets /srv/a/releases/.incoming-v2/"
         );
+    }
+
+    #[test]
+    fn symlinks_must_stay_in_the_project() {
+        let project = Path::new("/p");
+        assert!(link_stays_inside(
+            project,
+            Path::new("/p/assets/a"),
+            Path::new("b")
+        ));
+        assert!(link_stays_inside(
+            project,
+            Path::new("/p/assets/a"),
+            Path::new("../dist/x")
+        ));
+        assert!(!link_stays_inside(
+            project,
+            Path::new("/p/assets/a"),
+            Path::new("../../etc/passwd")
+        ));
+        assert!(!link_stays_inside(
+            project,
+            Path::new("/p/assets/a"),
+            Path::new("/etc/passwd")
+        ));
+        assert!(!link_stays_inside(
+            project,
+            Path::new("/p/a"),
+            Path::new("../p2/x")
+        ));
+        assert_eq!(normalize(Path::new("/p/a/../b/./c")), Path::new("/p/b/c"));
     }
 
     #[test]

@@ -245,3 +245,40 @@ fn a_missing_artifact_uploads_nothing() {
     );
     assert!(p.releases_on_disk().is_empty());
 }
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let p = Project::new("t-badinput", 18108, Options::default());
+    // A port taken by another process: setup says so and what to do.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", 18108)).unwrap();
+    let r = p.deploy(&["setup"]).failed();
+    assert!(
+        r.stderr
+            .contains("port 18108 on 127.0.0.1 is in use by another process"),
+        "{}",
+        r.stderr
+    );
+    drop(squatter);
+    p.deploy(&["setup"]).ok();
+
+    // A symlink in the artifacts that points outside the project.
+    std::os::unix::fs::symlink("/etc/passwd", p.dir.join("assets/passwd")).unwrap();
+    let r = p.deploy(&["release", "v1"]).failed();
+    assert!(r.stderr.contains("outside the project"), "{}", r.stderr);
+    assert!(r.stderr.contains("assets/passwd"), "{}", r.stderr);
+    assert!(p.releases_on_disk().is_empty(), "nothing uploaded");
+    std::fs::remove_file(p.dir.join("assets/passwd")).unwrap();
+    // One inside the project is fine.
+    std::os::unix::fs::symlink("greeting.txt", p.dir.join("assets/hello.txt")).unwrap();
+
+    // A world-readable env file: a warning, not a refusal.
+    let env = p.root().join("shared/.env");
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = p.deploy(&["release", "v1"]).ok();
+    assert!(
+        r.stderr.contains("readable by every user") && r.stderr.contains("chmod 600"),
+        "{}",
+        r.stderr
+    );
+    assert!(p.body("/").starts_with("example-app v1 "));
+}
