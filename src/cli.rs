@@ -62,20 +62,5 @@ pub enum Command {
     },
     /// The gap server that `deploy setup` runs as a user unit beside the app (not for people).
     #[command(hide = true)]
-    GapServer {
-        #[arg(long)]
-        listen: String,
-        #[arg(long, value_parser = ["maintenance", "hold"])]
-        mode: String,
-        #[arg(long, value_parser = humantime::parse_duration)]
-        hold: std::time::Duration,
-        #[arg(long, value_parser = humantime::parse_duration)]
-        retry_after: std::time::Duration,
-        #[arg(long)]
-        upstream: String,
-        #[arg(long)]
-        control: PathBuf,
-        #[arg(long)]
-        page: PathBuf,
-    },
+    GapServer(crate::gap::Options),
 }

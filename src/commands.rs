@@ -12,30 +12,8 @@ pub fn run(cli: Cli) -> Result<()> {
         verbose: cli.verbose,
         quiet: cli.quiet,
     };
-    if let Command::GapServer {
-        listen,
-        mode,
-        hold,
-        retry_after,
-        upstream,
-        control,
-        page,
-    } = cli.command
-    {
-        let mode = if mode == "hold" {
-            config::GapMode::Hold
-        } else {
-            config::GapMode::Maintenance
-        };
-        return crate::gap::serve(crate::gap::Options {
-            listen,
-            mode,
-            hold,
-            retry_after,
-            upstream,
-            control,
-            page,
-        });
+    if let Command::GapServer(options) = cli.command {
+        return crate::gap::serve(options);
     }
     let loaded = config::load(&cli.config)?;
     let env_arg = match &cli.command {
@@ -45,7 +23,7 @@ pub fn run(cli: Cli) -> Result<()> {
         | Command::Releases { env }
         | Command::Status { env }
         | Command::Maintenance { env, .. } => env.as_deref(),
-        Command::GapServer { .. } => unreachable!("handled above"),
+        Command::GapServer(_) => unreachable!("handled above"),
     };
     let (env_name, env) = loaded.environment(env_arg)?;
     let node = Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?;
@@ -79,7 +57,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Maintenance { state, .. } => node.maintenance(state == "on"),
-        Command::GapServer { .. } => unreachable!("handled above"),
+        Command::GapServer(_) => unreachable!("handled above"),
     }
 }
 

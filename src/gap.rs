@@ -26,13 +26,22 @@ pub const MAINTENANCE_PATH: &str = "/__deploy/maintenance";
 /// The largest request body that is held and forwarded.
 const MAX_BODY: u64 = 64 << 20;
 
+/// The gap server's options: the arguments of `deploy gap-server`, which its unit passes.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    #[arg(long)]
     pub listen: String,
+    #[arg(long, value_enum)]
     pub mode: GapMode,
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub hold: Duration,
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub retry_after: Duration,
+    #[arg(long)]
     pub upstream: String,
+    #[arg(long)]
     pub control: PathBuf,
+    #[arg(long)]
     pub page: PathBuf,
 }
 
