@@ -113,9 +113,11 @@ impl Node<'_> {
                 page: self.page_path().display().to_string(),
             };
             let unit = traefik::gap_unit_name(&self.config.app);
-            let path = self.user_unit_dir().join(&unit);
-            fsx::write_atomic(&path, traefik::render_gap_unit(&spec)?.as_bytes(), 0o644)?;
-            systemd.reload()?;
+            systemd.install_unit(
+                &self.user_unit_dir(),
+                &unit,
+                &traefik::render_gap_unit(&spec)?,
+            )?;
             systemd.restart(&unit, std::time::Duration::from_secs(30))?;
             // It must answer: the maintenance path always gets the page (503).
             let url = crate::health::url(self.env.gap_port(), gap::MAINTENANCE_PATH);
@@ -196,8 +198,11 @@ impl Node<'_> {
                 || std::fs::read_to_string(&unit_path).ok().as_deref() != Some(&unit_text);
             fsx::ensure_dir(static_path.parent().expect("dir"), 0o755)?;
             fsx::write_atomic(&static_path, text.as_bytes(), 0o644)?;
-            fsx::write_atomic(&unit_path, unit_text.as_bytes(), 0o644)?;
-            systemd.reload()?;
+            systemd.install_unit(
+                &self.user_unit_dir(),
+                traefik::TRAEFIK_UNIT_NAME,
+                &unit_text,
+            )?;
             let timeout = std::time::Duration::from_secs(30);
             if changed {
                 systemd.restart(traefik::TRAEFIK_UNIT_NAME, timeout)

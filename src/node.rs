@@ -161,6 +161,17 @@ impl<'a> Node<'a> {
     }
 
     /// Warns about shared files every user of the machine can read (`.env` holds secrets).
+    /// Rootless Podman works, or is made to (a stale state after a reboot), and says so.
+    fn check_podman(&self) -> Result<()> {
+        if podman::check_runtime()? {
+            self.ui.info(
+                "   podman's state was stale (its containers died with a reboot or a crash): \
+                 reset it with `podman system migrate`",
+            );
+        }
+        Ok(())
+    }
+
     fn warn_readable_shared_files(&self) {
         use std::os::unix::fs::PermissionsExt;
         for f in &self.config.shared.files {
@@ -209,17 +220,14 @@ impl<'a> Node<'a> {
             Ok(())
         })?;
         self.ui.step("Checking podman and rsync", || {
-            for (tool, pkg) in [("podman", "podman"), ("rsync", "rsync")] {
-                duct::cmd!(tool, "--version")
-                    .stdout_null()
-                    .stderr_null()
-                    .run()
-                    .with_context(|| {
-                        format!("`{tool}` is not installed: as root, apt-get install {pkg}")
-                    })?;
-            }
+            duct::cmd!("rsync", "--version")
+                .stdout_null()
+                .stderr_null()
+                .run()
+                .context("`rsync` is not installed: as root, apt-get install rsync")?;
             Ok(())
         })?;
+        self.check_podman()?;
         let systemd = self
             .ui
             .step("Connecting to the systemd user manager", Systemd::connect)?;
@@ -230,9 +238,7 @@ impl<'a> Node<'a> {
             .step(&format!("Writing {}", unit_path.display()), || {
                 let spec = unit::UnitSpec::new(self.config, l, self.env.port);
                 let text = unit::render(&spec)?;
-                fsx::ensure_dir(unit_path.parent().expect("unit dir"), 0o755)?;
-                fsx::write_atomic(&unit_path, text.as_bytes(), 0o644)?;
-                systemd.reload()
+                systemd.install_unit(&self.user_unit_dir(), &self.unit_name(), &text)
             })?;
         if let Some(t) = &self.config.traefik {
             self.setup_traefik(&systemd, t)?;
@@ -252,6 +258,7 @@ impl<'a> Node<'a> {
         let sources = upload::artifact_sources(self.config, req.project_dir)?;
         let _lock = self.lock(&format!("deploy release {v} {}", self.env_name))?;
         signals::defer();
+        self.check_podman()?;
         let systemd = Systemd::connect()?;
         let mut state = self.load_state()?;
         self.recover(&systemd, &mut state)?;
@@ -612,6 +619,7 @@ impl<'a> Node<'a> {
     pub fn rollback(&self, to: Option<&str>) -> Result<()> {
         let _lock = self.lock(&format!("deploy rollback {}", self.env_name))?;
         signals::defer();
+        self.check_podman()?;
         let systemd = Systemd::connect()?;
         let mut state = self.load_state()?;
         self.recover(&systemd, &mut state)?;

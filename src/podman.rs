@@ -67,6 +67,49 @@ fn check_build(
     Ok(())
 }
 
+/// Rootless Podman's state outlived its processes: its database says containers run, but their
+/// processes and the pause process are gone (after a reboot where the runtime directory is not
+/// a tmpfs, or when every process of the user was killed). Every podman command then fails.
+pub fn stale_state(output: &str) -> bool {
+    output.contains("invalid internal status") && output.contains("system migrate")
+}
+
+/// Checks that rootless Podman works for this user, and resets a stale state (see
+/// [`stale_state`]) with `podman system migrate`, which only marks the dead containers stopped.
+/// Returns whether it had to.
+pub fn check_runtime() -> Result<bool> {
+    let run = |args: &[&str]| {
+        duct::cmd("podman", args)
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .context("cannot run podman: install it (as root: apt-get install podman)")
+    };
+    let out = run(&["ps", "--quiet"])?;
+    if out.status.success() {
+        return Ok(false);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    if stale_state(&text) {
+        let migrated = run(&["system", "migrate"])?;
+        let again = run(&["ps", "--quiet"])?;
+        if migrated.status.success() && again.status.success() {
+            return Ok(true);
+        }
+        let text = String::from_utf8_lossy(&again.stdout);
+        bail!(
+            "podman's state is stale and `podman system migrate` did not reset it:\n{}",
+            tail(&text, 10)
+        );
+    }
+    bail!(
+        "rootless podman does not work for this user (`podman ps` failed):\n{}\ncheck \
+         `podman info`, and that the user has ranges in /etc/subuid and /etc/subgid",
+        tail(&text, 10)
+    )
+}
+
 pub fn image_exists(image: &str) -> Result<bool> {
     let out = duct::cmd!("podman", "image", "exists", image)
         .unchecked()
@@ -109,6 +152,12 @@ mod tests {
         assert!(!cache_race(
             "Error: building at STEP \"COPY missing /app\": no such file"
         ));
+    }
+
+    #[test]
+    fn a_state_outliving_its_processes_is_recognised() {
+        assert!(stale_state("time=\"2026-11-22T20:37:08Z\" level=error msg=\"invalid internal status, try resetting the pause process with \\\"podman system migrate\\\": could not find any running process: no such process\""));
+        assert!(!stale_state("Error: cannot connect to Podman"));
     }
 
     #[test]

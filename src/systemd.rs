@@ -23,6 +23,12 @@ trait Manager {
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
     fn reload(&self) -> zbus::Result<()>;
+    fn enable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+        force: bool,
+    ) -> zbus::Result<(bool, Vec<(String, String, String)>)>;
     fn subscribe(&self) -> zbus::Result<()>;
     #[zbus(signal)]
     fn job_removed(
@@ -121,6 +127,18 @@ impl Systemd {
         self.manager
             .reload()
             .context("systemd daemon-reload (user manager) failed")
+    }
+
+    /// Writes a unit file (atomically) into the user's unit directory, reloads the manager and
+    /// enables the unit, so it also starts with the user's manager (at boot, with lingering).
+    pub fn install_unit(&self, dir: &std::path::Path, name: &str, text: &str) -> Result<()> {
+        crate::fsx::ensure_dir(dir, 0o755)?;
+        crate::fsx::write_atomic(&dir.join(name), text.as_bytes(), 0o644)?;
+        self.reload()?;
+        self.manager
+            .enable_unit_files(&[name], false, true)
+            .with_context(|| format!("cannot enable {name} (systemd EnableUnitFiles)"))?;
+        self.reload()
     }
 
     pub fn start(&self, unit: &str, timeout: Duration) -> Result<()> {

@@ -16,6 +16,15 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
         .home
         .join(".config/systemd/user/t-lifecycle.service");
     let unit_before = std::fs::read_to_string(&unit_file).unwrap();
+    let enabled = p.user(
+        "systemctl",
+        &["--user", "is-enabled", "t-lifecycle.service"],
+    );
+    assert_eq!(
+        enabled.stdout.trim(),
+        "enabled",
+        "the unit starts with the user's manager (at boot): {enabled:?}"
+    );
 
     let r = p.deploy(&["release", "v1", "test"]).ok();
     assert!(

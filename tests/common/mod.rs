@@ -106,6 +106,7 @@ pub fn as_user_env(program: &Path, args: &[&str], dir: &Path, env: &[(&str, &str
     c
 }
 
+#[derive(Debug)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,
@@ -408,10 +409,14 @@ impl Project {
 
     /// Stops the app and removes everything a previous run left.
     pub fn clean(&self) {
-        let unit = format!("{}.service", self.app);
-        let _ = self.user("systemctl", &["--user", "stop", &unit]);
-        let unit_file = node().home.join(".config/systemd/user").join(&unit);
-        let _ = std::fs::remove_file(unit_file);
+        for unit in [
+            format!("{}.service", self.app),
+            format!("{}-gap.service", self.app),
+        ] {
+            let _ = self.user("systemctl", &["--user", "stop", &unit]);
+            let _ = self.user("systemctl", &["--user", "disable", &unit]);
+            let _ = std::fs::remove_file(node().home.join(".config/systemd/user").join(&unit));
+        }
         let _ = std::fs::remove_dir_all(self.root());
         let _ = std::fs::remove_dir_all(&self.dir);
         // By name, never by id: identical builds of other tests' apps share image ids. The
