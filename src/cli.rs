@@ -36,7 +36,8 @@ pub enum Command {
         /// The release's name, e.g. v2.0.0.
         version: String,
         env: Option<String>,
-        /// Replace an existing release of the same name (not the live one).
+        /// Replace an existing release of the same name (not the live one), and go on without
+        /// Traefik's gap protection when Traefik cannot be switched.
         #[arg(long)]
         force: bool,
         /// Do not run `build.command` first.
@@ -49,6 +50,16 @@ pub enum Command {
         /// The release to go back to.
         #[arg(long, value_name = "VERSION")]
         to: Option<String>,
+        /// Also put back the SQLite data that release left (its snapshot); the data there now
+        /// is kept as a snapshot of the release being left.
+        #[arg(long)]
+        with_data: bool,
+        /// Do not ask before replacing the data (--with-data).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Go on without Traefik's gap protection when Traefik cannot be switched.
+        #[arg(long)]
+        force: bool,
     },
     /// List the releases on the node, newest first; `*` marks the live one.
     Releases { env: Option<String> },

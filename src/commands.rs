@@ -47,7 +47,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 project_dir: &loaded.dir,
             })
         }
-        Command::Rollback { to, .. } => node.rollback(to.as_deref()),
+        Command::Rollback {
+            to,
+            with_data,
+            yes,
+            force,
+            ..
+        } => node.rollback(&crate::node::RollbackRequest {
+            to: to.as_deref(),
+            with_data: *with_data,
+            yes: *yes,
+            force: *force,
+        }),
         Command::Releases { .. } => {
             print!("{}", node.releases_report()?);
             Ok(())

@@ -30,7 +30,19 @@ pub struct Config {
     /// holds requests instead of failing them.
     #[serde(default)]
     pub traefik: Option<Traefik>,
+    /// `snapshot` (the default): in every gap, a consistent snapshot of each SQLite database in
+    /// `shared/` is kept with the release that wrote it (`deploy rollback --with-data`).
+    #[serde(default)]
+    pub backup: Backup,
     pub environments: BTreeMap<String, Environment>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backup {
+    #[default]
+    Snapshot,
+    Off,
 }
 
 #[derive(Debug, Clone, Deserialize)]

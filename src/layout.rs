@@ -31,6 +31,10 @@ impl Layout {
     pub fn release(&self, version: &str) -> PathBuf {
         self.releases().join(version)
     }
+    /// Where the data snapshots of a release are kept (pruned with it).
+    pub fn snapshots(&self, version: &str) -> PathBuf {
+        self.release(version).join(RELEASE_META).join("snapshots")
+    }
     pub fn incoming(&self, version: &str) -> PathBuf {
         self.releases().join(format!("{INCOMING_PREFIX}{version}"))
     }

@@ -13,6 +13,7 @@ mod lock;
 mod node;
 mod podman;
 mod signals;
+mod snapshot;
 mod state;
 mod systemd;
 mod template;

@@ -2,12 +2,12 @@
 //! check, prune or roll back), rollback, and what is deployed. They act on this machine, as the
 //! user who owns the app.
 
-use crate::config::{Config, Environment};
+use crate::config::{Backup, Config, Environment};
 use crate::layout::{self, Layout};
 use crate::state::{Event, Outcome, State, Swap};
 use crate::systemd::Systemd;
 use crate::ui::{fmt_duration, Ui};
-use crate::{fsx, health, lock, podman, signals, unit, upload, version};
+use crate::{fsx, health, lock, podman, signals, snapshot, unit, upload, version};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,6 +24,25 @@ pub struct Node<'a> {
     /// The directory of the config file (the maintenance page is relative to it).
     pub project_dir: PathBuf,
     pub ui: Ui,
+}
+
+/// One stop-swap-start: what does it, to which release, from which.
+pub(crate) struct Move<'a> {
+    pub action: &'a str,
+    pub to: &'a str,
+    pub from: Option<&'a str>,
+    /// A snapshot of `to`'s data to put back in the gap (`rollback --with-data`).
+    pub restore: Option<PathBuf>,
+    /// Go on without Traefik's gap protection when Traefik cannot be switched.
+    pub force: bool,
+}
+
+/// What `deploy rollback` is given.
+pub struct RollbackRequest<'a> {
+    pub to: Option<&'a str>,
+    pub with_data: bool,
+    pub yes: bool,
+    pub force: bool,
 }
 
 /// What `deploy release` is given.
@@ -323,7 +342,17 @@ impl<'a> Node<'a> {
         self.check_port(&systemd, self.env.port, &self.unit_name())?;
         self.warn_readable_shared_files();
 
-        let gap = self.swap(&systemd, &mut state, "release", v, current.as_deref())?;
+        let gap = self.swap(
+            &systemd,
+            &mut state,
+            &Move {
+                action: "release",
+                to: v,
+                from: current.as_deref(),
+                restore: None,
+                force: req.force,
+            },
+        )?;
         if signals::interrupted() {
             bail!("interrupted during the swap, which was finished first: {v} is live (old releases were not pruned)");
         }
@@ -346,70 +375,71 @@ impl<'a> Node<'a> {
 
     /// Stop-swap-start behind Traefik: the router goes to the gap server first (and the app is
     /// not stopped unless that is confirmed live), and back to the app after.
-    fn swap(
-        &self,
-        systemd: &Systemd,
-        state: &mut State,
-        action: &str,
-        to: &str,
-        from: Option<&str>,
-    ) -> Result<Duration> {
+    fn swap(&self, systemd: &Systemd, state: &mut State, mv: &Move) -> Result<Duration> {
         // Recorded before anything changes and cleared after everything is back in order: a
         // command killed in between leaves this for the next one to recover from.
         state.swap = Some(Swap {
-            action: action.into(),
-            to: to.into(),
-            from: from.map(String::from),
+            action: mv.action.into(),
+            to: mv.to.into(),
+            from: mv.from.map(String::from),
             started_at: crate::state::now(),
             pid: std::process::id(),
         });
         self.save_state(state)?;
-        let result = self.swap_protected(systemd, state, action, to, from);
+        let result = self.swap_protected(systemd, state, mv);
         state.swap = None;
         self.save_state(state)?;
         result
     }
 
-    fn swap_protected(
-        &self,
-        systemd: &Systemd,
-        state: &mut State,
-        action: &str,
-        to: &str,
-        from: Option<&str>,
-    ) -> Result<Duration> {
+    fn swap_protected(&self, systemd: &Systemd, state: &mut State, mv: &Move) -> Result<Duration> {
         let Some(router) = self.router()? else {
-            return self.swap_unprotected(systemd, state, action, to, from);
+            return self.swap_unprotected(systemd, state, mv);
         };
-        self.enter_gap(&router)?;
+        if let Err(e) = self.enter_gap(&router) {
+            if !mv.force {
+                return Err(e.context(format!(
+                    "start Traefik (its API is {}), or pass --force to go on without it: \
+                     requests in the gap then fail",
+                    router.api.base
+                )));
+            }
+            self.ui.warn(&format!(
+                "{e:#}: going on without Traefik's gap protection (--force)"
+            ));
+            // What Traefik reads when it comes back routes to the app, not the gap server.
+            router.write(false)?;
+            return self.swap_unprotected(systemd, state, mv);
+        }
         signals::point("after-gap");
-        let outcome = self.swap_unprotected(systemd, state, action, to, from);
+        let outcome = self.swap_unprotected(systemd, state, mv);
         let back = self.leave_gap(&router);
         match (outcome, back) {
             (Ok(gap), Ok(())) => Ok(gap),
             (Ok(_), Err(e)) => Err(e.context(format!(
-                "{to} is live, but Traefik still routes {} to the gap server: run `deploy \
+                "{} is live, but Traefik still routes {} to the gap server: run `deploy \
                  maintenance off {}` once Traefik answers",
-                router.spec.name, self.env_name
+                mv.to, router.spec.name, self.env_name
             ))),
             (Err(e), Ok(())) => Err(e),
             (Err(e), Err(b)) => Err(e.context(format!("switching Traefik back failed too: {b:#}"))),
         }
     }
 
-    /// Stop-swap-start to `to`, health-checked; on failure `from` is put back the same way.
-    /// Returns the gap: from the stop to the new release answering its health check.
+    /// Stop-swap-start to `mv.to`, health-checked; on failure `mv.from` is put back the same
+    /// way, with the data it left when `mv.to` may have changed it. Returns the gap: from the
+    /// stop to the new release answering its health check.
     fn swap_unprotected(
         &self,
         systemd: &Systemd,
         state: &mut State,
-        action: &str,
-        to: &str,
-        from: Option<&str>,
+        mv: &Move,
     ) -> Result<Duration> {
+        let (action, to, from) = (mv.action, mv.to, mv.from);
         let unit = self.unit_name();
         let t0 = Instant::now();
-        let result = self.stop_switch_start(systemd, &unit, to);
+        let mut taken = None;
+        let result = self.stop_switch_start(systemd, &unit, to, mv.restore.as_deref(), &mut taken);
         let gap = t0.elapsed();
         match result {
             Ok(()) => {
@@ -420,7 +450,7 @@ impl<'a> Node<'a> {
                     from.map(String::from),
                     "ok",
                     Some(gap),
-                    None,
+                    mv.restore.as_ref().map(|_| "with its data"),
                 ));
                 self.save_state(state)?;
                 Ok(gap)
@@ -431,8 +461,20 @@ impl<'a> Node<'a> {
                     Some(prev) => {
                         self.ui
                             .info(&format!("{action} of {to} failed: putting {prev} back"));
+                        // `to` ran, and may have changed the data (a migration): `prev` gets
+                        // back the data it left, and `to`'s is kept as `to`'s snapshot.
+                        let ran = self.current().ok().flatten().as_deref() == Some(to);
+                        let data = taken.filter(|_| ran);
                         self.ensure_image(state, prev)
-                            .and_then(|_| self.stop_switch_start(systemd, &unit, prev))
+                            .and_then(|_| {
+                                self.stop_switch_start(
+                                    systemd,
+                                    &unit,
+                                    prev,
+                                    data.as_deref(),
+                                    &mut None,
+                                )
+                            })
                             .map(|()| format!("{prev} is serving again"))
                     }
                     None => systemd.stop(&unit, self.stop_timeout()).and_then(|()| {
@@ -485,11 +527,43 @@ impl<'a> Node<'a> {
         Ok(image)
     }
 
-    fn stop_switch_start(&self, systemd: &Systemd, unit: &str, version: &str) -> Result<()> {
+    /// Stop, snapshot the data the stopped release leaves (into `taken`), put back `restore`
+    /// if given, switch `current`, start, health-check.
+    fn stop_switch_start(
+        &self,
+        systemd: &Systemd,
+        unit: &str,
+        version: &str,
+        restore: Option<&Path>,
+        taken: &mut Option<PathBuf>,
+    ) -> Result<()> {
         self.ui.step(&format!("Stopping {unit}"), || {
             systemd.stop(unit, self.stop_timeout())
         })?;
         signals::point("after-stop");
+        let leaving = self.current()?.filter(|l| l != version);
+        let snapshot_on = self.config.backup == Backup::Snapshot || restore.is_some();
+        if let Some(l) = leaving.filter(|_| snapshot_on) {
+            let snapshots = self.layout.snapshots(&l);
+            let t = self
+                .ui
+                .step(&format!("Snapshot of the data {l} leaves"), || {
+                    snapshot::take(&self.layout.shared(), &snapshots, &snapshot::stamp())
+                })?;
+            self.ui.detail(&format!(
+                "   {} database(s), {} KiB, in {}",
+                t.databases,
+                t.bytes.div_ceil(1024),
+                t.dir.display()
+            ));
+            *taken = Some(t.dir);
+        }
+        if let Some(snap) = restore {
+            self.ui
+                .step(&format!("Restoring the data of {version}"), || {
+                    snapshot::restore(snap, &self.layout.shared())
+                })?;
+        }
         self.ui
             .step(&format!("Switching current to {version}"), || {
                 fsx::replace_symlink(&self.layout.current(), &Layout::current_target(version))
@@ -555,7 +629,14 @@ impl<'a> Node<'a> {
         match back {
             Some(prev) => {
                 self.ensure_image(state, &prev)?;
-                self.swap(systemd, state, "recover", &prev, None)?;
+                let mv = Move {
+                    action: "recover",
+                    to: &prev,
+                    from: None,
+                    restore: None,
+                    force: false,
+                };
+                self.swap(systemd, state, &mv)?;
             }
             None => {
                 systemd.stop(&self.unit_name(), self.stop_timeout())?;
@@ -616,7 +697,8 @@ impl<'a> Node<'a> {
 
     // ---------------------------------------------------------------- rollback
 
-    pub fn rollback(&self, to: Option<&str>) -> Result<()> {
+    pub fn rollback(&self, req: &RollbackRequest) -> Result<()> {
+        let to = req.to;
         let _lock = self.lock(&format!("deploy rollback {}", self.env_name))?;
         signals::defer();
         self.check_podman()?;
@@ -660,6 +742,11 @@ impl<'a> Node<'a> {
                 })?
             }
         };
+        let restore = if req.with_data {
+            Some(self.confirm_data_restore(&target, current.as_deref(), req.yes)?)
+        } else {
+            None
+        };
         let image = self.ensure_image(&state, &target)?;
         if !state.releases.contains_key(&target) {
             state.add_release(&target, &image);
@@ -668,9 +755,13 @@ impl<'a> Node<'a> {
         let gap = self.swap(
             &systemd,
             &mut state,
-            "rollback",
-            &target,
-            current.as_deref(),
+            &Move {
+                action: "rollback",
+                to: &target,
+                from: current.as_deref(),
+                restore,
+                force: req.force,
+            },
         )?;
         self.ui.info(&format!(
             "rolled back {} on {} to {target}{} ({} in all, gap {})",
@@ -681,6 +772,36 @@ impl<'a> Node<'a> {
             fmt_duration(gap)
         ));
         Ok(())
+    }
+
+    /// `rollback --with-data`: the target's newest snapshot, once the user said yes.
+    fn confirm_data_restore(
+        &self,
+        target: &str,
+        current: Option<&str>,
+        yes: bool,
+    ) -> Result<PathBuf> {
+        let (stamp, dir) = snapshot::latest(&self.layout.snapshots(target))?.ok_or_else(|| {
+            anyhow!(
+                "there is no data snapshot of {target}: one is taken when a release is replaced \
+                 (with `backup: snapshot`), and {target} has not been since it ran. Roll back \
+                 without --with-data"
+            )
+        })?;
+        let question = format!(
+            "--with-data replaces the SQLite databases in {} with the snapshot {target} left at \
+             {stamp}; the data there now is kept as a snapshot of {}",
+            self.layout.shared().display(),
+            current.unwrap_or("the live release")
+        );
+        if yes {
+            self.ui.info(&format!("   {question}"));
+            return Ok(dir);
+        }
+        if !self.ui.ask(&format!("{question}. Go on?"))? {
+            bail!("{question}: not confirmed, nothing changed (pass --yes to confirm without a prompt)");
+        }
+        Ok(dir)
     }
 
     // ---------------------------------------------------------------- reports

@@ -174,7 +174,7 @@ pub fn privileged_ports(entrypoints: &[(String, String)], unprivileged_start: u1
 
 /// Traefik's API.
 pub struct Api {
-    base: String,
+    pub base: String,
     agent: ureq::Agent,
 }
 
@@ -297,13 +297,19 @@ impl Router {
         }
     }
 
-    /// Routes to the gap server (`true`) or the app, and waits until Traefik serves it.
-    pub fn route(&self, to_gap: bool) -> Result<Duration> {
+    /// Writes the dynamic config that routes to the gap server or the app, without waiting for
+    /// Traefik: what a Traefik that is down will read when it comes back.
+    pub fn write(&self, to_gap: bool) -> Result<()> {
         let text = render_dynamic(&self.spec, to_gap)?;
         if let Some(dir) = self.file.parent() {
             fsx::ensure_dir(dir, 0o755)?;
         }
-        fsx::write_atomic(&self.file, text.as_bytes(), 0o644)?;
+        fsx::write_atomic(&self.file, text.as_bytes(), 0o644)
+    }
+
+    /// Routes to the gap server (`true`) or the app, and waits until Traefik serves it.
+    pub fn route(&self, to_gap: bool) -> Result<Duration> {
+        self.write(to_gap)?;
         self.api
             .wait_router(&self.spec.name, &self.spec.service(to_gap), &self.file)
     }

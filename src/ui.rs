@@ -47,6 +47,26 @@ impl Ui {
         }
     }
 
+    /// A line shown with `-v` only.
+    pub fn detail(&self, msg: &str) {
+        if self.verbose {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// Asks a yes/no question on the terminal; without one (CI, a pipe) the answer is no.
+    pub fn ask(&self, question: &str) -> anyhow::Result<bool> {
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            return Ok(false);
+        }
+        eprint!("{question} [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+    }
+
     pub fn warn(&self, msg: &str) {
         eprintln!("warning: {msg}");
     }

@@ -109,7 +109,9 @@ fn failed_health_check_puts_the_previous_release_back() {
     p.deploy(&["release", "v1"]).ok();
     p.body("/");
 
+    // v2 "migrates" the data (deletes every row), then fails its health check.
     p.write("assets/fail-health", "");
+    p.write("assets/startup.sql", "DELETE FROM hits;");
     let r = p.deploy(&["release", "v2"]).failed();
     assert!(r.stderr.contains("release of v2 failed"), "{}", r.stderr);
     assert!(r.stderr.contains("HTTP 500"), "{}", r.stderr);
@@ -120,7 +122,14 @@ fn failed_health_check_puts_the_previous_release_back() {
         r.stderr
     );
     assert_eq!(p.current().as_deref(), Some("v1"));
-    assert_eq!(p.body("/"), "example-app v1 hits=2 greeting=hello one\n");
+    assert_eq!(
+        p.body("/"),
+        "example-app v1 hits=2 greeting=hello one\n",
+        "v1 is back with the data it left, not the data v2 changed"
+    );
+    // What v2 did to the data is kept, as v2's snapshot.
+    let v2_snap = common::only_snapshot(&p.root(), "v2");
+    assert_eq!(common::rows(&v2_snap.join("data/app.db"), "hits"), 0);
     let list = p.deploy(&["releases"]).ok().stdout;
     assert!(
         list.lines()
@@ -135,6 +144,7 @@ fn failed_health_check_puts_the_previous_release_back() {
 
     // Fixed, the next release goes live.
     p.remove("assets/fail-health");
+    p.remove("assets/startup.sql");
     p.deploy(&["release", "v3"]).ok();
     assert!(p.body("/").starts_with("example-app v3 hits=3"));
 }
@@ -290,4 +300,72 @@ fn bad_input_is_refused_and_changes_nothing() {
         r.stderr
     );
     assert!(p.body("/").starts_with("example-app v1 "));
+}
+
+#[test]
+fn rollback_with_data_puts_back_what_that_release_left() {
+    let p = Project::new("t-withdata", 18109, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    for _ in 0..3 {
+        p.body("/");
+    }
+    let r = p.deploy(&["release", "v2", "-v"]).ok();
+    assert!(
+        r.stderr.contains("Snapshot of the data v1 leaves"),
+        "{}",
+        r.stderr
+    );
+    let v1_snap = common::only_snapshot(&p.root(), "v1");
+    assert_eq!(common::rows(&v1_snap.join("data/app.db"), "hits"), 3);
+    for _ in 0..4 {
+        p.body("/");
+    }
+    assert_eq!(p.body("/hits"), "7\n");
+
+    // Without a terminal to ask on, and without --yes, nothing changes.
+    let r = p.deploy(&["rollback", "--with-data"]).failed();
+    assert!(
+        r.stderr.contains("not confirmed, nothing changed"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    assert_eq!(p.current().as_deref(), Some("v2"));
+    assert_eq!(p.body("/hits"), "7\n");
+
+    let r = p.deploy(&["rollback", "--with-data", "--yes"]).ok();
+    assert!(
+        r.stderr.contains("Restoring the data of v1"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(p.current().as_deref(), Some("v1"));
+    assert_eq!(p.body("/hits"), "3\n", "v1's data as v1 left it");
+    // Nothing lost: v2's data was kept as v2's snapshot, and comes back with it.
+    let v2_snap = common::only_snapshot(&p.root(), "v2");
+    assert_eq!(common::rows(&v2_snap.join("data/app.db"), "hits"), 7);
+    p.deploy(&["rollback", "--to", "v2", "--with-data", "--yes"])
+        .ok();
+    assert_eq!(p.body("/hits"), "7\n");
+
+    // A plain rollback keeps the data as it is.
+    p.deploy(&["rollback"]).ok();
+    assert_eq!(p.body("/hits"), "7\n");
+
+    // backup: off takes no snapshot, so v3 has none to go back to.
+    p.deploy(&["release", "v3"]).ok();
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    p.write("deploy.yaml", &format!("{yaml}backup: off\n"));
+    p.deploy(&["release", "v4"]).ok();
+    assert!(!p.root().join("releases/v3/.deploy/snapshots").exists());
+    let r = p
+        .deploy(&["rollback", "--to", "v3", "--with-data", "--yes"])
+        .failed();
+    assert!(
+        r.stderr.contains("there is no data snapshot of v3"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(p.current().as_deref(), Some("v4"));
 }

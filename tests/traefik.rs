@@ -167,9 +167,32 @@ fn traefik_down_means_the_app_is_not_stopped() {
         r.stderr
     );
     assert!(r.stderr.contains("the app was not stopped"), "{}", r.stderr);
+    assert!(r.stderr.contains("or pass --force"), "{}", r.stderr);
     assert!(!r.stderr.contains("Stopping"), "{}", r.stderr);
     assert_eq!(p.current().as_deref(), Some("v1"));
     assert!(p.body("/").starts_with("example-app v1 "));
+
+    // --force goes on without the gap protection, and leaves Traefik's file routing to the app
+    // (what Traefik reads when it comes back), not to the gap server.
+    let r = p.deploy(&["release", "v2", "--force"]).ok();
+    assert!(
+        r.stderr
+            .contains("going on without Traefik's gap protection"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(p.current().as_deref(), Some("v2"));
+    assert!(p.body("/").starts_with("example-app v2 "));
+    let dynamic = std::fs::read_to_string(
+        common::node()
+            .home
+            .join(".config/traefik/dynamic/t-front-down-test.yaml"),
+    )
+    .unwrap();
+    assert!(
+        dynamic.contains("service: t-front-down-test\n"),
+        "{dynamic}"
+    );
     let r = p.deploy(&["setup"]).failed();
     assert!(r.stderr.contains("is Traefik running"), "{}", r.stderr);
 }

@@ -73,6 +73,33 @@ pub fn node() -> &'static NodeEnv {
     })
 }
 
+/// The one data snapshot a release has (deploy keeps only the newest).
+pub fn only_snapshot(root: &Path, version: &str) -> PathBuf {
+    let dir = root
+        .join("releases")
+        .join(version)
+        .join(".deploy/snapshots");
+    let all: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(all.len(), 1, "{all:?}");
+    all.into_iter().next().unwrap()
+}
+
+/// Rows of a table in a database that nothing writes (a snapshot), read without creating any
+/// file beside it (the tests run as root; the node user owns these files).
+pub fn rows(db: &Path, table: &str) -> i64 {
+    let uri = format!("file:{}?immutable=1", db.display());
+    let conn = rusqlite::Connection::open_with_flags(
+        uri,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+    )
+    .unwrap();
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
 pub fn chmod(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();

@@ -6,6 +6,9 @@
 //! - `GET /healthz` 200 `ok`, or 500 when `<assets>/fail-health` exists (a release that is broken)
 //! - `GET /slow?ms=N` answers after N milliseconds (for graceful-stop tests)
 //!
+//! At start, `<assets>/startup.sql`, when there is one, is run against the database: the
+//! example's stand-in for a release's migration.
+//!
 //! The version comes from `DEPLOY_VERSION` (set by deploy's unit). SIGTERM stops accepting and
 //! lets requests in progress finish before exiting 0.
 
@@ -38,6 +41,10 @@ fn main() {
         "CREATE TABLE IF NOT EXISTS hits (id INTEGER PRIMARY KEY, at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, version TEXT NOT NULL);",
     )
     .expect("cannot create the schema");
+    if let Ok(sql) = std::fs::read_to_string(assets.join("startup.sql")) {
+        db.execute_batch(&sql).expect("startup.sql failed");
+        println!("example-app {version}: ran startup.sql");
+    }
     let app = Arc::new(App {
         db: Mutex::new(db),
         version,

@@ -1,0 +1,238 @@
+//! Consistent snapshots of the SQLite databases in `shared/`, kept with the release that wrote
+//! them, and their restore (`deploy rollback --with-data`, and a failed release's put-back).
+//!
+//! ```text
+//! releases/<version>/.deploy/snapshots/<stamp>/<path in shared>   the newest complete one
+//! releases/<version>/.deploy/snapshots/.tmp-<stamp>/              being written: never used
+//! ```
+//!
+//! A snapshot is taken in the gap, after the release that wrote the data has stopped, with
+//! SQLite's online backup API (rows still in a `-wal` file included), so it is the data exactly
+//! as that release left it. It lives in that release's directory and is pruned with it.
+
+use crate::fsx;
+use anyhow::{Context, Result};
+use rusqlite::{Connection, DatabaseName, OpenFlags};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+const TMP_PREFIX: &str = ".tmp-";
+
+/// Whether a file starts with SQLite's header.
+pub fn is_sqlite(path: &Path) -> bool {
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == b"SQLite format 3\0"
+}
+
+/// The databases under `dir`, as paths relative to it, in a stable order. Symlinks are not
+/// followed: what `shared/` links to elsewhere is not ours to copy.
+pub fn databases(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        if entry.file_type().is_file() && is_sqlite(entry.path()) {
+            let rel = entry.path().strip_prefix(dir).expect("under dir");
+            found.push(rel.to_path_buf());
+        }
+    }
+    Ok(found)
+}
+
+/// A snapshot that was written.
+#[derive(Debug)]
+pub struct Taken {
+    pub dir: PathBuf,
+    pub databases: usize,
+    pub bytes: u64,
+}
+
+/// A name for a new snapshot that sorts by time.
+pub fn stamp() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Snapshots every database under `shared` into `snapshots/<stamp>/`: written under a temp
+/// name, fsynced, renamed; older snapshots of the same release are removed after.
+pub fn take(shared: &Path, snapshots: &Path, stamp: &str) -> Result<Taken> {
+    let dbs = databases(shared)?;
+    fsx::ensure_dir(snapshots, 0o700)?;
+    let tmp = snapshots.join(format!("{TMP_PREFIX}{stamp}"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    fsx::ensure_dir(&tmp, 0o700)?;
+    let mut bytes = 0;
+    for rel in &dbs {
+        let dst = tmp.join(rel);
+        let parent = dst.parent().expect("has a parent");
+        std::fs::create_dir_all(parent)?;
+        copy_database(&shared.join(rel), &dst)?;
+        std::fs::File::open(&dst)?.sync_all()?;
+        fsx::sync_dir(parent)?;
+        bytes += std::fs::metadata(&dst)?.len();
+    }
+    let dir = snapshots.join(stamp);
+    fsx::rename_durable(&tmp, &dir)?;
+    for old in list(snapshots)? {
+        if old != dir {
+            std::fs::remove_dir_all(&old)
+                .with_context(|| format!("cannot remove the old snapshot {}", old.display()))?;
+        }
+    }
+    Ok(Taken {
+        dir,
+        databases: dbs.len(),
+        bytes,
+    })
+}
+
+/// Every entry of a snapshots directory, complete or not.
+fn list(snapshots: &Path) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(snapshots) else {
+        return Ok(Vec::new());
+    };
+    let mut all = Vec::new();
+    for e in entries {
+        all.push(e?.path());
+    }
+    all.sort();
+    Ok(all)
+}
+
+/// The newest complete snapshot: its stamp and directory.
+pub fn latest(snapshots: &Path) -> Result<Option<(String, PathBuf)>> {
+    Ok(list(snapshots)?
+        .into_iter()
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            (!name.starts_with(TMP_PREFIX) && p.is_dir()).then_some((name, p))
+        })
+        .next_back())
+}
+
+/// One consistent copy of a live database, through SQLite, in rollback-journal mode.
+fn copy_database(src: &Path, dst: &Path) -> Result<()> {
+    // Read-write (never create): a `-wal` left by a crash is recovered, not skipped.
+    let conn = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .with_context(|| format!("cannot open the database {}", src.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.backup(DatabaseName::Main, dst, None)
+        .with_context(|| format!("cannot snapshot {} into {}", src.display(), dst.display()))?;
+    let copy = Connection::open(dst)?;
+    let _: String = copy.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))?;
+    Ok(())
+}
+
+/// Puts every database of a snapshot back into `shared`, through SQLite's backup API (each
+/// database in one transaction, its `-wal` handled by SQLite), keeping each one's journal mode.
+/// Databases in `shared` that the snapshot does not have are left alone. Returns how many.
+pub fn restore(snapshot: &Path, shared: &Path) -> Result<usize> {
+    let dbs = databases(snapshot)?;
+    for rel in &dbs {
+        let live = shared.join(rel);
+        std::fs::create_dir_all(live.parent().expect("has a parent"))?;
+        let mut conn = Connection::open(&live)
+            .with_context(|| format!("cannot open the database {}", live.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        conn.restore(
+            DatabaseName::Main,
+            snapshot.join(rel),
+            None::<fn(rusqlite::backup::Progress)>,
+        )
+        .with_context(|| {
+            format!(
+                "cannot restore {} from {}",
+                live.display(),
+                snapshot.display()
+            )
+        })?;
+        let _: String = conn.query_row(&format!("PRAGMA journal_mode={mode}"), [], |r| r.get(0))?;
+    }
+    Ok(dbs.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("deploy-snapshot-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn rows(db: &Path) -> i64 {
+        Connection::open(db)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn snapshot_has_rows_only_in_the_wal_and_restores_them() {
+        let d = scratch("wal");
+        let shared = d.join("shared");
+        std::fs::create_dir_all(shared.join("data/sub")).unwrap();
+        std::fs::write(shared.join("data/notes.txt"), "not a database").unwrap();
+        let db = shared.join("data/sub/app.db");
+        let writer = Connection::open(&db).unwrap();
+        writer.pragma_update(None, "journal_mode", "WAL").unwrap();
+        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        writer.execute("CREATE TABLE t (x)", []).unwrap();
+        for i in 0..100 {
+            writer.execute("INSERT INTO t VALUES (?1)", [i]).unwrap();
+        }
+        assert!(shared.join("data/sub/app.db-wal").metadata().unwrap().len() > 0);
+        assert_eq!(
+            databases(&shared).unwrap(),
+            vec![PathBuf::from("data/sub/app.db")]
+        );
+
+        let snaps = d.join("snapshots");
+        let taken = take(&shared, &snaps, "2026-01-01T00:00:00.000Z").unwrap();
+        assert_eq!(taken.databases, 1);
+        assert_eq!(rows(&taken.dir.join("data/sub/app.db")), 100);
+
+        // Later writes, then the restore puts the snapshot's 100 rows back, WAL mode kept.
+        writer.execute("DELETE FROM t WHERE x < 50", []).unwrap();
+        drop(writer);
+        assert_eq!(rows(&db), 50);
+        assert_eq!(restore(&taken.dir, &shared).unwrap(), 1);
+        assert_eq!(rows(&db), 100);
+        let mode: String = Connection::open(&db)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert!(shared.join("data/notes.txt").exists());
+    }
+
+    #[test]
+    fn only_the_newest_complete_snapshot_is_kept_and_used() {
+        let d = scratch("newest");
+        let shared = d.join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        let db = shared.join("a.db");
+        let c = Connection::open(&db).unwrap();
+        c.execute("CREATE TABLE t (x)", []).unwrap();
+        let snaps = d.join("snapshots");
+        take(&shared, &snaps, "2026-01-01T00:00:00.000Z").unwrap();
+        c.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        // A crash while writing a later one leaves a temp dir that is never used.
+        std::fs::create_dir_all(snaps.join(".tmp-2026-01-03T00:00:00.000Z")).unwrap();
+        let (stamp, dir) = latest(&snaps).unwrap().unwrap();
+        assert_eq!(stamp, "2026-01-01T00:00:00.000Z");
+        assert_eq!(rows(&dir.join("a.db")), 0);
+        let taken = take(&shared, &snaps, "2026-01-02T00:00:00.000Z").unwrap();
+        assert_eq!(list(&snaps).unwrap(), vec![taken.dir.clone()]);
+        assert_eq!(rows(&taken.dir.join("a.db")), 1);
+    }
+}
