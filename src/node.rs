@@ -305,10 +305,19 @@ impl<'a> Node<'a> {
 
         let incoming = self.layout.incoming(v);
         let link_dest = current.as_ref().map(|c| self.layout.release(c));
-        self.ui.step(&format!("Uploading {v}"), || {
+        let uploaded = self.ui.step(&format!("Uploading {v}"), || {
             upload::rsync_local(&sources, &incoming, link_dest.as_deref())?;
             upload::finish_release_dir(&incoming, &self.config.shared, &self.config.app, v, &image)
-        })?;
+        });
+        if let Err(e) = uploaded {
+            // A failed upload (a full disk, say) leaves nothing behind; nothing live changed.
+            let _ = std::fs::remove_dir_all(&incoming);
+            return Err(e.context(format!(
+                "the upload of {v} failed: the partial upload was removed, {} keeps serving \
+                 what it served",
+                self.env_name
+            )));
+        }
         signals::point("after-upload");
         signals::check("the image build")?;
         if target.exists() {

@@ -107,11 +107,17 @@ pub fn rsync_local(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -
         .run()
         .context("cannot run rsync: install it (apt-get install rsync)")?;
     if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
         bail!(
-            "rsync into {} failed ({}): {}",
+            "rsync into {} failed ({}): {}{}",
             dest.display(),
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            err.trim(),
+            if err.contains("No space left on device") {
+                "\nthe disk is full: free some space (see `df -h`), or lower keep_releases"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

@@ -64,6 +64,16 @@ fn config_errors_name_the_key_and_line() {
         "{err}"
     );
 
+    let dir = project("malformed", &base.replace("app: my-app", "app: \"my-app"));
+    let (code, _, err) = deploy(&dir, &["status"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("invalid config deploy.yaml")
+            && err.contains("did not find expected key")
+            && err.contains(" column "),
+        "{err}"
+    );
+
     let dir = project("missing", &base.replace("app: my-app\n", ""));
     let (_, _, err) = deploy(&dir, &["status"]);
     assert!(err.contains("missing field `app`"), "{err}");

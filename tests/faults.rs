@@ -231,3 +231,120 @@ fn sigterm_before_the_swap_changes_nothing_and_during_it_finishes_it() {
     p.deploy(&["release", "v2"]).ok();
     assert!(p.body("/").starts_with("example-app v2 "));
 }
+
+#[test]
+fn a_failing_image_build_leaves_the_old_release_serving_untouched() {
+    let p = Project::new("t-badbuild", 18306, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    p.body("/");
+    p.write(
+        "Containerfile",
+        "FROM scratch\nCOPY no-such-file /app/x\nENTRYPOINT [\"/app/x\"]\n",
+    );
+    let r = p.deploy(&["release", "v2"]).failed();
+    assert!(
+        r.stderr.contains("podman build of localhost/t-badbuild:v2"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("no-such-file"),
+        "the build's last lines: {}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("Stopping"), "{}", r.stderr);
+    assert_eq!(p.current().as_deref(), Some("v1"));
+    assert_eq!(p.body("/hits"), "1\n");
+    assert!(!p.root().join("releases/v2").exists());
+    assert_node_consistent(&p);
+    // Fixed, the same version goes out.
+    std::fs::copy(
+        common::repo().join("examples/app/Containerfile"),
+        p.dir.join("Containerfile"),
+    )
+    .unwrap();
+    p.deploy(&["release", "v2"]).ok();
+    assert_eq!(p.body("/hits"), "1\n");
+}
+
+#[test]
+fn an_unreachable_user_manager_is_explained_and_nothing_changes() {
+    let p = Project::new("t-nomanager", 18307, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    let uid = common::node().uid;
+    let gone = format!("unix:path=/run/user/{uid}/no-such-bus");
+    for args in [&["release", "v2"][..], &["rollback"], &["setup"]] {
+        let r = p.deploy_env(&[("DBUS_SESSION_BUS_ADDRESS", &gone)], args);
+        assert_ne!(r.code, 0, "{args:?}");
+        assert!(
+            r.stderr.contains("cannot reach your systemd user manager")
+                && r.stderr.contains("loginctl enable-linger deployer")
+                && r.stderr.contains("XDG_RUNTIME_DIR"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(p.current().as_deref(), Some("v1"));
+    assert_eq!(p.releases_on_disk(), vec!["v1".to_string()]);
+    assert!(p.body("/").starts_with("example-app v1 "));
+}
+
+/// A small tmpfs mounted on the app's directory on the node, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755")])
+            .arg("tmpfs")
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a tmpfs on {}", dir.display());
+        let n = common::node();
+        std::os::unix::fs::chown(dir, Some(n.uid), Some(n.gid)).unwrap();
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("--lazy")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_during_the_upload_removes_the_partial_release() {
+    let p = Project::new("t-diskfull", 18308, Options::default());
+    // Room for one release (the binary is about 4 MB) and the data, not for a 16 MB asset.
+    let _disk = SmallDisk::mount(&p.root(), "12m");
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    for _ in 0..3 {
+        p.body("/");
+    }
+    p.write("assets/big.bin", &"x".repeat(16 << 20));
+    let r = p.deploy(&["release", "v2"]).failed();
+    assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
+    assert!(r.stderr.contains("the disk is full"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("the partial upload was removed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(p.releases_on_disk(), vec!["v1".to_string()]);
+    assert_eq!(p.current().as_deref(), Some("v1"));
+    assert_eq!(p.body("/hits"), "3\n");
+    assert_node_consistent(&p);
+    // With the space back, the next release goes out.
+    p.remove("assets/big.bin");
+    p.deploy(&["release", "v2"]).ok();
+    assert_eq!(p.body("/hits"), "3\n");
+}
