@@ -116,15 +116,19 @@ pub fn latest(snapshots: &Path) -> Result<Option<(String, PathBuf)>> {
         .next_back())
 }
 
-/// One consistent copy of a live database, through SQLite, in rollback-journal mode.
+/// One consistent copy of a live database, through SQLite, in rollback-journal mode. The copy
+/// is written without SQLite's own syncs (it is a new file nobody reads yet); the caller syncs
+/// it once before it is renamed into place, which keeps the gap short.
 fn copy_database(src: &Path, dst: &Path) -> Result<()> {
     // Read-write (never create): a `-wal` left by a crash is recovered, not skipped.
     let conn = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .with_context(|| format!("cannot open the database {}", src.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.backup(DatabaseName::Main, dst, None)
+    let mut copy = Connection::open(dst)?;
+    copy.execute_batch("PRAGMA synchronous=OFF; PRAGMA journal_mode=OFF;")?;
+    rusqlite::backup::Backup::new(&conn, &mut copy)
+        .and_then(|b| b.run_to_completion(i32::MAX, std::time::Duration::ZERO, None))
         .with_context(|| format!("cannot snapshot {} into {}", src.display(), dst.display()))?;
-    let copy = Connection::open(dst)?;
     let _: String = copy.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))?;
     Ok(())
 }
