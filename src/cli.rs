@@ -71,6 +71,18 @@ pub enum Command {
         state: String,
         env: Option<String>,
     },
+    /// Convert an app directory deployed in place (binary, assets, .env, data/) into releases/
+    /// and shared/, losing nothing: the shared entries move to shared/, the rest becomes the
+    /// first release. Resumes an interrupted migration; does nothing on the new layout.
+    MigrateData {
+        env: Option<String>,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The first release's name.
+        #[arg(long = "as", value_name = "VERSION", default_value = "legacy")]
+        release: String,
+    },
     /// The gap server that `deploy setup` runs as a user unit beside the app (not for people).
     #[command(hide = true)]
     GapServer(crate::gap::Options),

@@ -22,7 +22,8 @@ pub fn run(cli: Cli) -> Result<()> {
         | Command::Rollback { env, .. }
         | Command::Releases { env }
         | Command::Status { env }
-        | Command::Maintenance { env, .. } => env.as_deref(),
+        | Command::Maintenance { env, .. }
+        | Command::MigrateData { env, .. } => env.as_deref(),
         Command::GapServer(_) => unreachable!("handled above"),
     };
     let (env_name, env) = loaded.environment(env_arg)?;
@@ -68,6 +69,12 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Maintenance { state, .. } => node.maintenance(state == "on"),
+        Command::MigrateData {
+            dry_run, release, ..
+        } => node.migrate_data(&crate::migrate::MigrateRequest {
+            dry_run: *dry_run,
+            release,
+        }),
         Command::GapServer(_) => unreachable!("handled above"),
     }
 }

@@ -10,6 +10,7 @@ mod gap;
 mod health;
 mod layout;
 mod lock;
+mod migrate;
 mod node;
 mod podman;
 mod signals;

@@ -81,7 +81,7 @@ impl<'a> Node<'a> {
         })
     }
 
-    fn unit_name(&self) -> String {
+    pub(crate) fn unit_name(&self) -> String {
         unit::unit_name(&self.config.app)
     }
 
@@ -93,11 +93,11 @@ impl<'a> Node<'a> {
         self.user_unit_dir().join(self.unit_name())
     }
 
-    fn image(&self, version: &str) -> String {
+    pub(crate) fn image(&self, version: &str) -> String {
         version::image_ref(&self.config.app, version)
     }
 
-    fn stop_timeout(&self) -> Duration {
+    pub(crate) fn stop_timeout(&self) -> Duration {
         self.config.container.stop_timeout + Duration::from_secs(30)
     }
 
@@ -148,11 +148,11 @@ impl<'a> Node<'a> {
         lock::acquire(&self.layout.lock_file(), what)
     }
 
-    fn load_state(&self) -> Result<State> {
+    pub(crate) fn load_state(&self) -> Result<State> {
         State::load(&self.layout.state_file())
     }
 
-    fn save_state(&self, state: &State) -> Result<()> {
+    pub(crate) fn save_state(&self, state: &State) -> Result<()> {
         state.save(&self.layout.state_file())
     }
 
@@ -902,7 +902,7 @@ impl<'a> Node<'a> {
     }
 }
 
-fn event(
+pub(crate) fn event(
     action: &str,
     version: &str,
     from: Option<String>,

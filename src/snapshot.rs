@@ -27,6 +27,14 @@ pub fn is_sqlite(path: &Path) -> bool {
         && &head == b"SQLite format 3\0"
 }
 
+/// An empty file beside a non-empty `-wal`: a database whose every page is still in its WAL.
+fn only_in_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(path).is_ok_and(|m| m.len() == 0)
+        && std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0)
+}
+
 /// The databases under `dir`, as paths relative to it, in a stable order. Symlinks are not
 /// followed: what `shared/` links to elsewhere is not ours to copy.
 pub fn databases(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -36,7 +44,7 @@ pub fn databases(dir: &Path) -> Result<Vec<PathBuf>> {
         .sort_by_file_name()
     {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-        if entry.file_type().is_file() && is_sqlite(entry.path()) {
+        if entry.file_type().is_file() && (is_sqlite(entry.path()) || only_in_wal(entry.path())) {
             let rel = entry.path().strip_prefix(dir).expect("under dir");
             found.push(rel.to_path_buf());
         }

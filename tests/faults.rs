@@ -291,40 +291,11 @@ fn an_unreachable_user_manager_is_explained_and_nothing_changes() {
     assert!(p.body("/").starts_with("example-app v1 "));
 }
 
-/// A small tmpfs mounted on the app's directory on the node, unmounted when dropped.
-struct SmallDisk(std::path::PathBuf);
-
-impl SmallDisk {
-    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755")])
-            .arg("tmpfs")
-            .arg(dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount a tmpfs on {}", dir.display());
-        let n = common::node();
-        std::os::unix::fs::chown(dir, Some(n.uid), Some(n.gid)).unwrap();
-        SmallDisk(dir.to_path_buf())
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("--lazy")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[test]
 fn a_full_disk_during_the_upload_removes_the_partial_release() {
     let p = Project::new("t-diskfull", 18308, Options::default());
     // Room for one release (the binary is about 4 MB) and the data, not for a 16 MB asset.
-    let _disk = SmallDisk::mount(&p.root(), "12m");
+    let _disk = common::SmallDisk::mount(&p.root(), "12m");
     p.deploy(&["setup"]).ok();
     p.deploy(&["release", "v1"]).ok();
     for _ in 0..3 {

@@ -73,6 +73,35 @@ pub fn node() -> &'static NodeEnv {
     })
 }
 
+/// A small tmpfs mounted on the app's directory on the node, unmounted when dropped.
+pub struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    pub fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755")])
+            .arg("tmpfs")
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a tmpfs on {}", dir.display());
+        let n = node();
+        std::os::unix::fs::chown(dir, Some(n.uid), Some(n.gid)).unwrap();
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("--lazy")
+            .arg(&self.0)
+            .status();
+    }
+}
+
 /// The one data snapshot a release has (deploy keeps only the newest).
 pub fn only_snapshot(root: &Path, version: &str) -> PathBuf {
     let dir = root
