@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// The migration's journal, in `.deploy/`: present while a migration is under way.
+pub const PLAN_FILE: &str = "migrate.json";
+
 /// Names in the app directory that are deploy's own, never part of the old deployment.
 pub const OWN: &[&str] = &[".deploy", "releases", "shared", "current"];
 
@@ -449,7 +452,7 @@ pub struct MigrateRequest<'a> {
 
 impl crate::node::Node<'_> {
     fn plan_file(&self) -> PathBuf {
-        self.layout.meta().join("migrate.json")
+        self.layout.meta().join(PLAN_FILE)
     }
 
     fn save_plan(&self, plan: &Plan) -> Result<()> {

@@ -145,7 +145,14 @@ impl<'a> Node<'a> {
 
     pub(crate) fn lock(&self, what: &str) -> Result<lock::NodeLock> {
         self.require_setup()?;
-        lock::acquire(&self.layout.lock_file(), what)
+        let lock = lock::acquire(&self.layout.lock_file(), what)?;
+        if self.layout.meta().join(crate::migrate::PLAN_FILE).exists() {
+            bail!(
+                "a `deploy migrate-data` on {} was interrupted: run it again to finish it first",
+                self.env_name
+            );
+        }
+        Ok(lock)
     }
 
     pub(crate) fn load_state(&self) -> Result<State> {
