@@ -20,6 +20,9 @@ pub struct Cli {
     /// Print only errors and the final result.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Run the node-side steps here: how `deploy` runs itself on a remote environment's server.
+    #[arg(long, global = true, hide = true)]
+    pub node: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -43,6 +46,9 @@ pub enum Command {
         /// Do not run `build.command` first.
         #[arg(long)]
         skip_build: bool,
+        /// On the node: the artifacts were already uploaded into releases/.incoming-VERSION.
+        #[arg(long, hide = true)]
+        uploaded: bool,
     },
     /// Go back to the previous release (or the one named with --to).
     Rollback {

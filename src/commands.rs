@@ -4,6 +4,7 @@
 use crate::cli::{Cli, Command};
 use crate::config;
 use crate::node::{Node, ReleaseRequest};
+use crate::remote::Remote;
 use crate::ui::Ui;
 use anyhow::{bail, Context, Result};
 
@@ -27,27 +28,37 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::GapServer(_) => unreachable!("handled above"),
     };
     let (env_name, env) = loaded.environment(env_arg)?;
+    if let Command::Release {
+        version,
+        skip_build,
+        ..
+    } = &cli.command
+    {
+        crate::version::check(version)?;
+        if let (Some(build), false) = (&loaded.config.build, skip_build) {
+            ui.step(&format!("Building ({})", build.command), || {
+                run_build(&build.command, &loaded.dir, ui.quiet)
+            })?;
+        }
+    }
+    if !cli.node && env.host() != config::Host::Local {
+        let remote = Remote::new(&loaded, env_name, env, ui)?;
+        return run_remote(&cli.command, &remote);
+    }
     let node = Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?;
     match &cli.command {
         Command::Setup { .. } => node.setup(),
         Command::Release {
             version,
             force,
-            skip_build,
+            uploaded,
             ..
-        } => {
-            crate::version::check(version)?;
-            if let (Some(build), false) = (&loaded.config.build, skip_build) {
-                ui.step(&format!("Building ({})", build.command), || {
-                    run_build(&build.command, &loaded.dir, ui.quiet)
-                })?;
-            }
-            node.release(&ReleaseRequest {
-                version,
-                force: *force,
-                project_dir: &loaded.dir,
-            })
-        }
+        } => node.release(&ReleaseRequest {
+            version,
+            force: *force,
+            uploaded: *uploaded,
+            project_dir: &loaded.dir,
+        }),
         Command::Rollback {
             to,
             with_data,
@@ -77,6 +88,58 @@ pub fn run(cli: Cli) -> Result<()> {
         }),
         Command::GapServer(_) => unreachable!("handled above"),
     }
+}
+
+/// A remote environment: the same command, run by the node's own deploy over SSH.
+fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
+    let env = remote.env_name.clone();
+    let mut args: Vec<String> = Vec::new();
+    let flag = |on: bool, name: &str, args: &mut Vec<String>| {
+        if on {
+            args.push(name.into());
+        }
+    };
+    match command {
+        Command::Setup { .. } => return remote.setup(),
+        Command::Release { version, force, .. } => return remote.release(version, *force),
+        Command::Rollback {
+            to,
+            with_data,
+            yes,
+            force,
+            ..
+        } => {
+            args.extend(["rollback".into(), env.clone()]);
+            if let Some(t) = to {
+                args.extend(["--to".into(), t.clone()]);
+            }
+            if *with_data && !*yes {
+                let question = format!(
+                    "--with-data replaces the SQLite data on {env} with what {} left (the data                      there now is kept as a snapshot). Go on?",
+                    to.as_deref().unwrap_or("the previous release")
+                );
+                if !remote.ui.ask(&question)? {
+                    bail!("--with-data not confirmed, nothing changed (pass --yes to confirm without a prompt)");
+                }
+            }
+            flag(*with_data, "--with-data", &mut args);
+            flag(*with_data, "--yes", &mut args);
+            flag(*force, "--force", &mut args);
+        }
+        Command::Releases { .. } => return remote.read(&["releases".into(), env]),
+        Command::Status { .. } => return remote.read(&["status".into(), env]),
+        Command::Maintenance { state, .. } => {
+            args.extend(["maintenance".into(), state.clone(), env]);
+        }
+        Command::MigrateData {
+            dry_run, release, ..
+        } => {
+            args.extend(["migrate-data".into(), env, "--as".into(), release.clone()]);
+            flag(*dry_run, "--dry-run", &mut args);
+        }
+        Command::GapServer(_) => unreachable!("handled before"),
+    }
+    remote.run(&args)
 }
 
 /// Runs the build command with `sh -c` in the project directory; its output goes to stderr.

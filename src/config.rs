@@ -95,6 +95,8 @@ impl Default for Health {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
+    /// `local` (this machine), or a server reached over SSH: `user@host:port`, `host`, or an
+    /// alias from ~/.ssh/config.
     pub host: String,
     pub path: String,
     pub port: u16,
@@ -102,11 +104,93 @@ pub struct Environment {
     /// 127.0.0.1. Default: `port` + 1.
     #[serde(default)]
     pub gap_port: Option<u16>,
+    /// Optional, for a remote host: how to reach it.
+    #[serde(default)]
+    pub ssh: Option<SshOptions>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshOptions {
+    /// A private key (`ssh -i`); `~/` is this machine's home.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// A jump host (`ssh -J`).
+    #[serde(default)]
+    pub jump: Option<String>,
+    /// More ssh arguments, e.g. ["-o", "ServerAliveInterval=15"].
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// Where an environment's node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Local,
+    Ssh {
+        /// `user@host` or `host` (or an ssh config alias), as ssh takes it.
+        destination: String,
+        port: Option<u16>,
+    },
+}
+
+/// Parses `local`, `host`, `user@host`, `user@host:port` (also `[v6]:port`).
+pub fn parse_host(text: &str) -> std::result::Result<Host, String> {
+    let text = text.trim();
+    if text == "local" {
+        return Ok(Host::Local);
+    }
+    let bad = || {
+        format!("`{text}`: use `local`, `host`, `user@host` or `user@host:port` (or an ssh alias)")
+    };
+    if text.is_empty()
+        || text
+            .chars()
+            .any(|c| c.is_whitespace() || c == '/' || c == '\'')
+    {
+        return Err(bad());
+    }
+    let (user, rest) = match text.rsplit_once('@') {
+        Some((u, r)) if !u.is_empty() && !r.is_empty() => (Some(u), r),
+        Some(_) => return Err(bad()),
+        None => (None, text),
+    };
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(bad)?;
+        match after.strip_prefix(':') {
+            Some(p) => (h, Some(p)),
+            None if after.is_empty() => (h, None),
+            None => return Err(bad()),
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() || host.starts_with('-') {
+        return Err(bad());
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?),
+        None => None,
+    };
+    Ok(Host::Ssh {
+        destination: match user {
+            Some(u) => format!("{u}@{host}"),
+            None => host.to_string(),
+        },
+        port,
+    })
 }
 
 impl Environment {
     pub fn gap_port(&self) -> u16 {
         self.gap_port.unwrap_or(self.port.wrapping_add(1))
+    }
+
+    pub fn host(&self) -> Host {
+        parse_host(&self.host).expect("validated")
     }
 }
 
@@ -460,13 +544,12 @@ fn validate(c: &Config) -> std::result::Result<(), Invalid> {
                 "environment names use letters, digits, `-` and `_`",
             ));
         }
-        if env.host != "local" {
+        let host =
+            parse_host(&env.host).map_err(|m| invalid(&["environments", name, "host"], m))?;
+        if host == Host::Local && env.ssh.is_some() {
             return Err(invalid(
-                &["environments", name, "host"],
-                format!(
-                    "`{}`: only `local` (this machine) is supported by this version of deploy",
-                    env.host
-                ),
+                &["environments", name, "ssh"],
+                "is for a remote host; `host: local` is this machine",
             ));
         }
         if !(env.path.starts_with('/') || env.path == "~" || env.path.starts_with("~/")) {
@@ -579,6 +662,45 @@ pub fn line_of(text: &str, key: &[String]) -> Option<usize> {
 }
 
 #[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    fn ssh(destination: &str, port: Option<u16>) -> Host {
+        Host::Ssh {
+            destination: destination.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn hosts_parse_as_ssh_takes_them() {
+        assert_eq!(parse_host("local"), Ok(Host::Local));
+        assert_eq!(parse_host("vps"), Ok(ssh("vps", None)));
+        assert_eq!(
+            parse_host("deploy@vps.example.com:22"),
+            Ok(ssh("deploy@vps.example.com", Some(22)))
+        );
+        assert_eq!(
+            parse_host("deploy@10.0.0.1"),
+            Ok(ssh("deploy@10.0.0.1", None))
+        );
+        assert_eq!(parse_host("d@[::1]:2222"), Ok(ssh("d@::1", Some(2222))));
+        for bad in [
+            "",
+            "a b",
+            "@h",
+            "u@",
+            "h:0",
+            "h:x",
+            "-oProxyCommand=x",
+            "u@h/x",
+        ] {
+            assert!(parse_host(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -673,7 +795,7 @@ environments:
         assert!(e.starts_with("app (line 2):"), "{e}");
         let e = err(&GOOD.replace("data: /app/data", "cache: /app/cache"));
         assert!(e.contains("container.mounts (line 15)"), "{e}");
-        let e = err(&GOOD.replace("host: local", "host: example.com"));
+        let e = err(&GOOD.replace("host: local", "host: a b"));
         assert!(e.contains("environments.prod.host (line 23)"), "{e}");
         let e = err(&GOOD.replace("path: ~/web/my-app", "path: web/my-app"));
         assert!(e.contains("environments.prod.path"), "{e}");

@@ -49,6 +49,8 @@ pub struct RollbackRequest<'a> {
 pub struct ReleaseRequest<'a> {
     pub version: &'a str,
     pub force: bool,
+    /// The artifacts are already in `releases/.incoming-VERSION` (uploaded over SSH).
+    pub uploaded: bool,
     /// The project directory the artifacts are relative to.
     pub project_dir: &'a Path,
 }
@@ -281,7 +283,11 @@ impl<'a> Node<'a> {
     pub fn release(&self, req: &ReleaseRequest) -> Result<()> {
         let v = req.version;
         version::check(v)?;
-        let sources = upload::artifact_sources(self.config, req.project_dir)?;
+        let sources = if req.uploaded {
+            Vec::new()
+        } else {
+            upload::artifact_sources(self.config, req.project_dir)?
+        };
         let _lock = self.lock(&format!("deploy release {v} {}", self.env_name))?;
         signals::defer();
         self.check_podman()?;
@@ -312,8 +318,19 @@ impl<'a> Node<'a> {
 
         let incoming = self.layout.incoming(v);
         let link_dest = current.as_ref().map(|c| self.layout.release(c));
-        let uploaded = self.ui.step(&format!("Uploading {v}"), || {
-            upload::rsync_local(&sources, &incoming, link_dest.as_deref())?;
+        let label = if req.uploaded {
+            format!("Linking shared/ into {v}")
+        } else {
+            format!("Uploading {v}")
+        };
+        let uploaded = self.ui.step(&label, || {
+            if req.uploaded {
+                if !incoming.is_dir() {
+                    bail!("nothing was uploaded into {}", incoming.display());
+                }
+            } else {
+                upload::rsync_local(&sources, &incoming, link_dest.as_deref())?;
+            }
             upload::finish_release_dir(&incoming, &self.config.shared, &self.config.app, v, &image)
         });
         if let Err(e) = uploaded {

@@ -83,24 +83,27 @@ fn escaping_symlink(project: &Path, path: &Path) -> Result<Option<(PathBuf, Path
 }
 
 /// The rsync command line for an upload. Pure.
-pub fn rsync_args(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -> Vec<String> {
+/// `dest` is a directory here or `host:dir` on a node; `link_dest` is on the receiving side.
+pub fn rsync_args(sources: &[PathBuf], dest: &str, link_dest: Option<&str>) -> Vec<String> {
     let mut args = vec![
         "--archive".to_string(),
         "--delete".into(),
         "--hard-links".into(),
     ];
     if let Some(l) = link_dest {
-        args.push(format!("--link-dest={}", l.display()));
+        args.push(format!("--link-dest={l}"));
     }
     args.extend(sources.iter().map(|s| s.display().to_string()));
-    args.push(format!("{}/", dest.display()));
+    args.push(format!("{}/", dest.trim_end_matches('/')));
     args
 }
 
 /// Uploads into the incoming directory (created or resumed).
 pub fn rsync_local(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -> Result<()> {
     fsx::ensure_dir(dest, 0o755)?;
-    let out = duct::cmd("rsync", rsync_args(sources, dest, link_dest))
+    let link_dest = link_dest.map(|l| l.display().to_string());
+    let args = rsync_args(sources, &dest.display().to_string(), link_dest.as_deref());
+    let out = duct::cmd("rsync", args)
         .stderr_capture()
         .stdout_null()
         .unchecked()
@@ -166,8 +169,8 @@ mod tests {
     fn rsync_command() {
         let args = rsync_args(
             &["/p/target/release/app".into(), "/p/assets".into()],
-            Path::new("/srv/a/releases/.incoming-v2"),
-            Some(Path::new("/srv/a/releases/v1")),
+            "/srv/a/releases/.incoming-v2",
+            Some("/srv/a/releases/v1"),
         );
         assert_eq!(
             args.join(" "),
@@ -209,7 +212,8 @@ mod tests {
 
     #[test]
     fn first_release_has_no_link_dest() {
-        let args = rsync_args(&["/p/x".into()], Path::new("/d"), None);
+        let args = rsync_args(&["/p/x".into()], "deploy@vps:/d/", None);
+        assert_eq!(args.last().unwrap(), "deploy@vps:/d/");
         assert!(!args.iter().any(|a| a.starts_with("--link-dest")));
     }
 

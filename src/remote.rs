@@ -1,0 +1,475 @@
+//! A remote environment, from the machine `deploy` runs on: the node-side steps run on the
+//! server by the same `deploy` binary (installed by `deploy setup` into
+//! `<path>/.deploy/bin/deploy`), given the config through `<path>/.deploy/project/`.
+//!
+//! Commands that change the node run there *detached* (`setsid`, output to a log under
+//! `<path>/.deploy/runs/`) while this side streams the log: a dropped connection or Ctrl-C here
+//! does not stop a swap there; the next command reports how it ended.
+
+use crate::config::{Environment, Host, Loaded};
+use crate::ssh::{sh_join, sh_quote, Ssh};
+use crate::ui::Ui;
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// The binary on the node, relative to the app directory.
+pub const NODE_BIN: &str = ".deploy/bin/deploy";
+/// Where the config (and the maintenance page) go on the node.
+pub const NODE_PROJECT: &str = ".deploy/project";
+
+/// What the node says about itself before anything else.
+#[derive(Debug, Default, PartialEq)]
+pub struct Probe {
+    pub os: String,
+    pub home: String,
+    /// The sha256 of the installed deploy binary.
+    pub binary: Option<String>,
+    pub version: Option<String>,
+    pub set_up: bool,
+    /// What `current` points at (`releases/v1`).
+    pub current: Option<String>,
+    /// What the server lacks, with what to do.
+    pub lacks: Vec<String>,
+}
+
+/// A shell expression for the app directory on the node (`~/x` -> `"$HOME"/'x'`). Pure.
+pub fn root_expr(path: &str) -> String {
+    match path.strip_prefix("~/") {
+        Some(rest) => format!("\"$HOME\"/{}", sh_quote(rest)),
+        None if path == "~" => "\"$HOME\"".into(),
+        None => sh_quote(path),
+    }
+}
+
+/// The script that probes the node; its answer is `key=value` lines. Pure.
+pub fn probe_script(path: &str) -> String {
+    format!(
+        r#"R={root}
+echo "os=$(uname -sm)"
+echo "home=$HOME"
+if [ -x "$R/{bin}" ]; then
+  # The checksum that setup wrote beside it, unless the binary changed since.
+  if [ -f "$R/{bin}.sha256" ] && [ ! "$R/{bin}" -nt "$R/{bin}.sha256" ]; then
+    echo "binary=$(cat "$R/{bin}.sha256")"
+  else
+    echo "binary=$(sha256sum "$R/{bin}" | cut -d' ' -f1)"
+  fi
+  echo "version=$("$R/{bin}" --version 2>/dev/null)"
+fi
+[ -d "$R/releases" ] && echo "set_up=yes"
+c=$(readlink "$R/current" 2>/dev/null) && echo "current=$c"
+u=$(id -un)
+command -v podman >/dev/null 2>&1 || echo "lack=podman is not installed: as root, apt-get install podman"
+command -v rsync >/dev/null 2>&1 || echo "lack=rsync is not installed: as root, apt-get install rsync"
+grep -q "^$u:" /etc/subuid 2>/dev/null && grep -q "^$u:" /etc/subgid 2>/dev/null || echo "lack=$u has no subordinate ids for rootless Podman: as root, usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $u"
+if command -v loginctl >/dev/null 2>&1 && [ "$(loginctl show-user "$u" -p Linger --value 2>/dev/null)" = no ]; then
+  echo "lack=lingering is off for $u, so its apps stop when it logs out: as root, loginctl enable-linger $u"
+fi
+true
+"#,
+        root = root_expr(path),
+        bin = NODE_BIN,
+    )
+}
+
+/// Reads the probe's answer. Pure.
+pub fn parse_probe(text: &str) -> Probe {
+    let mut p = Probe::default();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim().to_string();
+        match k {
+            "os" => p.os = v,
+            "home" => p.home = v,
+            "binary" if !v.is_empty() => p.binary = Some(v),
+            "version" if !v.is_empty() => p.version = Some(v),
+            "set_up" => p.set_up = true,
+            "current" => p.current = Some(v),
+            "lack" => p.lacks.push(v),
+            _ => {}
+        }
+    }
+    p
+}
+
+/// This binary's OS and architecture as `uname -sm` says them.
+pub fn local_os() -> String {
+    let os = match std::env::consts::OS {
+        "linux" => "Linux",
+        other => other,
+    };
+    format!("{os} {}", std::env::consts::ARCH)
+}
+
+fn own_version() -> String {
+    format!("deploy {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn own_binary() -> Result<(PathBuf, String)> {
+    let exe = std::env::current_exe().context("cannot find this deploy binary")?;
+    let out = duct::cmd!("sha256sum", &exe)
+        .stdout_capture()
+        .run()
+        .context("cannot run sha256sum")?;
+    let sum = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Ok((exe, sum))
+}
+
+pub struct Remote<'a> {
+    pub loaded: &'a Loaded,
+    pub env_name: String,
+    pub env: &'a Environment,
+    pub ui: Ui,
+    ssh: Ssh,
+}
+
+impl<'a> Remote<'a> {
+    pub fn new(loaded: &'a Loaded, env_name: String, env: &'a Environment, ui: Ui) -> Result<Self> {
+        let Host::Ssh { destination, port } = env.host() else {
+            bail!("{env_name} is not a remote environment");
+        };
+        let home = crate::node::home_dir()?;
+        let ssh = Ssh::new(&destination, port, env.ssh.as_ref(), &home)?;
+        Ok(Remote {
+            loaded,
+            env_name,
+            env,
+            ui,
+            ssh,
+        })
+    }
+
+    /// The app directory on the node, absolute.
+    fn root(&self, probe: &Probe) -> String {
+        match self.env.path.strip_prefix("~/") {
+            Some(rest) => format!("{}/{rest}", probe.home.trim_end_matches('/')),
+            None if self.env.path == "~" => probe.home.clone(),
+            None => self.env.path.clone(),
+        }
+    }
+
+    fn probe(&self) -> Result<Probe> {
+        let out = self.ui.step(
+            &format!("Connecting to {} ({})", self.ssh.destination, self.env_name),
+            || self.ssh.capture(&probe_script(&self.env.path)),
+        )?;
+        if !out.status.success() {
+            bail!(
+                "probing {} failed: {}",
+                self.ssh.destination,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(parse_probe(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// The node's deploy must be this very build.
+    fn check_binary(&self, probe: &Probe) -> Result<()> {
+        let (_, ours) = own_binary()?;
+        if probe.binary.as_deref() == Some(ours.as_str()) {
+            return Ok(());
+        }
+        match &probe.version {
+            None => bail!(
+                "deploy is not installed on {} for {}: run `deploy setup {}` first",
+                self.ssh.destination,
+                self.env_name,
+                self.env_name
+            ),
+            Some(v) => bail!(
+                "{} has another deploy ({v}, this is {}, or another build of it): run `deploy \
+                 setup {}` to install this one",
+                self.ssh.destination,
+                own_version(),
+                self.env_name
+            ),
+        }
+    }
+
+    /// Installs this binary on the node, when the node can run it.
+    fn install(&self, probe: &Probe, root: &str) -> Result<()> {
+        if probe.os != local_os() {
+            bail!(
+                "{} runs {}, and this deploy is built for {}: install deploy there yourself \
+                 (built for that system) as {root}/{NODE_BIN}",
+                self.ssh.destination,
+                probe.os,
+                local_os()
+            );
+        }
+        let (exe, ours) = own_binary()?;
+        if probe.binary.as_deref() == Some(ours.as_str()) {
+            return Ok(());
+        }
+        self.ui
+            .step(&format!("Installing {} on the node", own_version()), || {
+                let dir = format!("{root}/{}", Path::new(NODE_BIN).parent().expect("dir").display());
+                let out = self.ssh.capture(&format!("mkdir -p {}", sh_quote(&dir)))?;
+                if !out.status.success() {
+                    bail!("cannot create {dir}: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                // rsync writes a temp file and renames it: a running copy is never torn.
+                self.ssh.rsync(
+                    &[
+                        "--chmod=F755".into(),
+                        exe.display().to_string(),
+                        self.ssh.remote_path(&format!("{root}/{NODE_BIN}")),
+                    ],
+                    Path::new("/"),
+                )?;
+                let bin = sh_quote(&format!("{root}/{NODE_BIN}"));
+                let out = self.ssh.capture(&format!(
+                    "sha256sum {bin} | cut -d' ' -f1 > {bin}.sha256.tmp && mv {bin}.sha256.tmp {bin}.sha256"
+                ))?;
+                if !out.status.success() {
+                    bail!("cannot checksum {bin}: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                Ok(())
+            })
+    }
+
+    /// The config (and the maintenance page) into `<root>/.deploy/project/`.
+    fn send_config(&self, root: &str) -> Result<String> {
+        let file_name = self
+            .loaded
+            .file
+            .file_name()
+            .ok_or_else(|| anyhow!("the config file has no name"))?
+            .to_string_lossy()
+            .into_owned();
+        let mut files = vec![file_name.clone()];
+        if let Some(page) = self
+            .loaded
+            .config
+            .traefik
+            .as_ref()
+            .and_then(|t| t.maintenance_page.clone())
+        {
+            if page.starts_with('/') || page.split('/').any(|c| c == "..") {
+                bail!(
+                    "traefik.maintenance_page `{page}` must be inside the project for a remote \
+                     environment (a path relative to the config, without ..)"
+                );
+            }
+            files.push(page);
+        }
+        let dest = format!("{root}/{NODE_PROJECT}/");
+        let mut args = vec![
+            "--relative".to_string(),
+            "--mkpath".into(),
+            "--chmod=F600,D700".into(),
+        ];
+        args.extend(files);
+        args.push(self.ssh.remote_path(&dest));
+        self.ssh
+            .rsync(&args, &self.loaded.dir)
+            .context("cannot send the config to the node")?;
+        Ok(format!("{dest}{file_name}"))
+    }
+
+    /// The node's deploy command line for `args`. Pure apart from the environment variable
+    /// that carries the test hook.
+    fn node_command(&self, root: &str, config: &str, args: &[String]) -> String {
+        let mut words = vec![
+            format!("{root}/{NODE_BIN}"),
+            "--node".into(),
+            "-c".into(),
+            config.to_string(),
+        ];
+        if self.ui.verbose {
+            words.push("-v".into());
+        }
+        if self.ui.quiet {
+            words.push("-q".into());
+        }
+        words.extend(args.iter().cloned());
+        let hook = std::env::var("DEPLOY_TEST_HOOK")
+            .map(|h| format!("DEPLOY_TEST_HOOK={} ", sh_quote(&h)))
+            .unwrap_or_default();
+        format!("{hook}{}", sh_join(&words))
+    }
+
+    /// Connects, checks the node's deploy and sends the config: what every command does first.
+    fn prepare(&self) -> Result<(Probe, String, String)> {
+        let probe = self.probe()?;
+        self.check_binary(&probe)?;
+        let root = self.root(&probe);
+        let config = self.send_config(&root)?;
+        Ok((probe, root, config))
+    }
+
+    /// Runs a node command that only reads (releases, status), its output straight here.
+    pub fn read(&self, args: &[String]) -> Result<()> {
+        let (_, root, config) = self.prepare()?;
+        let code = self.ssh.stream(&self.node_command(&root, &config, args))?;
+        if code != 0 {
+            std::process::exit(code);
+        }
+        Ok(())
+    }
+
+    /// Runs a node command that changes the node, detached from this connection, streaming
+    /// its output until it ends.
+    fn act(&self, root: &str, config: &str, args: &[String]) -> Result<()> {
+        let command = self.node_command(root, config, args);
+        let script = format!(
+            r#"runs={runs}
+mkdir -p "$runs"
+ls -1t "$runs" 2>/dev/null | tail -n +41 | while read -r old; do rm -f "$runs/$old"; done
+log="$runs/$(date +%Y%m%dT%H%M%S)-$$.log"
+: > "$log"
+setsid sh -c '{command} > "$1" 2>&1 < /dev/null; echo $? > "$1.rc"' sh "$log" < /dev/null > /dev/null 2>&1 &
+pid=$!
+tail -n +1 -s 0.1 -f --pid="$pid" "$log" >&2
+exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
+"#,
+            runs = sh_quote(&format!("{root}/.deploy/runs")),
+            command = command.replace('\'', r"'\''"),
+        );
+        crate::signals::defer();
+        let code = self.ssh.stream(&script);
+        if crate::signals::interrupted() || code.is_err() {
+            let why = match &code {
+                Err(e) => format!("{e:#}"),
+                Ok(_) => "interrupted".into(),
+            };
+            bail!(
+                "{why}: the command goes on on {} by itself (a swap that began is finished or \
+                 undone there); `deploy status {}` shows how it ended",
+                self.ssh.destination,
+                self.env_name
+            );
+        }
+        match code? {
+            0 => Ok(()),
+            code => std::process::exit(code),
+        }
+    }
+
+    pub fn setup(&self) -> Result<()> {
+        let probe = self.probe()?;
+        if !probe.lacks.is_empty() {
+            bail!(
+                "{} is not ready for deploy yet:\n  - {}",
+                self.ssh.destination,
+                probe.lacks.join("\n  - ")
+            );
+        }
+        let root = self.root(&probe);
+        self.install(&probe, &root)?;
+        let config = self.send_config(&root)?;
+        self.act(&root, &config, &["setup".into(), self.env_name.clone()])
+    }
+
+    /// Uploads the artifacts into `releases/.incoming-VERSION` (hard links to the live release
+    /// for what did not change), then runs the rest of the release on the node.
+    pub fn release(&self, version: &str, force: bool) -> Result<()> {
+        let (probe, root, config) = self.prepare()?;
+        if !probe.set_up {
+            bail!(
+                "{root} on {} is not set up for deploy: run `deploy setup {}` first",
+                self.ssh.destination,
+                self.env_name
+            );
+        }
+        let sources = crate::upload::artifact_sources(&self.loaded.config, &self.loaded.dir)?;
+        let incoming = format!(
+            "{root}/releases/{}{version}",
+            crate::layout::INCOMING_PREFIX
+        );
+        let link_dest = probe.current.as_ref().map(|c| format!("{root}/{c}"));
+        let args = crate::upload::rsync_args(
+            &sources,
+            &self.ssh.remote_path(&format!("{incoming}/")),
+            link_dest.as_deref(),
+        );
+        let uploaded = self.ui.step(&format!("Uploading {version}"), || {
+            self.ssh.rsync(&args, &self.loaded.dir)
+        });
+        match uploaded {
+            Ok(stats) => {
+                if let Some(n) = crate::ssh::bytes_sent(&stats) {
+                    self.ui.info(&format!("   {} sent", fmt_bytes(n)));
+                }
+            }
+            Err(e) => {
+                // A failed upload (a full disk, say) leaves nothing behind.
+                let _ = self.ssh.capture(&format!("rm -rf {}", sh_quote(&incoming)));
+                return Err(e.context(format!(
+                    "the upload of {version} failed: the partial upload was removed, {} keeps \
+                     serving what it served",
+                    self.env_name
+                )));
+            }
+        }
+        let mut args = vec![
+            "release".to_string(),
+            version.to_string(),
+            self.env_name.clone(),
+            "--uploaded".into(),
+            "--skip-build".into(),
+        ];
+        if force {
+            args.push("--force".into());
+        }
+        self.act(&root, &config, &args)
+    }
+
+    /// Any other command that changes the node, run there as it is.
+    pub fn run(&self, args: &[String]) -> Result<()> {
+        let (_, root, config) = self.prepare()?;
+        self.act(&root, &config, args)
+    }
+}
+
+/// `1.2 MB`. Pure.
+pub fn fmt_bytes(n: u64) -> String {
+    if n < 1024 {
+        format!("{n} B")
+    } else if n < 1024 * 1024 {
+        format!("{:.1} KB", n as f64 / 1024.0)
+    } else {
+        format!("{:.1} MB", n as f64 / (1024.0 * 1024.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_app_directory_expands_on_the_node() {
+        assert_eq!(root_expr("~/web/my app"), "\"$HOME\"/'web/my app'");
+        assert_eq!(root_expr("/srv/a"), "/srv/a");
+        assert!(probe_script("~/web/a").starts_with("R=\"$HOME\"/web/a\n"));
+    }
+
+    #[test]
+    fn the_probe_answer_is_read() {
+        let p = parse_probe(
+            "os=Linux x86_64\nhome=/home/d\nbinary=abc\nversion=deploy 0.1.0\nset_up=yes\n\
+             current=releases/v1\nlack=rsync is not installed\nnoise\n",
+        );
+        assert_eq!(p.os, "Linux x86_64");
+        assert_eq!(p.home, "/home/d");
+        assert_eq!(p.binary.as_deref(), Some("abc"));
+        assert_eq!(p.version.as_deref(), Some("deploy 0.1.0"));
+        assert!(p.set_up);
+        assert_eq!(p.current.as_deref(), Some("releases/v1"));
+        assert_eq!(p.lacks, ["rsync is not installed"]);
+        assert_eq!(parse_probe("os=Linux x86_64\n").current, None);
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(fmt_bytes(512), "512 B");
+        assert_eq!(fmt_bytes(1536), "1.5 KB");
+        assert_eq!(fmt_bytes(50 * 1024 * 1024), "50.0 MB");
+    }
+}

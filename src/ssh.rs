@@ -1,0 +1,251 @@
+//! Reaching a remote node with the system `ssh` and `rsync`, so the user's ssh config, agent and
+//! known_hosts apply. One command uses one multiplexed connection (ControlMaster, its socket in
+//! a private directory), closed when the command ends.
+
+use crate::config::SshOptions;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// Quotes a word for a POSIX shell. Pure.
+pub fn sh_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        return word.to_string();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// A shell command line from words.
+pub fn sh_join<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| sh_quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub struct Ssh {
+    pub destination: String,
+    port: Option<u16>,
+    identity: Option<PathBuf>,
+    jump: Option<String>,
+    options: Vec<String>,
+    control_dir: PathBuf,
+}
+
+impl Ssh {
+    /// A connection plan; `home` expands a `~/` in the identity path.
+    pub fn new(
+        destination: &str,
+        port: Option<u16>,
+        options: Option<&SshOptions>,
+        home: &Path,
+    ) -> Result<Ssh> {
+        let o = options.cloned().unwrap_or_default();
+        let identity = match o.identity {
+            Some(i) => Some(crate::layout::expand_home(&i, home)?),
+            None => None,
+        };
+        let control_dir = std::env::temp_dir().join(format!("deploy-ssh.{}", std::process::id()));
+        Ok(Ssh {
+            destination: destination.to_string(),
+            port,
+            identity,
+            jump: o.jump,
+            options: o.options,
+            control_dir,
+        })
+    }
+
+    /// ssh's arguments before the destination. Pure.
+    pub fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "-o".into(),
+            "ControlMaster=auto".into(),
+            "-o".into(),
+            format!("ControlPath={}/%C", self.control_dir.display()),
+            "-o".into(),
+            "ControlPersist=30".into(),
+        ];
+        if let Some(p) = self.port {
+            a.extend(["-p".into(), p.to_string()]);
+        }
+        if let Some(i) = &self.identity {
+            a.extend(["-i".into(), i.display().to_string()]);
+        }
+        if let Some(j) = &self.jump {
+            a.extend(["-J".into(), j.clone()]);
+        }
+        a.extend(self.options.iter().cloned());
+        a
+    }
+
+    /// What rsync's `-e` gets: ssh with the same arguments (rsync splits it like a shell).
+    pub fn rsync_shell(&self) -> String {
+        let mut words = vec!["ssh".to_string()];
+        words.extend(self.args());
+        sh_join(&words)
+    }
+
+    /// `destination:path` for rsync.
+    pub fn remote_path(&self, path: &str) -> String {
+        format!("{}:{path}", self.destination)
+    }
+
+    fn command(&self, script: &str) -> Result<duct::Expression> {
+        std::fs::create_dir_all(&self.control_dir)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&self.control_dir, std::fs::Permissions::from_mode(0o700))?;
+        let mut args = self.args();
+        args.extend([
+            self.destination.clone(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            sh_quote(script),
+        ]);
+        Ok(duct::cmd("ssh", args).stdin_null().unchecked())
+    }
+
+    fn unreachable(&self, stderr: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "cannot reach {} over ssh: {}\ncheck that `ssh {}` works (keys, known_hosts, the \
+             ssh: options of this environment)",
+            self.destination,
+            stderr.trim(),
+            sh_join(&[self.args(), vec![self.destination.clone()]].concat())
+        )
+    }
+
+    /// Runs a shell script on the node and captures what it prints.
+    pub fn capture(&self, script: &str) -> Result<Output> {
+        let out = self
+            .command(script)?
+            .stdout_capture()
+            .stderr_capture()
+            .run()
+            .context("cannot run ssh: install the OpenSSH client")?;
+        if out.status.code() == Some(255) {
+            return Err(self.unreachable(&String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(out)
+    }
+
+    /// Runs a shell script on the node with its output on this terminal, as it comes; returns
+    /// its exit code.
+    pub fn stream(&self, script: &str) -> Result<i32> {
+        let out = self
+            .command(script)?
+            .run()
+            .context("cannot run ssh: install the OpenSSH client")?;
+        match out.status.code() {
+            Some(255) => Err(self.unreachable("the connection failed or dropped (see above)")),
+            Some(code) => Ok(code),
+            None => bail!("ssh was killed"),
+        }
+    }
+
+    /// rsync over this connection; returns rsync's `--stats` output.
+    pub fn rsync(&self, args: &[String], dir: &Path) -> Result<String> {
+        std::fs::create_dir_all(&self.control_dir)?;
+        let mut all = vec!["-e".to_string(), self.rsync_shell(), "--stats".into()];
+        all.extend(args.iter().cloned());
+        let out = duct::cmd("rsync", all)
+            .dir(dir)
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .context("cannot run rsync: install it (apt-get install rsync)")?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            bail!(
+                "rsync to {} failed ({}): {}{}",
+                self.destination,
+                out.status,
+                err.trim(),
+                if err.contains("No space left on device") {
+                    "\nthe server's disk is full: free some space (see `df -h`), or lower \
+                     keep_releases"
+                } else {
+                    ""
+                }
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Ssh {
+    fn drop(&mut self) {
+        if self.control_dir.exists() {
+            let mut args = self.args();
+            args.extend(["-O".into(), "exit".into(), self.destination.clone()]);
+            let _ = duct::cmd("ssh", args)
+                .stdin_null()
+                .stdout_null()
+                .stderr_null()
+                .unchecked()
+                .run();
+            let _ = std::fs::remove_dir_all(&self.control_dir);
+        }
+    }
+}
+
+/// `Total bytes sent: 1,234` in rsync's `--stats`. Pure.
+pub fn bytes_sent(stats: &str) -> Option<u64> {
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("Total bytes sent:"))
+        .and_then(|n| n.trim().replace(',', "").parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_for_the_shell() {
+        assert_eq!(sh_quote("abc-1.2"), "abc-1.2");
+        assert_eq!(sh_quote(""), "''");
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(sh_quote("$HOME"), "'$HOME'");
+        assert_eq!(sh_join(&["echo", "a b", "c"]), "echo 'a b' c");
+    }
+
+    #[test]
+    fn ssh_arguments_carry_port_identity_jump_and_options() {
+        let o = SshOptions {
+            identity: Some("~/.ssh/deploy".into()),
+            jump: Some("bastion".into()),
+            options: vec!["-o".into(), "ServerAliveInterval=15".into()],
+        };
+        let s = Ssh::new("deploy@vps", Some(2222), Some(&o), Path::new("/home/me")).unwrap();
+        let a = s.args().join(" ");
+        assert!(
+            a.starts_with("-o ControlMaster=auto -o ControlPath=/"),
+            "{a}"
+        );
+        assert!(
+            a.ends_with(
+                "-o ControlPersist=30 -p 2222 -i /home/me/.ssh/deploy -J bastion -o ServerAliveInterval=15"
+            ),
+            "{a}"
+        );
+        assert!(s.rsync_shell().starts_with("ssh -o ControlMaster=auto"));
+        assert_eq!(s.remote_path("/srv/a"), "deploy@vps:/srv/a");
+    }
+
+    #[test]
+    fn rsync_stats_give_the_bytes_sent() {
+        let stats = "Number of files: 3\nTotal bytes sent: 1,234,567\nTotal bytes received: 35\n";
+        assert_eq!(bytes_sent(stats), Some(1_234_567));
+        assert_eq!(bytes_sent("nothing"), None);
+    }
+}
