@@ -723,6 +723,21 @@ impl<'a> Node<'a> {
             }
             state.releases.remove(v);
         }
+        // Uploads that an interrupted release left (a dropped connection, a kill) and no
+        // release has picked up within an hour.
+        for e in std::fs::read_dir(self.layout.releases())?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+            if name.starts_with(layout::INCOMING_PREFIX) && stale {
+                std::fs::remove_dir_all(e.path())
+                    .with_context(|| format!("cannot remove the stale upload {name}"))?;
+            }
+        }
         fsx::sync_dir(&self.layout.releases())?;
         self.save_state(state)?;
         Ok(doomed)

@@ -47,6 +47,7 @@ pub fn node() -> &'static NodeEnv {
             "the integration tests set up a node user and run as root: use scripts/test"
         );
         run_ok(Command::new(repo().join("scripts/node-setup")).arg(NODE_USER));
+        run_ok(Command::new(repo().join("scripts/test-sshd")).arg(NODE_USER));
         run_ok(&mut Command::new(repo().join("scripts/build-example")));
         let uid: u32 = run_ok(Command::new("id").args(["-u", NODE_USER]))
             .trim()
@@ -254,7 +255,13 @@ pub struct Options {
     pub health_timeout: &'static str,
     /// A `traefik:` section, if any (see [`traefik_section`]).
     pub traefik: Option<String>,
+    /// The environment is the node user on the test sshd (127.0.0.1:2222), not `local`; run
+    /// `deploy` then with [`Project::deploy_remote`], as root, like a laptop would.
+    pub remote: bool,
 }
+
+/// What scripts/test-sshd sets up.
+pub const SSHD_DIR: &str = "/etc/deploy-test-sshd";
 
 /// The managed Traefik all tests share (one per node user, as on a real server).
 pub const TRAEFIK_WEB: u16 = 18400;
@@ -274,6 +281,7 @@ impl Default for Options {
             keep_releases: 5,
             health_timeout: "20s",
             traefik: None,
+            remote: false,
         }
     }
 }
@@ -300,9 +308,17 @@ impl Project {
             "app: {app}\nkeep_releases: {keep}\nartifacts:\n  - dist/example-app\n  - assets\n  - Containerfile\n\
              shared:\n  dirs: [data]\n  files: [.env]\ncontainer:\n  port: 8080\n  mounts:\n    data: /app/data\n  stop_timeout: 5s\n\
              health:\n  path: /healthz\n  timeout: {timeout}\n  interval: 100ms\n\
-             environments:\n  test:\n    host: local\n    path: ~/tests/{app}\n    port: {port}\n",
+             environments:\n  test:\n    host: {host}\n    path: ~/tests/{app}\n    port: {port}\n{ssh}",
             keep = opts.keep_releases,
             timeout = opts.health_timeout,
+            host = if opts.remote { "deployer@127.0.0.1:2222" } else { "local" },
+            ssh = if opts.remote {
+                format!(
+                    "    ssh:\n      identity: {SSHD_DIR}/client_ed25519\n      options: [\"-o\", \"UserKnownHostsFile={SSHD_DIR}/known_hosts\", \"-o\", \"StrictHostKeyChecking=yes\", \"-o\", \"BatchMode=yes\"]\n"
+                )
+            } else {
+                String::new()
+            },
         );
         let yaml = yaml + opts.traefik.as_deref().unwrap_or("");
         p.write("deploy.yaml", &yaml);
@@ -345,6 +361,19 @@ impl Project {
         c.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         c
+    }
+
+    /// `deploy` as root in the project directory: the side that reaches a remote environment.
+    pub fn remote_cmd(&self, env: &[(&str, &str)], args: &[&str]) -> Command {
+        let mut c = Command::new(&node().deploy);
+        c.args(args)
+            .envs(env.iter().copied())
+            .current_dir(&self.dir);
+        c
+    }
+
+    pub fn deploy_remote(&self, args: &[&str]) -> Run {
+        Run::from(self.remote_cmd(&[], args).output().unwrap())
     }
 
     pub fn deploy_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {

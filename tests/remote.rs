@@ -1,0 +1,158 @@
+//! Remote environments: the node user on a real sshd (127.0.0.1:2222) is the server, and
+//! `deploy` runs as root here, as it would on a laptop.
+
+mod common;
+use common::{Options, Project};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+fn remote(app: &str, port: u16) -> Project {
+    Project::new(
+        app,
+        port,
+        Options {
+            remote: true,
+            ..Options::default()
+        },
+    )
+}
+
+/// `   1.2 MB sent` -> bytes (roughly).
+fn sent(stderr: &str) -> f64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.trim_end().ends_with(" sent"))
+        .unwrap_or_else(|| panic!("no `sent` line: {stderr}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let n: f64 = words[0].parse().unwrap();
+    n * match words[1] {
+        "B" => 1.0,
+        "KB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        u => panic!("unit {u}"),
+    }
+}
+
+#[test]
+fn setup_release_rollback_over_ssh_with_unchanged_files_hard_linked() {
+    let p = remote("t-remote", 18320);
+    // A large artifact that does not change between releases.
+    p.write("assets/big.bin", &"b".repeat(8 << 20));
+
+    // Before setup, the node has no deploy: every command says what to do.
+    let r = p.deploy_remote(&["release", "v1"]).failed();
+    assert!(
+        r.stderr.contains("run `deploy setup test` first"),
+        "{}",
+        r.stderr
+    );
+
+    let r = p.deploy_remote(&["setup"]).ok();
+    assert!(r.stderr.contains("Installing deploy"), "{}", r.stderr);
+    assert!(p.root().join(".deploy/bin/deploy").is_file());
+    let r = p.deploy_remote(&["setup"]).ok(); // idempotent, nothing to install
+    assert!(!r.stderr.contains("Installing deploy"), "{}", r.stderr);
+
+    let r = p.deploy_remote(&["release", "v1"]).ok();
+    assert!(
+        r.stderr.contains("t-remote v1 is live on test"),
+        "{}",
+        r.stderr
+    );
+    let full = sent(&r.stderr);
+    assert!(full > 8.0 * 1024.0 * 1024.0, "{full}");
+    assert_eq!(p.body("/"), "example-app v1 hits=1 greeting=hello one\n");
+
+    p.write("assets/greeting.txt", "hello two");
+    let r = p.deploy_remote(&["release", "v2"]).ok();
+    let incremental = sent(&r.stderr);
+    assert!(
+        incremental < full * 0.02,
+        "an unchanged file costs no transfer: {incremental} of {full}"
+    );
+    let ino = |v: &str, f: &str| {
+        std::fs::metadata(p.root().join("releases").join(v).join(f))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(ino("v1", "assets/big.bin"), ino("v2", "assets/big.bin"));
+    assert_eq!(ino("v1", "example-app"), ino("v2", "example-app"));
+    assert_eq!(p.body("/"), "example-app v2 hits=2 greeting=hello two\n");
+
+    let r = p.deploy_remote(&["releases"]).ok();
+    assert!(r.stdout.contains("* v2"), "{}", r.stdout);
+    let r = p.deploy_remote(&["rollback"]).ok();
+    assert!(r.stderr.contains("to v1 from v2"), "{}", r.stderr);
+    assert_eq!(p.body("/"), "example-app v1 hits=3 greeting=hello one\n");
+    let r = p.deploy_remote(&["status"]).ok();
+    assert!(r.stdout.contains("current:      v1"), "{}", r.stdout);
+
+    // The node's deploy must be this build: anything else is refused until setup installs it.
+    let sum = p.root().join(".deploy/bin/deploy.sha256");
+    std::fs::write(&sum, "0000\n").unwrap();
+    let r = p.deploy_remote(&["status"]).failed();
+    assert!(r.stderr.contains("has another deploy"), "{}", r.stderr);
+    assert!(r.stderr.contains("deploy setup test"), "{}", r.stderr);
+    p.deploy_remote(&["setup"]).ok();
+    p.deploy_remote(&["status"]).ok();
+}
+
+#[test]
+fn a_dropped_connection_during_the_swap_leaves_the_server_finishing_it() {
+    let p = remote("t-remote-drop", 18322);
+    p.deploy_remote(&["setup"]).ok();
+    p.deploy_remote(&["release", "v1"]).ok();
+    p.body("/");
+    p.write("assets/greeting.txt", "hello two");
+
+    // The node pauses 2 s after stopping the app; the connection is cut then.
+    let mut cmd = p.remote_cmd(
+        &[("DEPLOY_TEST_HOOK", "sleep@after-stop")],
+        &["release", "v2"],
+    );
+    cmd.process_group(0);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let state = p.root().join(".deploy/state.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&state)
+        .unwrap_or_default()
+        .contains("\"swap\"")
+    {
+        assert!(Instant::now() < deadline, "the swap never began");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Everything on this side goes: deploy, its ssh clients, and the shared ssh connection.
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &format!("-{pid}")])
+        .status();
+    let _ = std::process::Command::new("pkill")
+        .args(["-KILL", "-f", &format!("deploy-ssh.{pid}")])
+        .status();
+    let mut child = child;
+    let _ = child.wait();
+
+    // The server finishes the release by itself.
+    while std::fs::read_to_string(&state)
+        .unwrap_or_default()
+        .contains("\"swap\"")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the node never finished the swap"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(p.current().as_deref(), Some("v2"));
+    assert!(p.body("/").starts_with("example-app v2 hits=2"));
+    let r = p.deploy_remote(&["status"]).ok();
+    assert!(
+        r.stdout.contains("last:         release v2 ok"),
+        "{}",
+        r.stdout
+    );
+}
