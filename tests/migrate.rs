@@ -122,45 +122,20 @@ fn an_in_place_deployment_becomes_releases_and_shared_and_a_release_sees_every_r
     let before = names(&p.root());
 
     let r = p.deploy(&["migrate-data", "--dry-run"]).ok();
-    assert!(
-        r.stdout.contains("move   data/ -> shared/data/"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("move   .env -> shared/.env"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout
-            .contains("move   example-app -> releases/legacy/example-app"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("Dry run: nothing was changed."),
-        "{}",
-        r.stdout
-    );
+    r.prints("move   data/ -> shared/data/");
+    r.prints("move   .env -> shared/.env");
+    r.prints("move   example-app -> releases/legacy/example-app");
+    r.prints("Dry run: nothing was changed.");
     assert_eq!(names(&p.root()), before, "the dry run changed nothing");
 
     let r = p.deploy(&["migrate-data"]).ok();
-    assert!(
-        r.stderr.contains("Moving data to shared/data ... ok"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("current -> releases/legacy"),
-        "{}",
-        r.stderr
-    );
+    r.says("Moving data to shared/data ... ok");
+    r.says("current -> releases/legacy");
     assert_migrated(&p);
 
     // Idempotent.
     let r = p.deploy(&["migrate-data"]).ok();
-    assert!(r.stderr.contains("nothing to migrate"), "{}", r.stderr);
+    r.says("nothing to migrate");
     assert_migrated(&p);
 
     // The first real release runs on the migrated data and sees every old row.
@@ -168,7 +143,7 @@ fn an_in_place_deployment_becomes_releases_and_shared_and_a_release_sees_every_r
     p.deploy(&["release", "v1"]).ok();
     assert_eq!(p.body("/hits"), format!("{OLD_ROWS}\n"));
     let r = p.deploy(&["releases"]).ok();
-    assert!(r.stdout.contains("legacy"), "{}", r.stdout);
+    r.prints("legacy");
     // And the old version is one rollback away (its image built from its own files).
     p.deploy(&["rollback", "--to", "legacy"]).ok();
     assert!(p.body("/").starts_with("example-app legacy "));
@@ -224,12 +199,8 @@ fn what_it_would_overwrite_or_a_live_writer_is_refused_and_nothing_changes() {
     let r = p.deploy(&["migrate-data"]).failed();
     let _ = holder.kill();
     let _ = holder.wait();
-    assert!(
-        r.stderr.contains("has the shared data open"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("(python3) has"), "{}", r.stderr);
+    r.says("has the shared data open");
+    r.says("(python3) has");
     let after: Vec<String> = names(&p.root())
         .into_iter()
         .filter(|n| n != ".deploy") // the lock file
@@ -246,12 +217,8 @@ fn what_it_would_overwrite_or_a_live_writer_is_refused_and_nothing_changes() {
         &[&p.root().join("shared/data/other.db").display().to_string()],
     );
     let r = p.deploy(&["migrate-data"]).failed();
-    assert!(
-        r.stderr.contains("already exists and is not empty"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("Nothing was changed"), "{}", r.stderr);
+    r.says("already exists and is not empty");
+    r.says("Nothing was changed");
     assert!(p.root().join("data/app.db").is_file());
     assert!(!p.root().join("releases").exists());
     assert!(p.current().is_none());

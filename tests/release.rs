@@ -27,11 +27,7 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
     );
 
     let r = p.deploy(&["release", "v1", "test"]).ok();
-    assert!(
-        r.stderr.contains("t-lifecycle v1 is live on test"),
-        "{}",
-        r.stderr
-    );
+    r.says("t-lifecycle v1 is live on test");
     assert_eq!(p.current().as_deref(), Some("v1"));
     assert_eq!(p.body("/"), "example-app v1 hits=1 greeting=hello one\n");
     assert_eq!(p.body("/"), "example-app v1 hits=2 greeting=hello one\n");
@@ -74,12 +70,12 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
     assert!(lines[2].starts_with("  v1"), "{}", r.stdout);
 
     let r = p.deploy(&["rollback"]).ok();
-    assert!(r.stderr.contains("to v1 from v2"), "{}", r.stderr);
+    r.says("to v1 from v2");
     assert_eq!(p.current().as_deref(), Some("v1"));
     assert_eq!(p.body("/"), "example-app v1 hits=4 greeting=hello one\n");
 
     let r = p.deploy(&["rollback", "test", "--to", "v2"]).ok();
-    assert!(r.stderr.contains("to v2 from v1"), "{}", r.stderr);
+    r.says("to v2 from v1");
     assert!(p.body("/").starts_with("example-app v2 hits=5"));
 
     let s = p.deploy(&["status"]).ok().stdout;
@@ -113,9 +109,9 @@ fn failed_health_check_puts_the_previous_release_back() {
     p.write("assets/fail-health", "");
     p.write("assets/startup.sql", "DELETE FROM hits;");
     let r = p.deploy(&["release", "v2"]).failed();
-    assert!(r.stderr.contains("release of v2 failed"), "{}", r.stderr);
-    assert!(r.stderr.contains("HTTP 500"), "{}", r.stderr);
-    assert!(r.stderr.contains("v1 is serving again"), "{}", r.stderr);
+    r.says("release of v2 failed");
+    r.says("HTTP 500");
+    r.says("v1 is serving again");
     assert!(
         r.stderr.contains("| example-app v2 listening on :8080"),
         "app's log lines: {}",
@@ -140,7 +136,7 @@ fn failed_health_check_puts_the_previous_release_back() {
 
     // A plain rollback skips the failed release: v1 has nothing before it.
     let r = p.deploy(&["rollback"]).failed();
-    assert!(r.stderr.contains("no release before v1"), "{}", r.stderr);
+    r.says("no release before v1");
 
     // Fixed, the next release goes live.
     p.remove("assets/fail-health");
@@ -162,11 +158,7 @@ fn a_failed_first_release_leaves_nothing_live() {
     p.deploy(&["setup"]).ok();
     p.write("assets/fail-health", "");
     let r = p.deploy(&["release", "v1"]).failed();
-    assert!(
-        r.stderr.contains("nothing was live before it"),
-        "{}",
-        r.stderr
-    );
+    r.says("nothing was live before it");
     assert_eq!(p.current(), None);
     assert!(
         p.get("/").is_err(),
@@ -174,7 +166,7 @@ fn a_failed_first_release_leaves_nothing_live() {
     );
     p.remove("assets/fail-health");
     let r = p.deploy(&["release", "v1"]).failed();
-    assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+    r.says("already exists");
     p.deploy(&["release", "v1", "--force"]).ok();
     assert!(p.body("/").starts_with("example-app v1 "));
 }
@@ -224,12 +216,8 @@ fn bad_versions_and_unknown_environments_are_refused() {
         );
     }
     let r = p.deploy(&["release", "v1", "staging"]).failed();
-    assert!(
-        r.stderr.contains("unknown environment `staging`"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("`test`"), "{}", r.stderr);
+    r.says("unknown environment `staging`");
+    r.says("`test`");
     assert!(
         p.releases_on_disk().is_empty(),
         "nothing was created: {:?}",
@@ -238,16 +226,12 @@ fn bad_versions_and_unknown_environments_are_refused() {
     assert_eq!(p.current(), None);
 
     let r = p.deploy(&["rollback", "--to", "v9"]).failed();
-    assert!(r.stderr.contains("there is no release v9"), "{}", r.stderr);
+    r.says("there is no release v9");
 
     // Releasing before setup says what to do.
     let q = Project::new("t-nosetup", 18106, Options::default());
     let r = q.deploy(&["release", "v1"]).failed();
-    assert!(
-        r.stderr.contains("run `deploy setup test` first"),
-        "{}",
-        r.stderr
-    );
+    r.says("run `deploy setup test` first");
 }
 
 #[test]
@@ -256,12 +240,7 @@ fn a_missing_artifact_uploads_nothing() {
     p.deploy(&["setup"]).ok();
     std::fs::remove_file(p.dir.join("dist/example-app")).unwrap();
     let r = p.deploy(&["release", "v1"]).failed();
-    assert!(
-        r.stderr
-            .contains("artifact `dist/example-app` does not exist"),
-        "{}",
-        r.stderr
-    );
+    r.says("artifact `dist/example-app` does not exist");
     assert!(p.releases_on_disk().is_empty());
 }
 
@@ -271,20 +250,15 @@ fn bad_input_is_refused_and_changes_nothing() {
     // A port taken by another process: setup says so and what to do.
     let squatter = std::net::TcpListener::bind(("127.0.0.1", 18108)).unwrap();
     let r = p.deploy(&["setup"]).failed();
-    assert!(
-        r.stderr
-            .contains("port 18108 on 127.0.0.1 is in use by another process"),
-        "{}",
-        r.stderr
-    );
+    r.says("port 18108 on 127.0.0.1 is in use by another process");
     drop(squatter);
     p.deploy(&["setup"]).ok();
 
     // A symlink in the artifacts that points outside the project.
     std::os::unix::fs::symlink("/etc/passwd", p.dir.join("assets/passwd")).unwrap();
     let r = p.deploy(&["release", "v1"]).failed();
-    assert!(r.stderr.contains("outside the project"), "{}", r.stderr);
-    assert!(r.stderr.contains("assets/passwd"), "{}", r.stderr);
+    r.says("outside the project");
+    r.says("assets/passwd");
     assert!(p.releases_on_disk().is_empty(), "nothing uploaded");
     std::fs::remove_file(p.dir.join("assets/passwd")).unwrap();
     // One inside the project is fine.
@@ -311,11 +285,7 @@ fn rollback_with_data_puts_back_what_that_release_left() {
         p.body("/");
     }
     let r = p.deploy(&["release", "v2", "-v"]).ok();
-    assert!(
-        r.stderr.contains("Snapshot of the data v1 leaves"),
-        "{}",
-        r.stderr
-    );
+    r.says("Snapshot of the data v1 leaves");
     let v1_snap = common::only_snapshot(&p.root(), "v1");
     assert_eq!(common::rows(&v1_snap.join("data/app.db"), "hits"), 3);
     for _ in 0..4 {
@@ -325,21 +295,13 @@ fn rollback_with_data_puts_back_what_that_release_left() {
 
     // Without a terminal to ask on, and without --yes, nothing changes.
     let r = p.deploy(&["rollback", "--with-data"]).failed();
-    assert!(
-        r.stderr.contains("not confirmed, nothing changed"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    r.says("not confirmed, nothing changed");
+    r.says("--yes");
     assert_eq!(p.current().as_deref(), Some("v2"));
     assert_eq!(p.body("/hits"), "7\n");
 
     let r = p.deploy(&["rollback", "--with-data", "--yes"]).ok();
-    assert!(
-        r.stderr.contains("Restoring the data of v1"),
-        "{}",
-        r.stderr
-    );
+    r.says("Restoring the data of v1");
     assert_eq!(p.current().as_deref(), Some("v1"));
     assert_eq!(p.body("/hits"), "3\n", "v1's data as v1 left it");
     // Nothing lost: v2's data was kept as v2's snapshot, and comes back with it.
@@ -362,10 +324,6 @@ fn rollback_with_data_puts_back_what_that_release_left() {
     let r = p
         .deploy(&["rollback", "--to", "v3", "--with-data", "--yes"])
         .failed();
-    assert!(
-        r.stderr.contains("there is no data snapshot of v3"),
-        "{}",
-        r.stderr
-    );
+    r.says("there is no data snapshot of v3");
     assert_eq!(p.current().as_deref(), Some("v4"));
 }

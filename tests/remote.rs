@@ -42,24 +42,16 @@ fn setup_release_rollback_over_ssh_with_unchanged_files_hard_linked() {
 
     // Before setup, the node has no deploy: every command says what to do.
     let r = p.deploy_remote(&["release", "v1"]).failed();
-    assert!(
-        r.stderr.contains("run `deploy setup test` first"),
-        "{}",
-        r.stderr
-    );
+    r.says("run `deploy setup test` first");
 
     let r = p.deploy_remote(&["setup"]).ok();
-    assert!(r.stderr.contains("Installing deploy"), "{}", r.stderr);
+    r.says("Installing deploy");
     assert!(p.root().join(".deploy/bin/deploy").is_file());
     let r = p.deploy_remote(&["setup"]).ok(); // idempotent, nothing to install
     assert!(!r.stderr.contains("Installing deploy"), "{}", r.stderr);
 
     let r = p.deploy_remote(&["release", "v1"]).ok();
-    assert!(
-        r.stderr.contains("t-remote v1 is live on test"),
-        "{}",
-        r.stderr
-    );
+    r.says("t-remote v1 is live on test");
     let full = sent(&r.stderr);
     assert!(full > 8.0 * 1024.0 * 1024.0, "{full}");
     assert_eq!(p.body("/"), "example-app v1 hits=1 greeting=hello one\n");
@@ -81,19 +73,19 @@ fn setup_release_rollback_over_ssh_with_unchanged_files_hard_linked() {
     assert_eq!(p.body("/"), "example-app v2 hits=2 greeting=hello two\n");
 
     let r = p.deploy_remote(&["releases"]).ok();
-    assert!(r.stdout.contains("* v2"), "{}", r.stdout);
+    r.prints("* v2");
     let r = p.deploy_remote(&["rollback"]).ok();
-    assert!(r.stderr.contains("to v1 from v2"), "{}", r.stderr);
+    r.says("to v1 from v2");
     assert_eq!(p.body("/"), "example-app v1 hits=3 greeting=hello one\n");
     let r = p.deploy_remote(&["status"]).ok();
-    assert!(r.stdout.contains("current:      v1"), "{}", r.stdout);
+    r.prints("current:      v1");
 
     // The node's deploy must be this build: anything else is refused until setup installs it.
     let sum = p.root().join(".deploy/bin/deploy.sha256");
     std::fs::write(&sum, "0000\n").unwrap();
     let r = p.deploy_remote(&["status"]).failed();
-    assert!(r.stderr.contains("has another deploy"), "{}", r.stderr);
-    assert!(r.stderr.contains("deploy setup test"), "{}", r.stderr);
+    r.says("has another deploy");
+    r.says("deploy setup test");
     p.deploy_remote(&["setup"]).ok();
     p.deploy_remote(&["status"]).ok();
 }
@@ -150,9 +142,5 @@ fn a_dropped_connection_during_the_swap_leaves_the_server_finishing_it() {
     assert_eq!(p.current().as_deref(), Some("v2"));
     assert!(p.body("/").starts_with("example-app v2 hits=2"));
     let r = p.deploy_remote(&["status"]).ok();
-    assert!(
-        r.stdout.contains("last:         release v2 ok"),
-        "{}",
-        r.stdout
-    );
+    r.prints("last:         release v2 ok");
 }

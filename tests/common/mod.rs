@@ -178,6 +178,26 @@ impl Run {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+    /// Asserts that stderr (where deploy says what it does) contains `text`.
+    pub fn says(&self, text: &str) -> &Run {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts that stdout (reports) contains `text`.
+    pub fn prints(&self, text: &str) -> &Run {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+
     pub fn ok(self) -> Run {
         assert_eq!(
             self.code, 0,
