@@ -20,6 +20,10 @@ pub struct Cli {
     /// Print only errors and the final result.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Machine-readable output on stdout: `releases` and `status` print one JSON document;
+    /// the other commands print one JSON event per line (see the README).
+    #[arg(long, global = true)]
+    pub json: bool,
     /// Run the node-side steps here: how `deploy` runs itself on a remote environment's server.
     #[arg(long, global = true, hide = true)]
     pub node: bool,
@@ -34,6 +38,10 @@ pub enum Command {
         /// The environment (from `environments:`).
         env: Option<String>,
     },
+    /// Write a commented deploy.yaml here (and a Containerfile for a single binary if none).
+    Init,
+    /// Check the config and the artifacts, and with ENV what the node needs; changes nothing.
+    Check { env: Option<String> },
     /// Ship VERSION: build, upload, podman build, stop-swap-start, health check, prune.
     Release {
         /// The release's name, e.g. v2.0.0.
@@ -71,6 +79,16 @@ pub enum Command {
     Releases { env: Option<String> },
     /// What is live, the unit's state and the health check's answer.
     Status { env: Option<String> },
+    /// The app's own output: its last lines, and with -f what follows, as it comes.
+    Logs {
+        env: Option<String>,
+        /// Keep following the output (Ctrl-C to stop).
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines to show first.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
     /// Serve the maintenance page to everyone (on), or the app again (off). Needs `traefik:`.
     Maintenance {
         #[arg(value_parser = ["on", "off"])]

@@ -2,21 +2,28 @@
 //! steps (the build) and hand over to the node-side steps.
 
 use crate::cli::{Cli, Command};
-use crate::config;
 use crate::node::{Node, ReleaseRequest};
 use crate::remote::Remote;
 use crate::ui::Ui;
+use crate::{config, exit};
 use anyhow::{bail, Context, Result};
 
 pub fn run(cli: Cli) -> Result<()> {
     let ui = Ui {
         verbose: cli.verbose,
         quiet: cli.quiet,
+        json: cli.json,
     };
     if let Command::GapServer(options) = cli.command {
         return crate::gap::serve(options);
     }
-    let loaded = config::load(&cli.config)?;
+    if let Command::Init = cli.command {
+        return crate::init::run(&cli.config, ui);
+    }
+    let loaded = config::load(&cli.config).map_err(|e| exit::with(exit::Code::Config, e))?;
+    if let Command::Check { env } = &cli.command {
+        return check(&loaded, env.as_deref(), ui);
+    }
     let env_arg = match &cli.command {
         Command::Setup { env }
         | Command::Release { env, .. }
@@ -24,8 +31,11 @@ pub fn run(cli: Cli) -> Result<()> {
         | Command::Releases { env }
         | Command::Status { env }
         | Command::Maintenance { env, .. }
-        | Command::MigrateData { env, .. } => env.as_deref(),
-        Command::GapServer(_) => unreachable!("handled above"),
+        | Command::MigrateData { env, .. }
+        | Command::Logs { env, .. } => env.as_deref(),
+        Command::GapServer(_) | Command::Init | Command::Check { .. } => {
+            unreachable!("handled above")
+        }
     };
     let (env_name, env) = loaded.environment(env_arg)?;
     if let Command::Release {
@@ -37,12 +47,40 @@ pub fn run(cli: Cli) -> Result<()> {
         crate::version::check(version)?;
         if let (Some(build), false) = (&loaded.config.build, skip_build) {
             ui.step(&format!("Building ({})", build.command), || {
-                run_build(&build.command, &loaded.dir, ui.quiet)
+                run_local(&build.command, &loaded.dir, ui.quiet)
             })?;
         }
+        if !cli.node {
+            for hook in &loaded.config.hooks.before_upload {
+                ui.step(&format!("Hook before_upload: {hook}"), || {
+                    run_local(hook, &loaded.dir, ui.quiet)
+                })
+                .context("a before_upload hook failed: nothing was uploaded or changed")?;
+            }
+        }
     }
+    let result = dispatch(&cli, &loaded, env_name, env, ui);
+    if let (Ok(()), Command::Release { .. }, false) = (&result, &cli.command, cli.node) {
+        for hook in &loaded.config.hooks.after_release {
+            ui.step(&format!("Hook after_release: {hook}"), || {
+                run_local(hook, &loaded.dir, ui.quiet)
+            })
+            .context("an after_release hook failed (the release is live)")?;
+        }
+    }
+    result
+}
+
+/// Runs the command on the node: here, or over SSH for a remote environment.
+fn dispatch(
+    cli: &Cli,
+    loaded: &config::Loaded,
+    env_name: String,
+    env: &config::Environment,
+    ui: Ui,
+) -> Result<()> {
     if !cli.node && env.host() != config::Host::Local {
-        let remote = Remote::new(&loaded, env_name, env, ui)?;
+        let remote = Remote::new(loaded, env_name, env, ui)?;
         return run_remote(&cli.command, &remote);
     }
     let node = Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?;
@@ -72,22 +110,64 @@ pub fn run(cli: Cli) -> Result<()> {
             force: *force,
         }),
         Command::Releases { .. } => {
-            print!("{}", node.releases_report()?);
-            Ok(())
+            let r = node.releases_report()?;
+            print_report(ui, &r, r.text())
         }
         Command::Status { .. } => {
-            print!("{}", node.status_report()?);
-            Ok(())
+            let s = node.status_report()?;
+            print_report(ui, &s, s.text())
         }
         Command::Maintenance { state, .. } => node.maintenance(state == "on"),
+        Command::Logs { follow, lines, .. } => node.logs(*lines, *follow),
         Command::MigrateData {
             dry_run, release, ..
         } => node.migrate_data(&crate::migrate::MigrateRequest {
             dry_run: *dry_run,
             release,
         }),
-        Command::GapServer(_) => unreachable!("handled above"),
+        Command::GapServer(_) | Command::Init | Command::Check { .. } => {
+            unreachable!("handled above")
+        }
     }
+}
+
+/// `deploy check [ENV]`: the config is loaded already; then the artifacts, then the node.
+fn check(loaded: &config::Loaded, env: Option<&str>, ui: Ui) -> Result<()> {
+    ui.step("Checking the artifacts", || {
+        crate::upload::artifact_sources(&loaded.config, &loaded.dir).map(|_| ())
+    })?;
+    let Some(env) = env else {
+        ui.done(
+            &format!(
+                "{} is valid (environments: {}); `deploy check ENV` also checks the node",
+                loaded.file.display(),
+                loaded
+                    .config
+                    .environments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            serde_json::json!({"action": "check"}),
+        );
+        return Ok(());
+    };
+    let (env_name, env) = loaded.environment(Some(env))?;
+    if env.host() != config::Host::Local {
+        return Remote::new(loaded, env_name, env, ui)?.check();
+    }
+    Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?.check()
+}
+
+/// A report as text, or as one JSON document with `--json`.
+fn print_report(ui: Ui, report: &impl serde::Serialize, text: String) -> Result<()> {
+    if ui.json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{text}");
+    }
+    Ok(())
 }
 
 /// A remote environment: the same command, run by the node's own deploy over SSH.
@@ -128,6 +208,11 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
         }
         Command::Releases { .. } => return remote.read(&["releases".into(), env]),
         Command::Status { .. } => return remote.read(&["status".into(), env]),
+        Command::Logs { follow, lines, .. } => {
+            let mut args = vec!["logs".into(), env, "-n".into(), lines.to_string()];
+            flag(*follow, "--follow", &mut args);
+            return remote.read(&args);
+        }
         Command::Maintenance { state, .. } => {
             args.extend(["maintenance".into(), state.clone(), env]);
         }
@@ -137,13 +222,16 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
             args.extend(["migrate-data".into(), env, "--as".into(), release.clone()]);
             flag(*dry_run, "--dry-run", &mut args);
         }
-        Command::GapServer(_) => unreachable!("handled before"),
+        Command::GapServer(_) | Command::Init | Command::Check { .. } => {
+            unreachable!("handled before")
+        }
     }
     remote.run(&args)
 }
 
-/// Runs the build command with `sh -c` in the project directory; its output goes to stderr.
-fn run_build(command: &str, dir: &std::path::Path, quiet: bool) -> Result<()> {
+/// Runs a local command (the build, a hook) with `sh -c` in the project directory; its output
+/// goes to stderr.
+fn run_local(command: &str, dir: &std::path::Path, quiet: bool) -> Result<()> {
     let expr = duct::cmd!("sh", "-c", command)
         .dir(dir)
         .stdout_to_stderr()

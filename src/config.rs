@@ -34,7 +34,29 @@ pub struct Config {
     /// `shared/` is kept with the release that wrote it (`deploy rollback --with-data`).
     #[serde(default)]
     pub backup: Backup,
+    /// Optional: commands around a release.
+    #[serde(default)]
+    pub hooks: Hooks,
     pub environments: BTreeMap<String, Environment>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Run here (`sh -c`, in the config's directory) before the upload; one failing stops the
+    /// release before anything is uploaded.
+    #[serde(default)]
+    pub before_upload: Vec<String>,
+    /// Run on the node in a one-off container of the new release's image, with the app's mounts
+    /// and env, after the old release stopped and before the new one starts (migrations). The
+    /// first word is the program in the image, the others its arguments. One failing puts the
+    /// previous release back, as a failed health check does.
+    #[serde(default)]
+    pub in_gap: Vec<String>,
+    /// Run here after the release is live (e.g. a notification); one failing makes `deploy`
+    /// exit non-zero, the release stays live.
+    #[serde(default)]
+    pub after_release: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -443,6 +465,16 @@ pub const RESERVED_IN_RELEASE: &[&str] = &[".deploy"];
 
 fn validate(c: &Config) -> std::result::Result<(), Invalid> {
     check_app_name(&c.app).map_err(|m| invalid(&["app"], m))?;
+    if c.hooks
+        .in_gap
+        .iter()
+        .any(|h| h.split_whitespace().next().is_none())
+    {
+        return Err(invalid(
+            &["hooks", "in_gap"],
+            "an empty command: each is a program in the image and its arguments",
+        ));
+    }
     if c.keep_releases == 0 {
         return Err(invalid(
             &["keep_releases"],

@@ -2,7 +2,7 @@
 //! the whole command. A crashed holder's lock is released by the kernel; the file is never
 //! deleted. The holder writes who it is into the file so that a second command can say so.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -32,15 +32,18 @@ pub fn acquire(path: &Path, what: &str) -> Result<NodeLock> {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
-            bail!(
-                "another deploy is running on this node: {}. Wait for it to finish (the lock is \
-                 released when it exits, even if it crashes).",
-                if holder.is_empty() {
-                    "holder unknown"
-                } else {
-                    holder
-                }
-            );
+            return Err(crate::exit::with(
+                crate::exit::Code::Locked,
+                anyhow::anyhow!(
+                    "another deploy is running on this node: {}. Wait for it to finish (the lock \
+                     is released when it exits, even if it crashes).",
+                    if holder.is_empty() {
+                        "holder unknown"
+                    } else {
+                        holder
+                    }
+                ),
+            ));
         }
         Err(TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("cannot lock {}", path.display()))

@@ -1,19 +1,24 @@
 //! `deploy`: Capistrano-style atomic releases of one app to one Linux server, with rootless
 //! Podman containers run by systemd user units.
 
+mod check;
 mod cli;
 mod commands;
 mod config;
+mod exit;
 mod front;
 mod fsx;
 mod gap;
 mod health;
+mod init;
 mod layout;
 mod lock;
+mod logs;
 mod migrate;
 mod node;
 mod podman;
 mod remote;
+mod report;
 mod signals;
 mod snapshot;
 mod ssh;
@@ -30,8 +35,16 @@ use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
+    let json = cli.json;
     if let Err(e) = commands::run(cli) {
+        let code = exit::code_of(&e);
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"event": "error", "message": format!("{e:#}"), "exit_code": code})
+            );
+        }
+        std::process::exit(code);
     }
 }

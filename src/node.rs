@@ -35,6 +35,8 @@ pub(crate) struct Move<'a> {
     pub restore: Option<PathBuf>,
     /// Go on without Traefik's gap protection when Traefik cannot be switched.
     pub force: bool,
+    /// Run `hooks.in_gap` before `to` starts (a release; not a rollback or a put-back).
+    pub hooks: bool,
 }
 
 /// What `deploy rollback` is given.
@@ -134,7 +136,7 @@ impl<'a> Node<'a> {
         Ok(out)
     }
 
-    fn require_setup(&self) -> Result<()> {
+    pub(crate) fn require_setup(&self) -> Result<()> {
         if !self.layout.meta().is_dir() || !self.layout.releases().is_dir() {
             bail!(
                 "{} is not set up for deploy: run `deploy setup {}` first",
@@ -191,7 +193,7 @@ impl<'a> Node<'a> {
     /// Warns about shared files every user of the machine can read (`.env` holds secrets).
     /// Rootless Podman works, or is made to (a stale state after a reboot), and says so.
     fn check_podman(&self) -> Result<()> {
-        if podman::check_runtime()? {
+        if podman::check_runtime(true)? {
             self.ui.info(
                 "   podman's state was stale (its containers died with a reboot or a crash): \
                  reset it with `podman system migrate`",
@@ -384,10 +386,14 @@ impl<'a> Node<'a> {
                 from: current.as_deref(),
                 restore: None,
                 force: req.force,
+                hooks: true,
             },
         )?;
         if signals::interrupted() {
-            bail!("interrupted during the swap, which was finished first: {v} is live (old releases were not pruned)");
+            return Err(crate::exit::with(
+                crate::exit::Code::Interrupted,
+                anyhow!("interrupted during the swap, which was finished first: {v} is live (old releases were not pruned)"),
+            ));
         }
 
         let pruned = self
@@ -396,13 +402,25 @@ impl<'a> Node<'a> {
         if !pruned.is_empty() {
             self.ui.info(&format!("   removed {}", pruned.join(", ")));
         }
-        self.ui.info(&format!(
-            "{} {v} is live on {} ({} in all, gap {})",
-            self.config.app,
-            self.env_name,
-            fmt_duration(started.elapsed()),
-            fmt_duration(gap)
-        ));
+        let total = started.elapsed();
+        self.ui.done(
+            &format!(
+                "{} {v} is live on {} ({} in all, gap {})",
+                self.config.app,
+                self.env_name,
+                fmt_duration(total),
+                fmt_duration(gap)
+            ),
+            serde_json::json!({
+                "action": "release",
+                "version": v,
+                "previous": current,
+                "environment": self.env_name,
+                "total_ms": total.as_millis() as u64,
+                "gap_ms": gap.as_millis() as u64,
+                "pruned": pruned,
+            }),
+        );
         Ok(())
     }
 
@@ -472,7 +490,13 @@ impl<'a> Node<'a> {
         let unit = self.unit_name();
         let t0 = Instant::now();
         let mut taken = None;
-        let result = self.stop_switch_start(systemd, &unit, to, mv.restore.as_deref(), &mut taken);
+        let result = self.stop_switch_start(
+            systemd,
+            &unit,
+            to,
+            (mv.restore.as_deref(), mv.hooks),
+            &mut taken,
+        );
         let gap = t0.elapsed();
         match result {
             Ok(()) => {
@@ -504,7 +528,7 @@ impl<'a> Node<'a> {
                                     systemd,
                                     &unit,
                                     prev,
-                                    data.as_deref(),
+                                    (data.as_deref(), false),
                                     &mut None,
                                 )
                             })
@@ -528,20 +552,49 @@ impl<'a> Node<'a> {
                     Some(&detail),
                 ));
                 self.save_state(state)?;
-                let restored = match restored {
-                    Ok(msg) => msg,
-                    Err(r) => format!(
-                        "putting the previous release back failed too: {r:#}. Check \
-                         `deploy status {}` and the app's log {}",
-                        self.env_name,
-                        self.layout.app_log(&self.config.app).display()
+                let (restored, code) = match restored {
+                    Ok(msg) => (msg, crate::exit::Code::RolledBack),
+                    Err(r) => (
+                        format!(
+                            "putting the previous release back failed too: {r:#}. Check \
+                             `deploy status {}` and the app's log {}",
+                            self.env_name,
+                            self.layout.app_log(&self.config.app).display()
+                        ),
+                        crate::exit::Code::Failed,
                     ),
                 };
-                Err(anyhow!(
-                    "{action} of {to} failed: {detail}\n{restored}.\nThe app's last log lines:\n{logs}"
+                Err(crate::exit::with(
+                    code,
+                    anyhow!(
+                        "{action} of {to} failed: {detail}\n{restored}.\nThe app's last log lines:\n{logs}"
+                    ),
                 ))
             }
         }
+    }
+
+    /// One `in_gap` hook: a one-off container of the release's image; a failure carries its
+    /// last lines.
+    fn run_in_gap_hook(&self, version: &str, hook: &str) -> Result<()> {
+        let spec = unit::UnitSpec::new(self.config, &self.layout, self.env.port);
+        let image = self.image(version);
+        let out = duct::cmd("podman", unit::hook_args(&spec, &image, version, hook))
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .context("cannot run podman")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        self.ui.detail(text.trim_end());
+        if !out.status.success() {
+            bail!(
+                "the in_gap hook `{hook}` failed ({}):\n{}",
+                out.status,
+                podman::tail(&text, 20)
+            );
+        }
+        Ok(())
     }
 
     /// The image of a release, rebuilt from its release directory if it has gone missing.
@@ -561,13 +614,13 @@ impl<'a> Node<'a> {
     }
 
     /// Stop, snapshot the data the stopped release leaves (into `taken`), put back `restore`
-    /// if given, switch `current`, start, health-check.
+    /// if given, run the `in_gap` hooks if asked, switch `current`, start, health-check.
     fn stop_switch_start(
         &self,
         systemd: &Systemd,
         unit: &str,
         version: &str,
-        restore: Option<&Path>,
+        (restore, hooks): (Option<&Path>, bool),
         taken: &mut Option<PathBuf>,
     ) -> Result<()> {
         self.ui.step(&format!("Stopping {unit}"), || {
@@ -596,6 +649,13 @@ impl<'a> Node<'a> {
                 .step(&format!("Restoring the data of {version}"), || {
                     snapshot::restore(snap, &self.layout.shared())
                 })?;
+        }
+        if hooks {
+            for hook in &self.config.hooks.in_gap {
+                self.ui.step(&format!("Hook in_gap: {hook}"), || {
+                    self.run_in_gap_hook(version, hook)
+                })?;
+            }
         }
         self.ui
             .step(&format!("Switching current to {version}"), || {
@@ -668,6 +728,7 @@ impl<'a> Node<'a> {
                     from: None,
                     restore: None,
                     force: false,
+                    hooks: false,
                 };
                 self.swap(systemd, state, &mv)?;
             }
@@ -809,16 +870,32 @@ impl<'a> Node<'a> {
                 from: current.as_deref(),
                 restore,
                 force: req.force,
+                hooks: false,
             },
         )?;
-        self.ui.info(&format!(
-            "rolled back {} on {} to {target}{} ({} in all, gap {})",
-            self.config.app,
-            self.env_name,
-            current.map(|c| format!(" from {c}")).unwrap_or_default(),
-            fmt_duration(started.elapsed()),
-            fmt_duration(gap)
-        ));
+        let total = started.elapsed();
+        self.ui.done(
+            &format!(
+                "rolled back {} on {} to {target}{} ({} in all, gap {})",
+                self.config.app,
+                self.env_name,
+                current
+                    .as_deref()
+                    .map(|c| format!(" from {c}"))
+                    .unwrap_or_default(),
+                fmt_duration(total),
+                fmt_duration(gap)
+            ),
+            serde_json::json!({
+                "action": "rollback",
+                "version": target,
+                "previous": current,
+                "environment": self.env_name,
+                "with_data": req.with_data,
+                "total_ms": total.as_millis() as u64,
+                "gap_ms": gap.as_millis() as u64,
+            }),
+        );
         Ok(())
     }
 
@@ -850,94 +927,6 @@ impl<'a> Node<'a> {
             bail!("{question}: not confirmed, nothing changed (pass --yes to confirm without a prompt)");
         }
         Ok(dir)
-    }
-
-    // ---------------------------------------------------------------- reports
-
-    pub fn releases_report(&self) -> Result<String> {
-        self.require_setup()?;
-        let state = self.load_state()?;
-        let mut on_disk = self.releases_on_disk()?;
-        let current = self.current()?;
-        on_disk
-            .sort_by_key(|v| std::cmp::Reverse(state.releases.get(v).map(|r| r.seq).unwrap_or(0)));
-        let mut out = format!(
-            "{:<2}{:<24} {:<8} {:<22} {}\n",
-            "", "VERSION", "OUTCOME", "CREATED", "LAST LIVE"
-        );
-        for v in &on_disk {
-            let r = state.releases.get(v);
-            let outcome = match r.map(|r| &r.outcome) {
-                Some(Outcome::Ok) => "ok",
-                Some(Outcome::Failed) => "failed",
-                Some(Outcome::Ready) => "ready",
-                None => "unknown",
-            };
-            out += &format!(
-                "{:<2}{:<24} {:<8} {:<22} {}\n",
-                if current.as_deref() == Some(v) {
-                    "*"
-                } else {
-                    ""
-                },
-                v,
-                outcome,
-                r.map(|r| r.created_at.as_str()).unwrap_or("-"),
-                r.and_then(|r| r.deployed_at.as_deref()).unwrap_or("-"),
-            );
-        }
-        if on_disk.is_empty() {
-            out += "  (no releases yet)\n";
-        }
-        Ok(out)
-    }
-
-    pub fn status_report(&self) -> Result<String> {
-        self.require_setup()?;
-        let state = self.load_state()?;
-        let current = self.current()?;
-        let unit = self.unit_name();
-        let unit_state = Systemd::connect()
-            .and_then(|s| s.state(&unit))
-            .map(|s| format!("{} ({}, {})", s.active, s.sub, s.load))
-            .unwrap_or_else(|e| format!("unknown: {e:#}"));
-        let url = health::url(self.env.port, &self.config.health.path);
-        let health = match health::probe(&url, Duration::from_secs(2)) {
-            Ok(s) => format!("HTTP {s}"),
-            Err(e) => format!("no answer ({e})"),
-        };
-        let mut out = String::new();
-        out += &format!("app:          {}\n", self.config.app);
-        out += &format!("environment:  {} ({})\n", self.env_name, self.env.host);
-        out += &format!("path:         {}\n", self.layout.root.display());
-        out += &format!("current:      {}\n", current.as_deref().unwrap_or("(none)"));
-        if let Some(r) = current.as_deref().and_then(|c| state.releases.get(c)) {
-            out += &format!(
-                "live since:   {}\n",
-                r.deployed_at.as_deref().unwrap_or("-")
-            );
-        }
-        out += &format!("unit:         {unit}: {unit_state}\n");
-        out += &format!("health:       {url}: {health}\n");
-        if let Some(e) = state.events.last() {
-            out += &format!(
-                "last:         {} {} {} at {}{}\n",
-                e.action,
-                e.version,
-                e.outcome,
-                e.at,
-                e.gap_ms
-                    .map(|g| format!(" (gap {g}ms)"))
-                    .unwrap_or_default()
-            );
-        }
-        if let Some(s) = &state.swap {
-            out += &format!(
-                "interrupted:  a {} to {} started at {} did not finish\n",
-                s.action, s.to, s.started_at
-            );
-        }
-        Ok(out)
     }
 }
 

@@ -76,8 +76,8 @@ pub fn stale_state(output: &str) -> bool {
 
 /// Checks that rootless Podman works for this user, and resets a stale state (see
 /// [`stale_state`]) with `podman system migrate`, which only marks the dead containers stopped.
-/// Returns whether it had to.
-pub fn check_runtime() -> Result<bool> {
+/// Returns whether it had to. With `fix` false (`deploy check`), a stale state is an error.
+pub fn check_runtime(fix: bool) -> Result<bool> {
     let run = |args: &[&str]| {
         duct::cmd("podman", args)
             .stderr_to_stdout()
@@ -91,6 +91,12 @@ pub fn check_runtime() -> Result<bool> {
         return Ok(false);
     }
     let text = String::from_utf8_lossy(&out.stdout);
+    if stale_state(&text) && !fix {
+        bail!(
+            "podman's state outlived its processes (after a reboot?): `podman system migrate` \
+             resets it, as the next release or rollback does by itself"
+        );
+    }
     if stale_state(&text) {
         let migrated = run(&["system", "migrate"])?;
         let again = run(&["ps", "--quiet"])?;

@@ -288,6 +288,9 @@ impl<'a> Remote<'a> {
         if self.ui.quiet {
             words.push("-q".into());
         }
+        if self.ui.json {
+            words.push("--json".into());
+        }
         words.extend(args.iter().cloned());
         let hook = std::env::var("DEPLOY_TEST_HOOK")
             .map(|h| format!("DEPLOY_TEST_HOOK={} ", sh_quote(&h)))
@@ -326,11 +329,13 @@ log="$runs/$(date +%Y%m%dT%H%M%S)-$$.log"
 : > "$log"
 setsid sh -c '{command} > "$1" 2>&1 < /dev/null; echo $? > "$1.rc"' sh "$log" < /dev/null > /dev/null 2>&1 &
 pid=$!
-tail -n +1 -s 0.1 -f --pid="$pid" "$log" >&2
+tail -n +1 -s 0.1 -f --pid="$pid" "$log"{to_stderr}
 exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
 "#,
             runs = sh_quote(&format!("{root}/.deploy/runs")),
             command = command.replace('\'', r"'\''"),
+            // JSON events go to stdout, as for a local environment; the step lines to stderr.
+            to_stderr = if self.ui.json { "" } else { " >&2" },
         );
         crate::signals::defer();
         let code = self.ssh.stream(&script);
@@ -350,6 +355,30 @@ exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
             0 => Ok(()),
             code => std::process::exit(code),
         }
+    }
+
+    /// `deploy check ENV`: what the server lacks, whether its deploy is this build, and then
+    /// the node's own checks.
+    pub fn check(&self) -> Result<()> {
+        let probe = self.probe()?;
+        for lack in &probe.lacks {
+            self.ui.warn(lack);
+        }
+        self.check_binary(&probe)?;
+        if !probe.lacks.is_empty() {
+            bail!("{} lacks what deploy needs (above)", self.ssh.destination);
+        }
+        let root = self.root(&probe);
+        let config = self.send_config(&root)?;
+        let code = self.ssh.stream(&self.node_command(
+            &root,
+            &config,
+            &["check".into(), self.env_name.clone()],
+        ))?;
+        if code != 0 {
+            std::process::exit(code);
+        }
+        Ok(())
     }
 
     pub fn setup(&self) -> Result<()> {

@@ -29,10 +29,13 @@ pub fn interrupted() -> bool {
 /// Fails when interrupted: for the step boundaries before the swap.
 pub fn check(before: &str) -> anyhow::Result<()> {
     if interrupted() {
-        anyhow::bail!(
-            "interrupted before {before}: nothing live was changed (an upload is resumed by the \
-             next release)"
-        );
+        return Err(crate::exit::with(
+            crate::exit::Code::Interrupted,
+            anyhow::anyhow!(
+                "interrupted before {before}: nothing live was changed (an upload is resumed by \
+                 the next release)"
+            ),
+        ));
     }
     Ok(())
 }

@@ -1,12 +1,18 @@
-//! What the user sees: one line per step with its outcome and duration, on stderr.
+//! What the user sees. Each step: its name, its outcome and its duration, on stderr. On a
+//! terminal the running step shows a live line with its time so far (and `ok`/`failed` in colour
+//! unless `NO_COLOR` is set); otherwise plain lines, no escape codes. With `--json`, one JSON
+//! object per line on stdout instead (see the README for the events).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ui {
     pub verbose: bool,
     pub quiet: bool,
+    pub json: bool,
 }
 
 pub fn fmt_duration(d: Duration) -> String {
@@ -17,47 +23,115 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
+/// Whether stderr is a terminal that may get a live line and colours.
+fn live_terminal() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("TERM").is_some_and(|t| t != "dumb")
+}
+
+fn colour(word: &str, ok: bool) -> String {
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) || !live_terminal() {
+        return word.to_string();
+    }
+    format!("\x1b[{}m{word}\x1b[0m", if ok { 32 } else { 31 })
+}
+
+/// One line of JSON on stdout.
+fn emit(value: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
 impl Ui {
-    /// Runs one step, printing its name, then `ok` or `failed` and how long it took.
+    /// Runs one step, showing its name, then `ok` or `failed` and how long it took.
     pub fn step<T>(&self, name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
         let start = Instant::now();
-        if !self.quiet {
-            eprint!("-> {name} ...");
+        if self.json {
+            let result = f();
+            emit(serde_json::json!({
+                "event": "step",
+                "step": name,
+                "outcome": if result.is_ok() { "ok" } else { "failed" },
+                "ms": start.elapsed().as_millis() as u64,
+            }));
+            return result;
+        }
+        if self.quiet {
+            return f();
+        }
+        let live = !self.verbose && live_terminal();
+        let ticker = live.then(|| {
+            let done = Arc::new(AtomicBool::new(false));
+            let (d, n) = (Arc::clone(&done), name.to_string());
+            let thread = std::thread::spawn(move || {
+                while !d.load(Ordering::SeqCst) {
+                    let _ = write!(
+                        std::io::stderr(),
+                        "\r\x1b[2K-> {n} ... {:.1}s",
+                        start.elapsed().as_secs_f64()
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+            (done, thread)
+        });
+        if !live {
+            let _ = write!(std::io::stderr(), "-> {name} ...");
             if self.verbose {
-                eprintln!();
+                let _ = writeln!(std::io::stderr());
             }
             let _ = std::io::stderr().flush();
         }
         let result = f();
-        if !self.quiet {
-            let took = fmt_duration(start.elapsed());
-            let word = if result.is_ok() { "ok" } else { "failed" };
-            if self.verbose {
-                eprintln!("   {name}: {word} ({took})");
-            } else {
-                eprintln!(" {word} ({took})");
-            }
+        if let Some((done, thread)) = ticker {
+            done.store(true, Ordering::SeqCst);
+            let _ = thread.join();
         }
+        let took = fmt_duration(start.elapsed());
+        let word = colour(if result.is_ok() { "ok" } else { "failed" }, result.is_ok());
+        let line = if live {
+            format!("\r\x1b[2K-> {name} ... {word} ({took})")
+        } else if self.verbose {
+            format!("   {name}: {word} ({took})")
+        } else {
+            format!(" {word} ({took})")
+        };
+        let _ = writeln!(std::io::stderr(), "{line}");
         result
     }
 
     pub fn info(&self, msg: &str) {
-        if !self.quiet {
-            eprintln!("{msg}");
+        if self.json {
+            emit(serde_json::json!({"event": "info", "message": msg.trim()}));
+        } else if !self.quiet {
+            let _ = writeln!(std::io::stderr(), "{msg}");
         }
     }
 
     /// A line shown with `-v` only.
     pub fn detail(&self, msg: &str) {
-        if self.verbose {
-            eprintln!("{msg}");
+        if self.verbose && !self.json {
+            let _ = writeln!(std::io::stderr(), "{msg}");
+        }
+    }
+
+    /// The end of a command that changed something: a line for people (shown even with `-q`),
+    /// or the `done` event with its facts.
+    pub fn done(&self, msg: &str, facts: serde_json::Value) {
+        if self.json {
+            let mut event = serde_json::json!({"event": "done", "message": msg});
+            if let (Some(e), serde_json::Value::Object(f)) = (event.as_object_mut(), facts) {
+                e.extend(f);
+            }
+            emit(event);
+        } else {
+            let _ = writeln!(std::io::stderr(), "{msg}");
         }
     }
 
     /// Asks a yes/no question on the terminal; without one (CI, a pipe) the answer is no.
     pub fn ask(&self, question: &str) -> anyhow::Result<bool> {
-        use std::io::IsTerminal;
-        if !std::io::stdin().is_terminal() {
+        if self.json || !std::io::stdin().is_terminal() {
             return Ok(false);
         }
         eprint!("{question} [y/N] ");
@@ -68,6 +142,10 @@ impl Ui {
     }
 
     pub fn warn(&self, msg: &str) {
-        eprintln!("warning: {msg}");
+        if self.json {
+            emit(serde_json::json!({"event": "warning", "message": msg}));
+        } else {
+            let _ = writeln!(std::io::stderr(), "warning: {msg}");
+        }
     }
 }

@@ -36,6 +36,34 @@ pub fn render(spec: &UnitSpec) -> Result<String> {
     crate::template::render("app.service", APP_SERVICE, spec)
 }
 
+/// `podman run` arguments for an `in_gap` hook: a one-off container of `image` with the app's
+/// env and mounts, running `command` (its first word the program, the rest its arguments). Pure.
+pub fn hook_args(spec: &UnitSpec, image: &str, version: &str, command: &str) -> Vec<String> {
+    let mut words = command.split_whitespace();
+    let program = words.next().unwrap_or_default();
+    let mut a: Vec<String> = vec![
+        "run".into(),
+        "--rm".into(),
+        "--pull=never".into(),
+        "--name".into(),
+        format!("{}-hook", spec.app),
+        "--replace".into(),
+        "--env".into(),
+        format!("DEPLOY_APP={}", spec.app),
+        "--env".into(),
+        format!("DEPLOY_VERSION={version}"),
+    ];
+    if let Some(env) = &spec.env_file {
+        a.extend(["--env-file".into(), env.clone()]);
+    }
+    for m in &spec.mounts {
+        a.extend(["--volume".into(), format!("{}:{}", m.host, m.container)]);
+    }
+    a.extend(["--entrypoint".into(), program.into(), image.into()]);
+    a.extend(words.map(String::from));
+    a
+}
+
 /// The env file inside each release: the unit reads it through `current`.
 pub fn release_env(app: &str, version: &str, image: &str) -> String {
     format!("# Written by deploy: the release {version} of {app}.\nDEPLOY_VERSION={version}\nDEPLOY_IMAGE={image}\n")
@@ -85,6 +113,24 @@ mod tests {
         ))
         .unwrap();
         UnitSpec::new(&config, &Layout::new("/srv/shop"), 18080)
+    }
+
+    #[test]
+    fn in_gap_hooks_run_in_a_one_off_container_with_the_apps_env_and_mounts() {
+        let config = crate::config::parse(
+            "app: shop\nartifacts: [shop]\nshared: {dirs: [data], files: [.env]}\n\
+             container: {port: 8080, mounts: {data: /app/data}}\n\
+             environments: {prod: {host: local, path: /srv/shop, port: 18080}}\n",
+        )
+        .unwrap();
+        let spec = UnitSpec::new(&config, &Layout::new("/srv/shop"), 18080);
+        assert_eq!(
+            hook_args(&spec, "localhost/shop:v2", "v2", "/app/shop migrate --all").join(" "),
+            "run --rm --pull=never --name shop-hook --replace --env DEPLOY_APP=shop \
+             --env DEPLOY_VERSION=v2 --env-file /srv/shop/shared/.env \
+             --volume /srv/shop/shared/data:/app/data --entrypoint /app/shop localhost/shop:v2 \
+             migrate --all"
+        );
     }
 
     #[test]

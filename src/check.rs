@@ -1,0 +1,68 @@
+//! `deploy check [ENV]`: the config, the artifacts and, with ENV, what the node needs, without
+//! changing anything. Every check runs and shows its outcome; the command fails if any did.
+
+use crate::node::Node;
+use crate::systemd::Systemd;
+use anyhow::{bail, Result};
+use std::time::Duration;
+
+impl Node<'_> {
+    pub fn check(&self) -> Result<()> {
+        let mut failed = 0;
+        let mut check = |name: &str, f: &dyn Fn() -> Result<()>| {
+            if self.ui.step(name, f).is_err() {
+                failed += 1;
+            }
+        };
+        check("Checking podman", &|| {
+            crate::podman::check_runtime(false).map(|_| ())
+        });
+        check("Checking rsync", &|| {
+            duct::cmd!("rsync", "--version")
+                .stdout_null()
+                .run()
+                .map(|_| ())
+                .map_err(|_| {
+                    anyhow::anyhow!("rsync is not installed: as root, apt-get install rsync")
+                })
+        });
+        let systemd = Systemd::connect();
+        check("Connecting to the systemd user manager", &|| {
+            systemd
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("{e:#}"))
+        });
+        if let Ok(s) = &systemd {
+            check(&format!("Checking port {}", self.env.port), &|| {
+                self.check_port(s, self.env.port, &self.unit_name())
+            });
+        }
+        if let Some(t) = &self.config.traefik {
+            check(&format!("Checking Traefik's API at {}", t.api), &|| {
+                crate::traefik::Api::new(&t.api).ping(Duration::from_secs(2))
+            });
+        }
+        let set_up = self.layout.releases().is_dir();
+        self.ui.info(&format!(
+            "   {}: {}",
+            self.layout.root.display(),
+            if set_up {
+                format!(
+                    "set up, live: {}",
+                    self.current()?.unwrap_or_else(|| "nothing yet".into())
+                )
+            } else {
+                format!("not set up yet: `deploy setup {}`", self.env_name)
+            }
+        ));
+        if failed > 0 {
+            bail!("{failed} check(s) failed on {}", self.env_name);
+        }
+        self.ui.done(
+            &format!("{} is ready for {}", self.env_name, self.config.app),
+            serde_json::json!({"action": "check", "environment": self.env_name}),
+        );
+        Ok(())
+    }
+}

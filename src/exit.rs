@@ -1,0 +1,59 @@
+//! Exit codes (documented in the README and in `deploy --help`), carried by errors.
+
+/// What a failed command's exit code says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// Something failed; the message says what, and what to do.
+    Failed = 1,
+    /// The configuration is invalid (or missing).
+    Config = 3,
+    /// Another deploy holds the app's lock on the node.
+    Locked = 4,
+    /// The new release failed to start or its health check, and what was live before is back.
+    RolledBack = 5,
+    /// Interrupted (SIGINT/SIGTERM): stopped before the swap, or finished it first.
+    Interrupted = 6,
+}
+
+/// An error with an exit code; it shows as the error it wraps.
+#[derive(Debug)]
+pub struct Coded {
+    pub code: Code,
+    pub error: anyhow::Error,
+}
+
+impl std::fmt::Display for Coded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+pub fn with(code: Code, error: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(Coded { code, error })
+}
+
+/// The exit code for an error: the first code found in its chain, else 1.
+pub fn code_of(e: &anyhow::Error) -> i32 {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<Coded>())
+        .map(|c| c.code as i32)
+        .unwrap_or(Code::Failed as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn the_code_survives_context_and_the_message_reads_as_before() {
+        let e = with(Code::Locked, anyhow::anyhow!("held by pid 7"));
+        let e: anyhow::Result<()> = Err(e);
+        let e = e.context("cannot release").unwrap_err();
+        assert_eq!(code_of(&e), 4);
+        assert_eq!(format!("{e:#}"), "cannot release: held by pid 7");
+        assert_eq!(code_of(&anyhow::anyhow!("plain")), 1);
+    }
+}

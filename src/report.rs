@@ -1,0 +1,231 @@
+//! What is deployed: `deploy releases` and `deploy status`, as text for people or as JSON
+//! (`--json`) for scripts. The JSON shapes are documented in the README and kept stable: fields
+//! are added, never renamed or removed.
+
+use crate::health;
+use crate::node::Node;
+use crate::state::{Event, Outcome};
+use crate::systemd::Systemd;
+use anyhow::Result;
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Serialize)]
+pub struct Releases {
+    pub app: String,
+    pub environment: String,
+    pub current: Option<String>,
+    /// Newest first.
+    pub releases: Vec<ReleaseRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReleaseRow {
+    pub version: String,
+    pub current: bool,
+    /// `ok`, `failed`, `ready` (built, never live) or `unknown`.
+    pub outcome: String,
+    pub created_at: Option<String>,
+    pub last_live_at: Option<String>,
+    /// When the newest data snapshot of this release was taken, if it has one.
+    pub snapshot_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub app: String,
+    pub environment: String,
+    pub host: String,
+    pub path: String,
+    pub current: Option<String>,
+    pub live_since: Option<String>,
+    pub unit: UnitStatus,
+    pub health: HealthStatus,
+    pub last: Option<Event>,
+    /// A swap that began and did not finish (the next release or rollback recovers it).
+    pub interrupted: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UnitStatus {
+    pub name: String,
+    /// systemd's ActiveState (`active`, `inactive`, `failed`...), or `unknown`.
+    pub active: String,
+    pub sub: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HealthStatus {
+    pub url: String,
+    /// The HTTP status, or none when nothing answered.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+}
+
+fn outcome_word(o: Option<&Outcome>) -> &'static str {
+    match o {
+        Some(Outcome::Ok) => "ok",
+        Some(Outcome::Failed) => "failed",
+        Some(Outcome::Ready) => "ready",
+        None => "unknown",
+    }
+}
+
+impl Releases {
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "{:<2}{:<24} {:<8} {:<22} {:<22} {}\n",
+            "", "VERSION", "OUTCOME", "CREATED", "LAST LIVE", "DATA SNAPSHOT"
+        );
+        for r in &self.releases {
+            out += &format!(
+                "{:<2}{:<24} {:<8} {:<22} {:<22} {}\n",
+                if r.current { "*" } else { "" },
+                r.version,
+                r.outcome,
+                r.created_at.as_deref().unwrap_or("-"),
+                r.last_live_at.as_deref().unwrap_or("-"),
+                r.snapshot_at.as_deref().unwrap_or("-"),
+            );
+        }
+        if self.releases.is_empty() {
+            out += "  (no releases yet)\n";
+        }
+        out
+    }
+}
+
+impl Status {
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        out += &format!("app:          {}\n", self.app);
+        out += &format!("environment:  {} ({})\n", self.environment, self.host);
+        out += &format!("path:         {}\n", self.path);
+        out += &format!(
+            "current:      {}\n",
+            self.current.as_deref().unwrap_or("(none)")
+        );
+        if let Some(since) = &self.live_since {
+            out += &format!("live since:   {since}\n");
+        }
+        let u = &self.unit;
+        out += &match &u.error {
+            Some(e) => format!("unit:         {}: unknown: {e}\n", u.name),
+            None => format!("unit:         {}: {} ({})\n", u.name, u.active, u.sub),
+        };
+        let h = &self.health;
+        out += &match (h.status, &h.error) {
+            (Some(s), _) => format!("health:       {}: HTTP {s}\n", h.url),
+            (None, e) => format!(
+                "health:       {}: no answer ({})\n",
+                h.url,
+                e.as_deref().unwrap_or("-")
+            ),
+        };
+        if let Some(e) = &self.last {
+            out += &format!(
+                "last:         {} {} {} at {}{}\n",
+                e.action,
+                e.version,
+                e.outcome,
+                e.at,
+                e.gap_ms
+                    .map(|g| format!(" (gap {g}ms)"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(i) = &self.interrupted {
+            out += &format!("interrupted:  {i}\n");
+        }
+        out
+    }
+}
+
+impl Node<'_> {
+    pub fn releases_report(&self) -> Result<Releases> {
+        self.require_setup()?;
+        let state = self.load_state()?;
+        let mut on_disk = self.releases_on_disk()?;
+        let current = self.current()?;
+        on_disk
+            .sort_by_key(|v| std::cmp::Reverse(state.releases.get(v).map(|r| r.seq).unwrap_or(0)));
+        let releases = on_disk
+            .iter()
+            .map(|v| {
+                let r = state.releases.get(v);
+                ReleaseRow {
+                    version: v.clone(),
+                    current: current.as_deref() == Some(v),
+                    outcome: outcome_word(r.map(|r| &r.outcome)).into(),
+                    created_at: r.map(|r| r.created_at.clone()),
+                    last_live_at: r.and_then(|r| r.deployed_at.clone()),
+                    snapshot_at: crate::snapshot::latest(&self.layout.snapshots(v))
+                        .ok()
+                        .flatten()
+                        .map(|(stamp, _)| stamp),
+                }
+            })
+            .collect();
+        Ok(Releases {
+            app: self.config.app.clone(),
+            environment: self.env_name.clone(),
+            current,
+            releases,
+        })
+    }
+
+    pub fn status_report(&self) -> Result<Status> {
+        self.require_setup()?;
+        let state = self.load_state()?;
+        let current = self.current()?;
+        let name = self.unit_name();
+        let unit = match Systemd::connect().and_then(|s| s.state(&name)) {
+            Ok(s) => UnitStatus {
+                name,
+                active: s.active,
+                sub: s.sub,
+                error: None,
+            },
+            Err(e) => UnitStatus {
+                name,
+                active: "unknown".into(),
+                sub: "unknown".into(),
+                error: Some(format!("{e:#}")),
+            },
+        };
+        let url = health::url(self.env.port, &self.config.health.path);
+        let health = match health::probe(&url, Duration::from_secs(2)) {
+            Ok(s) => HealthStatus {
+                url,
+                status: Some(s),
+                error: None,
+            },
+            Err(e) => HealthStatus {
+                url,
+                status: None,
+                error: Some(format!("{e}")),
+            },
+        };
+        Ok(Status {
+            app: self.config.app.clone(),
+            environment: self.env_name.clone(),
+            host: self.env.host.clone(),
+            path: self.layout.root.display().to_string(),
+            live_since: current
+                .as_deref()
+                .and_then(|c| state.releases.get(c))
+                .and_then(|r| r.deployed_at.clone()),
+            current,
+            unit,
+            health,
+            last: state.events.last().cloned(),
+            interrupted: state.swap.as_ref().map(|s| {
+                format!(
+                    "a {} to {} started at {} did not finish",
+                    s.action, s.to, s.started_at
+                )
+            }),
+        })
+    }
+}
