@@ -38,6 +38,10 @@ pub enum Command {
         /// The environment (from `environments:`).
         env: Option<String>,
     },
+    /// Print a completion script: `deploy completions bash > /etc/bash_completion.d/deploy`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff): `deploy man > deploy.1`.
+    Man,
     /// Write a commented deploy.yaml here (and a Containerfile for a single binary if none).
     Init,
     /// Check the config and the artifacts, and with ENV what the node needs; changes nothing.

@@ -17,6 +17,17 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Command::GapServer(options) = cli.command {
         return crate::gap::serve(options);
     }
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        let mut command = Cli::command();
+        clap_complete::generate(shell, &mut command, "deploy", &mut std::io::stdout());
+        return Ok(());
+    }
+    if let Command::Man = cli.command {
+        use clap::CommandFactory;
+        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        return Ok(());
+    }
     if let Command::Init = cli.command {
         return crate::init::run(&cli.config, ui);
     }
@@ -33,7 +44,11 @@ pub fn run(cli: Cli) -> Result<()> {
         | Command::Maintenance { env, .. }
         | Command::MigrateData { env, .. }
         | Command::Logs { env, .. } => env.as_deref(),
-        Command::GapServer(_) | Command::Init | Command::Check { .. } => {
+        Command::GapServer(_)
+        | Command::Init
+        | Command::Check { .. }
+        | Command::Completions { .. }
+        | Command::Man => {
             unreachable!("handled above")
         }
     };
@@ -125,7 +140,11 @@ fn dispatch(
             dry_run: *dry_run,
             release,
         }),
-        Command::GapServer(_) | Command::Init | Command::Check { .. } => {
+        Command::GapServer(_)
+        | Command::Init
+        | Command::Check { .. }
+        | Command::Completions { .. }
+        | Command::Man => {
             unreachable!("handled above")
         }
     }
@@ -222,7 +241,11 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
             args.extend(["migrate-data".into(), env, "--as".into(), release.clone()]);
             flag(*dry_run, "--dry-run", &mut args);
         }
-        Command::GapServer(_) | Command::Init | Command::Check { .. } => {
+        Command::GapServer(_)
+        | Command::Init
+        | Command::Check { .. }
+        | Command::Completions { .. }
+        | Command::Man => {
             unreachable!("handled before")
         }
     }

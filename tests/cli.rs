@@ -1,4 +1,5 @@
-//! The command line without a node: help and configuration errors.
+//! The command line without a node: help, configuration errors and their exit code, init and
+//! check.
 
 use std::process::Command;
 
@@ -26,7 +27,19 @@ fn project(name: &str, yaml: &str) -> std::path::PathBuf {
 fn help_lists_the_commands() {
     let (code, out, _) = deploy(std::path::Path::new("."), &["--help"]);
     assert_eq!(code, 0);
-    for c in ["setup", "release", "rollback", "releases", "status"] {
+    for c in [
+        "init",
+        "check",
+        "setup",
+        "release",
+        "rollback",
+        "releases",
+        "status",
+        "logs",
+        "maintenance",
+        "migrate-data",
+        "completions",
+    ] {
         assert!(out.contains(c), "{out}");
     }
 }
@@ -36,7 +49,7 @@ fn no_config_says_where_it_looked() {
     let dir = project("none", "");
     std::fs::remove_file(dir.join("deploy.yaml")).unwrap();
     let (code, _, err) = deploy(&dir, &["status"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 3, "the exit code of a config error");
     assert!(
         err.contains("cannot read deploy.yaml") && err.contains("-c FILE"),
         "{err}"
@@ -51,7 +64,7 @@ fn config_errors_name_the_key_and_line() {
         &base.replace("  interval: 250ms", "  interval: 250ms\n  retry: 3"),
     );
     let (code, _, err) = deploy(&dir, &["status"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 3);
     assert!(
         err.contains("unknown field `retry`") && err.contains("line"),
         "{err}"
@@ -66,7 +79,7 @@ fn config_errors_name_the_key_and_line() {
 
     let dir = project("malformed", &base.replace("app: my-app", "app: \"my-app"));
     let (code, _, err) = deploy(&dir, &["status"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 3);
     assert!(
         err.contains("invalid config deploy.yaml")
             && err.contains("did not find expected key")
@@ -79,6 +92,68 @@ fn config_errors_name_the_key_and_line() {
     assert!(err.contains("missing field `app`"), "{err}");
 
     let (code, _, err) = deploy(&dir, &["-c", "elsewhere.yaml", "status"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 3);
     assert!(err.contains("elsewhere.yaml"), "{err}");
+}
+
+#[test]
+fn init_writes_a_config_that_check_validates() {
+    let dir = std::env::temp_dir().join(format!("deploy-cli-init-{}/Blog", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Not on a terminal: it asks nothing.
+    let (code, _, err) = deploy(&dir, &["init"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("wrote"), "{err}");
+    let yaml = std::fs::read_to_string(dir.join("deploy.yaml")).unwrap();
+    assert!(yaml.contains("app: blog\n"), "{yaml}");
+    assert!(
+        yaml.starts_with("# deploy.yaml for blog"),
+        "commented: {yaml}"
+    );
+    let cf = std::fs::read_to_string(dir.join("Containerfile")).unwrap();
+    assert!(
+        cf.contains("FROM scratch") && cf.contains("ENTRYPOINT [\"/app/blog\"]"),
+        "{cf}"
+    );
+    // It never overwrites.
+    let (code, _, err) = deploy(&dir, &["init"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("exists already"), "{err}");
+
+    // check: the config is valid, but the binary it names is not built yet.
+    let (code, _, err) = deploy(&dir, &["check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("Checking the artifacts ... failed"), "{err}");
+    assert!(err.contains("blog"), "{err}");
+    std::fs::write(dir.join("blog"), "#!/bin/sh\n").unwrap();
+    let (code, _, err) = deploy(&dir, &["check"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("is valid (environments: prod)"), "{err}");
+    let (code, out, _) = deploy(&dir, &["check", "--json"]);
+    assert_eq!(code, 0);
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["event"].is_string(), "{line}");
+    }
+    assert!(
+        out.lines().last().unwrap().contains("\"event\":\"done\""),
+        "{out}"
+    );
+    // An unknown environment is a config error.
+    let (code, _, err) = deploy(&dir, &["check", "staging"]);
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn completions_and_a_man_page_come_from_the_cli() {
+    let dir = std::path::Path::new(".");
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = deploy(dir, &["completions", shell]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("migrate-data"), "{shell}: {out}");
+    }
+    let (code, out, err) = deploy(dir, &["man"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(".TH deploy"), "{out}");
 }

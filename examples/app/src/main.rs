@@ -6,6 +6,7 @@
 //! - `GET /healthz` 200 `ok`, or 500 when `<assets>/fail-health` exists (a release that is broken)
 //! - `GET /slow?ms=N` answers after N milliseconds (for graceful-stop tests)
 //!
+//! `example-app run-sql FILE` runs FILE against the database and exits (for `in_gap` hooks).
 //! At start, `<assets>/startup.sql`, when there is one, is run against the database: the
 //! example's stand-in for a release's migration.
 //!
@@ -28,6 +29,22 @@ fn env_or(name: &str, default: &str) -> String {
 }
 
 fn main() {
+    // `example-app run-sql FILE`: runs FILE against the database and exits (what an `in_gap`
+    // hook runs: the example's stand-in for a migration).
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("run-sql") {
+        let data = PathBuf::from(env_or("DATA_DIR", "/app/data"));
+        let sql = std::fs::read_to_string(args.get(2).expect("run-sql FILE")).expect("read FILE");
+        let db = Connection::open(data.join("app.db")).expect("cannot open the database");
+        match db.execute_batch(&sql) {
+            Ok(()) => println!("run-sql: ok"),
+            Err(e) => {
+                eprintln!("run-sql: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let port: u16 = env_or("PORT", "8080")
         .parse()
         .expect("PORT must be a port number");

@@ -1,0 +1,157 @@
+//! What users see, on a real node: plain step lines with timings off a terminal, `--json`
+//! shapes, `deploy logs`, hooks and exit codes.
+
+mod common;
+use common::{Options, Project};
+use serde_json::Value;
+
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn output_off_a_terminal_json_shapes_and_logs() {
+    let p = Project::new("t-ux", 18330, Options::default());
+    p.deploy(&["setup"]).ok();
+    let r = p.deploy(&["release", "v1"]).ok();
+    // Not a terminal: plain lines, no escape codes, each step with its outcome and time.
+    assert!(!r.stderr.contains('\x1b'), "{:?}", r.stderr);
+    let steps: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("-> ")).collect();
+    assert!(steps.len() >= 6, "{}", r.stderr);
+    for s in &steps {
+        assert!(
+            s.contains(" ... ok (") && (s.ends_with("ms)") || s.ends_with("s)")),
+            "{s}"
+        );
+    }
+    r.says("t-ux v1 is live on test (");
+
+    // release --json: one event per line on stdout, the last one `done` with the facts.
+    let r = p.deploy(&["release", "v2", "--json"]).ok();
+    let events = json_lines(&r.stdout);
+    assert!(events.iter().any(|e| e["event"] == "step"
+        && e["step"] == "Switching current to v2"
+        && e["outcome"] == "ok"
+        && e["ms"].is_u64()));
+    let done = events.last().unwrap();
+    assert_eq!(done["event"], "done");
+    assert_eq!(done["action"], "release");
+    assert_eq!(done["version"], "v2");
+    assert_eq!(done["previous"], "v1");
+    assert!(
+        done["gap_ms"].is_u64() && done["total_ms"].is_u64(),
+        "{done}"
+    );
+
+    // releases --json and status --json: one document each.
+    let r = p.deploy(&["releases", "--json"]).ok();
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["app"], "t-ux");
+    assert_eq!(v["current"], "v2");
+    let rows = v["releases"].as_array().unwrap();
+    assert_eq!(rows[0]["version"], "v2");
+    assert_eq!(rows[0]["current"], true);
+    assert_eq!(rows[1]["outcome"], "ok");
+    assert!(
+        rows[1]["snapshot_at"].is_string(),
+        "v1 left a data snapshot: {v}"
+    );
+    let r = p.deploy(&["status", "--json"]).ok();
+    let s: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(s["current"], "v2");
+    assert_eq!(s["unit"]["active"], "active");
+    assert_eq!(s["health"]["status"], 200);
+    assert_eq!(s["last"]["action"], "release");
+    assert_eq!(s["last"]["outcome"], "ok");
+
+    // A failure with --json ends with an `error` event that carries the exit code.
+    let r = p.deploy(&["rollback", "--to", "v9", "--json"]).failed();
+    let last = json_lines(&r.stdout).pop().unwrap();
+    assert_eq!(last["event"], "error");
+    assert_eq!(last["exit_code"], 1);
+
+    // logs: the app's own output, the last lines; -f follows what comes next.
+    let r = p.deploy(&["logs", "-n", "3"]).ok();
+    assert!(
+        r.stdout.contains("example-app v2 listening on :8080"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.lines().count() <= 3, "{}", r.stdout);
+    let follower = p.deploy_cmd(&[], &["logs", "-f", "-n", "0"]);
+    let mut follower = follower_spawn(follower);
+    p.deploy(&["rollback"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let _ = follower.kill();
+    let out = follower.wait_with_output().unwrap();
+    let followed = String::from_utf8_lossy(&out.stdout);
+    assert!(followed.contains("example-app v2: stopped"), "{followed}");
+    assert!(
+        followed.contains("example-app v1 listening on :8080"),
+        "{followed}"
+    );
+}
+
+fn follower_spawn(mut c: std::process::Command) -> std::process::Child {
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn failing_hooks_keep_the_old_release_serving() {
+    let p = Project::new("t-hooks", 18332, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    p.body("/");
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+
+    // before_upload fails: nothing is uploaded.
+    p.write(
+        "deploy.yaml",
+        &format!("{yaml}hooks:\n  before_upload: [\"exit 3\"]\n"),
+    );
+    let r = p.deploy(&["release", "v2"]).failed();
+    r.says("a before_upload hook failed: nothing was uploaded or changed");
+    assert_eq!(r.code, 1);
+    assert!(!p.root().join("releases/v2").exists());
+
+    // in_gap runs in a one-off container of the new image with the app's data: a migration
+    // that works...
+    p.write(
+        "deploy.yaml",
+        &format!(
+            "{yaml}hooks:\n  in_gap: [\"/app/example-app run-sql /app/assets/migrate.sql\"]\n  \
+             after_release: [\"echo released > after.txt\"]\n"
+        ),
+    );
+    p.write(
+        "assets/migrate.sql",
+        "INSERT INTO hits (version) VALUES ('migration');",
+    );
+    let r = p.deploy(&["release", "v2"]).ok();
+    r.says("Hook in_gap: /app/example-app run-sql /app/assets/migrate.sql ... ok");
+    r.says("Hook after_release: echo released > after.txt ... ok");
+    assert_eq!(p.body("/hits"), "2\n", "the migration's row is there");
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("after.txt")).unwrap(),
+        "released\n"
+    );
+
+    // ...and one that fails: the previous release is put back, with its data, exit code 5.
+    p.write(
+        "assets/migrate.sql",
+        "INSERT INTO no_such_table VALUES (1);",
+    );
+    let r = p.deploy(&["release", "v3"]).failed();
+    assert_eq!(r.code, 5, "rolled back: {}", r.stderr);
+    r.says("the in_gap hook `/app/example-app run-sql /app/assets/migrate.sql` failed");
+    r.says("no such table: no_such_table");
+    r.says("v2 is serving again");
+    assert_eq!(p.current().as_deref(), Some("v2"));
+    assert_eq!(p.body("/hits"), "2\n");
+}
