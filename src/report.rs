@@ -204,7 +204,7 @@ impl Node<'_> {
             Err(e) => HealthStatus {
                 url,
                 status: None,
-                error: Some(format!("{e}")),
+                error: Some(e.to_string()),
             },
         };
         Ok(Status {
