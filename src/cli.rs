@@ -37,6 +37,9 @@ pub enum Command {
     Setup {
         /// The environment (from `environments:`).
         env: Option<String>,
+        /// Print what setup would do (directories, unit and Traefik contents); change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print a completion script: `deploy completions bash > /etc/bash_completion.d/deploy`.
     Completions { shell: clap_complete::Shell },
@@ -58,6 +61,9 @@ pub enum Command {
         /// Do not run `build.command` first.
         #[arg(long)]
         skip_build: bool,
+        /// Print the plan (upload, build, swap, prune) and change nothing; no build runs.
+        #[arg(long)]
+        dry_run: bool,
         /// On the node: the artifacts were already uploaded into releases/.incoming-VERSION.
         #[arg(long, hide = true)]
         uploaded: bool,
@@ -78,6 +84,9 @@ pub enum Command {
         /// Go on without Traefik's gap protection when Traefik cannot be switched.
         #[arg(long)]
         force: bool,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List the releases on the node, newest first; `*` marks the live one.
     Releases { env: Option<String> },

@@ -36,7 +36,7 @@ pub fn run(cli: Cli) -> Result<()> {
         return check(&loaded, env.as_deref(), ui);
     }
     let env_arg = match &cli.command {
-        Command::Setup { env }
+        Command::Setup { env, .. }
         | Command::Release { env, .. }
         | Command::Rollback { env, .. }
         | Command::Releases { env }
@@ -56,6 +56,7 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Command::Release {
         version,
         skip_build,
+        dry_run: false,
         ..
     } = &cli.command
     {
@@ -100,6 +101,25 @@ fn dispatch(
     }
     let node = Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?;
     match &cli.command {
+        Command::Setup { dry_run: true, .. } => print_plan(node.setup_plan()),
+        Command::Release {
+            version,
+            dry_run: true,
+            uploaded,
+            skip_build,
+            ..
+        } => {
+            if let (Some(b), false, false) = (&loaded.config.build, skip_build, uploaded) {
+                println!("  (first, here: {} in {})", b.command, loaded.dir.display());
+            }
+            print_plan(node.release_plan(version, *uploaded))
+        }
+        Command::Rollback {
+            to,
+            with_data,
+            dry_run: true,
+            ..
+        } => print_plan(node.rollback_plan(to.as_deref(), *with_data)),
         Command::Setup { .. } => node.setup(),
         Command::Release {
             version,
@@ -179,6 +199,11 @@ fn check(loaded: &config::Loaded, env: Option<&str>, ui: Ui) -> Result<()> {
     Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?.check()
 }
 
+fn print_plan(plan: Result<String>) -> Result<()> {
+    print!("{}", plan?);
+    Ok(())
+}
+
 /// A report as text, or as one JSON document with `--json`.
 fn print_report(ui: Ui, report: &impl serde::Serialize, text: String) -> Result<()> {
     if ui.json {
@@ -199,18 +224,29 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
         }
     };
     match command {
-        Command::Setup { .. } => return remote.setup(),
-        Command::Release { version, force, .. } => return remote.release(version, *force),
+        Command::Setup { dry_run, .. } => return remote.setup(*dry_run),
+        Command::Release {
+            version,
+            force,
+            dry_run,
+            ..
+        } => return remote.release(version, *force, *dry_run),
         Command::Rollback {
             to,
             with_data,
             yes,
             force,
+            dry_run,
             ..
         } => {
             args.extend(["rollback".into(), env.clone()]);
             if let Some(t) = to {
                 args.extend(["--to".into(), t.clone()]);
+            }
+            if *dry_run {
+                flag(*with_data, "--with-data", &mut args);
+                args.push("--dry-run".into());
+                return remote.read(&args);
             }
             if *with_data && !*yes {
                 let question = format!(

@@ -18,7 +18,7 @@ pub enum Code {
 /// An error with an exit code; it shows as the error it wraps.
 #[derive(Debug)]
 pub struct Coded {
-    pub code: Code,
+    pub code: i32,
     pub error: anyhow::Error,
 }
 
@@ -31,14 +31,25 @@ impl std::fmt::Display for Coded {
 impl std::error::Error for Coded {}
 
 pub fn with(code: Code, error: anyhow::Error) -> anyhow::Error {
-    anyhow::Error::new(Coded { code, error })
+    anyhow::Error::new(Coded {
+        code: code as i32,
+        error,
+    })
+}
+
+/// The node's deploy (over SSH) failed with `code` and has said why already.
+pub fn remote(code: i32, destination: &str) -> anyhow::Error {
+    anyhow::Error::new(Coded {
+        code,
+        error: anyhow::anyhow!("the command failed on {destination} (exit code {code}, see above)"),
+    })
 }
 
 /// The exit code for an error: the first code found in its chain, else 1.
 pub fn code_of(e: &anyhow::Error) -> i32 {
     e.chain()
         .find_map(|c| c.downcast_ref::<Coded>())
-        .map(|c| c.code as i32)
+        .map(|c| c.code)
         .unwrap_or(Code::Failed as i32)
 }
 

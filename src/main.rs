@@ -16,6 +16,7 @@ mod lock;
 mod logs;
 mod migrate;
 mod node;
+mod plan;
 mod podman;
 mod remote;
 mod report;

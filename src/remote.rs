@@ -312,7 +312,7 @@ impl<'a> Remote<'a> {
         let (_, root, config) = self.prepare()?;
         let code = self.ssh.stream(&self.node_command(&root, &config, args))?;
         if code != 0 {
-            std::process::exit(code);
+            return Err(crate::exit::remote(code, &self.ssh.destination));
         }
         Ok(())
     }
@@ -353,7 +353,7 @@ exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
         }
         match code? {
             0 => Ok(()),
-            code => std::process::exit(code),
+            code => Err(crate::exit::remote(code, &self.ssh.destination)),
         }
     }
 
@@ -376,13 +376,41 @@ exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
             &["check".into(), self.env_name.clone()],
         ))?;
         if code != 0 {
-            std::process::exit(code);
+            return Err(crate::exit::remote(code, &self.ssh.destination));
         }
         Ok(())
     }
 
-    pub fn setup(&self) -> Result<()> {
+    pub fn setup(&self, dry_run: bool) -> Result<()> {
         let probe = self.probe()?;
+        if dry_run {
+            for lack in &probe.lacks {
+                self.ui.warn(lack);
+            }
+            let (_, ours) = own_binary()?;
+            if probe.binary.as_deref() != Some(ours.as_str()) {
+                println!(
+                    "Plan: install {} as {}/{NODE_BIN}, then set up there (run without \
+                     --dry-run for the rest of the plan, which that binary computes).\nDry run: \
+                     nothing was changed.",
+                    own_version(),
+                    self.root(&probe)
+                );
+                return Ok(());
+            }
+            let root = self.root(&probe);
+            let config = self.send_config(&root)?;
+            let code = self.ssh.stream(&self.node_command(
+                &root,
+                &config,
+                &["setup".into(), self.env_name.clone(), "--dry-run".into()],
+            ))?;
+            return if code == 0 {
+                Ok(())
+            } else {
+                std::process::exit(code)
+            };
+        }
         if !probe.lacks.is_empty() {
             bail!(
                 "{} is not ready for deploy yet:\n  - {}",
@@ -398,7 +426,16 @@ exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
 
     /// Uploads the artifacts into `releases/.incoming-VERSION` (hard links to the live release
     /// for what did not change), then runs the rest of the release on the node.
-    pub fn release(&self, version: &str, force: bool) -> Result<()> {
+    pub fn release(&self, version: &str, force: bool, dry_run: bool) -> Result<()> {
+        if dry_run {
+            return self.read(&[
+                "release".into(),
+                version.into(),
+                self.env_name.clone(),
+                "--uploaded".into(),
+                "--dry-run".into(),
+            ]);
+        }
         let (probe, root, config) = self.prepare()?;
         if !probe.set_up {
             bail!(

@@ -35,6 +35,7 @@ pub struct Ssh {
     jump: Option<String>,
     options: Vec<String>,
     control_dir: PathBuf,
+    master: std::cell::Cell<bool>,
 }
 
 impl Ssh {
@@ -58,6 +59,7 @@ impl Ssh {
             jump: o.jump,
             options: o.options,
             control_dir,
+            master: std::cell::Cell::new(false),
         })
     }
 
@@ -96,10 +98,46 @@ impl Ssh {
         format!("{}:{path}", self.destination)
     }
 
-    fn command(&self, script: &str) -> Result<duct::Expression> {
+    /// Opens the shared connection, once: in the background, with no terminal, pipe or
+    /// output of ours (a master that kept our stdout would hold up whoever reads it).
+    fn ensure_master(&self) -> Result<()> {
+        if self.master.get() {
+            return Ok(());
+        }
         std::fs::create_dir_all(&self.control_dir)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&self.control_dir, std::fs::Permissions::from_mode(0o700))?;
+        let err_path = self.control_dir.join("master.err");
+        let err = std::fs::File::create(&err_path)?;
+        let mut args: Vec<String> = self
+            .args()
+            .into_iter()
+            .map(|a| {
+                if a == "ControlMaster=auto" {
+                    "ControlMaster=yes".into()
+                } else {
+                    a
+                }
+            })
+            .collect();
+        args.extend(["-f".into(), "-N".into(), self.destination.clone()]);
+        let out = duct::cmd("ssh", args)
+            .stdin_null()
+            .stdout_null()
+            .stderr_file(err)
+            .unchecked()
+            .run()
+            .context("cannot run ssh: install the OpenSSH client")?;
+        if !out.status.success() {
+            let text = std::fs::read_to_string(&err_path).unwrap_or_default();
+            return Err(self.unreachable(&text));
+        }
+        self.master.set(true);
+        Ok(())
+    }
+
+    fn command(&self, script: &str) -> Result<duct::Expression> {
+        self.ensure_master()?;
         let mut args = self.args();
         args.extend([
             self.destination.clone(),
@@ -151,7 +189,7 @@ impl Ssh {
 
     /// rsync over this connection; returns rsync's `--stats` output.
     pub fn rsync(&self, args: &[String], dir: &Path) -> Result<String> {
-        std::fs::create_dir_all(&self.control_dir)?;
+        self.ensure_master()?;
         let mut all = vec!["-e".to_string(), self.rsync_shell(), "--stats".into()];
         all.extend(args.iter().cloned());
         let out = duct::cmd("rsync", all)

@@ -72,6 +72,13 @@ fn setup_release_rollback_over_ssh_with_unchanged_files_hard_linked() {
     assert_eq!(ino("v1", "example-app"), ino("v2", "example-app"));
     assert_eq!(p.body("/"), "example-app v2 hits=2 greeting=hello two\n");
 
+    let r = p.deploy_remote(&["release", "v3", "--dry-run"]).ok();
+    assert!(
+        r.stdout.contains("Plan: release v3 of t-remote to test"),
+        "{}",
+        r.stdout
+    );
+    assert!(!p.root().join("releases/v3").exists());
     let r = p.deploy_remote(&["releases"]).ok();
     r.prints("* v2");
     let r = p.deploy_remote(&["rollback"]).ok();

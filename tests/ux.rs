@@ -46,6 +46,44 @@ fn output_off_a_terminal_json_shapes_and_logs() {
         "{done}"
     );
 
+    // --dry-run prints the plan and changes nothing.
+    let r = p.deploy(&["release", "v3", "--dry-run"]).ok();
+    assert!(
+        r.stdout.contains("Plan: release v3 of t-ux to test"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("  upload:   rsync --archive"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("  build:    podman build --tag localhost/t-ux:v3"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("  health:   GET http://127.0.0.1:18330/healthz"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !p.root().join("releases/v3").exists() && !p.root().join("releases/.incoming-v3").exists()
+    );
+    let r = p.deploy(&["rollback", "--dry-run"]).ok();
+    assert!(
+        r.stdout
+            .contains("Plan: rollback of t-ux on test to v1, from v2"),
+        "{}",
+        r.stdout
+    );
+    let r = p.deploy(&["setup", "--dry-run"]).ok();
+    assert!(r.stdout.contains("  unit:     "), "{}", r.stdout);
+    assert_eq!(p.current().as_deref(), Some("v2"));
+
     // releases --json and status --json: one document each.
     let r = p.deploy(&["releases", "--json"]).ok();
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
