@@ -73,7 +73,7 @@ fn config_errors_name_the_key_and_line() {
     let dir = project("type", &base.replace("port: 18080", "port: eighteen"));
     let (_, _, err) = deploy(&dir, &["status"]);
     assert!(
-        err.contains("environments.prod.port") && err.contains("line 79"),
+        err.contains("environments.prod.port") && err.contains("line 97"),
         "{err}"
     );
 
