@@ -124,3 +124,25 @@ pub enum Command {
     #[command(hide = true)]
     GapServer(crate::gap::Options),
 }
+
+impl Command {
+    /// The environment a command for a node names (`Some(None)`: the only one); `None` for the
+    /// commands that need no node (init, check, completions, man, the gap server).
+    pub fn env(&self) -> Option<Option<&str>> {
+        match self {
+            Command::Setup { env, .. }
+            | Command::Release { env, .. }
+            | Command::Rollback { env, .. }
+            | Command::Releases { env }
+            | Command::Status { env }
+            | Command::Maintenance { env, .. }
+            | Command::MigrateData { env, .. }
+            | Command::Logs { env, .. } => Some(env.as_deref()),
+            Command::GapServer(_)
+            | Command::Init
+            | Command::Check { .. }
+            | Command::Completions { .. }
+            | Command::Man => None,
+        }
+    }
+}

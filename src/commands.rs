@@ -35,23 +35,10 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Command::Check { env } = &cli.command {
         return check(&loaded, env.as_deref(), ui);
     }
-    let env_arg = match &cli.command {
-        Command::Setup { env, .. }
-        | Command::Release { env, .. }
-        | Command::Rollback { env, .. }
-        | Command::Releases { env }
-        | Command::Status { env }
-        | Command::Maintenance { env, .. }
-        | Command::MigrateData { env, .. }
-        | Command::Logs { env, .. } => env.as_deref(),
-        Command::GapServer(_)
-        | Command::Init
-        | Command::Check { .. }
-        | Command::Completions { .. }
-        | Command::Man => {
-            unreachable!("handled above")
-        }
-    };
+    let env_arg = cli
+        .command
+        .env()
+        .expect("the commands without a node returned above");
     let (env_name, env) = loaded.environment(env_arg)?;
     if let Command::Release {
         version,
@@ -160,13 +147,7 @@ fn dispatch(
             dry_run: *dry_run,
             release,
         }),
-        Command::GapServer(_)
-        | Command::Init
-        | Command::Check { .. }
-        | Command::Completions { .. }
-        | Command::Man => {
-            unreachable!("handled above")
-        }
+        _ => unreachable!("the commands without a node returned before"),
     }
 }
 
@@ -277,13 +258,7 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
             args.extend(["migrate-data".into(), env, "--as".into(), release.clone()]);
             flag(*dry_run, "--dry-run", &mut args);
         }
-        Command::GapServer(_)
-        | Command::Init
-        | Command::Check { .. }
-        | Command::Completions { .. }
-        | Command::Man => {
-            unreachable!("handled before")
-        }
+        _ => unreachable!("the commands without a node returned before"),
     }
     remote.run(&args)
 }
