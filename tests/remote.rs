@@ -4,7 +4,6 @@
 mod common;
 use common::{Options, Project};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 fn remote(app: &str, port: u16) -> Project {
@@ -110,7 +109,6 @@ fn a_dropped_connection_during_the_swap_leaves_the_server_finishing_it() {
         &[("DEPLOY_TEST_HOOK", "sleep@after-stop")],
         &["release", "v2"],
     );
-    cmd.process_group(0);
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let child = cmd.spawn().unwrap();
@@ -125,15 +123,46 @@ fn a_dropped_connection_during_the_swap_leaves_the_server_finishing_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    // Everything on this side goes: deploy, its ssh clients, and the shared ssh connection.
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &format!("-{pid}")])
-        .status();
-    let _ = std::process::Command::new("pkill")
-        .args(["-KILL", "-f", &format!("deploy-ssh.{pid}")])
-        .status();
+    // Everything on this side goes: deploy, its ssh clients, and the shared ssh connection,
+    // each by its pid (nothing broader: the test must not hit anything else).
+    let control = format!("ControlPath=/tmp/deploy-ssh.{pid}/%C");
+    let check = std::process::Command::new("ssh")
+        .args([
+            "-o",
+            &control,
+            "-p",
+            "2222",
+            "-O",
+            "check",
+            "deployer@127.0.0.1",
+        ])
+        .output()
+        .unwrap();
+    let master: Option<u32> = String::from_utf8_lossy(&check.stderr)
+        .split("pid=")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|n| n.trim().parse().ok());
+    let clients = std::process::Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .unwrap();
     let mut child = child;
+    let _ = child.kill();
+    for p in String::from_utf8_lossy(&clients.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .chain(master.map(|m| m.to_string()))
+    {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &p])
+            .status();
+    }
     let _ = child.wait();
+    assert!(
+        master.is_some(),
+        "the shared connection was found: {check:?}"
+    );
 
     // The server finishes the release by itself.
     while std::fs::read_to_string(&state)
