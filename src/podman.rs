@@ -23,7 +23,10 @@ pub fn tail(text: &str, n: usize) -> String {
 /// A build that failed because a cached layer went away under it: another app's image was
 /// removed (pruned) at the same moment. Building again uses what is there now.
 pub fn cache_race(output: &str) -> bool {
-    output.contains("layer not known") || output.contains("checking if cached image exists")
+    output.contains("layer not known")
+        || output.contains("checking if cached image exists")
+        || output.contains("getting source imageReference for")
+        || output.contains("image not known")
 }
 
 /// Builds the image; on failure, the error carries the build's last lines.
@@ -43,8 +46,9 @@ pub fn build(dir: &Path, image: &str, verbose: bool) -> Result<()> {
         if verbose {
             eprint!("{text}");
         }
-        if !out.status.success() && cache_race(&text) && attempt < 3 {
+        if !out.status.success() && cache_race(&text) && attempt < 5 {
             attempt += 1;
+            std::thread::sleep(std::time::Duration::from_millis(200));
             continue;
         }
         return check_build(out.status, &text, dir, image);
@@ -155,6 +159,7 @@ mod tests {
     #[test]
     fn a_vanished_cache_layer_is_a_race_not_a_failure() {
         assert!(cache_race("Error: checking if cached image exists from a previous build: getting top layer info: layer not known"));
+        assert!(cache_race("Error: getting source imageReference for \"1673551d\": parsing named reference \"1673551d\": invalid repository name"));
         assert!(!cache_race(
             "Error: building at STEP \"COPY missing /app\": no such file"
         ));
