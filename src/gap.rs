@@ -23,6 +23,9 @@ pub const GAP_FILE: &str = "gap";
 pub const MAINTENANCE_FILE: &str = "maintenance";
 pub const MAINTENANCE_PATH: &str = "/__deploy/maintenance";
 
+/// How long a request waits for the maintenance page during a release's gap.
+const PAGE_PACE: Duration = Duration::from_millis(100);
+
 /// The largest request body that is held and forwarded.
 const MAX_BODY: u64 = 64 << 20;
 
@@ -133,7 +136,15 @@ impl Server {
                 self.flag(GAP_FILE),
                 held_out,
             ) {
-                Decision::Page => return self.page(),
+                Decision::Page => {
+                    // In a release's gap, the page comes after a short pause: clients that
+                    // retry at once would otherwise take the CPU the new release needs to
+                    // start, and make the gap longer.
+                    if self.opts.mode == GapMode::Maintenance && self.flag(GAP_FILE) {
+                        std::thread::sleep(PAGE_PACE);
+                    }
+                    return self.page();
+                }
                 Decision::Wait => std::thread::sleep(Duration::from_millis(5)),
                 Decision::Forward => return self.forward(&request, arrived),
             }
