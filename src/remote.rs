@@ -107,6 +107,12 @@ fn own_version() -> String {
     format!("deploy {}", env!("CARGO_PKG_VERSION"))
 }
 
+/// Whether the node's deploy is this very build (by checksum).
+fn runs_this_build(probe: &Probe) -> Result<bool> {
+    let (_, ours) = own_binary()?;
+    Ok(probe.binary.as_deref() == Some(ours.as_str()))
+}
+
 fn own_binary() -> Result<(PathBuf, String)> {
     let exe = std::env::current_exe().context("cannot find this deploy binary")?;
     let out = duct::cmd!("sha256sum", &exe)
@@ -171,8 +177,7 @@ impl<'a> Remote<'a> {
 
     /// The node's deploy must be this very build.
     fn check_binary(&self, probe: &Probe) -> Result<()> {
-        let (_, ours) = own_binary()?;
-        if probe.binary.as_deref() == Some(ours.as_str()) {
+        if runs_this_build(probe)? {
             return Ok(());
         }
         match &probe.version {
@@ -203,10 +208,10 @@ impl<'a> Remote<'a> {
                 local_os()
             );
         }
-        let (exe, ours) = own_binary()?;
-        if probe.binary.as_deref() == Some(ours.as_str()) {
+        if runs_this_build(probe)? {
             return Ok(());
         }
+        let (exe, _) = own_binary()?;
         self.ui
             .step(&format!("Installing {} on the node", own_version()), || {
                 let dir = format!("{root}/{}", Path::new(NODE_BIN).parent().expect("dir").display());
@@ -310,11 +315,16 @@ impl<'a> Remote<'a> {
     /// Runs a node command that only reads (releases, status), its output straight here.
     pub fn read(&self, args: &[String]) -> Result<()> {
         let (_, root, config) = self.prepare()?;
-        let code = self.ssh.stream(&self.node_command(&root, &config, args))?;
-        if code != 0 {
-            return Err(crate::exit::remote(code, &self.ssh.destination));
+        self.run_here(&root, &config, args)
+    }
+
+    /// Runs a node command attached to this connection, its output straight here; its exit
+    /// code becomes ours.
+    fn run_here(&self, root: &str, config: &str, args: &[String]) -> Result<()> {
+        match self.ssh.stream(&self.node_command(root, config, args))? {
+            0 => Ok(()),
+            code => Err(crate::exit::remote(code, &self.ssh.destination)),
         }
-        Ok(())
     }
 
     /// Runs a node command that changes the node, detached from this connection, streaming
@@ -370,15 +380,7 @@ exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
         }
         let root = self.root(&probe);
         let config = self.send_config(&root)?;
-        let code = self.ssh.stream(&self.node_command(
-            &root,
-            &config,
-            &["check".into(), self.env_name.clone()],
-        ))?;
-        if code != 0 {
-            return Err(crate::exit::remote(code, &self.ssh.destination));
-        }
-        Ok(())
+        self.run_here(&root, &config, &["check".into(), self.env_name.clone()])
     }
 
     pub fn setup(&self, dry_run: bool) -> Result<()> {
@@ -387,8 +389,7 @@ exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
             for lack in &probe.lacks {
                 self.ui.warn(lack);
             }
-            let (_, ours) = own_binary()?;
-            if probe.binary.as_deref() != Some(ours.as_str()) {
+            if !runs_this_build(&probe)? {
                 println!(
                     "Plan: install {} as {}/{NODE_BIN}, then set up there (run without \
                      --dry-run for the rest of the plan, which that binary computes).\nDry run: \
@@ -400,16 +401,11 @@ exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
             }
             let root = self.root(&probe);
             let config = self.send_config(&root)?;
-            let code = self.ssh.stream(&self.node_command(
+            return self.run_here(
                 &root,
                 &config,
                 &["setup".into(), self.env_name.clone(), "--dry-run".into()],
-            ))?;
-            return if code == 0 {
-                Ok(())
-            } else {
-                std::process::exit(code)
-            };
+            );
         }
         if !probe.lacks.is_empty() {
             bail!(
