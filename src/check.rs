@@ -17,15 +17,7 @@ impl Node<'_> {
         check("Checking podman", &|| {
             crate::podman::check_runtime(false).map(|_| ())
         });
-        check("Checking rsync", &|| {
-            duct::cmd!("rsync", "--version")
-                .stdout_null()
-                .run()
-                .map(|_| ())
-                .map_err(|_| {
-                    anyhow::anyhow!("rsync is not installed: as root, apt-get install rsync")
-                })
-        });
+        check("Checking rsync", &crate::upload::check_rsync);
         let systemd = Systemd::connect();
         check("Connecting to the systemd user manager", &|| {
             systemd

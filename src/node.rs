@@ -249,14 +249,7 @@ impl<'a> Node<'a> {
             }
             Ok(())
         })?;
-        self.ui.step("Checking podman and rsync", || {
-            duct::cmd!("rsync", "--version")
-                .stdout_null()
-                .stderr_null()
-                .run()
-                .context("`rsync` is not installed: as root, apt-get install rsync")?;
-            Ok(())
-        })?;
+        self.ui.step("Checking rsync", upload::check_rsync)?;
         self.check_podman()?;
         let systemd = self
             .ui

@@ -192,30 +192,7 @@ impl Ssh {
         self.ensure_master()?;
         let mut all = vec!["-e".to_string(), self.rsync_shell(), "--stats".into()];
         all.extend(args.iter().cloned());
-        let out = duct::cmd("rsync", all)
-            .dir(dir)
-            .stdin_null()
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .context("cannot run rsync: install it (apt-get install rsync)")?;
-        let err = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            bail!(
-                "rsync to {} failed ({}): {}{}",
-                self.destination,
-                out.status,
-                err.trim(),
-                if err.contains("No space left on device") {
-                    "\nthe server's disk is full: free some space (see `df -h`), or lower \
-                     keep_releases"
-                } else {
-                    ""
-                }
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::upload::run_rsync(all, dir, &self.destination)
     }
 }
 

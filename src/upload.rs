@@ -102,18 +102,26 @@ pub fn rsync_args(sources: &[PathBuf], dest: &str, link_dest: Option<&str>) -> V
 pub fn rsync_local(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -> Result<()> {
     fsx::ensure_dir(dest, 0o755)?;
     let link_dest = link_dest.map(|l| l.display().to_string());
-    let args = rsync_args(sources, &dest.display().to_string(), link_dest.as_deref());
+    let dest = dest.display().to_string();
+    let args = rsync_args(sources, &dest, link_dest.as_deref());
+    run_rsync(args, Path::new("/"), &dest).map(|_| ())
+}
+
+/// Runs rsync in `dir` and returns what it printed. A failure names `dest` and, for a full
+/// disk, says what to do.
+pub fn run_rsync(args: Vec<String>, dir: &Path, dest: &str) -> Result<String> {
     let out = duct::cmd("rsync", args)
+        .dir(dir)
+        .stdin_null()
+        .stdout_capture()
         .stderr_capture()
-        .stdout_null()
         .unchecked()
         .run()
         .context("cannot run rsync: install it (apt-get install rsync)")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         bail!(
-            "rsync into {} failed ({}): {}{}",
-            dest.display(),
+            "rsync into {dest} failed ({}): {}{}",
             out.status,
             err.trim(),
             if err.contains("No space left on device") {
@@ -123,7 +131,17 @@ pub fn rsync_local(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -
             }
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// rsync is installed here.
+pub fn check_rsync() -> Result<()> {
+    duct::cmd!("rsync", "--version")
+        .stdout_null()
+        .stderr_null()
+        .run()
+        .map(|_| ())
+        .context("`rsync` is not installed: as root, apt-get install rsync")
 }
 
 /// Completes an uploaded directory: deploy's env file and the links into `shared/`.
