@@ -78,10 +78,27 @@ pub fn stale_state(output: &str) -> bool {
     output.contains("invalid internal status") && output.contains("system migrate")
 }
 
+/// Whether rootless Podman's pause process, named in `$XDG_RUNTIME_DIR/libpod/tmp/pause.pid`,
+/// runs: the condition the unit's start checks too (units/app.service).
+fn pause_process_alive() -> bool {
+    let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") else {
+        return false;
+    };
+    std::fs::read_to_string(Path::new(&dir).join("libpod/tmp/pause.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<u32>().ok())
+        .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
 /// Checks that rootless Podman works for this user, and resets a stale state (see
 /// [`stale_state`]) with `podman system migrate`, which only marks the dead containers stopped.
 /// Returns whether it had to. With `fix` false (`deploy check`), a stale state is an error.
+/// With `fix`, a running pause process is enough (the state is live then): no podman command
+/// is run, which keeps this off a release's and a rollback's time.
 pub fn check_runtime(fix: bool) -> Result<bool> {
+    if fix && pause_process_alive() {
+        return Ok(false);
+    }
     let run = |args: &[&str]| {
         duct::cmd("podman", args)
             .stderr_to_stdout()
