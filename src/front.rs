@@ -88,7 +88,11 @@ impl Node<'_> {
             fsx::ensure_dir(bin.parent().expect("bin dir"), 0o755)?;
             let bytes =
                 std::fs::read(&exe).with_context(|| format!("cannot read {}", exe.display()))?;
-            fsx::write_atomic(&bin, &bytes, 0o755)?;
+            // On a remote node this binary is that file already (setup installed it there):
+            // rewriting it would only make its checksum file look stale.
+            if std::fs::read(&bin).ok().as_deref() != Some(bytes.as_slice()) {
+                fsx::write_atomic(&bin, &bytes, 0o755)?;
+            }
             let page = match &t.maintenance_page {
                 Some(p) => {
                     let path = self.project_dir.join(p);
