@@ -79,7 +79,13 @@ pub struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
     pub fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
-        std::fs::create_dir_all(dir).unwrap();
+        // As the node user: a parent made here as root (`~/tests` on a fresh machine) would
+        // lock every other test out of it.
+        let made = as_user(Path::new("mkdir"), &["-p"], Path::new("/"))
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkdir -p {} as the node user", dir.display());
         let ok = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755")])
             .arg("tmpfs")
