@@ -40,7 +40,7 @@ pub struct Config {
     pub environments: BTreeMap<String, Environment>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hooks {
     /// Run here (`sh -c`, in the config's directory) before the upload; one failing stops the
@@ -57,6 +57,25 @@ pub struct Hooks {
     /// exit non-zero, the release stays live.
     #[serde(default)]
     pub after_release: Vec<String>,
+    /// How long one `in_gap` hook may run (default 10m); then its container is removed and the
+    /// previous release is put back, with the data it left.
+    #[serde(default = "default_hook_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            before_upload: Vec::new(),
+            in_gap: Vec::new(),
+            after_release: Vec::new(),
+            timeout: default_hook_timeout(),
+        }
+    }
+}
+
+fn default_hook_timeout() -> Duration {
+    Duration::from_secs(600)
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 
 use crate::config::Backup;
 use crate::layout::Layout;
+use crate::node::swap::{self, Move, Step};
 use crate::node::Node;
 use crate::{podman, traefik, unit, upload};
 use anyhow::{anyhow, Result};
@@ -13,63 +14,90 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    | {l}\n")).collect()
 }
 
+/// One line of a plan: the step's name, then what it does.
+fn line(out: &mut String, name: &str, what: impl std::fmt::Display) {
+    let _ = writeln!(out, "  {:<11}{what}", format!("{name}:"));
+}
+
 impl Node<'_> {
-    /// The steps of a swap to `to`, as lines.
-    fn swap_lines(&self, to: &str, from: Option<&str>, data: Option<&str>, hooks: bool) -> String {
-        let mut out = String::new();
+    /// What one step of a swap does, in words.
+    fn describe(&self, step: &Step, mv: &Move) -> Result<String> {
         let unit = self.unit_name();
-        if let Some(t) = &self.config.traefik {
-            let _ = writeln!(
-                out,
-                "  gap:      Traefik routes {} to the gap server ({}, {}), confirmed through {}",
-                self.config.app,
-                self.env.gap_port(),
-                t.gap.as_str(),
-                t.api
-            );
-        }
-        let _ = writeln!(out, "  stop:     {unit} (over D-Bus, waiting for the job)");
-        if let Some(f) = from.filter(|_| self.config.backup == Backup::Snapshot || data.is_some()) {
-            let _ = writeln!(
-                out,
-                "  snapshot: the SQLite databases in {} into releases/{f}/.deploy/snapshots/",
+        Ok(match step {
+            Step::Image { version } => format!(
+                "{} (rebuilt from releases/{version} if missing)",
+                self.image(version)
+            ),
+            Step::EnterGap => {
+                let t = self
+                    .config
+                    .traefik
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("no traefik"))?;
+                format!(
+                    "Traefik routes {} to the gap server ({}, {}), confirmed through {}",
+                    self.config.app,
+                    self.env.gap_port(),
+                    t.gap.as_str(),
+                    t.api
+                )
+            }
+            Step::Stop => format!("{unit} (over D-Bus, waiting for the job)"),
+            Step::Snapshot { of } => format!(
+                "the SQLite databases in {} into releases/{of}/.deploy/snapshots/",
                 self.layout.shared().display()
-            );
-        }
-        if let Some(stamp) = data {
-            let _ = writeln!(
-                out,
-                "  restore:  the data {to} left (snapshot {stamp}) into shared/"
-            );
-        }
-        if hooks {
-            for h in &self.config.hooks.in_gap {
+            ),
+            Step::Restore { snapshot } => format!(
+                "the data {} left (snapshot {}) into shared/",
+                mv.target(),
+                snapshot.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            Step::Hook { command } => {
                 let spec = unit::UnitSpec::new(self.config, &self.layout, self.env.port);
-                let args = unit::hook_args(&spec, &self.image(to), to, h);
-                let _ = writeln!(out, "  in_gap:   podman {}", crate::ssh::sh_join(&args));
+                let args = unit::hook_args(&spec, &self.image(mv.target()), mv.target(), command);
+                format!(
+                    "podman {} (at most {})",
+                    crate::ssh::sh_join(&args),
+                    humantime::format_duration(self.config.hooks.timeout)
+                )
             }
+            Step::Switch { to } => format!(
+                "{} -> {} (symlink + rename, directory fsynced)",
+                self.layout.current().display(),
+                Layout::current_target(to).display()
+            ),
+            Step::Unlink => format!("{} is removed", self.layout.current().display()),
+            Step::Start => unit,
+            Step::Health => format!(
+                "GET {} until 2xx, {} at most",
+                crate::health::url(self.env.port, &self.config.health.path),
+                humantime::format_duration(self.config.health.timeout)
+            ),
+            Step::LeaveGap => "Traefik routes back to the app".into(),
+        })
+    }
+
+    /// The steps of a swap, as lines: the same plan the command runs, and what a failure does.
+    fn swap_lines(&self, mv: &Move) -> Result<String> {
+        let mut out = String::new();
+        for step in swap::plan(mv, &self.swap_settings()) {
+            line(&mut out, step.name(), self.describe(&step, mv)?);
         }
-        let _ = writeln!(
-            out,
-            "  switch:   {} -> {} (symlink + rename, directory fsynced)",
-            self.layout.current().display(),
-            Layout::current_target(to).display()
-        );
-        let _ = writeln!(out, "  start:    {unit}");
-        let _ = writeln!(
-            out,
-            "  health:   GET {} until 2xx, {} at most; else {}",
-            crate::health::url(self.env.port, &self.config.health.path),
-            humantime::format_duration(self.config.health.timeout),
-            match from {
-                Some(f) => format!("{f} is put back the same way"),
-                None => "the app is stopped (nothing was live before)".into(),
-            }
-        );
-        if self.config.traefik.is_some() {
-            let _ = writeln!(out, "  gap end:  Traefik routes back to the app");
-        }
-        out
+        let on_failure = match &mv.from {
+            None => "the app is stopped and current removed (nothing was live before)".into(),
+            Some(f) if mv.keep_as.is_some() => format!(
+                "{f} is put back the same way, on the data of this gap's snapshot when a hook or \
+                 {} may have changed it",
+                mv.target()
+            ),
+            Some(f) => format!(
+                "{f} is put back the same way; if a hook or {} may have changed the data (there \
+                 is no snapshot: backup: off), the app stays stopped instead",
+                mv.target()
+            ),
+        };
+        line(&mut out, "on failure", on_failure);
+        Ok(out)
     }
 
     pub fn setup_plan(&self) -> Result<String> {
@@ -81,31 +109,40 @@ impl Node<'_> {
             l.root.display()
         );
         for d in [l.releases(), l.shared(), l.log_dir(), l.meta()] {
-            let _ = writeln!(out, "  mkdir:    {}", d.display());
+            line(&mut out, "mkdir", d.display());
         }
         for d in &self.config.shared.dirs {
-            let _ = writeln!(out, "  mkdir:    {}", l.shared().join(d).display());
+            line(&mut out, "mkdir", l.shared().join(d).display());
         }
         for f in &self.config.shared.files {
-            let _ = writeln!(
-                out,
-                "  file:     {} (empty, mode 0600, if missing)",
-                l.shared().join(f).display()
+            line(
+                &mut out,
+                "file",
+                format!(
+                    "{} (empty, mode 0600, if missing)",
+                    l.shared().join(f).display()
+                ),
             );
         }
         let spec = unit::UnitSpec::new(self.config, l, self.env.port);
-        let _ = writeln!(
-            out,
-            "  unit:     {} (enabled, daemon-reload):",
-            self.user_unit_dir().join(self.unit_name()).display()
+        line(
+            &mut out,
+            "unit",
+            format!(
+                "{} (enabled, daemon-reload):",
+                self.user_unit_dir().join(self.unit_name()).display()
+            ),
         );
         out += &indent(&unit::render(&spec)?);
         if let Some(router) = self.router()? {
-            let _ = writeln!(
-                out,
-                "  traefik:  {} (and the gap server unit {}):",
-                router.file.display(),
-                traefik::gap_unit_name(&self.config.app)
+            line(
+                &mut out,
+                "traefik",
+                format!(
+                    "{} (and the gap server unit {}):",
+                    router.file.display(),
+                    traefik::gap_unit_name(&self.config.app)
+                ),
             );
             out += &indent(&traefik::render_dynamic(&router.spec, false)?);
         }
@@ -126,20 +163,24 @@ impl Node<'_> {
             current.as_deref().unwrap_or("nothing")
         );
         if target.exists() {
-            let _ = writeln!(
-                out,
-                "  note:     releases/{version} exists: refused unless --force (never when live)"
+            line(
+                &mut out,
+                "note",
+                format!("releases/{version} exists: refused unless --force (never when live)"),
             );
         }
         let link_dest = current
             .as_ref()
             .map(|c| self.layout.release(c).display().to_string());
         if uploaded {
-            let _ = writeln!(
-                out,
-                "  upload:   over SSH into {}, --link-dest={}",
-                self.layout.incoming(version).display(),
-                link_dest.as_deref().unwrap_or("(none: a first release)")
+            line(
+                &mut out,
+                "upload",
+                format!(
+                    "over SSH into {}, --link-dest={}",
+                    self.layout.incoming(version).display(),
+                    link_dest.as_deref().unwrap_or("(none: a first release)")
+                ),
             );
         } else {
             let sources = upload::artifact_sources(self.config, &self.project_dir)?;
@@ -148,7 +189,11 @@ impl Node<'_> {
                 &self.layout.incoming(version).display().to_string(),
                 link_dest.as_deref(),
             );
-            let _ = writeln!(out, "  upload:   rsync {}", crate::ssh::sh_join(&args));
+            line(
+                &mut out,
+                "upload",
+                format!("rsync {}", crate::ssh::sh_join(&args)),
+            );
         }
         for e in self
             .config
@@ -157,28 +202,38 @@ impl Node<'_> {
             .iter()
             .chain(&self.config.shared.files)
         {
-            let _ = writeln!(
-                out,
-                "  link:     {e} -> {}",
-                Layout::shared_link_target(e).display()
+            line(
+                &mut out,
+                "link",
+                format!("{e} -> {}", Layout::shared_link_target(e).display()),
             );
         }
-        let _ = writeln!(
-            out,
-            "  rename:   {} -> {}",
-            self.layout.incoming(version).display(),
-            target.display()
+        line(
+            &mut out,
+            "rename",
+            format!(
+                "{} -> {}",
+                self.layout.incoming(version).display(),
+                target.display()
+            ),
         );
-        let _ = writeln!(
-            out,
-            "  build:    podman {}",
-            crate::ssh::sh_join(&podman::build_args(&target, &image))
+        line(
+            &mut out,
+            "build",
+            format!(
+                "podman {}",
+                crate::ssh::sh_join(&podman::build_args(&target, &image))
+            ),
         );
-        out += &self.swap_lines(version, current.as_deref(), None, true);
-        let _ = writeln!(
-            out,
-            "  prune:    keep {} releases (never the live or the previous one)",
-            self.config.keep_releases
+        let snapshots = self.config.backup == Backup::Snapshot;
+        out += &self.swap_lines(&Move::release(version, current.as_deref(), snapshots))?;
+        line(
+            &mut out,
+            "prune",
+            format!(
+                "keep {} releases (never the live or the previous one)",
+                self.config.keep_releases
+            ),
         );
         out += "Dry run: nothing was built, uploaded or changed.\n";
         Ok(out)
@@ -187,22 +242,13 @@ impl Node<'_> {
     pub fn rollback_plan(&self, to: Option<&str>, with_data: bool) -> Result<String> {
         self.require_setup()?;
         let state = self.load_state()?;
-        let on_disk = self.releases_on_disk()?;
         let current = self.current()?;
-        let target = match to {
-            Some(t) => t.to_string(),
-            None => current
-                .as_deref()
-                .and_then(|c| state.previous(&on_disk, c))
-                .ok_or_else(|| anyhow!("there is no release to roll back to"))?,
-        };
-        if !on_disk.contains(&target) {
-            return Err(anyhow!("there is no release {target} on {}", self.env_name));
-        }
-        let stamp = if with_data {
+        let systemd = crate::systemd::Systemd::connect().ok();
+        let target = self.rollback_target(systemd.as_ref(), &state, to)?;
+        let restore = if with_data {
             Some(
                 crate::snapshot::latest(&self.layout.snapshots(&target))?
-                    .map(|(s, _)| s)
+                    .map(|(_, dir)| dir)
                     .ok_or_else(|| anyhow!("there is no data snapshot of {target}"))?,
             )
         } else {
@@ -214,7 +260,13 @@ impl Node<'_> {
             self.env_name,
             current.as_deref().unwrap_or("nothing")
         );
-        out += &self.swap_lines(&target, current.as_deref(), stamp.as_deref(), false);
+        let snapshots = self.config.backup == Backup::Snapshot;
+        out += &self.swap_lines(&Move::rollback(
+            &target,
+            current.as_deref(),
+            restore,
+            snapshots,
+        ))?;
         out += "Dry run: nothing was changed.\n";
         Ok(out)
     }

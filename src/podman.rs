@@ -137,6 +137,27 @@ pub fn check_runtime(fix: bool) -> Result<bool> {
     )
 }
 
+/// Removes a container at once (no grace period) and confirms it is gone.
+pub fn remove_container_now(name: &str) -> Result<()> {
+    let out = duct::cmd!("podman", "rm", "--force", "--time", "0", name)
+        .stderr_capture()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .context("cannot run podman")?;
+    let still = duct::cmd!("podman", "container", "exists", name)
+        .unchecked()
+        .run()
+        .context("cannot run podman")?;
+    if still.status.success() {
+        bail!(
+            "`podman rm --force --time 0 {name}` did not remove it: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 pub fn image_exists(image: &str) -> Result<bool> {
     let out = duct::cmd!("podman", "image", "exists", image)
         .unchecked()

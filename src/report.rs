@@ -42,7 +42,7 @@ pub struct Status {
     pub unit: UnitStatus,
     pub health: HealthStatus,
     pub last: Option<Event>,
-    /// A swap that began and did not finish (the next release or rollback recovers it).
+    /// A swap under way, or one whose process died (the next release or rollback recovers it).
     pub interrupted: Option<String>,
 }
 
@@ -220,12 +220,7 @@ impl Node<'_> {
             unit,
             health,
             last: state.events.last().cloned(),
-            interrupted: state.swap.as_ref().map(|s| {
-                format!(
-                    "a {} to {} started at {} did not finish",
-                    s.action, s.to, s.started_at
-                )
-            }),
+            interrupted: self.swap_report()?,
         })
     }
 }

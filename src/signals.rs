@@ -1,4 +1,4 @@
-//! SIGINT and SIGTERM during a release or rollback: the command is not killed mid-step. Before
+//! SIGINT, SIGTERM and SIGHUP (a closed terminal) during a release or rollback: the command is not killed mid-step. Before
 //! the swap it stops at the next step boundary, changing nothing live; once the swap has begun it
 //! finishes the swap (or puts the previous release back) and then exits.
 //!
@@ -10,11 +10,15 @@ use std::sync::{Arc, OnceLock};
 
 static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-/// From now on SIGINT and SIGTERM set a flag instead of ending the process.
+/// From now on SIGINT, SIGTERM and SIGHUP set a flag instead of ending the process.
 pub fn defer() {
     INTERRUPTED.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        for sig in [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ] {
             let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
         }
         flag
@@ -40,16 +44,9 @@ pub fn check(before: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The steps a release passes, for the test hook.
-pub const STEPS: &[&str] = &[
-    "after-upload",
-    "after-build",
-    "after-gap",
-    "after-stop",
-    "after-switch",
-    "after-start",
-    "after-health",
-];
+/// The points of a release outside its swap, for the test hook (the swap's are
+/// `after-<step>` for each of its steps' names).
+pub const RELEASE_POINTS: &[&str] = &["after-upload", "after-build"];
 
 /// The steps of `migrate-data`, for the test hook.
 pub const MIGRATE_STEPS: &[&str] = &[
@@ -59,10 +56,24 @@ pub const MIGRATE_STEPS: &[&str] = &[
     "migrate-after-release-files",
 ];
 
+/// Runs a child in a process group of its own: a Ctrl-C on the terminal (sent to the
+/// foreground group) does not reach it, so a step under way is finished, not cut.
+pub fn own_group(expr: duct::Expression) -> duct::Expression {
+    use std::os::unix::process::CommandExt;
+    expr.before_spawn(|cmd| {
+        cmd.process_group(0);
+        Ok(())
+    })
+}
+
 /// A named point of the release lifecycle; does something only under `DEPLOY_TEST_HOOK`.
 pub fn point(step: &str) {
     debug_assert!(
-        STEPS.contains(&step) || MIGRATE_STEPS.contains(&step),
+        RELEASE_POINTS.contains(&step)
+            || MIGRATE_STEPS.contains(&step)
+            || step
+                .strip_prefix("after-")
+                .is_some_and(|s| crate::node::swap::STEP_NAMES.contains(&s)),
         "unknown step {step}"
     );
     let Ok(spec) = std::env::var("DEPLOY_TEST_HOOK") else {

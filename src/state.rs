@@ -14,10 +14,6 @@ pub struct State {
     /// Newest last; capped at [`MAX_EVENTS`].
     #[serde(default)]
     pub events: Vec<Event>,
-    /// Set while a swap is under way: what was live before it, so that an interrupted swap can
-    /// be recognised and undone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub swap: Option<Swap>,
     #[serde(default)]
     pub next_seq: u64,
 }
@@ -58,15 +54,6 @@ pub struct Event {
     pub gap_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Swap {
-    pub action: String,
-    pub to: String,
-    pub from: Option<String>,
-    pub started_at: String,
-    pub pid: u32,
 }
 
 pub const MAX_EVENTS: usize = 200;

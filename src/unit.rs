@@ -36,6 +36,11 @@ pub fn render(spec: &UnitSpec) -> Result<String> {
     crate::template::render("app.service", APP_SERVICE, spec)
 }
 
+/// The name of the one-off container an `in_gap` hook runs in.
+pub fn hook_container(spec: &UnitSpec) -> String {
+    format!("{}-hook", spec.app)
+}
+
 /// `podman run` arguments for an `in_gap` hook: a one-off container of `image` with the app's
 /// env and mounts, running `command` (its first word the program, the rest its arguments). Pure.
 pub fn hook_args(spec: &UnitSpec, image: &str, version: &str, command: &str) -> Vec<String> {
@@ -46,7 +51,7 @@ pub fn hook_args(spec: &UnitSpec, image: &str, version: &str, command: &str) -> 
         "--rm".into(),
         "--pull=never".into(),
         "--name".into(),
-        format!("{}-hook", spec.app),
+        hook_container(spec),
         "--replace".into(),
         "--env".into(),
         format!("DEPLOY_APP={}", spec.app),

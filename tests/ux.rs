@@ -54,19 +54,19 @@ fn output_off_a_terminal_json_shapes_and_logs() {
         r.stdout
     );
     assert!(
-        r.stdout.contains("  upload:   rsync --archive"),
+        r.stdout.contains("  upload:    rsync --archive"),
         "{}",
         r.stdout
     );
     assert!(
         r.stdout
-            .contains("  build:    podman build --tag localhost/t-ux:v3"),
+            .contains("  build:     podman build --tag localhost/t-ux:v3"),
         "{}",
         r.stdout
     );
     assert!(
         r.stdout
-            .contains("  health:   GET http://127.0.0.1:18330/healthz"),
+            .contains("  health:    GET http://127.0.0.1:18330/healthz"),
         "{}",
         r.stdout
     );
@@ -81,7 +81,7 @@ fn output_off_a_terminal_json_shapes_and_logs() {
         r.stdout
     );
     let r = p.deploy(&["setup", "--dry-run"]).ok();
-    assert!(r.stdout.contains("  unit:     "), "{}", r.stdout);
+    assert!(r.stdout.contains("  unit:      "), "{}", r.stdout);
     assert_eq!(p.current().as_deref(), Some("v2"));
 
     // releases --json and status --json: one document each.

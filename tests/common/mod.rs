@@ -85,7 +85,11 @@ impl SmallDisk {
             .arg(dir)
             .status()
             .unwrap();
-        assert!(made.success(), "mkdir -p {} as the node user", dir.display());
+        assert!(
+            made.success(),
+            "mkdir -p {} as the node user",
+            dir.display()
+        );
         let ok = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755")])
             .arg("tmpfs")

@@ -1,0 +1,326 @@
+//! What runs on the server: setup, the release and rollback stages, the swap (a plan and its
+//! executor, in `swap/`), and what is deployed. It acts on this machine, as the user who owns
+//! the app.
+//!
+//! A release reads as Capistrano's flow: starting (checks, the lock, recovering a dead swap)
+//! -> updating (upload, image build) -> publishing (the swap) -> finishing (prune, report).
+//! A rollback: starting -> reverting (the target and its data) -> publishing.
+
+mod publish;
+mod release;
+mod rollback;
+pub mod swap;
+
+pub use release::ReleaseRequest;
+pub use rollback::RollbackRequest;
+
+use crate::config::{Config, Environment};
+use crate::layout::{self, Layout};
+use crate::state::{Event, State};
+use crate::systemd::Systemd;
+use crate::ui::Ui;
+use crate::{fsx, lock, podman, unit, upload, version};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub struct Node<'a> {
+    pub config: &'a Config,
+    pub env_name: String,
+    pub env: &'a Environment,
+    pub layout: Layout,
+    pub home: PathBuf,
+    /// The directory of the config file (the maintenance page is relative to it).
+    pub project_dir: PathBuf,
+    pub ui: Ui,
+}
+
+pub fn home_dir() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("HOME is not set: deploy needs it to find the app's directory"))
+}
+
+impl<'a> Node<'a> {
+    pub fn new(
+        config: &'a Config,
+        env_name: String,
+        env: &'a Environment,
+        project_dir: &Path,
+        ui: Ui,
+    ) -> Result<Self> {
+        let home = home_dir()?;
+        let root = layout::expand_home(&env.path, &home)?;
+        Ok(Node {
+            config,
+            env_name,
+            env,
+            layout: Layout::new(root),
+            home,
+            project_dir: project_dir.to_path_buf(),
+            ui,
+        })
+    }
+
+    pub(crate) fn unit_name(&self) -> String {
+        unit::unit_name(&self.config.app)
+    }
+
+    pub(crate) fn user_unit_dir(&self) -> PathBuf {
+        crate::systemd::user_unit_dir(&self.home)
+    }
+
+    fn unit_path(&self) -> PathBuf {
+        self.user_unit_dir().join(self.unit_name())
+    }
+
+    pub(crate) fn image(&self, version: &str) -> String {
+        version::image_ref(&self.config.app, version)
+    }
+
+    pub(crate) fn stop_timeout(&self) -> Duration {
+        self.config.container.stop_timeout + Duration::from_secs(30)
+    }
+
+    /// The version `current` points at, if any.
+    pub fn current(&self) -> Result<Option<String>> {
+        match std::fs::read_link(self.layout.current()) {
+            Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "{} exists but is not a symlink",
+                    self.layout.current().display()
+                )
+            }),
+        }
+    }
+
+    /// The complete releases on disk (not the incoming ones).
+    pub fn releases_on_disk(&self) -> Result<Vec<String>> {
+        let dir = self.layout.releases();
+        let mut out = Vec::new();
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+        {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && entry.file_type()?.is_dir() {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub(crate) fn require_setup(&self) -> Result<()> {
+        if !self.layout.meta().is_dir() || !self.layout.releases().is_dir() {
+            bail!(
+                "{} is not set up for deploy: run `deploy setup {}` first",
+                self.layout.root.display(),
+                self.env_name
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn lock(&self, what: &str) -> Result<lock::NodeLock> {
+        self.require_setup()?;
+        let lock = lock::acquire(&self.layout.lock_file(), what)?;
+        if self.layout.meta().join(crate::migrate::PLAN_FILE).exists() {
+            bail!(
+                "a `deploy migrate-data` on {} was interrupted: run it again to finish it first",
+                self.env_name
+            );
+        }
+        Ok(lock)
+    }
+
+    pub(crate) fn load_state(&self) -> Result<State> {
+        State::load(&self.layout.state_file())
+    }
+
+    pub(crate) fn save_state(&self, state: &State) -> Result<()> {
+        state.save(&self.layout.state_file())
+    }
+
+    // ---------------------------------------------------------------- checks
+
+    /// Fails when `port` on 127.0.0.1 is taken while `unit` (its rightful owner) is not
+    /// running: another process has it, and the app could not start.
+    pub(crate) fn check_port(&self, systemd: &Systemd, port: u16, unit: &str) -> Result<()> {
+        let owner_running = systemd
+            .state(unit)
+            .map(|s| s.active == "active" || s.active == "activating" || s.active == "deactivating")
+            .unwrap_or(false);
+        if owner_running {
+            return Ok(());
+        }
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+                "port {port} on 127.0.0.1 is in use by another process, so {unit} could not \
+                 listen there: stop that process (`ss -ltnp 'sport = :{port}'` shows it) or \
+                 choose another port in the config"
+            ),
+            Err(e) => Err(e).with_context(|| format!("cannot check port {port}")),
+        }
+    }
+
+    /// Warns about shared files every user of the machine can read (`.env` holds secrets).
+    /// Rootless Podman works, or is made to (a stale state after a reboot), and says so.
+    fn check_podman(&self) -> Result<()> {
+        if podman::check_runtime(true)? {
+            self.ui.info(
+                "   podman's state was stale (its containers died with a reboot or a crash): \
+                 reset it with `podman system migrate`",
+            );
+        }
+        Ok(())
+    }
+
+    fn warn_readable_shared_files(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        for f in &self.config.shared.files {
+            let path = self.layout.shared().join(f);
+            if let Ok(m) = std::fs::metadata(&path) {
+                if m.permissions().mode() & 0o004 != 0 {
+                    self.ui.warn(&format!(
+                        "{} is readable by every user of this machine (mode {:o}): `chmod 600 {}`",
+                        path.display(),
+                        m.permissions().mode() & 0o777,
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- setup
+
+    pub fn setup(&self) -> Result<()> {
+        let l = &self.layout;
+        let root = l.root.display().to_string();
+        if let Some(bad) = root
+            .chars()
+            .find(|c| crate::config::UNSAFE_PATH_CHARS.contains(*c))
+        {
+            bail!("the app directory {root} contains {bad:?}, which unit files cannot carry");
+        }
+        self.ui.step(&format!("Preparing {root}"), || {
+            for d in [&l.root, &l.releases(), &l.shared(), &l.log_dir()] {
+                fsx::ensure_dir(d, 0o755)?;
+            }
+            fsx::ensure_dir(&l.meta(), 0o700)?;
+            for d in &self.config.shared.dirs {
+                fsx::ensure_dir(&l.shared().join(d), 0o755)?;
+            }
+            for f in &self.config.shared.files {
+                let p = l.shared().join(f);
+                if std::fs::symlink_metadata(&p).is_err() {
+                    if let Some(parent) = p.parent() {
+                        fsx::ensure_dir(parent, 0o755)?;
+                    }
+                    fsx::write_atomic(&p, b"", 0o600)?;
+                }
+            }
+            Ok(())
+        })?;
+        self.ui.step("Checking rsync", upload::check_rsync)?;
+        self.check_podman()?;
+        let systemd = self
+            .ui
+            .step("Connecting to the systemd user manager", Systemd::connect)?;
+        self.check_port(&systemd, self.env.port, &self.unit_name())?;
+        self.warn_readable_shared_files();
+        let unit_path = self.unit_path();
+        self.ui
+            .step(&format!("Writing {}", unit_path.display()), || {
+                let spec = unit::UnitSpec::new(self.config, l, self.env.port);
+                let text = unit::render(&spec)?;
+                systemd.install_unit(&self.user_unit_dir(), &self.unit_name(), &text)
+            })?;
+        if let Some(t) = &self.config.traefik {
+            self.setup_traefik(&systemd, t)?;
+        }
+        self.ui.info(&format!(
+            "{} is ready on {root}: release with `deploy release VERSION {}`",
+            self.config.app, self.env_name
+        ));
+        Ok(())
+    }
+
+    /// The image of a release, rebuilt from its release directory if it has gone missing.
+    fn ensure_image(&self, state: &State, version: &str) -> Result<String> {
+        let image = state
+            .releases
+            .get(version)
+            .map(|r| r.image.clone())
+            .unwrap_or_else(|| self.image(version));
+        if !podman::image_exists(&image)? {
+            self.ui
+                .step(&format!("Rebuilding missing image {image}"), || {
+                    podman::build(&self.layout.release(version), &image, self.ui.verbose)
+                })?;
+        }
+        Ok(image)
+    }
+
+    /// The last lines the app wrote (podman's k8s-file log, prefixes removed).
+    pub fn app_log_tail(&self, n: usize) -> String {
+        let path = self.layout.app_log(&self.config.app);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(strip_k8s_prefix).collect();
+        if lines.is_empty() {
+            return format!("  (nothing in {})", path.display());
+        }
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| format!("  | {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+pub(crate) fn event(
+    action: &str,
+    version: &str,
+    from: Option<String>,
+    outcome: &str,
+    gap: Option<Duration>,
+    detail: Option<&str>,
+) -> Event {
+    Event {
+        at: crate::state::now(),
+        action: action.into(),
+        version: version.into(),
+        from,
+        outcome: outcome.into(),
+        gap_ms: gap.map(|g| g.as_millis() as u64),
+        detail: detail.map(String::from),
+    }
+}
+
+/// `2026-11-22T19:05:25.32+00:00 stdout F hello` -> `hello`.
+pub fn strip_k8s_prefix(line: &str) -> String {
+    let mut parts = line.splitn(4, ' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some("stdout" | "stderr"), Some(_), Some(msg)) => msg.to_string(),
+        _ => line.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k8s_log_prefix_is_stripped() {
+        assert_eq!(
+            strip_k8s_prefix("2026-11-22T19:05:25.322677983+00:00 stdout F hello log"),
+            "hello log"
+        );
+        assert_eq!(strip_k8s_prefix("plain line"), "plain line");
+    }
+}

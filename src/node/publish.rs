@@ -1,0 +1,316 @@
+//! Publishing: the swap of a release or rollback, and the recovery of a swap whose process
+//! died, run by the one executor and written into the state's history.
+
+use super::swap::effects::NodeEffects;
+use super::swap::exec::{self, Outcome};
+use super::swap::journal::{self, Journal};
+use super::swap::{self, Kind, Move, Settings};
+use super::{event, Node};
+use crate::exit::{self, Code};
+use crate::state::{self, State};
+use crate::systemd::Systemd;
+use anyhow::{anyhow, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+impl Node<'_> {
+    fn journal_path(&self) -> PathBuf {
+        self.layout.meta().join(journal::FILE)
+    }
+
+    /// What a swap's plan depends on.
+    pub(crate) fn swap_settings(&self) -> Settings {
+        Settings {
+            protected: self.config.traefik.is_some(),
+            hooks: self.config.hooks.in_gap.clone(),
+        }
+    }
+
+    /// The entries of an unfinished swap's journal, if one was left.
+    pub(crate) fn unfinished_swap(&self) -> Result<Option<Vec<swap::Entry>>> {
+        journal::read(&self.journal_path())
+    }
+
+    /// For `deploy status`: a swap under way, or one whose process died and what the next
+    /// command does about it.
+    pub(crate) fn swap_report(&self) -> Result<Option<String>> {
+        let Some(entries) = self.unfinished_swap()? else {
+            return Ok(None);
+        };
+        let Some(first) = swap::first_move(&entries) else {
+            return Ok(None);
+        };
+        let pid = entry_pid(&entries);
+        let what = format!("a {} to {}", first.kind.as_str(), first.target());
+        let at = last_step(&entries);
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() && pid != std::process::id() {
+            return Ok(Some(format!("{what} is under way (pid {pid}), {at}")));
+        }
+        let next = match swap::recovery(&entries) {
+            Some(m) if m.kind == Kind::Confirm => format!(
+                "keeps {}, which had passed its health check",
+                first.target()
+            ),
+            Some(Move {
+                to: Some(b),
+                restore,
+                ..
+            }) => format!(
+                "puts {b} back{}",
+                if restore.is_some() {
+                    " with the data it left"
+                } else {
+                    ""
+                }
+            ),
+            _ => "stops the app".into(),
+        };
+        Ok(Some(format!(
+            "{what} was interrupted (its process {pid} died {at}): the next release or rollback {next}"
+        )))
+    }
+
+    /// Runs the swap `mv` (a release or a rollback) and records how it went. Returns the gap.
+    pub(crate) fn publish(
+        &self,
+        systemd: &Systemd,
+        state: &mut State,
+        mv: &Move,
+        force: bool,
+    ) -> Result<Duration> {
+        let journal = Journal::open(&self.journal_path())?;
+        let mut fx = NodeEffects::new(self, systemd, force)?;
+        let outcome = exec::swap(&mut fx, journal, mv, &self.swap_settings());
+        let logs = fx.failure_log.take().unwrap_or_default();
+        let action = mv.kind.as_str();
+        let to = mv.target();
+        let from = mv.from.clone();
+        match outcome {
+            Outcome::Live { gap, front } => {
+                state.set_outcome(to, state::Outcome::Ok);
+                let detail = mv.restore.as_ref().map(|_| "with its data");
+                state.push_event(event(action, to, from, "ok", Some(gap), detail));
+                self.save_state(state)?;
+                match front {
+                    None => Ok(gap),
+                    Some(e) => Err(e.context(format!(
+                        "{to} is live, but Traefik still routes {} to the gap server: run \
+                         `deploy maintenance off {}` once Traefik answers",
+                        self.config.app, self.env_name
+                    ))),
+                }
+            }
+            Outcome::NotStarted(e) => Err(e),
+            Outcome::Undone { error, back } => {
+                let detail = format!("{error:#}");
+                state.set_outcome(to, state::Outcome::Failed);
+                state.push_event(event(action, to, from, "failed", None, Some(&detail)));
+                self.save_state(state)?;
+                let (said, code) = self.went_back(&back);
+                Err(exit::with(
+                    code,
+                    anyhow!("{action} of {to} failed: {detail}\n{said}.\nThe app's last log lines:\n{logs}"),
+                ))
+            }
+            Outcome::Stuck {
+                error, back_error, ..
+            } => {
+                let detail = format!("{error:#}");
+                state.set_outcome(to, state::Outcome::Failed);
+                state.push_event(event(action, to, from, "failed", None, Some(&detail)));
+                self.save_state(state)?;
+                Err(exit::with(
+                    Code::Failed,
+                    anyhow!(
+                        "{action} of {to} failed: {detail}\nputting the previous release back \
+                         failed too: {back_error:#}. The next deploy command tries again (pass \
+                         --force to it if Traefik is down); `deploy status {}` shows the state, \
+                         the app's log is {}.\nThe app's last log lines:\n{logs}",
+                        self.env_name,
+                        self.layout.app_log(&self.config.app).display()
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// What going back did, in words, and the exit code that says it.
+    fn went_back(&self, back: &Move) -> (String, Code) {
+        match (back.kind, &back.to) {
+            (Kind::Halt, _) => {
+                let prev = back.from.as_deref().unwrap_or("the previous release");
+                let env = &self.env_name;
+                (
+                    format!(
+                        "The app is stopped: the data may have been changed (by a hook or the \
+                         new release's start) and there is no snapshot to put back (backup: \
+                         off), so the release before it was not started on that data. Either \
+                         start it on this data with `deploy rollback --to VERSION {env}`, or fix \
+                         the problem and release again (not {prev}'s version: a new one)"
+                    ),
+                    Code::Failed,
+                )
+            }
+            (_, Some(prev)) => (
+                format!(
+                    "{prev} is serving again{}",
+                    if back.restore.is_some() {
+                        ", with the data it left (what the failed attempt left is kept as its snapshot)"
+                    } else {
+                        ""
+                    }
+                ),
+                Code::RolledBack,
+            ),
+            (_, None) => (
+                "nothing was live before it; the app is stopped".into(),
+                Code::RolledBack,
+            ),
+        }
+    }
+
+    /// A swap whose process died left its journal: put right what it left, as the journal
+    /// says (with the data when anything touched it), and record it. With `replaceable`, a
+    /// recovery that fails is set aside (the command goes on and replaces it) instead of
+    /// stopping the command.
+    pub(crate) fn recover(
+        &self,
+        systemd: &Systemd,
+        state: &mut State,
+        force: bool,
+        replaceable: bool,
+    ) -> Result<()> {
+        let path = self.journal_path();
+        let Some(entries) = journal::read(&path)? else {
+            return Ok(());
+        };
+        let Some(first) = swap::first_move(&entries).cloned() else {
+            return Journal::open(&path)?.close();
+        };
+        let to = first.target().to_string();
+        let plan = swap::recovery(&entries);
+        self.ui.warn(&format!(
+            "a {} to {to} (pid {}) was interrupted during its swap, {}: {}",
+            first.kind.as_str(),
+            entry_pid(&entries),
+            last_step(&entries),
+            match &plan {
+                Some(m) if m.kind == Kind::Confirm =>
+                    format!("{to} had passed its health check: checking it again"),
+                Some(m) if m.kind == Kind::Halt =>
+                    "the data may have changed and there is no snapshot: the app stays stopped"
+                        .into(),
+                Some(Move {
+                    to: Some(b),
+                    restore,
+                    ..
+                }) => format!(
+                    "putting {b} back{}",
+                    if restore.is_some() {
+                        " with the data it left"
+                    } else {
+                        ""
+                    }
+                ),
+                _ => "nothing was live before it; stopping the app".into(),
+            }
+        ));
+        state.push_event(event(
+            first.kind.as_str(),
+            &to,
+            first.from.clone(),
+            "interrupted",
+            None,
+            Some(&format!(
+                "the swap's process died ({})",
+                last_step(&entries)
+            )),
+        ));
+        self.save_state(state)?;
+        let mut fx = NodeEffects::new(self, systemd, force)?;
+        let outcome = exec::recover(&mut fx, Journal::open(&path)?, &self.swap_settings());
+        let back = |m: &Move| m.to.clone().unwrap_or_default();
+        match (outcome, plan) {
+            (Outcome::Live { .. }, Some(m)) if m.kind == Kind::Confirm => {
+                state.set_outcome(&to, state::Outcome::Ok);
+                state.push_event(event(
+                    "recover",
+                    &to,
+                    first.from,
+                    "ok",
+                    None,
+                    Some("kept: it had passed its health check"),
+                ));
+            }
+            (Outcome::Live { .. }, Some(m)) => {
+                state.set_outcome(&to, state::Outcome::Failed);
+                state.push_event(event("recover", &back(&m), Some(to), "ok", None, None));
+            }
+            (Outcome::Undone { back: m, .. }, _) => {
+                state.set_outcome(&to, state::Outcome::Failed);
+                let (said, _) = self.went_back(&m);
+                self.ui.info(&format!("   {said}"));
+                state.push_event(event("recover", &back(&m), Some(to), "ok", None, None));
+            }
+            (Outcome::Stuck { back_error, .. }, _) | (Outcome::NotStarted(back_error), _) => {
+                state.push_event(event(
+                    "recover",
+                    &to,
+                    first.from,
+                    "failed",
+                    None,
+                    Some(&format!("{back_error:#}")),
+                ));
+                self.save_state(state)?;
+                let e = back_error.context(format!(
+                    "recovering the interrupted {} of {to} failed",
+                    first.kind.as_str()
+                ));
+                if !replaceable {
+                    return Err(e.context(format!(
+                        "run the command again once the cause is fixed (pass --force if \
+                         Traefik is down), or replace that swap with `deploy release` or \
+                         `deploy rollback --to VERSION {}`",
+                        self.env_name
+                    )));
+                }
+                self.ui
+                    .warn(&format!("{e:#}: this command replaces that swap"));
+                if let Some(j) = journal::read(&path)?
+                    .map(|_| Journal::open(&path))
+                    .transpose()?
+                {
+                    let aside = j.set_aside()?;
+                    self.ui
+                        .info(&format!("   its journal is kept as {}", aside.display()));
+                }
+                return Ok(());
+            }
+            (Outcome::Live { .. }, None) => {}
+        }
+        self.save_state(state)
+    }
+}
+
+fn entry_pid(entries: &[swap::Entry]) -> u32 {
+    entries
+        .iter()
+        .find_map(|e| match e {
+            swap::Entry::Move { pid, .. } => Some(*pid),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// `in its step "hook"`, from the last step the journal names.
+pub(crate) fn last_step(entries: &[swap::Entry]) -> String {
+    let step = entries.iter().rev().find_map(|e| match e {
+        swap::Entry::Begin { step } | swap::Entry::Failed { step, .. } => Some(step.name()),
+        swap::Entry::Done { step, .. } => Some(step.name()),
+        swap::Entry::Move { .. } => None,
+    });
+    match step {
+        Some(s) => format!("in its step `{s}`"),
+        None => "before its first step".into(),
+    }
+}

@@ -1,0 +1,247 @@
+//! `deploy release` on the node, in Capistrano's stages: starting -> updating -> publishing ->
+//! finishing.
+
+use super::swap::Move;
+use super::{event, Node};
+use crate::config::Backup;
+use crate::lock::NodeLock;
+use crate::state::State;
+use crate::systemd::Systemd;
+use crate::ui::fmt_duration;
+use crate::{fsx, layout, podman, signals, upload, version};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What `deploy release` is given.
+pub struct ReleaseRequest<'a> {
+    pub version: &'a str,
+    pub force: bool,
+    /// The artifacts are already in `releases/.incoming-VERSION` (uploaded over SSH).
+    pub uploaded: bool,
+    /// The project directory the artifacts are relative to.
+    pub project_dir: &'a Path,
+}
+
+/// A release under way: what `starting` found, for the stages after it.
+struct Run<'r> {
+    req: &'r ReleaseRequest<'r>,
+    _lock: NodeLock,
+    systemd: Systemd,
+    state: State,
+    /// What was live when the release began.
+    current: Option<String>,
+    sources: Vec<PathBuf>,
+    image: String,
+    started: Instant,
+}
+
+impl Node<'_> {
+    pub fn release(&self, req: &ReleaseRequest) -> Result<()> {
+        let mut run = self.release_starting(req)?;
+        self.release_updating(&mut run)?;
+        let gap = self.release_publishing(&mut run)?;
+        self.release_finishing(run, gap)
+    }
+
+    /// Starting: the version and artifacts are valid, the lock is ours, a dead swap is put
+    /// right, and the version may be (re)released.
+    fn release_starting<'r>(&self, req: &'r ReleaseRequest<'r>) -> Result<Run<'r>> {
+        let v = req.version;
+        version::check(v)?;
+        let sources = if req.uploaded {
+            Vec::new()
+        } else {
+            upload::artifact_sources(self.config, req.project_dir)?
+        };
+        let lock = self.lock(&format!("deploy release {v} {}", self.env_name))?;
+        signals::defer();
+        self.check_podman()?;
+        let systemd = Systemd::connect()?;
+        let mut state = self.load_state()?;
+        self.recover(&systemd, &mut state, req.force, true)?;
+        let current = self.current()?;
+        if self.layout.release(v).exists() {
+            if current.as_deref() == Some(v) {
+                bail!("{v} is the live release: release a new version, or roll back first");
+            }
+            if !state.releases.contains_key(v) {
+                // Killed after its upload was renamed into place, before it was recorded.
+                self.ui.info(&format!(
+                    "   releases/{v} is the leftover of an interrupted release: replacing it"
+                ));
+            } else if !req.force {
+                bail!(
+                    "release {v} already exists on {}: pick a new version, or pass --force to \
+                     replace it",
+                    self.env_name
+                );
+            }
+        }
+        Ok(Run {
+            req,
+            _lock: lock,
+            systemd,
+            state,
+            current,
+            sources,
+            image: self.image(v),
+            started: Instant::now(),
+        })
+    }
+
+    /// Updating: the artifacts into `releases/.incoming-V` (unchanged files hard-linked to the
+    /// live release), `shared/` linked in, renamed to `releases/V`, and its image built. A
+    /// failure leaves nothing behind under the version's name; nothing live changed.
+    fn release_updating(&self, run: &mut Run) -> Result<()> {
+        let (v, image) = (run.req.version, run.image.clone());
+        let incoming = self.layout.incoming(v);
+        let target = self.layout.release(v);
+        let link_dest = run.current.as_ref().map(|c| self.layout.release(c));
+        let label = if run.req.uploaded {
+            format!("Linking shared/ into {v}")
+        } else {
+            format!("Uploading {v}")
+        };
+        let uploaded = self.ui.step(&label, || {
+            if run.req.uploaded {
+                if !incoming.is_dir() {
+                    bail!("nothing was uploaded into {}", incoming.display());
+                }
+            } else {
+                upload::rsync_local(&run.sources, &incoming, link_dest.as_deref())?;
+            }
+            upload::finish_release_dir(&incoming, &self.config.shared, &self.config.app, v, &image)
+        });
+        if let Err(e) = uploaded {
+            let _ = std::fs::remove_dir_all(&incoming);
+            return Err(e.context(format!(
+                "the upload of {v} failed: the partial upload was removed, {} keeps serving \
+                 what it served",
+                self.env_name
+            )));
+        }
+        signals::point("after-upload");
+        signals::check("the image build")?;
+        if target.exists() {
+            // --force on a release that is not live: it goes, the new upload takes its name.
+            std::fs::remove_dir_all(&target)
+                .with_context(|| format!("cannot remove the old {}", target.display()))?;
+        }
+        fsx::rename_durable(&incoming, &target)?;
+        let built = self.ui.step(&format!("Building image {image}"), || {
+            podman::build(&target, &image, self.ui.verbose)
+        });
+        if let Err(e) = built {
+            let _ = std::fs::remove_dir_all(&target);
+            let failed = event(
+                "release",
+                v,
+                run.current.clone(),
+                "error",
+                None,
+                Some("image build failed"),
+            );
+            run.state.push_event(failed);
+            self.save_state(&run.state)?;
+            return Err(e);
+        }
+        run.state.add_release(v, &image);
+        self.save_state(&run.state)?;
+        signals::point("after-build");
+        Ok(())
+    }
+
+    /// Publishing: the swap, from what is live to the new release.
+    fn release_publishing(&self, run: &mut Run) -> Result<Duration> {
+        let v = run.req.version;
+        signals::check("the swap")?;
+        self.check_port(&run.systemd, self.env.port, &self.unit_name())?;
+        self.warn_readable_shared_files();
+        let snapshots = self.config.backup == Backup::Snapshot;
+        let mv = Move::release(v, run.current.as_deref(), snapshots);
+        let gap = self.publish(&run.systemd, &mut run.state, &mv, run.req.force)?;
+        if signals::interrupted() {
+            return Err(crate::exit::with(
+                crate::exit::Code::Interrupted,
+                anyhow!("interrupted during the swap, which was finished first: {v} is live (old releases were not pruned)"),
+            ));
+        }
+        Ok(gap)
+    }
+
+    /// Finishing: old releases pruned (a failure there is reported after saying the release
+    /// is live), and the result.
+    fn release_finishing(&self, mut run: Run, gap: Duration) -> Result<()> {
+        let v = run.req.version;
+        let pruned = self
+            .ui
+            .step("Pruning old releases", || self.prune(&mut run.state))?;
+        if !pruned.is_empty() {
+            self.ui.info(&format!("   removed {}", pruned.join(", ")));
+        }
+        let total = run.started.elapsed();
+        self.ui.done(
+            &format!(
+                "{} {v} is live on {} ({} in all, gap {})",
+                self.config.app,
+                self.env_name,
+                fmt_duration(total),
+                fmt_duration(gap)
+            ),
+            serde_json::json!({
+                "action": "release",
+                "version": v,
+                "previous": run.current,
+                "environment": self.env_name,
+                "total_ms": total.as_millis() as u64,
+                "gap_ms": gap.as_millis() as u64,
+                "pruned": pruned,
+            }),
+        );
+        Ok(())
+    }
+
+    fn prune(&self, state: &mut State) -> Result<Vec<String>> {
+        let on_disk = self.releases_on_disk()?;
+        let current = self.current()?;
+        let previous = current.as_deref().and_then(|c| state.previous(&on_disk, c));
+        let doomed = state.prune_plan(
+            &on_disk,
+            current.as_deref(),
+            previous.as_deref(),
+            self.config.keep_releases,
+        );
+        for v in &doomed {
+            let image = state
+                .releases
+                .get(v)
+                .map(|r| r.image.clone())
+                .unwrap_or_else(|| self.image(v));
+            std::fs::remove_dir_all(self.layout.release(v))
+                .with_context(|| format!("cannot remove release {v}"))?;
+            if let Err(e) = podman::remove_image(&image) {
+                self.ui.warn(&format!("{e:#}"));
+            }
+            state.releases.remove(v);
+        }
+        // Uploads that an interrupted release left (a dropped connection, a kill) and no
+        // release has picked up within an hour.
+        for e in std::fs::read_dir(self.layout.releases())?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+            if name.starts_with(layout::INCOMING_PREFIX) && stale {
+                std::fs::remove_dir_all(e.path())
+                    .with_context(|| format!("cannot remove the stale upload {name}"))?;
+            }
+        }
+        fsx::sync_dir(&self.layout.releases())?;
+        self.save_state(state)?;
+        Ok(doomed)
+    }
+}

@@ -1,0 +1,217 @@
+//! The steps of a swap on this node: systemd over D-Bus, snapshots, in-gap hooks in Podman,
+//! `current`, the health check and Traefik. Each is a thin call; what to run, and what to do
+//! when one fails, is decided by the plan and the executor.
+
+use super::{exec::Effects, Move, Step};
+use crate::layout::Layout;
+use crate::node::Node;
+use crate::systemd::Systemd;
+use crate::traefik::Router;
+use crate::{fsx, health, podman, signals, snapshot, unit};
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long a start job may take (podman run of an existing image).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct NodeEffects<'a> {
+    node: &'a Node<'a>,
+    systemd: &'a Systemd,
+    unit: String,
+    router: Option<Router>,
+    /// Go on without Traefik's gap protection when Traefik cannot be switched.
+    force: bool,
+    /// Traefik could not be switched and `force` said to go on: no gap to leave.
+    unprotected: bool,
+    /// The app's last log lines when the first step failed, before anything was put back.
+    pub failure_log: Option<String>,
+}
+
+impl<'a> NodeEffects<'a> {
+    pub fn new(node: &'a Node<'a>, systemd: &'a Systemd, force: bool) -> Result<Self> {
+        Ok(NodeEffects {
+            node,
+            systemd,
+            unit: node.unit_name(),
+            router: node.router()?,
+            force,
+            unprotected: false,
+            failure_log: None,
+        })
+    }
+
+    /// What the user sees while a step runs.
+    fn label(&self, step: &Step, mv: &Move) -> String {
+        let to = mv.target();
+        match step {
+            Step::Image { version } => format!("Image of {version}"),
+            Step::EnterGap => "Switching Traefik to the gap server".into(),
+            Step::Stop => format!("Stopping {}", self.unit),
+            Step::Snapshot { of } => format!("Snapshot of the data {of} leaves"),
+            Step::Restore { .. } => format!("Restoring the data of {to}"),
+            Step::Hook { command } => format!("Hook in_gap: {command}"),
+            Step::Switch { to } => format!("Switching current to {to}"),
+            Step::Unlink => "Removing current (nothing was live before)".into(),
+            Step::Start => format!("Starting {}", self.unit),
+            Step::Health => format!(
+                "Health check {}",
+                health::url(self.node.env.port, &self.node.config.health.path)
+            ),
+            Step::LeaveGap => "Switching Traefik back to the app".into(),
+        }
+    }
+
+    fn enter_gap(&mut self) -> Result<()> {
+        let Some(router) = &self.router else {
+            return Ok(());
+        };
+        let Err(e) = self.node.enter_gap(router) else {
+            return Ok(());
+        };
+        if !self.force {
+            return Err(e.context(format!(
+                "start Traefik (its API is {}), or pass --force to go on without it: requests \
+                 in the gap then fail",
+                router.api.base
+            )));
+        }
+        self.node.ui.warn(&format!(
+            "{e:#}: going on without Traefik's gap protection (--force)"
+        ));
+        // What Traefik reads when it comes back routes to the app, not the gap server.
+        router.write(false)?;
+        self.unprotected = true;
+        Ok(())
+    }
+
+    fn snapshot(&self, of: &str) -> Result<PathBuf> {
+        let l = &self.node.layout;
+        let t = snapshot::take(&l.shared(), &l.snapshots(of), &snapshot::stamp())?;
+        self.node.ui.detail(&format!(
+            "   {} database(s), {} KiB, in {}",
+            t.databases,
+            t.bytes.div_ceil(1024),
+            t.dir.display()
+        ));
+        Ok(t.dir)
+    }
+
+    fn health(&self) -> Result<()> {
+        let h = &self.node.config.health;
+        let url = health::url(self.node.env.port, &h.path);
+        health::wait_healthy(&url, h.timeout, h.interval, || {
+            let s = self.systemd.state(&self.unit)?;
+            if s.active == "failed" || s.active == "inactive" || s.sub == "auto-restart" {
+                bail!("{} is {} ({}): the app exited", self.unit, s.active, s.sub);
+            }
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    fn unlink(&self) -> Result<()> {
+        let current = self.node.layout.current();
+        if std::fs::symlink_metadata(&current).is_ok() {
+            std::fs::remove_file(&current)
+                .with_context(|| format!("cannot remove {}", current.display()))?;
+            fsx::sync_dir(&self.node.layout.root)?;
+        }
+        Ok(())
+    }
+
+    fn act(&mut self, step: &Step, mv: &Move) -> Result<Option<PathBuf>> {
+        let node = self.node;
+        match step {
+            Step::Image { version } => node.ensure_image(&node.load_state()?, version).map(|_| ()),
+            Step::EnterGap => self.enter_gap(),
+            Step::Stop => self.systemd.stop(&self.unit, node.stop_timeout()),
+            Step::Snapshot { of } => return self.snapshot(of).map(Some),
+            Step::Restore { snapshot } => {
+                snapshot::restore(snapshot, &node.layout.shared()).map(|_| ())
+            }
+            Step::Hook { command } => node.run_in_gap_hook(mv.target(), command),
+            Step::Switch { to } => {
+                fsx::replace_symlink(&node.layout.current(), &Layout::current_target(to))
+            }
+            Step::Unlink => self.unlink(),
+            Step::Start => self.systemd.start(&self.unit, START_TIMEOUT),
+            Step::Health => self.health(),
+            Step::LeaveGap => match &self.router {
+                Some(r) if !self.unprotected => node.leave_gap(r),
+                _ => Ok(()),
+            },
+        }
+        .map(|()| None)
+    }
+}
+
+impl Effects for NodeEffects<'_> {
+    fn run(&mut self, step: &Step, mv: &Move) -> Result<Option<PathBuf>> {
+        // The gap steps show their own lines (and say when maintenance keeps the page up).
+        if matches!(step, Step::EnterGap | Step::LeaveGap) {
+            return self.act(step, mv);
+        }
+        let label = self.label(step, mv);
+        let ui = self.node.ui;
+        ui.step(&label, || self.act(step, mv))
+    }
+
+    fn after(&mut self, step: &Step) {
+        signals::point(&format!("after-{}", step.name()));
+    }
+
+    fn failed(&mut self, _step: &Step, _mv: &Move) {
+        if self.failure_log.is_none() {
+            self.failure_log = Some(self.node.app_log_tail(20));
+        }
+    }
+}
+
+impl Node<'_> {
+    /// One `in_gap` hook: a one-off container of the release's image, in its own process
+    /// group (a Ctrl-C does not reach it), for at most `hooks.timeout`. A hook that runs out of
+    /// time is removed with its container, confirmed gone, before anything else happens: the
+    /// podman client alone going would leave the container writing. A failure carries its
+    /// last lines.
+    pub(crate) fn run_in_gap_hook(&self, version: &str, hook: &str) -> Result<()> {
+        let spec = unit::UnitSpec::new(self.config, &self.layout, self.env.port);
+        let image = self.image(version);
+        let container = unit::hook_container(&spec);
+        let timeout = self.config.hooks.timeout;
+        let handle = signals::own_group(duct::cmd(
+            "podman",
+            unit::hook_args(&spec, &image, version, hook),
+        ))
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .start()
+        .context("cannot run podman")?;
+        let out = match handle
+            .wait_timeout(timeout)
+            .context("cannot wait for podman")?
+        {
+            Some(out) => out.clone(),
+            None => {
+                podman::remove_container_now(&container)?;
+                let _ = handle.kill();
+                bail!(
+                    "the in_gap hook `{hook}` did not finish within {} (hooks.timeout): its \
+                     container {container} was removed",
+                    humantime::format_duration(timeout)
+                );
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        self.ui.detail(text.trim_end());
+        if !out.status.success() {
+            bail!(
+                "the in_gap hook `{hook}` failed ({}):\n{}",
+                out.status,
+                podman::tail(&text, 20)
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,639 @@
+//! The stop-swap-start, the heart of `deploy`, as data: a *move* (a release, a rollback, the
+//! put-back after a failure, a recovery) is turned by [`plan`] into a list of [`Step`]s, and one
+//! executor ([`exec`]) runs them, writing each step into an append-only [`journal`] before and
+//! after it runs. `--dry-run` prints the same plan, the fault-injection points of the tests are
+//! the steps' names, and recovery reads the journal to know what a killed swap had done.
+//!
+//! One rule for data: whenever a step may have changed `shared/` (a data restore, an in-gap
+//! hook, the new release having run), going back to the release that was live before restores
+//! the snapshot taken in that gap first ([`undo`]). Without a snapshot (`backup: off`) the app is
+//! left stopped rather than started on data it may not understand.
+
+pub mod effects;
+pub mod exec;
+pub mod journal;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// What a move does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A new release goes live.
+    Release,
+    /// An earlier release goes live again (`deploy rollback`).
+    Rollback,
+    /// In the same gap, after a failed step: what was live before goes back.
+    PutBack,
+    /// A later command puts right a swap whose process died.
+    Recover,
+    /// A swap whose target had passed its health check before its process died: it is checked
+    /// again and kept.
+    Confirm,
+    /// The data may have changed and there is no snapshot to put back: the app stays stopped.
+    Halt,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Release => "release",
+            Kind::Rollback => "rollback",
+            Kind::PutBack => "put-back",
+            Kind::Recover => "recover",
+            Kind::Confirm => "confirm",
+            Kind::Halt => "halt",
+        }
+    }
+}
+
+/// One stop-swap-start: to which release (none: the app is stopped and `current` removed, as
+/// when nothing was live before a failed first release), from which, with what data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Move {
+    pub kind: Kind,
+    pub to: Option<String>,
+    /// What was live before (the release a failure goes back to).
+    pub from: Option<String>,
+    /// A data snapshot to put into `shared/` before `to` starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<PathBuf>,
+    /// Keep the data in `shared/` as this release's snapshot first (the data a release leaves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_as: Option<String>,
+    /// Run the `in_gap` hooks before `to` starts.
+    #[serde(default)]
+    pub hooks: bool,
+}
+
+impl Move {
+    /// A release of `to` over `from`; with snapshots on, the data `from` leaves is kept.
+    pub fn release(to: &str, from: Option<&str>, snapshots: bool) -> Move {
+        Move {
+            kind: Kind::Release,
+            to: Some(to.into()),
+            from: from.map(String::from),
+            restore: None,
+            keep_as: from.filter(|_| snapshots).map(String::from),
+            hooks: true,
+        }
+    }
+
+    /// A rollback to `to`, with its data (`restore`) or not; the data `from` leaves is kept when
+    /// snapshots are on, and always when data is put back.
+    pub fn rollback(
+        to: &str,
+        from: Option<&str>,
+        restore: Option<PathBuf>,
+        snapshots: bool,
+    ) -> Move {
+        Move {
+            kind: Kind::Rollback,
+            to: Some(to.into()),
+            from: from.map(String::from),
+            keep_as: from
+                .filter(|_| snapshots || restore.is_some())
+                .map(String::from),
+            restore,
+            hooks: false,
+        }
+    }
+
+    /// The release this move makes live, for messages.
+    pub fn target(&self) -> &str {
+        self.to.as_deref().unwrap_or("nothing")
+    }
+}
+
+/// The settings a plan depends on.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Traefik is in front: the router goes to the gap server around the swap.
+    pub protected: bool,
+    /// The `in_gap` hook commands.
+    pub hooks: Vec<String>,
+}
+
+/// One step of a swap. Its [`Step::name`] is what `--dry-run`, the journal, the README and the
+/// fault-injection points (`after-<name>`) call it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// The release's image exists, or is rebuilt from its directory.
+    Image { version: String },
+    /// Traefik routes the app to the gap server, confirmed live.
+    EnterGap,
+    /// The app's unit is stopped (over D-Bus, waiting for the job).
+    Stop,
+    /// The SQLite databases in `shared/` are copied into the release's snapshots.
+    Snapshot { of: String },
+    /// A snapshot is put back into `shared/`.
+    Restore { snapshot: PathBuf },
+    /// An `in_gap` hook runs in a one-off container of the new image.
+    Hook { command: String },
+    /// `current` points at the release (a new symlink renamed over the old one).
+    Switch { to: String },
+    /// `current` is removed: nothing is live.
+    Unlink,
+    /// The app's unit is started.
+    Start,
+    /// The health check answers 2xx.
+    Health,
+    /// Traefik routes the app back to it.
+    LeaveGap,
+}
+
+/// Every step name, in the order a plan uses them.
+pub const STEP_NAMES: &[&str] = &[
+    "image",
+    "enter-gap",
+    "stop",
+    "snapshot",
+    "restore",
+    "hook",
+    "switch",
+    "unlink",
+    "start",
+    "health",
+    "leave-gap",
+];
+
+impl Step {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Image { .. } => "image",
+            Step::EnterGap => "enter-gap",
+            Step::Stop => "stop",
+            Step::Snapshot { .. } => "snapshot",
+            Step::Restore { .. } => "restore",
+            Step::Hook { .. } => "hook",
+            Step::Switch { .. } => "switch",
+            Step::Unlink => "unlink",
+            Step::Start => "start",
+            Step::Health => "health",
+            Step::LeaveGap => "leave-gap",
+        }
+    }
+
+    /// Whether the step may change the data in `shared/`.
+    pub fn touches_data(&self) -> bool {
+        matches!(self, Step::Restore { .. } | Step::Hook { .. } | Step::Start)
+    }
+}
+
+/// The steps of a move. Pure.
+pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let gap = |steps: &mut Vec<Step>| {
+        if s.protected {
+            steps.push(Step::EnterGap);
+        }
+    };
+    match (mv.kind, &mv.to) {
+        (Kind::Halt, _) => return vec![Step::Stop],
+        (Kind::Confirm, _) => steps.push(Step::Health),
+        (kind, None) => {
+            if kind != Kind::PutBack {
+                gap(&mut steps);
+            }
+            steps.extend([Step::Stop, Step::Unlink]);
+        }
+        (kind, Some(to)) => {
+            if matches!(kind, Kind::PutBack | Kind::Recover) {
+                steps.push(Step::Image {
+                    version: to.clone(),
+                });
+            }
+            // A put-back happens inside the gap its move entered already.
+            if kind != Kind::PutBack {
+                gap(&mut steps);
+            }
+            steps.push(Step::Stop);
+            if let Some(of) = &mv.keep_as {
+                steps.push(Step::Snapshot { of: of.clone() });
+            }
+            if let Some(snapshot) = &mv.restore {
+                steps.push(Step::Restore {
+                    snapshot: snapshot.clone(),
+                });
+            }
+            if mv.hooks {
+                steps.extend(s.hooks.iter().map(|c| Step::Hook { command: c.clone() }));
+            }
+            steps.extend([Step::Switch { to: to.clone() }, Step::Start, Step::Health]);
+        }
+    }
+    if s.protected {
+        steps.push(Step::LeaveGap);
+    }
+    steps
+}
+
+/// What a swap's journal says happened, entry by entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "kebab-case")]
+pub enum Entry {
+    /// A move begins (the first one of a journal is the swap the command asked for).
+    Move {
+        #[serde(rename = "move")]
+        mv: Move,
+        pid: u32,
+        at: String,
+    },
+    Begin {
+        #[serde(flatten)]
+        step: Step,
+    },
+    Done {
+        #[serde(flatten)]
+        step: Step,
+        /// Where a snapshot step put its copy.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot_dir: Option<PathBuf>,
+    },
+    Failed {
+        #[serde(flatten)]
+        step: Step,
+        error: String,
+    },
+}
+
+/// The moves of a journal with the entries that followed each.
+fn moves(entries: &[Entry]) -> Vec<(&Move, &[Entry])> {
+    let starts: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Entry::Move { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| {
+            let end = starts.get(n + 1).copied().unwrap_or(entries.len());
+            let Entry::Move { mv, .. } = &entries[i] else {
+                unreachable!("filtered above")
+            };
+            (mv, &entries[i + 1..end])
+        })
+        .collect()
+}
+
+/// The first move of a journal: the swap that was asked for.
+pub fn first_move(entries: &[Entry]) -> Option<&Move> {
+    moves(entries).first().map(|(m, _)| *m)
+}
+
+/// The data snapshot taken in the swap's gap before anything touched the data: what the release
+/// that was live before left.
+pub fn gap_snapshot(entries: &[Entry]) -> Option<PathBuf> {
+    let (first, steps) = moves(entries).into_iter().next()?;
+    let of = first.from.as_deref()?;
+    steps.iter().find_map(|e| match e {
+        Entry::Done {
+            step: Step::Snapshot { of: o },
+            snapshot_dir,
+        } if o == of => snapshot_dir.clone(),
+        _ => None,
+    })
+}
+
+/// Whether any step that may change the data began.
+pub fn data_touched(entries: &[Entry]) -> bool {
+    entries
+        .iter()
+        .any(|e| matches!(e, Entry::Begin { step } if step.touches_data()))
+}
+
+/// Whether `version`'s own code ran on the data (a hook of its image, or its start).
+fn ran(entries: &[Entry], version: &str) -> bool {
+    moves(entries).iter().any(|(m, steps)| {
+        m.to.as_deref() == Some(version)
+            && steps.iter().any(|e| {
+                matches!(
+                    e,
+                    Entry::Begin {
+                        step: Step::Hook { .. } | Step::Start
+                    }
+                )
+            })
+    })
+}
+
+/// Whether the last move got as far as a passed health check (its target is serving).
+pub fn last_move_healthy(entries: &[Entry]) -> bool {
+    moves(entries).last().is_some_and(|(m, steps)| {
+        m.to.is_some()
+            && m.kind != Kind::Halt
+            && steps.iter().any(|e| {
+                matches!(
+                    e,
+                    Entry::Done {
+                        step: Step::Health,
+                        ..
+                    }
+                )
+            })
+    })
+}
+
+/// The move that goes back to what was live before the journal's swap began, following the one
+/// rule for data: `kind` is [`Kind::PutBack`] in the same gap, [`Kind::Recover`] from a later
+/// command. Pure.
+pub fn undo(entries: &[Entry], kind: Kind) -> Option<Move> {
+    let first = first_move(entries)?;
+    let failed = first.to.clone();
+    let Some(good) = first.from.clone() else {
+        // Nothing was live before: nothing is again.
+        return Some(Move {
+            kind,
+            to: None,
+            from: failed,
+            restore: None,
+            keep_as: None,
+            hooks: false,
+        });
+    };
+    let mut mv = Move {
+        kind,
+        to: Some(good),
+        from: failed.clone(),
+        restore: None,
+        keep_as: None,
+        hooks: false,
+    };
+    if data_touched(entries) {
+        let Some(snapshot) = gap_snapshot(entries) else {
+            return Some(Move {
+                kind: Kind::Halt,
+                to: None,
+                ..mv
+            });
+        };
+        mv.restore = Some(snapshot);
+        // What the failed release left is kept as its own snapshot, once.
+        let kept = entries.iter().any(|e| {
+            matches!(e, Entry::Done { step: Step::Snapshot { of }, .. } if Some(of) == failed.as_ref())
+        });
+        mv.keep_as = failed.filter(|f| ran(entries, f) && !kept);
+    }
+    Some(mv)
+}
+
+/// What a later command does about a journal left open: confirm a target that had passed its
+/// health check, else undo. Pure.
+pub fn recovery(entries: &[Entry]) -> Option<Move> {
+    if last_move_healthy(entries) {
+        let (last, _) = *moves(entries).last()?;
+        return Some(Move {
+            kind: Kind::Confirm,
+            to: last.to.clone(),
+            from: first_move(entries)?.from.clone(),
+            restore: None,
+            keep_as: None,
+            hooks: false,
+        });
+    }
+    undo(entries, Kind::Recover)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(protected: bool, hooks: &[&str]) -> Settings {
+        Settings {
+            protected,
+            hooks: hooks.iter().map(|h| h.to_string()).collect(),
+        }
+    }
+
+    fn names(steps: &[Step]) -> Vec<&'static str> {
+        steps.iter().map(Step::name).collect()
+    }
+
+    fn mv_entry(mv: &Move) -> Entry {
+        Entry::Move {
+            mv: mv.clone(),
+            pid: 1,
+            at: "t".into(),
+        }
+    }
+
+    fn begin(step: Step) -> Entry {
+        Entry::Begin { step }
+    }
+
+    fn done(step: Step) -> Entry {
+        Entry::Done {
+            step,
+            snapshot_dir: None,
+        }
+    }
+
+    fn snapshot_done(of: &str, dir: &str) -> Entry {
+        Entry::Done {
+            step: Step::Snapshot { of: of.into() },
+            snapshot_dir: Some(dir.into()),
+        }
+    }
+
+    #[test]
+    fn a_release_behind_traefik_with_hooks() {
+        let mv = Move::release("v2", Some("v1"), true);
+        let steps = plan(&mv, &settings(true, &["migrate", "seed"]));
+        assert_eq!(
+            names(&steps),
+            [
+                "enter-gap",
+                "stop",
+                "snapshot",
+                "hook",
+                "hook",
+                "switch",
+                "start",
+                "health",
+                "leave-gap"
+            ]
+        );
+        assert_eq!(steps[2], Step::Snapshot { of: "v1".into() });
+        assert_eq!(
+            steps[4],
+            Step::Hook {
+                command: "seed".into()
+            }
+        );
+        for s in &steps {
+            assert!(STEP_NAMES.contains(&s.name()));
+        }
+    }
+
+    #[test]
+    fn a_first_release_and_backup_off_take_no_snapshot() {
+        let first = plan(&Move::release("v1", None, true), &settings(false, &[]));
+        assert_eq!(names(&first), ["stop", "switch", "start", "health"]);
+        let off = plan(
+            &Move::release("v2", Some("v1"), false),
+            &settings(false, &[]),
+        );
+        assert_eq!(names(&off), ["stop", "switch", "start", "health"]);
+    }
+
+    #[test]
+    fn a_rollback_with_data_keeps_what_is_there_and_restores() {
+        let mv = Move::rollback("v1", Some("v2"), Some("/s/v1".into()), false);
+        let steps = plan(&mv, &settings(false, &["migrate"]));
+        assert_eq!(
+            names(&steps),
+            ["stop", "snapshot", "restore", "switch", "start", "health"]
+        );
+        assert_eq!(steps[1], Step::Snapshot { of: "v2".into() });
+    }
+
+    #[test]
+    fn a_failed_hook_puts_the_previous_release_back_on_the_gap_snapshot() {
+        // The hook began (and may have migrated) before `current` was switched: the data is
+        // restored all the same.
+        let mv = Move::release("v2", Some("v1"), true);
+        let entries = vec![
+            mv_entry(&mv),
+            begin(Step::Stop),
+            done(Step::Stop),
+            begin(Step::Snapshot { of: "v1".into() }),
+            snapshot_done("v1", "/snap/v1"),
+            begin(Step::Hook {
+                command: "migrate".into(),
+            }),
+        ];
+        let back = undo(&entries, Kind::PutBack).unwrap();
+        assert_eq!(back.to.as_deref(), Some("v1"));
+        assert_eq!(back.restore, Some(PathBuf::from("/snap/v1")));
+        assert_eq!(back.keep_as.as_deref(), Some("v2"));
+        assert_eq!(
+            names(&plan(&back, &settings(true, &["migrate"]))),
+            [
+                "image",
+                "stop",
+                "snapshot",
+                "restore",
+                "switch",
+                "start",
+                "health",
+                "leave-gap"
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_touched_the_data_so_nothing_is_restored() {
+        let mv = Move::release("v2", Some("v1"), true);
+        let entries = vec![mv_entry(&mv), begin(Step::Stop), done(Step::Stop)];
+        let back = undo(&entries, Kind::Recover).unwrap();
+        assert_eq!(back.restore, None);
+        assert_eq!(back.keep_as, None);
+        assert_eq!(
+            names(&plan(&back, &settings(false, &[]))),
+            ["image", "stop", "switch", "start", "health"]
+        );
+    }
+
+    #[test]
+    fn without_a_snapshot_touched_data_halts() {
+        let mv = Move::release("v2", Some("v1"), false);
+        let entries = vec![mv_entry(&mv), begin(Step::Stop), begin(Step::Start)];
+        let back = undo(&entries, Kind::PutBack).unwrap();
+        assert_eq!(back.kind, Kind::Halt);
+        assert_eq!(names(&plan(&back, &settings(true, &[]))), ["stop"]);
+    }
+
+    #[test]
+    fn a_failed_first_release_stops_the_app_and_unlinks_current() {
+        let mv = Move::release("v1", None, true);
+        let entries = vec![mv_entry(&mv), begin(Step::Start)];
+        let back = undo(&entries, Kind::PutBack).unwrap();
+        assert_eq!(back.to, None);
+        assert_eq!(
+            names(&plan(&back, &settings(true, &[]))),
+            ["stop", "unlink", "leave-gap"]
+        );
+    }
+
+    #[test]
+    fn a_partial_data_restore_is_undone_without_keeping_it() {
+        // rollback --with-data died in its restore: v1 never ran, its snapshot is not replaced.
+        let mv = Move::rollback("v1", Some("v2"), Some("/s/v1".into()), true);
+        let entries = vec![
+            mv_entry(&mv),
+            done(Step::Stop),
+            snapshot_done("v2", "/snap/v2"),
+            begin(Step::Restore {
+                snapshot: "/s/v1".into(),
+            }),
+        ];
+        let back = recovery(&entries).unwrap();
+        assert_eq!(back.kind, Kind::Recover);
+        assert_eq!(back.to.as_deref(), Some("v2"));
+        assert_eq!(back.restore, Some(PathBuf::from("/snap/v2")));
+        assert_eq!(back.keep_as, None);
+    }
+
+    #[test]
+    fn recovery_after_a_dead_put_back_still_goes_to_the_first_release_and_its_data() {
+        let mv = Move::release("v2", Some("v1"), true);
+        let mut entries = vec![
+            mv_entry(&mv),
+            snapshot_done("v1", "/snap/v1"),
+            begin(Step::Start),
+            Entry::Failed {
+                step: Step::Health,
+                error: "503".into(),
+            },
+        ];
+        let back = undo(&entries, Kind::PutBack).unwrap();
+        entries.push(mv_entry(&back));
+        entries.push(snapshot_done("v2", "/snap/v2"));
+        entries.push(begin(Step::Restore {
+            snapshot: "/snap/v1".into(),
+        }));
+        let again = recovery(&entries).unwrap();
+        assert_eq!(again.to.as_deref(), Some("v1"));
+        assert_eq!(again.restore, Some(PathBuf::from("/snap/v1")));
+        assert_eq!(again.keep_as, None, "v2's data was kept once already");
+    }
+
+    #[test]
+    fn a_target_that_passed_its_health_check_is_confirmed() {
+        let mv = Move::release("v2", Some("v1"), true);
+        let entries = vec![mv_entry(&mv), begin(Step::Start), done(Step::Health)];
+        let c = recovery(&entries).unwrap();
+        assert_eq!(c.kind, Kind::Confirm);
+        assert_eq!(c.to.as_deref(), Some("v2"));
+        assert_eq!(
+            names(&plan(&c, &settings(true, &[]))),
+            ["health", "leave-gap"]
+        );
+    }
+
+    #[test]
+    fn journal_entries_read_back() {
+        let e = vec![
+            mv_entry(&Move::release("v2", Some("v1"), true)),
+            snapshot_done("v1", "/snap"),
+            Entry::Failed {
+                step: Step::Hook {
+                    command: "x".into(),
+                },
+                error: "boom".into(),
+            },
+        ];
+        for entry in e {
+            let line = serde_json::to_string(&entry).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Entry>(&line).unwrap(),
+                entry,
+                "{line}"
+            );
+        }
+    }
+}
