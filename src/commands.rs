@@ -87,6 +87,11 @@ fn dispatch(
         return run_remote(&cli.command, &remote);
     }
     let node = Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?;
+    if !cli.node {
+        if let Some(done) = run_detached(cli, loaded, &node)? {
+            return Ok(done);
+        }
+    }
     match &cli.command {
         Command::Setup { dry_run: true, .. } => print_plan(node.setup_plan()),
         Command::Release {
@@ -220,27 +225,16 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
             dry_run,
             ..
         } => {
-            args.extend(["rollback".into(), env.clone()]);
-            if let Some(t) = to {
-                args.extend(["--to".into(), t.clone()]);
-            }
             if *dry_run {
+                args.extend(["rollback".into(), env.clone()]);
+                if let Some(t) = to {
+                    args.extend(["--to".into(), t.clone()]);
+                }
                 flag(*with_data, "--with-data", &mut args);
                 args.push("--dry-run".into());
                 return remote.read(&args);
             }
-            if *with_data && !*yes {
-                let question = format!(
-                    "--with-data replaces the SQLite data on {env} with what {} left (the data                      there now is kept as a snapshot). Go on?",
-                    to.as_deref().unwrap_or("the previous release")
-                );
-                if !remote.ui.ask(&question)? {
-                    bail!("--with-data not confirmed, nothing changed (pass --yes to confirm without a prompt)");
-                }
-            }
-            flag(*with_data, "--with-data", &mut args);
-            flag(*with_data, "--yes", &mut args);
-            flag(*force, "--force", &mut args);
+            args = rollback_args(remote.ui, &env, to.as_deref(), *with_data, *yes, *force)?;
         }
         Command::Releases { .. } => return remote.read(&["releases".into(), env]),
         Command::Status { .. } => return remote.read(&["status".into(), env]),
@@ -261,6 +255,82 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
         _ => unreachable!("the commands without a node returned before"),
     }
     remote.run(&args)
+}
+
+/// The node-side arguments of a rollback; `--with-data` is confirmed here first (the node side
+/// runs detached and cannot ask).
+fn rollback_args(
+    ui: Ui,
+    env: &str,
+    to: Option<&str>,
+    with_data: bool,
+    yes: bool,
+    force: bool,
+) -> Result<Vec<String>> {
+    let mut args = vec!["rollback".to_string(), env.to_string()];
+    if let Some(t) = to {
+        args.extend(["--to".into(), t.to_string()]);
+    }
+    if with_data {
+        if !yes {
+            let question = format!(
+                "--with-data replaces the SQLite data on {env} with what {} left (the data there \
+                 now is kept as a snapshot). Go on?",
+                to.unwrap_or("the previous release")
+            );
+            if !ui.ask(&question)? {
+                bail!("--with-data not confirmed, nothing changed (pass --yes to confirm without a prompt)");
+            }
+        }
+        args.extend(["--with-data".into(), "--yes".into()]);
+    }
+    if force {
+        args.push("--force".into());
+    }
+    Ok(args)
+}
+
+/// A release or rollback on a local environment: its node-side steps run detached (see
+/// `detached`), unless the node is not set up (nothing is live there to protect).
+fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Option<()>> {
+    let env = node.env_name.clone();
+    let (args, what) = match &cli.command {
+        Command::Release {
+            version,
+            force,
+            dry_run: false,
+            uploaded: false,
+            ..
+        } => {
+            let mut args = vec![
+                "release".into(),
+                version.clone(),
+                env.clone(),
+                "--skip-build".into(),
+            ];
+            if *force {
+                args.push("--force".into());
+            }
+            (args, format!("release {version} {env}"))
+        }
+        Command::Rollback {
+            to,
+            with_data,
+            yes,
+            force,
+            dry_run: false,
+            ..
+        } => (
+            rollback_args(node.ui, &env, to.as_deref(), *with_data, *yes, *force)?,
+            format!("rollback {env}"),
+        ),
+        _ => return Ok(None),
+    };
+    if !node.layout.meta().is_dir() {
+        return Ok(None);
+    }
+    let argv = crate::detached::node_argv(&loaded.file, node.ui, &args);
+    crate::detached::run(&node.layout.meta().join("runs"), &argv, &what, &env).map(Some)
 }
 
 /// Runs a local command (the build, a hook) with `sh -c` in the project directory; its output

@@ -45,11 +45,39 @@ pub fn remote(code: i32, destination: &str) -> anyhow::Error {
     })
 }
 
+/// A failure that was said already (the node-side run's own output, relayed): its code only.
+#[derive(Debug)]
+pub struct Said(pub i32);
+
+impl std::fmt::Display for Said {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the node-side run failed (exit code {}, see above)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Said {}
+
+pub fn said(code: i32) -> anyhow::Error {
+    anyhow::Error::new(Said(code))
+}
+
+/// Whether the error was said already, so that nothing more is printed.
+pub fn already_said(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Said>().is_some()
+}
+
 /// The exit code for an error: the first code found in its chain, else 1.
 pub fn code_of(e: &anyhow::Error) -> i32 {
     e.chain()
-        .find_map(|c| c.downcast_ref::<Coded>())
-        .map(|c| c.code)
+        .find_map(|c| {
+            c.downcast_ref::<Coded>()
+                .map(|c| c.code)
+                .or_else(|| c.downcast_ref::<Said>().map(|s| s.0))
+        })
         .unwrap_or(Code::Failed as i32)
 }
 

@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod commands;
 mod config;
+mod detached;
 mod exit;
 mod front;
 mod fsx;
@@ -39,6 +40,9 @@ fn main() {
     let json = cli.json;
     if let Err(e) = commands::run(cli) {
         let code = exit::code_of(&e);
+        if exit::already_said(&e) {
+            std::process::exit(code);
+        }
         eprintln!("error: {e:#}");
         if json {
             println!(

@@ -6,23 +6,52 @@ mod common;
 use common::{traefik_section, Options, Project};
 use std::time::{Duration, Instant};
 
-/// The steps of a release, as the test hook names them (src/signals.rs).
-const STEPS: &[&str] = &[
-    "after-upload",
-    "after-build",
-    "after-gap",
-    "after-stop",
-    "after-switch",
-    "after-start",
-    "after-health",
-];
-const SWAP_STEPS: &[&str] = &[
-    "after-gap",
-    "after-stop",
-    "after-switch",
-    "after-start",
-    "after-health",
-];
+/// The fault-injection points of a release: the two before its swap, then `after-<step>` for
+/// every step of the swap's plan as `deploy release --dry-run` prints it (one source: the
+/// planner).
+fn release_points(p: &Project, version: &str) -> Vec<String> {
+    let plan = p.deploy(&["release", version, "--dry-run"]).ok().stdout;
+    let mut points = vec!["after-upload".to_string(), "after-build".to_string()];
+    let in_swap = plan
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("build:"));
+    for l in in_swap.skip(1) {
+        let name = l.trim_start().split(':').next().unwrap_or_default();
+        if ["prune", "on failure", "Dry run"]
+            .iter()
+            .any(|n| name.starts_with(n))
+        {
+            continue;
+        }
+        let point = format!("after-{name}");
+        if !points.contains(&point) {
+            points.push(point);
+        }
+    }
+    assert!(
+        points.contains(&"after-stop".to_string()) && points.contains(&"after-health".to_string()),
+        "{points:?} from\n{plan}"
+    );
+    points
+}
+
+/// Waits until the swap's journal says `step` is done.
+#[track_caller]
+fn wait_for_step(p: &Project, step: &str) {
+    let journal = p.root().join(".deploy/swap.journal");
+    let done = format!("{{\"t\":\"done\",\"step\":\"{step}\"");
+    let t = Instant::now();
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains(&done)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the swap reached {step}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// `example-app VERSION hits=N ...` -> (VERSION, N)
 fn version_and_hits(body: &str) -> (String, u64) {
@@ -60,7 +89,7 @@ fn assert_node_consistent(p: &Project) {
 }
 
 #[test]
-fn sigkill_at_every_step_then_the_next_release_recovers() {
+fn sigkill_of_the_node_side_run_at_every_step_then_the_next_release_recovers() {
     let p = Project::new(
         "t-kill",
         18301,
@@ -73,42 +102,117 @@ fn sigkill_at_every_step_then_the_next_release_recovers() {
     p.deploy(&["setup"]).ok();
     p.deploy(&["release", "v0"]).ok();
     let (_, mut hits) = version_and_hits(&p.body("/"));
-    for (i, step) in STEPS.iter().enumerate() {
+    let points = release_points(&p, "k0");
+    for (i, point) in points.iter().enumerate() {
         let killed = format!("k{i}");
         p.write("assets/greeting.txt", &killed);
-        let hook = format!("kill@{step}");
-        let r = p.deploy_env(&[("DEPLOY_TEST_HOOK", &hook)], &["release", &killed]);
-        assert_eq!(r.code, -1, "{step}: killed by SIGKILL\n{}", r.stderr);
+        let hook = format!("kill@{point}");
+        let r = p
+            .deploy_env(&[("DEPLOY_TEST_HOOK", &hook)], &["release", &killed])
+            .failed();
+        r.says("died (signal 9");
         assert_node_consistent(&p);
+        let in_swap = !["after-upload", "after-build"].contains(&point.as_str());
+        if in_swap {
+            let status = p.deploy(&["status"]).ok().stdout;
+            assert!(status.contains("was interrupted"), "{point}: {status}");
+        }
 
         let next = format!("n{i}");
         p.write("assets/greeting.txt", &next);
         let r = p.deploy(&["release", &next]).ok();
-        if SWAP_STEPS.contains(step) {
-            assert!(
-                r.stderr.contains("was interrupted during its swap"),
-                "{step}: {}",
-                r.stderr
-            );
+        if in_swap {
+            r.says("was interrupted during its swap");
+        }
+        // A release that had passed its health check is kept; any earlier step is undone.
+        let kept = ["after-health", "after-leave-gap"].contains(&point.as_str());
+        let list = p.deploy(&["releases"]).ok().stdout;
+        let row = list
+            .lines()
+            .find(|l| l.contains(&format!(" {killed} ")))
+            .unwrap_or_default();
+        if in_swap {
+            assert_eq!(row.contains("failed"), !kept, "{point}: {list}");
         }
         assert_node_consistent(&p);
         let (version, now) = version_and_hits(&p.body("/"));
-        assert_eq!(version, next, "{step}");
-        assert_eq!(now, hits + 1, "{step}: every row is still there");
+        assert_eq!(version, next, "{point}");
+        assert_eq!(now, hits + 1, "{point}: every row is still there");
         hits = now;
         let (status, _, body) = p.get_front("/").unwrap();
         assert_eq!(
             status, 200,
-            "{step}: Traefik routes to the app again: {body}"
+            "{point}: Traefik routes to the app again: {body}"
         );
         hits += 1;
     }
-    let list = p.deploy(&["releases"]).ok().stdout;
-    assert!(
-        list.lines()
-            .any(|l| l.contains("k6 ") && l.contains("failed")),
-        "{list}"
+}
+
+#[test]
+fn sigkill_of_the_command_you_typed_never_leaves_the_app_down() {
+    let p = Project::new(
+        "t-killfront",
+        18340,
+        Options {
+            traefik: Some(traefik_section("t-killfront", "maintenance", "")),
+            ..Options::default()
+        },
     );
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v0"]).ok();
+    let points = release_points(&p, "f0");
+    for (i, point) in points.iter().enumerate() {
+        let Some(step) = point
+            .strip_prefix("after-")
+            .filter(|s| *s != "upload" && *s != "build")
+        else {
+            continue;
+        };
+        let v = format!("f{i}");
+        let hook = format!("sleep@{point}");
+        let child = p
+            .deploy_cmd(&[("DEPLOY_TEST_HOOK", &hook)], &["release", &v])
+            .spawn()
+            .unwrap();
+        wait_for_step(&p, step);
+        signal(&child, "-KILL");
+        let killed_at = Instant::now();
+        Project::wait(child);
+        // With no further command, the release goes on to its end and the app answers.
+        loop {
+            let answer = p
+                .get("/")
+                .ok()
+                .filter(|(s, b)| *s == 200 && b.starts_with(&format!("example-app {v} ")));
+            let journal = p.root().join(".deploy/swap.journal");
+            if answer.is_some() && !journal.exists() {
+                break;
+            }
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(10),
+                "{point}: the app answers {v} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_node_consistent(&p);
+        assert_eq!(p.current().as_deref(), Some(v.as_str()), "{point}");
+        // The run finishes (prune, report) and lets go of the lock.
+        let lock = p.root().join(".deploy/lock");
+        while !std::process::Command::new("flock")
+            .args(["-n"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+        {
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(30),
+                "{point}: the run ends"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 #[test]
@@ -195,25 +299,15 @@ fn sigterm_before_the_swap_changes_nothing_and_during_it_finishes_it() {
         )
         .spawn()
         .unwrap();
-    let state = p.root().join(".deploy/state.json");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&state)
-        .unwrap_or_default()
-        .contains("\"swap\"")
-    {
-        assert!(t.elapsed() < Duration::from_secs(20), "the swap began");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_step(&p, "stop");
+    std::thread::sleep(Duration::from_millis(300));
     signal(&child, "-TERM");
     signal(&child, "-INT");
     let r = Project::wait(child).failed();
     r.says("interrupted during the swap, which was finished first");
     assert_eq!(p.current().as_deref(), Some("v3"));
     assert!(p.body("/").starts_with("example-app v3 "));
-    assert!(!std::fs::read_to_string(&state)
-        .unwrap()
-        .contains("\"swap\""));
+    assert!(!p.root().join(".deploy/swap.journal").exists());
     // The interrupted v2 upload is released cleanly by the next command.
     p.deploy(&["release", "v2"]).ok();
     assert!(p.body("/").starts_with("example-app v2 "));
@@ -297,4 +391,85 @@ fn a_full_disk_during_the_upload_removes_the_partial_release() {
     p.remove("assets/big.bin");
     p.deploy(&["release", "v2"]).ok();
     assert_eq!(p.body("/hits"), "3\n");
+}
+
+/// The app's schema and its number of rows, read with the sqlite3 shell as the node user.
+fn schema_and_rows(p: &Project) -> (String, String) {
+    let db = p.root().join("shared/data/app.db");
+    let db = db.to_str().unwrap();
+    let schema = p
+        .user(
+            "sqlite3",
+            &[db, "SELECT sql FROM sqlite_master ORDER BY name"],
+        )
+        .ok();
+    let rows = p.user("sqlite3", &[db, "SELECT COUNT(*) FROM hits"]).ok();
+    (schema.stdout, rows.stdout)
+}
+
+#[test]
+fn a_migration_in_the_gap_is_undone_when_a_later_hook_fails_or_its_process_dies() {
+    let p = Project::new("t-hookdata", 18342, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    for _ in 0..3 {
+        p.body("/");
+    }
+    let before = schema_and_rows(&p);
+    assert!(before.1.trim() == "3", "{before:?}");
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    p.write(
+        "deploy.yaml",
+        &format!(
+            "{yaml}hooks:\n  in_gap:\n    - /app/example-app run-sql /app/assets/migrate.sql\n    \
+             - /app/example-app run-sql /app/assets/seed.sql\n"
+        ),
+    );
+    p.write(
+        "assets/migrate.sql",
+        "ALTER TABLE hits ADD COLUMN extra TEXT; CREATE TABLE added (x); \
+         INSERT INTO hits (version) VALUES ('m1'), ('m2');",
+    );
+    p.write("assets/seed.sql", "INSERT INTO no_such_table VALUES (1);");
+
+    // The second hook fails after the first changed the schema and added rows: v1 starts on
+    // exactly the schema and rows it had.
+    let r = p.deploy(&["release", "v2"]).failed();
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    r.says("no such table: no_such_table");
+    r.says("v1 is serving again, with the data it left");
+    assert_eq!(p.current().as_deref(), Some("v1"));
+    assert_eq!(schema_and_rows(&p), before);
+    assert!(
+        common::only_snapshot(&p.root(), "v2")
+            .join("data/app.db")
+            .is_file(),
+        "what the failed attempt left is kept as its snapshot"
+    );
+
+    // The node-side process dies right after the migration: the next command restores the data.
+    p.write("assets/seed.sql", "SELECT 1;");
+    let r = p
+        .deploy_env(
+            &[("DEPLOY_TEST_HOOK", "kill@after-hook")],
+            &["release", "v3"],
+        )
+        .failed();
+    r.says("died (signal 9");
+    let status = p.deploy(&["status"]).ok().stdout;
+    assert!(
+        status.contains("puts v1 back with the data it left"),
+        "{status}"
+    );
+    // The next release recovers first: had v3's migration stayed, v4's own ALTER TABLE would
+    // fail on the column that exists already.
+    let r = p.deploy(&["release", "v4"]).ok();
+    r.says("was interrupted during its swap, in its step `hook`");
+    r.says("putting v1 back with the data it left");
+    assert_eq!(p.current().as_deref(), Some("v4"));
+    assert_eq!(
+        schema_and_rows(&p).1.trim(),
+        "5",
+        "3 rows, and v4's migration's 2"
+    );
 }

@@ -113,12 +113,9 @@ fn a_dropped_connection_during_the_swap_leaves_the_server_finishing_it() {
         .stderr(std::process::Stdio::null());
     let child = cmd.spawn().unwrap();
     let pid = child.id();
-    let state = p.root().join(".deploy/state.json");
+    let journal = p.root().join(".deploy/swap.journal");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&state)
-        .unwrap_or_default()
-        .contains("\"swap\"")
-    {
+    while !journal.exists() {
         assert!(Instant::now() < deadline, "the swap never began");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -165,10 +162,7 @@ fn a_dropped_connection_during_the_swap_leaves_the_server_finishing_it() {
     );
 
     // The server finishes the release by itself.
-    while std::fs::read_to_string(&state)
-        .unwrap_or_default()
-        .contains("\"swap\"")
-    {
+    while journal.exists() {
         assert!(
             Instant::now() < deadline,
             "the node never finished the swap"

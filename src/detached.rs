@@ -1,0 +1,191 @@
+//! A release or rollback on a local environment runs its node-side steps the way a remote one
+//! does: in a process of its own (`deploy --node ...`, in its own process group, its output in
+//! `<path>/.deploy/runs/`), which the command you typed follows. A SIGKILL of that command, a
+//! closed terminal or a Ctrl-C never cuts a swap in progress: Ctrl-C, SIGTERM and SIGHUP are
+//! passed on as one SIGTERM, which stops the run before its swap or lets it finish the swap
+//! first; a SIGKILL passes on nothing and the run goes on to its end by itself.
+
+use crate::exit;
+use crate::ui::Ui;
+use anyhow::{Context, Result};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// How many run logs a node keeps.
+const KEEP_RUNS: usize = 40;
+
+/// The node-side command line for `args`: this binary with `--node`, the config, the output
+/// flags. Pure.
+pub fn node_argv(config: &Path, ui: Ui, args: &[String]) -> Vec<String> {
+    let mut argv = vec!["--node".into(), "-c".into(), config.display().to_string()];
+    for (on, flag) in [(ui.verbose, "-v"), (ui.quiet, "-q"), (ui.json, "--json")] {
+        if on {
+            argv.push(flag.into());
+        }
+    }
+    argv.extend(args.iter().cloned());
+    argv
+}
+
+/// Removes all but the newest [`KEEP_RUNS`] logs.
+fn prune_runs(runs: &Path) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let stems: std::collections::BTreeSet<String> = names
+        .iter()
+        .filter_map(|n| n.rsplit_once('.').map(|(s, _)| s.to_string()))
+        .collect();
+    let old = stems.len().saturating_sub(KEEP_RUNS);
+    for stem in stems.into_iter().take(old) {
+        for ext in ["out", "err"] {
+            let _ = std::fs::remove_file(runs.join(format!("{stem}.{ext}")));
+        }
+    }
+}
+
+/// Copies what a log file gained since the last call.
+struct Tail {
+    file: File,
+    to_stdout: bool,
+}
+
+impl Tail {
+    fn pump(&mut self) {
+        let mut buf = Vec::new();
+        if self.file.read_to_end(&mut buf).is_ok() && !buf.is_empty() {
+            let _ = if self.to_stdout {
+                std::io::stdout()
+                    .write_all(&buf)
+                    .and_then(|()| std::io::stdout().flush())
+            } else {
+                std::io::stderr().write_all(&buf)
+            };
+        }
+    }
+}
+
+/// Runs `deploy --node ARGS` detached, in `runs` (the app's `.deploy/runs`), following its
+/// output until it ends; its exit code becomes ours.
+pub fn run(runs: &Path, argv: &[String], what: &str, env_name: &str) -> Result<()> {
+    crate::fsx::ensure_dir(runs, 0o700)?;
+    prune_runs(runs);
+    let stem = format!(
+        "{}-{}",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        std::process::id()
+    );
+    let (out, err) = (
+        runs.join(format!("{stem}.out")),
+        runs.join(format!("{stem}.err")),
+    );
+    let create = |p: &PathBuf| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .read(true)
+            .open(p)
+            .with_context(|| format!("cannot create {}", p.display()))
+    };
+    let (out_file, err_file) = (create(&out)?, create(&err)?);
+    let exe = std::env::current_exe().context("cannot find this deploy binary")?;
+    crate::signals::defer();
+    let mut child = Command::new(exe)
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(out_file.try_clone()?)
+        .stderr(err_file.try_clone()?)
+        .process_group(0)
+        .spawn()
+        .context("cannot start the node-side deploy")?;
+    let mut tails = [
+        Tail {
+            file: File::open(&out)?,
+            to_stdout: true,
+        },
+        Tail {
+            file: File::open(&err)?,
+            to_stdout: false,
+        },
+    ];
+    let status = follow(&mut child, &mut tails)?;
+    if status.success() {
+        return Ok(());
+    }
+    match status.code() {
+        Some(code) => Err(exit::said(code)),
+        None => Err(anyhow::anyhow!(
+            "the node-side run of `deploy {what}` died (signal {}; its output is in {}): the next \
+             release or rollback puts right what it left, and `deploy status {env_name}` says \
+             what that will be",
+            status.signal().unwrap_or_default(),
+            err.display()
+        )),
+    }
+}
+
+/// Copies the child's output until it exits; the first Ctrl-C, SIGTERM or SIGHUP is passed on
+/// as one SIGTERM.
+fn follow(child: &mut Child, tails: &mut [Tail]) -> Result<std::process::ExitStatus> {
+    let mut passed_on = false;
+    loop {
+        for t in tails.iter_mut() {
+            t.pump();
+        }
+        if let Some(status) = child.try_wait()? {
+            for t in tails.iter_mut() {
+                t.pump();
+            }
+            return Ok(status);
+        }
+        if crate::signals::interrupted() && !passed_on {
+            passed_on = true;
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_side_command_carries_the_config_and_the_output_flags() {
+        let ui = Ui {
+            verbose: false,
+            quiet: true,
+            json: true,
+        };
+        let argv = node_argv(
+            Path::new("/p/deploy.yaml"),
+            ui,
+            &["release".into(), "v2".into(), "prod".into()],
+        );
+        assert_eq!(
+            argv,
+            [
+                "--node",
+                "-c",
+                "/p/deploy.yaml",
+                "-q",
+                "--json",
+                "release",
+                "v2",
+                "prod"
+            ]
+        );
+    }
+}
