@@ -122,7 +122,7 @@ pub enum Command {
     },
     /// The gap server that `deploy setup` runs as a user unit beside the app (not for people).
     #[command(hide = true)]
-    GapServer(crate::gap::Options),
+    GapServer(crate::front::gap::Options),
 }
 
 impl Command {

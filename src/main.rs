@@ -1,44 +1,12 @@
-//! `deploy`: Capistrano-style atomic releases of one app to one Linux server, with rootless
-//! Podman containers run by systemd user units.
-
-mod check;
-mod cli;
-mod commands;
-mod config;
-mod detached;
-mod exit;
-mod front;
-mod fsx;
-mod gap;
-mod health;
-mod init;
-mod layout;
-mod lock;
-mod logs;
-mod migrate;
-mod node;
-mod plan;
-mod podman;
-mod remote;
-mod report;
-mod signals;
-mod snapshot;
-mod ssh;
-mod state;
-mod systemd;
-mod template;
-mod traefik;
-mod ui;
-mod unit;
-mod upload;
-mod version;
+//! The `deploy` command: parses the command line and runs it (see the library).
 
 use clap::Parser;
+use deploy::{cli, exit};
 
 fn main() {
     let cli = cli::Cli::parse();
     let json = cli.json;
-    if let Err(e) = commands::run(cli) {
+    if let Err(e) = deploy::run(cli) {
         let code = exit::code_of(&e);
         if exit::already_said(&e) {
             std::process::exit(code);

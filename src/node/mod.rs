@@ -6,21 +6,32 @@
 //! -> updating (upload, image build) -> publishing (the swap) -> finishing (prune, report).
 //! A rollback: starting -> reverting (the target and its data) -> publishing.
 
+pub mod check;
+pub mod layout;
+pub mod lock;
+pub mod logs;
+pub mod migrate;
+pub mod plan;
 mod publish;
 mod release;
 mod rollback;
+pub mod snapshot;
+pub mod state;
+pub mod status;
 pub mod swap;
+pub mod unit;
+pub mod upload;
 
 pub use release::ReleaseRequest;
 pub use rollback::RollbackRequest;
 
 use crate::config::{Config, Environment};
-use crate::layout::{self, Layout};
-use crate::state::{Event, State};
-use crate::systemd::Systemd;
+use crate::node::state::{Event, State};
+use crate::sys::systemd::Systemd;
 use crate::ui::Ui;
-use crate::{fsx, lock, podman, unit, upload, version};
+use crate::{sys::fsx, sys::podman, version};
 use anyhow::{anyhow, bail, Context, Result};
+use layout::Layout;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -68,7 +79,7 @@ impl<'a> Node<'a> {
     }
 
     pub(crate) fn user_unit_dir(&self) -> PathBuf {
-        crate::systemd::user_unit_dir(&self.home)
+        crate::sys::systemd::user_unit_dir(&self.home)
     }
 
     fn unit_path(&self) -> PathBuf {
@@ -128,7 +139,12 @@ impl<'a> Node<'a> {
     pub(crate) fn lock(&self, what: &str) -> Result<lock::NodeLock> {
         self.require_setup()?;
         let lock = lock::acquire(&self.layout.lock_file(), what)?;
-        if self.layout.meta().join(crate::migrate::PLAN_FILE).exists() {
+        if self
+            .layout
+            .meta()
+            .join(crate::node::migrate::PLAN_FILE)
+            .exists()
+        {
             bail!(
                 "a `deploy migrate-data` on {} was interrupted: run it again to finish it first",
                 self.env_name
@@ -292,7 +308,7 @@ pub(crate) fn event(
     detail: Option<&str>,
 ) -> Event {
     Event {
-        at: crate::state::now(),
+        at: crate::node::state::now(),
         action: action.into(),
         version: version.into(),
         from,

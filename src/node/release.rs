@@ -4,11 +4,11 @@
 use super::swap::Move;
 use super::{event, Node};
 use crate::config::Backup;
-use crate::lock::NodeLock;
-use crate::state::State;
-use crate::systemd::Systemd;
+use crate::node::lock::NodeLock;
+use crate::node::state::State;
+use crate::sys::systemd::Systemd;
 use crate::ui::fmt_duration;
-use crate::{fsx, layout, podman, signals, upload, version};
+use crate::{node::layout, node::upload, signals, sys::fsx, sys::podman, version};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -4,10 +4,10 @@
 use super::swap::Move;
 use super::Node;
 use crate::config::Backup;
-use crate::state::State;
-use crate::systemd::Systemd;
+use crate::node::state::State;
+use crate::sys::systemd::Systemd;
 use crate::ui::fmt_duration;
-use crate::{signals, snapshot, version};
+use crate::{node::snapshot, signals, version};
 use anyhow::{anyhow, bail, Result};
 use std::path::PathBuf;
 use std::time::Instant;

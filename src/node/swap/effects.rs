@@ -3,11 +3,11 @@
 //! when one fails, is decided by the plan and the executor.
 
 use super::{exec::Effects, Move, Step};
-use crate::layout::Layout;
+use crate::front::traefik::Router;
+use crate::node::layout::Layout;
 use crate::node::Node;
-use crate::systemd::Systemd;
-use crate::traefik::Router;
-use crate::{fsx, health, podman, signals, snapshot, unit};
+use crate::sys::systemd::Systemd;
+use crate::{node::snapshot, node::unit, signals, sys::fsx, sys::health, sys::podman};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -46,7 +46,7 @@ struct Failure {
 }
 
 fn now() -> String {
-    crate::state::now()
+    crate::node::state::now()
 }
 
 /// Runs one move's plan, journaled; stops at the first failed step. Returns the gap.

@@ -73,7 +73,7 @@ impl Journal {
             file.set_len(length)?;
         }
         if entries.is_empty() {
-            crate::fsx::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+            crate::sys::fsx::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
         }
         Ok(Journal {
             path: path.to_path_buf(),
@@ -98,16 +98,17 @@ impl Journal {
     pub fn close(self) -> Result<()> {
         std::fs::remove_file(&self.path)
             .with_context(|| format!("cannot remove {}", self.path.display()))?;
-        crate::fsx::sync_dir(self.path.parent().unwrap_or(Path::new(".")))
+        crate::sys::fsx::sync_dir(self.path.parent().unwrap_or(Path::new(".")))
     }
 
     /// A swap that could not be recovered is replaced by a new one: its journal is kept aside
     /// under a dated name, for a look.
     pub fn set_aside(self) -> Result<PathBuf> {
-        let aside = self
-            .path
-            .with_file_name(format!("{FILE}.abandoned-{}", crate::snapshot::stamp()));
-        crate::fsx::rename_durable(&self.path, &aside)?;
+        let aside = self.path.with_file_name(format!(
+            "{FILE}.abandoned-{}",
+            crate::node::snapshot::stamp()
+        ));
+        crate::sys::fsx::rename_durable(&self.path, &aside)?;
         Ok(aside)
     }
 }

@@ -1,7 +1,7 @@
 //! The node's record of releases and what happened to them, kept in one JSON file that is
 //! written atomically. The planning functions here (previous release, pruning) are pure.
 
-use crate::fsx;
+use crate::sys::fsx;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

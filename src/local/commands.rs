@@ -2,8 +2,8 @@
 //! steps (the build) and hand over to the node-side steps.
 
 use crate::cli::{Cli, Command};
+use crate::local::remote::Remote;
 use crate::node::{Node, ReleaseRequest};
-use crate::remote::Remote;
 use crate::ui::Ui;
 use crate::{config, exit};
 use anyhow::{bail, Context, Result};
@@ -15,7 +15,7 @@ pub fn run(cli: Cli) -> Result<()> {
         json: cli.json,
     };
     if let Command::GapServer(options) = cli.command {
-        return crate::gap::serve(options);
+        return crate::front::gap::serve(options);
     }
     if let Command::Completions { shell } = cli.command {
         use clap::CommandFactory;
@@ -29,7 +29,7 @@ pub fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     if let Command::Init = cli.command {
-        return crate::init::run(&cli.config, ui);
+        return crate::local::init::run(&cli.config, ui);
     }
     let loaded = config::load(&cli.config).map_err(|e| exit::with(exit::Code::Config, e))?;
     if let Command::Check { env } = &cli.command {
@@ -148,7 +148,7 @@ fn dispatch(
         Command::Logs { follow, lines, .. } => node.logs(*lines, *follow),
         Command::MigrateData {
             dry_run, release, ..
-        } => node.migrate_data(&crate::migrate::MigrateRequest {
+        } => node.migrate_data(&crate::node::migrate::MigrateRequest {
             dry_run: *dry_run,
             release,
         }),
@@ -159,7 +159,7 @@ fn dispatch(
 /// `deploy check [ENV]`: the config is loaded already; then the artifacts, then the node.
 fn check(loaded: &config::Loaded, env: Option<&str>, ui: Ui) -> Result<()> {
     ui.step("Checking the artifacts", || {
-        crate::upload::artifact_sources(&loaded.config, &loaded.dir).map(|_| ())
+        crate::node::upload::artifact_sources(&loaded.config, &loaded.dir).map(|_| ())
     })?;
     let Some(env) = env else {
         ui.done(
@@ -329,8 +329,8 @@ fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Optio
     if !node.layout.meta().is_dir() {
         return Ok(None);
     }
-    let argv = crate::detached::node_argv(&loaded.file, node.ui, &args);
-    crate::detached::run(&node.layout.meta().join("runs"), &argv, &what, &env).map(Some)
+    let argv = crate::local::detached::node_argv(&loaded.file, node.ui, &args);
+    crate::local::detached::run(&node.layout.meta().join("runs"), &argv, &what, &env).map(Some)
 }
 
 /// Runs a local command (the build, a hook) with `sh -c` in the project directory; its output
@@ -347,7 +347,7 @@ fn run_local(command: &str, dir: &std::path::Path, quiet: bool) -> Result<()> {
     }
     .with_context(|| format!("cannot run the build command `{command}`"))?;
     if !out.status.success() {
-        let tail = crate::podman::tail(&String::from_utf8_lossy(&out.stderr), 20);
+        let tail = crate::sys::podman::tail(&String::from_utf8_lossy(&out.stderr), 20);
         bail!(
             "the build command `{command}` failed ({}); nothing was uploaded\n{tail}",
             out.status

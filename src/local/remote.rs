@@ -7,7 +7,7 @@
 //! does not stop a swap there; the next command reports how it ended.
 
 use crate::config::{Environment, Host, Loaded};
-use crate::ssh::{sh_join, sh_quote, Ssh};
+use crate::sys::ssh::{sh_join, sh_quote, Ssh};
 use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -440,13 +440,13 @@ exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
                 self.env_name
             );
         }
-        let sources = crate::upload::artifact_sources(&self.loaded.config, &self.loaded.dir)?;
+        let sources = crate::node::upload::artifact_sources(&self.loaded.config, &self.loaded.dir)?;
         let incoming = format!(
             "{root}/releases/{}{version}",
-            crate::layout::INCOMING_PREFIX
+            crate::node::layout::INCOMING_PREFIX
         );
         let link_dest = probe.current.as_ref().map(|c| format!("{root}/{c}"));
-        let args = crate::upload::rsync_args(
+        let args = crate::node::upload::rsync_args(
             &sources,
             &self.ssh.remote_path(&format!("{incoming}/")),
             link_dest.as_deref(),
@@ -456,7 +456,7 @@ exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
         });
         match uploaded {
             Ok(stats) => {
-                if let Some(n) = crate::ssh::bytes_sent(&stats) {
+                if let Some(n) = crate::sys::ssh::bytes_sent(&stats) {
                     self.ui.info(&format!("   {} sent", fmt_bytes(n)));
                 }
             }

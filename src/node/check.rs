@@ -2,7 +2,7 @@
 //! changing anything. Every check runs and shows its outcome; the command fails if any did.
 
 use crate::node::Node;
-use crate::systemd::Systemd;
+use crate::sys::systemd::Systemd;
 use anyhow::{bail, Result};
 use std::time::Duration;
 
@@ -15,9 +15,9 @@ impl Node<'_> {
             }
         };
         check("Checking podman", &|| {
-            crate::podman::check_runtime(false).map(|_| ())
+            crate::sys::podman::check_runtime(false).map(|_| ())
         });
-        check("Checking rsync", &crate::upload::check_rsync);
+        check("Checking rsync", &crate::node::upload::check_rsync);
         let systemd = Systemd::connect();
         check("Connecting to the systemd user manager", &|| {
             systemd
@@ -32,7 +32,7 @@ impl Node<'_> {
         }
         if let Some(t) = &self.config.traefik {
             check(&format!("Checking Traefik's API at {}", t.api), &|| {
-                crate::traefik::Api::new(&t.api).ping(Duration::from_secs(2))
+                crate::front::traefik::Api::new(&t.api).ping(Duration::from_secs(2))
             });
         }
         let set_up = self.layout.releases().is_dir();

@@ -1,14 +1,17 @@
 //! The node's front: Traefik and the gap server. Setting them up, switching the app's router
 //! to the gap server around a swap, and maintenance on/off.
 
+pub mod gap;
+pub mod traefik;
+
 use crate::config::Traefik;
-use crate::gap::{self, GAP_FILE, MAINTENANCE_FILE};
 use crate::node::Node;
-use crate::systemd::Systemd;
-use crate::traefik::{self, DynamicSpec, Router};
-use crate::{fsx, layout};
+use crate::sys::systemd::Systemd;
+use crate::{node::layout, sys::fsx};
 use anyhow::{bail, Context, Result};
+use gap::{GAP_FILE, MAINTENANCE_FILE};
 use std::path::{Path, PathBuf};
+use traefik::{DynamicSpec, Router};
 
 /// Where `traefik.manage` keeps Traefik's static config.
 fn managed_static_config(home: &Path) -> PathBuf {
@@ -124,10 +127,10 @@ impl Node<'_> {
             )?;
             systemd.restart(&unit, std::time::Duration::from_secs(30))?;
             // It must answer: the maintenance path always gets the page (503).
-            let url = crate::health::url(self.env.gap_port(), gap::MAINTENANCE_PATH);
+            let url = crate::sys::health::url(self.env.gap_port(), gap::MAINTENANCE_PATH);
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             loop {
-                match crate::health::probe(&url, std::time::Duration::from_secs(1)) {
+                match crate::sys::health::probe(&url, std::time::Duration::from_secs(1)) {
                     Ok(503) => return Ok(()),
                     other if std::time::Instant::now() >= deadline => bail!(
                         "the gap server ({unit}) does not answer on {url} ({other:?}): see \

@@ -2,8 +2,8 @@
 //! unchanged files to the current release (`--link-dest`), then linking `shared/` into it.
 
 use crate::config::{Config, Shared};
-use crate::layout::{Layout, RELEASE_META};
-use crate::{fsx, unit};
+use crate::node::layout::{Layout, RELEASE_META};
+use crate::{node::unit, sys::fsx};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 

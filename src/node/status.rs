@@ -2,10 +2,10 @@
 //! (`--json`) for scripts. The JSON shapes are documented in the README and kept stable: fields
 //! are added, never renamed or removed.
 
-use crate::health;
+use crate::node::state::{Event, Outcome};
 use crate::node::Node;
-use crate::state::{Event, Outcome};
-use crate::systemd::Systemd;
+use crate::sys::health;
+use crate::sys::systemd::Systemd;
 use anyhow::Result;
 use serde::Serialize;
 use std::time::Duration;
@@ -160,7 +160,7 @@ impl Node<'_> {
                     outcome: outcome_word(r.map(|r| &r.outcome)).into(),
                     created_at: r.map(|r| r.created_at.clone()),
                     last_live_at: r.and_then(|r| r.deployed_at.clone()),
-                    snapshot_at: crate::snapshot::latest(&self.layout.snapshots(v))
+                    snapshot_at: crate::node::snapshot::latest(&self.layout.snapshots(v))
                         .ok()
                         .flatten()
                         .map(|(stamp, _)| stamp),

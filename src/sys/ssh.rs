@@ -48,7 +48,7 @@ impl Ssh {
     ) -> Result<Ssh> {
         let o = options.cloned().unwrap_or_default();
         let identity = match o.identity {
-            Some(i) => Some(crate::layout::expand_home(&i, home)?),
+            Some(i) => Some(crate::node::layout::expand_home(&i, home)?),
             None => None,
         };
         let control_dir = std::env::temp_dir().join(format!("deploy-ssh.{}", std::process::id()));
@@ -192,7 +192,7 @@ impl Ssh {
         self.ensure_master()?;
         let mut all = vec!["-e".to_string(), self.rsync_shell(), "--stats".into()];
         all.extend(args.iter().cloned());
-        crate::upload::run_rsync(all, dir, &self.destination)
+        crate::node::upload::run_rsync(all, dir, &self.destination)
     }
 }
 

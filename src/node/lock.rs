@@ -53,7 +53,7 @@ pub fn acquire(path: &Path, what: &str) -> Result<NodeLock> {
         "`{what}` (pid {}, host {}, since {})\n",
         std::process::id(),
         hostname(),
-        crate::state::now()
+        crate::node::state::now()
     );
     file.set_len(0)?;
     file.rewind()?;

@@ -77,7 +77,7 @@ impl Tail {
 /// Runs `deploy --node ARGS` detached, in `runs` (the app's `.deploy/runs`), following its
 /// output until it ends; its exit code becomes ours.
 pub fn run(runs: &Path, argv: &[String], what: &str, env_name: &str) -> Result<()> {
-    crate::fsx::ensure_dir(runs, 0o700)?;
+    crate::sys::fsx::ensure_dir(runs, 0o700)?;
     prune_runs(runs);
     let stem = format!(
         "{}-{}",

@@ -10,7 +10,7 @@
 //! SQLite's online backup API (rows still in a `-wal` file included), so it is the data exactly
 //! as that release left it. It lives in that release's directory and is pruned with it.
 
-use crate::fsx;
+use crate::sys::fsx;
 use anyhow::{Context, Result};
 use rusqlite::{Connection, DatabaseName, OpenFlags};
 use std::io::Read;

@@ -672,7 +672,7 @@ fn validate_traefik(t: &Traefik) -> std::result::Result<(), Invalid> {
             }
         }
         for (name, address) in &m.entrypoints {
-            if crate::traefik::port_of(address).is_none() || name == "traefik" {
+            if crate::front::traefik::port_of(address).is_none() || name == "traefik" {
                 return Err(invalid(
                     &["traefik", "manage", "entrypoints", name],
                     format!("`{address}` is not an address like \":80\" or \"127.0.0.1:8000\" (and `traefik` is the API's name)"),
@@ -799,7 +799,7 @@ environments:
 
     #[test]
     fn the_shipped_example_file_is_valid() {
-        let text = include_str!("../deploy.yaml.example");
+        let text = include_str!("../../deploy.yaml.example");
         parse(text).unwrap();
     }
 

@@ -1,11 +1,11 @@
 //! The systemd user unit of an app and the per-release env file it reads. Pure: renders text
 //! from the template in `units/`, embedded in the binary.
 
-use crate::layout::Layout;
+use crate::node::layout::Layout;
 use anyhow::Result;
 use serde::Serialize;
 
-const APP_SERVICE: &str = include_str!("../units/app.service");
+const APP_SERVICE: &str = include_str!("../../units/app.service");
 
 /// What a unit is made from: everything is fixed per environment, nothing per release.
 #[derive(Debug, Clone, Serialize)]

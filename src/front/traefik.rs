@@ -5,18 +5,18 @@
 //! Rendering is pure; `Api` and `Router` do the I/O.
 
 use crate::config::{Environment, Traefik};
-use crate::fsx;
+use crate::sys::fsx;
 use crate::template::render;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const DYNAMIC: &str = include_str!("../templates/traefik-dynamic.yaml");
-const STATIC: &str = include_str!("../templates/traefik-static.yaml");
-const PAGE: &str = include_str!("../templates/maintenance.html");
-const GAP_UNIT: &str = include_str!("../units/gap.service");
-const TRAEFIK_UNIT: &str = include_str!("../units/traefik.service");
+const DYNAMIC: &str = include_str!("../../templates/traefik-dynamic.yaml");
+const STATIC: &str = include_str!("../../templates/traefik-static.yaml");
+const PAGE: &str = include_str!("../../templates/maintenance.html");
+const GAP_UNIT: &str = include_str!("../../units/gap.service");
+const TRAEFIK_UNIT: &str = include_str!("../../units/traefik.service");
 
 /// How long a change may take to show in the API (Traefik's default throttle is 2 s).
 pub const LIVE_TIMEOUT: Duration = Duration::from_secs(15);

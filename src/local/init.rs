@@ -9,7 +9,7 @@ use serde::Serialize;
 use std::io::IsTerminal;
 use std::path::Path;
 
-const INIT_TEMPLATE: &str = include_str!("../templates/deploy.init.yaml");
+const INIT_TEMPLATE: &str = include_str!("../../templates/deploy.init.yaml");
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct InitSpec {
@@ -129,13 +129,13 @@ pub fn run(config_path: &Path, ui: Ui) -> Result<()> {
     }
     let text = render_config(&spec)?;
     crate::config::parse(&text).context("the config init would write is invalid (a bug)")?;
-    crate::fsx::write_atomic(config_path, text.as_bytes(), 0o644)?;
+    crate::sys::fsx::write_atomic(config_path, text.as_bytes(), 0o644)?;
     ui.info(&format!("wrote {}", config_path.display()));
     if !["Containerfile", "Dockerfile"]
         .iter()
         .any(|f| dir.join(f).exists())
     {
-        crate::fsx::write_atomic(
+        crate::sys::fsx::write_atomic(
             &dir.join("Containerfile"),
             containerfile(&spec).as_bytes(),
             0o644,

@@ -7,8 +7,8 @@
 //! move (a rename on one filesystem; across filesystems a copy, fsync, byte-for-byte and SQLite
 //! verification, then the swap) and check databases.
 
-use crate::fsx;
-use crate::snapshot;
+use crate::node::snapshot;
+use crate::sys::fsx;
 use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
@@ -553,7 +553,7 @@ impl crate::node::Node<'_> {
         } else {
             fsx::ensure_dir(&self.layout.meta(), 0o700)?;
             // Not `self.lock()`: that one wants `deploy setup` first, which is optional here.
-            Some(crate::lock::acquire(
+            Some(crate::node::lock::acquire(
                 &self.layout.lock_file(),
                 &format!("deploy migrate-data {}", self.env_name),
             )?)
@@ -585,7 +585,7 @@ impl crate::node::Node<'_> {
         self.ui.info(describe(&plan, &root).trim_end());
 
         // No writer may have a database open while it moves.
-        let systemd = crate::systemd::Systemd::connect()?;
+        let systemd = crate::sys::systemd::Systemd::connect()?;
         let unit = self.unit_name();
         let running = systemd
             .state(&unit)
@@ -661,7 +661,7 @@ impl crate::node::Node<'_> {
                     }
                     fsx::sync_dir(&root)?;
                     crate::signals::point("migrate-after-release-files");
-                    crate::upload::finish_release_dir(
+                    crate::node::upload::finish_release_dir(
                         &incoming,
                         &self.config.shared,
                         &self.config.app,
@@ -673,13 +673,13 @@ impl crate::node::Node<'_> {
         }
         fsx::replace_symlink(
             &self.layout.current(),
-            &crate::layout::Layout::current_target(&v),
+            &crate::node::layout::Layout::current_target(&v),
         )?;
         let mut state = self.load_state()?;
         if !state.releases.contains_key(&v) {
             state.add_release(&v, &image);
         }
-        state.set_outcome(&v, crate::state::Outcome::Ok);
+        state.set_outcome(&v, crate::node::state::Outcome::Ok);
         state.push_event(crate::node::event(
             "migrate-data",
             &v,

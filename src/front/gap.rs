@@ -217,14 +217,14 @@ impl Server {
 pub fn set_flag(control: &Path, name: &str, on: bool) -> Result<()> {
     let path = control.join(name);
     if on {
-        crate::fsx::write_atomic(
+        crate::sys::fsx::write_atomic(
             &path,
-            format!("{}\n", crate::state::now()).as_bytes(),
+            format!("{}\n", crate::node::state::now()).as_bytes(),
             0o644,
         )
     } else {
         match std::fs::remove_file(&path) {
-            Ok(()) => crate::fsx::sync_dir(control),
+            Ok(()) => crate::sys::fsx::sync_dir(control),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
         }

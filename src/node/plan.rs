@@ -3,10 +3,10 @@
 //! uses, reading the node but changing nothing.
 
 use crate::config::Backup;
-use crate::layout::Layout;
+use crate::node::layout::Layout;
 use crate::node::swap::{self, Move, Step};
 use crate::node::Node;
-use crate::{podman, traefik, unit, upload};
+use crate::{front::traefik, node::unit, node::upload, sys::podman};
 use anyhow::{anyhow, Result};
 use std::fmt::Write;
 
@@ -57,7 +57,7 @@ impl Node<'_> {
                 let args = unit::hook_args(&spec, &self.image(mv.target()), mv.target(), command);
                 format!(
                     "podman {} (at most {})",
-                    crate::ssh::sh_join(&args),
+                    crate::sys::ssh::sh_join(&args),
                     humantime::format_duration(self.config.hooks.timeout)
                 )
             }
@@ -70,7 +70,7 @@ impl Node<'_> {
             Step::Start => unit,
             Step::Health => format!(
                 "GET {} until 2xx, {} at most",
-                crate::health::url(self.env.port, &self.config.health.path),
+                crate::sys::health::url(self.env.port, &self.config.health.path),
                 humantime::format_duration(self.config.health.timeout)
             ),
             Step::LeaveGap => "Traefik routes back to the app".into(),
@@ -192,7 +192,7 @@ impl Node<'_> {
             line(
                 &mut out,
                 "upload",
-                format!("rsync {}", crate::ssh::sh_join(&args)),
+                format!("rsync {}", crate::sys::ssh::sh_join(&args)),
             );
         }
         for e in self
@@ -222,7 +222,7 @@ impl Node<'_> {
             "build",
             format!(
                 "podman {}",
-                crate::ssh::sh_join(&podman::build_args(&target, &image))
+                crate::sys::ssh::sh_join(&podman::build_args(&target, &image))
             ),
         );
         let snapshots = self.config.backup == Backup::Snapshot;
@@ -243,11 +243,11 @@ impl Node<'_> {
         self.require_setup()?;
         let state = self.load_state()?;
         let current = self.current()?;
-        let systemd = crate::systemd::Systemd::connect().ok();
+        let systemd = crate::sys::systemd::Systemd::connect().ok();
         let target = self.rollback_target(systemd.as_ref(), &state, to)?;
         let restore = if with_data {
             Some(
-                crate::snapshot::latest(&self.layout.snapshots(&target))?
+                crate::node::snapshot::latest(&self.layout.snapshots(&target))?
                     .map(|(_, dir)| dir)
                     .ok_or_else(|| anyhow!("there is no data snapshot of {target}"))?,
             )

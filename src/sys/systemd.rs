@@ -135,8 +135,8 @@ impl Systemd {
     /// Writes a unit file (atomically) into the user's unit directory, reloads the manager and
     /// enables the unit, so it also starts with the user's manager (at boot, with lingering).
     pub fn install_unit(&self, dir: &std::path::Path, name: &str, text: &str) -> Result<()> {
-        crate::fsx::ensure_dir(dir, 0o755)?;
-        crate::fsx::write_atomic(&dir.join(name), text.as_bytes(), 0o644)?;
+        crate::sys::fsx::ensure_dir(dir, 0o755)?;
+        crate::sys::fsx::write_atomic(&dir.join(name), text.as_bytes(), 0o644)?;
         self.reload()?;
         self.manager
             .enable_unit_files(&[name], false, true)
