@@ -1,6 +1,6 @@
 //! The command line.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -34,13 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Prepare the node: directories, shared files, the app's systemd user unit.
-    Setup {
-        /// The environment (from `environments:`).
-        env: Option<String>,
-        /// Print what setup would do (directories, unit and Traefik contents); change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Setup(SetupArgs),
     /// Print a completion script: `deploy completions bash > /etc/bash_completion.d/deploy`.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): `deploy man > deploy.1`.
@@ -48,101 +42,138 @@ pub enum Command {
     /// Write a commented deploy.yaml here (and a Containerfile for a single binary if none).
     Init,
     /// Check the config and the artifacts, and with ENV what the node needs; changes nothing.
-    Check { env: Option<String> },
+    Check(EnvArgs),
     /// Ship VERSION: build, upload, podman build, stop-swap-start, health check, prune.
-    Release {
-        /// The release's name, e.g. v2.0.0.
-        version: String,
-        env: Option<String>,
-        /// Replace an existing release of the same name (not the live one), and go on without
-        /// Traefik's gap protection when Traefik cannot be switched.
-        #[arg(long)]
-        force: bool,
-        /// Do not run `build.command` first.
-        #[arg(long)]
-        skip_build: bool,
-        /// Print the plan (upload, build, swap, prune) and change nothing; no build runs.
-        #[arg(long)]
-        dry_run: bool,
-        /// On the node: the artifacts were already uploaded into releases/.incoming-VERSION.
-        #[arg(long, hide = true)]
-        uploaded: bool,
-    },
+    Release(ReleaseArgs),
     /// Go back to the previous release (or the one named with --to).
-    Rollback {
-        env: Option<String>,
-        /// The release to go back to.
-        #[arg(long, value_name = "VERSION")]
-        to: Option<String>,
-        /// Also put back the SQLite data that release left (its snapshot); the data there now
-        /// is kept as a snapshot of the release being left.
-        #[arg(long)]
-        with_data: bool,
-        /// Do not ask before replacing the data (--with-data).
-        #[arg(long, short = 'y')]
-        yes: bool,
-        /// Go on without Traefik's gap protection when Traefik cannot be switched.
-        #[arg(long)]
-        force: bool,
-        /// Print the plan and change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Rollback(RollbackArgs),
     /// List the releases on the node, newest first; `*` marks the live one.
-    Releases { env: Option<String> },
+    Releases(EnvArgs),
     /// What is live, the unit's state and the health check's answer.
-    Status { env: Option<String> },
+    Status(EnvArgs),
     /// The app's own output: its last lines, and with -f what follows, as it comes.
-    Logs {
-        env: Option<String>,
-        /// Keep following the output (Ctrl-C to stop).
-        #[arg(short, long)]
-        follow: bool,
-        /// How many of the last lines to show first.
-        #[arg(short = 'n', long, default_value_t = 50)]
-        lines: usize,
-    },
+    Logs(LogsArgs),
     /// Serve the maintenance page to everyone (on), or the app again (off). Needs `traefik:`.
-    Maintenance {
-        #[arg(value_parser = ["on", "off"])]
-        state: String,
-        env: Option<String>,
-    },
+    Maintenance(MaintenanceArgs),
     /// Convert an app directory deployed in place (binary, assets, .env, data/) into releases/
     /// and shared/, losing nothing: the shared entries move to shared/, the rest becomes the
     /// first release. Resumes an interrupted migration; does nothing on the new layout.
-    MigrateData {
-        env: Option<String>,
-        /// Print the plan and change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// The first release's name.
-        #[arg(long = "as", value_name = "VERSION", default_value = "legacy")]
-        release: String,
-    },
+    MigrateData(MigrateArgs),
     /// The gap server that `deploy setup` runs as a user unit beside the app (not for people).
     #[command(hide = true)]
     GapServer(crate::front::gap::Options),
+}
+
+/// A command that takes only the environment.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The environment (from `environments:`).
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// The environment (from `environments:`).
+    pub env: Option<String>,
+    /// Print what setup would do (directories, unit and Traefik contents); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// The release's name, e.g. v2.0.0.
+    pub version: String,
+    pub env: Option<String>,
+    /// Replace an existing release of the same name (not the live one), and go on without
+    /// Traefik's gap protection when Traefik cannot be switched.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not run `build.command` first.
+    #[arg(long)]
+    pub skip_build: bool,
+    /// Print the plan (upload, build, swap, prune) and change nothing; no build runs.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// On the node: the artifacts were already uploaded into releases/.incoming-VERSION.
+    #[arg(long, hide = true)]
+    pub uploaded: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    pub env: Option<String>,
+    /// The release to go back to.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    /// Also put back the SQLite data that release left (its snapshot); the data there now
+    /// is kept as a snapshot of the release being left.
+    #[arg(long)]
+    pub with_data: bool,
+    /// Do not ask before replacing the data (--with-data).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Go on without Traefik's gap protection when Traefik cannot be switched.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub env: Option<String>,
+    /// Keep following the output (Ctrl-C to stop).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many of the last lines to show first.
+    #[arg(short = 'n', long, default_value_t = 50)]
+    pub lines: usize,
+}
+
+/// `maintenance on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct MaintenanceArgs {
+    pub state: Switch,
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    pub env: Option<String>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The first release's name.
+    #[arg(long = "as", value_name = "VERSION", default_value = "legacy")]
+    pub release: String,
 }
 
 impl Command {
     /// The environment a command for a node names (`Some(None)`: the only one); `None` for the
     /// commands that need no node (init, check, completions, man, the gap server).
     pub fn env(&self) -> Option<Option<&str>> {
-        match self {
-            Command::Setup { env, .. }
-            | Command::Release { env, .. }
-            | Command::Rollback { env, .. }
-            | Command::Releases { env }
-            | Command::Status { env }
-            | Command::Maintenance { env, .. }
-            | Command::MigrateData { env, .. }
-            | Command::Logs { env, .. } => Some(env.as_deref()),
+        let env = match self {
+            Command::Setup(a) => &a.env,
+            Command::Release(a) => &a.env,
+            Command::Rollback(a) => &a.env,
+            Command::Releases(a) | Command::Status(a) => &a.env,
+            Command::Maintenance(a) => &a.env,
+            Command::MigrateData(a) => &a.env,
+            Command::Logs(a) => &a.env,
             Command::GapServer(_)
             | Command::Init
-            | Command::Check { .. }
+            | Command::Check(_)
             | Command::Completions { .. }
-            | Command::Man => None,
-        }
+            | Command::Man => return None,
+        };
+        Some(env.as_deref())
     }
 }

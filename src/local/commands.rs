@@ -1,12 +1,13 @@
 //! From the command line to the node: load the config, pick the environment, run the local
 //! steps (the build) and hand over to the node-side steps.
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ReleaseArgs, RollbackArgs, Switch};
 use crate::local::remote::Remote;
-use crate::node::{Node, ReleaseRequest};
+use crate::node::Node;
 use crate::ui::Ui;
 use crate::{config, exit};
 use anyhow::{bail, Context, Result};
+use std::path::Path;
 
 pub fn run(cli: Cli) -> Result<()> {
     let ui = Ui {
@@ -14,64 +15,67 @@ pub fn run(cli: Cli) -> Result<()> {
         quiet: cli.quiet,
         json: cli.json,
     };
-    if let Command::GapServer(options) = cli.command {
-        return crate::front::gap::serve(options);
-    }
-    if let Command::Completions { shell } = cli.command {
-        use clap::CommandFactory;
-        let mut command = Cli::command();
-        clap_complete::generate(shell, &mut command, "deploy", &mut std::io::stdout());
-        return Ok(());
-    }
-    if let Command::Man = cli.command {
-        use clap::CommandFactory;
-        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
-        return Ok(());
-    }
-    if let Command::Init = cli.command {
-        return crate::local::init::run(&cli.config, ui);
-    }
-    let loaded = config::load(&cli.config).map_err(|e| exit::with(exit::Code::Config, e))?;
-    if let Command::Check { env } = &cli.command {
-        return check(&loaded, env.as_deref(), ui);
-    }
-    let env_arg = cli
-        .command
-        .env()
-        .expect("the commands without a node returned above");
-    let (env_name, env) = loaded.environment(env_arg)?;
-    if let Command::Release {
-        version,
-        skip_build,
-        dry_run: false,
-        ..
-    } = &cli.command
-    {
-        crate::version::check(version)?;
-        if let (Some(build), false) = (&loaded.config.build, skip_build) {
-            ui.step(&format!("Building ({})", build.command), || {
-                run_local(&build.command, &loaded.dir, ui.quiet)
-            })?;
+    let file = &cli.config;
+    let node_env = match &cli.command {
+        Command::GapServer(options) => return crate::front::gap::serve(options.clone()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "deploy", &mut std::io::stdout());
+            return Ok(());
         }
-        if !cli.node {
-            for hook in &loaded.config.hooks.before_upload {
-                ui.step(&format!("Hook before_upload: {hook}"), || {
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        Command::Init => return crate::local::init::run(file, ui),
+        Command::Check(a) => return check(&load(file)?, a.env.as_deref(), ui),
+        other => other.env().expect("every other command acts on a node"),
+    };
+    let loaded = load(file)?;
+    let (env_name, env) = loaded.environment(node_env)?;
+    if let Command::Release(a) = &cli.command {
+        before_release(a, &loaded, ui, cli.node)?;
+    }
+    let result = dispatch(&cli, &loaded, env_name, env, ui);
+    if let (Ok(()), Command::Release(a), false) = (&result, &cli.command, cli.node) {
+        if !a.dry_run {
+            for hook in &loaded.config.hooks.after_release {
+                ui.step(&format!("Hook after_release: {hook}"), || {
                     run_local(hook, &loaded.dir, ui.quiet)
                 })
-                .context("a before_upload hook failed: nothing was uploaded or changed")?;
+                .context("an after_release hook failed (the release is live)")?;
             }
         }
     }
-    let result = dispatch(&cli, &loaded, env_name, env, ui);
-    if let (Ok(()), Command::Release { .. }, false) = (&result, &cli.command, cli.node) {
-        for hook in &loaded.config.hooks.after_release {
-            ui.step(&format!("Hook after_release: {hook}"), || {
+    result
+}
+
+fn load(file: &Path) -> Result<config::Loaded> {
+    config::load(file).map_err(|e| exit::with(exit::Code::Config, e))
+}
+
+/// What a release runs here first: `build.command`, then the `before_upload` hooks.
+fn before_release(a: &ReleaseArgs, loaded: &config::Loaded, ui: Ui, node: bool) -> Result<()> {
+    if a.dry_run {
+        return Ok(());
+    }
+    crate::version::check(&a.version)?;
+    if let (Some(build), false) = (&loaded.config.build, a.skip_build) {
+        ui.step(&format!("Building ({})", build.command), || {
+            run_local(&build.command, &loaded.dir, ui.quiet)
+        })?;
+    }
+    if !node {
+        for hook in &loaded.config.hooks.before_upload {
+            ui.step(&format!("Hook before_upload: {hook}"), || {
                 run_local(hook, &loaded.dir, ui.quiet)
             })
-            .context("an after_release hook failed (the release is live)")?;
+            .context("a before_upload hook failed: nothing was uploaded or changed")?;
         }
     }
-    result
+    Ok(())
 }
 
 /// Runs the command on the node: here, or over SSH for a remote environment.
@@ -93,66 +97,35 @@ fn dispatch(
         }
     }
     match &cli.command {
-        Command::Setup { dry_run: true, .. } => print_plan(node.setup_plan()),
-        Command::Release {
-            version,
-            dry_run: true,
-            uploaded,
-            skip_build,
-            ..
-        } => {
-            if let (Some(b), false, false) = (&loaded.config.build, skip_build, uploaded) {
+        Command::Setup(a) if a.dry_run => print_plan(node.setup_plan()),
+        Command::Setup(_) => node.setup(),
+        Command::Release(a) if a.dry_run => {
+            if let (Some(b), false, false) = (&loaded.config.build, a.skip_build, a.uploaded) {
                 println!("  (first, here: {} in {})", b.command, loaded.dir.display());
             }
-            print_plan(node.release_plan(version, *uploaded))
+            print_plan(node.release_plan(&a.version, a.uploaded))
         }
-        Command::Rollback {
-            to,
-            with_data,
-            dry_run: true,
-            ..
-        } => print_plan(node.rollback_plan(to.as_deref(), *with_data)),
-        Command::Setup { .. } => node.setup(),
-        Command::Release {
-            version,
-            force,
-            uploaded,
-            ..
-        } => node.release(&ReleaseRequest {
-            version,
-            force: *force,
-            uploaded: *uploaded,
-            project_dir: &loaded.dir,
-        }),
-        Command::Rollback {
-            to,
-            with_data,
-            yes,
-            force,
-            ..
-        } => node.rollback(&crate::node::RollbackRequest {
-            to: to.as_deref(),
-            with_data: *with_data,
-            yes: *yes,
-            force: *force,
-        }),
-        Command::Releases { .. } => {
+        Command::Release(a) => node.release(a),
+        Command::Rollback(a) if a.dry_run => {
+            print_plan(node.rollback_plan(a.to.as_deref(), a.with_data))
+        }
+        Command::Rollback(a) => node.rollback(a),
+        Command::Releases(_) => {
             let r = node.releases_report()?;
             print_report(ui, &r, r.text())
         }
-        Command::Status { .. } => {
+        Command::Status(_) => {
             let s = node.status_report()?;
             print_report(ui, &s, s.text())
         }
-        Command::Maintenance { state, .. } => node.maintenance(state == "on"),
-        Command::Logs { follow, lines, .. } => node.logs(*lines, *follow),
-        Command::MigrateData {
-            dry_run, release, ..
-        } => node.migrate_data(&crate::node::migrate::MigrateRequest {
-            dry_run: *dry_run,
-            release,
-        }),
-        _ => unreachable!("the commands without a node returned before"),
+        Command::Maintenance(a) => node.maintenance(a.state == Switch::On),
+        Command::Logs(a) => node.logs(a.lines, a.follow),
+        Command::MigrateData(a) => node.migrate_data(a),
+        Command::GapServer(_)
+        | Command::Init
+        | Command::Check(_)
+        | Command::Completions { .. }
+        | Command::Man => unreachable!("the commands without a node returned before"),
     }
 }
 
@@ -200,137 +173,123 @@ fn print_report(ui: Ui, report: &impl serde::Serialize, text: String) -> Result<
     Ok(())
 }
 
+/// The node-side command line of a command for `env` (`deploy --node ... ARGS`): the same
+/// command, with what was done here already said so (the build ran: `--skip-build`; the
+/// upload over SSH: `--uploaded`; `--with-data` confirmed: `--yes`). Pure.
+pub fn node_args(command: &Command, env: &str, uploaded: bool) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    let mut flag = |on: bool, name: &str| {
+        if on {
+            args.push(name.into())
+        }
+    };
+    let words: Vec<String> = match command {
+        Command::Setup(a) => {
+            flag(a.dry_run, "--dry-run");
+            vec!["setup".into(), env.into()]
+        }
+        Command::Release(a) => {
+            flag(uploaded, "--uploaded");
+            flag(!a.dry_run, "--skip-build");
+            flag(a.force, "--force");
+            flag(a.dry_run, "--dry-run");
+            vec!["release".into(), a.version.clone(), env.into()]
+        }
+        Command::Rollback(a) => {
+            flag(a.with_data, "--with-data");
+            flag(a.with_data && !a.dry_run, "--yes");
+            flag(a.force, "--force");
+            flag(a.dry_run, "--dry-run");
+            let mut w = vec!["rollback".to_string(), env.into()];
+            if let Some(t) = &a.to {
+                w.extend(["--to".into(), t.clone()]);
+            }
+            w
+        }
+        Command::Releases(_) => vec!["releases".into(), env.into()],
+        Command::Status(_) => vec!["status".into(), env.into()],
+        Command::Logs(a) => {
+            flag(a.follow, "--follow");
+            vec!["logs".into(), env.into(), "-n".into(), a.lines.to_string()]
+        }
+        Command::Maintenance(a) => {
+            let state = if a.state == Switch::On { "on" } else { "off" };
+            vec!["maintenance".into(), state.into(), env.into()]
+        }
+        Command::MigrateData(a) => {
+            flag(a.dry_run, "--dry-run");
+            vec![
+                "migrate-data".into(),
+                env.into(),
+                "--as".into(),
+                a.release.clone(),
+            ]
+        }
+        Command::GapServer(_)
+        | Command::Init
+        | Command::Check(_)
+        | Command::Completions { .. }
+        | Command::Man => unreachable!("these run no node command"),
+    };
+    words.into_iter().chain(args).collect()
+}
+
+/// `rollback --with-data` replaces the data: asked here, where there is a terminal (the node
+/// side runs detached, or over SSH, and cannot ask).
+fn confirm_with_data(ui: Ui, a: &RollbackArgs, env: &str) -> Result<()> {
+    if !a.with_data || a.yes || a.dry_run {
+        return Ok(());
+    }
+    let question = format!(
+        "--with-data replaces the SQLite data on {env} with what {} left (the data there now is \
+         kept as a snapshot). Go on?",
+        a.to.as_deref().unwrap_or("the previous release")
+    );
+    if !ui.ask(&question)? {
+        bail!(
+            "--with-data not confirmed, nothing changed (pass --yes to confirm without a prompt)"
+        );
+    }
+    Ok(())
+}
+
 /// A remote environment: the same command, run by the node's own deploy over SSH.
 fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
     let env = remote.env_name.clone();
-    let mut args: Vec<String> = Vec::new();
-    let flag = |on: bool, name: &str, args: &mut Vec<String>| {
-        if on {
-            args.push(name.into());
-        }
-    };
     match command {
-        Command::Setup { dry_run, .. } => return remote.setup(*dry_run),
-        Command::Release {
-            version,
-            force,
-            dry_run,
-            ..
-        } => return remote.release(version, *force, *dry_run),
-        Command::Rollback {
-            to,
-            with_data,
-            yes,
-            force,
-            dry_run,
-            ..
-        } => {
-            if *dry_run {
-                args.extend(["rollback".into(), env.clone()]);
-                if let Some(t) = to {
-                    args.extend(["--to".into(), t.clone()]);
-                }
-                flag(*with_data, "--with-data", &mut args);
-                args.push("--dry-run".into());
-                return remote.read(&args);
-            }
-            args = rollback_args(remote.ui, &env, to.as_deref(), *with_data, *yes, *force)?;
+        Command::Setup(a) => remote.setup(a.dry_run),
+        Command::Release(a) if a.dry_run => remote.read(&node_args(command, &env, true)),
+        Command::Release(a) => remote.release(&a.version, &node_args(command, &env, true)),
+        Command::Rollback(a) if a.dry_run => remote.read(&node_args(command, &env, false)),
+        Command::Releases(_) | Command::Status(_) | Command::Logs(_) => {
+            remote.read(&node_args(command, &env, false))
         }
-        Command::Releases { .. } => return remote.read(&["releases".into(), env]),
-        Command::Status { .. } => return remote.read(&["status".into(), env]),
-        Command::Logs { follow, lines, .. } => {
-            let mut args = vec!["logs".into(), env, "-n".into(), lines.to_string()];
-            flag(*follow, "--follow", &mut args);
-            return remote.read(&args);
+        Command::Rollback(a) => {
+            confirm_with_data(remote.ui, a, &env)?;
+            remote.run(&node_args(command, &env, false))
         }
-        Command::Maintenance { state, .. } => {
-            args.extend(["maintenance".into(), state.clone(), env]);
-        }
-        Command::MigrateData {
-            dry_run, release, ..
-        } => {
-            args.extend(["migrate-data".into(), env, "--as".into(), release.clone()]);
-            flag(*dry_run, "--dry-run", &mut args);
-        }
-        _ => unreachable!("the commands without a node returned before"),
+        _ => remote.run(&node_args(command, &env, false)),
     }
-    remote.run(&args)
-}
-
-/// The node-side arguments of a rollback; `--with-data` is confirmed here first (the node side
-/// runs detached and cannot ask).
-fn rollback_args(
-    ui: Ui,
-    env: &str,
-    to: Option<&str>,
-    with_data: bool,
-    yes: bool,
-    force: bool,
-) -> Result<Vec<String>> {
-    let mut args = vec!["rollback".to_string(), env.to_string()];
-    if let Some(t) = to {
-        args.extend(["--to".into(), t.to_string()]);
-    }
-    if with_data {
-        if !yes {
-            let question = format!(
-                "--with-data replaces the SQLite data on {env} with what {} left (the data there \
-                 now is kept as a snapshot). Go on?",
-                to.unwrap_or("the previous release")
-            );
-            if !ui.ask(&question)? {
-                bail!("--with-data not confirmed, nothing changed (pass --yes to confirm without a prompt)");
-            }
-        }
-        args.extend(["--with-data".into(), "--yes".into()]);
-    }
-    if force {
-        args.push("--force".into());
-    }
-    Ok(args)
 }
 
 /// A release or rollback on a local environment: its node-side steps run detached (see
 /// `detached`), unless the node is not set up (nothing is live there to protect).
 fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Option<()>> {
-    let env = node.env_name.clone();
-    let (args, what) = match &cli.command {
-        Command::Release {
-            version,
-            force,
-            dry_run: false,
-            uploaded: false,
-            ..
-        } => {
-            let mut args = vec![
-                "release".into(),
-                version.clone(),
-                env.clone(),
-                "--skip-build".into(),
-            ];
-            if *force {
-                args.push("--force".into());
-            }
-            (args, format!("release {version} {env}"))
+    let env = &node.env_name;
+    let what = match &cli.command {
+        Command::Release(a) if !a.dry_run && !a.uploaded => format!("release {} {env}", a.version),
+        Command::Rollback(a) if !a.dry_run => {
+            confirm_with_data(node.ui, a, env)?;
+            format!("rollback {env}")
         }
-        Command::Rollback {
-            to,
-            with_data,
-            yes,
-            force,
-            dry_run: false,
-            ..
-        } => (
-            rollback_args(node.ui, &env, to.as_deref(), *with_data, *yes, *force)?,
-            format!("rollback {env}"),
-        ),
         _ => return Ok(None),
     };
     if !node.layout.meta().is_dir() {
         return Ok(None);
     }
+    let args = node_args(&cli.command, env, false);
     let argv = crate::local::detached::node_argv(&loaded.file, node.ui, &args);
-    crate::local::detached::run(&node.layout.meta().join("runs"), &argv, &what, &env).map(Some)
+    crate::local::detached::run(&node.layout.meta().join("runs"), &argv, &what, env).map(Some)
 }
 
 /// Runs a local command (the build, a hook) with `sh -c` in the project directory; its output
@@ -354,4 +313,48 @@ fn run_local(command: &str, dir: &std::path::Path, quiet: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(line: &str) -> Vec<String> {
+        let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
+        node_args(
+            &cli.command,
+            "prod",
+            line.contains("release") && line.contains("remote"),
+        )
+    }
+
+    #[test]
+    fn node_side_command_lines() {
+        assert_eq!(
+            args("deploy release v2 --force"),
+            ["release", "v2", "prod", "--skip-build", "--force"]
+        );
+        assert_eq!(
+            args("deploy release v2 --dry-run"),
+            ["release", "v2", "prod", "--dry-run"]
+        );
+        assert_eq!(
+            args("deploy rollback --to v1 --with-data"),
+            ["rollback", "prod", "--to", "v1", "--with-data", "--yes"]
+        );
+        assert_eq!(
+            args("deploy rollback --with-data --dry-run"),
+            ["rollback", "prod", "--with-data", "--dry-run"]
+        );
+        assert_eq!(
+            args("deploy logs -f -n 5"),
+            ["logs", "prod", "-n", "5", "--follow"]
+        );
+        assert_eq!(args("deploy maintenance on"), ["maintenance", "on", "prod"]);
+        assert_eq!(
+            args("deploy migrate-data --as old --dry-run"),
+            ["migrate-data", "prod", "--as", "old", "--dry-run"]
+        );
+    }
 }

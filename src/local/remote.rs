@@ -422,16 +422,7 @@ exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
 
     /// Uploads the artifacts into `releases/.incoming-VERSION` (hard links to the live release
     /// for what did not change), then runs the rest of the release on the node.
-    pub fn release(&self, version: &str, force: bool, dry_run: bool) -> Result<()> {
-        if dry_run {
-            return self.read(&[
-                "release".into(),
-                version.into(),
-                self.env_name.clone(),
-                "--uploaded".into(),
-                "--dry-run".into(),
-            ]);
-        }
+    pub fn release(&self, version: &str, node_args: &[String]) -> Result<()> {
         let (probe, root, config) = self.prepare()?;
         if !probe.set_up {
             bail!(
@@ -470,17 +461,7 @@ exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
                 )));
             }
         }
-        let mut args = vec![
-            "release".to_string(),
-            version.to_string(),
-            self.env_name.clone(),
-            "--uploaded".into(),
-            "--skip-build".into(),
-        ];
-        if force {
-            args.push("--force".into());
-        }
-        self.act(&root, &config, &args)
+        self.act(&root, &config, node_args)
     }
 
     /// Any other command that changes the node, run there as it is.

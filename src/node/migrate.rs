@@ -9,6 +9,7 @@
 
 use crate::node::snapshot;
 use crate::sys::fsx;
+use crate::sys::systemd::Active;
 use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
@@ -444,12 +445,6 @@ pub fn writers(dir: &Path) -> Vec<String> {
 // ------------------------------------------------------------------------- the node's side
 
 /// What `deploy migrate-data` is given.
-pub struct MigrateRequest<'a> {
-    pub dry_run: bool,
-    /// The first release's name (`--as`, default `legacy`).
-    pub release: &'a str,
-}
-
 impl crate::node::Node<'_> {
     fn plan_file(&self) -> PathBuf {
         self.layout.meta().join(PLAN_FILE)
@@ -538,7 +533,7 @@ impl crate::node::Node<'_> {
         Ok(Some(plan))
     }
 
-    pub fn migrate_data(&self, req: &MigrateRequest) -> Result<()> {
+    pub fn migrate_data(&self, req: &crate::cli::MigrateArgs) -> Result<()> {
         let root = self.layout.root.clone();
         if !root.is_dir() {
             bail!(
@@ -561,7 +556,7 @@ impl crate::node::Node<'_> {
         let resumed = self.saved_plan()?;
         let mut plan = match resumed.clone() {
             Some(p) => p,
-            None => match self.new_plan(req.release)? {
+            None => match self.new_plan(&req.release)? {
                 Some(p) => p,
                 None => return Ok(()),
             },
@@ -589,7 +584,7 @@ impl crate::node::Node<'_> {
         let unit = self.unit_name();
         let running = systemd
             .state(&unit)
-            .map(|s| s.active == "active" || s.active == "activating")
+            .map(|s| matches!(s.active, Active::Active | Active::Activating))
             .unwrap_or(false);
         if running {
             self.ui.step(&format!("Stopping {unit}"), || {
@@ -681,10 +676,10 @@ impl crate::node::Node<'_> {
         }
         state.set_outcome(&v, crate::node::state::Outcome::Ok);
         state.push_event(crate::node::event(
-            "migrate-data",
+            crate::node::state::Action::MigrateData,
             &v,
             None,
-            "ok",
+            crate::node::state::EventOutcome::Ok,
             None,
             Some("the in-place deployment became this release"),
         ));

@@ -22,11 +22,9 @@ pub mod swap;
 pub mod unit;
 pub mod upload;
 
-pub use release::ReleaseRequest;
-pub use rollback::RollbackRequest;
-
 use crate::config::{Config, Environment};
-use crate::node::state::{Event, State};
+use crate::node::state::{Action, Event, EventOutcome, State};
+use crate::sys::systemd::Active;
 use crate::sys::systemd::Systemd;
 use crate::ui::Ui;
 use crate::{sys::fsx, sys::podman, version};
@@ -168,7 +166,12 @@ impl<'a> Node<'a> {
     pub(crate) fn check_port(&self, systemd: &Systemd, port: u16, unit: &str) -> Result<()> {
         let owner_running = systemd
             .state(unit)
-            .map(|s| s.active == "active" || s.active == "activating" || s.active == "deactivating")
+            .map(|s| {
+                matches!(
+                    s.active,
+                    Active::Active | Active::Activating | Active::Deactivating
+                )
+            })
             .unwrap_or(false);
         if owner_running {
             return Ok(());
@@ -300,19 +303,19 @@ impl<'a> Node<'a> {
 }
 
 pub(crate) fn event(
-    action: &str,
+    action: Action,
     version: &str,
     from: Option<String>,
-    outcome: &str,
+    outcome: EventOutcome,
     gap: Option<Duration>,
     detail: Option<&str>,
 ) -> Event {
     Event {
         at: crate::node::state::now(),
-        action: action.into(),
+        action,
         version: version.into(),
         from,
-        outcome: outcome.into(),
+        outcome,
         gap_ms: gap.map(|g| g.as_millis() as u64),
         detail: detail.map(String::from),
     }

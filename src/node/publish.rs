@@ -7,7 +7,7 @@ use super::swap::journal::{self, Journal};
 use super::swap::{self, Kind, Move, Settings};
 use super::{event, Node};
 use crate::exit::{self, Code};
-use crate::node::state::{self, State};
+use crate::node::state::{self, Action, EventOutcome, State};
 use crate::sys::systemd::Systemd;
 use anyhow::{anyhow, Result};
 use std::path::PathBuf;
@@ -82,14 +82,14 @@ impl Node<'_> {
         let mut fx = NodeEffects::new(self, systemd, force)?;
         let outcome = exec::swap(&mut fx, journal, mv, &self.swap_settings());
         let logs = fx.failure_log.take().unwrap_or_default();
-        let action = mv.kind.as_str();
+        let (action, verb) = (mv.kind.action(), mv.kind.as_str());
         let to = mv.target();
         let from = mv.from.clone();
         match outcome {
             Outcome::Live { gap, front } => {
                 state.set_outcome(to, state::Outcome::Ok);
                 let detail = mv.restore.as_ref().map(|_| "with its data");
-                state.push_event(event(action, to, from, "ok", Some(gap), detail));
+                state.push_event(event(action, to, from, EventOutcome::Ok, Some(gap), detail));
                 self.save_state(state)?;
                 match front {
                     None => Ok(gap),
@@ -104,12 +104,19 @@ impl Node<'_> {
             Outcome::Undone { error, back } => {
                 let detail = format!("{error:#}");
                 state.set_outcome(to, state::Outcome::Failed);
-                state.push_event(event(action, to, from, "failed", None, Some(&detail)));
+                state.push_event(event(
+                    action,
+                    to,
+                    from,
+                    EventOutcome::Failed,
+                    None,
+                    Some(&detail),
+                ));
                 self.save_state(state)?;
                 let (said, code) = self.went_back(&back);
                 Err(exit::with(
                     code,
-                    anyhow!("{action} of {to} failed: {detail}\n{said}.\nThe app's last log lines:\n{logs}"),
+                    anyhow!("{verb} of {to} failed: {detail}\n{said}.\nThe app's last log lines:\n{logs}"),
                 ))
             }
             Outcome::Stuck {
@@ -117,12 +124,19 @@ impl Node<'_> {
             } => {
                 let detail = format!("{error:#}");
                 state.set_outcome(to, state::Outcome::Failed);
-                state.push_event(event(action, to, from, "failed", None, Some(&detail)));
+                state.push_event(event(
+                    action,
+                    to,
+                    from,
+                    EventOutcome::Failed,
+                    None,
+                    Some(&detail),
+                ));
                 self.save_state(state)?;
                 Err(exit::with(
                     Code::Failed,
                     anyhow!(
-                        "{action} of {to} failed: {detail}\nputting the previous release back \
+                        "{verb} of {to} failed: {detail}\nputting the previous release back \
                          failed too: {back_error:#}. The next deploy command tries again (pass \
                          --force to it if Traefik is down); `deploy status {}` shows the state, \
                          the app's log is {}.\nThe app's last log lines:\n{logs}",
@@ -216,10 +230,10 @@ impl Node<'_> {
             }
         ));
         state.push_event(event(
-            first.kind.as_str(),
+            first.kind.action(),
             &to,
             first.from.clone(),
-            "interrupted",
+            EventOutcome::Interrupted,
             None,
             Some(&format!(
                 "the swap's process died ({})",
@@ -234,30 +248,44 @@ impl Node<'_> {
             (Outcome::Live { .. }, Some(m)) if m.kind == Kind::Confirm => {
                 state.set_outcome(&to, state::Outcome::Ok);
                 state.push_event(event(
-                    "recover",
+                    Action::Recover,
                     &to,
                     first.from,
-                    "ok",
+                    EventOutcome::Ok,
                     None,
                     Some("kept: it had passed its health check"),
                 ));
             }
             (Outcome::Live { .. }, Some(m)) => {
                 state.set_outcome(&to, state::Outcome::Failed);
-                state.push_event(event("recover", &back(&m), Some(to), "ok", None, None));
+                state.push_event(event(
+                    Action::Recover,
+                    &back(&m),
+                    Some(to),
+                    EventOutcome::Ok,
+                    None,
+                    None,
+                ));
             }
             (Outcome::Undone { back: m, .. }, _) => {
                 state.set_outcome(&to, state::Outcome::Failed);
                 let (said, _) = self.went_back(&m);
                 self.ui.info(&format!("   {said}"));
-                state.push_event(event("recover", &back(&m), Some(to), "ok", None, None));
+                state.push_event(event(
+                    Action::Recover,
+                    &back(&m),
+                    Some(to),
+                    EventOutcome::Ok,
+                    None,
+                    None,
+                ));
             }
             (Outcome::Stuck { back_error, .. }, _) | (Outcome::NotStarted(back_error), _) => {
                 state.push_event(event(
-                    "recover",
+                    Action::Recover,
                     &to,
                     first.from,
-                    "failed",
+                    EventOutcome::Failed,
                     None,
                     Some(&format!("{back_error:#}")),
                 ));

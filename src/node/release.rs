@@ -3,29 +3,21 @@
 
 use super::swap::Move;
 use super::{event, Node};
+use crate::cli::ReleaseArgs;
 use crate::config::Backup;
 use crate::node::lock::NodeLock;
 use crate::node::state::State;
+use crate::node::state::{Action, EventOutcome};
 use crate::sys::systemd::Systemd;
 use crate::ui::fmt_duration;
 use crate::{node::layout, node::upload, signals, sys::fsx, sys::podman, version};
 use anyhow::{anyhow, bail, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// What `deploy release` is given.
-pub struct ReleaseRequest<'a> {
-    pub version: &'a str,
-    pub force: bool,
-    /// The artifacts are already in `releases/.incoming-VERSION` (uploaded over SSH).
-    pub uploaded: bool,
-    /// The project directory the artifacts are relative to.
-    pub project_dir: &'a Path,
-}
 
 /// A release under way: what `starting` found, for the stages after it.
 struct Run<'r> {
-    req: &'r ReleaseRequest<'r>,
+    req: &'r ReleaseArgs,
     _lock: NodeLock,
     systemd: Systemd,
     state: State,
@@ -37,7 +29,7 @@ struct Run<'r> {
 }
 
 impl Node<'_> {
-    pub fn release(&self, req: &ReleaseRequest) -> Result<()> {
+    pub fn release(&self, req: &ReleaseArgs) -> Result<()> {
         let mut run = self.release_starting(req)?;
         self.release_updating(&mut run)?;
         let gap = self.release_publishing(&mut run)?;
@@ -46,13 +38,13 @@ impl Node<'_> {
 
     /// Starting: the version and artifacts are valid, the lock is ours, a dead swap is put
     /// right, and the version may be (re)released.
-    fn release_starting<'r>(&self, req: &'r ReleaseRequest<'r>) -> Result<Run<'r>> {
-        let v = req.version;
+    fn release_starting<'r>(&self, req: &'r ReleaseArgs) -> Result<Run<'r>> {
+        let v = req.version.as_str();
         version::check(v)?;
         let sources = if req.uploaded {
             Vec::new()
         } else {
-            upload::artifact_sources(self.config, req.project_dir)?
+            upload::artifact_sources(self.config, &self.project_dir)?
         };
         let lock = self.lock(&format!("deploy release {v} {}", self.env_name))?;
         signals::defer();
@@ -94,7 +86,7 @@ impl Node<'_> {
     /// live release), `shared/` linked in, renamed to `releases/V`, and its image built. A
     /// failure leaves nothing behind under the version's name; nothing live changed.
     fn release_updating(&self, run: &mut Run) -> Result<()> {
-        let (v, image) = (run.req.version, run.image.clone());
+        let (v, image) = (run.req.version.as_str(), run.image.clone());
         let incoming = self.layout.incoming(v);
         let target = self.layout.release(v);
         let link_dest = run.current.as_ref().map(|c| self.layout.release(c));
@@ -135,10 +127,10 @@ impl Node<'_> {
         if let Err(e) = built {
             let _ = std::fs::remove_dir_all(&target);
             let failed = event(
-                "release",
+                Action::Release,
                 v,
                 run.current.clone(),
-                "error",
+                EventOutcome::Error,
                 None,
                 Some("image build failed"),
             );
@@ -154,7 +146,7 @@ impl Node<'_> {
 
     /// Publishing: the swap, from what is live to the new release.
     fn release_publishing(&self, run: &mut Run) -> Result<Duration> {
-        let v = run.req.version;
+        let v = run.req.version.as_str();
         signals::check("the swap")?;
         self.check_port(&run.systemd, self.env.port, &self.unit_name())?;
         self.warn_readable_shared_files();
@@ -173,7 +165,7 @@ impl Node<'_> {
     /// Finishing: old releases pruned (a failure there is reported after saying the release
     /// is live), and the result.
     fn release_finishing(&self, mut run: Run, gap: Duration) -> Result<()> {
-        let v = run.req.version;
+        let v = run.req.version.as_str();
         let pruned = self
             .ui
             .step("Pruning old releases", || self.prune(&mut run.state))?;

@@ -3,6 +3,7 @@
 
 use super::swap::Move;
 use super::Node;
+use crate::cli::RollbackArgs;
 use crate::config::Backup;
 use crate::node::state::State;
 use crate::sys::systemd::Systemd;
@@ -11,14 +12,6 @@ use crate::{node::snapshot, signals, version};
 use anyhow::{anyhow, bail, Result};
 use std::path::PathBuf;
 use std::time::Instant;
-
-/// What `deploy rollback` is given.
-pub struct RollbackRequest<'a> {
-    pub to: Option<&'a str>,
-    pub with_data: bool,
-    pub yes: bool,
-    pub force: bool,
-}
 
 /// The release a rollback goes to: the one named (which must be on disk, and not the live one
 /// while the app runs: a stopped app may be started on its live release again), else the one
@@ -63,7 +56,7 @@ impl Node<'_> {
     pub(crate) fn app_running(&self, systemd: &Systemd) -> bool {
         systemd
             .state(&self.unit_name())
-            .map(|s| s.active != "inactive" && s.active != "failed")
+            .map(|s| !s.active.is_down())
             .unwrap_or(true)
     }
 
@@ -85,7 +78,7 @@ impl Node<'_> {
         )
     }
 
-    pub fn rollback(&self, req: &RollbackRequest) -> Result<()> {
+    pub fn rollback(&self, req: &RollbackArgs) -> Result<()> {
         // Starting.
         let _lock = self.lock(&format!("deploy rollback {}", self.env_name))?;
         signals::defer();
@@ -95,7 +88,7 @@ impl Node<'_> {
         self.recover(&systemd, &mut state, req.force, req.to.is_some())?;
         // Reverting: the target, its image and its data.
         let current = self.current()?;
-        let target = self.rollback_target(Some(&systemd), &state, req.to)?;
+        let target = self.rollback_target(Some(&systemd), &state, req.to.as_deref())?;
         let restore = if req.with_data {
             Some(self.confirm_data_restore(&target, current.as_deref(), req.yes)?)
         } else {

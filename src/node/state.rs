@@ -43,17 +43,62 @@ pub struct ReleaseRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
     pub at: String,
-    /// `release` or `rollback`.
-    pub action: String,
+    pub action: Action,
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    /// `ok`, `failed` (and the previous release was put back), or `error`.
-    pub outcome: String,
+    pub outcome: EventOutcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// What an event was.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Release,
+    Rollback,
+    /// A later command put right a swap whose process died.
+    Recover,
+    MigrateData,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Release => "release",
+            Action::Rollback => "rollback",
+            Action::Recover => "recover",
+            Action::MigrateData => "migrate-data",
+        })
+    }
+}
+
+/// How an event ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventOutcome {
+    /// The release went live (or the recovery put things right).
+    Ok,
+    /// It failed and what was live before was put back (or the app stopped: the detail says).
+    Failed,
+    /// It failed before anything live changed (an image build).
+    Error,
+    /// Its process died during the swap; the next command recovered it.
+    Interrupted,
+}
+
+impl std::fmt::Display for EventOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EventOutcome::Ok => "ok",
+            EventOutcome::Failed => "failed",
+            EventOutcome::Error => "error",
+            EventOutcome::Interrupted => "interrupted",
+        })
+    }
 }
 
 pub const MAX_EVENTS: usize = 200;
@@ -139,14 +184,14 @@ impl State {
             .events
             .iter()
             .rev()
-            .find(|e| e.version == current && e.outcome == "ok");
+            .find(|e| e.version == current && e.outcome == EventOutcome::Ok);
         if let Some(Event {
             action,
             from: Some(from),
             ..
         }) = went_live
         {
-            if action == "release" && from != current && usable(from) {
+            if *action == Action::Release && from != current && usable(from) {
                 return Some(from.clone());
             }
         }
@@ -216,13 +261,13 @@ mod tests {
         assert_eq!(s.previous(&disk, "v1"), None);
     }
 
-    fn went_live(s: &mut State, action: &str, version: &str, from: &str) {
+    fn went_live(s: &mut State, action: Action, version: &str, from: &str) {
         s.push_event(Event {
             at: now(),
-            action: action.into(),
+            action,
             version: version.into(),
             from: Some(from.into()),
-            outcome: "ok".into(),
+            outcome: EventOutcome::Ok,
             gap_ms: None,
             detail: None,
         });
@@ -232,15 +277,15 @@ mod tests {
     fn previous_follows_what_was_live_before_a_release() {
         use Outcome::*;
         let (mut s, disk) = state(&[("v1", Ok), ("v2", Ok), ("v3", Ok), ("v4", Ok)]);
-        went_live(&mut s, "release", "v4", "v3");
-        went_live(&mut s, "rollback", "v3", "v4");
+        went_live(&mut s, Action::Release, "v4", "v3");
+        went_live(&mut s, Action::Rollback, "v3", "v4");
         // Rolled back to v3: rolling back again goes further back, not to v4.
         assert_eq!(s.previous(&disk, "v3").as_deref(), Some("v2"));
         // v5 released on top of v3: its previous is v3, not v4 (created later, rolled away from).
         let mut disk = disk;
         s.add_release("v5", "img");
         disk.push("v5".into());
-        went_live(&mut s, "release", "v5", "v3");
+        went_live(&mut s, Action::Release, "v5", "v3");
         assert_eq!(s.previous(&disk, "v5").as_deref(), Some("v3"));
         // A previous that is gone from disk falls back to creation order.
         disk.retain(|v| v != "v3");
@@ -284,10 +329,10 @@ mod tests {
         for i in 0..MAX_EVENTS + 5 {
             s.push_event(Event {
                 at: now(),
-                action: "release".into(),
+                action: Action::Release,
                 version: format!("v{i}"),
                 from: None,
-                outcome: "ok".into(),
+                outcome: EventOutcome::Ok,
                 gap_ms: None,
                 detail: None,
             });

@@ -183,7 +183,7 @@ impl Node<'_> {
         let unit = match Systemd::connect().and_then(|s| s.state(&name)) {
             Ok(s) => UnitStatus {
                 name,
-                active: s.active,
+                active: s.active.to_string(),
                 sub: s.sub,
                 error: None,
             },

@@ -68,10 +68,62 @@ pub struct Systemd {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnitState {
     pub load: String,
-    pub active: String,
+    pub active: Active,
     pub sub: String,
     /// Microseconds since the epoch of the last state change (0 if never).
     pub since_us: u64,
+}
+
+/// A unit's ActiveState.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Active {
+    Active,
+    Reloading,
+    Inactive,
+    Failed,
+    Activating,
+    Deactivating,
+    /// A state this build does not know (systemd adds some now and then).
+    Unknown,
+}
+
+impl From<&str> for Active {
+    fn from(s: &str) -> Active {
+        match s {
+            "active" => Active::Active,
+            "reloading" => Active::Reloading,
+            "inactive" => Active::Inactive,
+            "failed" => Active::Failed,
+            "activating" => Active::Activating,
+            "deactivating" => Active::Deactivating,
+            _ => Active::Unknown,
+        }
+    }
+}
+
+impl Active {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Active::Active => "active",
+            Active::Reloading => "reloading",
+            Active::Inactive => "inactive",
+            Active::Failed => "failed",
+            Active::Activating => "activating",
+            Active::Deactivating => "deactivating",
+            Active::Unknown => "unknown",
+        }
+    }
+
+    /// Not running and not on its way: `inactive` or `failed`.
+    pub fn is_down(self) -> bool {
+        matches!(self, Active::Inactive | Active::Failed)
+    }
+}
+
+impl std::fmt::Display for Active {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 fn uid() -> u32 {
@@ -214,7 +266,7 @@ impl Systemd {
             .map_err(|e| anyhow!("{e}"))?;
         Ok(UnitState {
             load: u.load_state()?,
-            active: u.active_state()?,
+            active: Active::from(u.active_state()?.as_str()),
             sub: u.sub_state()?,
             since_us: u.state_change_timestamp()?,
         })

@@ -102,7 +102,7 @@ impl<'a> NodeEffects<'a> {
         let url = health::url(self.node.env.port, &h.path);
         health::wait_healthy(&url, h.timeout, h.interval, || {
             let s = self.systemd.state(&self.unit)?;
-            if s.active == "failed" || s.active == "inactive" || s.sub == "auto-restart" {
+            if s.active.is_down() || s.sub == "auto-restart" {
                 bail!("{} is {} ({}): the app exited", self.unit, s.active, s.sub);
             }
             Ok(())

@@ -36,6 +36,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The event a move is recorded as.
+    pub fn action(self) -> crate::node::state::Action {
+        use crate::node::state::Action;
+        match self {
+            Kind::Release => Action::Release,
+            Kind::Rollback => Action::Rollback,
+            _ => Action::Recover,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Release => "release",
