@@ -473,3 +473,34 @@ fn a_migration_in_the_gap_is_undone_when_a_later_hook_fails_or_its_process_dies(
         "3 rows, and v4's migration's 2"
     );
 }
+
+#[test]
+fn a_hung_in_gap_hook_is_removed_after_hooks_timeout_and_the_previous_release_serves() {
+    let p = Project::new("t-hookhang", 18344, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    p.body("/");
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    p.write(
+        "deploy.yaml",
+        &format!(
+            "{yaml}hooks:\n  timeout: 3s\n  in_gap:\n    - /app/example-app run-sql /app/assets/hang.sql\n"
+        ),
+    );
+    // Inserts rows for ever, in one transaction that never commits.
+    p.write(
+        "assets/hang.sql",
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+         INSERT INTO hits (version) SELECT 'hung' FROM c;",
+    );
+    let t = Instant::now();
+    let r = p.deploy(&["release", "v2"]).failed();
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    r.says("did not finish within 3s (hooks.timeout)");
+    r.says("v1 is serving again");
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    let gone = p.user("podman", &["container", "exists", "t-hookhang-hook"]);
+    assert_eq!(gone.code, 1, "the hook's container is gone");
+    assert_eq!(p.current().as_deref(), Some("v1"));
+    assert_eq!(p.body("/hits"), "1\n", "v1's one row, nothing of the hook");
+}

@@ -110,7 +110,7 @@ pub fn rsync_local(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -
 /// Runs rsync in `dir` and returns what it printed. A failure names `dest` and, for a full
 /// disk, says what to do.
 pub fn run_rsync(args: Vec<String>, dir: &Path, dest: &str) -> Result<String> {
-    let out = duct::cmd("rsync", args)
+    let out = crate::signals::own_group(duct::cmd("rsync", args))
         .dir(dir)
         .stdin_null()
         .stdout_capture()

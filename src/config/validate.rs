@@ -1,0 +1,319 @@
+//! Validation of a parsed configuration, one function per section; a problem is reported with
+//! its key, which `parse` turns into the key's line in the file.
+
+use super::{parse_host, Config, Container, Health, Hooks, Host, Shared, Traefik};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub(super) struct Invalid {
+    pub(super) key: Vec<String>,
+    pub(super) message: String,
+}
+
+fn invalid(key: &[&str], message: impl Into<String>) -> Invalid {
+    Invalid {
+        key: key.iter().map(|s| s.to_string()).collect(),
+        message: message.into(),
+    }
+}
+
+/// App names become unit and image names: lower case, so that both accept them.
+pub fn check_app_name(app: &str) -> Result<(), String> {
+    let ok = !app.is_empty()
+        && app.len() <= 64
+        && app.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && app
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{app}` is not a usable app name: use 1 to 64 lower-case letters, digits, `-` or `_`, \
+             starting with a letter or digit (it names the unit and the image)"
+        ))
+    }
+}
+
+/// A relative path inside a release or `shared/`: no `..`, not absolute, not empty.
+fn check_relative(p: &str) -> bool {
+    let path = Path::new(p);
+    !p.is_empty()
+        && !path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+}
+
+/// The name an artifact takes inside the release: its base name.
+pub fn artifact_name(artifact: &str) -> Option<String> {
+    Path::new(artifact.trim_end_matches('/'))
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+}
+
+/// Names inside a release that deploy itself uses.
+pub const RESERVED_IN_RELEASE: &[&str] = &[".deploy"];
+
+/// Validates every section; the first problem names its key.
+pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
+    check_app_name(&c.app).map_err(|m| invalid(&["app"], m))?;
+    validate_hooks(&c.hooks)?;
+    if c.keep_releases == 0 {
+        return Err(invalid(
+            &["keep_releases"],
+            "must be at least 1 (current and previous are always kept anyway)",
+        ));
+    }
+    if let Some(b) = &c.build {
+        if b.command.trim().is_empty() {
+            return Err(invalid(&["build", "command"], "is empty"));
+        }
+    }
+    let in_release = validate_artifacts(&c.artifacts)?;
+    validate_shared(&c.shared, &in_release)?;
+    validate_container(&c.container, &c.shared)?;
+    validate_health(&c.health)?;
+    if let Some(t) = &c.traefik {
+        validate_traefik(t)?;
+    }
+    validate_environments(c)
+}
+
+fn validate_hooks(h: &Hooks) -> Result<(), Invalid> {
+    if h.in_gap
+        .iter()
+        .any(|h| h.split_whitespace().next().is_none())
+    {
+        return Err(invalid(
+            &["hooks", "in_gap"],
+            "an empty command: each is a program in the image and its arguments",
+        ));
+    }
+    if h.timeout.is_zero() {
+        return Err(invalid(&["hooks", "timeout"], "must be above zero"));
+    }
+    Ok(())
+}
+
+/// Each artifact's name in the release, with the artifact it comes from.
+fn validate_artifacts(artifacts: &[String]) -> Result<BTreeMap<String, String>, Invalid> {
+    if artifacts.is_empty() {
+        return Err(invalid(
+            &["artifacts"],
+            "lists nothing: name the files and directories a release is made of",
+        ));
+    }
+    let mut in_release: BTreeMap<String, String> = BTreeMap::new();
+    for a in artifacts {
+        let name = artifact_name(a)
+            .filter(|n| n != "." && n != "..")
+            .ok_or_else(|| invalid(&["artifacts"], format!("`{a}` has no file name")))?;
+        if RESERVED_IN_RELEASE.contains(&name.as_str()) {
+            return Err(invalid(
+                &["artifacts"],
+                format!("`{a}`: the name `{name}` is reserved for deploy's own files"),
+            ));
+        }
+        if let Some(other) = in_release.insert(name.clone(), a.clone()) {
+            return Err(invalid(
+                &["artifacts"],
+                format!("`{other}` and `{a}` would both be uploaded as `{name}`"),
+            ));
+        }
+    }
+    Ok(in_release)
+}
+
+fn validate_shared(shared: &Shared, in_release: &BTreeMap<String, String>) -> Result<(), Invalid> {
+    for (kind, list) in [("dirs", &shared.dirs), ("files", &shared.files)] {
+        for s in list {
+            if !check_relative(s) {
+                return Err(invalid(
+                    &["shared", kind],
+                    format!("`{s}` must be a relative path inside shared/, without `..`"),
+                ));
+            }
+            let top = s.split('/').next().unwrap_or(s);
+            if in_release.contains_key(top) || RESERVED_IN_RELEASE.contains(&top) {
+                return Err(invalid(
+                    &["shared", kind],
+                    format!("`{s}` clashes with an artifact or a reserved name in the release"),
+                ));
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for s in shared.dirs.iter().chain(&shared.files) {
+        if !seen.insert(s) {
+            return Err(invalid(&["shared"], format!("`{s}` is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+fn validate_container(container: &Container, shared: &Shared) -> Result<(), Invalid> {
+    if container.port == 0 {
+        return Err(invalid(&["container", "port"], "must be 1 to 65535"));
+    }
+    for (dir, target) in &container.mounts {
+        if !shared.dirs.contains(dir) {
+            return Err(invalid(
+                &["container", "mounts"],
+                format!("`{dir}` is not one of shared.dirs ({:?})", shared.dirs),
+            ));
+        }
+        if !target.starts_with('/') {
+            return Err(invalid(
+                &["container", "mounts", dir],
+                format!("`{target}` must be an absolute path inside the container"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_health(health: &Health) -> Result<(), Invalid> {
+    if !health.path.starts_with('/') {
+        return Err(invalid(&["health", "path"], "must start with `/`"));
+    }
+    if health.interval.is_zero() || health.timeout < health.interval {
+        return Err(invalid(
+            &["health", "timeout"],
+            "must be at least health.interval, and the interval above zero",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_environments(c: &Config) -> Result<(), Invalid> {
+    if c.environments.is_empty() {
+        return Err(invalid(&["environments"], "defines no environment"));
+    }
+    for (name, env) in &c.environments {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || name.is_empty()
+        {
+            return Err(invalid(
+                &["environments", name],
+                "environment names use letters, digits, `-` and `_`",
+            ));
+        }
+        let host =
+            parse_host(&env.host).map_err(|m| invalid(&["environments", name, "host"], m))?;
+        if host == Host::Local && env.ssh.is_some() {
+            return Err(invalid(
+                &["environments", name, "ssh"],
+                "is for a remote host; `host: local` is this machine",
+            ));
+        }
+        if !(env.path.starts_with('/') || env.path == "~" || env.path.starts_with("~/")) {
+            return Err(invalid(
+                &["environments", name, "path"],
+                format!("`{}` must be absolute or start with `~/`", env.path),
+            ));
+        }
+        if let Some(bad) = env.path.chars().find(|c| UNSAFE_PATH_CHARS.contains(*c)) {
+            return Err(invalid(
+                &["environments", name, "path"],
+                format!(
+                    "`{}` contains {bad:?}, which unit files cannot carry safely",
+                    env.path
+                ),
+            ));
+        }
+        if env.port == 0 {
+            return Err(invalid(
+                &["environments", name, "port"],
+                "must be 1 to 65535",
+            ));
+        }
+        if c.traefik.is_some() && (env.gap_port() == env.port || env.gap_port() == 0) {
+            return Err(invalid(
+                &["environments", name, "gap_port"],
+                "must differ from `port` (and be 1 to 65535): the gap server listens there",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_traefik(t: &Traefik) -> Result<(), Invalid> {
+    if t.rule.trim().is_empty() {
+        return Err(invalid(
+            &["traefik", "rule"],
+            "is empty: e.g. Host(`my-app.example.com`)",
+        ));
+    }
+    if !(t.api.starts_with("http://") || t.api.starts_with("https://")) {
+        return Err(invalid(
+            &["traefik", "api"],
+            format!("`{}` is not an http:// URL", t.api),
+        ));
+    }
+    if t.entrypoints.is_empty() {
+        return Err(invalid(&["traefik", "entrypoints"], "names no entry point"));
+    }
+    match &t.tls {
+        None | Some(serde_json::Value::Bool(_)) | Some(serde_json::Value::Object(_)) => {}
+        Some(other) => {
+            return Err(invalid(
+                &["traefik", "tls"],
+                format!("must be true, false or a mapping of Traefik's TLS options, not {other}"),
+            ))
+        }
+    }
+    if t.hold.is_zero() {
+        return Err(invalid(&["traefik", "hold"], "must be above zero"));
+    }
+    if let Some(m) = t.managed() {
+        for ep in &t.entrypoints {
+            if !m.entrypoints.contains_key(ep) {
+                return Err(invalid(
+                    &["traefik", "entrypoints"],
+                    format!("`{ep}` is not one of the entry points of traefik.manage"),
+                ));
+            }
+        }
+        for (name, address) in &m.entrypoints {
+            if crate::front::traefik::port_of(address).is_none() || name == "traefik" {
+                return Err(invalid(
+                    &["traefik", "manage", "entrypoints", name],
+                    format!("`{address}` is not an address like \":80\" or \"127.0.0.1:8000\" (and `traefik` is the API's name)"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Characters a node path may not contain: it is written into unit files unquoted.
+pub const UNSAFE_PATH_CHARS: &str = " \t\n\"'\\%$;`";
+
+/// Finds the 1-based line of a nested key (e.g. `environments.prod.port`) in YAML text: each
+/// component is searched below the previous one, at a deeper indentation.
+pub fn line_of(text: &str, key: &[String]) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut start = 0;
+    let mut min_indent = 0;
+    let mut found = None;
+    for (depth, k) in key.iter().enumerate() {
+        let hit = lines.iter().enumerate().skip(start).find(|(_, l)| {
+            let indent = l.len() - l.trim_start().len();
+            let t = l.trim_start().trim_start_matches("- ");
+            (depth == 0 || indent >= min_indent)
+                && (t.starts_with(&format!("{k}:")) || t.starts_with(&format!("\"{k}\":")))
+        });
+        match hit {
+            Some((i, l)) => {
+                found = Some(i + 1);
+                start = i + 1;
+                min_indent = l.len() - l.trim_start().len() + 1;
+            }
+            None => return found,
+        }
+    }
+    found
+}
