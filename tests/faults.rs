@@ -417,13 +417,9 @@ fn a_migration_in_the_gap_is_undone_when_a_later_hook_fails_or_its_process_dies(
     }
     let before = schema_and_rows(&p);
     assert!(before.1.trim() == "3", "{before:?}");
-    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
-    p.write(
-        "deploy.yaml",
-        &format!(
-            "{yaml}hooks:\n  in_gap:\n    - /app/example-app run-sql /app/assets/migrate.sql\n    \
-             - /app/example-app run-sql /app/assets/seed.sql\n"
-        ),
+    p.add_to_config(
+        "hooks:\n  in_gap:\n    - /app/example-app run-sql /app/assets/migrate.sql\n    \
+         - /app/example-app run-sql /app/assets/seed.sql\n",
     );
     p.write(
         "assets/migrate.sql",
@@ -480,12 +476,8 @@ fn a_hung_in_gap_hook_is_removed_after_hooks_timeout_and_the_previous_release_se
     p.deploy(&["setup"]).ok();
     p.deploy(&["release", "v1"]).ok();
     p.body("/");
-    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
-    p.write(
-        "deploy.yaml",
-        &format!(
-            "{yaml}hooks:\n  timeout: 3s\n  in_gap:\n    - /app/example-app run-sql /app/assets/hang.sql\n"
-        ),
+    p.add_to_config(
+        "hooks:\n  timeout: 3s\n  in_gap:\n    - /app/example-app run-sql /app/assets/hang.sql\n",
     );
     // Inserts rows for ever, in one transaction that never commits.
     p.write(

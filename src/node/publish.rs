@@ -102,17 +102,7 @@ impl Node<'_> {
             }
             Outcome::NotStarted(e) => Err(e),
             Outcome::Undone { error, back } => {
-                let detail = format!("{error:#}");
-                state.set_outcome(to, state::Outcome::Failed);
-                state.push_event(event(
-                    action,
-                    to,
-                    from,
-                    EventOutcome::Failed,
-                    None,
-                    Some(&detail),
-                ));
-                self.save_state(state)?;
+                let detail = self.record_failure(state, mv, &error)?;
                 let (said, code) = self.went_back(&back);
                 Err(exit::with(
                     code,
@@ -122,17 +112,7 @@ impl Node<'_> {
             Outcome::Stuck {
                 error, back_error, ..
             } => {
-                let detail = format!("{error:#}");
-                state.set_outcome(to, state::Outcome::Failed);
-                state.push_event(event(
-                    action,
-                    to,
-                    from,
-                    EventOutcome::Failed,
-                    None,
-                    Some(&detail),
-                ));
-                self.save_state(state)?;
+                let detail = self.record_failure(state, mv, &error)?;
                 Err(exit::with(
                     Code::Failed,
                     anyhow!(
@@ -146,6 +126,28 @@ impl Node<'_> {
                 ))
             }
         }
+    }
+
+    /// A failed move goes into the history; returns its error as one line of detail.
+    fn record_failure(
+        &self,
+        state: &mut State,
+        mv: &Move,
+        error: &anyhow::Error,
+    ) -> Result<String> {
+        let (to, detail) = (mv.target(), format!("{error:#}"));
+        state.set_outcome(to, state::Outcome::Failed);
+        let failed = event(
+            mv.kind.action(),
+            to,
+            mv.from.clone(),
+            EventOutcome::Failed,
+            None,
+            Some(&detail),
+        );
+        state.push_event(failed);
+        self.save_state(state)?;
+        Ok(detail)
     }
 
     /// What going back did, in words, and the exit code that says it.

@@ -363,6 +363,12 @@ impl Project {
         self.chown();
     }
 
+    /// Appends YAML to the project's deploy.yaml (a `hooks:` section, say).
+    pub fn add_to_config(&self, yaml: &str) {
+        let config = std::fs::read_to_string(self.dir.join("deploy.yaml")).unwrap();
+        self.write("deploy.yaml", &format!("{config}{yaml}"));
+    }
+
     pub fn remove(&self, rel: &str) {
         std::fs::remove_file(self.dir.join(rel)).unwrap();
     }
