@@ -12,6 +12,9 @@ HOME_DIR=$(getent passwd "$NODE_USER" | cut -d: -f6)
 WORK=/tmp/deploy-bench
 BIN=$WORK/deploy
 STATE=$HOME_DIR/bench/bench-app/.deploy/state.json
+# The bench app's units (the naming scheme: <app>_<env>).
+UNIT=bench-app_prod.service
+GAP_UNIT=bench-app_prod_gap.service
 
 as_user() { "$REPO/scripts/as-node-user" "$WORK/project" "$@"; }
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -20,7 +23,7 @@ median() { python3 -c 'import statistics,sys; xs=[int(l) for l in open(sys.argv[
 
 # prepare_project [EXTRA_YAML]: a fresh project and a fresh app directory, set up.
 prepare_project() {
-  as_user systemctl --user stop bench-app.service 2>/dev/null || true
+  as_user systemctl --user stop "$UNIT" bench-app.service 2>/dev/null || true
   rm -rf "$WORK" "$HOME_DIR/bench/bench-app" && mkdir -p "$WORK/project/dist"
   install -m 0755 target/release/deploy "$BIN"
   cp -r examples/app/Containerfile examples/app/assets "$WORK/project/"

@@ -16,6 +16,7 @@ pub mod config;
 pub mod exit;
 pub mod front;
 pub mod local;
+pub mod names;
 pub mod node;
 pub mod signals;
 pub mod sys;

@@ -84,6 +84,5 @@ mod tests {
         let plus = image_tag("1+a");
         assert!(plus.starts_with("1_a-") && plus.len() == 12, "{plus}");
         assert_ne!(plus, image_tag("1_a"));
-        assert_eq!(image_ref("my-app", "v1"), "localhost/my-app:v1");
     }
 }

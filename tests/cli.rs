@@ -72,8 +72,12 @@ fn config_errors_name_the_key_and_line() {
 
     let dir = project("type", &base.replace("port: 18080", "port: eighteen"));
     let (_, _, err) = deploy(&dir, &["status"]);
+    let line = 1 + base
+        .lines()
+        .position(|l| l.contains("port: 18080"))
+        .unwrap();
     assert!(
-        err.contains("environments.prod.port") && err.contains("line 97"),
+        err.contains("environments.prod.port") && err.contains(&format!("line {line}")),
         "{err}"
     );
 

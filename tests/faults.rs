@@ -324,7 +324,7 @@ fn a_failing_image_build_leaves_the_old_release_serving_untouched() {
         "FROM scratch\nCOPY no-such-file /app/x\nENTRYPOINT [\"/app/x\"]\n",
     );
     let r = p.deploy(&["release", "v2"]).failed();
-    r.says("podman build of localhost/t-badbuild:v2");
+    r.says("podman build of localhost/t-badbuild_test:v2");
     assert!(
         r.stderr.contains("no-such-file"),
         "the build's last lines: {}",
@@ -491,7 +491,7 @@ fn a_hung_in_gap_hook_is_removed_after_hooks_timeout_and_the_previous_release_se
     r.says("did not finish within 3s (hooks.timeout)");
     r.says("v1 is serving again");
     assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
-    let gone = p.user("podman", &["container", "exists", "t-hookhang-hook"]);
+    let gone = p.user("podman", &["container", "exists", "t-hookhang_test_hook"]);
     assert_eq!(gone.code, 1, "the hook's container is gone");
     assert_eq!(p.current().as_deref(), Some("v1"));
     assert_eq!(p.body("/hits"), "1\n", "v1's one row, nothing of the hook");

@@ -14,11 +14,11 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
     assert_eq!(env.permissions().mode() & 0o777, 0o600);
     let unit_file = common::node()
         .home
-        .join(".config/systemd/user/t-lifecycle.service");
+        .join(".config/systemd/user/t-lifecycle_test.service");
     let unit_before = std::fs::read_to_string(&unit_file).unwrap();
     let enabled = p.user(
         "systemctl",
-        &["--user", "is-enabled", "t-lifecycle.service"],
+        &["--user", "is-enabled", "t-lifecycle_test.service"],
     );
     assert_eq!(
         enabled.stdout.trim(),
@@ -80,7 +80,10 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
 
     let s = p.deploy(&["status"]).ok().stdout;
     assert!(s.contains("current:      v2"), "{s}");
-    assert!(s.contains("t-lifecycle.service: active (running"), "{s}");
+    assert!(
+        s.contains("t-lifecycle_test.service: active (running"),
+        "{s}"
+    );
     assert!(s.contains("HTTP 200"), "{s}");
     assert!(s.contains("last:         rollback v2 ok"), "{s}");
 
@@ -326,4 +329,92 @@ fn rollback_with_data_puts_back_what_that_release_left() {
         .failed();
     r.says("there is no data snapshot of v3");
     assert_eq!(p.current().as_deref(), Some("v4"));
+}
+
+/// An app released by an earlier deploy, under the names it used (`<app>.service`, the
+/// container `<app>`, `localhost/<app>:<tag>`), made by hand from a release of this one.
+fn make_legacy(p: &Project, version: &str) {
+    let units = common::node().home.join(".config/systemd/user");
+    let new_unit = units.join(p.unit());
+    let text = std::fs::read_to_string(&new_unit).unwrap();
+    p.user("systemctl", &["--user", "disable", "--now", &p.unit()])
+        .ok();
+    std::fs::remove_file(&new_unit).unwrap();
+    let legacy = units.join(format!("{}.service", p.app));
+    std::fs::write(
+        &legacy,
+        text.replace(
+            &format!("--name {}_test", p.app),
+            &format!("--name {}", p.app),
+        ),
+    )
+    .unwrap();
+    let (new_image, old_image) = (
+        format!("localhost/{}_test:{version}", p.app),
+        format!("localhost/{}:{version}", p.app),
+    );
+    p.user("podman", &["tag", &new_image, &old_image]).ok();
+    p.user("podman", &["rmi", &new_image]).ok();
+    for file in [
+        p.root()
+            .join(format!("releases/{version}/.deploy/release.env")),
+        p.root().join(".deploy/state.json"),
+    ] {
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replace(&new_image, &old_image)).unwrap();
+    }
+    common::chown_to_node_user(&units);
+    common::chown_to_node_user(&p.root());
+    p.user("systemctl", &["--user", "daemon-reload"]).ok();
+    p.user(
+        "systemctl",
+        &["--user", "enable", "--now", &format!("{}.service", p.app)],
+    )
+    .ok();
+}
+
+#[test]
+fn setup_moves_an_app_from_the_old_names_to_the_naming_scheme_in_a_gap() {
+    let p = Project::new("t-legacy", 18346, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    make_legacy(&p, "v1");
+    let t = std::time::Instant::now();
+    while p.get("/").map(|(s, _)| s) != Ok(200) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "the legacy unit serves"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    p.body("/");
+    let rows_before = p.body("/hits");
+
+    let r = p.deploy(&["setup"]).ok();
+    r.says("Moving the app from t-legacy.service to t-legacy_test.service");
+    assert!(
+        !common::node()
+            .home
+            .join(".config/systemd/user/t-legacy.service")
+            .exists(),
+        "the old unit is gone"
+    );
+    let containers = p
+        .user("podman", &["ps", "--format", "{{.Names}}"])
+        .ok()
+        .stdout;
+    let ours: Vec<&str> = containers
+        .lines()
+        .filter(|n| n.starts_with("t-legacy"))
+        .collect();
+    assert_eq!(
+        ours,
+        ["t-legacy_test"],
+        "one copy of the app, under its new name"
+    );
+    assert!(p.image_exists("v1"), "the image has its new name");
+    assert_eq!(p.body("/hits"), rows_before, "the data stayed");
+    p.deploy(&["release", "v2"]).ok();
+    p.deploy(&["rollback"]).ok();
+    assert!(p.body("/").starts_with("example-app v1 "));
 }

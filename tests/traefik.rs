@@ -40,10 +40,23 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
         "3s",
     );
     p.write("maintenance.html", "<h1>t-front-maint is upgrading</h1>\n");
+    // A router left by an earlier deploy under the old name, with the same rule: it would take
+    // part of the traffic to the app straight, gap or not.
+    let dynamic = common::node().home.join(".config/traefik/dynamic");
+    let legacy = dynamic.join("t-front-maint-test.yaml");
+    std::fs::write(
+        &legacy,
+        "# Written by deploy for t-front-maint (test). Do not edit.\nhttp:\n  routers:\n    \
+         t-front-maint-test:\n      rule: Host(`t-front-maint.test`)\n      service: \
+         t-front-maint-test\n  services:\n    t-front-maint-test:\n      loadBalancer:\n        \
+         servers:\n          - url: \"http://127.0.0.1:18201\"\n",
+    )
+    .unwrap();
     p.deploy(&["setup"]).ok();
+    assert!(!legacy.exists(), "setup removes the router of the old name");
     assert_eq!(
-        router_service("t-front-maint-test").as_deref(),
-        Some("t-front-maint-test"),
+        router_service("t-front-maint_test").as_deref(),
+        Some("t-front-maint_test"),
         "the router is live after setup"
     );
     p.deploy(&["release", "v1"]).ok();
@@ -176,11 +189,11 @@ fn traefik_down_means_the_app_is_not_stopped() {
     let dynamic = std::fs::read_to_string(
         common::node()
             .home
-            .join(".config/traefik/dynamic/t-front-down-test.yaml"),
+            .join(".config/traefik/dynamic/t-front-down_test.yaml"),
     )
     .unwrap();
     assert!(
-        dynamic.contains("service: t-front-down-test\n"),
+        dynamic.contains("service: t-front-down_test\n"),
         "{dynamic}"
     );
     let r = p.deploy(&["setup"]).failed();
@@ -205,6 +218,6 @@ fn setup_says_when_traefik_does_not_watch_the_directory() {
     let q = project("t-front-starter", 18209, "maintenance", "", "20s");
     q.deploy(&["setup"]).ok();
     let r = p.deploy(&["setup"]).failed();
-    r.says("has not loaded the router t-front-nowatch-test@file");
+    r.says("has not loaded the router t-front-nowatch_test@file");
     r.says("is its file provider watching that directory");
 }

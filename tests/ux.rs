@@ -60,7 +60,7 @@ fn output_off_a_terminal_json_shapes_and_logs() {
     );
     assert!(
         r.stdout
-            .contains("  build:     podman build --tag localhost/t-ux:v3"),
+            .contains("  build:     podman build --tag localhost/t-ux_test:v3"),
         "{}",
         r.stdout
     );

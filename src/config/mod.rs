@@ -618,4 +618,23 @@ environments:
         assert_eq!(line_of(GOOD, &k("health.path")), Some(18));
         assert_eq!(line_of(GOOD, &k("environments.prod.port")), Some(25));
     }
+
+    #[test]
+    fn traefik_api_over_https_is_refused() {
+        let with = |api: &str| format!("{GOOD}traefik:\n  rule: Host(`a.test`)\n  api: {api}\n");
+        let e = err(&with("https://127.0.0.1:8099"));
+        assert!(
+            e.contains("traefik.api") && e.contains("without TLS"),
+            "{e}"
+        );
+        assert!(parse(&with("http://127.0.0.1:8099")).is_ok());
+    }
+
+    #[test]
+    fn names_that_could_collide_are_refused() {
+        let e = err(&GOOD.replace("app: my-app", "app: my_app"));
+        assert!(e.contains("app") && e.contains("lower-case"), "{e}");
+        let e = err(&GOOD.replace("  prod:", "  Prod_1:"));
+        assert!(e.contains("environment name"), "{e}");
+    }
 }

@@ -17,22 +17,9 @@ fn invalid(key: &[&str], message: impl Into<String>) -> Invalid {
     }
 }
 
-/// App names become unit and image names: lower case, so that both accept them.
+/// App names become unit, container, image and router names (see `names`).
 pub fn check_app_name(app: &str) -> Result<(), String> {
-    let ok = !app.is_empty()
-        && app.len() <= 64
-        && app.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && app
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{app}` is not a usable app name: use 1 to 64 lower-case letters, digits, `-` or `_`, \
-             starting with a letter or digit (it names the unit and the image)"
-        ))
-    }
+    crate::names::check("app", app)
 }
 
 /// A relative path inside a release or `shared/`: no `..`, not absolute, not empty.
@@ -191,16 +178,8 @@ fn validate_environments(c: &Config) -> Result<(), Invalid> {
         return Err(invalid(&["environments"], "defines no environment"));
     }
     for (name, env) in &c.environments {
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            || name.is_empty()
-        {
-            return Err(invalid(
-                &["environments", name],
-                "environment names use letters, digits, `-` and `_`",
-            ));
-        }
+        crate::names::check("environment", name)
+            .map_err(|m| invalid(&["environments", name], m))?;
         let host =
             parse_host(&env.host).map_err(|m| invalid(&["environments", name, "host"], m))?;
         if host == Host::Local && env.ssh.is_some() {
@@ -247,7 +226,17 @@ fn validate_traefik(t: &Traefik) -> Result<(), Invalid> {
             "is empty: e.g. Host(`my-app.example.com`)",
         ));
     }
-    if !(t.api.starts_with("http://") || t.api.starts_with("https://")) {
+    if t.api.starts_with("https://") {
+        return Err(invalid(
+            &["traefik", "api"],
+            format!(
+                "`{}`: deploy talks to Traefik's API without TLS; serve the API on the loopback \
+                 (e.g. http://127.0.0.1:8099, as traefik.manage does) and name that",
+                t.api
+            ),
+        ));
+    }
+    if !t.api.starts_with("http://") {
         return Err(invalid(
             &["traefik", "api"],
             format!("`{}` is not an http:// URL", t.api),

@@ -42,7 +42,7 @@ impl Node<'_> {
             return Ok(None);
         };
         let dir = layout::expand_home(&t.dynamic_dir, &self.home)?;
-        let spec = DynamicSpec::new(&self.config.app, &self.env_name, self.env, t);
+        let spec = DynamicSpec::new(&self.config.app, &self.env_name, self.env, t, &self.names());
         Ok(Some(Router::new(spec, &dir, &t.api)))
     }
 
@@ -53,6 +53,8 @@ impl Node<'_> {
     /// Before the stop: requests go to the gap server, confirmed live. If Traefik cannot be
     /// switched, the app is not stopped.
     pub fn enter_gap(&self, router: &Router) -> Result<()> {
+        self.gap_server_answers(std::time::Duration::from_secs(2))
+            .context("the app was not stopped and keeps serving")?;
         gap::set_flag(&self.layout.meta(), GAP_FILE, true)?;
         let switched = self
             .ui
@@ -65,6 +67,25 @@ impl Node<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// The gap server answers (its maintenance path always gets the page, 503) within `wait`.
+    fn gap_server_answers(&self, wait: std::time::Duration) -> Result<()> {
+        let unit = self.names().gap_unit();
+        let url = crate::sys::health::url(self.env.gap_port(), gap::MAINTENANCE_PATH);
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match crate::sys::health::probe(&url, std::time::Duration::from_secs(1)) {
+                Ok(503) => return Ok(()),
+                other if std::time::Instant::now() >= deadline => bail!(
+                    "the gap server ({unit}) does not answer on {url} ({other:?}): see \
+                     `systemctl --user status {unit}` and run `deploy setup {}`; is port {} free?",
+                    self.env_name,
+                    self.env.gap_port()
+                ),
+                _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
     }
 
     /// After the new (or restored) release is healthy: held requests go on to it, and the
@@ -83,7 +104,7 @@ impl Node<'_> {
 
     pub fn setup_traefik(&self, systemd: &Systemd, t: &Traefik) -> Result<()> {
         let meta = self.layout.meta();
-        let gap_unit = traefik::gap_unit_name(&self.config.app);
+        let gap_unit = self.names().gap_unit();
         self.check_port(systemd, self.env.gap_port(), &gap_unit)?;
         self.ui.step("Installing the gap server", || {
             let exe = std::env::current_exe().context("cannot find this deploy binary")?;
@@ -114,38 +135,27 @@ impl Node<'_> {
                 gap_port: self.env.gap_port(),
                 port: self.env.port,
                 mode: t.gap.as_str().into(),
-                hold: humantime::format_duration(t.hold).to_string(),
+                hold: traefik::millis(t.hold),
                 retry_after: t.retry_after.as_secs().max(1),
                 control: meta.display().to_string(),
                 page: self.page_path().display().to_string(),
             };
-            let unit = traefik::gap_unit_name(&self.config.app);
+            let unit = self.names().gap_unit();
             systemd.install_unit(
                 &self.user_unit_dir(),
                 &unit,
                 &traefik::render_gap_unit(&spec)?,
             )?;
             systemd.restart(&unit, std::time::Duration::from_secs(30))?;
-            // It must answer: the maintenance path always gets the page (503).
-            let url = crate::sys::health::url(self.env.gap_port(), gap::MAINTENANCE_PATH);
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            loop {
-                match crate::sys::health::probe(&url, std::time::Duration::from_secs(1)) {
-                    Ok(503) => return Ok(()),
-                    other if std::time::Instant::now() >= deadline => bail!(
-                        "the gap server ({unit}) does not answer on {url} ({other:?}): see \
-                         `systemctl --user status {unit}`; is port {} free?",
-                        self.env.gap_port()
-                    ),
-                    _ => std::thread::sleep(std::time::Duration::from_millis(50)),
-                }
-            }
+            self.gap_server_answers(std::time::Duration::from_secs(10))
         })?;
         if let Some(m) = t.managed() {
             self.setup_managed_traefik(systemd, t, &m.entrypoints.into_iter().collect::<Vec<_>>())?;
         }
         let router = self.router()?.expect("traefik is configured");
-        let to_gap = self.in_maintenance();
+        // A swap whose process died may have left the gap on: the next release or rollback
+        // recovers it; until then the router stays on the gap server.
+        let to_gap = self.in_maintenance() || self.layout.meta().join(GAP_FILE).exists();
         // A managed Traefik may have just been (re)started.
         let wait = if t.managed().is_some() {
             traefik::LIVE_TIMEOUT

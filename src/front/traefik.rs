@@ -21,13 +21,10 @@ const TRAEFIK_UNIT: &str = include_str!("../../units/traefik.service");
 /// How long a change may take to show in the API (Traefik's default throttle is 2 s).
 pub const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Router, service and file name of an app in an environment.
-pub fn router_name(app: &str, env: &str) -> String {
-    format!("{app}-{env}")
-}
-
-pub fn gap_unit_name(app: &str) -> String {
-    format!("{app}-gap.service")
+/// A duration as the gap server's arguments take it: `1500ms` (humantime's own rendering,
+/// `1s 500ms`, is two arguments on a command line).
+pub fn millis(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
 }
 
 pub const TRAEFIK_UNIT_NAME: &str = "traefik.service";
@@ -53,7 +50,9 @@ pub fn api_address(api: &str) -> Result<String> {
 pub struct DynamicSpec {
     pub app: String,
     pub env: String,
+    /// The router's name, the app's service's, and the file's stem.
     pub name: String,
+    pub gap_service: String,
     pub rule: String,
     pub entrypoints: Vec<String>,
     /// `Some({})` for `tls: true`, the mapping for options, `None` without TLS.
@@ -63,7 +62,13 @@ pub struct DynamicSpec {
 }
 
 impl DynamicSpec {
-    pub fn new(app: &str, env_name: &str, env: &Environment, t: &Traefik) -> DynamicSpec {
+    pub fn new(
+        app: &str,
+        env_name: &str,
+        env: &Environment,
+        t: &Traefik,
+        names: &crate::names::Names,
+    ) -> DynamicSpec {
         let tls = match &t.tls {
             Some(serde_json::Value::Bool(true)) => Some(serde_json::json!({})),
             Some(serde_json::Value::Object(o)) => Some(serde_json::Value::Object(o.clone())),
@@ -72,7 +77,8 @@ impl DynamicSpec {
         DynamicSpec {
             app: app.into(),
             env: env_name.into(),
-            name: router_name(app, env_name),
+            name: names.router(),
+            gap_service: names.gap_service(),
             rule: t.rule.clone(),
             entrypoints: t.entrypoints.clone(),
             tls,
@@ -84,7 +90,7 @@ impl DynamicSpec {
     /// The service the router uses: the app's, or the gap server's.
     pub fn service(&self, to_gap: bool) -> String {
         if to_gap {
-            format!("{}-gap", self.name)
+            self.gap_service.clone()
         } else {
             self.name.clone()
         }
@@ -335,6 +341,7 @@ mod tests {
             "prod",
             &config.environments["prod"],
             config.traefik.as_ref().unwrap(),
+            &crate::names::Names::new("shop", "prod"),
         )
     }
 
@@ -344,29 +351,29 @@ mod tests {
         let app = render_dynamic(&s, false).unwrap();
         let gap = render_dynamic(&s, true).unwrap();
         let parsed: serde_json::Value = serde_norway::from_str(&app).unwrap();
-        let router = &parsed["http"]["routers"]["shop-prod"];
+        let router = &parsed["http"]["routers"]["shop_prod"];
         assert_eq!(
             router["rule"],
             "Host(`shop.example.com`) && PathPrefix(`/`)"
         );
         assert_eq!(router["entryPoints"], serde_json::json!(["websecure"]));
-        assert_eq!(router["service"], "shop-prod");
+        assert_eq!(router["service"], "shop_prod");
         assert_eq!(router["tls"], serde_json::json!({}));
         let services = &parsed["http"]["services"];
         assert_eq!(
-            services["shop-prod"]["loadBalancer"]["servers"][0]["url"],
+            services["shop_prod"]["loadBalancer"]["servers"][0]["url"],
             "http://127.0.0.1:18080"
         );
         assert_eq!(
-            services["shop-prod-gap"]["loadBalancer"]["servers"][0]["url"],
+            services["shop_prod_gap"]["loadBalancer"]["servers"][0]["url"],
             "http://127.0.0.1:18081"
         );
-        let errors = &parsed["http"]["middlewares"]["shop-prod-errors"]["errors"];
-        assert_eq!(errors["service"], "shop-prod-gap");
+        let errors = &parsed["http"]["middlewares"]["shop_prod_errors"]["errors"];
+        assert_eq!(errors["service"], "shop_prod_gap");
         let parsed: serde_json::Value = serde_norway::from_str(&gap).unwrap();
         assert_eq!(
-            parsed["http"]["routers"]["shop-prod"]["service"],
-            "shop-prod-gap"
+            parsed["http"]["routers"]["shop_prod"]["service"],
+            "shop_prod_gap"
         );
     }
 
@@ -379,7 +386,7 @@ mod tests {
         .unwrap();
         let parsed: serde_json::Value = serde_norway::from_str(&with).unwrap();
         assert_eq!(
-            parsed["http"]["routers"]["shop-prod"]["tls"]["certResolver"],
+            parsed["http"]["routers"]["shop_prod"]["tls"]["certResolver"],
             "le"
         );
         let without = render_dynamic(&spec(None), false).unwrap();
@@ -419,6 +426,37 @@ mod tests {
         ];
         assert_eq!(privileged_ports(&eps, 1024), ["web (:80)"]);
         assert!(privileged_ports(&eps, 80).is_empty());
+    }
+
+    #[test]
+    fn the_gap_units_command_line_parses_whatever_the_hold() {
+        use clap::Parser;
+        for hold in [Duration::from_millis(1500), Duration::from_secs(90)] {
+            let unit = render_gap_unit(&GapUnitSpec {
+                app: "shop".into(),
+                env: "prod".into(),
+                root: "/srv/shop".into(),
+                deploy_bin: "/srv/shop/.deploy/bin/deploy".into(),
+                gap_port: 18081,
+                port: 18080,
+                mode: "hold".into(),
+                hold: millis(hold),
+                retry_after: 5,
+                control: "/srv/shop/.deploy".into(),
+                page: "/srv/shop/.deploy/maintenance.html".into(),
+            })
+            .unwrap();
+            let exec = unit
+                .lines()
+                .find_map(|l| l.strip_prefix("ExecStart="))
+                .unwrap();
+            let cli = crate::cli::Cli::try_parse_from(exec.split_whitespace())
+                .unwrap_or_else(|e| panic!("{exec}: {e}"));
+            let crate::cli::Command::GapServer(o) = cli.command else {
+                panic!("{exec}")
+            };
+            assert_eq!(o.hold, hold);
+        }
     }
 
     #[test]

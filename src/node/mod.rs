@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod plan;
 mod publish;
 mod release;
+mod rename;
 mod rollback;
 pub mod snapshot;
 pub mod state;
@@ -27,7 +28,7 @@ use crate::node::state::{Action, Event, EventOutcome, State};
 use crate::sys::systemd::Active;
 use crate::sys::systemd::Systemd;
 use crate::ui::Ui;
-use crate::{sys::fsx, sys::podman, version};
+use crate::{sys::fsx, sys::podman};
 use anyhow::{anyhow, bail, Context, Result};
 use layout::Layout;
 use std::path::{Path, PathBuf};
@@ -72,8 +73,18 @@ impl<'a> Node<'a> {
         })
     }
 
+    /// The names of this app in this environment (units, containers, images, routers).
+    pub fn names(&self) -> crate::names::Names {
+        crate::names::Names::new(&self.config.app, &self.env_name)
+    }
+
+    /// What the app's unit (and an in-gap hook's container) is made from.
+    pub(crate) fn unit_spec(&self) -> unit::UnitSpec {
+        unit::UnitSpec::new(self.config, &self.layout, self.env.port, &self.names())
+    }
+
     pub(crate) fn unit_name(&self) -> String {
-        unit::unit_name(&self.config.app)
+        self.names().unit()
     }
 
     pub(crate) fn user_unit_dir(&self) -> PathBuf {
@@ -85,7 +96,7 @@ impl<'a> Node<'a> {
     }
 
     pub(crate) fn image(&self, version: &str) -> String {
-        version::image_ref(&self.config.app, version)
+        self.names().image(version)
     }
 
     pub(crate) fn stop_timeout(&self) -> Duration {
@@ -251,17 +262,26 @@ impl<'a> Node<'a> {
         let systemd = self
             .ui
             .step("Connecting to the systemd user manager", Systemd::connect)?;
-        self.check_port(&systemd, self.env.port, &self.unit_name())?;
+        let _lock = self.lock(&format!("deploy setup {}", self.env_name))?;
+        let legacy = self.has_legacy_app();
+        self.remove_legacy_gap_server(&systemd)?;
+        if !legacy {
+            self.check_port(&systemd, self.env.port, &self.unit_name())?;
+        }
         self.warn_readable_shared_files();
         let unit_path = self.unit_path();
         self.ui
             .step(&format!("Writing {}", unit_path.display()), || {
-                let spec = unit::UnitSpec::new(self.config, l, self.env.port);
+                let spec = self.unit_spec();
                 let text = unit::render(&spec)?;
                 systemd.install_unit(&self.user_unit_dir(), &self.unit_name(), &text)
             })?;
         if let Some(t) = &self.config.traefik {
             self.setup_traefik(&systemd, t)?;
+            self.remove_legacy_router(t)?;
+        }
+        if legacy {
+            self.move_legacy_app(&systemd)?;
         }
         self.ui.info(&format!(
             "{} is ready on {root}: release with `deploy release VERSION {}`",

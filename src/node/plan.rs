@@ -53,7 +53,7 @@ impl Node<'_> {
                 snapshot.file_name().unwrap_or_default().to_string_lossy()
             ),
             Step::Hook { command } => {
-                let spec = unit::UnitSpec::new(self.config, &self.layout, self.env.port);
+                let spec = self.unit_spec();
                 let args = unit::hook_args(&spec, &self.image(mv.target()), mv.target(), command);
                 format!(
                     "podman {} (at most {})",
@@ -124,7 +124,7 @@ impl Node<'_> {
                 ),
             );
         }
-        let spec = unit::UnitSpec::new(self.config, l, self.env.port);
+        let spec = self.unit_spec();
         line(
             &mut out,
             "unit",
@@ -141,7 +141,7 @@ impl Node<'_> {
                 format!(
                     "{} (and the gap server unit {}):",
                     router.file.display(),
-                    traefik::gap_unit_name(&self.config.app)
+                    self.names().gap_unit()
                 ),
             );
             out += &indent(&traefik::render_dynamic(&router.spec, false)?);

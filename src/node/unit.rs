@@ -11,6 +11,9 @@ const APP_SERVICE: &str = include_str!("../../units/app.service");
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitSpec {
     pub app: String,
+    /// The app's container (`--name`), and the one-off container of an `in_gap` hook.
+    pub container: String,
+    pub hook_container: String,
     pub root: String,
     /// The per-release env file, read through `current`.
     pub release_env: String,
@@ -28,17 +31,8 @@ pub struct Mount {
     pub container: String,
 }
 
-pub fn unit_name(app: &str) -> String {
-    format!("{app}.service")
-}
-
 pub fn render(spec: &UnitSpec) -> Result<String> {
     crate::template::render("app.service", APP_SERVICE, spec)
-}
-
-/// The name of the one-off container an `in_gap` hook runs in.
-pub fn hook_container(spec: &UnitSpec) -> String {
-    format!("{}-hook", spec.app)
 }
 
 /// `podman run` arguments for an `in_gap` hook: a one-off container of `image` with the app's
@@ -51,7 +45,7 @@ pub fn hook_args(spec: &UnitSpec, image: &str, version: &str, command: &str) -> 
         "--rm".into(),
         "--pull=never".into(),
         "--name".into(),
-        hook_container(spec),
+        spec.hook_container.clone(),
         "--replace".into(),
         "--env".into(),
         format!("DEPLOY_APP={}", spec.app),
@@ -75,11 +69,18 @@ pub fn release_env(app: &str, version: &str, image: &str) -> String {
 }
 
 impl UnitSpec {
-    pub fn new(config: &crate::config::Config, layout: &Layout, port: u16) -> UnitSpec {
+    pub fn new(
+        config: &crate::config::Config,
+        layout: &Layout,
+        port: u16,
+        names: &crate::names::Names,
+    ) -> UnitSpec {
         let root = layout.root.display().to_string();
         let shared = layout.shared();
         UnitSpec {
             app: config.app.clone(),
+            container: names.container(),
+            hook_container: names.hook_container(),
             root,
             release_env: layout.current_release_env().display().to_string(),
             port,
@@ -117,7 +118,12 @@ mod tests {
             if env_file { ".env" } else { "secrets.txt" }
         ))
         .unwrap();
-        UnitSpec::new(&config, &Layout::new("/srv/shop"), 18080)
+        UnitSpec::new(
+            &config,
+            &Layout::new("/srv/shop"),
+            18080,
+            &crate::names::Names::new("shop", "prod"),
+        )
     }
 
     #[test]
@@ -128,10 +134,15 @@ mod tests {
              environments: {prod: {host: local, path: /srv/shop, port: 18080}}\n",
         )
         .unwrap();
-        let spec = UnitSpec::new(&config, &Layout::new("/srv/shop"), 18080);
+        let spec = UnitSpec::new(
+            &config,
+            &Layout::new("/srv/shop"),
+            18080,
+            &crate::names::Names::new("shop", "prod"),
+        );
         assert_eq!(
             hook_args(&spec, "localhost/shop:v2", "v2", "/app/shop migrate --all").join(" "),
-            "run --rm --pull=never --name shop-hook --replace --env DEPLOY_APP=shop \
+            "run --rm --pull=never --name shop_prod_hook --replace --env DEPLOY_APP=shop \
              --env DEPLOY_VERSION=v2 --env-file /srv/shop/shared/.env \
              --volume /srv/shop/shared/data:/app/data --entrypoint /app/shop localhost/shop:v2 \
              migrate --all"

@@ -9,8 +9,10 @@ pub fn url(port: u16, path: &str) -> String {
 
 /// One probe: Ok(status) for any HTTP answer, Err for no answer.
 pub fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
+    // No redirects: a 302 to a page that answers 200 is not a healthy app.
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
+        .max_redirects(0)
         .timeout_global(Some(timeout))
         .proxy(None)
         .build()
@@ -46,5 +48,51 @@ pub fn wait_healthy(
         }
         alive()?;
         std::thread::sleep(interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A server on a free port that answers every request with `answer`.
+    fn server(answer: &'static str) -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let mut buf = [0; 4096];
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(answer.as_bytes());
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_redirect_is_not_healthy() {
+        let ok = server("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        let redirect = Box::leak(
+            format!(
+                "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{ok}/\r\nContent-Length: 0\r\n\
+                 Connection: close\r\n\r\n"
+            )
+            .into_boxed_str(),
+        );
+        let port = server(redirect);
+        assert_eq!(
+            probe(&url(port, "/healthz"), Duration::from_secs(2)),
+            Ok(302)
+        );
+        let e = wait_healthy(
+            &url(port, "/healthz"),
+            Duration::from_millis(300),
+            Duration::from_millis(100),
+            || Ok(()),
+        )
+        .unwrap_err();
+        assert!(format!("{e}").contains("HTTP 302"), "{e}");
+        assert_eq!(probe(&url(ok, "/"), Duration::from_secs(2)), Ok(200));
     }
 }

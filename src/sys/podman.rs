@@ -158,6 +158,22 @@ pub fn remove_container_now(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Gives an image another name.
+pub fn tag(image: &str, name: &str) -> Result<()> {
+    let out = duct::cmd!("podman", "tag", image, name)
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run podman")?;
+    if !out.status.success() {
+        bail!(
+            "`podman tag {image} {name}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 pub fn image_exists(image: &str) -> Result<bool> {
     let out = duct::cmd!("podman", "image", "exists", image)
         .unchecked()

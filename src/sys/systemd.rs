@@ -32,6 +32,11 @@ trait Manager {
         runtime: bool,
         force: bool,
     ) -> zbus::Result<(bool, Vec<UnitFileChange>)>;
+    fn disable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+    ) -> zbus::Result<Vec<UnitFileChange>>;
     fn subscribe(&self) -> zbus::Result<()>;
     #[zbus(signal)]
     fn job_removed(
@@ -193,6 +198,22 @@ impl Systemd {
         self.manager
             .enable_unit_files(&[name], false, true)
             .with_context(|| format!("cannot enable {name} (systemd EnableUnitFiles)"))?;
+        self.reload()
+    }
+
+    /// Stops a unit, disables it and removes its file: it is gone.
+    pub fn remove_unit(&self, dir: &std::path::Path, name: &str, timeout: Duration) -> Result<()> {
+        self.stop(name, timeout)?;
+        self.manager
+            .disable_unit_files(&[name], false)
+            .with_context(|| format!("cannot disable {name} (systemd DisableUnitFiles)"))?;
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => crate::sys::fsx::sync_dir(dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        }
+        let _ = self.manager.reset_failed_unit(name);
         self.reload()
     }
 

@@ -140,6 +140,16 @@ pub fn rows(db: &Path, table: &str) -> i64 {
         .unwrap()
 }
 
+/// Gives a tree to the node user (files a test wrote there as root).
+pub fn chown_to_node_user(p: &Path) {
+    let n = node();
+    run_ok(
+        Command::new("chown")
+            .args(["-R", &format!("{}:{}", n.uid, n.gid)])
+            .arg(p),
+    );
+}
+
 pub fn chmod(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -374,12 +384,7 @@ impl Project {
     }
 
     fn chown(&self) {
-        let n = node();
-        run_ok(
-            Command::new("chown")
-                .args(["-R", &format!("{}:{}", n.uid, n.gid)])
-                .arg(&self.dir),
-        );
+        chown_to_node_user(&self.dir);
     }
 
     pub fn root(&self) -> PathBuf {
@@ -521,25 +526,31 @@ impl Project {
             &[
                 "image",
                 "exists",
-                &format!("localhost/{}:{version}", self.app),
+                &format!("localhost/{}_test:{version}", self.app),
             ],
         )
         .code
             == 0
     }
 
+    /// The app's unit (the environment is always `test`).
+    pub fn unit(&self) -> String {
+        format!("{}_test.service", self.app)
+    }
+
     /// Stops the app and removes everything a previous run left.
     pub fn clean(&self) {
-        for unit in [
-            format!("{}.service", self.app),
-            format!("{}-gap.service", self.app),
-        ] {
+        for unit in [self.unit(), format!("{}_test_gap.service", self.app)] {
             let _ = self.user("systemctl", &["--user", "stop", &unit]);
             let _ = self.user("systemctl", &["--user", "disable", &unit]);
             let _ = std::fs::remove_file(node().home.join(".config/systemd/user").join(&unit));
         }
         let _ = std::fs::remove_dir_all(self.root());
         let _ = std::fs::remove_dir_all(&self.dir);
+        let dynamic = node().home.join(".config/traefik/dynamic");
+        for stem in [format!("{}_test", self.app), format!("{}-test", self.app)] {
+            let _ = std::fs::remove_file(dynamic.join(format!("{stem}.yaml")));
+        }
         // By name, never by id: identical builds of other tests' apps share image ids. The
         // filter matches images and lists every name of each, so keep only this app's names.
         let images = self.user(
@@ -549,10 +560,10 @@ impl Project {
                 "--format",
                 "{{.Repository}}:{{.Tag}}",
                 "--filter",
-                &format!("reference=localhost/{}", self.app),
+                &format!("reference=localhost/{}_test", self.app),
             ],
         );
-        let own = format!("localhost/{}:", self.app);
+        let own = format!("localhost/{}_test:", self.app);
         for name in images
             .stdout
             .split_whitespace()
@@ -569,10 +580,7 @@ impl Drop for Project {
             self.clean();
         } else {
             // Keep the files for a look, but free the port.
-            let _ = self.user(
-                "systemctl",
-                &["--user", "stop", &format!("{}.service", self.app)],
-            );
+            let _ = self.user("systemctl", &["--user", "stop", &self.unit()]);
         }
     }
 }

@@ -175,9 +175,9 @@ impl Node<'_> {
     /// podman client alone going would leave the container writing. A failure carries its
     /// last lines.
     pub(crate) fn run_in_gap_hook(&self, version: &str, hook: &str) -> Result<()> {
-        let spec = unit::UnitSpec::new(self.config, &self.layout, self.env.port);
+        let spec = self.unit_spec();
         let image = self.image(version);
-        let container = unit::hook_container(&spec);
+        let container = spec.hook_container.clone();
         let timeout = self.config.hooks.timeout;
         let handle = signals::own_group(duct::cmd(
             "podman",

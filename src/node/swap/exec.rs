@@ -83,7 +83,7 @@ fn run_move(
                     gap = stopped.map(|t| t.elapsed()).unwrap_or_default();
                 }
                 journal
-                    .append(Entry::Done {
+                    .append_unsynced(Entry::Done {
                         step: step.clone(),
                         snapshot_dir,
                     })

@@ -82,13 +82,28 @@ impl Journal {
         })
     }
 
-    /// Appends one entry, durably (one fdatasync).
+    /// Appends one entry, durably (one fdatasync), with any written before it: a step's
+    /// `begin` is on disk before the step runs.
     pub fn append(&mut self, entry: Entry) -> Result<()> {
+        self.write(entry)?;
+        self.file
+            .sync_data()
+            .with_context(|| format!("cannot sync the swap journal {}", self.path.display()))
+    }
+
+    /// Appends one entry that the next [`Journal::append`] (or the journal's removal) makes
+    /// durable: a step's `done`. A kill loses nothing written; a power cut before the next
+    /// step's `begin` can lose it, and the step then reads as begun and not done, which
+    /// recovery treats as the more careful case.
+    pub fn append_unsynced(&mut self, entry: Entry) -> Result<()> {
+        self.write(entry)
+    }
+
+    fn write(&mut self, entry: Entry) -> Result<()> {
         let mut line = serde_json::to_vec(&entry)?;
         line.push(b'\n');
         self.file
             .write_all(&line)
-            .and_then(|()| self.file.sync_data())
             .with_context(|| format!("cannot write the swap journal {}", self.path.display()))?;
         self.entries.push(entry);
         Ok(())

@@ -1,0 +1,187 @@
+//! One naming scheme for everything derived from an app and an environment: units, sockets,
+//! containers, images, Traefik routers and files, hook and exec containers, replication units.
+//!
+//! App and environment names are lower-case letters, digits and `-` (validated with the
+//! config), so they can never hold the separator `_`, which systemd unit, container, image and
+//! router names all accept. The base name is `<app>_<env>`, and every role adds a suffix after
+//! another `_`: `shop_prod.service`, `shop_prod_gap.service`, `shop_prod_hook`. No two pairs of
+//! (app, environment), and no role of one app, can produce the same name.
+
+use crate::version::image_tag;
+
+/// What a name may be made of: app and environment names.
+pub fn check(kind: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 48
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a usable {kind} name: use 1 to 48 lower-case letters, digits and \
+             `-`, starting and ending with a letter or digit (it names units, containers, images \
+             and routers, joined with `_`)"
+        ))
+    }
+}
+
+/// The names of one app in one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    base: String,
+}
+
+impl Names {
+    pub fn new(app: &str, env: &str) -> Names {
+        Names {
+            base: format!("{app}_{env}"),
+        }
+    }
+
+    /// `<app>_<env>`: the app's container, router, Traefik service and file stem.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn unit(&self) -> String {
+        format!("{}.service", self.base)
+    }
+
+    pub fn container(&self) -> String {
+        self.base.clone()
+    }
+
+    /// `localhost/<app>_<env>`: the image repository of the app's releases.
+    pub fn image_repository(&self) -> String {
+        format!("localhost/{}", self.base)
+    }
+
+    pub fn image(&self, version: &str) -> String {
+        format!("{}:{}", self.image_repository(), image_tag(version))
+    }
+
+    pub fn router(&self) -> String {
+        self.base.clone()
+    }
+
+    /// The Traefik service of the gap server.
+    pub fn gap_service(&self) -> String {
+        format!("{}_gap", self.base)
+    }
+
+    /// The file in Traefik's dynamic directory.
+    pub fn dynamic_file(&self) -> String {
+        format!("{}.yaml", self.base)
+    }
+
+    pub fn gap_unit(&self) -> String {
+        format!("{}_gap.service", self.base)
+    }
+
+    /// The one-off container of an `in_gap` hook.
+    pub fn hook_container(&self) -> String {
+        format!("{}_hook", self.base)
+    }
+
+    /// A one-off container of `deploy exec`, unique per run.
+    pub fn exec_container(&self, id: &str) -> String {
+        format!("{}_exec_{id}", self.base)
+    }
+
+    pub fn socket_unit(&self) -> String {
+        format!("{}.socket", self.base)
+    }
+
+    pub fn replication_unit(&self) -> String {
+        format!("{}_litestream.service", self.base)
+    }
+}
+
+/// Names of releases before this scheme (`<app>.service`, `localhost/<app>:<tag>`, the
+/// container `<app>`, `<app>-gap.service`): what `deploy setup` moves from.
+pub mod legacy {
+    pub fn unit(app: &str) -> String {
+        format!("{app}.service")
+    }
+
+    pub fn gap_unit(app: &str) -> String {
+        format!("{app}-gap.service")
+    }
+
+    pub fn image_repository(app: &str) -> String {
+        format!("localhost/{app}")
+    }
+
+    /// Router and file stem: `<app>-<env>`.
+    pub fn router(app: &str, env: &str) -> String {
+        format!("{app}-{env}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_has_its_own_name() {
+        let n = Names::new("shop", "prod");
+        assert_eq!(n.unit(), "shop_prod.service");
+        assert_eq!(n.gap_unit(), "shop_prod_gap.service");
+        assert_eq!(n.image("v1.2"), "localhost/shop_prod:v1.2");
+        assert_eq!(n.hook_container(), "shop_prod_hook");
+        assert_eq!(n.router(), "shop_prod");
+        assert_eq!(n.dynamic_file(), "shop_prod.yaml");
+        assert_eq!(n.socket_unit(), "shop_prod.socket");
+    }
+
+    #[test]
+    fn names_cannot_collide() {
+        // What collided before: app `a-b` in `c` and app `a` in `b-c`.
+        assert_ne!(
+            Names::new("a-b", "c").router(),
+            Names::new("a", "b-c").router()
+        );
+        // An app named like another's role cannot exist: `_` is not allowed in names.
+        assert!(check("app", "shop_prod").is_err());
+        assert!(check("app", "shop-hook").is_ok());
+        assert_ne!(
+            Names::new("shop-hook", "prod").container(),
+            Names::new("shop", "prod").hook_container()
+        );
+        // Every name over every role, for a set of apps and environments, is distinct.
+        let words = ["a", "b", "a-b", "b-c", "c", "gap", "hook", "a-gap"];
+        let mut seen = std::collections::HashMap::new();
+        for app in words {
+            for env in words {
+                let n = Names::new(app, env);
+                for name in [
+                    n.unit(),
+                    n.gap_unit(),
+                    n.hook_container(),
+                    n.container(),
+                    n.socket_unit(),
+                    n.replication_unit(),
+                    n.exec_container("x1"),
+                ] {
+                    if let Some(other) = seen.insert(name.clone(), (app, env)) {
+                        assert_eq!(other, (app, env), "{name} is made twice");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["shop", "a", "my-app2", "0day"] {
+            assert!(check("app", good).is_ok(), "{good}");
+        }
+        for bad in ["", "Shop", "a_b", "-a", "a-", "a.b", "a b", &"x".repeat(49)] {
+            assert!(check("app", bad).is_err(), "{bad}");
+        }
+    }
+}
