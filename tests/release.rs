@@ -87,6 +87,7 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
     assert!(s.contains("HTTP 200"), "{s}");
     assert!(s.contains("last:         rollback v2 ok"), "{s}");
 
+    common::assert_private(&root);
     let unit_after = std::fs::read_to_string(&unit_file).unwrap();
     assert_eq!(
         unit_before, unit_after,
@@ -204,6 +205,22 @@ fn pruning_keeps_keep_releases() {
     p.deploy(&["rollback"]).ok();
     assert_eq!(p.current().as_deref(), Some("v3"));
     assert!(p.body("/").starts_with("example-app v3 "));
+
+    // A release that cannot be pruned (a directory in it the node user may not remove) does
+    // not make a live release look failed: it is said live, after_release runs, exit 0.
+    let stuck = p.root().join("releases/v5/assets/root-owned");
+    std::fs::create_dir_all(stuck.join("inner")).unwrap();
+    p.add_to_config("hooks:\n  after_release: [\"echo ran > after.txt\"]\n");
+    p.deploy(&["release", "v6"]).ok();
+    let r = p.deploy(&["release", "v7"]).ok();
+    r.says("t-prune v7 is live on test");
+    r.says("v7 is live, but pruning old releases failed");
+    assert_eq!(
+        std::fs::read_to_string(p.dir.join("after.txt")).unwrap(),
+        "ran\n"
+    );
+    assert!(p.body("/").starts_with("example-app v7 "));
+    std::fs::remove_dir_all(&stuck).unwrap();
 }
 
 #[test]

@@ -85,6 +85,7 @@ fn setup_release_rollback_over_ssh_with_unchanged_files_hard_linked() {
     assert_eq!(p.body("/"), "example-app v1 hits=3 greeting=hello one\n");
     let r = p.deploy_remote(&["status"]).ok();
     r.prints("current:      v1");
+    common::assert_private(&p.root());
 
     // The node's deploy must be this build: anything else is refused until setup installs it.
     let sum = p.root().join(".deploy/bin/deploy.sha256");
@@ -173,4 +174,55 @@ fn a_dropped_connection_during_the_swap_leaves_the_server_finishing_it() {
     assert!(p.body("/").starts_with("example-app v2 hits=2"));
     let r = p.deploy_remote(&["status"]).ok();
     r.prints("last:         release v2 ok");
+}
+
+#[test]
+fn ssh_options_with_quotes_and_a_symlinked_config_reach_the_server_intact() {
+    let p = remote("t-remote-quote", 18324);
+    // An ssh option with a `'` in it (a known_hosts file in a directory named so): rsync must
+    // get it whole, as ssh does.
+    let dir = std::path::Path::new("/tmp/deploy-tests/it's here");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(
+        format!("{}/known_hosts", common::SSHD_DIR),
+        dir.join("known_hosts"),
+    )
+    .unwrap();
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    let quoted = yaml.replace(
+        &format!("UserKnownHostsFile={}/known_hosts", common::SSHD_DIR),
+        &format!("UserKnownHostsFile={}/known_hosts", dir.display()),
+    );
+    assert_ne!(quoted, yaml);
+    // The config is a symlink (as dotfile managers make them): its target is what is sent.
+    p.write("real-deploy.yaml", &quoted);
+    p.remove("deploy.yaml");
+    std::os::unix::fs::symlink("real-deploy.yaml", p.dir.join("deploy.yaml")).unwrap();
+    p.deploy_remote(&["setup"]).ok();
+    p.deploy_remote(&["release", "v1"]).ok();
+    assert!(p.body("/").starts_with("example-app v1 "));
+    // --json over SSH: stdout is JSON events only, whatever the node writes to its stderr
+    // (here its `error:` line).
+    let r = p.deploy_remote(&["--json", "release", "v2"]).ok();
+    assert!(r.stdout.contains("\"event\":\"done\""), "{}", r.stdout);
+    let r = p.deploy_remote(&["--json", "release", "v2"]).failed();
+    for out in [&r.stdout] {
+        for line in out.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON: {line:?} ({e})\n{out}"));
+            assert!(v["event"].is_string(), "{line}");
+        }
+    }
+    assert!(r.stdout.contains("\"event\":\"error\""), "{}", r.stdout);
+    r.says("error: ");
+    p.write(
+        "real-deploy.yaml",
+        &quoted.replace("keep_releases: 5", "keep_releases: 4"),
+    );
+    p.deploy_remote(&["releases"]).ok();
+    let sent = std::fs::read_to_string(p.root().join(".deploy/project/deploy.yaml")).unwrap();
+    assert!(
+        sent.contains("keep_releases: 4"),
+        "the node has the new config: {sent}"
+    );
 }

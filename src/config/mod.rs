@@ -637,4 +637,26 @@ environments:
         let e = err(&GOOD.replace("  prod:", "  Prod_1:"));
         assert!(e.contains("environment name"), "{e}");
     }
+
+    #[test]
+    fn values_that_reach_the_unit_file_cannot_inject_into_it() {
+        let text = GOOD.replace(
+            "data: /app/data",
+            "data: \"/app/data\\nExecStartPost=/bin/sh -c 'id > /tmp/x'\"",
+        );
+        let e = err(&text);
+        assert!(e.starts_with("container.mounts.data (line "), "{e}");
+        assert!(e.contains("cannot carry"), "{e}");
+        for bad in ["/app/%h", "/app/$HOME", "/app/a:b", "/app/up loads"] {
+            let e = err(&GOOD.replace("data: /app/data", &format!("data: \"{bad}\"")));
+            assert!(e.contains("container.mounts.data"), "{bad}: {e}");
+        }
+        let e = err(&GOOD.replace("dirs: [data]", "dirs: [data, \"up loads\"]"));
+        assert!(
+            e.contains("shared.dirs") && e.contains("cannot carry"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("files: [.env]", "files: [\"%n.env\"]"));
+        assert!(e.contains("shared.files"), "{e}");
+    }
 }

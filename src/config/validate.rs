@@ -115,6 +115,7 @@ fn validate_artifacts(artifacts: &[String]) -> Result<BTreeMap<String, String>, 
 fn validate_shared(shared: &Shared, in_release: &BTreeMap<String, String>) -> Result<(), Invalid> {
     for (kind, list) in [("dirs", &shared.dirs), ("files", &shared.files)] {
         for s in list {
+            unit_safe(s).map_err(|m| invalid(&["shared", kind], m))?;
             if !check_relative(s) {
                 return Err(invalid(
                     &["shared", kind],
@@ -144,6 +145,7 @@ fn validate_container(container: &Container, shared: &Shared) -> Result<(), Inva
         return Err(invalid(&["container", "port"], "must be 1 to 65535"));
     }
     for (dir, target) in &container.mounts {
+        unit_safe(target).map_err(|m| invalid(&["container", "mounts", dir], m))?;
         if !shared.dirs.contains(dir) {
             return Err(invalid(
                 &["container", "mounts"],
@@ -280,6 +282,23 @@ fn validate_traefik(t: &Traefik) -> Result<(), Invalid> {
 
 /// Characters a node path may not contain: it is written into unit files unquoted.
 pub const UNSAFE_PATH_CHARS: &str = " \t\n\"'\\%$;`";
+
+/// What is wrong with a value that goes into the unit file and podman's arguments unquoted (a
+/// mount's target, a shared entry's name): a control character would start a new line of the
+/// unit (`ExecStartPost=`...), `%` and `$` are expanded by systemd, white space splits an
+/// argument, and `:` separates the parts of podman's `--volume`.
+fn unit_safe(value: &str) -> Result<(), String> {
+    match value.chars().find(|c| {
+        c.is_control() || UNSAFE_PATH_CHARS.contains(*c) || *c == ':' || c.is_whitespace()
+    }) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "`{}` contains {c:?}, which the app's unit file and podman's arguments cannot carry \
+             (no white space, control characters, quotes, `\\`, `%`, `$`, `;`, backquotes or `:`)",
+            value.escape_debug()
+        )),
+    }
+}
 
 /// Finds the 1-based line of a nested key (e.g. `environments.prod.port`) in YAML text: each
 /// component is searched below the previous one, at a deeper indentation.

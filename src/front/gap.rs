@@ -220,7 +220,7 @@ pub fn set_flag(control: &Path, name: &str, on: bool) -> Result<()> {
         crate::sys::fsx::write_atomic(
             &path,
             format!("{}\n", crate::node::state::now()).as_bytes(),
-            0o644,
+            0o600,
         )
     } else {
         match std::fs::remove_file(&path) {

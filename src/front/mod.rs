@@ -109,13 +109,13 @@ impl Node<'_> {
         self.ui.step("Installing the gap server", || {
             let exe = std::env::current_exe().context("cannot find this deploy binary")?;
             let bin = self.gap_bin();
-            fsx::ensure_dir(bin.parent().expect("bin dir"), 0o755)?;
+            fsx::ensure_private_dir(bin.parent().expect("bin dir"))?;
             let bytes =
                 std::fs::read(&exe).with_context(|| format!("cannot read {}", exe.display()))?;
             // On a remote node this binary is that file already (setup installed it there):
             // rewriting it would only make its checksum file look stale.
             if std::fs::read(&bin).ok().as_deref() != Some(bytes.as_slice()) {
-                fsx::write_atomic(&bin, &bytes, 0o755)?;
+                fsx::write_atomic(&bin, &bytes, 0o700)?;
             }
             let page = match &t.maintenance_page {
                 Some(p) => {
@@ -126,7 +126,7 @@ impl Node<'_> {
                 }
                 None => traefik::render_page(&self.config.app)?.into_bytes(),
             };
-            fsx::write_atomic(&self.page_path(), &page, 0o644)?;
+            fsx::write_atomic(&self.page_path(), &page, 0o600)?;
             let spec = traefik::GapUnitSpec {
                 app: self.config.app.clone(),
                 env: self.env_name.clone(),

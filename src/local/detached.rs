@@ -10,6 +10,7 @@ use crate::ui::Ui;
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -77,7 +78,7 @@ impl Tail {
 /// Runs `deploy --node ARGS` detached, in `runs` (the app's `.deploy/runs`), following its
 /// output until it ends; its exit code becomes ours.
 pub fn run(runs: &Path, argv: &[String], what: &str, env_name: &str) -> Result<()> {
-    crate::sys::fsx::ensure_dir(runs, 0o700)?;
+    crate::sys::fsx::ensure_private_dir(runs)?;
     prune_runs(runs);
     let stem = format!(
         "{}-{}",
@@ -90,6 +91,7 @@ pub fn run(runs: &Path, argv: &[String], what: &str, env_name: &str) -> Result<(
     );
     let create = |p: &PathBuf| {
         std::fs::OpenOptions::new()
+            .mode(0o600)
             .create(true)
             .truncate(true)
             .write(true)

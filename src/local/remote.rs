@@ -215,14 +215,21 @@ impl<'a> Remote<'a> {
         self.ui
             .step(&format!("Installing {} on the node", own_version()), || {
                 let dir = format!("{root}/{}", Path::new(NODE_BIN).parent().expect("dir").display());
-                let out = self.ssh.capture(&format!("mkdir -p {}", sh_quote(&dir)))?;
+                // `.deploy/` holds logs, state and snapshots: 0700, like everything in it.
+                let meta = format!("{root}/.deploy");
+                let out = self.ssh.capture(&format!(
+                    "mkdir -p {root} && install -d -m 0700 {} {}",
+                    sh_quote(&meta),
+                    sh_quote(&dir),
+                    root = sh_quote(root)
+                ))?;
                 if !out.status.success() {
                     bail!("cannot create {dir}: {}", String::from_utf8_lossy(&out.stderr));
                 }
                 // rsync writes a temp file and renames it: a running copy is never torn.
                 self.ssh.rsync(
                     &[
-                        "--chmod=F755".into(),
+                        "--chmod=F700".into(),
                         exe.display().to_string(),
                         self.ssh.remote_path(&format!("{root}/{NODE_BIN}")),
                     ],
@@ -230,7 +237,7 @@ impl<'a> Remote<'a> {
                 )?;
                 let bin = sh_quote(&format!("{root}/{NODE_BIN}"));
                 let out = self.ssh.capture(&format!(
-                    "sha256sum {bin} | cut -d' ' -f1 > {bin}.sha256.tmp && mv {bin}.sha256.tmp {bin}.sha256"
+                    "sha256sum {bin} | cut -d' ' -f1 > {bin}.sha256.tmp && chmod 600 {bin}.sha256.tmp && mv {bin}.sha256.tmp {bin}.sha256"
                 ))?;
                 if !out.status.success() {
                     bail!("cannot checksum {bin}: {}", String::from_utf8_lossy(&out.stderr));
@@ -269,6 +276,8 @@ impl<'a> Remote<'a> {
             "--relative".to_string(),
             "--mkpath".into(),
             "--chmod=F600,D700".into(),
+            // A symlinked config or page is sent as the file it points at, never skipped.
+            "--copy-links".into(),
         ];
         args.extend(files);
         args.push(self.ssh.remote_path(&dest));
@@ -333,19 +342,21 @@ impl<'a> Remote<'a> {
         let command = self.node_command(root, config, args);
         let script = format!(
             r#"runs={runs}
-mkdir -p "$runs"
-ls -1t "$runs" 2>/dev/null | tail -n +41 | while read -r old; do rm -f "$runs/$old"; done
+mkdir -p "$runs" && chmod 700 "$runs"
+ls -1t "$runs" 2>/dev/null | tail -n +121 | while read -r old; do rm -f "$runs/$old"; done
 log="$runs/$(date +%Y%m%dT%H%M%S)-$$.log"
-: > "$log"
-setsid sh -c '{command} > "$1" 2>&1 < /dev/null; echo $? > "$1.rc"' sh "$log" < /dev/null > /dev/null 2>&1 &
+: > "$log" && : > "$log.err" && : > "$log.rc" && chmod 600 "$log" "$log.err" "$log.rc"
+setsid sh -c '{command} > "$1" 2> "$1.err" < /dev/null; echo $? > "$1.rc"' sh "$log" < /dev/null > /dev/null 2>&1 &
 pid=$!
-tail -n +1 -s 0.1 -f --pid="$pid" "$log"{to_stderr}
-exit "$(cat "$log.rc" 2>/dev/null || echo 1)"
+tail -n +1 -s 0.1 -f --pid="$pid" "$log.err" >&2 &
+tail -n +1 -s 0.1 -f --pid="$pid" "$log"
+wait
+rc=$(cat "$log.rc" 2>/dev/null)
+exit "${{rc:-1}}"
 "#,
             runs = sh_quote(&format!("{root}/.deploy/runs")),
+            // The node's stdout (JSON events with --json) stays stdout, its stderr stderr.
             command = command.replace('\'', r"'\''"),
-            // JSON events go to stdout, as for a local environment; the step lines to stderr.
-            to_stderr = if self.ui.json { "" } else { " >&2" },
         );
         crate::signals::defer();
         let code = self.ssh.stream(&script);

@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 pub struct NodeLock {
@@ -20,6 +21,7 @@ fn hostname() -> String {
 /// Takes the lock or fails at once, naming the holder.
 pub fn acquire(path: &Path, what: &str) -> Result<NodeLock> {
     let mut file = OpenOptions::new()
+        .mode(0o600)
         .read(true)
         .write(true)
         .create(true)

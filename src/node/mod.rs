@@ -242,7 +242,7 @@ impl<'a> Node<'a> {
             for d in [&l.root, &l.releases(), &l.shared(), &l.log_dir()] {
                 fsx::ensure_dir(d, 0o755)?;
             }
-            fsx::ensure_dir(&l.meta(), 0o700)?;
+            fsx::ensure_private_dir(&l.meta())?;
             for d in &self.config.shared.dirs {
                 fsx::ensure_dir(&l.shared().join(d), 0o755)?;
             }

@@ -162,13 +162,17 @@ impl Node<'_> {
         Ok(gap)
     }
 
-    /// Finishing: old releases pruned (a failure there is reported after saying the release
-    /// is live), and the result.
+    /// Finishing: old releases pruned, and the result. The release is live whatever pruning
+    /// does: a failure there is a warning after that is said, and the command succeeds.
     fn release_finishing(&self, mut run: Run, gap: Duration) -> Result<()> {
         let v = run.req.version.as_str();
         let pruned = self
             .ui
-            .step("Pruning old releases", || self.prune(&mut run.state))?;
+            .step("Pruning old releases", || self.prune(&mut run.state));
+        let (pruned, prune_error) = match pruned {
+            Ok(p) => (p, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
         if !pruned.is_empty() {
             self.ui.info(&format!("   removed {}", pruned.join(", ")));
         }
@@ -191,6 +195,12 @@ impl Node<'_> {
                 "pruned": pruned,
             }),
         );
+        if let Some(e) = prune_error {
+            self.ui.warn(&format!(
+                "{v} is live, but pruning old releases failed: {e:#}. Nothing else is affected; \
+                 the next release prunes again"
+            ));
+        }
         Ok(())
     }
 

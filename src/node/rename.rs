@@ -120,7 +120,7 @@ impl Node<'_> {
             let env_file = self.layout.release(&version).join(".deploy/release.env");
             if env_file.exists() {
                 let text = unit::release_env(&self.config.app, &version, &new);
-                fsx::write_atomic(&env_file, text.as_bytes(), 0o644)?;
+                fsx::write_atomic(&env_file, text.as_bytes(), 0o600)?;
             }
             if let Some(r) = state.releases.get_mut(&version) {
                 r.image = new;

@@ -79,8 +79,10 @@ pub fn take(shared: &Path, snapshots: &Path, stamp: &str) -> Result<Taken> {
     for rel in &dbs {
         let dst = tmp.join(rel);
         let parent = dst.parent().expect("has a parent");
-        std::fs::create_dir_all(parent)?;
+        fsx::ensure_dir(parent, 0o700)?;
         copy_database(&shared.join(rel), &dst)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600))?;
         std::fs::File::open(&dst)?.sync_all()?;
         fsx::sync_dir(parent)?;
         bytes += std::fs::metadata(&dst)?.len();

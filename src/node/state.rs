@@ -125,7 +125,7 @@ impl State {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
-        fsx::write_atomic(path, &json, 0o644)
+        fsx::write_atomic(path, &json, 0o600)
     }
 
     /// Records a new (or rebuilt) release, newest in creation order.

@@ -153,11 +153,11 @@ pub fn finish_release_dir(
     image: &str,
 ) -> Result<()> {
     let meta = dir.join(RELEASE_META);
-    fsx::ensure_dir(&meta, 0o755)?;
+    fsx::ensure_private_dir(&meta)?;
     fsx::write_atomic(
         &meta.join("release.env"),
         unit::release_env(app, version, image).as_bytes(),
-        0o644,
+        0o600,
     )?;
     for entry in shared.dirs.iter().chain(&shared.files) {
         let link = dir.join(entry);

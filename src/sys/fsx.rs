@@ -84,6 +84,19 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<()> {
     sync_dir(parent(dir))
 }
 
+/// A directory only its owner may enter (`.deploy/` and what is in it): made 0700, or set to
+/// 0700 when an earlier deploy made it wider.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    ensure_dir(dir, 0o700)?;
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

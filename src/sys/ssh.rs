@@ -20,6 +20,39 @@ pub fn sh_quote(word: &str) -> String {
 }
 
 /// A shell command line from words.
+/// Words as rsync splits its `-e` command: on spaces, with single quotes keeping a word
+/// whole and a doubled quote inside them standing for one (rsync knows no backslashes or
+/// `'\''`). Pure.
+pub fn rsync_join<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            let w = w.as_ref();
+            if !w.is_empty() && !w.contains([' ', '\'', '"', '\t']) {
+                w.to_string()
+            } else {
+                format!("'{}'", w.replace('\'', "''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A directory name for the shared connection's socket that nobody can have made before us:
+/// in `$XDG_RUNTIME_DIR` (private to the user) when there is one, with a random part.
+fn private_dir_name() -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let mut random = [0u8; 8];
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("cannot read /dev/urandom")?;
+    Ok(base.join(format!("deploy-ssh-{:016x}", u64::from_le_bytes(random))))
+}
+
 pub fn sh_join<S: AsRef<str>>(words: &[S]) -> String {
     words
         .iter()
@@ -51,7 +84,7 @@ impl Ssh {
             Some(i) => Some(crate::node::layout::expand_home(&i, home)?),
             None => None,
         };
-        let control_dir = std::env::temp_dir().join(format!("deploy-ssh.{}", std::process::id()));
+        let control_dir = private_dir_name()?;
         Ok(Ssh {
             destination: destination.to_string(),
             port,
@@ -90,7 +123,7 @@ impl Ssh {
     pub fn rsync_shell(&self) -> String {
         let mut words = vec!["ssh".to_string()];
         words.extend(self.args());
-        sh_join(&words)
+        rsync_join(&words)
     }
 
     /// `destination:path` for rsync.
@@ -104,9 +137,12 @@ impl Ssh {
         if self.master.get() {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.control_dir)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&self.control_dir, std::fs::Permissions::from_mode(0o700))?;
+        // Made here, 0700, and never an existing one: nobody else's directory or link.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&self.control_dir)
+            .with_context(|| format!("cannot create {}", self.control_dir.display()))?;
         let err_path = self.control_dir.join("master.err");
         let err = std::fs::File::create(&err_path)?;
         let mut args: Vec<String> = self
@@ -232,6 +268,10 @@ mod tests {
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
         assert_eq!(sh_quote("$HOME"), "'$HOME'");
         assert_eq!(sh_join(&["echo", "a b", "c"]), "echo 'a b' c");
+        assert_eq!(
+            rsync_join(&["ssh", "-o", "UserKnownHostsFile=/k/it's here", ""]),
+            "ssh -o 'UserKnownHostsFile=/k/it''s here' ''"
+        );
     }
 
     #[test]

@@ -140,6 +140,37 @@ pub fn rows(db: &Path, table: &str) -> i64 {
         .unwrap()
 }
 
+/// Everything deploy keeps under `<path>/.deploy/` and `releases/*/.deploy/` (logs, state,
+/// snapshots, the config) is the node user's alone: directories 0700, files 0600 (programs
+/// 0700).
+#[track_caller]
+pub fn assert_private(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut metas = vec![root.join(".deploy")];
+    for r in std::fs::read_dir(root.join("releases")).unwrap().flatten() {
+        metas.push(r.path().join(".deploy"));
+    }
+    let mut seen = 0;
+    while let Some(p) = metas.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let mode = m.permissions().mode() & 0o777;
+        seen += 1;
+        if m.is_dir() {
+            assert_eq!(mode, 0o700, "{} is {mode:o}", p.display());
+            metas.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else if m.is_file() {
+            assert!(
+                mode == 0o600 || mode == 0o700,
+                "{} is {mode:o}",
+                p.display()
+            );
+        }
+    }
+    assert!(seen > 5, "walked {seen} entries under {}", root.display());
+}
+
 /// Gives a tree to the node user (files a test wrote there as root).
 pub fn chown_to_node_user(p: &Path) {
     let n = node();
