@@ -154,6 +154,9 @@ pub struct MigrateArgs {
     /// The first release's name.
     #[arg(long = "as", value_name = "VERSION", default_value = "legacy")]
     pub release: String,
+    /// Do not ask before moving (the plan is shown first).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 impl Command {

@@ -128,13 +128,21 @@ fn an_in_place_deployment_becomes_releases_and_shared_and_a_release_sees_every_r
     r.prints("Dry run: nothing was changed.");
     assert_eq!(names(&p.root()), before, "the dry run changed nothing");
 
-    let r = p.deploy(&["migrate-data"]).ok();
+    // It asks; with no terminal to answer, nothing moves.
+    let r = p.deploy(&["migrate-data"]).failed();
+    r.says("move   data/ -> shared/data/");
+    r.says("not confirmed, nothing was moved (pass --yes");
+    let mut after = names(&p.root());
+    after.retain(|n| n != ".deploy"); // the lock it took
+    assert_eq!(after, before, "nothing moved without a yes");
+
+    let r = p.deploy(&["migrate-data", "--yes"]).ok();
     r.says("Moving data to shared/data ... ok");
     r.says("current -> releases/legacy");
     assert_migrated(&p);
 
     // Idempotent.
-    let r = p.deploy(&["migrate-data"]).ok();
+    let r = p.deploy(&["migrate-data", "--yes"]).ok();
     r.says("nothing to migrate");
     assert_migrated(&p);
 
@@ -165,10 +173,10 @@ fn across_filesystems_and_interrupted_at_every_step_a_rerun_finishes_the_job() {
         let _disk = common::SmallDisk::mount(&p.root().join("shared"), "64m");
         let r = p.deploy_env(
             &[("DEPLOY_TEST_HOOK", &format!("kill@{step}"))],
-            &["migrate-data"],
+            &["migrate-data", "--yes"],
         );
         assert_ne!(r.code, 0, "killed at {step}: {r:?}");
-        let r = p.deploy(&["migrate-data"]).ok();
+        let r = p.deploy(&["migrate-data", "--yes"]).ok();
         assert!(
             r.stderr.contains("an interrupted migration is under way"),
             "{step}: {}",
@@ -196,7 +204,7 @@ fn what_it_would_overwrite_or_a_live_writer_is_refused_and_nothing_changes() {
     .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let before = names(&p.root());
-    let r = p.deploy(&["migrate-data"]).failed();
+    let r = p.deploy(&["migrate-data", "--yes"]).failed();
     let _ = holder.kill();
     let _ = holder.wait();
     r.says("has the shared data open");
@@ -216,7 +224,7 @@ fn what_it_would_overwrite_or_a_live_writer_is_refused_and_nothing_changes() {
         "touch",
         &[&p.root().join("shared/data/other.db").display().to_string()],
     );
-    let r = p.deploy(&["migrate-data"]).failed();
+    let r = p.deploy(&["migrate-data", "--yes"]).failed();
     r.says("already exists and is not empty");
     r.says("Nothing was changed");
     assert!(p.root().join("data/app.db").is_file());

@@ -235,6 +235,18 @@ fn bad_versions_and_unknown_environments_are_refused() {
             r.stderr
         );
     }
+    // An app directory above the home directory (or the home directory itself) is refused:
+    // migrate-data and pruning would move and delete the user's own files.
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    p.write(
+        "deploy.yaml",
+        &yaml.replace("path: ~/tests/t-refuse", "path: /home"),
+    );
+    let r = p.deploy(&["migrate-data", "--dry-run"]).failed();
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    r.says("is above the home directory /home/deployer");
+    p.write("deploy.yaml", &yaml);
+
     let r = p.deploy(&["release", "v1", "staging"]).failed();
     r.says("unknown environment `staging`");
     r.says("`test`");

@@ -659,4 +659,12 @@ environments:
         let e = err(&GOOD.replace("files: [.env]", "files: [\"%n.env\"]"));
         assert!(e.contains("shared.files"), "{e}");
     }
+
+    #[test]
+    fn the_home_directory_root_and_dots_are_no_app_directory() {
+        for bad in ["\"~\"", "\"~/\"", "/", "\"~/web/../..\"", "/srv/./a"] {
+            let e = err(&GOOD.replace("path: ~/web/my-app", &format!("path: {bad}")));
+            assert!(e.contains("environments.prod.path"), "{bad}: {e}");
+        }
+    }
 }

@@ -190,7 +190,18 @@ fn validate_environments(c: &Config) -> Result<(), Invalid> {
                 "is for a remote host; `host: local` is this machine",
             ));
         }
-        if !(env.path.starts_with('/') || env.path == "~" || env.path.starts_with("~/")) {
+        let plain = env.path.trim_end_matches('/');
+        if plain.is_empty() || plain == "~" || env.path.split('/').any(|c| c == ".." || c == ".") {
+            return Err(invalid(
+                &["environments", name, "path"],
+                format!(
+                    "`{}` is the home directory, `/`, or has `.` or `..` in it: give the app a \
+                     directory of its own, such as ~/web/APP",
+                    env.path
+                ),
+            ));
+        }
+        if !(env.path.starts_with('/') || env.path.starts_with("~/")) {
             return Err(invalid(
                 &["environments", name, "path"],
                 format!("`{}` must be absolute or start with `~/`", env.path),

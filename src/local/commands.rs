@@ -218,6 +218,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: bool) -> Vec<String> {
         }
         Command::MigrateData(a) => {
             flag(a.dry_run, "--dry-run");
+            flag(!a.dry_run, "--yes");
             vec![
                 "migrate-data".into(),
                 env.into(),
@@ -266,6 +267,18 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
         }
         Command::Rollback(a) => {
             confirm_with_data(remote.ui, a, &env)?;
+            remote.run(&node_args(command, &env, false))
+        }
+        Command::MigrateData(a) if !a.dry_run && !a.yes => {
+            let question = format!(
+                "migrate-data moves the app directory of {env} on {} into shared/ and \
+                 releases/{} (`--dry-run` shows the plan). Go on?",
+                remote.ssh_destination(),
+                a.release
+            );
+            if !remote.ui.ask(&question)? {
+                bail!("not confirmed, nothing was moved (pass --yes to confirm without a prompt)");
+            }
             remote.run(&node_args(command, &env, false))
         }
         _ => remote.run(&node_args(command, &env, false)),
@@ -355,6 +368,10 @@ mod tests {
         assert_eq!(
             args("deploy migrate-data --as old --dry-run"),
             ["migrate-data", "prod", "--as", "old", "--dry-run"]
+        );
+        assert_eq!(
+            args("deploy migrate-data"),
+            ["migrate-data", "prod", "--as", "legacy", "--yes"]
         );
     }
 }

@@ -151,6 +151,10 @@ impl<'a> Remote<'a> {
         })
     }
 
+    pub fn ssh_destination(&self) -> &str {
+        &self.ssh.destination
+    }
+
     /// The app directory on the node, absolute.
     fn root(&self, probe: &Probe) -> String {
         match self.env.path.strip_prefix("~/") {

@@ -84,7 +84,7 @@ pub fn expand_home(path: &str, home: &Path) -> Result<PathBuf> {
         return Ok(home.to_path_buf());
     }
     if let Some(rest) = path.strip_prefix("~/") {
-        return Ok(home.join(rest));
+        return Ok(home.join(rest.trim_end_matches('/')));
     }
     if !path.starts_with('/') {
         bail!("`{path}` must be absolute or start with `~/`");
@@ -92,9 +92,45 @@ pub fn expand_home(path: &str, home: &Path) -> Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
+/// The app's directory may not be the home directory, `/`, or above the home directory:
+/// `migrate-data` would move `.ssh` and `.config` into a release, and pruning it would delete
+/// them. Pure.
+pub fn check_root(root: &Path, home: &Path) -> Result<()> {
+    if root
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        bail!(
+            "the app directory {} contains `..`: name it plainly",
+            root.display()
+        );
+    }
+    if root == Path::new("/") || home.starts_with(root) {
+        bail!(
+            "the app directory {} is {} the home directory {}: give the app a directory of its \
+             own, such as ~/web/APP",
+            root.display(),
+            if root == home { "" } else { "above" },
+            home.display()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_home_directory_and_above_are_refused() {
+        let home = Path::new("/home/d");
+        for bad in ["/", "/home", "/home/d", "/home/d/../x", "/home/./d"] {
+            assert!(check_root(Path::new(bad), home).is_err(), "{bad}");
+        }
+        for good in ["/home/d/web/shop", "/srv/shop", "/home/dd"] {
+            assert!(check_root(Path::new(good), home).is_ok(), "{good}");
+        }
+    }
 
     #[test]
     fn paths() {

@@ -62,6 +62,8 @@ impl<'a> Node<'a> {
     ) -> Result<Self> {
         let home = home_dir()?;
         let root = layout::expand_home(&env.path, &home)?;
+        layout::check_root(&root, &home)
+            .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))?;
         Ok(Node {
             config,
             env_name,

@@ -157,6 +157,10 @@ impl crate::node::Node<'_> {
                 .info("   an interrupted migration is under way: finishing it");
         }
         self.ui.info(describe(&plan, &root).trim_end());
+        let question = format!("Move these entries of {} as shown?", root.display());
+        if resumed.is_none() && !req.yes && !self.ui.ask(&question)? {
+            bail!("not confirmed, nothing was moved (pass --yes to confirm without a prompt)");
+        }
 
         // No writer may have a database open while it moves.
         let systemd = crate::sys::systemd::Systemd::connect()?;
