@@ -62,6 +62,10 @@ pub enum Command {
     /// The gap server that `deploy setup` runs as a user unit beside the app (not for people).
     #[command(hide = true)]
     GapServer(crate::front::gap::Options),
+    /// The points of `migrate-data` that the fault-injection tests stop at (`DEPLOY_TEST_HOOK`),
+    /// one per line; a release's are its `--dry-run` steps (not for people).
+    #[command(hide = true)]
+    TestPoints,
 }
 
 /// A command that takes only the environment.
@@ -172,6 +176,7 @@ impl Command {
             Command::MigrateData(a) => &a.env,
             Command::Logs(a) => &a.env,
             Command::GapServer(_)
+            | Command::TestPoints
             | Command::Init
             | Command::Check(_)
             | Command::Completions { .. }

@@ -51,6 +51,7 @@ pub const RELEASE_POINTS: &[&str] = &["after-upload", "after-build"];
 /// The steps of `migrate-data`, for the test hook.
 pub const MIGRATE_STEPS: &[&str] = &[
     "migrate-after-plan",
+    "migrate-after-rename",
     "migrate-after-copy",
     "migrate-after-shared",
     "migrate-after-release-files",

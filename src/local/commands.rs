@@ -30,6 +30,12 @@ pub fn run(cli: Cli) -> Result<()> {
             return Ok(());
         }
         Command::Init => return crate::local::init::run(file, ui),
+        Command::TestPoints => {
+            crate::signals::MIGRATE_STEPS
+                .iter()
+                .for_each(|s| println!("{s}"));
+            return Ok(());
+        }
         Command::Check(a) => return check(&load(file)?, a.env.as_deref(), ui),
         other => other.env().expect("every other command acts on a node"),
     };
@@ -122,6 +128,7 @@ fn dispatch(
         Command::Logs(a) => node.logs(a.lines, a.follow),
         Command::MigrateData(a) => node.migrate_data(a),
         Command::GapServer(_)
+        | Command::TestPoints
         | Command::Init
         | Command::Check(_)
         | Command::Completions { .. }
@@ -227,6 +234,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: bool) -> Vec<String> {
             ]
         }
         Command::GapServer(_)
+        | Command::TestPoints
         | Command::Init
         | Command::Check(_)
         | Command::Completions { .. }

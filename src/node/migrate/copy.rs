@@ -194,6 +194,10 @@ pub fn move_entry(
         if !from.exists() && std::fs::symlink_metadata(to).is_ok() {
             // Renamed before the stage was recorded.
             check_databases(to)?;
+        } else if from.exists() && copied_already(from, to) {
+            // Copied, verified and renamed into place before the stage was recorded.
+            m.stage = Stage::Copied;
+            save(m)?;
         } else {
             if !replaceable(to) {
                 bail!(
@@ -253,6 +257,7 @@ pub fn move_entry(
                         )));
                     }
                     fsx::rename_durable(&tmp, to)?;
+                    crate::signals::point("migrate-after-rename");
                     m.stage = Stage::Copied;
                     save(m)?;
                     crate::signals::point("migrate-after-copy");
@@ -271,6 +276,14 @@ pub fn move_entry(
     }
     m.stage = Stage::Done;
     save(m)
+}
+
+/// Whether `to` is a complete copy of `from` already: the same tree, byte for byte, and the
+/// same rows in its databases.
+fn copied_already(from: &Path, to: &Path) -> bool {
+    std::fs::symlink_metadata(to).is_ok()
+        && same_tree(from, to).is_ok()
+        && matches!((check_databases(from), check_databases(to)), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Processes (of this user; others' are not visible) that have a file under `dir` open: they
