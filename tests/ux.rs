@@ -28,6 +28,7 @@ fn output_off_a_terminal_json_shapes_and_logs() {
         );
     }
     r.says("t-ux v1 is live on test (");
+    r.says("-> Syncing v1 and its image to disk ... ok");
 
     // release --json: one event per line on stdout, the last one `done` with the facts.
     let r = p.deploy(&["release", "v2", "--json"]).ok();
@@ -64,6 +65,7 @@ fn output_off_a_terminal_json_shapes_and_logs() {
         "{}",
         r.stdout
     );
+    assert!(r.stdout.contains("  sync:      sync -f "), "{}", r.stdout);
     assert!(
         r.stdout
             .contains("  health:    GET http://127.0.0.1:18330/healthz"),

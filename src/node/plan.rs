@@ -226,6 +226,11 @@ impl Node<'_> {
             ),
         );
         let snapshots = self.config.backup == Backup::Snapshot;
+        line(
+            &mut out,
+            "sync",
+            format!("sync -f {} (and Podman's image store)", target.display()),
+        );
         out += &self.swap_lines(&Move::release(version, current.as_deref(), snapshots))?;
         line(
             &mut out,

@@ -138,6 +138,13 @@ impl Node<'_> {
             self.save_state(&run.state)?;
             return Err(e);
         }
+        // Nothing of the new release may be lost to a power cut once it is live: its files and
+        // its image's layers go to disk before the old release stops.
+        self.ui
+            .step(&format!("Syncing {v} and its image to disk"), || {
+                let store = podman::graph_root()?;
+                podman::sync_filesystems(&[&target, &store])
+            })?;
         run.state.add_release(v, &image);
         self.save_state(&run.state)?;
         signals::point("after-build");

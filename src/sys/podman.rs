@@ -158,6 +158,42 @@ pub fn remove_container_now(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Where Podman keeps images and containers (`podman info`'s GraphRoot).
+pub fn graph_root() -> Result<std::path::PathBuf> {
+    let out = duct::cmd!("podman", "info", "--format", "{{.Store.GraphRoot}}")
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run podman")?;
+    if !out.status.success() {
+        bail!(
+            "podman info failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().into())
+}
+
+/// Flushes the filesystems that hold `paths` to disk (syncfs(2), through `sync -f`).
+pub fn sync_filesystems(paths: &[&Path]) -> Result<()> {
+    let out = duct::cmd(
+        "sync",
+        std::iter::once("-f".as_ref()).chain(paths.iter().map(|p| p.as_os_str())),
+    )
+    .stderr_capture()
+    .unchecked()
+    .run()
+    .context("cannot run sync")?;
+    if !out.status.success() {
+        bail!(
+            "sync -f failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 /// Gives an image another name.
 pub fn tag(image: &str, name: &str) -> Result<()> {
     let out = duct::cmd!("podman", "tag", image, name)
