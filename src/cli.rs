@@ -99,9 +99,9 @@ pub struct ReleaseArgs {
     /// Print the plan (upload, build, swap, prune) and change nothing; no build runs.
     #[arg(long)]
     pub dry_run: bool,
-    /// On the node: the artifacts were already uploaded into releases/.incoming-VERSION.
-    #[arg(long, hide = true)]
-    pub uploaded: bool,
+    /// On the node: the artifacts were already uploaded into releases/.incoming-VERSION.RUN.
+    #[arg(long, hide = true, value_name = "RUN")]
+    pub uploaded: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -106,8 +106,15 @@ fn a_dropped_connection_during_the_swap_leaves_the_server_finishing_it() {
     p.write("assets/greeting.txt", "hello two");
 
     // The node pauses 2 s after stopping the app; the connection is cut then.
+    // Its own runtime directory, where deploy makes the shared connection's private one.
+    let runtime = std::path::Path::new("/tmp/deploy-xdg");
+    let _ = std::fs::remove_dir_all(runtime);
+    std::fs::create_dir_all(runtime).unwrap();
     let mut cmd = p.remote_cmd(
-        &[("DEPLOY_TEST_HOOK", "sleep@after-stop")],
+        &[
+            ("DEPLOY_TEST_HOOK", "sleep@after-stop"),
+            ("XDG_RUNTIME_DIR", runtime.to_str().unwrap()),
+        ],
         &["release", "v2"],
     );
     cmd.stdout(std::process::Stdio::null())
@@ -123,7 +130,16 @@ fn a_dropped_connection_during_the_swap_leaves_the_server_finishing_it() {
     std::thread::sleep(Duration::from_millis(300));
     // Everything on this side goes: deploy, its ssh clients, and the shared ssh connection,
     // each by its pid (nothing broader: the test must not hit anything else).
-    let control = format!("ControlPath=/tmp/deploy-ssh.{pid}/%C");
+    let dir = std::fs::read_dir(runtime)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("deploy-ssh-"))
+        .expect("the shared connection's directory")
+        .path();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{}", dir.display());
+    let control = format!("ControlPath={}/m", dir.display());
     let check = std::process::Command::new("ssh")
         .args([
             "-o",
@@ -179,9 +195,9 @@ fn a_dropped_connection_during_the_swap_leaves_the_server_finishing_it() {
 #[test]
 fn ssh_options_with_quotes_and_a_symlinked_config_reach_the_server_intact() {
     let p = remote("t-remote-quote", 18324);
-    // An ssh option with a `'` in it (a known_hosts file in a directory named so): rsync must
-    // get it whole, as ssh does.
-    let dir = std::path::Path::new("/tmp/deploy-tests/it's here");
+    // An ssh option with white space and quotes in it (a known_hosts file in a directory with a
+    // space): rsync must pass it whole to ssh, as ssh's own command line does.
+    let dir = std::path::Path::new("/tmp/deploy-tests/known hosts here");
     std::fs::create_dir_all(dir).unwrap();
     std::fs::copy(
         format!("{}/known_hosts", common::SSHD_DIR),
@@ -191,9 +207,16 @@ fn ssh_options_with_quotes_and_a_symlinked_config_reach_the_server_intact() {
     let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
     let quoted = yaml.replace(
         &format!("UserKnownHostsFile={}/known_hosts", common::SSHD_DIR),
-        &format!("UserKnownHostsFile={}/known_hosts", dir.display()),
+        &format!("UserKnownHostsFile=\\\"{}/known_hosts\\\"", dir.display()),
     );
     assert_ne!(quoted, yaml);
+    // A `'` in an ssh option is refused with a clear error: ssh itself reads quotes there.
+    p.write(
+        "deploy.yaml",
+        &yaml.replace("StrictHostKeyChecking=yes", "StrictHostKeyChecking='yes'"),
+    );
+    let r = p.deploy_remote(&["status"]).failed();
+    r.says("environments.test.ssh.options");
     // The config is a symlink (as dotfile managers make them): its target is what is sent.
     p.write("real-deploy.yaml", &quoted);
     p.remove("deploy.yaml");
@@ -206,23 +229,89 @@ fn ssh_options_with_quotes_and_a_symlinked_config_reach_the_server_intact() {
     let r = p.deploy_remote(&["--json", "release", "v2"]).ok();
     assert!(r.stdout.contains("\"event\":\"done\""), "{}", r.stdout);
     let r = p.deploy_remote(&["--json", "release", "v2"]).failed();
-    for out in [&r.stdout] {
-        for line in out.lines() {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("not JSON: {line:?} ({e})\n{out}"));
-            assert!(v["event"].is_string(), "{line}");
-        }
+    for line in r.stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON: {line:?} ({e})\n{}", r.stdout));
+        assert!(v["event"].is_string(), "{line}");
     }
     assert!(r.stdout.contains("\"event\":\"error\""), "{}", r.stdout);
     r.says("error: ");
     p.write(
         "real-deploy.yaml",
-        &quoted.replace("keep_releases: 5", "keep_releases: 4"),
+        &quoted.replace("path: /healthz", "path: /healthz?changed"),
     );
-    p.deploy_remote(&["releases"]).ok();
-    let sent = std::fs::read_to_string(p.root().join(".deploy/project/deploy.yaml")).unwrap();
-    assert!(
-        sent.contains("keep_releases: 4"),
-        "the node has the new config: {sent}"
-    );
+    let r = p.deploy_remote(&["status"]).ok();
+    r.prints("/healthz?changed");
+}
+
+#[test]
+fn two_laptops_releasing_at_once_end_with_one_release_and_one_clean_refusal() {
+    let p = remote("t-remote-race", 18326);
+    p.deploy_remote(&["setup"]).ok();
+    p.deploy_remote(&["release", "v1"]).ok();
+    // The second laptop: a copy of the project with other content.
+    let other = std::path::PathBuf::from(format!("{}-2", p.dir.display()));
+    let _ = std::fs::remove_dir_all(&other);
+    let copied = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(&p.dir)
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    std::fs::write(other.join("assets/greeting.txt"), "second laptop").unwrap();
+    p.write("assets/greeting.txt", "first laptop");
+    let lock = p.root().join(".deploy/lock");
+
+    for (first, second) in [("v2", "v3"), ("v4", "v4")] {
+        // The first holds the node's lock a while (the test hook pauses it there).
+        let winner = p
+            .remote_cmd(
+                &[("DEPLOY_TEST_HOOK", "sleep@after-upload,sleep@after-build")],
+                &["release", first],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while !std::fs::read_to_string(&lock)
+            .unwrap_or_default()
+            .contains(&format!("release {first}"))
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the first took the lock"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut cmd = p.remote_cmd(&[], &["release", second]);
+        cmd.current_dir(&other);
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "refused cleanly: {err}");
+        assert!(err.contains("another deploy is running"), "{err}");
+        let won = Project::wait(winner).ok();
+        won.says(&format!("t-remote-race {first} is live on test"));
+        assert_eq!(
+            p.body("/").split_whitespace().nth(1),
+            Some(first),
+            "the winner's release is live"
+        );
+        assert!(
+            p.body("/").ends_with("greeting=first laptop\n"),
+            "nothing of the loser's"
+        );
+        let left: Vec<String> = p
+            .releases_on_disk()
+            .into_iter()
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "no upload left behind: {left:?}");
+        let configs = std::fs::read_dir(p.root().join(".deploy/project"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(configs, 0, "each run removed its config");
+    }
+    std::fs::remove_dir_all(&other).unwrap();
 }

@@ -184,6 +184,20 @@ fn validate_environments(c: &Config) -> Result<(), Invalid> {
             .map_err(|m| invalid(&["environments", name], m))?;
         let host =
             parse_host(&env.host).map_err(|m| invalid(&["environments", name, "host"], m))?;
+        if let Some(o) = env
+            .ssh
+            .as_ref()
+            .and_then(|s| s.options.iter().find(|o| o.contains('\'')))
+        {
+            return Err(invalid(
+                &["environments", name, "ssh", "options"],
+                format!(
+                    "`{o}` has a `'`: ssh reads quotes in its options itself, and rsync passes \
+                     them on to it; use double quotes around a value with spaces \
+                     (UserKnownHostsFile=\"/a b/known_hosts\")"
+                ),
+            ));
+        }
         if host == Host::Local && env.ssh.is_some() {
             return Err(invalid(
                 &["environments", name, "ssh"],

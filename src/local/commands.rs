@@ -106,10 +106,10 @@ fn dispatch(
         Command::Setup(a) if a.dry_run => print_plan(node.setup_plan()),
         Command::Setup(_) => node.setup(),
         Command::Release(a) if a.dry_run => {
-            if let (Some(b), false, false) = (&loaded.config.build, a.skip_build, a.uploaded) {
+            if let (Some(b), false, None) = (&loaded.config.build, a.skip_build, &a.uploaded) {
                 println!("  (first, here: {} in {})", b.command, loaded.dir.display());
             }
-            print_plan(node.release_plan(&a.version, a.uploaded))
+            print_plan(node.release_plan(&a.version, a.uploaded.is_some()))
         }
         Command::Release(a) => node.release(a),
         Command::Rollback(a) if a.dry_run => {
@@ -183,7 +183,7 @@ fn print_report(ui: Ui, report: &impl serde::Serialize, text: String) -> Result<
 /// The node-side command line of a command for `env` (`deploy --node ... ARGS`): the same
 /// command, with what was done here already said so (the build ran: `--skip-build`; the
 /// upload over SSH: `--uploaded`; `--with-data` confirmed: `--yes`). Pure.
-pub fn node_args(command: &Command, env: &str, uploaded: bool) -> Vec<String> {
+pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
     let mut flag = |on: bool, name: &str| {
         if on {
@@ -196,7 +196,10 @@ pub fn node_args(command: &Command, env: &str, uploaded: bool) -> Vec<String> {
             vec!["setup".into(), env.into()]
         }
         Command::Release(a) => {
-            flag(uploaded, "--uploaded");
+            if let Some(run) = uploaded {
+                flag(true, "--uploaded");
+                flag(true, run);
+            }
             flag(!a.dry_run, "--skip-build");
             flag(a.force, "--force");
             flag(a.dry_run, "--dry-run");
@@ -267,15 +270,18 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
     let env = remote.env_name.clone();
     match command {
         Command::Setup(a) => remote.setup(a.dry_run),
-        Command::Release(a) if a.dry_run => remote.read(&node_args(command, &env, true)),
-        Command::Release(a) => remote.release(&a.version, &node_args(command, &env, true)),
-        Command::Rollback(a) if a.dry_run => remote.read(&node_args(command, &env, false)),
+        Command::Release(a) if a.dry_run => remote.read(&node_args(command, &env, Some("RUN"))),
+        Command::Release(a) => {
+            let args = node_args(command, &env, Some(remote.run_id()));
+            remote.release(&a.version, &args)
+        }
+        Command::Rollback(a) if a.dry_run => remote.read(&node_args(command, &env, None)),
         Command::Releases(_) | Command::Status(_) | Command::Logs(_) => {
-            remote.read(&node_args(command, &env, false))
+            remote.read(&node_args(command, &env, None))
         }
         Command::Rollback(a) => {
             confirm_with_data(remote.ui, a, &env)?;
-            remote.run(&node_args(command, &env, false))
+            remote.run(&node_args(command, &env, None))
         }
         Command::MigrateData(a) if !a.dry_run && !a.yes => {
             let question = format!(
@@ -287,9 +293,9 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
             if !remote.ui.ask(&question)? {
                 bail!("not confirmed, nothing was moved (pass --yes to confirm without a prompt)");
             }
-            remote.run(&node_args(command, &env, false))
+            remote.run(&node_args(command, &env, None))
         }
-        _ => remote.run(&node_args(command, &env, false)),
+        _ => remote.run(&node_args(command, &env, None)),
     }
 }
 
@@ -298,7 +304,9 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
 fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Option<()>> {
     let env = &node.env_name;
     let what = match &cli.command {
-        Command::Release(a) if !a.dry_run && !a.uploaded => format!("release {} {env}", a.version),
+        Command::Release(a) if !a.dry_run && a.uploaded.is_none() => {
+            format!("release {} {env}", a.version)
+        }
         Command::Rollback(a) if !a.dry_run => {
             confirm_with_data(node.ui, a, env)?;
             format!("rollback {env}")
@@ -308,7 +316,7 @@ fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Optio
     if !node.layout.meta().is_dir() {
         return Ok(None);
     }
-    let args = node_args(&cli.command, env, false);
+    let args = node_args(&cli.command, env, None);
     let argv = crate::local::detached::node_argv(&loaded.file, node.ui, &args);
     crate::local::detached::run(&node.layout.meta().join("runs"), &argv, &what, env).map(Some)
 }
@@ -343,11 +351,7 @@ mod tests {
 
     fn args(line: &str) -> Vec<String> {
         let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
-        node_args(
-            &cli.command,
-            "prod",
-            line.contains("release") && line.contains("remote"),
-        )
+        node_args(&cli.command, "prod", None)
     }
 
     #[test]

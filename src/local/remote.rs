@@ -30,6 +30,8 @@ pub struct Probe {
     pub current: Option<String>,
     /// What the server lacks, with what to do.
     pub lacks: Vec<String>,
+    /// Uploads in `releases/` that no release took (`.incoming-...`).
+    pub incoming: Vec<String>,
 }
 
 /// A shell expression for the app directory on the node (`~/x` -> `"$HOME"/'x'`). Pure.
@@ -41,8 +43,9 @@ pub fn root_expr(path: &str) -> String {
     }
 }
 
-/// The script that probes the node; its answer is `key=value` lines. Pure.
-pub fn probe_script(path: &str) -> String {
+/// The script that probes the node (and makes this run's private config directory there);
+/// its answer is `key=value` lines. Pure.
+pub fn probe_script(path: &str, run: &str) -> String {
     format!(
         r#"R={root}
 echo "os=$(uname -sm)"
@@ -58,6 +61,8 @@ if [ -x "$R/{bin}" ]; then
 fi
 [ -d "$R/releases" ] && echo "set_up=yes"
 c=$(readlink "$R/current" 2>/dev/null) && echo "current=$c"
+install -d -m 0700 "$R/.deploy" "$R/{project}" "$R/{project}/{run}" 2>/dev/null
+for d in "$R"/releases/.incoming-*; do [ -d "$d" ] && echo "incoming=${{d##*/}}"; done
 u=$(id -un)
 command -v podman >/dev/null 2>&1 || echo "lack=podman is not installed: as root, apt-get install podman"
 command -v rsync >/dev/null 2>&1 || echo "lack=rsync is not installed: as root, apt-get install rsync"
@@ -69,6 +74,8 @@ true
 "#,
         root = root_expr(path),
         bin = NODE_BIN,
+        project = NODE_PROJECT,
+        run = run,
     )
 }
 
@@ -88,6 +95,7 @@ pub fn parse_probe(text: &str) -> Probe {
             "set_up" => p.set_up = true,
             "current" => p.current = Some(v),
             "lack" => p.lacks.push(v),
+            "incoming" => p.incoming.push(v),
             _ => {}
         }
     }
@@ -133,6 +141,40 @@ pub struct Remote<'a> {
     pub env: &'a Environment,
     pub ui: Ui,
     ssh: Ssh,
+    /// This command's own name on the node: its config and its upload go in directories of
+    /// that name, so two laptops at once never write into each other's.
+    run: String,
+}
+
+/// `20261124T034512-1a2b3c4d`: sorts by time, unique, no `.` (it follows a version).
+fn run_id() -> String {
+    let mut random = [0u8; 4];
+    use std::io::Read;
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random));
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let stamp: String = now
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect();
+    format!("{stamp}-{:08x}", u32::from_le_bytes(random))
+}
+
+/// The newest upload of `version` that a cut-off run left (`.incoming-V` or `.incoming-V.RUN`),
+/// among the names in `releases/`: a new upload starts from it. Pure.
+pub fn resumable_upload<'n>(names: &'n [String], version: &str) -> Option<&'n str> {
+    let exact = format!("{}{version}", crate::node::layout::INCOMING_PREFIX);
+    let mut found: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| {
+            *n == exact
+                || n.strip_prefix(&exact)
+                    .and_then(|r| r.strip_prefix('.'))
+                    .is_some_and(|run| !run.is_empty() && !run.contains('.'))
+        })
+        .collect();
+    found.sort();
+    found.last().copied()
 }
 
 impl<'a> Remote<'a> {
@@ -148,7 +190,31 @@ impl<'a> Remote<'a> {
             env,
             ui,
             ssh,
+            run: run_id(),
         })
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run
+    }
+
+    /// This run's config directory on the node.
+    fn project_dir(&self, root: &str) -> String {
+        format!("{root}/{NODE_PROJECT}/{}", self.run)
+    }
+
+    /// Removes what this run put on the node (its config; its upload, unless a release took it)
+    /// and what runs that died left there over an hour ago.
+    fn clean_up(&self, root: &str, upload: Option<&str>) {
+        let mut script = format!(
+            "rm -rf {}; find {} -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {{}} + 2>/dev/null",
+            sh_quote(&self.project_dir(root)),
+            sh_quote(&format!("{root}/{NODE_PROJECT}"))
+        );
+        if let Some(u) = upload {
+            script += &format!("; rm -rf {}", sh_quote(u));
+        }
+        let _ = self.ssh.capture(&format!("{script}; true"));
     }
 
     pub fn ssh_destination(&self) -> &str {
@@ -167,7 +233,7 @@ impl<'a> Remote<'a> {
     fn probe(&self) -> Result<Probe> {
         let out = self.ui.step(
             &format!("Connecting to {} ({})", self.ssh.destination, self.env_name),
-            || self.ssh.capture(&probe_script(&self.env.path)),
+            || self.ssh.capture(&probe_script(&self.env.path, &self.run)),
         )?;
         if !out.status.success() {
             bail!(
@@ -275,7 +341,7 @@ impl<'a> Remote<'a> {
             }
             files.push(page);
         }
-        let dest = format!("{root}/{NODE_PROJECT}/");
+        let dest = format!("{}/", self.project_dir(root));
         let mut args = vec![
             "--relative".to_string(),
             "--mkpath".into(),
@@ -328,7 +394,9 @@ impl<'a> Remote<'a> {
     /// Runs a node command that only reads (releases, status), its output straight here.
     pub fn read(&self, args: &[String]) -> Result<()> {
         let (_, root, config) = self.prepare()?;
-        self.run_here(&root, &config, args)
+        let result = self.run_here(&root, &config, args);
+        self.clean_up(&root, None);
+        result
     }
 
     /// Runs a node command attached to this connection, its output straight here; its exit
@@ -395,7 +463,9 @@ exit "${{rc:-1}}"
         }
         let root = self.root(&probe);
         let config = self.send_config(&root)?;
-        self.run_here(&root, &config, &["check".into(), self.env_name.clone()])
+        let result = self.run_here(&root, &config, &["check".into(), self.env_name.clone()]);
+        self.clean_up(&root, None);
+        result
     }
 
     pub fn setup(&self, dry_run: bool) -> Result<()> {
@@ -416,11 +486,13 @@ exit "${{rc:-1}}"
             }
             let root = self.root(&probe);
             let config = self.send_config(&root)?;
-            return self.run_here(
+            let result = self.run_here(
                 &root,
                 &config,
                 &["setup".into(), self.env_name.clone(), "--dry-run".into()],
             );
+            self.clean_up(&root, None);
+            return result;
         }
         if !probe.lacks.is_empty() {
             bail!(
@@ -432,7 +504,9 @@ exit "${{rc:-1}}"
         let root = self.root(&probe);
         self.install(&probe, &root)?;
         let config = self.send_config(&root)?;
-        self.act(&root, &config, &["setup".into(), self.env_name.clone()])
+        let result = self.act(&root, &config, &["setup".into(), self.env_name.clone()]);
+        self.clean_up(&root, None);
+        result
     }
 
     /// Uploads the artifacts into `releases/.incoming-VERSION` (hard links to the live release
@@ -448,14 +522,24 @@ exit "${{rc:-1}}"
         }
         let sources = crate::node::upload::artifact_sources(&self.loaded.config, &self.loaded.dir)?;
         let incoming = format!(
-            "{root}/releases/{}{version}",
-            crate::node::layout::INCOMING_PREFIX
+            "{root}/releases/{}{version}.{}",
+            crate::node::layout::INCOMING_PREFIX,
+            self.run
         );
-        let link_dest = probe.current.as_ref().map(|c| format!("{root}/{c}"));
+        // Unchanged files are hard links to the live release's, or to what an upload of the
+        // same version that was cut off had sent already.
+        let link_dests: Vec<String> = probe
+            .current
+            .iter()
+            .map(|c| format!("{root}/{c}"))
+            .chain(
+                resumable_upload(&probe.incoming, version).map(|u| format!("{root}/releases/{u}")),
+            )
+            .collect();
         let args = crate::node::upload::rsync_args(
             &sources,
             &self.ssh.remote_path(&format!("{incoming}/")),
-            link_dest.as_deref(),
+            &link_dests,
         );
         let uploaded = self.ui.step(&format!("Uploading {version}"), || {
             self.ssh.rsync(&args, &self.loaded.dir)
@@ -476,13 +560,19 @@ exit "${{rc:-1}}"
                 )));
             }
         }
-        self.act(&root, &config, node_args)
+        let result = self.act(&root, &config, node_args);
+        // A release that went on took the upload; one refused (another deploy held the lock,
+        // the version exists) leaves it, and it goes.
+        self.clean_up(&root, Some(&incoming));
+        result
     }
 
     /// Any other command that changes the node, run there as it is.
     pub fn run(&self, args: &[String]) -> Result<()> {
         let (_, root, config) = self.prepare()?;
-        self.act(&root, &config, args)
+        let result = self.act(&root, &config, args);
+        self.clean_up(&root, None);
+        result
     }
 }
 
@@ -505,7 +595,7 @@ mod tests {
     fn the_app_directory_expands_on_the_node() {
         assert_eq!(root_expr("~/web/my app"), "\"$HOME\"/'web/my app'");
         assert_eq!(root_expr("/srv/a"), "/srv/a");
-        assert!(probe_script("~/web/a").starts_with("R=\"$HOME\"/web/a\n"));
+        assert!(probe_script("~/web/a", "r1").starts_with("R=\"$HOME\"/web/a\n"));
     }
 
     #[test]
@@ -522,6 +612,31 @@ mod tests {
         assert_eq!(p.current.as_deref(), Some("releases/v1"));
         assert_eq!(p.lacks, ["rsync is not installed"]);
         assert_eq!(parse_probe("os=Linux x86_64\n").current, None);
+    }
+
+    #[test]
+    fn a_cut_off_upload_of_the_same_version_is_resumed() {
+        let names: Vec<String> = [
+            ".incoming-v1",
+            ".incoming-v1.20261124T010101-0000000a",
+            ".incoming-v1.20261124T020202-0000000b",
+            ".incoming-v1.2.20261124T030303-0000000c",
+            ".incoming-v10",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            resumable_upload(&names, "v1"),
+            Some(".incoming-v1.20261124T020202-0000000b")
+        );
+        assert_eq!(
+            resumable_upload(&names, "v1.2"),
+            Some(".incoming-v1.2.20261124T030303-0000000c")
+        );
+        assert_eq!(resumable_upload(&names, "v2"), None);
+        let id = run_id();
+        assert!(!id.contains('.') && id.len() > 15, "{id}");
     }
 
     #[test]

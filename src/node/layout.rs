@@ -35,6 +35,13 @@ impl Layout {
     pub fn snapshots(&self, version: &str) -> PathBuf {
         self.release(version).join(RELEASE_META).join("snapshots")
     }
+    /// Where one run uploads over SSH: its own directory, so that two laptops releasing at
+    /// once never write into each other's upload.
+    pub fn incoming_run(&self, version: &str, run: &str) -> PathBuf {
+        self.releases()
+            .join(format!("{INCOMING_PREFIX}{version}.{run}"))
+    }
+
     pub fn incoming(&self, version: &str) -> PathBuf {
         self.releases().join(format!("{INCOMING_PREFIX}{version}"))
     }

@@ -41,7 +41,7 @@ impl Node<'_> {
     fn release_starting<'r>(&self, req: &'r ReleaseArgs) -> Result<Run<'r>> {
         let v = req.version.as_str();
         version::check(v)?;
-        let sources = if req.uploaded {
+        let sources = if req.uploaded.is_some() {
             Vec::new()
         } else {
             upload::artifact_sources(self.config, &self.project_dir)?
@@ -87,16 +87,19 @@ impl Node<'_> {
     /// failure leaves nothing behind under the version's name; nothing live changed.
     fn release_updating(&self, run: &mut Run) -> Result<()> {
         let (v, image) = (run.req.version.as_str(), run.image.clone());
-        let incoming = self.layout.incoming(v);
+        let incoming = match &run.req.uploaded {
+            Some(id) => self.layout.incoming_run(v, id),
+            None => self.layout.incoming(v),
+        };
         let target = self.layout.release(v);
         let link_dest = run.current.as_ref().map(|c| self.layout.release(c));
-        let label = if run.req.uploaded {
+        let label = if run.req.uploaded.is_some() {
             format!("Linking shared/ into {v}")
         } else {
             format!("Uploading {v}")
         };
         let uploaded = self.ui.step(&label, || {
-            if run.req.uploaded {
+            if run.req.uploaded.is_some() {
                 if !incoming.is_dir() {
                     bail!("nothing was uploaded into {}", incoming.display());
                 }

@@ -83,15 +83,16 @@ fn escaping_symlink(project: &Path, path: &Path) -> Result<Option<(PathBuf, Path
 }
 
 /// The rsync command line for an upload. Pure.
-/// `dest` is a directory here or `host:dir` on a node; `link_dest` is on the receiving side.
-pub fn rsync_args(sources: &[PathBuf], dest: &str, link_dest: Option<&str>) -> Vec<String> {
+/// `dest` is a directory here or `host:dir` on a node; `link_dests` (the live release, an
+/// earlier upload of the same version that was cut off) are on the receiving side.
+pub fn rsync_args<S: AsRef<str>>(sources: &[PathBuf], dest: &str, link_dests: &[S]) -> Vec<String> {
     let mut args = vec![
         "--archive".to_string(),
         "--delete".into(),
         "--hard-links".into(),
     ];
-    if let Some(l) = link_dest {
-        args.push(format!("--link-dest={l}"));
+    for l in link_dests {
+        args.push(format!("--link-dest={}", l.as_ref()));
     }
     args.extend(sources.iter().map(|s| s.display().to_string()));
     args.push(format!("{}/", dest.trim_end_matches('/')));
@@ -101,9 +102,12 @@ pub fn rsync_args(sources: &[PathBuf], dest: &str, link_dest: Option<&str>) -> V
 /// Uploads into the incoming directory (created or resumed).
 pub fn rsync_local(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -> Result<()> {
     fsx::ensure_dir(dest, 0o755)?;
-    let link_dest = link_dest.map(|l| l.display().to_string());
+    let link_dests: Vec<String> = link_dest
+        .map(|l| l.display().to_string())
+        .into_iter()
+        .collect();
     let dest = dest.display().to_string();
-    let args = rsync_args(sources, &dest, link_dest.as_deref());
+    let args = rsync_args(sources, &dest, &link_dests);
     run_rsync(args, Path::new("/"), &dest).map(|_| ())
 }
 
@@ -188,7 +192,7 @@ mod tests {
         let args = rsync_args(
             &["/p/target/release/app".into(), "/p/assets".into()],
             "/srv/a/releases/.incoming-v2",
-            Some("/srv/a/releases/v1"),
+            &["/srv/a/releases/v1"],
         );
         assert_eq!(
             args.join(" "),
@@ -230,7 +234,7 @@ mod tests {
 
     #[test]
     fn first_release_has_no_link_dest() {
-        let args = rsync_args(&["/p/x".into()], "deploy@vps:/d/", None);
+        let args = rsync_args::<&str>(&["/p/x".into()], "deploy@vps:/d/", &[]);
         assert_eq!(args.last().unwrap(), "deploy@vps:/d/");
         assert!(!args.iter().any(|a| a.starts_with("--link-dest")));
     }

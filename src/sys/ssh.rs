@@ -102,7 +102,9 @@ impl Ssh {
             "-o".into(),
             "ControlMaster=auto".into(),
             "-o".into(),
-            format!("ControlPath={}/%C", self.control_dir.display()),
+            // One destination per directory (one directory per command): a short name, well
+            // within the 108 bytes of a socket's path.
+            format!("ControlPath={}/m", self.control_dir.display()),
             "-o".into(),
             "ControlPersist=30".into(),
         ];
