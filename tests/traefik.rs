@@ -122,6 +122,7 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
     assert_eq!(status, 503);
     assert_eq!(retry_after.as_deref(), Some("5"));
     assert_eq!(body, "<h1>t-front-maint is upgrading</h1>\n");
+    hostile_load_leaves_the_page_up(&p);
     // A release during maintenance keeps the page up.
     let r = p.deploy(&["release", "v4"]).ok();
     r.says("maintenance is on");
@@ -220,4 +221,72 @@ fn setup_says_when_traefik_does_not_watch_the_directory() {
     let r = p.deploy(&["setup"]).failed();
     r.says("has not loaded the router t-front-nowatch_test@file");
     r.says("is its file provider watching that directory");
+}
+
+/// The gap server's pid, from its unit.
+fn gap_pid(p: &Project) -> String {
+    p.user(
+        "systemctl",
+        &[
+            "--user",
+            "show",
+            "-p",
+            "MainPID",
+            "--value",
+            &format!("{}_test_gap.service", p.app),
+        ],
+    )
+    .stdout
+    .trim()
+    .to_string()
+}
+
+/// Through Traefik, while maintenance is on: a terabyte Content-Length and 2000 requests
+/// whose bodies never come leave the gap server up, and ordinary clients get the page.
+fn hostile_load_leaves_the_page_up(p: &Project) {
+    use std::io::{Read, Write};
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        l.rlim_cur = l.rlim_max.min(1 << 16);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+    }
+    let before = gap_pid(p);
+    let host = format!("{}.test", p.app);
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", common::TRAEFIK_WEB)).unwrap();
+    let mut huge = connect();
+    huge.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        huge,
+        "POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1000000000000\r\n\r\nabc"
+    )
+    .unwrap();
+    let mut held: Vec<std::net::TcpStream> = Vec::new();
+    for _ in 0..2000 {
+        let mut s = connect();
+        let _ = write!(
+            s,
+            "POST /slow HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10\r\n\r\n"
+        );
+        held.push(s);
+    }
+    let mut answer = [0u8; 12];
+    let _ = huge.read(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 2"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    for _ in 0..20 {
+        let (status, _, body) = p.get_front("/ordinary").unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body, "<h1>t-front-maint is upgrading</h1>\n");
+    }
+    drop(held);
+    assert_eq!(gap_pid(p), before, "the gap server never restarted");
 }

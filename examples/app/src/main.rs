@@ -28,6 +28,8 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
+mod http;
+
 fn main() {
     // `example-app run-sql FILE`: runs FILE against the database and exits (what an `in_gap`
     // hook runs: the example's stand-in for a migration).
@@ -68,7 +70,7 @@ fn main() {
         assets,
     });
 
-    let server = minihttp::Server::bind(("0.0.0.0", port)).expect("cannot listen");
+    let server = http::Server::bind(("0.0.0.0", port)).expect("cannot listen");
     let stop = server.stop_flag();
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).expect("signal handler");
@@ -82,7 +84,7 @@ fn main() {
     println!("example-app {}: stopped", app.version);
 }
 
-fn handle(app: &App, request: minihttp::Request) -> minihttp::Response {
+fn handle(app: &App, request: http::Request) -> http::Response {
     let (path, query) = (request.path(), request.query());
     let (status, body) = match path {
         "/healthz" => {
@@ -140,5 +142,5 @@ fn handle(app: &App, request: minihttp::Request) -> minihttp::Response {
         }
         _ => (404, "not found\n".to_string()),
     };
-    minihttp::Response::new(status, body).header("Content-Type", "text/plain; charset=utf-8")
+    http::Response::new(status, body).header("Content-Type", "text/plain; charset=utf-8")
 }

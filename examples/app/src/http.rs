@@ -1,9 +1,8 @@
-//! A small blocking HTTP/1.1 server for deploy's gap server and the example app: one thread per
-//! connection, keep-alive, request bodies by `Content-Length`, responses always with
-//! `Content-Length`. Parsing is `httparse`'s.
-//!
-//! It exists because tiny_http wedged under bursts of new connections (the burst a proxy opens
-//! when it switches its traffic to a server), leaving requests unanswered for good.
+//! The example app's small blocking HTTP/1.1 server: one thread per connection, keep-alive,
+//! request bodies by `Content-Length`, responses always with `Content-Length`; parsing is
+//! `httparse`'s. It stands for a user's app in the tests and the demo; deploy's own gap server,
+//! which faces the internet, is built on hyper (src/front/gap/).
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};

@@ -1,0 +1,197 @@
+//! The gap server: what Traefik routes to while the app is between two releases (and while
+//! maintenance is on). It runs as a user unit, `deploy gap-server`, beside the app, and it is on
+//! the internet's request path: every input is bounded.
+//!
+//! - `maintenance` mode, or the control file `maintenance` present, or the path
+//!   `/__deploy/maintenance` (Traefik's errors middleware): 503 with `Retry-After` and the page.
+//! - `hold` mode: while the control file `gap` exists (deploy creates it before stopping the app
+//!   and removes it once the new release is healthy) a request waits, up to `hold`; then it is
+//!   forwarded to the app, or gets the maintenance page if the gap outlasted `hold`.
+//!
+//! Held requests are forwarded by this server rather than retried by Traefik: with rootless
+//! Podman the host port is held by the port forwarder, which accepts a connection and then resets
+//! it while the app is not listening, and Traefik does not retry a request whose headers were
+//! sent.
+//!
+//! Built on hyper 1 (HTTP/1.1 parsing, limits and timeouts) and hyper-util's client on a
+//! current-thread tokio runtime: one thread, asleep in the kernel while idle. The control files
+//! are watched with inotify, so held requests are woken by one notification, not by polling.
+
+mod handle;
+
+use crate::config::GapMode;
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub use handle::{decide, forwardable, Decision};
+
+pub const GAP_FILE: &str = "gap";
+pub const MAINTENANCE_FILE: &str = "maintenance";
+pub const MAINTENANCE_PATH: &str = "/__deploy/maintenance";
+
+/// The gap server's options: the arguments of `deploy gap-server`, which its unit passes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    #[arg(long)]
+    pub listen: String,
+    #[arg(long, value_enum)]
+    pub mode: GapMode,
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub hold: Duration,
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retry_after: Duration,
+    #[arg(long)]
+    pub upstream: String,
+    #[arg(long)]
+    pub control: PathBuf,
+    #[arg(long)]
+    pub page: PathBuf,
+    /// Connections served at once; one more gets the page (503) and is closed.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+}
+
+/// The control files, as the server last saw them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub gap: bool,
+    pub maintenance: bool,
+}
+
+impl Flags {
+    fn read(control: &Path) -> Flags {
+        Flags {
+            gap: control.join(GAP_FILE).exists(),
+            maintenance: control.join(MAINTENANCE_FILE).exists(),
+        }
+    }
+}
+
+pub fn serve(opts: Options) -> Result<()> {
+    raise_open_files_limit();
+    let page = std::fs::read(&opts.page)
+        .with_context(|| format!("cannot read the maintenance page {}", opts.page.display()))?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the gap server's runtime")?
+        .block_on(run(opts, Bytes::from(page)))
+}
+
+async fn run(opts: Options, page: Bytes) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(opts.listen.as_str())
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    eprintln!(
+        "gap server on {} ({} mode, hold {:?}) for {}",
+        opts.listen,
+        opts.mode.as_str(),
+        opts.hold,
+        opts.upstream
+    );
+    let (tx, flags) = watch::channel(Flags::read(&opts.control));
+    tokio::spawn(watch_flags(opts.control.clone(), tx));
+    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
+    let server = Arc::new(handle::Server::new(opts, page, flags));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait for some to be freed, never spin.
+                eprintln!("gap server: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    server.connection(stream).await;
+                    drop(slot);
+                });
+            }
+            Err(_) => {
+                tokio::spawn(handle::refuse(stream, server.clone()));
+            }
+        }
+    }
+}
+
+/// Keeps `flags` up to date with the control files: woken by inotify when one is created or
+/// removed (deploy writes them under a temp name and renames), polling only where inotify is
+/// not to be had.
+async fn watch_flags(control: PathBuf, tx: watch::Sender<Flags>) {
+    use futures_util::StreamExt;
+    use inotify::{Inotify, WatchMask};
+    let refresh = |tx: &watch::Sender<Flags>| {
+        let now = Flags::read(&control);
+        tx.send_if_modified(|f| std::mem::replace(f, now) != now);
+    };
+    let stream = Inotify::init().and_then(|inotify| {
+        inotify.watches().add(
+            &control,
+            WatchMask::CREATE | WatchMask::DELETE | WatchMask::MOVED_TO | WatchMask::MOVED_FROM,
+        )?;
+        inotify.into_event_stream([0u8; 4096])
+    });
+    // Read after the watch is in place: nothing that changes in between is missed.
+    refresh(&tx);
+    match stream {
+        Ok(mut events) => {
+            while events.next().await.is_some() {
+                refresh(&tx);
+            }
+            eprintln!(
+                "gap server: the inotify stream of {} ended",
+                control.display()
+            );
+        }
+        Err(e) => eprintln!(
+            "gap server: cannot watch {} ({e}): reading the control files every 100 ms",
+            control.display()
+        ),
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        refresh(&tx);
+    }
+}
+
+/// Many idle connections must not run the server out of file descriptors: the soft limit goes
+/// up to the hard one (systemd gives user services 1024 of 524288).
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max.min(1 << 20);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
+/// Creates or removes a control file (in `.deploy/`), durably.
+pub fn set_flag(control: &Path, name: &str, on: bool) -> Result<()> {
+    let path = control.join(name);
+    if on {
+        crate::sys::fsx::write_atomic(
+            &path,
+            format!("{}\n", crate::node::state::now()).as_bytes(),
+            0o600,
+        )
+    } else {
+        match std::fs::remove_file(&path) {
+            Ok(()) => crate::sys::fsx::sync_dir(control),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        }
+    }
+}
