@@ -4,7 +4,6 @@
 //! object per line on stdout instead (see the README for the events).
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +41,49 @@ fn emit(value: serde_json::Value) {
     let _ = out.flush();
 }
 
+/// The live line of a running step: a thread that redraws it every 100 ms until stopped.
+struct Ticker {
+    done: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(name: &str, start: Instant) -> Ticker {
+        let done = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let (d, n) = (Arc::clone(&done), name.to_string());
+        let thread = std::thread::spawn(move || {
+            let (lock, wake) = &*d;
+            let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while !*stopped {
+                let _ = write!(
+                    std::io::stderr(),
+                    "\r\x1b[2K-> {n} ... {:.1}s",
+                    start.elapsed().as_secs_f64()
+                );
+                stopped = wake
+                    .wait_timeout(stopped, Duration::from_millis(100))
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+        });
+        Ticker {
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops redrawing at once (the thread is woken, not waited for a tick).
+    fn stop(mut self) {
+        let (lock, wake) = &*self.done;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        // Joined here: it holds the lock only while drawing, which takes microseconds.
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Ui {
     /// Runs one step, showing its name, then `ok` or `failed` and how long it took.
     pub fn step<T>(&self, name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
@@ -60,21 +102,7 @@ impl Ui {
             return f();
         }
         let live = !self.verbose && live_terminal();
-        let ticker = live.then(|| {
-            let done = Arc::new(AtomicBool::new(false));
-            let (d, n) = (Arc::clone(&done), name.to_string());
-            let thread = std::thread::spawn(move || {
-                while !d.load(Ordering::SeqCst) {
-                    let _ = write!(
-                        std::io::stderr(),
-                        "\r\x1b[2K-> {n} ... {:.1}s",
-                        start.elapsed().as_secs_f64()
-                    );
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            });
-            (done, thread)
-        });
+        let ticker = live.then(|| Ticker::start(name, start));
         if !live {
             let _ = write!(std::io::stderr(), "-> {name} ...");
             if self.verbose {
@@ -83,11 +111,13 @@ impl Ui {
             let _ = std::io::stderr().flush();
         }
         let result = f();
-        if let Some((done, thread)) = ticker {
-            done.store(true, Ordering::SeqCst);
-            let _ = thread.join();
-        }
+        // The step's time is read before any UI work, and ending the live line never waits
+        // for its thread's next tick: the thread is woken and joined at once, so its last
+        // draw cannot overwrite the result.
         let took = fmt_duration(start.elapsed());
+        if let Some(t) = ticker {
+            t.stop();
+        }
         let word = colour(if result.is_ok() { "ok" } else { "failed" }, result.is_ok());
         let line = if live {
             format!("\r\x1b[2K-> {name} ... {word} ({took})")

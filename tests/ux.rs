@@ -195,3 +195,43 @@ fn failing_hooks_keep_the_old_release_serving() {
     assert_eq!(p.current().as_deref(), Some("v2"));
     assert_eq!(p.body("/hits"), "2\n");
 }
+
+/// `gap 412ms` in a release's last line -> milliseconds.
+fn reported_gap(text: &str) -> u64 {
+    let at = text
+        .rfind("gap ")
+        .unwrap_or_else(|| panic!("no gap in {text}"));
+    let rest = &text[at + 4..];
+    let end = rest.find(')').unwrap();
+    let g = &rest[..end];
+    match g.strip_suffix("ms") {
+        Some(ms) => ms.parse().unwrap(),
+        None => (g.trim_end_matches('s').parse::<f64>().unwrap() * 1000.0) as u64,
+    }
+}
+
+#[test]
+fn a_terminal_costs_the_gap_nothing() {
+    let p = Project::new("t-tty", 18334, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v0"]).ok();
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for i in 0..3 {
+        p.write("assets/greeting.txt", &format!("off {i}"));
+        off.push(reported_gap(
+            &p.deploy(&["release", &format!("off{i}")]).ok().stderr,
+        ));
+        // Under a pseudo-terminal (script(1)), as people release.
+        p.write("assets/greeting.txt", &format!("on {i}"));
+        let line = format!("{} release on{i}", common::node().deploy.display());
+        let r = p.user("script", &["-qec", &line, "/dev/null"]).ok();
+        on.push(reported_gap(&r.stdout));
+    }
+    on.sort();
+    off.sort();
+    // Medians, within noise (a live line that cost its 100 ms ticks per step would add 400+).
+    assert!(
+        on[1] <= off[1] + 150,
+        "gap on a terminal {on:?} ms, off one {off:?} ms"
+    );
+}
