@@ -253,6 +253,10 @@ fn a_second_deploy_fails_fast_naming_the_holder() {
         "names the holder: {}",
         r.stderr
     );
+    // setup too waits its turn: run in another's gap it would restart what the swap uses.
+    let r = p.deploy(&["setup"]).failed();
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    r.says("another deploy is running");
     Project::wait(first).ok();
     assert!(p.body("/").starts_with("example-app v2 "));
 }

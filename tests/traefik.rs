@@ -165,6 +165,15 @@ fn traefik_down_means_the_app_is_not_stopped() {
     let p = project("t-front-down", 18205, "maintenance", "", "20s");
     p.deploy(&["setup"]).ok();
     p.deploy(&["release", "v1"]).ok();
+    // A gap server that does not answer: the router is not switched to it, the app not stopped.
+    let gap = format!("{}_test_gap.service", p.app);
+    p.user("systemctl", &["--user", "stop", &gap]).ok();
+    let r = p.deploy(&["release", "v1b"]).failed();
+    r.says(&format!("the gap server ({gap}) does not answer"));
+    r.says("the app was not stopped");
+    assert!(!r.stderr.contains("Stopping"), "{}", r.stderr);
+    assert!(p.get_front("/").unwrap().2.starts_with("example-app v1 "));
+    p.deploy(&["setup"]).ok();
     // The config now names an API where no Traefik answers (and no longer manages Traefik,
     // which would move the Traefik the other tests share).
     let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
