@@ -82,6 +82,10 @@ pub struct SetupArgs {
     /// Print what setup would do (directories, unit and Traefik contents); change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Switch Podman's storage from vfs to overlay even though `podman system reset` deletes
+    /// containers, volumes or images that are not this app's (listed first).
+    #[arg(long)]
+    pub reset_storage: bool,
 }
 
 #[derive(Debug, Args)]

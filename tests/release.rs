@@ -447,3 +447,155 @@ fn setup_moves_an_app_from_the_old_names_to_the_naming_scheme_in_a_gap() {
     p.deploy(&["rollback"]).ok();
     assert!(p.body("/").starts_with("example-app v1 "));
 }
+
+#[test]
+fn the_node_runs_overlay_and_a_vfs_store_is_explained_with_its_fix() {
+    let p = Project::new("t-storage", 18348, Options::default());
+    let driver = p
+        .user(
+            "podman",
+            &["info", "--format", "{{.Store.GraphDriverName}}"],
+        )
+        .ok();
+    assert_eq!(
+        driver.stdout.trim(),
+        "overlay",
+        "scripts/node-setup configures overlay"
+    );
+    p.deploy(&["check", "test"])
+        .ok()
+        .says("Checking Podman's storage ... ok");
+
+    // A store of its own on vfs (Podman's config and data in other XDG directories).
+    let n = common::node();
+    let base = std::path::PathBuf::from("/tmp/deploy-tests/vfs-store");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(base.join("config/containers")).unwrap();
+    std::fs::create_dir_all(base.join("data")).unwrap();
+    std::fs::copy(
+        n.home.join(".config/containers/containers.conf"),
+        base.join("config/containers/containers.conf"),
+    )
+    .unwrap();
+    std::fs::write(
+        base.join("config/containers/storage.conf"),
+        format!(
+            "[storage]\ndriver = \"vfs\"\nrunroot = \"/run/user/{}/deploy-tests-vfs\"\n",
+            n.uid
+        ),
+    )
+    .unwrap();
+    common::chown_to_node_user(&base);
+    let config = base.join("config");
+    let data = base.join("data");
+    let env = [
+        ("XDG_CONFIG_HOME", config.to_str().unwrap()),
+        ("XDG_DATA_HOME", data.to_str().unwrap()),
+    ];
+    let r = p.deploy_env(&env, &["check", "test"]).failed();
+    r.says("Checking Podman's storage ... failed");
+    r.says("vfs driver");
+    r.says("deploy setup test --reset-storage");
+    r.says("driver = \"overlay\"");
+    // setup's plan: an empty store switches by itself...
+    let r = p.deploy_env(&env, &["setup", "--dry-run"]).ok();
+    r.prints("storage:   vfs -> overlay");
+    // ...one with something that is not the app's does not, unless asked.
+    let imported = p.user(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "XDG_CONFIG_HOME={} XDG_DATA_HOME={} podman import /dev/null localhost/someone-elses:1 \
+                 || tar -cf - -T /dev/null | XDG_CONFIG_HOME={} XDG_DATA_HOME={} podman import - localhost/someone-elses:1",
+                config.display(),
+                data.display(),
+                config.display(),
+                data.display()
+            ),
+        ],
+    );
+    assert_eq!(imported.code, 0, "{imported:?}");
+    let r = p.deploy_env(&env, &["setup", "--dry-run"]).ok();
+    r.prints("vfs, kept: a switch to overlay would delete image localhost/someone-elses:1");
+    let r = p
+        .deploy_env(&env, &["setup", "--dry-run", "--reset-storage"])
+        .ok();
+    r.prints("storage:   vfs -> overlay");
+    let _ = p.user(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "XDG_CONFIG_HOME={} XDG_DATA_HOME={} podman system reset --force",
+                config.display(),
+                data.display()
+            ),
+        ],
+    );
+}
+
+#[test]
+fn copy_dot_just_works_and_the_image_holds_no_deploy_files_or_shared_links() {
+    let p = Project::new("t-copyall", 18350, Options::default());
+    // The most common line there is: the whole build context into the image.
+    p.write(
+        "Containerfile",
+        "FROM scratch\nCOPY . /app\nWORKDIR /app\nENTRYPOINT [\"/app/example-app\"]\n",
+    );
+    p.write(".dockerignore", "**/*.tmp\n");
+    p.write("assets/scratch.tmp", "not for the image");
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    p.write(
+        "deploy.yaml",
+        &yaml.replace(
+            "  - Containerfile\n",
+            "  - Containerfile\n  - .dockerignore\n",
+        ),
+    );
+    // The example app lives at /app/example-app once its directory is copied whole.
+    std::fs::rename(p.dir.join("dist/example-app"), p.dir.join("example-app")).unwrap();
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    p.write(
+        "deploy.yaml",
+        &yaml.replace("  - dist/example-app\n", "  - example-app\n"),
+    );
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    p.body("/");
+    p.deploy(&["release", "v2"]).ok();
+    assert_eq!(
+        p.body("/hits"),
+        "1\n",
+        "the data is mounted where the app looks"
+    );
+    assert!(p.root().join("releases/v1/.deploy/snapshots").is_dir());
+    // What is in the image: the app's files, none of deploy's, no links into shared/.
+    let id = p
+        .user(
+            "podman",
+            &["create", &format!("localhost/t-copyall_test:v2")],
+        )
+        .ok()
+        .stdout;
+    let listing = p
+        .user(
+            "sh",
+            &["-c", &format!("podman export {} | tar -t", id.trim())],
+        )
+        .ok()
+        .stdout;
+    let _ = p.user("podman", &["rm", id.trim()]);
+    assert!(listing.lines().any(|l| l == "app/example-app"), "{listing}");
+    for absent in [
+        "app/.deploy",
+        "app/data",
+        "app/.env",
+        "app/assets/scratch.tmp",
+    ] {
+        assert!(
+            !listing.lines().any(|l| l.trim_end_matches('/') == absent),
+            "{absent} is in the image:\n{listing}"
+        );
+    }
+}

@@ -103,8 +103,8 @@ fn dispatch(
         }
     }
     match &cli.command {
-        Command::Setup(a) if a.dry_run => print_plan(node.setup_plan()),
-        Command::Setup(_) => node.setup(),
+        Command::Setup(a) if a.dry_run => print_plan(node.setup_plan(a.reset_storage)),
+        Command::Setup(a) => node.setup(a.reset_storage),
         Command::Release(a) if a.dry_run => {
             if let (Some(b), false, None) = (&loaded.config.build, a.skip_build, &a.uploaded) {
                 println!("  (first, here: {} in {})", b.command, loaded.dir.display());
@@ -193,6 +193,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
     let words: Vec<String> = match command {
         Command::Setup(a) => {
             flag(a.dry_run, "--dry-run");
+            flag(a.reset_storage, "--reset-storage");
             vec!["setup".into(), env.into()]
         }
         Command::Release(a) => {
@@ -269,7 +270,7 @@ fn confirm_with_data(ui: Ui, a: &RollbackArgs, env: &str) -> Result<()> {
 fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
     let env = remote.env_name.clone();
     match command {
-        Command::Setup(a) => remote.setup(a.dry_run),
+        Command::Setup(a) => remote.setup(a.dry_run, &node_args(command, &env, None)),
         Command::Release(a) if a.dry_run => remote.read(&node_args(command, &env, Some("RUN"))),
         Command::Release(a) => {
             let args = node_args(command, &env, Some(remote.run_id()));

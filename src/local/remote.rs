@@ -468,7 +468,7 @@ exit "${{rc:-1}}"
         result
     }
 
-    pub fn setup(&self, dry_run: bool) -> Result<()> {
+    pub fn setup(&self, dry_run: bool, node_args: &[String]) -> Result<()> {
         let probe = self.probe()?;
         if dry_run {
             for lack in &probe.lacks {
@@ -486,11 +486,7 @@ exit "${{rc:-1}}"
             }
             let root = self.root(&probe);
             let config = self.send_config(&root)?;
-            let result = self.run_here(
-                &root,
-                &config,
-                &["setup".into(), self.env_name.clone(), "--dry-run".into()],
-            );
+            let result = self.run_here(&root, &config, node_args);
             self.clean_up(&root, None);
             return result;
         }
@@ -504,7 +500,7 @@ exit "${{rc:-1}}"
         let root = self.root(&probe);
         self.install(&probe, &root)?;
         let config = self.send_config(&root)?;
-        let result = self.act(&root, &config, &["setup".into(), self.env_name.clone()]);
+        let result = self.act(&root, &config, node_args);
         self.clean_up(&root, None);
         result
     }

@@ -10,13 +10,15 @@ impl Node<'_> {
     pub fn check(&self) -> Result<()> {
         let mut failed = 0;
         let mut check = |name: &str, f: &dyn Fn() -> Result<()>| {
-            if self.ui.step(name, f).is_err() {
+            if let Err(e) = self.ui.step(name, f) {
+                self.ui.warn(&format!("{e:#}"));
                 failed += 1;
             }
         };
         check("Checking podman", &|| {
             crate::sys::podman::check_runtime(false).map(|_| ())
         });
+        check("Checking Podman's storage", &|| self.check_storage());
         check("Checking rsync", &crate::node::upload::check_rsync);
         let systemd = Systemd::connect();
         check("Connecting to the systemd user manager", &|| {

@@ -19,6 +19,7 @@ mod rollback;
 pub mod snapshot;
 pub mod state;
 pub mod status;
+pub mod storage;
 pub mod swap;
 pub mod unit;
 pub mod upload;
@@ -231,7 +232,7 @@ impl<'a> Node<'a> {
 
     // ---------------------------------------------------------------- setup
 
-    pub fn setup(&self) -> Result<()> {
+    pub fn setup(&self, reset_storage: bool) -> Result<()> {
         let l = &self.layout;
         let root = l.root.display().to_string();
         if let Some(bad) = root
@@ -265,6 +266,7 @@ impl<'a> Node<'a> {
             .ui
             .step("Connecting to the systemd user manager", Systemd::connect)?;
         let _lock = self.lock(&format!("deploy setup {}", self.env_name))?;
+        self.setup_storage(&systemd, reset_storage)?;
         let legacy = self.has_legacy_app();
         self.remove_legacy_gap_server(&systemd)?;
         if !legacy {

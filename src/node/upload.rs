@@ -179,13 +179,63 @@ pub fn finish_release_dir(
         std::os::unix::fs::symlink(Layout::shared_link_target(entry), &link)
             .with_context(|| format!("cannot link {} into shared/", link.display()))?;
     }
+    let own = [".containerignore", ".dockerignore"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok());
+    let entries: Vec<&str> = shared
+        .dirs
+        .iter()
+        .chain(&shared.files)
+        .map(String::as_str)
+        .collect();
+    fsx::write_atomic(
+        &dir.join(".containerignore"),
+        container_ignore(own.as_deref(), &entries).as_bytes(),
+        0o644,
+    )?;
     fsx::sync_dir(dir)
+}
+
+/// The build context's ignore file: the app's own rules (Podman reads only one file, so
+/// replacing them would drop them), then deploy's own files and the links into `shared/`, which
+/// `COPY . /app` must not put into the image (data snapshots; links that would hide the mount
+/// of the data where the app looks). Pure.
+pub fn container_ignore(own: Option<&str>, shared_entries: &[&str]) -> String {
+    const OURS: &str = "# Added by deploy";
+    // The app's rules only: what an earlier pass over this directory added is dropped.
+    let own = own.map(|o| o.split(OURS).next().unwrap_or_default().trim_end());
+    let mut text = own
+        .filter(|o| !o.is_empty())
+        .map(|o| format!("{o}\n"))
+        .unwrap_or_default();
+    text += OURS;
+    text += ": its own files and the links into shared/ stay out of the image.\n";
+    text += &format!("{RELEASE_META}\n.containerignore\n");
+    for e in shared_entries {
+        text += &format!("{}\n", e.trim_end_matches('/'));
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::artifact_name;
+
+    #[test]
+    fn the_build_context_ignores_deploys_files_and_shared_links_and_keeps_the_apps_rules() {
+        let t = container_ignore(Some("target\n*.log"), &["data", ".env"]);
+        assert!(t.starts_with("target\n*.log\n"), "{t}");
+        for line in [".deploy", "data", ".env"] {
+            assert!(t.lines().any(|l| l == line), "{line} in {t}");
+        }
+        assert!(container_ignore(None, &[]).contains("\n.deploy\n"));
+        assert_eq!(
+            container_ignore(Some(&t), &["data", ".env"]),
+            t,
+            "added once"
+        );
+    }
 
     #[test]
     fn rsync_command() {

@@ -158,6 +158,52 @@ pub fn remove_container_now(name: &str) -> Result<()> {
     Ok(())
 }
 
+fn lines_of(args: &[&str]) -> Result<Vec<String>> {
+    let out = duct::cmd("podman", args)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run podman")?;
+    if !out.status.success() {
+        bail!(
+            "podman {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+/// The storage driver Podman uses for this user (`overlay`, `vfs`...).
+pub fn storage_driver() -> Result<String> {
+    Ok(
+        lines_of(&["info", "--format", "{{.Store.GraphDriverName}}"])?
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+    )
+}
+
+/// The driver and what the store holds.
+pub fn store() -> Result<crate::node::storage::Store> {
+    Ok(crate::node::storage::Store {
+        driver: storage_driver()?,
+        containers: lines_of(&["ps", "--all", "--format", "{{.Names}}"])?,
+        volumes: lines_of(&["volume", "ls", "--format", "{{.Name}}"])?,
+        images: lines_of(&["images", "--all", "--format", "{{.Repository}}:{{.Tag}}"])?,
+    })
+}
+
+/// `podman system reset --force`: every container, image and volume of this user goes.
+pub fn reset_store() -> Result<()> {
+    lines_of(&["system", "reset", "--force"]).map(|_| ())
+}
+
 /// Where Podman keeps images and containers (`podman info`'s GraphRoot).
 pub fn graph_root() -> Result<std::path::PathBuf> {
     let out = duct::cmd!("podman", "info", "--format", "{{.Store.GraphRoot}}")
