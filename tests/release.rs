@@ -572,10 +572,7 @@ fn copy_dot_just_works_and_the_image_holds_no_deploy_files_or_shared_links() {
     assert!(p.root().join("releases/v1/.deploy/snapshots").is_dir());
     // What is in the image: the app's files, none of deploy's, no links into shared/.
     let id = p
-        .user(
-            "podman",
-            &["create", &format!("localhost/t-copyall_test:v2")],
-        )
+        .user("podman", &["create", "localhost/t-copyall_test:v2"])
         .ok()
         .stdout;
     let listing = p
