@@ -42,3 +42,28 @@ touch_release() {
   echo "run $1" > "$WORK/project/assets/run.txt"
   chown "$NODE_USER:" "$WORK/project/assets/run.txt"
 }
+
+# floor IMAGE PORT OUT: the floor of a gap, measured RUNS times with plain Podman as the node
+# user: `podman run` of IMAGE until its first 2xx on 127.0.0.1:PORT (OUT.start), and `podman stop`
+# of that running container (OUT.stop), in milliseconds, one figure a line.
+floor() {
+  local image=$1 port=$2 out=$3 data=$WORK/floor-data
+  : > "$out.start"; : > "$out.stop"
+  mkdir -p "$data"; chown "$NODE_USER:" "$data"
+  for i in $(seq 1 "$RUNS"); do
+    as_user podman rm -f -t 0 deploy-bench-floor >/dev/null 2>&1 || true
+    t=$(ms)
+    as_user podman run -d --rm --name deploy-bench-floor -p "127.0.0.1:$port:8080" \
+      -v "$data:/app/data" "$image" >/dev/null
+    until curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; do sleep 0.005; done
+    echo $(( $(ms) - t )) >> "$out.start"
+    t=$(ms); as_user podman stop -t 10 deploy-bench-floor >/dev/null; echo $(( $(ms) - t )) >> "$out.stop"
+  done
+  paste -d' ' "$out.start" "$out.stop" | python3 -c 'import sys
+for l in sys.stdin: print(sum(int(x) for x in l.split()))' > "$out.sum"
+}
+
+# ratio A B: A / B as 1.23.
+ratio() { python3 -c 'import statistics as s,sys
+a=[int(l) for l in open(sys.argv[1]) if l.strip()]; b=[int(l) for l in open(sys.argv[2]) if l.strip()]
+print(f"{s.median(a)/s.median(b):.2f}")' "$1" "$2"; }

@@ -179,9 +179,9 @@ impl Node<'_> {
         let pruned = self
             .ui
             .step("Pruning old releases", || self.prune(&mut run.state));
-        let (pruned, prune_error) = match pruned {
+        let ((pruned, images), prune_error) = match pruned {
             Ok(p) => (p, None),
-            Err(e) => (Vec::new(), Some(e)),
+            Err(e) => ((Vec::new(), Vec::new()), Some(e)),
         };
         if !pruned.is_empty() {
             self.ui.info(&format!("   removed {}", pruned.join(", ")));
@@ -205,6 +205,13 @@ impl Node<'_> {
                 "pruned": pruned,
             }),
         );
+        // The pruned releases' images go after the result is out: removing an image of a real
+        // app's size takes seconds, and nothing waits for it but the lock.
+        for image in images {
+            if let Err(e) = podman::remove_image(&image) {
+                self.ui.warn(&format!("{e:#}"));
+            }
+        }
         if let Some(e) = prune_error {
             self.ui.warn(&format!(
                 "{v} is live, but pruning old releases failed: {e:#}. Nothing else is affected; \
@@ -214,7 +221,9 @@ impl Node<'_> {
         Ok(())
     }
 
-    fn prune(&self, state: &mut State) -> Result<Vec<String>> {
+    /// Removes the releases beyond `keep_releases`; returns their versions and their images,
+    /// which the caller removes.
+    fn prune(&self, state: &mut State) -> Result<(Vec<String>, Vec<String>)> {
         let on_disk = self.releases_on_disk()?;
         let current = self.current()?;
         let previous = current.as_deref().and_then(|c| state.previous(&on_disk, c));
@@ -224,17 +233,17 @@ impl Node<'_> {
             previous.as_deref(),
             self.config.keep_releases,
         );
+        let mut images = Vec::new();
         for v in &doomed {
-            let image = state
-                .releases
-                .get(v)
-                .map(|r| r.image.clone())
-                .unwrap_or_else(|| self.image(v));
+            images.push(
+                state
+                    .releases
+                    .get(v)
+                    .map(|r| r.image.clone())
+                    .unwrap_or_else(|| self.image(v)),
+            );
             std::fs::remove_dir_all(self.layout.release(v))
                 .with_context(|| format!("cannot remove release {v}"))?;
-            if let Err(e) = podman::remove_image(&image) {
-                self.ui.warn(&format!("{e:#}"));
-            }
             state.releases.remove(v);
         }
         // Uploads that an interrupted release left (a dropped connection, a kill) and no
@@ -254,6 +263,6 @@ impl Node<'_> {
         }
         fsx::sync_dir(&self.layout.releases())?;
         self.save_state(state)?;
-        Ok(doomed)
+        Ok((doomed, images))
     }
 }
