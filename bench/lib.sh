@@ -16,7 +16,8 @@ STATE=$HOME_DIR/bench/bench-app/.deploy/state.json
 UNIT=bench-app_prod.service
 GAP_UNIT=bench-app_prod_gap.service
 
-as_user() { "$REPO/scripts/as-node-user" "$WORK/project" "$@"; }
+mkdir -p "$WORK"; install -m 0755 target/release/deploy "$BIN"
+as_user() { local d="$WORK/project"; [ -d "$d" ] || d=/; "$REPO/scripts/as-node-user" "$d" "$@"; }
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 last_gap() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"][-1]["gap_ms"])' "$STATE"; }
 median() { python3 -c 'import statistics,sys; xs=[int(l) for l in open(sys.argv[1]) if l.strip()]; print(f"{statistics.median(xs):.0f} ({min(xs)}-{max(xs)})")' "$1"; }
@@ -24,8 +25,7 @@ median() { python3 -c 'import statistics,sys; xs=[int(l) for l in open(sys.argv[
 # prepare_project [EXTRA_YAML]: a fresh project and a fresh app directory, set up.
 prepare_project() {
   as_user systemctl --user stop "$UNIT" bench-app.service 2>/dev/null || true
-  rm -rf "$WORK" "$HOME_DIR/bench/bench-app" && mkdir -p "$WORK/project/dist"
-  install -m 0755 target/release/deploy "$BIN"
+  rm -rf "$WORK/project" "$HOME_DIR/bench/bench-app" && mkdir -p "$WORK/project/dist"
   cp -r examples/app/Containerfile examples/app/assets "$WORK/project/"
   cp examples/app/dist/example-app "$WORK/project/dist/"
   sed -e 's/^app: example-app/app: bench-app/' -e 's/port: 18080/port: 18190/' \
