@@ -25,7 +25,9 @@ pub fn probe(url: &str, timeout: Duration) -> Result<u16, String> {
 }
 
 /// Polls until a 2xx answer. `alive` is asked between probes and may end the wait early (e.g.
-/// when the unit has failed). Returns how long it took.
+/// when the unit has failed). The first probes come fine-grained (10 ms, doubling up to
+/// `interval`): the app usually answers within a few hundred milliseconds of its start, and a
+/// coarse first wait would add up to a whole interval to the gap. Returns how long it took.
 pub fn wait_healthy(
     url: &str,
     timeout: Duration,
@@ -33,6 +35,7 @@ pub fn wait_healthy(
     mut alive: impl FnMut() -> Result<()>,
 ) -> Result<Duration> {
     let start = Instant::now();
+    let mut pause = Duration::from_millis(10).min(interval);
     loop {
         let left = timeout.saturating_sub(start.elapsed());
         let last = match probe(
@@ -43,11 +46,12 @@ pub fn wait_healthy(
             Ok(s) => format!("HTTP {s}"),
             Err(e) => e,
         };
-        if start.elapsed() + interval > timeout {
+        if start.elapsed() + pause > timeout {
             bail!("{url} did not answer 2xx within {timeout:?} (last: {last})");
         }
         alive()?;
-        std::thread::sleep(interval);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(interval);
     }
 }
 
