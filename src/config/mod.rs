@@ -41,6 +41,12 @@ pub struct Config {
     /// `shared/` is kept with the release that wrote it (`deploy rollback --with-data`).
     #[serde(default)]
     pub backup: Backup,
+    /// `publish` (the default): the container publishes the app's port. `socket`: systemd holds
+    /// the port (a socket unit) and hands it to each release, so connections in the gap wait
+    /// in its backlog and are answered by the next release; the app must take an inherited
+    /// socket (fd 3, `LISTEN_FDS`).
+    #[serde(default)]
+    pub listen: Listen,
     /// Optional: commands around a release.
     #[serde(default)]
     pub hooks: Hooks,
@@ -83,6 +89,14 @@ impl Default for Hooks {
 
 fn default_hook_timeout() -> Duration {
     Duration::from_secs(600)
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Listen {
+    #[default]
+    Publish,
+    Socket,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -57,6 +57,12 @@ impl Layout {
     pub fn state_file(&self) -> PathBuf {
         self.meta().join("state.json")
     }
+    /// While it exists (a swap in socket mode), a start of the app waits: a connection cannot
+    /// start a release on data the swap is changing.
+    pub fn hold_file(&self) -> PathBuf {
+        self.meta().join("hold")
+    }
+
     pub fn lock_file(&self) -> PathBuf {
         self.meta().join("lock")
     }

@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod layout;
+mod listen;
 pub mod lock;
 pub mod logs;
 pub mod migrate;
@@ -178,15 +179,20 @@ impl<'a> Node<'a> {
     /// Fails when `port` on 127.0.0.1 is taken while `unit` (its rightful owner) is not
     /// running: another process has it, and the app could not start.
     pub(crate) fn check_port(&self, systemd: &Systemd, port: u16, unit: &str) -> Result<()> {
-        let owner_running = systemd
-            .state(unit)
-            .map(|s| {
-                matches!(
-                    s.active,
-                    Active::Active | Active::Activating | Active::Deactivating
-                )
-            })
-            .unwrap_or(false);
+        let running = |u: &str| {
+            systemd
+                .state(u)
+                .map(|s| {
+                    matches!(
+                        s.active,
+                        Active::Active | Active::Activating | Active::Deactivating
+                    )
+                })
+                .unwrap_or(false)
+        };
+        // In socket mode the port's holder is the app's own socket unit.
+        let socket = unit.strip_suffix(".service").map(|b| format!("{b}.socket"));
+        let owner_running = running(unit) || socket.is_some_and(|s| running(&s));
         if owner_running {
             return Ok(());
         }
@@ -280,6 +286,7 @@ impl<'a> Node<'a> {
                 let text = unit::render(&spec)?;
                 systemd.install_unit(&self.user_unit_dir(), &self.unit_name(), &text)
             })?;
+        self.setup_listen(&systemd)?;
         if let Some(t) = &self.config.traefik {
             self.setup_traefik(&systemd, t)?;
             self.remove_legacy_router(t)?;

@@ -74,6 +74,11 @@ impl Node<'_> {
                 humantime::format_duration(self.config.health.timeout)
             ),
             Step::LeaveGap => "Traefik routes back to the app".into(),
+            Step::Hold => format!(
+                "{} exists: a start of the app (a connection to the socket) waits",
+                self.layout.hold_file().display()
+            ),
+            Step::Unhold => format!("{} is removed", self.layout.hold_file().display()),
         })
     }
 

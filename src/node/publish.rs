@@ -20,9 +20,13 @@ impl Node<'_> {
 
     /// What a swap's plan depends on.
     pub(crate) fn swap_settings(&self) -> Settings {
+        let socket = self.config.listen == crate::config::Listen::Socket;
         Settings {
-            protected: self.config.traefik.is_some(),
+            // In socket mode Traefik points at the socket, which holds connections itself: the
+            // router is never switched.
+            protected: self.config.traefik.is_some() && !socket,
             hooks: self.config.hooks.in_gap.clone(),
+            socket,
         }
     }
 

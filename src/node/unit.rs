@@ -6,11 +6,16 @@ use anyhow::Result;
 use serde::Serialize;
 
 const APP_SERVICE: &str = include_str!("../../units/app.service");
+const APP_SOCKET: &str = include_str!("../../units/app.socket");
 
 /// What a unit is made from: everything is fixed per environment, nothing per release.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitSpec {
     pub app: String,
+    /// Socket activation: no published port; a start waits while `hold` exists (a swap).
+    pub socket: bool,
+    pub hold: String,
+    pub start_timeout: u64,
     /// The app's container (`--name`), and the one-off container of an `in_gap` hook.
     pub container: String,
     pub hook_container: String,
@@ -33,6 +38,11 @@ pub struct Mount {
 
 pub fn render(spec: &UnitSpec) -> Result<String> {
     crate::template::render("app.service", APP_SERVICE, spec)
+}
+
+/// The socket unit of socket mode: the app's port, held by systemd across releases.
+pub fn render_socket(spec: &UnitSpec) -> Result<String> {
+    crate::template::render("app.socket", APP_SOCKET, spec)
 }
 
 /// `podman run` arguments for an `in_gap` hook: a one-off container of `image` with the app's
@@ -77,8 +87,17 @@ impl UnitSpec {
     ) -> UnitSpec {
         let root = layout.root.display().to_string();
         let shared = layout.shared();
+        let socket = config.listen == crate::config::Listen::Socket;
         UnitSpec {
             app: config.app.clone(),
+            socket,
+            hold: layout.hold_file().display().to_string(),
+            // A start in socket mode may wait out a whole swap (its hooks included).
+            start_timeout: if socket {
+                config.hooks.timeout.as_secs() + 300
+            } else {
+                120
+            },
             container: names.container(),
             hook_container: names.hook_container(),
             root,

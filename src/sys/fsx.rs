@@ -84,6 +84,15 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> Result<()> {
     sync_dir(parent(dir))
 }
 
+/// Removes a file (if it is there), durably.
+pub fn remove_durable(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_dir(parent(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
 /// A directory only its owner may enter (`.deploy/` and what is in it): made 0700, or set to
 /// 0700 when an earlier deploy made it wider.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {

@@ -72,11 +72,16 @@ pub struct Server {
 
 impl Server {
     pub fn bind(addr: impl ToSocketAddrs) -> std::io::Result<Server> {
-        Ok(Server {
-            listener: TcpListener::bind(addr)?,
+        Ok(Server::on(TcpListener::bind(addr)?))
+    }
+
+    /// A server on a listener it was given (systemd socket activation: fd 3).
+    pub fn on(listener: TcpListener) -> Server {
+        Server {
+            listener,
             stopping: Arc::new(AtomicBool::new(false)),
             busy: Arc::new(AtomicUsize::new(0)),
-        })
+        }
     }
 
     /// A flag that stops the accept loop when set (checked at least every 50 ms).

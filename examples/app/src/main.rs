@@ -70,7 +70,14 @@ fn main() {
         assets,
     });
 
-    let server = http::Server::bind(("0.0.0.0", port)).expect("cannot listen");
+    // Socket activation (systemd's socket, handed on by Podman as fd 3), or a port of its own.
+    let server = if std::env::var("LISTEN_FDS").as_deref() == Ok("1") {
+        use std::os::fd::FromRawFd;
+        // SAFETY: LISTEN_FDS=1 says fd 3 is a listening socket given to this process.
+        http::Server::on(unsafe { std::net::TcpListener::from_raw_fd(3) })
+    } else {
+        http::Server::bind(("0.0.0.0", port)).expect("cannot listen")
+    };
     let stop = server.stop_flag();
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).expect("signal handler");

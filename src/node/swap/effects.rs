@@ -47,6 +47,8 @@ impl<'a> NodeEffects<'a> {
         match step {
             Step::Image { version } => format!("Image of {version}"),
             Step::EnterGap => "Switching Traefik to the gap server".into(),
+            Step::Hold => "Holding starts of the app (connections wait)".into(),
+            Step::Unhold => "Letting the app start".into(),
             Step::Stop => format!("Stopping {}", self.unit),
             Step::Snapshot { of } => format!("Snapshot of the data {of} leaves"),
             Step::Restore { .. } => format!("Restoring the data of {to}"),
@@ -125,6 +127,8 @@ impl<'a> NodeEffects<'a> {
         match step {
             Step::Image { version } => node.ensure_image(&node.load_state()?, version).map(|_| ()),
             Step::EnterGap => self.enter_gap(),
+            Step::Hold => fsx::write_atomic(&node.layout.hold_file(), b"swap\n", 0o600),
+            Step::Unhold => fsx::remove_durable(&node.layout.hold_file()),
             Step::Stop => self.systemd.stop(&self.unit, node.stop_timeout()),
             Step::Snapshot { of } => return self.snapshot(of).map(Some),
             Step::Restore { snapshot } => {

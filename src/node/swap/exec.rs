@@ -225,6 +225,7 @@ mod tests {
         Settings {
             protected: true,
             hooks: hooks.iter().map(|h| h.to_string()).collect(),
+            socket: false,
         }
     }
 

@@ -123,6 +123,9 @@ pub struct Settings {
     pub protected: bool,
     /// The `in_gap` hook commands.
     pub hooks: Vec<String>,
+    /// Socket mode: systemd holds the port, and a connection may start the app: starts wait
+    /// (`hold`) from before the stop until the start the swap intends (`unhold`).
+    pub socket: bool,
 }
 
 /// One step of a swap. Its [`Step::name`] is what `--dry-run`, the journal, the README and the
@@ -134,6 +137,11 @@ pub enum Step {
     Image { version: String },
     /// Traefik routes the app to the gap server, confirmed live.
     EnterGap,
+    /// (Socket mode) starts of the app wait: a connection cannot start a release now.
+    Hold,
+    /// (Socket mode) starts of the app go on (the one the swap asks for, or one a connection
+    /// asked for meanwhile, of the release now current).
+    Unhold,
     /// The app's unit is stopped (over D-Bus, waiting for the job).
     Stop,
     /// The SQLite databases in `shared/` are copied into the release's snapshots.
@@ -158,6 +166,8 @@ pub enum Step {
 pub const STEP_NAMES: &[&str] = &[
     "image",
     "enter-gap",
+    "hold",
+    "unhold",
     "stop",
     "snapshot",
     "restore",
@@ -174,6 +184,8 @@ impl Step {
         match self {
             Step::Image { .. } => "image",
             Step::EnterGap => "enter-gap",
+            Step::Hold => "hold",
+            Step::Unhold => "unhold",
             Step::Stop => "stop",
             Step::Snapshot { .. } => "snapshot",
             Step::Restore { .. } => "restore",
@@ -200,13 +212,25 @@ pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
             steps.push(Step::EnterGap);
         }
     };
+    let hold = |steps: &mut Vec<Step>| {
+        if s.socket {
+            steps.push(Step::Hold);
+        }
+    };
     match (mv.kind, &mv.to) {
-        (Kind::Halt, _) => return vec![Step::Stop],
+        // The app stays stopped: in socket mode, starts keep waiting.
+        (Kind::Halt, _) => {
+            let mut steps = Vec::new();
+            hold(&mut steps);
+            steps.push(Step::Stop);
+            return steps;
+        }
         (Kind::Confirm, _) => steps.push(Step::Health),
         (kind, None) => {
             if kind != Kind::PutBack {
                 gap(&mut steps);
             }
+            hold(&mut steps);
             steps.extend([Step::Stop, Step::Unlink]);
         }
         (kind, Some(to)) => {
@@ -219,6 +243,7 @@ pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
             if kind != Kind::PutBack {
                 gap(&mut steps);
             }
+            hold(&mut steps);
             steps.push(Step::Stop);
             if let Some(of) = &mv.keep_as {
                 steps.push(Step::Snapshot { of: of.clone() });
@@ -231,7 +256,11 @@ pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
             if mv.hooks {
                 steps.extend(s.hooks.iter().map(|c| Step::Hook { command: c.clone() }));
             }
-            steps.extend([Step::Switch { to: to.clone() }, Step::Start, Step::Health]);
+            steps.push(Step::Switch { to: to.clone() });
+            if s.socket {
+                steps.push(Step::Unhold);
+            }
+            steps.extend([Step::Start, Step::Health]);
         }
     }
     if s.protected {
@@ -416,7 +445,35 @@ mod tests {
         Settings {
             protected,
             hooks: hooks.iter().map(|h| h.to_string()).collect(),
+            socket: false,
         }
+    }
+
+    #[test]
+    fn in_socket_mode_starts_wait_from_before_the_stop_to_the_swaps_own_start() {
+        let s = Settings {
+            protected: false,
+            hooks: vec!["migrate".into()],
+            socket: true,
+        };
+        let steps = plan(&Move::release("v2", Some("v1"), true), &s);
+        assert_eq!(
+            names(&steps),
+            ["hold", "stop", "snapshot", "hook", "switch", "unhold", "start", "health"]
+        );
+        let halt = Move {
+            kind: Kind::Halt,
+            to: None,
+            from: Some("v2".into()),
+            restore: None,
+            keep_as: None,
+            hooks: false,
+        };
+        assert_eq!(
+            names(&plan(&halt, &s)),
+            ["hold", "stop"],
+            "a halted app stays held"
+        );
     }
 
     fn names(steps: &[Step]) -> Vec<&'static str> {
