@@ -24,7 +24,7 @@ median() { python3 -c 'import statistics,sys; xs=[int(l) for l in open(sys.argv[
 
 # prepare_project [EXTRA_YAML]: a fresh project and a fresh app directory, set up.
 prepare_project() {
-  as_user systemctl --user stop "$UNIT" bench-app.service 2>/dev/null || true
+  as_user systemctl --user stop "$UNIT" bench-app_prod.socket bench-app.service 2>/dev/null || true
   rm -rf "$WORK/project" "$HOME_DIR/bench/bench-app" && mkdir -p "$WORK/project/dist"
   cp -r examples/app/Containerfile examples/app/assets "$WORK/project/"
   cp examples/app/dist/example-app "$WORK/project/dist/"

@@ -100,8 +100,15 @@ def main():
         "other": len(results) - counts.get("200", 0) - counts.get("503", 0),
         "longest_non_200_ms": round(longest * 1000),
         "max_latency_ms": round(max((t for _, t, _ in results), default=0) * 1000),
+        "p50_latency_ms": percentile(results, 0.50),
+        "p99_latency_ms": percentile(results, 0.99),
         "seconds": round(time.monotonic() - start, 2),
     }))
+
+def percentile(results, q):
+    took = sorted(t for _, t, _ in results)
+    return round(took[min(len(took) - 1, int(q * len(took)))] * 1000, 1) if took else 0
+
 
 if __name__ == "__main__":
     main()
