@@ -155,3 +155,36 @@ fn a_writing_hook_runs_with_no_process_of_the_app_whatever_arrives() {
         "the row the hook wrote is there"
     );
 }
+
+#[test]
+fn a_live_app_moves_between_publish_and_socket_with_setup() {
+    let p = Project::new("t-sockswitch", 18364, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    p.body("/");
+    let socket = format!("{}_test.socket", p.app);
+    let active = |p: &Project| {
+        p.user("systemctl", &["--user", "is-active", &socket])
+            .stdout
+            .trim()
+            .to_string()
+    };
+    p.add_to_config("listen: socket\n");
+    p.deploy(&["setup"])
+        .ok()
+        .says("Moving the app's port 18364 to its socket unit");
+    assert_eq!(active(&p), "active");
+    assert_eq!(
+        p.body("/hits"),
+        "1\n",
+        "the same data, now through systemd's socket"
+    );
+    p.deploy(&["release", "v2"]).ok();
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    p.write("deploy.yaml", &yaml.replace("listen: socket\n", ""));
+    p.deploy(&["setup"])
+        .ok()
+        .says("Moving the app's port 18364 to its container");
+    assert_ne!(active(&p), "active");
+    assert!(p.body("/").starts_with("example-app v2 "));
+}
