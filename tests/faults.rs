@@ -501,3 +501,38 @@ fn a_hung_in_gap_hook_is_removed_after_hooks_timeout_and_the_previous_release_se
     assert_eq!(p.current().as_deref(), Some("v1"));
     assert_eq!(p.body("/hits"), "1\n", "v1's one row, nothing of the hook");
 }
+
+#[test]
+fn a_recovery_that_cannot_succeed_is_replaced_by_a_release_not_a_dead_end() {
+    let p = Project::new("t-stuck", 18352, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    let r = p.deploy_env(
+        &[("DEPLOY_TEST_HOOK", "kill@after-stop")],
+        &["release", "v2"],
+    );
+    assert_ne!(r.code, 0);
+    // What was live before is gone, directory and image: putting it back cannot work.
+    std::fs::remove_dir_all(p.root().join("releases/v1")).unwrap();
+    p.user("podman", &["rmi", "localhost/t-stuck_test:v1"]).ok();
+    let r = p.deploy(&["rollback"]).failed();
+    r.says("recovering the interrupted release of v2 failed");
+    r.says("`deploy rollback --to VERSION test`");
+    assert!(
+        p.root().join(".deploy/swap.journal").exists(),
+        "the journal stays"
+    );
+    let r = p.deploy(&["release", "v3"]).ok();
+    r.says("this command replaces that swap");
+    assert!(p.body("/").starts_with("example-app v3 "));
+    assert!(!p.root().join(".deploy/swap.journal").exists());
+    let aside = std::fs::read_dir(p.root().join(".deploy"))
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("swap.journal.abandoned-")
+        });
+    assert!(aside, "the abandoned journal is kept aside for a look");
+}

@@ -75,6 +75,10 @@ fn output_off_a_terminal_json_shapes_and_logs() {
     assert!(
         !p.root().join("releases/v3").exists() && !p.root().join("releases/.incoming-v3").exists()
     );
+    // The dry run chooses the target as the command does: the live release is refused.
+    p.deploy(&["rollback", "--dry-run", "--to", "v2"])
+        .failed()
+        .says("v2 is already the live release");
     let r = p.deploy(&["rollback", "--dry-run"]).ok();
     assert!(
         r.stdout

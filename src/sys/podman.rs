@@ -189,13 +189,30 @@ pub fn storage_driver() -> Result<String> {
     )
 }
 
-/// The driver and what the store holds.
+/// The driver, and on vfs what the store holds (what a switch would delete). A listing that
+/// raced with an image removed meanwhile (another app's prune) is taken again.
 pub fn store() -> Result<crate::node::storage::Store> {
+    let driver = storage_driver()?;
+    if driver != "vfs" {
+        return Ok(crate::node::storage::Store {
+            driver,
+            ..Default::default()
+        });
+    }
+    let list = |args: &[&str]| {
+        let mut attempt = 0;
+        loop {
+            match lines_of(args) {
+                Err(e) if attempt < 5 && cache_race(&format!("{e:#}")) => attempt += 1,
+                other => return other,
+            }
+        }
+    };
     Ok(crate::node::storage::Store {
-        driver: storage_driver()?,
-        containers: lines_of(&["ps", "--all", "--format", "{{.Names}}"])?,
-        volumes: lines_of(&["volume", "ls", "--format", "{{.Name}}"])?,
-        images: lines_of(&["images", "--all", "--format", "{{.Repository}}:{{.Tag}}"])?,
+        driver,
+        containers: list(&["ps", "--all", "--format", "{{.Names}}"])?,
+        volumes: list(&["volume", "ls", "--format", "{{.Name}}"])?,
+        images: list(&["images", "--all", "--format", "{{.Repository}}:{{.Tag}}"])?,
     })
 }
 
