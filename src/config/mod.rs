@@ -443,7 +443,7 @@ pub fn load(file: &Path) -> Result<Loaded> {
 
 /// Parses and validates config text.
 pub fn parse(text: &str) -> Result<Config> {
-    let config: Config = serde_norway::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config: Config = yaml_serde::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
     validate(&config).map_err(|Invalid { key, message }| {
         let at = line_of(text, &key)
             .map(|l| format!(" (line {l})"))

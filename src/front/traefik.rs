@@ -125,7 +125,7 @@ pub fn render_static(
         "traefik-static.yaml",
         STATIC,
         minijinja::context! {
-            entrypoints => eps,
+            entrypoints => minijinja::Value::from(minijinja::value::Serde(&eps)),
             api_address => api_address(api)?,
             dynamic_dir => dynamic_dir.display().to_string(),
         },
@@ -350,7 +350,7 @@ mod tests {
         let s = spec(Some(serde_json::json!(true)));
         let app = render_dynamic(&s, false).unwrap();
         let gap = render_dynamic(&s, true).unwrap();
-        let parsed: serde_json::Value = serde_norway::from_str(&app).unwrap();
+        let parsed: serde_json::Value = yaml_serde::from_str(&app).unwrap();
         let router = &parsed["http"]["routers"]["shop_prod"];
         assert_eq!(
             router["rule"],
@@ -370,7 +370,7 @@ mod tests {
         );
         let errors = &parsed["http"]["middlewares"]["shop_prod_errors"]["errors"];
         assert_eq!(errors["service"], "shop_prod_gap");
-        let parsed: serde_json::Value = serde_norway::from_str(&gap).unwrap();
+        let parsed: serde_json::Value = yaml_serde::from_str(&gap).unwrap();
         assert_eq!(
             parsed["http"]["routers"]["shop_prod"]["service"],
             "shop_prod_gap"
@@ -384,7 +384,7 @@ mod tests {
             false,
         )
         .unwrap();
-        let parsed: serde_json::Value = serde_norway::from_str(&with).unwrap();
+        let parsed: serde_json::Value = yaml_serde::from_str(&with).unwrap();
         assert_eq!(
             parsed["http"]["routers"]["shop_prod"]["tls"]["certResolver"],
             "le"
@@ -401,7 +401,7 @@ mod tests {
             Path::new("/home/u/.config/traefik/dynamic"),
         )
         .unwrap();
-        let parsed: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        let parsed: serde_json::Value = yaml_serde::from_str(&text).unwrap();
         assert_eq!(parsed["entryPoints"]["web"]["address"], ":80");
         assert_eq!(
             parsed["entryPoints"]["traefik"]["address"],

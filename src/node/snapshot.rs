@@ -12,7 +12,7 @@
 
 use crate::sys::fsx;
 use anyhow::{Context, Result};
-use rusqlite::{Connection, DatabaseName, OpenFlags};
+use rusqlite::{Connection, OpenFlags, MAIN_DB};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -156,7 +156,7 @@ pub fn restore(snapshot: &Path, shared: &Path) -> Result<usize> {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         conn.restore(
-            DatabaseName::Main,
+            MAIN_DB,
             snapshot.join(rel),
             None::<fn(rusqlite::backup::Progress)>,
         )

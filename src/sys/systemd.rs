@@ -14,6 +14,10 @@ use zbus::zvariant::OwnedObjectPath;
 /// One change EnableUnitFiles made: (type, symlink, target).
 type UnitFileChange = (String, String, String);
 
+// zbus 5, blocking API: zbus 6 removed `zbus::blocking` (and the blocking proxies this macro
+// makes). Moving to 6 means these calls become async (`zbus::block_on` around them, or an async
+// executor), the `receive_job_removed` iterator a stream, and the deadline in `run_job` a
+// timer instead of the thread and channel. Stay on 5 until then.
 #[zbus::proxy(
     interface = "org.freedesktop.systemd1.Manager",
     default_service = "org.freedesktop.systemd1",
