@@ -12,8 +12,21 @@ use std::path::PathBuf;
 )]
 pub struct Cli {
     /// The configuration file.
-    #[arg(short, long, global = true, default_value = crate::config::DEFAULT_FILE)]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "DEPLOY_CONFIG",
+        default_value = crate::config::DEFAULT_FILE
+    )]
     pub config: PathBuf,
+    /// Wait up to this long for another deploy of the app to finish (e.g. 5m), instead of
+    /// failing at once (CI pipelines that overlap).
+    #[arg(long, global = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lock_wait: Option<std::time::Duration>,
+    /// Colours on a terminal: auto (unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
     /// Show the output of builds and other details.
     #[arg(short, long, global = true)]
     pub verbose: bool,
@@ -93,10 +106,14 @@ pub struct ReleaseArgs {
     /// The release's name, e.g. v2.0.0.
     pub version: String,
     pub env: Option<String>,
-    /// Replace an existing release of the same name (not the live one), and go on without
-    /// Traefik's gap protection when Traefik cannot be switched.
+    /// Release a version that exists already again (not the live one), keeping the data
+    /// snapshots it holds.
     #[arg(long)]
-    pub force: bool,
+    pub replace: bool,
+    /// Go on without Traefik's gap protection when Traefik cannot be switched (requests in the
+    /// gap then fail).
+    #[arg(long)]
+    pub unprotected: bool,
     /// Do not run `build.command` first.
     #[arg(long)]
     pub skip_build: bool,
@@ -123,7 +140,7 @@ pub struct RollbackArgs {
     pub yes: bool,
     /// Go on without Traefik's gap protection when Traefik cannot be switched.
     #[arg(long)]
-    pub force: bool,
+    pub unprotected: bool,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -138,6 +155,15 @@ pub struct LogsArgs {
     /// How many of the last lines to show first.
     #[arg(short = 'n', long, default_value_t = 50)]
     pub lines: usize,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Color {
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 /// `maintenance on|off`.

@@ -12,6 +12,8 @@ pub struct Ui {
     pub verbose: bool,
     pub quiet: bool,
     pub json: bool,
+    /// `--color`: auto (a terminal, and no NO_COLOR), always, never.
+    pub color: crate::cli::Color,
 }
 
 pub fn fmt_duration(d: Duration) -> String {
@@ -27,8 +29,15 @@ fn live_terminal() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("TERM").is_some_and(|t| t != "dumb")
 }
 
-fn colour(word: &str, ok: bool) -> String {
-    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) || !live_terminal() {
+fn colour(word: &str, ok: bool, choice: crate::cli::Color) -> String {
+    use crate::cli::Color;
+    let auto = || std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && live_terminal();
+    let on = match choice {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => auto(),
+    };
+    if !on {
         return word.to_string();
     }
     format!("\x1b[{}m{word}\x1b[0m", if ok { 32 } else { 31 })
@@ -118,7 +127,11 @@ impl Ui {
         if let Some(t) = ticker {
             t.stop();
         }
-        let word = colour(if result.is_ok() { "ok" } else { "failed" }, result.is_ok());
+        let word = colour(
+            if result.is_ok() { "ok" } else { "failed" },
+            result.is_ok(),
+            self.color,
+        );
         let line = if live {
             format!("\r\x1b[2K-> {name} ... {word} ({took})")
         } else if self.verbose {

@@ -98,6 +98,16 @@ fn config_errors_name_the_key_and_line() {
     let (code, _, err) = deploy(&dir, &["-c", "elsewhere.yaml", "status"]);
     assert_eq!(code, 3);
     assert!(err.contains("elsewhere.yaml"), "{err}");
+    // DEPLOY_CONFIG is the default of -c (CI jobs set it once).
+    let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
+        .arg("status")
+        .env("DEPLOY_CONFIG", "from-the-environment.yaml")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("from-the-environment.yaml"), "{err}");
 }
 
 #[test]

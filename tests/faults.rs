@@ -257,7 +257,12 @@ fn a_second_deploy_fails_fast_naming_the_holder() {
     let r = p.deploy(&["setup"]).failed();
     assert_eq!(r.code, 4, "{}", r.stderr);
     r.says("another deploy is running");
+    // With --lock-wait a second deploy waits for the first, then goes on.
+    let r = p.deploy(&["--lock-wait", "60s", "release", "v3"]).ok();
+    r.says("waiting for it (--lock-wait)");
     Project::wait(first).ok();
+    assert!(p.body("/").starts_with("example-app v3 "));
+    p.deploy(&["rollback", "--to", "v2"]).ok();
     assert!(p.body("/").starts_with("example-app v2 "));
 }
 

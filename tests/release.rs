@@ -171,7 +171,7 @@ fn a_failed_first_release_leaves_nothing_live() {
     p.remove("assets/fail-health");
     let r = p.deploy(&["release", "v1"]).failed();
     r.says("already exists");
-    p.deploy(&["release", "v1", "--force"]).ok();
+    p.deploy(&["release", "v1", "--replace"]).ok();
     assert!(p.body("/").starts_with("example-app v1 "));
 }
 

@@ -185,14 +185,14 @@ fn traefik_down_means_the_app_is_not_stopped() {
     let r = p.deploy(&["release", "v2"]).failed();
     r.says("Traefik's API does not answer at http://127.0.0.1:18298");
     r.says("the app was not stopped");
-    r.says("or pass --force");
+    r.says("or pass --unprotected");
     assert!(!r.stderr.contains("Stopping"), "{}", r.stderr);
     assert_eq!(p.current().as_deref(), Some("v1"));
     assert!(p.body("/").starts_with("example-app v1 "));
 
-    // --force goes on without the gap protection, and leaves Traefik's file routing to the app
+    // --unprotected goes on without the gap protection, and leaves Traefik's file routing to the app
     // (what Traefik reads when it comes back), not to the gap server.
-    let r = p.deploy(&["release", "v2", "--force"]).ok();
+    let r = p.deploy(&["release", "v2", "--unprotected"]).ok();
     r.says("going on without Traefik's gap protection");
     assert_eq!(p.current().as_deref(), Some("v2"));
     assert!(p.body("/").starts_with("example-app v2 "));

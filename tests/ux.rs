@@ -29,6 +29,15 @@ fn output_off_a_terminal_json_shapes_and_logs() {
     }
     r.says("t-ux v1 is live on test (");
     r.says("-> Syncing v1 and its image to disk ... ok");
+    // --color always: colours even off a terminal (a CI log that renders them).
+    let r = p.deploy(&["--color", "always", "releases"]).ok();
+    assert!(
+        !r.stderr.contains('\x1b'),
+        "releases has no steps: {:?}",
+        r.stderr
+    );
+    let r = p.deploy(&["--color", "always", "check", "test"]).ok();
+    assert!(r.stderr.contains("\x1b[32mok\x1b[0m"), "{:?}", r.stderr);
 
     // release --json: one event per line on stdout, the last one `done` with the facts.
     let r = p.deploy(&["release", "v2", "--json"]).ok();

@@ -14,6 +14,7 @@ pub fn run(cli: Cli) -> Result<()> {
         verbose: cli.verbose,
         quiet: cli.quiet,
         json: cli.json,
+        color: cli.color,
     };
     let file = &cli.config;
     let node_env = match &cli.command {
@@ -93,10 +94,12 @@ fn dispatch(
     ui: Ui,
 ) -> Result<()> {
     if !cli.node && env.host() != config::Host::Local {
-        let remote = Remote::new(loaded, env_name, env, ui)?;
+        let mut remote = Remote::new(loaded, env_name, env, ui)?;
+        remote.lock_wait = cli.lock_wait;
         return run_remote(&cli.command, &remote);
     }
-    let node = Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?;
+    let mut node = Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?;
+    node.lock_wait = cli.lock_wait;
     if !cli.node {
         if let Some(done) = run_detached(cli, loaded, &node)? {
             return Ok(done);
@@ -202,14 +205,15 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
                 flag(true, run);
             }
             flag(!a.dry_run, "--skip-build");
-            flag(a.force, "--force");
+            flag(a.replace, "--replace");
+            flag(a.unprotected, "--unprotected");
             flag(a.dry_run, "--dry-run");
             vec!["release".into(), a.version.clone(), env.into()]
         }
         Command::Rollback(a) => {
             flag(a.with_data, "--with-data");
             flag(a.with_data && !a.dry_run, "--yes");
-            flag(a.force, "--force");
+            flag(a.unprotected, "--unprotected");
             flag(a.dry_run, "--dry-run");
             let mut w = vec!["rollback".to_string(), env.into()];
             if let Some(t) = &a.to {
@@ -317,7 +321,10 @@ fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Optio
     if !node.layout.meta().is_dir() {
         return Ok(None);
     }
-    let args = node_args(&cli.command, env, None);
+    let mut args = node_args(&cli.command, env, None);
+    if let Some(w) = cli.lock_wait {
+        args.extend(["--lock-wait".into(), format!("{}ms", w.as_millis())]);
+    }
     let argv = crate::local::detached::node_argv(&loaded.file, node.ui, &args);
     crate::local::detached::run(&node.layout.meta().join("runs"), &argv, &what, env).map(Some)
 }
@@ -358,8 +365,15 @@ mod tests {
     #[test]
     fn node_side_command_lines() {
         assert_eq!(
-            args("deploy release v2 --force"),
-            ["release", "v2", "prod", "--skip-build", "--force"]
+            args("deploy release v2 --replace --unprotected"),
+            [
+                "release",
+                "v2",
+                "prod",
+                "--skip-build",
+                "--replace",
+                "--unprotected"
+            ]
         );
         assert_eq!(
             args("deploy release v2 --dry-run"),

@@ -28,6 +28,10 @@ pub fn node_argv(config: &Path, ui: Ui, args: &[String]) -> Vec<String> {
             argv.push(flag.into());
         }
     }
+    // The node side writes to a file, not a terminal: colours only when asked for.
+    if ui.color == crate::cli::Color::Always {
+        argv.extend(["--color".into(), "always".into()]);
+    }
     argv.extend(args.iter().cloned());
     argv
 }
@@ -170,6 +174,7 @@ mod tests {
             verbose: false,
             quiet: true,
             json: true,
+            color: crate::cli::Color::Auto,
         };
         let argv = node_argv(
             Path::new("/p/deploy.yaml"),

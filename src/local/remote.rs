@@ -144,6 +144,8 @@ pub struct Remote<'a> {
     /// This command's own name on the node: its config and its upload go in directories of
     /// that name, so two laptops at once never write into each other's.
     run: String,
+    /// `--lock-wait`, passed on to the node.
+    pub lock_wait: Option<std::time::Duration>,
 }
 
 /// `20261124T034512-1a2b3c4d`: sorts by time, unique, no `.` (it follows a version).
@@ -191,6 +193,7 @@ impl<'a> Remote<'a> {
             ui,
             ssh,
             run: run_id(),
+            lock_wait: None,
         })
     }
 
@@ -374,6 +377,9 @@ impl<'a> Remote<'a> {
         }
         if self.ui.json {
             words.push("--json".into());
+        }
+        if let Some(w) = self.lock_wait {
+            words.extend(["--lock-wait".into(), format!("{}ms", w.as_millis())]);
         }
         words.extend(args.iter().cloned());
         let hook = std::env::var("DEPLOY_TEST_HOOK")

@@ -18,8 +18,9 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Takes the lock or fails at once, naming the holder.
-pub fn acquire(path: &Path, what: &str) -> Result<NodeLock> {
+/// Takes the lock, waiting up to `wait` for another deploy to let go (`--lock-wait`); then
+/// fails, naming the holder.
+pub fn acquire(path: &Path, what: &str, wait: Option<std::time::Duration>) -> Result<NodeLock> {
     let mut file = OpenOptions::new()
         .mode(0o600)
         .read(true)
@@ -28,27 +29,19 @@ pub fn acquire(path: &Path, what: &str) -> Result<NodeLock> {
         .truncate(false)
         .open(path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            return Err(crate::exit::with(
-                crate::exit::Code::Locked,
-                anyhow::anyhow!(
-                    "another deploy is running on this node: {}. Wait for it to finish (the lock \
-                     is released when it exits, even if it crashes).",
-                    if holder.is_empty() {
-                        "holder unknown"
-                    } else {
-                        holder
-                    }
-                ),
-            ));
-        }
-        Err(TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+    let deadline = std::time::Instant::now() + wait.unwrap_or_default();
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                if !told {
+                    eprintln!("   another deploy is running: waiting for it (--lock-wait)");
+                    told = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
+            other => break acquired(other, &mut file, path)?,
         }
     }
     let info = format!(
@@ -62,4 +55,36 @@ pub fn acquire(path: &Path, what: &str) -> Result<NodeLock> {
     file.write_all(info.as_bytes())?;
     file.sync_data()?;
     Ok(NodeLock { _file: file })
+}
+
+/// The outcome of a try: taken, or held by another deploy (named), or an error.
+fn acquired(
+    result: std::result::Result<(), TryLockError>,
+    file: &mut File,
+    path: &Path,
+) -> Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            Err(crate::exit::with(
+                crate::exit::Code::Locked,
+                anyhow::anyhow!(
+                    "another deploy is running on this node: {}. Wait for it to finish (the lock \
+                     is released when it exits, even if it crashes), or pass --lock-wait 5m to \
+                     wait for it.",
+                    if holder.is_empty() {
+                        "holder unknown"
+                    } else {
+                        holder
+                    }
+                ),
+            ))
+        }
+        Err(TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }

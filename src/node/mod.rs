@@ -45,6 +45,8 @@ pub struct Node<'a> {
     /// The directory of the config file (the maintenance page is relative to it).
     pub project_dir: PathBuf,
     pub ui: Ui,
+    /// How long to wait for another deploy's lock (`--lock-wait`); none: fail at once.
+    pub lock_wait: Option<Duration>,
 }
 
 pub fn home_dir() -> Result<PathBuf> {
@@ -74,6 +76,7 @@ impl<'a> Node<'a> {
             home,
             project_dir: project_dir.to_path_buf(),
             ui,
+            lock_wait: None,
         })
     }
 
@@ -151,7 +154,7 @@ impl<'a> Node<'a> {
 
     pub(crate) fn lock(&self, what: &str) -> Result<lock::NodeLock> {
         self.require_setup()?;
-        let lock = lock::acquire(&self.layout.lock_file(), what)?;
+        let lock = lock::acquire(&self.layout.lock_file(), what, self.lock_wait)?;
         if self
             .layout
             .meta()

@@ -190,7 +190,7 @@ impl Node<'_> {
             line(
                 &mut out,
                 "note",
-                format!("releases/{version} exists: refused unless --force (never when live)"),
+                format!("releases/{version} exists: refused unless --replace (never when live)"),
             );
         }
         let link_dest = current

@@ -122,7 +122,7 @@ impl Node<'_> {
                     anyhow!(
                         "{verb} of {to} failed: {detail}\nputting the previous release back \
                          failed too: {back_error:#}. The next deploy command tries again (pass \
-                         --force to it if Traefik is down); `deploy status {}` shows the state, \
+                         --unprotected to it if Traefik is down); `deploy status {}` shows the state, \
                          the app's log is {}.\nThe app's last log lines:\n{logs}",
                         self.env_name,
                         self.layout.app_log(&self.config.app).display()
@@ -302,7 +302,7 @@ impl Node<'_> {
                 ));
                 if !replaceable {
                     return Err(e.context(format!(
-                        "run the command again once the cause is fixed (pass --force if \
+                        "run the command again once the cause is fixed (pass --unprotected if \
                          Traefik is down), or replace that swap with `deploy release` or \
                          `deploy rollback --to VERSION {}`",
                         self.env_name

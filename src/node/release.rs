@@ -51,7 +51,7 @@ impl Node<'_> {
         self.check_podman()?;
         let systemd = Systemd::connect()?;
         let mut state = self.load_state()?;
-        self.recover(&systemd, &mut state, req.force, true)?;
+        self.recover(&systemd, &mut state, req.unprotected, true)?;
         let current = self.current()?;
         if self.layout.release(v).exists() {
             if current.as_deref() == Some(v) {
@@ -62,10 +62,10 @@ impl Node<'_> {
                 self.ui.info(&format!(
                     "   releases/{v} is the leftover of an interrupted release: replacing it"
                 ));
-            } else if !req.force {
+            } else if !req.replace {
                 bail!(
-                    "release {v} already exists on {}: pick a new version, or pass --force to \
-                     replace it",
+                    "release {v} already exists on {}: pick a new version, or pass --replace to \
+                     release it again",
                     self.env_name
                 );
             }
@@ -119,7 +119,8 @@ impl Node<'_> {
         signals::point("after-upload");
         signals::check("the image build")?;
         if target.exists() {
-            // --force on a release that is not live: it goes, the new upload takes its name.
+            // --replace of a release that is not live: its files go, the new upload takes its
+            // name; its data snapshots are kept.
             std::fs::remove_dir_all(&target)
                 .with_context(|| format!("cannot remove the old {}", target.display()))?;
         }
@@ -162,7 +163,7 @@ impl Node<'_> {
         self.warn_readable_shared_files();
         let snapshots = self.config.backup == Backup::Snapshot;
         let mv = Move::release(v, run.current.as_deref(), snapshots);
-        let gap = self.publish(&run.systemd, &mut run.state, &mv, run.req.force)?;
+        let gap = self.publish(&run.systemd, &mut run.state, &mv, run.req.unprotected)?;
         if signals::interrupted() {
             return Err(crate::exit::with(
                 crate::exit::Code::Interrupted,

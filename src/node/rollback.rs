@@ -85,7 +85,7 @@ impl Node<'_> {
         self.check_podman()?;
         let systemd = Systemd::connect()?;
         let mut state = self.load_state()?;
-        self.recover(&systemd, &mut state, req.force, req.to.is_some())?;
+        self.recover(&systemd, &mut state, req.unprotected, req.to.is_some())?;
         // Reverting: the target, its image and its data.
         let current = self.current()?;
         let target = self.rollback_target(Some(&systemd), &state, req.to.as_deref())?;
@@ -102,7 +102,7 @@ impl Node<'_> {
         let started = Instant::now();
         let snapshots = self.config.backup == Backup::Snapshot;
         let mv = Move::rollback(&target, current.as_deref(), restore, snapshots);
-        let gap = self.publish(&systemd, &mut state, &mv, req.force)?;
+        let gap = self.publish(&systemd, &mut state, &mv, req.unprotected)?;
         let total = started.elapsed();
         self.ui.done(
             &format!(

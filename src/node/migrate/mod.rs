@@ -130,6 +130,7 @@ impl crate::node::Node<'_> {
             Some(crate::node::lock::acquire(
                 &self.layout.lock_file(),
                 &format!("deploy migrate-data {}", self.env_name),
+                self.lock_wait,
             )?)
         };
         let resumed = self.saved_plan()?;

@@ -73,13 +73,13 @@ impl<'a> NodeEffects<'a> {
         };
         if !self.force {
             return Err(e.context(format!(
-                "start Traefik (its API is {}), or pass --force to go on without it: requests \
+                "start Traefik (its API is {}), or pass --unprotected to go on without it: requests \
                  in the gap then fail",
                 router.api.base
             )));
         }
         self.node.ui.warn(&format!(
-            "{e:#}: going on without Traefik's gap protection (--force)"
+            "{e:#}: going on without Traefik's gap protection (--unprotected)"
         ));
         // What Traefik reads when it comes back routes to the app, not the gap server.
         router.write(false)?;
