@@ -33,13 +33,20 @@ pub fn check(kind: &str, name: &str) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
     base: String,
+    env: String,
 }
 
 impl Names {
     pub fn new(app: &str, env: &str) -> Names {
         Names {
             base: format!("{app}_{env}"),
+            env: env.to_string(),
         }
+    }
+
+    /// The environment these names are of.
+    pub fn env(&self) -> &str {
+        &self.env
     }
 
     /// `<app>_<env>`: the app's container, router, Traefik service and file stem.

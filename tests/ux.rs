@@ -175,24 +175,31 @@ fn failing_hooks_keep_the_old_release_serving() {
 
     // in_gap runs in a one-off container of the new image with the app's data: a migration
     // that works...
+    // (an argv list: a word with a space stays one word), and local hooks know the release.
     p.write(
         "deploy.yaml",
         &format!(
-            "{yaml}hooks:\n  in_gap: [\"/app/example-app run-sql /app/assets/migrate.sql\"]\n  \
-             after_release: [\"echo released > after.txt\"]\n"
+            "{yaml}hooks:\n  in_gap:\n    - [/app/example-app, run-sql, /app/assets/my migrate.sql]\n  \
+             after_release: [\"echo $DEPLOY_APP $DEPLOY_ENV $DEPLOY_VERSION $DEPLOY_PREVIOUS > after.txt\"]\n"
         ),
     );
     p.write(
-        "assets/migrate.sql",
+        "assets/my migrate.sql",
         "INSERT INTO hits (version) VALUES ('migration');",
     );
     let r = p.deploy(&["release", "v2"]).ok();
-    r.says("Hook in_gap: /app/example-app run-sql /app/assets/migrate.sql ... ok");
-    r.says("Hook after_release: echo released > after.txt ... ok");
+    r.says("Hook in_gap: /app/example-app run-sql '/app/assets/my migrate.sql' ... ok");
+    r.says("Hook after_release: echo $DEPLOY_APP");
     assert_eq!(p.body("/hits"), "2\n", "the migration's row is there");
     assert_eq!(
         std::fs::read_to_string(p.dir.join("after.txt")).unwrap(),
-        "released\n"
+        "t-hooks test v2 v1\n"
+    );
+    p.write(
+        "deploy.yaml",
+        &format!(
+            "{yaml}hooks:\n  in_gap: [\"/app/example-app run-sql /app/assets/migrate.sql\"]\n"
+        ),
     );
 
     // ...and one that fails: the previous release is put back, with its data, exit code 5.

@@ -61,10 +61,11 @@ pub struct Hooks {
     #[serde(default)]
     pub before_upload: Vec<String>,
     /// Run on the node in a one-off container of the new release's image, with the app's mounts
-    /// and env, after the old release stopped and before the new one starts (migrations). The
-    /// first word is the program in the image, the others its arguments. One failing puts the
-    /// previous release back, as a failed health check does.
-    #[serde(default)]
+    /// and env, after the old release stopped and before the new one starts (migrations). Each
+    /// is a list (the program in the image, then its arguments) or a string split into words as
+    /// a shell would (quotes kept together; nothing expanded). One failing puts the previous
+    /// release back, as a failed health check does. Kept as command lines: a list is quoted.
+    #[serde(default, deserialize_with = "command_lines")]
     pub in_gap: Vec<String>,
     /// Run here after the release is live (e.g. a notification); one failing makes `deploy`
     /// exit non-zero, the release stays live.
@@ -370,6 +371,23 @@ fn default_health_interval() -> Duration {
 }
 fn default_stop_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+/// Commands as strings or as lists of words; a list becomes its shell-quoted line.
+fn command_lines<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Command {
+        Line(String),
+        Words(Vec<String>),
+    }
+    Ok(Vec::<Command>::deserialize(d)?
+        .into_iter()
+        .map(|c| match c {
+            Command::Line(l) => l,
+            Command::Words(w) => crate::sys::ssh::sh_join(&w),
+        })
+        .collect())
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {

@@ -68,14 +68,17 @@ pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
 }
 
 fn validate_hooks(h: &Hooks) -> Result<(), Invalid> {
-    if h.in_gap
-        .iter()
-        .any(|h| h.split_whitespace().next().is_none())
-    {
-        return Err(invalid(
-            &["hooks", "in_gap"],
-            "an empty command: each is a program in the image and its arguments",
-        ));
+    for command in &h.in_gap {
+        match crate::sys::ssh::sh_split(command) {
+            Ok(words) if !words.is_empty() => {}
+            Ok(_) => {
+                return Err(invalid(
+                    &["hooks", "in_gap"],
+                    "an empty command: each is a program in the image and its arguments",
+                ))
+            }
+            Err(e) => return Err(invalid(&["hooks", "in_gap"], format!("`{command}`: {e}"))),
+        }
     }
     if h.timeout.is_zero() {
         return Err(invalid(&["hooks", "timeout"], "must be above zero"));

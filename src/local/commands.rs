@@ -42,21 +42,64 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     let loaded = load(file)?;
     let (env_name, env) = loaded.environment(node_env)?;
-    if let Command::Release(a) = &cli.command {
-        before_release(a, &loaded, ui, cli.node)?;
-    }
+    let hooks = match &cli.command {
+        Command::Release(a) => {
+            let hooks = LocalHooks::new(&loaded, &env_name, env, &a.version, ui);
+            before_release(a, &loaded, &hooks, cli.node)?;
+            Some(hooks)
+        }
+        _ => None,
+    };
     let result = dispatch(&cli, &loaded, env_name, env, ui);
-    if let (Ok(()), Command::Release(a), false) = (&result, &cli.command, cli.node) {
+    if let (Ok(()), Command::Release(a), false, Some(h)) = (&result, &cli.command, cli.node, &hooks)
+    {
         if !a.dry_run {
             for hook in &loaded.config.hooks.after_release {
-                ui.step(&format!("Hook after_release: {hook}"), || {
-                    run_local(hook, &loaded.dir, ui.quiet)
-                })
-                .context("an after_release hook failed (the release is live)")?;
+                ui.step(&format!("Hook after_release: {hook}"), || h.run(hook))
+                    .context("an after_release hook failed (the release is live)")?;
             }
         }
     }
     result
+}
+
+/// Where and how a release's local commands run (the build, before_upload and after_release
+/// hooks): in the config's directory, with DEPLOY_APP, DEPLOY_ENV, DEPLOY_VERSION and (for a
+/// local environment) DEPLOY_PREVIOUS, the release live before, in their environment.
+struct LocalHooks<'a> {
+    dir: &'a Path,
+    ui: Ui,
+    env: Vec<(&'static str, String)>,
+}
+
+impl<'a> LocalHooks<'a> {
+    fn new(
+        loaded: &'a config::Loaded,
+        env_name: &str,
+        env: &config::Environment,
+        version: &str,
+        ui: Ui,
+    ) -> LocalHooks<'a> {
+        let previous = (env.host() == config::Host::Local)
+            .then(|| Node::new(&loaded.config, env_name.to_string(), env, &loaded.dir, ui).ok())
+            .flatten()
+            .and_then(|n| n.current().ok().flatten())
+            .unwrap_or_default();
+        LocalHooks {
+            dir: &loaded.dir,
+            ui,
+            env: vec![
+                ("DEPLOY_APP", loaded.config.app.clone()),
+                ("DEPLOY_ENV", env_name.to_string()),
+                ("DEPLOY_VERSION", version.to_string()),
+                ("DEPLOY_PREVIOUS", previous),
+            ],
+        }
+    }
+
+    fn run(&self, command: &str) -> Result<()> {
+        run_local(command, self.dir, self.ui.quiet, &self.env)
+    }
 }
 
 fn load(file: &Path) -> Result<config::Loaded> {
@@ -64,22 +107,26 @@ fn load(file: &Path) -> Result<config::Loaded> {
 }
 
 /// What a release runs here first: `build.command`, then the `before_upload` hooks.
-fn before_release(a: &ReleaseArgs, loaded: &config::Loaded, ui: Ui, node: bool) -> Result<()> {
+fn before_release(
+    a: &ReleaseArgs,
+    loaded: &config::Loaded,
+    hooks: &LocalHooks,
+    node: bool,
+) -> Result<()> {
     if a.dry_run {
         return Ok(());
     }
     crate::version::check(&a.version)?;
+    let ui = hooks.ui;
     if let (Some(build), false) = (&loaded.config.build, a.skip_build) {
         ui.step(&format!("Building ({})", build.command), || {
-            run_local(&build.command, &loaded.dir, ui.quiet)
+            hooks.run(&build.command)
         })?;
     }
     if !node {
         for hook in &loaded.config.hooks.before_upload {
-            ui.step(&format!("Hook before_upload: {hook}"), || {
-                run_local(hook, &loaded.dir, ui.quiet)
-            })
-            .context("a before_upload hook failed: nothing was uploaded or changed")?;
+            ui.step(&format!("Hook before_upload: {hook}"), || hooks.run(hook))
+                .context("a before_upload hook failed: nothing was uploaded or changed")?;
         }
     }
     Ok(())
@@ -331,8 +378,15 @@ fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Optio
 
 /// Runs a local command (the build, a hook) with `sh -c` in the project directory; its output
 /// goes to stderr.
-fn run_local(command: &str, dir: &std::path::Path, quiet: bool) -> Result<()> {
-    let expr = duct::cmd!("sh", "-c", command)
+fn run_local(
+    command: &str,
+    dir: &std::path::Path,
+    quiet: bool,
+    env: &[(&'static str, String)],
+) -> Result<()> {
+    let expr = env
+        .iter()
+        .fold(duct::cmd!("sh", "-c", command), |e, (k, v)| e.env(k, v))
         .dir(dir)
         .stdout_to_stderr()
         .unchecked();

@@ -54,7 +54,12 @@ impl Node<'_> {
             ),
             Step::Hook { command } => {
                 let spec = self.unit_spec();
-                let args = unit::hook_args(&spec, &self.image(mv.target()), mv.target(), command);
+                let args = unit::hook_args(
+                    &spec,
+                    &self.image(mv.target()),
+                    (mv.target(), mv.from.as_deref()),
+                    command,
+                );
                 format!(
                     "podman {} (at most {})",
                     crate::sys::ssh::sh_join(&args),

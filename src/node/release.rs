@@ -57,10 +57,19 @@ impl Node<'_> {
             if current.as_deref() == Some(v) {
                 bail!("{v} is the live release: release a new version, or roll back first");
             }
+            let never_live = state
+                .releases
+                .get(v)
+                .is_some_and(|r| r.outcome == crate::node::state::Outcome::Ready);
             if !state.releases.contains_key(v) {
                 // Killed after its upload was renamed into place, before it was recorded.
                 self.ui.info(&format!(
                     "   releases/{v} is the leftover of an interrupted release: replacing it"
+                ));
+            } else if never_live {
+                // Built, then refused before its swap (Traefik down, say): it never ran.
+                self.ui.info(&format!(
+                    "   releases/{v} was built but never went live: replacing it"
                 ));
             } else if !req.replace {
                 bail!(

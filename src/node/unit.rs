@@ -12,6 +12,8 @@ const APP_SOCKET: &str = include_str!("../../units/app.socket");
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitSpec {
     pub app: String,
+    /// The environment's name (hooks get it as DEPLOY_ENV).
+    pub env: String,
     /// Socket activation: no published port; a start waits while `hold` exists (a swap).
     pub socket: bool,
     pub hold: String,
@@ -47,8 +49,15 @@ pub fn render_socket(spec: &UnitSpec) -> Result<String> {
 
 /// `podman run` arguments for an `in_gap` hook: a one-off container of `image` with the app's
 /// env and mounts, running `command` (its first word the program, the rest its arguments). Pure.
-pub fn hook_args(spec: &UnitSpec, image: &str, version: &str, command: &str) -> Vec<String> {
-    let mut words = command.split_whitespace();
+pub fn hook_args(
+    spec: &UnitSpec,
+    image: &str,
+    (version, previous): (&str, Option<&str>),
+    command: &str,
+) -> Vec<String> {
+    // Validated with the config: it splits, into at least one word.
+    let words = crate::sys::ssh::sh_split(command).unwrap_or_default();
+    let mut words = words.into_iter();
     let program = words.next().unwrap_or_default();
     let mut a: Vec<String> = vec![
         "run".into(),
@@ -60,7 +69,11 @@ pub fn hook_args(spec: &UnitSpec, image: &str, version: &str, command: &str) -> 
         "--env".into(),
         format!("DEPLOY_APP={}", spec.app),
         "--env".into(),
+        format!("DEPLOY_ENV={}", spec.env),
+        "--env".into(),
         format!("DEPLOY_VERSION={version}"),
+        "--env".into(),
+        format!("DEPLOY_PREVIOUS={}", previous.unwrap_or_default()),
     ];
     if let Some(env) = &spec.env_file {
         a.extend(["--env-file".into(), env.clone()]);
@@ -68,8 +81,8 @@ pub fn hook_args(spec: &UnitSpec, image: &str, version: &str, command: &str) -> 
     for m in &spec.mounts {
         a.extend(["--volume".into(), format!("{}:{}", m.host, m.container)]);
     }
-    a.extend(["--entrypoint".into(), program.into(), image.into()]);
-    a.extend(words.map(String::from));
+    a.extend(["--entrypoint".into(), program, image.into()]);
+    a.extend(words);
     a
 }
 
@@ -90,6 +103,7 @@ impl UnitSpec {
         let socket = config.listen == crate::config::Listen::Socket;
         UnitSpec {
             app: config.app.clone(),
+            env: names.env().to_string(),
             socket,
             hold: layout.hold_file().display().to_string(),
             // A start in socket mode may wait out a whole swap (its hooks included).
@@ -160,12 +174,26 @@ mod tests {
             &crate::names::Names::new("shop", "prod"),
         );
         assert_eq!(
-            hook_args(&spec, "localhost/shop:v2", "v2", "/app/shop migrate --all").join(" "),
+            hook_args(
+                &spec,
+                "localhost/shop:v2",
+                ("v2", Some("v1")),
+                "/app/shop migrate --all"
+            )
+            .join(" "),
             "run --rm --pull=never --name shop_prod_hook --replace --env DEPLOY_APP=shop \
-             --env DEPLOY_VERSION=v2 --env-file /srv/shop/shared/.env \
-             --volume /srv/shop/shared/data:/app/data --entrypoint /app/shop localhost/shop:v2 \
-             migrate --all"
+             --env DEPLOY_ENV=prod --env DEPLOY_VERSION=v2 --env DEPLOY_PREVIOUS=v1 \
+             --env-file /srv/shop/shared/.env --volume /srv/shop/shared/data:/app/data \
+             --entrypoint /app/shop localhost/shop:v2 migrate --all"
         );
+        // A command's quoted words stay whole (a list in the config is kept quoted so).
+        let args = hook_args(
+            &spec,
+            "i",
+            ("v2", None),
+            "/app/shop run-sql '/app/my file.sql'",
+        );
+        assert_eq!(args[args.len() - 2..], ["run-sql", "/app/my file.sql"]);
     }
 
     #[test]

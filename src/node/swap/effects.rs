@@ -134,7 +134,9 @@ impl<'a> NodeEffects<'a> {
             Step::Restore { snapshot } => {
                 snapshot::restore(snapshot, &node.layout.shared()).map(|_| ())
             }
-            Step::Hook { command } => node.run_in_gap_hook(mv.target(), command),
+            Step::Hook { command } => {
+                node.run_in_gap_hook((mv.target(), mv.from.as_deref()), command)
+            }
             Step::Switch { to } => {
                 fsx::replace_symlink(&node.layout.current(), &Layout::current_target(to))
             }
@@ -178,14 +180,18 @@ impl Node<'_> {
     /// time is removed with its container, confirmed gone, before anything else happens: the
     /// podman client alone going would leave the container writing. A failure carries its
     /// last lines.
-    pub(crate) fn run_in_gap_hook(&self, version: &str, hook: &str) -> Result<()> {
+    pub(crate) fn run_in_gap_hook(
+        &self,
+        (version, previous): (&str, Option<&str>),
+        hook: &str,
+    ) -> Result<()> {
         let spec = self.unit_spec();
         let image = self.image(version);
         let container = spec.hook_container.clone();
         let timeout = self.config.hooks.timeout;
         let handle = signals::own_group(duct::cmd(
             "podman",
-            unit::hook_args(&spec, &image, version, hook),
+            unit::hook_args(&spec, &image, (version, previous), hook),
         ))
         .stderr_to_stdout()
         .stdout_capture()
