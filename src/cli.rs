@@ -103,9 +103,15 @@ pub struct SetupArgs {
 
 #[derive(Debug, Args)]
 pub struct ReleaseArgs {
-    /// The release's name, e.g. v2.0.0.
+    /// The release's name, e.g. v2.0.0; without it, from git (`git describe --always`). A
+    /// single argument that names an environment is the environment.
+    #[arg(default_value = "", hide_default_value = true)]
     pub version: String,
     pub env: Option<String>,
+    /// With the version from git: release a tree with uncommitted changes, as
+    /// `<version>-dirty-<UTC time>`.
+    #[arg(long)]
+    pub allow_dirty: bool,
     /// Release a version that exists already again (not the live one), keeping the data
     /// snapshots it holds.
     #[arg(long)]

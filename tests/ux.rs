@@ -255,3 +255,40 @@ fn a_terminal_costs_the_gap_nothing() {
         "gap on a terminal {on:?} ms, off one {off:?} ms"
     );
 }
+
+#[test]
+fn the_version_comes_from_git_when_none_is_given() {
+    let p = Project::new("t-gitver", 18336, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release"])
+        .failed()
+        .says("is not in a git repository with a commit");
+    let git = |args: &[&str]| {
+        let mut all = vec!["-c", "user.name=t", "-c", "user.email=t@t.test"];
+        all.extend(args);
+        p.user("git", &all)
+    };
+    git(&["init", "-q"]).ok();
+    git(&["add", "-A"]).ok();
+    git(&["commit", "-qm", "first"]).ok();
+    let sha = git(&["rev-parse", "--short", "HEAD"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    // One argument that names an environment is the environment.
+    let r = p.deploy(&["release", "test"]).ok();
+    r.says(&format!("version {sha} (from git)"));
+    assert!(p.body("/").starts_with(&format!("example-app {sha} ")));
+    // Uncommitted changes: refused, unless --allow-dirty (a version of its own).
+    p.write("assets/greeting.txt", "changed");
+    p.deploy(&["release"]).failed().says("--allow-dirty");
+    let r = p.deploy(&["release", "--allow-dirty"]).ok();
+    r.says(&format!("version {sha}-dirty-"));
+    assert!(p.body("/").contains(&format!("{sha}-dirty-")));
+    // An explicit version works as before; one named like an environment is refused.
+    p.deploy(&["release", "v9", "test"]).ok();
+    p.deploy(&["release", "test", "test"])
+        .failed()
+        .says("is also the name of an environment");
+}

@@ -9,7 +9,7 @@ use crate::{config, exit};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
-pub fn run(cli: Cli) -> Result<()> {
+pub fn run(mut cli: Cli) -> Result<()> {
     let ui = Ui {
         verbose: cli.verbose,
         quiet: cli.quiet,
@@ -17,7 +17,7 @@ pub fn run(cli: Cli) -> Result<()> {
         color: cli.color,
     };
     let file = &cli.config;
-    let node_env = match &cli.command {
+    match &cli.command {
         Command::GapServer(options) => return crate::front::gap::serve(options.clone()),
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -38,9 +38,17 @@ pub fn run(cli: Cli) -> Result<()> {
             return Ok(());
         }
         Command::Check(a) => return check(&load(file)?, a.env.as_deref(), ui),
-        other => other.env().expect("every other command acts on a node"),
-    };
+        _ => {}
+    }
     let loaded = load(file)?;
+    if let Command::Release(a) = &mut cli.command {
+        let envs: Vec<String> = loaded.config.environments.keys().cloned().collect();
+        resolve_release(a, &envs, &loaded.dir, ui)?;
+    }
+    let node_env = cli
+        .command
+        .env()
+        .expect("every other command acts on a node");
     let (env_name, env) = loaded.environment(node_env)?;
     let hooks = match &cli.command {
         Command::Release(a) => {
@@ -61,6 +69,26 @@ pub fn run(cli: Cli) -> Result<()> {
         }
     }
     result
+}
+
+/// `deploy release [VERSION] [ENV]`: one argument that names an environment is the
+/// environment; a version that is also an environment's name is refused; no version is the
+/// one git gives.
+fn resolve_release(a: &mut ReleaseArgs, envs: &[String], dir: &Path, ui: Ui) -> Result<()> {
+    if a.env.is_none() && envs.contains(&a.version) {
+        a.env = Some(std::mem::take(&mut a.version));
+    } else if envs.contains(&a.version) {
+        bail!(
+            "the version `{}` is also the name of an environment: choose another version name \
+             (with one argument, an environment's name means the environment)",
+            a.version
+        );
+    }
+    if a.version.is_empty() {
+        a.version = crate::local::git::version(dir, a.allow_dirty)?;
+        ui.info(&format!("   version {} (from git)", a.version));
+    }
+    Ok(())
 }
 
 /// Where and how a release's local commands run (the build, before_upload and after_release

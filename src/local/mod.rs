@@ -3,5 +3,6 @@
 
 pub mod commands;
 pub mod detached;
+pub mod git;
 pub mod init;
 pub mod remote;
