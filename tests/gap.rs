@@ -3,6 +3,8 @@
 //! connections do not stop it serving others, the connection limit answers with the page, held
 //! requests are woken by the control file, and it sleeps while idle. No node is needed.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -241,23 +243,9 @@ fn an_answer_from_the_app_that_breaks_off_is_a_502() {
     );
 }
 
-/// Raises this process's open-files limit (the test holds thousands of connections).
-fn many_files() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-        l.rlim_cur = l.rlim_max.min(1 << 16);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-    }
-}
-
 #[test]
 fn idle_connections_and_a_slow_client_leave_it_serving_others() {
-    many_files();
+    common::many_files();
     let (upstream, _) = app(OK);
     let g = gap("idle", "hold", "5s", upstream, &[]);
     let idle: Vec<TcpStream> = (0..2000)

@@ -51,6 +51,22 @@ fn load(port: u16, clients: usize) -> (Arc<AtomicBool>, Vec<std::thread::JoinHan
     (stop, threads)
 }
 
+/// Every request got an answer of the app (old or new release): no refusal, reset or timeout.
+#[track_caller]
+fn assert_all_answered(seen: &[String]) {
+    let bad: Vec<&String> = seen
+        .iter()
+        .filter(|s| !s.starts_with("example-app v"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} failed: {:?}",
+        bad.len(),
+        seen.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
 fn finish(load: (Arc<AtomicBool>, Vec<std::thread::JoinHandle<Vec<String>>>)) -> Vec<String> {
     load.0.store(true, Ordering::SeqCst);
     load.1.into_iter().flat_map(|t| t.join().unwrap()).collect()
@@ -74,18 +90,8 @@ fn releases_a_rollback_and_a_failed_release_under_load_lose_no_request() {
     r.says("v2 is serving again");
     std::thread::sleep(Duration::from_millis(500));
     let seen = finish(running);
-    let bad: Vec<&String> = seen
-        .iter()
-        .filter(|s| !s.starts_with("example-app v"))
-        .collect();
     assert!(seen.len() > 50, "{} requests", seen.len());
-    assert!(
-        bad.is_empty(),
-        "{} of {} failed: {:?}",
-        bad.len(),
-        seen.len(),
-        &bad[..bad.len().min(5)]
-    );
+    assert_all_answered(&seen);
     assert!(p.body("/").starts_with("example-app v2 "));
 }
 
@@ -128,17 +134,7 @@ fn a_writing_hook_runs_with_no_process_of_the_app_whatever_arrives() {
     Project::wait(release).ok();
     let seen = finish(running);
     assert!(samples >= 3, "sampled {samples} times during the hook");
-    let bad: Vec<&String> = seen
-        .iter()
-        .filter(|s| !s.starts_with("example-app v"))
-        .collect();
-    assert!(
-        bad.is_empty(),
-        "{} of {} failed: {:?}",
-        bad.len(),
-        seen.len(),
-        &bad[..bad.len().min(5)]
-    );
+    assert_all_answered(&seen);
     let db = p.root().join("shared/data/app.db");
     let hook_rows = p
         .user(

@@ -254,16 +254,7 @@ fn gap_pid(p: &Project) -> String {
 /// whose bodies never come leave the gap server up, and ordinary clients get the page.
 fn hostile_load_leaves_the_page_up(p: &Project) {
     use std::io::{Read, Write};
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-        l.rlim_cur = l.rlim_max.min(1 << 16);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-    }
+    common::many_files();
     let before = gap_pid(p);
     let host = format!("{}.test", p.app);
     let connect = || std::net::TcpStream::connect(("127.0.0.1", common::TRAEFIK_WEB)).unwrap();

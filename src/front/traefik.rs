@@ -428,24 +428,27 @@ mod tests {
         assert!(privileged_ports(&eps, 80).is_empty());
     }
 
+    fn gap_spec(hold: &str) -> GapUnitSpec {
+        GapUnitSpec {
+            app: "shop".into(),
+            env: "prod".into(),
+            root: "/srv/shop".into(),
+            deploy_bin: "/srv/shop/.deploy/bin/deploy".into(),
+            gap_port: 18081,
+            port: 18080,
+            mode: "hold".into(),
+            hold: hold.into(),
+            retry_after: 5,
+            control: "/srv/shop/.deploy".into(),
+            page: "/srv/shop/.deploy/maintenance.html".into(),
+        }
+    }
+
     #[test]
     fn the_gap_units_command_line_parses_whatever_the_hold() {
         use clap::Parser;
         for hold in [Duration::from_millis(1500), Duration::from_secs(90)] {
-            let unit = render_gap_unit(&GapUnitSpec {
-                app: "shop".into(),
-                env: "prod".into(),
-                root: "/srv/shop".into(),
-                deploy_bin: "/srv/shop/.deploy/bin/deploy".into(),
-                gap_port: 18081,
-                port: 18080,
-                mode: "hold".into(),
-                hold: millis(hold),
-                retry_after: 5,
-                control: "/srv/shop/.deploy".into(),
-                page: "/srv/shop/.deploy/maintenance.html".into(),
-            })
-            .unwrap();
+            let unit = render_gap_unit(&gap_spec(&millis(hold))).unwrap();
             let exec = unit
                 .lines()
                 .find_map(|l| l.strip_prefix("ExecStart="))
@@ -464,20 +467,7 @@ mod tests {
         assert!(render_page("shop")
             .unwrap()
             .contains("shop is being updated"));
-        let unit = render_gap_unit(&GapUnitSpec {
-            app: "shop".into(),
-            env: "prod".into(),
-            root: "/srv/shop".into(),
-            deploy_bin: "/srv/shop/.deploy/bin/deploy".into(),
-            gap_port: 18081,
-            port: 18080,
-            mode: "hold".into(),
-            hold: "5s".into(),
-            retry_after: 5,
-            control: "/srv/shop/.deploy".into(),
-            page: "/srv/shop/.deploy/maintenance.html".into(),
-        })
-        .unwrap();
+        let unit = render_gap_unit(&gap_spec("5s")).unwrap();
         assert!(unit.contains("ExecStart=/srv/shop/.deploy/bin/deploy gap-server --listen 127.0.0.1:18081 --mode hold --hold 5s"));
         assert!(unit.contains("--upstream http://127.0.0.1:18080"));
         assert!(

@@ -60,10 +60,7 @@ impl Node<'_> {
                     )?;
                 }
                 if app_running && self.current()?.is_some() {
-                    systemd.start(&self.unit_name(), Duration::from_secs(120))?;
-                    let h = &self.config.health;
-                    let url = crate::sys::health::url(self.env.port, &h.path);
-                    crate::sys::health::wait_healthy(&url, h.timeout, h.interval, || Ok(()))?;
+                    self.start_healthy(systemd, &self.unit_name())?;
                 }
                 Ok(())
             },

@@ -320,6 +320,15 @@ impl<'a> Node<'a> {
         Ok(image)
     }
 
+    /// Starts `unit` (the app's, under whatever name it has) and waits for the health check:
+    /// what setup does when it moves a live app (names, storage, listen mode).
+    pub(crate) fn start_healthy(&self, systemd: &Systemd, unit: &str) -> Result<()> {
+        systemd.start(unit, Duration::from_secs(120))?;
+        let h = &self.config.health;
+        let url = crate::sys::health::url(self.env.port, &h.path);
+        crate::sys::health::wait_healthy(&url, h.timeout, h.interval, || Ok(())).map(|_| ())
+    }
+
     /// The last lines the app wrote (podman's k8s-file log, prefixes removed).
     pub fn app_log_tail(&self, n: usize) -> String {
         let path = self.layout.app_log(&self.config.app);

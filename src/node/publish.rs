@@ -55,18 +55,7 @@ impl Node<'_> {
                 "keeps {}, which had passed its health check",
                 first.target()
             ),
-            Some(Move {
-                to: Some(b),
-                restore,
-                ..
-            }) => format!(
-                "puts {b} back{}",
-                if restore.is_some() {
-                    " with the data it left"
-                } else {
-                    ""
-                }
-            ),
+            Some(m @ Move { to: Some(_), .. }) => format!("puts {}", putting_back(&m)),
             _ => "stops the app".into(),
         };
         Ok(Some(format!(
@@ -220,18 +209,7 @@ impl Node<'_> {
                 Some(m) if m.kind == Kind::Halt =>
                     "the data may have changed and there is no snapshot: the app stays stopped"
                         .into(),
-                Some(Move {
-                    to: Some(b),
-                    restore,
-                    ..
-                }) => format!(
-                    "putting {b} back{}",
-                    if restore.is_some() {
-                        " with the data it left"
-                    } else {
-                        ""
-                    }
-                ),
+                Some(m @ Move { to: Some(_), .. }) => format!("putting {}", putting_back(m)),
                 _ => "nothing was live before it; stopping the app".into(),
             }
         ));
@@ -324,6 +302,19 @@ impl Node<'_> {
         }
         self.save_state(state)
     }
+}
+
+/// `v1 back with the data it left`: what a move that goes back does, for messages.
+fn putting_back(m: &Move) -> String {
+    format!(
+        "{} back{}",
+        m.target(),
+        if m.restore.is_some() {
+            " with the data it left"
+        } else {
+            ""
+        }
+    )
 }
 
 fn entry_pid(entries: &[swap::Entry]) -> u32 {

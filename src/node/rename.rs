@@ -87,10 +87,7 @@ impl Node<'_> {
             .step(&format!("Moving the app from {old} to {new}"), || {
                 systemd.remove_unit(&self.user_unit_dir(), &old, self.stop_timeout())?;
                 if self.current()?.is_some() {
-                    systemd.start(&new, Duration::from_secs(120))?;
-                    let h = &self.config.health;
-                    let url = crate::sys::health::url(self.env.port, &h.path);
-                    crate::sys::health::wait_healthy(&url, h.timeout, h.interval, || Ok(()))?;
+                    self.start_healthy(systemd, &new)?;
                 }
                 Ok(())
             });

@@ -10,7 +10,6 @@ use crate::node::Node;
 use crate::sys::{podman, systemd::Systemd};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// What Podman's store holds, as far as a switch of driver is concerned.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -214,11 +213,7 @@ impl Node<'_> {
                 || {
                     let state = self.load_state()?;
                     self.ensure_image(&state, v)?;
-                    systemd.start(&self.unit_name(), Duration::from_secs(120))?;
-                    let h = &self.config.health;
-                    let url = crate::sys::health::url(self.env.port, &h.path);
-                    crate::sys::health::wait_healthy(&url, h.timeout, h.interval, || Ok(()))
-                        .map(|_| ())
+                    self.start_healthy(systemd, &self.unit_name())
                 },
             ),
             None => Ok(()),

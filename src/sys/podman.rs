@@ -259,18 +259,7 @@ pub fn sync_filesystems(paths: &[&Path]) -> Result<()> {
 
 /// Gives an image another name.
 pub fn tag(image: &str, name: &str) -> Result<()> {
-    let out = duct::cmd!("podman", "tag", image, name)
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .context("cannot run podman")?;
-    if !out.status.success() {
-        bail!(
-            "`podman tag {image} {name}` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    lines_of(&["tag", image, name]).map(|_| ())
 }
 
 pub fn image_exists(image: &str) -> Result<bool> {

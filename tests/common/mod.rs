@@ -171,6 +171,21 @@ pub fn assert_private(root: &Path) {
     assert!(seen > 5, "walked {seen} entries under {}", root.display());
 }
 
+/// Raises this process's open-files limit to its hard limit (a test that holds thousands of
+/// connections).
+pub fn many_files() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+        l.rlim_cur = l.rlim_max.min(1 << 16);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+    }
+}
+
 /// Gives a tree to the node user (files a test wrote there as root).
 pub fn chown_to_node_user(p: &Path) {
     let n = node();
