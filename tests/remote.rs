@@ -48,6 +48,11 @@ fn setup_release_rollback_over_ssh_with_unchanged_files_hard_linked() {
     assert!(p.root().join(".deploy/bin/deploy").is_file());
     let r = p.deploy_remote(&["setup"]).ok(); // idempotent, nothing to install
     assert!(!r.stderr.contains("Installing deploy"), "{}", r.stderr);
+    // check: the artifacts here, then the server's own checks there.
+    let r = p.deploy_remote(&["check", "test"]).ok();
+    r.says("Checking the artifacts ... ok");
+    r.says("Checking Podman's storage ... ok");
+    r.says("test is ready for t-remote");
 
     let r = p.deploy_remote(&["release", "v1"]).ok();
     r.says("t-remote v1 is live on test");

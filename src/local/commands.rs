@@ -37,7 +37,7 @@ pub fn run(mut cli: Cli) -> Result<()> {
                 .for_each(|s| println!("{s}"));
             return Ok(());
         }
-        Command::Check(a) => return check(&load(file)?, a.env.as_deref(), ui),
+        Command::Check(a) => return check(&load(file)?, a.env.as_deref(), ui, cli.node),
         _ => {}
     }
     let loaded = load(file)?;
@@ -215,7 +215,12 @@ fn dispatch(
 }
 
 /// `deploy check [ENV]`: the config is loaded already; then the artifacts, then the node.
-fn check(loaded: &config::Loaded, env: Option<&str>, ui: Ui) -> Result<()> {
+fn check(loaded: &config::Loaded, env: Option<&str>, ui: Ui, on_node: bool) -> Result<()> {
+    if on_node {
+        // A remote environment's server checks itself: the artifacts are on the laptop.
+        let (env_name, env) = loaded.environment(env)?;
+        return Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?.check();
+    }
     ui.step("Checking the artifacts", || {
         crate::node::upload::artifact_sources(&loaded.config, &loaded.dir).map(|_| ())
     })?;
