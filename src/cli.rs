@@ -64,6 +64,8 @@ pub enum Command {
     Releases(EnvArgs),
     /// What is live, the unit's state and the health check's answer.
     Status(EnvArgs),
+    /// What happened, newest first: releases, rollbacks, recoveries, who and from which commit.
+    History(HistoryArgs),
     /// The app's own output: its last lines, and with -f what follows, as it comes.
     Logs(LogsArgs),
     /// Serve the maintenance page to everyone (on), or the app again (off). Needs `traefik:`.
@@ -153,6 +155,14 @@ pub struct RollbackArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub env: Option<String>,
+    /// How many events, newest first.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub lines: usize,
+}
+
+#[derive(Debug, Args)]
 pub struct LogsArgs {
     pub env: Option<String>,
     /// Keep following the output (Ctrl-C to stop).
@@ -208,6 +218,7 @@ impl Command {
             Command::Release(a) => &a.env,
             Command::Rollback(a) => &a.env,
             Command::Releases(a) | Command::Status(a) => &a.env,
+            Command::History(a) => &a.env,
             Command::Maintenance(a) => &a.env,
             Command::MigrateData(a) => &a.env,
             Command::Logs(a) => &a.env,

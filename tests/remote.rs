@@ -90,6 +90,10 @@ fn setup_release_rollback_over_ssh_with_unchanged_files_hard_linked() {
     assert_eq!(p.body("/"), "example-app v1 hits=3 greeting=hello one\n");
     let r = p.deploy_remote(&["status"]).ok();
     r.prints("current:      v1");
+    // The history names who typed it, on the laptop, and the command.
+    let r = p.deploy_remote(&["history"]).ok();
+    r.prints("by root@");
+    r.prints("`deploy rollback`");
     common::assert_private(&p.root());
 
     // The node's deploy must be this build: anything else is refused until setup installs it.

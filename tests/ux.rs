@@ -291,4 +291,15 @@ fn the_version_comes_from_git_when_none_is_given() {
     p.deploy(&["release", "test", "test"])
         .failed()
         .says("is also the name of an environment");
+    // History: who released what, from which commit, with which command.
+    let r = p.deploy(&["history", "-n", "2"]).ok();
+    r.prints("release  v9 from ");
+    r.prints("by deployer@");
+    r.prints(&format!("at {sha} `deploy release v9 test`"));
+    let r = p.deploy(&["history", "--json"]).ok();
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let newest = &doc["events"][0];
+    assert_eq!(newest["version"], "v9", "{doc}");
+    assert_eq!(newest["sha"], sha.as_str(), "{doc}");
+    assert_eq!(newest["command"], "deploy release v9 test", "{doc}");
 }

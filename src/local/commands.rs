@@ -171,6 +171,7 @@ fn dispatch(
     if !cli.node && env.host() != config::Host::Local {
         let mut remote = Remote::new(loaded, env_name, env, ui)?;
         remote.lock_wait = cli.lock_wait;
+        remote.origin = crate::node::state::Origin::here(&loaded.dir);
         return run_remote(&cli.command, &remote);
     }
     let mut node = Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?;
@@ -201,6 +202,10 @@ fn dispatch(
         Command::Status(_) => {
             let s = node.status_report()?;
             print_report(ui, &s, s.text())
+        }
+        Command::History(a) => {
+            let h = node.history_report(a.lines)?;
+            print_report(ui, &h, h.text())
         }
         Command::Maintenance(a) => node.maintenance(a.state == Switch::On),
         Command::Logs(a) => node.logs(a.lines, a.follow),
@@ -303,6 +308,12 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
         }
         Command::Releases(_) => vec!["releases".into(), env.into()],
         Command::Status(_) => vec!["status".into(), env.into()],
+        Command::History(a) => vec![
+            "history".into(),
+            env.into(),
+            "-n".into(),
+            a.lines.to_string(),
+        ],
         Command::Logs(a) => {
             flag(a.follow, "--follow");
             vec!["logs".into(), env.into(), "-n".into(), a.lines.to_string()]
@@ -361,7 +372,7 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
             remote.release(&a.version, &args)
         }
         Command::Rollback(a) if a.dry_run => remote.read(&node_args(command, &env, None)),
-        Command::Releases(_) | Command::Status(_) | Command::Logs(_) => {
+        Command::Releases(_) | Command::Status(_) | Command::History(_) | Command::Logs(_) => {
             remote.read(&node_args(command, &env, None))
         }
         Command::Rollback(a) => {
@@ -406,7 +417,14 @@ fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Optio
         args.extend(["--lock-wait".into(), format!("{}ms", w.as_millis())]);
     }
     let argv = crate::local::detached::node_argv(&loaded.file, node.ui, &args);
-    crate::local::detached::run(&node.layout.meta().join("runs"), &argv, &what, env).map(Some)
+    let origin = crate::node::state::Origin::here(&loaded.dir);
+    crate::local::detached::run(
+        &node.layout.meta().join("runs"),
+        &argv,
+        (&what, env),
+        &origin,
+    )
+    .map(Some)
 }
 
 /// Runs a local command (the build, a hook) with `sh -c` in the project directory; its output

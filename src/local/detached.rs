@@ -81,7 +81,12 @@ impl Tail {
 
 /// Runs `deploy --node ARGS` detached, in `runs` (the app's `.deploy/runs`), following its
 /// output until it ends; its exit code becomes ours.
-pub fn run(runs: &Path, argv: &[String], what: &str, env_name: &str) -> Result<()> {
+pub fn run(
+    runs: &Path,
+    argv: &[String],
+    (what, env_name): (&str, &str),
+    origin: &crate::node::state::Origin,
+) -> Result<()> {
     crate::sys::fsx::ensure_private_dir(runs)?;
     prune_runs(runs);
     let stem = format!(
@@ -108,6 +113,7 @@ pub fn run(runs: &Path, argv: &[String], what: &str, env_name: &str) -> Result<(
     crate::signals::defer();
     let mut child = Command::new(exe)
         .args(argv)
+        .envs(origin.env())
         .stdin(Stdio::null())
         .stdout(out_file.try_clone()?)
         .stderr(err_file.try_clone()?)

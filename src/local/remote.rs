@@ -146,6 +146,8 @@ pub struct Remote<'a> {
     run: String,
     /// `--lock-wait`, passed on to the node.
     pub lock_wait: Option<std::time::Duration>,
+    /// Who runs this command, from where: recorded in the node's history.
+    pub origin: crate::node::state::Origin,
 }
 
 /// `20261124T034512-1a2b3c4d`: sorts by time, unique, no `.` (it follows a version).
@@ -194,6 +196,7 @@ impl<'a> Remote<'a> {
             ssh,
             run: run_id(),
             lock_wait: None,
+            origin: Default::default(),
         })
     }
 
@@ -385,7 +388,13 @@ impl<'a> Remote<'a> {
         let hook = std::env::var("DEPLOY_TEST_HOOK")
             .map(|h| format!("DEPLOY_TEST_HOOK={} ", sh_quote(&h)))
             .unwrap_or_default();
-        format!("{hook}{}", sh_join(&words))
+        let origin: String = self
+            .origin
+            .env()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={} ", sh_quote(&v)))
+            .collect();
+        format!("{hook}{origin}{}", sh_join(&words))
     }
 
     /// Connects, checks the node's deploy and sends the config: what every command does first.

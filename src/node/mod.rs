@@ -361,6 +361,7 @@ pub(crate) fn event(
         outcome,
         gap_ms: gap.map(|g| g.as_millis() as u64),
         detail: detail.map(String::from),
+        origin: crate::node::state::Origin::current(),
     }
 }
 

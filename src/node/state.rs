@@ -52,6 +52,88 @@ pub struct Event {
     pub gap_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Who asked for it (`user@host` of the machine `deploy` was typed on), the git commit of
+    /// the project there (if it is a git repository), and the command.
+    #[serde(default, flatten)]
+    pub origin: Origin,
+}
+
+/// Where an event came from: carried from the machine `deploy` was typed on to the node's
+/// run in its environment (`DEPLOY_ORIGIN_*`), or read here when typed here.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Origin {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub who: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+impl Origin {
+    /// The origin of this process's events: from its environment if a front set it, else this
+    /// machine's user, the project's git commit, and this command line.
+    pub fn current() -> Origin {
+        static ORIGIN: std::sync::OnceLock<Origin> = std::sync::OnceLock::new();
+        ORIGIN
+            .get_or_init(|| {
+                let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                match var("DEPLOY_ORIGIN_WHO") {
+                    Some(who) => Origin {
+                        who: Some(who),
+                        sha: var("DEPLOY_ORIGIN_SHA"),
+                        command: var("DEPLOY_ORIGIN_COMMAND"),
+                    },
+                    None => Origin::here(std::path::Path::new(".")),
+                }
+            })
+            .clone()
+    }
+
+    /// This machine's user@host, the git commit of `dir`, and this command line.
+    pub fn here(dir: &std::path::Path) -> Origin {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| {
+                duct::cmd!("id", "-un")
+                    .stdout_capture()
+                    .read()
+                    .ok()
+                    .map(|u| u.trim().to_string())
+            })
+            .unwrap_or_else(|| "?".into());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let sha = duct::cmd!("git", "rev-parse", "--short", "HEAD")
+            .dir(dir)
+            .stdout_capture()
+            .stderr_null()
+            .unchecked()
+            .run()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty());
+        let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--node").collect();
+        Origin {
+            who: Some(format!("{user}@{}", host.trim())),
+            sha,
+            command: Some(format!("deploy {}", args.join(" "))),
+        }
+    }
+
+    /// The variables that carry it to a node-side run.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        [
+            ("DEPLOY_ORIGIN_WHO", &self.who),
+            ("DEPLOY_ORIGIN_SHA", &self.sha),
+            ("DEPLOY_ORIGIN_COMMAND", &self.command),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
+    }
 }
 
 /// What an event was.
@@ -67,7 +149,7 @@ pub enum Action {
 
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Action::Release => "release",
             Action::Rollback => "rollback",
             Action::Recover => "recover",
@@ -92,7 +174,7 @@ pub enum EventOutcome {
 
 impl std::fmt::Display for EventOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             EventOutcome::Ok => "ok",
             EventOutcome::Failed => "failed",
             EventOutcome::Error => "error",
@@ -270,6 +352,7 @@ mod tests {
             outcome: EventOutcome::Ok,
             gap_ms: None,
             detail: None,
+            origin: Origin::default(),
         });
     }
 
@@ -335,6 +418,7 @@ mod tests {
                 outcome: EventOutcome::Ok,
                 gap_ms: None,
                 detail: None,
+                origin: Origin::default(),
             });
         }
         assert_eq!(s.events.len(), MAX_EVENTS);

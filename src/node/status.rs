@@ -31,6 +31,51 @@ pub struct ReleaseRow {
     pub snapshot_at: Option<String>,
 }
 
+/// `deploy history`: the node's events, newest first.
+#[derive(Debug, Serialize)]
+pub struct History {
+    pub app: String,
+    pub environment: String,
+    pub events: Vec<Event>,
+}
+
+impl History {
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for e in &self.events {
+            let from = e
+                .from
+                .as_deref()
+                .map(|f| format!(" from {f}"))
+                .unwrap_or_default();
+            let gap = e.gap_ms.map(|g| format!(", gap {g}ms")).unwrap_or_default();
+            out += &format!(
+                "{}  {:<8} {}{from}: {}{gap}\n",
+                e.at, e.action, e.version, e.outcome
+            );
+            let o = &e.origin;
+            let by: Vec<String> = [
+                o.who.clone(),
+                o.sha.as_ref().map(|s| format!("at {s}")),
+                o.command.as_ref().map(|c| format!("`{c}`")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !by.is_empty() {
+                out += &format!("                      by {}\n", by.join(" "));
+            }
+            if let Some(d) = &e.detail {
+                out += &format!("                      {d}\n");
+            }
+        }
+        if out.is_empty() {
+            out = "nothing has happened yet\n".into();
+        }
+        out
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub app: String,
@@ -143,6 +188,16 @@ impl Status {
 }
 
 impl Node<'_> {
+    pub fn history_report(&self, n: usize) -> Result<History> {
+        self.require_setup()?;
+        let state = self.load_state()?;
+        Ok(History {
+            app: self.config.app.clone(),
+            environment: self.env_name.clone(),
+            events: state.events.iter().rev().take(n).cloned().collect(),
+        })
+    }
+
     pub fn releases_report(&self) -> Result<Releases> {
         self.require_setup()?;
         let state = self.load_state()?;
