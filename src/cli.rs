@@ -66,6 +66,9 @@ pub enum Command {
     Status(EnvArgs),
     /// What happened, newest first: releases, rollbacks, recoveries, who and from which commit.
     History(HistoryArgs),
+    /// Run a command in a one-off container of the live release, with the app's env and
+    /// mounts (a console, a one-time task): `deploy exec prod -- /app/my-app console`.
+    Exec(ExecArgs),
     /// The app's own output: its last lines, and with -f what follows, as it comes.
     Logs(LogsArgs),
     /// Serve the maintenance page to everyone (on), or the app again (off). Needs `traefik:`.
@@ -155,6 +158,17 @@ pub struct RollbackArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExecArgs {
+    pub env: Option<String>,
+    /// Keep stdin open (and a terminal when there is one): an interactive console.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// The program in the image and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct HistoryArgs {
     pub env: Option<String>,
     /// How many events, newest first.
@@ -219,6 +233,7 @@ impl Command {
             Command::Rollback(a) => &a.env,
             Command::Releases(a) | Command::Status(a) => &a.env,
             Command::History(a) => &a.env,
+            Command::Exec(a) => &a.env,
             Command::Maintenance(a) => &a.env,
             Command::MigrateData(a) => &a.env,
             Command::Logs(a) => &a.env,

@@ -596,3 +596,43 @@ fn copy_dot_just_works_and_the_image_holds_no_deploy_files_or_shared_links() {
         );
     }
 }
+
+#[test]
+fn exec_runs_a_one_off_container_of_the_live_release_with_its_data() {
+    let p = Project::new("t-exec", 18354, Options::default());
+    p.deploy(&["setup"]).ok();
+    let run_sql = [
+        "exec",
+        "--",
+        "/app/example-app",
+        "run-sql",
+        "/app/assets/x.sql",
+    ];
+    p.deploy(&run_sql)
+        .failed()
+        .says("nothing is live on test yet");
+    p.write(
+        "assets/x.sql",
+        "INSERT INTO hits (version) VALUES ('exec');",
+    );
+    p.deploy(&["release", "v1"]).ok();
+    let r = p.deploy(&run_sql).ok();
+    r.prints("run-sql: ok");
+    assert_eq!(
+        p.body("/hits"),
+        "1\n",
+        "the row the exec wrote, in the app's data"
+    );
+    // The command's exit code is deploy's.
+    let r = p.deploy(&["exec", "--", "/app/example-app", "run-sql", "/no/such.sql"]);
+    assert_ne!(r.code, 0);
+    // While a swap is unfinished, it waits its turn.
+    let journal = p.root().join(".deploy/swap.journal");
+    std::fs::write(
+        &journal,
+        "{\"t\":\"move\",\"move\":{\"kind\":\"release\",\"to\":\"v2\",\"from\":\"v1\",\"hooks\":true},\"pid\":999999,\"at\":\"x\"}\n",
+    )
+    .unwrap();
+    p.deploy(&run_sql).failed().says("was interrupted");
+    std::fs::remove_file(&journal).unwrap();
+}

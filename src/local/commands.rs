@@ -207,6 +207,7 @@ fn dispatch(
             let h = node.history_report(a.lines)?;
             print_report(ui, &h, h.text())
         }
+        Command::Exec(a) => node.exec(a),
         Command::Maintenance(a) => node.maintenance(a.state == Switch::On),
         Command::Logs(a) => node.logs(a.lines, a.follow),
         Command::MigrateData(a) => node.migrate_data(a),
@@ -314,6 +315,12 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
             "-n".into(),
             a.lines.to_string(),
         ],
+        Command::Exec(a) => {
+            flag(a.interactive, "--interactive");
+            flag(true, "--");
+            args.extend(a.command.iter().cloned());
+            vec!["exec".into(), env.into()]
+        }
         Command::Logs(a) => {
             flag(a.follow, "--follow");
             vec!["logs".into(), env.into(), "-n".into(), a.lines.to_string()]
@@ -372,9 +379,11 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
             remote.release(&a.version, &args)
         }
         Command::Rollback(a) if a.dry_run => remote.read(&node_args(command, &env, None)),
-        Command::Releases(_) | Command::Status(_) | Command::History(_) | Command::Logs(_) => {
-            remote.read(&node_args(command, &env, None))
-        }
+        Command::Releases(_)
+        | Command::Status(_)
+        | Command::History(_)
+        | Command::Logs(_)
+        | Command::Exec(_) => remote.read(&node_args(command, &env, None)),
         Command::Rollback(a) => {
             confirm_with_data(remote.ui, a, &env)?;
             remote.run(&node_args(command, &env, None))
@@ -500,6 +509,18 @@ mod tests {
         assert_eq!(
             args("deploy migrate-data --as old --dry-run"),
             ["migrate-data", "prod", "--as", "old", "--dry-run"]
+        );
+        assert_eq!(
+            args("deploy exec -i -- /app/x console --now"),
+            [
+                "exec",
+                "prod",
+                "--interactive",
+                "--",
+                "/app/x",
+                "console",
+                "--now"
+            ]
         );
         assert_eq!(
             args("deploy migrate-data"),

@@ -7,6 +7,7 @@
 //! A rollback: starting -> reverting (the target and its data) -> publishing.
 
 pub mod check;
+mod exec;
 pub mod layout;
 mod listen;
 pub mod lock;

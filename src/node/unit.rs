@@ -52,20 +52,55 @@ pub fn render_socket(spec: &UnitSpec) -> Result<String> {
 pub fn hook_args(
     spec: &UnitSpec,
     image: &str,
-    (version, previous): (&str, Option<&str>),
+    release: (&str, Option<&str>),
     command: &str,
 ) -> Vec<String> {
     // Validated with the config: it splits, into at least one word.
     let words = crate::sys::ssh::sh_split(command).unwrap_or_default();
-    let mut words = words.into_iter();
-    let program = words.next().unwrap_or_default();
-    let mut a: Vec<String> = vec![
-        "run".into(),
-        "--rm".into(),
-        "--pull=never".into(),
-        "--name".into(),
+    // `--replace`: a hook container its swap left (killed) goes; the name is the hook's alone.
+    let head = [
+        "--name".to_string(),
         spec.hook_container.clone(),
         "--replace".into(),
+    ];
+    one_off_args(spec, image, release, &head, &words)
+}
+
+/// `podman run` arguments for `deploy exec`: a one-off container of the live release under a
+/// name of its own (never `--replace`: it could remove a running hook or another exec), with
+/// stdin kept open for `-i` and a terminal when there is one. Pure.
+pub fn exec_args(
+    spec: &UnitSpec,
+    image: &str,
+    version: &str,
+    name: &str,
+    (interactive, tty): (bool, bool),
+    words: &[String],
+) -> Vec<String> {
+    let mut head = vec!["--name".to_string(), name.to_string()];
+    if interactive {
+        head.push("--interactive".into());
+    }
+    if tty {
+        head.push("--tty".into());
+    }
+    one_off_args(spec, image, (version, None), &head, words)
+}
+
+/// A one-off container of `image` with the app's env file, mounts and DEPLOY_* variables,
+/// running `words` (the program, then its arguments). Pure.
+fn one_off_args(
+    spec: &UnitSpec,
+    image: &str,
+    (version, previous): (&str, Option<&str>),
+    head: &[String],
+    words: &[String],
+) -> Vec<String> {
+    let mut words = words.iter().cloned();
+    let program = words.next().unwrap_or_default();
+    let mut a: Vec<String> = vec!["run".into(), "--rm".into(), "--pull=never".into()];
+    a.extend(head.iter().cloned());
+    a.extend([
         "--env".into(),
         format!("DEPLOY_APP={}", spec.app),
         "--env".into(),
@@ -74,7 +109,7 @@ pub fn hook_args(
         format!("DEPLOY_VERSION={version}"),
         "--env".into(),
         format!("DEPLOY_PREVIOUS={}", previous.unwrap_or_default()),
-    ];
+    ]);
     if let Some(env) = &spec.env_file {
         a.extend(["--env-file".into(), env.clone()]);
     }

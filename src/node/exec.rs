@@ -1,0 +1,53 @@
+//! `deploy exec [ENV] [-i] -- CMD...`: a one-off container of the live release with the app's env
+//! and mounts (a console, a one-time task), as the in-gap hooks run, under a name of its own.
+
+use crate::cli::ExecArgs;
+use crate::node::{unit, Node};
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::IsTerminal;
+
+impl Node<'_> {
+    pub fn exec(&self, a: &ExecArgs) -> Result<()> {
+        self.require_setup()?;
+        if let Some(what) = self.swap_report()? {
+            bail!(
+                "{what}: `deploy exec` waits until the app is settled (`deploy status {}`)",
+                self.env_name
+            );
+        }
+        let live = self.current()?.ok_or_else(|| {
+            anyhow!(
+                "nothing is live on {} yet: release first, then exec",
+                self.env_name
+            )
+        })?;
+        let state = self.load_state()?;
+        let image = self.ensure_image(&state, &live)?;
+        let stamp: String = crate::node::snapshot::stamp()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let name = self
+            .names()
+            .exec_container(&format!("{stamp}{}", std::process::id()));
+        let tty =
+            a.interactive && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        let args = unit::exec_args(
+            &self.unit_spec(),
+            &image,
+            &live,
+            &name,
+            (a.interactive, tty),
+            &a.command,
+        );
+        let status = std::process::Command::new("podman")
+            .args(&args)
+            .status()
+            .context("cannot run podman")?;
+        match status.code() {
+            Some(0) => Ok(()),
+            Some(code) => Err(crate::exit::said(code)),
+            None => bail!("`{}` in {name} was killed by a signal", a.command.join(" ")),
+        }
+    }
+}
