@@ -171,3 +171,37 @@ fn completions_and_a_man_page_come_from_the_cli() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(".TH deploy"), "{out}");
 }
+
+#[test]
+fn values_come_from_the_environment() {
+    let base = include_str!("../deploy.yaml.example");
+    let yaml = base.replace("port: 18080", "port: ${PROD_PORT}");
+    assert_ne!(yaml, base);
+    let dir = project("envvars", &yaml);
+    let line = 1 + yaml
+        .lines()
+        .position(|l| l.contains("${PROD_PORT}"))
+        .unwrap();
+    let (code, _, err) = deploy(&dir, &["check"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("PROD_PORT is not set")
+            && err.contains(&format!("line {line}"))
+            && err.contains("key `port`"),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
+        .arg("check")
+        .env("PROD_PORT", "18090")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    // Past the config (valid with the variable set): on to the artifacts, which this bare
+    // project lacks.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("Checking the artifacts") && !err.contains("PROD_PORT"),
+        "{err}"
+    );
+}

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod expand;
 mod validate;
 
 pub use validate::{
@@ -403,6 +404,8 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D:
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
+    /// The config's text with `${VAR}` expanded: what a remote node is sent.
+    pub text: String,
     /// The config file's directory: artifacts and the build command are relative to it.
     pub dir: PathBuf,
     pub file: PathBuf,
@@ -450,13 +453,20 @@ pub fn load(file: &Path) -> Result<Loaded> {
             file.display()
         )
     })?;
+    let text = expand::expand(&text, |name| std::env::var(name).ok())
+        .with_context(|| format!("invalid config {}", file.display()))?;
     let config = parse(&text).with_context(|| format!("invalid config {}", file.display()))?;
     let file = std::path::absolute(file)?;
     let dir = file
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| ".".into());
-    Ok(Loaded { config, dir, file })
+    Ok(Loaded {
+        config,
+        dir,
+        file,
+        text,
+    })
 }
 
 /// Parses and validates config text.
@@ -635,6 +645,7 @@ environments:
             config: parse(GOOD).unwrap(),
             dir: ".".into(),
             file: "deploy.yaml".into(),
+            text: GOOD.into(),
         };
         assert_eq!(loaded.environment(None).unwrap().0, "prod");
         assert_eq!(loaded.environment(Some("prod")).unwrap().0, "prod");

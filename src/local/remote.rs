@@ -331,7 +331,7 @@ impl<'a> Remote<'a> {
             .ok_or_else(|| anyhow!("the config file has no name"))?
             .to_string_lossy()
             .into_owned();
-        let mut files = vec![file_name.clone()];
+        let mut files = Vec::new();
         if let Some(page) = self
             .loaded
             .config
@@ -348,18 +348,38 @@ impl<'a> Remote<'a> {
             files.push(page);
         }
         let dest = format!("{}/", self.project_dir(root));
-        let mut args = vec![
-            "--relative".to_string(),
-            "--mkpath".into(),
-            "--chmod=F600,D700".into(),
-            // A symlinked config or page is sent as the file it points at, never skipped.
-            "--copy-links".into(),
-        ];
-        args.extend(files);
-        args.push(self.ssh.remote_path(&dest));
-        self.ssh
-            .rsync(&args, &self.loaded.dir)
-            .context("cannot send the config to the node")?;
+        let send = |files: Vec<String>, from: &Path| {
+            let mut args = vec![
+                "--relative".to_string(),
+                "--mkpath".into(),
+                "--chmod=F600,D700".into(),
+                // A symlinked page is sent as the file it points at, never skipped.
+                "--copy-links".into(),
+            ];
+            args.extend(files);
+            args.push(self.ssh.remote_path(&dest));
+            self.ssh
+                .rsync(&args, from)
+                .context("cannot send the config to the node")
+        };
+        if !files.is_empty() {
+            send(files, &self.loaded.dir)?;
+        }
+        // The config as resolved here (`${VAR}` expanded: the node never sees this machine's
+        // environment), from a private directory of its own.
+        let private = crate::sys::ssh::private_dir_name()?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+        }
+        let written = crate::sys::fsx::write_atomic(
+            &private.join(&file_name),
+            self.loaded.text.as_bytes(),
+            0o600,
+        )
+        .and_then(|()| send(vec![file_name.clone()], &private).map(|_| ()));
+        let _ = std::fs::remove_dir_all(&private);
+        written?;
         Ok(format!("{dest}{file_name}"))
     }
 

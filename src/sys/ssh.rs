@@ -40,7 +40,7 @@ pub fn rsync_join<S: AsRef<str>>(words: &[S]) -> String {
 
 /// A directory name for the shared connection's socket that nobody can have made before us:
 /// in `$XDG_RUNTIME_DIR` (private to the user) when there is one, with a random part.
-fn private_dir_name() -> Result<PathBuf> {
+pub fn private_dir_name() -> Result<PathBuf> {
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|d| d.is_dir())
