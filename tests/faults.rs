@@ -195,8 +195,6 @@ fn sigkill_of_the_command_you_typed_never_leaves_the_app_down() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert_node_consistent(&p);
-        assert_eq!(p.current().as_deref(), Some(v.as_str()), "{point}");
         // The run finishes (prune, report) and lets go of the lock.
         let lock = p.root().join(".deploy/lock");
         while !std::process::Command::new("flock")
@@ -213,6 +211,8 @@ fn sigkill_of_the_command_you_typed_never_leaves_the_app_down() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        assert_node_consistent(&p);
+        assert_eq!(p.current().as_deref(), Some(v.as_str()), "{point}");
     }
 }
 

@@ -15,6 +15,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// A release being pruned: renamed so, then deleted.
+const PRUNING_PREFIX: &str = ".pruning-";
+
 /// A release under way: what `starting` found, for the stages after it.
 struct Run<'r> {
     req: &'r ReleaseArgs,
@@ -252,9 +255,12 @@ impl Node<'_> {
                     .map(|r| r.image.clone())
                     .unwrap_or_else(|| self.image(v)),
             );
-            std::fs::remove_dir_all(self.layout.release(v))
-                .with_context(|| format!("cannot remove release {v}"))?;
+            // Out of sight first (one rename), then deleted: a kill in between never leaves a
+            // half-deleted release under its name for a rollback to pick.
+            let gone = self.layout.releases().join(format!("{PRUNING_PREFIX}{v}"));
+            fsx::rename_durable(&self.layout.release(v), &gone)?;
             state.releases.remove(v);
+            std::fs::remove_dir_all(&gone).with_context(|| format!("cannot remove release {v}"))?;
         }
         // Uploads that an interrupted release left (a dropped connection, a kill) and no
         // release has picked up within an hour.
@@ -266,7 +272,8 @@ impl Node<'_> {
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age > Duration::from_secs(3600));
-            if name.starts_with(layout::INCOMING_PREFIX) && stale {
+            let left_by_a_prune = name.starts_with(PRUNING_PREFIX);
+            if (name.starts_with(layout::INCOMING_PREFIX) && stale) || left_by_a_prune {
                 std::fs::remove_dir_all(e.path())
                     .with_context(|| format!("cannot remove the stale upload {name}"))?;
             }
