@@ -240,29 +240,19 @@ impl Node<'_> {
                     Some("kept: it had passed its health check"),
                 ));
             }
-            (Outcome::Live { .. }, Some(m)) => {
-                state.set_outcome(&to, state::Outcome::Failed);
-                state.push_event(event(
-                    Action::Recover,
-                    &back(&m),
-                    Some(to),
-                    EventOutcome::Ok,
-                    None,
-                    None,
-                ));
-            }
-            (Outcome::Undone { back: m, .. }, _) => {
+            (Outcome::Live { .. }, Some(m)) | (Outcome::Undone { back: m, .. }, _) => {
                 state.set_outcome(&to, state::Outcome::Failed);
                 let (said, _) = self.went_back(&m);
                 self.ui.info(&format!("   {said}"));
-                state.push_event(event(
+                let recovered = event(
                     Action::Recover,
                     &back(&m),
                     Some(to),
                     EventOutcome::Ok,
                     None,
                     None,
-                ));
+                );
+                state.push_event(recovered);
             }
             (Outcome::Stuck { back_error, .. }, _) | (Outcome::NotStarted(back_error), _) => {
                 state.push_event(event(

@@ -223,19 +223,11 @@ pub fn reset_store() -> Result<()> {
 
 /// Where Podman keeps images and containers (`podman info`'s GraphRoot).
 pub fn graph_root() -> Result<std::path::PathBuf> {
-    let out = duct::cmd!("podman", "info", "--format", "{{.Store.GraphRoot}}")
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .context("cannot run podman")?;
-    if !out.status.success() {
-        bail!(
-            "podman info failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().into())
+    Ok(lines_of(&["info", "--format", "{{.Store.GraphRoot}}"])?
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+        .into())
 }
 
 /// Flushes the filesystems that hold `paths` to disk (syncfs(2), through `sync -f`).
