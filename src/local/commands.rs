@@ -421,11 +421,8 @@ fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Optio
     if !node.layout.meta().is_dir() {
         return Ok(None);
     }
-    let mut args = node_args(&cli.command, env, None);
-    if let Some(w) = cli.lock_wait {
-        args.extend(["--lock-wait".into(), format!("{}ms", w.as_millis())]);
-    }
-    let argv = crate::local::detached::node_argv(&loaded.file, node.ui, &args);
+    let args = node_args(&cli.command, env, None);
+    let argv = crate::local::detached::node_argv(&loaded.file, node.ui, cli.lock_wait, &args);
     let origin = crate::node::state::Origin::here(&loaded.dir);
     crate::local::detached::run(
         &node.layout.meta().join("runs"),

@@ -19,9 +19,14 @@ use std::time::Duration;
 /// How many run logs a node keeps.
 const KEEP_RUNS: usize = 40;
 
-/// The node-side command line for `args`: this binary with `--node`, the config, the output
-/// flags. Pure.
-pub fn node_argv(config: &Path, ui: Ui, args: &[String]) -> Vec<String> {
+/// The node-side command line for `args`, here or over SSH: `--node`, the config, the output
+/// flags and `--lock-wait`. Pure.
+pub fn node_argv(
+    config: &Path,
+    ui: Ui,
+    lock_wait: Option<std::time::Duration>,
+    args: &[String],
+) -> Vec<String> {
     let mut argv = vec!["--node".into(), "-c".into(), config.display().to_string()];
     for (on, flag) in [(ui.verbose, "-v"), (ui.quiet, "-q"), (ui.json, "--json")] {
         if on {
@@ -31,6 +36,9 @@ pub fn node_argv(config: &Path, ui: Ui, args: &[String]) -> Vec<String> {
     // The node side writes to a file, not a terminal: colours only when asked for.
     if ui.color == crate::cli::Color::Always {
         argv.extend(["--color".into(), "always".into()]);
+    }
+    if let Some(w) = lock_wait {
+        argv.extend(["--lock-wait".into(), format!("{}ms", w.as_millis())]);
     }
     argv.extend(args.iter().cloned());
     argv
@@ -185,6 +193,7 @@ mod tests {
         let argv = node_argv(
             Path::new("/p/deploy.yaml"),
             ui,
+            Some(std::time::Duration::from_secs(90)),
             &["release".into(), "v2".into(), "prod".into()],
         );
         assert_eq!(
@@ -195,6 +204,8 @@ mod tests {
                 "/p/deploy.yaml",
                 "-q",
                 "--json",
+                "--lock-wait",
+                "90000ms",
                 "release",
                 "v2",
                 "prod"

@@ -386,25 +386,13 @@ impl<'a> Remote<'a> {
     /// The node's deploy command line for `args`. Pure apart from the environment variable
     /// that carries the test hook.
     fn node_command(&self, root: &str, config: &str, args: &[String]) -> String {
-        let mut words = vec![
-            format!("{root}/{NODE_BIN}"),
-            "--node".into(),
-            "-c".into(),
-            config.to_string(),
-        ];
-        if self.ui.verbose {
-            words.push("-v".into());
-        }
-        if self.ui.quiet {
-            words.push("-q".into());
-        }
-        if self.ui.json {
-            words.push("--json".into());
-        }
-        if let Some(w) = self.lock_wait {
-            words.extend(["--lock-wait".into(), format!("{}ms", w.as_millis())]);
-        }
-        words.extend(args.iter().cloned());
+        let mut words = vec![format!("{root}/{NODE_BIN}")];
+        words.extend(crate::local::detached::node_argv(
+            Path::new(config),
+            self.ui,
+            self.lock_wait,
+            args,
+        ));
         let hook = std::env::var("DEPLOY_TEST_HOOK")
             .map(|h| format!("DEPLOY_TEST_HOOK={} ", sh_quote(&h)))
             .unwrap_or_default();

@@ -102,9 +102,7 @@ impl Node<'_> {
                     anyhow!("{verb} of {to} failed: {detail}\n{said}.\nThe app's last log lines:\n{logs}"),
                 ))
             }
-            Outcome::Stuck {
-                error, back_error, ..
-            } => {
+            Outcome::Stuck { error, back_error } => {
                 let detail = self.record_failure(state, mv, &error)?;
                 Err(exit::with(
                     Code::Failed,
@@ -190,11 +188,13 @@ impl Node<'_> {
         replaceable: bool,
     ) -> Result<()> {
         let path = self.journal_path();
-        let Some(entries) = journal::read(&path)? else {
+        if !path.exists() {
             return Ok(());
-        };
+        }
+        let journal = Journal::open(&path)?;
+        let entries = journal.entries.clone();
         let Some(first) = swap::first_move(&entries).cloned() else {
-            return Journal::open(&path)?.close();
+            return journal.close();
         };
         let to = first.target().to_string();
         let plan = swap::recovery(&entries);
@@ -226,7 +226,7 @@ impl Node<'_> {
         ));
         self.save_state(state)?;
         let mut fx = NodeEffects::new(self, systemd, force)?;
-        let outcome = exec::recover(&mut fx, Journal::open(&path)?, &self.swap_settings());
+        let outcome = exec::recover(&mut fx, journal, &self.swap_settings());
         let back = |m: &Move| m.to.clone().unwrap_or_default();
         match (outcome, plan) {
             (Outcome::Live { .. }, Some(m)) if m.kind == Kind::Confirm => {
@@ -278,14 +278,10 @@ impl Node<'_> {
                 }
                 self.ui
                     .warn(&format!("{e:#}: this command replaces that swap"));
-                if let Some(j) = journal::read(&path)?
-                    .map(|_| Journal::open(&path))
-                    .transpose()?
-                {
-                    let aside = j.set_aside()?;
-                    self.ui
-                        .info(&format!("   its journal is kept as {}", aside.display()));
-                }
+                // A stuck recovery leaves its journal: it goes aside for a look.
+                let aside = Journal::open(&path)?.set_aside()?;
+                self.ui
+                    .info(&format!("   its journal is kept as {}", aside.display()));
                 return Ok(());
             }
             (Outcome::Live { .. }, None) => {}
@@ -320,8 +316,9 @@ fn entry_pid(entries: &[swap::Entry]) -> u32 {
 /// `in its step "hook"`, from the last step the journal names.
 pub(crate) fn last_step(entries: &[swap::Entry]) -> String {
     let step = entries.iter().rev().find_map(|e| match e {
-        swap::Entry::Begin { step } | swap::Entry::Failed { step, .. } => Some(step.name()),
-        swap::Entry::Done { step, .. } => Some(step.name()),
+        swap::Entry::Begin { step }
+        | swap::Entry::Failed { step, .. }
+        | swap::Entry::Done { step, .. } => Some(step.name()),
         swap::Entry::Move { .. } => None,
     });
     match step {
