@@ -266,6 +266,68 @@ fn a_second_deploy_fails_fast_naming_the_holder() {
     assert!(p.body("/").starts_with("example-app v2 "));
 }
 
+#[test]
+fn a_start_that_fails_for_a_moment_is_tried_again_and_the_release_goes_live() {
+    let p = Project::new("t-portbusy", 18356, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    let child = p
+        .deploy_cmd(
+            &[("DEPLOY_TEST_HOOK", "sleep@after-stop")],
+            &["release", "v2"],
+        )
+        .spawn()
+        .unwrap();
+    // Another process takes the app's port while it is stopped...
+    wait_for_step(&p, "stop");
+    let taken = std::net::TcpListener::bind(("127.0.0.1", p.port)).expect("the port is free");
+    // ...until the first start has failed on it.
+    let unit_log = p.root().join("log/unit.log");
+    let t = Instant::now();
+    while !std::fs::read_to_string(&unit_log)
+        .unwrap_or_default()
+        .contains("address already in use")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the first start failed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(taken);
+    let r = Project::wait(child).ok();
+    r.says("warning: the first start failed, the second worked");
+    r.says("podman said:");
+    r.says("address already in use");
+    assert_eq!(p.current().as_deref(), Some("v2"));
+    assert!(p.body("/").starts_with("example-app v2 "));
+
+    // Taken for good, the start fails twice and v2 is put back, with podman's words.
+    let child = p
+        .deploy_cmd(
+            &[("DEPLOY_TEST_HOOK", "sleep@after-stop")],
+            &["release", "v3"],
+        )
+        .spawn()
+        .unwrap();
+    wait_for_step(&p, "stop");
+    let taken = std::net::TcpListener::bind(("127.0.0.1", p.port)).expect("the port is free");
+    let t = Instant::now();
+    while !std::fs::read_to_string(p.root().join(".deploy/swap.journal"))
+        .unwrap_or_default()
+        .contains("\"step\":\"switch\",\"to\":\"v2\"")
+    {
+        assert!(t.elapsed() < Duration::from_secs(60), "the put-back began");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(taken);
+    let r = Project::wait(child).failed();
+    r.says("ended with `failed` twice; podman said:");
+    r.says("address already in use");
+    r.says("v2 is serving again");
+    assert!(p.body("/").starts_with("example-app v2 "));
+}
+
 fn signal(child: &std::process::Child, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([sig, &child.id().to_string()])

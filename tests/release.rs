@@ -147,6 +147,22 @@ fn failed_health_check_puts_the_previous_release_back() {
     p.remove("assets/startup.sql");
     p.deploy(&["release", "v3"]).ok();
     assert!(p.body("/").starts_with("example-app v3 hits=3"));
+
+    // A container that cannot start at all: the error says what podman said, not only
+    // systemd's one word.
+    let good = std::fs::read_to_string(p.dir.join("Containerfile")).unwrap();
+    p.write(
+        "Containerfile",
+        &good.replace(
+            "ENTRYPOINT [\"/app/example-app\"]",
+            "ENTRYPOINT [\"/app/no-such-binary\"]",
+        ),
+    );
+    let r = p.deploy(&["release", "v4"]).failed();
+    r.says("start of t-unhealthy_test.service ended with `failed` twice; podman said:");
+    r.says("no-such-binary");
+    r.says("v3 is serving again");
+    assert!(p.body("/").starts_with("example-app v3 hits=4"));
 }
 
 #[test]

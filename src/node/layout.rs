@@ -72,6 +72,11 @@ impl Layout {
     pub fn app_log(&self, app: &str) -> PathBuf {
         self.log_dir().join(format!("{app}.log"))
     }
+    /// What the unit's own commands (podman, not the app) write to stderr: why a start failed,
+    /// readable on a node without journald too.
+    pub fn unit_log(&self) -> PathBuf {
+        self.log_dir().join("unit.log")
+    }
     /// The env file the unit reads through `current`.
     pub fn current_release_env(&self) -> PathBuf {
         self.current().join(RELEASE_META).join("release.env")

@@ -324,10 +324,41 @@ impl<'a> Node<'a> {
     /// Starts `unit` (the app's, under whatever name it has) and waits for the health check:
     /// what setup does when it moves a live app (names, storage, listen mode).
     pub(crate) fn start_healthy(&self, systemd: &Systemd, unit: &str) -> Result<()> {
-        systemd.start(unit, Duration::from_secs(120))?;
+        if let Some(warning) = self.start_unit(systemd, unit)? {
+            self.ui.warn(&warning);
+        }
         let h = &self.config.health;
         let url = crate::sys::health::url(self.env.port, &h.path);
         crate::sys::health::wait_healthy(&url, h.timeout, h.interval, || Ok(())).map(|_| ())
+    }
+
+    /// Starts the app's unit. A start that fails is tried once more a second later (what the
+    /// unit's `Restart=on-failure` would do, sooner): podman can fail for a moment on a busy
+    /// node. Returns the first failure when the second try worked, to be shown as a warning.
+    /// A failed start says what podman wrote meanwhile (the unit's stderr goes to
+    /// [`Layout::unit_log`]), not only systemd's one word.
+    pub(crate) fn start_unit(&self, systemd: &Systemd, unit: &str) -> Result<Option<String>> {
+        let first = match self.start_once(systemd, unit, "") {
+            Ok(()) => return Ok(None),
+            Err(e) => format!("{e:#}"),
+        };
+        std::thread::sleep(Duration::from_secs(1));
+        self.start_once(systemd, unit, " twice")?;
+        Ok(Some(format!(
+            "the first start failed, the second worked: {first}"
+        )))
+    }
+
+    fn start_once(&self, systemd: &Systemd, unit: &str, times: &str) -> Result<()> {
+        let log = self.layout.unit_log();
+        let before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        systemd.start(unit, START_TIMEOUT).map_err(|e| {
+            let said = unit_log_since(&log, before);
+            match said.is_empty() {
+                true => anyhow!("{e:#}{times}"),
+                false => anyhow!("{e:#}{times}; podman said:\n{said}"),
+            }
+        })
     }
 
     /// The last lines the app wrote (podman's k8s-file log, prefixes removed).
@@ -344,6 +375,24 @@ impl<'a> Node<'a> {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// How long a start job may take (podman run of an existing image).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The last lines the unit's commands wrote to `log` after its first `from` bytes.
+fn unit_log_since(log: &Path, from: u64) -> String {
+    use std::io::{Read, Seek};
+    let mut text = String::new();
+    if let Ok(mut f) = std::fs::File::open(log) {
+        let _ = f.seek(std::io::SeekFrom::Start(from));
+        let _ = f.take(64 << 10).read_to_string(&mut text);
+    }
+    crate::sys::podman::tail(text.trim(), 10)
+        .lines()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub(crate) fn event(

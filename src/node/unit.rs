@@ -27,6 +27,8 @@ pub struct UnitSpec {
     pub port: u16,
     pub container_port: u16,
     pub log: String,
+    /// The unit's stderr (podman's own messages; the app's output goes to `log`).
+    pub unit_log: String,
     pub env_file: Option<String>,
     pub mounts: Vec<Mount>,
     pub stop_timeout: u64,
@@ -154,6 +156,7 @@ impl UnitSpec {
             port,
             container_port: config.container.port,
             log: layout.app_log(&config.app).display().to_string(),
+            unit_log: layout.unit_log().display().to_string(),
             env_file: config
                 .shared
                 .files

@@ -10,10 +10,6 @@ use crate::sys::systemd::Systemd;
 use crate::{node::snapshot, node::unit, signals, sys::fsx, sys::health, sys::podman};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
-use std::time::Duration;
-
-/// How long a start job may take (podman run of an existing image).
-const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct NodeEffects<'a> {
     node: &'a Node<'a>,
@@ -26,6 +22,8 @@ pub struct NodeEffects<'a> {
     unprotected: bool,
     /// The app's last log lines when the first step failed, before anything was put back.
     pub failure_log: Option<String>,
+    /// What made the start need a second try, to warn about once the step's line ends.
+    retried: Option<String>,
 }
 
 impl<'a> NodeEffects<'a> {
@@ -38,6 +36,7 @@ impl<'a> NodeEffects<'a> {
             force,
             unprotected: false,
             failure_log: None,
+            retried: None,
         })
     }
 
@@ -141,7 +140,10 @@ impl<'a> NodeEffects<'a> {
                 fsx::replace_symlink(&node.layout.current(), &Layout::current_target(to))
             }
             Step::Unlink => self.unlink(),
-            Step::Start => self.systemd.start(&self.unit, START_TIMEOUT),
+            Step::Start => {
+                self.retried = node.start_unit(self.systemd, &self.unit)?;
+                Ok(())
+            }
             Step::Health => self.health(),
             Step::LeaveGap => match &self.router {
                 Some(r) if !self.unprotected => node.leave_gap(r),
@@ -160,7 +162,11 @@ impl Effects for NodeEffects<'_> {
         }
         let label = self.label(step, mv);
         let ui = self.node.ui;
-        ui.step(&label, || self.act(step, mv))
+        let done = ui.step(&label, || self.act(step, mv));
+        if let Some(warning) = self.retried.take() {
+            ui.warn(&warning);
+        }
+        done
     }
 
     fn after(&mut self, step: &Step) {
