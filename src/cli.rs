@@ -56,6 +56,9 @@ pub enum Command {
     Init,
     /// Check the config and the artifacts, and with ENV what the node needs; changes nothing.
     Check(EnvArgs),
+    /// Print the configuration as ENV sees it: its overrides merged, `${VAR}` expanded, the
+    /// env.secret names with whether each is set here (never a value).
+    Config(EnvArgs),
     /// Ship VERSION: build, upload, podman build, stop-swap-start, health check, prune.
     Release(ReleaseArgs),
     /// Go back to the previous release (or the one named with --to).
@@ -134,6 +137,9 @@ pub struct ReleaseArgs {
     /// On the node: the artifacts were already uploaded into releases/.incoming-VERSION.RUN.
     #[arg(long, hide = true, value_name = "RUN")]
     pub uploaded: Option<String>,
+    /// On the node: the env.secret values a laptop sent, in a private file (read, removed).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub secrets: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +247,7 @@ impl Command {
             | Command::TestPoints
             | Command::Init
             | Command::Check(_)
+            | Command::Config(_)
             | Command::Completions { .. }
             | Command::Man => return None,
         };

@@ -582,10 +582,15 @@ fn copy_dot_just_works_and_the_image_holds_no_deploy_files_or_shared_links() {
         "deploy.yaml",
         &yaml.replace("  - dist/example-app\n", "  - example-app\n"),
     );
+    // The release's variables file (in its .deploy/) stays out of the image too.
+    p.add_to_config("env:\n  secret: [GREETING]\n");
     p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.deploy_env(&[("GREETING", "from-the-shell")], &["release", "v1"])
+        .ok();
     p.body("/");
-    p.deploy(&["release", "v2"]).ok();
+    p.deploy_env(&[("GREETING", "from-the-shell")], &["release", "v2"])
+        .ok();
+    assert!(p.root().join("releases/v2/.deploy/env").is_file());
     assert_eq!(
         p.body("/hits"),
         "1\n",
@@ -657,4 +662,133 @@ fn exec_runs_a_one_off_container_of_the_live_release_with_its_data() {
     .unwrap();
     p.deploy(&run_sql).failed().says("was interrupted");
     std::fs::remove_file(&journal).unwrap();
+}
+
+#[test]
+fn staging_and_prod_of_one_app_live_side_by_side_each_with_its_overrides() {
+    let p = Project::new(
+        "t-envs",
+        18370,
+        Options {
+            traefik: Some(common::traefik_section("t-envs", "maintenance", "")),
+            ..Options::default()
+        },
+    );
+    // `prod` on its own path and port, overriding a scalar, a map key and Traefik's rule.
+    let config = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    p.write(
+        "deploy.yaml",
+        &config.replace(
+            "environments:\n",
+            "environments:\n  prod:\n    host: local\n    path: ~/tests/t-envs-prod\n    port: 18372\n\
+             \x20   keep_releases: 1\n    health:\n      timeout: 7s\n    traefik:\n      rule: Host(`t-envs-prod.test`)\n",
+        ),
+    );
+    let config = p.deploy(&["config", "prod"]).ok().stdout;
+    assert!(
+        config.contains("keep_releases: 1") && config.contains("timeout: 7s"),
+        "{config}"
+    );
+    assert!(
+        config.contains("t-envs-prod.test") && config.contains("path: /healthz"),
+        "{config}"
+    );
+    for env in ["test", "prod"] {
+        p.deploy(&["setup", env]).ok();
+        p.deploy(&["release", "v1", env]).ok();
+    }
+    p.deploy(&["release", "v2", "test"]).ok();
+    let front = |host: &str| common::get_front_as(host, "/").unwrap().2;
+    assert!(front("t-envs.test").starts_with("example-app v2 "));
+    assert!(front("t-envs-prod.test").starts_with("example-app v1 "));
+    assert!(p.body_at(18372, "/").starts_with("example-app v1 "));
+    // Each keeps its own releases: prod keeps one (and the previous, as always).
+    p.deploy(&["release", "v3", "prod"]).ok();
+    p.deploy(&["release", "v4", "prod"]).ok();
+    let mut prod_releases: Vec<_> = std::fs::read_dir(p.root_of("prod").join("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    prod_releases.sort();
+    assert_eq!(prod_releases, vec!["v3".to_string(), "v4".to_string()]);
+    assert_eq!(
+        p.releases_on_disk(),
+        vec!["v1".to_string(), "v2".to_string()]
+    );
+    // A rollback of one leaves the other alone; both units run side by side.
+    p.deploy(&["rollback", "test"]).ok();
+    assert!(front("t-envs.test").starts_with("example-app v1 "));
+    assert!(front("t-envs-prod.test").starts_with("example-app v4 "));
+    for unit in ["t-envs_test.service", "t-envs_prod.service"] {
+        let r = p.user("systemctl", &["--user", "is-active", unit]);
+        assert_eq!(r.stdout.trim(), "active", "{unit}");
+    }
+    p.deploy(&["status", "prod"]).ok().prints("v4");
+}
+
+#[test]
+fn env_clear_and_secret_reach_the_app_and_nothing_else() {
+    let p = Project::new("t-secrets", 18374, Options::default());
+    p.add_to_config("env:\n  clear:\n    RUST_LOG: info\n  secret: [GREETING]\n");
+    p.deploy(&["setup"]).ok();
+    let shared_env = p.root().join("shared/.env");
+    std::fs::write(&shared_env, "GREETING=from-shared\nOTHER=1\n").unwrap();
+    common::chown_to_node_user(&shared_env);
+    // Unset, it is named, and nothing is built or uploaded.
+    let r = p.deploy(&["release", "v1"]).failed();
+    r.says("env.secret `GREETING` is not set in this shell");
+    assert!(p.releases_on_disk().is_empty());
+
+    let (one, two) = ("s3cret-one-9f1c", "s3cret-two-77ab");
+    let r = p
+        .deploy_env(&[("GREETING", one)], &["-v", "release", "v1"])
+        .ok();
+    // The release's value wins over shared/.env's.
+    assert!(p.body("/").contains(&format!("greeting={one}")));
+    let vars = p.root().join("releases/v1/.deploy/env");
+    let mode = std::fs::metadata(&vars).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Never printed: not in -v, --json or --dry-run output.
+    let dry = p
+        .deploy_env(&[("GREETING", one)], &["release", "v2", "--dry-run"])
+        .ok();
+    let json = p.deploy(&["--json", "history"]).ok();
+    for out in [&r.stdout, &r.stderr, &dry.stdout, &dry.stderr, &json.stdout] {
+        assert!(!out.contains(one), "a secret in the output: {out}");
+    }
+    // Never on a command line: none holds it while a release runs.
+    let child = p
+        .deploy_cmd(
+            &[("GREETING", two), ("DEPLOY_TEST_HOOK", "sleep@after-build")],
+            &["release", "v2"],
+        )
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains(two),
+            "a command line holds the secret: {}",
+            String::from_utf8_lossy(&cmdline)
+        );
+    }
+    Project::wait(child).ok();
+    assert!(p.body("/").contains(&format!("greeting={two}")));
+    // Nothing of deploy's own holds it, but the release's variables file.
+    let found = p.user(
+        "grep",
+        &["-rl", two, p.root().join(".deploy").to_str().unwrap()],
+    );
+    assert_eq!(found.stdout, "", "{}", found.stdout);
+    // A rollback brings back the values that release was released with.
+    p.deploy(&["rollback"]).ok();
+    assert!(p.body("/").contains(&format!("greeting={one}")));
+    // `deploy config` names the secret, never its value.
+    let c = p.deploy_env(&[("GREETING", one)], &["config"]).ok();
+    assert!(
+        c.stdout.contains("GREETING: (set here)") && !c.stdout.contains(one),
+        "{}",
+        c.stdout
+    );
 }

@@ -96,6 +96,21 @@ fn setup_release_rollback_over_ssh_with_unchanged_files_hard_linked() {
     r.prints("`deploy rollback`");
     common::assert_private(&p.root());
 
+    // A secret of the laptop's shell reaches the app over SSH, never a command line or a file
+    // left in the run's directory.
+    p.add_to_config("env:\n  secret: [GREETING]\n");
+    let secret = "over-ssh-5e3a";
+    let r = p
+        .deploy_remote_env(&[("GREETING", secret)], &["release", "v4"])
+        .ok();
+    assert!(!r.stderr.contains(secret) && !r.stdout.contains(secret));
+    assert!(p.body("/").contains(&format!("greeting={secret}")));
+    let left = p.user(
+        "grep",
+        &["-rl", secret, p.root().join(".deploy").to_str().unwrap()],
+    );
+    assert_eq!(left.stdout, "", "the secret was left in {}", left.stdout);
+
     // The node's deploy must be this build: anything else is refused until setup installs it.
     let sum = p.root().join(".deploy/bin/deploy.sha256");
     std::fs::write(&sum, "0000\n").unwrap();

@@ -4,6 +4,7 @@
 //! its line; the checks that come after parsing find the line of the key they complain about.
 
 use anyhow::{bail, Context, Result};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,9 @@ pub struct Config {
     /// Optional: commands around a release.
     #[serde(default)]
     pub hooks: Hooks,
+    /// Optional: the app's environment variables, set per release (after `shared/.env`).
+    #[serde(default)]
+    pub env: Env,
     pub environments: BTreeMap<String, Environment>,
 }
 
@@ -91,6 +95,20 @@ impl Default for Hooks {
 
 fn default_hook_timeout() -> Duration {
     Duration::from_secs(600)
+}
+
+/// Variables of the app, written on the node into an env file of the release (0600) that the
+/// container reads after `shared/.env`: a rollback brings back the values that release had.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Env {
+    /// Values in the config.
+    #[serde(default)]
+    pub clear: BTreeMap<String, String>,
+    /// Names only: each value is read from the environment of `deploy release` on this machine
+    /// (`op run -- deploy release`, a CI secret), never from a file, never printed.
+    #[serde(default)]
+    pub secret: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -171,6 +189,156 @@ pub struct Environment {
     /// Optional, for a remote host: how to reach it.
     #[serde(default)]
     pub ssh: Option<SshOptions>,
+    // Any top-level section but `app` and `environments` ([`OVERRIDABLE`]), for this
+    // environment only: merged over the top level as Kamal merges a destination's file (maps
+    // merge, lists and scalars replace) by [`for_environment`]. Accepted here, read there.
+    #[allow(dead_code)]
+    #[serde(default)]
+    keep_releases: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    build: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    artifacts: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    shared: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    container: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    health: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    traefik: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    backup: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    listen: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    hooks: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    env: Option<IgnoredAny>,
+}
+
+/// The top-level sections an environment may override.
+pub const OVERRIDABLE: &[&str] = &[
+    "keep_releases",
+    "build",
+    "artifacts",
+    "shared",
+    "container",
+    "health",
+    "traefik",
+    "backup",
+    "listen",
+    "hooks",
+    "env",
+];
+
+/// `over` merged into `base`: maps merge key by key, anything else replaces.
+fn merge(base: &mut yaml_serde::Value, over: yaml_serde::Value) {
+    use yaml_serde::Value::Mapping;
+    match (base, over) {
+        (Mapping(b), Mapping(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(bv) => merge(bv, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// The configuration `env` sees, as YAML: its overrides merged over the top level.
+fn merged(text: &str, env: &str) -> Result<yaml_serde::Value> {
+    let mut root: yaml_serde::Value = yaml_serde::from_str(text)?;
+    let overrides: Vec<(yaml_serde::Value, yaml_serde::Value)> = root
+        .get("environments")
+        .and_then(|e| e.get(env))
+        .and_then(|e| e.as_mapping())
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.as_str().is_some_and(|k| OVERRIDABLE.contains(&k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (key, value) in overrides {
+        let slot = root
+            .as_mapping_mut()
+            .context("a config is a mapping")?
+            .entry(key)
+            .or_insert(yaml_serde::Value::Null);
+        merge(slot, value);
+    }
+    Ok(root)
+}
+
+/// `deploy config ENV`: the configuration `env` sees, as YAML; under `environments` only its
+/// own keys; each env.secret with whether it is set here, never its value.
+pub fn resolved_yaml(text: &str, env: &str) -> Result<String> {
+    use yaml_serde::{Mapping, Value};
+    let mut root = merged(text, env)?;
+    let map = root.as_mapping_mut().context("a config is a mapping")?;
+    let own: Mapping = map
+        .get("environments")
+        .and_then(|e| e.get(env))
+        .and_then(Value::as_mapping)
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !k.as_str().is_some_and(|k| OVERRIDABLE.contains(&k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    map.insert(
+        "environments".into(),
+        Value::Mapping(Mapping::from_iter([(env.into(), Value::Mapping(own))])),
+    );
+    let secrets = map
+        .get_mut("env")
+        .and_then(|e| e.as_mapping_mut())
+        .and_then(|e| e.get_mut("secret"));
+    if let Some(list) = secrets {
+        let names: Vec<String> = list
+            .as_sequence()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|n| n.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        *list = Value::Mapping(Mapping::from_iter(names.into_iter().map(|n| {
+            let set = std::env::var_os(&n).is_some();
+            (
+                n.into(),
+                (if set { "(set here)" } else { "(NOT set here)" }).into(),
+            )
+        })));
+    }
+    Ok(yaml_serde::to_string(&root)?)
+}
+
+/// The configuration `env` sees: its overrides merged over the top level, validated. `text`
+/// parsed already (its errors have their lines); an error here names the environment.
+fn for_environment(text: &str, env: &str) -> Result<Config> {
+    let root = merged(text, env)?;
+    let within = |e: String| anyhow::anyhow!("environment `{env}`, with its overrides: {e}");
+    let config: Config = yaml_serde::from_value(root).map_err(|e| within(e.to_string()))?;
+    validate(&config)
+        .map_err(|Invalid { key, message }| within(format!("{}: {message}", key.join("."))))?;
+    Ok(config)
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -412,6 +580,18 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// This configuration as the environment `name` (or the only one) sees it: its overrides
+    /// merged over the top level.
+    pub fn for_environment(&self, name: Option<&str>) -> Result<Loaded> {
+        let (env, _) = self.environment(name)?;
+        let config = for_environment(&self.text, &env)
+            .with_context(|| format!("invalid config {}", self.file.display()))?;
+        Ok(Loaded {
+            config,
+            ..self.clone()
+        })
+    }
+
     /// Picks the environment: the one named, or the only one when none is named.
     pub fn environment(&self, name: Option<&str>) -> Result<(String, &Environment)> {
         let envs = &self.config.environments;
@@ -478,6 +658,9 @@ pub fn parse(text: &str) -> Result<Config> {
             .unwrap_or_default();
         anyhow::anyhow!("{}{at}: {message}", key.join("."))
     })?;
+    for env in config.environments.keys() {
+        for_environment(text, env)?;
+    }
     Ok(config)
 }
 
@@ -709,5 +892,67 @@ environments:
             let e = err(&GOOD.replace("path: ~/web/my-app", &format!("path: {bad}")));
             assert!(e.contains("environments.prod.path"), "{bad}: {e}");
         }
+    }
+
+    fn with_staging(overrides: &str) -> String {
+        format!("{GOOD}  staging:\n    host: local\n    path: ~/web/my-app-staging\n    port: 18090\n{overrides}")
+    }
+
+    fn as_env(text: &str, env: &str) -> Config {
+        parse(text).unwrap();
+        for_environment(text, env).unwrap()
+    }
+
+    #[test]
+    fn an_environment_overrides_sections_maps_merge_lists_and_scalars_replace() {
+        let text = with_staging(
+            "    keep_releases: 2\n    health:\n      timeout: 5s\n    artifacts: [dist/app]\n    listen: socket\n",
+        );
+        let staging = as_env(&text, "staging");
+        assert_eq!(staging.keep_releases, 2);
+        assert_eq!(staging.health.timeout, Duration::from_secs(5));
+        assert_eq!(staging.health.path, "/healthz", "a map merges");
+        assert_eq!(
+            staging.artifacts,
+            vec!["dist/app".to_string()],
+            "a list replaces"
+        );
+        assert_eq!(staging.listen, Listen::Socket);
+        let prod = as_env(&text, "prod");
+        assert_eq!(prod.keep_releases, 3);
+        assert_eq!(prod.health.timeout, Duration::from_secs(30));
+        assert_eq!(prod.artifacts.len(), 3);
+        assert_eq!(prod.listen, Listen::Publish);
+    }
+
+    #[test]
+    fn every_overridable_section_is_accepted_and_app_is_not() {
+        let all: String = OVERRIDABLE
+            .iter()
+            .map(|k| format!("    {k}: null\n"))
+            .collect();
+        // `null` replaces: every section parses (required ones then fail as missing).
+        assert!(parse(&with_staging(&all)).is_err());
+        for k in OVERRIDABLE {
+            if let Err(e) = parse(&with_staging(&format!("    {k}: {{}}\n"))) {
+                assert!(!format!("{e:#}").contains("unknown field"), "{k}: {e:#}");
+            }
+        }
+        for k in ["app", "environments", "nonsense"] {
+            let e = err(&with_staging(&format!("    {k}: x\n")));
+            assert!(e.contains(&format!("unknown field `{k}`")), "{k}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_override_names_its_environment() {
+        let e = err(&with_staging("    health:\n      timeout: soon\n"));
+        assert!(e.contains("environment `staging`"), "{e}");
+        assert!(e.contains("soon"), "{e}");
+        let e = err(&with_staging("    keep_releases: 0\n"));
+        assert!(
+            e.contains("environment `staging`") && e.contains("keep_releases"),
+            "{e}"
+        );
     }
 }

@@ -64,7 +64,54 @@ pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
     if let Some(t) = &c.traefik {
         validate_traefik(t)?;
     }
+    validate_env(&c.env)?;
     validate_environments(c)
+}
+
+/// A name an env file can hold: letters, digits and `_`, not starting with a digit; `DEPLOY_`
+/// is deploy's.
+fn validate_env(e: &crate::config::Env) -> Result<(), Invalid> {
+    let names = e
+        .clear
+        .keys()
+        .map(|k| ("clear", k))
+        .chain(e.secret.iter().map(|k| ("secret", k)));
+    for (part, name) in names {
+        let ok = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(invalid(
+                &["env", part],
+                format!("`{name}` is not a variable name (letters, digits and _)"),
+            ));
+        }
+        if name.starts_with("DEPLOY_") {
+            return Err(invalid(
+                &["env", part],
+                format!("`{name}`: DEPLOY_ names are deploy's"),
+            ));
+        }
+    }
+    if let Some(both) = e.secret.iter().find(|n| e.clear.contains_key(*n)) {
+        return Err(invalid(
+            &["env", "secret"],
+            format!("`{both}` is also in env.clear: keep one"),
+        ));
+    }
+    if let Some((name, _)) = e
+        .clear
+        .iter()
+        .find(|(_, v)| v.contains('\n') || v.contains('\0'))
+    {
+        return Err(invalid(
+            &["env", "clear"],
+            format!("`{name}`: one line only (an env file holds no newlines)"),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_hooks(h: &Hooks) -> Result<(), Invalid> {

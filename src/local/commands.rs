@@ -38,6 +38,12 @@ pub fn run(mut cli: Cli) -> Result<()> {
             return Ok(());
         }
         Command::Check(a) => return check(&load(file)?, a.env.as_deref(), ui, cli.node),
+        Command::Config(a) => {
+            let loaded = load(file)?;
+            let (env, _) = loaded.environment(a.env.as_deref())?;
+            print!("{}", config::resolved_yaml(&loaded.text, &env)?);
+            return Ok(());
+        }
         _ => {}
     }
     let loaded = load(file)?;
@@ -49,6 +55,7 @@ pub fn run(mut cli: Cli) -> Result<()> {
         .command
         .env()
         .expect("every other command acts on a node");
+    let loaded = loaded.for_environment(node_env)?;
     let (env_name, env) = loaded.environment(node_env)?;
     let hooks = match &cli.command {
         Command::Release(a) => {
@@ -145,6 +152,10 @@ fn before_release(
         return Ok(());
     }
     crate::version::check(&a.version)?;
+    if !node {
+        // Every env.secret is set here, before anything is built or uploaded.
+        crate::node::appenv::text(&loaded.config.env, |n| std::env::var(n).ok())?;
+    }
     let ui = hooks.ui;
     if let (Some(build), false) = (&loaded.config.build, a.skip_build) {
         ui.step(&format!("Building ({})", build.command), || {
@@ -215,6 +226,7 @@ fn dispatch(
         | Command::TestPoints
         | Command::Init
         | Command::Check(_)
+        | Command::Config(_)
         | Command::Completions { .. }
         | Command::Man => unreachable!("the commands without a node returned before"),
     }
@@ -222,6 +234,10 @@ fn dispatch(
 
 /// `deploy check [ENV]`: the config is loaded already; then the artifacts, then the node.
 fn check(loaded: &config::Loaded, env: Option<&str>, ui: Ui, on_node: bool) -> Result<()> {
+    let loaded = &match env {
+        Some(_) => loaded.for_environment(env)?,
+        None => loaded.clone(),
+    };
     if on_node {
         // A remote environment's server checks itself: the artifacts are on the laptop.
         let (env_name, env) = loaded.environment(env)?;
@@ -343,6 +359,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
         | Command::TestPoints
         | Command::Init
         | Command::Check(_)
+        | Command::Config(_)
         | Command::Completions { .. }
         | Command::Man => unreachable!("these run no node command"),
     };

@@ -366,21 +366,33 @@ impl<'a> Remote<'a> {
             send(files, &self.loaded.dir)?;
         }
         // The config as resolved here (`${VAR}` expanded: the node never sees this machine's
-        // environment), from a private directory of its own.
+        // environment).
+        self.send_private(root, &file_name, self.loaded.text.as_bytes())
+    }
+
+    /// Sends `bytes` as the file `name` of this run's private directory on the node (0600 in
+    /// 0700), from a private directory of its own here; returns its path there.
+    fn send_private(&self, root: &str, name: &str, bytes: &[u8]) -> Result<String> {
+        let dest = format!("{}/", self.project_dir(root));
         let private = crate::sys::ssh::private_dir_name()?;
         {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new().mode(0o700).create(&private)?;
         }
-        let written = crate::sys::fsx::write_atomic(
-            &private.join(&file_name),
-            self.loaded.text.as_bytes(),
-            0o600,
-        )
-        .and_then(|()| send(vec![file_name.clone()], &private).map(|_| ()));
+        let args = [
+            "--relative",
+            "--mkpath",
+            "--chmod=F600,D700",
+            name,
+            &self.ssh.remote_path(&dest),
+        ]
+        .map(String::from);
+        let written = crate::sys::fsx::write_atomic(&private.join(name), bytes, 0o600)
+            .and_then(|()| self.ssh.rsync(&args, &private).map(|_| ()))
+            .with_context(|| format!("cannot send {name} to the node"));
         let _ = std::fs::remove_dir_all(&private);
         written?;
-        Ok(format!("{dest}{file_name}"))
+        Ok(format!("{dest}{name}"))
     }
 
     /// The node's deploy command line for `args`. Pure apart from the environment variable
@@ -579,7 +591,13 @@ exit "${{rc:-1}}"
                 )));
             }
         }
-        let result = self.act(&root, &config, node_args);
+        let mut node_args = node_args.to_vec();
+        if !self.loaded.config.env.secret.is_empty() {
+            let secrets = crate::node::appenv::secrets_here(&self.loaded.config.env)?;
+            let path = self.send_private(&root, "secrets.env", secrets.as_bytes())?;
+            node_args.extend(["--secrets".into(), path]);
+        }
+        let result = self.act(&root, &config, &node_args);
         // A release that went on took the upload; one refused (another deploy held the lock,
         // the version exists) leaves it, and it goes.
         self.clean_up(&root, Some(&incoming));

@@ -32,8 +32,14 @@ impl Node<'_> {
             .exec_container(&format!("{stamp}{}", std::process::id()));
         let tty =
             a.interactive && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        let spec = self.unit_spec();
+        let vars = std::path::PathBuf::from(spec.release_vars(&live));
+        if !vars.exists() {
+            // A release from before env.clear/env.secret: no variables of its own.
+            crate::sys::fsx::write_atomic(&vars, b"", 0o600)?;
+        }
         let args = unit::exec_args(
-            &self.unit_spec(),
+            &spec,
             &image,
             &live,
             &name,

@@ -6,6 +6,7 @@
 //! -> updating (upload, image build) -> publishing (the swap) -> finishing (prune, report).
 //! A rollback: starting -> reverting (the target and its data) -> publishing.
 
+pub mod appenv;
 pub mod check;
 mod exec;
 pub mod layout;

@@ -10,7 +10,9 @@ use crate::node::state::State;
 use crate::node::state::{Action, EventOutcome};
 use crate::sys::systemd::Systemd;
 use crate::ui::fmt_duration;
-use crate::{node::layout, node::upload, signals, sys::fsx, sys::podman, version};
+use crate::{
+    node::appenv, node::layout, node::unit, node::upload, signals, sys::fsx, sys::podman, version,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,6 +31,8 @@ struct Run<'r> {
     sources: Vec<PathBuf>,
     image: String,
     started: Instant,
+    /// The release's variables file (env.clear, env.secret): never printed.
+    vars: String,
 }
 
 impl Node<'_> {
@@ -44,6 +48,7 @@ impl Node<'_> {
     fn release_starting<'r>(&self, req: &'r ReleaseArgs) -> Result<Run<'r>> {
         let v = req.version.as_str();
         version::check(v)?;
+        let vars = self.release_vars(req)?;
         let sources = if req.uploaded.is_some() {
             Vec::new()
         } else {
@@ -91,6 +96,20 @@ impl Node<'_> {
             sources,
             image: self.image(v),
             started: Instant::now(),
+            vars,
+        })
+    }
+
+    /// The variables of this release: secrets from the file a laptop sent (`--secrets`, read
+    /// and removed) or, on a local environment, from this process's environment.
+    fn release_vars(&self, req: &ReleaseArgs) -> Result<String> {
+        let sent = match &req.secrets {
+            Some(path) => Some(appenv::read_secrets(path)?),
+            None => None,
+        };
+        appenv::text(&self.config.env, |name| match &sent {
+            Some(m) => m.get(name).cloned(),
+            None => std::env::var(name).ok(),
         })
     }
 
@@ -118,7 +137,18 @@ impl Node<'_> {
             } else {
                 upload::rsync_local(&run.sources, &incoming, link_dest.as_deref())?;
             }
-            upload::finish_release_dir(&incoming, &self.config.shared, &self.config.app, v, &image)
+            let release_env = unit::release_env(
+                &self.config.app,
+                v,
+                &image,
+                Some(&self.unit_spec().current_vars()),
+            );
+            upload::finish_release_dir(
+                &incoming,
+                &self.config.shared,
+                &release_env,
+                Some(&run.vars),
+            )
         });
         if let Err(e) = uploaded {
             let _ = std::fs::remove_dir_all(&incoming);

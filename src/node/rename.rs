@@ -116,7 +116,11 @@ impl Node<'_> {
             }
             let env_file = self.layout.release(&version).join(".deploy/release.env");
             if env_file.exists() {
-                let text = unit::release_env(&self.config.app, &version, &new);
+                let spec = self.unit_spec();
+                let vars = std::path::Path::new(&spec.release_vars(&version))
+                    .exists()
+                    .then(|| spec.current_vars());
+                let text = unit::release_env(&self.config.app, &version, &new, vars.as_deref());
                 fsx::write_atomic(&env_file, text.as_bytes(), 0o600)?;
             }
             if let Some(r) = state.releases.get_mut(&version) {

@@ -115,6 +115,8 @@ fn one_off_args(
     if let Some(env) = &spec.env_file {
         a.extend(["--env-file".into(), env.clone()]);
     }
+    // The release's own variables (env.clear, env.secret) win over shared/.env.
+    a.extend(["--env-file".into(), spec.release_vars(version)]);
     for m in &spec.mounts {
         a.extend(["--volume".into(), format!("{}:{}", m.host, m.container)]);
     }
@@ -123,12 +125,37 @@ fn one_off_args(
     a
 }
 
-/// The env file inside each release: the unit reads it through `current`.
-pub fn release_env(app: &str, version: &str, image: &str) -> String {
-    format!("# Written by deploy: the release {version} of {app}.\nDEPLOY_VERSION={version}\nDEPLOY_IMAGE={image}\n")
+/// The env file inside each release: the unit reads it through `current`. `vars`: the
+/// release's variables file (see [`crate::node::appenv`]), read through `current` too; a release
+/// without one (made before it existed) leaves the unit's default, /dev/null.
+pub fn release_env(app: &str, version: &str, image: &str, vars: Option<&str>) -> String {
+    let vars = vars
+        .map(|v| format!("DEPLOY_ENV_FILE={v}\n"))
+        .unwrap_or_default();
+    format!("# Written by deploy: the release {version} of {app}.\nDEPLOY_VERSION={version}\nDEPLOY_IMAGE={image}\n{vars}")
 }
 
 impl UnitSpec {
+    /// The variables file of a release (env.clear, env.secret), by its version.
+    pub fn release_vars(&self, version: &str) -> String {
+        format!(
+            "{}/releases/{version}/{}/{}",
+            self.root,
+            crate::node::layout::RELEASE_META,
+            crate::node::appenv::FILE
+        )
+    }
+
+    /// The same, read through `current` (what the unit passes).
+    pub fn current_vars(&self) -> String {
+        format!(
+            "{}/current/{}/{}",
+            self.root,
+            crate::node::layout::RELEASE_META,
+            crate::node::appenv::FILE
+        )
+    }
+
     pub fn new(
         config: &crate::config::Config,
         layout: &Layout,
@@ -221,7 +248,8 @@ mod tests {
             .join(" "),
             "run --rm --pull=never --name shop_prod_hook --replace --env DEPLOY_APP=shop \
              --env DEPLOY_ENV=prod --env DEPLOY_VERSION=v2 --env DEPLOY_PREVIOUS=v1 \
-             --env-file /srv/shop/shared/.env --volume /srv/shop/shared/data:/app/data \
+             --env-file /srv/shop/shared/.env --env-file /srv/shop/releases/v2/.deploy/env \
+             --volume /srv/shop/shared/data:/app/data \
              --entrypoint /app/shop localhost/shop:v2 migrate --all"
         );
         // A command's quoted words stay whole (a list in the config is kept quoted so).
@@ -251,7 +279,10 @@ mod tests {
     #[test]
     fn no_env_file_without_dot_env() {
         let text = render(&spec(false)).unwrap();
-        assert!(!text.contains("--env-file"));
+        assert!(!text.contains("--env-file /srv/shop/shared"));
+        // The release's own variables, named by its release.env; /dev/null before it had any.
+        assert!(text.contains("Environment=DEPLOY_ENV_FILE=/dev/null\nEnvironmentFile="));
+        assert!(text.contains("    --env-file ${DEPLOY_ENV_FILE} \\\n"));
         // Every continuation line ends in a backslash up to the image.
         let exec: Vec<&str> = text
             .lines()
@@ -265,8 +296,11 @@ mod tests {
 
     #[test]
     fn release_env_names_the_image() {
-        let e = release_env("shop", "v2", "localhost/shop:v2");
+        let e = release_env("shop", "v2", "localhost/shop:v2", None);
         assert!(e.contains("\nDEPLOY_VERSION=v2\n"));
         assert!(e.ends_with("DEPLOY_IMAGE=localhost/shop:v2\n"));
+        let vars = "/srv/shop/current/.deploy/env";
+        let e = release_env("shop", "v2", "localhost/shop:v2", Some(vars));
+        assert!(e.ends_with("\nDEPLOY_ENV_FILE=/srv/shop/current/.deploy/env\n"));
     }
 }

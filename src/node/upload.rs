@@ -3,7 +3,7 @@
 
 use crate::config::{Config, Shared};
 use crate::node::layout::{Layout, RELEASE_META};
-use crate::{node::unit, sys::fsx};
+use crate::sys::fsx;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -148,21 +148,25 @@ pub fn check_rsync() -> Result<()> {
         .context("`rsync` is not installed: as root, apt-get install rsync")
 }
 
-/// Completes an uploaded directory: deploy's env file and the links into `shared/`.
+/// Completes an uploaded directory: deploy's env file (`release_env`, see
+/// [`unit::release_env`]), the app's variables (`vars`, see [`crate::node::appenv`]), both
+/// 0600 in its `.deploy/`, and the links into `shared/`.
 pub fn finish_release_dir(
     dir: &Path,
     shared: &Shared,
-    app: &str,
-    version: &str,
-    image: &str,
+    release_env: &str,
+    vars: Option<&str>,
 ) -> Result<()> {
     let meta = dir.join(RELEASE_META);
     fsx::ensure_private_dir(&meta)?;
-    fsx::write_atomic(
-        &meta.join("release.env"),
-        unit::release_env(app, version, image).as_bytes(),
-        0o600,
-    )?;
+    if let Some(vars) = vars {
+        fsx::write_atomic(
+            &meta.join(crate::node::appenv::FILE),
+            vars.as_bytes(),
+            0o600,
+        )?;
+    }
+    fsx::write_atomic(&meta.join("release.env"), release_env.as_bytes(), 0o600)?;
     for entry in shared.dirs.iter().chain(&shared.files) {
         let link = dir.join(entry);
         if let Some(parent) = link.parent() {

@@ -282,6 +282,24 @@ impl Run {
     }
 }
 
+/// GET through Traefik's entry point with a Host: (status, Retry-After, body).
+pub fn get_front_as(host: &str, path: &str) -> Result<(u16, Option<String>, String), String> {
+    let mut r = agent()
+        .get(format!("http://127.0.0.1:{TRAEFIK_WEB}{path}"))
+        .header("Host", host)
+        .call()
+        .map_err(|e| e.to_string())?;
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap_or_default().to_string());
+    Ok((
+        r.status().as_u16(),
+        retry_after,
+        r.body_mut().read_to_string().unwrap_or_default(),
+    ))
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -460,7 +478,11 @@ impl Project {
     }
 
     pub fn deploy_remote(&self, args: &[&str]) -> Run {
-        Run::from(self.remote_cmd(&[], args).output().unwrap())
+        self.deploy_remote_env(&[], args)
+    }
+
+    pub fn deploy_remote_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
+        Run::from(self.remote_cmd(env, args).output().unwrap())
     }
 
     pub fn deploy_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
@@ -515,20 +537,7 @@ impl Project {
 
     /// GET through Traefik's entry point, with this app's Host: (status, Retry-After, body).
     pub fn get_front(&self, path: &str) -> Result<(u16, Option<String>, String), String> {
-        let mut r = agent()
-            .get(format!("http://127.0.0.1:{TRAEFIK_WEB}{path}"))
-            .header("Host", format!("{}.test", self.app))
-            .call()
-            .map_err(|e| e.to_string())?;
-        let retry_after = r
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap_or_default().to_string());
-        Ok((
-            r.status().as_u16(),
-            retry_after,
-            r.body_mut().read_to_string().unwrap_or_default(),
-        ))
+        get_front_as(&format!("{}.test", self.app), path)
     }
 
     /// Starts a steady load through Traefik: `clients` threads sending GET / one after another,
@@ -566,6 +575,16 @@ impl Project {
         body
     }
 
+    /// GET on another port (another environment's app): the body of a 200.
+    pub fn body_at(&self, port: u16, path: &str) -> String {
+        let mut r = agent()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .call()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "GET :{port}{path}");
+        r.body_mut().read_to_string().unwrap()
+    }
+
     pub fn image_exists(&self, version: &str) -> bool {
         self.user(
             "podman",
@@ -584,17 +603,33 @@ impl Project {
         format!("{}_test.service", self.app)
     }
 
-    /// Stops the app and removes everything a previous run left.
+    /// Stops the app and removes everything a previous run left: its `test` environment and,
+    /// when a test adds one, its `prod` environment at `~/tests/<app>-prod`.
     pub fn clean(&self) {
-        for unit in [self.unit(), format!("{}_test_gap.service", self.app)] {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        for (env, root) in [("test", self.root()), ("prod", self.root_of("prod"))] {
+            self.clean_env(env, &root);
+        }
+    }
+
+    /// Where an extra environment of the app lives (its `path` must be this).
+    pub fn root_of(&self, env: &str) -> PathBuf {
+        node()
+            .home
+            .join("tests")
+            .join(format!("{}-{env}", self.app))
+    }
+
+    fn clean_env(&self, env: &str, root: &Path) {
+        let names = format!("{}_{env}", self.app);
+        for unit in [format!("{names}.service"), format!("{names}_gap.service")] {
             let _ = self.user("systemctl", &["--user", "stop", &unit]);
             let _ = self.user("systemctl", &["--user", "disable", &unit]);
             let _ = std::fs::remove_file(node().home.join(".config/systemd/user").join(&unit));
         }
-        let _ = std::fs::remove_dir_all(self.root());
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(root);
         let dynamic = node().home.join(".config/traefik/dynamic");
-        for stem in [format!("{}_test", self.app), format!("{}-test", self.app)] {
+        for stem in [names.clone(), format!("{}-{env}", self.app)] {
             let _ = std::fs::remove_file(dynamic.join(format!("{stem}.yaml")));
         }
         // By name, never by id: identical builds of other tests' apps share image ids. The
@@ -606,10 +641,10 @@ impl Project {
                 "--format",
                 "{{.Repository}}:{{.Tag}}",
                 "--filter",
-                &format!("reference=localhost/{}_test", self.app),
+                &format!("reference=localhost/{names}"),
             ],
         );
-        let own = format!("localhost/{}_test:", self.app);
+        let own = format!("localhost/{names}:");
         for name in images
             .stdout
             .split_whitespace()

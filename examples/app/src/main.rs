@@ -116,8 +116,10 @@ fn handle(app: &App, request: http::Request) -> http::Response {
                 .and_then(|_| {
                     db.query_row("SELECT COUNT(*) FROM hits", [], |r| r.get::<_, i64>(0))
                 });
-            let greeting =
-                std::fs::read_to_string(app.assets.join("greeting.txt")).unwrap_or_default();
+            // GREETING from the environment (deploy's env.clear/env.secret, shared/.env) wins.
+            let greeting = std::env::var("GREETING").unwrap_or_else(|_| {
+                std::fs::read_to_string(app.assets.join("greeting.txt")).unwrap_or_default()
+            });
             match n {
                 Ok(n) => (
                     200,

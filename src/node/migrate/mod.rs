@@ -240,12 +240,14 @@ impl crate::node::Node<'_> {
                     }
                     fsx::sync_dir(&root)?;
                     crate::signals::point("migrate-after-release-files");
+                    // Its variables come with its first release (a secret is read there).
+                    let release_env =
+                        crate::node::unit::release_env(&self.config.app, &v, &image, None);
                     crate::node::upload::finish_release_dir(
                         &incoming,
                         &self.config.shared,
-                        &self.config.app,
-                        &v,
-                        &image,
+                        &release_env,
+                        None,
                     )?;
                     fsx::rename_durable(&incoming, &target)
                 })?;

@@ -1,0 +1,88 @@
+//! The app's variables of a release (`env.clear`, `env.secret`): an env file in the release's
+//! `.deploy/` (0600, outside the image's build context), which the container reads after
+//! `shared/.env`. Secret values come from the environment of `deploy release` where it was
+//! typed; they are never on a command line, in the config sent to a node, or in any output.
+
+use crate::config::Env;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The file's name in the release's `.deploy/`.
+pub const FILE: &str = "env";
+
+/// The env file's text: the clear values, then the secrets, each looked up with `secret`. Pure.
+pub fn text(env: &Env, secret: impl Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::from("# Written by deploy: env.clear and env.secret of this release.\n");
+    for (name, value) in &env.clear {
+        out += &format!("{name}={value}\n");
+    }
+    for name in &env.secret {
+        let Some(value) = secret(name) else {
+            bail!(
+                "env.secret `{name}` is not set in this shell: export it, or run deploy under \
+                 your secret store (`op run -- deploy release ...`, `doppler run -- deploy \
+                 release ...`)"
+            );
+        };
+        if value.contains('\n') || value.contains('\0') {
+            bail!("env.secret `{name}` holds a newline: an env file holds one line per variable");
+        }
+        out += &format!("{name}={value}\n");
+    }
+    Ok(out)
+}
+
+/// The secrets of `env` from this process's environment, as `NAME=value` lines (what a
+/// remote node is sent, in a private file, to read with [`read_secrets`]).
+pub fn secrets_here(env: &Env) -> Result<String> {
+    let only = Env {
+        clear: BTreeMap::new(),
+        secret: env.secret.clone(),
+    };
+    text(&only, |n| std::env::var(n).ok())
+}
+
+/// Reads a secrets file a laptop sent and removes it at once.
+pub fn read_secrets(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the secrets sent to {}", path.display()));
+    let _ = std::fs::remove_file(path);
+    Ok(text?
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Env {
+        Env {
+            clear: BTreeMap::from([("RUST_LOG".to_string(), "info".to_string())]),
+            secret: vec!["API_KEY".into()],
+        }
+    }
+
+    #[test]
+    fn clear_then_secret_values_one_per_line() {
+        let t = text(&env(), |n| (n == "API_KEY").then(|| "s3cret".to_string())).unwrap();
+        assert!(t.ends_with("RUST_LOG=info\nAPI_KEY=s3cret\n"), "{t}");
+    }
+
+    #[test]
+    fn a_missing_secret_is_named_and_its_value_never_shown() {
+        let e = text(&env(), |_| None).unwrap_err().to_string();
+        assert!(
+            e.contains("env.secret `API_KEY` is not set") && e.contains("op run"),
+            "{e}"
+        );
+        let e = text(&env(), |_| Some("a\nb".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("newline") && !e.contains("a\nb"), "{e}");
+    }
+}
