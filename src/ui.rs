@@ -43,6 +43,33 @@ fn colour(word: &str, ok: bool, choice: crate::cli::Color) -> String {
     format!("\x1b[{}m{word}\x1b[0m", if ok { 32 } else { 31 })
 }
 
+/// The terminal's width in columns (80 when it cannot say).
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ writes a `winsize` into the struct it is given, nothing else.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        usize::from(ws.ws_col)
+    } else {
+        80
+    }
+}
+
+/// The live line `-> NAME ... 1.2s`, its name shortened (`…`) to fit `width` columns: a longer
+/// line would wrap, and each redraw (which clears one row) would leave its first rows behind.
+/// Pure.
+fn live_line(name: &str, secs: f64, width: usize) -> String {
+    let tail = format!(" ... {secs:.1}s");
+    let room = width.saturating_sub(1 + 3 + tail.chars().count());
+    let name = if name.chars().count() <= room {
+        name.to_string()
+    } else {
+        let keep: String = name.chars().take(room.saturating_sub(1)).collect();
+        format!("{keep}…")
+    };
+    format!("-> {name}{tail}")
+}
+
 /// One line of JSON on stdout.
 fn emit(value: serde_json::Value) {
     let mut out = std::io::stdout().lock();
@@ -64,11 +91,8 @@ impl Ticker {
             let (lock, wake) = &*d;
             let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
             while !*stopped {
-                let _ = write!(
-                    std::io::stderr(),
-                    "\r\x1b[2K-> {n} ... {:.1}s",
-                    start.elapsed().as_secs_f64()
-                );
+                let line = live_line(&n, start.elapsed().as_secs_f64(), terminal_width());
+                let _ = write!(std::io::stderr(), "\r\x1b[2K{line}");
                 stopped = wake
                     .wait_timeout(stopped, Duration::from_millis(100))
                     .map(|(g, _)| g)
@@ -143,6 +167,30 @@ impl Ui {
         result
     }
 
+    /// A step whose child writes to this terminal itself (the build command, a local hook):
+    /// no live line then, which would draw over the child's own output (its progress bars);
+    /// the step's name on a line before, its outcome on a line after.
+    pub fn step_out<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        if self.json || self.quiet {
+            return self.step(name, f);
+        }
+        let start = Instant::now();
+        let _ = writeln!(std::io::stderr(), "-> {name} ...");
+        let result = f();
+        let took = fmt_duration(start.elapsed());
+        let word = colour(
+            if result.is_ok() { "ok" } else { "failed" },
+            result.is_ok(),
+            self.color,
+        );
+        let _ = writeln!(std::io::stderr(), "   {name}: {word} ({took})");
+        result
+    }
+
     pub fn info(&self, msg: &str) {
         if self.json {
             emit(serde_json::json!({"event": "info", "message": msg.trim()}));
@@ -190,5 +238,26 @@ impl Ui {
         } else {
             let _ = writeln!(std::io::stderr(), "warning: {msg}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_live_line_fits_the_terminal() {
+        assert_eq!(
+            live_line("Stopping a.service", 1.25, 80),
+            "-> Stopping a.service ... 1.2s"
+        );
+        let long = "Building image localhost/a-rather-long-app-name_production:v2026.11.24";
+        for width in [20, 40, 60] {
+            let line = live_line(long, 12.0, width);
+            assert!(line.chars().count() < width, "{width}: {line}");
+            assert!(line.ends_with("… ... 12.0s"), "{line}");
+        }
+        // A terminal too narrow for anything: the time still shows.
+        assert!(live_line(long, 1.0, 5).ends_with(" ... 1.0s"));
     }
 }

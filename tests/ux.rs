@@ -303,3 +303,45 @@ fn the_version_comes_from_git_when_none_is_given() {
     assert_eq!(newest["sha"], sha.as_str(), "{doc}");
     assert_eq!(newest["command"], "deploy release v9 test", "{doc}");
 }
+
+#[test]
+fn the_live_line_leaves_a_childs_output_alone_and_fits_a_narrow_terminal() {
+    let p = Project::new("t-ttychild", 18338, Options::default());
+    // A build command that draws its own progress line, as cargo or npm do on a terminal.
+    p.add_to_config(
+        "build:\n  command: printf 'compiling 1/2\\r'; sleep 0.6; printf 'compiling 2/2\\r'; sleep 0.6; echo compiled\n",
+    );
+    p.deploy(&["setup"]).ok();
+    let line = format!(
+        "stty cols 50 rows 20; TERM=xterm {} release v1",
+        common::node().deploy.display()
+    );
+    let out = p.user("script", &["-qec", &line, "/dev/null"]).ok().stdout;
+    // Nothing is drawn over the child's output while it runs.
+    let child = &out[out.find("compiling 1/2").expect(&out)..out.find("compiled\r\n").expect(&out)];
+    assert!(
+        !child.contains("\x1b[2K"),
+        "a live line over the child's output: {child:?}"
+    );
+    assert!(p.body("/").starts_with("example-app v1 "));
+    // Every live line fits the 50 columns (a wrapped one would leave rows behind): the
+    // node-side steps run in the foreground with --node, as on a server.
+    let line = format!(
+        "stty cols 50 rows 20; TERM=xterm {} --node release v2 --skip-build",
+        common::node().deploy.display()
+    );
+    let out = p.user("script", &["-qec", &line, "/dev/null"]).ok().stdout;
+    let mut live = 0;
+    for segment in out.split(['\r', '\n']) {
+        let text = segment.replace("\x1b[2K", "");
+        if text.starts_with("-> ") && text.ends_with('s') && !text.contains(" (") {
+            live += 1;
+            assert!(
+                text.chars().count() < 50,
+                "{text:?} is wider than the terminal"
+            );
+        }
+    }
+    assert!(live > 0, "no live line drawn: {out:?}");
+    assert!(p.body("/").starts_with("example-app v2 "));
+}

@@ -70,7 +70,7 @@ pub fn run(mut cli: Cli) -> Result<()> {
     {
         if !a.dry_run {
             for hook in &loaded.config.hooks.after_release {
-                ui.step(&format!("Hook after_release: {hook}"), || h.run(hook))
+                ui.step_out(&format!("Hook after_release: {hook}"), || h.run(hook))
                     .context("an after_release hook failed (the release is live)")?;
             }
         }
@@ -158,13 +158,13 @@ fn before_release(
     }
     let ui = hooks.ui;
     if let (Some(build), false) = (&loaded.config.build, a.skip_build) {
-        ui.step(&format!("Building ({})", build.command), || {
+        ui.step_out(&format!("Building ({})", build.command), || {
             hooks.run(&build.command)
         })?;
     }
     if !node {
         for hook in &loaded.config.hooks.before_upload {
-            ui.step(&format!("Hook before_upload: {hook}"), || hooks.run(hook))
+            ui.step_out(&format!("Hook before_upload: {hook}"), || hooks.run(hook))
                 .context("a before_upload hook failed: nothing was uploaded or changed")?;
         }
     }
