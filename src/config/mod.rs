@@ -457,6 +457,46 @@ pub struct Traefik {
     /// as a user unit.
     #[serde(default)]
     pub manage: Option<Manage>,
+    /// With `manage`: certificates from an ACME CA (Let's Encrypt by default) for the router,
+    /// through a resolver of the managed Traefik.
+    #[serde(default)]
+    pub acme: Option<Acme>,
+    /// With `manage`: the `web` entry point redirects to `websecure` (https).
+    #[serde(default)]
+    pub redirect_https: bool,
+}
+
+/// The name of the managed Traefik's certificate resolver.
+pub const ACME_RESOLVER: &str = "deploy";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acme {
+    /// The account's contact (the CA's expiry notices).
+    pub email: String,
+    /// `http` (HTTP-01 on the `web` entry point, the default) or `tls` (TLS-ALPN-01 on
+    /// `websecure`).
+    #[serde(default)]
+    pub challenge: AcmeChallenge,
+    /// The CA's ACME directory. Default: Let's Encrypt's.
+    #[serde(default = "default_ca_server")]
+    pub ca_server: String,
+    /// Optional: a PEM file of the root certificates that the CA's server is trusted with (a
+    /// private CA); it replaces the system's roots for Traefik's ACME client.
+    #[serde(default)]
+    pub ca_certificates: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AcmeChallenge {
+    #[default]
+    Http,
+    Tls,
+}
+
+fn default_ca_server() -> String {
+    "https://acme-v02.api.letsencrypt.org/directory".into()
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]

@@ -334,6 +334,7 @@ fn validate_traefik(t: &Traefik) -> Result<(), Invalid> {
     if t.hold.is_zero() {
         return Err(invalid(&["traefik", "hold"], "must be above zero"));
     }
+    validate_https(t)?;
     if let Some(m) = t.managed() {
         for ep in &t.entrypoints {
             if !m.entrypoints.contains_key(ep) {
@@ -350,6 +351,52 @@ fn validate_traefik(t: &Traefik) -> Result<(), Invalid> {
                     format!("`{address}` is not an address like \":80\" or \"127.0.0.1:8000\" (and `traefik` is the API's name)"),
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// `acme` and `redirect_https` are the managed Traefik's, on its `web`/`websecure` entry points.
+fn validate_https(t: &Traefik) -> Result<(), Invalid> {
+    use crate::config::AcmeChallenge;
+    let (needs, key) = match (&t.acme, t.redirect_https) {
+        (Some(a), _) if a.challenge == AcmeChallenge::Http => (vec!["web"], "acme"),
+        (Some(_), _) => (vec!["websecure"], "acme"),
+        (None, true) => (vec![], "redirect_https"),
+        (None, false) => return Ok(()),
+    };
+    let Some(m) = t.managed() else {
+        return Err(invalid(
+            &["traefik", key],
+            "needs traefik.manage (deploy writes it into the Traefik it runs); with your own \
+             Traefik, define a resolver there and set traefik.tls: {certResolver: NAME}",
+        ));
+    };
+    let redirect: &[&str] = if t.redirect_https {
+        &["web", "websecure"]
+    } else {
+        &[]
+    };
+    for ep in needs.iter().chain(redirect) {
+        if !m.entrypoints.contains_key(*ep) {
+            return Err(invalid(
+                &["traefik", key],
+                format!("needs the entry point `{ep}` in traefik.manage.entrypoints"),
+            ));
+        }
+    }
+    if let Some(a) = &t.acme {
+        if !a.email.contains('@') {
+            return Err(invalid(
+                &["traefik", "acme", "email"],
+                format!("`{}` is not an email address", a.email),
+            ));
+        }
+        if !a.ca_server.starts_with("https://") {
+            return Err(invalid(
+                &["traefik", "acme", "ca_server"],
+                "must be an https:// URL",
+            ));
         }
     }
     Ok(())

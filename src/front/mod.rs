@@ -208,8 +208,14 @@ impl Node<'_> {
             let dynamic_dir = layout::expand_home(&t.dynamic_dir, &self.home)?;
             fsx::ensure_dir(&dynamic_dir, 0o755)?;
             let static_path = managed_static_config(&self.home);
-            let text = traefik::render_static(entrypoints, &t.api, &dynamic_dir)?;
-            let unit_text = traefik::render_traefik_unit(&bin, &static_path)?;
+            let storage = static_path.with_file_name("acme.json");
+            let https = traefik::Https::new(t, &storage);
+            let text = traefik::render_static(entrypoints, &t.api, &dynamic_dir, &https)?;
+            let ca = match t.acme.as_ref().and_then(|a| a.ca_certificates.as_deref()) {
+                Some(p) => Some(layout::expand_home(p, &self.home)?.display().to_string()),
+                None => None,
+            };
+            let unit_text = traefik::render_traefik_unit(&bin, &static_path, ca.as_deref())?;
             let unit_path = self.user_unit_dir().join(traefik::TRAEFIK_UNIT_NAME);
             let changed = std::fs::read_to_string(&static_path).ok().as_deref() != Some(&text)
                 || std::fs::read_to_string(&unit_path).ok().as_deref() != Some(&unit_text);

@@ -69,9 +69,13 @@ impl DynamicSpec {
         t: &Traefik,
         names: &crate::names::Names,
     ) -> DynamicSpec {
-        let tls = match &t.tls {
-            Some(serde_json::Value::Bool(true)) => Some(serde_json::json!({})),
-            Some(serde_json::Value::Object(o)) => Some(serde_json::Value::Object(o.clone())),
+        let tls = match (&t.tls, &t.acme) {
+            (Some(serde_json::Value::Bool(true)), _) => Some(serde_json::json!({})),
+            (Some(serde_json::Value::Object(o)), _) => Some(serde_json::Value::Object(o.clone())),
+            // ACME and nothing said about TLS: the managed Traefik's resolver.
+            (None, Some(_)) => {
+                Some(serde_json::json!({"certResolver": crate::config::ACME_RESOLVER}))
+            }
             _ => None,
         };
         DynamicSpec {
@@ -107,10 +111,47 @@ pub fn render_dynamic(spec: &DynamicSpec, to_gap: bool) -> Result<String> {
     render("traefik-dynamic.yaml", DYNAMIC, Ctx { spec, to_gap })
 }
 
+/// The managed Traefik's HTTPS settings: its ACME resolver (storage 0600 in the user's
+/// directory) and the `web` → `websecure` redirect.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Https {
+    pub acme: Option<AcmeResolver>,
+    pub redirect: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AcmeResolver {
+    pub name: String,
+    pub email: String,
+    pub ca_server: String,
+    pub storage: String,
+    /// `http` or `tls`.
+    pub challenge: String,
+}
+
+impl Https {
+    pub fn new(t: &Traefik, storage: &Path) -> Https {
+        Https {
+            acme: t.acme.as_ref().map(|a| AcmeResolver {
+                name: crate::config::ACME_RESOLVER.into(),
+                email: a.email.clone(),
+                ca_server: a.ca_server.clone(),
+                storage: storage.display().to_string(),
+                challenge: match a.challenge {
+                    crate::config::AcmeChallenge::Http => "http".into(),
+                    crate::config::AcmeChallenge::Tls => "tls".into(),
+                },
+            }),
+            redirect: t.redirect_https,
+        }
+    }
+}
+
 pub fn render_static(
     entrypoints: &[(String, String)],
     api: &str,
     dynamic_dir: &Path,
+    https: &Https,
 ) -> Result<String> {
     #[derive(Serialize)]
     struct Ep<'a> {
@@ -128,6 +169,8 @@ pub fn render_static(
             entrypoints => minijinja::Value::from(minijinja::value::Serde(&eps)),
             api_address => api_address(api)?,
             dynamic_dir => dynamic_dir.display().to_string(),
+            acme => minijinja::Value::from(minijinja::value::Serde(&https.acme)),
+            redirect => https.redirect,
         },
     )
 }
@@ -155,13 +198,19 @@ pub fn render_gap_unit(spec: &GapUnitSpec) -> Result<String> {
     render("gap.service", GAP_UNIT, spec)
 }
 
-pub fn render_traefik_unit(traefik_bin: &Path, static_config: &Path) -> Result<String> {
+/// `ca_certificates`: traefik.acme.ca_certificates, the roots its ACME client trusts.
+pub fn render_traefik_unit(
+    traefik_bin: &Path,
+    static_config: &Path,
+    ca_certificates: Option<&str>,
+) -> Result<String> {
     render(
         "traefik.service",
         TRAEFIK_UNIT,
         minijinja::context! {
             traefik_bin => traefik_bin.display().to_string(),
             static_config => static_config.display().to_string(),
+            ca_certificates,
         },
     )
 }
@@ -399,6 +448,7 @@ mod tests {
             &[("web".into(), ":80".into())],
             "http://127.0.0.1:8099",
             Path::new("/home/u/.config/traefik/dynamic"),
+            &Https::default(),
         )
         .unwrap();
         let parsed: serde_json::Value = yaml_serde::from_str(&text).unwrap();
@@ -411,7 +461,69 @@ mod tests {
         assert_eq!(parsed["providers"]["providersThrottleDuration"], "100ms");
         assert_eq!(parsed["global"]["checkNewVersion"], false);
         assert_eq!(parsed["global"]["sendAnonymousUsage"], false);
-        assert!(render_static(&[], "http://127.0.0.1:8099/x", Path::new("/d")).is_err());
+        assert!(parsed.get("certificatesResolvers").is_none());
+        assert!(parsed["entryPoints"]["web"].get("http").is_none());
+        assert!(render_static(
+            &[],
+            "http://127.0.0.1:8099/x",
+            Path::new("/d"),
+            &Https::default()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn acme_makes_a_resolver_the_router_uses_and_web_redirects() {
+        let config = crate::config::parse(
+            "app: shop\nartifacts: [shop]\ncontainer: {port: 8080}\n\
+             traefik:\n  rule: Host(`shop.example.com`)\n  entrypoints: [websecure]\n  \
+             manage: {entrypoints: {web: ':80', websecure: ':443'}}\n  \
+             acme: {email: ops@example.com}\n  redirect_https: true\n\
+             environments: {prod: {host: local, path: /srv/shop, port: 18080}}\n",
+        )
+        .unwrap();
+        let t = config.traefik.as_ref().unwrap();
+        let https = Https::new(t, Path::new("/h/.config/traefik/acme.json"));
+        let eps = [
+            ("web".into(), ":80".into()),
+            ("websecure".into(), ":443".into()),
+        ];
+        let text = render_static(&eps, &t.api, Path::new("/d"), &https).unwrap();
+        let parsed: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+        let acme = &parsed["certificatesResolvers"]["deploy"]["acme"];
+        assert_eq!(acme["email"], "ops@example.com");
+        assert_eq!(acme["storage"], "/h/.config/traefik/acme.json");
+        assert_eq!(
+            acme["caServer"],
+            "https://acme-v02.api.letsencrypt.org/directory"
+        );
+        assert_eq!(acme["httpChallenge"]["entryPoint"], "web");
+        let to = &parsed["entryPoints"]["web"]["http"]["redirections"]["entryPoint"];
+        assert_eq!(to["to"], "websecure");
+        assert_eq!(to["scheme"], "https");
+        let env = &config.environments["prod"];
+        let names = crate::names::Names::new("shop", "prod");
+        let spec = DynamicSpec::new("shop", "prod", env, t, &names);
+        assert_eq!(
+            spec.tls,
+            Some(serde_json::json!({"certResolver": "deploy"}))
+        );
+        let unit =
+            render_traefik_unit(Path::new("/t"), Path::new("/s"), Some("/h/ca.pem")).unwrap();
+        assert!(unit.contains("Environment=LEGO_CA_CERTIFICATES=/h/ca.pem\n"));
+        // Without manage there is no Traefik of deploy's to hold the resolver.
+        let e = crate::config::parse(
+            &"app: shop\nartifacts: [shop]\ncontainer: {port: 8080}\n\
+             traefik:\n  rule: Host(`s`)\n  acme: {email: ops@example.com}\n\
+             environments: {prod: {host: local, path: /srv/shop, port: 18080}}\n"
+                .to_string(),
+        )
+        .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("traefik.acme (line 6): needs traefik.manage"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -474,8 +586,13 @@ mod tests {
             unit.contains("--retry-after 5s "),
             "humantime needs the unit: {unit}"
         );
-        let t = render_traefik_unit(Path::new("/usr/local/bin/traefik"), Path::new("/h/t.yaml"))
-            .unwrap();
+        let t = render_traefik_unit(
+            Path::new("/usr/local/bin/traefik"),
+            Path::new("/h/t.yaml"),
+            None,
+        )
+        .unwrap();
+        assert!(!t.contains("LEGO_CA_CERTIFICATES"));
         assert!(t.contains("ExecStart=/usr/local/bin/traefik --configFile=/h/t.yaml\n"));
     }
 }
