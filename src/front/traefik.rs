@@ -70,12 +70,12 @@ impl DynamicSpec {
         names: &crate::names::Names,
     ) -> DynamicSpec {
         let tls = match (&t.tls, &t.acme) {
-            (Some(serde_json::Value::Bool(true)), _) => Some(serde_json::json!({})),
             (Some(serde_json::Value::Object(o)), _) => Some(serde_json::Value::Object(o.clone())),
-            // ACME and nothing said about TLS: the managed Traefik's resolver.
-            (None, Some(_)) => {
+            // ACME, and `tls` left out or `true`: the managed Traefik's resolver.
+            (None | Some(serde_json::Value::Bool(true)), Some(_)) => {
                 Some(serde_json::json!({"certResolver": crate::config::ACME_RESOLVER}))
             }
+            (Some(serde_json::Value::Bool(true)), None) => Some(serde_json::json!({})),
             _ => None,
         };
         DynamicSpec {
