@@ -105,6 +105,34 @@ fn setup_release_rollback_over_ssh_with_unchanged_files_hard_linked() {
         .ok();
     assert!(!r.stderr.contains(secret) && !r.stdout.contains(secret));
     assert!(p.body("/").contains(&format!("greeting={secret}")));
+    // exec -i: this side's input reaches the one-off container over SSH.
+    let before: u64 = p.body("/hits").trim().parse().unwrap();
+    let mut exec = p.remote_cmd(
+        &[],
+        &[
+            "exec",
+            "-i",
+            "--",
+            "/app/example-app",
+            "run-sql",
+            "/dev/stdin",
+        ],
+    );
+    exec.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = exec.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"INSERT INTO hits (version) VALUES ('exec-i');")
+            .unwrap();
+    }
+    let r = Project::wait(child).ok();
+    r.prints("run-sql: ok");
+    let after: u64 = p.body("/hits").trim().parse().unwrap();
+    assert_eq!(after, before + 1, "the row written through exec -i");
     let left = p.user(
         "grep",
         &["-rl", secret, p.root().join(".deploy").to_str().unwrap()],

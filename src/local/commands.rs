@@ -396,6 +396,9 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
             remote.release(&a.version, &args)
         }
         Command::Rollback(a) if a.dry_run => remote.read(&node_args(command, &env, None)),
+        Command::Exec(a) if a.interactive => {
+            remote.exec_interactive(&node_args(command, &env, None))
+        }
         Command::Releases(_)
         | Command::Status(_)
         | Command::History(_)

@@ -434,6 +434,22 @@ impl<'a> Remote<'a> {
         result
     }
 
+    /// `deploy exec -i` on the node: this terminal's input passed on, and a terminal there
+    /// when this is one (a console); its exit code becomes ours.
+    pub fn exec_interactive(&self, args: &[String]) -> Result<()> {
+        use std::io::IsTerminal;
+        let (_, root, config) = self.prepare()?;
+        let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        let command = self.node_command(&root, &config, args);
+        let result = match self.ssh.interactive(&command, tty) {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(crate::exit::remote(code, &self.ssh.destination)),
+            Err(e) => Err(e),
+        };
+        self.clean_up(&root, None);
+        result
+    }
+
     /// Runs a node command attached to this connection, its output straight here; its exit
     /// code becomes ours.
     fn run_here(&self, root: &str, config: &str, args: &[String]) -> Result<()> {

@@ -280,6 +280,32 @@ impl Ssh {
         }
     }
 
+    /// Runs a shell script on the node with this process's stdin passed on (and, with `tty`, a
+    /// terminal there: `ssh -t`), its output here; returns its exit code.
+    pub fn interactive(&self, script: &str, tty: bool) -> Result<i32> {
+        self.ensure_master()?;
+        let mut args = self.args();
+        if tty {
+            args.push("-t".into());
+        }
+        args.extend([
+            self.destination.clone(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            sh_quote(script),
+        ]);
+        let status = std::process::Command::new("ssh")
+            .args(&args)
+            .status()
+            .context("cannot run ssh: install the OpenSSH client")?;
+        match status.code() {
+            Some(255) => Err(self.unreachable("the connection failed or dropped (see above)")),
+            Some(code) => Ok(code),
+            None => bail!("ssh was killed"),
+        }
+    }
+
     /// rsync over this connection; returns rsync's `--stats` output.
     pub fn rsync(&self, args: &[String], dir: &Path) -> Result<String> {
         self.ensure_master()?;
