@@ -513,10 +513,9 @@ mod tests {
         assert!(unit.contains("Environment=LEGO_CA_CERTIFICATES=/h/ca.pem\n"));
         // Without manage there is no Traefik of deploy's to hold the resolver.
         let e = crate::config::parse(
-            &"app: shop\nartifacts: [shop]\ncontainer: {port: 8080}\n\
+            "app: shop\nartifacts: [shop]\ncontainer: {port: 8080}\n\
              traefik:\n  rule: Host(`s`)\n  acme: {email: ops@example.com}\n\
-             environments: {prod: {host: local, path: /srv/shop, port: 18080}}\n"
-                .to_string(),
+             environments: {prod: {host: local, path: /srv/shop, port: 18080}}\n",
         )
         .unwrap_err();
         let e = format!("{e:#}");
