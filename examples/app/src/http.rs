@@ -98,6 +98,9 @@ impl Server {
                     let handler = Arc::clone(&handler);
                     let stopping = Arc::clone(&self.stopping);
                     let busy = Arc::clone(&self.busy);
+                    // Busy from its accept: a stop right after it waits for its first request
+                    // (the client sent it, or is sending it) instead of dropping it unread.
+                    busy.fetch_add(1, Ordering::SeqCst);
                     std::thread::spawn(move || {
                         let _ = connection(stream, &*handler, &stopping, &busy);
                     });
@@ -127,6 +130,20 @@ fn connection(
     stopping: &AtomicBool,
     busy: &AtomicUsize,
 ) -> std::io::Result<()> {
+    /// The accept's count of this connection as busy, given back once (at its first request's
+    /// answer, or however the connection ends before).
+    struct Accepted<'a>(Option<&'a AtomicUsize>);
+    impl Accepted<'_> {
+        fn release(&mut self) -> bool {
+            self.0.take().map(|b| b.fetch_sub(1, Ordering::SeqCst)).is_some()
+        }
+    }
+    impl Drop for Accepted<'_> {
+        fn drop(&mut self) {
+            self.release();
+        }
+    }
+    let mut accepted = Accepted(Some(busy));
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(IDLE))?;
@@ -137,6 +154,7 @@ fn connection(
             return Ok(());
         };
         busy.fetch_add(1, Ordering::SeqCst);
+        accepted.release();
         let result = (|| -> std::io::Result<bool> {
             let (mut request, version_minor) = match parse_head(&head) {
                 Ok(r) => r,
