@@ -76,6 +76,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Serve the maintenance page to everyone (on), or the app again (off). Needs `traefik:`.
     Maintenance(MaintenanceArgs),
+    /// Restore every database the replica lists (`replicate:`), as of now or `--at` a time:
+    /// onto a fresh server after `deploy setup`, or over data with `--overwrite` (a snapshot of
+    /// what it replaces is kept first).
+    Restore(RestoreArgs),
     /// Convert an app directory deployed in place (binary, assets, .env, data/) into releases/
     /// and shared/, losing nothing: the shared entries move to shared/, the rest becomes the
     /// first release. Resumes an interrupted migration; does nothing on the new layout.
@@ -216,6 +220,24 @@ pub struct MaintenanceArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RestoreArgs {
+    pub env: Option<String>,
+    /// The data as it was at this time (RFC 3339, e.g. 2026-11-24T06:00:00Z); default: the
+    /// newest the replica has.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Restore over the databases there (after a snapshot of them, kept in .deploy/).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Then release this version (as `deploy release VERSION ENV` does).
+    #[arg(long, value_name = "VERSION")]
+    pub release: Option<String>,
+    /// On the node: env.secret values a laptop sent (the replica's credentials).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub secrets: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct MigrateArgs {
     pub env: Option<String>,
     /// Print the plan and change nothing.
@@ -242,6 +264,7 @@ impl Command {
             Command::Exec(a) => &a.env,
             Command::Maintenance(a) => &a.env,
             Command::MigrateData(a) => &a.env,
+            Command::Restore(a) => &a.env,
             Command::Logs(a) => &a.env,
             Command::GapServer(_)
             | Command::TestPoints

@@ -233,3 +233,33 @@ fn what_it_would_overwrite_or_a_live_writer_is_refused_and_nothing_changes() {
     assert!(!p.root().join("releases").exists());
     assert!(p.current().is_none());
 }
+
+#[test]
+fn migrate_data_on_a_node_that_replicates_hands_the_moved_data_to_litestream() {
+    let p = Project::new("t-migrep", 18386, Options::default());
+    let replica = std::path::PathBuf::from("/tmp/deploy-tests/replicas/t-migrep");
+    let _ = std::fs::remove_dir_all(&replica);
+    std::fs::create_dir_all(&replica).unwrap();
+    common::chown_to_node_user(replica.parent().unwrap());
+    common::chown_to_node_user(&replica);
+    p.add_to_config(&format!(
+        "replicate:\n  url: file://{}\n",
+        replica.display()
+    ));
+    make_old_layout(&p);
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["migrate-data", "--yes"]).ok();
+    p.deploy(&["status"])
+        .ok()
+        .prints("replication:  data/app.db: replicating");
+    p.deploy(&["release", "v1"]).ok();
+    assert_eq!(p.body("/hits"), format!("{OLD_ROWS}\n"));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    common::lose_the_server(&p);
+    p.deploy(&["restore"]).ok();
+    assert_eq!(
+        p.body("/hits"),
+        format!("{OLD_ROWS}\n"),
+        "every migrated row, from the replica"
+    );
+}

@@ -55,6 +55,9 @@ pub struct Config {
     /// Optional: the app's environment variables, set per release (after `shared/.env`).
     #[serde(default)]
     pub env: Env,
+    /// Optional: every SQLite database in `shared/` replicated off the server by Litestream.
+    #[serde(default)]
+    pub replicate: Option<Replicate>,
     pub environments: BTreeMap<String, Environment>,
 }
 
@@ -95,6 +98,27 @@ impl Default for Hooks {
 
 fn default_hook_timeout() -> Duration {
     Duration::from_secs(600)
+}
+
+/// Where Litestream replicates the databases: each goes to `<url>/<its path under shared/>`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Replicate {
+    /// `sftp://user@host:port/path`, `s3://bucket/path` or `file:///path`.
+    pub url: String,
+    /// sftp: the private key, a path on the node (`~/` is the node user's home).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// sftp: the server's public host key (`ssh-ed25519 AAAA...`, as in known_hosts): checked
+    /// at every connection. Without it the host is not verified (Litestream warns).
+    #[serde(default)]
+    pub host_key: Option<String>,
+    /// s3: the endpoint of an S3-compatible store (path-style requests), e.g. MinIO's.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// s3: the bucket's region.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// Variables of the app, written on the node into an env file of the release (0600) that the
@@ -225,6 +249,9 @@ pub struct Environment {
     #[allow(dead_code)]
     #[serde(default)]
     env: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    replicate: Option<IgnoredAny>,
 }
 
 /// The top-level sections an environment may override.
@@ -240,6 +267,7 @@ pub const OVERRIDABLE: &[&str] = &[
     "listen",
     "hooks",
     "env",
+    "replicate",
 ];
 
 /// `over` merged into `base`: maps merge key by key, anything else replaces.

@@ -65,7 +65,44 @@ pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
         validate_traefik(t)?;
     }
     validate_env(&c.env)?;
+    if let Some(r) = &c.replicate {
+        validate_replicate(r)?;
+    }
     validate_environments(c)
+}
+
+/// A URL Litestream takes, and only the keys of its kind.
+fn validate_replicate(r: &crate::config::Replicate) -> Result<(), Invalid> {
+    let scheme = r.url.split_once("://").map(|(s, _)| s).unwrap_or_default();
+    let rest = r.url.split_once("://").map(|(_, r)| r).unwrap_or_default();
+    let ok = match scheme {
+        "sftp" => rest.contains('@') && rest.contains('/'),
+        "s3" => !rest.is_empty() && !rest.starts_with('/'),
+        "file" => rest.starts_with('/'),
+        _ => false,
+    };
+    if !ok || r.url.chars().any(|c| c.is_whitespace()) {
+        return Err(invalid(
+            &["replicate", "url"],
+            format!(
+                "`{}`: use sftp://user@host:port/path, s3://bucket/path or file:///path",
+                r.url
+            ),
+        ));
+    }
+    if (r.key.is_some() || r.host_key.is_some()) && scheme != "sftp" {
+        return Err(invalid(
+            &["replicate", "key"],
+            "key and host_key are for an sftp:// replica",
+        ));
+    }
+    if (r.endpoint.is_some() || r.region.is_some()) && scheme != "s3" {
+        return Err(invalid(
+            &["replicate", "endpoint"],
+            "endpoint and region are for an s3:// replica",
+        ));
+    }
+    Ok(())
 }
 
 /// A name an env file can hold: letters, digits and `_`, not starting with a digit; `DEPLOY_`

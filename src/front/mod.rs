@@ -18,7 +18,8 @@ fn managed_static_config(home: &Path) -> PathBuf {
     home.join(".config/traefik/traefik.yaml")
 }
 
-fn find_in_path(program: &str) -> Option<PathBuf> {
+/// A program in PATH (or /usr/local/bin, /usr/bin).
+pub fn find_in_path(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_string_lossy()
         .split(':')

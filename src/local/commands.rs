@@ -65,7 +65,13 @@ pub fn run(mut cli: Cli) -> Result<()> {
         }
         _ => None,
     };
+    let env_for_later = env_name.clone();
     let result = dispatch(&cli, &loaded, env_name, env, ui);
+    if let (Ok(()), Command::Restore(a), false) = (&result, &cli.command, cli.node) {
+        if let Some(version) = &a.release {
+            return release_after_restore(&loaded.file, version, &env_for_later);
+        }
+    }
     if let (Ok(()), Command::Release(a), false, Some(h)) = (&result, &cli.command, cli.node, &hooks)
     {
         if !a.dry_run {
@@ -76,6 +82,23 @@ pub fn run(mut cli: Cli) -> Result<()> {
         }
     }
     result
+}
+
+/// `deploy restore --release VERSION`: then the release, as `deploy release VERSION ENV` typed
+/// here does it (the build, the upload, the hooks).
+fn release_after_restore(file: &Path, version: &str, env: &str) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find this deploy binary")?;
+    let status = std::process::Command::new(exe)
+        .arg("-c")
+        .arg(file)
+        .args(["release", version, env])
+        .status()
+        .context("cannot run the release")?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => Err(crate::exit::said(code)),
+        None => bail!("the release after the restore was killed"),
+    }
 }
 
 /// `deploy release [VERSION] [ENV]`: one argument that names an environment is the
@@ -222,6 +245,7 @@ fn dispatch(
         Command::Maintenance(a) => node.maintenance(a.state == Switch::On),
         Command::Logs(a) => node.logs(a.lines, a.follow),
         Command::MigrateData(a) => node.migrate_data(a),
+        Command::Restore(a) => node.restore(a),
         Command::GapServer(_)
         | Command::TestPoints
         | Command::Init
@@ -345,6 +369,14 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
             let state = if a.state == Switch::On { "on" } else { "off" };
             vec!["maintenance".into(), state.into(), env.into()]
         }
+        Command::Restore(a) => {
+            flag(a.overwrite, "--overwrite");
+            let mut w = vec!["restore".to_string(), env.into()];
+            if let Some(at) = &a.at {
+                w.extend(["--at".into(), at.clone()]);
+            }
+            w
+        }
         Command::MigrateData(a) => {
             flag(a.dry_run, "--dry-run");
             flag(!a.dry_run, "--yes");
@@ -420,6 +452,7 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
             }
             remote.run(&node_args(command, &env, None))
         }
+        Command::Restore(_) => remote.run_with_secrets(&node_args(command, &env, None)),
         _ => remote.run(&node_args(command, &env, None)),
     }
 }

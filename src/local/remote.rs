@@ -608,11 +608,7 @@ exit "${{rc:-1}}"
             }
         }
         let mut node_args = node_args.to_vec();
-        if !self.loaded.config.env.secret.is_empty() {
-            let secrets = crate::node::appenv::secrets_here(&self.loaded.config.env)?;
-            let path = self.send_private(&root, "secrets.env", secrets.as_bytes())?;
-            node_args.extend(["--secrets".into(), path]);
-        }
+        self.send_secrets(&root, &mut node_args)?;
         let result = self.act(&root, &config, &node_args);
         // A release that went on took the upload; one refused (another deploy held the lock,
         // the version exists) leaves it, and it goes.
@@ -626,6 +622,29 @@ exit "${{rc:-1}}"
         let result = self.act(&root, &config, args);
         self.clean_up(&root, None);
         result
+    }
+
+    /// A node command that needs the env.secret values of this shell (`deploy restore`: the
+    /// replica's credentials), sent as a private file.
+    pub fn run_with_secrets(&self, args: &[String]) -> Result<()> {
+        let (_, root, config) = self.prepare()?;
+        let mut args = args.to_vec();
+        let result = self
+            .send_secrets(&root, &mut args)
+            .and_then(|()| self.act(&root, &config, &args));
+        self.clean_up(&root, None);
+        result
+    }
+
+    /// Sends this shell's env.secret values (if the config names any) and adds `--secrets`.
+    fn send_secrets(&self, root: &str, args: &mut Vec<String>) -> Result<()> {
+        if self.loaded.config.env.secret.is_empty() {
+            return Ok(());
+        }
+        let secrets = crate::node::appenv::secrets_here(&self.loaded.config.env)?;
+        let path = self.send_private(root, "secrets.env", secrets.as_bytes())?;
+        args.extend(["--secrets".into(), path]);
+        Ok(())
     }
 }
 

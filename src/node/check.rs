@@ -37,6 +37,11 @@ impl Node<'_> {
                 crate::front::traefik::Api::new(&t.api).ping(Duration::from_secs(2))
             });
         }
+        if self.config.replicate.is_some() {
+            check("Checking litestream (replicate:)", &|| {
+                crate::node::replicate::litestream_bin().map(|_| ())
+            });
+        }
         let set_up = self.layout.releases().is_dir();
         self.ui.info(&format!(
             "   {}: {}",

@@ -18,6 +18,7 @@ pub mod plan;
 mod publish;
 mod release;
 mod rename;
+pub mod replicate;
 mod rollback;
 pub mod snapshot;
 pub mod state;
@@ -298,6 +299,15 @@ impl<'a> Node<'a> {
         }
         if legacy {
             self.move_legacy_app(&systemd)?;
+        }
+        if let Some(r) = &self.config.replicate {
+            let unit = self.names().replication_unit();
+            self.ui.step(
+                &format!("Replicating the databases to {} ({unit})", r.url),
+                || self.sync_replication(&systemd),
+            )?;
+        } else {
+            self.sync_replication(&systemd)?;
         }
         self.ui.info(&format!(
             "{} is ready on {root}: release with `deploy release VERSION {}`",

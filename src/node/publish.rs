@@ -74,6 +74,13 @@ impl Node<'_> {
         let journal = Journal::open(&self.journal_path())?;
         let mut fx = NodeEffects::new(self, systemd, force)?;
         let outcome = exec::swap(&mut fx, journal, mv, &self.swap_settings());
+        // Litestream resumes from the data as restored (the replica follows it from now on),
+        // and a database the new release created is replicated from here.
+        if fx.replication_stopped || matches!(outcome, Outcome::Live { .. }) {
+            if let Err(e) = self.sync_replication(systemd) {
+                self.ui.warn(&format!("replication: {e:#}"));
+            }
+        }
         let logs = fx.failure_log.take().unwrap_or_default();
         let (action, verb) = (mv.kind.action(), mv.kind.as_str());
         let to = mv.target();

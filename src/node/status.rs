@@ -89,6 +89,8 @@ pub struct Status {
     pub last: Option<Event>,
     /// A swap under way, or one whose process died (the next release or rollback recovers it).
     pub interrupted: Option<String>,
+    /// With `replicate:`: each database, as Litestream's control socket reports it.
+    pub replication: Option<Vec<crate::node::replicate::DbReplication>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -183,6 +185,18 @@ impl Status {
         if let Some(i) = &self.interrupted {
             out += &format!("interrupted:  {i}\n");
         }
+        if let Some(dbs) = &self.replication {
+            if dbs.is_empty() {
+                out += "replication:  no database in shared/ yet\n";
+            }
+            for d in dbs {
+                let behind = d
+                    .behind_ms
+                    .map(|ms| format!(", last sync {}ms ago", ms))
+                    .unwrap_or_default();
+                out += &format!("replication:  {}: {}{behind}\n", d.database, d.status);
+            }
+        }
         out
     }
 }
@@ -276,6 +290,7 @@ impl Node<'_> {
             health,
             last: state.events.last().cloned(),
             interrupted: self.swap_report()?,
+            replication: self.replication_status(),
         })
     }
 }

@@ -622,7 +622,11 @@ impl Project {
 
     fn clean_env(&self, env: &str, root: &Path) {
         let names = format!("{}_{env}", self.app);
-        for unit in [format!("{names}.service"), format!("{names}_gap.service")] {
+        for unit in [
+            format!("{names}.service"),
+            format!("{names}_gap.service"),
+            format!("{names}_litestream.service"),
+        ] {
             let _ = self.user("systemctl", &["--user", "stop", &unit]);
             let _ = self.user("systemctl", &["--user", "disable", &unit]);
             let _ = std::fs::remove_file(node().home.join(".config/systemd/user").join(&unit));
@@ -664,4 +668,24 @@ impl Drop for Project {
             let _ = self.user("systemctl", &["--user", "stop", &self.unit()]);
         }
     }
+}
+
+/// The server is lost: every process of the app and of Litestream SIGKILLed (their units then
+/// stopped, so nothing restarts them), and shared/data wiped.
+pub fn lose_the_server(p: &Project) {
+    let units = [p.unit(), format!("{}_test_litestream.service", p.app)];
+    for unit in &units {
+        p.user("systemctl", &["--user", "kill", "--signal=SIGKILL", unit]);
+    }
+    p.user(
+        "podman",
+        &["kill", "--signal", "KILL", &format!("{}_test", p.app)],
+    );
+    for unit in &units {
+        p.user("systemctl", &["--user", "stop", unit]);
+    }
+    let data = p.root().join("shared/data");
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    chown_to_node_user(&data);
 }

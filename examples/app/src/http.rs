@@ -135,7 +135,10 @@ fn connection(
     struct Accepted<'a>(Option<&'a AtomicUsize>);
     impl Accepted<'_> {
         fn release(&mut self) -> bool {
-            self.0.take().map(|b| b.fetch_sub(1, Ordering::SeqCst)).is_some()
+            self.0
+                .take()
+                .map(|b| b.fetch_sub(1, Ordering::SeqCst))
+                .is_some()
         }
     }
     impl Drop for Accepted<'_> {

@@ -175,6 +175,8 @@ impl crate::node::Node<'_> {
                 systemd.stop(&unit, self.stop_timeout())
             })?;
         }
+        // Litestream keeps the databases open too: it resumes once they are in shared/.
+        self.stop_replication(&systemd)?;
         let sources: Vec<PathBuf> = plan
             .moves
             .iter()
@@ -272,6 +274,9 @@ impl crate::node::Node<'_> {
         self.save_state(&state)?;
         std::fs::remove_file(self.plan_file())?;
         fsx::sync_dir(&self.layout.meta())?;
+        if let Err(e) = self.sync_replication(&systemd) {
+            self.ui.warn(&format!("replication: {e:#}"));
+        }
 
         let has_containerfile = ["Containerfile", "Dockerfile"]
             .iter()

@@ -24,6 +24,8 @@ pub struct NodeEffects<'a> {
     pub failure_log: Option<String>,
     /// What made the start need a second try, to warn about once the step's line ends.
     retried: Option<String>,
+    /// Litestream was stopped before data was restored: started again after the move.
+    pub replication_stopped: bool,
 }
 
 impl<'a> NodeEffects<'a> {
@@ -37,6 +39,7 @@ impl<'a> NodeEffects<'a> {
             unprotected: false,
             failure_log: None,
             retried: None,
+            replication_stopped: false,
         })
     }
 
@@ -131,6 +134,10 @@ impl<'a> NodeEffects<'a> {
             Step::Stop => self.systemd.stop(&self.unit, node.stop_timeout()),
             Step::Snapshot { of } => return self.snapshot(of).map(Some),
             Step::Restore { snapshot } => {
+                // Litestream keeps the databases open: it stops before they are put back.
+                if !self.replication_stopped {
+                    self.replication_stopped = node.stop_replication(self.systemd)?;
+                }
                 snapshot::restore(snapshot, &node.layout.shared()).map(|_| ())
             }
             Step::Hook { command } => {

