@@ -54,6 +54,37 @@ fn wait_for_step(p: &Project, step: &str) {
     }
 }
 
+/// `deploy release VERSION`, spawned, pausing 2 s after the swap's step `step` (the test
+/// hook); returns once the step is done.
+fn release_paused_after(p: &Project, step: &str, version: &str) -> std::process::Child {
+    let child = p
+        .deploy_cmd(
+            &[("DEPLOY_TEST_HOOK", &format!("sleep@after-{step}"))],
+            &["release", version],
+        )
+        .spawn()
+        .unwrap();
+    wait_for_step(p, step);
+    child
+}
+
+/// Waits until `file` holds `text`.
+#[track_caller]
+fn wait_for_text(file: &std::path::Path, text: &str) {
+    let t = Instant::now();
+    while !std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{} holds {text:?}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// `example-app VERSION hits=N ...` -> (VERSION, N)
 fn version_and_hits(body: &str) -> (String, u64) {
     let mut words = body.split_whitespace();
@@ -271,29 +302,11 @@ fn a_start_that_fails_for_a_moment_is_tried_again_and_the_release_goes_live() {
     let p = Project::new("t-portbusy", 18356, Options::default());
     p.deploy(&["setup"]).ok();
     p.deploy(&["release", "v1"]).ok();
-    let child = p
-        .deploy_cmd(
-            &[("DEPLOY_TEST_HOOK", "sleep@after-stop")],
-            &["release", "v2"],
-        )
-        .spawn()
-        .unwrap();
-    // Another process takes the app's port while it is stopped...
-    wait_for_step(&p, "stop");
+    // Another process takes the app's port while it is stopped, until the first start has
+    // failed on it.
+    let child = release_paused_after(&p, "stop", "v2");
     let taken = std::net::TcpListener::bind(("127.0.0.1", p.port)).expect("the port is free");
-    // ...until the first start has failed on it.
-    let unit_log = p.root().join("log/unit.log");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&unit_log)
-        .unwrap_or_default()
-        .contains("address already in use")
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "the first start failed"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_text(&p.root().join("log/unit.log"), "address already in use");
     drop(taken);
     let r = Project::wait(child).ok();
     r.says("warning: the first start failed, the second worked");
@@ -303,23 +316,10 @@ fn a_start_that_fails_for_a_moment_is_tried_again_and_the_release_goes_live() {
     assert!(p.body("/").starts_with("example-app v2 "));
 
     // Taken for good, the start fails twice and v2 is put back, with podman's words.
-    let child = p
-        .deploy_cmd(
-            &[("DEPLOY_TEST_HOOK", "sleep@after-stop")],
-            &["release", "v3"],
-        )
-        .spawn()
-        .unwrap();
-    wait_for_step(&p, "stop");
+    let child = release_paused_after(&p, "stop", "v3");
     let taken = std::net::TcpListener::bind(("127.0.0.1", p.port)).expect("the port is free");
-    let t = Instant::now();
-    while !std::fs::read_to_string(p.root().join(".deploy/swap.journal"))
-        .unwrap_or_default()
-        .contains("\"step\":\"switch\",\"to\":\"v2\"")
-    {
-        assert!(t.elapsed() < Duration::from_secs(60), "the put-back began");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let journal = p.root().join(".deploy/swap.journal");
+    wait_for_text(&journal, "\"step\":\"switch\",\"to\":\"v2\"");
     drop(taken);
     let r = Project::wait(child).failed();
     r.says("ended with `failed` twice; podman said:");
@@ -364,14 +364,7 @@ fn sigterm_before_the_swap_changes_nothing_and_during_it_finishes_it() {
     assert!(p.body("/").starts_with("example-app v1 "));
 
     // During the swap: it is finished, then the command exits non-zero saying so.
-    let child = p
-        .deploy_cmd(
-            &[("DEPLOY_TEST_HOOK", "sleep@after-stop")],
-            &["release", "v3"],
-        )
-        .spawn()
-        .unwrap();
-    wait_for_step(&p, "stop");
+    let child = release_paused_after(&p, "stop", "v3");
     std::thread::sleep(Duration::from_millis(300));
     signal(&child, "-TERM");
     signal(&child, "-INT");

@@ -4,11 +4,16 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 /// The command line that builds a release directory into an image. Pure.
+/// `podman build` of a release. The label names the image in its own config, so that no two
+/// apps, environments or versions ever share an image id (identical builds otherwise do): a
+/// removal by another app's prune can then only untag what it owns, never take this one. Pure.
 pub fn build_args(dir: &Path, image: &str) -> Vec<String> {
     vec![
         "build".into(),
         "--tag".into(),
         image.into(),
+        "--label".into(),
+        format!("deploy.image={image}"),
         "--layers=true".into(),
         dir.display().to_string(),
     ]
@@ -286,7 +291,7 @@ mod tests {
     fn build_command() {
         assert_eq!(
             build_args(Path::new("/srv/a/releases/v1"), "localhost/a:v1").join(" "),
-            "build --tag localhost/a:v1 --layers=true /srv/a/releases/v1"
+            "build --tag localhost/a:v1 --label deploy.image=localhost/a:v1 --layers=true /srv/a/releases/v1"
         );
     }
 

@@ -229,9 +229,12 @@ impl Ssh {
         Ok(())
     }
 
-    fn command(&self, script: &str) -> Result<duct::Expression> {
-        self.ensure_master()?;
+    /// ssh's arguments that run `script` with `sh -c` there (with a terminal: `-t`). Pure.
+    fn script_args(&self, script: &str, tty: bool) -> Vec<String> {
         let mut args = self.args();
+        if tty {
+            args.push("-t".into());
+        }
         args.extend([
             self.destination.clone(),
             "--".into(),
@@ -239,6 +242,21 @@ impl Ssh {
             "-c".into(),
             sh_quote(script),
         ]);
+        args
+    }
+
+    /// A remote script's exit code; 255 is ssh's own failure.
+    fn exit_code(&self, status: std::process::ExitStatus) -> Result<i32> {
+        match status.code() {
+            Some(255) => Err(self.unreachable("the connection failed or dropped (see above)")),
+            Some(code) => Ok(code),
+            None => bail!("ssh was killed"),
+        }
+    }
+
+    fn command(&self, script: &str) -> Result<duct::Expression> {
+        self.ensure_master()?;
+        let args = self.script_args(script, false);
         Ok(duct::cmd("ssh", args).stdin_null().unchecked())
     }
 
@@ -273,37 +291,18 @@ impl Ssh {
             .command(script)?
             .run()
             .context("cannot run ssh: install the OpenSSH client")?;
-        match out.status.code() {
-            Some(255) => Err(self.unreachable("the connection failed or dropped (see above)")),
-            Some(code) => Ok(code),
-            None => bail!("ssh was killed"),
-        }
+        self.exit_code(out.status)
     }
 
     /// Runs a shell script on the node with this process's stdin passed on (and, with `tty`, a
     /// terminal there: `ssh -t`), its output here; returns its exit code.
     pub fn interactive(&self, script: &str, tty: bool) -> Result<i32> {
         self.ensure_master()?;
-        let mut args = self.args();
-        if tty {
-            args.push("-t".into());
-        }
-        args.extend([
-            self.destination.clone(),
-            "--".into(),
-            "sh".into(),
-            "-c".into(),
-            sh_quote(script),
-        ]);
         let status = std::process::Command::new("ssh")
-            .args(&args)
+            .args(self.script_args(script, tty))
             .status()
             .context("cannot run ssh: install the OpenSSH client")?;
-        match status.code() {
-            Some(255) => Err(self.unreachable("the connection failed or dropped (see above)")),
-            Some(code) => Ok(code),
-            None => bail!("ssh was killed"),
-        }
+        self.exit_code(status)
     }
 
     /// rsync over this connection; returns rsync's `--stats` output.
