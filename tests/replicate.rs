@@ -122,16 +122,31 @@ fn a_file_replica_brings_back_a_lost_server_and_follows_a_rollback_with_data() {
     p.add_to_config(&format!("replicate:\n  url: file://{}\n", dir.display()));
     survives_a_lost_server(&p, &[]);
 
+    // A database the app creates later is replicated from the next release on.
+    let extra = p.root().join("shared/data/extra.db");
+    let made = p.user(
+        "sqlite3",
+        &[
+            extra.to_str().unwrap(),
+            "PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+        ],
+    );
+    assert_eq!(made.code, 0, "{made:?}");
+
     // A rollback with data under replication: the replica follows the data put back.
     p.deploy(&["release", "v2"]).ok();
     for _ in 0..10 {
         p.body("/");
     }
+    p.deploy(&["status"])
+        .ok()
+        .prints("replication:  data/extra.db: replicating");
     p.deploy(&["rollback", "--with-data", "--yes"]).ok();
     let rolled_back = count(&p);
     std::thread::sleep(Duration::from_millis(2500));
     common::lose_the_server(&p);
-    p.deploy(&["restore"]).ok();
+    p.deploy(&["restore"]).ok().says("restored 2 database(s)");
+    assert!(extra.exists(), "the database made later came back too");
     assert_eq!(
         count(&p),
         rolled_back,

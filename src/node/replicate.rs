@@ -225,9 +225,35 @@ impl Node<'_> {
         }
         write_manifest(&self.manifest(), &dbs)?;
         if changed || unit_changed {
-            systemd.restart(&unit, Duration::from_secs(30))
+            systemd.restart(&unit, Duration::from_secs(30))?;
         } else {
-            systemd.start(&unit, Duration::from_secs(30))
+            systemd.start(&unit, Duration::from_secs(30))?;
+        }
+        self.wait_for_litestream(&bin, &unit)
+    }
+
+    /// Until Litestream answers on its control socket (it replicates then), at most 15 s.
+    fn wait_for_litestream(&self, bin: &Path, unit: &str) -> Result<()> {
+        let socket = self.litestream_socket();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let answers = duct::cmd!(bin, "info", "-timeout", "1", "-socket", &socket)
+                .stdout_null()
+                .stderr_null()
+                .unchecked()
+                .run()
+                .is_ok_and(|o| o.status.success());
+            if answers {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "{unit} started but Litestream does not answer on {}: see \
+                     `systemctl --user status {unit}`",
+                    socket.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
