@@ -67,7 +67,30 @@ pub type Handler = dyn Fn(Request) -> Response + Send + Sync;
 pub struct Server {
     listener: TcpListener,
     stopping: Arc<AtomicBool>,
+    /// Requests being answered.
     busy: Arc<AtomicUsize>,
+    fresh: Fresh,
+}
+
+/// Connections accepted that have not sent a request yet, by number. At a stop, one whose
+/// request has arrived (bytes wait in it) is answered; an idle one (a client's spare
+/// connection) is closed at once instead of holding the stop until its client speaks.
+type Fresh = Arc<std::sync::Mutex<std::collections::HashMap<u64, TcpStream>>>;
+
+/// Whether bytes wait to be read on `stream`, without reading them or blocking.
+fn has_input(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    // SAFETY: reads at most one byte into `byte`, which outlives the call.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
 }
 
 impl Server {
@@ -81,6 +104,7 @@ impl Server {
             listener,
             stopping: Arc::new(AtomicBool::new(false)),
             busy: Arc::new(AtomicUsize::new(0)),
+            fresh: Fresh::default(),
         }
     }
 
@@ -92,17 +116,22 @@ impl Server {
     /// Serves until the stop flag is set; then waits for requests in progress to be answered.
     pub fn run(self, handler: Arc<Handler>) -> std::io::Result<()> {
         self.listener.set_nonblocking(true)?;
+        let mut accepted = 0u64;
         while !self.stopping.load(Ordering::SeqCst) {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     let handler = Arc::clone(&handler);
                     let stopping = Arc::clone(&self.stopping);
-                    let busy = Arc::clone(&self.busy);
-                    // Busy from its accept: a stop right after it waits for its first request
-                    // (the client sent it, or is sending it) instead of dropping it unread.
-                    busy.fetch_add(1, Ordering::SeqCst);
+                    let (busy, fresh) = (Arc::clone(&self.busy), Arc::clone(&self.fresh));
+                    // Known from its accept: a stop right after it answers its request, if it
+                    // has come, instead of dropping it unread.
+                    accepted += 1;
+                    let id = accepted;
+                    if let Ok(clone) = stream.try_clone() {
+                        fresh.lock().unwrap().insert(id, clone);
+                    }
                     std::thread::spawn(move || {
-                        let _ = connection(stream, &*handler, &stopping, &busy);
+                        let _ = connection(stream, &*handler, &stopping, (&busy, &fresh, id));
                     });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -117,10 +146,23 @@ impl Server {
             }
         }
         drop(self.listener);
-        while self.busy.load(Ordering::SeqCst) > 0 {
+        loop {
+            let waiting = {
+                let mut fresh = self.fresh.lock().unwrap();
+                // An idle one is shut down (its thread then ends); one with input stays.
+                fresh.retain(|_, s| {
+                    has_input(s) || {
+                        let _ = s.shutdown(std::net::Shutdown::Both);
+                        false
+                    }
+                });
+                fresh.len()
+            };
+            if waiting == 0 && self.busy.load(Ordering::SeqCst) == 0 {
+                return Ok(());
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
-        Ok(())
     }
 }
 
@@ -128,17 +170,13 @@ fn connection(
     stream: TcpStream,
     handler: &Handler,
     stopping: &AtomicBool,
-    busy: &AtomicUsize,
+    (busy, fresh, id): (&AtomicUsize, &Fresh, u64),
 ) -> std::io::Result<()> {
-    /// The accept's count of this connection as busy, given back once (at its first request's
-    /// answer, or however the connection ends before).
-    struct Accepted<'a>(Option<&'a AtomicUsize>);
+    /// This connection among the fresh ones until its first request is read (or it ends).
+    struct Accepted<'a>(&'a Fresh, u64);
     impl Accepted<'_> {
-        fn release(&mut self) -> bool {
-            self.0
-                .take()
-                .map(|b| b.fetch_sub(1, Ordering::SeqCst))
-                .is_some()
+        fn release(&self) {
+            self.0.lock().unwrap().remove(&self.1);
         }
     }
     impl Drop for Accepted<'_> {
@@ -146,7 +184,7 @@ fn connection(
             self.release();
         }
     }
-    let mut accepted = Accepted(Some(busy));
+    let accepted = Accepted(fresh, id);
     stream.set_nonblocking(false)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(IDLE))?;
@@ -323,6 +361,47 @@ mod tests {
         assert_eq!(
             head,
             "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_stop_answers_a_request_that_came_and_does_not_wait_for_an_idle_connection() {
+        let server = Server::bind("127.0.0.1:0").unwrap();
+        let addr = server.listener.local_addr().unwrap();
+        let (stop, fresh) = (server.stop_flag(), Arc::clone(&server.fresh));
+        // Every request takes 300 ms: a stop comes while one is read but not answered.
+        let t = std::thread::spawn(move || {
+            server
+                .run(Arc::new(|_: Request| {
+                    std::thread::sleep(Duration::from_millis(300));
+                    Response::new(200, "late")
+                }))
+                .unwrap()
+        });
+        let _idle = TcpStream::connect(addr).unwrap();
+        let mut asking = TcpStream::connect(addr).unwrap();
+        asking
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        while fresh.lock().unwrap().len() != 1 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "both accepted, one read"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        stop.store(true, Ordering::SeqCst);
+        let mut answer = String::new();
+        asking.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("late"),
+            "{answer:?}"
+        );
+        t.join().unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "the idle one held the stop"
         );
     }
 
