@@ -207,6 +207,7 @@ impl Node<'_> {
                 env => &self.env_name,
                 url => &r.url,
                 config => config.display().to_string(),
+                manifest => self.manifest().display().to_string(),
                 shared_env => self.layout.shared().join(".env").display().to_string(),
                 release_vars => spec.current_vars(),
                 bin => bin.display().to_string(),
