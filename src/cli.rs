@@ -251,6 +251,21 @@ pub struct MigrateArgs {
     pub yes: bool,
 }
 
+/// The commands that act on no node: they run here and return before an environment is
+/// chosen. One list, used as the pattern wherever a match over the commands needs it.
+#[macro_export]
+macro_rules! no_node_commands {
+    () => {
+        $crate::cli::Command::GapServer(_)
+            | $crate::cli::Command::TestPoints
+            | $crate::cli::Command::Init
+            | $crate::cli::Command::Check(_)
+            | $crate::cli::Command::Config(_)
+            | $crate::cli::Command::Completions { .. }
+            | $crate::cli::Command::Man
+    };
+}
+
 impl Command {
     /// The environment a command for a node names (`Some(None)`: the only one); `None` for the
     /// commands that need no node (init, check, completions, man, the gap server).
@@ -266,13 +281,7 @@ impl Command {
             Command::MigrateData(a) => &a.env,
             Command::Restore(a) => &a.env,
             Command::Logs(a) => &a.env,
-            Command::GapServer(_)
-            | Command::TestPoints
-            | Command::Init
-            | Command::Check(_)
-            | Command::Config(_)
-            | Command::Completions { .. }
-            | Command::Man => return None,
+            crate::no_node_commands!() => return None,
         };
         Some(env.as_deref())
     }

@@ -246,13 +246,7 @@ fn dispatch(
         Command::Logs(a) => node.logs(a.lines, a.follow),
         Command::MigrateData(a) => node.migrate_data(a),
         Command::Restore(a) => node.restore(a),
-        Command::GapServer(_)
-        | Command::TestPoints
-        | Command::Init
-        | Command::Check(_)
-        | Command::Config(_)
-        | Command::Completions { .. }
-        | Command::Man => unreachable!("the commands without a node returned before"),
+        crate::no_node_commands!() => unreachable!("the commands without a node returned before"),
     }
 }
 
@@ -387,13 +381,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
                 a.release.clone(),
             ]
         }
-        Command::GapServer(_)
-        | Command::TestPoints
-        | Command::Init
-        | Command::Check(_)
-        | Command::Config(_)
-        | Command::Completions { .. }
-        | Command::Man => unreachable!("these run no node command"),
+        crate::no_node_commands!() => unreachable!("these run no node command"),
     };
     words.into_iter().chain(args).collect()
 }
