@@ -367,3 +367,32 @@ fn two_laptops_releasing_at_once_end_with_one_release_and_one_clean_refusal() {
     }
     std::fs::remove_dir_all(&other).unwrap();
 }
+
+#[test]
+fn restore_over_ssh_with_the_replicas_secret_sent_from_here() {
+    let p = remote("t-remote-rep", 18328);
+    let replica = std::path::PathBuf::from("/tmp/deploy-tests/replicas/t-remote-rep");
+    let _ = std::fs::remove_dir_all(&replica);
+    std::fs::create_dir_all(&replica).unwrap();
+    common::chown_to_node_user(replica.parent().unwrap());
+    common::chown_to_node_user(&replica);
+    // A secret the restore must bring along (sent as a private file, like a release's).
+    p.add_to_config(&format!(
+        "env:\n  secret: [GREETING]\nreplicate:\n  url: file://{}\n",
+        replica.display()
+    ));
+    let secret = [("GREETING", "from-the-laptop")];
+    p.deploy_remote(&["setup"]).ok();
+    p.deploy_remote_env(&secret, &["release", "v1"]).ok();
+    for _ in 0..5 {
+        p.body("/");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    common::lose_the_server(&p);
+    let r = p.deploy_remote(&["restore"]).failed();
+    r.says("env.secret `GREETING` is not set in this shell");
+    let r = p.deploy_remote_env(&secret, &["restore"]).ok();
+    r.says("restored 1 database(s)");
+    assert_eq!(p.body("/hits"), "5\n");
+    assert!(p.body("/").contains("greeting=from-the-laptop"));
+}
