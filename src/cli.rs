@@ -222,8 +222,8 @@ pub struct MaintenanceArgs {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     pub env: Option<String>,
-    /// The data as it was at this time (RFC 3339, e.g. 2026-11-24T06:00:00Z); default: the
-    /// newest the replica has.
+    /// The data as it was at this time (RFC 3339, e.g. 2026-11-24T06:00:00Z) or that long ago
+    /// (e.g. 10m, 2h); default: the newest the replica has.
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
     /// Restore over the databases there (after a snapshot of them, kept in .deploy/).

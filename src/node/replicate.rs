@@ -332,6 +332,22 @@ pub struct DbReplication {
     pub behind_ms: Option<u64>,
 }
 
+/// `--at`: an RFC 3339 time as it is, or a duration (`10m`, `2h 30m`) meaning that long before
+/// `now`, as RFC 3339 (what `litestream restore -timestamp` takes). Pure.
+pub fn point_in_time(at: &str, now: std::time::SystemTime) -> Result<String> {
+    // A time with a zone offset (+01:00) goes as it is: Litestream reads RFC 3339 itself.
+    if humantime::parse_rfc3339_weak(at.trim_end_matches('Z')).is_ok() || at.contains('T') {
+        return Ok(at.to_string());
+    }
+    match humantime::parse_duration(at) {
+        Ok(d) => Ok(humantime::format_rfc3339_seconds(now - d).to_string()),
+        Err(_) => bail!(
+            "--at `{at}`: give a time (RFC 3339, e.g. 2026-11-24T06:00:00Z) or how long ago \
+             (e.g. 10m, 2h)"
+        ),
+    }
+}
+
 /// `KEY=value` lines of an env file (comments and blank lines skipped, one level of quotes
 /// taken off the value). Pure.
 fn parse_env_file(text: &str) -> Vec<(String, String)> {
@@ -449,7 +465,11 @@ impl Node<'_> {
         env: &[(String, String)],
         work: &Path,
     ) -> Result<()> {
-        let at = req.at.as_deref();
+        let at = match &req.at {
+            Some(t) => Some(point_in_time(t, std::time::SystemTime::now())?),
+            None => None,
+        };
+        let at = at.as_deref();
         let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
         // The manifest first: what there is to restore.
         let config = work.join("litestream.yml");
@@ -624,6 +644,16 @@ mod tests {
         let db = rusqlite::Connection::open(&m).unwrap();
         assert_eq!(read_manifest_conn(&db).unwrap(), list);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_point_in_time_is_a_time_or_how_long_ago() {
+        let now = humantime::parse_rfc3339("2026-11-24T06:30:00Z").unwrap();
+        let at = |t: &str| point_in_time(t, now).map_err(|e| e.to_string());
+        assert_eq!(at("2026-11-24T06:00:00Z").unwrap(), "2026-11-24T06:00:00Z");
+        assert_eq!(at("10m").unwrap(), "2026-11-24T06:20:00Z");
+        assert_eq!(at("1h 30m").unwrap(), "2026-11-24T05:00:00Z");
+        assert!(at("yesterday").unwrap_err().contains("how long ago"));
     }
 
     #[test]
