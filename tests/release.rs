@@ -494,9 +494,20 @@ fn the_node_runs_overlay_and_a_vfs_store_is_explained_with_its_fix() {
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(base.join("config/containers")).unwrap();
     std::fs::create_dir_all(base.join("data")).unwrap();
-    std::fs::copy(
-        n.home.join(".config/containers/containers.conf"),
+    // Its own engine temp dir too: `podman system reset` of this store removes it, and the
+    // node's (which the other tests' running containers use) must not go with it.
+    let conf = std::fs::read_to_string(n.home.join(".config/containers/containers.conf")).unwrap();
+    assert!(conf.trim_start().starts_with("[engine]"), "{conf}");
+    std::fs::write(
         base.join("config/containers/containers.conf"),
+        conf.replacen(
+            "[engine]\n",
+            &format!(
+                "[engine]\ntmp_dir = \"/run/user/{}/deploy-tests-vfs-tmp\"\n",
+                n.uid
+            ),
+            1,
+        ),
     )
     .unwrap();
     std::fs::write(
@@ -698,9 +709,14 @@ fn staging_and_prod_of_one_app_live_side_by_side_each_with_its_overrides() {
         p.deploy(&["release", "v1", env]).ok();
     }
     p.deploy(&["release", "v2", "test"]).ok();
-    let front = |host: &str| common::get_front_as(host, "/").unwrap().2;
-    assert!(front("t-envs.test").starts_with("example-app v2 "));
-    assert!(front("t-envs-prod.test").starts_with("example-app v1 "));
+    let front = |host: &str| {
+        let (status, _, body) = common::get_front_as(host, "/").unwrap();
+        format!("{body} (HTTP {status} for {host})")
+    };
+    let answer = front("t-envs.test");
+    assert!(answer.starts_with("example-app v2 "), "{answer}");
+    let answer = front("t-envs-prod.test");
+    assert!(answer.starts_with("example-app v1 "), "{answer}");
     assert!(p.body_at(18372, "/").starts_with("example-app v1 "));
     // Each keeps its own releases: prod keeps one (and the previous, as always).
     p.deploy(&["release", "v3", "prod"]).ok();
@@ -717,8 +733,10 @@ fn staging_and_prod_of_one_app_live_side_by_side_each_with_its_overrides() {
     );
     // A rollback of one leaves the other alone; both units run side by side.
     p.deploy(&["rollback", "test"]).ok();
-    assert!(front("t-envs.test").starts_with("example-app v1 "));
-    assert!(front("t-envs-prod.test").starts_with("example-app v4 "));
+    let answer = front("t-envs.test");
+    assert!(answer.starts_with("example-app v1 "), "{answer}");
+    let answer = front("t-envs-prod.test");
+    assert!(answer.starts_with("example-app v4 "), "{answer}");
     for unit in ["t-envs_test.service", "t-envs_prod.service"] {
         let r = p.user("systemctl", &["--user", "is-active", unit]);
         assert_eq!(r.stdout.trim(), "active", "{unit}");
