@@ -151,11 +151,7 @@ impl Ui {
         if let Some(t) = ticker {
             t.stop();
         }
-        let word = colour(
-            if result.is_ok() { "ok" } else { "failed" },
-            result.is_ok(),
-            self.color,
-        );
+        let word = self.outcome(result.is_ok());
         let line = if live {
             format!("\r\x1b[2K-> {name} ... {word} ({took})")
         } else if self.verbose {
@@ -165,6 +161,11 @@ impl Ui {
         };
         let _ = writeln!(std::io::stderr(), "{line}");
         result
+    }
+
+    /// A step's outcome, `ok` or `failed`, in colour when colours are on.
+    fn outcome(&self, ok: bool) -> String {
+        colour(if ok { "ok" } else { "failed" }, ok, self.color)
     }
 
     /// A step whose child writes to this terminal itself (the build command, a local hook):
@@ -182,11 +183,7 @@ impl Ui {
         let _ = writeln!(std::io::stderr(), "-> {name} ...");
         let result = f();
         let took = fmt_duration(start.elapsed());
-        let word = colour(
-            if result.is_ok() { "ok" } else { "failed" },
-            result.is_ok(),
-            self.color,
-        );
+        let word = self.outcome(result.is_ok());
         let _ = writeln!(std::io::stderr(), "   {name}: {word} ({took})");
         result
     }

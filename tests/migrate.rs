@@ -237,11 +237,7 @@ fn what_it_would_overwrite_or_a_live_writer_is_refused_and_nothing_changes() {
 #[test]
 fn migrate_data_on_a_node_that_replicates_hands_the_moved_data_to_litestream() {
     let p = Project::new("t-migrep", 18386, Options::default());
-    let replica = std::path::PathBuf::from("/tmp/deploy-tests/replicas/t-migrep");
-    let _ = std::fs::remove_dir_all(&replica);
-    std::fs::create_dir_all(&replica).unwrap();
-    common::chown_to_node_user(replica.parent().unwrap());
-    common::chown_to_node_user(&replica);
+    let replica = p.file_replica();
     p.add_to_config(&format!(
         "replicate:\n  url: file://{}\n",
         replica.display()

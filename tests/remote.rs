@@ -371,11 +371,7 @@ fn two_laptops_releasing_at_once_end_with_one_release_and_one_clean_refusal() {
 #[test]
 fn restore_over_ssh_with_the_replicas_secret_sent_from_here() {
     let p = remote("t-remote-rep", 18328);
-    let replica = std::path::PathBuf::from("/tmp/deploy-tests/replicas/t-remote-rep");
-    let _ = std::fs::remove_dir_all(&replica);
-    std::fs::create_dir_all(&replica).unwrap();
-    common::chown_to_node_user(replica.parent().unwrap());
-    common::chown_to_node_user(&replica);
+    let replica = p.file_replica();
     // A secret the restore must bring along (sent as a private file, like a release's).
     p.add_to_config(&format!(
         "env:\n  secret: [GREETING]\nreplicate:\n  url: file://{}\n",

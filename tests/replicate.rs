@@ -106,19 +106,10 @@ fn survives_a_lost_server(p: &Project, env: &[(&str, &str)]) {
     assert_eq!(replaced, 1);
 }
 
-fn replica_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::path::PathBuf::from("/tmp/deploy-tests/replicas").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    common::chown_to_node_user(dir.parent().unwrap());
-    common::chown_to_node_user(&dir);
-    dir
-}
-
 #[test]
 fn a_file_replica_brings_back_a_lost_server_and_follows_a_rollback_with_data() {
     let p = Project::new("t-repfile", 18380, Options::default());
-    let dir = replica_dir("t-repfile");
+    let dir = p.file_replica();
     p.add_to_config(&format!("replicate:\n  url: file://{}\n", dir.display()));
     survives_a_lost_server(&p, &[]);
 

@@ -428,35 +428,42 @@ impl<'a> Remote<'a> {
 
     /// Runs a node command that only reads (releases, status), its output straight here.
     pub fn read(&self, args: &[String]) -> Result<()> {
+        self.with_run(|root, config| self.run_here(root, config, args))
+    }
+
+    /// Connects, checks the node's deploy and sends the config, runs `f` with the node's root
+    /// and the config's path there, then removes what the run put on the node, whatever `f`
+    /// did.
+    fn with_run(&self, f: impl FnOnce(&str, &str) -> Result<()>) -> Result<()> {
         let (_, root, config) = self.prepare()?;
-        let result = self.run_here(&root, &config, args);
+        let result = f(&root, &config);
         self.clean_up(&root, None);
         result
+    }
+
+    /// A node command's exit code as ours.
+    fn node_exit(&self, code: i32) -> Result<()> {
+        match code {
+            0 => Ok(()),
+            code => Err(crate::exit::remote(code, &self.ssh.destination)),
+        }
     }
 
     /// `deploy exec -i` on the node: this terminal's input passed on, and a terminal there
     /// when this is one (a console); its exit code becomes ours.
     pub fn exec_interactive(&self, args: &[String]) -> Result<()> {
         use std::io::IsTerminal;
-        let (_, root, config) = self.prepare()?;
         let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-        let command = self.node_command(&root, &config, args);
-        let result = match self.ssh.interactive(&command, tty) {
-            Ok(0) => Ok(()),
-            Ok(code) => Err(crate::exit::remote(code, &self.ssh.destination)),
-            Err(e) => Err(e),
-        };
-        self.clean_up(&root, None);
-        result
+        self.with_run(|root, config| {
+            let command = self.node_command(root, config, args);
+            self.node_exit(self.ssh.interactive(&command, tty)?)
+        })
     }
 
     /// Runs a node command attached to this connection, its output straight here; its exit
     /// code becomes ours.
     fn run_here(&self, root: &str, config: &str, args: &[String]) -> Result<()> {
-        match self.ssh.stream(&self.node_command(root, config, args))? {
-            0 => Ok(()),
-            code => Err(crate::exit::remote(code, &self.ssh.destination)),
-        }
+        self.node_exit(self.ssh.stream(&self.node_command(root, config, args))?)
     }
 
     /// Runs a node command that changes the node, detached from this connection, streaming
@@ -608,8 +615,9 @@ exit "${{rc:-1}}"
             }
         }
         let mut node_args = node_args.to_vec();
-        self.send_secrets(&root, &mut node_args)?;
-        let result = self.act(&root, &config, &node_args);
+        let result = self
+            .send_secrets(&root, &mut node_args)
+            .and_then(|()| self.act(&root, &config, &node_args));
         // A release that went on took the upload; one refused (another deploy held the lock,
         // the version exists) leaves it, and it goes.
         self.clean_up(&root, Some(&incoming));
@@ -618,22 +626,17 @@ exit "${{rc:-1}}"
 
     /// Any other command that changes the node, run there as it is.
     pub fn run(&self, args: &[String]) -> Result<()> {
-        let (_, root, config) = self.prepare()?;
-        let result = self.act(&root, &config, args);
-        self.clean_up(&root, None);
-        result
+        self.with_run(|root, config| self.act(root, config, args))
     }
 
     /// A node command that needs the env.secret values of this shell (`deploy restore`: the
     /// replica's credentials), sent as a private file.
     pub fn run_with_secrets(&self, args: &[String]) -> Result<()> {
-        let (_, root, config) = self.prepare()?;
-        let mut args = args.to_vec();
-        let result = self
-            .send_secrets(&root, &mut args)
-            .and_then(|()| self.act(&root, &config, &args));
-        self.clean_up(&root, None);
-        result
+        self.with_run(|root, config| {
+            let mut args = args.to_vec();
+            self.send_secrets(root, &mut args)?;
+            self.act(root, config, &args)
+        })
     }
 
     /// Sends this shell's env.secret values (if the config names any) and adds `--secrets`.

@@ -43,8 +43,26 @@ pub fn secrets_here(env: &Env) -> Result<String> {
     text(&only, |n| std::env::var(n).ok())
 }
 
+/// Where a node-side run finds the env.secret values: in the file a laptop sent (`--secrets`),
+/// or, without one (a local environment), in this process's environment.
+pub struct Secrets(Option<BTreeMap<String, String>>);
+
+impl Secrets {
+    /// Reads (and removes) the file that was sent, if one was.
+    pub fn new(sent: Option<&Path>) -> Result<Secrets> {
+        Ok(Secrets(sent.map(read_secrets).transpose()?))
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        match &self.0 {
+            Some(sent) => sent.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        }
+    }
+}
+
 /// Reads a secrets file a laptop sent and removes it at once.
-pub fn read_secrets(path: &Path) -> Result<BTreeMap<String, String>> {
+fn read_secrets(path: &Path) -> Result<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the secrets sent to {}", path.display()));
     let _ = std::fs::remove_file(path);

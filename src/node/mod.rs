@@ -380,11 +380,7 @@ impl<'a> Node<'a> {
         if lines.is_empty() {
             return format!("  (nothing in {})", path.display());
         }
-        lines[lines.len().saturating_sub(n)..]
-            .iter()
-            .map(|l| format!("  | {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        quoted(&lines[lines.len().saturating_sub(n)..])
     }
 }
 
@@ -399,9 +395,14 @@ fn unit_log_since(log: &Path, from: u64) -> String {
         let _ = f.seek(std::io::SeekFrom::Start(from));
         let _ = f.take(64 << 10).read_to_string(&mut text);
     }
-    crate::sys::podman::tail(text.trim(), 10)
-        .lines()
-        .map(|l| format!("  | {l}"))
+    quoted(crate::sys::podman::tail(text.trim(), 10).lines())
+}
+
+/// Lines of a log, quoted under an error: `  | line`.
+fn quoted<S: AsRef<str>>(lines: impl IntoIterator<Item = S>) -> String {
+    lines
+        .into_iter()
+        .map(|l| format!("  | {}", l.as_ref()))
         .collect::<Vec<_>>()
         .join("\n")
 }

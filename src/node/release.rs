@@ -103,14 +103,8 @@ impl Node<'_> {
     /// The variables of this release: secrets from the file a laptop sent (`--secrets`, read
     /// and removed) or, on a local environment, from this process's environment.
     fn release_vars(&self, req: &ReleaseArgs) -> Result<String> {
-        let sent = match &req.secrets {
-            Some(path) => Some(appenv::read_secrets(path)?),
-            None => None,
-        };
-        appenv::text(&self.config.env, |name| match &sent {
-            Some(m) => m.get(name).cloned(),
-            None => std::env::var(name).ok(),
-        })
+        let secrets = appenv::Secrets::new(req.secrets.as_deref())?;
+        appenv::text(&self.config.env, |name| secrets.get(name))
     }
 
     /// Updating: the artifacts into `releases/.incoming-V` (unchanged files hard-linked to the

@@ -197,7 +197,9 @@ impl Node<'_> {
         let text = self.litestream_text(r, &dbs)?;
         let config = self.litestream_config();
         let changed = std::fs::read_to_string(&config).ok().as_deref() != Some(text.as_str());
-        fsx::write_atomic(&config, text.as_bytes(), 0o600)?;
+        if changed {
+            fsx::write_atomic(&config, text.as_bytes(), 0o600)?;
+        }
         let spec = self.unit_spec();
         let unit_text = crate::template::render(
             "litestream.service",
@@ -217,7 +219,16 @@ impl Node<'_> {
             .ok()
             .as_deref()
             != Some(unit_text.as_str());
-        systemd.install_unit(&self.user_unit_dir(), &unit, &unit_text)?;
+        // Enabled like the app's (WantedBy=default.target): a unit someone disabled is enabled
+        // again, an unchanged enabled one costs no daemon-reload.
+        let enabled = self
+            .user_unit_dir()
+            .join("default.target.wants")
+            .join(&unit)
+            .exists();
+        if unit_changed || !enabled {
+            systemd.install_unit(&self.user_unit_dir(), &unit, &unit_text)?;
+        }
         if dbs.is_empty() {
             // Nothing to replicate yet (a fresh server, before its release or its `deploy
             // restore`): starting now would replicate an empty list of databases over the one
@@ -227,8 +238,11 @@ impl Node<'_> {
         write_manifest(&self.manifest(), &dbs)?;
         if changed || unit_changed {
             systemd.restart(&unit, Duration::from_secs(30))?;
-        } else {
+        } else if systemd.state(&unit)?.active.is_down() {
             systemd.start(&unit, Duration::from_secs(30))?;
+        } else {
+            // Running on this very config (after most releases): nothing to wait for.
+            return Ok(());
         }
         self.wait_for_litestream(&bin, &unit)
     }
@@ -271,11 +285,6 @@ impl Node<'_> {
             .stop(&unit, Duration::from_secs(40))
             .with_context(|| format!("cannot stop {unit} before the data is restored"))?;
         Ok(true)
-    }
-
-    /// Starts Litestream again after data was put back: it resumes from the restored data.
-    pub fn start_replication(&self, systemd: &Systemd) -> Result<()> {
-        self.sync_replication(systemd)
     }
 
     /// Per database: Litestream's own word (from its control socket) and how long ago it last
@@ -375,12 +384,9 @@ impl Node<'_> {
             .unwrap_or_default();
         let env = &self.config.env;
         vars.extend(env.clear.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let sent = match secrets {
-            Some(p) => crate::node::appenv::read_secrets(p)?,
-            None => Default::default(),
-        };
+        let secrets = crate::node::appenv::Secrets::new(secrets)?;
         for name in &env.secret {
-            if let Some(v) = sent.get(name).cloned().or_else(|| std::env::var(name).ok()) {
+            if let Some(v) = secrets.get(name) {
                 vars.push((name.clone(), v));
             }
         }

@@ -612,6 +612,16 @@ impl Project {
         }
     }
 
+    /// An empty directory for this app's `file://` replica, the node user's.
+    pub fn file_replica(&self) -> PathBuf {
+        let dir = PathBuf::from("/tmp/deploy-tests/replicas").join(&self.app);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        chown_to_node_user(dir.parent().unwrap());
+        chown_to_node_user(&dir);
+        dir
+    }
+
     /// Where an extra environment of the app lives (its `path` must be this).
     pub fn root_of(&self, env: &str) -> PathBuf {
         node()
