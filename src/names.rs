@@ -29,6 +29,9 @@ pub fn check(kind: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// The label key on the one-off containers that may write an environment's data.
+pub const WRITER_LABEL: &str = "deploy.writer";
+
 /// The names of one app in one environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -87,6 +90,12 @@ impl Names {
 
     pub fn gap_unit(&self) -> String {
         format!("{}_gap.service", self.base)
+    }
+
+    /// The label (`key=value`) on every one-off container of the environment that may write
+    /// `shared/` (an `in_gap` hook, `deploy exec`): what a put-back and a recovery remove.
+    pub fn writer_label(&self) -> String {
+        format!("{WRITER_LABEL}={}", self.base)
     }
 
     /// The one-off container of an `in_gap` hook.

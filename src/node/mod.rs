@@ -20,6 +20,7 @@ mod release;
 mod rename;
 pub mod replicate;
 mod rollback;
+pub mod shared_path;
 pub mod snapshot;
 pub mod state;
 pub mod status;
@@ -157,6 +158,11 @@ impl<'a> Node<'a> {
 
     pub(crate) fn lock(&self, what: &str) -> Result<lock::NodeLock> {
         self.require_setup()?;
+        self.take_lock(what)
+    }
+
+    /// The lock, in a directory known to be there.
+    fn take_lock(&self, what: &str) -> Result<lock::NodeLock> {
         let lock = lock::acquire(&self.layout.lock_file(), what, self.lock_wait)?;
         if self
             .layout
@@ -253,11 +259,23 @@ impl<'a> Node<'a> {
         {
             bail!("the app directory {root} contains {bad:?}, which unit files cannot carry");
         }
+        // The lock first, in the only directories it needs: nothing else is written, and no
+        // unit stopped or started, while another deploy works here.
+        fsx::ensure_dir(&l.root, 0o755)?;
+        fsx::ensure_private_dir(&l.meta())?;
+        let _lock = self.take_lock(&format!("deploy setup {}", self.env_name))?;
+        let systemd = self
+            .ui
+            .step("Connecting to the systemd user manager", Systemd::connect)?;
+        // A swap whose process died is put right before setup touches the units.
+        if self.unfinished_swap()?.is_some() {
+            let mut state = self.load_state()?;
+            self.recover(&systemd, &mut state, false, false)?;
+        }
         self.ui.step(&format!("Preparing {root}"), || {
-            for d in [&l.root, &l.releases(), &l.shared(), &l.log_dir()] {
+            for d in [&l.releases(), &l.shared(), &l.log_dir()] {
                 fsx::ensure_dir(d, 0o755)?;
             }
-            fsx::ensure_private_dir(&l.meta())?;
             for d in &self.config.shared.dirs {
                 fsx::ensure_dir(&l.shared().join(d), 0o755)?;
             }
@@ -274,10 +292,6 @@ impl<'a> Node<'a> {
         })?;
         self.ui.step("Checking rsync", upload::check_rsync)?;
         self.check_podman()?;
-        let systemd = self
-            .ui
-            .step("Connecting to the systemd user manager", Systemd::connect)?;
-        let _lock = self.lock(&format!("deploy setup {}", self.env_name))?;
         self.setup_storage(&systemd, reset_storage)?;
         let legacy = self.has_legacy_app();
         self.remove_legacy_gap_server(&systemd)?;
@@ -303,7 +317,10 @@ impl<'a> Node<'a> {
         if let Some(r) = &self.config.replicate {
             let unit = self.names().replication_unit();
             self.ui.step(
-                &format!("Replicating the databases to {} ({unit})", r.url),
+                &format!(
+                    "Replicating the databases to {} ({unit})",
+                    replicate::shown_url(&r.url)
+                ),
                 || self.sync_replication(&systemd),
             )?;
         } else {

@@ -24,6 +24,11 @@ impl Node<'_> {
     fn describe(&self, step: &Step, mv: &Move) -> Result<String> {
         let unit = self.unit_name();
         Ok(match step {
+            Step::Clear => format!(
+                "every one-off container labelled {} (in_gap hooks, deploy exec) is removed, \
+                 confirmed gone",
+                self.names().writer_label()
+            ),
             Step::Image { version } => format!(
                 "{} (rebuilt from releases/{version} if missing)",
                 self.image(version)

@@ -13,6 +13,7 @@
 //! `migrate-data`, `deploy restore`) stops it first and starts it after.
 
 use crate::config::Replicate;
+use crate::node::shared_path::SharedRel;
 use crate::node::Node;
 use crate::sys::{fsx, systemd::Systemd};
 use anyhow::{bail, Context, Result};
@@ -29,6 +30,57 @@ pub const MANIFEST_REPLICA: &str = "_deploy/manifest.db";
 /// A database's replica: `<url>/<its path under shared/>`. Pure.
 pub fn replica_url(base: &str, rel: &str) -> String {
     format!("{}/{}", base.trim_end_matches('/'), rel)
+}
+
+/// A replica URL split into what may be shown and written anywhere (the URL without a
+/// password) and the password of `sftp://user:password@host/...` (Litestream's documented
+/// way), percent-decoded as Litestream reads it: it goes only into Litestream's 0600 config
+/// (its `password:` field, which wins over the URL's). Pure.
+pub fn split_password(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_string(), None);
+    };
+    match userinfo.split_once(':') {
+        Some((user, password)) => (
+            format!("{scheme}://{user}@{host}{path}"),
+            Some(percent_decode(password)),
+        ),
+        None => (url.to_string(), None),
+    }
+}
+
+/// The URL as it may be shown: never with its password. Pure.
+pub fn shown_url(url: &str) -> String {
+    split_password(url).0
+}
+
+/// `%XX` escapes decoded (as Go's url package does for a URL's password). Pure.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Serialize)]
@@ -54,6 +106,8 @@ struct LsDb {
 struct LsReplica {
     url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     key_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     host_key: Option<String>,
@@ -73,6 +127,7 @@ pub fn config_text(
     socket: &Path,
     dbs: &[(String, String)],
 ) -> Result<String> {
+    let (url, password) = split_password(&r.url);
     let config = LsConfig {
         socket: LsSocket {
             enabled: true,
@@ -83,7 +138,8 @@ pub fn config_text(
             .map(|(path, rel)| LsDb {
                 path: path.clone(),
                 replica: LsReplica {
-                    url: replica_url(&r.url, rel),
+                    url: replica_url(&url, rel),
+                    password: password.clone(),
                     key_path: key_path.map(String::from),
                     host_key: r.host_key.clone(),
                     endpoint: r.endpoint.clone(),
@@ -100,8 +156,9 @@ pub fn config_text(
 }
 
 /// Writes the manifest's list of databases (paths under shared/), in one transaction, when it
-/// changed.
+/// changed. Every entry is checked as a restore checks it: none names a place outside shared/.
 fn write_manifest(path: &Path, rels: &[String]) -> Result<bool> {
+    crate::node::shared_path::parse_all(rels, "the list of databases to replicate")?;
     let mut db = rusqlite::Connection::open(path)
         .with_context(|| format!("cannot open the manifest {}", path.display()))?;
     db.busy_timeout(Duration::from_secs(10))?;
@@ -150,12 +207,20 @@ impl Node<'_> {
         self.layout.meta().join(MANIFEST)
     }
 
-    /// The databases under shared/, as paths under it.
+    /// The databases under shared/, as paths under it; one whose name no restore would take
+    /// (a control character, say) is left out of replication, with a warning.
     fn shared_databases(&self) -> Result<Vec<String>> {
-        Ok(crate::node::snapshot::databases(&self.layout.shared())?
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect())
+        let mut dbs = Vec::new();
+        for p in crate::node::snapshot::databases(&self.layout.shared())? {
+            let text = p.to_string_lossy();
+            match SharedRel::parse(&text) {
+                Ok(rel) => dbs.push(rel.to_string()),
+                Err(e) => self.ui.warn(&format!(
+                    "shared/{e}: not replicated (rename it to a plain name)"
+                )),
+            }
+        }
+        Ok(dbs)
     }
 
     /// The config for `dbs` (paths under shared/) and the manifest.
@@ -207,7 +272,7 @@ impl Node<'_> {
             minijinja::context! {
                 app => &self.config.app,
                 env => &self.env_name,
-                url => &r.url,
+                url => shown_url(&r.url),
                 config => config.display().to_string(),
                 manifest => self.manifest().display().to_string(),
                 shared_env => self.layout.shared().join(".env").display().to_string(),
@@ -357,6 +422,10 @@ pub fn point_in_time(at: &str, now: std::time::SystemTime) -> Result<String> {
     }
 }
 
+fn names_of(rels: &[SharedRel]) -> Vec<String> {
+    rels.iter().map(|r| r.to_string()).collect()
+}
+
 /// `KEY=value` lines of an env file (comments and blank lines skipped, one level of quotes
 /// taken off the value). Pure.
 fn parse_env_file(text: &str) -> Vec<(String, String)> {
@@ -476,29 +545,37 @@ impl Node<'_> {
             None => None,
         };
         let at = at.as_deref();
+        let shown = shown_url(&r.url);
         let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
         // The manifest first: what there is to restore.
         let config = work.join("litestream.yml");
         fsx::write_atomic(&config, self.litestream_text(r, &[])?.as_bytes(), 0o600)?;
         let listed = work.join("manifest.db");
         let rels = self.ui.step(
-            &format!("Reading the list of databases at {}{when}", r.url),
+            &format!("Reading the list of databases at {shown}{when}"),
             || {
                 if !self.litestream_restore(&config, &self.manifest(), &listed, at, env)? {
                     bail!(
-                        "the replica at {} has no list of databases{when}: nothing was replicated \
-                     there (by `deploy setup` and a release with `replicate:`) by then",
-                        r.url
+                        "the replica at {shown} has no list of databases{when}: nothing was \
+                         replicated there (by `deploy setup` and a release with `replicate:`) by \
+                         then"
                     );
                 }
                 let db = rusqlite::Connection::open(&listed)?;
                 read_manifest_conn(&db)
             },
         )?;
+        // Every entry checked before anything changes: a replica is written by whoever can
+        // write the bucket or the account, and names nothing outside shared/.
+        let rels = crate::node::shared_path::parse_all(
+            &rels,
+            &format!("the replica's list of databases ({shown}/{MANIFEST_REPLICA})"),
+        )
+        .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))?;
         let shared = self.layout.shared();
-        let present: Vec<&String> = rels
+        let present: Vec<&SharedRel> = rels
             .iter()
-            .filter(|rel| crate::node::snapshot::is_sqlite(&shared.join(rel)))
+            .filter(|rel| crate::node::snapshot::is_sqlite(&shared.join(rel.as_str())))
             .collect();
         if !present.is_empty() && !req.overwrite {
             bail!(
@@ -512,13 +589,14 @@ impl Node<'_> {
                     .join(", ")
             );
         }
-        fsx::write_atomic(&config, self.litestream_text(r, &rels)?.as_bytes(), 0o600)?;
+        let names: Vec<String> = rels.iter().map(|r| r.to_string()).collect();
+        fsx::write_atomic(&config, self.litestream_text(r, &names)?.as_bytes(), 0o600)?;
         let mut restored = Vec::new();
         for rel in &rels {
-            let out = work.join("data").join(rel);
+            let out = work.join("data").join(rel.as_str());
             std::fs::create_dir_all(out.parent().expect("a parent"))?;
             let got = self.ui.step(&format!("Restoring {rel}{when}"), || {
-                self.litestream_restore(&config, &shared.join(rel), &out, at, env)
+                self.litestream_restore(&config, &shared.join(rel.as_str()), &out, at, env)
             })?;
             if got {
                 restored.push(rel.clone());
@@ -530,18 +608,17 @@ impl Node<'_> {
         self.put_restored(work, &restored, !present.is_empty())?;
         self.ui.done(
             &format!(
-                "restored {} database(s) of {} on {}{when} from {}; {}",
+                "restored {} database(s) of {} on {}{when} from {shown}; {}",
                 restored.len(),
                 self.config.app,
                 self.env_name,
-                r.url,
                 if self.current()?.is_some() {
                     "the app runs on them".to_string()
                 } else {
                     format!("now release: `deploy release VERSION {}`", self.env_name)
                 }
             ),
-            serde_json::json!({"action": "restore", "databases": restored}),
+            serde_json::json!({"action": "restore", "databases": names_of(&restored)}),
         );
         Ok(())
     }
@@ -549,7 +626,7 @@ impl Node<'_> {
     /// Puts restored databases in place: the app and Litestream stopped, a snapshot of what is
     /// replaced kept (`.deploy/replaced/<stamp>`), each file renamed over the old one with its
     /// `-wal`, `-shm` and Litestream's local state gone; then both started again.
-    fn put_restored(&self, work: &Path, rels: &[String], replaces: bool) -> Result<()> {
+    fn put_restored(&self, work: &Path, rels: &[SharedRel], replaces: bool) -> Result<()> {
         let systemd = Systemd::connect()?;
         let unit = self.unit_name();
         let running = !systemd.state(&unit)?.active.is_down();
@@ -571,8 +648,18 @@ impl Node<'_> {
             self.ui.info(&format!("   kept in {}", taken.dir.display()));
         }
         for rel in rels {
-            let live = shared.join(rel);
-            std::fs::create_dir_all(live.parent().expect("a parent"))?;
+            let (live, links) = rel.for_writing(&shared)?;
+            if !links.is_empty() {
+                self.ui.warn(&format!(
+                    "{rel}: removed the symbolic link(s) {} and put the restored file there (what \
+                     they pointed at is untouched)",
+                    links
+                        .iter()
+                        .map(|l| l.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
             for side in ["-wal", "-shm"] {
                 let mut p = live.clone().into_os_string();
                 p.push(side);
@@ -585,7 +672,7 @@ impl Node<'_> {
                 .into_owned();
             let state = live.with_file_name(format!(".{name}-litestream"));
             let _ = std::fs::remove_dir_all(&state);
-            fsx::rename_durable(&work.join("data").join(rel), &live)?;
+            fsx::rename_durable(&work.join("data").join(rel.as_str()), &live)?;
         }
         // A live release runs on the restored data (also when the loss had stopped it).
         if running || self.current()?.is_some() {

@@ -145,19 +145,37 @@ fn copy_database(src: &Path, dst: &Path) -> Result<()> {
 
 /// Puts every database of a snapshot back into `shared`, through SQLite's backup API (each
 /// database in one transaction, its `-wal` handled by SQLite), keeping each one's journal mode.
-/// Databases in `shared` that the snapshot does not have are left alone. Returns how many.
-pub fn restore(snapshot: &Path, shared: &Path) -> Result<usize> {
-    let dbs = databases(snapshot)?;
+/// Databases in `shared` that the snapshot does not have are left alone. Nothing is written
+/// through a symbolic link ([`SharedRel::for_writing`]): a link where a database was is
+/// replaced by the database (returned, to be told), a linked directory on the way refused
+/// before anything is written.
+pub fn restore(snapshot: &Path, shared: &Path) -> Result<Restored> {
+    let dbs = databases(snapshot)?
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>();
+    let dbs = crate::node::shared_path::parse_all(&dbs, "the snapshot")?;
+    let mut targets = Vec::new();
+    let mut links = Vec::new();
     for rel in &dbs {
-        let live = shared.join(rel);
-        std::fs::create_dir_all(live.parent().expect("has a parent"))?;
-        let mut conn = Connection::open(&live)
-            .with_context(|| format!("cannot open the database {}", live.display()))?;
+        let (live, removed) = rel.for_writing(shared)?;
+        links.extend(removed);
+        targets.push((rel, live));
+    }
+    for (rel, live) in &targets {
+        let mut conn = Connection::open_with_flags(
+            live,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )
+        .with_context(|| format!("cannot open the database {}", live.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         conn.restore(
             MAIN_DB,
-            snapshot.join(rel),
+            snapshot.join(rel.as_str()),
             None::<fn(rusqlite::backup::Progress)>,
         )
         .with_context(|| {
@@ -169,7 +187,35 @@ pub fn restore(snapshot: &Path, shared: &Path) -> Result<usize> {
         })?;
         let _: String = conn.query_row(&format!("PRAGMA journal_mode={mode}"), [], |r| r.get(0))?;
     }
-    Ok(dbs.len())
+    Ok(Restored {
+        databases: dbs.len(),
+        replaced_links: links,
+    })
+}
+
+/// What a restore did.
+#[derive(Debug)]
+pub struct Restored {
+    pub databases: usize,
+    /// Symbolic links that stood where a database goes, removed (what they point at untouched).
+    pub replaced_links: Vec<PathBuf>,
+}
+
+impl Restored {
+    /// A warning for the links replaced, if any.
+    pub fn warning(&self) -> Option<String> {
+        (!self.replaced_links.is_empty()).then(|| {
+            format!(
+                "replaced symbolic link(s) in shared/ by the restored data, never writing through \
+                 them: {}",
+                self.replaced_links
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    }
 }
 
 #[cfg(test)]
@@ -219,7 +265,7 @@ mod tests {
         writer.execute("DELETE FROM t WHERE x < 50", []).unwrap();
         drop(writer);
         assert_eq!(rows(&db), 50);
-        assert_eq!(restore(&taken.dir, &shared).unwrap(), 1);
+        assert_eq!(restore(&taken.dir, &shared).unwrap().databases, 1);
         assert_eq!(rows(&db), 100);
         let mode: String = Connection::open(&db)
             .unwrap()

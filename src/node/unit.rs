@@ -21,6 +21,8 @@ pub struct UnitSpec {
     /// The app's container (`--name`), and the one-off container of an `in_gap` hook.
     pub container: String,
     pub hook_container: String,
+    /// The label of every one-off container of the environment ([`crate::names::Names::writer_label`]).
+    pub writer_label: String,
     pub root: String,
     /// The per-release env file, read through `current`.
     pub release_env: String,
@@ -102,6 +104,7 @@ fn one_off_args(
     let program = words.next().unwrap_or_default();
     let mut a: Vec<String> = vec!["run".into(), "--rm".into(), "--pull=never".into()];
     a.extend(head.iter().cloned());
+    a.extend(["--label".into(), spec.writer_label.clone()]);
     a.extend([
         "--env".into(),
         format!("DEPLOY_APP={}", spec.app),
@@ -178,6 +181,7 @@ impl UnitSpec {
             },
             container: names.container(),
             hook_container: names.hook_container(),
+            writer_label: names.writer_label(),
             root,
             release_env: layout.current_release_env().display().to_string(),
             port,

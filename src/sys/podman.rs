@@ -163,6 +163,37 @@ pub fn remove_container_now(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Removes every container (running or not) labelled `label` (`key=value`) and confirms that
+/// none is left, trying up to three times; returns the names removed.
+pub fn remove_labelled(label: &str) -> Result<Vec<String>> {
+    let filter = format!("label={label}");
+    let list = || lines_of(&["ps", "--all", "--filter", &filter, "--format", "{{.Names}}"]);
+    let mut removed = Vec::new();
+    for attempt in 0..3 {
+        let names = list()?;
+        if names.is_empty() {
+            return Ok(removed);
+        }
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        for name in names {
+            if remove_container_now(&name).is_ok() {
+                removed.push(name);
+            }
+        }
+    }
+    let left = list()?;
+    if left.is_empty() {
+        return Ok(removed);
+    }
+    bail!(
+        "the container(s) {} (label {label}) could not be removed: remove them (`podman rm \
+         --force NAME`), then run the command again",
+        left.join(", ")
+    )
+}
+
 fn lines_of(args: &[&str]) -> Result<Vec<String>> {
     let out = duct::cmd("podman", args)
         .stdout_capture()

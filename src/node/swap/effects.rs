@@ -47,6 +47,7 @@ impl<'a> NodeEffects<'a> {
     fn label(&self, step: &Step, mv: &Move) -> String {
         let to = mv.target();
         match step {
+            Step::Clear => "Removing the one-off containers (hooks, exec) that may write".into(),
             Step::Image { version } => format!("Image of {version}"),
             Step::EnterGap => "Switching Traefik to the gap server".into(),
             Step::Hold => "Holding starts of the app (connections wait)".into(),
@@ -127,6 +128,7 @@ impl<'a> NodeEffects<'a> {
     fn act(&mut self, step: &Step, mv: &Move) -> Result<Option<PathBuf>> {
         let node = self.node;
         match step {
+            Step::Clear => node.clear_writers(),
             Step::Image { version } => node.ensure_image(&node.load_state()?, version).map(|_| ()),
             Step::EnterGap => self.enter_gap(),
             Step::Hold => fsx::write_atomic(&node.layout.hold_file(), b"swap\n", 0o600),
@@ -138,7 +140,11 @@ impl<'a> NodeEffects<'a> {
                 if !self.replication_stopped {
                     self.replication_stopped = node.stop_replication(self.systemd)?;
                 }
-                snapshot::restore(snapshot, &node.layout.shared()).map(|_| ())
+                let restored = snapshot::restore(snapshot, &node.layout.shared())?;
+                if let Some(w) = restored.warning() {
+                    node.ui.warn(&w);
+                }
+                Ok(())
             }
             Step::Hook { command } => {
                 node.run_in_gap_hook((mv.target(), mv.from.as_deref()), command)
@@ -188,6 +194,18 @@ impl Effects for NodeEffects<'_> {
 }
 
 impl Node<'_> {
+    /// Removes every one-off container of the environment that may write `shared/` (hooks,
+    /// exec), confirmed gone: the `clear` step of a put-back, a recovery and a halt.
+    pub(crate) fn clear_writers(&self) -> Result<()> {
+        let removed = podman::remove_labelled(&self.names().writer_label())?;
+        // One left by a run from before the label existed goes by its name.
+        podman::remove_container_now(&self.names().hook_container())?;
+        if !removed.is_empty() {
+            self.ui.info(&format!("   removed {}", removed.join(", ")));
+        }
+        Ok(())
+    }
+
     /// One `in_gap` hook: a one-off container of the release's image, in its own process
     /// group (a Ctrl-C does not reach it), for at most `hooks.timeout`. A hook that runs out of
     /// time is removed with its container, confirmed gone, before anything else happens: the
@@ -217,11 +235,30 @@ impl Node<'_> {
         {
             Some(out) => out.clone(),
             None => {
-                podman::remove_container_now(&container)?;
-                let _ = handle.kill();
+                // Both go, whatever fails: the client first (it would otherwise wait on), then
+                // the container, which the client going does not stop. The put-back's first
+                // step (`clear`) removes it again and fails while it cannot.
+                let client = handle.kill();
+                let removed = podman::remove_container_now(&container);
+                let said = match (&client, &removed) {
+                    (Ok(()), Ok(())) => format!("its container {container} was removed"),
+                    _ => format!(
+                        "ending it failed ({}{}): the put-back removes {container} first and \
+                         does not go on while it is there",
+                        client
+                            .as_ref()
+                            .err()
+                            .map(|e| format!("podman's client: {e}; "))
+                            .unwrap_or_default(),
+                        removed
+                            .as_ref()
+                            .err()
+                            .map(|e| format!("{e:#}"))
+                            .unwrap_or_else(|| "the container was removed".into())
+                    ),
+                };
                 bail!(
-                    "the in_gap hook `{hook}` did not finish within {} (hooks.timeout): its \
-                     container {container} was removed",
+                    "the in_gap hook `{hook}` did not finish within {} (hooks.timeout): {said}",
                     humantime::format_duration(timeout)
                 );
             }

@@ -288,6 +288,21 @@ mod tests {
     }
 
     #[test]
+    fn a_hook_that_cannot_be_removed_stops_the_put_back_before_data_or_a_start() {
+        let (path, j) = journal_at("clear");
+        // The hook runs out of time and its container will not go: the put-back's first step.
+        let mut fx = Fake::failing(&[("hook", 1), ("clear", 1)]);
+        let mv = Move::release("v2", Some("v1"), true);
+        let out = swap(&mut fx, j, &mv, &settings(&["migrate"]));
+        assert!(matches!(out, Outcome::Stuck { .. }), "{out:?}");
+        assert_eq!(
+            fx.log,
+            ["enter-gap", "stop", "snapshot v1", "hook migrate", "clear"]
+        );
+        assert!(path.exists(), "the journal stays for the next command");
+    }
+
+    #[test]
     fn without_backup_touched_data_leaves_the_app_stopped() {
         let (_, j) = journal_at("halt");
         let mut fx = Fake::failing(&[("health", 1)]);

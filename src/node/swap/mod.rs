@@ -133,6 +133,9 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Step {
+    /// Every one-off container that may write `shared/` (an `in_gap` hook, `deploy exec`) is
+    /// removed and confirmed gone: nothing but the release put back writes the data after it.
+    Clear,
     /// The release's image exists, or is rebuilt from its directory.
     Image { version: String },
     /// Traefik routes the app to the gap server, confirmed live.
@@ -164,6 +167,7 @@ pub enum Step {
 
 /// Every step name, in the order a plan uses them.
 pub const STEP_NAMES: &[&str] = &[
+    "clear",
     "image",
     "enter-gap",
     "hold",
@@ -182,6 +186,7 @@ pub const STEP_NAMES: &[&str] = &[
 impl Step {
     pub fn name(&self) -> &'static str {
         match self {
+            Step::Clear => "clear",
             Step::Image { .. } => "image",
             Step::EnterGap => "enter-gap",
             Step::Hold => "hold",
@@ -207,6 +212,11 @@ impl Step {
 /// The steps of a move. Pure.
 pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
     let mut steps = Vec::new();
+    // Going back (or staying stopped) after a failure or a dead run: a hook or an exec that
+    // may still write goes first, before any data is put back or anything starts.
+    if matches!(mv.kind, Kind::PutBack | Kind::Recover | Kind::Halt) {
+        steps.push(Step::Clear);
+    }
     let gap = |steps: &mut Vec<Step>| {
         if s.protected {
             steps.push(Step::EnterGap);
@@ -220,7 +230,6 @@ pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
     match (mv.kind, &mv.to) {
         // The app stays stopped: in socket mode, starts keep waiting.
         (Kind::Halt, _) => {
-            let mut steps = Vec::new();
             hold(&mut steps);
             steps.push(Step::Stop);
             return steps;
@@ -601,7 +610,7 @@ mod tests {
         assert_eq!(back.keep_as, None);
         assert_eq!(
             names(&plan(&back, &settings(false, &[]))),
-            ["image", "stop", "switch", "start", "health"]
+            ["clear", "image", "stop", "switch", "start", "health"]
         );
     }
 
@@ -611,7 +620,7 @@ mod tests {
         let entries = vec![mv_entry(&mv), begin(Step::Stop), begin(Step::Start)];
         let back = undo(&entries, Kind::PutBack).unwrap();
         assert_eq!(back.kind, Kind::Halt);
-        assert_eq!(names(&plan(&back, &settings(true, &[]))), ["stop"]);
+        assert_eq!(names(&plan(&back, &settings(true, &[]))), ["clear", "stop"]);
     }
 
     #[test]
