@@ -14,7 +14,8 @@ mod expand;
 mod validate;
 
 pub use validate::{
-    artifact_name, check_app_name, line_of, RESERVED_IN_RELEASE, UNSAFE_PATH_CHARS,
+    artifact_name, check_app_name, line_of, MAX_STOP_TIMEOUT, RESERVED_IN_RELEASE,
+    UNSAFE_PATH_CHARS,
 };
 use validate::{validate, Invalid};
 
@@ -172,9 +173,20 @@ pub struct Container {
     pub port: u16,
     #[serde(default)]
     pub mounts: BTreeMap<String, String>,
-    /// Seconds `podman stop` waits for the app to exit after SIGTERM before it kills it.
+    /// Seconds `podman stop` waits for the app to exit after SIGTERM before it kills it (at
+    /// most 5m).
     #[serde(default = "default_stop_timeout", deserialize_with = "duration")]
     pub stop_timeout: Duration,
+    /// Run the app (and its hook, exec and job containers) under a small init as PID 1
+    /// (podman's `--init`, catatonit): it passes SIGTERM on to the app, which as PID 1 would
+    /// ignore it unless it handles it, and reaps zombies. `false` for an image whose own
+    /// entrypoint is an init (s6-overlay's `/init`).
+    #[serde(default = "yes")]
+    pub init: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -231,6 +231,12 @@ fn validate_container(container: &Container, shared: &Shared) -> Result<(), Inva
     if container.port == 0 {
         return Err(invalid(&["container", "port"], "must be 1 to 65535"));
     }
+    if container.stop_timeout > MAX_STOP_TIMEOUT {
+        return Err(invalid(
+            &["container", "stop_timeout"],
+            "must be at most 5m (the unit gives a stop that long plus 30s)",
+        ));
+    }
     for (dir, target) in &container.mounts {
         unit_safe(target).map_err(|m| invalid(&["container", "mounts", dir], m))?;
         if !shared.dirs.contains(dir) {
@@ -438,6 +444,10 @@ fn validate_https(t: &Traefik) -> Result<(), Invalid> {
     }
     Ok(())
 }
+
+/// The longest `container.stop_timeout`: the app's unit, which no release rewrites, allows a
+/// stop this long plus 30 s.
+pub const MAX_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Characters a node path may not contain: it is written into unit files unquoted.
 pub const UNSAFE_PATH_CHARS: &str = " \t\n\"'\\%$;`";

@@ -103,8 +103,32 @@ impl Node<'_> {
             .map(|_| ())
     }
 
+    /// The gap server's unit as this config makes it.
+    pub(crate) fn gap_unit_text(&self, t: &Traefik) -> Result<String> {
+        traefik::render_gap_unit(&traefik::GapUnitSpec {
+            app: self.config.app.clone(),
+            env: self.env_name.clone(),
+            root: self.layout.root.display().to_string(),
+            deploy_bin: self.gap_bin().display().to_string(),
+            gap_port: self.env.gap_port(),
+            port: self.env.port,
+            mode: t.gap.as_str().into(),
+            hold: traefik::millis(t.hold),
+            retry_after: t.retry_after.as_secs().max(1),
+            control: self.layout.meta().display().to_string(),
+            page: self.page_path().display().to_string(),
+        })
+    }
+
+    /// Installs the gap server's unit and (re)starts it, until it answers.
+    pub(crate) fn install_gap_server(&self, systemd: &Systemd, t: &Traefik) -> Result<()> {
+        let unit = self.names().gap_unit();
+        systemd.install_unit(&self.user_unit_dir(), &unit, &self.gap_unit_text(t)?)?;
+        systemd.restart(&unit, std::time::Duration::from_secs(30))?;
+        self.gap_server_answers(std::time::Duration::from_secs(10))
+    }
+
     pub fn setup_traefik(&self, systemd: &Systemd, t: &Traefik) -> Result<()> {
-        let meta = self.layout.meta();
         let gap_unit = self.names().gap_unit();
         self.check_port(systemd, self.env.gap_port(), &gap_unit)?;
         self.ui.step("Installing the gap server", || {
@@ -128,27 +152,7 @@ impl Node<'_> {
                 None => traefik::render_page(&self.config.app)?.into_bytes(),
             };
             fsx::write_atomic(&self.page_path(), &page, 0o600)?;
-            let spec = traefik::GapUnitSpec {
-                app: self.config.app.clone(),
-                env: self.env_name.clone(),
-                root: self.layout.root.display().to_string(),
-                deploy_bin: bin.display().to_string(),
-                gap_port: self.env.gap_port(),
-                port: self.env.port,
-                mode: t.gap.as_str().into(),
-                hold: traefik::millis(t.hold),
-                retry_after: t.retry_after.as_secs().max(1),
-                control: meta.display().to_string(),
-                page: self.page_path().display().to_string(),
-            };
-            let unit = self.names().gap_unit();
-            systemd.install_unit(
-                &self.user_unit_dir(),
-                &unit,
-                &traefik::render_gap_unit(&spec)?,
-            )?;
-            systemd.restart(&unit, std::time::Duration::from_secs(30))?;
-            self.gap_server_answers(std::time::Duration::from_secs(10))
+            self.install_gap_server(systemd, t)
         })?;
         if let Some(m) = t.managed() {
             self.setup_managed_traefik(systemd, t, &m.entrypoints.into_iter().collect::<Vec<_>>())?;

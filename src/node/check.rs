@@ -19,6 +19,11 @@ impl Node<'_> {
             crate::sys::podman::check_runtime(false).map(|_| ())
         });
         check("Checking Podman's storage", &|| self.check_storage());
+        if self.config.container.init {
+            check("Checking podman's init (container.init)", &|| {
+                crate::sys::podman::init_binary(&self.home).map(|_| ())
+            });
+        }
         check("Checking rsync", &crate::node::upload::check_rsync);
         let systemd = Systemd::connect();
         check("Connecting to the systemd user manager", &|| {
@@ -41,6 +46,9 @@ impl Node<'_> {
             check("Checking litestream (replicate:)", &|| {
                 crate::node::replicate::litestream_bin().map(|_| ())
             });
+        }
+        if let Some(said) = self.killed_at_stop() {
+            self.ui.warn(&said);
         }
         let set_up = self.layout.releases().is_dir();
         self.ui.info(&format!(

@@ -18,6 +18,9 @@ pub struct Layout {
 }
 
 /// The directory inside each release that holds deploy's files (e.g. `release.env`).
+/// The name of a release's env file in its [`RELEASE_META`] directory.
+pub const RELEASE_ENV: &str = "release.env";
+
 pub const RELEASE_META: &str = ".deploy";
 pub const INCOMING_PREFIX: &str = ".incoming-";
 
@@ -79,7 +82,11 @@ impl Layout {
     }
     /// The env file the unit reads through `current`.
     pub fn current_release_env(&self) -> PathBuf {
-        self.current().join(RELEASE_META).join("release.env")
+        self.current().join(RELEASE_META).join(RELEASE_ENV)
+    }
+    /// A release's own env file (its image, variables file and run settings).
+    pub fn release_env(&self, version: &str) -> PathBuf {
+        self.release(version).join(RELEASE_META).join(RELEASE_ENV)
     }
     /// What `current` points at, relative to the root (so the tree can be moved).
     pub fn current_target(version: &str) -> PathBuf {

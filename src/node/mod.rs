@@ -7,6 +7,7 @@
 //! A rollback: starting -> reverting (the target and its data) -> publishing.
 
 pub mod appenv;
+mod apply;
 pub mod check;
 mod exec;
 pub mod layout;
@@ -276,19 +277,8 @@ impl<'a> Node<'a> {
             for d in [&l.releases(), &l.shared(), &l.log_dir()] {
                 fsx::ensure_dir(d, 0o755)?;
             }
-            for d in &self.config.shared.dirs {
-                fsx::ensure_dir(&l.shared().join(d), 0o755)?;
-            }
-            for f in &self.config.shared.files {
-                let p = l.shared().join(f);
-                if std::fs::symlink_metadata(&p).is_err() {
-                    if let Some(parent) = p.parent() {
-                        fsx::ensure_dir(parent, 0o755)?;
-                    }
-                    fsx::write_atomic(&p, b"", 0o600)?;
-                }
-            }
-            Ok(())
+            self.prepare_shared()?;
+            self.complete_release_envs()
         })?;
         self.ui.step("Checking rsync", upload::check_rsync)?;
         self.check_podman()?;

@@ -60,6 +60,9 @@ impl Node<'_> {
         let systemd = Systemd::connect()?;
         let mut state = self.load_state()?;
         self.recover(&systemd, &mut state, req.unprotected, true)?;
+        self.complete_release_envs()?;
+        // What only setup can apply stops the release here, before anything changes.
+        self.check_environment()?;
         let current = self.current()?;
         if self.layout.release(v).exists() {
             if current.as_deref() == Some(v) {
@@ -136,6 +139,7 @@ impl Node<'_> {
                 v,
                 &image,
                 Some(&self.unit_spec().current_vars()),
+                &self.run_settings(),
             );
             upload::finish_release_dir(
                 &incoming,
@@ -178,6 +182,15 @@ impl Node<'_> {
             self.save_state(&run.state)?;
             return Err(e);
         }
+        if self.config.container.init {
+            if let Ok(Some(init)) = podman::entrypoint_is_init(&image) {
+                self.ui.warn(&format!(
+                    "{image}'s entrypoint {init} is an init of its own, and container.init puts \
+                     catatonit in front of it (s6-overlay's /init must be PID 1): set \
+                     container.init: false for this image"
+                ));
+            }
+        }
         // Nothing of the new release may be lost to a power cut once it is live: its files and
         // its image's layers go to disk before the old release stops.
         self.ui
@@ -195,6 +208,7 @@ impl Node<'_> {
     fn release_publishing(&self, run: &mut Run) -> Result<Duration> {
         let v = run.req.version.as_str();
         signals::check("the swap")?;
+        self.apply_environment(&run.systemd)?;
         self.check_port(&run.systemd, self.env.port, &self.unit_name())?;
         self.warn_readable_shared_files();
         let snapshots = self.config.backup == Backup::Snapshot;

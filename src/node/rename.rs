@@ -120,7 +120,13 @@ impl Node<'_> {
                 let vars = std::path::Path::new(&spec.release_vars(&version))
                     .exists()
                     .then(|| spec.current_vars());
-                let text = unit::release_env(&self.config.app, &version, &new, vars.as_deref());
+                let text = unit::release_env(
+                    &self.config.app,
+                    &version,
+                    &new,
+                    vars.as_deref(),
+                    &self.run_settings(),
+                );
                 fsx::write_atomic(&env_file, text.as_bytes(), 0o600)?;
             }
             if let Some(r) = state.releases.get_mut(&version) {

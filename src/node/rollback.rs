@@ -86,6 +86,8 @@ impl Node<'_> {
         let systemd = Systemd::connect()?;
         let mut state = self.load_state()?;
         self.recover(&systemd, &mut state, req.unprotected, req.to.is_some())?;
+        // Releases run with their own settings; one made before they carried them gets them.
+        self.complete_release_envs()?;
         // Reverting: the target, its image and its data.
         let current = self.current()?;
         let target = self.rollback_target(Some(&systemd), &state, req.to.as_deref())?;

@@ -89,6 +89,8 @@ pub struct Status {
     pub last: Option<Event>,
     /// A swap under way, or one whose process died (the next release or rollback recovers it).
     pub interrupted: Option<String>,
+    /// The last stop of the app ran into its timeout and killed it (until a stop is clean).
+    pub killed_at_stop: Option<String>,
     /// With `replicate:`: each database, as Litestream's control socket reports it.
     pub replication: Option<Vec<crate::node::replicate::DbReplication>>,
 }
@@ -184,6 +186,9 @@ impl Status {
         }
         if let Some(i) = &self.interrupted {
             out += &format!("interrupted:  {i}\n");
+        }
+        if let Some(k) = &self.killed_at_stop {
+            out += &format!("last stop:    {k}\n");
         }
         if let Some(dbs) = &self.replication {
             if dbs.is_empty() {
@@ -290,6 +295,7 @@ impl Node<'_> {
             health,
             last: state.events.last().cloned(),
             interrupted: self.swap_report()?,
+            killed_at_stop: self.killed_at_stop(),
             replication: self.replication_status(),
         })
     }

@@ -34,6 +34,62 @@ pub struct UnitSpec {
     pub env_file: Option<String>,
     pub mounts: Vec<Mount>,
     pub stop_timeout: u64,
+    /// The longest stop any release may ask for (the unit's `TimeoutStopSec` is this + 30).
+    pub max_stop_timeout: u64,
+    /// `--init`: the app under catatonit as PID 1.
+    pub init: bool,
+}
+
+/// How a release runs, written into its own `release.env` and read by the unit through
+/// `current`: its podman arguments (`$DEPLOY_ARGS`, split by systemd on white space: the
+/// shared env file, the mounts, `--init`), its container's port and its stop timeout. So a
+/// rollback, a put-back, a recovery and a boot run each release as it was made, and the unit's
+/// text never changes between releases (no daemon-reload in a gap). Pure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSettings {
+    pub args: Vec<String>,
+    pub container_port: u16,
+    pub stop_timeout: u64,
+}
+
+impl RunSettings {
+    pub fn of(spec: &UnitSpec) -> RunSettings {
+        let mut args = Vec::new();
+        if spec.init {
+            args.push("--init".to_string());
+        }
+        if let Some(env) = &spec.env_file {
+            args.extend(["--env-file".into(), env.clone()]);
+        }
+        for m in &spec.mounts {
+            args.extend(["--volume".into(), format!("{}:{}", m.host, m.container)]);
+        }
+        RunSettings {
+            args,
+            container_port: spec.container_port,
+            stop_timeout: spec.stop_timeout,
+        }
+    }
+
+    /// Its lines of `release.env`.
+    fn lines(&self) -> String {
+        format!(
+            "{ARGS_KEY}{}\nDEPLOY_CONTAINER_PORT={}\nDEPLOY_STOP_TIMEOUT={}\n",
+            self.args.join(" "),
+            self.container_port,
+            self.stop_timeout
+        )
+    }
+}
+
+/// The line of `release.env` that holds a release's podman arguments; a release made before
+/// it existed lacks it ([`with_run_settings`]).
+pub const ARGS_KEY: &str = "DEPLOY_ARGS=";
+
+/// A `release.env` of a release made before releases carried their run settings, completed
+/// with `run` (what the environment's unit ran it with then); `None` when it has them. Pure.
+pub fn with_run_settings(text: &str, run: &RunSettings) -> Option<String> {
+    (!text.lines().any(|l| l.starts_with(ARGS_KEY))).then(|| format!("{text}{}", run.lines()))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,6 +159,9 @@ fn one_off_args(
     let mut words = words.iter().cloned();
     let program = words.next().unwrap_or_default();
     let mut a: Vec<String> = vec!["run".into(), "--rm".into(), "--pull=never".into()];
+    if spec.init {
+        a.push("--init".into());
+    }
     a.extend(head.iter().cloned());
     a.extend(["--label".into(), spec.writer_label.clone()]);
     a.extend([
@@ -131,11 +190,21 @@ fn one_off_args(
 /// The env file inside each release: the unit reads it through `current`. `vars`: the
 /// release's variables file (see [`crate::node::appenv`]), read through `current` too; a release
 /// without one (made before it existed) leaves the unit's default, /dev/null.
-pub fn release_env(app: &str, version: &str, image: &str, vars: Option<&str>) -> String {
+pub fn release_env(
+    app: &str,
+    version: &str,
+    image: &str,
+    vars: Option<&str>,
+    run: &RunSettings,
+) -> String {
     let vars = vars
         .map(|v| format!("DEPLOY_ENV_FILE={v}\n"))
         .unwrap_or_default();
-    format!("# Written by deploy: the release {version} of {app}.\nDEPLOY_VERSION={version}\nDEPLOY_IMAGE={image}\n{vars}")
+    format!(
+        "# Written by deploy: the release {version} of {app}.\nDEPLOY_VERSION={version}\n\
+         DEPLOY_IMAGE={image}\n{vars}{}",
+        run.lines()
+    )
 }
 
 impl UnitSpec {
@@ -204,6 +273,8 @@ impl UnitSpec {
                 })
                 .collect(),
             stop_timeout: config.container.stop_timeout.as_secs().max(1),
+            max_stop_timeout: crate::config::MAX_STOP_TIMEOUT.as_secs(),
+            init: config.container.init,
         }
     }
 }
@@ -250,7 +321,8 @@ mod tests {
                 "/app/shop migrate --all"
             )
             .join(" "),
-            "run --rm --pull=never --name shop_prod_hook --replace --env DEPLOY_APP=shop \
+            "run --rm --pull=never --init --name shop_prod_hook --replace \
+             --label deploy.writer=shop_prod --env DEPLOY_APP=shop \
              --env DEPLOY_ENV=prod --env DEPLOY_VERSION=v2 --env DEPLOY_PREVIOUS=v1 \
              --env-file /srv/shop/shared/.env --env-file /srv/shop/releases/v2/.deploy/env \
              --volume /srv/shop/shared/data:/app/data \
@@ -270,41 +342,47 @@ mod tests {
     fn unit_reads_everything_through_current() {
         let text = render(&spec(true)).unwrap();
         assert!(text.contains("EnvironmentFile=/srv/shop/current/.deploy/release.env\n"));
-        assert!(text.contains("--publish 127.0.0.1:18080:8080 \\\n"));
-        assert!(text.contains("--env-file /srv/shop/shared/.env \\\n"));
-        assert!(text.contains("--volume /srv/shop/shared/data:/app/data \\\n"));
-        assert!(!text.contains("uploads"), "only mounted dirs are mounted");
+        assert!(text.contains("--publish 127.0.0.1:18080:${DEPLOY_CONTAINER_PORT} \\\n"));
+        // A release's own arguments, split on white space by systemd (unbraced).
+        assert!(text.contains("    $DEPLOY_ARGS \\\n    --env-file ${DEPLOY_ENV_FILE} \\\n"));
+        assert!(
+            !text.contains("/srv/shop/shared"),
+            "nothing of a release in the unit"
+        );
         assert!(text.contains("    ${DEPLOY_IMAGE}\nExecStop="));
+        assert!(text.contains("stop --ignore -t ${DEPLOY_STOP_TIMEOUT} "));
         assert!(text.contains("--log-opt path=/srv/shop/log/shop.log"));
-        assert!(text.contains("TimeoutStopSec=40\n"));
+        assert!(text.contains("TimeoutStopSec=330\n"));
         assert!(!text.contains("{{") && !text.contains("{%"));
+        // The same text whatever a release changes.
+        let mut other = spec(false);
+        other.mounts.clear();
+        other.container_port = 9090;
+        other.stop_timeout = 60;
+        other.init = false;
+        assert_eq!(render(&other).unwrap(), text);
     }
 
     #[test]
-    fn no_env_file_without_dot_env() {
-        let text = render(&spec(false)).unwrap();
-        assert!(!text.contains("--env-file /srv/shop/shared"));
-        // The release's own variables, named by its release.env; /dev/null before it had any.
-        assert!(text.contains("Environment=DEPLOY_ENV_FILE=/dev/null\nEnvironmentFile="));
-        assert!(text.contains("    --env-file ${DEPLOY_ENV_FILE} \\\n"));
-        // Every continuation line ends in a backslash up to the image.
-        let exec: Vec<&str> = text
-            .lines()
-            .skip_while(|l| !l.starts_with("ExecStart="))
-            .take_while(|l| !l.starts_with("ExecStop="))
-            .collect();
-        let (last, rest) = exec.split_last().unwrap();
-        assert!(rest.iter().all(|l| l.ends_with('\\')), "{exec:?}");
-        assert_eq!(last.trim(), "${DEPLOY_IMAGE}");
-    }
-
-    #[test]
-    fn release_env_names_the_image() {
-        let e = release_env("shop", "v2", "localhost/shop:v2", None);
-        assert!(e.contains("\nDEPLOY_VERSION=v2\n"));
-        assert!(e.ends_with("DEPLOY_IMAGE=localhost/shop:v2\n"));
+    fn a_releases_run_settings_are_its_env_file_mounts_and_init() {
+        let run = RunSettings::of(&spec(true));
+        assert_eq!(
+            run.args.join(" "),
+            "--init --env-file /srv/shop/shared/.env --volume /srv/shop/shared/data:/app/data"
+        );
+        let e = release_env("shop", "v2", "localhost/shop:v2", None, &run);
+        assert!(e.contains("\nDEPLOY_VERSION=v2\nDEPLOY_IMAGE=localhost/shop:v2\n"));
+        assert!(e.contains(&format!(
+            "\n{ARGS_KEY}--init --env-file /srv/shop/shared/.env "
+        )));
+        assert!(e.ends_with("\nDEPLOY_CONTAINER_PORT=8080\nDEPLOY_STOP_TIMEOUT=10\n"));
         let vars = "/srv/shop/current/.deploy/env";
-        let e = release_env("shop", "v2", "localhost/shop:v2", Some(vars));
-        assert!(e.ends_with("\nDEPLOY_ENV_FILE=/srv/shop/current/.deploy/env\n"));
+        let e = release_env("shop", "v2", "localhost/shop:v2", Some(vars), &run);
+        assert!(e.contains("\nDEPLOY_ENV_FILE=/srv/shop/current/.deploy/env\n"));
+        // An older release's file is completed once, never twice.
+        let old = "DEPLOY_VERSION=v1\nDEPLOY_IMAGE=localhost/shop:v1\n";
+        let done = with_run_settings(old, &run).unwrap();
+        assert!(done.starts_with(old) && done.contains(ARGS_KEY));
+        assert_eq!(with_run_settings(&done, &run), None);
     }
 }

@@ -166,7 +166,11 @@ pub fn finish_release_dir(
             0o600,
         )?;
     }
-    fsx::write_atomic(&meta.join("release.env"), release_env.as_bytes(), 0o600)?;
+    fsx::write_atomic(
+        &meta.join(crate::node::layout::RELEASE_ENV),
+        release_env.as_bytes(),
+        0o600,
+    )?;
     for entry in shared.dirs.iter().chain(&shared.files) {
         let link = dir.join(entry);
         if let Some(parent) = link.parent() {

@@ -1,7 +1,7 @@
 //! Rootless Podman: building a release's image and removing old ones.
 
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The command line that builds a release directory into an image. Pure.
 /// `podman build` of a release. The label names the image in its own config, so that no two
@@ -194,6 +194,73 @@ pub fn remove_labelled(label: &str) -> Result<Vec<String>> {
     )
 }
 
+/// Podman's default init (`--init`) when no containers.conf names another.
+const DEFAULT_INIT: &str = "/usr/libexec/podman/catatonit";
+
+/// The `init_path` a containers.conf sets, if any (`init_path = "/x"`). Pure.
+fn init_path_in(conf: &str) -> Option<String> {
+    conf.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("init_path"))
+        .filter_map(|rest| rest.trim_start().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .next_back()
+}
+
+/// The init `podman run --init` uses here: the user's containers.conf, then the system's, then
+/// podman's default; an error, saying how to install it, when it is not there. catatonit is
+/// static (so it runs in a `FROM scratch` image) and passes socket activation's `LISTEN_PID`
+/// on to its child.
+pub fn init_binary(home: &Path) -> Result<PathBuf> {
+    let confs = [
+        home.join(".config/containers/containers.conf"),
+        PathBuf::from("/etc/containers/containers.conf"),
+        PathBuf::from("/usr/share/containers/containers.conf"),
+    ];
+    let path = confs
+        .iter()
+        .find_map(|c| init_path_in(&std::fs::read_to_string(c).ok()?))
+        .unwrap_or_else(|| DEFAULT_INIT.to_string());
+    let path = PathBuf::from(path);
+    let runs = std::fs::metadata(&path).is_ok_and(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.is_file() && m.permissions().mode() & 0o111 != 0
+    });
+    if !runs {
+        bail!(
+            "podman's init {} is not installed (container.init runs the app under it, so that \
+             it stops on SIGTERM): install catatonit (`apt-get install catatonit` as root), or \
+             set container.init: false for an app that handles SIGTERM or an image with its own \
+             init",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Whether an image's entrypoint is an init of its own (s6-overlay's `/init`, tini, dumb-init):
+/// `--init` would put another in front of it, which s6-overlay refuses (it must be PID 1).
+pub fn entrypoint_is_init(image: &str) -> Result<Option<String>> {
+    let out = lines_of(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Entrypoint}}",
+        image,
+    ])?;
+    let entry: Vec<String> = out
+        .first()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_default();
+    let first = entry.first().map(String::as_str).unwrap_or_default();
+    let name = first.rsplit('/').next().unwrap_or_default();
+    Ok(
+        (first == "/init" || ["tini", "dumb-init", "catatonit", "s6-svscan"].contains(&name))
+            .then(|| first.to_string()),
+    )
+}
+
 fn lines_of(args: &[&str]) -> Result<Vec<String>> {
     let out = duct::cmd("podman", args)
         .stdout_capture()
@@ -317,6 +384,13 @@ pub fn remove_image(image: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_init_path_is_read_from_containers_conf() {
+        let conf = "[containers]\n#init_path = \"/nope\"\ninit_path = \"/usr/bin/catatonit\"\n";
+        assert_eq!(init_path_in(conf).as_deref(), Some("/usr/bin/catatonit"));
+        assert_eq!(init_path_in("[engine]\nruntime = \"runc\"\n"), None);
+    }
 
     #[test]
     fn build_command() {

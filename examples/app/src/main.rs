@@ -11,7 +11,10 @@
 //! example's stand-in for a release's migration.
 //!
 //! The version comes from `DEPLOY_VERSION` (set by deploy's unit). SIGTERM stops accepting and
-//! lets requests in progress finish before exiting 0.
+//! lets requests in progress finish before exiting 0; with `IGNORE_SIGTERM=1` it installs no
+//! handler, as many apps do not (as PID 1 of its container it then ignores SIGTERM: what
+//! `container.init` is for). A socket is taken from systemd as `sd_listen_fds` takes it:
+//! `LISTEN_FDS=1` and `LISTEN_PID` this process's pid.
 
 use rusqlite::Connection;
 use std::path::PathBuf;
@@ -71,7 +74,15 @@ fn main() {
     });
 
     // Socket activation (systemd's socket, handed on by Podman as fd 3), or a port of its own.
-    let server = if std::env::var("LISTEN_FDS").as_deref() == Ok("1") {
+    let listen_pid = std::env::var("LISTEN_PID").ok();
+    let ours = listen_pid.as_deref() == Some(std::process::id().to_string().as_str());
+    if std::env::var("LISTEN_FDS").is_ok() && !ours {
+        println!(
+            "example-app: LISTEN_FDS is set but LISTEN_PID ({listen_pid:?}) is not this process ({}): not taking the socket",
+            std::process::id()
+        );
+    }
+    let server = if std::env::var("LISTEN_FDS").as_deref() == Ok("1") && ours {
         use std::os::fd::FromRawFd;
         // SAFETY: LISTEN_FDS=1 says fd 3 is a listening socket given to this process.
         http::Server::on(unsafe { std::net::TcpListener::from_raw_fd(3) })
@@ -79,7 +90,11 @@ fn main() {
         http::Server::bind(("0.0.0.0", port)).expect("cannot listen")
     };
     let stop = server.stop_flag();
+    let ignore_term = std::env::var("IGNORE_SIGTERM").as_deref() == Ok("1");
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if sig == signal_hook::consts::SIGTERM && ignore_term {
+            continue;
+        }
         signal_hook::flag::register(sig, Arc::clone(&stop)).expect("signal handler");
     }
     println!("example-app {} listening on :{port}", app.version);

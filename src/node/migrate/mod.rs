@@ -243,8 +243,13 @@ impl crate::node::Node<'_> {
                     fsx::sync_dir(&root)?;
                     crate::signals::point("migrate-after-release-files");
                     // Its variables come with its first release (a secret is read there).
-                    let release_env =
-                        crate::node::unit::release_env(&self.config.app, &v, &image, None);
+                    let release_env = crate::node::unit::release_env(
+                        &self.config.app,
+                        &v,
+                        &image,
+                        None,
+                        &self.run_settings(),
+                    );
                     crate::node::upload::finish_release_dir(
                         &incoming,
                         &self.config.shared,

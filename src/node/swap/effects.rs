@@ -133,7 +133,12 @@ impl<'a> NodeEffects<'a> {
             Step::EnterGap => self.enter_gap(),
             Step::Hold => fsx::write_atomic(&node.layout.hold_file(), b"swap\n", 0o600),
             Step::Unhold => fsx::remove_durable(&node.layout.hold_file()),
-            Step::Stop => self.systemd.stop(&self.unit, node.stop_timeout()),
+            Step::Stop => {
+                let t = std::time::Instant::now();
+                self.systemd.stop(&self.unit, node.stop_timeout())?;
+                node.note_stop(t.elapsed());
+                Ok(())
+            }
             Step::Snapshot { of } => return self.snapshot(of).map(Some),
             Step::Restore { snapshot } => {
                 // Litestream keeps the databases open: it stops before they are put back.

@@ -274,6 +274,7 @@ mod tests {
                 "hook migrate",
                 "hook seed",
                 // The put-back, in the same gap:
+                "clear",
                 "image",
                 "stop",
                 "snapshot v2",
@@ -324,6 +325,7 @@ mod tests {
                 "switch v2",
                 "start v2",
                 "health",
+                "clear",
                 "stop"
             ]
         );
@@ -350,6 +352,7 @@ mod tests {
         assert_eq!(
             fx.log,
             [
+                "clear",
                 "image",
                 "enter-gap",
                 "stop",

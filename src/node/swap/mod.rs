@@ -480,7 +480,7 @@ mod tests {
         };
         assert_eq!(
             names(&plan(&halt, &s)),
-            ["hold", "stop"],
+            ["clear", "hold", "stop"],
             "a halted app stays held"
         );
     }
@@ -589,6 +589,7 @@ mod tests {
         assert_eq!(
             names(&plan(&back, &settings(true, &["migrate"]))),
             [
+                "clear",
                 "image",
                 "stop",
                 "snapshot",
@@ -631,7 +632,7 @@ mod tests {
         assert_eq!(back.to, None);
         assert_eq!(
             names(&plan(&back, &settings(true, &[]))),
-            ["stop", "unlink", "leave-gap"]
+            ["clear", "stop", "unlink", "leave-gap"]
         );
     }
 
