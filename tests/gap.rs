@@ -1,7 +1,8 @@
 //! The gap server (`deploy gap-server`) straight at its port, as anyone on the internet could
 //! reach it while Traefik routes to it: hostile requests get bounded answers, idle and slow
-//! connections do not stop it serving others, the connection limit answers with the page, held
-//! requests are woken by the control file, and it sleeps while idle. No node is needed.
+//! connections do not stop it serving others, the connection limit answers with the page (and a
+//! flood beyond it costs nothing), held requests are woken by the control file, the bodies kept
+//! in memory have a total, and it sleeps while idle. No node is needed.
 
 mod common;
 
@@ -123,6 +124,64 @@ fn app(answer: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
         }
     });
     (port, seen)
+}
+
+/// An app that reads each request whole (by its Content-Length) and answers how many body bytes
+/// it got.
+fn counting_app(l: std::net::TcpListener) {
+    use std::io::BufRead;
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut c = std::io::BufReader::new(c);
+                let mut length = 0;
+                let mut line = String::new();
+                while c.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; length];
+                let got = if c.read_exact(&mut body).is_ok() {
+                    length
+                } else {
+                    0
+                };
+                let text = format!("{got}\n");
+                let _ = c.get_mut().write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                        text.len()
+                    )
+                    .as_bytes(),
+                );
+            });
+        }
+    });
+}
+
+/// POSTs a body of `size` bytes; the answer, and how long it took to come.
+fn post(port: u16, size: usize) -> (String, Duration) {
+    let t = Instant::now();
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (String::new(), t.elapsed());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n"
+    );
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(&vec![b'u'; size]);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    (String::from_utf8_lossy(&out).into_owned(), t.elapsed())
+}
+
+/// The file descriptors a process has open: one for each connection it holds.
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 fn status_of(pid: u32, key: &str) -> u64 {
@@ -300,6 +359,105 @@ fn at_the_connection_limit_new_clients_get_the_page_not_a_reset() {
     assert!(r.starts_with("HTTP/1.1 503"), "{r}");
     assert!(r.ends_with(PAGE), "{r}");
     drop(idle);
+}
+
+#[test]
+fn a_flood_over_the_limit_is_closed_at_once_beyond_the_few_turned_away() {
+    common::many_files();
+    let (upstream, _) = app(OK);
+    let limits = ["--max-connections", "4", "--max-turned-away", "4"];
+    let g = gap("flood", "hold", "5s", upstream, &limits);
+    let pid = g.child.id();
+    let before = open_files(pid);
+    let idle: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(("127.0.0.1", g.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // Clients that send nothing and never close: each one turned away holds its task (the page,
+    // then up to a second for the client to close).
+    let flood: Vec<TcpStream> = (0..500)
+        .map(|_| TcpStream::connect(("127.0.0.1", g.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let held = open_files(pid).saturating_sub(before);
+    let mut pages = 0;
+    for mut s in flood {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.is_empty() || out.ends_with(PAGE), "{out}");
+        pages += usize::from(!out.is_empty());
+    }
+    assert!(
+        held <= 4 + 4 + 4,
+        "{held} connections held for 4 served and 4 turned away"
+    );
+    assert!((1..=64).contains(&pages), "{pages} of 500 got the page");
+
+    // Served again once the idle connections go.
+    drop(idle);
+    let t = Instant::now();
+    loop {
+        let r = get(g.port, "/after");
+        if r.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{r}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn in_hold_mode_bodies_beyond_the_total_get_the_page_at_once() {
+    // The app is down: a request's body is kept while the app is waited for.
+    let upstream = free_port();
+    let g = gap(
+        "budget",
+        "hold",
+        "15s",
+        upstream,
+        &["--max-buffered", "10485760"],
+    );
+    let pid = g.child.id();
+    const BODY: usize = 4 << 20;
+    // 8 bodies of 4 MiB against 10 MiB in all: 2 kept, 6 turned away.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let port = g.port;
+    for _ in 0..8 {
+        let tx = tx.clone();
+        std::thread::spawn(move || tx.send(post(port, BODY)));
+    }
+    for _ in 0..6 {
+        let (r, took) = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the requests beyond the total are answered at once");
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(r.contains("retry-after: 5") && r.ends_with(PAGE), "{r}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+    let rss = status_of(pid, "VmRSS");
+    assert!(rss < 32 * 1024, "RSS {rss} kB with 10 MiB of bodies kept");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the 2 kept wait for the app"
+    );
+
+    // The app comes up: the 2 kept are forwarded whole.
+    counting_app(std::net::TcpListener::bind(("127.0.0.1", upstream)).unwrap());
+    for _ in 0..2 {
+        let (r, _) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n4194304\n"),
+            "{r}"
+        );
+    }
+    // Their bytes were given back: a body of 8 MiB fits again.
+    let (r, _) = post(g.port, 8 << 20);
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n8388608\n"),
+        "{r}"
+    );
 }
 
 #[test]

@@ -1,15 +1,18 @@
 //! One connection and its requests: bounded headers (size, count, time), bounded bodies (413
-//! before reading when the length says so), origin-form targets only, the page, held requests,
-//! and forwarding to the app with 502 when the app's answer breaks off.
+//! before reading when the length says so; the page when the server's budget for bodies is
+//! spent), origin-form targets only, the page, held requests, and forwarding to the app with
+//! 502 when the app's answer breaks off.
 
+use super::budget::{self, Budget, Short};
 use super::{Flags, Options, MAINTENANCE_PATH};
 use crate::config::GapMode;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -81,6 +84,7 @@ pub struct Server {
     page: Bytes,
     flags: watch::Receiver<Flags>,
     client: Client<HttpConnector, Full<Bytes>>,
+    budget: Arc<Budget>,
 }
 
 impl Server {
@@ -90,6 +94,7 @@ impl Server {
             .pool_max_idle_per_host(0)
             .build_http();
         Server {
+            budget: Budget::new(opts.max_buffered),
             opts,
             page,
             flags,
@@ -97,7 +102,7 @@ impl Server {
         }
     }
 
-    pub async fn connection(self: std::sync::Arc<Self>, stream: tokio::net::TcpStream) {
+    pub async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream) {
         let me = self.clone();
         let service = hyper::service::service_fn(move |req| {
             let me = me.clone();
@@ -170,21 +175,31 @@ impl Server {
     /// Forwards a request to the app. A connection the app never accepted (refused, or reset by
     /// the port forwarder before the app listens) is tried again until `hold` is spent.
     async fn forward(&self, req: Request<Incoming>, arrived: Instant) -> Answer {
-        let (parts, body) = req.into_parts();
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY as u64) {
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, "request too large\n");
-        }
-        let body = match timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
-            Ok(Ok(b)) => b.to_bytes(),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+        let (parts, mut body) = req.into_parts();
+        let collected = timeout(
+            BODY_TIMEOUT,
+            budget::collect(&self.budget, &mut body, MAX_BODY),
+        );
+        let body = match collected.await {
+            Ok(Ok(b)) => b,
+            Ok(Err(Short::TooLarge)) => {
                 return plain(StatusCode::PAYLOAD_TOO_LARGE, "request too large\n")
             }
-            Ok(Err(_)) => return plain(StatusCode::BAD_REQUEST, "the request body broke off\n"),
+            Ok(Err(Short::OverBudget)) => {
+                eprintln!(
+                    "gap server: {} {}: no memory left for the body: the page",
+                    parts.method,
+                    parts.uri.path()
+                );
+                // A client waiting for `100 Continue` sends nothing more; others, the rest.
+                if !parts.headers.contains_key(header::EXPECT) {
+                    budget::drain(&mut body).await;
+                }
+                return self.page();
+            }
+            Ok(Err(Short::Broken)) => {
+                return plain(StatusCode::BAD_REQUEST, "the request body broke off\n")
+            }
             Err(_) => {
                 return plain(
                     StatusCode::REQUEST_TIMEOUT,
@@ -209,7 +224,10 @@ impl Server {
                 return plain(StatusCode::BAD_REQUEST, "the request cannot be forwarded\n");
             };
             let error = match timeout(UPSTREAM_TIMEOUT, self.client.request(upstream)).await {
-                Ok(Ok(answer)) => return self.pass_back(answer, &parts.method).await,
+                Ok(Ok(answer)) => {
+                    drop(body); // its memory is given back before the answer's is taken
+                    return self.pass_back(answer, &parts.method).await;
+                }
                 Ok(Err(e)) => e,
                 Err(_) => return plain(StatusCode::GATEWAY_TIMEOUT, "the app did not answer\n"),
             };
@@ -223,11 +241,19 @@ impl Server {
     }
 
     /// The app's answer, whole: one that breaks off (or outgrows [`MAX_BODY`]) is a 502, never
-    /// a short answer with the app's status.
+    /// a short answer with the app's status; one the budget has no room for is the page.
     async fn pass_back(&self, answer: Response<Incoming>, method: &Method) -> Answer {
-        let (parts, body) = answer.into_parts();
-        let body = match timeout(UPSTREAM_TIMEOUT, Limited::new(body, MAX_BODY).collect()).await {
-            Ok(Ok(b)) => b.to_bytes(),
+        let (parts, mut body) = answer.into_parts();
+        let collected = timeout(
+            UPSTREAM_TIMEOUT,
+            budget::collect(&self.budget, &mut body, MAX_BODY),
+        );
+        let body = match collected.await {
+            Ok(Ok(b)) => b,
+            Ok(Err(Short::OverBudget)) => {
+                eprintln!("gap server: no memory left for the app's answer: the page");
+                return self.page();
+            }
             _ => {
                 eprintln!("gap server: the app's answer broke off");
                 return plain(StatusCode::BAD_GATEWAY, "the app's answer broke off\n");
@@ -257,7 +283,7 @@ fn plain(status: StatusCode, text: &'static str) -> Answer {
 
 /// A connection over the limit: the page (503) and the connection closed, not a reset. What
 /// the client sent is read (briefly) before the close, which would otherwise reset it.
-pub async fn refuse(mut stream: tokio::net::TcpStream, server: std::sync::Arc<Server>) {
+pub async fn refuse(mut stream: tokio::net::TcpStream, server: Arc<Server>) {
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/html; charset=utf-8\r\n\
          Retry-After: {}\r\nCache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

@@ -8,6 +8,11 @@
 //!   and removes it once the new release is healthy) a request waits, up to `hold`; then it is
 //!   forwarded to the app, or gets the maintenance page if the gap outlasted `hold`.
 //!
+//! A forwarded request's body and the app's answer are kept whole in memory, so their bytes are
+//! counted against one budget for the whole server ([`MAX_BUFFERED`]), not only bounded one by
+//! one; and connections over the limit are turned away with the page only so many at once
+//! ([`MAX_TURNED_AWAY`]).
+//!
 //! Held requests are forwarded by this server rather than retried by Traefik: with rootless
 //! Podman the host port is held by the port forwarder, which accepts a connection and then resets
 //! it while the app is not listening, and Traefik does not retry a request whose headers were
@@ -17,6 +22,7 @@
 //! current-thread tokio runtime: one thread, asleep in the kernel while idle. The control files
 //! are watched with inotify, so held requests are woken by one notification, not by polling.
 
+mod budget;
 mod handle;
 
 use crate::config::GapMode;
@@ -25,13 +31,23 @@ use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Semaphore};
 
 pub use handle::{decide, forwardable, Decision};
 
 pub const GAP_FILE: &str = "gap";
 pub const MAINTENANCE_FILE: &str = "maintenance";
 pub const MAINTENANCE_PATH: &str = "/__deploy/maintenance";
+
+/// Connections over the limit that are being turned away at once (each gets the page, and up to
+/// 3 s to take it and close). More are closed at once, without the page: a flood of
+/// connections costs neither tasks nor memory.
+pub const MAX_TURNED_AWAY: usize = 256;
+/// The bytes that forwarded requests keep in memory at once, in all: request bodies kept while
+/// the app is waited for, and the app's answers kept whole until they are passed back. A request
+/// whose bytes are not left gets the page (503), without waiting for room.
+pub const MAX_BUFFERED: usize = 256 << 20;
 
 /// The gap server's options: the arguments of `deploy gap-server`, which its unit passes.
 #[derive(Debug, Clone, clap::Args)]
@@ -53,6 +69,12 @@ pub struct Options {
     /// Connections served at once; one more gets the page (503) and is closed.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// Connections over the limit turned away with the page at once; more are closed without it.
+    #[arg(long, hide = true, default_value_t = MAX_TURNED_AWAY)]
+    pub max_turned_away: usize,
+    /// Bytes of bodies kept in memory at once, in all; a request beyond gets the page.
+    #[arg(long, hide = true, default_value_t = MAX_BUFFERED)]
+    pub max_buffered: usize,
 }
 
 /// The control files, as the server last saw them.
@@ -95,29 +117,46 @@ async fn run(opts: Options, page: Bytes) -> Result<()> {
     );
     let (tx, flags) = watch::channel(Flags::read(&opts.control));
     tokio::spawn(watch_flags(opts.control.clone(), tx));
-    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
+    let limits = Limits {
+        serving: Arc::new(Semaphore::new(opts.max_connections)),
+        turning_away: Arc::new(Semaphore::new(opts.max_turned_away)),
+    };
     let server = Arc::new(handle::Server::new(opts, page, flags));
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        match listener.accept().await {
+            Ok((stream, _)) => limits.admit(stream, &server),
             Err(e) => {
                 // Out of file descriptors, say: wait for some to be freed, never spin.
                 eprintln!("gap server: accept: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        match slots.clone().try_acquire_owned() {
-            Ok(slot) => {
-                let server = server.clone();
-                tokio::spawn(async move {
-                    server.connection(stream).await;
-                    drop(slot);
-                });
-            }
-            Err(_) => {
-                tokio::spawn(handle::refuse(stream, server.clone()));
-            }
+        }
+    }
+}
+
+/// The connections in flight: those served, and those being turned away.
+struct Limits {
+    serving: Arc<Semaphore>,
+    turning_away: Arc<Semaphore>,
+}
+
+impl Limits {
+    /// Serves a new connection, or turns it away with the page when all slots are taken, or
+    /// closes it at once when too many are being turned away already.
+    fn admit(&self, stream: TcpStream, server: &Arc<handle::Server>) {
+        let server = server.clone();
+        if let Ok(slot) = self.serving.clone().try_acquire_owned() {
+            tokio::spawn(async move {
+                server.connection(stream).await;
+                drop(slot);
+            });
+        } else if let Ok(slot) = self.turning_away.clone().try_acquire_owned() {
+            tokio::spawn(async move {
+                handle::refuse(stream, server).await;
+                drop(slot);
+            });
+        } else {
+            drop(stream);
         }
     }
 }
