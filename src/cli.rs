@@ -87,6 +87,10 @@ pub enum Command {
     /// The gap server that `deploy setup` runs as a user unit beside the app (not for people).
     #[command(hide = true)]
     GapServer(crate::front::gap::Options),
+    /// Puts right a swap whose process died, once the lock is free: what the server's own
+    /// `<app>_<env>_recover.service` runs (not for people).
+    #[command(hide = true)]
+    Recover(EnvArgs),
     /// The points of `migrate-data` that the fault-injection tests stop at (`DEPLOY_TEST_HOOK`),
     /// one per line; a release's are its `--dry-run` steps (not for people).
     #[command(hide = true)]
@@ -132,6 +136,10 @@ pub struct ReleaseArgs {
     /// gap then fail).
     #[arg(long)]
     pub unprotected: bool,
+    /// Stop the app's running `deploy exec` and job containers before the gap (SIGTERM, then
+    /// the stop timeout) instead of waiting for them (`--lock-wait`) or refusing (exit 4).
+    #[arg(long)]
+    pub stop_running: bool,
     /// Do not run `build.command` first.
     #[arg(long)]
     pub skip_build: bool,
@@ -159,6 +167,10 @@ pub struct RollbackArgs {
     /// Do not ask before replacing the data (--with-data).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Stop the app's running `deploy exec` and job containers before the gap (SIGTERM, then
+    /// the stop timeout) instead of waiting for them (`--lock-wait`) or refusing (exit 4).
+    #[arg(long)]
+    pub stop_running: bool,
     /// Go on without Traefik's gap protection when Traefik cannot be switched.
     #[arg(long)]
     pub unprotected: bool,
@@ -229,6 +241,10 @@ pub struct RestoreArgs {
     /// Restore over the databases there (after a snapshot of them, kept in .deploy/).
     #[arg(long)]
     pub overwrite: bool,
+    /// Stop the app's running `deploy exec` and job containers before the gap (SIGTERM, then
+    /// the stop timeout) instead of waiting for them (`--lock-wait`) or refusing (exit 4).
+    #[arg(long)]
+    pub stop_running: bool,
     /// Then release this version (as `deploy release VERSION ENV` does).
     #[arg(long, value_name = "VERSION")]
     pub release: Option<String>,
@@ -249,6 +265,10 @@ pub struct MigrateArgs {
     /// Do not ask before moving (the plan is shown first).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Stop the app's running `deploy exec` and job containers before the gap (SIGTERM, then
+    /// the stop timeout) instead of waiting for them (`--lock-wait`) or refusing (exit 4).
+    #[arg(long)]
+    pub stop_running: bool,
 }
 
 /// The commands that act on no node: they run here and return before an environment is
@@ -274,7 +294,7 @@ impl Command {
             Command::Setup(a) => &a.env,
             Command::Release(a) => &a.env,
             Command::Rollback(a) => &a.env,
-            Command::Releases(a) | Command::Status(a) => &a.env,
+            Command::Releases(a) | Command::Status(a) | Command::Recover(a) => &a.env,
             Command::History(a) => &a.env,
             Command::Exec(a) => &a.env,
             Command::Maintenance(a) => &a.env,

@@ -112,6 +112,16 @@ impl Names {
         format!("{}.socket", self.base)
     }
 
+    /// The path unit that starts [`Names::recover_unit`] while a swap's journal exists.
+    pub fn recover_path_unit(&self) -> String {
+        format!("{}_recover.path", self.base)
+    }
+
+    /// The service that puts right a swap whose process died, with no command typed.
+    pub fn recover_unit(&self) -> String {
+        format!("{}_recover.service", self.base)
+    }
+
     pub fn replication_unit(&self) -> String {
         format!("{}_litestream.service", self.base)
     }

@@ -29,10 +29,6 @@ pub fn find_in_path(program: &str) -> Option<PathBuf> {
 }
 
 impl Node<'_> {
-    fn gap_bin(&self) -> PathBuf {
-        self.layout.meta().join("bin/deploy")
-    }
-
     fn page_path(&self) -> PathBuf {
         self.layout.meta().join("maintenance.html")
     }
@@ -109,7 +105,7 @@ impl Node<'_> {
             app: self.config.app.clone(),
             env: self.env_name.clone(),
             root: self.layout.root.display().to_string(),
-            deploy_bin: self.gap_bin().display().to_string(),
+            deploy_bin: self.kept_bin().display().to_string(),
             gap_port: self.env.gap_port(),
             port: self.env.port,
             mode: t.gap.as_str().into(),
@@ -132,16 +128,8 @@ impl Node<'_> {
         let gap_unit = self.names().gap_unit();
         self.check_port(systemd, self.env.gap_port(), &gap_unit)?;
         self.ui.step("Installing the gap server", || {
-            let exe = std::env::current_exe().context("cannot find this deploy binary")?;
-            let bin = self.gap_bin();
-            fsx::ensure_private_dir(bin.parent().expect("bin dir"))?;
-            let bytes =
-                std::fs::read(&exe).with_context(|| format!("cannot read {}", exe.display()))?;
-            // On a remote node this binary is that file already (setup installed it there):
-            // rewriting it would only make its checksum file look stale.
-            if std::fs::read(&bin).ok().as_deref() != Some(bytes.as_slice()) {
-                fsx::write_atomic(&bin, &bytes, 0o700)?;
-            }
+            // The binary the gap server runs: the one the server keeps.
+            self.keep_for_server()?;
             let page = match &t.maintenance_page {
                 Some(p) => {
                     let path = self.project_dir.join(p);

@@ -210,6 +210,7 @@ fn dispatch(
     }
     let mut node = Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?;
     node.lock_wait = cli.lock_wait;
+    node.config_text = Some(loaded.text.clone());
     if !cli.node {
         if let Some(done) = run_detached(cli, loaded, &node)? {
             return Ok(done);
@@ -246,6 +247,7 @@ fn dispatch(
         Command::Logs(a) => node.logs(a.lines, a.follow),
         Command::MigrateData(a) => node.migrate_data(a),
         Command::Restore(a) => node.restore(a),
+        Command::Recover(_) => node.recover_unattended(),
         crate::no_node_commands!() => unreachable!("the commands without a node returned before"),
     }
 }
@@ -327,6 +329,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
             flag(!a.dry_run, "--skip-build");
             flag(a.replace, "--replace");
             flag(a.unprotected, "--unprotected");
+            flag(a.stop_running, "--stop-running");
             flag(a.dry_run, "--dry-run");
             vec!["release".into(), a.version.clone(), env.into()]
         }
@@ -334,6 +337,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
             flag(a.with_data, "--with-data");
             flag(a.with_data && !a.dry_run, "--yes");
             flag(a.unprotected, "--unprotected");
+            flag(a.stop_running, "--stop-running");
             flag(a.dry_run, "--dry-run");
             let mut w = vec!["rollback".to_string(), env.into()];
             if let Some(t) = &a.to {
@@ -365,6 +369,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
         }
         Command::Restore(a) => {
             flag(a.overwrite, "--overwrite");
+            flag(a.stop_running, "--stop-running");
             let mut w = vec!["restore".to_string(), env.into()];
             if let Some(at) = &a.at {
                 w.extend(["--at".into(), at.clone()]);
@@ -374,6 +379,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
         Command::MigrateData(a) => {
             flag(a.dry_run, "--dry-run");
             flag(!a.dry_run, "--yes");
+            flag(a.stop_running, "--stop-running");
             vec![
                 "migrate-data".into(),
                 env.into(),
@@ -381,6 +387,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
                 a.release.clone(),
             ]
         }
+        Command::Recover(_) => vec!["recover".into(), env.into()],
         crate::no_node_commands!() => unreachable!("these run no node command"),
     };
     words.into_iter().chain(args).collect()

@@ -9,12 +9,6 @@ use std::io::IsTerminal;
 impl Node<'_> {
     pub fn exec(&self, a: &ExecArgs) -> Result<()> {
         self.require_setup()?;
-        if let Some(what) = self.swap_report()? {
-            bail!(
-                "{what}: `deploy exec` waits until the app is settled (`deploy status {}`)",
-                self.env_name
-            );
-        }
         let live = self.current()?.ok_or_else(|| {
             anyhow!(
                 "nothing is live on {} yet: release first, then exec",
@@ -38,18 +32,39 @@ impl Node<'_> {
             // A release from before env.clear/env.secret: no variables of its own.
             crate::sys::fsx::write_atomic(&vars, b"", 0o600)?;
         }
+        let by = crate::node::state::Origin::current()
+            .who
+            .unwrap_or_else(|| "?".into());
         let args = unit::exec_args(
             &spec,
             &image,
-            &live,
+            (&live, &by),
             &name,
             (a.interactive, tty),
             &a.command,
         );
-        let status = std::process::Command::new("podman")
-            .args(&args)
-            .status()
-            .context("cannot run podman")?;
+        // Made under the fence's lock (never while a swap, a restore or migrate-data has the
+        // data), then run: a swap from now on sees it and waits for it, stops it or refuses.
+        self.through_fence(|| {
+            let out = std::process::Command::new("podman")
+                .args(&args)
+                .stdout(std::process::Stdio::null())
+                .output()
+                .context("cannot run podman")?;
+            if !out.status.success() {
+                bail!(
+                    "podman could not create {name}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            Ok(())
+        })?;
+        let mut start = std::process::Command::new("podman");
+        start.args(["start", "--attach"]);
+        if a.interactive {
+            start.arg("--interactive");
+        }
+        let status = start.arg(&name).status().context("cannot run podman")?;
         match status.code() {
             Some(0) => Ok(()),
             Some(code) => Err(crate::exit::said(code)),

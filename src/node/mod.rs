@@ -10,6 +10,7 @@ pub mod appenv;
 mod apply;
 pub mod check;
 mod exec;
+pub mod fence;
 pub mod layout;
 mod listen;
 pub mod lock;
@@ -17,6 +18,7 @@ pub mod logs;
 pub mod migrate;
 pub mod plan;
 mod publish;
+mod recovery;
 mod release;
 mod rename;
 pub mod replicate;
@@ -52,6 +54,8 @@ pub struct Node<'a> {
     pub ui: Ui,
     /// How long to wait for another deploy's lock (`--lock-wait`); none: fail at once.
     pub lock_wait: Option<Duration>,
+    /// The config as this run resolved it (what the server keeps to act by itself).
+    pub config_text: Option<String>,
 }
 
 pub fn home_dir() -> Result<PathBuf> {
@@ -82,6 +86,7 @@ impl<'a> Node<'a> {
             project_dir: project_dir.to_path_buf(),
             ui,
             lock_wait: None,
+            config_text: None,
         })
     }
 
@@ -280,6 +285,10 @@ impl<'a> Node<'a> {
             self.prepare_shared()?;
             self.complete_release_envs()
         })?;
+        self.ui.step(
+            "Installing the recovery of a swap whose process dies",
+            || self.install_recovery(&systemd),
+        )?;
         self.ui.step("Checking rsync", upload::check_rsync)?;
         self.check_podman()?;
         self.setup_storage(&systemd, reset_storage)?;

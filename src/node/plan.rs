@@ -254,6 +254,19 @@ impl Node<'_> {
         );
         line(
             &mut out,
+            "run",
+            format!(
+                "{version} runs with podman {} (its release.env: port {}, stop timeout {}s)",
+                self.run_settings().args.join(" "),
+                self.config.container.port,
+                self.config.container.stop_timeout.as_secs().max(1)
+            ),
+        );
+        for change in self.environment_changes()? {
+            line(&mut out, "applies", change.describe());
+        }
+        line(
+            &mut out,
             "build",
             format!(
                 "podman {}",
@@ -266,19 +279,6 @@ impl Node<'_> {
             "sync",
             format!("sync -f {} (and Podman's image store)", target.display()),
         );
-        line(
-            &mut out,
-            "run",
-            format!(
-                "{version} runs with podman {} (its release.env: port {}, stop timeout {}s)",
-                self.run_settings().args.join(" "),
-                self.config.container.port,
-                self.config.container.stop_timeout.as_secs().max(1)
-            ),
-        );
-        for change in self.environment_changes()? {
-            line(&mut out, "applies", change.describe());
-        }
         out += &self.swap_lines(&Move::release(version, current.as_deref(), snapshots))?;
         line(
             &mut out,

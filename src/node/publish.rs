@@ -26,7 +26,8 @@ impl Node<'_> {
             // router is never switched.
             protected: self.config.traefik.is_some() && !socket,
             hooks: self.config.hooks.in_gap.clone(),
-            socket,
+            // In both modes: the unit's start waits while the swap holds it (see the unit).
+            hold: true,
         }
     }
 
@@ -44,10 +45,11 @@ impl Node<'_> {
         let Some(first) = swap::first_move(&entries) else {
             return Ok(None);
         };
-        let pid = entry_pid(&entries);
+        let owner = entry_owner(&entries);
+        let pid = owner.pid;
         let what = format!("a {} to {}", first.kind.as_str(), first.target());
         let at = last_step(&entries);
-        if std::path::Path::new(&format!("/proc/{pid}")).exists() && pid != std::process::id() {
+        if owner.alive() && pid != std::process::id() {
             return Ok(Some(format!("{what} is under way (pid {pid}), {at}")));
         }
         let next = match swap::recovery(&entries) {
@@ -208,7 +210,7 @@ impl Node<'_> {
         self.ui.warn(&format!(
             "a {} to {to} (pid {}) was interrupted during its swap, {}: {}",
             first.kind.as_str(),
-            entry_pid(&entries),
+            entry_owner(&entries).pid,
             last_step(&entries),
             match &plan {
                 Some(m) if m.kind == Kind::Confirm =>
@@ -310,14 +312,14 @@ fn putting_back(m: &Move) -> String {
     )
 }
 
-fn entry_pid(entries: &[swap::Entry]) -> u32 {
+pub(crate) fn entry_owner(entries: &[swap::Entry]) -> journal::Owner {
     entries
         .iter()
         .find_map(|e| match e {
-            swap::Entry::Move { pid, .. } => Some(*pid),
+            swap::Entry::Move { owner, .. } => Some(owner.clone()),
             _ => None,
         })
-        .unwrap_or(0)
+        .unwrap_or(journal::Owner::pid(0))
 }
 
 /// `in its step "hook"`, from the last step the journal names.

@@ -209,10 +209,12 @@ impl Node<'_> {
         let v = run.req.version.as_str();
         signals::check("the swap")?;
         self.apply_environment(&run.systemd)?;
+        self.install_recovery(&run.systemd)?;
         self.check_port(&run.systemd, self.env.port, &self.unit_name())?;
         self.warn_readable_shared_files();
         let snapshots = self.config.backup == Backup::Snapshot;
         let mv = Move::release(v, run.current.as_deref(), snapshots);
+        let _fence = self.close_fence(&format!("the release of {v}"), run.req.stop_running)?;
         let gap = self.publish(&run.systemd, &mut run.state, &mv, run.req.unprotected)?;
         if signals::interrupted() {
             return Err(crate::exit::with(

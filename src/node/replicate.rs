@@ -605,6 +605,10 @@ impl Node<'_> {
                     .info(&format!("   {rel}: the replica has nothing of it{when}"));
             }
         }
+        let _fence = self.close_fence(
+            &format!("deploy restore {}", self.env_name),
+            req.stop_running,
+        )?;
         self.put_restored(work, &restored, !present.is_empty())?;
         self.ui.done(
             &format!(

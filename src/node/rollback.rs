@@ -104,6 +104,8 @@ impl Node<'_> {
         let started = Instant::now();
         let snapshots = self.config.backup == Backup::Snapshot;
         let mv = Move::rollback(&target, current.as_deref(), restore, snapshots);
+        self.install_recovery(&systemd)?;
+        let _fence = self.close_fence(&format!("the rollback to {target}"), req.stop_running)?;
         let gap = self.publish(&systemd, &mut state, &mv, req.unprotected)?;
         let total = started.elapsed();
         self.ui.done(

@@ -122,6 +122,8 @@ pub fn hook_args(
         "--name".to_string(),
         spec.hook_container.clone(),
         "--replace".into(),
+        "--label".into(),
+        format!("{}=hook", crate::node::fence::KIND_LABEL),
     ];
     one_off_args(spec, image, release, &head, &words)
 }
@@ -132,19 +134,29 @@ pub fn hook_args(
 pub fn exec_args(
     spec: &UnitSpec,
     image: &str,
-    version: &str,
+    (version, by): (&str, &str),
     name: &str,
     (interactive, tty): (bool, bool),
     words: &[String],
 ) -> Vec<String> {
-    let mut head = vec!["--name".to_string(), name.to_string()];
+    let mut head = vec![
+        "--name".to_string(),
+        name.to_string(),
+        "--label".into(),
+        format!("{}=exec", crate::node::fence::KIND_LABEL),
+        "--label".into(),
+        format!("{}={by}", crate::node::fence::BY_LABEL),
+    ];
     if interactive {
         head.push("--interactive".into());
     }
     if tty {
         head.push("--tty".into());
     }
-    one_off_args(spec, image, (version, None), &head, words)
+    let mut args = one_off_args(spec, image, (version, None), &head, words);
+    // Created under the fence's lock, started after it (`podman start --attach`).
+    args[0] = "create".into();
+    args
 }
 
 /// A one-off container of `image` with the app's env file, mounts and DEPLOY_* variables,
@@ -322,7 +334,7 @@ mod tests {
             )
             .join(" "),
             "run --rm --pull=never --init --name shop_prod_hook --replace \
-             --label deploy.writer=shop_prod --env DEPLOY_APP=shop \
+             --label deploy.kind=hook --label deploy.writer=shop_prod --env DEPLOY_APP=shop \
              --env DEPLOY_ENV=prod --env DEPLOY_VERSION=v2 --env DEPLOY_PREVIOUS=v1 \
              --env-file /srv/shop/shared/.env --env-file /srv/shop/releases/v2/.deploy/env \
              --volume /srv/shop/shared/data:/app/data \

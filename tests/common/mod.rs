@@ -636,6 +636,8 @@ impl Project {
             format!("{names}.service"),
             format!("{names}_gap.service"),
             format!("{names}_litestream.service"),
+            format!("{names}_recover.path"),
+            format!("{names}_recover.service"),
         ] {
             let _ = self.user("systemctl", &["--user", "stop", &unit]);
             let _ = self.user("systemctl", &["--user", "disable", &unit]);

@@ -163,7 +163,11 @@ impl crate::node::Node<'_> {
             bail!("not confirmed, nothing was moved (pass --yes to confirm without a prompt)");
         }
 
-        // No writer may have a database open while it moves.
+        // No writer may have a database open while it moves: no exec or job either.
+        let _fence = self.close_fence(
+            &format!("deploy migrate-data {}", self.env_name),
+            req.stop_running,
+        )?;
         let systemd = crate::sys::systemd::Systemd::connect()?;
         let unit = self.unit_name();
         let running = systemd

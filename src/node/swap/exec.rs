@@ -65,7 +65,7 @@ fn run_move(
     journal
         .append(Entry::Move {
             mv: mv.clone(),
-            pid: std::process::id(),
+            owner: super::journal::Owner::this(),
             at: now(),
         })
         .map_err(|e| fail(&first, e))?;
@@ -225,7 +225,7 @@ mod tests {
         Settings {
             protected: true,
             hooks: hooks.iter().map(|h| h.to_string()).collect(),
-            socket: false,
+            hold: false,
         }
     }
 
@@ -373,7 +373,7 @@ mod tests {
         let mv = Move::release("v2", Some("v1"), true);
         j.append(Entry::Move {
             mv,
-            pid: 1,
+            owner: crate::node::swap::journal::Owner::pid(1),
             at: now(),
         })
         .unwrap();
@@ -397,7 +397,7 @@ mod tests {
         let (path, mut j) = journal_at("confirm-fails");
         j.append(Entry::Move {
             mv: Move::release("v2", Some("v1"), true),
-            pid: 1,
+            owner: crate::node::swap::journal::Owner::pid(1),
             at: now(),
         })
         .unwrap();

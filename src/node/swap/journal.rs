@@ -13,6 +13,96 @@ use std::path::{Path, PathBuf};
 
 pub const FILE: &str = "swap.journal";
 
+/// The process that runs a swap. A pid is that process only while the boot and the process's
+/// start time are the same: after a reboot (or a wrap-around) another process may have it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Owner {
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
+    /// The process's start time, in clock ticks since boot (`/proc/<pid>/stat`, field 22).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
+}
+
+/// This boot's id.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// A process's start time (field 22 of its stat, after the command's closing parenthesis).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl Owner {
+    /// This process.
+    pub fn this() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            pid,
+            boot: boot_id(),
+            started: start_time(pid),
+        }
+    }
+
+    /// A pid alone (a journal from before owners had more): alive while the pid is.
+    pub fn pid(pid: u32) -> Owner {
+        Owner {
+            pid,
+            boot: None,
+            started: None,
+        }
+    }
+
+    /// Whether the process still runs: same pid, same boot, same start time.
+    pub fn alive(&self) -> bool {
+        if self.pid == 0 || !Path::new(&format!("/proc/{}", self.pid)).exists() {
+            return false;
+        }
+        let same_boot = self
+            .boot
+            .as_ref()
+            .is_none_or(|b| Some(b) == boot_id().as_ref());
+        let same_start = self.started.is_none_or(|s| Some(s) == start_time(self.pid));
+        same_boot && same_start
+    }
+
+    /// As one line of text (the fence's marker).
+    pub fn to_line(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.pid,
+            self.boot.as_deref().unwrap_or("-"),
+            self.started
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into())
+        )
+    }
+
+    /// The inverse of [`Owner::to_line`].
+    pub fn from_line(line: &str) -> Option<Owner> {
+        let mut f = line.split_whitespace();
+        Some(Owner {
+            pid: f.next()?.parse().ok()?,
+            boot: f.next().filter(|b| *b != "-").map(String::from),
+            started: f.next().and_then(|s| s.parse().ok()),
+        })
+    }
+}
+
+/// Whether the owner named on the second line of a marker's text still runs.
+pub fn owner_alive_text(text: &str) -> bool {
+    text.lines()
+        .nth(1)
+        .and_then(Owner::from_line)
+        .is_some_and(|o| o.alive())
+}
+
 pub struct Journal {
     path: PathBuf,
     file: File,
@@ -129,6 +219,35 @@ impl Journal {
 }
 
 #[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_is_its_process_only_in_the_same_boot_with_the_same_start() {
+        let me = Owner::this();
+        assert!(me.alive());
+        assert_eq!(Owner::from_line(&me.to_line()), Some(me.clone()));
+        let other_boot = Owner {
+            boot: Some("another-boot".into()),
+            ..me.clone()
+        };
+        assert!(
+            !other_boot.alive(),
+            "a reboot since: another process has the pid"
+        );
+        let reused = Owner {
+            started: me.started.map(|s| s + 1),
+            ..me.clone()
+        };
+        assert!(!reused.alive(), "the pid wrapped around");
+        assert!(Owner::pid(me.pid).alive());
+        let text = format!("a release\n{}\n", me.to_line());
+        assert!(owner_alive_text(&text));
+        assert!(!owner_alive_text("a release\n"));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::super::{Move, Step};
     use super::*;
@@ -142,7 +261,7 @@ mod tests {
         let mut j = Journal::open(&path).unwrap();
         j.append(Entry::Move {
             mv: Move::release("v2", Some("v1"), true),
-            pid: 7,
+            owner: Owner::pid(7),
             at: "now".into(),
         })
         .unwrap();

@@ -123,9 +123,10 @@ pub struct Settings {
     pub protected: bool,
     /// The `in_gap` hook commands.
     pub hooks: Vec<String>,
-    /// Socket mode: systemd holds the port, and a connection may start the app: starts wait
-    /// (`hold`) from before the stop until the start the swap intends (`unhold`).
-    pub socket: bool,
+    /// Starts of the app wait (`hold`) from before the stop until the start the swap intends
+    /// (`unhold`): in socket mode a connection may start the app, and after a crash or a
+    /// reboot in the gap the enabled unit would start `current` on data the swap was changing.
+    pub hold: bool,
 }
 
 /// One step of a swap. Its [`Step::name`] is what `--dry-run`, the journal, the README and the
@@ -223,7 +224,7 @@ pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
         }
     };
     let hold = |steps: &mut Vec<Step>| {
-        if s.socket {
+        if s.hold {
             steps.push(Step::Hold);
         }
     };
@@ -266,7 +267,7 @@ pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
                 steps.extend(s.hooks.iter().map(|c| Step::Hook { command: c.clone() }));
             }
             steps.push(Step::Switch { to: to.clone() });
-            if s.socket {
+            if s.hold {
                 steps.push(Step::Unhold);
             }
             steps.extend([Step::Start, Step::Health]);
@@ -286,7 +287,9 @@ pub enum Entry {
     Move {
         #[serde(rename = "move")]
         mv: Move,
-        pid: u32,
+        /// The process that runs it (its pid, boot and start time: a pid alone is reused).
+        #[serde(flatten)]
+        owner: journal::Owner,
         at: String,
     },
     Begin {
@@ -454,7 +457,7 @@ mod tests {
         Settings {
             protected,
             hooks: hooks.iter().map(|h| h.to_string()).collect(),
-            socket: false,
+            hold: false,
         }
     }
 
@@ -463,7 +466,7 @@ mod tests {
         let s = Settings {
             protected: false,
             hooks: vec!["migrate".into()],
-            socket: true,
+            hold: true,
         };
         let steps = plan(&Move::release("v2", Some("v1"), true), &s);
         assert_eq!(
@@ -492,7 +495,7 @@ mod tests {
     fn mv_entry(mv: &Move) -> Entry {
         Entry::Move {
             mv: mv.clone(),
-            pid: 1,
+            owner: journal::Owner::pid(1),
             at: "t".into(),
         }
     }

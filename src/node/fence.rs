@@ -1,0 +1,279 @@
+//! The fence: one writer of `shared/` at a time. Every process that may write an environment's
+//! data is named here:
+//!
+//! | writer | when | how the fence knows it |
+//! |---|---|---|
+//! | the app (its unit) | while live | the swap stops it in its gap |
+//! | an `in_gap` hook | inside a swap's gap | the swap runs it; `clear` removes a left one |
+//! | `deploy exec`, a scheduled job | outside gaps | a container labelled [`KIND_LABEL`], created under the fence's lock while it is open |
+//! | a data restore, a put-back, `migrate-data`, `deploy restore` | inside a gap | the lock, the fence closed |
+//! | Litestream | always (it checkpoints) | stopped before data is put back |
+//!
+//! A swap (and a restore, `migrate-data`) closes the fence right before its gap: from then no
+//! exec or job starts, and those already running are waited for (`--lock-wait`), stopped
+//! (`--stop-running`) or named in a refusal (exit 4). The fence opens again when the swap is
+//! done; a swap whose process died leaves it closed until the swap is put right.
+
+use crate::exit::{self, Code};
+use crate::node::Node;
+use anyhow::{anyhow, bail, Context, Result};
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What a one-off container is: `hook`, `exec` or `job`.
+pub const KIND_LABEL: &str = "deploy.kind";
+/// Who started it (user@host where `deploy` was typed).
+pub const BY_LABEL: &str = "deploy.by";
+
+/// A one-off container's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Hook,
+    Exec,
+    Job,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Hook => "hook",
+            Kind::Exec => "exec",
+            Kind::Job => "job",
+        }
+    }
+}
+
+/// A running exec or job container, as a refusal names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    pub name: String,
+    pub kind: String,
+    pub by: String,
+    pub since: String,
+    pub command: String,
+}
+
+impl Running {
+    /// One line of `podman ps --format` ([`LIST_FORMAT`]). Pure.
+    fn parse(line: &str) -> Option<Running> {
+        let mut f = line.split('|');
+        Some(Running {
+            name: f.next()?.to_string(),
+            kind: f.next()?.to_string(),
+            by: f.next()?.to_string(),
+            since: f.next()?.to_string(),
+            command: f.collect::<Vec<_>>().join("|"),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} `{}` ({}, started by {}, {}): end it with `podman stop {}`",
+            self.kind,
+            self.command.trim(),
+            self.name,
+            if self.by.is_empty() || self.by == "<no value>" {
+                "?"
+            } else {
+                &self.by
+            },
+            self.since,
+            self.name
+        )
+    }
+}
+
+const LIST_FORMAT: &str = "{{.Names}}|{{index .Labels \"deploy.kind\"}}|{{index .Labels \"deploy.by\"}}|{{.RunningFor}}|{{.Command}}";
+
+/// The fence closed: open again when dropped.
+pub struct Closed {
+    marker: PathBuf,
+}
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.marker);
+    }
+}
+
+impl Node<'_> {
+    fn fence_lock(&self) -> PathBuf {
+        self.layout.meta().join("fence.lock")
+    }
+
+    fn fence_marker(&self) -> PathBuf {
+        self.layout.meta().join("fence-closed")
+    }
+
+    /// Holds the fence's own lock (a short one, never across a build) while `f` runs.
+    fn under_fence_lock<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let path = self.fence_lock();
+        let file = OpenOptions::new()
+            .mode(0o600)
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        let out = f();
+        drop(file);
+        out
+    }
+
+    /// `deploy exec` and jobs: `create` makes the container (labelled) under the fence's
+    /// lock, unless the fence is closed or a swap is unfinished: then nothing is made and the
+    /// error (exit 4) says what holds it.
+    pub(crate) fn through_fence<T>(&self, create: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.under_fence_lock(|| {
+            if let Some(what) = self.swap_report()? {
+                return Err(exit::with(
+                    Code::Locked,
+                    anyhow!("{what}: nothing may write the data until it is settled (`deploy status {}`)", self.env_name),
+                ));
+            }
+            if let Ok(by) = std::fs::read_to_string(self.fence_marker()) {
+                if crate::node::swap::journal::owner_alive_text(&by) {
+                    return Err(exit::with(
+                        Code::Locked,
+                        anyhow!(
+                            "{} holds the data ({}): try again when it is done, or pass \
+                             --lock-wait",
+                            by.lines().next().unwrap_or_default(),
+                            self.env_name
+                        ),
+                    ));
+                }
+            }
+            create()
+        })
+    }
+
+    /// Closes the fence for `what` (a release, a rollback, a restore, migrate-data): no exec or
+    /// job starts from now on. Then the ones running: none, and the fence stays closed until
+    /// the returned guard goes; with `stop_running`, each is stopped (SIGTERM, then its stop
+    /// timeout) and removed, confirmed; else they are waited for up to `--lock-wait`; else the
+    /// fence opens again and the error (exit 4) names each and how to end it.
+    pub(crate) fn close_fence(&self, what: &str, stop_running: bool) -> Result<Closed> {
+        let marker = self.fence_marker();
+        self.under_fence_lock(|| {
+            let text = format!(
+                "{what}\n{}\n",
+                crate::node::swap::journal::Owner::this().to_line()
+            );
+            crate::sys::fsx::write_atomic(&marker, text.as_bytes(), 0o600)
+        })?;
+        let closed = Closed { marker };
+        let deadline = Instant::now() + self.lock_wait.unwrap_or_default();
+        let mut told = false;
+        loop {
+            let running = self.running_writers()?;
+            if running.is_empty() {
+                return Ok(closed);
+            }
+            if stop_running {
+                self.stop_writers(&running)?;
+                continue;
+            }
+            if Instant::now() >= deadline {
+                let list: Vec<String> = running.iter().map(|r| r.describe()).collect();
+                bail!(exit::with(
+                    Code::Locked,
+                    anyhow!(
+                        "{what} waits for what writes {}'s data now:\n  {}\nnothing was \
+                         changed; pass --lock-wait DURATION to wait for it, or --stop-running to \
+                         stop it first",
+                        self.env_name,
+                        list.join("\n  ")
+                    )
+                ));
+            }
+            if !told {
+                self.ui.info(&format!(
+                    "   waiting for {} exec/job container(s) to end (--lock-wait)",
+                    running.len()
+                ));
+                told = true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The exec and job containers of this environment that exist now (running or not yet
+    /// removed).
+    pub(crate) fn running_writers(&self) -> Result<Vec<Running>> {
+        let label = format!("label={}", self.names().writer_label());
+        let out = duct::cmd!(
+            "podman",
+            "ps",
+            "--all",
+            "--no-trunc",
+            "--filter",
+            &label,
+            "--format",
+            LIST_FORMAT
+        )
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run podman")?;
+        if !out.status.success() {
+            bail!(
+                "cannot list the app's one-off containers: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(Running::parse)
+            .filter(|r| r.kind != Kind::Hook.as_str())
+            .collect())
+    }
+
+    /// Stops each (SIGTERM, the app's stop timeout, then a kill) and removes it, confirmed.
+    fn stop_writers(&self, running: &[Running]) -> Result<()> {
+        let timeout = self
+            .config
+            .container
+            .stop_timeout
+            .as_secs()
+            .max(1)
+            .to_string();
+        for r in running {
+            self.ui
+                .info(&format!("   stopping {} (--stop-running)", r.describe()));
+            let _ = duct::cmd!("podman", "stop", "--ignore", "-t", &timeout, &r.name)
+                .stdout_null()
+                .stderr_null()
+                .unchecked()
+                .run();
+            crate::sys::podman::remove_container_now(&r.name)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_container_names_what_it_runs_and_who_started_it() {
+        let r =
+            Running::parse("shop_prod_exec_1|exec|ann@laptop|2 minutes ago|sqlite3 a|b").unwrap();
+        assert_eq!(r.command, "sqlite3 a|b");
+        let said = r.describe();
+        assert!(said.contains("exec `sqlite3 a|b`"), "{said}");
+        assert!(
+            said.contains("started by ann@laptop, 2 minutes ago"),
+            "{said}"
+        );
+        assert!(said.contains("podman stop shop_prod_exec_1"), "{said}");
+        assert!(Running::parse("no fields").is_none());
+    }
+}

@@ -1,0 +1,135 @@
+//! Recovery without a command. A swap's process that dies (SIGKILL, the OOM killer, a reboot)
+//! is put right by the server within seconds, by the plan a later command would run: a user
+//! unit watches for a swap journal (`<app>_<env>_recover.path`) and its service waits for the
+//! deploy lock, which the swap's process holds while it lives. Once the lock is its own, a
+//! journal still there is a swap whose process died: it recovers it as `release` would first.
+//! The app's unit meanwhile cannot start `current` on data the swap was changing: its start
+//! waits while the swap holds it (the `hold` file), at boot too.
+//!
+//! What the server needs to act alone lives in `.deploy/`: the resolved config and the deploy
+//! binary, written by setup and every release and rollback (never in a run's own directory,
+//! which the run removes).
+
+use crate::node::Node;
+use crate::sys::{fsx, systemd::Systemd};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const PATH_UNIT: &str = include_str!("../../units/recover.path");
+const SERVICE_UNIT: &str = include_str!("../../units/recover.service");
+
+/// How long the watcher waits for the lock: a swap's whole life, hooks included.
+const WATCH_LOCK_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+impl Node<'_> {
+    /// The config the server acts on by itself (0600): the one this run resolved.
+    pub(crate) fn kept_config(&self) -> PathBuf {
+        self.layout.meta().join("config.yaml")
+    }
+
+    /// The deploy binary the server's own units run (the gap server, recovery).
+    pub(crate) fn kept_bin(&self) -> PathBuf {
+        self.layout.meta().join("bin/deploy")
+    }
+
+    /// Keeps this run's resolved config and this binary in `.deploy/`, each rewritten only when
+    /// it changed.
+    pub(crate) fn keep_for_server(&self) -> Result<()> {
+        if let Some(text) = &self.config_text {
+            let path = self.kept_config();
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                fsx::write_atomic(&path, text.as_bytes(), 0o600)?;
+            }
+        }
+        let exe = std::env::current_exe().context("cannot find this deploy binary")?;
+        let bin = self.kept_bin();
+        if exe == bin {
+            return Ok(());
+        }
+        fsx::ensure_private_dir(bin.parent().expect("bin dir"))?;
+        let bytes =
+            std::fs::read(&exe).with_context(|| format!("cannot read {}", exe.display()))?;
+        if std::fs::read(&bin).ok().as_deref() != Some(bytes.as_slice()) {
+            fsx::write_atomic(&bin, &bytes, 0o700)?;
+        }
+        Ok(())
+    }
+
+    fn recovery_units(&self) -> Result<[(String, String); 2]> {
+        let names = self.names();
+        let (path_unit, service) = (names.recover_path_unit(), names.recover_unit());
+        let ctx = minijinja::context! {
+            app => &self.config.app,
+            env => &self.env_name,
+            journal => self.layout.meta().join(crate::node::swap::journal::FILE).display().to_string(),
+            service => &service,
+            path_unit => &path_unit,
+            bin => self.kept_bin().display().to_string(),
+            config => self.kept_config().display().to_string(),
+        };
+        Ok([
+            (
+                path_unit.clone(),
+                crate::template::render("recover.path", PATH_UNIT, &ctx)?,
+            ),
+            (
+                service,
+                crate::template::render("recover.service", SERVICE_UNIT, &ctx)?,
+            ),
+        ])
+    }
+
+    /// What the server needs to recover by itself: the kept config and binary, and the
+    /// watcher's units (written, enabled and started when they changed). Setup, releases and
+    /// rollbacks run it before their swap.
+    pub(crate) fn install_recovery(&self, systemd: &Systemd) -> Result<()> {
+        self.keep_for_server()?;
+        let [(path_unit, path_text), (service, service_text)] = self.recovery_units()?;
+        let dir = self.user_unit_dir();
+        let same = |name: &str, text: &str| {
+            std::fs::read_to_string(dir.join(name)).ok().as_deref() == Some(text)
+        };
+        if !same(&service, &service_text) {
+            fsx::ensure_dir(&dir, 0o755)?;
+            fsx::write_atomic(&dir.join(&service), service_text.as_bytes(), 0o644)?;
+            systemd.reload()?;
+        }
+        let enabled = dir.join("default.target.wants").join(&path_unit).exists();
+        if !same(&path_unit, &path_text) || !enabled {
+            systemd.install_unit(&dir, &path_unit, &path_text)?;
+            systemd.restart(&path_unit, Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// `deploy recover ENV` (the watcher's service): while the swap's process lives, it only
+    /// watches (a finished swap removes its journal before it lets go of the lock, so the
+    /// watcher never takes the lock from the next command); once that process is gone and the
+    /// journal is still there, it takes the lock and puts the swap right, as `release` would
+    /// first. Never acts on anything else.
+    pub fn recover_unattended(&self) -> Result<()> {
+        loop {
+            let Some(entries) = self.unfinished_swap()? else {
+                return Ok(());
+            };
+            if !crate::node::publish::entry_owner(&entries).alive() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _lock = crate::node::lock::acquire(
+            &self.layout.lock_file(),
+            &format!("deploy recover {} (the server's own)", self.env_name),
+            Some(WATCH_LOCK_WAIT),
+        )?;
+        if self.unfinished_swap()?.is_none() {
+            // A command typed meanwhile put it right.
+            return Ok(());
+        }
+        self.check_podman()?;
+        let systemd = Systemd::connect()?;
+        let mut state = self.load_state()?;
+        self.recover(&systemd, &mut state, false, false)
+    }
+}
