@@ -484,3 +484,33 @@ pub fn line_of(text: &str, key: &[String]) -> Option<usize> {
     }
     found
 }
+
+/// The key at a 1-based line of YAML text (the inverse of [`line_of`]): that line's key and the
+/// key of each less indented line above it. A list item adds nothing (its parent's key names
+/// it). Pure.
+pub(super) fn key_at(text: &str, line: usize) -> Vec<String> {
+    let mut key = Vec::new();
+    let mut indent = usize::MAX;
+    let lines: Vec<&str> = text.lines().take(line).collect();
+    for l in lines.into_iter().rev() {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let at = l.len() - t.len();
+        // An item is nested in the key above it, even at the same indentation.
+        let (at, t) = match t.strip_prefix("- ") {
+            Some(_) => (at + 1, ""),
+            None => (at, t),
+        };
+        if at >= indent {
+            continue;
+        }
+        indent = at;
+        if let Some((k, _)) = t.split_once(':') {
+            key.push(k.trim().trim_matches(['"', '\'']).to_string());
+        }
+    }
+    key.reverse();
+    key
+}
