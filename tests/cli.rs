@@ -274,3 +274,14 @@ fn a_value_from_the_environment_stays_one_value() {
     let there: yaml_serde::Value = yaml_serde::from_str(&there).unwrap();
     assert_eq!(there["env"]["clear"]["RAW"], "${X}");
 }
+
+#[test]
+fn a_host_that_ssh_would_read_as_an_option_is_refused() {
+    let dir = project(
+        "dash-host",
+        &minimal("    A: b\n", "").replace("host: local", "host: -oProxyCommand=x@vps"),
+    );
+    let (code, _, err) = deploy(&dir, &["check"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("environments.prod.host (line "), "{err}");
+}

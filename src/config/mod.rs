@@ -451,24 +451,30 @@ pub enum Host {
     },
 }
 
-/// Parses `local`, `host`, `user@host`, `user@host:port` (also `[v6]:port`).
+/// Parses `local`, `host`, `user@host`, `user@host:port` (also `[v6]:port`). No part begins with
+/// `-` (ssh and rsync would read it as an option: `-oProxyCommand=...`), and none holds white
+/// space or a control character.
 pub fn parse_host(text: &str) -> std::result::Result<Host, String> {
     let text = text.trim();
     if text == "local" {
         return Ok(Host::Local);
     }
     let bad = || {
-        format!("`{text}`: use `local`, `host`, `user@host` or `user@host:port` (or an ssh alias)")
+        format!(
+            "`{}`: use `local`, `host`, `user@host` or `user@host:port` (or an ssh alias), no \
+             part beginning with `-`",
+            text.escape_debug()
+        )
     };
     if text.is_empty()
         || text
             .chars()
-            .any(|c| c.is_whitespace() || c == '/' || c == '\'')
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '\'')
     {
         return Err(bad());
     }
     let (user, rest) = match text.rsplit_once('@') {
-        Some((u, r)) if !u.is_empty() && !r.is_empty() => (Some(u), r),
+        Some((u, r)) if !u.is_empty() && !u.starts_with('-') && !r.is_empty() => (Some(u), r),
         Some(_) => return Err(bad()),
         None => (None, text),
     };
@@ -874,6 +880,13 @@ mod host_tests {
             "h:0",
             "h:x",
             "-oProxyCommand=x",
+            "-oProxyCommand=x@vps",
+            "-l@vps",
+            "u@-oProxyCommand=x",
+            "u@[-x]:22",
+            "u@h\0",
+            "u\r@h",
+            "u@h\x1b",
             "u@h/x",
         ] {
             assert!(parse_host(bad).is_err(), "{bad}");
@@ -982,6 +995,29 @@ environments:
         assert!(e.contains("environments.prod.path"), "{e}");
         let e = err(&GOOD.replace("path: ~/web/my-app", "path: /srv/my app"));
         assert!(e.contains("unit files"), "{e}");
+    }
+
+    #[test]
+    fn a_host_or_jump_that_ssh_would_read_as_an_option_is_refused() {
+        let e = err(&GOOD.replace("host: local", "host: \"-oProxyCommand=x@vps\""));
+        assert!(e.starts_with("environments.prod.host (line 23):"), "{e}");
+        assert!(e.contains("beginning with `-`"), "{e}");
+        let with_jump = |jump: &str| {
+            GOOD.replace(
+                "host: local",
+                &format!("host: deploy@vps\n    ssh: {{jump: \"{jump}\"}}"),
+            )
+        };
+        for bad in ["-oProxyCommand=x", "ok,u@-x", "-l@b", "a b"] {
+            let e = err(&with_jump(bad));
+            assert!(
+                e.starts_with("environments.prod.ssh.jump (line 24):"),
+                "{bad}: {e}"
+            );
+        }
+        for good in ["bastion", "u@b:2222,ops@inner", "ssh://u@b:22"] {
+            assert!(parse(&with_jump(good)).is_ok(), "{good}");
+        }
     }
 
     #[test]

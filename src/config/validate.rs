@@ -285,6 +285,24 @@ fn validate_environments(c: &Config) -> Result<(), Invalid> {
                 ),
             ));
         }
+        if let Some(jump) = env.ssh.as_ref().and_then(|s| s.jump.as_deref()) {
+            let hop_is_bad = |hop: &str| {
+                hop.is_empty()
+                    || hop.contains(|c: char| c.is_whitespace() || c.is_control())
+                    || hop.split(['@', '/']).any(|part| part.starts_with('-'))
+            };
+            if jump.split(',').any(hop_is_bad) {
+                return Err(invalid(
+                    &["environments", name, "ssh", "jump"],
+                    format!(
+                        "`{}`: ssh -J takes [user@]host[:port] hops, separated by commas, with \
+                         no white space and no part beginning with `-` (ssh would read it as an \
+                         option)",
+                        jump.escape_debug()
+                    ),
+                ));
+            }
+        }
         if host == Host::Local && env.ssh.is_some() {
             return Err(invalid(
                 &["environments", name, "ssh"],
