@@ -40,6 +40,10 @@ pub struct Cli {
     /// Run the node-side steps here: how `deploy` runs itself on a remote environment's server.
     #[arg(long, global = true, hide = true)]
     pub node: bool,
+    /// The config file is one that the deploy which sent it resolved already (a remote node's):
+    /// its values are taken as they are, nothing in them expanded again.
+    #[arg(long, global = true, hide = true, requires = "node")]
+    pub resolved: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -16,6 +16,33 @@ fn deploy(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// [`deploy`] with variables in its environment.
+fn deploy_env(
+    dir: &std::path::Path,
+    vars: &[(&str, &str)],
+    args: &[&str],
+) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
+        .args(args)
+        .envs(vars.iter().copied())
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A config with no build (so none can come in by a value), the app's variables as given.
+fn minimal(clear: &str, more: &str) -> String {
+    format!(
+        "app: shop\nartifacts: [shop]\ncontainer: {{port: 8080}}\nenv:\n  clear:\n{clear}\
+         environments:\n  prod:\n    host: local\n    path: /srv/shop\n    port: 18080\n{more}"
+    )
+}
+
 fn project(name: &str, yaml: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("deploy-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -186,8 +213,7 @@ fn values_come_from_the_environment() {
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("PROD_PORT is not set")
-            && err.contains(&format!("line {line}"))
-            && err.contains("key `port`"),
+            && err.contains(&format!("environments.prod.port (line {line})")),
         "{err}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
@@ -204,4 +230,58 @@ fn values_come_from_the_environment() {
         err.contains("Checking the artifacts") && !err.contains("PROD_PORT"),
         "{err}"
     );
+}
+
+#[test]
+fn a_value_from_the_environment_stays_one_value() {
+    let dir = project(
+        "one-value",
+        &minimal(
+            "    HASH: a#b ${H}\n    RAW: $${X}\n    GREETING: ${G}\n",
+            "    hooks:\n      before_upload: [\"echo ${S}\"]\n",
+        ),
+    );
+    // A newline and `key:` in a variable: no `build:` section comes in (pasted into the text,
+    // it made one), the value stays one string, which an env file cannot hold.
+    let injected = "hi\nbuild:\n  command: touch /tmp/deploy-injected";
+    let vars = [("G", injected), ("H", "x"), ("S", "s")];
+    let (code, out, err) = deploy_env(&dir, &vars, &["config"]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(!out.contains("build:"), "{out}");
+    assert!(err.contains("env.clear"), "{err}");
+
+    let vars = [("G", "hello"), ("H", "c # d"), ("X", "laptop"), ("S", "s")];
+    let (code, out, err) = deploy_env(&dir, &vars, &["config"]);
+    assert_eq!(code, 0, "{err}");
+    let shown: yaml_serde::Value = yaml_serde::from_str(&out).unwrap();
+    let clear = &shown["env"]["clear"];
+    assert_eq!(clear["HASH"], "a#b c # d", "a `#` cuts nothing: {out}");
+    assert_eq!(clear["RAW"], "${X}", "`$$` is a `$`, once: {out}");
+    assert_eq!(clear["GREETING"], "hello");
+    // An environment's hooks are the shell's, as the top level's are: no value of this shell
+    // in them (nor in the step labels and JSON events that show them).
+    assert_eq!(shown["hooks"]["before_upload"][0], "echo ${S}", "{out}");
+
+    // The node side of a remote environment reads the resolved config as it is: `${X}` is the
+    // value the laptop resolved, not the server's X.
+    std::fs::write(dir.join("resolved.yaml"), &out).unwrap();
+    let (code, there, err) = deploy_env(
+        &dir,
+        &[("X", "server")],
+        &["--node", "--resolved", "-c", "resolved.yaml", "config"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let there: yaml_serde::Value = yaml_serde::from_str(&there).unwrap();
+    assert_eq!(there["env"]["clear"]["RAW"], "${X}");
+}
+
+#[test]
+fn a_host_that_ssh_would_read_as_an_option_is_refused() {
+    let dir = project(
+        "dash-host",
+        &minimal("    A: b\n", "").replace("host: local", "host: -oProxyCommand=x@vps"),
+    );
+    let (code, _, err) = deploy(&dir, &["check"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("environments.prod.host (line "), "{err}");
 }

@@ -392,3 +392,16 @@ fn restore_over_ssh_with_the_replicas_secret_sent_from_here() {
     assert_eq!(p.body("/hits"), "5\n");
     assert!(p.body("/").contains("greeting=from-the-laptop"));
 }
+
+#[test]
+fn a_value_resolved_here_is_not_expanded_again_on_the_server() {
+    let p = remote("t-remote-values", 18610);
+    p.deploy_remote(&["setup"]).ok();
+    // `$${HOME}` is `${HOME}` here, once: the server (whose HOME differs) reads that as a value.
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    let once = yaml.replace("  path: /healthz\n", "  path: /healthz?$${HOME}\n");
+    assert_ne!(once, yaml);
+    p.write("deploy.yaml", &once);
+    let r = p.deploy_remote(&["status"]).ok();
+    r.prints("/healthz?${HOME}");
+}

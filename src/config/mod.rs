@@ -1,7 +1,8 @@
 //! `deploy.yaml`: parsing and validation. Pure: no file system access beyond reading the file.
 //!
 //! Unknown keys, missing keys and wrong types are reported by the YAML parser with the key and
-//! its line; the checks that come after parsing find the line of the key they complain about.
+//! its line (once a `${VAR}` changed a value, the line of the key it names); the checks that
+//! come after parsing find the line of the key they complain about.
 
 use anyhow::{bail, Context, Result};
 use serde::de::IgnoredAny;
@@ -17,7 +18,7 @@ pub use validate::{
     artifact_name, check_app_name, line_of, MAX_STOP_TIMEOUT, RESERVED_IN_RELEASE,
     UNSAFE_PATH_CHARS,
 };
-use validate::{validate, Invalid};
+use validate::{key_at, validate, Invalid};
 
 pub const DEFAULT_FILE: &str = "deploy.yaml";
 
@@ -301,8 +302,8 @@ fn merge(base: &mut yaml_serde::Value, over: yaml_serde::Value) {
 }
 
 /// The configuration `env` sees, as YAML: its overrides merged over the top level.
-fn merged(text: &str, env: &str) -> Result<yaml_serde::Value> {
-    let mut root: yaml_serde::Value = yaml_serde::from_str(text)?;
+fn merged(values: &yaml_serde::Value, env: &str) -> Result<yaml_serde::Value> {
+    let mut root = values.clone();
     let overrides: Vec<(yaml_serde::Value, yaml_serde::Value)> = root
         .get("environments")
         .and_then(|e| e.get(env))
@@ -327,9 +328,9 @@ fn merged(text: &str, env: &str) -> Result<yaml_serde::Value> {
 
 /// `deploy config ENV`: the configuration `env` sees, as YAML; under `environments` only its
 /// own keys; each env.secret with whether it is set here, never its value.
-pub fn resolved_yaml(text: &str, env: &str) -> Result<String> {
+pub fn resolved_yaml(values: &yaml_serde::Value, env: &str) -> Result<String> {
     use yaml_serde::{Mapping, Value};
-    let mut root = merged(text, env)?;
+    let mut root = merged(values, env)?;
     let map = root.as_mapping_mut().context("a config is a mapping")?;
     let own: Mapping = map
         .get("environments")
@@ -370,15 +371,71 @@ pub fn resolved_yaml(text: &str, env: &str) -> Result<String> {
     Ok(yaml_serde::to_string(&root)?)
 }
 
-/// The configuration `env` sees: its overrides merged over the top level, validated. `text`
-/// parsed already (its errors have their lines); an error here names the environment.
-fn for_environment(text: &str, env: &str) -> Result<Config> {
-    let root = merged(text, env)?;
+/// The configuration `env` sees: its overrides merged over the top level, validated. The values
+/// parsed already (their errors have their lines); an error here names the environment.
+fn for_environment(values: &yaml_serde::Value, env: &str) -> Result<Config> {
+    let root = merged(values, env)?;
     let within = |e: String| anyhow::anyhow!("environment `{env}`, with its overrides: {e}");
-    let config: Config = yaml_serde::from_value(root).map_err(|e| within(e.to_string()))?;
+    let config = config_of(&root).map_err(|e| within(without_location(&e)))?;
     validate(&config)
-        .map_err(|Invalid { key, message }| within(format!("{}: {message}", key.join("."))))?;
+        .map_err(|Invalid { key, message }| within(format!("{}: {message}", dotted(&key))))?;
     Ok(config)
+}
+
+/// The config that `values` make, read as a file of them would be (a string field takes any
+/// scalar, as it does in the file).
+fn config_of(values: &yaml_serde::Value) -> std::result::Result<Config, yaml_serde::Error> {
+    yaml_serde::from_str(&yaml_serde::to_string(values)?)
+}
+
+/// A YAML error without its `at line L column C`: for text that is not the file.
+fn without_location(e: &yaml_serde::Error) -> String {
+    let text = e.to_string();
+    match e.location() {
+        Some(l) => text
+            .strip_suffix(&format!(" at line {} column {}", l.line(), l.column()))
+            .unwrap_or(&text)
+            .to_string(),
+        None => text,
+    }
+}
+
+/// A key as its section sees it: `environments.<env>.hooks.in_gap` is `hooks.in_gap`, as the
+/// override of the top level's it is.
+fn as_top_level(key: &[String]) -> &[String] {
+    match key {
+        [e, _, rest @ ..]
+            if e == "environments"
+                && rest
+                    .first()
+                    .is_some_and(|k| OVERRIDABLE.contains(&k.as_str())) =>
+        {
+            rest
+        }
+        _ => key,
+    }
+}
+
+/// A mapping's key as a path component.
+fn key_name(k: &yaml_serde::Value) -> String {
+    match k {
+        yaml_serde::Value::String(s) => s.clone(),
+        other => yaml_serde::to_string(other)
+            .map(|s| s.trim_end().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// `environments.prod.port`, `artifacts[1]`.
+fn dotted(key: &[String]) -> String {
+    let mut out = String::new();
+    for k in key {
+        if !out.is_empty() && !k.starts_with('[') {
+            out.push('.');
+        }
+        out.push_str(k);
+    }
+    out
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -406,24 +463,30 @@ pub enum Host {
     },
 }
 
-/// Parses `local`, `host`, `user@host`, `user@host:port` (also `[v6]:port`).
+/// Parses `local`, `host`, `user@host`, `user@host:port` (also `[v6]:port`). No part begins with
+/// `-` (ssh and rsync would read it as an option: `-oProxyCommand=...`), and none holds white
+/// space or a control character.
 pub fn parse_host(text: &str) -> std::result::Result<Host, String> {
     let text = text.trim();
     if text == "local" {
         return Ok(Host::Local);
     }
     let bad = || {
-        format!("`{text}`: use `local`, `host`, `user@host` or `user@host:port` (or an ssh alias)")
+        format!(
+            "`{}`: use `local`, `host`, `user@host` or `user@host:port` (or an ssh alias), no \
+             part beginning with `-`",
+            text.escape_debug()
+        )
     };
     if text.is_empty()
         || text
             .chars()
-            .any(|c| c.is_whitespace() || c == '/' || c == '\'')
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '\'')
     {
         return Err(bad());
     }
     let (user, rest) = match text.rsplit_once('@') {
-        Some((u, r)) if !u.is_empty() && !r.is_empty() => (Some(u), r),
+        Some((u, r)) if !u.is_empty() && !u.starts_with('-') && !r.is_empty() => (Some(u), r),
         Some(_) => return Err(bad()),
         None => (None, text),
     };
@@ -652,8 +715,10 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D:
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
-    /// The config's text with `${VAR}` expanded: what a remote node is sent.
-    pub text: String,
+    /// The config's values, `${VAR}` expanded (once, where deploy was typed; `hooks` as
+    /// written): what each environment's config is merged from, what `deploy config` prints,
+    /// and, as [`Loaded::resolved_text`], what a remote node is sent.
+    pub values: yaml_serde::Value,
     /// The config file's directory: artifacts and the build command are relative to it.
     pub dir: PathBuf,
     pub file: PathBuf,
@@ -664,12 +729,21 @@ impl Loaded {
     /// merged over the top level.
     pub fn for_environment(&self, name: Option<&str>) -> Result<Loaded> {
         let (env, _) = self.environment(name)?;
-        let config = for_environment(&self.text, &env)
+        let config = for_environment(&self.values, &env)
             .with_context(|| format!("invalid config {}", self.file.display()))?;
         Ok(Loaded {
             config,
             ..self.clone()
         })
+    }
+
+    /// The resolved values as a config file, for a remote node: read there by
+    /// [`load_resolved`], which expands nothing again (`$${X}` written here is `${X}` there).
+    pub fn resolved_text(&self) -> Result<String> {
+        Ok(format!(
+            "# Resolved where deploy was typed: nothing in it is expanded again.\n{}",
+            yaml_serde::to_string(&self.values)?
+        ))
     }
 
     /// Picks the environment: the one named, or the only one when none is named.
@@ -705,17 +779,27 @@ fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
         .join(", ")
 }
 
-/// Reads and validates a config file.
+/// Reads and validates a config file, its `${VAR}` expanded from this process's environment
+/// (the machine `deploy` is typed on).
 pub fn load(file: &Path) -> Result<Loaded> {
+    read(file, Some(&|name: &str| std::env::var(name).ok()))
+}
+
+/// Reads and validates a config file that the deploy which sent it resolved already (a remote
+/// node's, from [`Loaded::resolved_text`]): its values are taken as they are.
+pub fn load_resolved(file: &Path) -> Result<Loaded> {
+    read(file, None)
+}
+
+fn read(file: &Path, lookup: Option<expand::Lookup>) -> Result<Loaded> {
     let text = std::fs::read_to_string(file).with_context(|| {
         format!(
             "cannot read {}: run deploy where your {DEFAULT_FILE} is, or pass -c FILE",
             file.display()
         )
     })?;
-    let text = expand::expand(&text, |name| std::env::var(name).ok())
+    let (config, values) = parse_values(&text, lookup)
         .with_context(|| format!("invalid config {}", file.display()))?;
-    let config = parse(&text).with_context(|| format!("invalid config {}", file.display()))?;
     let file = std::path::absolute(file)?;
     let dir = file
         .parent()
@@ -723,25 +807,57 @@ pub fn load(file: &Path) -> Result<Loaded> {
         .unwrap_or_else(|| ".".into());
     Ok(Loaded {
         config,
+        values,
         dir,
         file,
-        text,
     })
 }
 
-/// Parses and validates config text.
+/// Parses and validates config text, as written (nothing expanded).
 pub fn parse(text: &str) -> Result<Config> {
-    let config: Config = yaml_serde::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-    validate(&config).map_err(|Invalid { key, message }| {
-        let at = line_of(text, &key)
-            .map(|l| format!(" (line {l})"))
-            .unwrap_or_default();
-        anyhow::anyhow!("{}{at}: {message}", key.join("."))
-    })?;
+    parse_values(text, None).map(|(config, _)| config)
+}
+
+/// The config in `text`, its values expanded with `lookup` when there is one, validated (with
+/// every environment's overrides); and those values. An error names its key and line.
+fn parse_values(text: &str, lookup: Option<expand::Lookup>) -> Result<(Config, yaml_serde::Value)> {
+    let mut values: yaml_serde::Value =
+        yaml_serde::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let expanded = match lookup {
+        Some(lookup) => {
+            expand::expand(&mut values, lookup).map_err(|e| at_key(text, &e.key, &e.message))?
+        }
+        None => false,
+    };
+    // The text as written gives an error its exact line; once values changed, the error's key
+    // is looked up in it.
+    let config: Config = if expanded {
+        config_of(&values).map_err(|e| {
+            let key = e
+                .location()
+                .and_then(|l| Some(key_at(&yaml_serde::to_string(&values).ok()?, l.line())))
+                .unwrap_or_default();
+            let at = line_of(text, &key)
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            anyhow::anyhow!("{}{at}", without_location(&e))
+        })?
+    } else {
+        yaml_serde::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?
+    };
+    validate(&config).map_err(|Invalid { key, message }| at_key(text, &key, &message))?;
     for env in config.environments.keys() {
-        for_environment(text, env)?;
+        for_environment(&values, env)?;
     }
-    Ok(config)
+    Ok((config, values))
+}
+
+/// `key (line N): message`, the line found in `text`.
+fn at_key(text: &str, key: &[String], message: &str) -> anyhow::Error {
+    let at = line_of(text, key)
+        .map(|l| format!(" (line {l})"))
+        .unwrap_or_default();
+    anyhow::anyhow!("{}{at}: {message}", dotted(key))
 }
 
 #[cfg(test)]
@@ -776,6 +892,13 @@ mod host_tests {
             "h:0",
             "h:x",
             "-oProxyCommand=x",
+            "-oProxyCommand=x@vps",
+            "-l@vps",
+            "u@-oProxyCommand=x",
+            "u@[-x]:22",
+            "u@h\0",
+            "u\r@h",
+            "u@h\x1b",
             "u@h/x",
         ] {
             assert!(parse_host(bad).is_err(), "{bad}");
@@ -887,6 +1010,29 @@ environments:
     }
 
     #[test]
+    fn a_host_or_jump_that_ssh_would_read_as_an_option_is_refused() {
+        let e = err(&GOOD.replace("host: local", "host: \"-oProxyCommand=x@vps\""));
+        assert!(e.starts_with("environments.prod.host (line 23):"), "{e}");
+        assert!(e.contains("beginning with `-`"), "{e}");
+        let with_jump = |jump: &str| {
+            GOOD.replace(
+                "host: local",
+                &format!("host: deploy@vps\n    ssh: {{jump: \"{jump}\"}}"),
+            )
+        };
+        for bad in ["-oProxyCommand=x", "ok,u@-x", "-l@b", "a b"] {
+            let e = err(&with_jump(bad));
+            assert!(
+                e.starts_with("environments.prod.ssh.jump (line 24):"),
+                "{bad}: {e}"
+            );
+        }
+        for good in ["bastion", "u@b:2222,ops@inner", "ssh://u@b:22"] {
+            assert!(parse(&with_jump(good)).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
     fn artifact_names_must_not_collide() {
         let e = err(&GOOD.replace("  - Containerfile", "  - other/my-app"));
         assert!(e.contains("would both be uploaded as `my-app`"), "{e}");
@@ -908,7 +1054,7 @@ environments:
             config: parse(GOOD).unwrap(),
             dir: ".".into(),
             file: "deploy.yaml".into(),
-            text: GOOD.into(),
+            values: yaml_serde::from_str(GOOD).unwrap(),
         };
         assert_eq!(loaded.environment(None).unwrap().0, "prod");
         assert_eq!(loaded.environment(Some("prod")).unwrap().0, "prod");
@@ -923,6 +1069,100 @@ environments:
         assert_eq!(line_of(GOOD, &k("app")), Some(2));
         assert_eq!(line_of(GOOD, &k("health.path")), Some(18));
         assert_eq!(line_of(GOOD, &k("environments.prod.port")), Some(25));
+        for key in [
+            "app",
+            "health.path",
+            "environments.prod.port",
+            "container.mounts.data",
+        ] {
+            assert_eq!(
+                key_at(GOOD, line_of(GOOD, &k(key)).unwrap()),
+                k(key),
+                "{key}"
+            );
+        }
+        let listed = "a:\n  b:\n  - x: |-\n      y: z\n  c: 1\n";
+        assert_eq!(key_at(listed, 3), k("a.b"), "an item is named by its list");
+        assert_eq!(key_at(listed, 5), k("a.c"));
+    }
+
+    /// `text` loaded as `deploy` typed here loads it, with `vars` as the environment.
+    fn load_with(text: &str, vars: &[(&str, &str)]) -> Result<(Config, yaml_serde::Value)> {
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        parse_values(text, Some(&lookup))
+    }
+
+    #[test]
+    fn an_expanded_value_stays_one_value_and_its_errors_name_key_and_line() {
+        let text = format!("{GOOD}env:\n  clear:\n    HASH: a#b ${{H}}\n    RAW: $${{X}}\n");
+        let (c, _) = load_with(&text, &[("H", "c # d"), ("X", "here")]).unwrap();
+        assert_eq!(c.env.clear["HASH"], "a#b c # d");
+        assert_eq!(c.env.clear["RAW"], "${X}");
+        let (c, _) = load_with(
+            &GOOD.replace("port: 18080", "port: ${P}"),
+            &[("P", "18090")],
+        )
+        .unwrap();
+        assert_eq!(c.environments["prod"].port, 18090);
+
+        let text = GOOD.replace("port: 18080", "port: ${P}");
+        let e = format!("{:#}", load_with(&text, &[]).unwrap_err());
+        assert!(
+            e.starts_with(
+                "environments.prod.port (line 25): the environment variable P is not set"
+            ),
+            "{e}"
+        );
+        let e = format!("{:#}", load_with(&text, &[("P", "lots")]).unwrap_err());
+        assert!(
+            e.starts_with("environments.prod.port: invalid type") && e.ends_with("(line 25)"),
+            "{e}"
+        );
+        // A key that is no field, once a value changed: still its own line.
+        let text = GOOD.replace("  interval: 250ms", "  interval: ${I}\n  retries: 3");
+        let e = format!("{:#}", load_with(&text, &[("I", "1s")]).unwrap_err());
+        assert!(
+            e.contains("unknown field `retries`") && e.ends_with("(line 21)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hooks_are_not_expanded_at_the_top_or_in_an_environment() {
+        let text = with_staging(
+            "    hooks:\n      in_gap: [\"/app/migrate ${DB}\"]\n      before_upload: [\"echo ${DB}\"]\n",
+        ) + "hooks:\n  after_release: [\"echo ${DB} $$\"]\n";
+        let (top, values) = load_with(&text, &[("DB", "secret-1")]).unwrap();
+        assert_eq!(top.hooks.after_release, ["echo ${DB} $$"]);
+        let staging = for_environment(&values, "staging").unwrap();
+        assert_eq!(staging.hooks.in_gap, ["/app/migrate ${DB}"]);
+        assert_eq!(staging.hooks.before_upload, ["echo ${DB}"]);
+        assert_eq!(staging.hooks.after_release, ["echo ${DB} $$"]);
+    }
+
+    #[test]
+    fn the_resolved_text_is_not_expanded_again_where_it_is_sent() {
+        let text =
+            format!("{GOOD}env:\n  clear:\n    RAW: $${{X}}\n    PORT: ${{P}}\n    ON: ${{T}}\n");
+        let (config, values) =
+            load_with(&text, &[("X", "laptop"), ("P", "8080"), ("T", "true")]).unwrap();
+        let loaded = Loaded {
+            config,
+            values,
+            dir: ".".into(),
+            file: "deploy.yaml".into(),
+        };
+        let sent = loaded.resolved_text().unwrap();
+        // What the node's `--resolved` load does: nothing expanded, `${X}` is a value.
+        let (there, _) = parse_values(&sent, None).unwrap();
+        assert_eq!(there.env.clear["RAW"], "${X}", "{sent}");
+        assert_eq!(there.env.clear["PORT"], "8080", "{sent}");
+        assert_eq!(there.env.clear["ON"], "true", "{sent}");
+        assert_eq!(there.environments["prod"].port, 18080);
     }
 
     #[test]
@@ -980,7 +1220,7 @@ environments:
 
     fn as_env(text: &str, env: &str) -> Config {
         parse(text).unwrap();
-        for_environment(text, env).unwrap()
+        for_environment(&yaml_serde::from_str(text).unwrap(), env).unwrap()
     }
 
     #[test]

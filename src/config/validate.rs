@@ -291,6 +291,24 @@ fn validate_environments(c: &Config) -> Result<(), Invalid> {
                 ),
             ));
         }
+        if let Some(jump) = env.ssh.as_ref().and_then(|s| s.jump.as_deref()) {
+            let hop_is_bad = |hop: &str| {
+                hop.is_empty()
+                    || hop.contains(|c: char| c.is_whitespace() || c.is_control())
+                    || hop.split(['@', '/']).any(|part| part.starts_with('-'))
+            };
+            if jump.split(',').any(hop_is_bad) {
+                return Err(invalid(
+                    &["environments", name, "ssh", "jump"],
+                    format!(
+                        "`{}`: ssh -J takes [user@]host[:port] hops, separated by commas, with \
+                         no white space and no part beginning with `-` (ssh would read it as an \
+                         option)",
+                        jump.escape_debug()
+                    ),
+                ));
+            }
+        }
         if host == Host::Local && env.ssh.is_some() {
             return Err(invalid(
                 &["environments", name, "ssh"],
@@ -493,4 +511,34 @@ pub fn line_of(text: &str, key: &[String]) -> Option<usize> {
         }
     }
     found
+}
+
+/// The key at a 1-based line of YAML text (the inverse of [`line_of`]): that line's key and the
+/// key of each less indented line above it. A list item adds nothing (its parent's key names
+/// it). Pure.
+pub(super) fn key_at(text: &str, line: usize) -> Vec<String> {
+    let mut key = Vec::new();
+    let mut indent = usize::MAX;
+    let lines: Vec<&str> = text.lines().take(line).collect();
+    for l in lines.into_iter().rev() {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let at = l.len() - t.len();
+        // An item is nested in the key above it, even at the same indentation.
+        let (at, t) = match t.strip_prefix("- ") {
+            Some(_) => (at + 1, ""),
+            None => (at, t),
+        };
+        if at >= indent {
+            continue;
+        }
+        indent = at;
+        if let Some((k, _)) = t.split_once(':') {
+            key.push(k.trim().trim_matches(['"', '\'']).to_string());
+        }
+    }
+    key.reverse();
+    key
 }

@@ -37,16 +37,18 @@ pub fn run(mut cli: Cli) -> Result<()> {
                 .for_each(|s| println!("{s}"));
             return Ok(());
         }
-        Command::Check(a) => return check(&load(file)?, a.env.as_deref(), ui, cli.node),
+        Command::Check(a) => {
+            return check(&load(file, cli.resolved)?, a.env.as_deref(), ui, cli.node)
+        }
         Command::Config(a) => {
-            let loaded = load(file)?;
+            let loaded = load(file, cli.resolved)?;
             let (env, _) = loaded.environment(a.env.as_deref())?;
-            print!("{}", config::resolved_yaml(&loaded.text, &env)?);
+            print!("{}", config::resolved_yaml(&loaded.values, &env)?);
             return Ok(());
         }
         _ => {}
     }
-    let loaded = load(file)?;
+    let loaded = load(file, cli.resolved)?;
     if let Command::Release(a) = &mut cli.command {
         let envs: Vec<String> = loaded.config.environments.keys().cloned().collect();
         resolve_release(a, &envs, &loaded.dir, ui)?;
@@ -160,8 +162,14 @@ impl<'a> LocalHooks<'a> {
     }
 }
 
-fn load(file: &Path) -> Result<config::Loaded> {
-    config::load(file).map_err(|e| exit::with(exit::Code::Config, e))
+/// The config; `resolved`: a file a laptop sent, its values expanded there already.
+fn load(file: &Path, resolved: bool) -> Result<config::Loaded> {
+    let loaded = if resolved {
+        config::load_resolved(file)
+    } else {
+        config::load(file)
+    };
+    loaded.map_err(|e| exit::with(exit::Code::Config, e))
 }
 
 /// What a release runs here first: `build.command`, then the `before_upload` hooks.

@@ -366,8 +366,9 @@ impl<'a> Remote<'a> {
             send(files, &self.loaded.dir)?;
         }
         // The config as resolved here (`${VAR}` expanded: the node never sees this machine's
-        // environment).
-        self.send_private(root, &file_name, self.loaded.text.as_bytes())
+        // environment), read there with `--resolved`: nothing in it is expanded again.
+        let text = self.loaded.resolved_text()?;
+        self.send_private(root, &file_name, text.as_bytes())
     }
 
     /// Sends `bytes` as the file `name` of this run's private directory on the node (0600 in
@@ -398,7 +399,8 @@ impl<'a> Remote<'a> {
     /// The node's deploy command line for `args`. Pure apart from the environment variable
     /// that carries the test hook.
     fn node_command(&self, root: &str, config: &str, args: &[String]) -> String {
-        let mut words = vec![format!("{root}/{NODE_BIN}")];
+        // `--resolved`: the config sent is this side's resolved one (see `send_config`).
+        let mut words = vec![format!("{root}/{NODE_BIN}"), "--resolved".into()];
         words.extend(crate::local::detached::node_argv(
             Path::new(config),
             self.ui,

@@ -134,6 +134,10 @@ impl Ssh {
         options: Option<&SshOptions>,
         home: &Path,
     ) -> Result<Ssh> {
+        // Validated with the config (`parse_host`); held here too, for rsync (see `remote_path`).
+        if destination.is_empty() || destination.starts_with('-') {
+            bail!("`{destination}` is no ssh destination: it must not begin with `-`");
+        }
         let o = options.cloned().unwrap_or_default();
         let identity = match o.identity {
             Some(i) => Some(crate::node::layout::expand_home(&i, home)?),
@@ -183,9 +187,43 @@ impl Ssh {
         rsync_join(&words)
     }
 
-    /// `destination:path` for rsync.
+    /// `destination:path` for rsync. rsync's remote spec takes no `--` before it, and rsync
+    /// passes the host to ssh after its own `-l user`: what keeps it from being read as an
+    /// option is that no destination begins with `-` (see [`Ssh::new`]).
     pub fn remote_path(&self, path: &str) -> String {
         format!("{}:{path}", self.destination)
+    }
+
+    /// The destination as the end of ssh's options: after `--`, so that it is never read as
+    /// one, whatever it is.
+    fn destination_args(&self) -> [String; 2] {
+        ["--".into(), self.destination.clone()]
+    }
+
+    /// ssh's arguments that open the shared connection in the background. Pure.
+    fn master_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = self
+            .args()
+            .into_iter()
+            .map(|a| {
+                if a == "ControlMaster=auto" {
+                    "ControlMaster=yes".into()
+                } else {
+                    a
+                }
+            })
+            .collect();
+        args.extend(["-f".into(), "-N".into()]);
+        args.extend(self.destination_args());
+        args
+    }
+
+    /// ssh's arguments that close the shared connection. Pure.
+    fn exit_args(&self) -> Vec<String> {
+        let mut args = self.args();
+        args.extend(["-O".into(), "exit".into()]);
+        args.extend(self.destination_args());
+        args
     }
 
     /// Opens the shared connection, once: in the background, with no terminal, pipe or
@@ -202,19 +240,7 @@ impl Ssh {
             .with_context(|| format!("cannot create {}", self.control_dir.display()))?;
         let err_path = self.control_dir.join("master.err");
         let err = std::fs::File::create(&err_path)?;
-        let mut args: Vec<String> = self
-            .args()
-            .into_iter()
-            .map(|a| {
-                if a == "ControlMaster=auto" {
-                    "ControlMaster=yes".into()
-                } else {
-                    a
-                }
-            })
-            .collect();
-        args.extend(["-f".into(), "-N".into(), self.destination.clone()]);
-        let out = duct::cmd("ssh", args)
+        let out = duct::cmd("ssh", self.master_args())
             .stdin_null()
             .stdout_null()
             .stderr_file(err)
@@ -235,13 +261,8 @@ impl Ssh {
         if tty {
             args.push("-t".into());
         }
-        args.extend([
-            self.destination.clone(),
-            "--".into(),
-            "sh".into(),
-            "-c".into(),
-            sh_quote(script),
-        ]);
+        args.extend(self.destination_args());
+        args.extend(["sh".into(), "-c".into(), sh_quote(script)]);
         args
     }
 
@@ -266,7 +287,7 @@ impl Ssh {
              ssh: options of this environment)",
             self.destination,
             stderr.trim(),
-            sh_join(&[self.args(), vec![self.destination.clone()]].concat())
+            sh_join(&[self.args(), self.destination_args().to_vec()].concat())
         )
     }
 
@@ -317,9 +338,7 @@ impl Ssh {
 impl Drop for Ssh {
     fn drop(&mut self) {
         if self.control_dir.exists() {
-            let mut args = self.args();
-            args.extend(["-O".into(), "exit".into(), self.destination.clone()]);
-            let _ = duct::cmd("ssh", args)
+            let _ = duct::cmd("ssh", self.exit_args())
                 .stdin_null()
                 .stdout_null()
                 .stderr_null()
@@ -393,6 +412,28 @@ mod tests {
         );
         assert!(s.rsync_shell().starts_with("ssh -o ControlMaster=auto"));
         assert_eq!(s.remote_path("/srv/a"), "deploy@vps:/srv/a");
+    }
+
+    #[test]
+    fn the_destination_follows_the_end_of_the_options() {
+        let o = SshOptions {
+            options: vec!["-o".into(), "ServerAliveInterval=15".into()],
+            ..SshOptions::default()
+        };
+        let s = Ssh::new("deploy@vps", Some(2222), Some(&o), Path::new("/home/me")).unwrap();
+        let after_options = |args: &[String]| {
+            let end = args.iter().position(|a| a == "--").expect("a `--`");
+            args[end + 1..].to_vec()
+        };
+        assert_eq!(
+            after_options(&s.script_args("echo hi", true)),
+            ["deploy@vps", "sh", "-c", "'echo hi'"]
+        );
+        assert_eq!(after_options(&s.master_args()), ["deploy@vps"]);
+        assert_eq!(after_options(&s.exit_args()), ["deploy@vps"]);
+        assert!(s.master_args().contains(&"ControlMaster=yes".to_string()));
+        // Never one that rsync (which takes no `--` before it) could read as an option.
+        assert!(Ssh::new("-oProxyCommand=x", None, None, Path::new("/h")).is_err());
     }
 
     #[test]
