@@ -218,7 +218,7 @@ fn dispatch(
     }
     let mut node = Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?;
     node.lock_wait = cli.lock_wait;
-    node.config_text = Some(loaded.text.clone());
+    node.config_text = Some(loaded.resolved_text()?);
     if !cli.node {
         if let Some(done) = run_detached(cli, loaded, &node)? {
             return Ok(done);
