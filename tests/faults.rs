@@ -132,6 +132,8 @@ fn sigkill_of_the_node_side_run_at_every_step_then_the_next_release_recovers() {
         },
     );
     p.deploy(&["setup"]).ok();
+    // The next command recovers here (the server's own recovery has a test of its own).
+    p.without_server_recovery();
     p.deploy(&["release", "v0"]).ok();
     let (_, mut hits) = version_and_hits(&p.body("/"));
     let points = release_points(&p, "k0");
@@ -476,6 +478,7 @@ fn schema_and_rows(p: &Project) -> (String, String) {
 fn a_migration_in_the_gap_is_undone_when_a_later_hook_fails_or_its_process_dies() {
     let p = Project::new("t-hookdata", 18342, Options::default());
     p.deploy(&["setup"]).ok();
+    p.without_server_recovery();
     p.deploy(&["release", "v1"]).ok();
     for _ in 0..3 {
         p.body("/");
@@ -566,6 +569,7 @@ fn a_hung_in_gap_hook_is_removed_after_hooks_timeout_and_the_previous_release_se
 fn a_recovery_that_cannot_succeed_is_replaced_by_a_release_not_a_dead_end() {
     let p = Project::new("t-stuck", 18352, Options::default());
     p.deploy(&["setup"]).ok();
+    p.without_server_recovery();
     p.deploy(&["release", "v1"]).ok();
     let r = p.deploy_env(
         &[("DEPLOY_TEST_HOOK", "kill@after-stop")],

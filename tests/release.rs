@@ -159,6 +159,21 @@ fn failed_health_check_puts_the_previous_release_back() {
         ),
     );
     let r = p.deploy(&["release", "v4"]).failed();
+    // Under the init (container.init, the default) the container starts and the init says why
+    // the app could not, in the app's log lines the error quotes.
+    r.says("the app exited");
+    r.says("failed to exec pid1: No such file or directory");
+    r.says("v3 is serving again");
+    // Without it, podman itself fails the start.
+    let config = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    p.write(
+        "deploy.yaml",
+        &config.replace(
+            "  stop_timeout: 5s\n",
+            "  stop_timeout: 5s\n  init: false\n",
+        ),
+    );
+    let r = p.deploy(&["release", "v5"]).failed();
     r.says("start of t-unhealthy_test.service ended with `failed` twice; podman said:");
     r.says("no-such-binary");
     r.says("v3 is serving again");
@@ -664,7 +679,9 @@ fn exec_runs_a_one_off_container_of_the_live_release_with_its_data() {
     // The command's exit code is deploy's.
     let r = p.deploy(&["exec", "--", "/app/example-app", "run-sql", "/no/such.sql"]);
     assert_ne!(r.code, 0);
-    // While a swap is unfinished, it waits its turn.
+    // While a swap is unfinished, it waits its turn (the server's own recovery kept off this
+    // made-up journal).
+    p.without_server_recovery();
     let journal = p.root().join(".deploy/swap.journal");
     std::fs::write(
         &journal,

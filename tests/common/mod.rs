@@ -598,6 +598,18 @@ impl Project {
             == 0
     }
 
+    /// Stops the server's own recovery of a swap whose process died (its path unit), for a
+    /// test of what the next command does with a journal left behind.
+    pub fn without_server_recovery(&self) {
+        for unit in ["recover.path", "recover.service"] {
+            self.user(
+                "systemctl",
+                &["--user", "stop", &format!("{}_test_{unit}", self.app)],
+            )
+            .ok();
+        }
+    }
+
     /// The app's unit (the environment is always `test`).
     pub fn unit(&self) -> String {
         format!("{}_test.service", self.app)
@@ -680,6 +692,35 @@ impl Drop for Project {
             let _ = self.user("systemctl", &["--user", "stop", &self.unit()]);
         }
     }
+}
+
+/// A reboot of the node user's world: every container removed, the user's systemd manager
+/// stopped (`systemctl --user exit`), then started again as at boot (enabled units start).
+pub fn reboot_user_manager() {
+    let n = node();
+    let user = |args: &[&str]| {
+        as_user(Path::new(args[0]), &args[1..], Path::new("/"))
+            .output()
+            .unwrap()
+    };
+    user(&["podman", "rm", "--force", "--all", "--time", "0"]);
+    user(&["systemctl", "--user", "exit"]);
+    let t = std::time::Instant::now();
+    let manager_runs = || {
+        Command::new("pgrep")
+            .args(["-u", &n.uid.to_string(), "-f", "systemd --user"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    while manager_runs() && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    user(&["podman", "rm", "--force", "--all", "--time", "0"]);
+    assert!(!manager_runs(), "the user's manager did not exit");
+    run_ok(Command::new(repo().join("scripts/node-setup")).arg(NODE_USER));
 }
 
 /// The server is lost: every process of the app and of Litestream SIGKILLed (their units then

@@ -50,6 +50,12 @@ fn main() {
         }
         return;
     }
+    // `example-app write-rows MS SECONDS TAG`: a row tagged TAG every MS milliseconds for
+    // SECONDS (a console session or a scheduled job that writes while it runs).
+    if args.get(1).map(String::as_str) == Some("write-rows") {
+        write_rows(&args[2..]);
+        return;
+    }
     let port: u16 = env_or("PORT", "8080")
         .parse()
         .expect("PORT must be a port number");
@@ -104,6 +110,24 @@ fn main() {
         .run(Arc::new(move |request| handle(&handler_app, request)))
         .expect("server failed");
     println!("example-app {}: stopped", app.version);
+}
+
+fn write_rows(args: &[String]) {
+    let arg = |i: usize| args.get(i).expect("write-rows MS SECONDS TAG");
+    let every = Duration::from_millis(arg(0).parse().expect("MS"));
+    let until = std::time::Instant::now() + Duration::from_secs(arg(1).parse().expect("SECONDS"));
+    let tag = arg(2);
+    let data = PathBuf::from(env_or("DATA_DIR", "/app/data"));
+    let db = Connection::open(data.join("app.db")).expect("cannot open the database");
+    db.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    // SIGTERM ends it at once (it is not PID 1 under --init; without it, the default).
+    while std::time::Instant::now() < until {
+        db.execute("INSERT INTO hits (version) VALUES (?1)", [tag])
+            .expect("insert");
+        std::thread::sleep(every);
+    }
+    println!("write-rows: done");
 }
 
 fn handle(app: &App, request: http::Request) -> http::Response {
