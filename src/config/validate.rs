@@ -4,6 +4,7 @@
 use super::{parse_host, Config, Container, Health, Hooks, Host, Shared, Traefik};
 use std::collections::BTreeMap;
 use std::path::Path;
+use yaml_serde::Value;
 
 pub(super) struct Invalid {
     pub(super) key: Vec<String>,
@@ -42,8 +43,10 @@ pub fn artifact_name(artifact: &str) -> Option<String> {
 /// Names inside a release that deploy itself uses.
 pub const RESERVED_IN_RELEASE: &[&str] = &[".deploy"];
 
-/// Validates every section; the first problem names its key.
-pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
+/// Validates every section; the first problem names its key. `values`: what `c` was read from
+/// (every string in it is checked as one, first: [`validate_characters`]).
+pub(super) fn validate(c: &Config, values: &Value) -> Result<(), Invalid> {
+    validate_characters(values, &mut Vec::new())?;
     check_app_name(&c.app).map_err(|m| invalid(&["app"], m))?;
     validate_hooks(&c.hooks)?;
     if c.keep_releases == 0 {
@@ -138,17 +141,63 @@ fn validate_env(e: &crate::config::Env) -> Result<(), Invalid> {
             format!("`{both}` is also in env.clear: keep one"),
         ));
     }
-    if let Some((name, _)) = e
-        .clear
-        .iter()
-        .find(|(_, v)| v.contains('\n') || v.contains('\0'))
-    {
-        return Err(invalid(
-            &["env", "clear"],
-            format!("`{name}`: one line only (an env file holds no newlines)"),
-        ));
-    }
     Ok(())
+}
+
+/// No value of the config (nor key) holds a control character: the node writes them into files
+/// read line by line (units, where systemd ends a line at `\n`, `\r` or NUL and what follows
+/// would be a line of its own, a new `ExecStartPre=`; Traefik's and Litestream's configs; env
+/// files), whether written in the file or from a `${VAR}`. The local hooks
+/// (`hooks.before_upload`, `hooks.after_release`) run in a shell here and may be several lines;
+/// `build.command` (a shell here too) and `hooks.in_gap` (split into words that go to podman as
+/// arguments, never into a file) may hold tabs and newlines, which separate words there.
+fn validate_characters(value: &Value, key: &mut Vec<String>) -> Result<(), Invalid> {
+    let allowed: &[char] = match super::as_top_level(key) {
+        [h, k, ..] if h == "hooks" && (k == "before_upload" || k == "after_release") => {
+            return Ok(())
+        }
+        [h, k, ..] if (h == "hooks" && k == "in_gap") || (h == "build" && k == "command") => {
+            &['\t', '\n']
+        }
+        _ => &[],
+    };
+    let no_control = |text: &str, key: &[String]| match text
+        .chars()
+        .find(|c| c.is_control() && !allowed.contains(c))
+    {
+        None => Ok(()),
+        Some(c) => Err(Invalid {
+            key: key.to_vec(),
+            message: format!(
+                "holds a control character (`{}`), which the unit, Traefik, Litestream and env \
+                 files that values are written into cannot carry safely (systemd ends a line at \
+                 `\\n`, `\\r` or NUL, and reads what follows as a line of its own): remove it",
+                c.escape_debug()
+            ),
+        }),
+    };
+    match value {
+        Value::String(s) => no_control(s, key),
+        Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                key.push(format!("[{i}]"));
+                validate_characters(item, key)?;
+                key.pop();
+            }
+            Ok(())
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map {
+                key.push(super::key_name(k));
+                no_control(key.last().expect("pushed"), key)?;
+                validate_characters(v, key)?;
+                key.pop();
+            }
+            Ok(())
+        }
+        Value::Tagged(t) => validate_characters(&t.value, key),
+        _ => Ok(()),
+    }
 }
 
 fn validate_hooks(h: &Hooks) -> Result<(), Invalid> {
