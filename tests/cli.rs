@@ -319,3 +319,20 @@ fn a_control_character_in_a_value_is_refused_with_its_key() {
         );
     }
 }
+
+#[test]
+fn a_traefik_api_off_the_loopback_is_refused() {
+    let base = minimal("    A: b\n", "");
+    for api in ["http://10.0.0.5:8099", "http://localhost:8099"] {
+        let dir = project(
+            "api",
+            &format!("{base}traefik:\n  rule: Host(`a.test`)\n  api: {api}\n"),
+        );
+        let (code, _, err) = deploy(&dir, &["check"]);
+        assert_eq!(code, 3, "{api}: {err}");
+        assert!(
+            err.contains("traefik.api (line 14):") && err.contains("loopback"),
+            "{api}: {err}"
+        );
+    }
+}

@@ -1170,6 +1170,38 @@ environments:
     }
 
     #[test]
+    fn traefik_api_is_held_to_a_loopback_address() {
+        let with =
+            |api: &str| format!("{GOOD}traefik:\n  rule: Host(`a.test`)\n  api: \"{api}\"\n");
+        for good in [
+            "http://127.0.0.1:8099",
+            "http://127.3.4.5:8099/",
+            "http://[::1]:8099",
+            "http://127.0.0.1",
+            "http://[::1]",
+        ] {
+            assert!(parse(&with(good)).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://10.0.0.5:8099",
+            "http://0.0.0.0:8099",
+            "http://localhost:8099",
+            "http://traefik.example.com:8099",
+            "http://[::ffff:127.0.0.1]:8099",
+            "http://[::]:8099",
+            "http://127.0.0.1:8099@evil.example:80",
+            "http://127.0.0.1.evil.example:8099",
+            "http://::1:8099",
+        ] {
+            let e = err(&with(bad));
+            assert!(
+                e.starts_with("traefik.api (line 28):") && e.contains("loopback"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn names_that_could_collide_are_refused() {
         let e = err(&GOOD.replace("app: my-app", "app: my_app"));
         assert!(e.contains("app") && e.contains("lower-case"), "{e}");

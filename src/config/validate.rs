@@ -423,6 +423,17 @@ fn validate_traefik(t: &Traefik) -> Result<(), Invalid> {
             format!("`{}` is not an http:// URL", t.api),
         ));
     }
+    if !on_the_loopback(&t.api) {
+        return Err(invalid(
+            &["traefik", "api"],
+            format!(
+                "`{}`: deploy talks to Traefik's API without TLS or credentials, so it must be \
+                 on the server's loopback, named by its address (deploy resolves no names): \
+                 http://127.0.0.1:PORT (any of 127.0.0.0/8) or http://[::1]:PORT",
+                t.api
+            ),
+        ));
+    }
     if t.entrypoints.is_empty() {
         return Err(invalid(&["traefik", "entrypoints"], "names no entry point"));
     }
@@ -458,6 +469,25 @@ fn validate_traefik(t: &Traefik) -> Result<(), Invalid> {
         }
     }
     Ok(())
+}
+
+/// Whether an `http://` URL names a loopback address (127.0.0.0/8, `[::1]`), with a port or
+/// without; a host name, even `localhost`, does not. Pure.
+fn on_the_loopback(url: &str) -> bool {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let rest = url.strip_prefix("http://").unwrap_or_default();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let ip = match authority.parse::<SocketAddr>() {
+        Ok(a) => Some(a.ip()),
+        Err(_) => match authority
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+        {
+            Some(v6) => v6.parse::<IpAddr>().ok().filter(IpAddr::is_ipv6),
+            None => authority.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
+        },
+    };
+    ip.is_some_and(|ip| ip.is_loopback())
 }
 
 /// `acme` and `redirect_https` are the managed Traefik's, on its `web`/`websecure` entry points.
