@@ -248,7 +248,10 @@ fn a_value_from_the_environment_stays_one_value() {
     let (code, out, err) = deploy_env(&dir, &vars, &["config"]);
     assert_eq!(code, 3, "{out}{err}");
     assert!(!out.contains("build:"), "{out}");
-    assert!(err.contains("env.clear"), "{err}");
+    assert!(
+        err.contains("env.clear.GREETING (line 8): holds a control character (`\\n`)"),
+        "{err}"
+    );
 
     let vars = [("G", "hello"), ("H", "c # d"), ("X", "laptop"), ("S", "s")];
     let (code, out, err) = deploy_env(&dir, &vars, &["config"]);
@@ -284,4 +287,52 @@ fn a_host_that_ssh_would_read_as_an_option_is_refused() {
     let (code, _, err) = deploy(&dir, &["check"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("environments.prod.host (line "), "{err}");
+}
+
+#[test]
+fn a_control_character_in_a_value_is_refused_with_its_key() {
+    let base = minimal("    A: b\n", "");
+    let managed = "traefik:\n  rule: Host(`a.test`)\n  manage: true\n  acme:\n    email: a@b.c\n";
+    for (name, yaml, key) in [
+        (
+            "cr-path",
+            base.replace("path: /srv/shop", "path: \"/srv/shop\\r\""),
+            "environments.prod.path (line 10)",
+        ),
+        (
+            "nl-ca",
+            format!("{base}{managed}    ca_certificates: \"/ca.pem\\nExecStartPre=/bin/id\"\n"),
+            "traefik.acme.ca_certificates (line 17)",
+        ),
+        (
+            "nul-url",
+            format!("{base}replicate:\n  url: \"file:///srv/replica\\0\"\n"),
+            "replicate.url (line 13)",
+        ),
+    ] {
+        let dir = project(name, &yaml);
+        let (code, _, err) = deploy(&dir, &["check"]);
+        assert_eq!(code, 3, "{name}: {err}");
+        assert!(
+            err.contains(&format!("{key}: holds a control character")),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_traefik_api_off_the_loopback_is_refused() {
+    let base = minimal("    A: b\n", "");
+    for api in ["http://10.0.0.5:8099", "http://localhost:8099"] {
+        let dir = project(
+            "api",
+            &format!("{base}traefik:\n  rule: Host(`a.test`)\n  api: {api}\n"),
+        );
+        let (code, _, err) = deploy(&dir, &["check"]);
+        assert_eq!(code, 3, "{api}: {err}");
+        assert!(
+            err.contains("traefik.api (line 14):") && err.contains("loopback"),
+            "{api}: {err}"
+        );
+    }
 }

@@ -377,7 +377,7 @@ fn for_environment(values: &yaml_serde::Value, env: &str) -> Result<Config> {
     let root = merged(values, env)?;
     let within = |e: String| anyhow::anyhow!("environment `{env}`, with its overrides: {e}");
     let config = config_of(&root).map_err(|e| within(without_location(&e)))?;
-    validate(&config)
+    validate(&config, &root)
         .map_err(|Invalid { key, message }| within(format!("{}: {message}", dotted(&key))))?;
     Ok(config)
 }
@@ -426,14 +426,19 @@ fn key_name(k: &yaml_serde::Value) -> String {
     }
 }
 
-/// `environments.prod.port`, `artifacts[1]`.
+/// `environments.prod.port`, `artifacts[1]`; a control character in a key escaped.
 fn dotted(key: &[String]) -> String {
     let mut out = String::new();
     for k in key {
         if !out.is_empty() && !k.starts_with('[') {
             out.push('.');
         }
-        out.push_str(k);
+        for c in k.chars() {
+            match c.is_control() {
+                true => out.extend(c.escape_debug()),
+                false => out.push(c),
+            }
+        }
     }
     out
 }
@@ -845,7 +850,7 @@ fn parse_values(text: &str, lookup: Option<expand::Lookup>) -> Result<(Config, y
     } else {
         yaml_serde::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?
     };
-    validate(&config).map_err(|Invalid { key, message }| at_key(text, &key, &message))?;
+    validate(&config, &values).map_err(|Invalid { key, message }| at_key(text, &key, &message))?;
     for env in config.environments.keys() {
         for_environment(&values, env)?;
     }
@@ -1177,6 +1182,38 @@ environments:
     }
 
     #[test]
+    fn traefik_api_is_held_to_a_loopback_address() {
+        let with =
+            |api: &str| format!("{GOOD}traefik:\n  rule: Host(`a.test`)\n  api: \"{api}\"\n");
+        for good in [
+            "http://127.0.0.1:8099",
+            "http://127.3.4.5:8099/",
+            "http://[::1]:8099",
+            "http://127.0.0.1",
+            "http://[::1]",
+        ] {
+            assert!(parse(&with(good)).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://10.0.0.5:8099",
+            "http://0.0.0.0:8099",
+            "http://localhost:8099",
+            "http://traefik.example.com:8099",
+            "http://[::ffff:127.0.0.1]:8099",
+            "http://[::]:8099",
+            "http://127.0.0.1:8099@evil.example:80",
+            "http://127.0.0.1.evil.example:8099",
+            "http://::1:8099",
+        ] {
+            let e = err(&with(bad));
+            assert!(
+                e.starts_with("traefik.api (line 28):") && e.contains("loopback"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn names_that_could_collide_are_refused() {
         let e = err(&GOOD.replace("app: my-app", "app: my_app"));
         assert!(e.contains("app") && e.contains("lower-case"), "{e}");
@@ -1204,6 +1241,57 @@ environments:
         );
         let e = err(&GOOD.replace("files: [.env]", "files: [\"%n.env\"]"));
         assert!(e.contains("shared.files"), "{e}");
+    }
+
+    #[test]
+    fn no_value_holds_a_control_character_but_the_commands_that_may() {
+        let managed =
+            "traefik:\n  rule: Host(`a.test`)\n  manage: true\n  acme:\n    email: a@b.c\n";
+        for (text, key) in [
+            (
+                GOOD.replace("path: ~/web/my-app", "path: \"~/web/my-app\\r\""),
+                "environments.prod.path (line 24)",
+            ),
+            (
+                format!("{GOOD}{managed}    ca_certificates: \"/ca.pem\\nExecStartPre=/bin/id\"\n"),
+                "traefik.acme.ca_certificates (line 31)",
+            ),
+            (
+                format!("{GOOD}replicate:\n  url: \"file:///r\\0x\"\n"),
+                "replicate.url (line 27)",
+            ),
+            (
+                format!("{GOOD}env:\n  clear:\n    \"A\\tB\": x\n"),
+                "env.clear.A\\tB (line 27)",
+            ),
+            (
+                GOOD.replace("  - assets/", "  - \"assets/\\e\""),
+                "artifacts[1] (line 6)",
+            ),
+            (
+                with_staging("    env:\n      clear:\n        X: \"a\\rb\"\n"),
+                "environments.staging.env.clear.X (line 32)",
+            ),
+        ] {
+            let e = err(&text);
+            assert!(
+                e.starts_with(&format!("{key}: holds a control character")),
+                "{e}"
+            );
+        }
+        let e = err(&GOOD.replace("path: ~/web/my-app", "path: \"~/web/my-app\\r\""));
+        assert!(e.contains("(`\\r`)") && e.contains("cannot carry"), "{e}");
+        // Commands: the local hooks are a shell's; in_gap's and the build's words may be split
+        // by tabs and newlines, nothing else.
+        let hooks = "hooks:\n  before_upload: [\"a\\n\\e[1mb\"]\n  after_release: [\"a\\nb\"]\n  in_gap:\n    - \"/app/x\\ta\\nb\"\n";
+        parse(&format!("{GOOD}{hooks}")).unwrap();
+        parse(&GOOD.replace(
+            "command: cargo build --release",
+            "command: \"cargo build\\n  strip x\"",
+        ))
+        .unwrap();
+        let e = err(&format!("{GOOD}hooks:\n  in_gap: [\"/app/x\\r\"]\n"));
+        assert!(e.starts_with("hooks.in_gap[0] (line 27)"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use super::{parse_host, Config, Container, Health, Hooks, Host, Shared, Traefik};
 use std::collections::BTreeMap;
 use std::path::Path;
+use yaml_serde::Value;
 
 pub(super) struct Invalid {
     pub(super) key: Vec<String>,
@@ -42,8 +43,10 @@ pub fn artifact_name(artifact: &str) -> Option<String> {
 /// Names inside a release that deploy itself uses.
 pub const RESERVED_IN_RELEASE: &[&str] = &[".deploy"];
 
-/// Validates every section; the first problem names its key.
-pub(super) fn validate(c: &Config) -> Result<(), Invalid> {
+/// Validates every section; the first problem names its key. `values`: what `c` was read from
+/// (every string in it is checked as one, first: [`validate_characters`]).
+pub(super) fn validate(c: &Config, values: &Value) -> Result<(), Invalid> {
+    validate_characters(values, &mut Vec::new())?;
     check_app_name(&c.app).map_err(|m| invalid(&["app"], m))?;
     validate_hooks(&c.hooks)?;
     if c.keep_releases == 0 {
@@ -138,17 +141,63 @@ fn validate_env(e: &crate::config::Env) -> Result<(), Invalid> {
             format!("`{both}` is also in env.clear: keep one"),
         ));
     }
-    if let Some((name, _)) = e
-        .clear
-        .iter()
-        .find(|(_, v)| v.contains('\n') || v.contains('\0'))
-    {
-        return Err(invalid(
-            &["env", "clear"],
-            format!("`{name}`: one line only (an env file holds no newlines)"),
-        ));
-    }
     Ok(())
+}
+
+/// No value of the config (nor key) holds a control character: the node writes them into files
+/// read line by line (units, where systemd ends a line at `\n`, `\r` or NUL and what follows
+/// would be a line of its own, a new `ExecStartPre=`; Traefik's and Litestream's configs; env
+/// files), whether written in the file or from a `${VAR}`. The local hooks
+/// (`hooks.before_upload`, `hooks.after_release`) run in a shell here and may be several lines;
+/// `build.command` (a shell here too) and `hooks.in_gap` (split into words that go to podman as
+/// arguments, never into a file) may hold tabs and newlines, which separate words there.
+fn validate_characters(value: &Value, key: &mut Vec<String>) -> Result<(), Invalid> {
+    let allowed: &[char] = match super::as_top_level(key) {
+        [h, k, ..] if h == "hooks" && (k == "before_upload" || k == "after_release") => {
+            return Ok(())
+        }
+        [h, k, ..] if (h == "hooks" && k == "in_gap") || (h == "build" && k == "command") => {
+            &['\t', '\n']
+        }
+        _ => &[],
+    };
+    let no_control = |text: &str, key: &[String]| match text
+        .chars()
+        .find(|c| c.is_control() && !allowed.contains(c))
+    {
+        None => Ok(()),
+        Some(c) => Err(Invalid {
+            key: key.to_vec(),
+            message: format!(
+                "holds a control character (`{}`), which the unit, Traefik, Litestream and env \
+                 files that values are written into cannot carry safely (systemd ends a line at \
+                 `\\n`, `\\r` or NUL, and reads what follows as a line of its own): remove it",
+                c.escape_debug()
+            ),
+        }),
+    };
+    match value {
+        Value::String(s) => no_control(s, key),
+        Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                key.push(format!("[{i}]"));
+                validate_characters(item, key)?;
+                key.pop();
+            }
+            Ok(())
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map {
+                key.push(super::key_name(k));
+                no_control(key.last().expect("pushed"), key)?;
+                validate_characters(v, key)?;
+                key.pop();
+            }
+            Ok(())
+        }
+        Value::Tagged(t) => validate_characters(&t.value, key),
+        _ => Ok(()),
+    }
 }
 
 fn validate_hooks(h: &Hooks) -> Result<(), Invalid> {
@@ -380,6 +429,17 @@ fn validate_traefik(t: &Traefik) -> Result<(), Invalid> {
             format!("`{}` is not an http:// URL", t.api),
         ));
     }
+    if !on_the_loopback(&t.api) {
+        return Err(invalid(
+            &["traefik", "api"],
+            format!(
+                "`{}`: deploy talks to Traefik's API without TLS or credentials, so it must be \
+                 on the server's loopback, named by its address (deploy resolves no names): \
+                 http://127.0.0.1:PORT (any of 127.0.0.0/8) or http://[::1]:PORT",
+                t.api
+            ),
+        ));
+    }
     if t.entrypoints.is_empty() {
         return Err(invalid(&["traefik", "entrypoints"], "names no entry point"));
     }
@@ -415,6 +475,25 @@ fn validate_traefik(t: &Traefik) -> Result<(), Invalid> {
         }
     }
     Ok(())
+}
+
+/// Whether an `http://` URL names a loopback address (127.0.0.0/8, `[::1]`), with a port or
+/// without; a host name, even `localhost`, does not. Pure.
+fn on_the_loopback(url: &str) -> bool {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let rest = url.strip_prefix("http://").unwrap_or_default();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let ip = match authority.parse::<SocketAddr>() {
+        Ok(a) => Some(a.ip()),
+        Err(_) => match authority
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+        {
+            Some(v6) => v6.parse::<IpAddr>().ok().filter(IpAddr::is_ipv6),
+            None => authority.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
+        },
+    };
+    ip.is_some_and(|ip| ip.is_loopback())
 }
 
 /// `acme` and `redirect_https` are the managed Traefik's, on its `web`/`websecure` entry points.

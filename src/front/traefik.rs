@@ -511,6 +511,13 @@ mod tests {
         let unit =
             render_traefik_unit(Path::new("/t"), Path::new("/s"), Some("/h/ca.pem")).unwrap();
         assert!(unit.contains("Environment=LEGO_CA_CERTIFICATES=/h/ca.pem\n"));
+        // A `%` is the path's, not a specifier of systemd's.
+        let unit =
+            render_traefik_unit(Path::new("/t"), Path::new("/s"), Some("/h/ca%h.pem")).unwrap();
+        assert!(
+            unit.contains("Environment=LEGO_CA_CERTIFICATES=/h/ca%%h.pem\n"),
+            "{unit}"
+        );
         // Without manage there is no Traefik of deploy's to hold the resolver.
         let e = crate::config::parse(
             "app: shop\nartifacts: [shop]\ncontainer: {port: 8080}\n\
