@@ -125,6 +125,8 @@ fn an_sftp_password_goes_only_into_litestreams_private_config() {
     );
     let secret_forms = ["s3cr%40t-pw", "s3cr@t-pw"];
     let plan = p.deploy(&["setup", "--dry-run"]).ok();
+    let config = p.deploy(&["config"]).ok();
+    config.prints("url: sftp://backup@127.0.0.1:2222/srv/backups/shop");
     let r = p.deploy(&["--json", "setup"]).ok();
     r.prints("sftp://backup@127.0.0.1:2222/srv/backups/shop");
     let unit = std::fs::read_to_string(
@@ -136,6 +138,7 @@ fn an_sftp_password_goes_only_into_litestreams_private_config() {
     for s in secret_forms {
         for (what, text) in [
             ("setup --dry-run", plan.stdout.as_str()),
+            ("config", config.stdout.as_str()),
             ("setup --json", r.stdout.as_str()),
             ("its stderr", r.stderr.as_str()),
             ("the unit", unit.as_str()),

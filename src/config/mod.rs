@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod expand;
+pub mod replica_url;
 mod validate;
 
 pub use validate::{
@@ -347,6 +348,14 @@ pub fn resolved_yaml(values: &yaml_serde::Value, env: &str) -> Result<String> {
         "environments".into(),
         Value::Mapping(Mapping::from_iter([(env.into(), Value::Mapping(own))])),
     );
+    // A password in the replica's URL is never shown.
+    if let Some(Value::String(url)) = map
+        .get_mut("replicate")
+        .and_then(|r| r.as_mapping_mut())
+        .and_then(|r| r.get_mut("url"))
+    {
+        *url = replica_url::shown_url(url);
+    }
     let secrets = map
         .get_mut("env")
         .and_then(|e| e.as_mapping_mut())
@@ -1241,6 +1250,20 @@ environments:
         );
         let e = err(&GOOD.replace("files: [.env]", "files: [\"%n.env\"]"));
         assert!(e.contains("shared.files"), "{e}");
+    }
+
+    #[test]
+    fn traefik_names_and_paths_stay_one_word() {
+        let managed =
+            "traefik:\n  rule: Host(`a.test`)\n  manage: true\n  acme:\n    email: a@b.c\n";
+        let e = err(&format!(
+            "{GOOD}{managed}    ca_certificates: \"/c a.pem\"\n"
+        ));
+        assert!(e.starts_with("traefik.acme.ca_certificates"), "{e}");
+        let e = err(&format!(
+            "{GOOD}traefik:\n  rule: Host(`a.test`)\n  entrypoints: [\"web: {{x}}\"]\n"
+        ));
+        assert!(e.contains("not a usable entry point name"), "{e}");
     }
 
     #[test]

@@ -89,7 +89,7 @@ fn validate_replicate(r: &crate::config::Replicate) -> Result<(), Invalid> {
             &["replicate", "url"],
             format!(
                 "`{}`: use sftp://user@host:port/path, s3://bucket/path or file:///path",
-                r.url
+                super::replica_url::shown_url(&r.url)
             ),
         ));
     }
@@ -443,6 +443,27 @@ fn validate_traefik(t: &Traefik) -> Result<(), Invalid> {
     if t.entrypoints.is_empty() {
         return Err(invalid(&["traefik", "entrypoints"], "names no entry point"));
     }
+    // Entry point names are written into Traefik's YAML as keys: plain words only.
+    let plain = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let managed: Vec<String> = t
+        .managed()
+        .map(|m| m.entrypoints.into_keys().collect())
+        .unwrap_or_default();
+    for ep in t.entrypoints.iter().chain(&managed) {
+        if !plain(ep) {
+            return Err(invalid(
+                &["traefik", "entrypoints"],
+                format!(
+                    "`{}` is not a usable entry point name: letters, digits, `-` and `_`",
+                    ep.escape_debug()
+                ),
+            ));
+        }
+    }
     match &t.tls {
         None | Some(serde_json::Value::Bool(_)) | Some(serde_json::Value::Object(_)) => {}
         Some(other) => {
@@ -537,6 +558,22 @@ fn validate_https(t: &Traefik) -> Result<(), Invalid> {
                 &["traefik", "acme", "ca_server"],
                 "must be an https:// URL",
             ));
+        }
+        // Written into Traefik's unit (an `Environment=` line): one word, nothing systemd
+        // would split or unquote there.
+        if let Some(ca) = &a.ca_certificates {
+            if let Some(c) = ca
+                .chars()
+                .find(|c| c.is_whitespace() || ['"', '\'', '\\'].contains(c))
+            {
+                return Err(invalid(
+                    &["traefik", "acme", "ca_certificates"],
+                    format!(
+                        "`{}` contains {c:?}: give a path without white space or quotes",
+                        ca.escape_debug()
+                    ),
+                ));
+            }
         }
     }
     Ok(())

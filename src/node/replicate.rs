@@ -32,56 +32,7 @@ pub fn replica_url(base: &str, rel: &str) -> String {
     format!("{}/{}", base.trim_end_matches('/'), rel)
 }
 
-/// A replica URL split into what may be shown and written anywhere (the URL without a
-/// password) and the password of `sftp://user:password@host/...` (Litestream's documented
-/// way), percent-decoded as Litestream reads it: it goes only into Litestream's 0600 config
-/// (its `password:` field, which wins over the URL's). Pure.
-pub fn split_password(url: &str) -> (String, Option<String>) {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return (url.to_string(), None);
-    };
-    let end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return (url.to_string(), None);
-    };
-    match userinfo.split_once(':') {
-        Some((user, password)) => (
-            format!("{scheme}://{user}@{host}{path}"),
-            Some(percent_decode(password)),
-        ),
-        None => (url.to_string(), None),
-    }
-}
-
-/// The URL as it may be shown: never with its password. Pure.
-pub fn shown_url(url: &str) -> String {
-    split_password(url).0
-}
-
-/// `%XX` escapes decoded (as Go's url package does for a URL's password). Pure.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use crate::config::replica_url::{shown_url, split_password};
 
 #[derive(Serialize)]
 struct LsConfig {
