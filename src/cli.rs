@@ -252,6 +252,9 @@ pub struct RestoreArgs {
     /// Then release this version (as `deploy release VERSION ENV` does).
     #[arg(long, value_name = "VERSION")]
     pub release: Option<String>,
+    /// Print the plan (what is downloaded, the swap that puts it in) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// On the node: env.secret values a laptop sent (the replica's credentials).
     #[arg(long, hide = true, value_name = "FILE")]
     pub secrets: Option<std::path::PathBuf>,

@@ -254,6 +254,7 @@ fn dispatch(
         Command::Maintenance(a) => node.maintenance(a.state == Switch::On),
         Command::Logs(a) => node.logs(a.lines, a.follow),
         Command::MigrateData(a) => node.migrate_data(a),
+        Command::Restore(a) if a.dry_run => print_plan(node.restore_plan(a.overwrite)),
         Command::Restore(a) => node.restore(a),
         Command::Recover(_) => node.recover_unattended(),
         crate::no_node_commands!() => unreachable!("the commands without a node returned before"),
@@ -378,6 +379,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
         Command::Restore(a) => {
             flag(a.overwrite, "--overwrite");
             flag(a.stop_running, "--stop-running");
+            flag(a.dry_run, "--dry-run");
             let mut w = vec!["restore".to_string(), env.into()];
             if let Some(at) = &a.at {
                 w.extend(["--at".into(), at.clone()]);

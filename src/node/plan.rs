@@ -48,6 +48,18 @@ impl Node<'_> {
                 )
             }
             Step::Stop => format!("{unit} (over D-Bus, waiting for the job)"),
+            Step::Snapshot { .. } if mv.kind == swap::Kind::Restore => format!(
+                "the SQLite databases in {} into .deploy/replaced/<stamp>/ (what it replaces)",
+                self.layout.shared().display()
+            ),
+            Step::Restore { .. } if mv.kind == swap::Kind::Restore => format!(
+                "the downloaded databases into shared/ through SQLite{}",
+                if mv.only_into_empty {
+                    "; refused if one is there already (with the app stopped: --overwrite)"
+                } else {
+                    ""
+                }
+            ),
             Step::Snapshot { of } => format!(
                 "the SQLite databases in {} into releases/{of}/.deploy/snapshots/",
                 self.layout.shared().display()
@@ -289,6 +301,48 @@ impl Node<'_> {
             ),
         );
         out += "Dry run: nothing was built, uploaded or changed.\n";
+        Ok(out)
+    }
+
+    /// `deploy restore --dry-run`: what is downloaded, and the swap that puts it in.
+    pub fn restore_plan(&self, overwrite: bool) -> Result<String> {
+        self.require_setup()?;
+        let r = self
+            .config
+            .replicate
+            .as_ref()
+            .ok_or_else(|| anyhow!("deploy restore reads the replica of `replicate:`"))?;
+        let shown = crate::config::replica_url::shown_url(&r.url);
+        let mut out = format!(
+            "Plan: restore of {} on {} from {shown}\n",
+            self.config.app, self.env_name
+        );
+        line(
+            &mut out,
+            "download",
+            format!(
+                "{shown}/{} (the list of databases), then each database it lists (paths inside \
+                 shared/ only), into .deploy/.restore-<pid>/ with litestream restore",
+                crate::node::replicate::MANIFEST_REPLICA
+            ),
+        );
+        line(
+            &mut out,
+            "fence",
+            "closed: exec and jobs wait (--stop-running stops them)",
+        );
+        match self.current()? {
+            Some(live) => {
+                let mv = Move::restore(&live, self.layout.meta().join(".restore-<pid>/data"), overwrite);
+                out += &self.swap_lines(&mv)?;
+            }
+            None => line(
+                &mut out,
+                "put",
+                "nothing is live: the databases are renamed into shared/ (Litestream stopped meanwhile)",
+            ),
+        }
+        out += "Dry run: nothing was downloaded or changed.\n";
         Ok(out)
     }
 

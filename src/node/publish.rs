@@ -236,6 +236,10 @@ impl Node<'_> {
         self.save_state(state)?;
         let mut fx = NodeEffects::new(self, systemd, force)?;
         let outcome = exec::recover(&mut fx, journal, &self.swap_settings());
+        // Litestream runs again on the data as it now is, whatever the recovery did.
+        if let Err(e) = self.sync_replication(systemd) {
+            self.ui.warn(&format!("replication: {e:#}"));
+        }
         let back = |m: &Move| m.to.clone().unwrap_or_default();
         match (outcome, plan) {
             (Outcome::Live { .. }, Some(m)) if m.kind == Kind::Confirm => {

@@ -466,6 +466,7 @@ impl Node<'_> {
         })?;
         litestream_bin()?;
         let _lock = self.lock(&format!("deploy restore {}", self.env_name))?;
+        crate::signals::defer();
         if let Some(what) = self.swap_report()? {
             bail!(
                 "{what}: settle it first (`deploy status {}`)",
@@ -526,7 +527,7 @@ impl Node<'_> {
         let shared = self.layout.shared();
         let present: Vec<&SharedRel> = rels
             .iter()
-            .filter(|rel| crate::node::snapshot::is_sqlite(&shared.join(rel.as_str())))
+            .filter(|rel| crate::node::snapshot::has_data(&shared.join(rel.as_str())))
             .collect();
         if !present.is_empty() && !req.overwrite {
             bail!(
@@ -560,7 +561,19 @@ impl Node<'_> {
             &format!("deploy restore {}", self.env_name),
             req.stop_running,
         )?;
-        self.put_restored(work, &restored, !present.is_empty())?;
+        match self.current()? {
+            // A move of the swap: the live release stopped (Traefik's gap, the socket's hold),
+            // what it replaces kept, the databases in, started, its health checked; journaled,
+            // so a process that dies is put right like a release's.
+            Some(live) => {
+                let systemd = Systemd::connect()?;
+                let mut state = self.load_state()?;
+                let mv = crate::node::swap::Move::restore(&live, work.join("data"), req.overwrite);
+                self.publish(&systemd, &mut state, &mv, false)?;
+            }
+            // Nothing is live (a new server): no app to stop, the files go in place.
+            None => self.put_restored(work, &restored, !present.is_empty())?,
+        }
         self.ui.done(
             &format!(
                 "restored {} database(s) of {} on {}{when} from {shown}; {}",

@@ -35,6 +35,20 @@ fn only_in_wal(path: &Path) -> bool {
         && std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0)
 }
 
+/// Whether a database file holds data: SQLite's header, or every page still in its `-wal`.
+pub fn has_data(path: &Path) -> bool {
+    is_sqlite(path) || only_in_wal(path)
+}
+
+/// Which of the databases in `snapshot` hold data in `shared` already (their paths under it).
+pub fn present_in(snapshot: &Path, shared: &Path) -> Result<Vec<String>> {
+    Ok(databases(snapshot)?
+        .iter()
+        .filter(|rel| has_data(&shared.join(rel)))
+        .map(|rel| rel.display().to_string())
+        .collect())
+}
+
 /// The databases under `dir`, as paths relative to it, in a stable order. Symlinks are not
 /// followed: what `shared/` links to elsewhere is not ours to copy.
 pub fn databases(dir: &Path) -> Result<Vec<PathBuf>> {

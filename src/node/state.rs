@@ -145,6 +145,8 @@ pub enum Action {
     /// A later command put right a swap whose process died.
     Recover,
     MigrateData,
+    /// `deploy restore`: the databases put back from the replica.
+    Restore,
 }
 
 impl std::fmt::Display for Action {
@@ -154,6 +156,7 @@ impl std::fmt::Display for Action {
             Action::Rollback => "rollback",
             Action::Recover => "recover",
             Action::MigrateData => "migrate-data",
+            Action::Restore => "restore",
         })
     }
 }

@@ -53,7 +53,13 @@ impl<'a> NodeEffects<'a> {
             Step::Hold => "Holding starts of the app (connections wait)".into(),
             Step::Unhold => "Letting the app start".into(),
             Step::Stop => format!("Stopping {}", self.unit),
+            Step::Snapshot { .. } if mv.kind == crate::node::swap::Kind::Restore => {
+                "Snapshot of the data it replaces".into()
+            }
             Step::Snapshot { of } => format!("Snapshot of the data {of} leaves"),
+            Step::Restore { .. } if mv.kind == crate::node::swap::Kind::Restore => {
+                "Putting the replica's databases in".into()
+            }
             Step::Restore { .. } => format!("Restoring the data of {to}"),
             Step::Hook { command } => format!("Hook in_gap: {command}"),
             Step::Switch { to } => format!("Switching current to {to}"),
@@ -90,9 +96,16 @@ impl<'a> NodeEffects<'a> {
         Ok(())
     }
 
-    fn snapshot(&self, of: &str) -> Result<PathBuf> {
+    /// The data in shared/ copied: as the data `of` leaves (its release's snapshots), or for a
+    /// restore as what it replaces (`.deploy/replaced/<stamp>/`).
+    fn snapshot(&self, of: &str, mv: &Move) -> Result<PathBuf> {
         let l = &self.node.layout;
-        let t = snapshot::take(&l.shared(), &l.snapshots(of), &snapshot::stamp())?;
+        let stamp = snapshot::stamp();
+        let dir = match mv.kind {
+            crate::node::swap::Kind::Restore => l.meta().join("replaced").join(&stamp),
+            _ => l.snapshots(of),
+        };
+        let t = snapshot::take(&l.shared(), &dir, &stamp)?;
         self.node.ui.detail(&format!(
             "   {} database(s), {} KiB, in {}",
             t.databases,
@@ -139,11 +152,24 @@ impl<'a> NodeEffects<'a> {
                 node.note_stop(t.elapsed());
                 Ok(())
             }
-            Step::Snapshot { of } => return self.snapshot(of).map(Some),
+            Step::Snapshot { of } => return self.snapshot(of, mv).map(Some),
             Step::Restore { snapshot } => {
                 // Litestream keeps the databases open: it stops before they are put back.
                 if !self.replication_stopped {
                     self.replication_stopped = node.stop_replication(self.systemd)?;
+                }
+                if mv.only_into_empty {
+                    // Decided with the app stopped: a database it wrote meanwhile counts,
+                    // and one whose data is only in its -wal.
+                    let present = snapshot::present_in(snapshot, &node.layout.shared())?;
+                    if !present.is_empty() {
+                        bail!(
+                            "{} has data already ({}): nothing is replaced without --overwrite \
+                             (a snapshot of what it replaces is kept first)",
+                            node.env_name,
+                            present.join(", ")
+                        );
+                    }
                 }
                 let restored = snapshot::restore(snapshot, &node.layout.shared())?;
                 if let Some(w) = restored.warning() {

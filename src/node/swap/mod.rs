@@ -33,6 +33,8 @@ pub enum Kind {
     Confirm,
     /// The data may have changed and there is no snapshot to put back: the app stays stopped.
     Halt,
+    /// `deploy restore`: the live release stops, the replica's databases go in, it starts again.
+    Restore,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
         match self {
             Kind::Release => Action::Release,
             Kind::Rollback => Action::Rollback,
+            Kind::Restore => Action::Restore,
             _ => Action::Recover,
         }
     }
@@ -54,6 +57,7 @@ impl Kind {
             Kind::Recover => "recover",
             Kind::Confirm => "confirm",
             Kind::Halt => "halt",
+            Kind::Restore => "restore",
         }
     }
 }
@@ -75,6 +79,10 @@ pub struct Move {
     /// Run the `in_gap` hooks before `to` starts.
     #[serde(default)]
     pub hooks: bool,
+    /// A restore without `--overwrite`: its `restore` step refuses (and the move is undone) if
+    /// a database it brings is there already, decided with the app stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub only_into_empty: bool,
 }
 
 impl Move {
@@ -87,6 +95,7 @@ impl Move {
             restore: None,
             keep_as: from.filter(|_| snapshots).map(String::from),
             hooks: true,
+            only_into_empty: false,
         }
     }
 
@@ -107,6 +116,21 @@ impl Move {
                 .map(String::from),
             restore,
             hooks: false,
+            only_into_empty: false,
+        }
+    }
+
+    /// `deploy restore` of `data` (a directory of databases at their paths under shared/) under
+    /// the live release `live`; what is replaced is kept first.
+    pub fn restore(live: &str, data: PathBuf, overwrite: bool) -> Move {
+        Move {
+            kind: Kind::Restore,
+            to: Some(live.into()),
+            from: Some(live.into()),
+            restore: Some(data),
+            keep_as: Some(live.into()),
+            hooks: false,
+            only_into_empty: !overwrite,
         }
     }
 
@@ -404,6 +428,7 @@ pub fn undo(entries: &[Entry], kind: Kind) -> Option<Move> {
             restore: None,
             keep_as: None,
             hooks: false,
+            only_into_empty: false,
         });
     };
     let mut mv = Move {
@@ -413,6 +438,7 @@ pub fn undo(entries: &[Entry], kind: Kind) -> Option<Move> {
         restore: None,
         keep_as: None,
         hooks: false,
+        only_into_empty: false,
     };
     if data_touched(entries) {
         let Some(snapshot) = gap_snapshot(entries) else {
@@ -444,6 +470,7 @@ pub fn recovery(entries: &[Entry]) -> Option<Move> {
             restore: None,
             keep_as: None,
             hooks: false,
+            only_into_empty: false,
         });
     }
     undo(entries, Kind::Recover)
@@ -480,6 +507,7 @@ mod tests {
             restore: None,
             keep_as: None,
             hooks: false,
+            only_into_empty: false,
         };
         assert_eq!(
             names(&plan(&halt, &s)),
