@@ -26,11 +26,17 @@ fn replicated(app: &str, port: u16, extra: &str) -> Project {
 
 fn db_check(p: &Project) -> (String, i64) {
     let db = p.root().join("shared/data/app.db");
-    let check = p
-        .user("sqlite3", &[db.to_str().unwrap(), "PRAGMA integrity_check"])
-        .ok()
-        .stdout;
-    (check.trim().to_string(), common::rows(&db, "hits"))
+    let ask = |q: &str| {
+        p.user("sqlite3", &[db.to_str().unwrap(), q])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    (
+        ask("PRAGMA integrity_check"),
+        ask("SELECT COUNT(*) FROM hits").parse().unwrap(),
+    )
 }
 
 /// The swap's steps of a restore, as `deploy restore --dry-run` prints them.
