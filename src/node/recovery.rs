@@ -6,9 +6,9 @@
 //! The app's unit meanwhile cannot start `current` on data the swap was changing: its start
 //! waits while the swap holds it (the `hold` file), at boot too.
 //!
-//! What the server needs to act alone lives in `.deploy/`: the resolved config and the deploy
-//! binary, written by setup and every release and rollback (never in a run's own directory,
-//! which the run removes).
+//! What the server needs to act alone: the resolved config in `.deploy/` and the deploy binary
+//! (one per user and build), written by setup and every release and rollback (never in a run's
+//! own directory, which the run removes).
 
 use crate::node::Node;
 use crate::sys::{fsx, systemd::Systemd};
@@ -28,13 +28,26 @@ impl Node<'_> {
         self.layout.meta().join("config.yaml")
     }
 
-    /// The deploy binary the server's own units run (the gap server, recovery).
+    /// The deploy binary the server's own units run (the gap server, recovery, jobs): one
+    /// per user and build, outside any app's directory (`~/.local/share/deploy/bin/`), named
+    /// by its version, size and time, so that each build is kept once and a unit never runs
+    /// one that was replaced under it.
     pub(crate) fn kept_bin(&self) -> PathBuf {
-        self.layout.meta().join("bin/deploy")
+        let stamp = std::env::current_exe()
+            .and_then(std::fs::metadata)
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                format!("{}-{}", m.len(), m.mtime())
+            })
+            .unwrap_or_default();
+        self.home
+            .join(".local/share/deploy/bin")
+            .join(format!("deploy-{}-{stamp}", env!("CARGO_PKG_VERSION")))
     }
 
-    /// Keeps this run's resolved config and this binary in `.deploy/`, each rewritten only when
-    /// it changed.
+    /// Keeps this run's resolved config (in `.deploy/`, 0600) and this binary ([`Self::kept_bin`]:
+    /// a hard link where the file system allows, else a copy), each written only when missing
+    /// or changed.
     pub(crate) fn keep_for_server(&self) -> Result<()> {
         if let Some(text) = &self.config_text {
             let path = self.kept_config();
@@ -42,18 +55,21 @@ impl Node<'_> {
                 fsx::write_atomic(&path, text.as_bytes(), 0o600)?;
             }
         }
-        let exe = std::env::current_exe().context("cannot find this deploy binary")?;
         let bin = self.kept_bin();
-        if exe == bin {
+        if bin.exists() {
             return Ok(());
         }
-        fsx::ensure_private_dir(bin.parent().expect("bin dir"))?;
-        let bytes =
-            std::fs::read(&exe).with_context(|| format!("cannot read {}", exe.display()))?;
-        if std::fs::read(&bin).ok().as_deref() != Some(bytes.as_slice()) {
-            fsx::write_atomic(&bin, &bytes, 0o700)?;
+        let exe = std::env::current_exe().context("cannot find this deploy binary")?;
+        let dir = bin.parent().expect("bin dir");
+        fsx::ensure_dir(dir, 0o700)?;
+        let tmp = dir.join(format!(".deploy.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        if std::fs::hard_link(&exe, &tmp).is_err() {
+            std::fs::copy(&exe, &tmp)
+                .with_context(|| format!("cannot copy {} to {}", exe.display(), tmp.display()))?;
+            std::fs::File::open(&tmp)?.sync_all()?;
         }
-        Ok(())
+        fsx::rename_durable(&tmp, &bin)
     }
 
     fn recovery_units(&self) -> Result<[(String, String); 2]> {

@@ -60,8 +60,19 @@ pub fn node() -> &'static NodeEnv {
         let home = PathBuf::from(format!("/home/{NODE_USER}"));
         let bin_dir = Path::new("/tmp/deploy-tests/bin");
         std::fs::create_dir_all(bin_dir).unwrap();
-        let deploy = bin_dir.join(format!("deploy-{}", std::process::id()));
-        std::fs::copy(env!("CARGO_BIN_EXE_deploy"), &deploy).unwrap();
+        // One copy per build (the test binaries of one run share it): deploy keeps one copy of
+        // each build it runs from for the server's own units.
+        let built = std::fs::metadata(env!("CARGO_BIN_EXE_deploy")).unwrap();
+        let deploy = bin_dir.join(format!(
+            "deploy-{}-{}",
+            built.len(),
+            std::os::unix::fs::MetadataExt::mtime(&built)
+        ));
+        if !deploy.exists() {
+            let tmp = bin_dir.join(format!(".deploy-{}", std::process::id()));
+            std::fs::copy(env!("CARGO_BIN_EXE_deploy"), &tmp).unwrap();
+            std::fs::rename(&tmp, &deploy).unwrap();
+        }
         chmod(bin_dir, 0o755);
         chmod(Path::new("/tmp/deploy-tests"), 0o755);
         NodeEnv {
