@@ -91,6 +91,9 @@ pub enum Command {
     /// The gap server that `deploy setup` runs as a user unit beside the app (not for people).
     #[command(hide = true)]
     GapServer(crate::front::gap::Options),
+    /// Check the replica: restore every database into a scratch copy on the server, check it
+    /// with SQLite, and how far it is behind the live data (exit 7 when a check fails).
+    Verify(VerifyArgs),
     /// Puts right a swap whose process died, once the lock is free: what the server's own
     /// `<app>_<env>_recover.service` runs (not for people).
     #[command(hide = true)]
@@ -261,6 +264,14 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct VerifyArgs {
+    pub env: Option<String>,
+    /// On the node: env.secret values a laptop sent (the replica's credentials).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub secrets: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct MigrateArgs {
     pub env: Option<String>,
     /// Print the plan and change nothing.
@@ -307,6 +318,7 @@ impl Command {
             Command::Maintenance(a) => &a.env,
             Command::MigrateData(a) => &a.env,
             Command::Restore(a) => &a.env,
+            Command::Verify(a) => &a.env,
             Command::Logs(a) => &a.env,
             crate::no_node_commands!() => return None,
         };

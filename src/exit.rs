@@ -13,6 +13,9 @@ pub enum Code {
     RolledBack = 5,
     /// Interrupted (SIGINT/SIGTERM): stopped before the swap, or finished it first.
     Interrupted = 6,
+    /// `deploy verify`: a backup failed its check (a database missing from the replica,
+    /// corrupt, or too far behind).
+    BackupFailed = 7,
 }
 
 /// An error with an exit code; it shows as the error it wraps.

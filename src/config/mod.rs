@@ -61,7 +61,35 @@ pub struct Config {
     /// Optional: every SQLite database in `shared/` replicated off the server by Litestream.
     #[serde(default)]
     pub replicate: Option<Replicate>,
+    /// Optional: how `deploy verify` checks the replica, and when it runs by itself.
+    #[serde(default)]
+    pub verify: Verify,
     pub environments: BTreeMap<String, Environment>,
+}
+
+/// `deploy verify`'s settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    /// A systemd calendar expression (`daily`, `*-*-* 04:00`): verify runs on a user timer.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// How far the replica may be behind the live database's last write (default 1m).
+    #[serde(default = "default_max_lag", deserialize_with = "duration")]
+    pub max_lag: Duration,
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Verify {
+            schedule: None,
+            max_lag: default_max_lag(),
+        }
+    }
+}
+
+fn default_max_lag() -> Duration {
+    Duration::from_secs(60)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -266,6 +294,9 @@ pub struct Environment {
     #[allow(dead_code)]
     #[serde(default)]
     replicate: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    verify: Option<IgnoredAny>,
 }
 
 /// The top-level sections an environment may override.
@@ -282,6 +313,7 @@ pub const OVERRIDABLE: &[&str] = &[
     "hooks",
     "env",
     "replicate",
+    "verify",
 ];
 
 /// `over` merged into `base`: maps merge key by key, anything else replaces.

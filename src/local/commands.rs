@@ -257,6 +257,7 @@ fn dispatch(
         Command::Restore(a) if a.dry_run => print_plan(node.restore_plan(a.overwrite)),
         Command::Restore(a) => node.restore(a),
         Command::Recover(_) => node.recover_unattended(),
+        Command::Verify(a) => node.verify(a.secrets.as_deref()),
         crate::no_node_commands!() => unreachable!("the commands without a node returned before"),
     }
 }
@@ -398,6 +399,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
             ]
         }
         Command::Recover(_) => vec!["recover".into(), env.into()],
+        Command::Verify(_) => vec!["verify".into(), env.into()],
         crate::no_node_commands!() => unreachable!("these run no node command"),
     };
     words.into_iter().chain(args).collect()
@@ -457,7 +459,9 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
             }
             remote.run(&node_args(command, &env, None))
         }
-        Command::Restore(_) => remote.run_with_secrets(&node_args(command, &env, None)),
+        Command::Restore(_) | Command::Verify(_) => {
+            remote.run_with_secrets(&node_args(command, &env, None))
+        }
         _ => remote.run(&node_args(command, &env, None)),
     }
 }

@@ -125,6 +125,13 @@ impl Node<'_> {
         out
     }
 
+    /// What closed the fence, while the one who closed it runs.
+    pub(crate) fn fence_closed_by(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.fence_marker()).ok()?;
+        crate::node::swap::journal::owner_alive_text(&text)
+            .then(|| text.lines().next().unwrap_or_default().to_string())
+    }
+
     /// `deploy exec` and jobs: `create` makes the container (labelled) under the fence's
     /// lock, unless the fence is closed or a swap is unfinished: then nothing is made and the
     /// error (exit 4) says what holds it.
@@ -136,18 +143,14 @@ impl Node<'_> {
                     anyhow!("{what}: nothing may write the data until it is settled (`deploy status {}`)", self.env_name),
                 ));
             }
-            if let Ok(by) = std::fs::read_to_string(self.fence_marker()) {
-                if crate::node::swap::journal::owner_alive_text(&by) {
-                    return Err(exit::with(
-                        Code::Locked,
-                        anyhow!(
-                            "{} holds the data ({}): try again when it is done, or pass \
-                             --lock-wait",
-                            by.lines().next().unwrap_or_default(),
-                            self.env_name
-                        ),
-                    ));
-                }
+            if let Some(by) = self.fence_closed_by() {
+                return Err(exit::with(
+                    Code::Locked,
+                    anyhow!(
+                        "{by} holds the data ({}): try again when it is done",
+                        self.env_name
+                    ),
+                ));
             }
             create()
         })

@@ -31,6 +31,7 @@ pub mod storage;
 pub mod swap;
 pub mod unit;
 pub mod upload;
+pub mod verify;
 
 use crate::config::{Config, Environment};
 use crate::node::state::{Action, Event, EventOutcome, State};

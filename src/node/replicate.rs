@@ -146,11 +146,11 @@ pub fn litestream_bin() -> Result<PathBuf> {
 }
 
 impl Node<'_> {
-    fn litestream_config(&self) -> PathBuf {
+    pub(crate) fn litestream_config(&self) -> PathBuf {
         self.layout.meta().join("litestream.yml")
     }
 
-    fn litestream_socket(&self) -> PathBuf {
+    pub(crate) fn litestream_socket(&self) -> PathBuf {
         self.layout.meta().join("litestream.sock")
     }
 
@@ -398,7 +398,7 @@ fn parse_env_file(text: &str) -> Vec<(String, String)> {
 impl Node<'_> {
     /// What Litestream needs to reach the replica when run by `deploy restore`: the variables
     /// of shared/.env, env.clear, and the env.secret values sent (or in this environment).
-    fn litestream_env(&self, secrets: Option<&Path>) -> Result<Vec<(String, String)>> {
+    pub(crate) fn litestream_env(&self, secrets: Option<&Path>) -> Result<Vec<(String, String)>> {
         let mut vars = std::fs::read_to_string(self.layout.shared().join(".env"))
             .map(|t| parse_env_file(&t))
             .unwrap_or_default();
@@ -415,7 +415,7 @@ impl Node<'_> {
 
     /// `litestream restore` of the database `db` (its path in the config) into `out`, as of
     /// `at`; false when the replica has nothing of it (then or at all).
-    fn litestream_restore(
+    pub(crate) fn litestream_restore(
         &self,
         config: &Path,
         db: &Path,
@@ -485,21 +485,18 @@ impl Node<'_> {
         result
     }
 
-    fn restore_into(
+    /// The replica's list of databases (as of `at`), read into `work`, each entry checked
+    /// (paths inside shared/ only: one bad entry stops everything, exit 3), and Litestream's
+    /// config in `work` for them; returns that config and the list.
+    pub(crate) fn replica_manifest(
         &self,
         r: &Replicate,
-        req: &crate::cli::RestoreArgs,
         env: &[(String, String)],
         work: &Path,
-    ) -> Result<()> {
-        let at = match &req.at {
-            Some(t) => Some(point_in_time(t, std::time::SystemTime::now())?),
-            None => None,
-        };
-        let at = at.as_deref();
+        at: Option<&str>,
+    ) -> Result<(PathBuf, Vec<SharedRel>)> {
         let shown = shown_url(&r.url);
         let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
-        // The manifest first: what there is to restore.
         let config = work.join("litestream.yml");
         fsx::write_atomic(&config, self.litestream_text(r, &[])?.as_bytes(), 0o600)?;
         let listed = work.join("manifest.db");
@@ -524,6 +521,26 @@ impl Node<'_> {
             &format!("the replica's list of databases ({shown}/{MANIFEST_REPLICA})"),
         )
         .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))?;
+        let names: Vec<String> = rels.iter().map(|r| r.to_string()).collect();
+        fsx::write_atomic(&config, self.litestream_text(r, &names)?.as_bytes(), 0o600)?;
+        Ok((config, rels))
+    }
+
+    fn restore_into(
+        &self,
+        r: &Replicate,
+        req: &crate::cli::RestoreArgs,
+        env: &[(String, String)],
+        work: &Path,
+    ) -> Result<()> {
+        let at = match &req.at {
+            Some(t) => Some(point_in_time(t, std::time::SystemTime::now())?),
+            None => None,
+        };
+        let at = at.as_deref();
+        let shown = shown_url(&r.url);
+        let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
+        let (config, rels) = self.replica_manifest(r, env, work, at)?;
         let shared = self.layout.shared();
         let present: Vec<&SharedRel> = rels
             .iter()
@@ -541,8 +558,6 @@ impl Node<'_> {
                     .join(", ")
             );
         }
-        let names: Vec<String> = rels.iter().map(|r| r.to_string()).collect();
-        fsx::write_atomic(&config, self.litestream_text(r, &names)?.as_bytes(), 0o600)?;
         let mut restored = Vec::new();
         for rel in &rels {
             let out = work.join("data").join(rel.as_str());

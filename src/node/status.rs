@@ -91,6 +91,8 @@ pub struct Status {
     pub interrupted: Option<String>,
     /// The last stop of the app ran into its timeout and killed it (until a stop is clean).
     pub killed_at_stop: Option<String>,
+    /// With `replicate:`: the last `deploy verify` (when, passed or failed, the replica's lag).
+    pub verification: Option<crate::node::verify::Verification>,
     /// With `replicate:`: each database, as Litestream's control socket reports it.
     pub replication: Option<Vec<crate::node::replicate::DbReplication>>,
 }
@@ -189,6 +191,9 @@ impl Status {
         }
         if let Some(k) = &self.killed_at_stop {
             out += &format!("last stop:    {k}\n");
+        }
+        if let Some(v) = &self.verification {
+            out += &format!("verify:       {}\n", v.summary());
         }
         if let Some(dbs) = &self.replication {
             if dbs.is_empty() {
@@ -296,6 +301,7 @@ impl Node<'_> {
             last: state.events.last().cloned(),
             interrupted: self.swap_report()?,
             killed_at_stop: self.killed_at_stop(),
+            verification: self.last_verification(),
             replication: self.replication_status(),
         })
     }

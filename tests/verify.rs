@@ -1,0 +1,96 @@
+//! `deploy verify` with a real Litestream on a real node: it passes on a good replica and says
+//! so in `deploy status`; it fails (exit 7), naming the database, on a replica whose files were
+//! overwritten with garbage, one that fell behind (Litestream stopped while the app writes), and
+//! one missing a database.
+
+mod common;
+use common::{Options, Project};
+use std::time::Duration;
+
+fn replicated(app: &str, port: u16) -> Project {
+    let p = Project::new(app, port, Options::default());
+    let dir = p.file_replica();
+    p.add_to_config(&format!(
+        "replicate:\n  url: file://{}\nverify:\n  max_lag: 3s\n",
+        dir.display()
+    ));
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    for _ in 0..5 {
+        p.body("/");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    p
+}
+
+#[test]
+fn verify_passes_on_a_good_replica_and_names_what_fails() {
+    let p = replicated("t-verify", 18530);
+    let r = p.deploy(&["verify"]).ok();
+    r.says("data/app.db: ok");
+    r.says("restores every database");
+    p.deploy(&["status"])
+        .ok()
+        .prints("verify:       passed at ");
+
+    // Behind: Litestream stopped while the app writes.
+    p.user(
+        "systemctl",
+        &["--user", "stop", "t-verify_test_litestream.service"],
+    )
+    .ok();
+    std::thread::sleep(Duration::from_secs(5));
+    for _ in 0..5 {
+        p.body("/");
+    }
+    let r = p.deploy(&["verify"]).failed();
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    r.says("data/app.db:");
+    r.says("behind the live database (verify.max_lag 3s)");
+    p.deploy(&["status"])
+        .ok()
+        .prints("verify:       FAILED at ");
+
+    // A database the replica does not have.
+    p.user(
+        "systemctl",
+        &["--user", "start", "t-verify_test_litestream.service"],
+    )
+    .ok();
+    let extra = p.root().join("shared/data/extra.db");
+    p.user(
+        "sqlite3",
+        &[
+            extra.to_str().unwrap(),
+            "CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+        ],
+    )
+    .ok();
+    std::thread::sleep(Duration::from_millis(2500));
+    let r = p.deploy(&["verify"]).failed();
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    r.says("data/extra.db: missing from the replica");
+}
+
+#[test]
+fn verify_fails_on_a_replica_overwritten_with_garbage() {
+    let p = replicated("t-verifybad", 18532);
+    p.deploy(&["verify"]).ok();
+    let replica = std::path::PathBuf::from("/tmp/deploy-tests/replicas/t-verifybad/data/app.db");
+    let mut spoiled = 0;
+    for f in walkdir::WalkDir::new(&replica).into_iter().flatten() {
+        if f.file_type().is_file() {
+            std::fs::write(f.path(), vec![0x5a; 4096]).unwrap();
+            spoiled += 1;
+        }
+    }
+    assert!(spoiled > 0, "no replica files under {}", replica.display());
+    let r = p.deploy(&["verify"]).failed();
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    r.says("data/app.db:");
+    assert!(
+        r.stderr.contains("does not restore") || r.stderr.contains("corrupt"),
+        "{}",
+        r.stderr
+    );
+}
