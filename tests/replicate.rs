@@ -113,6 +113,43 @@ fn survives_a_lost_server(p: &Project, env: &[(&str, &str)]) {
         })
         .count();
     assert_eq!(replaced, 1);
+
+    // After the data changed hands (a restore), rows written from then on are replicated too:
+    // the next loss brings them back.
+    for _ in 0..10 {
+        p.body("/");
+    }
+    let after_restore = count(p);
+    std::thread::sleep(Duration::from_millis(3000));
+    common::lose_the_server(p);
+    p.deploy_env(env, &["restore"])
+        .ok()
+        .says("restored 1 database(s)");
+    assert_eq!(
+        count(p),
+        after_restore,
+        "the rows written after the restore came back from the next one"
+    );
+
+    // A rollback with its data: the replica follows the data put back, and what is written
+    // after it comes back from the next loss too.
+    p.deploy_env(env, &["release", "v2"]).ok();
+    for _ in 0..10 {
+        p.body("/");
+    }
+    p.deploy_env(env, &["rollback", "--with-data", "--yes"]).ok();
+    for _ in 0..3 {
+        p.body("/");
+    }
+    let rolled_back = count(p);
+    std::thread::sleep(Duration::from_millis(3000));
+    common::lose_the_server(p);
+    p.deploy_env(env, &["restore"]).ok();
+    assert_eq!(
+        count(p),
+        rolled_back,
+        "the replica has the rolled-back data and what came after it"
+    );
 }
 
 #[test]
@@ -134,7 +171,7 @@ fn a_file_replica_brings_back_a_lost_server_and_follows_a_rollback_with_data() {
     assert_eq!(made.code, 0, "{made:?}");
 
     // A rollback with data under replication: the replica follows the data put back.
-    p.deploy(&["release", "v2"]).ok();
+    p.deploy(&["release", "v3"]).ok();
     for _ in 0..10 {
         p.body("/");
     }
@@ -158,11 +195,11 @@ fn a_file_replica_brings_back_a_lost_server_and_follows_a_rollback_with_data() {
     common::lose_the_server(&p);
     std::fs::remove_dir_all(p.root()).unwrap();
     p.deploy(&["setup"]).ok();
-    let r = p.deploy(&["restore", "--release", "v3"]).ok();
+    let r = p.deploy(&["restore", "--release", "v4"]).ok();
     r.says("now release: `deploy release VERSION test`");
-    r.says("t-repfile v3 is live on test");
+    r.says("t-repfile v4 is live on test");
     assert_eq!(count(&p), rolled_back, "every row, on the new server");
-    assert!(p.body("/").starts_with("example-app v3 "));
+    assert!(p.body("/").starts_with("example-app v4 "));
 }
 
 #[test]
