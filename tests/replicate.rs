@@ -137,7 +137,8 @@ fn survives_a_lost_server(p: &Project, env: &[(&str, &str)]) {
     for _ in 0..10 {
         p.body("/");
     }
-    p.deploy_env(env, &["rollback", "--with-data", "--yes"]).ok();
+    p.deploy_env(env, &["rollback", "--with-data", "--yes"])
+        .ok();
     for _ in 0..3 {
         p.body("/");
     }

@@ -57,6 +57,8 @@ pub struct Node<'a> {
     pub lock_wait: Option<Duration>,
     /// The config as this run resolved it (what the server keeps to act by itself).
     pub config_text: Option<String>,
+    /// When a restore's last database was in place (its span, for the report).
+    pub(crate) placed_at: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 pub fn home_dir() -> Result<PathBuf> {
@@ -88,6 +90,7 @@ impl<'a> Node<'a> {
             ui,
             lock_wait: None,
             config_text: None,
+            placed_at: std::cell::Cell::new(None),
         })
     }
 

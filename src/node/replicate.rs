@@ -540,6 +540,8 @@ impl Node<'_> {
         let at = at.as_deref();
         let shown = shown_url(&r.url);
         let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
+        // The databases' span: from the first `litestream restore` to the last file in place.
+        let started = std::time::Instant::now();
         let (config, rels) = self.replica_manifest(r, env, work, at)?;
         let shared = self.layout.shared();
         let present: Vec<&SharedRel> = rels
@@ -587,50 +589,72 @@ impl Node<'_> {
                 self.publish(&systemd, &mut state, &mv, false)?;
             }
             // Nothing is live (a new server): no app to stop, the files go in place.
-            None => self.put_restored(work, &restored, !present.is_empty())?,
+            None => self.put_restored(work, !present.is_empty())?,
         }
+        let databases_ms = self
+            .placed_at
+            .get()
+            .map(|t| t.duration_since(started).as_millis() as u64);
+        let total_ms = started.elapsed().as_millis() as u64;
         self.ui.done(
             &format!(
-                "restored {} database(s) of {} on {}{when} from {shown}; {}",
+                "restored {} database(s) of {} on {}{when} from {shown} (the databases in {}, \
+                 {total_ms} ms in all); {}",
                 restored.len(),
                 self.config.app,
                 self.env_name,
+                databases_ms
+                    .map(|ms| format!("{ms} ms"))
+                    .unwrap_or_else(|| "-".into()),
                 if self.current()?.is_some() {
                     "the app runs on them".to_string()
                 } else {
                     format!("now release: `deploy release VERSION {}`", self.env_name)
                 }
             ),
-            serde_json::json!({"action": "restore", "databases": names_of(&restored)}),
+            serde_json::json!({
+                "action": "restore",
+                "databases": names_of(&restored),
+                "databases_ms": databases_ms,
+                "restore_ms": total_ms,
+            }),
         );
         Ok(())
     }
 
-    /// Puts restored databases in place: the app and Litestream stopped, a snapshot of what is
-    /// replaced kept (`.deploy/replaced/<stamp>`), each file renamed over the old one with its
-    /// `-wal`, `-shm` and Litestream's local state gone; then both started again.
-    fn put_restored(&self, work: &Path, rels: &[SharedRel], replaces: bool) -> Result<()> {
+    /// Puts restored databases in place where nothing is live (a new server): Litestream
+    /// stopped, a snapshot of what is replaced kept (`.deploy/replaced/<stamp>`), the files
+    /// renamed in; then Litestream started again.
+    fn put_restored(&self, work: &Path, replaces: bool) -> Result<()> {
         let systemd = Systemd::connect()?;
-        let unit = self.unit_name();
-        let running = !systemd.state(&unit)?.active.is_down();
-        if running {
-            self.ui.step(&format!("Stopping {unit}"), || {
-                systemd.stop(&unit, self.stop_timeout())
-            })?;
-        }
         self.stop_replication(&systemd)?;
-        let shared = self.layout.shared();
         if replaces {
             let stamp = crate::node::snapshot::stamp();
             let kept = self.layout.meta().join("replaced");
             fsx::ensure_private_dir(&kept)?;
             let kept = kept.join(&stamp);
             let taken = self.ui.step("Snapshot of the data it replaces", || {
-                crate::node::snapshot::take(&shared, &kept, "before-restore")
+                crate::node::snapshot::take(&self.layout.shared(), &kept, "before-restore")
             })?;
             self.ui.info(&format!("   kept in {}", taken.dir.display()));
         }
-        for rel in rels {
+        self.ui.step("Putting the replica's databases in", || {
+            self.place_downloaded(&work.join("data"))
+        })?;
+        self.sync_replication(&systemd)
+    }
+
+    /// Renames each database downloaded into `data` (at its path under shared/) over its place
+    /// in shared/, with its old `-wal`, `-shm` and Litestream's local state gone: the fastest
+    /// way in (no copy), for the app stopped. Never through a symbolic link (one at a
+    /// database is replaced, and said). Remembers when the last file was in place.
+    pub(crate) fn place_downloaded(&self, data: &Path) -> Result<()> {
+        let shared = self.layout.shared();
+        let rels: Vec<String> = crate::node::snapshot::databases(data)?
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        for rel in crate::node::shared_path::parse_all(&rels, "the downloaded data")? {
             let (live, links) = rel.for_writing(&shared)?;
             if !links.is_empty() {
                 self.ui.warn(&format!(
@@ -653,17 +677,11 @@ impl Node<'_> {
                 .expect("a file")
                 .to_string_lossy()
                 .into_owned();
-            let state = live.with_file_name(format!(".{name}-litestream"));
-            let _ = std::fs::remove_dir_all(&state);
-            fsx::rename_durable(&work.join("data").join(rel.as_str()), &live)?;
+            let _ = std::fs::remove_dir_all(live.with_file_name(format!(".{name}-litestream")));
+            fsx::rename_durable(&data.join(rel.as_str()), &live)?;
         }
-        // A live release runs on the restored data (also when the loss had stopped it).
-        if running || self.current()?.is_some() {
-            self.ui.step(&format!("Starting {unit}"), || {
-                self.start_healthy(&systemd, &unit)
-            })?;
-        }
-        self.sync_replication(&systemd)
+        self.placed_at.set(Some(std::time::Instant::now()));
+        Ok(())
     }
 }
 

@@ -171,6 +171,10 @@ impl<'a> NodeEffects<'a> {
                         );
                     }
                 }
+                if mv.kind == crate::node::swap::Kind::Restore {
+                    // The replica's databases, downloaded: renamed in, no copy.
+                    return node.place_downloaded(snapshot).map(|()| None);
+                }
                 let restored = snapshot::restore(snapshot, &node.layout.shared())?;
                 if let Some(w) = restored.warning() {
                     node.ui.warn(&w);
