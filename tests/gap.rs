@@ -490,6 +490,11 @@ fn held_requests_wake_on_the_control_file_and_idle_costs_nothing() {
         status_of(pid, "voluntary_ctxt_switches") - waiting <= 4,
         "a held request does not poll"
     );
+    // Still waiting, 1.3 s into the gap: an answer at once would pass the timing below.
+    assert!(
+        !held.is_finished(),
+        "the request was answered during the gap"
+    );
     let removed = Instant::now();
     std::fs::remove_file(g.control.join("gap")).unwrap();
     let (answer, at) = held.join().unwrap();

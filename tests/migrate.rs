@@ -177,7 +177,7 @@ fn across_filesystems_and_interrupted_at_every_step_a_rerun_finishes_the_job() {
             &[("DEPLOY_TEST_HOOK", &format!("kill@{step}"))],
             &["migrate-data", "--yes"],
         );
-        assert_ne!(r.code, 0, "killed at {step}: {r:?}");
+        assert_eq!(r.signal, Some(9), "killed at {step} by the signal: {r:?}");
         let r = p.deploy(&["migrate-data", "--yes"]).ok();
         assert!(
             r.stderr.contains("an interrupted migration is under way"),

@@ -67,12 +67,27 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
         "{body}"
     );
 
-    // A slow request in flight when the release begins finishes on the old release.
+    // A slow request in flight when the release's gap begins finishes on the old release: the
+    // release pauses after its build (the test hook), the request is sent then, and the stop
+    // waits for it.
+    let load = p.load(4);
+    let release = p
+        .deploy_cmd(
+            &[("DEPLOY_TEST_HOOK", "sleep@after-build")],
+            &["release", "v2"],
+        )
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !p.image_exists("v2") {
+        assert!(t.elapsed() < Duration::from_secs(60), "v2 was never built");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let slow = {
         let app = p.app.clone();
         std::thread::spawn(move || {
-            ureq::get(format!(
-                "http://127.0.0.1:{}/slow?ms=1500",
+            let answer = ureq::get(format!(
+                "http://127.0.0.1:{}/slow?ms=3000",
                 common::TRAEFIK_WEB
             ))
             .header("Host", format!("{app}.test"))
@@ -82,13 +97,35 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
                     r.status().as_u16(),
                     r.body_mut().read_to_string().unwrap_or_default(),
                 )
-            })
+            });
+            (answer, std::time::Instant::now())
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
-    let load = p.load(4);
-    std::thread::sleep(Duration::from_millis(300));
-    p.deploy(&["release", "v2"]).ok();
+    let journal = p.root().join(".deploy/swap.journal");
+    let stop_began = loop {
+        if std::fs::read_to_string(&journal)
+            .unwrap_or_default()
+            .contains("{\"t\":\"begin\",\"step\":\"stop\"")
+        {
+            break std::time::Instant::now();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the swap never stopped the app"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Project::wait(release).ok();
+    let (answer, answered_at) = slow.join().unwrap();
+    let (status, body) = answer.expect("the slow request got an answer");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "example-app v1 slept 3000ms\n")
+    );
+    assert!(
+        answered_at > stop_began,
+        "the slow request ended before the stop began: it proves nothing"
+    );
     // A release that fails its health check is put back behind the same protection.
     p.write("assets/fail-health", "");
     p.deploy(&["release", "v3"]).failed();
@@ -101,14 +138,6 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
         &s.other[..s.other.len().min(10)]
     );
     assert!(s.ok > 50 && s.maintenance > 0, "{s:?}");
-    let (status, body) = slow
-        .join()
-        .unwrap()
-        .expect("the slow request got an answer");
-    assert_eq!(
-        (status, body.as_str()),
-        (200, "example-app v1 slept 1500ms\n")
-    );
 
     let (status, _, body) = p.get_front("/").unwrap();
     assert!(

@@ -243,6 +243,8 @@ pub fn as_user_env(program: &Path, args: &[&str], dir: &Path, env: &[(&str, &str
 #[derive(Debug)]
 pub struct Run {
     pub code: i32,
+    /// The signal that ended it, if one did (a kill the test hook sent).
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -251,11 +253,13 @@ impl Run {
     fn from(out: Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
+            signal: std::os::unix::process::ExitStatusExt::signal(&out.status),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
     /// Asserts that stderr (where deploy says what it does) contains `text`.
+    #[track_caller]
     pub fn says(&self, text: &str) -> &Run {
         assert!(
             self.stderr.contains(text),
@@ -266,6 +270,7 @@ impl Run {
     }
 
     /// Asserts that stdout (reports) contains `text`.
+    #[track_caller]
     pub fn prints(&self, text: &str) -> &Run {
         assert!(
             self.stdout.contains(text),
@@ -275,6 +280,7 @@ impl Run {
         self
     }
 
+    #[track_caller]
     pub fn ok(self) -> Run {
         assert_eq!(
             self.code, 0,
@@ -283,6 +289,7 @@ impl Run {
         );
         self
     }
+    #[track_caller]
     pub fn failed(self) -> Run {
         assert_ne!(
             self.code, 0,
