@@ -53,7 +53,8 @@ impl<'a> NodeEffects<'a> {
             Step::Hold => "Holding starts of the app (connections wait)".into(),
             Step::Unhold => "Letting the app start".into(),
             Step::Stop => format!("Stopping {}", self.unit),
-            Step::Snapshot { of } => format!("Snapshot of the data {of} leaves"),
+            Step::Schema => format!("Checking that the data's schema is the one {to} left"),
+            Step::Snapshot { of, kind } => format!("Snapshot of {}", kind.what(of)),
             Step::Restore { .. } => format!("Restoring the data of {to}"),
             Step::Hook { command } => format!("Hook in_gap: {command}"),
             Step::Switch { to } => format!("Switching current to {to}"),
@@ -90,9 +91,9 @@ impl<'a> NodeEffects<'a> {
         Ok(())
     }
 
-    fn snapshot(&self, of: &str) -> Result<PathBuf> {
+    fn snapshot(&self, of: &str, kind: snapshot::Kind) -> Result<PathBuf> {
         let l = &self.node.layout;
-        let t = snapshot::take(&l.shared(), &l.snapshots(of), &snapshot::stamp())?;
+        let t = snapshot::take(&l.shared(), &l.snapshots(of), &snapshot::stamp(), kind)?;
         self.node.ui.detail(&format!(
             "   {} database(s), {} KiB, in {}",
             t.databases,
@@ -139,7 +140,11 @@ impl<'a> NodeEffects<'a> {
                 node.note_stop(t.elapsed());
                 Ok(())
             }
-            Step::Snapshot { of } => return self.snapshot(of).map(Some),
+            Step::Schema => match &mv.expect_schema {
+                Some(expected) => node.schema_unchanged(mv.target(), expected),
+                None => Ok(()),
+            },
+            Step::Snapshot { of, kind } => return self.snapshot(of, *kind).map(Some),
             Step::Restore { snapshot } => {
                 // Litestream keeps the databases open: it stops before they are put back.
                 if !self.replication_stopped {
