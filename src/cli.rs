@@ -135,8 +135,9 @@ pub struct ReleaseArgs {
     /// `<version>-dirty-<UTC time>`.
     #[arg(long)]
     pub allow_dirty: bool,
-    /// Release a version that exists already again (not the live one), keeping the data
-    /// snapshots it holds.
+    /// Release a version that exists already again (not the live one): its data snapshots move
+    /// into the new release, and the release it replaces (files, image) stays until the new
+    /// one is built, put back if the build fails.
     #[arg(long)]
     pub replace: bool,
     /// Go on without Traefik's gap protection when Traefik cannot be switched (requests in the
@@ -161,7 +162,7 @@ pub struct ReleaseArgs {
     pub secrets: Option<std::path::PathBuf>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RollbackArgs {
     pub env: Option<String>,
     /// The release to go back to.
@@ -171,13 +172,23 @@ pub struct RollbackArgs {
     /// is kept as a snapshot of the release being left.
     #[arg(long)]
     pub with_data: bool,
-    /// Do not ask before replacing the data (--with-data).
+    /// Run that release's code on today's data although its schema is not the one that
+    /// release left (for apps known to cope with a newer schema); the release's own record of
+    /// the data it left is kept.
+    #[arg(long, conflicts_with = "with_data")]
+    pub keep_data: bool,
+    /// Do not ask before replacing the data (--with-data); it never chooses between
+    /// --with-data and --keep-data.
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Stop the app's running `deploy exec` and job containers before the gap (SIGTERM, then
     /// the stop timeout) instead of waiting for them (`--lock-wait`) or refusing (exit 4).
     #[arg(long)]
     pub stop_running: bool,
+    /// On the node: print, as JSON, the question the rollback needs answered about the data
+    /// (null: none), and change nothing.
+    #[arg(long, hide = true)]
+    pub data_question: bool,
     /// Go on without Traefik's gap protection when Traefik cannot be switched.
     #[arg(long)]
     pub unprotected: bool,

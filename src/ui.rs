@@ -217,9 +217,14 @@ impl Ui {
         }
     }
 
+    /// Whether a question can be asked: a terminal to answer on, and no `--json`.
+    pub fn can_ask(&self) -> bool {
+        !self.json && std::io::stdin().is_terminal()
+    }
+
     /// Asks a yes/no question on the terminal; without one (CI, a pipe) the answer is no.
     pub fn ask(&self, question: &str) -> anyhow::Result<bool> {
-        if self.json || !std::io::stdin().is_terminal() {
+        if !self.can_ask() {
             return Ok(false);
         }
         eprint!("{question} [y/N] ");
@@ -227,6 +232,28 @@ impl Ui {
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+    }
+
+    /// Asks which of `choices` to take, each answered by its number (1, 2...); none without a
+    /// terminal, or when the answer names none of them.
+    pub fn choose(&self, question: &str, choices: &[&str]) -> anyhow::Result<Option<usize>> {
+        if !self.can_ask() {
+            return Ok(None);
+        }
+        let numbers: Vec<String> = (1..=choices.len()).map(|n| n.to_string()).collect();
+        let options: Vec<String> = choices
+            .iter()
+            .zip(&numbers)
+            .map(|(c, n)| format!("{n}: {c}"))
+            .collect();
+        eprint!(
+            "{question}\n{}, anything else: neither? ",
+            options.join(", ")
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        Ok(chosen(&answer, choices))
     }
 
     pub fn warn(&self, msg: &str) {
@@ -238,9 +265,28 @@ impl Ui {
     }
 }
 
+/// Which of `choices` an answer names: its number, or the choice itself. Pure.
+fn chosen(answer: &str, choices: &[&str]) -> Option<usize> {
+    let a = answer.trim();
+    choices
+        .iter()
+        .enumerate()
+        .find(|(i, c)| a == (i + 1).to_string() || a == **c)
+        .map(|(i, _)| i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_names_a_choice_by_number_or_by_name() {
+        let c = ["--with-data", "--keep-data"];
+        assert_eq!(chosen("1\n", &c), Some(0));
+        assert_eq!(chosen(" --keep-data ", &c), Some(1));
+        assert_eq!(chosen("", &c), None);
+        assert_eq!(chosen("y", &c), None);
+    }
 
     #[test]
     fn the_live_line_fits_the_terminal() {

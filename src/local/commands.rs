@@ -3,6 +3,7 @@
 
 use crate::cli::{Cli, Command, ReleaseArgs, RollbackArgs, Switch};
 use crate::local::remote::Remote;
+use crate::node::rollback::{refusal, DataChoice, DataQuestion};
 use crate::node::Node;
 use crate::ui::Ui;
 use crate::{config, exit};
@@ -235,7 +236,12 @@ fn dispatch(
         }
         Command::Release(a) => node.release(a),
         Command::Rollback(a) if a.dry_run => {
-            print_plan(node.rollback_plan(a.to.as_deref(), a.with_data))
+            print_plan(node.rollback_plan(a.to.as_deref(), DataChoice::of(a)))
+        }
+        Command::Rollback(a) if a.data_question => {
+            let q = node.data_question(a.to.as_deref())?;
+            println!("{}", serde_json::to_string(&q)?);
+            Ok(())
         }
         Command::Rollback(a) => node.rollback(a),
         Command::Releases(_) => {
@@ -345,7 +351,9 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
         }
         Command::Rollback(a) => {
             flag(a.with_data, "--with-data");
+            flag(a.keep_data, "--keep-data");
             flag(a.with_data && !a.dry_run, "--yes");
+            flag(a.data_question, "--data-question");
             flag(a.unprotected, "--unprotected");
             flag(a.stop_running, "--stop-running");
             flag(a.dry_run, "--dry-run");
@@ -405,6 +413,43 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
     words.into_iter().chain(args).collect()
 }
 
+/// The rollback the node runs, with what was asked here, where there is a terminal (the node
+/// side runs detached, or over SSH, and cannot ask): `--with-data` confirmed, and, when the
+/// schema of the data changed since the target left it and neither `--with-data` nor
+/// `--keep-data` was given, which of the two (`question` reads that from the node; the answer
+/// names the target, so it is the one the node checks again). Without a terminal nothing is
+/// asked: the node refuses what needs an answer.
+fn rollback_answers(
+    ui: Ui,
+    a: &RollbackArgs,
+    env: &str,
+    question: impl FnOnce() -> Result<Option<DataQuestion>>,
+) -> Result<RollbackArgs> {
+    if a.dry_run || a.data_question {
+        return Ok(a.clone());
+    }
+    if DataChoice::of(a) != DataChoice::Unsaid {
+        confirm_with_data(ui, a, env)?;
+        return Ok(a.clone());
+    }
+    if !ui.can_ask() {
+        return Ok(a.clone());
+    }
+    let Some(q) = question()? else {
+        return Ok(a.clone());
+    };
+    let mut answered = RollbackArgs {
+        to: Some(q.target.clone()),
+        ..a.clone()
+    };
+    match ui.choose(&q.text, &["--with-data", "--keep-data"])? {
+        Some(0) => (answered.with_data, answered.yes) = (true, true),
+        Some(1) => answered.keep_data = true,
+        _ => return Err(refusal(&q)),
+    }
+    Ok(answered)
+}
+
 /// `rollback --with-data` replaces the data: asked here, where there is a terminal (the node
 /// side runs detached, or over SSH, and cannot ask).
 fn confirm_with_data(ui: Ui, a: &RollbackArgs, env: &str) -> Result<()> {
@@ -444,8 +489,14 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
         | Command::Logs(_)
         | Command::Exec(_) => remote.read(&node_args(command, &env, None)),
         Command::Rollback(a) => {
-            confirm_with_data(remote.ui, a, &env)?;
-            remote.run(&node_args(command, &env, None))
+            let a = rollback_answers(remote.ui, a, &env, || {
+                let ask = RollbackArgs {
+                    data_question: true,
+                    ..a.clone()
+                };
+                remote.read_json(&node_args(&Command::Rollback(ask), &env, None))
+            })?;
+            remote.run(&node_args(&Command::Rollback(a), &env, None))
         }
         Command::MigrateData(a) if !a.dry_run && !a.yes => {
             let question = format!(
@@ -470,20 +521,20 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
 /// `detached`), unless the node is not set up (nothing is live there to protect).
 fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Option<()>> {
     let env = &node.env_name;
-    let what = match &cli.command {
+    let (what, command) = match &cli.command {
         Command::Release(a) if !a.dry_run && a.uploaded.is_none() => {
-            format!("release {} {env}", a.version)
+            (format!("release {} {env}", a.version), None)
         }
-        Command::Rollback(a) if !a.dry_run => {
-            confirm_with_data(node.ui, a, env)?;
-            format!("rollback {env}")
+        Command::Rollback(a) if !a.dry_run && !a.data_question => {
+            let a = rollback_answers(node.ui, a, env, || node.data_question(a.to.as_deref()))?;
+            (format!("rollback {env}"), Some(Command::Rollback(a)))
         }
         _ => return Ok(None),
     };
     if !node.layout.meta().is_dir() {
         return Ok(None);
     }
-    let args = node_args(&cli.command, env, None);
+    let args = node_args(command.as_ref().unwrap_or(&cli.command), env, None);
     let argv = crate::local::detached::node_argv(&loaded.file, node.ui, cli.lock_wait, &args);
     let origin = crate::node::state::Origin::here(&loaded.dir);
     crate::local::detached::run(

@@ -433,6 +433,29 @@ impl<'a> Remote<'a> {
         self.with_run(|root, config| self.run_here(root, config, args))
     }
 
+    /// Runs a node command that only reads and prints one JSON document, and reads that.
+    pub fn read_json<T: serde::de::DeserializeOwned>(&self, args: &[String]) -> Result<T> {
+        let mut doc = None;
+        self.with_run(|root, config| {
+            let out = self.ssh.capture(&self.node_command(root, config, args))?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() {
+                eprint!("{stderr}");
+                return self.node_exit(out.status.code().unwrap_or(1));
+            }
+            doc = Some(serde_json::from_slice(&out.stdout).with_context(|| {
+                format!(
+                    "{} answered `deploy {}` with no JSON: {}",
+                    self.ssh.destination,
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stdout).trim()
+                )
+            })?);
+            Ok(())
+        })?;
+        Ok(doc.expect("read above"))
+    }
+
     /// Connects, checks the node's deploy and sends the config, runs `f` with the node's root
     /// and the config's path there, then removes what the run put on the node, whatever `f`
     /// did.

@@ -4,6 +4,7 @@
 //! <root>/current -> releases/<version>   the one source of truth for what runs
 //! <root>/releases/<version>/             one complete release (artifacts + links into shared/)
 //! <root>/releases/.incoming-<version>/   an upload in progress, never visible under its name
+//! <root>/releases/.replaced-<version>/   a release being replaced (--replace), until built
 //! <root>/shared/                         persistent state, linked into every release
 //! <root>/.deploy/state.json, lock        deploy's own records
 //! <root>/log/<app>.log                   the app's output
@@ -23,6 +24,7 @@ pub const RELEASE_ENV: &str = "release.env";
 
 pub const RELEASE_META: &str = ".deploy";
 pub const INCOMING_PREFIX: &str = ".incoming-";
+pub const REPLACED_PREFIX: &str = ".replaced-";
 
 impl Layout {
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -43,6 +45,11 @@ impl Layout {
     pub fn incoming_run(&self, version: &str, run: &str) -> PathBuf {
         self.releases()
             .join(format!("{INCOMING_PREFIX}{version}.{run}"))
+    }
+
+    /// Where `release --replace` keeps the release it replaces until the new one is built.
+    pub fn replaced(&self, version: &str) -> PathBuf {
+        self.releases().join(format!("{REPLACED_PREFIX}{version}"))
     }
 
     pub fn incoming(&self, version: &str) -> PathBuf {

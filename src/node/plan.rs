@@ -4,6 +4,7 @@
 
 use crate::config::Backup;
 use crate::node::layout::Layout;
+use crate::node::rollback::{refusal, DataChoice, DataPlan};
 use crate::node::swap::{self, Move, Step};
 use crate::node::Node;
 use crate::{front::traefik, node::unit, node::upload, sys::podman};
@@ -48,21 +49,28 @@ impl Node<'_> {
                 )
             }
             Step::Stop => format!("{unit} (over D-Bus, waiting for the job)"),
+            Step::Schema => format!(
+                "the schema of the SQLite databases in {} is the one {} left (checked before \
+                 too); else the rollback fails and what was live starts again",
+                self.layout.shared().display(),
+                mv.target()
+            ),
             Step::Snapshot { .. } if mv.kind == swap::Kind::Restore => format!(
                 "the SQLite databases in {} into .deploy/replaced/<stamp>/ (what it replaces)",
                 self.layout.shared().display()
             ),
             Step::Restore { .. } if mv.kind == swap::Kind::Restore => format!(
-                "the downloaded databases into shared/ through SQLite{}",
+                "the downloaded databases renamed into shared/{}",
                 if mv.only_into_empty {
                     "; refused if one is there already (with the app stopped: --overwrite)"
                 } else {
                     ""
                 }
             ),
-            Step::Snapshot { of } => format!(
-                "the SQLite databases in {} into releases/{of}/.deploy/snapshots/",
-                self.layout.shared().display()
+            Step::Snapshot { of, kind } => format!(
+                "the SQLite databases in {} into releases/{of}/.deploy/snapshots/ ({})",
+                self.layout.shared().display(),
+                kind.what(of)
             ),
             Step::Restore { snapshot } => format!(
                 "the data {} left (snapshot {}) into shared/",
@@ -291,7 +299,9 @@ impl Node<'_> {
             "sync",
             format!("sync -f {} (and Podman's image store)", target.display()),
         );
-        out += &self.swap_lines(&Move::release(version, current.as_deref(), snapshots))?;
+        let kept = self.load_state()?.on_kept_data(current.as_deref());
+        let mv = Move::release(version, current.as_deref(), snapshots).leaving_kept_data(kept);
+        out += &self.swap_lines(&mv)?;
         line(
             &mut out,
             "prune",
@@ -346,34 +356,26 @@ impl Node<'_> {
         Ok(out)
     }
 
-    pub fn rollback_plan(&self, to: Option<&str>, with_data: bool) -> Result<String> {
+    pub fn rollback_plan(&self, to: Option<&str>, choice: DataChoice) -> Result<String> {
         self.require_setup()?;
         let state = self.load_state()?;
         let current = self.current()?;
         let systemd = crate::sys::systemd::Systemd::connect().ok();
         let target = self.rollback_target(systemd.as_ref(), &state, to)?;
-        let restore = if with_data {
-            Some(
-                crate::node::snapshot::latest(&self.layout.snapshots(&target))?
-                    .map(|(_, dir)| dir)
-                    .ok_or_else(|| anyhow!("there is no data snapshot of {target}"))?,
-            )
-        } else {
-            None
-        };
+        let (data, warning) = self.rollback_data(&target, choice)?;
+        if let DataPlan::Ask(q) = &data {
+            return Err(refusal(q));
+        }
         let mut out = format!(
             "Plan: rollback of {} on {} to {target}, from {}\n",
             self.config.app,
             self.env_name,
             current.as_deref().unwrap_or("nothing")
         );
-        let snapshots = self.config.backup == Backup::Snapshot;
-        out += &self.swap_lines(&Move::rollback(
-            &target,
-            current.as_deref(),
-            restore,
-            snapshots,
-        ))?;
+        if let Some(w) = warning {
+            line(&mut out, "note", w);
+        }
+        out += &self.swap_lines(&self.rollback_move(&state, &target, current.as_deref(), &data))?;
         out += "Dry run: nothing was changed.\n";
         Ok(out)
     }

@@ -90,7 +90,12 @@ impl Node<'_> {
         match outcome {
             Outcome::Live { gap, front } => {
                 state.set_outcome(to, state::Outcome::Ok);
-                let detail = mv.restore.as_ref().map(|_| "with its data");
+                state.set_kept_data(to, mv.kept_data);
+                let detail = match (&mv.restore, mv.kept_data) {
+                    (Some(_), _) => Some("with its data"),
+                    (None, true) => Some("on today's data (--keep-data)"),
+                    (None, false) => None,
+                };
                 state.push_event(event(action, to, from, EventOutcome::Ok, Some(gap), detail));
                 self.save_state(state)?;
                 match front {
@@ -244,6 +249,7 @@ impl Node<'_> {
         match (outcome, plan) {
             (Outcome::Live { .. }, Some(m)) if m.kind == Kind::Confirm => {
                 state.set_outcome(&to, state::Outcome::Ok);
+                state.set_kept_data(&to, first.kept_data);
                 state.push_event(event(
                     Action::Recover,
                     &to,

@@ -14,11 +14,15 @@ use crate::{
     node::appenv, node::layout, node::unit, node::upload, signals, sys::fsx, sys::podman, version,
 };
 use anyhow::{anyhow, bail, Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A release being pruned: renamed so, then deleted.
 const PRUNING_PREFIX: &str = ".pruning-";
+
+/// Added to a replaced release's image tag while the new one is built (image tags take up to
+/// 128 characters; a version's tag at most 109).
+const REPLACED_TAG_SUFFIX: &str = ".deploy-replaced";
 
 /// A release under way: what `starting` found, for the stages after it.
 struct Run<'r> {
@@ -60,6 +64,7 @@ impl Node<'_> {
         let systemd = Systemd::connect()?;
         let mut state = self.load_state()?;
         self.recover(&systemd, &mut state, req.unprotected, true)?;
+        self.settle_replaced(&mut state)?;
         self.complete_release_envs()?;
         // What only setup can apply stops the release here, before anything changes.
         self.check_environment()?;
@@ -112,7 +117,8 @@ impl Node<'_> {
 
     /// Updating: the artifacts into `releases/.incoming-V` (unchanged files hard-linked to the
     /// live release), `shared/` linked in, renamed to `releases/V`, and its image built. A
-    /// failure leaves nothing behind under the version's name; nothing live changed.
+    /// failure leaves nothing behind under the version's name (but the release `--replace`
+    /// replaces, put back); nothing live changed.
     fn release_updating(&self, run: &mut Run) -> Result<()> {
         let (v, image) = (run.req.version.as_str(), run.image.clone());
         let incoming = match &run.req.uploaded {
@@ -158,18 +164,29 @@ impl Node<'_> {
         }
         signals::point("after-upload");
         signals::check("the image build")?;
-        if target.exists() {
-            // --replace of a release that is not live: its files go, the new upload takes its
-            // name; its data snapshots are kept.
+        // A recorded release of this version (--replace, or built and never live) goes aside
+        // until the new one is built; a leftover that was never recorded goes.
+        let replacing = target.exists() && run.state.releases.contains_key(v);
+        if replacing {
+            self.set_aside(v)?;
+        } else if target.exists() {
             std::fs::remove_dir_all(&target)
                 .with_context(|| format!("cannot remove the old {}", target.display()))?;
         }
-        fsx::rename_durable(&incoming, &target)?;
-        let built = self.ui.step(&format!("Building image {image}"), || {
-            podman::build(&target, &image, self.ui.verbose)
-        });
+        let built = fsx::rename_durable(&incoming, &target)
+            .and_then(|()| match replacing {
+                true => self.hand_over_snapshots(v),
+                false => Ok(()),
+            })
+            .and_then(|()| self.build_and_sync(v, &image, &target));
         if let Err(e) = built {
-            let _ = std::fs::remove_dir_all(&target);
+            let undone = match replacing {
+                true => self.put_back_replaced(v),
+                false => {
+                    let _ = std::fs::remove_dir_all(&target);
+                    Ok(())
+                }
+            };
             let failed = event(
                 Action::Release,
                 v,
@@ -180,10 +197,34 @@ impl Node<'_> {
             );
             run.state.push_event(failed);
             self.save_state(&run.state)?;
-            return Err(e);
+            return match (undone, replacing) {
+                (Ok(()), true) => Err(e.context(format!(
+                    "the release {v} that was there is back, with its image and data snapshots"
+                ))),
+                (Ok(()), false) => Err(e),
+                (Err(u), _) => Err(e.context(format!(
+                    "putting the release {v} that was there back failed too ({u:#}): the next \
+                     release or rollback tries again"
+                ))),
+            };
         }
+        if replacing {
+            self.drop_replaced(v)?;
+        }
+        run.state.add_release(v, &image);
+        self.save_state(&run.state)?;
+        signals::point("after-build");
+        Ok(())
+    }
+
+    /// The image build, and then its files and layers synced to disk: nothing of the new
+    /// release may be lost to a power cut once it is live.
+    fn build_and_sync(&self, v: &str, image: &str, target: &Path) -> Result<()> {
+        self.ui.step(&format!("Building image {image}"), || {
+            podman::build(target, image, self.ui.verbose)
+        })?;
         if self.config.container.init {
-            if let Ok(Some(init)) = podman::entrypoint_is_init(&image) {
+            if let Ok(Some(init)) = podman::entrypoint_is_init(image) {
                 self.ui.warn(&format!(
                     "{image}'s entrypoint {init} is an init of its own, and container.init puts \
                      catatonit in front of it (s6-overlay's /init must be PID 1): set \
@@ -191,16 +232,131 @@ impl Node<'_> {
                 ));
             }
         }
-        // Nothing of the new release may be lost to a power cut once it is live: its files and
-        // its image's layers go to disk before the old release stops.
         self.ui
             .step(&format!("Syncing {v} and its image to disk"), || {
                 let store = podman::graph_root()?;
-                podman::sync_filesystems(&[&target, &store])
+                podman::sync_filesystems(&[target, &store])
+            })
+    }
+
+    /// The temporary name of a replaced release's image while the new one is built.
+    fn replaced_image(&self, v: &str) -> String {
+        format!("{}{REPLACED_TAG_SUFFIX}", self.image(v))
+    }
+
+    /// `--replace`: the release `v` that is there goes aside (`releases/.replaced-V`, out of
+    /// every listing) and its image gets a temporary tag, so that both can come back until the
+    /// new release is built. Renamed first: a kill in between leaves a directory that
+    /// [`Node::settle_replaced`] puts back.
+    fn set_aside(&self, v: &str) -> Result<()> {
+        fsx::rename_durable(&self.layout.release(v), &self.layout.replaced(v))?;
+        let image = self.image(v);
+        if podman::image_exists(&image)? {
+            podman::tag(&image, &self.replaced_image(v))?;
+        }
+        Ok(())
+    }
+
+    /// `--replace`: the data snapshots of the release set aside go into the new one (the data
+    /// that version left is kept: `rollback --with-data --to V` still finds it).
+    fn hand_over_snapshots(&self, v: &str) -> Result<()> {
+        let old = self
+            .layout
+            .replaced(v)
+            .join(layout::RELEASE_META)
+            .join("snapshots");
+        if old.exists() {
+            fsx::rename_durable(&old, &self.layout.snapshots(v))?;
+        }
+        Ok(())
+    }
+
+    /// Puts back the release `v` that a `--replace` set aside and did not finish: the
+    /// snapshots it handed over, its name (the new, unfinished directory removed) and its
+    /// image's tag.
+    fn put_back_replaced(&self, v: &str) -> Result<()> {
+        let (aside, target) = (self.layout.replaced(v), self.layout.release(v));
+        let aside_snapshots = aside.join(layout::RELEASE_META).join("snapshots");
+        if target.exists() {
+            let handed = self.layout.snapshots(v);
+            if handed.exists() && !aside_snapshots.exists() {
+                fsx::rename_durable(&handed, &aside_snapshots)?;
+            }
+            self.discard(v, &target)?;
+        }
+        fsx::rename_durable(&aside, &target)?;
+        let temp = self.replaced_image(v);
+        if podman::image_exists(&temp)? {
+            podman::tag(&temp, &self.image(v))?;
+            podman::remove_image(&temp)?;
+        }
+        Ok(())
+    }
+
+    /// The new release is built: the one it replaced goes, its directory out of sight first
+    /// (the commit: from here on nothing puts it back), then its files and its image, whose
+    /// removal failing is only a warning (a prune finishes the files).
+    fn drop_replaced(&self, v: &str) -> Result<()> {
+        let gone = self.out_of_sight(v, &self.layout.replaced(v))?;
+        if let Err(e) = std::fs::remove_dir_all(&gone) {
+            self.ui
+                .warn(&format!("cannot remove {}: {e}", gone.display()));
+        }
+        if let Err(e) = podman::remove_image(&self.replaced_image(v)) {
+            self.ui
+                .warn(&format!("the replaced release {v}'s image: {e:#}"));
+        }
+        Ok(())
+    }
+
+    /// Renames a directory of release `v` to `releases/.pruning-V`, where a prune removes
+    /// what a kill left: never half-deleted under a name a command reads.
+    fn out_of_sight(&self, v: &str, dir: &Path) -> Result<PathBuf> {
+        let gone = self.layout.releases().join(format!("{PRUNING_PREFIX}{v}"));
+        if gone.exists() {
+            std::fs::remove_dir_all(&gone)
+                .with_context(|| format!("cannot remove {}", gone.display()))?;
+        }
+        fsx::rename_durable(dir, &gone)?;
+        Ok(gone)
+    }
+
+    /// Removes a directory of release `v`, out of sight first.
+    fn discard(&self, v: &str, dir: &Path) -> Result<()> {
+        let gone = self.out_of_sight(v, dir)?;
+        std::fs::remove_dir_all(&gone).with_context(|| format!("cannot remove {}", gone.display()))
+    }
+
+    /// A `--replace` killed before its new release was built left the release it replaces
+    /// aside: it is put back (name, image, snapshots), as a failed build would have.
+    pub(crate) fn settle_replaced(&self, state: &mut State) -> Result<()> {
+        for e in std::fs::read_dir(self.layout.releases())?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(v) = name.strip_prefix(layout::REPLACED_PREFIX) else {
+                continue;
+            };
+            self.ui.warn(&format!(
+                "a release --replace of {v} was interrupted before {v} was built: putting the {v} \
+                 that was there back"
+            ));
+            self.put_back_replaced(v).with_context(|| {
+                format!(
+                    "cannot put back the release {v} that an interrupted --replace set aside in \
+                     {}: move it back to releases/{v} by hand",
+                    self.layout.replaced(v).display()
+                )
             })?;
-        run.state.add_release(v, &image);
-        self.save_state(&run.state)?;
-        signals::point("after-build");
+            let back = event(
+                Action::Release,
+                v,
+                None,
+                EventOutcome::Interrupted,
+                None,
+                Some("interrupted before it was built: the release it replaced is back"),
+            );
+            state.push_event(back);
+            self.save_state(state)?;
+        }
         Ok(())
     }
 
@@ -213,7 +369,8 @@ impl Node<'_> {
         self.check_port(&run.systemd, self.env.port, &self.unit_name())?;
         self.warn_readable_shared_files();
         let snapshots = self.config.backup == Backup::Snapshot;
-        let mv = Move::release(v, run.current.as_deref(), snapshots);
+        let mv = Move::release(v, run.current.as_deref(), snapshots)
+            .leaving_kept_data(run.state.on_kept_data(run.current.as_deref()));
         let _fence = self.close_fence(&format!("the release of {v}"), run.req.stop_running)?;
         let gap = self.publish(&run.systemd, &mut run.state, &mv, run.req.unprotected)?;
         if signals::interrupted() {

@@ -634,7 +634,12 @@ impl Node<'_> {
             fsx::ensure_private_dir(&kept)?;
             let kept = kept.join(&stamp);
             let taken = self.ui.step("Snapshot of the data it replaces", || {
-                crate::node::snapshot::take(&self.layout.shared(), &kept, "before-restore")
+                crate::node::snapshot::take(
+                    &self.layout.shared(),
+                    &kept,
+                    "before-restore",
+                    crate::node::snapshot::Kind::BeforeRestore,
+                )
             })?;
             self.ui.info(&format!("   kept in {}", taken.dir.display()));
         }

@@ -2,21 +2,100 @@
 //! them, and their restore (`deploy rollback --with-data`, and a failed release's put-back).
 //!
 //! ```text
-//! releases/<version>/.deploy/snapshots/<stamp>/<path in shared>   the newest complete one
+//! releases/<version>/.deploy/snapshots/<stamp>/<path in shared>   the newest of its kind
+//! releases/<version>/.deploy/snapshots/<stamp>/snapshot.json       its kind and schemas (0600)
 //! releases/<version>/.deploy/snapshots/.tmp-<stamp>/              being written: never used
 //! ```
 //!
 //! A snapshot is taken in the gap, after the release that wrote the data has stopped, with
 //! SQLite's online backup API (rows still in a `-wal` file included), so it is the data exactly
-//! as that release left it. It lives in that release's directory and is pruned with it.
+//! as that release left it. It lives in that release's directory and is pruned with it. Each is
+//! labelled by what it is ([`Kind`]): the data the release left, which `rollback --with-data`
+//! puts back and whose schema a rollback compares, or data kept for safety only (what was there
+//! before a restore; what a release running on data it did not leave left). Taking one removes
+//! only the older ones of its own kind.
 
+use crate::node::schema::{self, Schemas};
 use crate::sys::fsx;
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OpenFlags, MAIN_DB};
+use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const TMP_PREFIX: &str = ".tmp-";
+
+/// The manifest in each snapshot: its [`Kind`] and the schema of each database in it.
+pub const MANIFEST: &str = "snapshot.json";
+
+/// What a snapshot holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// The data the release left at its stop: what `rollback --with-data` puts back, and the
+    /// schema a rollback to the release compares with today's. (A snapshot from before
+    /// snapshots had manifests is one of these.)
+    #[default]
+    Left,
+    /// What was in `shared/` before a restore put the release's own data back there
+    /// (`rollback --with-data --to` the live release, stopped): kept, never restored by
+    /// `--with-data`, so the snapshot being restored is never the one replaced.
+    BeforeRestore,
+    /// What the release left while it ran on data it did not leave (`rollback --keep-data`):
+    /// kept, never taken for the data the release itself left.
+    LeftOnKeptData,
+}
+
+impl Kind {
+    /// What a snapshot of this kind, taken for `version`, holds: in step labels and plans.
+    pub fn what(self, version: &str) -> String {
+        match self {
+            Kind::Left => format!("the data {version} leaves"),
+            Kind::BeforeRestore => format!("the data there before {version}'s own is restored"),
+            Kind::LeftOnKeptData => {
+                format!("the data {version} leaves (not its own: it ran with --keep-data)")
+            }
+        }
+    }
+}
+
+/// A snapshot's manifest: what it is, and the schema of its databases.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub kind: Kind,
+    /// None in a snapshot taken before deploy recorded schemas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schemas: Option<Schemas>,
+}
+
+impl Manifest {
+    /// The manifest of the snapshot `dir`; one without (older than manifests) holds the data
+    /// its release left, with no schema recorded.
+    pub fn read(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a snapshot manifest", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Writes it into the snapshot `dir` (atomically, 0600).
+    fn write(&self, dir: &Path) -> Result<()> {
+        let mut json = serde_json::to_vec_pretty(self)?;
+        json.push(b'\n');
+        fsx::write_atomic(&dir.join(MANIFEST), &json, 0o600)
+    }
+}
+
+/// A complete snapshot: its stamp (when it was taken), directory and manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub stamp: String,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
 
 /// Whether a file starts with SQLite's header.
 pub fn is_sqlite(path: &Path) -> bool {
@@ -72,6 +151,8 @@ pub struct Taken {
     pub dir: PathBuf,
     pub databases: usize,
     pub bytes: u64,
+    /// The schema of each database, as copied.
+    pub schemas: Schemas,
 }
 
 /// A name for a new snapshot that sorts by time.
@@ -79,9 +160,10 @@ pub fn stamp() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-/// Snapshots every database under `shared` into `snapshots/<stamp>/`: written under a temp
-/// name, fsynced, renamed; older snapshots of the same release are removed after.
-pub fn take(shared: &Path, snapshots: &Path, stamp: &str) -> Result<Taken> {
+/// Snapshots every database under `shared` into `snapshots/<stamp>/`, with its manifest (its
+/// `kind`, and each copy's schema: the data exactly as it was): written under a temp name,
+/// fsynced, renamed; older snapshots of the same kind are removed after, and unfinished ones.
+pub fn take(shared: &Path, snapshots: &Path, stamp: &str, kind: Kind) -> Result<Taken> {
     let dbs = databases(shared)?;
     fsx::ensure_dir(snapshots, 0o700)?;
     let tmp = snapshots.join(format!("{TMP_PREFIX}{stamp}"));
@@ -90,21 +172,29 @@ pub fn take(shared: &Path, snapshots: &Path, stamp: &str) -> Result<Taken> {
     }
     fsx::ensure_dir(&tmp, 0o700)?;
     let mut bytes = 0;
+    let mut schemas = Schemas::new();
     for rel in &dbs {
         let dst = tmp.join(rel);
         let parent = dst.parent().expect("has a parent");
         fsx::ensure_dir(parent, 0o700)?;
-        copy_database(&shared.join(rel), &dst)?;
+        let schema = copy_database(&shared.join(rel), &dst)?;
+        schemas.insert(rel.display().to_string(), schema);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600))?;
         std::fs::File::open(&dst)?.sync_all()?;
         fsx::sync_dir(parent)?;
         bytes += std::fs::metadata(&dst)?.len();
     }
+    let manifest = Manifest {
+        kind,
+        schemas: Some(schemas.clone()),
+    };
+    manifest.write(&tmp)?;
     let dir = snapshots.join(stamp);
     fsx::rename_durable(&tmp, &dir)?;
     for old in list(snapshots)? {
-        if old != dir {
+        let same_kind = || Manifest::read(&old).is_ok_and(|m| m.kind == kind);
+        if old != dir && (is_tmp(&old) || same_kind()) {
             std::fs::remove_dir_all(&old)
                 .with_context(|| format!("cannot remove the old snapshot {}", old.display()))?;
         }
@@ -113,7 +203,15 @@ pub fn take(shared: &Path, snapshots: &Path, stamp: &str) -> Result<Taken> {
         dir,
         databases: dbs.len(),
         bytes,
+        schemas,
     })
+}
+
+/// A snapshot still being written (or left so by a crash): never used.
+fn is_tmp(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with(TMP_PREFIX))
 }
 
 /// Every entry of a snapshots directory, complete or not.
@@ -129,21 +227,34 @@ fn list(snapshots: &Path) -> Result<Vec<PathBuf>> {
     Ok(all)
 }
 
-/// The newest complete snapshot: its stamp and directory.
-pub fn latest(snapshots: &Path) -> Result<Option<(String, PathBuf)>> {
-    Ok(list(snapshots)?
-        .into_iter()
-        .filter_map(|p| {
-            let name = p.file_name()?.to_str()?.to_string();
-            (!name.starts_with(TMP_PREFIX) && p.is_dir()).then_some((name, p))
-        })
-        .next_back())
+/// The newest complete snapshot of a kind.
+pub fn latest(snapshots: &Path, kind: Kind) -> Result<Option<Snapshot>> {
+    for dir in list(snapshots)?.into_iter().rev() {
+        if is_tmp(&dir) || !dir.is_dir() {
+            continue;
+        }
+        let manifest = Manifest::read(&dir)?;
+        if manifest.kind == kind {
+            let stamp = dir
+                .file_name()
+                .expect("listed")
+                .to_string_lossy()
+                .into_owned();
+            return Ok(Some(Snapshot {
+                stamp,
+                dir,
+                manifest,
+            }));
+        }
+    }
+    Ok(None)
 }
 
-/// One consistent copy of a live database, through SQLite, in rollback-journal mode. The copy
-/// is written without SQLite's own syncs (it is a new file nobody reads yet); the caller syncs
-/// it once before it is renamed into place, which keeps the gap short.
-fn copy_database(src: &Path, dst: &Path) -> Result<()> {
+/// One consistent copy of a live database, through SQLite, in rollback-journal mode; returns
+/// the copy's schema. The copy is written without SQLite's own syncs (it is a new file nobody
+/// reads yet); the caller syncs it once before it is renamed into place, which keeps the gap
+/// short.
+fn copy_database(src: &Path, dst: &Path) -> Result<schema::DbSchema> {
     // Read-write (never create): a `-wal` left by a crash is recovered, not skipped.
     let conn = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .with_context(|| format!("cannot open the database {}", src.display()))?;
@@ -154,7 +265,7 @@ fn copy_database(src: &Path, dst: &Path) -> Result<()> {
         .and_then(|b| b.run_to_completion(i32::MAX, std::time::Duration::ZERO, None))
         .with_context(|| format!("cannot snapshot {} into {}", src.display(), dst.display()))?;
     let _: String = copy.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))?;
-    Ok(())
+    schema::read(&copy).with_context(|| format!("cannot read the schema of {}", dst.display()))
 }
 
 /// Puts every database of a snapshot back into `shared`, through SQLite's backup API (each
@@ -271,8 +382,9 @@ mod tests {
         );
 
         let snaps = d.join("snapshots");
-        let taken = take(&shared, &snaps, "2026-01-01T00:00:00.000Z").unwrap();
+        let taken = take(&shared, &snaps, "2026-01-01T00:00:00.000Z", Kind::Left).unwrap();
         assert_eq!(taken.databases, 1);
+        assert_eq!(taken.schemas["data/sub/app.db"].tables["t"], ["x"]);
         assert_eq!(rows(&taken.dir.join("data/sub/app.db")), 100);
 
         // Later writes, then the restore puts the snapshot's 100 rows back, WAL mode kept.
@@ -290,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_newest_complete_snapshot_is_kept_and_used() {
+    fn only_the_newest_complete_snapshot_of_each_kind_is_kept_and_used() {
         let d = scratch("newest");
         let shared = d.join("shared");
         std::fs::create_dir_all(&shared).unwrap();
@@ -298,15 +410,31 @@ mod tests {
         let c = Connection::open(&db).unwrap();
         c.execute("CREATE TABLE t (x)", []).unwrap();
         let snaps = d.join("snapshots");
-        take(&shared, &snaps, "2026-01-01T00:00:00.000Z").unwrap();
+        let first = take(&shared, &snaps, "2026-01-01T00:00:00.000Z", Kind::Left).unwrap();
         c.execute("INSERT INTO t VALUES (1)", []).unwrap();
         // A crash while writing a later one leaves a temp dir that is never used.
         std::fs::create_dir_all(snaps.join(".tmp-2026-01-03T00:00:00.000Z")).unwrap();
-        let (stamp, dir) = latest(&snaps).unwrap().unwrap();
-        assert_eq!(stamp, "2026-01-01T00:00:00.000Z");
-        assert_eq!(rows(&dir.join("a.db")), 0);
-        let taken = take(&shared, &snaps, "2026-01-02T00:00:00.000Z").unwrap();
-        assert_eq!(list(&snaps).unwrap(), vec![taken.dir.clone()]);
+        let left = latest(&snaps, Kind::Left).unwrap().unwrap();
+        assert_eq!(left.stamp, "2026-01-01T00:00:00.000Z");
+        assert_eq!(rows(&left.dir.join("a.db")), 0);
+        assert_eq!(left.manifest.schemas.unwrap()["a.db"].tables["t"], ["x"]);
+        // What was there before a restore is kept beside it, and never taken for it.
+        let before = take(
+            &shared,
+            &snaps,
+            "2026-01-02T00:00:00.000Z",
+            Kind::BeforeRestore,
+        )
+        .unwrap();
+        assert_eq!(list(&snaps).unwrap(), vec![first.dir.clone(), before.dir]);
+        assert_eq!(latest(&snaps, Kind::Left).unwrap().unwrap().dir, first.dir);
+        let taken = take(&shared, &snaps, "2026-01-03T00:00:00.000Z", Kind::Left).unwrap();
+        assert!(!first.dir.exists());
+        assert_eq!(list(&snaps).unwrap().len(), 2);
         assert_eq!(rows(&taken.dir.join("a.db")), 1);
+        // A snapshot from before manifests holds the data its release left.
+        std::fs::remove_file(taken.dir.join(MANIFEST)).unwrap();
+        let old = latest(&snaps, Kind::Left).unwrap().unwrap();
+        assert_eq!((old.dir, old.manifest.schemas), (taken.dir, None));
     }
 }

@@ -38,6 +38,10 @@ pub struct ReleaseRecord {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed_at: Option<String>,
+    /// It went live last by `rollback --keep-data`: it runs on data it did not leave, so what
+    /// it leaves is kept apart from the data it left itself (its record).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept_data: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -224,6 +228,7 @@ impl State {
                 image: image.to_string(),
                 outcome: Outcome::Ready,
                 deployed_at: None,
+                kept_data: false,
             },
         );
     }
@@ -239,6 +244,20 @@ impl State {
             }
             r.outcome = outcome;
         }
+    }
+
+    /// Records whether `version`, now live, runs on data it did not leave.
+    pub fn set_kept_data(&mut self, version: &str, kept: bool) {
+        if let Some(r) = self.releases.get_mut(version) {
+            r.kept_data = kept;
+        }
+    }
+
+    /// Whether `version` runs (or last ran) on data it did not leave (`rollback --keep-data`).
+    pub fn on_kept_data(&self, version: Option<&str>) -> bool {
+        version
+            .and_then(|v| self.releases.get(v))
+            .is_some_and(|r| r.kept_data)
     }
 
     pub fn push_event(&mut self, event: Event) {

@@ -2,6 +2,8 @@
 //! (`--json`) for scripts. The JSON shapes are documented in the README and kept stable: fields
 //! are added, never renamed or removed.
 
+use crate::node::schema;
+use crate::node::snapshot::Kind;
 use crate::node::state::{Event, Outcome};
 use crate::node::Node;
 use crate::sys::health;
@@ -29,6 +31,9 @@ pub struct ReleaseRow {
     pub last_live_at: Option<String>,
     /// When the newest data snapshot of this release was taken, if it has one.
     pub snapshot_at: Option<String>,
+    /// Whether the schema of the data this release left differs from today's data (a
+    /// rollback to it then needs --with-data or --keep-data); null when it recorded none.
+    pub schema_changed: Option<bool>,
 }
 
 /// `deploy history`: the node's events, newest first.
@@ -126,18 +131,23 @@ fn outcome_word(o: Option<&Outcome>) -> &'static str {
 impl Releases {
     pub fn text(&self) -> String {
         let mut out = format!(
-            "{:<2}{:<24} {:<8} {:<22} {:<22} {}\n",
-            "", "VERSION", "OUTCOME", "CREATED", "LAST LIVE", "DATA SNAPSHOT"
+            "{:<2}{:<24} {:<8} {:<22} {:<22} {:<24} {}\n",
+            "", "VERSION", "OUTCOME", "CREATED", "LAST LIVE", "DATA SNAPSHOT", "SCHEMA"
         );
         for r in &self.releases {
             out += &format!(
-                "{:<2}{:<24} {:<8} {:<22} {:<22} {}\n",
+                "{:<2}{:<24} {:<8} {:<22} {:<22} {:<24} {}\n",
                 if r.current { "*" } else { "" },
                 r.version,
                 r.outcome,
                 r.created_at.as_deref().unwrap_or("-"),
                 r.last_live_at.as_deref().unwrap_or("-"),
                 r.snapshot_at.as_deref().unwrap_or("-"),
+                match r.schema_changed {
+                    Some(true) => "changed",
+                    Some(false) => "same",
+                    None => "-",
+                },
             );
         }
         if self.releases.is_empty() {
@@ -229,20 +239,25 @@ impl Node<'_> {
         let current = self.current()?;
         on_disk
             .sort_by_key(|v| std::cmp::Reverse(state.releases.get(v).map(|r| r.seq).unwrap_or(0)));
+        let now = self.schema_now().ok();
         let releases = on_disk
             .iter()
             .map(|v| {
                 let r = state.releases.get(v);
+                let left = crate::node::snapshot::latest(&self.layout.snapshots(v), Kind::Left)
+                    .ok()
+                    .flatten();
+                let then = left.as_ref().and_then(|l| l.manifest.schemas.as_ref());
                 ReleaseRow {
                     version: v.clone(),
                     current: current.as_deref() == Some(v),
                     outcome: outcome_word(r.map(|r| &r.outcome)).into(),
                     created_at: r.map(|r| r.created_at.clone()),
                     last_live_at: r.and_then(|r| r.deployed_at.clone()),
-                    snapshot_at: crate::node::snapshot::latest(&self.layout.snapshots(v))
-                        .ok()
-                        .flatten()
-                        .map(|(stamp, _)| stamp),
+                    schema_changed: then
+                        .zip(now.as_ref())
+                        .map(|(then, now)| !schema::diff(then, now).is_empty()),
+                    snapshot_at: left.map(|l| l.stamp),
                 }
             })
             .collect();

@@ -53,10 +53,11 @@ impl<'a> NodeEffects<'a> {
             Step::Hold => "Holding starts of the app (connections wait)".into(),
             Step::Unhold => "Letting the app start".into(),
             Step::Stop => format!("Stopping {}", self.unit),
+            Step::Schema => format!("Checking that the data's schema is the one {to} left"),
             Step::Snapshot { .. } if mv.kind == crate::node::swap::Kind::Restore => {
                 "Snapshot of the data it replaces".into()
             }
-            Step::Snapshot { of } => format!("Snapshot of the data {of} leaves"),
+            Step::Snapshot { of, kind } => format!("Snapshot of {}", kind.what(of)),
             Step::Restore { .. } if mv.kind == crate::node::swap::Kind::Restore => {
                 "Putting the replica's databases in".into()
             }
@@ -98,14 +99,14 @@ impl<'a> NodeEffects<'a> {
 
     /// The data in shared/ copied: as the data `of` leaves (its release's snapshots), or for a
     /// restore as what it replaces (`.deploy/replaced/<stamp>/`).
-    fn snapshot(&self, of: &str, mv: &Move) -> Result<PathBuf> {
+    fn snapshot(&self, of: &str, kind: snapshot::Kind, mv: &Move) -> Result<PathBuf> {
         let l = &self.node.layout;
         let stamp = snapshot::stamp();
         let dir = match mv.kind {
             crate::node::swap::Kind::Restore => l.meta().join("replaced").join(&stamp),
             _ => l.snapshots(of),
         };
-        let t = snapshot::take(&l.shared(), &dir, &stamp)?;
+        let t = snapshot::take(&l.shared(), &dir, &stamp, kind)?;
         self.node.ui.detail(&format!(
             "   {} database(s), {} KiB, in {}",
             t.databases,
@@ -152,7 +153,11 @@ impl<'a> NodeEffects<'a> {
                 node.note_stop(t.elapsed());
                 Ok(())
             }
-            Step::Snapshot { of } => return self.snapshot(of, mv).map(Some),
+            Step::Schema => match &mv.expect_schema {
+                Some(expected) => node.schema_unchanged(mv.target(), expected),
+                None => Ok(()),
+            },
+            Step::Snapshot { of, kind } => return self.snapshot(of, *kind, mv).map(Some),
             Step::Restore { snapshot } => {
                 // Litestream keeps the databases open: it stops before they are put back.
                 if !self.replication_stopped {

@@ -192,7 +192,7 @@ mod tests {
     impl Effects for Fake {
         fn run(&mut self, step: &Step, mv: &Move) -> Result<Option<PathBuf>> {
             let label = match step {
-                Step::Snapshot { of } => format!("snapshot {of}"),
+                Step::Snapshot { of, .. } => format!("snapshot {of}"),
                 Step::Restore { snapshot } => format!("restore {}", snapshot.display()),
                 Step::Switch { to } => format!("switch {to}"),
                 Step::Hook { command } => format!("hook {command}"),
@@ -206,7 +206,7 @@ mod tests {
                 anyhow::bail!("{label} failed");
             }
             Ok(match step {
-                Step::Snapshot { of } => Some(PathBuf::from(format!("/snap/{of}"))),
+                Step::Snapshot { of, .. } => Some(PathBuf::from(format!("/snap/{of}"))),
                 _ => None,
             })
         }
@@ -402,7 +402,10 @@ mod tests {
         })
         .unwrap();
         j.append(Entry::Done {
-            step: Step::Snapshot { of: "v1".into() },
+            step: Step::Snapshot {
+                of: "v1".into(),
+                kind: Default::default(),
+            },
             snapshot_dir: Some("/snap/v1".into()),
         })
         .unwrap();

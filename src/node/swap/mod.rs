@@ -13,6 +13,8 @@ pub mod effects;
 pub mod exec;
 pub mod journal;
 
+use crate::node::schema::Schemas;
+use crate::node::snapshot::Kind as SnapshotKind;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -76,6 +78,10 @@ pub struct Move {
     /// Keep the data in `shared/` as this release's snapshot first (the data a release leaves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_as: Option<String>,
+    /// What that snapshot is: the data `keep_as` left, unless it ran on data it did not leave
+    /// or the data is about to be replaced by its own.
+    #[serde(default, skip_serializing_if = "is_left")]
+    pub keep_kind: SnapshotKind,
     /// Run the `in_gap` hooks before `to` starts.
     #[serde(default)]
     pub hooks: bool,
@@ -83,40 +89,69 @@ pub struct Move {
     /// a database it brings is there already, decided with the app stopped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub only_into_empty: bool,
+    /// `to` runs on data it did not leave (`rollback --keep-data`): what it leaves is never
+    /// taken for its own data (the record a later `--with-data` restores and a rollback's
+    /// schema check reads).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept_data: bool,
+    /// The schema the data in `shared/` must have once the app has stopped (the one `to` left):
+    /// checked in the gap, before anything changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_schema: Option<Schemas>,
+}
+
+fn is_left(kind: &SnapshotKind) -> bool {
+    *kind == SnapshotKind::Left
 }
 
 impl Move {
+    /// A move with nothing but its kind and ends: no data kept, restored or checked, no hooks.
+    pub fn bare(kind: Kind, to: Option<String>, from: Option<String>) -> Move {
+        Move {
+            kind,
+            to,
+            from,
+            restore: None,
+            keep_as: None,
+            keep_kind: SnapshotKind::Left,
+            hooks: false,
+            only_into_empty: false,
+            kept_data: false,
+            expect_schema: None,
+        }
+    }
+
     /// A release of `to` over `from`; with snapshots on, the data `from` leaves is kept.
     pub fn release(to: &str, from: Option<&str>, snapshots: bool) -> Move {
         Move {
-            kind: Kind::Release,
-            to: Some(to.into()),
-            from: from.map(String::from),
-            restore: None,
             keep_as: from.filter(|_| snapshots).map(String::from),
             hooks: true,
-            only_into_empty: false,
+            ..Move::bare(Kind::Release, Some(to.into()), from.map(String::from))
         }
     }
 
     /// A rollback to `to`, with its data (`restore`) or not; the data `from` leaves is kept when
-    /// snapshots are on, and always when data is put back.
+    /// snapshots are on, and always when data is put back. Going to the release that is live
+    /// (stopped) with its data, what is there is kept as what was there before the restore:
+    /// the snapshot being restored is never replaced.
     pub fn rollback(
         to: &str,
         from: Option<&str>,
         restore: Option<PathBuf>,
         snapshots: bool,
     ) -> Move {
+        let same = from == Some(to) && restore.is_some();
         Move {
-            kind: Kind::Rollback,
-            to: Some(to.into()),
-            from: from.map(String::from),
             keep_as: from
                 .filter(|_| snapshots || restore.is_some())
                 .map(String::from),
+            keep_kind: if same {
+                SnapshotKind::BeforeRestore
+            } else {
+                SnapshotKind::Left
+            },
             restore,
-            hooks: false,
-            only_into_empty: false,
+            ..Move::bare(Kind::Rollback, Some(to.into()), from.map(String::from))
         }
     }
 
@@ -124,14 +159,34 @@ impl Move {
     /// the live release `live`; what is replaced is kept first.
     pub fn restore(live: &str, data: PathBuf, overwrite: bool) -> Move {
         Move {
-            kind: Kind::Restore,
-            to: Some(live.into()),
-            from: Some(live.into()),
             restore: Some(data),
             keep_as: Some(live.into()),
-            hooks: false,
+            keep_kind: SnapshotKind::BeforeRestore,
             only_into_empty: !overwrite,
+            ..Move::bare(Kind::Restore, Some(live.into()), Some(live.into()))
         }
+    }
+
+    /// `from` ran on data it did not leave (it went live by `rollback --keep-data`): what it
+    /// leaves is kept, labelled so.
+    pub fn leaving_kept_data(mut self, yes: bool) -> Move {
+        if yes && self.keep_kind == SnapshotKind::Left {
+            self.keep_kind = SnapshotKind::LeftOnKeptData;
+        }
+        self
+    }
+
+    /// `to` goes live on data it did not leave (`rollback --keep-data`).
+    pub fn on_kept_data(mut self) -> Move {
+        self.kept_data = true;
+        self
+    }
+
+    /// The data must have `schemas` once the app stopped, else the move fails (and what was
+    /// live is put back).
+    pub fn expecting(mut self, schemas: Option<Schemas>) -> Move {
+        self.expect_schema = schemas;
+        self
     }
 
     /// The release this move makes live, for messages.
@@ -172,8 +227,16 @@ pub enum Step {
     Unhold,
     /// The app's unit is stopped (over D-Bus, waiting for the job).
     Stop,
-    /// The SQLite databases in `shared/` are copied into the release's snapshots.
-    Snapshot { of: String },
+    /// The schema of the data in `shared/` is the one the target left (a rollback that keeps
+    /// the data): the data did not change under the rollback's check.
+    Schema,
+    /// The SQLite databases in `shared/` are copied into the release's snapshots, labelled as
+    /// `kind`.
+    Snapshot {
+        of: String,
+        #[serde(default, skip_serializing_if = "is_left")]
+        kind: SnapshotKind,
+    },
     /// A snapshot is put back into `shared/`.
     Restore { snapshot: PathBuf },
     /// An `in_gap` hook runs in a one-off container of the new image.
@@ -198,6 +261,7 @@ pub const STEP_NAMES: &[&str] = &[
     "hold",
     "unhold",
     "stop",
+    "schema",
     "snapshot",
     "restore",
     "hook",
@@ -217,6 +281,7 @@ impl Step {
             Step::Hold => "hold",
             Step::Unhold => "unhold",
             Step::Stop => "stop",
+            Step::Schema => "schema",
             Step::Snapshot { .. } => "snapshot",
             Step::Restore { .. } => "restore",
             Step::Hook { .. } => "hook",
@@ -279,8 +344,14 @@ pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
             }
             hold(&mut steps);
             steps.push(Step::Stop);
+            if mv.expect_schema.is_some() {
+                steps.push(Step::Schema);
+            }
             if let Some(of) = &mv.keep_as {
-                steps.push(Step::Snapshot { of: of.clone() });
+                steps.push(Step::Snapshot {
+                    of: of.clone(),
+                    kind: mv.keep_kind,
+                });
             }
             if let Some(snapshot) = &mv.restore {
                 steps.push(Step::Restore {
@@ -367,7 +438,7 @@ pub fn gap_snapshot(entries: &[Entry]) -> Option<PathBuf> {
     let of = first.from.as_deref()?;
     steps.iter().find_map(|e| match e {
         Entry::Done {
-            step: Step::Snapshot { of: o },
+            step: Step::Snapshot { of: o, .. },
             snapshot_dir,
         } if o == of => snapshot_dir.clone(),
         _ => None,
@@ -421,25 +492,9 @@ pub fn undo(entries: &[Entry], kind: Kind) -> Option<Move> {
     let failed = first.to.clone();
     let Some(good) = first.from.clone() else {
         // Nothing was live before: nothing is again.
-        return Some(Move {
-            kind,
-            to: None,
-            from: failed,
-            restore: None,
-            keep_as: None,
-            hooks: false,
-            only_into_empty: false,
-        });
+        return Some(Move::bare(kind, None, failed));
     };
-    let mut mv = Move {
-        kind,
-        to: Some(good),
-        from: failed.clone(),
-        restore: None,
-        keep_as: None,
-        hooks: false,
-        only_into_empty: false,
-    };
+    let mut mv = Move::bare(kind, Some(good), failed.clone());
     if data_touched(entries) {
         let Some(snapshot) = gap_snapshot(entries) else {
             return Some(Move {
@@ -451,9 +506,11 @@ pub fn undo(entries: &[Entry], kind: Kind) -> Option<Move> {
         mv.restore = Some(snapshot);
         // What the failed release left is kept as its own snapshot, once.
         let kept = entries.iter().any(|e| {
-            matches!(e, Entry::Done { step: Step::Snapshot { of }, .. } if Some(of) == failed.as_ref())
+            matches!(e, Entry::Done { step: Step::Snapshot { of, .. }, .. } if Some(of) == failed.as_ref())
         });
         mv.keep_as = failed.filter(|f| ran(entries, f) && !kept);
+        // A release that ran on data it did not leave: what it left is not its own data.
+        mv = mv.leaving_kept_data(first.kept_data);
     }
     Some(mv)
 }
@@ -463,15 +520,8 @@ pub fn undo(entries: &[Entry], kind: Kind) -> Option<Move> {
 pub fn recovery(entries: &[Entry]) -> Option<Move> {
     if last_move_healthy(entries) {
         let (last, _) = *moves(entries).last()?;
-        return Some(Move {
-            kind: Kind::Confirm,
-            to: last.to.clone(),
-            from: first_move(entries)?.from.clone(),
-            restore: None,
-            keep_as: None,
-            hooks: false,
-            only_into_empty: false,
-        });
+        let from = first_move(entries)?.from.clone();
+        return Some(Move::bare(Kind::Confirm, last.to.clone(), from));
     }
     undo(entries, Kind::Recover)
 }
@@ -500,15 +550,7 @@ mod tests {
             names(&steps),
             ["hold", "stop", "snapshot", "hook", "switch", "unhold", "start", "health"]
         );
-        let halt = Move {
-            kind: Kind::Halt,
-            to: None,
-            from: Some("v2".into()),
-            restore: None,
-            keep_as: None,
-            hooks: false,
-            only_into_empty: false,
-        };
+        let halt = Move::bare(Kind::Halt, None, Some("v2".into()));
         assert_eq!(
             names(&plan(&halt, &s)),
             ["clear", "hold", "stop"],
@@ -539,9 +581,16 @@ mod tests {
         }
     }
 
+    fn snap(of: &str) -> Step {
+        Step::Snapshot {
+            of: of.into(),
+            kind: SnapshotKind::Left,
+        }
+    }
+
     fn snapshot_done(of: &str, dir: &str) -> Entry {
         Entry::Done {
-            step: Step::Snapshot { of: of.into() },
+            step: snap(of),
             snapshot_dir: Some(dir.into()),
         }
     }
@@ -564,7 +613,7 @@ mod tests {
                 "leave-gap"
             ]
         );
-        assert_eq!(steps[2], Step::Snapshot { of: "v1".into() });
+        assert_eq!(steps[2], snap("v1"));
         assert_eq!(
             steps[4],
             Step::Hook {
@@ -595,7 +644,78 @@ mod tests {
             names(&steps),
             ["stop", "snapshot", "restore", "switch", "start", "health"]
         );
-        assert_eq!(steps[1], Step::Snapshot { of: "v2".into() });
+        assert_eq!(steps[1], snap("v2"));
+    }
+
+    #[test]
+    fn a_rollback_with_data_to_the_stopped_live_release_keeps_the_snapshot_it_restores() {
+        let mv = Move::rollback("v1", Some("v1"), Some("/s/v1".into()), true);
+        let steps = plan(&mv, &settings(false, &[]));
+        assert_eq!(
+            steps[1],
+            Step::Snapshot {
+                of: "v1".into(),
+                kind: SnapshotKind::BeforeRestore
+            },
+            "what is there is kept beside the snapshot, not in its place"
+        );
+        let other = Move::rollback("v1", Some("v2"), Some("/s/v1".into()), true);
+        assert_eq!(plan(&other, &settings(false, &[]))[1], snap("v2"));
+    }
+
+    #[test]
+    fn a_rollback_on_the_same_schema_checks_it_in_the_gap_and_a_failure_restores_nothing() {
+        let mv = Move::rollback("v1", Some("v2"), None, true).expecting(Some(Schemas::new()));
+        let steps = plan(&mv, &settings(true, &[]));
+        assert_eq!(
+            names(&steps),
+            [
+                "enter-gap",
+                "stop",
+                "schema",
+                "snapshot",
+                "switch",
+                "start",
+                "health",
+                "leave-gap"
+            ]
+        );
+        let entries = vec![
+            mv_entry(&mv),
+            done(Step::Stop),
+            Entry::Failed {
+                step: Step::Schema,
+                error: "changed".into(),
+            },
+        ];
+        let back = undo(&entries, Kind::PutBack).unwrap();
+        assert_eq!((back.to.as_deref(), back.restore), (Some("v2"), None));
+        let read: Move = serde_json::from_str(&serde_json::to_string(&mv).unwrap()).unwrap();
+        assert_eq!(read, mv, "the expected schema is journaled with the move");
+    }
+
+    #[test]
+    fn what_a_release_on_kept_data_leaves_is_never_its_own_record() {
+        // v1 went live with --keep-data: leaving it, its data is labelled so.
+        let mv = Move::release("v3", Some("v1"), true).leaving_kept_data(true);
+        assert_eq!(
+            plan(&mv, &settings(false, &[]))[1],
+            Step::Snapshot {
+                of: "v1".into(),
+                kind: SnapshotKind::LeftOnKeptData
+            }
+        );
+        // A --keep-data rollback to v1 that fails: what v1 did to the data is kept so too.
+        let mv = Move::rollback("v1", Some("v2"), None, true).on_kept_data();
+        let entries = vec![
+            mv_entry(&mv),
+            snapshot_done("v2", "/snap/v2"),
+            begin(Step::Start),
+        ];
+        let back = undo(&entries, Kind::PutBack).unwrap();
+        assert_eq!(back.restore, Some(PathBuf::from("/snap/v2")));
+        assert_eq!(back.keep_as.as_deref(), Some("v1"));
+        assert_eq!(back.keep_kind, SnapshotKind::LeftOnKeptData);
     }
 
     #[test]
@@ -607,7 +727,7 @@ mod tests {
             mv_entry(&mv),
             begin(Step::Stop),
             done(Step::Stop),
-            begin(Step::Snapshot { of: "v1".into() }),
+            begin(snap("v1")),
             snapshot_done("v1", "/snap/v1"),
             begin(Step::Hook {
                 command: "migrate".into(),
