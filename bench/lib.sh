@@ -43,24 +43,39 @@ touch_release() {
   chown "$NODE_USER:" "$WORK/project/assets/run.txt"
 }
 
-# floor IMAGE PORT OUT: the floor of a gap, measured RUNS times with plain Podman as the node
+# floor IMAGE PORT OUT [ARG...]: the floor of a gap, measured RUNS times with plain Podman as the node
 # user: `podman run` of IMAGE until its first 2xx on 127.0.0.1:PORT (OUT.start), and `podman stop`
 # of that running container (OUT.stop), in milliseconds, one figure a line.
 floor() {
   local image=$1 port=$2 out=$3 data=$WORK/floor-data
+  shift 3   # the rest: more `podman run` arguments (e.g. --init, --env)
   : > "$out.start"; : > "$out.stop"
   mkdir -p "$data"; chown "$NODE_USER:" "$data"
   for i in $(seq 1 "$RUNS"); do
     as_user podman rm -f -t 0 deploy-bench-floor >/dev/null 2>&1 || true
     t=$(ms)
     as_user podman run -d --rm --name deploy-bench-floor -p "127.0.0.1:$port:8080" \
-      -v "$data:/app/data" "$image" >/dev/null
+      -v "$data:/app/data" "$@" "$image" >/dev/null
     until curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; do sleep 0.005; done
     echo $(( $(ms) - t )) >> "$out.start"
     t=$(ms); as_user podman stop -t 10 deploy-bench-floor >/dev/null; echo $(( $(ms) - t )) >> "$out.stop"
   done
   paste -d' ' "$out.start" "$out.stop" | python3 -c 'import sys
 for l in sys.stdin: print(sum(int(x) for x in l.split()))' > "$out.sum"
+}
+
+# gap_parts JSON PREFIX: from a `--json` release or rollback's step events, the ms of the swap's
+# stop job, start job and health check, appended to PREFIX.stop, PREFIX.start, PREFIX.health.
+gap_parts() { python3 - "$1" "$2" <<'PY'
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+steps = [e for e in events if e.get("event") == "step"]
+def last(prefix):
+    ms = [e["ms"] for e in steps if e["step"].startswith(prefix)]
+    return ms[-1] if ms else 0
+for part, prefix in (("stop", "Stopping "), ("start", "Starting "), ("health", "Health check ")):
+    open(f"{sys.argv[2]}.{part}", "a").write(f"{last(prefix)}\n")
+PY
 }
 
 # ratio A B: A / B as 1.23.

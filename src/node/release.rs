@@ -234,7 +234,7 @@ impl Node<'_> {
         }
         self.ui
             .step(&format!("Syncing {v} and its image to disk"), || {
-                let store = podman::graph_root()?;
+                let store = podman::graph_root_cached(&self.home)?;
                 podman::sync_filesystems(&[target, &store])
             })
     }
