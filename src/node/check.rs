@@ -47,6 +47,22 @@ impl Node<'_> {
                 crate::node::replicate::litestream_bin().map(|_| ())
             });
         }
+        if self.config.backup == crate::config::Backup::Snapshot && self.layout.shared().is_dir() {
+            let method =
+                crate::node::snapshot::clone_method(&self.layout.shared(), &self.layout.releases());
+            self.ui.info(&format!(
+                "   snapshots in the gap: {}",
+                match method {
+                    crate::node::snapshot::Method::Clone => {
+                        "reflink clones (the gap does not grow with the database)"
+                    }
+                    crate::node::snapshot::Method::Copy => {
+                        "full copies, about 2 ms per MB in the gap (this file system has no \
+                         reflinks: XFS or btrfs would)"
+                    }
+                }
+            ));
+        }
         if let Some(said) = self.killed_at_stop() {
             self.ui.warn(&said);
         }

@@ -405,6 +405,7 @@ mod tests {
             manifest: Manifest {
                 kind: Kind::Left,
                 schemas,
+                method: None,
             },
         })
     }

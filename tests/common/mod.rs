@@ -115,6 +115,41 @@ impl SmallDisk {
     }
 }
 
+impl SmallDisk {
+    /// An XFS file system with reflinks (as RHEL's and Rocky's default is), on a loop file of
+    /// `mb` megabytes, mounted on `dir`.
+    pub fn xfs(dir: &std::path::Path, mb: u32) -> SmallDisk {
+        let made = as_user(Path::new("mkdir"), &["-p"], Path::new("/"))
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkdir -p {}", dir.display());
+        let image = PathBuf::from(format!(
+            "/tmp/deploy-tests/xfs-{}.img",
+            dir.file_name().unwrap().to_string_lossy()
+        ));
+        let _ = std::fs::remove_file(&image);
+        let sh = format!(
+            "truncate -s {mb}M {img} && mkfs.xfs -q -m reflink=1 {img} && mount -o loop {img} {dir}",
+            img = image.display(),
+            dir = dir.display()
+        );
+        let ok = Command::new("sh")
+            .args(["-c", &sh])
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok,
+            "an XFS with reflinks on {} (xfsprogs: scripts/test installs it)",
+            dir.display()
+        );
+        let n = node();
+        std::os::unix::fs::chown(dir, Some(n.uid), Some(n.gid)).unwrap();
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")

@@ -108,9 +108,10 @@ impl<'a> NodeEffects<'a> {
         };
         let t = snapshot::take(&l.shared(), &dir, &stamp, kind)?;
         self.node.ui.detail(&format!(
-            "   {} database(s), {} KiB, in {}",
+            "   {} database(s), {} KiB, {}, in {}",
             t.databases,
             t.bytes.div_ceil(1024),
+            t.method.map(|m| m.as_str()).unwrap_or("nothing to copy"),
             t.dir.display()
         ));
         Ok(t.dir)
