@@ -25,6 +25,7 @@ median() { python3 -c 'import statistics,sys; xs=[int(l) for l in open(sys.argv[
 # prepare_project [EXTRA_YAML]: a fresh project and a fresh app directory, set up.
 prepare_project() {
   as_user systemctl --user stop "$UNIT" bench-app_prod.socket bench-app.service 2>/dev/null || true
+  umount "$HOME_DIR/bench/bench-app" 2>/dev/null || true
   rm -rf "$WORK/project" "$HOME_DIR/bench/bench-app" && mkdir -p "$WORK/project/dist"
   cp -r examples/app/Containerfile examples/app/assets "$WORK/project/"
   cp examples/app/dist/example-app "$WORK/project/dist/"
@@ -34,7 +35,17 @@ prepare_project() {
     | awk '/^traefik:/ {skip=1; next} /^[a-z]/ {skip=0} !skip' > "$WORK/project/deploy.yaml"
   printf '%s' "${1:-}" >> "$WORK/project/deploy.yaml"
   chown -R "$NODE_USER:" "$WORK"
+  [ "${FS:-}" != xfs ] || xfs_app_dir
   as_user "$BIN" -q setup prod
+}
+
+# xfs_app_dir: the bench app's directory on a fresh XFS with reflinks (a loop file of XFS_MB,
+# default 6000), as RHEL's and Rocky's default file system is (FS=xfs).
+xfs_app_dir() {
+  local d=$HOME_DIR/bench/bench-app img=$WORK/app-xfs.img
+  command -v mkfs.xfs >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xfsprogs >/dev/null
+  mkdir -p "$d"; rm -f "$img"; truncate -s "${XFS_MB:-6000}M" "$img"
+  mkfs.xfs -q -f -m reflink=1 "$img"; mount -o loop "$img" "$d"; chown "$NODE_USER:" "$d" "$HOME_DIR/bench"
 }
 
 # touch_release N: changes one asset, so that every release differs from the one before.
