@@ -80,15 +80,26 @@ pub fn point(step: &str) {
     let Ok(spec) = std::env::var("DEPLOY_TEST_HOOK") else {
         return;
     };
+    // `kill@after-stop#2`: at the second time this run reaches the point (a put-back's stop).
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let nth = {
+        let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        seen.push(step.to_string());
+        seen.iter().filter(|s| *s == step).count()
+    };
+    let here = |at: &str| match at.split_once('#') {
+        Some((point, n)) => point == step && n.parse() == Ok(nth),
+        None => at == step,
+    };
     for part in spec.split(',') {
         match part.split_once('@') {
-            Some(("kill", at)) if at == step => {
+            Some(("kill", at)) if here(at) => {
                 let _ = std::process::Command::new("kill")
                     .args(["-KILL", &std::process::id().to_string()])
                     .status();
                 std::thread::sleep(std::time::Duration::from_secs(60));
             }
-            Some(("sleep", at)) if at == step => {
+            Some(("sleep", at)) if here(at) => {
                 std::thread::sleep(std::time::Duration::from_secs(2));
             }
             _ => {}

@@ -114,9 +114,27 @@ fn assert_node_consistent(p: &Project) {
         );
     }
     let state = std::fs::read_to_string(root.join(".deploy/state.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&state)
+        .unwrap_or_else(|e| panic!("the state is not whole JSON ({e}): {state}"));
     assert!(
-        state.trim_end().ends_with('}') && state.contains("\"releases\""),
-        "state intact: {state}"
+        parsed["releases"].is_object() && parsed["releases"].get(&current).is_some(),
+        "the state knows the live release {current}: {state}"
+    );
+}
+
+/// The journal a run killed at `point` (`after-<step>`) left names that step as its last one
+/// done: the kill happened where it was meant to.
+#[track_caller]
+fn journal_ends_at(p: &Project, point: &str) {
+    let Some(step) = point.strip_prefix("after-") else {
+        return;
+    };
+    let journal = std::fs::read_to_string(p.root().join(".deploy/swap.journal"))
+        .unwrap_or_else(|e| panic!("{point}: no journal left by the killed run ({e})"));
+    let last = journal.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("{{\"t\":\"done\",\"step\":\"{step}\"")),
+        "{point}: the journal's last entry is {last}"
     );
 }
 
@@ -148,6 +166,7 @@ fn sigkill_of_the_node_side_run_at_every_step_then_the_next_release_recovers() {
         assert_node_consistent(&p);
         let in_swap = !["after-upload", "after-build"].contains(&point.as_str());
         if in_swap {
+            journal_ends_at(&p, point);
             let status = p.deploy(&["status"]).ok().stdout;
             assert!(status.contains("was interrupted"), "{point}: {status}");
         }
@@ -599,4 +618,59 @@ fn a_recovery_that_cannot_succeed_is_replaced_by_a_release_not_a_dead_end() {
                 .starts_with("swap.journal.abandoned-")
         });
     assert!(aside, "the abandoned journal is kept aside for a look");
+}
+
+#[test]
+fn a_run_killed_in_its_put_back_is_put_right_by_the_server() {
+    let p = Project::new("t-killback", 18354, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    for _ in 0..3 {
+        p.body("/");
+    }
+    // v2 fails its health check; the put-back's stop (the second stop of the run) is where the
+    // run dies.
+    p.write("assets/fail-health", "");
+    // The server's recovery waits until the journal was read here, then is let go.
+    p.without_server_recovery();
+    let r = p.deploy_env(
+        &[("DEPLOY_TEST_HOOK", "kill@after-stop#2")],
+        &["release", "v2"],
+    );
+    assert_ne!(r.code, 0);
+    r.says("died (signal 9");
+    // It died in the put-back, after its stop: the journal says so.
+    let journal =
+        std::fs::read_to_string(p.root().join(".deploy/swap.journal")).unwrap_or_default();
+    assert!(journal.contains("\"kind\":\"put-back\""), "{journal}");
+    assert!(
+        journal
+            .trim_end()
+            .ends_with("{\"t\":\"done\",\"step\":\"stop\"}"),
+        "{journal}"
+    );
+    p.user(
+        "systemctl",
+        &["--user", "start", "t-killback_test_recover.path"],
+    )
+    .ok();
+    // No command: the server's own recovery puts v1 back on its data.
+    let t = Instant::now();
+    loop {
+        let settled = !p.root().join(".deploy/swap.journal").exists();
+        if settled
+            && p.get("/")
+                .is_ok_and(|(s, b)| s == 200 && b.starts_with("example-app v1 "))
+        {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "v1 is not back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_node_consistent(&p);
+    assert_eq!(
+        p.body("/hits"),
+        "4\n",
+        "v1's rows, one more for the check above"
+    );
 }
