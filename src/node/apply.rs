@@ -72,6 +72,14 @@ impl Node<'_> {
         unit::RunSettings::of(&self.unit_spec())
     }
 
+    /// The health check `version` was made with (its release.env), else this config's.
+    pub(crate) fn release_health(&self, version: &str) -> crate::config::Health {
+        std::fs::read_to_string(self.layout.release_env(version))
+            .ok()
+            .and_then(|t| unit::health_of(&t))
+            .unwrap_or_else(|| self.config.health.clone())
+    }
+
     /// Releases made before releases carried their run settings get them once: what the
     /// environment's unit ran them with (this config's), so a rollback to one runs as before.
     pub(crate) fn complete_release_envs(&self) -> Result<()> {

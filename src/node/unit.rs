@@ -38,6 +38,8 @@ pub struct UnitSpec {
     pub max_stop_timeout: u64,
     /// `--init`: the app under catatonit as PID 1.
     pub init: bool,
+    /// The health check (path, timeout and interval in ms): kept with each release.
+    pub health: (String, u64, u64),
 }
 
 /// How a release runs, written into its own `release.env` and read by the unit through
@@ -50,6 +52,8 @@ pub struct RunSettings {
     pub args: Vec<String>,
     pub container_port: u16,
     pub stop_timeout: u64,
+    /// Its health check: the path, and the timeout and interval in milliseconds.
+    pub health: (String, u64, u64),
 }
 
 impl RunSettings {
@@ -68,18 +72,41 @@ impl RunSettings {
             args,
             container_port: spec.container_port,
             stop_timeout: spec.stop_timeout,
+            health: spec.health.clone(),
         }
     }
 
     /// Its lines of `release.env`.
     fn lines(&self) -> String {
+        let (path, timeout, interval) = &self.health;
         format!(
-            "{ARGS_KEY}{}\nDEPLOY_CONTAINER_PORT={}\nDEPLOY_STOP_TIMEOUT={}\n",
+            "{ARGS_KEY}{}\nDEPLOY_CONTAINER_PORT={}\nDEPLOY_STOP_TIMEOUT={}\n\
+             DEPLOY_HEALTH_PATH={path}\nDEPLOY_HEALTH_TIMEOUT_MS={timeout}\n\
+             DEPLOY_HEALTH_INTERVAL_MS={interval}\n",
             self.args.join(" "),
             self.container_port,
             self.stop_timeout
         )
     }
+}
+
+/// The health check a release was made with, from its `release.env`: `None` for one made
+/// before releases kept it (the environment's then). Pure.
+pub fn health_of(release_env: &str) -> Option<crate::config::Health> {
+    let get = |key: &str| {
+        release_env
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_string)
+    };
+    let ms = |key: &str| -> Option<std::time::Duration> {
+        get(key)?.parse().ok().map(std::time::Duration::from_millis)
+    };
+    Some(crate::config::Health {
+        path: get("DEPLOY_HEALTH_PATH")?,
+        timeout: ms("DEPLOY_HEALTH_TIMEOUT_MS")?,
+        interval: ms("DEPLOY_HEALTH_INTERVAL_MS")?,
+    })
 }
 
 /// The line of `release.env` that holds a release's podman arguments; a release made before
@@ -287,6 +314,11 @@ impl UnitSpec {
             stop_timeout: config.container.stop_timeout.as_secs().max(1),
             max_stop_timeout: crate::config::MAX_STOP_TIMEOUT.as_secs(),
             init: config.container.init,
+            health: (
+                config.health.path.clone(),
+                config.health.timeout.as_millis() as u64,
+                config.health.interval.as_millis() as u64,
+            ),
         }
     }
 }
@@ -387,7 +419,13 @@ mod tests {
         assert!(e.contains(&format!(
             "\n{ARGS_KEY}--init --env-file /srv/shop/shared/.env "
         )));
-        assert!(e.ends_with("\nDEPLOY_CONTAINER_PORT=8080\nDEPLOY_STOP_TIMEOUT=10\n"));
+        assert!(e.contains("\nDEPLOY_CONTAINER_PORT=8080\nDEPLOY_STOP_TIMEOUT=10\n"));
+        let h = health_of(&e).unwrap();
+        assert_eq!(
+            (h.path.as_str(), h.timeout.as_secs(), h.interval.as_millis()),
+            ("/healthz", 30, 250)
+        );
+        assert!(health_of("DEPLOY_VERSION=v1\n").is_none());
         let vars = "/srv/shop/current/.deploy/env";
         let e = release_env("shop", "v2", "localhost/shop:v2", Some(vars), &run);
         assert!(e.contains("\nDEPLOY_ENV_FILE=/srv/shop/current/.deploy/env\n"));

@@ -117,8 +117,9 @@ impl<'a> NodeEffects<'a> {
         Ok(t.dir)
     }
 
-    fn health(&self) -> Result<()> {
-        let h = &self.node.config.health;
+    /// The health check of the release `mv` makes live, with that release's own settings.
+    fn health(&self, mv: &Move) -> Result<()> {
+        let h = &self.node.release_health(mv.target());
         let url = health::url(self.node.env.port, &h.path);
         health::wait_healthy(&url, h.timeout, h.interval, || {
             let s = self.systemd.state(&self.unit)?;
@@ -198,7 +199,7 @@ impl<'a> NodeEffects<'a> {
                 self.retried = node.start_unit(self.systemd, &self.unit)?;
                 Ok(())
             }
-            Step::Health => self.health(),
+            Step::Health => self.health(mv),
             Step::LeaveGap => match &self.router {
                 Some(r) if !self.unprotected => node.leave_gap(r),
                 _ => Ok(()),
