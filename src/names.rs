@@ -122,6 +122,15 @@ impl Names {
         format!("{}_recover.service", self.base)
     }
 
+    /// The timer of `verify.schedule`, and the service it starts.
+    pub fn verify_timer(&self) -> String {
+        format!("{}_verify.timer", self.base)
+    }
+
+    pub fn verify_service(&self) -> String {
+        format!("{}_verify.service", self.base)
+    }
+
     pub fn replication_unit(&self) -> String {
         format!("{}_litestream.service", self.base)
     }

@@ -94,3 +94,41 @@ fn verify_fails_on_a_replica_overwritten_with_garbage() {
         r.stderr
     );
 }
+
+#[test]
+fn verify_runs_on_its_timer_and_status_shows_it() {
+    let p = Project::new("t-verifytimer", 18534, Options::default());
+    let dir = p.file_replica();
+    p.add_to_config(&format!(
+        "replicate:\n  url: file://{}\nverify:\n  schedule: \"*:*:0/3\"\n",
+        dir.display()
+    ));
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    for _ in 0..3 {
+        p.body("/");
+    }
+    let t = std::time::Instant::now();
+    loop {
+        let status = p.deploy(&["status"]).ok().stdout;
+        if status.contains("verify:       passed at ") {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(40),
+            "the timer never verified: {status}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // The schedule gone from the config, the next release removes its timer.
+    let config = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    p.write(
+        "deploy.yaml",
+        &config.replace("verify:\n  schedule: \"*:*:0/3\"\n", ""),
+    );
+    p.deploy(&["release", "v2"]).ok();
+    let timer = common::node()
+        .home
+        .join(".config/systemd/user/t-verifytimer_test_verify.timer");
+    assert!(!timer.exists(), "the timer is gone");
+}

@@ -47,6 +47,11 @@ impl Node<'_> {
                 crate::node::replicate::litestream_bin().map(|_| ())
             });
         }
+        if let Some(schedule) = &self.config.verify.schedule {
+            check("Checking verify.schedule", &|| {
+                crate::sys::systemd::check_calendar(schedule)
+            });
+        }
         if self.config.backup == crate::config::Backup::Snapshot && self.layout.shared().is_dir() {
             let method =
                 crate::node::snapshot::clone_method(&self.layout.shared(), &self.layout.releases());

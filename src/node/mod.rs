@@ -294,6 +294,7 @@ impl<'a> Node<'a> {
             "Installing the recovery of a swap whose process dies",
             || self.install_recovery(&systemd),
         )?;
+        self.sync_verify_timer(&systemd)?;
         self.ui.step("Checking rsync", upload::check_rsync)?;
         self.check_podman()?;
         self.setup_storage(&systemd, reset_storage)?;

@@ -366,6 +366,7 @@ impl Node<'_> {
         signals::check("the swap")?;
         self.apply_environment(&run.systemd)?;
         self.install_recovery(&run.systemd)?;
+        self.sync_verify_timer(&run.systemd)?;
         self.check_port(&run.systemd, self.env.port, &self.unit_name())?;
         self.warn_readable_shared_files();
         let snapshots = self.config.backup == Backup::Snapshot;

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+const TIMER: &str = include_str!("../../units/verify.timer");
+const SERVICE: &str = include_str!("../../units/verify.service");
+
 /// Where the last verification's result is kept, in `.deploy/`.
 const RESULT_FILE: &str = "verify.json";
 
@@ -89,6 +92,53 @@ fn last_write(db: &Path) -> Option<SystemTime> {
 }
 
 impl Node<'_> {
+    /// With `verify.schedule` (and `replicate:`), its user timer and service, written and
+    /// started when they changed; without, removed. Run by setup and every release.
+    pub(crate) fn sync_verify_timer(&self, systemd: &crate::sys::systemd::Systemd) -> Result<()> {
+        let names = self.names();
+        let (timer, service) = (names.verify_timer(), names.verify_service());
+        let dir = self.user_unit_dir();
+        let schedule = self
+            .config
+            .verify
+            .schedule
+            .as_ref()
+            .filter(|_| self.config.replicate.is_some());
+        let Some(schedule) = schedule else {
+            if dir.join(&timer).exists() {
+                systemd.remove_unit(&dir, &timer, Duration::from_secs(10))?;
+                systemd.remove_unit(&dir, &service, Duration::from_secs(60))?;
+            }
+            return Ok(());
+        };
+        crate::sys::systemd::check_calendar(schedule)
+            .context("verify.schedule is not a calendar expression systemd takes")?;
+        self.keep_for_server()?;
+        let ctx = minijinja::context! {
+            app => &self.config.app,
+            env => &self.env_name,
+            schedule => crate::template::systemd_escape(schedule),
+            bin => self.kept_bin().display().to_string(),
+            config => self.kept_config().display().to_string(),
+        };
+        let service_text = crate::template::render("verify.service", SERVICE, &ctx)?;
+        let timer_text = crate::template::render("verify.timer", TIMER, &ctx)?;
+        let same = |name: &str, text: &str| {
+            std::fs::read_to_string(dir.join(name)).ok().as_deref() == Some(text)
+        };
+        if !same(&service, &service_text) {
+            fsx::ensure_dir(&dir, 0o755)?;
+            fsx::write_atomic(&dir.join(&service), service_text.as_bytes(), 0o644)?;
+            systemd.reload()?;
+        }
+        let enabled = dir.join("timers.target.wants").join(&timer).exists();
+        if !same(&timer, &timer_text) || !enabled {
+            systemd.install_unit(&dir, &timer, &timer_text)?;
+            systemd.restart(&timer, Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
     /// The last verification, if any.
     pub(crate) fn last_verification(&self) -> Option<Verification> {
         let text = std::fs::read_to_string(self.layout.meta().join(RESULT_FILE)).ok()?;

@@ -306,3 +306,21 @@ pub fn user_unit_dir(home: &std::path::Path) -> std::path::PathBuf {
         .unwrap_or_else(|| home.join(".config"))
         .join("systemd/user")
 }
+
+/// Whether systemd takes `expr` as a calendar expression (`OnCalendar=`): asked of
+/// `systemd-analyze calendar` on this machine (the server's systemd, which will run the timer).
+pub fn check_calendar(expr: &str) -> Result<()> {
+    let out = duct::cmd!("systemd-analyze", "calendar", expr)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run systemd-analyze")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "`{expr}`: {} (e.g. daily, hourly, *-*-* 04:00, *:0/15)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}

@@ -703,6 +703,8 @@ impl Project {
             format!("{names}_litestream.service"),
             format!("{names}_recover.path"),
             format!("{names}_recover.service"),
+            format!("{names}_verify.timer"),
+            format!("{names}_verify.service"),
         ] {
             let _ = self.user("systemctl", &["--user", "stop", &unit]);
             let _ = self.user("systemctl", &["--user", "disable", &unit]);
