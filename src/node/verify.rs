@@ -120,6 +120,8 @@ impl Node<'_> {
             schedule => crate::template::systemd_escape(schedule),
             bin => self.kept_bin().display().to_string(),
             config => self.kept_config().display().to_string(),
+            shared_env => self.layout.shared().join(".env").display().to_string(),
+            release_vars => self.unit_spec().current_vars(),
         };
         let service_text = crate::template::render("verify.service", SERVICE, &ctx)?;
         let timer_text = crate::template::render("verify.timer", TIMER, &ctx)?;
