@@ -17,20 +17,14 @@ fn remote(app: &str, port: u16) -> Project {
     )
 }
 
-/// `   1.2 MB sent` -> bytes (roughly).
+/// `   1.2 MB sent (1234567 bytes)` -> rsync's exact count of bytes sent.
 fn sent(stderr: &str) -> f64 {
     let line = stderr
         .lines()
-        .find(|l| l.trim_end().ends_with(" sent"))
+        .find(|l| l.trim_end().ends_with(" bytes)") && l.contains(" sent ("))
         .unwrap_or_else(|| panic!("no `sent` line: {stderr}"));
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let n: f64 = words[0].parse().unwrap();
-    n * match words[1] {
-        "B" => 1.0,
-        "KB" => 1024.0,
-        "MB" => 1024.0 * 1024.0,
-        u => panic!("unit {u}"),
-    }
+    let exact = line.rsplit_once(" sent (").unwrap().1;
+    exact.trim_end_matches(" bytes)").parse().unwrap()
 }
 
 #[test]

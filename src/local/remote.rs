@@ -626,7 +626,8 @@ exit "${{rc:-1}}"
         match uploaded {
             Ok(stats) => {
                 if let Some(n) = crate::sys::ssh::bytes_sent(&stats) {
-                    self.ui.info(&format!("   {} sent", fmt_bytes(n)));
+                    self.ui
+                        .info(&format!("   {} sent ({n} bytes)", fmt_bytes(n)));
                 }
             }
             Err(e) => {
