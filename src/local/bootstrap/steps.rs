@@ -444,8 +444,10 @@ pub fn manager_step(user: &str, server: &Server) -> Step {
     let check = r#"s=$(as_user systemctl --user is-system-running 2>/dev/null)
 [ -n "$U" ] && { [ "$s" = running ] || [ "$s" = degraded ]; }
 "#;
+    // `|| true`: under `set -e` a failing command substitution in an assignment would end
+    // the script at the first look.
     let wait = r#"for _ in $(seq 1 100); do
-  s=$(as_user systemctl --user is-system-running 2>/dev/null)
+  s=$(as_user systemctl --user is-system-running 2>/dev/null) || true
   { [ "$s" = running ] || [ "$s" = degraded ]; } && exit 0
   sleep 0.1
 done
