@@ -314,17 +314,17 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
     // The bootstrap of a user that does not exist yet.
     let (_, stderr) = ok(deploy(&dir, &boot));
     for said in [
-        &format!("Creating the user {USER} ... ok"),
-        &format!("Authorizing the key ssh-ed25519 bootstrap-test for {USER} ... ok"),
-        "does not survive a reboot",
-        &format!("rootless Podman 4."),
-        ", storage: overlay",
-        &format!("Logging in as {USER}@127.0.0.1 ... ok"),
-        "Then: deploy setup test",
-        "Installing deploy",
-        "is bootstrapped",
+        format!("Creating the user {USER} ... ok"),
+        format!("Authorizing the key ssh-ed25519 bootstrap-test for {USER} ... ok"),
+        "does not survive a reboot".into(),
+        "rootless Podman 4.".into(),
+        ", storage: overlay".into(),
+        format!("Logging in as {USER}@127.0.0.1 ... ok"),
+        "Then: deploy setup test".into(),
+        "Installing deploy".into(),
+        "is bootstrapped".into(),
     ] {
-        assert!(stderr.contains(said), "lacks {said:?}:\n{stderr}");
+        assert!(stderr.contains(&said), "lacks {said:?}:\n{stderr}");
     }
     let uid = id_of("-u").expect("the user exists");
     // Its subordinate range is its own: no overlap with any other.
