@@ -402,6 +402,16 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
     for line in step_lines(&stderr) {
         assert!(line.ends_with("ok, already"), "{line}\n{stderr}");
     }
+    // --json: one event per line, none a plan.
+    let (stdout, _) = ok(deploy(
+        &dir,
+        &[&boot[..], &["--dry-run", "--json"]].concat(),
+    ));
+    for line in stdout.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_ne!(event["event"], "plan", "{line}");
+    }
+    assert!(stdout.contains("\"outcome\":\"already\""), "{stdout}");
     // The app kept serving through both.
     let body = get_app();
     assert!(body.starts_with("example-app v1"), "{body}");

@@ -89,11 +89,18 @@ pub fn run(cli: &Cli, a: &BootstrapArgs, ui: Ui) -> Result<()> {
     }
     say_what_is_left_to_the_admin(&facts, &loaded, ui);
     if a.dry_run {
-        println!(
-            "# then, from here: a login as {user} (ssh {}), and `deploy setup {env_name}`",
+        let then = format!(
+            "then, from here: a login as {user} (ssh {}), and `deploy setup {env_name}`",
             target.destination
         );
-        println!("Dry run: nothing was changed.");
+        if ui.json {
+            ui.done(
+                &format!("Dry run: nothing was changed ({then})"),
+                serde_json::json!({"action": "bootstrap", "dry_run": true, "would_change": changed}),
+            );
+        } else {
+            println!("# {then}\nDry run: nothing was changed.");
+        }
         return Ok(());
     }
     if changed == 0 {

@@ -79,31 +79,49 @@ impl RootSession {
         }
     }
 
+    /// `--dry-run`: a step's commands on stdout (one `plan` event with `--json`).
+    fn print_plan(&self, step: &Step, detail: &str, ui: Ui) {
+        if ui.json {
+            let event = serde_json::json!({"event": "plan", "step": step.name, "detail": detail,
+                "commands": step.apply, "sudo": self.sudo,
+                "stdin": step.input.as_ref().map(|p| p.display().to_string())});
+            println!("{event}");
+            return;
+        }
+        ui.info(&format!("-> {} ... would run (below)", step.name));
+        println!(
+            "# {}{}",
+            step.name,
+            if self.sudo { " (through sudo -n)" } else { "" }
+        );
+        if !detail.is_empty() {
+            println!("# ({detail})");
+        }
+        if let Some(input) = &step.input {
+            println!("# (its stdin: {})", input.display());
+        }
+        println!("{}", step.apply.trim_end());
+    }
+
     /// Runs one step: its check, then (when not so already) its commands and the check again;
     /// with `dry_run` the commands are printed instead.
     pub fn step(&self, step: &Step, dry_run: bool, ui: Ui) -> Result<Outcome> {
         let checked = self.run(&step.check)?;
         let detail = String::from_utf8_lossy(&checked.stdout).trim().to_string();
         let outcome = if checked.status.success() {
-            ui.info(&format!("-> {} ... ok, already", step.name));
-            if !detail.is_empty() {
-                ui.info(&format!("   {detail}"));
+            if ui.json {
+                let event = serde_json::json!({"event": "step", "step": step.name,
+                    "outcome": "already", "detail": detail});
+                println!("{event}");
+            } else {
+                ui.info(&format!("-> {} ... ok, already", step.name));
+                if !detail.is_empty() {
+                    ui.info(&format!("   {detail}"));
+                }
             }
             Outcome::Already
         } else if dry_run {
-            ui.info(&format!("-> {} ... would run (below)", step.name));
-            println!(
-                "# {}{}",
-                step.name,
-                if self.sudo { " (through sudo -n)" } else { "" }
-            );
-            if !detail.is_empty() {
-                println!("# ({detail})");
-            }
-            if let Some(input) = &step.input {
-                println!("# (its stdin: {})", input.display());
-            }
-            println!("{}", step.apply.trim_end());
+            self.print_plan(step, &detail, ui);
             Outcome::WouldChange
         } else {
             ui.step(&step.name, || {
