@@ -65,13 +65,9 @@ fn pids_of(uid: u32) -> Vec<String> {
     text(&out).0.split_whitespace().map(String::from).collect()
 }
 
-/// Removes the bootstrapped user and everything of it: its containers, its manager and the
-/// processes it started (each by its id), its account and home, its runtime directory, its
-/// cgroups and lingering file.
-fn remove_user() {
-    let Some(uid) = id_of("-u") else {
-        return;
-    };
+/// Stops everything of the user, as a reboot would: its containers removed, its manager
+/// exited, the processes left (Podman's pause process) killed, each by its id.
+fn stop_user_world(uid: u32) {
     let _ = run(&mut as_boot_user(&[
         "podman", "rm", "--force", "--all", "--time", "0",
     ]));
@@ -90,6 +86,16 @@ fn remove_user() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Removes the bootstrapped user and everything of it: its containers, its manager and the
+/// processes it started (each by its id), its account and home, its runtime directory, its
+/// cgroups and lingering file.
+fn remove_user() {
+    let Some(uid) = id_of("-u") else {
+        return;
+    };
+    stop_user_world(uid);
     let removed = run(Command::new("userdel").args(["-r", USER]));
     assert!(
         removed.status.success() || id_of("-u").is_none(),
@@ -233,20 +239,23 @@ fn deploy(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir))
 }
 
-/// The app's answer to GET /.
-fn get_app() -> String {
+/// The app's answer to GET /, if it answers.
+fn get_app_once() -> Option<String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .proxy(None)
         .timeout_global(Some(Duration::from_secs(15)))
         .build()
         .into();
-    agent
+    let mut r = agent
         .get(format!("http://127.0.0.1:{APP_PORT}/"))
         .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap()
+        .ok()?;
+    r.body_mut().read_to_string().ok()
+}
+
+/// The app's answer to GET /.
+fn get_app() -> String {
+    get_app_once().expect("the app answers")
 }
 
 /// Everything the test made goes, whatever happened: the app, the user, the sshd.
@@ -415,5 +424,51 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
     // The app kept serving through both.
     let body = get_app();
     assert!(body.starts_with("example-app v1"), "{body}");
+
+    // A reboot of the user's world (where PID 1 is not systemd its manager does not come
+    // back by itself), and a user with no subordinate ids (made before, or by a useradd that
+    // gives none): bootstrap again starts the manager, which starts the app, and adds the
+    // next free range, in both files, overlapping none.
+    stop_user_world(uid);
+    let own = subuid_ranges().into_iter().find(|r| r.0 == USER).unwrap();
+    let range = format!("{}-{}", own.1, own.1 + own.2 - 1);
+    ok(run(Command::new("usermod").args([
+        "--del-subuids",
+        &range,
+        "--del-subgids",
+        &range,
+        USER,
+    ])));
+    let (_, stderr) = ok(deploy(&dir, &boot));
+    for said in [
+        format!("Giving {USER} subordinate uids and gids (rootless Podman) ... ok ("),
+        format!("Starting {USER}'s systemd user manager and its D-Bus bus ... ok ("),
+    ] {
+        assert!(stderr.contains(&said), "lacks {said:?}:\n{stderr}");
+    }
+    let t = Instant::now();
+    while !get_app_once().is_some_and(|b| b.starts_with("example-app v1")) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the app did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ranges = subuid_ranges();
+    let own = ranges
+        .iter()
+        .find(|r| r.0 == USER)
+        .expect("a new subuid range");
+    for other in ranges.iter().filter(|r| r.0 != USER) {
+        assert!(
+            own.1 + own.2 <= other.1 || other.1 + other.2 <= own.1,
+            "{own:?} overlaps {other:?}"
+        );
+    }
+    let subgid = std::fs::read_to_string("/etc/subgid").unwrap();
+    assert!(
+        subgid.contains(&format!("{USER}:{}:{}", own.1, own.2)),
+        "{subgid}"
+    );
     drop(sshd);
 }

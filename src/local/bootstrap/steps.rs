@@ -224,7 +224,8 @@ pub fn packages_check(family: Family, packages: &[&str]) -> String {
         Family::Apt => {
             r#"dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed""#
         }
-        Family::Dnf => r#"rpm -q "$p" >/dev/null 2>&1"#,
+        // By what packages provide: on EL9 `catatonit` is podman-catatonit's.
+        Family::Dnf => r#"rpm -q --whatprovides "$p" >/dev/null 2>&1"#,
     };
     format!(
         "missing=''\nfor p in {}; do\n  {query} || missing=\"$missing $p\"\ndone\n\
@@ -334,6 +335,10 @@ min=$(def SUB_UID_MIN 100000); max=$(def SUB_UID_MAX 600100000); count=$(def SUB
 start=$(cat /etc/subuid /etc/subgid 2>/dev/null | awk -F: -v m="$min" '$3 > 0 { e = $2 + $3; if (e > m) m = e } END { print m }')
 end=$((start + count - 1))
 [ "$end" -le "$max" ] || { echo "no free subordinate range below SUB_UID_MAX ($max) in /etc/login.defs" >&2; exit 1; }
+if pgrep -u "$U" >/dev/null 2>&1; then
+  echo "usermod gives no subordinate ids to a user whose processes run: stop $u's processes (as root: loginctl terminate-user $u, or kill them) and run deploy bootstrap again" >&2
+  exit 1
+fi
 grep -q "^$u:" /etc/subuid 2>/dev/null || usermod --add-subuids "$start-$end" "$u"
 grep -q "^$u:" /etc/subgid 2>/dev/null || usermod --add-subgids "$start-$end" "$u"
 "#,
@@ -616,7 +621,11 @@ mod tests {
             step.apply,
             "set -e\ndnf install -y -q podman rsync catatonit sqlite shadow-utils slirp4netns dbus\n"
         );
-        assert!(step.check.contains("rpm -q \"$p\""), "{}", step.check);
+        assert!(
+            step.check.contains("rpm -q --whatprovides \"$p\""),
+            "{}",
+            step.check
+        );
         assert!(step
             .check
             .contains("for p in podman rsync catatonit sqlite shadow-utils slirp4netns dbus;"));
