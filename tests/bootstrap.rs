@@ -305,8 +305,22 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
     let key = sshd.file("client_ed25519.pub");
     let boot = ["bootstrap", "--root", &root, "--key", &key];
 
-    // --dry-run: every command it would run, and nothing done.
-    let (stdout, stderr) = ok(deploy(&dir, &[&boot[..], &["--dry-run"]].concat()));
+    // A binary to upload that is no program stops it before anything changes.
+    let config = dir.join("deploy.yaml").display().to_string();
+    let out = deploy(&dir, &[&boot[..], &["--traefik-bin", &config]].concat());
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("is not a Linux program"), "{stderr}");
+    assert_eq!(id_of("-u"), None, "a refused bootstrap made the user");
+
+    // --dry-run: every command it would run (an upload too), and nothing done.
+    let dry = [&boot[..], &["--dry-run", "--traefik-bin", "/bin/true"]].concat();
+    let (stdout, stderr) = ok(deploy(&dir, &dry));
+    assert!(stdout.contains("# (its stdin: /bin/true)"), "{stdout}");
+    assert!(
+        stdout.contains("mv -f \"$t\" /usr/local/bin/traefik"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("useradd -m -s /bin/bash \"$u\""),
         "{stdout}"
