@@ -52,6 +52,9 @@ pub struct Cli {
 pub enum Command {
     /// Prepare the node: directories, shared files, the app's systemd user unit.
     Setup(SetupArgs),
+    /// Make a fresh server a node, over SSH as root: packages, the deploy user (subordinate
+    /// ids, lingering, its systemd manager), rootless Podman on overlay, your key; then setup.
+    Bootstrap(crate::local::bootstrap::BootstrapArgs),
     /// Print a completion script: `deploy completions bash > /etc/bash_completion.d/deploy`.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): `deploy man > deploy.1`.
@@ -312,6 +315,8 @@ macro_rules! no_node_commands {
             | $crate::cli::Command::Config(_)
             | $crate::cli::Command::Completions { .. }
             | $crate::cli::Command::Man
+            // Reaches its server itself (as root), then runs `deploy setup`.
+            | $crate::cli::Command::Bootstrap(_)
     };
 }
 

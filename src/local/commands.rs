@@ -32,6 +32,7 @@ pub fn run(mut cli: Cli) -> Result<()> {
             return Ok(());
         }
         Command::Init => return crate::local::init::run(file, ui),
+        Command::Bootstrap(a) => return crate::local::bootstrap::run(&cli, a, ui),
         Command::TestPoints => {
             crate::signals::MIGRATE_STEPS
                 .iter()

@@ -66,7 +66,7 @@ for d in "$R"/releases/.incoming-*; do [ -d "$d" ] && echo "incoming=${{d##*/}}"
 u=$(id -un)
 command -v podman >/dev/null 2>&1 || echo "lack=podman is not installed: as root, apt-get install podman"
 command -v rsync >/dev/null 2>&1 || echo "lack=rsync is not installed: as root, apt-get install rsync"
-grep -q "^$u:" /etc/subuid 2>/dev/null && grep -q "^$u:" /etc/subgid 2>/dev/null || echo "lack=$u has no subordinate ids for rootless Podman: as root, usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $u"
+grep -q "^$u:" /etc/subuid 2>/dev/null && grep -q "^$u:" /etc/subgid 2>/dev/null || echo "lack=$u has no subordinate ids for rootless Podman: as root, usermod --add-subuids FIRST-LAST --add-subgids FIRST-LAST $u with 65536 ids that no line of /etc/subuid or /etc/subgid uses yet (deploy bootstrap --root root@HOST picks them)"
 if command -v loginctl >/dev/null 2>&1 && [ "$(loginctl show-user "$u" -p Linger --value 2>/dev/null)" = no ]; then
   echo "lack=lingering is off for $u, so its apps stop when it logs out: as root, loginctl enable-linger $u"
 fi

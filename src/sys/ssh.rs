@@ -116,6 +116,13 @@ pub fn sh_join<S: AsRef<str>>(words: &[S]) -> String {
         .join(" ")
 }
 
+/// A remote script with `XDG_RUNTIME_DIR` set to the user's runtime directory first: a login
+/// without a PAM session that sets it (a new user's, some sshd configs) still reaches its
+/// systemd user manager and rootless Podman. Pure.
+pub fn with_runtime_dir(script: &str) -> String {
+    format!("XDG_RUNTIME_DIR=/run/user/$(id -u); export XDG_RUNTIME_DIR\n{script}")
+}
+
 pub struct Ssh {
     pub destination: String,
     port: Option<u16>,
@@ -262,7 +269,11 @@ impl Ssh {
             args.push("-t".into());
         }
         args.extend(self.destination_args());
-        args.extend(["sh".into(), "-c".into(), sh_quote(script)]);
+        args.extend([
+            "sh".into(),
+            "-c".into(),
+            sh_quote(&with_runtime_dir(script)),
+        ]);
         args
     }
 
@@ -299,6 +310,23 @@ impl Ssh {
             .stderr_capture()
             .run()
             .context("cannot run ssh: install the OpenSSH client")?;
+        if out.status.code() == Some(255) {
+            return Err(self.unreachable(&String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(out)
+    }
+
+    /// Runs a shell script on the node with a local file as its stdin (an upload that needs
+    /// no rsync there), and captures what it prints.
+    pub fn capture_with_input(&self, script: &str, input: &Path) -> Result<Output> {
+        self.ensure_master()?;
+        let out = duct::cmd("ssh", self.script_args(script, false))
+            .stdin_path(input)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("cannot send {} over ssh", input.display()))?;
         if out.status.code() == Some(255) {
             return Err(self.unreachable(&String::from_utf8_lossy(&out.stderr)));
         }
@@ -427,7 +455,12 @@ mod tests {
         };
         assert_eq!(
             after_options(&s.script_args("echo hi", true)),
-            ["deploy@vps", "sh", "-c", "'echo hi'"]
+            [
+                "deploy@vps",
+                "sh",
+                "-c",
+                "'XDG_RUNTIME_DIR=/run/user/$(id -u); export XDG_RUNTIME_DIR\necho hi'"
+            ]
         );
         assert_eq!(after_options(&s.master_args()), ["deploy@vps"]);
         assert_eq!(after_options(&s.exit_args()), ["deploy@vps"]);

@@ -1,0 +1,489 @@
+//! `deploy bootstrap`: a server from nothing, over SSH as root (or a sudo-capable user): the
+//! packages, the deploy user with its subordinate ids, lingering and systemd user manager,
+//! rootless Podman on overlay storage, the key deploy logs in with, then `deploy setup`.
+//! Every step checks first and says "ok, already" when there is nothing to do; `--dry-run`
+//! prints the commands that would run. An unknown distribution, or a Podman older than 4.3,
+//! stops it before anything changes, with the steps to do by hand.
+//!
+//! - [`os`]: /etc/os-release, the distributions known, Podman's version;
+//! - [`probe`]: what is read of the server first;
+//! - [`steps`]: the steps as shell scripts (pure builders);
+//! - [`runner`]: runs them as root.
+
+pub mod os;
+pub mod probe;
+pub mod runner;
+pub mod steps;
+
+use crate::cli::Cli;
+use crate::config::{self, Host, Loaded};
+use crate::sys::ssh::Ssh;
+use crate::ui::Ui;
+use anyhow::{anyhow, bail, Context, Result};
+use runner::{Outcome, RootSession};
+use std::path::{Path, PathBuf};
+use steps::{PublicKey, Server, Upload, Wants};
+
+/// `deploy bootstrap`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct BootstrapArgs {
+    /// The environment (from `environments:`); its host names the deploy user.
+    pub env: Option<String>,
+    /// How to log in as root: `root@host[:port]` or an ssh alias of a root login; with
+    /// --sudo, a user who may run `sudo -n`.
+    #[arg(long, value_name = "DEST")]
+    pub root: String,
+    /// DEST is not root: run every step through `sudo -n` (no password prompt).
+    #[arg(long)]
+    pub sudo: bool,
+    /// The public key the deploy user logs in with (default: the environment's
+    /// ssh.identity's .pub, else the first key `ssh-add -L` lists).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// A Traefik binary (linux, the server's architecture) to install as
+    /// /usr/local/bin/traefik: traefik.manage needs one, and neither apt nor dnf has it.
+    #[arg(long, value_name = "PATH")]
+    pub traefik_bin: Option<PathBuf>,
+    /// A Litestream binary to install as /usr/local/bin/litestream (for `replicate:`).
+    #[arg(long, value_name = "PATH")]
+    pub litestream_bin: Option<PathBuf>,
+    /// Print every command that would change the server; change nothing (it still logs in
+    /// and reads the server, to say what is done already).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs `deploy bootstrap`.
+pub fn run(cli: &Cli, a: &BootstrapArgs, ui: Ui) -> Result<()> {
+    let loaded = config::load(&cli.config)
+        .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))?
+        .for_environment(a.env.as_deref())?;
+    let (env_name, env) = loaded.environment(a.env.as_deref())?;
+    let Host::Ssh { destination, port } = env.host() else {
+        bail!(
+            "{env_name} is `local`: deploy bootstrap sets up a server over SSH (on this machine, \
+             `deploy setup {env_name}` is what is left to do)"
+        );
+    };
+    let home = crate::node::home_dir()?;
+    let target = Ssh::new(&destination, port, env.ssh.as_ref(), &home)?;
+    let user = deploy_user(&target)?;
+    steps::check_user_name(&user).map_err(|e| anyhow!("{e} (from host: {})", env.host))?;
+    let (key, key_from) = public_key(a.key.as_deref(), env, &home)?;
+    let root = root_session(a, env, &home)?;
+    ui.info(&format!(
+        "Bootstrapping {} for {env_name} ({}): logged in as {}{}, for the deploy user {user}",
+        target.destination,
+        loaded.config.app,
+        root.ssh.destination,
+        if a.sudo { " through sudo -n" } else { "" }
+    ));
+    ui.info(&format!("   the key: {} ({key_from})", key_label(&key)));
+    let facts = ui.step("Reading the server", || root.probe())?;
+    let (server, wants) = preflight(a, &loaded, &facts, user.clone(), key)?;
+    let mut changed = 0;
+    for step in steps::plan(&server, &wants) {
+        if root.step(&step, a.dry_run, ui)? != Outcome::Already {
+            changed += 1;
+        }
+    }
+    say_what_is_left_to_the_admin(&facts, &loaded, ui);
+    if a.dry_run {
+        let then = format!(
+            "then, from here: a login as {user} (ssh {}), and `deploy setup {env_name}`",
+            target.destination
+        );
+        if ui.json {
+            ui.done(
+                &format!("Dry run: nothing was changed ({then})"),
+                serde_json::json!({"action": "bootstrap", "dry_run": true, "would_change": changed}),
+            );
+        } else {
+            println!("# {then}\nDry run: nothing was changed.");
+        }
+        return Ok(());
+    }
+    if changed == 0 {
+        ui.info("   nothing to change: every step was done already");
+    }
+    check_podman(&root, &user, ui)?;
+    ui.step(&format!("Logging in as {}", target.destination), || {
+        login(&target, &user)
+    })?;
+    ui.info(&format!("Then: deploy setup {env_name}"));
+    crate::local::commands::run(setup_cli(cli, &env_name))?;
+    ui.done(
+        &format!(
+            "{} is bootstrapped: `deploy release {env_name}` ships {} there",
+            target.destination, loaded.config.app
+        ),
+        serde_json::json!({"action": "bootstrap", "environment": env_name, "user": user, "changed": changed}),
+    );
+    Ok(())
+}
+
+/// The root login (`--root`), reached with the environment's ssh options (jump host,
+/// known_hosts, identity).
+fn root_session(a: &BootstrapArgs, env: &config::Environment, home: &Path) -> Result<RootSession> {
+    let Ok(Host::Ssh { destination, port }) = config::parse_host(&a.root) else {
+        bail!(
+            "--root {}: give root@host[:port] or an ssh alias of a root login (with --sudo, a \
+             user who may run sudo -n)",
+            a.root
+        );
+    };
+    Ok(RootSession {
+        ssh: Ssh::new(&destination, port, env.ssh.as_ref(), home)?,
+        sudo: a.sudo,
+    })
+}
+
+/// The deploy user: the `user@` of the environment's host, or what ssh resolves for an
+/// alias (`ssh -G`).
+fn deploy_user(target: &Ssh) -> Result<String> {
+    if let Some((user, _)) = target.destination.rsplit_once('@') {
+        return Ok(user.to_string());
+    }
+    let mut args = vec!["-G".to_string()];
+    args.extend(target.args());
+    args.extend(["--".into(), target.destination.clone()]);
+    let out = duct::cmd("ssh", args)
+        .stdin_null()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run ssh: install the OpenSSH client")?;
+    if !out.status.success() {
+        bail!(
+            "`ssh -G {}` failed: {}",
+            target.destination,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    ssh_config_value(&String::from_utf8_lossy(&out.stdout), "user").ok_or_else(|| {
+        anyhow!(
+            "ssh does not say which user {} logs in as: write the host as user@host",
+            target.destination
+        )
+    })
+}
+
+/// A value of `ssh -G`'s output (`user deploy`). Pure.
+pub fn ssh_config_value(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.split_once(' '))
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// The public key to authorize, and where it came from: `--key FILE`, else the public half
+/// of the environment's ssh.identity, else the first key the agent lists.
+fn public_key(
+    file: Option<&Path>,
+    env: &config::Environment,
+    home: &Path,
+) -> Result<(PublicKey, String)> {
+    let from_file = |path: &Path| -> Result<PublicKey> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the key {}", path.display()))?;
+        steps::parse_public_key(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+    };
+    if let Some(path) = file {
+        return Ok((from_file(path)?, format!("from {}", path.display())));
+    }
+    if let Some(identity) = env.ssh.as_ref().and_then(|s| s.identity.as_deref()) {
+        let public = PathBuf::from(format!(
+            "{}.pub",
+            crate::node::layout::expand_home(identity, home)?.display()
+        ));
+        if public.is_file() {
+            return Ok((
+                from_file(&public)?,
+                format!("from {}, the environment's ssh.identity", public.display()),
+            ));
+        }
+    }
+    let out = duct::cmd!("ssh-add", "-L")
+        .stdin_null()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run();
+    let listed = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => String::new(),
+    };
+    let key = steps::parse_public_key(&listed).map_err(|_| {
+        anyhow!(
+            "no key to authorize for the deploy user: pass --key FILE (a public key, e.g. \
+             ~/.ssh/id_ed25519.pub), or load one into ssh-agent (ssh-add)"
+        )
+    })?;
+    Ok((key, "the first key `ssh-add -L` lists".into()))
+}
+
+/// `ssh-ed25519 me@laptop`.
+fn key_label(key: &PublicKey) -> String {
+    format!("{} {}", key.kind, key.comment).trim().to_string()
+}
+
+/// What must hold before anything changes: a known distribution, Podman 4.3 or newer, and
+/// Traefik and Litestream where the config needs them. Returns what the steps are built from.
+fn preflight(
+    a: &BootstrapArgs,
+    loaded: &Loaded,
+    facts: &probe::Facts,
+    user: String,
+    key: PublicKey,
+) -> Result<(Server, Wants)> {
+    let refuse = |why: String| {
+        anyhow!(
+            "{why}\nNothing was changed. To make the server a node by hand:\n{}",
+            manual_steps(&user)
+        )
+    };
+    let distro = os::distro(&os::parse_os_release(&facts.os_release)).map_err(refuse)?;
+    if let Some(v) = os::podman_after(distro.family, facts.podman, facts.candidate) {
+        if v < os::MIN_PODMAN {
+            return Err(refuse(format!(
+                "{} has Podman {v} (installed, or what its packages would install): deploy \
+                 needs {} or newer",
+                distro.name,
+                os::MIN_PODMAN
+            )));
+        }
+    }
+    let config = &loaded.config;
+    let wanted = [
+        (
+            "traefik",
+            config.traefik.as_ref().and_then(|t| t.managed()).is_some(),
+            a.traefik_bin.as_deref(),
+            "traefik.manage",
+            "--traefik-bin",
+        ),
+        (
+            "litestream",
+            config.replicate.is_some(),
+            a.litestream_bin.as_deref(),
+            "replicate:",
+            "--litestream-bin",
+        ),
+    ];
+    let mut uploads = Vec::new();
+    for (program, needed, local, why, flag) in wanted {
+        match local {
+            Some(path) => uploads.push(upload(program, path, facts)?),
+            None if needed && !facts.programs.contains_key(program) => bail!(
+                "{why} needs {program} on the server, and neither apt nor dnf has it: pass \
+                 {flag} PATH, a {program} binary for linux/{}. Nothing was changed",
+                if facts.arch.is_empty() {
+                    "?"
+                } else {
+                    &facts.arch
+                }
+            ),
+            None => {}
+        }
+    }
+    let low_port = config
+        .traefik
+        .as_ref()
+        .and_then(|t| t.managed())
+        .and_then(|m| steps::low_port(m.entrypoints.values()));
+    let server = Server {
+        family: distro.family,
+        pid1_systemd: facts.pid1_systemd(),
+        cgroup_v2: facts.cgroup_v2,
+        native_overlay: steps::native_overlay(&facts.kernel),
+    };
+    let wants = Wants {
+        user,
+        key,
+        uploads,
+        low_port,
+    };
+    Ok((server, wants))
+}
+
+/// A local binary to upload: it must be an ELF program for the server's architecture.
+fn upload(program: &'static str, path: &Path, facts: &probe::Facts) -> Result<Upload> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+        bail!(
+            "{} is not a Linux program (an ELF binary): pass the {program} binary itself, taken \
+             out of its archive",
+            path.display()
+        );
+    }
+    let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
+    if let Some(want) = elf_machine(&facts.arch) {
+        if machine != want {
+            bail!(
+                "{} is built for another architecture than the server's ({}): pass a {program} \
+                 binary for linux/{}",
+                path.display(),
+                facts.arch,
+                facts.arch
+            );
+        }
+    }
+    Ok(Upload {
+        program,
+        local: path.to_path_buf(),
+        sha256: sha256_hex(&bytes),
+    })
+}
+
+/// The ELF `e_machine` of an architecture as `uname -m` names it (little-endian ones). Pure.
+pub fn elf_machine(arch: &str) -> Option<u16> {
+    match arch {
+        "x86_64" => Some(62),
+        "aarch64" => Some(183),
+        "riscv64" => Some(243),
+        "ppc64le" => Some(21),
+        _ => None,
+    }
+}
+
+/// The SHA-256 of some bytes, in hex, by the system's `sha256sum`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    duct::cmd!("sha256sum")
+        .stdin_bytes(bytes.to_vec())
+        .stdout_capture()
+        .run()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// What bootstrap says but leaves to the server's admin: SELinux labels, firewalld ports.
+fn say_what_is_left_to_the_admin(facts: &probe::Facts, loaded: &Loaded, ui: Ui) {
+    if matches!(facts.selinux.as_deref(), Some("enforcing" | "permissive")) {
+        ui.warn(&format!(
+            "SELinux is {} here: a container may only use what is labelled for it. deploy's \
+             unit does not label the app's mounts yet: give the shared directories the \
+             container_file_t label (e.g. `chcon -R -t container_file_t` on them) or mount them \
+             with `:z` by hand",
+            facts.selinux.as_deref().unwrap_or_default()
+        ));
+    }
+    let managed = loaded.config.traefik.as_ref().and_then(|t| t.managed());
+    if let (true, Some(m)) = (facts.firewalld, managed) {
+        let ports: Vec<String> = m
+            .entrypoints
+            .values()
+            .filter_map(|a| {
+                a.rsplit_once(':')
+                    .map(|(_, p)| format!("--add-port={p}/tcp"))
+            })
+            .collect();
+        ui.warn(&format!(
+            "firewalld is running: open Traefik's ports yourself, as root: firewall-cmd \
+             --permanent {} && firewall-cmd --reload",
+            ports.join(" ")
+        ));
+    }
+}
+
+/// Rootless Podman works for the user: it says its version and storage driver.
+fn check_podman(root: &RootSession, user: &str, ui: Ui) -> Result<()> {
+    let script = format!(
+        "{}as_user podman info --format '{{{{.Version.Version}}}} {{{{.Store.GraphDriverName}}}}'",
+        steps::user_prelude(user)
+    );
+    let out = root.run(&script)?;
+    if !out.status.success() {
+        bail!(
+            "rootless Podman does not work for {user}: {}\ncheck `podman info` as {user}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    let (version, driver) = (words.next().unwrap_or("?"), words.next().unwrap_or("?"));
+    ui.info(&format!(
+        "   rootless Podman {version} works for {user}, storage: {driver}"
+    ));
+    Ok(())
+}
+
+/// A login as the deploy user, with the environment's ssh settings.
+fn login(target: &Ssh, user: &str) -> Result<()> {
+    let out = target.capture("id -un")?;
+    let who = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || who != user {
+        bail!(
+            "the login as {} did not work ({}): check the key and the environment's ssh: \
+             options",
+            target.destination,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// `deploy setup ENV`, with this command line's global options.
+fn setup_cli(cli: &Cli, env: &str) -> Cli {
+    Cli {
+        config: cli.config.clone(),
+        lock_wait: cli.lock_wait,
+        color: cli.color,
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+        json: cli.json,
+        node: false,
+        resolved: false,
+        command: crate::cli::Command::Setup(crate::cli::SetupArgs {
+            env: Some(env.to_string()),
+            dry_run: false,
+            reset_storage: false,
+        }),
+    }
+}
+
+/// The steps by hand, for a server bootstrap refuses. Pure.
+pub fn manual_steps(user: &str) -> String {
+    [
+        "  1. Install Podman 4.3 or newer, rsync, catatonit, sqlite3, newuidmap/newgidmap \
+         (uidmap or shadow-utils), slirp4netns and the user D-Bus session (dbus-user-session \
+         or dbus).",
+        &format!(
+            "  2. useradd -m {user} (never root); give it subordinate ids in /etc/subuid and \
+             /etc/subgid if useradd did not (usermod --add-subuids/--add-subgids with a free \
+             range); usermod -p '*' {user}."
+        ),
+        &format!("  3. loginctl enable-linger {user}."),
+        "  4. In its ~/.config/containers/storage.conf: [storage] driver = \"overlay\".",
+        &format!("  5. Your public key into ~{user}/.ssh/authorized_keys (0600, the user's)."),
+        "  6. Then, from here: deploy setup ENV.",
+    ]
+    .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_g_output_gives_the_user() {
+        let text = "host web\nuser deploy\nhostname 10.0.0.5\nport 22\n";
+        assert_eq!(ssh_config_value(text, "user").as_deref(), Some("deploy"));
+        assert_eq!(ssh_config_value(text, "port").as_deref(), Some("22"));
+        assert_eq!(ssh_config_value(text, "proxyjump"), None);
+    }
+
+    #[test]
+    fn the_manual_steps_name_the_user() {
+        let m = manual_steps("web");
+        assert!(m.contains("useradd -m web") && m.contains("loginctl enable-linger web"));
+        assert_eq!(elf_machine("x86_64"), Some(62));
+        assert_eq!(elf_machine("s390x"), None);
+    }
+}
