@@ -797,6 +797,12 @@ fn env_clear_and_secret_reach_the_app_and_nothing_else() {
         .deploy_cmd(&[("GREETING", two)], &["release", "v2"])
         .spawn()
         .unwrap();
+    // The test's own `setpriv ... env GREETING=...` carries it until it execs deploy (same pid):
+    // the scans start once that pid is deploy.
+    let exe = std::path::PathBuf::from(format!("/proc/{}/exe", child.id()));
+    while std::fs::read_link(&exe).is_ok_and(|e| !e.to_string_lossy().contains("deploy")) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     let mut scans = 0;
     while child.try_wait().unwrap().is_none() {
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
