@@ -16,7 +16,7 @@ STATE=$HOME_DIR/bench/bench-app/.deploy/state.json
 UNIT=bench-app_prod.service
 GAP_UNIT=bench-app_prod_gap.service
 
-mkdir -p "$WORK"; install -m 0755 target/release/deploy "$BIN"
+mkdir -p "$WORK"; install -m 0755 "${CARGO_TARGET_DIR:-target}/release/deploy" "$BIN"
 as_user() { local d="$WORK/project"; [ -d "$d" ] || d=/; "$REPO/scripts/as-node-user" "$d" "$@"; }
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 last_gap() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"][-1]["gap_ms"])' "$STATE"; }
