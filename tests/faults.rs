@@ -599,7 +599,8 @@ fn a_recovery_that_cannot_succeed_is_replaced_by_a_release_not_a_dead_end() {
     std::fs::remove_dir_all(p.root().join("releases/v1")).unwrap();
     // --force: the stopped container may still be on its way out (podman removes it after the
     // stop job, --rm).
-    p.user("podman", &["rmi", "--force", "localhost/t-stuck_test:v1"]).ok();
+    p.user("podman", &["rmi", "--force", "localhost/t-stuck_test:v1"])
+        .ok();
     let r = p.deploy(&["rollback"]).failed();
     r.says("recovering the interrupted release of v2 failed");
     r.says("`deploy rollback --to VERSION test`");

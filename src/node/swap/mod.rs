@@ -294,8 +294,13 @@ impl Step {
     }
 
     /// Whether the step may change the data in `shared/`.
+    /// `unhold` counts: from it on, a held connection (socket mode) or a boot may start the
+    /// release `current` names, before the swap's own start is journaled.
     pub fn touches_data(&self) -> bool {
-        matches!(self, Step::Restore { .. } | Step::Hook { .. } | Step::Start)
+        matches!(
+            self,
+            Step::Restore { .. } | Step::Hook { .. } | Step::Unhold | Step::Start
+        )
     }
 }
 
@@ -452,7 +457,8 @@ pub fn data_touched(entries: &[Entry]) -> bool {
         .any(|e| matches!(e, Entry::Begin { step } if step.touches_data()))
 }
 
-/// Whether `version`'s own code ran on the data (a hook of its image, or its start).
+/// Whether `version`'s own code may have run on the data (a hook of its image, or its start,
+/// which may come as soon as starts are let go).
 fn ran(entries: &[Entry], version: &str) -> bool {
     moves(entries).iter().any(|(m, steps)| {
         m.to.as_deref() == Some(version)
@@ -460,7 +466,7 @@ fn ran(entries: &[Entry], version: &str) -> bool {
                 matches!(
                     e,
                     Entry::Begin {
-                        step: Step::Hook { .. } | Step::Start
+                        step: Step::Hook { .. } | Step::Unhold | Step::Start
                     }
                 )
             })
