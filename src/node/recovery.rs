@@ -8,7 +8,7 @@
 //!
 //! What the server needs to act alone lives in `.deploy/`: the resolved config and the deploy
 //! binary, written by setup and every release and rollback (never in a run's own directory,
-//! which the run removes).
+//! which the run removes). The jobs' timers run them too.
 
 use crate::node::Node;
 use crate::sys::{fsx, systemd::Systemd};
@@ -28,7 +28,8 @@ impl Node<'_> {
         self.layout.meta().join("config.yaml")
     }
 
-    /// The deploy binary the server's own units run (the gap server, recovery).
+    /// The deploy binary the server's own units run (the gap server, recovery, the jobs'
+    /// timers).
     pub(crate) fn kept_bin(&self) -> PathBuf {
         self.layout.meta().join("bin/deploy")
     }

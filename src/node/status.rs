@@ -93,6 +93,8 @@ pub struct Status {
     pub killed_at_stop: Option<String>,
     /// With `replicate:`: each database, as Litestream's control socket reports it.
     pub replication: Option<Vec<crate::node::replicate::DbReplication>>,
+    /// The jobs whose last run failed or ran out of time (`deploy jobs` shows them all).
+    pub failed_jobs: Vec<crate::node::jobs::report::FailedJob>,
 }
 
 #[derive(Debug, Serialize)]
@@ -189,6 +191,19 @@ impl Status {
         }
         if let Some(k) = &self.killed_at_stop {
             out += &format!("last stop:    {k}\n");
+        }
+        for j in &self.failed_jobs {
+            out += &format!(
+                "job failed:   {}: {} at {}{}; `deploy logs --job {}` shows its output\n",
+                j.job,
+                j.result,
+                j.started_at,
+                j.why
+                    .as_deref()
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default(),
+                j.job
+            );
         }
         if let Some(dbs) = &self.replication {
             if dbs.is_empty() {
@@ -297,6 +312,7 @@ impl Node<'_> {
             interrupted: self.swap_report()?,
             killed_at_stop: self.killed_at_stop(),
             replication: self.replication_status(),
+            failed_jobs: self.failed_jobs(),
         })
     }
 }
