@@ -100,10 +100,14 @@ enum Gate {
     Closed(String),
 }
 
-/// How a job got past the fence: its container made, or not (why, in words).
+/// How a job got past the fence: its container made (and, if it had to wait for the fence,
+/// what had closed it and for how long), or not (why, in words).
 #[derive(Debug)]
 pub(crate) enum Passage<T> {
-    Through(T),
+    Through {
+        made: T,
+        waited: Option<(Duration, String)>,
+    },
     Skipped(String),
 }
 
@@ -175,20 +179,29 @@ impl Node<'_> {
     }
 
     /// A job: `create` runs under the fence's lock once the fence is open, and makes the
-    /// container (or says why not: nothing live, say). While the fence is closed (a swap, a
-    /// restore, migrate-data) this waits for it to open, up to `wait`, so a job that comes due
-    /// during a swap runs once it is done, as the release then live. A swap whose process died
-    /// (its journal unfinished), a fence closed longer than `wait`, or SIGTERM/SIGINT while
-    /// waiting: nothing is made, and why is said.
+    /// container (or says why not, as its `Err`: nothing live, say). While the fence is closed
+    /// (a swap, a restore, migrate-data) this waits for it to open, up to `wait`, so a job that
+    /// comes due during a swap runs once it is done, as the release then live. A swap whose
+    /// process died (its journal unfinished), a fence closed longer than `wait`, or
+    /// SIGTERM/SIGINT while waiting: nothing is made, and why is said.
     pub(crate) fn when_fence_open<T>(
         &self,
         wait: Duration,
-        mut create: impl FnMut() -> Result<Passage<T>>,
+        mut create: impl FnMut() -> Result<std::result::Result<T, String>>,
     ) -> Result<Passage<T>> {
-        let deadline = Instant::now() + wait;
+        let start = Instant::now();
+        let mut first: Option<String> = None;
         loop {
             let closed_by = self.under_fence_lock(|| match self.gate()? {
-                Gate::Open => create().map(Ok),
+                Gate::Open => create().map(|made| {
+                    Ok(match made {
+                        Ok(made) => Passage::Through {
+                            made,
+                            waited: first.clone().map(|by| (start.elapsed(), by)),
+                        },
+                        Err(why) => Passage::Skipped(why),
+                    })
+                }),
                 Gate::Swap { what, alive: false } => Ok(Ok(Passage::Skipped(format!(
                     "{what}: nothing may write the data until it is settled"
                 )))),
@@ -196,9 +209,9 @@ impl Node<'_> {
             })?;
             let by = match closed_by {
                 Ok(passage) => return Ok(passage),
-                Err(by) => by,
+                Err(by) => first.get_or_insert(by).clone(),
             };
-            if Instant::now() >= deadline {
+            if start.elapsed() >= wait {
                 return Ok(Passage::Skipped(format!(
                     "the fence stayed closed for {} ({by})",
                     humantime::format_duration(wait)

@@ -237,7 +237,16 @@ impl Node<'_> {
             Err(why) => return record((Outcome::Skipped, None, Some(why)), None),
         };
         let (container, version) = match self.create_job_container(name, job, by)? {
-            Passage::Through(made) => made,
+            Passage::Through { made, waited } => {
+                if let Some((took, closed_by)) = waited {
+                    let took = crate::ui::fmt_duration(took);
+                    self.note_in_log(
+                        &log,
+                        &format!("{name}: waited {took} for the fence ({closed_by})"),
+                    );
+                }
+                made
+            }
             Passage::Skipped(why) => return record((Outcome::Skipped, None, Some(why)), None),
         };
         self.note_in_log(
@@ -394,13 +403,14 @@ impl Node<'_> {
         let spec = self.unit_spec();
         self.when_fence_open(self.fence_wait(), || {
             let Some(live) = self.current()? else {
-                return Ok(Passage::Skipped(format!(
+                return Ok(Err(format!(
                     "nothing is live on {} (release first)",
                     self.env_name
                 )));
             };
+            // With the fence open, the hold a swap writes is left only by a halt.
             if self.layout.hold_file().exists() {
-                return Ok(Passage::Skipped(format!(
+                return Ok(Err(format!(
                     "the app is halted (a failed swap left it stopped, {} held): `deploy \
                      status {}` says what to do",
                     self.layout.hold_file().display(),
@@ -420,7 +430,7 @@ impl Node<'_> {
             podman::create(&unit::job_args(
                 &spec, &image, &live, &container, run, &words,
             ))?;
-            Ok(Passage::Through((container, live)))
+            Ok(Ok((container, live)))
         })
     }
 
