@@ -79,8 +79,12 @@ pub enum Command {
     /// Run a command in a one-off container of the live release, with the app's env and
     /// mounts (a console, a one-time task): `deploy exec prod -- /app/my-app console`.
     Exec(ExecArgs),
-    /// The app's own output: its last lines, and with -f what follows, as it comes.
+    /// The app's own output: its last lines, and with -f what follows, as it comes (a job's
+    /// runs' output with --job NAME).
     Logs(LogsArgs),
+    /// The periodic jobs (`jobs:`): each one's schedule, next run, last run, its result and
+    /// duration; `deploy jobs run NAME` runs one now.
+    Jobs(JobsArgs),
     /// Serve the maintenance page to everyone (on), or the app again (off). Needs `traefik:`.
     Maintenance(MaintenanceArgs),
     /// Restore every database the replica lists (`replicate:`), as of now or `--at` a time:
@@ -212,6 +216,47 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct JobsArgs {
+    /// The environment (from `environments:`).
+    pub env: Option<String>,
+    #[command(subcommand)]
+    pub action: Option<JobsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// Run a job now, as its timer would (through the fence, as the live release), its output
+    /// here (and in its log); its concurrency applies to a run still going.
+    Run(JobArgs),
+    /// What a job's timer runs: starts one run in a unit of its own (not for people).
+    #[command(hide = true)]
+    RunScheduled(JobArgs),
+    /// One scheduled run, in the unit `run-scheduled` started (not for people).
+    #[command(hide = true)]
+    RunUnit(JobArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job (from `jobs:`).
+    pub name: String,
+    pub env: Option<String>,
+}
+
+impl JobsArgs {
+    /// The environment named, by the list or by its action.
+    pub fn env(&self) -> &Option<String> {
+        match &self.action {
+            None => &self.env,
+            Some(JobsAction::Run(a) | JobsAction::RunScheduled(a) | JobsAction::RunUnit(a)) => {
+                &a.env
+            }
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct HistoryArgs {
     pub env: Option<String>,
     /// How many events, newest first.
@@ -228,6 +273,9 @@ pub struct LogsArgs {
     /// How many of the last lines to show first.
     #[arg(short = 'n', long, default_value_t = 50)]
     pub lines: usize,
+    /// The output of the job NAME's runs (`jobs:`), not the app's.
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
 }
 
 /// `--color`.
@@ -336,6 +384,7 @@ impl Command {
             Command::Restore(a) => &a.env,
             Command::Verify(a) => &a.env,
             Command::Logs(a) => &a.env,
+            Command::Jobs(a) => a.env(),
             crate::no_node_commands!() => return None,
         };
         Some(env.as_deref())

@@ -1,5 +1,6 @@
 //! One naming scheme for everything derived from an app and an environment: units, sockets,
-//! containers, images, Traefik routers and files, hook and exec containers, replication units.
+//! containers, images, Traefik routers and files, hook, exec and job containers, replication
+//! units, jobs' timers.
 //!
 //! App and environment names are lower-case letters, digits and `-` (validated with the
 //! config), so they can never hold the separator `_`, which systemd unit, container, image and
@@ -9,7 +10,7 @@
 
 use crate::version::image_tag;
 
-/// What a name may be made of: app and environment names.
+/// What a name may be made of: app, environment and job names.
 pub fn check(kind: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 48
@@ -31,6 +32,13 @@ pub fn check(kind: &str, name: &str) -> Result<(), String> {
 
 /// The label key on the one-off containers that may write an environment's data.
 pub const WRITER_LABEL: &str = "deploy.writer";
+
+/// The label key on a job's containers: the job's name (with [`WRITER_LABEL`] naming the
+/// environment).
+pub const JOB_LABEL: &str = "deploy.job";
+
+/// The stem of a job's units: `<app>_<env>_job_<name>`.
+const JOB: &str = "_job_";
 
 /// The names of one app in one environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +101,7 @@ impl Names {
     }
 
     /// The label (`key=value`) on every one-off container of the environment that may write
-    /// `shared/` (an `in_gap` hook, `deploy exec`): what a put-back and a recovery remove.
+    /// `shared/` (an `in_gap` hook, `deploy exec`, a job): what a put-back and a recovery remove.
     pub fn writer_label(&self) -> String {
         format!("{WRITER_LABEL}={}", self.base)
     }
@@ -134,6 +142,35 @@ impl Names {
     pub fn replication_unit(&self) -> String {
         format!("{}_litestream.service", self.base)
     }
+
+    /// The timer of the job `name`: when it comes due, it starts [`Names::job_service`].
+    pub fn job_timer(&self, name: &str) -> String {
+        format!("{}{JOB}{name}.timer", self.base)
+    }
+
+    /// The service a job's timer starts: it starts a run, in a unit of its own.
+    pub fn job_service(&self, name: &str) -> String {
+        format!("{}{JOB}{name}.service", self.base)
+    }
+
+    /// The transient unit of one scheduled run of the job `name` (`id` unique per run).
+    pub fn job_run_unit(&self, name: &str, id: &str) -> String {
+        format!("{}{JOB}{name}_run_{id}.service", self.base)
+    }
+
+    /// The one-off container of one run of the job `name`, unique per run.
+    pub fn job_container(&self, name: &str, id: &str) -> String {
+        format!("{}{JOB}{name}_{id}", self.base)
+    }
+
+    /// The job a timer's file name is of (`shop_prod_job_digest.timer` -> `digest`), if it is
+    /// one of this environment's. Pure.
+    pub fn job_of_timer<'a>(&self, file: &'a str) -> Option<&'a str> {
+        file.strip_prefix(self.base.as_str())?
+            .strip_prefix(JOB)?
+            .strip_suffix(".timer")
+            .filter(|name| check("job", name).is_ok())
+    }
 }
 
 /// Names of releases before this scheme (`<app>.service`, `localhost/<app>:<tag>`, the
@@ -171,6 +208,29 @@ mod tests {
         assert_eq!(n.router(), "shop_prod");
         assert_eq!(n.dynamic_file(), "shop_prod.yaml");
         assert_eq!(n.socket_unit(), "shop_prod.socket");
+        assert_eq!(n.job_timer("digest"), "shop_prod_job_digest.timer");
+        assert_eq!(n.job_service("digest"), "shop_prod_job_digest.service");
+        assert_eq!(
+            n.job_run_unit("digest", "17"),
+            "shop_prod_job_digest_run_17.service"
+        );
+        assert_eq!(n.job_container("digest", "17"), "shop_prod_job_digest_17");
+    }
+
+    #[test]
+    fn a_timers_file_names_its_job_only_for_its_own_environment() {
+        let n = Names::new("shop", "prod");
+        assert_eq!(n.job_of_timer("shop_prod_job_digest.timer"), Some("digest"));
+        for other in [
+            "shop_prod_job_digest.service",
+            "shop_prod-x_job_digest.timer",
+            "shop_staging_job_digest.timer",
+            "shop_prod_job_a_run_1.timer",
+            "shop_prod_job_.timer",
+            "shop_prod.timer",
+        ] {
+            assert_eq!(n.job_of_timer(other), None, "{other}");
+        }
     }
 
     #[test]
@@ -201,6 +261,10 @@ mod tests {
                     n.socket_unit(),
                     n.replication_unit(),
                     n.exec_container("x1"),
+                    n.job_timer(app),
+                    n.job_service(env),
+                    n.job_run_unit(app, "1"),
+                    n.job_container(env, "1"),
                 ] {
                     if let Some(other) = seen.insert(name.clone(), (app, env)) {
                         assert_eq!(other, (app, env), "{name} is made twice");

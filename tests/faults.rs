@@ -17,8 +17,9 @@ fn release_points(p: &Project, version: &str) -> Vec<String> {
         .skip_while(|l| !l.trim_start().starts_with("build:"));
     for l in in_swap.skip(1) {
         let name = l.trim_start().split(':').next().unwrap_or_default();
-        // `sync` ends the build stage (its point is after-build); `prune` follows the swap.
-        if ["sync", "prune", "on failure", "Dry run"]
+        // `sync` ends the build stage (its point is after-build); `jobs` and `prune` follow
+        // the swap.
+        if ["sync", "jobs", "prune", "on failure", "Dry run"]
             .iter()
             .any(|n| name.starts_with(n))
         {

@@ -4,9 +4,9 @@
 //!
 //! Expanded once, there, inside the parsed values (string scalars only, never keys): whatever a
 //! variable holds (a newline, a `#`, `key: value`) stays inside its value. A remote node is sent
-//! the resolved values and does not expand them again (`$${X}` reaches it as `${X}`). `hooks:`,
-//! at the top and in an environment's overrides, is left as it is: its commands' variables are
-//! the shell's.
+//! the resolved values and does not expand them again (`$${X}` reaches it as `${X}`). `hooks:`
+//! and `jobs:`, at the top and in an environment's overrides, are left as they are: their
+//! commands' variables are the shell's, or the job's own.
 
 use yaml_serde::Value;
 
@@ -19,14 +19,20 @@ pub struct Unexpanded {
     pub message: String,
 }
 
-/// Expands every string value outside `hooks`; `lookup` reads a variable. Whether any value
-/// changed. Pure.
+/// The sections whose values are commands, never expanded.
+const NOT_EXPANDED: &[&str] = &["hooks", "jobs"];
+
+/// Expands every string value outside [`NOT_EXPANDED`]; `lookup` reads a variable. Whether any
+/// value changed. Pure.
 pub fn expand(values: &mut Value, lookup: Lookup) -> Result<bool, Unexpanded> {
     walk(values, &mut Vec::new(), lookup)
 }
 
 fn walk(value: &mut Value, key: &mut Vec<String>, lookup: Lookup) -> Result<bool, Unexpanded> {
-    if super::as_top_level(key).first().map(String::as_str) == Some("hooks") {
+    if super::as_top_level(key)
+        .first()
+        .is_some_and(|k| NOT_EXPANDED.contains(&k.as_str()))
+    {
         return Ok(false);
     }
     let mut changed = false;
@@ -174,6 +180,19 @@ mod tests {
         let v = expanded("port: \"${P:-8080 # x}\"\nflag: ${F:-true}\n");
         assert_eq!(v["port"], "8080 # x");
         assert_eq!(v["flag"], true);
+    }
+
+    #[test]
+    fn jobs_are_not_expanded_at_the_top_or_in_an_environment() {
+        let v = expanded(
+            "jobs:\n  digest: {schedule: \"${HOST}\", command: \"/app/x ${HOST} $$\"}\n\
+             environments:\n  prod:\n    port: ${PORT}\n    jobs:\n      digest: {command: [\"${PORT}\"]}\n",
+        );
+        assert_eq!(v["jobs"]["digest"]["schedule"], "${HOST}");
+        assert_eq!(v["jobs"]["digest"]["command"], "/app/x ${HOST} $$");
+        let prod = &v["environments"]["prod"];
+        assert_eq!(prod["port"], 8080);
+        assert_eq!(prod["jobs"]["digest"]["command"][0], "${PORT}");
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub struct Config {
     /// Optional: how `deploy verify` checks the replica, and when it runs by itself.
     #[serde(default)]
     pub verify: Verify,
+    /// Optional: periodic work (cleanups, digests, exports), each job run by a systemd user
+    /// timer of its own in a one-off container of the live release, through the fence. A job
+    /// set to `null` (in an environment's overrides, say) is not run there.
+    #[serde(default, deserialize_with = "jobs")]
+    pub jobs: BTreeMap<String, Job>,
     pub environments: BTreeMap<String, Environment>,
 }
 
@@ -88,8 +93,61 @@ impl Default for Verify {
     }
 }
 
+/// One periodic job (`jobs.NAME`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// When it runs: a systemd calendar expression as `OnCalendar=` takes it (`hourly`,
+    /// `*-*-* 03:00`, `*:*:0/30`), in the server's time zone unless it names one.
+    pub schedule: String,
+    /// The program in the image and its arguments, as an `in_gap` hook's: a list, or a string
+    /// split into words as a shell would. Kept as a command line (a list is quoted); never
+    /// `${VAR}`-expanded.
+    #[serde(deserialize_with = "command_line")]
+    pub command: String,
+    /// How long a run may take (default 10m); then its container is removed.
+    #[serde(default = "default_job_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// What happens when a run is still going as the next comes due.
+    #[serde(default)]
+    pub concurrency: Concurrency,
+}
+
+/// `jobs.NAME.concurrency`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Concurrency {
+    /// The new run is skipped (and the skip recorded).
+    #[default]
+    Forbid,
+    /// The run still going is stopped, and the new one runs.
+    Replace,
+}
+
+impl Concurrency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Concurrency::Forbid => "forbid",
+            Concurrency::Replace => "replace",
+        }
+    }
+}
+
 fn default_max_lag() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_job_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// The jobs, those set to `null` left out.
+fn jobs<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<BTreeMap<String, Job>, D::Error> {
+    let all = Option::<BTreeMap<String, Option<Job>>>::deserialize(d)?.unwrap_or_default();
+    Ok(all
+        .into_iter()
+        .filter_map(|(name, job)| Some((name, job?)))
+        .collect())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -297,6 +355,9 @@ pub struct Environment {
     #[allow(dead_code)]
     #[serde(default)]
     verify: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    jobs: Option<IgnoredAny>,
 }
 
 /// The top-level sections an environment may override.
@@ -314,6 +375,7 @@ pub const OVERRIDABLE: &[&str] = &[
     "env",
     "replicate",
     "verify",
+    "jobs",
 ];
 
 /// `over` merged into `base`: maps merge key by key, anything else replaces.
@@ -731,21 +793,35 @@ fn default_stop_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
+/// A command as a string or as a list of words.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CommandLine {
+    Line(String),
+    Words(Vec<String>),
+}
+
+impl CommandLine {
+    /// The command line: a list becomes its shell-quoted line.
+    fn line(self) -> String {
+        match self {
+            CommandLine::Line(l) => l,
+            CommandLine::Words(w) => crate::sys::ssh::sh_join(&w),
+        }
+    }
+}
+
 /// Commands as strings or as lists of words; a list becomes its shell-quoted line.
 fn command_lines<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Command {
-        Line(String),
-        Words(Vec<String>),
-    }
-    Ok(Vec::<Command>::deserialize(d)?
+    Ok(Vec::<CommandLine>::deserialize(d)?
         .into_iter()
-        .map(|c| match c {
-            Command::Line(l) => l,
-            Command::Words(w) => crate::sys::ssh::sh_join(&w),
-        })
+        .map(CommandLine::line)
         .collect())
+}
+
+/// One command as a string or as a list of words.
+fn command_line<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    CommandLine::deserialize(d).map(CommandLine::line)
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
@@ -1405,6 +1481,82 @@ environments:
             let e = err(&with_staging(&format!("    {k}: x\n")));
             assert!(e.contains(&format!("unknown field `{k}`")), "{k}: {e}");
         }
+    }
+
+    #[test]
+    fn jobs_parse_with_their_defaults_and_a_list_is_kept_quoted() {
+        let text = format!(
+            "{GOOD}jobs:\n  digest:\n    schedule: \"*-*-* 03:00\"\n    command: [/app/my-app, digest, --to, \"a b\"]\n  \
+             sweep: {{schedule: \"*:*:0/30\", command: /app/my-app sweep, timeout: 30s, concurrency: replace}}\n"
+        );
+        let c = parse(&text).unwrap();
+        let digest = &c.jobs["digest"];
+        assert_eq!(digest.schedule, "*-*-* 03:00");
+        assert_eq!(digest.command, "/app/my-app digest --to 'a b'");
+        assert_eq!(digest.timeout, Duration::from_secs(600));
+        assert_eq!(digest.concurrency, Concurrency::Forbid);
+        let sweep = &c.jobs["sweep"];
+        assert_eq!(sweep.timeout, Duration::from_secs(30));
+        assert_eq!(sweep.concurrency, Concurrency::Replace);
+        assert!(parse(GOOD).unwrap().jobs.is_empty());
+    }
+
+    #[test]
+    fn a_job_is_checked_name_schedule_command_and_timeout() {
+        let job = |name: &str, body: &str| format!("{GOOD}jobs:\n  {name}: {body}\n");
+        let e = err(&job("Dig_est", "{schedule: hourly, command: /x}"));
+        assert!(
+            e.starts_with("jobs.Dig_est (line 27):") && e.contains("job name"),
+            "{e}"
+        );
+        for bad in ["\"%h\"", "\"03:00 \\\\\"", "\"$X\"", "\"\""] {
+            let e = err(&job("d", &format!("{{schedule: {bad}, command: /x}}")));
+            assert!(e.starts_with("jobs.d.schedule (line 27):"), "{bad}: {e}");
+        }
+        let e = err(&job(
+            "d",
+            "{schedule: \"03:00\\nExecStartPre=/bin/id\", command: /x}",
+        ));
+        assert!(e.contains("control character"), "{e}");
+        let e = err(&job("d", "{schedule: hourly, command: \"\"}"));
+        assert!(
+            e.starts_with("jobs.d.command (line 27): an empty command"),
+            "{e}"
+        );
+        let e = err(&job("d", "{schedule: hourly, command: \"/x 'a\"}"));
+        assert!(e.starts_with("jobs.d.command"), "{e}");
+        let e = err(&job("d", "{schedule: hourly, command: /x, timeout: 0s}"));
+        assert!(e.starts_with("jobs.d.timeout"), "{e}");
+        let e = err(&job(
+            "d",
+            "{schedule: hourly, command: /x, concurrency: allow}",
+        ));
+        assert!(e.contains("unknown variant `allow`"), "{e}");
+        // Words may be split by tabs and newlines, as in_gap's.
+        let c = parse(&job(
+            "d",
+            "{schedule: \"Mon *-*-* 03:00 Europe/Berlin\", command: \"/x\\ta\"}",
+        ))
+        .unwrap();
+        assert_eq!(c.jobs["d"].command, "/x\ta");
+    }
+
+    #[test]
+    fn an_environment_overrides_a_job_or_turns_it_off() {
+        let text = format!(
+            "{}jobs:\n  digest: {{schedule: hourly, command: /app/d}}\n  sweep: {{schedule: daily, command: /app/s}}\n",
+            with_staging("    jobs:\n      digest: {schedule: \"*:*:0/5\"}\n      sweep: null\n")
+        );
+        let staging = as_env(&text, "staging");
+        assert_eq!(staging.jobs["digest"].schedule, "*:*:0/5");
+        assert_eq!(staging.jobs["digest"].command, "/app/d", "a job merges");
+        assert!(
+            !staging.jobs.contains_key("sweep"),
+            "null: no such job there"
+        );
+        let prod = as_env(&text, "prod");
+        assert_eq!(prod.jobs["digest"].schedule, "hourly");
+        assert_eq!(prod.jobs.len(), 2);
     }
 
     #[test]

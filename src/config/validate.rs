@@ -49,6 +49,7 @@ pub(super) fn validate(c: &Config, values: &Value) -> Result<(), Invalid> {
     validate_characters(values, &mut Vec::new())?;
     check_app_name(&c.app).map_err(|m| invalid(&["app"], m))?;
     validate_hooks(&c.hooks)?;
+    validate_jobs(&c.jobs)?;
     if c.keep_releases == 0 {
         return Err(invalid(
             &["keep_releases"],
@@ -149,8 +150,9 @@ fn validate_env(e: &crate::config::Env) -> Result<(), Invalid> {
 /// would be a line of its own, a new `ExecStartPre=`; Traefik's and Litestream's configs; env
 /// files), whether written in the file or from a `${VAR}`. The local hooks
 /// (`hooks.before_upload`, `hooks.after_release`) run in a shell here and may be several lines;
-/// `build.command` (a shell here too) and `hooks.in_gap` (split into words that go to podman as
-/// arguments, never into a file) may hold tabs and newlines, which separate words there.
+/// `build.command` (a shell here too), `hooks.in_gap` and `jobs.NAME.command` (split into words
+/// that go to podman as arguments, never into a file) may hold tabs and newlines, which separate
+/// words there.
 fn validate_characters(value: &Value, key: &mut Vec<String>) -> Result<(), Invalid> {
     let allowed: &[char] = match super::as_top_level(key) {
         [h, k, ..] if h == "hooks" && (k == "before_upload" || k == "after_release") => {
@@ -159,6 +161,7 @@ fn validate_characters(value: &Value, key: &mut Vec<String>) -> Result<(), Inval
         [h, k, ..] if (h == "hooks" && k == "in_gap") || (h == "build" && k == "command") => {
             &['\t', '\n']
         }
+        [j, _, k, ..] if j == "jobs" && k == "command" => &['\t', '\n'],
         _ => &[],
     };
     let no_control = |text: &str, key: &[String]| match text
@@ -200,21 +203,54 @@ fn validate_characters(value: &Value, key: &mut Vec<String>) -> Result<(), Inval
     }
 }
 
+/// A command run in a one-off container (an `in_gap` hook, a job): it splits into words, the
+/// first the program in the image.
+fn check_command(command: &str) -> Result<(), String> {
+    match crate::sys::ssh::sh_split(command) {
+        Ok(words) if !words.is_empty() => Ok(()),
+        Ok(_) => Err("an empty command: give the program in the image and its arguments".into()),
+        Err(e) => Err(format!("`{command}`: {e}")),
+    }
+}
+
 fn validate_hooks(h: &Hooks) -> Result<(), Invalid> {
     for command in &h.in_gap {
-        match crate::sys::ssh::sh_split(command) {
-            Ok(words) if !words.is_empty() => {}
-            Ok(_) => {
-                return Err(invalid(
-                    &["hooks", "in_gap"],
-                    "an empty command: each is a program in the image and its arguments",
-                ))
-            }
-            Err(e) => return Err(invalid(&["hooks", "in_gap"], format!("`{command}`: {e}"))),
-        }
+        check_command(command).map_err(|m| invalid(&["hooks", "in_gap"], m))?;
     }
     if h.timeout.is_zero() {
         return Err(invalid(&["hooks", "timeout"], "must be above zero"));
+    }
+    Ok(())
+}
+
+/// What a calendar expression may be made of: systemd's words, digits, `*-:/.,~+` and white
+/// space, and a time zone's name (`Europe/Berlin`, `America/New_York`). Nothing a unit file
+/// reads specially (`%`, `\`, quotes, `$`) gets into its `OnCalendar=` line; whether systemd
+/// takes the expression is asked of it on the server (`systemd-analyze calendar`).
+fn check_schedule(schedule: &str) -> Result<(), String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || " *-:/.,~+_".contains(c);
+    match schedule.chars().find(|c| !ok(*c)) {
+        _ if schedule.trim().is_empty() => {
+            Err("is empty: e.g. hourly, *-*-* 03:00 or *:*:0/30 (as OnCalendar= takes it)".into())
+        }
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "`{}` contains {c:?}, which no calendar expression holds (OnCalendar= takes e.g. \
+             hourly, *-*-* 03:00, *:*:0/30)",
+            schedule.escape_debug()
+        )),
+    }
+}
+
+/// Each job's name (it names its units, containers and log), schedule, command and timeout.
+fn validate_jobs(jobs: &BTreeMap<String, crate::config::Job>) -> Result<(), Invalid> {
+    for (name, job) in jobs {
+        crate::names::check("job", name).map_err(|m| invalid(&["jobs", name], m))?;
+        check_schedule(&job.schedule).map_err(|m| invalid(&["jobs", name, "schedule"], m))?;
+        check_command(&job.command).map_err(|m| invalid(&["jobs", name, "command"], m))?;
+        if job.timeout.is_zero() {
+            return Err(invalid(&["jobs", name, "timeout"], "must be above zero"));
+        }
     }
     Ok(())
 }

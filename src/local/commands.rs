@@ -1,7 +1,7 @@
 //! From the command line to the node: load the config, pick the environment, run the local
 //! steps (the build) and hand over to the node-side steps.
 
-use crate::cli::{Cli, Command, ReleaseArgs, RollbackArgs, Switch};
+use crate::cli::{Cli, Command, JobsAction, ReleaseArgs, RollbackArgs, Switch};
 use crate::local::remote::Remote;
 use crate::node::rollback::{refusal, DataChoice, DataQuestion};
 use crate::node::Node;
@@ -259,7 +259,16 @@ fn dispatch(
         }
         Command::Exec(a) => node.exec(a),
         Command::Maintenance(a) => node.maintenance(a.state == Switch::On),
-        Command::Logs(a) => node.logs(a.lines, a.follow),
+        Command::Logs(a) => node.logs(a.job.as_deref(), a.lines, a.follow),
+        Command::Jobs(a) => match &a.action {
+            None => {
+                let r = node.jobs_report()?;
+                print_report(ui, &r, r.text())
+            }
+            Some(JobsAction::Run(j)) => node.run_job_now(&j.name),
+            Some(JobsAction::RunScheduled(j)) => node.start_scheduled_run(&j.name),
+            Some(JobsAction::RunUnit(j)) => node.run_scheduled_job(&j.name),
+        },
         Command::MigrateData(a) => node.migrate_data(a),
         Command::Restore(a) if a.dry_run => print_plan(node.restore_plan(a.overwrite)),
         Command::Restore(a) => node.restore(a),
@@ -380,7 +389,25 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
         }
         Command::Logs(a) => {
             flag(a.follow, "--follow");
-            vec!["logs".into(), env.into(), "-n".into(), a.lines.to_string()]
+            let mut w = vec![
+                "logs".to_string(),
+                env.into(),
+                "-n".into(),
+                a.lines.to_string(),
+            ];
+            if let Some(job) = &a.job {
+                w.extend(["--job".into(), job.clone()]);
+            }
+            w
+        }
+        Command::Jobs(a) => {
+            let (verb, j) = match &a.action {
+                None => return vec!["jobs".into(), env.into()],
+                Some(JobsAction::Run(j)) => ("run", j),
+                Some(JobsAction::RunScheduled(j)) => ("run-scheduled", j),
+                Some(JobsAction::RunUnit(j)) => ("run-unit", j),
+            };
+            vec!["jobs".into(), verb.into(), j.name.clone(), env.into()]
         }
         Command::Maintenance(a) => {
             let state = if a.state == Switch::On { "on" } else { "off" };
@@ -488,6 +515,7 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
         | Command::Status(_)
         | Command::History(_)
         | Command::Logs(_)
+        | Command::Jobs(_)
         | Command::Exec(_) => remote.read(&node_args(command, &env, None)),
         Command::Rollback(a) => {
             let a = rollback_answers(remote.ui, a, &env, || {
@@ -637,5 +665,34 @@ mod tests {
             args("deploy migrate-data"),
             ["migrate-data", "prod", "--as", "legacy", "--yes"]
         );
+    }
+
+    #[test]
+    fn the_jobs_commands_reach_the_node_as_typed() {
+        assert_eq!(args("deploy jobs"), ["jobs", "prod"]);
+        assert_eq!(args("deploy jobs staging"), ["jobs", "prod"]);
+        assert_eq!(
+            args("deploy jobs run digest"),
+            ["jobs", "run", "digest", "prod"]
+        );
+        assert_eq!(
+            args("deploy jobs run-scheduled digest prod"),
+            ["jobs", "run-scheduled", "digest", "prod"]
+        );
+        assert_eq!(
+            args("deploy logs --job digest -n 5"),
+            ["logs", "prod", "-n", "5", "--job", "digest"]
+        );
+        let env_of = |line: &str| {
+            let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
+            cli.command.env().unwrap().map(String::from)
+        };
+        assert_eq!(env_of("deploy jobs staging").as_deref(), Some("staging"));
+        assert_eq!(
+            env_of("deploy jobs run digest staging").as_deref(),
+            Some("staging")
+        );
+        assert_eq!(env_of("deploy jobs run digest"), None);
+        assert_eq!(env_of("deploy jobs"), None);
     }
 }

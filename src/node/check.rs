@@ -68,6 +68,11 @@ impl Node<'_> {
                 }
             ));
         }
+        if !self.config.jobs.is_empty() {
+            check("Checking the jobs' schedules (systemd-analyze)", &|| {
+                self.check_schedules()
+            });
+        }
         if let Some(said) = self.killed_at_stop() {
             self.ui.warn(&said);
         }

@@ -27,11 +27,7 @@ impl Node<'_> {
         let tty =
             a.interactive && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
         let spec = self.unit_spec();
-        let vars = std::path::PathBuf::from(spec.release_vars(&live));
-        if !vars.exists() {
-            // A release from before env.clear/env.secret: no variables of its own.
-            crate::sys::fsx::write_atomic(&vars, b"", 0o600)?;
-        }
+        self.ensure_release_vars(&live)?;
         let by = crate::node::state::Origin::current()
             .who
             .unwrap_or_else(|| "?".into());
@@ -45,20 +41,7 @@ impl Node<'_> {
         );
         // Made under the fence's lock (never while a swap, a restore or migrate-data has the
         // data), then run: a swap from now on sees it and waits for it, stops it or refuses.
-        self.through_fence(|| {
-            let out = std::process::Command::new("podman")
-                .args(&args)
-                .stdout(std::process::Stdio::null())
-                .output()
-                .context("cannot run podman")?;
-            if !out.status.success() {
-                bail!(
-                    "podman could not create {name}: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            Ok(())
-        })?;
+        self.through_fence(|| crate::sys::podman::create(&args))?;
         let mut start = std::process::Command::new("podman");
         start.args(["start", "--attach"]);
         if a.interactive {
@@ -70,5 +53,15 @@ impl Node<'_> {
             Some(code) => Err(crate::exit::said(code)),
             None => bail!("`{}` in {name} was killed by a signal", a.command.join(" ")),
         }
+    }
+
+    /// A release's variables file, made empty for a release from before env.clear/env.secret
+    /// (none of its own): what a one-off container of it reads.
+    pub(crate) fn ensure_release_vars(&self, version: &str) -> Result<()> {
+        let vars = std::path::PathBuf::from(self.unit_spec().release_vars(version));
+        if !vars.exists() {
+            crate::sys::fsx::write_atomic(&vars, b"", 0o600)?;
+        }
+        Ok(())
     }
 }

@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | the app (its unit) | while live | the swap stops it in its gap |
 //! | an `in_gap` hook | inside a swap's gap | the swap runs it; `clear` removes a left one |
-//! | `deploy exec`, a scheduled job | outside gaps | a container labelled [`KIND_LABEL`], created under the fence's lock while it is open |
+//! | `deploy exec` | outside gaps | a container labelled [`KIND_LABEL`]` = exec`, created under the fence's lock while it is open, else refused (exit 4) |
+//! | a job (its timer, `deploy jobs run`) | outside gaps, while a release is live and not halted | a container labelled [`KIND_LABEL`]` = job` and `deploy.job`, created under the fence's lock while it is open; one that comes due while it is closed waits for it (then runs as the new live release), bounded |
 //! | a data restore, a put-back, `migrate-data`, `deploy restore` | inside a gap | the lock, the fence closed |
 //! | Litestream | always (it checkpoints) | stopped before data is put back |
 //!
@@ -17,8 +18,6 @@
 use crate::exit::{self, Code};
 use crate::node::Node;
 use anyhow::{anyhow, bail, Context, Result};
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -87,6 +86,31 @@ impl Running {
 
 const LIST_FORMAT: &str = "{{.Names}}|{{index .Labels \"deploy.kind\"}}|{{index .Labels \"deploy.by\"}}|{{.RunningFor}}|{{.Command}}";
 
+/// What the fence says, read under its lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Gate {
+    Open,
+    /// A swap's journal (what, in words): under way while its process lives, else unsettled
+    /// until it is put right.
+    Swap {
+        what: String,
+        alive: bool,
+    },
+    /// A swap about to begin, a restore or migrate-data has the data (who): it opens again.
+    Closed(String),
+}
+
+/// How a job got past the fence: its container made (and, if it had to wait for the fence,
+/// what had closed it and for how long), or not (why, in words).
+#[derive(Debug)]
+pub(crate) enum Passage<T> {
+    Through {
+        made: T,
+        waited: Option<(Duration, String)>,
+    },
+    Skipped(String),
+}
+
 /// The fence closed: open again when dropped.
 pub struct Closed {
     marker: PathBuf,
@@ -109,20 +133,7 @@ impl Node<'_> {
 
     /// Holds the fence's own lock (a short one, never across a build) while `f` runs.
     fn under_fence_lock<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let path = self.fence_lock();
-        let file = OpenOptions::new()
-            .mode(0o600)
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        file.lock()
-            .with_context(|| format!("cannot lock {}", path.display()))?;
-        let out = f();
-        drop(file);
-        out
+        crate::sys::fsx::with_lock(&self.fence_lock(), f)
     }
 
     /// What closed the fence, while the one who closed it runs.
@@ -132,28 +143,94 @@ impl Node<'_> {
             .then(|| text.lines().next().unwrap_or_default().to_string())
     }
 
-    /// `deploy exec` and jobs: `create` makes the container (labelled) under the fence's
-    /// lock, unless the fence is closed or a swap is unfinished: then nothing is made and the
-    /// error (exit 4) says what holds it.
+    /// What the fence says now (call it under the fence's lock): a swap's journal, or the
+    /// marker of a closer whose process lives.
+    fn gate(&self) -> Result<Gate> {
+        if let Some(entries) = self.unfinished_swap()? {
+            return Ok(Gate::Swap {
+                what: self.swap_report()?.unwrap_or_else(|| "a swap".into()),
+                alive: crate::node::publish::entry_owner(&entries).alive(),
+            });
+        }
+        if let Ok(by) = std::fs::read_to_string(self.fence_marker()) {
+            if crate::node::swap::journal::owner_alive_text(&by) {
+                return Ok(Gate::Closed(
+                    by.lines().next().unwrap_or_default().to_string(),
+                ));
+            }
+        }
+        Ok(Gate::Open)
+    }
+
+    /// `deploy exec`: `create` makes the container (labelled) under the fence's lock, unless
+    /// the fence is closed or a swap is unfinished: then nothing is made and the error (exit 4)
+    /// says what holds it.
     pub(crate) fn through_fence<T>(&self, create: impl FnOnce() -> Result<T>) -> Result<T> {
-        self.under_fence_lock(|| {
-            if let Some(what) = self.swap_report()? {
-                return Err(exit::with(
-                    Code::Locked,
-                    anyhow!("{what}: nothing may write the data until it is settled (`deploy status {}`)", self.env_name),
-                ));
-            }
-            if let Some(by) = self.fence_closed_by() {
-                return Err(exit::with(
-                    Code::Locked,
-                    anyhow!(
-                        "{by} holds the data ({}): try again when it is done",
-                        self.env_name
-                    ),
-                ));
-            }
-            create()
+        self.under_fence_lock(|| match self.gate()? {
+            Gate::Open => create(),
+            Gate::Swap { what, .. } => Err(exit::with(
+                Code::Locked,
+                anyhow!(
+                    "{what}: nothing may write the data until it is settled (`deploy status {}`)",
+                    self.env_name
+                ),
+            )),
+            Gate::Closed(by) => Err(exit::with(
+                Code::Locked,
+                anyhow!(
+                    "{by} holds the data ({}): try again when it is done, or pass --lock-wait",
+                    self.env_name
+                ),
+            )),
         })
+    }
+
+    /// A job: `create` runs under the fence's lock once the fence is open, and makes the
+    /// container (or says why not, as its `Err`: nothing live, say). While the fence is closed
+    /// (a swap, a restore, migrate-data) this waits for it to open, up to `wait`, so a job that
+    /// comes due during a swap runs once it is done, as the release then live. A swap whose
+    /// process died (its journal unfinished), a fence closed longer than `wait`, or
+    /// SIGTERM/SIGINT while waiting: nothing is made, and why is said.
+    pub(crate) fn when_fence_open<T>(
+        &self,
+        wait: Duration,
+        mut create: impl FnMut() -> Result<std::result::Result<T, String>>,
+    ) -> Result<Passage<T>> {
+        let start = Instant::now();
+        let mut first: Option<String> = None;
+        loop {
+            let closed_by = self.under_fence_lock(|| match self.gate()? {
+                Gate::Open => create().map(|made| {
+                    Ok(match made {
+                        Ok(made) => Passage::Through {
+                            made,
+                            waited: first.clone().map(|by| (start.elapsed(), by)),
+                        },
+                        Err(why) => Passage::Skipped(why),
+                    })
+                }),
+                Gate::Swap { what, alive: false } => Ok(Ok(Passage::Skipped(format!(
+                    "{what}: nothing may write the data until it is settled"
+                )))),
+                Gate::Swap { what: by, .. } | Gate::Closed(by) => Ok(Err(by)),
+            })?;
+            let by = match closed_by {
+                Ok(passage) => return Ok(passage),
+                Err(by) => first.get_or_insert(by).clone(),
+            };
+            if start.elapsed() >= wait {
+                return Ok(Passage::Skipped(format!(
+                    "the fence stayed closed for {} ({by})",
+                    humantime::format_duration(wait)
+                )));
+            }
+            if crate::signals::interrupted() {
+                return Ok(Passage::Skipped(format!(
+                    "stopped while it waited for the fence ({by})"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Closes the fence for `what` (a release, a rollback, a restore, migrate-data): no exec or
@@ -240,22 +317,10 @@ impl Node<'_> {
 
     /// Stops each (SIGTERM, the app's stop timeout, then a kill) and removes it, confirmed.
     fn stop_writers(&self, running: &[Running]) -> Result<()> {
-        let timeout = self
-            .config
-            .container
-            .stop_timeout
-            .as_secs()
-            .max(1)
-            .to_string();
         for r in running {
             self.ui
                 .info(&format!("   stopping {} (--stop-running)", r.describe()));
-            let _ = duct::cmd!("podman", "stop", "--ignore", "-t", &timeout, &r.name)
-                .stdout_null()
-                .stderr_null()
-                .unchecked()
-                .run();
-            crate::sys::podman::remove_container_now(&r.name)?;
+            crate::sys::podman::stop_and_remove(&r.name, self.config.container.stop_timeout)?;
         }
         Ok(())
     }

@@ -8,6 +8,8 @@
 //! <root>/shared/                         persistent state, linked into every release
 //! <root>/.deploy/state.json, lock        deploy's own records
 //! <root>/log/<app>.log                   the app's output
+//! <root>/log/job_<name>.log              a job's runs' output
+//! <root>/.deploy/jobs.json               the jobs' last runs
 //! ```
 
 use anyhow::{bail, Result};
@@ -81,6 +83,18 @@ impl Layout {
     }
     pub fn app_log(&self, app: &str) -> PathBuf {
         self.log_dir().join(format!("{app}.log"))
+    }
+    /// The output of every run of the job `name` (`_` is in no app's name: never an app's log).
+    pub fn job_log(&self, name: &str) -> PathBuf {
+        self.log_dir().join(format!("job_{name}.log"))
+    }
+    /// The jobs' last runs: when, how long, how each ended (not the release state).
+    pub fn jobs_file(&self) -> PathBuf {
+        self.meta().join("jobs.json")
+    }
+    /// Held by a run of the job `name` for its whole life (flock): a run still going.
+    pub fn job_lock(&self, name: &str) -> PathBuf {
+        self.meta().join("jobs").join(format!("{name}.lock"))
     }
     /// What the unit's own commands (podman, not the app) write to stderr: why a start failed,
     /// readable on a node without journald too.

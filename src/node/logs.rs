@@ -1,5 +1,7 @@
 //! `deploy logs`: the app's own output (what the container writes, in Podman's k8s-file log at
-//! `<path>/log/<app>.log`), the last lines, and with `-f` what comes after, as it comes.
+//! `<path>/log/<app>.log`), or with `--job NAME` a job's (every run's, in
+//! `<path>/log/job_<name>.log`, each run between deploy's own `==` lines), the last lines, and
+//! with `-f` what comes after, as it comes.
 
 use crate::node::{strip_k8s_prefix, Node};
 use anyhow::{Context, Result};
@@ -16,9 +18,24 @@ pub fn last_lines(text: &str, n: usize) -> Vec<String> {
 }
 
 impl Node<'_> {
-    pub fn logs(&self, n: usize, follow: bool) -> Result<()> {
+    /// Which log: the app's, or the job `job`'s (one of the config's, or one that has a log).
+    fn log_of(&self, job: Option<&str>) -> Result<(std::path::PathBuf, String)> {
+        let Some(job) = job else {
+            return Ok((
+                self.layout.app_log(&self.config.app),
+                self.config.app.clone(),
+            ));
+        };
+        let path = self.layout.job_log(job);
+        if !path.exists() {
+            self.job(job)?;
+        }
+        Ok((path, format!("the job {job}")))
+    }
+
+    pub fn logs(&self, job: Option<&str>, n: usize, follow: bool) -> Result<()> {
         self.require_setup()?;
-        let path = self.layout.app_log(&self.config.app);
+        let (path, whose) = self.log_of(job)?;
         let mut out = std::io::stdout().lock();
         let mut offset = 0u64;
         match std::fs::read(&path) {
@@ -36,8 +53,7 @@ impl Node<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !follow {
                     self.ui.info(&format!(
-                        "   {} has no output yet ({} does not exist)",
-                        self.config.app,
+                        "   {whose} has no output yet ({} does not exist)",
                         path.display()
                     ));
                 }

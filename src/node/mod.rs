@@ -11,6 +11,7 @@ mod apply;
 pub mod check;
 mod exec;
 pub mod fence;
+pub mod jobs;
 pub mod layout;
 mod listen;
 pub mod lock;
@@ -270,6 +271,11 @@ impl<'a> Node<'a> {
         {
             bail!("the app directory {root} contains {bad:?}, which unit files cannot carry");
         }
+        // A schedule systemd does not take stops setup before anything is written.
+        if !self.config.jobs.is_empty() {
+            self.ui
+                .step("Checking the jobs' schedules", || self.check_schedules())?;
+        }
         // The lock first, in the only directories it needs: nothing else is written, and no
         // unit stopped or started, while another deploy works here.
         fsx::ensure_dir(&l.root, 0o755)?;
@@ -330,6 +336,11 @@ impl<'a> Node<'a> {
             )?;
         } else {
             self.sync_replication(&systemd)?;
+        }
+        if self.jobs_changed()? {
+            self.ui.step("Installing the jobs' timers", || {
+                self.install_jobs(&systemd)
+            })?;
         }
         self.ui.info(&format!(
             "{} is ready on {root}: release with `deploy release VERSION {}`",

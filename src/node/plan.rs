@@ -26,7 +26,7 @@ impl Node<'_> {
         let unit = self.unit_name();
         Ok(match step {
             Step::Clear => format!(
-                "every one-off container labelled {} (in_gap hooks, deploy exec) is removed, \
+                "every one-off container labelled {} (in_gap hooks, deploy exec, jobs) is removed, \
                  confirmed gone",
                 self.names().writer_label()
             ),
@@ -200,7 +200,44 @@ impl Node<'_> {
             );
             out += &indent(&traefik::render_dynamic(&router.spec, false)?);
         }
+        out += &self.jobs_lines()?;
         out += "Dry run: nothing was changed.\n";
+        Ok(out)
+    }
+
+    /// The jobs' timers a setup or a release (after its swap) installs, and the ones of jobs
+    /// no longer in the config it removes; nothing when they are as the config says.
+    fn jobs_lines(&self) -> Result<String> {
+        let mut out = String::new();
+        if !self.jobs_changed()? {
+            return Ok(out);
+        }
+        let dir = self.user_unit_dir();
+        for (name, job) in &self.config.jobs {
+            let timer = self.names().job_timer(name);
+            line(
+                &mut out,
+                "jobs",
+                format!(
+                    "{} ({}, enabled, started), starting {}",
+                    dir.join(&timer).display(),
+                    job.schedule,
+                    self.names().job_service(name)
+                ),
+            );
+        }
+        for gone in self.installed_jobs() {
+            if !self.config.jobs.contains_key(&gone) {
+                line(
+                    &mut out,
+                    "jobs",
+                    format!(
+                        "{} removed (the job {gone} is no longer in the config)",
+                        self.names().job_timer(&gone)
+                    ),
+                );
+            }
+        }
         Ok(out)
     }
 
@@ -302,6 +339,7 @@ impl Node<'_> {
         let kept = self.load_state()?.on_kept_data(current.as_deref());
         let mv = Move::release(version, current.as_deref(), snapshots).leaving_kept_data(kept);
         out += &self.swap_lines(&mv)?;
+        out += &self.jobs_lines()?;
         line(
             &mut out,
             "prune",

@@ -8,7 +8,7 @@
 //!
 //! What the server needs to act alone: the resolved config in `.deploy/` and the deploy binary
 //! (one per user and build), written by setup and every release and rollback (never in a run's
-//! own directory, which the run removes).
+//! own directory, which the run removes). The jobs' timers run them too.
 
 use crate::node::Node;
 use crate::sys::{fsx, systemd::Systemd};

@@ -66,8 +66,10 @@ impl Node<'_> {
         self.recover(&systemd, &mut state, req.unprotected, true)?;
         self.settle_replaced(&mut state)?;
         self.complete_release_envs()?;
-        // What only setup can apply stops the release here, before anything changes.
+        // What only setup can apply stops the release here, before anything changes, as does
+        // a job's schedule systemd does not take.
         self.check_environment()?;
+        self.check_schedules()?;
         let current = self.current()?;
         if self.layout.release(v).exists() {
             if current.as_deref() == Some(v) {
@@ -387,6 +389,7 @@ impl Node<'_> {
     /// does: a failure there is a warning after that is said, and the command succeeds.
     fn release_finishing(&self, mut run: Run, gap: Duration) -> Result<()> {
         let v = run.req.version.as_str();
+        self.release_jobs(&run.systemd);
         let pruned = self
             .ui
             .step("Pruning old releases", || self.prune(&mut run.state));
@@ -430,6 +433,33 @@ impl Node<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// After the swap (never in its gap): the timers of the config's jobs installed, those of
+    /// jobs no longer in it removed. The release is live whatever this does: a failure is a
+    /// warning that says how to put it right.
+    fn release_jobs(&self, systemd: &Systemd) {
+        let changed = match self.jobs_changed() {
+            Ok(changed) => changed,
+            Err(e) => {
+                self.ui
+                    .warn(&format!("cannot read the jobs' timers: {e:#}"));
+                true
+            }
+        };
+        if !changed {
+            return;
+        }
+        if let Err(e) = self
+            .ui
+            .step("Installing the jobs' timers", || self.install_jobs(systemd))
+        {
+            self.ui.warn(&format!(
+                "the release is live, but the jobs' timers could not be installed: {e:#}. Run \
+                 `deploy setup {}` to install them",
+                self.env_name
+            ));
+        }
     }
 
     /// Removes the releases beyond `keep_releases`; returns their versions and their images,

@@ -100,6 +100,8 @@ pub struct Status {
     pub verification: Option<crate::node::verify::Verification>,
     /// With `replicate:`: each database, as Litestream's control socket reports it.
     pub replication: Option<Vec<crate::node::replicate::DbReplication>>,
+    /// The jobs whose last run failed or ran out of time (`deploy jobs` shows them all).
+    pub failed_jobs: Vec<crate::node::jobs::report::FailedJob>,
 }
 
 #[derive(Debug, Serialize)]
@@ -204,6 +206,19 @@ impl Status {
         }
         if let Some(v) = &self.verification {
             out += &format!("verify:       {}\n", v.summary());
+        }
+        for j in &self.failed_jobs {
+            out += &format!(
+                "job failed:   {}: {} at {}{}; `deploy logs --job {}` shows its output\n",
+                j.job,
+                j.result,
+                j.started_at,
+                j.why
+                    .as_deref()
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default(),
+                j.job
+            );
         }
         if let Some(dbs) = &self.replication {
             if dbs.is_empty() {
@@ -318,6 +333,7 @@ impl Node<'_> {
             killed_at_stop: self.killed_at_stop(),
             verification: self.last_verification(),
             replication: self.replication_status(),
+            failed_jobs: self.failed_jobs(),
         })
     }
 }

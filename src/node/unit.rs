@@ -186,6 +186,49 @@ pub fn exec_args(
     args
 }
 
+/// What a job's run is: which job, who started it (`timer`, or user@host for `deploy jobs
+/// run`), and where its output goes.
+#[derive(Debug, Clone, Copy)]
+pub struct JobRun<'a> {
+    pub job: &'a str,
+    pub by: &'a str,
+    /// The job's log file (Podman's k8s-file log, appended to by every run).
+    pub log: &'a str,
+}
+
+/// `podman create` arguments for a run of a job: a one-off container of the live release
+/// `version` under a name of its own, labelled as a job's (kind, job, who started it), its
+/// output in the job's log file. Created under the fence's lock, started after it. Pure.
+pub fn job_args(
+    spec: &UnitSpec,
+    image: &str,
+    version: &str,
+    name: &str,
+    run: JobRun,
+    words: &[String],
+) -> Vec<String> {
+    use crate::node::fence::{BY_LABEL, KIND_LABEL};
+    let head = [
+        "--name".to_string(),
+        name.to_string(),
+        "--label".into(),
+        format!("{KIND_LABEL}=job"),
+        "--label".into(),
+        format!("{}={}", crate::names::JOB_LABEL, run.job),
+        "--label".into(),
+        format!("{BY_LABEL}={}", run.by),
+        "--log-driver".into(),
+        "k8s-file".into(),
+        "--log-opt".into(),
+        format!("path={}", run.log),
+        "--log-opt".into(),
+        "max-size=10mb".into(),
+    ];
+    let mut args = one_off_args(spec, image, (version, None), &head, words);
+    args[0] = "create".into();
+    args
+}
+
 /// A one-off container of `image` with the app's env file, mounts and DEPLOY_* variables,
 /// running `words` (the program, then its arguments). Pure.
 fn one_off_args(
@@ -380,6 +423,43 @@ mod tests {
             "/app/shop run-sql '/app/my file.sql'",
         );
         assert_eq!(args[args.len() - 2..], ["run-sql", "/app/my file.sql"]);
+    }
+
+    #[test]
+    fn a_jobs_run_is_a_labelled_one_off_container_of_the_live_release_logging_to_its_file() {
+        let args = job_args(
+            &spec(true),
+            "localhost/shop_prod:v2",
+            "v2",
+            "shop_prod_job_digest_17",
+            JobRun {
+                job: "digest",
+                by: "timer",
+                log: "/srv/shop/log/job_digest.log",
+            },
+            &[
+                "/app/shop".into(),
+                "digest".into(),
+                "--since".into(),
+                "1 day".into(),
+            ],
+        );
+        assert_eq!(
+            args.join(" "),
+            "create --rm --pull=never --init --name shop_prod_job_digest_17 \
+             --label deploy.kind=job --label deploy.job=digest --label deploy.by=timer \
+             --log-driver k8s-file --log-opt path=/srv/shop/log/job_digest.log \
+             --log-opt max-size=10mb --label deploy.writer=shop_prod --env DEPLOY_APP=shop \
+             --env DEPLOY_ENV=prod --env DEPLOY_VERSION=v2 --env DEPLOY_PREVIOUS= \
+             --env-file /srv/shop/shared/.env --env-file /srv/shop/releases/v2/.deploy/env \
+             --volume /srv/shop/shared/data:/app/data \
+             --entrypoint /app/shop localhost/shop_prod:v2 digest --since 1 day"
+        );
+        assert_eq!(
+            args.last().map(String::as_str),
+            Some("1 day"),
+            "a word stays whole"
+        );
     }
 
     #[test]

@@ -50,6 +50,25 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     sync_dir(parent(path))
 }
 
+/// Runs `f` holding an exclusive flock on the file `lock` (made 0600 when missing): a short
+/// critical section between processes (never across a build). The kernel lets go of it if the
+/// process dies.
+pub fn with_lock<T>(lock: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let file = OpenOptions::new()
+        .mode(0o600)
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock)
+        .with_context(|| format!("cannot open {}", lock.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", lock.display()))?;
+    let out = f();
+    drop(file);
+    out
+}
+
 /// Points the symlink `link` at `target` atomically (symlink under a temp name + rename).
 pub fn replace_symlink(link: &Path, target: &Path) -> Result<()> {
     let tmp = temp_name(link);

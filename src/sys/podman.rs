@@ -142,6 +142,47 @@ pub fn check_runtime(fix: bool) -> Result<bool> {
     )
 }
 
+/// `podman create ARGS` (arguments from a builder such as `unit::exec_args`): the container
+/// exists, not started, or the error says what podman said.
+pub fn create(args: &[String]) -> Result<()> {
+    let out = duct::cmd("podman", args)
+        .stdout_null()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .context("cannot run podman")?;
+    if !out.status.success() {
+        let name = args
+            .iter()
+            .skip_while(|a| *a != "--name")
+            .nth(1)
+            .map(String::as_str)
+            .unwrap_or("the container");
+        bail!(
+            "podman could not create {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Stops a container (SIGTERM, then a kill after `timeout`), then removes it, confirmed gone.
+pub fn stop_and_remove(name: &str, timeout: std::time::Duration) -> Result<()> {
+    let _ = duct::cmd!(
+        "podman",
+        "stop",
+        "--ignore",
+        "-t",
+        timeout.as_secs().max(1).to_string(),
+        name
+    )
+    .stdout_null()
+    .stderr_null()
+    .unchecked()
+    .run();
+    remove_container_now(name)
+}
+
 /// Removes a container at once (no grace period) and confirms it is gone.
 pub fn remove_container_now(name: &str) -> Result<()> {
     let out = duct::cmd!("podman", "rm", "--force", "--time", "0", name)
@@ -261,7 +302,7 @@ pub fn entrypoint_is_init(image: &str) -> Result<Option<String>> {
     )
 }
 
-fn lines_of(args: &[&str]) -> Result<Vec<String>> {
+pub fn lines_of(args: &[&str]) -> Result<Vec<String>> {
     let out = duct::cmd("podman", args)
         .stdout_capture()
         .stderr_capture()

@@ -41,6 +41,13 @@ trait Manager {
         files: &[&str],
         runtime: bool,
     ) -> zbus::Result<Vec<UnitFileChange>>;
+    fn start_transient_unit(
+        &self,
+        name: &str,
+        mode: &str,
+        properties: &[(&str, zbus::zvariant::Value<'_>)],
+        aux: &[(&str, &[(&str, zbus::zvariant::Value<'_>)])],
+    ) -> zbus::Result<OwnedObjectPath>;
     fn subscribe(&self) -> zbus::Result<()>;
     #[zbus(signal)]
     fn job_removed(
@@ -67,6 +74,28 @@ trait Unit {
     fn load_state(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn state_change_timestamp(&self) -> zbus::Result<u64>;
+}
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Timer",
+    default_service = "org.freedesktop.systemd1"
+)]
+trait Timer {
+    #[zbus(property, name = "NextElapseUSecRealtime")]
+    fn next_elapse_usec_realtime(&self) -> zbus::Result<u64>;
+}
+
+/// A transient service: a command run once as a unit of its own (`systemd-run --user`), gone
+/// once it ended, whatever its result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transient {
+    pub name: String,
+    pub description: String,
+    /// The program (an absolute path) and its arguments.
+    pub argv: Vec<String>,
+    /// A stop sends SIGTERM to the program only (it ends its children itself), then SIGKILL to
+    /// every process left after this long.
+    pub stop_timeout: Duration,
 }
 
 pub struct Systemd {
@@ -278,6 +307,43 @@ impl Systemd {
                 }
             }
         }
+    }
+
+    /// Starts `unit` as a transient service and returns once it has started.
+    pub fn start_transient(&self, unit: &Transient) -> Result<()> {
+        use zbus::zvariant::Value;
+        let program = unit.argv.first().cloned().unwrap_or_default();
+        let exec: Vec<(String, Vec<String>, bool)> = vec![(program, unit.argv.clone(), false)];
+        let properties: Vec<(&str, Value)> = vec![
+            ("Description", Value::from(unit.description.as_str())),
+            ("ExecStart", Value::from(exec)),
+            ("CollectMode", Value::from("inactive-or-failed")),
+            ("KillMode", Value::from("mixed")),
+            (
+                "TimeoutStopUSec",
+                Value::from(unit.stop_timeout.as_micros() as u64),
+            ),
+        ];
+        self.run_job("start", &unit.name, Duration::from_secs(30), |m| {
+            m.start_transient_unit(&unit.name, "fail", &properties, &[])
+        })
+    }
+
+    /// When a timer comes due next (realtime), if it is loaded and waiting.
+    pub fn timer_next(&self, timer: &str) -> Result<Option<std::time::SystemTime>> {
+        let path = self
+            .manager
+            .load_unit(timer)
+            .with_context(|| format!("cannot look up {timer}"))?;
+        let t = TimerProxyBlocking::builder(&self.conn)
+            .path(path)?
+            .build()
+            .map_err(|e| anyhow!("{e}"))?;
+        let usec = t
+            .next_elapse_usec_realtime()
+            .with_context(|| format!("cannot read when {timer} comes due"))?;
+        Ok((usec != 0 && usec != u64::MAX)
+            .then(|| std::time::UNIX_EPOCH + Duration::from_micros(usec)))
     }
 
     pub fn state(&self, unit: &str) -> Result<UnitState> {

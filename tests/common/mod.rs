@@ -697,6 +697,18 @@ impl Project {
 
     fn clean_env(&self, env: &str, root: &Path) {
         let names = format!("{}_{env}", self.app);
+        let unit_dir = node().home.join(".config/systemd/user");
+        // The jobs' timers and services, and their runs' transient units.
+        let jobs: Vec<String> = std::fs::read_dir(&unit_dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|f| f.starts_with(&format!("{names}_job_")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = self.user("systemctl", &["--user", "stop", &format!("{names}_job_*")]);
+        let had_jobs = !jobs.is_empty();
         for unit in [
             format!("{names}.service"),
             format!("{names}_gap.service"),
@@ -705,10 +717,30 @@ impl Project {
             format!("{names}_recover.service"),
             format!("{names}_verify.timer"),
             format!("{names}_verify.service"),
-        ] {
+        ]
+        .into_iter()
+        .chain(jobs)
+        {
             let _ = self.user("systemctl", &["--user", "stop", &unit]);
             let _ = self.user("systemctl", &["--user", "disable", &unit]);
-            let _ = std::fs::remove_file(node().home.join(".config/systemd/user").join(&unit));
+            let _ = std::fs::remove_file(unit_dir.join(&unit));
+        }
+        if had_jobs {
+            let _ = self.user("systemctl", &["--user", "daemon-reload"]);
+        }
+        // One-off containers (exec, jobs) a test left running.
+        let left = self.user(
+            "podman",
+            &[
+                "ps",
+                "--all",
+                "--quiet",
+                "--filter",
+                &format!("label=deploy.writer={names}"),
+            ],
+        );
+        for id in left.stdout.split_whitespace() {
+            let _ = self.user("podman", &["rm", "--force", "--time", "0", id]);
         }
         let _ = std::fs::remove_dir_all(root);
         let dynamic = node().home.join(".config/traefik/dynamic");

@@ -7,6 +7,9 @@
 //! - `GET /slow?ms=N` answers after N milliseconds (for graceful-stop tests)
 //!
 //! `example-app run-sql FILE` runs FILE against the database and exits (for `in_gap` hooks).
+//! `example-app write-rows MS SECONDS TAG` writes a row tagged TAG every MS milliseconds for
+//! SECONDS; `example-app write-row-version [PREFIX]` writes one row tagged PREFIX and its
+//! `DEPLOY_VERSION` (a scheduled job's, in the tests) and exits.
 //! At start, `<assets>/startup.sql`, when there is one, is run against the database: the
 //! example's stand-in for a release's migration.
 //!
@@ -54,6 +57,17 @@ fn main() {
     // SECONDS (a console session or a scheduled job that writes while it runs).
     if args.get(1).map(String::as_str) == Some("write-rows") {
         write_rows(&args[2..]);
+        return;
+    }
+    // `example-app write-row-version [PREFIX]`: one row tagged PREFIX + DEPLOY_VERSION (the
+    // release a job ran as).
+    if args.get(1).map(String::as_str) == Some("write-row-version") {
+        let tag = format!(
+            "{}{}",
+            args.get(2).map(String::as_str).unwrap_or_default(),
+            env_or("DEPLOY_VERSION", "dev")
+        );
+        write_one_row(&tag);
         return;
     }
     let port: u16 = env_or("PORT", "8080")
@@ -128,6 +142,16 @@ fn write_rows(args: &[String]) {
         std::thread::sleep(every);
     }
     println!("write-rows: done");
+}
+
+fn write_one_row(tag: &str) {
+    let data = PathBuf::from(env_or("DATA_DIR", "/app/data"));
+    let db = Connection::open(data.join("app.db")).expect("cannot open the database");
+    db.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    db.execute("INSERT INTO hits (version) VALUES (?1)", [tag])
+        .expect("insert");
+    println!("write-row-version: {tag}");
 }
 
 fn handle(app: &App, request: http::Request) -> http::Response {

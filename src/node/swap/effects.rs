@@ -237,7 +237,7 @@ impl Effects for NodeEffects<'_> {
 
 impl Node<'_> {
     /// Removes every one-off container of the environment that may write `shared/` (hooks,
-    /// exec), confirmed gone: the `clear` step of a put-back, a recovery and a halt.
+    /// exec, jobs), confirmed gone: the `clear` step of a put-back, a recovery and a halt.
     pub(crate) fn clear_writers(&self) -> Result<()> {
         let removed = podman::remove_labelled(&self.names().writer_label())?;
         // One left by a run from before the label existed goes by its name.
