@@ -85,6 +85,14 @@ fn validate_replicate(r: &crate::config::Replicate) -> Result<(), Invalid> {
         "file" => rest.starts_with('/'),
         _ => false,
     };
+    // A `/` in an SFTP password must be written %2F: Litestream, like any URL parser, would
+    // take it for the start of the path (and the password would be shown as part of the URL).
+    if scheme == "sftp" && rest.rfind('@').is_some_and(|at| rest[..at].contains('/')) {
+        return Err(invalid(
+            &["replicate", "url"],
+            "the part before `@` holds a `/`: write a `/` of the password as %2F",
+        ));
+    }
     if !ok || r.url.chars().any(|c| c.is_whitespace()) {
         return Err(invalid(
             &["replicate", "url"],

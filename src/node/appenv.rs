@@ -25,8 +25,11 @@ pub fn text(env: &Env, secret: impl Fn(&str) -> Option<String>) -> Result<String
                  release ...`)"
             );
         };
-        if value.contains('\n') || value.contains('\0') {
-            bail!("env.secret `{name}` holds a newline: an env file holds one line per variable");
+        if let Some(c) = value.chars().find(|c| c.is_control()) {
+            bail!(
+                "env.secret `{name}` holds a control character ({c:?}): an env file holds one \
+                 line per variable, and systemd ends a line at a carriage return too"
+            );
         }
         out += &format!("{name}={value}\n");
     }

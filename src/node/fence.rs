@@ -250,6 +250,7 @@ impl Node<'_> {
         let closed = Closed { marker };
         let deadline = Instant::now() + self.lock_wait.unwrap_or_default();
         let mut told = false;
+        self.remove_stale_created();
         loop {
             let running = self.running_writers()?;
             if running.is_empty() {
@@ -280,6 +281,50 @@ impl Node<'_> {
                 told = true;
             }
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Exec and job containers made more than a minute ago and never started (their client
+    /// died between `podman create` and `podman start`) are removed: nothing runs in them, and
+    /// left they would hold the fence for ever. One just made (its start follows at once) counts.
+    fn remove_stale_created(&self) {
+        let label = format!("label={}", self.names().writer_label());
+        let Ok(out) = duct::cmd!(
+            "podman",
+            "ps",
+            "--all",
+            "--filter",
+            &label,
+            "--filter",
+            "status=created",
+            "--format",
+            "{{.Names}}|{{.Created}}"
+        )
+        .stdout_capture()
+        .stderr_null()
+        .unchecked()
+        .run() else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some((name, created)) = line.split_once('|') else {
+                continue;
+            };
+            let at = created
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let old = humantime::parse_rfc3339_weak(&at)
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > Duration::from_secs(60));
+            if old {
+                self.ui
+                    .info(&format!("   removing {name}: made, never started"));
+                let _ = crate::sys::podman::remove_container_now(name);
+            }
         }
     }
 

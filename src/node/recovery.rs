@@ -19,6 +19,9 @@ use std::time::Duration;
 const PATH_UNIT: &str = include_str!("../../units/recover.path");
 const SERVICE_UNIT: &str = include_str!("../../units/recover.service");
 
+/// How many times a recovery that did nothing yet is tried (3 s apart).
+const RETRIES: usize = 20;
+
 /// How long the watcher waits for the lock: a swap's whole life, hooks included.
 const WATCH_LOCK_WAIT: Duration = Duration::from_secs(24 * 3600);
 
@@ -134,18 +137,48 @@ impl Node<'_> {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let _lock = crate::node::lock::acquire(
+        let lock = crate::node::lock::acquire(
             &self.layout.lock_file(),
             &format!("deploy recover {} (the server's own)", self.env_name),
             Some(WATCH_LOCK_WAIT),
         )?;
-        if self.unfinished_swap()?.is_none() {
+        let Some(before) = self.unfinished_swap()? else {
             // A command typed meanwhile put it right.
             return Ok(());
-        }
+        };
         self.check_podman()?;
         let systemd = Systemd::connect()?;
-        let mut state = self.load_state()?;
-        self.recover(&systemd, &mut state, false, false)
+        // Tried again only while nothing was done (Traefik not up yet at boot, say): a
+        // recovery that began to stop, restore or start and failed is left to the next
+        // command, never tried over and over on the live data.
+        for attempt in 0..RETRIES {
+            let mut state = self.load_state()?;
+            let Err(e) = self.recover(&systemd, &mut state, false, false) else {
+                return Ok(());
+            };
+            let after = self.unfinished_swap()?.unwrap_or_default();
+            let acted = after.iter().skip(before.len()).any(|e| {
+                matches!(e, crate::node::swap::Entry::Begin { step }
+                    if *step == crate::node::swap::Step::Stop || step.touches_data())
+            });
+            if acted || after.is_empty() || attempt + 1 == RETRIES {
+                self.ui.warn(&format!(
+                    "{e:#}\nthe server leaves this swap to the next deploy command"
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        // Stays until the journal is gone or replaced, so the path unit does not start this
+        // service again and again on a swap it could not put right.
+        drop(lock);
+        let first = before.first().cloned();
+        while let Some(now) = self.unfinished_swap()? {
+            if now.first().cloned() != first {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        Ok(())
     }
 }

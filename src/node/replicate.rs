@@ -165,6 +165,10 @@ impl Node<'_> {
         for p in crate::node::snapshot::databases(&self.layout.shared())? {
             let text = p.to_string_lossy();
             match SharedRel::parse(&text) {
+                Ok(rel) if rel.as_str() == MANIFEST_REPLICA => self.ui.warn(&format!(
+                    "shared/{rel}: not replicated (its place in the replica is the list of \
+                     databases'; rename it)"
+                )),
                 Ok(rel) => dbs.push(rel.to_string()),
                 Err(e) => self.ui.warn(&format!(
                     "shared/{e}: not replicated (rename it to a plain name)"
@@ -520,6 +524,7 @@ impl Node<'_> {
             &rels,
             &format!("the replica's list of databases ({shown}/{MANIFEST_REPLICA})"),
         )
+        .and_then(|rels| self.refuse_shared_files(rels))
         .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))?;
         let names: Vec<String> = rels.iter().map(|r| r.to_string()).collect();
         fsx::write_atomic(&config, self.litestream_text(r, &names)?.as_bytes(), 0o600)?;
@@ -544,6 +549,10 @@ impl Node<'_> {
         let started = std::time::Instant::now();
         let (config, rels) = self.replica_manifest(r, env, work, at)?;
         let shared = self.layout.shared();
+        for rel in &rels {
+            rel.check_target(&shared)
+                .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))?;
+        }
         let present: Vec<&SharedRel> = rels
             .iter()
             .filter(|rel| crate::node::snapshot::has_data(&shared.join(rel.as_str())))
@@ -584,6 +593,8 @@ impl Node<'_> {
             // so a process that dies is put right like a release's.
             Some(live) => {
                 let systemd = Systemd::connect()?;
+                // What the server needs to put this move right by itself, as a release has.
+                self.install_recovery(&systemd)?;
                 let mut state = self.load_state()?;
                 let mv = crate::node::swap::Move::restore(&live, work.join("data"), req.overwrite);
                 self.publish(&systemd, &mut state, &mv, false)?;
@@ -649,6 +660,18 @@ impl Node<'_> {
         self.sync_replication(&systemd)
     }
 
+    /// A replica's entries that name one of the config's shared files (`.env`...) or the
+    /// manifest's own place are refused: they are never databases of the app.
+    fn refuse_shared_files(&self, rels: Vec<SharedRel>) -> Result<Vec<SharedRel>> {
+        for rel in &rels {
+            let name = rel.as_str();
+            if name == ".env" || self.config.shared.files.iter().any(|f| f == name) {
+                bail!("the replica's list of databases names shared/{name}, one of the app's shared files: nothing was changed");
+            }
+        }
+        Ok(rels)
+    }
+
     /// Renames each database downloaded into `data` (at its path under shared/) over its place
     /// in shared/, with its old `-wal`, `-shm` and Litestream's local state gone: the fastest
     /// way in (no copy), for the app stopped. Never through a symbolic link (one at a
@@ -659,7 +682,12 @@ impl Node<'_> {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        for rel in crate::node::shared_path::parse_all(&rels, "the downloaded data")? {
+        let rels = crate::node::shared_path::parse_all(&rels, "the downloaded data")?;
+        // Every place checked before any is written.
+        for rel in &rels {
+            rel.check_target(&shared)?;
+        }
+        for rel in rels {
             let (live, links) = rel.for_writing(&shared)?;
             if !links.is_empty() {
                 self.ui.warn(&format!(
@@ -672,7 +700,8 @@ impl Node<'_> {
                         .join(", ")
                 ));
             }
-            for side in ["-wal", "-shm"] {
+            // A stale `-journal` would be rolled back into the new file, a `-wal` replayed.
+            for side in ["-wal", "-shm", "-journal"] {
                 let mut p = live.clone().into_os_string();
                 p.push(side);
                 let _ = std::fs::remove_file(PathBuf::from(p));

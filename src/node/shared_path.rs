@@ -45,6 +45,45 @@ impl SharedRel {
         &self.0
     }
 
+    /// Whether the file under `shared` may be replaced by a database, checked without changing
+    /// anything: no directory on the way a symbolic link or not a directory, and the file
+    /// itself missing, a symbolic link (replaced when written), or a database already (its
+    /// header, or its data in a `-wal`); never another kind of file (a FIFO, a device) or a
+    /// file of something else (`.env`, an upload), which no snapshot would keep.
+    pub fn check_target(&self, shared: &Path) -> Result<()> {
+        let mut dir = shared.to_path_buf();
+        refuse_link_dir(&dir)?;
+        let parts: Vec<&str> = self.0.split('/').collect();
+        let (name, dirs) = parts.split_last().expect("a non-empty path");
+        for part in dirs {
+            dir.push(part);
+            if std::fs::symlink_metadata(&dir).is_ok() {
+                refuse_link_dir(&dir)?;
+            }
+        }
+        let file = dir.join(name);
+        let Ok(m) = std::fs::symlink_metadata(&file) else {
+            return Ok(());
+        };
+        if m.file_type().is_symlink() {
+            return Ok(());
+        }
+        if !m.is_file() {
+            bail!(
+                "{} is not a regular file: no database is put there; nothing was changed",
+                file.display()
+            );
+        }
+        if m.len() > 0 && !crate::node::snapshot::has_data(&file) {
+            bail!(
+                "{} is not an SQLite database, and a database was to replace it: nothing was \
+                 changed (a replica names only databases)",
+                file.display()
+            );
+        }
+        Ok(())
+    }
+
     /// The file under `shared`, made ready to be written: no directory on the way (`shared`
     /// itself included) is a symbolic link or anything but a directory (refused, naming it);
     /// a link at the file itself or at SQLite's files beside it is removed (what it points at

@@ -124,7 +124,19 @@ pub struct Snapshot {
 pub fn clone_method(shared: &Path, dir: &Path) -> Method {
     let probe = shared.join(format!(".deploy-clone-probe-{}", std::process::id()));
     let copy = dir.join(format!(".deploy-clone-probe-{}", std::process::id()));
-    let works = std::fs::write(&probe, b"probe").is_ok() && fsx::clone_file(&probe, &copy).is_ok();
+    // A new file of its own: never through a link someone put under that name.
+    let made = {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&probe)
+            .and_then(|mut f| f.write_all(b"probe"))
+            .is_ok()
+    };
+    let works = made && fsx::clone_file(&probe, &copy).is_ok();
     let _ = std::fs::remove_file(&probe);
     let _ = std::fs::remove_file(&copy);
     if works {
@@ -136,6 +148,10 @@ pub fn clone_method(shared: &Path, dir: &Path) -> Method {
 
 /// Whether a file starts with SQLite's header.
 pub fn is_sqlite(path: &Path) -> bool {
+    // A regular file only: opening a FIFO someone put there would wait for ever.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let mut head = [0u8; 16];
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut head))
@@ -369,6 +385,10 @@ pub fn restore(snapshot: &Path, shared: &Path) -> Result<Restored> {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>();
     let dbs = crate::node::shared_path::parse_all(&dbs, "the snapshot")?;
+    // Every place checked before any is written.
+    for rel in &dbs {
+        rel.check_target(shared)?;
+    }
     let mut targets = Vec::new();
     let mut links = Vec::new();
     for rel in &dbs {
