@@ -868,6 +868,22 @@ impl Loaded {
         ))
     }
 
+    /// The same with only the environment `env` under `environments`: what a server is sent
+    /// and keeps, so that no server holds another environment's values.
+    pub fn resolved_text_for(&self, env: &str) -> Result<String> {
+        let mut values = self.values.clone();
+        if let Some(envs) = values
+            .get_mut("environments")
+            .and_then(yaml_serde::Value::as_mapping_mut)
+        {
+            envs.retain(|k, _| k.as_str() == Some(env));
+        }
+        Ok(format!(
+            "# Resolved where deploy was typed, for {env}: nothing in it is expanded again.\n{}",
+            yaml_serde::to_string(&values)?
+        ))
+    }
+
     /// Picks the environment: the one named, or the only one when none is named.
     pub fn environment(&self, name: Option<&str>) -> Result<(String, &Environment)> {
         let envs = &self.config.environments;
@@ -1285,6 +1301,16 @@ environments:
         assert_eq!(there.env.clear["PORT"], "8080", "{sent}");
         assert_eq!(there.env.clear["ON"], "true", "{sent}");
         assert_eq!(there.environments["prod"].port, 18080);
+        // A server is sent its own environment only.
+        let mut two = loaded.clone();
+        two.values["environments"]["staging"] = two.values["environments"]["prod"].clone();
+        let one = two.resolved_text_for("prod").unwrap();
+        let (there, _) = parse_values(&one, None).unwrap();
+        assert_eq!(
+            there.environments.keys().collect::<Vec<_>>(),
+            ["prod"],
+            "{one}"
+        );
     }
 
     #[test]

@@ -218,9 +218,10 @@ fn dispatch(
         remote.origin = crate::node::state::Origin::here(&loaded.dir);
         return run_remote(&cli.command, &remote);
     }
+    let text = loaded.resolved_text_for(&env_name)?;
     let mut node = Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?;
     node.lock_wait = cli.lock_wait;
-    node.config_text = Some(loaded.resolved_text()?);
+    node.config_text = Some(text);
     if !cli.node {
         if let Some(done) = run_detached(cli, loaded, &node)? {
             return Ok(done);

@@ -367,7 +367,7 @@ impl<'a> Remote<'a> {
         }
         // The config as resolved here (`${VAR}` expanded: the node never sees this machine's
         // environment), read there with `--resolved`: nothing in it is expanded again.
-        let text = self.loaded.resolved_text()?;
+        let text = self.loaded.resolved_text_for(&self.env_name)?;
         self.send_private(root, &file_name, text.as_bytes())
     }
 
