@@ -89,11 +89,23 @@ fn a_restore_killed_after_any_step_is_put_right_by_the_server() {
         let (check, now) = db_check(&p);
         assert_eq!(check, "ok", "{step}");
         assert!(now >= rows, "{step}: {now} rows, {rows} before");
-        let active = p.user(
-            "systemctl",
-            &["--user", "is-active", "t-rstkill_test_litestream.service"],
-        );
-        assert_eq!(active.stdout.trim(), "active", "{step}: Litestream runs");
+        // Litestream is started again right after the recovery has removed its journal.
+        let t = Instant::now();
+        loop {
+            let active = p.user(
+                "systemctl",
+                &["--user", "is-active", "t-rstkill_test_litestream.service"],
+            );
+            if active.stdout.trim() == "active" {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{step}: Litestream does not run again: {}",
+                active.stdout
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     p.deploy(&["restore", "--overwrite"])
         .ok()
