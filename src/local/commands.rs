@@ -1,8 +1,9 @@
 //! From the command line to the node: load the config, pick the environment, run the local
 //! steps (the build) and hand over to the node-side steps.
 
-use crate::cli::{Cli, Command, ReleaseArgs, RollbackArgs, Switch};
+use crate::cli::{Cli, Command, LockAction, ReleaseArgs, RollbackArgs, Switch};
 use crate::local::remote::Remote;
+use crate::node::power::Power;
 use crate::node::Node;
 use crate::ui::Ui;
 use crate::{config, exit};
@@ -252,7 +253,25 @@ fn dispatch(
         }
         Command::Exec(a) => node.exec(a),
         Command::Maintenance(a) => node.maintenance(a.state == Switch::On),
-        Command::Logs(a) => node.logs(a.lines, a.follow),
+        Command::Logs(a) => node.logs(&crate::node::logs::Filter::of(a), a.follow),
+        Command::Start(a) if a.dry_run => print_plan(node.power_plan(Power::Start)),
+        Command::Stop(a) if a.dry_run => print_plan(node.power_plan(Power::Stop)),
+        Command::Restart(a) if a.dry_run => print_plan(node.power_plan(Power::Restart)),
+        Command::Start(_) => node.power(Power::Start),
+        Command::Stop(_) => node.power(Power::Stop),
+        Command::Restart(_) => node.power(Power::Restart),
+        Command::Lock(a) => match &a.action {
+            LockAction::Acquire { message, .. } => node.hold_acquire(message),
+            LockAction::Release { .. } => node.hold_release(),
+            LockAction::Status { .. } => {
+                let h = node.hold_report()?;
+                print_report(ui, &h, h.text())
+            }
+        },
+        Command::Remove(a) if a.dry_run => print_plan(node.remove_plan(a)),
+        Command::Remove(a) => node.remove(a),
+        Command::Prune(a) if a.dry_run => print_plan(node.prune_plan_text()),
+        Command::Prune(_) => node.prune_now(),
         Command::MigrateData(a) => node.migrate_data(a),
         Command::Restore(a) => node.restore(a),
         Command::Recover(_) => node.recover_unattended(),
@@ -369,7 +388,51 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
         }
         Command::Logs(a) => {
             flag(a.follow, "--follow");
-            vec!["logs".into(), env.into(), "-n".into(), a.lines.to_string()]
+            let mut w = vec!["logs".to_string(), env.into()];
+            if let Some(n) = a.lines {
+                w.extend(["-n".into(), n.to_string()]);
+            }
+            if let Some(since) = a.since {
+                w.extend([
+                    "--since".into(),
+                    humantime::format_duration(since).to_string(),
+                ]);
+            }
+            if let Some(text) = &a.grep {
+                w.extend(["--grep".into(), text.clone()]);
+            }
+            w
+        }
+        Command::Start(a) | Command::Stop(a) | Command::Restart(a) => {
+            flag(a.dry_run, "--dry-run");
+            let verb = match command {
+                Command::Start(_) => "start",
+                Command::Stop(_) => "stop",
+                _ => "restart",
+            };
+            vec![verb.into(), env.into()]
+        }
+        Command::Lock(a) => match &a.action {
+            LockAction::Acquire { message, .. } => vec![
+                "lock".into(),
+                "acquire".into(),
+                env.into(),
+                "--message".into(),
+                message.clone(),
+            ],
+            LockAction::Release { .. } => vec!["lock".into(), "release".into(), env.into()],
+            LockAction::Status { .. } => vec!["lock".into(), "status".into(), env.into()],
+        },
+        Command::Remove(a) => {
+            flag(a.data, "--data");
+            flag(a.all, "--all");
+            flag((a.data || a.all) && !a.dry_run, "--yes");
+            flag(a.dry_run, "--dry-run");
+            vec!["remove".into(), env.into()]
+        }
+        Command::Prune(a) => {
+            flag(a.dry_run, "--dry-run");
+            vec!["prune".into(), env.into()]
         }
         Command::Maintenance(a) => {
             let state = if a.state == Switch::On { "on" } else { "off" };
@@ -420,6 +483,21 @@ fn confirm_with_data(ui: Ui, a: &RollbackArgs, env: &str) -> Result<()> {
     Ok(())
 }
 
+/// `remove --data/--all` deletes data: asked where there is a terminal (here), unless --yes.
+fn confirm_removal(ui: Ui, a: &crate::cli::RemoveArgs, env: &str) -> Result<()> {
+    if !(a.data || a.all) || a.yes || a.dry_run {
+        return Ok(());
+    }
+    let question = crate::node::remove::question(a, env);
+    if !ui.ask(&question)? {
+        bail!(
+            "not confirmed, nothing was removed (`--dry-run` lists what would go; pass --yes to \
+             confirm without a prompt)"
+        );
+    }
+    Ok(())
+}
+
 /// A remote environment: the same command, run by the node's own deploy over SSH.
 fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
     let env = remote.env_name.clone();
@@ -439,6 +517,18 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
         | Command::History(_)
         | Command::Logs(_)
         | Command::Exec(_) => remote.read(&node_args(command, &env, None)),
+        Command::Start(a) | Command::Stop(a) | Command::Restart(a) if a.dry_run => {
+            remote.read(&node_args(command, &env, None))
+        }
+        Command::Prune(a) if a.dry_run => remote.read(&node_args(command, &env, None)),
+        Command::Remove(a) if a.dry_run => remote.read(&node_args(command, &env, None)),
+        Command::Lock(a) if matches!(a.action, LockAction::Status { .. }) => {
+            remote.read(&node_args(command, &env, None))
+        }
+        Command::Remove(a) => {
+            confirm_removal(remote.ui, a, &env)?;
+            remote.run(&node_args(command, &env, None))
+        }
         Command::Rollback(a) => {
             confirm_with_data(remote.ui, a, &env)?;
             remote.run(&node_args(command, &env, None))
@@ -578,6 +668,30 @@ mod tests {
         assert_eq!(
             args("deploy migrate-data"),
             ["migrate-data", "prod", "--as", "legacy", "--yes"]
+        );
+    }
+
+    #[test]
+    fn node_side_command_lines_of_the_everyday_commands() {
+        assert_eq!(args("deploy stop --dry-run"), ["stop", "prod", "--dry-run"]);
+        assert_eq!(args("deploy restart"), ["restart", "prod"]);
+        assert_eq!(
+            args("deploy lock acquire -m why"),
+            ["lock", "acquire", "prod", "--message", "why"]
+        );
+        assert_eq!(args("deploy lock status"), ["lock", "status", "prod"]);
+        assert_eq!(
+            args("deploy remove --data"),
+            ["remove", "prod", "--data", "--yes"]
+        );
+        assert_eq!(
+            args("deploy remove --all --dry-run"),
+            ["remove", "prod", "--all", "--dry-run"]
+        );
+        assert_eq!(args("deploy prune"), ["prune", "prod"]);
+        assert_eq!(
+            args("deploy logs --since 10m --grep boom"),
+            ["logs", "prod", "--since", "10m", "--grep", "boom"]
         );
     }
 }

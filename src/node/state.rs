@@ -145,6 +145,14 @@ pub enum Action {
     /// A later command put right a swap whose process died.
     Recover,
     MigrateData,
+    /// `deploy stop`, `start`, `restart`: the app stopped or started by hand.
+    Stop,
+    Start,
+    Restart,
+    /// `deploy prune`.
+    Prune,
+    /// `deploy remove`.
+    Remove,
 }
 
 impl std::fmt::Display for Action {
@@ -154,6 +162,11 @@ impl std::fmt::Display for Action {
             Action::Rollback => "rollback",
             Action::Recover => "recover",
             Action::MigrateData => "migrate-data",
+            Action::Stop => "stop",
+            Action::Start => "start",
+            Action::Restart => "restart",
+            Action::Prune => "prune",
+            Action::Remove => "remove",
         })
     }
 }

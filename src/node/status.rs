@@ -93,6 +93,10 @@ pub struct Status {
     pub killed_at_stop: Option<String>,
     /// With `replicate:`: each database, as Litestream's control socket reports it.
     pub replication: Option<Vec<crate::node::replicate::DbReplication>>,
+    /// Stopped by `deploy stop`: by whom, since when (until `deploy start`).
+    pub stopped: Option<crate::node::power::Stopped>,
+    /// Held by hand (`deploy lock acquire`): why, by whom, since when.
+    pub held: Option<crate::node::hold::Hold>,
 }
 
 #[derive(Debug, Serialize)]
@@ -186,6 +190,16 @@ impl Status {
         }
         if let Some(i) = &self.interrupted {
             out += &format!("interrupted:  {i}\n");
+        }
+        if let Some(s) = &self.stopped {
+            out += &format!(
+                "stopped:      {} (`deploy start {}` starts it)\n",
+                s.describe(),
+                self.environment
+            );
+        }
+        if let Some(h) = &self.held {
+            out += &format!("held:         by hand: {}\n", h.describe());
         }
         if let Some(k) = &self.killed_at_stop {
             out += &format!("last stop:    {k}\n");
@@ -297,6 +311,8 @@ impl Node<'_> {
             interrupted: self.swap_report()?,
             killed_at_stop: self.killed_at_stop(),
             replication: self.replication_status(),
+            stopped: self.stopped_by_hand(),
+            held: self.held_by_hand()?,
         })
     }
 }
