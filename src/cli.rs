@@ -54,8 +54,8 @@ pub enum Command {
     Setup(SetupArgs),
     /// Print a completion script: `deploy completions bash > /etc/bash_completion.d/deploy`.
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff): `deploy man > deploy.1`.
-    Man,
+    /// Print the man page (roff): `deploy man > deploy.1`; with --dir, one page per command.
+    Man(ManArgs),
     /// Start the app again after `deploy stop` (its units enabled again, the health check
     /// waited for, Traefik back on the app).
     Start(PowerArgs),
@@ -73,7 +73,7 @@ pub enum Command {
     /// Remove the releases beyond `keep_releases`, their images and the app's dangling images.
     Prune(PruneArgs),
     /// Write a commented deploy.yaml here (and a Containerfile for a single binary if none).
-    Init,
+    Init(InitArgs),
     /// Check the config and the artifacts, and with ENV what the node needs; changes nothing.
     Check(EnvArgs),
     /// Print the configuration as ENV sees it: its overrides merged, `${VAR}` expanded, the
@@ -115,6 +115,22 @@ pub enum Command {
     /// one per line; a release's are its `--dry-run` steps (not for people).
     #[command(hide = true)]
     TestPoints,
+}
+
+/// `deploy init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Write the full annotated example instead, every option explained.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// `deploy man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `deploy.1` and one page per command (`deploy-release.1`...) into DIR instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// A command that takes only the environment.
@@ -383,11 +399,11 @@ macro_rules! no_node_commands {
     () => {
         $crate::cli::Command::GapServer(_)
             | $crate::cli::Command::TestPoints
-            | $crate::cli::Command::Init
+            | $crate::cli::Command::Init(_)
             | $crate::cli::Command::Check(_)
             | $crate::cli::Command::Config(_)
             | $crate::cli::Command::Completions { .. }
-            | $crate::cli::Command::Man
+            | $crate::cli::Command::Man(_)
     };
 }
 

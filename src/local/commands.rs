@@ -21,17 +21,10 @@ pub fn run(mut cli: Cli) -> Result<()> {
     match &cli.command {
         Command::GapServer(options) => return crate::front::gap::serve(options.clone()),
         Command::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut command = Cli::command();
-            clap_complete::generate(*shell, &mut command, "deploy", &mut std::io::stdout());
-            return Ok(());
+            return crate::help::completions(*shell, &mut std::io::stdout().lock())
         }
-        Command::Man => {
-            use clap::CommandFactory;
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
-            return Ok(());
-        }
-        Command::Init => return crate::local::init::run(file, ui),
+        Command::Man(a) => return man(a, ui),
+        Command::Init(a) => return crate::local::init::run(file, a.full, ui),
         Command::TestPoints => {
             crate::signals::MIGRATE_STEPS
                 .iter()
@@ -44,8 +37,15 @@ pub fn run(mut cli: Cli) -> Result<()> {
         Command::Config(a) => {
             let loaded = load(file, cli.resolved)?;
             let (env, _) = loaded.environment(a.env.as_deref())?;
-            print!("{}", config::resolved_yaml(&loaded.values, &env)?);
-            return Ok(());
+            let yaml = config::resolved_yaml(&loaded.values, &env)?;
+            return match cli.json {
+                true => {
+                    let value: serde_json::Value = yaml_serde::from_str(&yaml)?;
+                    crate::help::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))
+                }
+                false => crate::help::print(&yaml),
+            }
+            .map_err(Into::into);
         }
         _ => {}
     }
@@ -318,17 +318,28 @@ fn check(loaded: &config::Loaded, env: Option<&str>, ui: Ui, on_node: bool) -> R
 }
 
 fn print_plan(plan: Result<String>) -> Result<()> {
-    print!("{}", plan?);
-    Ok(())
+    Ok(crate::help::print(&plan?)?)
 }
 
 /// A report as text, or as one JSON document with `--json`.
 fn print_report(ui: Ui, report: &impl serde::Serialize, text: String) -> Result<()> {
-    if ui.json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-    } else {
-        print!("{text}");
-    }
+    let text = match ui.json {
+        true => format!("{}\n", serde_json::to_string_pretty(report)?),
+        false => text,
+    };
+    Ok(crate::help::print(&text)?)
+}
+
+/// `deploy man`: the page on stdout, or every page into `--dir`.
+fn man(a: &crate::cli::ManArgs, ui: Ui) -> Result<()> {
+    let Some(dir) = &a.dir else {
+        return Ok(crate::help::man(&mut std::io::stdout().lock())?);
+    };
+    let written = crate::help::man_pages(dir)?;
+    ui.done(
+        &format!("wrote {} man pages into {}", written.len(), dir.display()),
+        serde_json::json!({"action": "man", "pages": written}),
+    );
     Ok(())
 }
 
