@@ -20,10 +20,8 @@ fn main() {
         }
         eprintln!("error: {e:#}");
         if json {
-            println!(
-                "{}",
-                serde_json::json!({"event": "error", "message": format!("{e:#}"), "exit_code": code})
-            );
+            let event = serde_json::json!({"event": "error", "message": format!("{e:#}"), "exit_code": code});
+            let _ = help::print(&format!("{event}\n"));
         }
         std::process::exit(code);
     }

@@ -230,7 +230,12 @@ fn dispatch(
         Command::Setup(a) => node.setup(a.reset_storage),
         Command::Release(a) if a.dry_run => {
             if let (Some(b), false, None) = (&loaded.config.build, a.skip_build, &a.uploaded) {
-                println!("  (first, here: {} in {})", b.command, loaded.dir.display());
+                let first = format!(
+                    "  (first, here: {} in {})\n",
+                    b.command,
+                    loaded.dir.display()
+                );
+                crate::help::print(&first)?;
             }
             print_plan(node.release_plan(&a.version, a.uploaded.is_some()))
         }

@@ -535,13 +535,13 @@ exit "${{rc:-1}}"
                 self.ui.warn(lack);
             }
             if !runs_this_build(&probe)? {
-                println!(
+                crate::help::print(&format!(
                     "Plan: install {} as {}/{NODE_BIN}, then set up there (run without \
                      --dry-run for the rest of the plan, which that binary computes).\nDry run: \
-                     nothing was changed.",
+                     nothing was changed.\n",
                     own_version(),
                     self.root(&probe)
-                );
+                ))?;
                 return Ok(());
             }
             let root = self.root(&probe);
