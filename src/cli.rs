@@ -151,6 +151,11 @@ pub struct SetupArgs {
     /// containers, volumes or images that are not this app's (listed first).
     #[arg(long)]
     pub reset_storage: bool,
+    /// A remote server: install this deploy binary there instead of this one, e.g. a static
+    /// build (`scripts/build-static`) for a server whose glibc is older than this machine's.
+    /// It must be the same version as this deploy.
+    #[arg(long, value_name = "PATH")]
+    pub server_binary: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -211,6 +211,15 @@ fn dispatch(
     env: &config::Environment,
     ui: Ui,
 ) -> Result<()> {
+    if let (Command::Setup(a), config::Host::Local) = (&cli.command, env.host()) {
+        if a.server_binary.is_some() {
+            bail!(
+                "--server-binary is for a remote environment's server; {} is local and runs \
+                 this deploy",
+                env_name
+            );
+        }
+    }
     if !cli.node && env.host() != config::Host::Local {
         let mut remote = Remote::new(loaded, env_name, env, ui)?;
         remote.lock_wait = cli.lock_wait;
@@ -518,7 +527,11 @@ fn confirm_removal(ui: Ui, a: &crate::cli::RemoveArgs, env: &str) -> Result<()> 
 fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
     let env = remote.env_name.clone();
     match command {
-        Command::Setup(a) => remote.setup(a.dry_run, &node_args(command, &env, None)),
+        Command::Setup(a) => remote.setup(
+            a.dry_run,
+            &node_args(command, &env, None),
+            a.server_binary.as_deref(),
+        ),
         Command::Release(a) if a.dry_run => remote.read(&node_args(command, &env, Some("RUN"))),
         Command::Release(a) => {
             let args = node_args(command, &env, Some(remote.run_id()));
