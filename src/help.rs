@@ -107,23 +107,24 @@ pub fn command() -> clap::Command {
     for (i, name) in ORDER.iter().enumerate() {
         cmd = cmd.mut_subcommand(name, |s| s.display_order(i));
     }
-    for id in GLOBAL {
-        cmd = cmd.mut_arg(id, |a| a.help_heading("Global options"));
-    }
+    // `mut_args`, not `mut_arg`: it keeps the arguments in their order (a positional's index).
+    cmd = cmd.mut_args(|a| match GLOBAL.contains(&a.get_id().as_str()) {
+        true => a.help_heading("Global options"),
+        false => a,
+    });
     with_env_described(cmd)
 }
 
 /// Every `env` argument, in every command and below: described, and completed with the
 /// environments of the config.
 fn with_env_described(mut cmd: clap::Command) -> clap::Command {
-    if cmd.get_arguments().any(|a| a.get_id() == "env") {
-        cmd =
-            cmd.mut_arg("env", |a| {
-                a.value_name("ENV").help(ENV_HELP).add(
-                    clap_complete::engine::ArgValueCandidates::new(environment_candidates),
-                )
-            });
-    }
+    cmd =
+        cmd.mut_args(|a| match a.get_id() == "env" {
+            true => a.value_name("ENV").help(ENV_HELP).add(
+                clap_complete::engine::ArgValueCandidates::new(environment_candidates),
+            ),
+            false => a,
+        });
     let names: Vec<String> = cmd
         .get_subcommands()
         .map(|s| s.get_name().to_string())
@@ -275,6 +276,34 @@ mod tests {
         walk(&cmd, "deploy");
         let global = cmd.get_arguments().find(|a| a.get_id() == "json").unwrap();
         assert_eq!(global.get_help_heading(), Some("Global options"));
+    }
+
+    #[test]
+    fn the_documented_command_line_parses_as_the_derived_one() {
+        use clap::FromArgMatches;
+        let parse = |line: &str| {
+            let m = command()
+                .try_get_matches_from(line.split_whitespace())
+                .unwrap();
+            Cli::from_arg_matches(&m).unwrap().command
+        };
+        match parse("deploy exec -i -- /app/x run-sql /dev/stdin") {
+            crate::cli::Command::Exec(a) => {
+                assert_eq!(a.env, None);
+                assert_eq!(a.command, ["/app/x", "run-sql", "/dev/stdin"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("deploy release v2 prod") {
+            crate::cli::Command::Release(a) => {
+                assert_eq!((a.version.as_str(), a.env.as_deref()), ("v2", Some("prod")))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("deploy maintenance on prod") {
+            crate::cli::Command::Maintenance(a) => assert_eq!(a.env.as_deref(), Some("prod")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
