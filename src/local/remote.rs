@@ -25,7 +25,8 @@ pub struct Probe {
     /// The sha256 of the installed deploy binary.
     pub binary: Option<String>,
     /// The sha256 of the deploy that installed it, when that was another build
-    /// (`setup --server-binary`): that deploy may drive it.
+    /// (`setup --server-binary`): that deploy may drive it. Read from `deploy.client` (the
+    /// installed binary's sha256, then the installer's), and only while the binary is that one.
     pub client: Option<String>,
     pub version: Option<String>,
     pub set_up: bool,
@@ -88,6 +89,7 @@ true
 /// Reads the probe's answer. Pure.
 pub fn parse_probe(text: &str) -> Probe {
     let mut p = Probe::default();
+    let mut client: Option<(String, String)> = None;
     for line in text.lines() {
         let Some((k, v)) = line.split_once('=') else {
             continue;
@@ -97,7 +99,7 @@ pub fn parse_probe(text: &str) -> Probe {
             "os" => p.os = v,
             "home" => p.home = v,
             "binary" if !v.is_empty() => p.binary = Some(v),
-            "client" if !v.is_empty() => p.client = Some(v),
+            "client" => client = v.split_once(' ').map(|(b, c)| (b.into(), c.into())),
             "version" if !v.is_empty() => p.version = Some(v),
             "set_up" => p.set_up = true,
             "current" => p.current = Some(v),
@@ -106,6 +108,9 @@ pub fn parse_probe(text: &str) -> Probe {
             _ => {}
         }
     }
+    p.client = client
+        .filter(|(binary, _)| p.binary.as_deref() == Some(binary.as_str()))
+        .map(|(_, c)| c);
     p
 }
 
@@ -387,7 +392,8 @@ impl<'a> Remote<'a> {
                 let out = self.ssh.capture(&format!(
                     "mv -f {new} {bin} && sha256sum {bin} | cut -d' ' -f1 > {bin}.sha256.tmp && \
                      chmod 600 {bin}.sha256.tmp && mv {bin}.sha256.tmp {bin}.sha256 && \
-                     echo {ours} > {bin}.client.tmp && chmod 600 {bin}.client.tmp && \
+                     echo \"$(cat {bin}.sha256) {ours}\" > {bin}.client.tmp && \
+                     chmod 600 {bin}.client.tmp && \
                      mv {bin}.client.tmp {bin}.client"
                 ))?;
                 if !out.status.success() {
@@ -802,6 +808,11 @@ mod tests {
         assert_eq!(p.current.as_deref(), Some("releases/v1"));
         assert_eq!(p.lacks, ["rsync is not installed"]);
         assert_eq!(parse_probe("os=Linux x86_64\n").current, None);
+        // Who installed the binary counts only while it is that binary.
+        let p = parse_probe("binary=abc\nclient=abc laptop\n");
+        assert_eq!(p.client.as_deref(), Some("laptop"));
+        let p = parse_probe("binary=def\nclient=abc laptop\n");
+        assert_eq!(p.client, None);
     }
 
     #[test]
