@@ -57,10 +57,26 @@ pub enum Command {
     Bootstrap(crate::local::bootstrap::BootstrapArgs),
     /// Print a completion script: `deploy completions bash > /etc/bash_completion.d/deploy`.
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff): `deploy man > deploy.1`.
-    Man,
+    /// Print the man page (roff): `deploy man > deploy.1`; with --dir, one page per command.
+    Man(ManArgs),
+    /// Start the app again after `deploy stop` (its units enabled again, the health check
+    /// waited for, Traefik back on the app).
+    Start(PowerArgs),
+    /// Stop the app until `deploy start`, across reboots too (its units disabled); with Traefik,
+    /// the maintenance page meanwhile.
+    Stop(PowerArgs),
+    /// Restart the app's container (with Traefik, requests wait in the gap server meanwhile).
+    Restart(PowerArgs),
+    /// Hold the app by hand (`acquire -m MESSAGE`): release, rollback, restore, start, stop,
+    /// prune and remove refuse until `release`; `status` says who holds it and why.
+    Lock(LockArgs),
+    /// Remove the app from the server: its units, containers, images, Traefik router and
+    /// Litestream config. Keeps shared/, the releases and the replica unless --data or --all.
+    Remove(RemoveArgs),
+    /// Remove the releases beyond `keep_releases`, their images and the app's dangling images.
+    Prune(PruneArgs),
     /// Write a commented deploy.yaml here (and a Containerfile for a single binary if none).
-    Init,
+    Init(InitArgs),
     /// Check the config and the artifacts, and with ENV what the node needs; changes nothing.
     Check(EnvArgs),
     /// Print the configuration as ENV sees it: its overrides merged, `${VAR}` expanded, the
@@ -111,6 +127,22 @@ pub enum Command {
     TestPoints,
 }
 
+/// `deploy init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Write the full annotated example instead, every option explained.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// `deploy man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `deploy.1` and one page per command (`deploy-release.1`...) into DIR instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
 /// A command that takes only the environment.
 #[derive(Debug, Args)]
 pub struct EnvArgs {
@@ -129,6 +161,11 @@ pub struct SetupArgs {
     /// containers, volumes or images that are not this app's (listed first).
     #[arg(long)]
     pub reset_storage: bool,
+    /// A remote server: install this deploy binary there instead of this one, e.g. a static
+    /// build (`scripts/build-static`) for a server whose glibc is older than this machine's.
+    /// It must be the same version as this deploy.
+    #[arg(long, value_name = "PATH")]
+    pub server_binary: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -270,12 +307,97 @@ pub struct LogsArgs {
     /// Keep following the output (Ctrl-C to stop).
     #[arg(short, long)]
     pub follow: bool,
-    /// How many of the last lines to show first.
-    #[arg(short = 'n', long, default_value_t = 50)]
-    pub lines: usize,
+    /// How many of the last lines to show first (default 50; with --since, all of them).
+    #[arg(short = 'n', long)]
+    pub lines: Option<usize>,
+    /// Only the lines written in this last while (e.g. 10m, 2h).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Only the lines that contain TEXT (as written: no pattern).
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
     /// The output of the job NAME's runs (`jobs:`), not the app's.
     #[arg(long, value_name = "NAME")]
     pub job: Option<String>,
+}
+
+/// `deploy start|stop|restart [ENV]`.
+#[derive(Debug, Args)]
+pub struct PowerArgs {
+    /// The environment (from `environments:`).
+    pub env: Option<String>,
+    /// Print what it would do; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `deploy lock acquire|release|status`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(subcommand)]
+    pub action: LockAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockAction {
+    /// Hold the app: deploy's commands that change it refuse (exit 4) until `lock release`.
+    Acquire {
+        /// The environment (from `environments:`).
+        env: Option<String>,
+        /// Why, for whoever runs into the hold (e.g. "migrating the orders table by hand").
+        #[arg(short, long, value_name = "MESSAGE")]
+        message: String,
+    },
+    /// End the hold (anyone may).
+    Release {
+        /// The environment (from `environments:`).
+        env: Option<String>,
+    },
+    /// Whether the app is held, by whom, since when and why.
+    Status {
+        /// The environment (from `environments:`).
+        env: Option<String>,
+    },
+}
+
+impl LockArgs {
+    /// The environment the lock command names.
+    pub fn env(&self) -> &Option<String> {
+        match &self.action {
+            LockAction::Acquire { env, .. }
+            | LockAction::Release { env }
+            | LockAction::Status { env } => env,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The environment (from `environments:`).
+    pub env: Option<String>,
+    /// Also delete the data: shared/ (databases, .env), the data snapshots and a `file://`
+    /// replica. Asks first, unless --yes.
+    #[arg(long)]
+    pub data: bool,
+    /// Also delete everything else of the app on the server: the data (as --data) and the
+    /// app's directory (releases, history). Asks first, unless --yes.
+    #[arg(long)]
+    pub all: bool,
+    /// Do not ask before deleting data (--data, --all).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The environment (from `environments:`).
+    pub env: Option<String>,
+    /// Print what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `--color`.
@@ -358,11 +480,11 @@ macro_rules! no_node_commands {
     () => {
         $crate::cli::Command::GapServer(_)
             | $crate::cli::Command::TestPoints
-            | $crate::cli::Command::Init
+            | $crate::cli::Command::Init(_)
             | $crate::cli::Command::Check(_)
             | $crate::cli::Command::Config(_)
             | $crate::cli::Command::Completions { .. }
-            | $crate::cli::Command::Man
+            | $crate::cli::Command::Man(_)
             // Reaches its server itself (as root), then runs `deploy setup`.
             | $crate::cli::Command::Bootstrap(_)
     };
@@ -385,6 +507,10 @@ impl Command {
             Command::Verify(a) => &a.env,
             Command::Logs(a) => &a.env,
             Command::Jobs(a) => a.env(),
+            Command::Start(a) | Command::Stop(a) | Command::Restart(a) => &a.env,
+            Command::Lock(a) => a.env(),
+            Command::Remove(a) => &a.env,
+            Command::Prune(a) => &a.env,
             crate::no_node_commands!() => return None,
         };
         Some(env.as_deref())

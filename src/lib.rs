@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod front;
+pub mod help;
 pub mod local;
 pub mod names;
 pub mod node;

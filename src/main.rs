@@ -1,22 +1,27 @@
 //! The `deploy` command: parses the command line and runs it (see the library).
 
-use clap::Parser;
-use deploy::{cli, exit};
+use clap::FromArgMatches;
+use deploy::{cli, exit, help};
 
 fn main() {
-    let cli = cli::Cli::parse();
+    // `COMPLETE=bash deploy ...`: what a shell's completion script asks (`deploy completions`).
+    clap_complete::CompleteEnv::with_factory(help::command).complete();
+    let matches = help::command().get_matches();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let json = cli.json;
     if let Err(e) = deploy::run(cli) {
+        // A closed pipe (`deploy man | head`): the reader has what it wanted.
+        if help::broken_pipe(&e) {
+            std::process::exit(0);
+        }
         let code = exit::code_of(&e);
         if exit::already_said(&e) {
             std::process::exit(code);
         }
         eprintln!("error: {e:#}");
         if json {
-            println!(
-                "{}",
-                serde_json::json!({"event": "error", "message": format!("{e:#}"), "exit_code": code})
-            );
+            let event = serde_json::json!({"event": "error", "message": format!("{e:#}"), "exit_code": code});
+            let _ = help::print(&format!("{event}\n"));
         }
         std::process::exit(code);
     }

@@ -181,9 +181,15 @@ fn init_writes_a_config_that_check_validates() {
         out.lines().last().unwrap().contains("\"event\":\"done\""),
         "{out}"
     );
-    // An unknown environment is a config error.
+    // An unknown environment is a config error, and a close name is offered.
     let (code, _, err) = deploy(&dir, &["check", "staging"]);
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = deploy(&dir, &["status", "prd"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("unknown environment `prd`") && err.contains("did you mean `prod`?"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -192,11 +198,180 @@ fn completions_and_a_man_page_come_from_the_cli() {
     for shell in ["bash", "zsh", "fish"] {
         let (code, out, err) = deploy(dir, &["completions", shell]);
         assert_eq!(code, 0, "{err}");
-        assert!(out.contains("migrate-data"), "{shell}: {out}");
+        assert!(
+            out.contains("COMPLETE=") && out.contains("deploy"),
+            "{shell}: {out}"
+        );
     }
+    // What a shell asks: commands, and the config's environments where an ENV goes.
+    let project = project(
+        "complete",
+        &minimal(
+            "    A: b\n",
+            "  staging:\n    host: local\n    path: /srv/s\n    port: 18081\n",
+        ),
+    );
+    let complete = |words: &[&str]| {
+        deploy_env(
+            &project,
+            &[("COMPLETE", "fish")],
+            &[&["--", "deploy"], words].concat(),
+        )
+        .1
+    };
+    assert!(complete(&["mig"]).contains("migrate-data"));
+    let envs = complete(&["status", ""]);
+    assert!(envs.contains("prod") && envs.contains("staging"), "{envs}");
+    let envs = complete(&["lock", "acquire", "st"]);
+    assert!(envs.contains("staging"), "{envs}");
+
     let (code, out, err) = deploy(dir, &["man"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(".TH deploy"), "{out}");
+    assert!(
+        out.contains(".SH \"EXIT STATUS\"") && out.contains(".SH EXAMPLES"),
+        "{out}"
+    );
+    // One page per command.
+    let pages = std::env::temp_dir().join(format!("deploy-cli-man-{}", std::process::id()));
+    let (code, _, err) = deploy(dir, &["man", "--dir", pages.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for page in [
+        "deploy.1",
+        "deploy-release.1",
+        "deploy-lock.1",
+        "deploy-remove.1",
+    ] {
+        let text = std::fs::read_to_string(pages.join(page)).unwrap();
+        assert!(text.contains(".SH \"EXIT STATUS\""), "{page}");
+    }
+    assert!(
+        !pages.join("deploy-gap-server.1").exists(),
+        "no page of a hidden command"
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let dir = project("pipe", &minimal("    A: b\n", ""));
+    for args in [
+        &["man"][..],
+        &["completions", "bash"],
+        &["config"],
+        &["--help"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .args(args)
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn help_lists_the_commands_in_the_order_of_work_with_global_options_and_exit_codes() {
+    let (code, out, _) = deploy(std::path::Path::new("."), &["--help"]);
+    assert_eq!(code, 0);
+    let at = |c: &str| {
+        out.find(&format!("\n  {c} "))
+            .unwrap_or_else(|| panic!("{c}: {out}"))
+    };
+    let order = [
+        "init", "check", "setup", "release", "rollback", "status", "stop", "remove",
+    ];
+    for pair in order.windows(2) {
+        assert!(at(pair[0]) < at(pair[1]), "{pair:?}: {out}");
+    }
+    assert!(out.contains("Global options:\n  -c, --config"), "{out}");
+    assert!(out.contains("Exit codes:\n  0  done\n"), "{out}");
+    assert!(out.contains("  3  the configuration is invalid"), "{out}");
+    for command in ["release", "stop", "logs", "maintenance"] {
+        let (_, out, _) = deploy(std::path::Path::new("."), &[command, "--help"]);
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with("[ENV]")
+                && l.contains("The environment, a name under `environments:`")),
+            "{command}: {out}"
+        );
+    }
+    let (code, _, err) = deploy(std::path::Path::new("."), &["lock"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn config_json_and_init_full() {
+    let dir = project("json", &minimal("    A: b\n", ""));
+    let (code, out, err) = deploy(&dir, &["config", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["app"], "shop");
+    assert_eq!(v["environments"]["prod"]["port"], 18080);
+
+    let dir = std::env::temp_dir().join(format!("deploy-cli-full-{}/Shop", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (code, _, err) = deploy(&dir, &["init", "--full"]);
+    assert_eq!(code, 0, "{err}");
+    let yaml = std::fs::read_to_string(dir.join("deploy.yaml")).unwrap();
+    let example = include_str!("../deploy.yaml.example");
+    assert_eq!(
+        yaml,
+        example.replace("my-app", "shop"),
+        "the example, from the binary"
+    );
+    assert!(yaml.contains("(shop_prod.service)"), "{yaml}");
+    let (code, _, err) = deploy(&dir, &["config", "prod"]);
+    assert_eq!(code, 0, "the full example is valid: {err}");
+}
+
+#[test]
+fn config_errors_are_in_the_users_words_at_the_right_line() {
+    let base = include_str!("../deploy.yaml.example");
+    let line_of = |yaml: &str, text: &str| 1 + yaml.lines().position(|l| l.contains(text)).unwrap();
+    for (name, yaml, says) in [
+        (
+            "duration",
+            base.replace("  interval: 250ms", "  interval: 250 apples"),
+            format!(
+                "health.interval (line {}): `250 apples` is not a duration",
+                line_of(base, "  interval: 250ms")
+            ),
+        ),
+        (
+            "twice",
+            base.replace("keep_releases: 5\n", "keep_releases: 5\nkeep_releases: 4\n"),
+            format!(
+                "keep_releases (line {}): written twice (first on line {})",
+                line_of(base, "keep_releases: 5") + 1,
+                line_of(base, "keep_releases: 5")
+            ),
+        ),
+        (
+            "port",
+            base.replace("port: 18080", "port: 70000"),
+            "expected a port number, 1 to 65535".to_string(),
+        ),
+        (
+            "typo",
+            base.replace("  interval: 250ms", "  intervall: 250ms"),
+            "unknown field `intervall`".to_string(),
+        ),
+    ] {
+        let dir = project(name, &yaml);
+        let (code, _, err) = deploy(&dir, &["check"]);
+        assert_eq!(code, 3, "{name}: {err}");
+        assert!(err.contains(&says), "{name}: {err}");
+        assert!(!err.contains("u16"), "{name}: {err}");
+        if name == "typo" {
+            assert!(err.contains("(did you mean `interval`?)"), "{err}");
+        }
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod expand;
+mod explain;
 pub mod replica_url;
 mod validate;
 
@@ -479,7 +480,7 @@ pub fn resolved_yaml(values: &yaml_serde::Value, env: &str) -> Result<String> {
 fn for_environment(values: &yaml_serde::Value, env: &str) -> Result<Config> {
     let root = merged(values, env)?;
     let within = |e: String| anyhow::anyhow!("environment `{env}`, with its overrides: {e}");
-    let config = config_of(&root).map_err(|e| within(without_location(&e)))?;
+    let config = config_of(&root).map_err(|e| within(explain::in_words(&without_location(&e))))?;
     validate(&config, &root)
         .map_err(|Invalid { key, message }| within(format!("{}: {message}", dotted(&key))))?;
     Ok(config)
@@ -892,10 +893,20 @@ impl Loaded {
                 .get_key_value(n)
                 .map(|(k, v)| (k.clone(), v))
                 .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "unknown environment `{n}` in {}: it defines {}",
-                        self.file.display(),
-                        names(envs.keys())
+                    let close = envs
+                        .keys()
+                        .map(|k| (strsim::jaro_winkler(n, k), k))
+                        .filter(|(score, _)| *score >= 0.8)
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+                        .unwrap_or_default();
+                    crate::exit::with(
+                        crate::exit::Code::Config,
+                        anyhow::anyhow!(
+                            "unknown environment `{n}` in {}: it defines {}{close}",
+                            self.file.display(),
+                            names(envs.keys())
+                        ),
                     )
                 }),
             None if envs.len() == 1 => {
@@ -959,8 +970,8 @@ pub fn parse(text: &str) -> Result<Config> {
 /// The config in `text`, its values expanded with `lookup` when there is one, validated (with
 /// every environment's overrides); and those values. An error names its key and line.
 fn parse_values(text: &str, lookup: Option<expand::Lookup>) -> Result<(Config, yaml_serde::Value)> {
-    let mut values: yaml_serde::Value =
-        yaml_serde::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut values: yaml_serde::Value = yaml_serde::from_str(text)
+        .map_err(|e| anyhow::anyhow!("{}", explain::explain(text, &e)))?;
     let expanded = match lookup {
         Some(lookup) => {
             expand::expand(&mut values, lookup).map_err(|e| at_key(text, &e.key, &e.message))?
@@ -978,10 +989,10 @@ fn parse_values(text: &str, lookup: Option<expand::Lookup>) -> Result<(Config, y
             let at = line_of(text, &key)
                 .map(|l| format!(" (line {l})"))
                 .unwrap_or_default();
-            anyhow::anyhow!("{}{at}", without_location(&e))
+            anyhow::anyhow!("{}{at}", explain::in_words(&without_location(&e)))
         })?
     } else {
-        yaml_serde::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?
+        yaml_serde::from_str(text).map_err(|e| anyhow::anyhow!("{}", explain::explain(text, &e)))?
     };
     validate(&config, &values).map_err(|Invalid { key, message }| at_key(text, &key, &message))?;
     for env in config.environments.keys() {

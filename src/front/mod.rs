@@ -148,7 +148,9 @@ impl Node<'_> {
         let router = self.router()?.expect("traefik is configured");
         // A swap whose process died may have left the gap on: the next release or rollback
         // recovers it; until then the router stays on the gap server.
-        let to_gap = self.in_maintenance() || self.layout.meta().join(GAP_FILE).exists();
+        let to_gap = self.in_maintenance()
+            || self.layout.meta().join(GAP_FILE).exists()
+            || self.stopped_by_hand().is_some();
         // A managed Traefik may have just been (re)started.
         let wait = if t.managed().is_some() {
             traefik::LIVE_TIMEOUT
@@ -233,7 +235,7 @@ impl Node<'_> {
         let router = self.router()?.ok_or_else(|| {
             anyhow::anyhow!("maintenance needs Traefik in front: add a `traefik:` section and run `deploy setup`")
         })?;
-        let _lock = self.lock(&format!(
+        let _lock = self.lock_despite_hold(&format!(
             "deploy maintenance {} {}",
             if on { "on" } else { "off" },
             self.env_name
@@ -248,6 +250,16 @@ impl Node<'_> {
             self.ui.info(&format!(
                 "{} on {} serves the maintenance page",
                 self.config.app, self.env_name
+            ));
+        } else if let Some(s) = self.stopped_by_hand() {
+            gap::set_flag(&meta, MAINTENANCE_FILE, false)?;
+            self.ui.info(&format!(
+                "maintenance is off, but {} on {} is stopped {}: Traefik serves the maintenance \
+                 page until `deploy start {}`",
+                self.config.app,
+                self.env_name,
+                s.describe(),
+                self.env_name
             ));
         } else {
             self.ui

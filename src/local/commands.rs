@@ -1,8 +1,9 @@
 //! From the command line to the node: load the config, pick the environment, run the local
 //! steps (the build) and hand over to the node-side steps.
 
-use crate::cli::{Cli, Command, JobsAction, ReleaseArgs, RollbackArgs, Switch};
+use crate::cli::{Cli, Command, JobsAction, LockAction, ReleaseArgs, RollbackArgs, Switch};
 use crate::local::remote::Remote;
+use crate::node::power::Power;
 use crate::node::rollback::{refusal, DataChoice, DataQuestion};
 use crate::node::Node;
 use crate::ui::Ui;
@@ -21,17 +22,10 @@ pub fn run(mut cli: Cli) -> Result<()> {
     match &cli.command {
         Command::GapServer(options) => return crate::front::gap::serve(options.clone()),
         Command::Completions { shell } => {
-            use clap::CommandFactory;
-            let mut command = Cli::command();
-            clap_complete::generate(*shell, &mut command, "deploy", &mut std::io::stdout());
-            return Ok(());
+            return crate::help::completions(*shell, &mut std::io::stdout().lock())
         }
-        Command::Man => {
-            use clap::CommandFactory;
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
-            return Ok(());
-        }
-        Command::Init => return crate::local::init::run(file, ui),
+        Command::Man(a) => return man(a, ui),
+        Command::Init(a) => return crate::local::init::run(file, a.full, ui),
         Command::Bootstrap(a) => return crate::local::bootstrap::run(&cli, a, ui),
         Command::TestPoints => {
             crate::signals::MIGRATE_STEPS
@@ -45,8 +39,15 @@ pub fn run(mut cli: Cli) -> Result<()> {
         Command::Config(a) => {
             let loaded = load(file, cli.resolved)?;
             let (env, _) = loaded.environment(a.env.as_deref())?;
-            print!("{}", config::resolved_yaml(&loaded.values, &env)?);
-            return Ok(());
+            let yaml = config::resolved_yaml(&loaded.values, &env)?;
+            return match cli.json {
+                true => {
+                    let value: serde_json::Value = yaml_serde::from_str(&yaml)?;
+                    crate::help::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))
+                }
+                false => crate::help::print(&yaml),
+            }
+            .map_err(Into::into);
         }
         _ => {}
     }
@@ -212,6 +213,15 @@ fn dispatch(
     env: &config::Environment,
     ui: Ui,
 ) -> Result<()> {
+    if let (Command::Setup(a), config::Host::Local) = (&cli.command, env.host()) {
+        if a.server_binary.is_some() {
+            bail!(
+                "--server-binary is for a remote environment's server; {} is local and runs \
+                 this deploy",
+                env_name
+            );
+        }
+    }
     if !cli.node && env.host() != config::Host::Local {
         let mut remote = Remote::new(loaded, env_name, env, ui)?;
         remote.lock_wait = cli.lock_wait;
@@ -232,7 +242,12 @@ fn dispatch(
         Command::Setup(a) => node.setup(a.reset_storage),
         Command::Release(a) if a.dry_run => {
             if let (Some(b), false, None) = (&loaded.config.build, a.skip_build, &a.uploaded) {
-                println!("  (first, here: {} in {})", b.command, loaded.dir.display());
+                let first = format!(
+                    "  (first, here: {} in {})\n",
+                    b.command,
+                    loaded.dir.display()
+                );
+                crate::help::print(&first)?;
             }
             print_plan(node.release_plan(&a.version, a.uploaded.is_some()))
         }
@@ -260,7 +275,25 @@ fn dispatch(
         }
         Command::Exec(a) => node.exec(a),
         Command::Maintenance(a) => node.maintenance(a.state == Switch::On),
-        Command::Logs(a) => node.logs(a.job.as_deref(), a.lines, a.follow),
+        Command::Logs(a) => node.logs(&crate::node::logs::Filter::of(a), a.follow),
+        Command::Start(a) if a.dry_run => print_plan(node.power_plan(Power::Start)),
+        Command::Stop(a) if a.dry_run => print_plan(node.power_plan(Power::Stop)),
+        Command::Restart(a) if a.dry_run => print_plan(node.power_plan(Power::Restart)),
+        Command::Start(_) => node.power(Power::Start),
+        Command::Stop(_) => node.power(Power::Stop),
+        Command::Restart(_) => node.power(Power::Restart),
+        Command::Lock(a) => match &a.action {
+            LockAction::Acquire { message, .. } => node.hold_acquire(message),
+            LockAction::Release { .. } => node.hold_release(),
+            LockAction::Status { .. } => {
+                let h = node.hold_report()?;
+                print_report(ui, &h, h.text())
+            }
+        },
+        Command::Remove(a) if a.dry_run => print_plan(node.remove_plan(a)),
+        Command::Remove(a) => node.remove(a),
+        Command::Prune(a) if a.dry_run => print_plan(node.prune_plan_text()),
+        Command::Prune(_) => node.prune_now(),
         Command::Jobs(a) => match &a.action {
             None => {
                 let r = node.jobs_report()?;
@@ -318,17 +351,28 @@ fn check(loaded: &config::Loaded, env: Option<&str>, ui: Ui, on_node: bool) -> R
 }
 
 fn print_plan(plan: Result<String>) -> Result<()> {
-    print!("{}", plan?);
-    Ok(())
+    Ok(crate::help::print(&plan?)?)
 }
 
 /// A report as text, or as one JSON document with `--json`.
 fn print_report(ui: Ui, report: &impl serde::Serialize, text: String) -> Result<()> {
-    if ui.json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-    } else {
-        print!("{text}");
-    }
+    let text = match ui.json {
+        true => format!("{}\n", serde_json::to_string_pretty(report)?),
+        false => text,
+    };
+    Ok(crate::help::print(&text)?)
+}
+
+/// `deploy man`: the page on stdout, or every page into `--dir`.
+fn man(a: &crate::cli::ManArgs, ui: Ui) -> Result<()> {
+    let Some(dir) = &a.dir else {
+        return Ok(crate::help::man(&mut std::io::stdout().lock())?);
+    };
+    let written = crate::help::man_pages(dir)?;
+    ui.done(
+        &format!("wrote {} man pages into {}", written.len(), dir.display()),
+        serde_json::json!({"action": "man", "pages": written}),
+    );
     Ok(())
 }
 
@@ -390,12 +434,19 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
         }
         Command::Logs(a) => {
             flag(a.follow, "--follow");
-            let mut w = vec![
-                "logs".to_string(),
-                env.into(),
-                "-n".into(),
-                a.lines.to_string(),
-            ];
+            let mut w = vec!["logs".to_string(), env.into()];
+            if let Some(n) = a.lines {
+                w.extend(["-n".into(), n.to_string()]);
+            }
+            if let Some(since) = a.since {
+                w.extend([
+                    "--since".into(),
+                    humantime::format_duration(since).to_string(),
+                ]);
+            }
+            if let Some(text) = &a.grep {
+                w.extend(["--grep".into(), text.clone()]);
+            }
             if let Some(job) = &a.job {
                 w.extend(["--job".into(), job.clone()]);
             }
@@ -409,6 +460,37 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
                 Some(JobsAction::RunUnit(j)) => ("run-unit", j),
             };
             vec!["jobs".into(), verb.into(), j.name.clone(), env.into()]
+        }
+        Command::Start(a) | Command::Stop(a) | Command::Restart(a) => {
+            flag(a.dry_run, "--dry-run");
+            let verb = match command {
+                Command::Start(_) => "start",
+                Command::Stop(_) => "stop",
+                _ => "restart",
+            };
+            vec![verb.into(), env.into()]
+        }
+        Command::Lock(a) => match &a.action {
+            LockAction::Acquire { message, .. } => vec![
+                "lock".into(),
+                "acquire".into(),
+                env.into(),
+                "--message".into(),
+                message.clone(),
+            ],
+            LockAction::Release { .. } => vec!["lock".into(), "release".into(), env.into()],
+            LockAction::Status { .. } => vec!["lock".into(), "status".into(), env.into()],
+        },
+        Command::Remove(a) => {
+            flag(a.data, "--data");
+            flag(a.all, "--all");
+            flag((a.data || a.all) && !a.dry_run, "--yes");
+            flag(a.dry_run, "--dry-run");
+            vec!["remove".into(), env.into()]
+        }
+        Command::Prune(a) => {
+            flag(a.dry_run, "--dry-run");
+            vec!["prune".into(), env.into()]
         }
         Command::Maintenance(a) => {
             let state = if a.state == Switch::On { "on" } else { "off" };
@@ -498,11 +580,30 @@ fn confirm_with_data(ui: Ui, a: &RollbackArgs, env: &str) -> Result<()> {
     Ok(())
 }
 
+/// `remove --data/--all` deletes data: asked where there is a terminal (here), unless --yes.
+fn confirm_removal(ui: Ui, a: &crate::cli::RemoveArgs, env: &str) -> Result<()> {
+    if !(a.data || a.all) || a.yes || a.dry_run {
+        return Ok(());
+    }
+    let question = crate::node::remove::question(a, env);
+    if !ui.ask(&question)? {
+        bail!(
+            "not confirmed, nothing was removed (`--dry-run` lists what would go; pass --yes to \
+             confirm without a prompt)"
+        );
+    }
+    Ok(())
+}
+
 /// A remote environment: the same command, run by the node's own deploy over SSH.
 fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
     let env = remote.env_name.clone();
     match command {
-        Command::Setup(a) => remote.setup(a.dry_run, &node_args(command, &env, None)),
+        Command::Setup(a) => remote.setup(
+            a.dry_run,
+            &node_args(command, &env, None),
+            a.server_binary.as_deref(),
+        ),
         Command::Release(a) if a.dry_run => remote.read(&node_args(command, &env, Some("RUN"))),
         Command::Release(a) => {
             let args = node_args(command, &env, Some(remote.run_id()));
@@ -518,6 +619,18 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
         | Command::Logs(_)
         | Command::Jobs(_)
         | Command::Exec(_) => remote.read(&node_args(command, &env, None)),
+        Command::Start(a) | Command::Stop(a) | Command::Restart(a) if a.dry_run => {
+            remote.read(&node_args(command, &env, None))
+        }
+        Command::Prune(a) if a.dry_run => remote.read(&node_args(command, &env, None)),
+        Command::Remove(a) if a.dry_run => remote.read(&node_args(command, &env, None)),
+        Command::Lock(a) if matches!(a.action, LockAction::Status { .. }) => {
+            remote.read(&node_args(command, &env, None))
+        }
+        Command::Remove(a) => {
+            confirm_removal(remote.ui, a, &env)?;
+            remote.run(&node_args(command, &env, None))
+        }
         Command::Rollback(a) => {
             let a = rollback_answers(remote.ui, a, &env, || {
                 let ask = RollbackArgs {
@@ -695,5 +808,29 @@ mod tests {
         );
         assert_eq!(env_of("deploy jobs run digest"), None);
         assert_eq!(env_of("deploy jobs"), None);
+    }
+
+    #[test]
+    fn node_side_command_lines_of_the_everyday_commands() {
+        assert_eq!(args("deploy stop --dry-run"), ["stop", "prod", "--dry-run"]);
+        assert_eq!(args("deploy restart"), ["restart", "prod"]);
+        assert_eq!(
+            args("deploy lock acquire -m why"),
+            ["lock", "acquire", "prod", "--message", "why"]
+        );
+        assert_eq!(args("deploy lock status"), ["lock", "status", "prod"]);
+        assert_eq!(
+            args("deploy remove --data"),
+            ["remove", "prod", "--data", "--yes"]
+        );
+        assert_eq!(
+            args("deploy remove --all --dry-run"),
+            ["remove", "prod", "--all", "--dry-run"]
+        );
+        assert_eq!(args("deploy prune"), ["prune", "prod"]);
+        assert_eq!(
+            args("deploy logs --since 10m --grep boom"),
+            ["logs", "prod", "--since", "10m", "--grep", "boom"]
+        );
     }
 }

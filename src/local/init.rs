@@ -10,6 +10,18 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 const INIT_TEMPLATE: &str = include_str!("../../templates/deploy.init.yaml");
+/// The full annotated example, every option (`deploy init --full`): the one in the repository.
+pub const FULL_EXAMPLE: &str = include_str!("../../deploy.yaml.example");
+
+/// What the template says beside the spec: the names the naming scheme gives (prod's).
+#[derive(Serialize)]
+struct View<'a> {
+    #[serde(flatten)]
+    spec: &'a InitSpec,
+    unit: String,
+    container: String,
+    image: String,
+}
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct InitSpec {
@@ -79,7 +91,19 @@ pub fn spec(dir_name: &str, cargo_toml: Option<&str>, has_assets: bool) -> InitS
 }
 
 pub fn render_config(spec: &InitSpec) -> Result<String> {
-    template::render("deploy.init.yaml", INIT_TEMPLATE, spec)
+    let names = crate::names::Names::new(&spec.app, "prod");
+    let view = View {
+        spec,
+        unit: names.unit(),
+        container: names.container(),
+        image: names.image("<version>"),
+    };
+    template::render("deploy.init.yaml", INIT_TEMPLATE, &view)
+}
+
+/// The full example for an app (`deploy init --full`): its name where the example's is. Pure.
+pub fn full_config(app: &str) -> String {
+    FULL_EXAMPLE.replace("my-app", app)
 }
 
 /// A `FROM scratch` image for one static binary (and its assets). Pure.
@@ -105,7 +129,7 @@ fn ask(question: &str, default: &str) -> Result<String> {
     Ok(if answer.is_empty() { default } else { answer }.to_string())
 }
 
-pub fn run(config_path: &Path, ui: Ui) -> Result<()> {
+pub fn run(config_path: &Path, full: bool, ui: Ui) -> Result<()> {
     if config_path.exists() {
         bail!(
             "{} exists already: init writes a new one only (check it with `deploy check`)",
@@ -127,7 +151,10 @@ pub fn run(config_path: &Path, ui: Ui) -> Result<()> {
         spec.host = ask("Server (local, or user@host for SSH)", &spec.host)?;
         crate::config::parse_host(&spec.host).map_err(|m| anyhow::anyhow!(m))?;
     }
-    let text = render_config(&spec)?;
+    let text = match full {
+        true => full_config(&spec.app),
+        false => render_config(&spec)?,
+    };
     crate::config::parse(&text).context("the config init would write is invalid (a bug)")?;
     crate::sys::fsx::write_atomic(config_path, text.as_bytes(), 0o644)?;
     ui.info(&format!("wrote {}", config_path.display()));
@@ -183,6 +210,12 @@ mod tests {
             let c = crate::config::parse(&text).unwrap();
             assert_eq!(c.app, s.app);
             assert_eq!(c.artifacts[0], s.binary);
+        }
+        let text = render_config(&spec("shop", None, false)).unwrap();
+        assert!(text.contains("(shop_prod.service for prod)"), "{text}");
+        for app in ["shop", "my-app", "a1"] {
+            let c = crate::config::parse(&full_config(app)).unwrap();
+            assert_eq!(c.app, app);
         }
         let cf = containerfile(&spec("shop", Some("[package]\nname = \"shop\"\n"), true));
         assert!(

@@ -24,6 +24,10 @@ pub struct Probe {
     pub home: String,
     /// The sha256 of the installed deploy binary.
     pub binary: Option<String>,
+    /// The sha256 of the deploy that installed it, when that was another build
+    /// (`setup --server-binary`): that deploy may drive it. Read from `deploy.client` (the
+    /// installed binary's sha256, then the installer's), and only while the binary is that one.
+    pub client: Option<String>,
     pub version: Option<String>,
     pub set_up: bool,
     /// What `current` points at (`releases/v1`).
@@ -58,6 +62,9 @@ if [ -x "$R/{bin}" ]; then
     echo "binary=$(sha256sum "$R/{bin}" | cut -d' ' -f1)"
   fi
   echo "version=$("$R/{bin}" --version 2>/dev/null)"
+  if [ -f "$R/{bin}.client" ] && [ ! "$R/{bin}" -nt "$R/{bin}.client" ]; then
+    echo "client=$(cat "$R/{bin}.client")"
+  fi
 fi
 [ -d "$R/releases" ] && echo "set_up=yes"
 c=$(readlink "$R/current" 2>/dev/null) && echo "current=$c"
@@ -82,6 +89,7 @@ true
 /// Reads the probe's answer. Pure.
 pub fn parse_probe(text: &str) -> Probe {
     let mut p = Probe::default();
+    let mut client: Option<(String, String)> = None;
     for line in text.lines() {
         let Some((k, v)) = line.split_once('=') else {
             continue;
@@ -91,6 +99,7 @@ pub fn parse_probe(text: &str) -> Probe {
             "os" => p.os = v,
             "home" => p.home = v,
             "binary" if !v.is_empty() => p.binary = Some(v),
+            "client" => client = v.split_once(' ').map(|(b, c)| (b.into(), c.into())),
             "version" if !v.is_empty() => p.version = Some(v),
             "set_up" => p.set_up = true,
             "current" => p.current = Some(v),
@@ -99,6 +108,9 @@ pub fn parse_probe(text: &str) -> Probe {
             _ => {}
         }
     }
+    p.client = client
+        .filter(|(binary, _)| p.binary.as_deref() == Some(binary.as_str()))
+        .map(|(_, c)| c);
     p
 }
 
@@ -115,24 +127,64 @@ fn own_version() -> String {
     format!("deploy {}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Whether the node's deploy is this very build (by checksum).
+/// Whether the node's deploy is this very build (by checksum), or the one this build installed
+/// there with `setup --server-binary`.
 fn runs_this_build(probe: &Probe) -> Result<bool> {
     let (_, ours) = own_binary()?;
-    Ok(probe.binary.as_deref() == Some(ours.as_str()))
+    Ok(drives(probe, &ours))
+}
+
+/// Whether the deploy whose checksum is `client` may drive the node's: it is that very build,
+/// or the one that build installed there (`setup --server-binary`) and unchanged since. Pure.
+pub fn drives(probe: &Probe, client: &str) -> bool {
+    probe.binary.as_deref() == Some(client) || probe.client.as_deref() == Some(client)
+}
+
+/// Whether the node runs `binary` (a checksum) as the deploy `client` installed it: nothing to
+/// install. Pure.
+pub fn installed(probe: &Probe, binary: &str, client: &str) -> bool {
+    probe.binary.as_deref() == Some(binary)
+        && (binary == client || probe.client.as_deref() == Some(client))
+}
+
+/// What setup says when the binary it sent cannot run on the server (`--version` failed):
+/// its error, and what to do. Pure.
+pub fn cannot_run(destination: &str, said: &str, server_binary: bool) -> String {
+    let quoted: String = said.trim().lines().map(|l| format!("\n  | {l}")).collect();
+    let what = match server_binary {
+        true => {
+            "build it for that server: scripts/build-static makes one that needs no shared \
+                 library"
+        }
+        false => {
+            "a build linked against this machine's libraries needs them there too (an \
+                  older glibc says `GLIBC_2.xx not found`): build a static deploy with \
+                  scripts/build-static and pass it with `deploy setup ENV --server-binary PATH`"
+        }
+    };
+    format!(
+        "the deploy binary sent to {destination} cannot run there; nothing was changed \
+         there:{quoted}\n{what}"
+    )
 }
 
 fn own_binary() -> Result<(PathBuf, String)> {
     let exe = std::env::current_exe().context("cannot find this deploy binary")?;
-    let out = duct::cmd!("sha256sum", &exe)
+    let sum = sha256(&exe)?;
+    Ok((exe, sum))
+}
+
+/// A file's sha256, as sha256sum says it.
+fn sha256(path: &Path) -> Result<String> {
+    let out = duct::cmd!("sha256sum", path)
         .stdout_capture()
         .run()
-        .context("cannot run sha256sum")?;
-    let sum = String::from_utf8_lossy(&out.stdout)
+        .with_context(|| format!("cannot run sha256sum on {}", path.display()))?;
+    Ok(String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
         .unwrap_or_default()
-        .to_string();
-    Ok((exe, sum))
+        .to_string())
 }
 
 pub struct Remote<'a> {
@@ -273,24 +325,40 @@ impl<'a> Remote<'a> {
         }
     }
 
-    /// Installs this binary on the node, when the node can run it.
-    fn install(&self, probe: &Probe, root: &str) -> Result<()> {
-        if probe.os != local_os() {
-            bail!(
-                "{} runs {}, and this deploy is built for {}: install deploy there yourself \
-                 (built for that system) as {root}/{NODE_BIN}",
+    /// Installs this binary on the node (or `server_binary`, a build of this version for it),
+    /// once it has run there.
+    fn install(&self, probe: &Probe, root: &str, server_binary: Option<&Path>) -> Result<()> {
+        let (own, ours) = own_binary()?;
+        let (exe, sum) = match server_binary {
+            Some(p) if !p.is_file() => bail!(
+                "--server-binary {}: no such file (scripts/build-static prints where it built \
+                 one)",
+                p.display()
+            ),
+            Some(p) => (std::path::absolute(p)?, sha256(p)?),
+            None if probe.os != local_os() => bail!(
+                "{} runs {}, and this deploy is built for {}: build deploy for that system and \
+                 pass it with `deploy setup {} --server-binary PATH`",
                 self.ssh.destination,
                 probe.os,
-                local_os()
-            );
-        }
-        if runs_this_build(probe)? {
+                local_os(),
+                self.env_name
+            ),
+            None => (own, ours.clone()),
+        };
+        if installed(probe, &sum, &ours) {
             return Ok(());
         }
-        let (exe, _) = own_binary()?;
-        self.ui
-            .step(&format!("Installing {} on the node", own_version()), || {
-                let dir = format!("{root}/{}", Path::new(NODE_BIN).parent().expect("dir").display());
+        let from = server_binary
+            .map(|p| format!(" (from {})", p.display()))
+            .unwrap_or_default();
+        self.ui.step(
+            &format!("Installing {} on the node{from}", own_version()),
+            || {
+                let dir = format!(
+                    "{root}/{}",
+                    Path::new(NODE_BIN).parent().expect("dir").display()
+                );
                 // `.deploy/` holds logs, state and snapshots: 0700, like everything in it.
                 let meta = format!("{root}/.deploy");
                 let out = self.ssh.capture(&format!(
@@ -300,26 +368,72 @@ impl<'a> Remote<'a> {
                     root = sh_quote(root)
                 ))?;
                 if !out.status.success() {
-                    bail!("cannot create {dir}: {}", String::from_utf8_lossy(&out.stderr));
+                    bail!(
+                        "cannot create {dir}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
                 }
-                // rsync writes a temp file and renames it: a running copy is never torn.
+                // Sent beside the one there (its delta against it), run, and only then put in
+                // its place: a binary that cannot run there replaces nothing.
+                let bin = sh_quote(&format!("{root}/{NODE_BIN}"));
+                let new = sh_quote(&format!("{root}/{NODE_BIN}.new"));
+                let _ = self
+                    .ssh
+                    .capture(&format!("[ -f {bin} ] && cp -p {bin} {new}; true"));
                 self.ssh.rsync(
                     &[
                         "--chmod=F700".into(),
                         exe.display().to_string(),
-                        self.ssh.remote_path(&format!("{root}/{NODE_BIN}")),
+                        self.ssh.remote_path(&format!("{root}/{NODE_BIN}.new")),
                     ],
                     Path::new("/"),
                 )?;
-                let bin = sh_quote(&format!("{root}/{NODE_BIN}"));
+                self.check_runs(&new, server_binary)?;
                 let out = self.ssh.capture(&format!(
-                    "sha256sum {bin} | cut -d' ' -f1 > {bin}.sha256.tmp && chmod 600 {bin}.sha256.tmp && mv {bin}.sha256.tmp {bin}.sha256"
+                    "mv -f {new} {bin} && sha256sum {bin} | cut -d' ' -f1 > {bin}.sha256.tmp && \
+                     chmod 600 {bin}.sha256.tmp && mv {bin}.sha256.tmp {bin}.sha256 && \
+                     echo \"$(cat {bin}.sha256) {ours}\" > {bin}.client.tmp && \
+                     chmod 600 {bin}.client.tmp && \
+                     mv {bin}.client.tmp {bin}.client"
                 ))?;
                 if !out.status.success() {
-                    bail!("cannot checksum {bin}: {}", String::from_utf8_lossy(&out.stderr));
+                    bail!(
+                        "cannot install {bin}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
                 }
                 Ok(())
-            })
+            },
+        )
+    }
+
+    /// Runs the binary just sent (`new`, quoted) with `--version` on the node: it must run
+    /// there and be this version; else it is removed and the error says why.
+    fn check_runs(&self, new: &str, server_binary: Option<&Path>) -> Result<()> {
+        let out = self.ssh.capture(&format!("{new} --version"))?;
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let failed = !out.status.success();
+        if failed || said != own_version() {
+            let _ = self.ssh.capture(&format!("rm -f {new}"));
+        }
+        if failed {
+            let err = String::from_utf8_lossy(&out.stderr);
+            bail!(cannot_run(
+                &self.ssh.destination,
+                &format!("{err}{said}"),
+                server_binary.is_some()
+            ));
+        }
+        if said != own_version() {
+            bail!(
+                "the deploy binary sent to {} says `{said}`, and this is `{}`: \
+                 --server-binary must be the same version of deploy (build both from the same \
+                 source)",
+                self.ssh.destination,
+                own_version()
+            );
+        }
+        Ok(())
     }
 
     /// The config (and the maintenance page) into `<root>/.deploy/project/`.
@@ -551,20 +665,25 @@ exit "${{rc:-1}}"
         result
     }
 
-    pub fn setup(&self, dry_run: bool, node_args: &[String]) -> Result<()> {
+    pub fn setup(
+        &self,
+        dry_run: bool,
+        node_args: &[String],
+        server_binary: Option<&Path>,
+    ) -> Result<()> {
         let probe = self.probe()?;
         if dry_run {
             for lack in &probe.lacks {
                 self.ui.warn(lack);
             }
             if !runs_this_build(&probe)? {
-                println!(
+                crate::help::print(&format!(
                     "Plan: install {} as {}/{NODE_BIN}, then set up there (run without \
                      --dry-run for the rest of the plan, which that binary computes).\nDry run: \
-                     nothing was changed.",
+                     nothing was changed.\n",
                     own_version(),
                     self.root(&probe)
-                );
+                ))?;
                 return Ok(());
             }
             let root = self.root(&probe);
@@ -581,7 +700,7 @@ exit "${{rc:-1}}"
             );
         }
         let root = self.root(&probe);
-        self.install(&probe, &root)?;
+        self.install(&probe, &root, server_binary)?;
         let config = self.send_config(&root)?;
         let result = self.act(&root, &config, node_args);
         self.clean_up(&root, None);
@@ -713,6 +832,11 @@ mod tests {
         assert_eq!(p.current.as_deref(), Some("releases/v1"));
         assert_eq!(p.lacks, ["rsync is not installed"]);
         assert_eq!(parse_probe("os=Linux x86_64\n").current, None);
+        // Who installed the binary counts only while it is that binary.
+        let p = parse_probe("binary=abc\nclient=abc laptop\n");
+        assert_eq!(p.client.as_deref(), Some("laptop"));
+        let p = parse_probe("binary=def\nclient=abc laptop\n");
+        assert_eq!(p.client, None);
     }
 
     #[test]
@@ -738,6 +862,38 @@ mod tests {
         assert_eq!(resumable_upload(&names, "v2"), None);
         let id = run_id();
         assert!(!id.contains('.') && id.len() > 15, "{id}");
+    }
+
+    #[test]
+    fn a_server_binary_that_another_build_installed_is_driven_by_that_build() {
+        let p = Probe {
+            binary: Some("static".into()),
+            client: Some("laptop".into()),
+            ..Probe::default()
+        };
+        assert!(drives(&p, "laptop") && drives(&p, "static"));
+        assert!(!drives(&p, "another-laptop"));
+        assert!(installed(&p, "static", "laptop"));
+        assert!(
+            !installed(&p, "static", "another-laptop"),
+            "it records who installed it"
+        );
+        assert!(
+            !installed(&p, "laptop", "laptop"),
+            "this build itself is not there"
+        );
+        let said = cannot_run(
+            "d@vps",
+            "deploy: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.39' not found\n",
+            false,
+        );
+        assert!(
+            said.contains(
+                "\n  | deploy: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.39' not found\n"
+            ),
+            "{said}"
+        );
+        assert!(said.contains("--server-binary PATH"), "{said}");
     }
 
     #[test]

@@ -104,6 +104,13 @@ mod tests {
         let e = text(&env(), |_| Some("a\nb".into()))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("newline") && !e.contains("a\nb"), "{e}");
+        assert!(
+            e.contains("control character") && !e.contains("a\nb"),
+            "{e}"
+        );
+        let e = text(&env(), |_| Some("a\rb".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("control character"), "{e}");
     }
 }

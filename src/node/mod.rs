@@ -11,6 +11,7 @@ mod apply;
 pub mod check;
 mod exec;
 pub mod fence;
+pub mod hold;
 pub mod jobs;
 pub mod layout;
 mod listen;
@@ -18,9 +19,12 @@ pub mod lock;
 pub mod logs;
 pub mod migrate;
 pub mod plan;
+pub mod power;
+mod prune;
 mod publish;
 mod recovery;
 mod release;
+pub mod remove;
 mod rename;
 pub mod replicate;
 pub mod rollback;
@@ -168,7 +172,20 @@ impl<'a> Node<'a> {
         Ok(())
     }
 
+    /// The deploy lock for `what`, a command that changes the environment: refused (exit 4)
+    /// while it is held by hand (`deploy lock acquire`), before and after any wait for the lock
+    /// (`--lock-wait` never waits for a hold by hand).
     pub(crate) fn lock(&self, what: &str) -> Result<lock::NodeLock> {
+        self.require_setup()?;
+        self.refuse_if_held(what)?;
+        let lock = self.take_lock(what)?;
+        self.refuse_if_held(what)?;
+        Ok(lock)
+    }
+
+    /// The deploy lock for a command that a hold by hand lets through (`deploy maintenance`,
+    /// which whoever holds it may need).
+    pub(crate) fn lock_despite_hold(&self, what: &str) -> Result<lock::NodeLock> {
         self.require_setup()?;
         self.take_lock(what)
     }
@@ -325,6 +342,7 @@ impl<'a> Node<'a> {
         if legacy {
             self.move_legacy_app(&systemd)?;
         }
+        self.keep_stopped(&systemd)?;
         if let Some(r) = &self.config.replicate {
             let unit = self.names().replication_unit();
             self.ui.step(

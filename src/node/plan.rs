@@ -16,7 +16,7 @@ fn indent(text: &str) -> String {
 }
 
 /// One line of a plan: the step's name, then what it does.
-fn line(out: &mut String, name: &str, what: impl std::fmt::Display) {
+pub(crate) fn line(out: &mut String, name: &str, what: impl std::fmt::Display) {
     let _ = writeln!(out, "  {:<11}{what}", format!("{name}:"));
 }
 

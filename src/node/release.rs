@@ -59,6 +59,7 @@ impl Node<'_> {
             upload::artifact_sources(self.config, &self.project_dir)?
         };
         let lock = self.lock(&format!("deploy release {v} {}", self.env_name))?;
+        self.refuse_if_stopped(&format!("the release of {v}"))?;
         signals::defer();
         self.check_podman()?;
         let systemd = Systemd::connect()?;
@@ -464,7 +465,7 @@ impl Node<'_> {
 
     /// Removes the releases beyond `keep_releases`; returns their versions and their images,
     /// which the caller removes.
-    fn prune(&self, state: &mut State) -> Result<(Vec<String>, Vec<String>)> {
+    pub(super) fn prune(&self, state: &mut State) -> Result<(Vec<String>, Vec<String>)> {
         let on_disk = self.releases_on_disk()?;
         let current = self.current()?;
         let previous = current.as_deref().and_then(|c| state.previous(&on_disk, c));

@@ -282,6 +282,7 @@ impl Node<'_> {
     pub fn rollback(&self, req: &RollbackArgs) -> Result<()> {
         // Starting.
         let _lock = self.lock(&format!("deploy rollback {}", self.env_name))?;
+        self.refuse_if_stopped("the rollback")?;
         signals::defer();
         self.check_podman()?;
         let systemd = Systemd::connect()?;

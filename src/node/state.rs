@@ -151,6 +151,14 @@ pub enum Action {
     MigrateData,
     /// `deploy restore`: the databases put back from the replica.
     Restore,
+    /// `deploy stop`, `start`, `restart`: the app stopped or started by hand.
+    Stop,
+    Start,
+    Restart,
+    /// `deploy prune`.
+    Prune,
+    /// `deploy remove`.
+    Remove,
 }
 
 impl std::fmt::Display for Action {
@@ -161,6 +169,11 @@ impl std::fmt::Display for Action {
             Action::Recover => "recover",
             Action::MigrateData => "migrate-data",
             Action::Restore => "restore",
+            Action::Stop => "stop",
+            Action::Start => "start",
+            Action::Restart => "restart",
+            Action::Prune => "prune",
+            Action::Remove => "remove",
         })
     }
 }

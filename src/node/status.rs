@@ -102,6 +102,10 @@ pub struct Status {
     pub replication: Option<Vec<crate::node::replicate::DbReplication>>,
     /// The jobs whose last run failed or ran out of time (`deploy jobs` shows them all).
     pub failed_jobs: Vec<crate::node::jobs::report::FailedJob>,
+    /// Stopped by `deploy stop`: by whom, since when (until `deploy start`).
+    pub stopped: Option<crate::node::power::Stopped>,
+    /// Held by hand (`deploy lock acquire`): why, by whom, since when.
+    pub held: Option<crate::node::hold::Hold>,
 }
 
 #[derive(Debug, Serialize)]
@@ -200,6 +204,16 @@ impl Status {
         }
         if let Some(i) = &self.interrupted {
             out += &format!("interrupted:  {i}\n");
+        }
+        if let Some(s) = &self.stopped {
+            out += &format!(
+                "stopped:      {} (`deploy start {}` starts it)\n",
+                s.describe(),
+                self.environment
+            );
+        }
+        if let Some(h) = &self.held {
+            out += &format!("held:         by hand: {}\n", h.describe());
         }
         if let Some(k) = &self.killed_at_stop {
             out += &format!("last stop:    {k}\n");
@@ -334,6 +348,8 @@ impl Node<'_> {
             verification: self.last_verification(),
             replication: self.replication_status(),
             failed_jobs: self.failed_jobs(),
+            stopped: self.stopped_by_hand(),
+            held: self.held_by_hand()?,
         })
     }
 }

@@ -435,6 +435,51 @@ pub fn image_exists(image: &str) -> Result<bool> {
     Ok(out.status.success())
 }
 
+/// The images labelled by deploy (`deploy.image`), as `(id, label)`; with `dangling`, only
+/// those without a name left (a release built again, a name moved).
+pub fn labelled_images(dangling: bool) -> Result<Vec<(String, String)>> {
+    let mut args = vec!["images", "--filter", "label=deploy.image"];
+    if dangling {
+        args.extend(["--filter", "dangling=true"]);
+    }
+    args.extend(["--format", "{{.ID}}|{{index .Labels \"deploy.image\"}}"]);
+    Ok(lines_of(&args)?
+        .iter()
+        .filter_map(|l| l.split_once('|'))
+        .map(|(id, label)| (id.to_string(), label.to_string()))
+        .collect())
+}
+
+/// The ids among `images` (`(id, label)`) whose `deploy.image` label names an image of
+/// `repository` (`localhost/<app>_<env>`): an app's own, whatever layers they share with
+/// other apps' images. Pure.
+pub fn ids_of(images: &[(String, String)], repository: &str) -> Vec<String> {
+    let prefix = format!("{repository}:");
+    let mut ids: Vec<String> = images
+        .iter()
+        .filter(|(_, label)| label.starts_with(&prefix))
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.dedup();
+    ids
+}
+
+/// The names (`repository:tag`) of the images in `repository`.
+pub fn names_in(repository: &str) -> Result<Vec<String>> {
+    let filter = format!("reference={repository}");
+    let prefix = format!("{repository}:");
+    Ok(lines_of(&[
+        "images",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ])?
+    .into_iter()
+    .filter(|n| n.starts_with(&prefix))
+    .collect())
+}
+
 /// Removes an image; an image that is already gone is fine.
 pub fn remove_image(image: &str) -> Result<()> {
     let out = duct::cmd!("podman", "image", "rm", image)
@@ -459,6 +504,17 @@ mod tests {
         let conf = "[containers]\n#init_path = \"/nope\"\ninit_path = \"/usr/bin/catatonit\"\n";
         assert_eq!(init_path_in(conf).as_deref(), Some("/usr/bin/catatonit"));
         assert_eq!(init_path_in("[engine]\nruntime = \"runc\"\n"), None);
+    }
+
+    #[test]
+    fn an_apps_images_are_found_by_their_label() {
+        let images = [
+            ("a1".to_string(), "localhost/shop_prod:v1".to_string()),
+            ("b2".to_string(), "localhost/shop_prod-eu:v1".to_string()),
+            ("c3".to_string(), "localhost/shop_prod:v2".to_string()),
+        ];
+        assert_eq!(ids_of(&images, "localhost/shop_prod"), ["a1", "c3"]);
+        assert!(ids_of(&images, "localhost/shop").is_empty());
     }
 
     #[test]

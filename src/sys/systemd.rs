@@ -234,6 +234,22 @@ impl Systemd {
         self.reload()
     }
 
+    /// Enables a unit: it starts with the user's manager again (at boot, with lingering).
+    pub fn enable(&self, name: &str) -> Result<()> {
+        self.manager
+            .enable_unit_files(&[name], false, true)
+            .with_context(|| format!("cannot enable {name} (systemd EnableUnitFiles)"))?;
+        self.reload()
+    }
+
+    /// Disables a unit: it no longer starts with the user's manager (a running one runs on).
+    pub fn disable(&self, name: &str) -> Result<()> {
+        self.manager
+            .disable_unit_files(&[name], false)
+            .with_context(|| format!("cannot disable {name} (systemd DisableUnitFiles)"))?;
+        self.reload()
+    }
+
     /// Stops a unit, disables it and removes its file: it is gone.
     pub fn remove_unit(&self, dir: &std::path::Path, name: &str, timeout: Duration) -> Result<()> {
         self.stop(name, timeout)?;

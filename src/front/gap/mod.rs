@@ -38,6 +38,9 @@ pub use handle::{decide, forwardable, Decision};
 
 pub const GAP_FILE: &str = "gap";
 pub const MAINTENANCE_FILE: &str = "maintenance";
+/// `deploy stop`'s mark (who, since when): the page is served while it is there, as for
+/// maintenance.
+pub const STOPPED_FILE: &str = "stopped";
 pub const MAINTENANCE_PATH: &str = "/__deploy/maintenance";
 
 /// Connections over the limit that are being turned away at once (each gets the page, and up to
@@ -88,7 +91,8 @@ impl Flags {
     fn read(control: &Path) -> Flags {
         Flags {
             gap: control.join(GAP_FILE).exists(),
-            maintenance: control.join(MAINTENANCE_FILE).exists(),
+            maintenance: control.join(MAINTENANCE_FILE).exists()
+                || control.join(STOPPED_FILE).exists(),
         }
     }
 }

@@ -444,6 +444,7 @@ fn setup_cli(cli: &Cli, env: &str) -> Cli {
             env: Some(env.to_string()),
             dry_run: false,
             reset_storage: false,
+            server_binary: None,
         }),
     }
 }

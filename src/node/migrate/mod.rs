@@ -142,15 +142,15 @@ impl crate::node::Node<'_> {
             },
         };
         if req.dry_run {
-            print!("{}", describe(&plan, &root));
-            println!(
-                "{}Dry run: nothing was changed.",
+            crate::help::print(&format!(
+                "{}{}Dry run: nothing was changed.\n",
+                describe(&plan, &root),
                 if resumed.is_some() {
                     "An interrupted migration is under way: the rest of it is shown. "
                 } else {
                     ""
                 }
-            );
+            ))?;
             return Ok(());
         }
         if resumed.is_some() {
