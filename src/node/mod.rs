@@ -275,6 +275,10 @@ impl<'a> Node<'a> {
         fsx::ensure_dir(&l.root, 0o755)?;
         fsx::ensure_private_dir(&l.meta())?;
         let _lock = self.take_lock(&format!("deploy setup {}", self.env_name))?;
+        self.ui.step(
+            "Checking the other apps of this user (ports, Traefik)",
+            || self.register_app(),
+        )?;
         let systemd = self
             .ui
             .step("Connecting to the systemd user manager", Systemd::connect)?;
