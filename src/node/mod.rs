@@ -24,6 +24,7 @@ mod rename;
 pub mod replicate;
 pub mod rollback;
 pub mod schema;
+pub mod server;
 pub mod shared_path;
 pub mod snapshot;
 pub mod state;

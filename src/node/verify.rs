@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Where the last verification's result is kept, in `.deploy/`.
-const RESULT_FILE: &str = "verify.json";
+pub(crate) const RESULT_FILE: &str = "verify.json";
 
 /// One database's verification.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
