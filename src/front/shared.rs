@@ -184,7 +184,7 @@ impl AppRecord {
 pub struct Registry {
     /// By app and environment.
     pub records: Vec<AppRecord>,
-    /// Seeded now: written by [`Registry::persist`].
+    /// Seeded (or seeded again) now: written by [`Registry::persist`].
     seeds: Vec<AppRecord>,
     /// Records of apps whose directory is gone: removed by [`Registry::persist`].
     stale: Vec<PathBuf>,
@@ -192,7 +192,7 @@ pub struct Registry {
 
 impl Registry {
     /// Reads the records (changing nothing): those whose app directory is gone are left out,
-    /// and apps found on the server without a record are seeded from it.
+    /// and apps found on the server without a record of their own setup's are seeded from it.
     pub fn load(home: &Path) -> Result<Registry> {
         let dir = apps_dir(home);
         let (mut records, mut stale) = (Vec::new(), Vec::new());
@@ -212,11 +212,30 @@ impl Registry {
                 false => stale.push(path),
             }
         }
-        let seeds: Vec<AppRecord> = seed::from_server(home)
-            .into_iter()
-            .filter(|s| !records.iter().any(|r| (&r.app, &r.env) == (&s.app, &s.env)))
-            .collect();
-        records.extend(seeds.iter().cloned());
+        let mut seeds = Vec::new();
+        for mut fresh in seed::from_server(home) {
+            match records
+                .iter_mut()
+                .find(|r| (&r.app, &r.env) == (&fresh.app, &fresh.env))
+            {
+                // A seeded record says what the server has: read again, as that may change
+                // (the app's own deploy may be one that keeps no record).
+                Some(r) if r.seeded => {
+                    keep_known_entrypoints(&mut fresh, r);
+                    fresh.updated_at = r.updated_at.clone();
+                    if *r != fresh {
+                        fresh.updated_at = crate::node::state::now();
+                        *r = fresh.clone();
+                        seeds.push(fresh);
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    records.push(fresh.clone());
+                    seeds.push(fresh);
+                }
+            }
+        }
         records.sort_by(|a, b| (&a.app, &a.env).cmp(&(&b.app, &b.env)));
         Ok(Registry {
             records,
@@ -248,6 +267,23 @@ impl Registry {
             .iter()
             .filter(|r| !(r.app == app && r.env == env) && r.path != path)
             .collect()
+    }
+}
+
+/// An entry point the router of a seeded app is on but the static config no longer has (an
+/// app whose deploy keeps no records rewrote it) keeps the address seen before: it is where
+/// that app is served once its Traefik has it again.
+fn keep_known_entrypoints(fresh: &mut AppRecord, before: &AppRecord) {
+    let (Some(f), Some(b)) = (fresh.traefik.as_mut(), before.traefik.as_ref()) else {
+        return;
+    };
+    for (name, address) in &b.entrypoints {
+        let challenge = f.acme.as_ref().is_some_and(|a| a.challenge == "http");
+        if f.router_entrypoints.contains(name) || (name == "web" && (f.redirect_web || challenge)) {
+            f.entrypoints
+                .entry(name.clone())
+                .or_insert_with(|| address.clone());
+        }
     }
 }
 
@@ -682,6 +718,44 @@ mod tests {
         drop(restart);
         file.try_lock_shared().unwrap();
         std::fs::remove_dir_all(h).unwrap();
+    }
+
+    #[test]
+    fn a_seeded_app_keeps_the_address_of_an_entry_point_its_traefik_lost() {
+        let request = |eps: &[(&str, &str)]| TraefikRequest {
+            managed: true,
+            api: "http://127.0.0.1:8099".into(),
+            dynamic_dir: "/d".into(),
+            rule: "Host(`a`)".into(),
+            router_entrypoints: vec!["web".into()],
+            entrypoints: eps
+                .iter()
+                .map(|(n, a)| (n.to_string(), a.to_string()))
+                .collect(),
+            acme: None,
+            ca_certificates: None,
+            redirect_https: false,
+            redirect_web: false,
+        };
+        let record = |t| AppRecord {
+            app: "a".into(),
+            env: "prod".into(),
+            path: "/srv/a".into(),
+            port: 9000,
+            gap_port: Some(9001),
+            health_path: None,
+            traefik: Some(t),
+            seeded: true,
+            updated_at: "then".into(),
+        };
+        let before = record(request(&[("web", ":80"), ("old", ":81")]));
+        let mut fresh = record(request(&[]));
+        keep_known_entrypoints(&mut fresh, &before);
+        assert_eq!(
+            fresh.traefik.unwrap().entrypoints,
+            BTreeMap::from([("web".into(), ":80".into())]),
+            "what its router is on, nothing else"
+        );
     }
 
     #[test]
