@@ -2,11 +2,14 @@
 //! app's requests, a conflict refused with nothing changed), the ports no two apps may share,
 //! a node set up before deploy kept records, and `deploy server`.
 //!
-//! The managed Traefik is the one every test shares (its API at TRAEFIK_API); these tests add
-//! entry points of their own and run one at a time.
+//! The managed Traefik is the one every test shares (its API at TRAEFIK_API, its entry point
+//! `web` at TRAEFIK_WEB, which these apps share too); these tests add entry points of their own
+//! and run one at a time. Another deploy of the node user that keeps no records (an older
+//! build's tests running at the same time) rewrites the static config as its own, taking those
+//! entry points away for a while.
 
 mod common;
-use common::{node, Options, Project, Run, TRAEFIK_API};
+use common::{node, Options, Project, Run, TRAEFIK_API, TRAEFIK_WEB};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -134,12 +137,12 @@ fn two_apps_share_one_traefik_a_conflict_changes_nothing_an_addition_keeps_both(
     let a = project(
         "t-many-a",
         19600,
-        Some(traefik("t-many-a", &[("mweb", 19610)], &["mweb"])),
+        Some(traefik("t-many-a", &[("web", TRAEFIK_WEB)], &["web"])),
     );
     let b = project(
         "t-many-b",
         19602,
-        Some(traefik("t-many-b", &[("mweb", 19610)], &["mweb"])),
+        Some(traefik("t-many-b", &[("web", TRAEFIK_WEB)], &["web"])),
     );
     a.deploy(&["setup"]).ok();
     a.deploy(&["release", "v1"]).ok();
@@ -148,25 +151,28 @@ fn two_apps_share_one_traefik_a_conflict_changes_nothing_an_addition_keeps_both(
     b.deploy(&["setup"]).ok();
     assert_eq!(traefik_pid(&a), pid, "Traefik was not restarted");
     b.deploy(&["release", "v1"]).ok();
-    assert_served("t-many-a", 19610, "v1");
-    assert_served("t-many-b", 19610, "v1");
+    assert_served("t-many-a", TRAEFIK_WEB, "v1");
+    assert_served("t-many-b", TRAEFIK_WEB, "v1");
 
     // b moves the shared entry point: refused before anything changes, naming a.
     let before = (static_config(), record("t-many-b"));
-    set_traefik(&b, &traefik("t-many-b", &[("mweb", 19611)], &["mweb"]));
+    set_traefik(&b, &traefik("t-many-b", &[("web", 19611)], &["web"]));
     refused(
         b.deploy(&["setup"]),
         "t-many-a",
-        "traefik.manage.entrypoints.mweb: `127.0.0.1:19611` here, but t-many-a",
+        "traefik.manage.entrypoints.web: `127.0.0.1:19611` here, but t-many-a",
     );
     assert_eq!((static_config(), record("t-many-b")), before);
-    assert_served("t-many-a", 19610, "v1");
-    assert_served("t-many-b", 19610, "v1");
+    assert_served("t-many-a", TRAEFIK_WEB, "v1");
+    assert_served("t-many-b", TRAEFIK_WEB, "v1");
     // check says the same, with the same code.
-    refused(b.deploy(&["check", "test"]), "t-many-a", "mweb");
+    refused(b.deploy(&["check", "test"]), "t-many-a", "entrypoints.web");
 
     // Two names on one address: refused too.
-    set_traefik(&b, &traefik("t-many-b", &[("other", 19610)], &["other"]));
+    set_traefik(
+        &b,
+        &traefik("t-many-b", &[("other", TRAEFIK_WEB)], &["other"]),
+    );
     refused(
         b.deploy(&["setup"]),
         "t-many-a",
@@ -183,15 +189,15 @@ fn two_apps_share_one_traefik_a_conflict_changes_nothing_an_addition_keeps_both(
     r.says("t-many-b (test)");
     let config = static_config();
     assert!(
-        config.contains("mweb:\n    address: \"127.0.0.1:19610\"")
+        config.contains(&format!("web:\n    address: \"127.0.0.1:{TRAEFIK_WEB}\""))
             && config.contains("mweb2:\n    address: \"127.0.0.1:19612\""),
         "{config}"
     );
-    assert_served("t-many-a", 19610, "v1");
+    assert_served("t-many-a", TRAEFIK_WEB, "v1");
     assert_served("t-many-b", 19612, "v1");
     // A release of b after it keeps both served.
     b.deploy(&["release", "v2"]).ok();
-    assert_served("t-many-a", 19610, "v1");
+    assert_served("t-many-a", TRAEFIK_WEB, "v1");
     assert_served("t-many-b", 19612, "v2");
 }
 
@@ -255,35 +261,35 @@ fn a_node_set_up_before_the_records_is_read_from_its_units_and_static_config() {
     let one = project(
         "t-many-s1",
         19630,
-        Some(traefik("t-many-s1", &[("sweb", 19615)], &["sweb"])),
+        Some(traefik("t-many-s1", &[("web", TRAEFIK_WEB)], &["web"])),
     );
     let two = project(
         "t-many-s2",
         19632,
-        Some(traefik("t-many-s2", &[("sweb", 19615)], &["sweb"])),
+        Some(traefik("t-many-s2", &[("web", TRAEFIK_WEB)], &["web"])),
     );
     for p in [&one, &two] {
         p.deploy(&["setup"]).ok();
         p.deploy(&["release", "v1"]).ok();
     }
-    assert_served("t-many-s1", 19615, "v1");
+    assert_served("t-many-s1", TRAEFIK_WEB, "v1");
     // What the code before left: the same units and routers, no records, and the static config
     // of the last setup (the same entry point).
     for app in ["t-many-s1", "t-many-s2"] {
         let _ = std::fs::remove_file(record_path(app));
     }
     let path = node().home.join(".config/traefik/traefik.yaml");
-    std::fs::write(&path, old_static_config("sweb", 19615)).unwrap();
+    std::fs::write(&path, old_static_config("web", TRAEFIK_WEB)).unwrap();
     common::chown_to_node_user(&path);
 
-    // The first setup after it knows that s1 is on sweb: moving sweb is refused.
-    set_traefik(&two, &traefik("t-many-s2", &[("sweb", 19616)], &["sweb"]));
+    // The first setup after it knows that s1 is on web: moving web is refused.
+    set_traefik(&two, &traefik("t-many-s2", &[("web", 19616)], &["web"]));
     refused(
         two.deploy(&["setup"]),
         "t-many-s1",
-        "traefik.manage.entrypoints.sweb: `127.0.0.1:19616` here, but t-many-s1",
+        "traefik.manage.entrypoints.web: `127.0.0.1:19616` here, but t-many-s1",
     );
-    assert_served("t-many-s1", 19615, "v1");
+    assert_served("t-many-s1", TRAEFIK_WEB, "v1");
     // Its record was seeded from the server.
     let rec: serde_json::Value = serde_json::from_str(&record("t-many-s1").unwrap()).unwrap();
     assert_eq!(rec["seeded"], true, "{rec}");
@@ -291,13 +297,16 @@ fn a_node_set_up_before_the_records_is_read_from_its_units_and_static_config() {
         (rec["port"].as_u64(), rec["gap_port"].as_u64()),
         (Some(19630), Some(19631))
     );
-    assert_eq!(rec["traefik"]["entrypoints"]["sweb"], "127.0.0.1:19615");
+    assert_eq!(
+        rec["traefik"]["entrypoints"]["web"],
+        format!("127.0.0.1:{TRAEFIK_WEB}")
+    );
     assert_eq!(rec["traefik"]["rule"], "Host(`t-many-s1.test`)");
 
-    // A new entry point of s2's own: s1 keeps sweb.
+    // A new entry point of s2's own: s1 keeps web.
     set_traefik(&two, &traefik("t-many-s2", &[("sweb2", 19617)], &["sweb2"]));
     two.deploy(&["setup"]).ok();
-    assert_served("t-many-s1", 19615, "v1");
+    assert_served("t-many-s1", TRAEFIK_WEB, "v1");
     assert_served("t-many-s2", 19617, "v1");
     // s1's own setup replaces what was seeded.
     one.deploy(&["setup"]).ok();
@@ -312,7 +321,7 @@ fn deploy_server_lists_every_app_of_the_user_here_and_over_ssh() {
     let web = project(
         "t-many-l1",
         19640,
-        Some(traefik("t-many-l1", &[("lweb", 19618)], &["lweb"])),
+        Some(traefik("t-many-l1", &[("web", TRAEFIK_WEB)], &["web"])),
     );
     let plain = project("t-many-l2", 19642, None);
     web.deploy(&["setup"]).ok();
@@ -324,9 +333,9 @@ fn deploy_server_lists_every_app_of_the_user_here_and_over_ssh() {
     r.prints("live:         v1 since ");
     r.prints("health:       http://127.0.0.1:19640/healthz: HTTP 200");
     r.prints("ports:        19640, gap 19641");
-    r.prints("router:       Host(`t-many-l1.test`) on lweb");
+    r.prints("router:       Host(`t-many-l1.test`) on web");
     r.prints("ports:        19642\n");
-    r.prints("lweb 127.0.0.1:19618");
+    r.prints(&format!("web 127.0.0.1:{TRAEFIK_WEB}"));
     let r = plain.deploy(&["--json", "server", "test"]).ok();
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let app = |name: &str| {

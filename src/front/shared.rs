@@ -503,12 +503,17 @@ impl Node<'_> {
             "Merging Traefik's static config with the other apps' (traefik.manage)",
             || self.plan_traefik_change(),
         )?;
-        let timeout = Duration::from_secs(30);
         if !change.changed {
+            // Its comments may have changed: written, and read at Traefik's next start.
             return self
                 .ui
                 .step("Starting Traefik (its static config is unchanged)", || {
-                    systemd.start(TRAEFIK_UNIT_NAME, timeout)
+                    self.write_traefik(
+                        systemd,
+                        Some(&change.static_text),
+                        Some(&change.unit_text),
+                        false,
+                    )
                 });
         }
         self.ui.step(
@@ -564,8 +569,8 @@ impl Node<'_> {
         let before_static = std::fs::read_to_string(&static_path).ok();
         let before_unit =
             std::fs::read_to_string(self.user_unit_dir().join(TRAEFIK_UNIT_NAME)).ok();
-        let changed = before_static.as_deref() != Some(&static_text)
-            || before_unit.as_deref() != Some(&unit_text);
+        let changed = !same_yaml(before_static.as_deref(), &static_text)
+            || !same_unit(before_unit.as_deref(), &unit_text);
         let before_record = registry.get(&self.config.app, &self.env_name).cloned();
         save(&self.home, &mine)?;
         Ok(TraefikChange {
@@ -584,7 +589,7 @@ impl Node<'_> {
     /// Writes the static config and unit, restarts Traefik and waits for its API; a Traefik
     /// that does not come up gets its previous config back (and this app its previous record).
     fn apply_traefik_change(&self, systemd: &Systemd, c: &TraefikChange) -> Result<()> {
-        let started = self.write_traefik(systemd, Some(&c.static_text), Some(&c.unit_text));
+        let started = self.write_traefik(systemd, Some(&c.static_text), Some(&c.unit_text), true);
         let Err(e) =
             started.and_then(|()| traefik::Api::new(&c.merged.api).ping(traefik::LIVE_TIMEOUT))
         else {
@@ -595,6 +600,7 @@ impl Node<'_> {
                 systemd,
                 c.before_static.as_deref(),
                 c.before_unit.as_deref(),
+                true,
             )
             .and_then(|()| match &c.before_record {
                 Some(r) => save(&self.home, r),
@@ -613,13 +619,14 @@ impl Node<'_> {
         )))
     }
 
-    /// Puts a static config and unit in place (or removes them: `None`) and restarts Traefik
-    /// when there is a config.
+    /// Puts a static config and unit in place (or removes them: `None`) and, when there is a
+    /// config, restarts Traefik (`restart`) or starts it if it is not running.
     fn write_traefik(
         &self,
         systemd: &Systemd,
         static_text: Option<&str>,
         unit_text: Option<&str>,
+        restart: bool,
     ) -> Result<()> {
         let static_path = super::managed_static_config(&self.home);
         match static_text {
@@ -634,11 +641,29 @@ impl Node<'_> {
             Some(text) => systemd.install_unit(&self.user_unit_dir(), TRAEFIK_UNIT_NAME, text)?,
             None => return systemd.remove_unit(&self.user_unit_dir(), TRAEFIK_UNIT_NAME, timeout),
         }
-        match static_text {
-            Some(_) => systemd.restart(TRAEFIK_UNIT_NAME, timeout),
-            None => systemd.stop(TRAEFIK_UNIT_NAME, timeout),
+        match (static_text, restart) {
+            (Some(_), true) => systemd.restart(TRAEFIK_UNIT_NAME, timeout),
+            (Some(_), false) => systemd.start(TRAEFIK_UNIT_NAME, timeout),
+            (None, _) => systemd.stop(TRAEFIK_UNIT_NAME, timeout),
         }
     }
+}
+
+/// Whether a static config says what `after` says (comments and layout aside).
+fn same_yaml(before: Option<&str>, after: &str) -> bool {
+    let parse = |t: &str| yaml_serde::from_str::<serde_json::Value>(t).ok();
+    before.is_some_and(|b| b == after || (parse(b).is_some() && parse(b) == parse(after)))
+}
+
+/// Whether a unit says what `after` says (its comments, which name deploy's version, aside).
+fn same_unit(before: Option<&str>, after: &str) -> bool {
+    let lines = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(String::from)
+            .collect()
+    };
+    before.is_some_and(|b| lines(b) == lines(after))
 }
 
 /// The static config of `merged`, its resolvers storing into `acme.json` beside it.
@@ -756,6 +781,19 @@ mod tests {
             BTreeMap::from([("web".into(), ":80".into())]),
             "what its router is on, nothing else"
         );
+    }
+
+    #[test]
+    fn traefik_restarts_for_what_its_config_says_not_for_its_comments() {
+        let a = "# by deploy 1\nentryPoints:\n  web:\n    address: \":80\"\n";
+        let b = "# by deploy 2, another comment\nentryPoints: {web: {address: \":80\"}}\n";
+        assert!(same_yaml(Some(a), b));
+        assert!(!same_yaml(Some(a), &b.replace(":80", ":81")));
+        assert!(!same_yaml(None, b));
+        let unit =
+            |v: &str, exec: &str| format!("# Written by deploy {v}\n[Service]\nExecStart={exec}\n");
+        assert!(same_unit(Some(&unit("1", "/t")), &unit("2", "/t")));
+        assert!(!same_unit(Some(&unit("1", "/t")), &unit("1", "/u")));
     }
 
     #[test]
