@@ -33,8 +33,8 @@ pub struct Cli {
     /// Print only errors and the final result.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Machine-readable output on stdout: `releases` and `status` print one JSON document;
-    /// the other commands print one JSON event per line (see the README).
+    /// Machine-readable output on stdout: `releases`, `status` and `server` print one JSON
+    /// document; the other commands print one JSON event per line (see the README).
     #[arg(long, global = true)]
     pub json: bool,
     /// Run the node-side steps here: how `deploy` runs itself on a remote environment's server.
@@ -92,6 +92,9 @@ pub enum Command {
     Status(EnvArgs),
     /// What happened, newest first: releases, rollbacks, recoveries, who and from which commit.
     History(HistoryArgs),
+    /// Every app of the node user on ENV's server: live version, unit, health, ports, router,
+    /// replication, last verification, disk used; and the Traefik they share.
+    Server(EnvArgs),
     /// Run a command in a one-off container of the live release, with the app's env and
     /// mounts (a console, a one-time task): `deploy exec prod -- /app/my-app console`.
     Exec(ExecArgs),
@@ -499,6 +502,7 @@ impl Command {
             Command::Release(a) => &a.env,
             Command::Rollback(a) => &a.env,
             Command::Releases(a) | Command::Status(a) | Command::Recover(a) => &a.env,
+            Command::Server(a) => &a.env,
             Command::History(a) => &a.env,
             Command::Exec(a) => &a.env,
             Command::Maintenance(a) => &a.env,

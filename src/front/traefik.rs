@@ -59,6 +59,11 @@ pub struct DynamicSpec {
     pub tls: Option<serde_json::Value>,
     pub port: u16,
     pub gap_port: u16,
+    /// `traefik.redirect_https`: a router of its own on `web` redirects the rule's requests to
+    /// https (not the whole entry point: other apps may serve plain HTTP there).
+    pub redirect: bool,
+    /// The port https is on, when it is not 443 (the `websecure` entry point's).
+    pub redirect_port: Option<u16>,
 }
 
 impl DynamicSpec {
@@ -88,7 +93,22 @@ impl DynamicSpec {
             tls,
             port: env.port,
             gap_port: env.gap_port(),
+            redirect: t.redirect_https && t.managed().is_some(),
+            redirect_port: t
+                .managed()
+                .and_then(|m| m.entrypoints.get("websecure").and_then(|a| port_of(a)))
+                .filter(|p| *p != 443),
         }
+    }
+
+    /// The router's certificates from `resolver` (the managed Traefik's resolver this app's
+    /// ACME settings have), where it would name the default one.
+    pub fn with_resolver(mut self, resolver: &str) -> DynamicSpec {
+        let default = serde_json::json!({"certResolver": crate::config::ACME_RESOLVER});
+        if self.tls.as_ref() == Some(&default) {
+            self.tls = Some(serde_json::json!({ "certResolver": resolver }));
+        }
+        self
     }
 
     /// The service the router uses: the app's, or the gap server's.
@@ -111,11 +131,12 @@ pub fn render_dynamic(spec: &DynamicSpec, to_gap: bool) -> Result<String> {
     render("traefik-dynamic.yaml", DYNAMIC, Ctx { spec, to_gap })
 }
 
-/// The managed Traefik's HTTPS settings: its ACME resolver (storage 0600 in the user's
-/// directory) and the `web` → `websecure` redirect.
+/// The managed Traefik's HTTPS settings: its ACME resolvers (one per set of ACME settings of
+/// the apps it serves, all stored in one file, 0600 in the user's directory) and, for a Traefik
+/// set up before its apps shared it, the whole `web` entry point redirected to `websecure`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Https {
-    pub acme: Option<AcmeResolver>,
+    pub resolvers: Vec<AcmeResolver>,
     pub redirect: bool,
 }
 
@@ -132,7 +153,7 @@ pub struct AcmeResolver {
 impl Https {
     pub fn new(t: &Traefik, storage: &Path) -> Https {
         Https {
-            acme: t.acme.as_ref().map(|a| AcmeResolver {
+            resolvers: Vec::from_iter(t.acme.as_ref().map(|a| AcmeResolver {
                 name: crate::config::ACME_RESOLVER.into(),
                 email: a.email.clone(),
                 ca_server: a.ca_server.clone(),
@@ -141,8 +162,9 @@ impl Https {
                     crate::config::AcmeChallenge::Http => "http".into(),
                     crate::config::AcmeChallenge::Tls => "tls".into(),
                 },
-            }),
-            redirect: t.redirect_https,
+            })),
+            // Each app's own router redirects (see DynamicSpec::redirect).
+            redirect: false,
         }
     }
 }
@@ -169,7 +191,7 @@ pub fn render_static(
             entrypoints => minijinja::Value::from(minijinja::value::Serde(&eps)),
             api_address => api_address(api)?,
             dynamic_dir => dynamic_dir.display().to_string(),
-            acme => minijinja::Value::from(minijinja::value::Serde(&https.acme)),
+            resolvers => minijinja::Value::from(minijinja::value::Serde(&https.resolvers)),
             redirect => https.redirect,
         },
     )
@@ -498,15 +520,31 @@ mod tests {
             "https://acme-v02.api.letsencrypt.org/directory"
         );
         assert_eq!(acme["httpChallenge"]["entryPoint"], "web");
-        let to = &parsed["entryPoints"]["web"]["http"]["redirections"]["entryPoint"];
-        assert_eq!(to["to"], "websecure");
-        assert_eq!(to["scheme"], "https");
+        // The redirect is the app's router's, not the whole entry point's.
+        assert!(parsed["entryPoints"]["web"].get("http").is_none(), "{text}");
         let env = &config.environments["prod"];
         let names = crate::names::Names::new("shop", "prod");
         let spec = DynamicSpec::new("shop", "prod", env, t, &names);
         assert_eq!(
             spec.tls,
             Some(serde_json::json!({"certResolver": "deploy"}))
+        );
+        let dynamic: serde_json::Value =
+            yaml_serde::from_str(&render_dynamic(&spec, false).unwrap()).unwrap();
+        let redirect = &dynamic["http"]["routers"]["shop_prod_https"];
+        assert_eq!(redirect["entryPoints"], serde_json::json!(["web"]));
+        assert_eq!(redirect["rule"], "Host(`shop.example.com`)");
+        assert_eq!(
+            redirect["middlewares"],
+            serde_json::json!(["shop_prod_https"])
+        );
+        let scheme = &dynamic["http"]["middlewares"]["shop_prod_https"]["redirectScheme"];
+        assert_eq!(scheme["scheme"], "https");
+        assert!(scheme.get("port").is_none(), "443 is https's own: {scheme}");
+        let named = DynamicSpec::new("shop", "prod", env, t, &names).with_resolver("deploy-2");
+        assert_eq!(
+            named.tls,
+            Some(serde_json::json!({"certResolver": "deploy-2"}))
         );
         let unit =
             render_traefik_unit(Path::new("/t"), Path::new("/s"), Some("/h/ca.pem")).unwrap();

@@ -269,6 +269,10 @@ fn dispatch(
             let s = node.status_report()?;
             print_report(ui, &s, s.text())
         }
+        Command::Server(_) => {
+            let s = node.server_report()?;
+            print_report(ui, &s, s.text())
+        }
         Command::History(a) => {
             let h = node.history_report(a.lines)?;
             print_report(ui, &h, h.text())
@@ -420,6 +424,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
         }
         Command::Releases(_) => vec!["releases".into(), env.into()],
         Command::Status(_) => vec!["status".into(), env.into()],
+        Command::Server(_) => vec!["server".into(), env.into()],
         Command::History(a) => vec![
             "history".into(),
             env.into(),
@@ -615,6 +620,7 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
         }
         Command::Releases(_)
         | Command::Status(_)
+        | Command::Server(_)
         | Command::History(_)
         | Command::Logs(_)
         | Command::Jobs(_)

@@ -3,7 +3,7 @@
 
 use crate::node::Node;
 use crate::sys::systemd::Systemd;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::time::Duration;
 
 impl Node<'_> {
@@ -73,6 +73,15 @@ impl Node<'_> {
                 self.check_schedules()
             });
         }
+        // A conflict with another app of the user is a config error (exit 3).
+        let others = self.ui.step(
+            "Checking the other apps of this user (ports, Traefik)",
+            || self.check_other_apps(),
+        );
+        if let Err(e) = &others {
+            self.ui.warn(&format!("{e:#}"));
+            failed += 1;
+        }
         if let Some(said) = self.killed_at_stop() {
             self.ui.warn(&said);
         }
@@ -90,7 +99,11 @@ impl Node<'_> {
             }
         ));
         if failed > 0 {
-            bail!("{failed} check(s) failed on {}", self.env_name);
+            let e = anyhow::anyhow!("{failed} check(s) failed on {}", self.env_name);
+            return Err(match others {
+                Err(_) => crate::exit::with(crate::exit::Code::Config, e),
+                Ok(()) => e,
+            });
         }
         self.ui.done(
             &format!("{} is ready for {}", self.env_name, self.config.app),

@@ -29,6 +29,7 @@ mod rename;
 pub mod replicate;
 pub mod rollback;
 pub mod schema;
+pub mod server;
 pub mod shared_path;
 pub mod snapshot;
 pub mod state;
@@ -298,6 +299,10 @@ impl<'a> Node<'a> {
         fsx::ensure_dir(&l.root, 0o755)?;
         fsx::ensure_private_dir(&l.meta())?;
         let _lock = self.take_lock(&format!("deploy setup {}", self.env_name))?;
+        self.ui.step(
+            "Checking the other apps of this user (ports, Traefik)",
+            || self.register_app(),
+        )?;
         let systemd = self
             .ui
             .step("Connecting to the systemd user manager", Systemd::connect)?;

