@@ -90,11 +90,12 @@ fn an_exec_that_writes_holds_a_release_until_it_ends_or_is_stopped() {
     p.body("/");
 
     // Without --lock-wait: stopped at once, exit 4, the exec named with how to end it.
-    let exec = exec_writer(&p, "e1", 6);
+    // Long enough to outlast a release's upload and build on a busy machine.
+    let exec = exec_writer(&p, "e1", 25);
     let t = Instant::now();
     let r = p.deploy(&["release", "v2"]).failed();
     assert_eq!(r.code, 4, "{}", r.stderr);
-    r.says("exec `write-rows 20 6 e1` (t-fence_test_exec_");
+    r.says("exec `write-rows 20 25 e1` (t-fence_test_exec_");
     r.says("podman stop t-fence_test_exec_");
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     assert_eq!(p.current().as_deref(), Some("v1"), "nothing changed");
@@ -224,7 +225,12 @@ fn recovers_alone(p: &Project) {
     let took = answers_as(p, "v1", Duration::from_secs(30));
     assert!(took < Duration::from_secs(20), "{took:?}");
     assert_eq!(columns(p), before, "the migration's changes are gone");
-    assert!(!p.root().join(".deploy/swap.journal").exists());
+    // The journal goes once the recovery has finished (after its health check).
+    let t = Instant::now();
+    while p.root().join(".deploy/swap.journal").exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "the journal stays");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let hook = p.user(
         "podman",
         &["container", "exists", &format!("{}_test_hook", p.app)],
