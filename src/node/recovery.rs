@@ -105,21 +105,12 @@ impl Node<'_> {
     pub(crate) fn install_recovery(&self, systemd: &Systemd) -> Result<()> {
         self.keep_for_server()?;
         let [(path_unit, path_text), (service, service_text)] = self.recovery_units()?;
-        let dir = self.user_unit_dir();
-        let same = |name: &str, text: &str| {
-            std::fs::read_to_string(dir.join(name)).ok().as_deref() == Some(text)
-        };
-        if !same(&service, &service_text) {
-            fsx::ensure_dir(&dir, 0o755)?;
-            fsx::write_atomic(&dir.join(&service), service_text.as_bytes(), 0o644)?;
-            systemd.reload()?;
-        }
-        let enabled = dir.join("default.target.wants").join(&path_unit).exists();
-        if !same(&path_unit, &path_text) || !enabled {
-            systemd.install_unit(&dir, &path_unit, &path_text)?;
-            systemd.restart(&path_unit, Duration::from_secs(10))?;
-        }
-        Ok(())
+        systemd.install_triggered(
+            &self.user_unit_dir(),
+            (&service, &service_text),
+            (&path_unit, &path_text),
+            "default.target",
+        )
     }
 
     /// `deploy recover ENV` (the watcher's service): while the swap's process lives, it only

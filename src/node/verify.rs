@@ -125,20 +125,12 @@ impl Node<'_> {
         };
         let service_text = crate::template::render("verify.service", SERVICE, &ctx)?;
         let timer_text = crate::template::render("verify.timer", TIMER, &ctx)?;
-        let same = |name: &str, text: &str| {
-            std::fs::read_to_string(dir.join(name)).ok().as_deref() == Some(text)
-        };
-        if !same(&service, &service_text) {
-            fsx::ensure_dir(&dir, 0o755)?;
-            fsx::write_atomic(&dir.join(&service), service_text.as_bytes(), 0o644)?;
-            systemd.reload()?;
-        }
-        let enabled = dir.join("timers.target.wants").join(&timer).exists();
-        if !same(&timer, &timer_text) || !enabled {
-            systemd.install_unit(&dir, &timer, &timer_text)?;
-            systemd.restart(&timer, Duration::from_secs(10))?;
-        }
-        Ok(())
+        systemd.install_triggered(
+            &dir,
+            (&service, &service_text),
+            (&timer, &timer_text),
+            "timers.target",
+        )
     }
 
     /// The last verification, if any.

@@ -250,6 +250,35 @@ impl Systemd {
         self.reload()
     }
 
+    /// A service and the unit that starts it (a path unit, a timer): the service written when
+    /// its text changed (daemon-reload), the trigger written, enabled and (re)started when its
+    /// text changed or it is not enabled (`wanted_by`: its `[Install]` target).
+    pub fn install_triggered(
+        &self,
+        dir: &std::path::Path,
+        (service, service_text): (&str, &str),
+        (trigger, trigger_text): (&str, &str),
+        wanted_by: &str,
+    ) -> Result<()> {
+        let same = |name: &str, text: &str| {
+            std::fs::read_to_string(dir.join(name)).ok().as_deref() == Some(text)
+        };
+        if !same(service, service_text) {
+            crate::sys::fsx::ensure_dir(dir, 0o755)?;
+            crate::sys::fsx::write_atomic(&dir.join(service), service_text.as_bytes(), 0o644)?;
+            self.reload()?;
+        }
+        let enabled = dir
+            .join(format!("{wanted_by}.wants"))
+            .join(trigger)
+            .exists();
+        if !same(trigger, trigger_text) || !enabled {
+            self.install_unit(dir, trigger, trigger_text)?;
+            self.restart(trigger, Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
     /// Stops a unit, disables it and removes its file: it is gone.
     pub fn remove_unit(&self, dir: &std::path::Path, name: &str, timeout: Duration) -> Result<()> {
         self.stop(name, timeout)?;
