@@ -350,6 +350,14 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
     p.deploy(&["jobs", "run", "nope"])
         .failed()
         .says("has no job `nope`");
+    // Held by hand (`deploy lock acquire`): a job's run is skipped, and says why.
+    p.deploy(&["lock", "acquire", "-m", "orders by hand"]).ok();
+    let r = p
+        .deploy(&["jobs", "run", "stamp", "--lock-wait", "10s"])
+        .failed();
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    r.says("held by hand: orders by hand");
+    p.deploy(&["lock", "release"]).ok();
 
     // A run out of time: its container is removed, and it writes no more.
     let t = Instant::now();

@@ -232,6 +232,11 @@ impl Node<'_> {
             self.record_job_run(name, run.clone())?;
             Ok(run)
         };
+        // Held by hand (`deploy lock acquire`): the job waits its next turn, said.
+        if let Some(hold) = self.held_by_hand()? {
+            let why = format!("held by hand: {}", hold.message);
+            return record((Outcome::Skipped, None, Some(why)), None);
+        }
         let _claim = match self.claim_job(name, job.concurrency, by)? {
             Ok(claim) => claim,
             Err(why) => return record((Outcome::Skipped, None, Some(why)), None),
