@@ -36,6 +36,13 @@ impl Node<'_> {
     /// by its version, size and time, so that each build is kept once and a unit never runs
     /// one that was replaced under it.
     pub(crate) fn kept_bin(&self) -> PathBuf {
+        let dir = self.home.join(".local/share/deploy/bin");
+        // Run from there already (a timer's or the recovery's service): that one.
+        if let Ok(exe) = std::env::current_exe() {
+            if exe.parent() == Some(dir.as_path()) {
+                return exe;
+            }
+        }
         let stamp = std::env::current_exe()
             .and_then(std::fs::metadata)
             .map(|m| {
@@ -70,7 +77,11 @@ impl Node<'_> {
         if std::fs::hard_link(&exe, &tmp).is_err() {
             std::fs::copy(&exe, &tmp)
                 .with_context(|| format!("cannot copy {} to {}", exe.display(), tmp.display()))?;
-            std::fs::File::open(&tmp)?.sync_all()?;
+            // The copy keeps the build's time, which names it.
+            let built = std::fs::metadata(&exe)?.modified()?;
+            let copy = std::fs::OpenOptions::new().write(true).open(&tmp)?;
+            copy.set_modified(built)?;
+            copy.sync_all()?;
         }
         fsx::rename_durable(&tmp, &bin)
     }
