@@ -127,6 +127,10 @@ fn a_hold_by_hand_refuses_changes_until_released() {
     p.deploy(&["lock", "acquire", "-m", ""])
         .failed()
         .says("says why");
+    p.deploy(&["lock", "acquire", "-m", "x", "--dry-run"])
+        .ok()
+        .prints("Plan: hold t-day-hold on test by hand: \"x\"");
+    assert!(!p.root().join(".deploy/hold-by-hand").exists());
     let r = p
         .deploy(&["lock", "acquire", "-m", "fixing the hits table"])
         .ok();
@@ -356,4 +360,11 @@ fn start_stop_lock_and_prune_over_ssh() {
     );
     p.deploy_remote(&["prune"]).ok().says("1 release(s) (v1)");
     assert_eq!(p.releases_on_disk(), ["v2", "v3"]);
+    p.deploy_remote(&["remove", "--all"])
+        .failed()
+        .says("not confirmed, nothing was removed");
+    p.deploy_remote(&["remove", "--all", "--yes"])
+        .ok()
+        .says("removed t-day-ssh from test");
+    assert!(!p.root().exists());
 }
