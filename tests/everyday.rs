@@ -192,21 +192,26 @@ fn prune_removes_old_releases_their_images_and_dangling_ones() {
     p.deploy(&["rollback", "--to", "v1"]).ok();
     p.write("assets/greeting.txt", "hello again");
     p.deploy(&["release", "v2", "--replace"]).ok();
+    // Tried again while another test's image goes away under the listing (podman 4 fails it).
     let dangling = || {
-        p.user(
-            "podman",
-            &[
-                "images",
-                "--filter",
-                "dangling=true",
-                "--filter",
-                "label=deploy.image=localhost/t-day-prune_test:v2",
-                "-q",
-            ],
-        )
-        .stdout
-        .trim()
-        .to_string()
+        let args = [
+            "images",
+            "--filter",
+            "dangling=true",
+            "--filter",
+            "label=deploy.image=localhost/t-day-prune_test:v2",
+            "-q",
+        ];
+        let mut r = p.user("podman", &args);
+        for _ in 0..10 {
+            if r.code == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            r = p.user("podman", &args);
+        }
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout.trim().to_string()
     };
     assert_ne!(dangling(), "", "a dangling image of the app");
     let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
