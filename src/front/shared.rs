@@ -17,7 +17,7 @@
 mod merge;
 mod seed;
 
-pub use merge::{conflicts, merge, overlap, Merged};
+pub use merge::{conflicts, merge, merge_leaving_out, overlap, Merged};
 
 use crate::config::{AcmeChallenge, Traefik};
 use crate::exit::{self, Code};
@@ -212,8 +212,18 @@ impl Registry {
                 false => stale.push(path),
             }
         }
+        let fresh_seeds = seed::from_server(home);
+        // A seeded record says what the server has: with the app's units gone, it is gone.
+        let (kept, gone): (Vec<_>, Vec<_>) = records.into_iter().partition(|r: &AppRecord| {
+            !r.seeded
+                || fresh_seeds
+                    .iter()
+                    .any(|f| (&f.app, &f.env) == (&r.app, &r.env))
+        });
+        records = kept;
+        stale.extend(gone.iter().map(|r| record_file(home, &r.app, &r.env)));
         let mut seeds = Vec::new();
-        for mut fresh in seed::from_server(home) {
+        for mut fresh in fresh_seeds {
             match records
                 .iter_mut()
                 .find(|r| (&r.app, &r.env) == (&fresh.app, &fresh.env))
@@ -364,6 +374,8 @@ fn user_lock(home: &Path, name: &str, shared: bool, waiting: impl FnOnce()) -> R
 struct TraefikChange {
     _lock: UserLock,
     merged: Merged,
+    /// What other apps ask that does not go with the rest (`app: conflict`).
+    left_out: Vec<String>,
     static_path: PathBuf,
     static_text: String,
     unit_text: String,
@@ -503,6 +515,12 @@ impl Node<'_> {
             "Merging Traefik's static config with the other apps' (traefik.manage)",
             || self.plan_traefik_change(),
         )?;
+        for conflict in &change.left_out {
+            self.ui.warn(&format!(
+                "left out of Traefik's static config, as it does not go with the other apps' \
+                 requests: {conflict} (that app's own `deploy setup` says so)"
+            ));
+        }
         if !change.changed {
             // Its comments may have changed: written, and read at Traefik's next start.
             return self
@@ -539,19 +557,13 @@ impl Node<'_> {
         let mine = self.checked_record(&registry)?;
         let root = self.layout.root.display().to_string();
         let others = registry.others(&self.config.app, &self.env_name, &root);
-        let all: Vec<&AppRecord> = std::iter::once(&mine).chain(others).collect();
-        let merged = merge(&all)
-            .map_err(|found| {
-                exit::with(
-                    Code::Config,
-                    anyhow!(
-                        "the apps of this user ask Traefik for what cannot go together; nothing \
-                         was changed:\n  - {}",
-                        found.join("\n  - ")
-                    ),
-                )
-            })?
-            .context("this app manages Traefik")?;
+        // This app first (it goes with every other, checked above), then the apps' own
+        // requests, then what was seeded for apps set up before the records.
+        let (own, seeded): (Vec<&AppRecord>, Vec<&AppRecord>) =
+            others.into_iter().partition(|r| !r.seeded);
+        let all: Vec<&AppRecord> = std::iter::once(&mine).chain(own).chain(seeded).collect();
+        let (merged, left_out) = merge_leaving_out(&all);
+        let merged = merged.context("this app manages Traefik")?;
         check_unprivileged(mine.managed().map(|t| &t.entrypoints))?;
         let bin = super::find_in_path("traefik").ok_or_else(|| {
             anyhow!(
@@ -576,6 +588,7 @@ impl Node<'_> {
         Ok(TraefikChange {
             _lock: lock,
             merged,
+            left_out,
             static_path,
             static_text,
             unit_text,
