@@ -350,11 +350,17 @@ pub enum LockAction {
         /// Why, for whoever runs into the hold (e.g. "migrating the orders table by hand").
         #[arg(short, long, value_name = "MESSAGE")]
         message: String,
+        /// Print what it would do; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// End the hold (anyone may).
     Release {
         /// The environment (from `environments:`).
         env: Option<String>,
+        /// Print what it would do; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Whether the app is held, by whom, since when and why.
     Status {
@@ -368,7 +374,7 @@ impl LockArgs {
     pub fn env(&self) -> &Option<String> {
         match &self.action {
             LockAction::Acquire { env, .. }
-            | LockAction::Release { env }
+            | LockAction::Release { env, .. }
             | LockAction::Status { env } => env,
         }
     }

@@ -65,6 +65,9 @@ pub const ORDER: &[&str] = &[
     "man",
 ];
 
+/// The variable that asks `deploy` for completions instead of running a command.
+pub const COMPLETE_VAR: &str = "DEPLOY_COMPLETE";
+
 /// The flags every command takes (their ids).
 const GLOBAL: &[&str] = &["config", "lock_wait", "color", "verbose", "quiet", "json"];
 
@@ -233,7 +236,7 @@ pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> anyhow::
     let completer = shells
         .completer(&name)
         .ok_or_else(|| anyhow::anyhow!("no completions for {name}"))?;
-    completer.write_registration("COMPLETE", "deploy", "deploy", "deploy", out)?;
+    completer.write_registration(COMPLETE_VAR, "deploy", "deploy", "deploy", out)?;
     Ok(())
 }
 

@@ -4,8 +4,12 @@ use clap::FromArgMatches;
 use deploy::{cli, exit, help};
 
 fn main() {
-    // `COMPLETE=bash deploy ...`: what a shell's completion script asks (`deploy completions`).
-    clap_complete::CompleteEnv::with_factory(help::command).complete();
+    // `DEPLOY_COMPLETE=bash deploy ...`: what a shell's completion script asks (`deploy
+    // completions`); a variable of deploy's own, so that no other tool's setting turns a
+    // command into a completion.
+    clap_complete::CompleteEnv::with_factory(help::command)
+        .var(help::COMPLETE_VAR)
+        .complete();
     let matches = help::command().get_matches();
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let json = cli.json;

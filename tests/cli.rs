@@ -198,10 +198,7 @@ fn completions_and_a_man_page_come_from_the_cli() {
     for shell in ["bash", "zsh", "fish"] {
         let (code, out, err) = deploy(dir, &["completions", shell]);
         assert_eq!(code, 0, "{err}");
-        assert!(
-            out.contains("COMPLETE=") && out.contains("deploy"),
-            "{shell}: {out}"
-        );
+        assert!(out.contains("DEPLOY_COMPLETE="), "{shell}: {out}");
     }
     // What a shell asks: commands, and the config's environments where an ENV goes.
     let project = project(
@@ -214,7 +211,7 @@ fn completions_and_a_man_page_come_from_the_cli() {
     let complete = |words: &[&str]| {
         deploy_env(
             &project,
-            &[("COMPLETE", "fish")],
+            &[("DEPLOY_COMPLETE", "fish")],
             &[&["--", "deploy"], words].concat(),
         )
         .1

@@ -127,6 +127,10 @@ fn a_hold_by_hand_refuses_changes_until_released() {
     p.deploy(&["lock", "acquire", "-m", ""])
         .failed()
         .says("says why");
+    p.deploy(&["lock", "acquire", "-m", "x", "--dry-run"])
+        .ok()
+        .prints("Plan: hold t-day-hold on test by hand: \"x\"");
+    assert!(!p.root().join(".deploy/hold-by-hand").exists());
     let r = p
         .deploy(&["lock", "acquire", "-m", "fixing the hits table"])
         .ok();
@@ -188,21 +192,26 @@ fn prune_removes_old_releases_their_images_and_dangling_ones() {
     p.deploy(&["rollback", "--to", "v1"]).ok();
     p.write("assets/greeting.txt", "hello again");
     p.deploy(&["release", "v2", "--replace"]).ok();
+    // Tried again while another test's image goes away under the listing (podman 4 fails it).
     let dangling = || {
-        p.user(
-            "podman",
-            &[
-                "images",
-                "--filter",
-                "dangling=true",
-                "--filter",
-                "label=deploy.image=localhost/t-day-prune_test:v2",
-                "-q",
-            ],
-        )
-        .stdout
-        .trim()
-        .to_string()
+        let args = [
+            "images",
+            "--filter",
+            "dangling=true",
+            "--filter",
+            "label=deploy.image=localhost/t-day-prune_test:v2",
+            "-q",
+        ];
+        let mut r = p.user("podman", &args);
+        for _ in 0..10 {
+            if r.code == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            r = p.user("podman", &args);
+        }
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.stdout.trim().to_string()
     };
     assert_ne!(dangling(), "", "a dangling image of the app");
     let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
@@ -356,4 +365,11 @@ fn start_stop_lock_and_prune_over_ssh() {
     );
     p.deploy_remote(&["prune"]).ok().says("1 release(s) (v1)");
     assert_eq!(p.releases_on_disk(), ["v2", "v3"]);
+    p.deploy_remote(&["remove", "--all"])
+        .failed()
+        .says("not confirmed, nothing was removed");
+    p.deploy_remote(&["remove", "--all", "--yes"])
+        .ok()
+        .says("removed t-day-ssh from test");
+    assert!(!p.root().exists());
 }

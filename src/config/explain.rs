@@ -110,6 +110,30 @@ fn bad_value(text: &str, message: &str, line: usize, column: usize) -> Option<St
     Some(format!("{path} (line {at}): {said}"))
 }
 
+/// An environment's override that its own parse refused (`environment `prod`, with its
+/// overrides: health: `x` is not a duration ...`), with the line of the key whose value it is
+/// when that can be found; else the message as it is. Pure.
+pub fn in_override(text: &str, env: &str, message: &str) -> String {
+    let found = || {
+        let (head, inner) = message.split_once("with its overrides: ")?;
+        let (section, _) = inner.split_once(": ")?;
+        let mut key: Vec<String> = vec!["environments".into(), env.into()];
+        key.extend(section.split('.').map(String::from));
+        let at = super::validate::line_of(text, &key)?;
+        let (line, column) = text
+            .lines()
+            .enumerate()
+            .skip(at)
+            .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+            .map(|(i, l)| (i + 1, l.len() - l.trim_start().len() + 1))?;
+        Some(format!(
+            "{head}with its overrides: {}",
+            bad_value(text, inner, line, column)?
+        ))
+    };
+    found().unwrap_or_else(|| message.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +157,19 @@ mod tests {
             in_words("port: invalid value: integer `70000`, expected u16"),
             "port: invalid value: integer `70000`, expected a port number, 1 to 65535"
         );
+    }
+
+    #[test]
+    fn a_bad_duration_in_an_override_has_its_line() {
+        let text =
+            "app: a\nenvironments:\n  prod:\n    health:\n      path: /h\n      timeout: soon\n";
+        let said = "environment `prod`, with its overrides: health: `soon` is not a duration (x)";
+        assert_eq!(
+            in_override(text, "prod", said),
+            "environment `prod`, with its overrides: environments.prod.health.timeout (line 6): \
+             `soon` is not a duration (x)"
+        );
+        assert_eq!(in_override(text, "prod", "other"), "other");
     }
 
     #[test]

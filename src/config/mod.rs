@@ -996,7 +996,9 @@ fn parse_values(text: &str, lookup: Option<expand::Lookup>) -> Result<(Config, y
     };
     validate(&config, &values).map_err(|Invalid { key, message }| at_key(text, &key, &message))?;
     for env in config.environments.keys() {
-        for_environment(&values, env)?;
+        for_environment(&values, env).map_err(|e| {
+            anyhow::anyhow!("{}", explain::in_override(text, env, &format!("{e:#}")))
+        })?;
     }
     Ok((config, values))
 }

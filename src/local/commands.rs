@@ -287,6 +287,12 @@ fn dispatch(
         Command::Stop(_) => node.power(Power::Stop),
         Command::Restart(_) => node.power(Power::Restart),
         Command::Lock(a) => match &a.action {
+            LockAction::Acquire {
+                message,
+                dry_run: true,
+                ..
+            } => print_plan(node.hold_plan(Some(message))),
+            LockAction::Release { dry_run: true, .. } => print_plan(node.hold_plan(None)),
             LockAction::Acquire { message, .. } => node.hold_acquire(message),
             LockAction::Release { .. } => node.hold_release(),
             LockAction::Status { .. } => {
@@ -476,14 +482,22 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
             vec![verb.into(), env.into()]
         }
         Command::Lock(a) => match &a.action {
-            LockAction::Acquire { message, .. } => vec![
-                "lock".into(),
-                "acquire".into(),
-                env.into(),
-                "--message".into(),
-                message.clone(),
-            ],
-            LockAction::Release { .. } => vec!["lock".into(), "release".into(), env.into()],
+            LockAction::Acquire {
+                message, dry_run, ..
+            } => {
+                flag(*dry_run, "--dry-run");
+                vec![
+                    "lock".into(),
+                    "acquire".into(),
+                    env.into(),
+                    "--message".into(),
+                    message.clone(),
+                ]
+            }
+            LockAction::Release { dry_run, .. } => {
+                flag(*dry_run, "--dry-run");
+                vec!["lock".into(), "release".into(), env.into()]
+            }
             LockAction::Status { .. } => vec!["lock".into(), "status".into(), env.into()],
         },
         Command::Remove(a) => {
@@ -630,12 +644,23 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
         }
         Command::Prune(a) if a.dry_run => remote.read(&node_args(command, &env, None)),
         Command::Remove(a) if a.dry_run => remote.read(&node_args(command, &env, None)),
-        Command::Lock(a) if matches!(a.action, LockAction::Status { .. }) => {
+        Command::Lock(a)
+            if matches!(
+                a.action,
+                LockAction::Status { .. }
+                    | LockAction::Acquire { dry_run: true, .. }
+                    | LockAction::Release { dry_run: true, .. }
+            ) =>
+        {
             remote.read(&node_args(command, &env, None))
         }
         Command::Remove(a) => {
             confirm_removal(remote.ui, a, &env)?;
-            remote.run(&node_args(command, &env, None))
+            // --all deletes the directory a detached run logs into: this one runs attached.
+            match a.all {
+                true => remote.read(&node_args(command, &env, None)),
+                false => remote.run(&node_args(command, &env, None)),
+            }
         }
         Command::Rollback(a) => {
             let a = rollback_answers(remote.ui, a, &env, || {

@@ -59,6 +59,21 @@ pub fn refusal(what: &str, env: &str, hold: &Hold) -> anyhow::Error {
     )
 }
 
+/// `deploy lock acquire|release --dry-run` (`message`: an acquire), with the hold there is
+/// now. Pure.
+pub fn plan(app: &str, env: &str, message: Option<&str>, now: Option<&Hold>) -> String {
+    let what = match (message, now) {
+        (Some(_), Some(h)) => format!("refused: {env} is held by hand already: {}", h.describe()),
+        (Some(m), None) => format!(
+            "hold {app} on {env} by hand: \"{m}\" (in .deploy/{FILE}) until `deploy lock \
+             release {env}`"
+        ),
+        (None, Some(h)) => format!("end the hold {}", h.describe()),
+        (None, None) => format!("nothing: {env} is not held"),
+    };
+    format!("Plan: {what}\nDry run: nothing was changed.\n")
+}
+
 /// `deploy lock status`: the hold, if any.
 #[derive(Debug, Serialize)]
 pub struct HoldStatus {
@@ -178,6 +193,17 @@ impl Node<'_> {
         Ok(())
     }
 
+    /// `deploy lock acquire|release --dry-run`: what it would do (`message`: an acquire).
+    pub fn hold_plan(&self, message: Option<&str>) -> Result<String> {
+        self.require_setup()?;
+        Ok(plan(
+            &self.config.app,
+            &self.env_name,
+            message,
+            self.held_by_hand()?.as_ref(),
+        ))
+    }
+
     /// `deploy lock status`.
     pub fn hold_report(&self) -> Result<HoldStatus> {
         self.require_setup()?;
@@ -219,5 +245,9 @@ mod tests {
         assert!(s
             .text()
             .starts_with("shop on prod is held by hand: \"fixing orders\""));
+        let p = plan("shop", "prod", None, s.hold.as_ref());
+        assert!(p.starts_with("Plan: end the hold \"fixing orders\""), "{p}");
+        let p = plan("shop", "prod", Some("why"), None);
+        assert!(p.contains("hold shop on prod by hand: \"why\""), "{p}");
     }
 }

@@ -39,8 +39,8 @@ pub struct TraefikStatus {
     pub resolvers: Vec<String>,
     /// The apps that ask for it (`app (env)`).
     pub apps: Vec<String>,
-    /// What in the apps' requests does not go together (an app set up before deploy shared
-    /// Traefik), if anything: the next `deploy setup` of such an app says what to do.
+    /// What in the apps' requests does not go together (apps set up before deploy shared
+    /// Traefik), if anything, as `app: conflict`: that app's next `deploy setup` says what to do.
     pub conflicts: Vec<String>,
 }
 
@@ -201,17 +201,12 @@ fn traefik_status(
         })
         .unwrap_or_default();
     let api = entrypoints.remove("traefik").map(|a| format!("http://{a}"));
-    let all: Vec<&AppRecord> = registry.records.iter().collect();
-    let (apps, conflicts) = match crate::front::shared::merge(&all) {
-        Ok(merged) => (merged.map(|m| m.apps).unwrap_or_default(), Vec::new()),
-        Err(found) => (
-            all.iter()
-                .filter(|r| r.managed().is_some())
-                .map(|r| r.short_label())
-                .collect(),
-            found,
-        ),
-    };
+    // As setup merges: the apps' own requests first, then what was seeded.
+    let (own, seeded): (Vec<&AppRecord>, Vec<&AppRecord>) =
+        registry.records.iter().partition(|r| !r.seeded);
+    let all: Vec<&AppRecord> = own.into_iter().chain(seeded).collect();
+    let (merged, conflicts) = crate::front::shared::merge_leaving_out(&all);
+    let apps = merged.map(|m| m.apps).unwrap_or_default();
     Some(TraefikStatus {
         unit: unit_status(systemd, crate::front::traefik::TRAEFIK_UNIT_NAME),
         config: path.display().to_string(),

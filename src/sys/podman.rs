@@ -443,7 +443,7 @@ pub fn labelled_images(dangling: bool) -> Result<Vec<(String, String)>> {
         args.extend(["--filter", "dangling=true"]);
     }
     args.extend(["--format", "{{.ID}}|{{index .Labels \"deploy.image\"}}"]);
-    Ok(lines_of(&args)?
+    Ok(image_lines(&args)?
         .iter()
         .filter_map(|l| l.split_once('|'))
         .map(|(id, label)| (id.to_string(), label.to_string()))
@@ -468,7 +468,7 @@ pub fn ids_of(images: &[(String, String)], repository: &str) -> Vec<String> {
 pub fn names_in(repository: &str) -> Result<Vec<String>> {
     let filter = format!("reference={repository}");
     let prefix = format!("{repository}:");
-    Ok(lines_of(&[
+    Ok(image_lines(&[
         "images",
         "--filter",
         &filter,
@@ -478,6 +478,21 @@ pub fn names_in(repository: &str) -> Result<Vec<String>> {
     .into_iter()
     .filter(|n| n.starts_with(&prefix))
     .collect())
+}
+
+/// A listing of images, tried again when an image went away while podman listed it (another
+/// app's prune at the same moment: podman 4 then fails the whole listing).
+fn image_lines(args: &[&str]) -> Result<Vec<String>> {
+    let mut attempt = 1;
+    loop {
+        match lines_of(args) {
+            Err(e) if attempt < 5 && cache_race(&format!("{e:#}")) => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Removes an image; an image that is already gone is fine.

@@ -239,6 +239,16 @@ pub fn conflicts(mine: &AppRecord, others: &[&AppRecord]) -> Vec<String> {
 /// The static config every app that manages Traefik asks for (none if none does), or the
 /// conflicts that stop it.
 pub fn merge(records: &[&AppRecord]) -> Result<Option<Merged>, Vec<String>> {
+    match merge_leaving_out(records) {
+        (merged, left_out) if left_out.is_empty() => Ok(merged),
+        (_, left_out) => Err(left_out),
+    }
+}
+
+/// The static config the apps that manage Traefik ask for, in their order: an app whose request
+/// does not go with those before it is left out, said as `app: conflict`. (Apps set up by a
+/// deploy that kept no records can disagree among themselves: the first ones win.)
+pub fn merge_leaving_out(records: &[&AppRecord]) -> (Option<Merged>, Vec<String>) {
     let mut merged: Option<Merged> = None;
     let mut seen: Vec<&AppRecord> = Vec::new();
     let mut errors = Vec::new();
@@ -273,10 +283,7 @@ pub fn merge(records: &[&AppRecord]) -> Result<Option<Merged>, Vec<String>> {
         m.redirect_web |= t.redirect_web;
         m.apps.push(r.short_label());
     }
-    match errors.is_empty() {
-        true => Ok(merged),
-        false => Err(errors),
-    }
+    (merged, errors)
 }
 
 /// The name of the resolver for `acme`'s account: the one it had (`previous`) when no other
@@ -418,6 +425,22 @@ mod tests {
         );
         let c = own_conflicts(&own);
         assert_eq!(c.len(), 2, "{c:?}");
+    }
+
+    #[test]
+    fn an_app_that_does_not_go_with_those_before_it_is_left_out() {
+        let a = app("a", 9000, &[("web", ":80")]);
+        let b = app("b", 9010, &[("web", ":81")]);
+        let c = app("c", 9020, &[("alt", ":82")]);
+        let (merged, left_out) = merge_leaving_out(&[&a, &b, &c]);
+        let m = merged.unwrap();
+        assert_eq!(m.apps, ["a (prod)", "c (prod)"]);
+        assert_eq!(m.entrypoints["web"], ":80");
+        assert_eq!(left_out.len(), 1, "{left_out:?}");
+        assert!(
+            left_out[0].starts_with("b (prod, /srv/b): traefik.manage.entrypoints.web"),
+            "{left_out:?}"
+        );
     }
 
     #[test]
