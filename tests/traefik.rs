@@ -70,6 +70,13 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
     // A slow request in flight when the release's gap begins finishes on the old release: the
     // release pauses after its build (the test hook), the request is sent then, and the stop
     // waits for it.
+    // A stop that waits long enough for the slow request, even on a busy machine.
+    let config = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    assert!(config.contains("  stop_timeout: 5s\n"), "{config}");
+    p.write(
+        "deploy.yaml",
+        &config.replace("  stop_timeout: 5s\n", "  stop_timeout: 15s\n"),
+    );
     let load = p.load(4);
     let release = p
         .deploy_cmd(
@@ -87,7 +94,7 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
         let app = p.app.clone();
         std::thread::spawn(move || {
             let answer = ureq::get(format!(
-                "http://127.0.0.1:{}/slow?ms=3000",
+                "http://127.0.0.1:{}/slow?ms=8000",
                 common::TRAEFIK_WEB
             ))
             .header("Host", format!("{app}.test"))
@@ -120,7 +127,7 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
     let (status, body) = answer.expect("the slow request got an answer");
     assert_eq!(
         (status, body.as_str()),
-        (200, "example-app v1 slept 3000ms\n")
+        (200, "example-app v1 slept 8000ms\n")
     );
     assert!(
         answered_at > stop_began,
