@@ -52,6 +52,14 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
          servers:\n          - url: \"http://127.0.0.1:18201\"\n",
     )
     .unwrap();
+    // v1's stop waits long enough for the slow request below, even on a busy machine (a
+    // release stops with its own stop timeout).
+    let config = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    assert!(config.contains("  stop_timeout: 5s\n"), "{config}");
+    p.write(
+        "deploy.yaml",
+        &config.replace("  stop_timeout: 5s\n", "  stop_timeout: 15s\n"),
+    );
     p.deploy(&["setup"]).ok();
     assert!(!legacy.exists(), "setup removes the router of the old name");
     assert_eq!(
@@ -70,13 +78,6 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
     // A slow request in flight when the release's gap begins finishes on the old release: the
     // release pauses after its build (the test hook), the request is sent then, and the stop
     // waits for it.
-    // A stop that waits long enough for the slow request, even on a busy machine.
-    let config = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
-    assert!(config.contains("  stop_timeout: 5s\n"), "{config}");
-    p.write(
-        "deploy.yaml",
-        &config.replace("  stop_timeout: 5s\n", "  stop_timeout: 15s\n"),
-    );
     let load = p.load(4);
     let release = p
         .deploy_cmd(
