@@ -188,10 +188,33 @@ fn prune_removes_old_releases_their_images_and_dangling_ones() {
     for v in ["v1", "v2", "v3"] {
         p.deploy(&["release", v]).ok();
     }
-    // v2 released again while not live: its first image loses its name (dangling).
     p.deploy(&["rollback", "--to", "v1"]).ok();
-    p.write("assets/greeting.txt", "hello again");
-    p.deploy(&["release", "v2", "--replace"]).ok();
+    // An image of the app that lost its name (as a build over an existing tag leaves one):
+    // built from v2 with the app's label, then untagged.
+    let ctx = std::path::PathBuf::from("/tmp/deploy-tests/t-day-prune-dangling");
+    let _ = std::fs::remove_dir_all(&ctx);
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM localhost/t-day-prune_test:v2\nLABEL dangling=yes\n",
+    )
+    .unwrap();
+    common::chown_to_node_user(&ctx);
+    p.user(
+        "podman",
+        &[
+            "build",
+            "-q",
+            "--label",
+            "deploy.image=localhost/t-day-prune_test:v2",
+            "-t",
+            "localhost/t-day-prune-dangling:x",
+            ctx.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    p.user("podman", &["untag", "localhost/t-day-prune-dangling:x"])
+        .ok();
     // Tried again while another test's image goes away under the listing (podman 4 fails it).
     let dangling = || {
         let args = [
@@ -220,18 +243,15 @@ fn prune_removes_old_releases_their_images_and_dangling_ones() {
         &yaml.replace("keep_releases: 5", "keep_releases: 1"),
     );
     let r = p.deploy(&["prune", "--dry-run"]).ok();
-    r.prints("Plan: prune t-day-prune on test\n  releases:  v3 (and their images)");
+    // v1 is live and was released first: nothing came before it to keep.
+    r.prints("Plan: prune t-day-prune on test\n  releases:  v3, v2 (and their images)");
     assert!(p.image_exists("v3"), "a dry run removes nothing");
     let r = p.deploy(&["prune", "--json"]).ok();
     let done: Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(done["pruned"], serde_json::json!(["v3"]));
-    assert_eq!(done["dangling"].as_array().unwrap().len(), 1, "{done}");
-    assert_eq!(
-        p.releases_on_disk(),
-        ["v1", "v2"],
-        "the live and previous stay"
-    );
-    assert!(!p.image_exists("v3") && p.image_exists("v1") && p.image_exists("v2"));
+    assert_eq!(done["pruned"], serde_json::json!(["v3", "v2"]));
+    assert!(!done["dangling"].as_array().unwrap().is_empty(), "{done}");
+    assert_eq!(p.releases_on_disk(), ["v1"], "the live one stays");
+    assert!(!p.image_exists("v3") && !p.image_exists("v2") && p.image_exists("v1"));
     assert_eq!(dangling(), "");
 }
 
