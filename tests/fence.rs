@@ -264,3 +264,53 @@ fn a_dead_swap_is_put_right_by_the_server_in_socket_mode_too() {
     p.add_to_config("listen: socket\n");
     recovers_alone(&p);
 }
+
+#[test]
+fn a_release_killed_after_any_step_is_put_right_by_the_server_with_no_command() {
+    let p = Project::new("t-aloneall", 18448, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v0"]).ok();
+    // The swap's steps, as `--dry-run` prints them (after the build line).
+    let plan = p.deploy(&["release", "k0", "--dry-run"]).ok().stdout;
+    let steps: Vec<String> = plan
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("build:"))
+        .skip(1)
+        .map(|l| {
+            l.trim_start()
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .filter(|n| {
+            !n.is_empty()
+                && !["sync", "prune", "on failure", "Dry run", "jobs"]
+                    .iter()
+                    .any(|x| n.starts_with(x))
+        })
+        .collect();
+    assert!(steps.contains(&"stop".to_string()), "{steps:?}");
+    for (i, step) in steps.iter().enumerate() {
+        let v = format!("k{i}");
+        let r = p.deploy_env(
+            &[("DEPLOY_TEST_HOOK", &format!("kill@after-{step}"))],
+            &["release", &v],
+        );
+        assert_ne!(r.code, 0, "{step}");
+        // No command: the app answers, as the previous release or as v (once it had passed
+        // its health check), and the journal goes.
+        let t = Instant::now();
+        loop {
+            let settled = !p.root().join(".deploy/swap.journal").exists();
+            if settled && p.get("/healthz").is_ok() {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "after {step}: the app is not back with no command"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
