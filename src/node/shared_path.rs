@@ -51,17 +51,7 @@ impl SharedRel {
     /// header, or its data in a `-wal`); never another kind of file (a FIFO, a device) or a
     /// file of something else (`.env`, an upload), which no snapshot would keep.
     pub fn check_target(&self, shared: &Path) -> Result<()> {
-        let mut dir = shared.to_path_buf();
-        refuse_link_dir(&dir)?;
-        let parts: Vec<&str> = self.0.split('/').collect();
-        let (name, dirs) = parts.split_last().expect("a non-empty path");
-        for part in dirs {
-            dir.push(part);
-            if std::fs::symlink_metadata(&dir).is_ok() {
-                refuse_link_dir(&dir)?;
-            }
-        }
-        let file = dir.join(name);
+        let file = self.walk(shared, false)?;
         let Ok(m) = std::fs::symlink_metadata(&file) else {
             return Ok(());
         };
@@ -89,22 +79,14 @@ impl SharedRel {
     /// a link at the file itself or at SQLite's files beside it is removed (what it points at
     /// is left alone) and returned, so the caller can say so. Missing directories are made.
     pub fn for_writing(&self, shared: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
-        let mut dir = shared.to_path_buf();
-        refuse_link_dir(&dir)?;
-        let parts: Vec<&str> = self.0.split('/').collect();
-        let (name, dirs) = parts.split_last().expect("a non-empty path");
-        for part in dirs {
-            dir.push(part);
-            match std::fs::symlink_metadata(&dir) {
-                Ok(_) => refuse_link_dir(&dir)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::create_dir(&dir)
-                        .with_context(|| format!("cannot create {}", dir.display()))?;
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
-            }
-        }
-        let file = dir.join(name);
+        let file = self.walk(shared, true)?;
+        let (dir, name) = (
+            file.parent().expect("under shared").to_path_buf(),
+            file.file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned(),
+        );
         let mut removed = Vec::new();
         for side in std::iter::once("").chain(SIDE_FILES.iter().copied()) {
             let p = dir.join(format!("{name}{side}"));
@@ -115,6 +97,31 @@ impl SharedRel {
             }
         }
         Ok((file, removed))
+    }
+}
+
+impl SharedRel {
+    /// The file's path under `shared`, every directory on the way checked (none a symbolic link
+    /// or anything but a directory); a missing one made when `make`, else left missing.
+    fn walk(&self, shared: &Path, make: bool) -> Result<PathBuf> {
+        let mut dir = shared.to_path_buf();
+        refuse_link_dir(&dir)?;
+        let parts: Vec<&str> = self.0.split('/').collect();
+        let (name, dirs) = parts.split_last().expect("a non-empty path");
+        for part in dirs {
+            dir.push(part);
+            match std::fs::symlink_metadata(&dir) {
+                Ok(_) => refuse_link_dir(&dir)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if make {
+                        std::fs::create_dir(&dir)
+                            .with_context(|| format!("cannot create {}", dir.display()))?;
+                    }
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+            }
+        }
+        Ok(dir.join(name))
     }
 }
 
