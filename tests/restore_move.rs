@@ -71,7 +71,18 @@ fn a_restore_killed_after_any_step_is_put_right_by_the_server() {
     let (_, rows) = db_check(&p);
     for step in restore_points(&p) {
         let hook = format!("kill@after-{step}");
-        let r = p.deploy_env(&[("DEPLOY_TEST_HOOK", &hook)], &["restore", "--overwrite"]);
+        // --lock-wait: the server's own recovery of the run before may still hold the lock
+        // while it starts Litestream again.
+        let r = p.deploy_env(
+            &[("DEPLOY_TEST_HOOK", &hook)],
+            &["restore", "--overwrite", "--lock-wait", "30s"],
+        );
+        assert_eq!(
+            r.signal,
+            Some(9),
+            "{step}: killed by the signal: {}",
+            r.stderr
+        );
         assert_ne!(r.code, 0, "{step}: {}", r.stderr);
         // No command: the server's own recovery.
         let t = Instant::now();
@@ -107,7 +118,7 @@ fn a_restore_killed_after_any_step_is_put_right_by_the_server() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    p.deploy(&["restore", "--overwrite"])
+    p.deploy(&["restore", "--overwrite", "--lock-wait", "30s"])
         .ok()
         .says("restored 1 database(s)");
 }
