@@ -242,6 +242,9 @@ impl Node<'_> {
         let _ = crate::sys::fsx::remove_durable(
             &self.layout.meta().join(crate::front::gap::STOPPED_FILE),
         );
+        // Its record among the node user's apps goes: its ports and its Traefik requests no
+        // longer count for the others' setups (the shared Traefik keeps serving them).
+        crate::front::shared::forget(&self.home, &self.config.app, &self.env_name)?;
         if a.data || a.all {
             self.remove_data(&r)?;
         }
