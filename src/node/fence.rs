@@ -332,29 +332,19 @@ impl Node<'_> {
     /// removed).
     pub(crate) fn running_writers(&self) -> Result<Vec<Running>> {
         let label = format!("label={}", self.names().writer_label());
-        let out = duct::cmd!(
-            "podman",
+        let lines = crate::sys::podman::lines_of(&[
             "ps",
             "--all",
             "--no-trunc",
             "--filter",
             &label,
             "--format",
-            LIST_FORMAT
-        )
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .context("cannot run podman")?;
-        if !out.status.success() {
-            bail!(
-                "cannot list the app's one-off containers: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
+            LIST_FORMAT,
+        ])
+        .context("cannot list the app's one-off containers")?;
+        Ok(lines
+            .iter()
+            .map(String::as_str)
             .filter_map(Running::parse)
             .filter(|r| r.kind != Kind::Hook.as_str())
             .collect())
