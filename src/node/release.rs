@@ -226,20 +226,30 @@ impl Node<'_> {
         self.ui.step(&format!("Building image {image}"), || {
             podman::build(target, image, self.ui.verbose)
         })?;
-        if self.config.container.init {
-            if let Ok(Some(init)) = podman::entrypoint_is_init(image) {
-                self.ui.warn(&format!(
-                    "{image}'s entrypoint {init} is an init of its own, and container.init puts \
-                     catatonit in front of it (s6-overlay's /init must be PID 1): set \
-                     container.init: false for this image"
-                ));
-            }
+        // Whether the image's entrypoint is an init of its own is asked of podman while the
+        // sync runs: neither waits for the other.
+        let (synced, init) = std::thread::scope(|s| {
+            let init = self
+                .config
+                .container
+                .init
+                .then(|| s.spawn(|| podman::entrypoint_is_init(image)));
+            let synced = self
+                .ui
+                .step(&format!("Syncing {v} and its image to disk"), || {
+                    let store = podman::graph_root_cached(&self.home)?;
+                    podman::sync_filesystems(&[target, &store])
+                });
+            (synced, init.map(|h| h.join()))
+        });
+        if let Some(Ok(Ok(Some(init)))) = init {
+            self.ui.warn(&format!(
+                "{image}'s entrypoint {init} is an init of its own, and container.init puts \
+                 catatonit in front of it (s6-overlay's /init must be PID 1): set \
+                 container.init: false for this image"
+            ));
         }
-        self.ui
-            .step(&format!("Syncing {v} and its image to disk"), || {
-                let store = podman::graph_root_cached(&self.home)?;
-                podman::sync_filesystems(&[target, &store])
-            })
+        synced
     }
 
     /// The temporary name of a replaced release's image while the new one is built.
