@@ -79,7 +79,7 @@ for l in sys.stdin: print(sum(int(x) for x in l.split()))' > "$out.sum"
 # (as deploy builds) of a copy of RELEASE_DIR with one asset changed, as the node user, in ms,
 # appended to OUT. The image goes again.
 build_floor() {
-  local src=$1 n=$2 out=$3 dir=$WORK/build-floor t
+  local src=$1 n=$2 out=$3 dir=$WORK/build-floor-dir t
   rm -rf "$dir"; cp -a "$src" "$dir"; rm -rf "$dir/.deploy"
   echo "floor $n" > "$dir/assets/run.txt"; chown -R "$NODE_USER:" "$dir"
   t=$(ms); as_user podman build -q --layers=true -t "localhost/bench-build-floor:$n" "$dir" >/dev/null

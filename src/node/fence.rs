@@ -153,6 +153,19 @@ impl Node<'_> {
         self.layout.meta().join("fence-closed")
     }
 
+    /// Present while no exec or job container of the environment can exist: written by a
+    /// closing of the fence that listed none, removed (durably) under the fence's lock before
+    /// any is made. A swap that finds it asks podman nothing (a podman process costs 100-250 ms
+    /// before the gap); without it (an older deploy's node, an exec since) podman is asked.
+    fn none_marker(&self) -> PathBuf {
+        self.layout.meta().join("fence-none")
+    }
+
+    /// Under the fence's lock, right before a one-off container is made.
+    fn may_have_writers(&self) -> Result<()> {
+        crate::sys::fsx::remove_durable(&self.none_marker())
+    }
+
     /// Holds the fence's own lock (a short one, never across a build) while `f` runs.
     fn under_fence_lock<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         crate::sys::fsx::with_lock(&self.fence_lock(), f)
@@ -189,7 +202,10 @@ impl Node<'_> {
     /// says what holds it.
     pub(crate) fn through_fence<T>(&self, create: impl FnOnce() -> Result<T>) -> Result<T> {
         self.under_fence_lock(|| match self.gate()? {
-            Gate::Open => create(),
+            Gate::Open => {
+                self.may_have_writers()?;
+                create()
+            }
             Gate::Swap { what, .. } => Err(exit::with(
                 Code::Locked,
                 anyhow!(
@@ -222,7 +238,7 @@ impl Node<'_> {
         let mut first: Option<String> = None;
         loop {
             let closed_by = self.under_fence_lock(|| match self.gate()? {
-                Gate::Open => create().map(|made| {
+                Gate::Open => self.may_have_writers().and_then(|()| create()).map(|made| {
                     Ok(match made {
                         Ok(made) => Passage::Through {
                             made,
@@ -273,8 +289,13 @@ impl Node<'_> {
         let deadline = Instant::now() + self.lock_wait.unwrap_or_default();
         let mut told = false;
         loop {
+            // Closed: whoever passed the fence before has made its container (under the lock).
+            if self.none_marker().exists() {
+                return Ok(closed);
+            }
             let running = self.running_writers()?;
             if running.is_empty() {
+                crate::sys::fsx::write_atomic(&self.none_marker(), b"", 0o600)?;
                 return Ok(closed);
             }
             if stop_running {
