@@ -37,7 +37,7 @@ pub fn run(mut cli: Cli) -> Result<()> {
             return check(&load(file, cli.resolved)?, a.env.as_deref(), ui, cli.node)
         }
         Command::Config(a) => {
-            let loaded = load(file, cli.resolved)?;
+            let loaded = load(file, cli.resolved)?.for_environment(a.env.as_deref())?;
             let (env, _) = loaded.environment(a.env.as_deref())?;
             let yaml = config::resolved_yaml(&loaded.values, &env)?;
             return match cli.json {
