@@ -21,6 +21,7 @@ pub mod migrate;
 pub mod plan;
 pub mod power;
 mod prune;
+pub mod preview;
 mod publish;
 mod recovery;
 mod release;
