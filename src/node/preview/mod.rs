@@ -185,8 +185,6 @@ impl Prepare<'_> {
             );
         }
         let l = Layout::new(&root);
-        fsx::ensure_dir(&root, 0o755)?;
-        fsx::ensure_private_dir(&l.meta())?;
         let (port, gap) = self.ui.step(
             &format!("Choosing the ports of {} (preview.ports {})", self.env_name, of.ports),
             || self.ports(&root),
@@ -223,6 +221,7 @@ impl Prepare<'_> {
         let app = &self.config.app;
         shared::with_records(self.home, |registry: &Registry| {
             if let Some(r) = registry.get(app, self.env_name) {
+                fsx::ensure_private_dir(&Layout::new(root).meta())?;
                 return Ok((r.port, r.gap_port.unwrap_or(r.port + 1)));
             }
             let path = root.display().to_string();
@@ -234,6 +233,9 @@ impl Prepare<'_> {
                 self.config.preview.max,
                 bindable,
             )?;
+            // Its directory first: a record whose directory is not there is cleared as stale.
+            fsx::ensure_dir(root, 0o755)?;
+            fsx::ensure_private_dir(&Layout::new(root).meta())?;
             let record = AppRecord {
                 app: app.clone(),
                 env: self.env_name.to_string(),
