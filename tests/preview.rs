@@ -21,9 +21,10 @@ fn forget_previews(p: &Project, names: &[&str], remote: bool) {
         };
         let root = preview_root(p, name);
         let _ = std::fs::remove_dir_all(&root);
-        let record = node()
-            .home
-            .join(format!(".local/share/deploy/apps/{}_test_preview_{name}.json", p.app));
+        let record = node().home.join(format!(
+            ".local/share/deploy/apps/{}_test_preview_{name}.json",
+            p.app
+        ));
         let _ = std::fs::remove_file(record);
     }
 }
@@ -46,7 +47,14 @@ fn last_event(stdout: &str) -> Value {
 fn count(p: &Project, db: &Path) -> i64 {
     let db = db.display().to_string();
     let r = p
-        .user("sqlite3", &["-readonly", &db, "PRAGMA integrity_check; SELECT COUNT(*) FROM hits;"])
+        .user(
+            "sqlite3",
+            &[
+                "-readonly",
+                &db,
+                "PRAGMA integrity_check; SELECT COUNT(*) FROM hits;",
+            ],
+        )
         .ok();
     let mut lines = r.stdout.lines();
     assert_eq!(lines.next(), Some("ok"), "{db}: {}", r.stdout);
@@ -86,7 +94,10 @@ fn leftovers(p: &Project, base: &str) -> Vec<String> {
         .filter(|n| n.starts_with(base))
         .collect();
     let containers = p.user("podman", &["ps", "--all", "--format", "{{.Names}}"]);
-    let images = p.user("podman", &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let images = p.user(
+        "podman",
+        &["images", "--format", "{{.Repository}}:{{.Tag}}"],
+    );
     found.extend(
         containers
             .stdout
@@ -150,7 +161,10 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
     let (ok, failed) = writer.join().unwrap();
-    assert!(failed.is_empty(), "prod failed while a preview was made: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "prod failed while a preview was made: {failed:?}"
+    );
     assert!(ok > 20, "prod answered {ok} requests");
 
     let done = last_event(&r.stdout);
@@ -178,18 +192,27 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
     // The new version, on prod's rows; its writes are its own.
     let (status, body, _) = get(port, None, "/");
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("v2") && body.contains("hello preview"), "{body}");
+    assert!(
+        body.contains("v2") && body.contains("hello preview"),
+        "{body}"
+    );
     let hits: i64 = get(port, None, "/hits").1.trim().parse().unwrap();
     assert!(hits > copied, "{hits} rows: prod's {copied} and its own");
     let prod_rows = count(&p, &prod_db);
     for _ in 0..5 {
         assert_eq!(get(port, None, "/").0, 200);
     }
-    assert_eq!(count(&p, &prod_db), prod_rows, "the preview's writes reach prod");
+    assert_eq!(
+        count(&p, &prod_db),
+        prod_rows,
+        "the preview's writes reach prod"
+    );
     let (status, body, robots) = get(18400, Some(&format!("pr-1.{app}.test")), "/");
     assert_eq!(status, 200, "through Traefik: {body}");
     assert_eq!(robots.as_deref(), Some("noindex, nofollow"));
-    assert!(get(18400, Some(&format!("{app}.test")), "/").1.contains("v1"));
+    assert!(get(18400, Some(&format!("{app}.test")), "/")
+        .1
+        .contains("v1"));
 
     // Every environment command takes it as its environment.
     p.deploy(&["status", "test/pr-1"]).ok().prints("v2");
@@ -198,15 +221,27 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
     let listed: Value = serde_json::from_str(&ls.stdout).unwrap();
     assert_eq!(listed[0]["name"], "pr-1", "{listed}");
     assert_eq!(listed[0]["version"], "v2");
-    assert!(listed[0]["data_from"].as_str().unwrap().starts_with("test at "));
+    assert!(listed[0]["data_from"]
+        .as_str()
+        .unwrap()
+        .starts_with("test at "));
     assert!(listed[0]["expires"].is_string());
-    p.deploy(&["exec", "test/pr-1", "--", "/app/example-app", "write-row-version", "exec"])
-        .ok();
+    p.deploy(&[
+        "exec",
+        "test/pr-1",
+        "--",
+        "/app/example-app",
+        "write-row-version",
+        "exec",
+    ])
+    .ok();
 
     // Prod releases beside it; the preview keeps running its own.
     p.write("assets/greeting.txt", "hello three");
     p.deploy(&["release", "v3"]).ok();
-    assert!(get(18400, Some(&format!("{app}.test")), "/").1.contains("v3"));
+    assert!(get(18400, Some(&format!("{app}.test")), "/")
+        .1
+        .contains("v3"));
     assert!(get(port, None, "/").1.contains("v2"));
 
     // `up` again: the new version on the preview's own data (kept).
@@ -214,7 +249,10 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
     p.deploy(&["preview", "up", "pr-1", "--version", "v4"]).ok();
     let (_, body, _) = get(port, None, "/");
     assert!(body.contains("v4"), "{body}");
-    assert!(count(&p, &root.join("shared/data/app.db")) > own, "its data was kept");
+    assert!(
+        count(&p, &root.join("shared/data/app.db")) > own,
+        "its data was kept"
+    );
     // --fresh-data: prod's rows again.
     p.deploy(&["preview", "up", "pr-1", "--version", "v4", "--fresh-data"])
         .ok()
@@ -241,7 +279,9 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
     assert_eq!(leftovers(&p, &base), Vec::<String>::new());
     assert!(!root.exists());
     assert!(get(second, None, "/").1.contains("v4"));
-    assert!(get(18400, Some(&format!("{app}.test")), "/").1.contains("v3"));
+    assert!(get(18400, Some(&format!("{app}.test")), "/")
+        .1
+        .contains("v3"));
     p.deploy(&["status", "test/pr-1"])
         .failed()
         .says("there is no preview pr-1 of test");
@@ -255,8 +295,15 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
         .ok()
         .prints("would take down test/pr-2");
     p.deploy(&["preview", "prune"]).ok();
-    assert_eq!(leftovers(&p, &format!("{app}_test_preview_pr-2")), Vec::<String>::new());
-    assert!(p.deploy(&["preview", "ls"]).ok().stdout.contains("no preview"));
+    assert_eq!(
+        leftovers(&p, &format!("{app}_test_preview_pr-2")),
+        Vec::<String>::new()
+    );
+    assert!(p
+        .deploy(&["preview", "ls"])
+        .ok()
+        .stdout
+        .contains("no preview"));
 }
 
 #[test]
@@ -286,7 +333,10 @@ fn a_preview_over_ssh() {
     p.deploy_remote(&["logs", "test/pr-9", "-n", "5"]).ok();
     p.deploy_remote(&["preview", "ls"]).ok().prints("test/pr-9");
     p.deploy_remote(&["preview", "down", "test/pr-9"]).ok();
-    assert_eq!(leftovers(&p, &format!("{app}_test_preview_pr-9")), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&p, &format!("{app}_test_preview_pr-9")),
+        Vec::<String>::new()
+    );
     assert!(!preview_root(&p, "pr-9").exists());
     assert!(p.body("/").contains("v1"));
 }

@@ -542,13 +542,13 @@ fn for_preview(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<yaml_serde::Mapping>()
         })
-        .ok_or_else(|| as_config(anyhow::anyhow!("unknown environment `{from}` (the preview {name} is of it)")))?;
+        .ok_or_else(|| {
+            as_config(anyhow::anyhow!(
+                "unknown environment `{from}` (the preview {name} is of it)"
+            ))
+        })?;
     let base = for_environment(values, from).map_err(as_config)?;
-    let within = |e: String| {
-        as_config(anyhow::anyhow!(
-            "the preview {name} of {from}: {e}"
-        ))
-    };
+    let within = |e: String| as_config(anyhow::anyhow!("the preview {name} of {from}: {e}"));
     let range = check_preview_ports(&base, from).map_err(within)?;
     let derived = preview::derive(merged(values, from)?, env_keys, from, name, &base.preview)
         .map_err(within)?;
@@ -1326,7 +1326,10 @@ environments:
         assert_eq!(name, "prod/pr-7");
         assert_eq!(env.path, "~/web/my-app.preview-pr-7");
         let of = pv.config.preview_of.as_ref().unwrap();
-        assert_eq!((of.from.as_str(), of.ports.to_string()), ("prod", "18200-18209".into()));
+        assert_eq!(
+            (of.from.as_str(), of.ports.to_string()),
+            ("prod", "18200-18209".into())
+        );
         assert_eq!(pv.config.preview.max, 2);
         assert_eq!(pv.config.preview.ttl, Duration::from_secs(2 * 86400));
         assert_eq!(pv.config.env.clear["MODE"], "preview");
@@ -1340,7 +1343,10 @@ environments:
         assert_eq!(crate::exit::code_of(&e), 3);
         // Checked per section, with the key's line.
         let e = err(&format!("{GOOD}preview:\n  ports: 18080-18099\n"));
-        assert!(e.contains("preview.ports: 18080-18099 holds the environment's own port"), "{e}");
+        assert!(
+            e.contains("preview.ports: 18080-18099 holds the environment's own port"),
+            "{e}"
+        );
         let e = err(&format!("{GOOD}preview:\n  host: pv.example.com\n"));
         assert!(e.contains("preview.host (line 27)"), "{e}");
         let e = err(&format!("{GOOD}preview:\n  env:\n    secret: [DEPLOY_X]\n"));

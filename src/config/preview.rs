@@ -250,7 +250,11 @@ fn preview_env_values(env: Option<&Value>, p: &Preview) -> Result<Value, String>
         true => env
             .and_then(|e| e.get("secret"))
             .and_then(Value::as_sequence)
-            .map(|s| s.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|s| {
+                s.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default(),
         false => Vec::new(),
     };
@@ -318,12 +322,18 @@ mod tests {
         assert_eq!(with(&|_| {}), Ok(()));
         assert_eq!(with(&|p| p.max = 0), Err("max"));
         assert_eq!(with(&|p| p.ports = Some("5".into())), Err("ports"));
-        assert_eq!(with(&|p| p.host = Some("pv.example.com".into())), Err("host"));
+        assert_eq!(
+            with(&|p| p.host = Some("pv.example.com".into())),
+            Err("host")
+        );
         assert_eq!(
             with(&|p| p.host = Some("{name}.pv.example.com".into())),
             Ok(())
         );
-        assert_eq!(with(&|p| p.basic_auth = vec!["alice".into()]), Err("basic_auth"));
+        assert_eq!(
+            with(&|p| p.basic_auth = vec!["alice".into()]),
+            Err("basic_auth")
+        );
         assert_eq!(
             with(&|p| p.basic_auth = vec!["alice:$2y$05$abcdefgh".into()]),
             Ok(())

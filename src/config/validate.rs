@@ -69,8 +69,7 @@ pub(super) fn validate(c: &Config, values: &Value) -> Result<(), Invalid> {
         validate_traefik(t)?;
     }
     validate_env(&c.env)?;
-    super::preview::check(&c.preview)
-        .map_err(|(key, m)| invalid(&["preview", key], m))?;
+    super::preview::check(&c.preview).map_err(|(key, m)| invalid(&["preview", key], m))?;
     validate_env(&c.preview.env).map_err(|mut i| {
         i.key.insert(0, "preview".into());
         i

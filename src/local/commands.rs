@@ -129,7 +129,8 @@ fn release_after_restore(file: &Path, version: &str, env: &str) -> Result<()> {
 fn resolve_release(a: &mut ReleaseArgs, envs: &[String], dir: &Path, ui: Ui) -> Result<()> {
     let an_env = |word: &str| {
         envs.iter().any(|e| e == word)
-            || crate::names::split_preview(word).is_some_and(|(from, _)| envs.iter().any(|e| e == from))
+            || crate::names::split_preview(word)
+                .is_some_and(|(from, _)| envs.iter().any(|e| e == from))
     };
     if a.env.is_none() && an_env(&a.version) {
         a.env = Some(std::mem::take(&mut a.version));

@@ -66,7 +66,8 @@ fn preview_of(name: &str, from: &str) -> Result<String> {
         }
         return Ok(names::preview_env(f, n));
     }
-    names::check("preview", name).map_err(|m| exit::with(exit::Code::Config, anyhow::anyhow!(m)))?;
+    names::check("preview", name)
+        .map_err(|m| exit::with(exit::Code::Config, anyhow::anyhow!(m)))?;
     Ok(names::preview_env(from, name))
 }
 
@@ -112,7 +113,11 @@ impl Place<'_> {
     /// The previews of ENV, read from its server.
     fn listed(&self) -> Result<Vec<Listed>> {
         if self.here()? {
-            return pv::list(&self.env_loaded.config, &crate::node::home_dir()?, Some(self.from));
+            return pv::list(
+                &self.env_loaded.config,
+                &crate::node::home_dir()?,
+                Some(self.from),
+            );
         }
         let ui = Ui {
             json: true,
@@ -145,7 +150,13 @@ impl Place<'_> {
         let home = crate::node::home_dir()?;
         let known = pv::with_ports(&mut pv_loaded.config, spelling, &home).is_ok();
         let (_, env) = pv_loaded.environment(Some(spelling))?;
-        let node = Node::new(&pv_loaded.config, spelling.to_string(), env, &pv_loaded.dir, self.ui)?;
+        let node = Node::new(
+            &pv_loaded.config,
+            spelling.to_string(),
+            env,
+            &pv_loaded.dir,
+            self.ui,
+        )?;
         let root = node.layout.root.clone();
         if !known && !root.exists() {
             bail!(
@@ -206,13 +217,21 @@ impl Place<'_> {
             }
         }
         let gone: Vec<&str> = expired.iter().map(|l| l.environment.as_str()).collect();
-        let verb = if dry_run { "would take down" } else { "took down" };
+        let verb = if dry_run {
+            "would take down"
+        } else {
+            "took down"
+        };
         self.ui.done(
             &format!(
                 "{verb} {} expired preview(s) of {}{}",
                 gone.len(),
                 self.from,
-                if gone.is_empty() { String::new() } else { format!(": {}", gone.join(", ")) }
+                if gone.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", gone.join(", "))
+                }
             ),
             serde_json::json!({"action": "preview-prune", "environment": self.from,
                 "previews": gone, "dry_run": dry_run}),
@@ -235,7 +254,8 @@ impl Place<'_> {
             c.arg("--quiet");
         }
         if let Some(wait) = self.cli.lock_wait {
-            c.arg("--lock-wait").arg(humantime::format_duration(wait).to_string());
+            c.arg("--lock-wait")
+                .arg(humantime::format_duration(wait).to_string());
         }
         let color = match self.cli.color {
             crate::cli::Color::Auto => "auto",
@@ -286,11 +306,14 @@ fn up(at: &Place, u: &PreviewUpArgs) -> Result<()> {
     if u.fresh_data {
         args.push("--fresh-data");
     }
-    at.on_node(false, &args, || at.prepare(&spelling, u.fresh_data).map(|_| ()))?;
+    at.on_node(false, &args, || {
+        at.prepare(&spelling, u.fresh_data).map(|_| ())
+    })?;
     at.again(&["setup", &spelling])?;
     let live = find(&at.listed()?, &spelling)?.version;
     if live.as_deref() == Some(version.as_str()) {
-        at.ui.info(&format!("   {version} is live on {spelling} already"));
+        at.ui
+            .info(&format!("   {version} is live on {spelling} already"));
     } else {
         let mut words = vec!["release", &version, &spelling];
         if u.skip_build {

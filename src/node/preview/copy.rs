@@ -51,10 +51,16 @@ pub fn copy_shared(src: &Path, dst: &Path, copy_env: bool) -> Result<Copied> {
         .min_depth(1)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|e| !(e.file_type().is_dir() && litestream_state(&e.file_name().to_string_lossy())));
+        .filter_entry(|e| {
+            !(e.file_type().is_dir() && litestream_state(&e.file_name().to_string_lossy()))
+        });
     for entry in walk {
         let entry = entry.with_context(|| format!("cannot read {}", src.display()))?;
-        let rel = entry.path().strip_prefix(src).expect("under src").to_path_buf();
+        let rel = entry
+            .path()
+            .strip_prefix(src)
+            .expect("under src")
+            .to_path_buf();
         let to = dst.join(&rel);
         let kind = entry.file_type();
         if kind.is_dir() {
@@ -161,7 +167,9 @@ mod tests {
         other.execute("CREATE TABLE u (y)", []).unwrap();
         drop(other);
         // A write transaction of the environment's stays open while the copy reads.
-        writer.execute_batch("BEGIN; INSERT INTO t VALUES (999);").unwrap();
+        writer
+            .execute_batch("BEGIN; INSERT INTO t VALUES (999);")
+            .unwrap();
         let dst = d.join("copy");
         let c = copy_shared(&src, &dst, false).unwrap();
         writer.execute_batch("COMMIT").unwrap();
@@ -184,7 +192,11 @@ mod tests {
         assert!(!dst.join("data/.app.db-litestream").exists());
         assert!(!dst.join("data/link").exists());
         assert!(!dst.join("data/app.db-wal").exists());
-        assert_eq!(rows(&src.join("data/app.db")), 51, "the environment's own untouched");
+        assert_eq!(
+            rows(&src.join("data/app.db")),
+            51,
+            "the environment's own untouched"
+        );
         let again = copy_shared(&src, &d.join("copy2"), true).unwrap();
         assert!(d.join("copy2/.env").exists());
         assert_eq!(again.skipped.len(), 1);

@@ -186,7 +186,10 @@ impl Prepare<'_> {
         }
         let l = Layout::new(&root);
         let (port, gap) = self.ui.step(
-            &format!("Choosing the ports of {} (preview.ports {})", self.env_name, of.ports),
+            &format!(
+                "Choosing the ports of {} (preview.ports {})",
+                self.env_name, of.ports
+            ),
             || self.ports(&root),
         )?;
         self.ui.info(&format!("   port {port}, gap port {gap}"));
@@ -312,9 +315,10 @@ impl Prepare<'_> {
         if !running {
             return Ok(None);
         }
-        self.ui.step(&format!("Stopping {unit} (its data is replaced)"), || {
-            systemd.stop(unit, Duration::from_secs(60))
-        })?;
+        self.ui
+            .step(&format!("Stopping {unit} (its data is replaced)"), || {
+                systemd.stop(unit, Duration::from_secs(60))
+            })?;
         Ok(Some(systemd))
     }
 }
@@ -338,7 +342,8 @@ fn swap_shared(l: &Layout, incoming: &Path) -> Result<()> {
     }
     fsx::rename_durable(incoming, &l.shared())?;
     if old.exists() {
-        std::fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("cannot remove {}", old.display()))?;
     }
     Ok(())
 }
@@ -408,15 +413,20 @@ pub fn url(config: &Config, name: &str, port: u16) -> String {
     let (Some(t), Some(host)) = (&config.traefik, &config.preview.host) else {
         return format!("http://127.0.0.1:{port}/");
     };
-    let https = t.acme.is_some() || t.tls.as_ref().is_some_and(|v| v != &serde_json::Value::Bool(false));
+    let https = t.acme.is_some()
+        || t.tls
+            .as_ref()
+            .is_some_and(|v| v != &serde_json::Value::Bool(false));
     let (scheme, standard) = match https {
         true => ("https", 443),
         false => ("http", 80),
     };
     let entry_port = t.managed().and_then(|m| {
-        t.entrypoints
-            .iter()
-            .find_map(|e| m.entrypoints.get(e).and_then(|a| crate::front::traefik::port_of(a)))
+        t.entrypoints.iter().find_map(|e| {
+            m.entrypoints
+                .get(e)
+                .and_then(|a| crate::front::traefik::port_of(a))
+        })
     });
     let at = match entry_port {
         Some(p) if p != standard => format!(":{p}"),
