@@ -440,7 +440,24 @@ fn merged(values: &yaml_serde::Value, env: &str) -> Result<yaml_serde::Value> {
 pub fn resolved_yaml(values: &yaml_serde::Value, env: &str) -> Result<String> {
     use yaml_serde::{Mapping, Value};
     let mut root = match crate::names::split_preview(env) {
-        Some((from, name)) => for_preview(values, from, name)?.1,
+        Some((from, name)) => {
+            let (config, mut derived) = for_preview(values, from, name)?;
+            // Its ports are chosen on its server: where, not the placeholders.
+            let range = config
+                .preview_of
+                .map(|o| o.ports.to_string())
+                .unwrap_or_default();
+            if let Some(e) = derived
+                .get_mut("environments")
+                .and_then(|e| e.get_mut(env))
+                .and_then(Value::as_mapping_mut)
+            {
+                let said = Value::from(format!("(chosen on the server in {range})"));
+                e.insert("port".into(), said.clone());
+                e.insert("gap_port".into(), said);
+            }
+            derived
+        }
         None => merged(values, env)?,
     };
     let map = root.as_mapping_mut().context("a config is a mapping")?;
