@@ -124,10 +124,118 @@ pub enum Command {
     /// `<app>_<env>_recover.service` runs (not for people).
     #[command(hide = true)]
     Recover(EnvArgs),
+    /// Previews: the app of the working tree on a copy of an environment's data, on its server,
+    /// beside it (`up`, `ls`, `down`, `prune`). A preview is the environment `ENV/NAME` of
+    /// every other command (`deploy logs prod/pr-12`).
+    Preview(PreviewArgs),
     /// The points of `migrate-data` that the fault-injection tests stop at (`DEPLOY_TEST_HOOK`),
     /// one per line; a release's are its `--dry-run` steps (not for people).
     #[command(hide = true)]
     TestPoints,
+}
+
+/// `deploy preview ...`.
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    #[command(subcommand)]
+    pub action: PreviewAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PreviewAction {
+    /// Make the preview NAME of ENV (its ports, its directory beside ENV's, a copy of ENV's
+    /// data taken while ENV runs), or find it, then release the working tree into it as
+    /// `release` does (version from git by default); its data is kept unless --fresh-data.
+    Up(PreviewUpArgs),
+    /// The previews of ENV: name, version, URL, port, where their data came from, created,
+    /// expires.
+    Ls(PreviewEnvArgs),
+    /// Take the preview NAME down: its units, timers, containers, images, router and
+    /// directory.
+    Down(PreviewDownArgs),
+    /// Take down the previews of ENV past their `preview.ttl` (what the server's timer runs).
+    Prune(PreviewPruneArgs),
+    /// On the node: the preview's ports, directory and data, before its setup and release
+    /// (not for people).
+    #[command(hide = true)]
+    Prepare(PreviewPrepareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewUpArgs {
+    /// The preview's name (lower-case letters, digits and `-`), e.g. pr-12.
+    pub name: String,
+    /// The environment it is a preview of (default: the only one).
+    #[arg(long, value_name = "ENV")]
+    pub from: Option<String>,
+    /// The release's name (default: from git, as `release` takes it).
+    #[arg(long, value_name = "VERSION")]
+    pub version: Option<String>,
+    /// Copy ENV's data again (the preview's own is replaced).
+    #[arg(long)]
+    pub fresh_data: bool,
+    /// With the version from git: a tree with uncommitted changes.
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Do not run `build.command` first.
+    #[arg(long)]
+    pub skip_build: bool,
+    /// Print what it would do; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewEnvArgs {
+    /// The environment (default: the only one).
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewDownArgs {
+    /// The preview's name (or `ENV/NAME`).
+    pub name: String,
+    /// The environment it is a preview of (default: the only one).
+    #[arg(long, value_name = "ENV")]
+    pub from: Option<String>,
+    /// Print what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewPruneArgs {
+    /// The environment (default: the only one).
+    pub env: Option<String>,
+    /// Print which previews would go; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewPrepareArgs {
+    /// The preview, as `ENV/NAME`.
+    pub env: String,
+    #[arg(long)]
+    pub fresh_data: bool,
+}
+
+impl PreviewArgs {
+    /// The environment the command reaches the server of: the one previews are of.
+    pub fn env(&self) -> Option<&str> {
+        match &self.action {
+            PreviewAction::Up(a) => a.from.as_deref(),
+            PreviewAction::Down(a) => a
+                .from
+                .as_deref()
+                .or_else(|| crate::names::split_preview(&a.name).map(|(f, _)| f)),
+            PreviewAction::Ls(a) => a.env.as_deref(),
+            PreviewAction::Prune(a) => a.env.as_deref(),
+            PreviewAction::Prepare(a) => {
+                Some(crate::names::split_preview(&a.env).map_or(a.env.as_str(), |(f, _)| f))
+            }
+        }
+    }
 }
 
 /// `deploy init`.
@@ -521,6 +629,7 @@ impl Command {
             Command::Lock(a) => a.env(),
             Command::Remove(a) => &a.env,
             Command::Prune(a) => &a.env,
+            Command::Preview(a) => return Some(a.env()),
             crate::no_node_commands!() => return None,
         };
         Some(env.as_deref())

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 mod expand;
 mod explain;
+pub mod preview;
 pub mod replica_url;
 mod validate;
 
+pub use preview::{PortRange, Preview, PreviewOf};
 pub use validate::{
     artifact_name, check_app_name, line_of, MAX_STOP_TIMEOUT, RESERVED_IN_RELEASE,
     UNSAFE_PATH_CHARS,
@@ -70,7 +72,14 @@ pub struct Config {
     /// set to `null` (in an environment's overrides, say) is not run there.
     #[serde(default, deserialize_with = "jobs")]
     pub jobs: BTreeMap<String, Job>,
+    /// Optional: how `deploy preview up NAME --from ENV` makes a preview of an environment on
+    /// a copy of its data (see [`preview`]).
+    #[serde(default)]
+    pub preview: Preview,
     pub environments: BTreeMap<String, Environment>,
+    /// Set in a preview's config (derived, never read from the file): what it is a preview of.
+    #[serde(skip)]
+    pub preview_of: Option<PreviewOf>,
 }
 
 /// `deploy verify`'s settings.
@@ -359,6 +368,9 @@ pub struct Environment {
     #[allow(dead_code)]
     #[serde(default)]
     jobs: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    preview: Option<IgnoredAny>,
 }
 
 /// The top-level sections an environment may override.
@@ -377,6 +389,7 @@ pub const OVERRIDABLE: &[&str] = &[
     "replicate",
     "verify",
     "jobs",
+    "preview",
 ];
 
 /// `over` merged into `base`: maps merge key by key, anything else replaces.
@@ -426,7 +439,27 @@ fn merged(values: &yaml_serde::Value, env: &str) -> Result<yaml_serde::Value> {
 /// own keys; each env.secret with whether it is set here, never its value.
 pub fn resolved_yaml(values: &yaml_serde::Value, env: &str) -> Result<String> {
     use yaml_serde::{Mapping, Value};
-    let mut root = merged(values, env)?;
+    let mut root = match crate::names::split_preview(env) {
+        Some((from, name)) => {
+            let (config, mut derived) = for_preview(values, from, name)?;
+            // Its ports are chosen on its server: where, not the placeholders.
+            let range = config
+                .preview_of
+                .map(|o| o.ports.to_string())
+                .unwrap_or_default();
+            if let Some(e) = derived
+                .get_mut("environments")
+                .and_then(|e| e.get_mut(env))
+                .and_then(Value::as_mapping_mut)
+            {
+                let said = Value::from(format!("(chosen on the server in {range})"));
+                e.insert("port".into(), said.clone());
+                e.insert("gap_port".into(), said);
+            }
+            derived
+        }
+        None => merged(values, env)?,
+    };
     let map = root.as_mapping_mut().context("a config is a mapping")?;
     let own: Mapping = map
         .get("environments")
@@ -478,12 +511,82 @@ pub fn resolved_yaml(values: &yaml_serde::Value, env: &str) -> Result<String> {
 /// The configuration `env` sees: its overrides merged over the top level, validated. The values
 /// parsed already (their errors have their lines); an error here names the environment.
 fn for_environment(values: &yaml_serde::Value, env: &str) -> Result<Config> {
+    if let Some((from, name)) = crate::names::split_preview(env) {
+        return for_preview(values, from, name).map(|(config, _)| config);
+    }
     let root = merged(values, env)?;
     let within = |e: String| anyhow::anyhow!("environment `{env}`, with its overrides: {e}");
     let config = config_of(&root).map_err(|e| within(explain::in_words(&without_location(&e))))?;
     validate(&config, &root)
         .map_err(|Invalid { key, message }| within(format!("{}: {message}", dotted(&key))))?;
+    // A range written is checked with every environment; the default one when a preview is made.
+    if config.preview.ports.is_some() {
+        check_preview_ports(&config, env).map_err(within)?;
+    }
     Ok(config)
+}
+
+/// The range previews of `env` take their ports in: valid, and not over `env`'s own ports.
+fn check_preview_ports(config: &Config, env: &str) -> std::result::Result<PortRange, String> {
+    let Some(e) = config.environments.get(env) else {
+        return Err(format!("no environment `{env}`"));
+    };
+    let range = PortRange::of(&config.preview, e.port, e.gap_port())
+        .map_err(|m| format!("preview.ports: {m}"))?;
+    if range.contains(e.port) || (config.traefik.is_some() && range.contains(e.gap_port())) {
+        return Err(format!(
+            "preview.ports: {range} holds the environment's own port {} or gap port {}: give \
+             previews ports of their own",
+            e.port,
+            e.gap_port()
+        ));
+    }
+    Ok(range)
+}
+
+/// The config of the preview `name` of `from` ([`preview`]), and its values: `from`'s,
+/// validated, then derived. An error is a config error (exit 3).
+fn for_preview(
+    values: &yaml_serde::Value,
+    from: &str,
+    name: &str,
+) -> Result<(Config, yaml_serde::Value)> {
+    let as_config = |e: anyhow::Error| crate::exit::with(crate::exit::Code::Config, e);
+    let env_keys = values
+        .get("environments")
+        .and_then(|e| e.get(from))
+        .and_then(yaml_serde::Value::as_mapping)
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !k.as_str().is_some_and(|k| OVERRIDABLE.contains(&k)))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<yaml_serde::Mapping>()
+        })
+        .ok_or_else(|| {
+            as_config(anyhow::anyhow!(
+                "unknown environment `{from}` (the preview {name} is of it)"
+            ))
+        })?;
+    let base = for_environment(values, from).map_err(as_config)?;
+    let within = |e: String| as_config(anyhow::anyhow!("the preview {name} of {from}: {e}"));
+    let range = check_preview_ports(&base, from).map_err(within)?;
+    let derived = preview::derive(merged(values, from)?, env_keys, from, name, &base.preview)
+        .map_err(within)?;
+    let mut config =
+        config_of(&derived).map_err(|e| within(explain::in_words(&without_location(&e))))?;
+    config.preview_of = Some(PreviewOf {
+        from: from.to_string(),
+        name: name.to_string(),
+        from_path: base.environments[from].path.clone(),
+        ports: range,
+    });
+    if let Some(t) = config.traefik.as_mut() {
+        t.noindex = true;
+        t.basic_auth = base.preview.basic_auth.clone();
+    }
+    validate(&config, &derived)
+        .map_err(|Invalid { key, message }| within(format!("{}: {message}", dotted(&key))))?;
+    Ok((config, derived))
 }
 
 /// The config that `values` make, read as a file of them would be (a string field takes any
@@ -676,6 +779,13 @@ pub struct Traefik {
     /// With `manage`: the `web` entry point redirects to `websecure` (https).
     #[serde(default)]
     pub redirect_https: bool,
+    /// A preview's router: a `noindex` header on every answer (set when a preview's config is
+    /// derived, never read from the file).
+    #[serde(skip)]
+    pub noindex: bool,
+    /// A preview's router: `preview.basic_auth` (htpasswd lines).
+    #[serde(skip)]
+    pub basic_auth: Vec<String>,
 }
 
 /// The name of the managed Traefik's certificate resolver.
@@ -851,7 +961,10 @@ impl Loaded {
     /// This configuration as the environment `name` (or the only one) sees it: its overrides
     /// merged over the top level.
     pub fn for_environment(&self, name: Option<&str>) -> Result<Loaded> {
-        let (env, _) = self.environment(name)?;
+        let env = match name.filter(|n| crate::names::split_preview(n).is_some()) {
+            Some(preview) => preview.to_string(),
+            None => self.environment(name)?.0,
+        };
         let config = for_environment(&self.values, &env)
             .with_context(|| format!("invalid config {}", self.file.display()))?;
         Ok(Loaded {
@@ -877,7 +990,9 @@ impl Loaded {
             .get_mut("environments")
             .and_then(yaml_serde::Value::as_mapping_mut)
         {
-            envs.retain(|k, _| k.as_str() == Some(env));
+            // A preview's config is derived from its environment's, there as here.
+            let keep = crate::names::split_preview(env).map_or(env, |(from, _)| from);
+            envs.retain(|k, _| k.as_str() == Some(keep));
         }
         Ok(format!(
             "# Resolved where deploy was typed, for {env}: nothing in it is expanded again.\n{}",
@@ -1212,6 +1327,50 @@ environments:
         let e = format!("{}", loaded.environment(Some("staging")).unwrap_err());
         assert!(e.contains("unknown environment `staging`"), "{e}");
         assert!(e.contains("`prod`"), "{e}");
+    }
+
+    #[test]
+    fn a_preview_is_an_environment_derived_from_its_own() {
+        let text = format!(
+            "{GOOD}    preview:\n      ports: 18200-18209\n      ttl: 2d\n\
+             preview:\n  max: 2\n  env:\n    clear: {{MODE: preview}}\n"
+        );
+        let loaded = Loaded {
+            config: parse(&text).unwrap(),
+            dir: ".".into(),
+            file: "deploy.yaml".into(),
+            values: yaml_serde::from_str(&text).unwrap(),
+        };
+        let pv = loaded.for_environment(Some("prod/pr-7")).unwrap();
+        let (name, env) = pv.environment(Some("prod/pr-7")).unwrap();
+        assert_eq!(name, "prod/pr-7");
+        assert_eq!(env.path, "~/web/my-app.preview-pr-7");
+        let of = pv.config.preview_of.as_ref().unwrap();
+        assert_eq!(
+            (of.from.as_str(), of.ports.to_string()),
+            ("prod", "18200-18209".into())
+        );
+        assert_eq!(pv.config.preview.max, 2);
+        assert_eq!(pv.config.preview.ttl, Duration::from_secs(2 * 86400));
+        assert_eq!(pv.config.env.clear["MODE"], "preview");
+        // What a server is sent: its environment's values, which it derives the same from.
+        let sent = loaded.resolved_text_for("prod/pr-7").unwrap();
+        assert!(sent.contains("  prod:\n"), "{sent}");
+        // No file may name an environment as a preview.
+        let e = err(&GOOD.replace("  prod:\n", "  prod/x:\n"));
+        assert!(e.contains("not a usable environment name"), "{e}");
+        let e = loaded.for_environment(Some("staging/pr-1")).unwrap_err();
+        assert_eq!(crate::exit::code_of(&e), 3);
+        // Checked per section, with the key's line.
+        let e = err(&format!("{GOOD}preview:\n  ports: 18080-18099\n"));
+        assert!(
+            e.contains("preview.ports: 18080-18099 holds the environment's own port"),
+            "{e}"
+        );
+        let e = err(&format!("{GOOD}preview:\n  host: pv.example.com\n"));
+        assert!(e.contains("preview.host (line 27)"), "{e}");
+        let e = err(&format!("{GOOD}preview:\n  env:\n    secret: [DEPLOY_X]\n"));
+        assert!(e.contains("preview.env.secret"), "{e}");
     }
 
     #[test]

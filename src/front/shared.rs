@@ -332,6 +332,24 @@ pub fn forget(home: &Path, app: &str, env: &str) -> Result<()> {
     fsx::remove_durable(&record_file(home, app, env))
 }
 
+/// The record of `app` in `env`, if there is one (a preview's: where its ports are kept).
+pub fn record(home: &Path, app: &str, env: &str) -> Result<Option<AppRecord>> {
+    let path = record_file(home, app, env);
+    match path.exists() {
+        true => read_record(&path).map(Some),
+        false => Ok(None),
+    }
+}
+
+/// Runs `f` on every app's records under the records' lock (what setup holds while it checks
+/// and writes its record): a preview's ports are chosen and kept so, and no two choices overlap.
+pub fn with_records<T>(home: &Path, f: impl FnOnce(&Registry) -> Result<T>) -> Result<T> {
+    let _apps = user_lock(home, APPS_LOCK, false, || {})?;
+    let registry = Registry::load(home)?;
+    registry.persist(home)?;
+    f(&registry)
+}
+
 /// The resolver the router of `app` in `env` names: the one its record has (its `deploy setup`
 /// chose it), if any.
 pub fn resolver_of(home: &Path, app: &str, env: &str) -> Option<String> {

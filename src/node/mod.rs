@@ -20,6 +20,7 @@ pub mod logs;
 pub mod migrate;
 pub mod plan;
 pub mod power;
+pub mod preview;
 mod prune;
 mod publish;
 mod recovery;

@@ -1,0 +1,352 @@
+//! `deploy preview up|ls|down|prune`: where you type, and their node-side halves.
+//!
+//! `up` is three steps, each what an existing command does: on ENV's server, the preview's
+//! ports, directory and data (`preview prepare`, through ENV's deploy there); then `deploy
+//! setup ENV/NAME` and `deploy release VERSION ENV/NAME`, run by this deploy as if typed (the
+//! build, the upload, the swap: a preview is released exactly as an environment is).
+
+use crate::cli::{Cli, PreviewAction, PreviewArgs, PreviewUpArgs, RemoveArgs};
+use crate::config::{Host, Loaded};
+use crate::local::remote::Remote;
+use crate::node::preview::{self as pv, Listed};
+use crate::node::Node;
+use crate::ui::Ui;
+use crate::{exit, names};
+use anyhow::{bail, Context, Result};
+
+pub fn run(cli: &Cli, a: &PreviewArgs, loaded: &Loaded, ui: Ui) -> Result<()> {
+    let env_loaded = loaded.for_environment(a.env())?;
+    let (from, _) = env_loaded.environment(a.env())?;
+    let at = Place {
+        cli,
+        loaded,
+        env_loaded: &env_loaded,
+        from: &from,
+        ui,
+    };
+    match &a.action {
+        PreviewAction::Up(u) => up(&at, u),
+        PreviewAction::Ls(_) => at.on_node(false, &["preview", "ls", &from], || {
+            let listed = pv::list(&env_loaded.config, &crate::node::home_dir()?, Some(&from))?;
+            match ui.json {
+                true => println!("{}", serde_json::to_string_pretty(&listed)?),
+                false => crate::help::print(&pv::text(&listed))?,
+            }
+            Ok(())
+        }),
+        PreviewAction::Down(d) => {
+            let spelling = preview_of(&d.name, &from)?;
+            let mut args = vec!["preview", "down", &spelling];
+            if d.dry_run {
+                args.push("--dry-run");
+            }
+            at.on_node(d.dry_run, &args, || at.down(&spelling, d.dry_run))
+        }
+        PreviewAction::Prune(p) => {
+            let mut args = vec!["preview", "prune", &from];
+            if p.dry_run {
+                args.push("--dry-run");
+            }
+            at.on_node(p.dry_run, &args, || at.prune(p.dry_run))
+        }
+        PreviewAction::Prepare(p) => {
+            if !cli.node && env_loaded.environment(Some(&from))?.1.host() != Host::Local {
+                bail!("`deploy preview prepare` is the node's part of `deploy preview up`");
+            }
+            at.prepare(&p.env, p.fresh_data).map(|_| ())
+        }
+    }
+}
+
+/// `NAME` or `ENV/NAME` as the preview's environment name, checked.
+fn preview_of(name: &str, from: &str) -> Result<String> {
+    if let Some((f, n)) = names::split_preview(name) {
+        if f != from {
+            bail!("{name} is a preview of {f}, not of {from}");
+        }
+        return Ok(names::preview_env(f, n));
+    }
+    names::check("preview", name)
+        .map_err(|m| exit::with(exit::Code::Config, anyhow::anyhow!(m)))?;
+    Ok(names::preview_env(from, name))
+}
+
+/// Where a preview command acts: ENV (the one previews are of) and how to reach its server.
+struct Place<'a> {
+    cli: &'a Cli,
+    /// The config as loaded (every environment's values).
+    loaded: &'a Loaded,
+    /// As ENV sees it.
+    env_loaded: &'a Loaded,
+    from: &'a str,
+    ui: Ui,
+}
+
+impl Place<'_> {
+    fn here(&self) -> Result<bool> {
+        let (_, env) = self.env_loaded.environment(Some(self.from))?;
+        Ok(self.cli.node || env.host() == Host::Local)
+    }
+
+    fn remote(&self, ui: Ui) -> Result<Remote<'_>> {
+        let (_, env) = self.env_loaded.environment(Some(self.from))?;
+        let mut remote = Remote::new(self.env_loaded, self.from.to_string(), env, ui)?;
+        remote.lock_wait = self.cli.lock_wait;
+        remote.origin = crate::node::state::Origin::here(&self.env_loaded.dir);
+        Ok(remote)
+    }
+
+    /// `here` on this machine when ENV is local (or this is its server), else `args` run by
+    /// ENV's deploy on its server (`read`: attached, for what only reads).
+    fn on_node(&self, read: bool, args: &[&str], here: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.here()? {
+            return here();
+        }
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let remote = self.remote(self.ui)?;
+        match read {
+            true => remote.read(&args),
+            false => remote.run(&args),
+        }
+    }
+
+    /// The previews of ENV, read from its server.
+    fn listed(&self) -> Result<Vec<Listed>> {
+        if self.here()? {
+            return pv::list(
+                &self.env_loaded.config,
+                &crate::node::home_dir()?,
+                Some(self.from),
+            );
+        }
+        let ui = Ui {
+            json: true,
+            ..self.ui
+        };
+        self.remote(ui)?
+            .read_json(&["preview".into(), "ls".into(), self.from.into()])
+    }
+
+    /// On the node: `preview prepare ENV/NAME`.
+    fn prepare(&self, spelling: &str, fresh: bool) -> Result<bool> {
+        let mut pv_loaded = self.loaded.for_environment(Some(spelling))?;
+        let home = crate::node::home_dir()?;
+        pv::Prepare {
+            config: &mut pv_loaded.config,
+            env_name: spelling,
+            home: &home,
+            ui: self.ui,
+            lock_wait: self.cli.lock_wait,
+            fresh,
+        }
+        .run()
+    }
+
+    /// On the node: `preview down ENV/NAME`: everything of it, as `remove --all` removes an
+    /// environment's (a preview's data is its own copy); one that never got as far as its
+    /// setup, its directory and record.
+    fn down(&self, spelling: &str, dry_run: bool) -> Result<()> {
+        let mut pv_loaded = self.loaded.for_environment(Some(spelling))?;
+        let home = crate::node::home_dir()?;
+        let known = pv::with_ports(&mut pv_loaded.config, spelling, &home).is_ok();
+        let (_, env) = pv_loaded.environment(Some(spelling))?;
+        let node = Node::new(
+            &pv_loaded.config,
+            spelling.to_string(),
+            env,
+            &pv_loaded.dir,
+            self.ui,
+        )?;
+        let root = node.layout.root.clone();
+        if !known && !root.exists() {
+            bail!(
+                "there is no preview {spelling} on this server (`deploy preview ls {}` lists them)",
+                self.from
+            );
+        }
+        let args = RemoveArgs {
+            env: None,
+            data: false,
+            all: true,
+            yes: true,
+            dry_run,
+        };
+        if node.layout.releases().is_dir() {
+            return match dry_run {
+                true => crate::help::print(&node.remove_plan(&args)?).map_err(Into::into),
+                false => node.remove(&args),
+            };
+        }
+        if dry_run {
+            crate::help::print(&format!(
+                "Plan: take down {spelling} (never set up)\n  directory: {}\nDry run: nothing was changed.\n",
+                root.display()
+            ))?;
+            return Ok(());
+        }
+        self.ui.step(&format!("Deleting {}", root.display()), || {
+            match root.exists() {
+                true => std::fs::remove_dir_all(&root)
+                    .with_context(|| format!("cannot delete {}", root.display())),
+                false => Ok(()),
+            }
+        })?;
+        crate::front::shared::forget(&home, &self.loaded.config.app, spelling)?;
+        self.ui.done(
+            &format!("took down {spelling}"),
+            serde_json::json!({"action": "remove", "environment": spelling, "all": true}),
+        );
+        Ok(())
+    }
+
+    /// On the node: `preview prune ENV`: those past their time, down.
+    fn prune(&self, dry_run: bool) -> Result<()> {
+        let home = crate::node::home_dir()?;
+        let expired: Vec<Listed> = pv::list(&self.env_loaded.config, &home, Some(self.from))?
+            .into_iter()
+            .filter(|l| l.expired)
+            .collect();
+        for l in &expired {
+            match dry_run {
+                true => crate::help::print(&format!(
+                    "would take down {} (expired {})\n",
+                    l.environment,
+                    l.expires.as_deref().unwrap_or("-")
+                ))?,
+                false => self.down(&l.environment, false)?,
+            }
+        }
+        let gone: Vec<&str> = expired.iter().map(|l| l.environment.as_str()).collect();
+        let verb = if dry_run {
+            "would take down"
+        } else {
+            "took down"
+        };
+        self.ui.done(
+            &format!(
+                "{verb} {} expired preview(s) of {}{}",
+                gone.len(),
+                self.from,
+                if gone.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", gone.join(", "))
+                }
+            ),
+            serde_json::json!({"action": "preview-prune", "environment": self.from,
+                "previews": gone, "dry_run": dry_run}),
+        );
+        Ok(())
+    }
+
+    /// This deploy again, as typed, with the global options of this run.
+    fn again(&self, words: &[&str]) -> Result<()> {
+        let exe = std::env::current_exe().context("cannot find this deploy binary")?;
+        let mut c = std::process::Command::new(exe);
+        c.arg("-c").arg(&self.loaded.file);
+        if self.ui.json {
+            c.arg("--json");
+        }
+        if self.ui.verbose {
+            c.arg("--verbose");
+        }
+        if self.ui.quiet {
+            c.arg("--quiet");
+        }
+        if let Some(wait) = self.cli.lock_wait {
+            c.arg("--lock-wait")
+                .arg(humantime::format_duration(wait).to_string());
+        }
+        let color = match self.cli.color {
+            crate::cli::Color::Auto => "auto",
+            crate::cli::Color::Always => "always",
+            crate::cli::Color::Never => "never",
+        };
+        c.args(["--color", color]).args(words);
+        let status = c.status().context("cannot run deploy")?;
+        match status.code() {
+            Some(0) => Ok(()),
+            Some(code) => Err(exit::said(code)),
+            None => bail!("`deploy {}` was killed", words.join(" ")),
+        }
+    }
+}
+
+/// `deploy preview up NAME --from ENV`.
+fn up(at: &Place, u: &PreviewUpArgs) -> Result<()> {
+    let spelling = preview_of(&u.name, at.from)?;
+    // The preview's config, derived here first: what is wrong with it stops everything (exit 3).
+    let pv_loaded = at.loaded.for_environment(Some(&spelling))?;
+    let of = pv_loaded.config.preview_of.clone().context("a preview")?;
+    let version = match &u.version {
+        Some(v) => v.clone(),
+        None if u.dry_run => "(from git)".into(),
+        None => crate::local::git::version(&at.loaded.dir, u.allow_dirty)?,
+    };
+    if u.dry_run {
+        let p = &pv_loaded.config.preview;
+        crate::help::print(&format!(
+            "Plan: preview {spelling} of {app}\n  ports:     its own, or the first free pair of {} (at most {} previews of {})\n  \
+             data:      {}\n  setup:     deploy setup {spelling}\n  release:   deploy release {version} {spelling} (unless live there)\n  \
+             expires:   {} after this up (deploy preview prune)\nDry run: nothing was changed.\n",
+            of.ports,
+            p.max,
+            at.from,
+            match u.fresh_data {
+                true => format!("a fresh copy of {}'s shared/", at.from),
+                false => format!("a copy of {}'s shared/ when it is new, else its own", at.from),
+            },
+            humantime::format_duration(p.ttl),
+            app = at.loaded.config.app,
+        ))?;
+        return Ok(());
+    }
+    crate::version::check(&version)?;
+    let mut args = vec!["preview", "prepare", &spelling];
+    if u.fresh_data {
+        args.push("--fresh-data");
+    }
+    at.on_node(false, &args, || {
+        at.prepare(&spelling, u.fresh_data).map(|_| ())
+    })?;
+    at.again(&["setup", &spelling])?;
+    let live = find(&at.listed()?, &spelling)?.version;
+    if live.as_deref() == Some(version.as_str()) {
+        at.ui
+            .info(&format!("   {version} is live on {spelling} already"));
+    } else {
+        let mut words = vec!["release", &version, &spelling];
+        if u.skip_build {
+            words.push("--skip-build");
+        }
+        at.again(&words)?;
+    }
+    let l = find(&at.listed()?, &spelling)?;
+    at.ui.done(
+        &format!(
+            "preview {spelling}: {version} at {} (expires {})",
+            l.url,
+            l.expires.as_deref().unwrap_or("-")
+        ),
+        serde_json::json!({
+            "action": "preview-up",
+            "name": l.name,
+            "environment": spelling,
+            "from": at.from,
+            "version": version,
+            "url": l.url,
+            "port": l.port,
+            "data_from": l.data_from,
+            "expires": l.expires,
+        }),
+    );
+    Ok(())
+}
+
+fn find(listed: &[Listed], spelling: &str) -> Result<Listed> {
+    listed
+        .iter()
+        .find(|l| l.environment == spelling)
+        .cloned()
+        .with_context(|| format!("{spelling} is not among the previews on the server"))
+}
