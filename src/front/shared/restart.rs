@@ -74,14 +74,16 @@ impl Leaving {
     }
 }
 
-/// The apps whose router the Traefik with API `api` serves, as [`AppRecord::short_label`]s.
-/// Pure.
+/// The apps whose router the Traefik with API `api` serves, as [`AppRecord::short_label`]s,
+/// sorted. Pure.
 pub fn served_by(api: &str, records: &[&AppRecord]) -> Vec<String> {
-    records
+    let mut apps: Vec<String> = records
         .iter()
         .filter(|r| r.traefik.as_ref().is_some_and(|t| t.api == api))
         .map(|r| r.short_label())
-        .collect()
+        .collect();
+    apps.sort();
+    apps
 }
 
 impl Node<'_> {
@@ -89,9 +91,11 @@ impl Node<'_> {
     /// restarted only when that changes (saying which apps it serves), outside every other
     /// app's gap.
     pub(crate) fn setup_shared_traefik(&self, systemd: &Systemd) -> Result<()> {
+        // Taken first (outside the step's line): it may wait for other apps' gaps to end.
+        let lock = self.hold_traefik_exclusive()?;
         let change = self.ui.step(
             "Merging Traefik's static config with the other apps' (traefik.manage)",
-            || self.plan_traefik_change(),
+            || self.plan_traefik_change(lock),
         )?;
         let p = &change.preview;
         for conflict in &p.left_out {
@@ -117,10 +121,9 @@ impl Node<'_> {
         )
     }
 
-    /// Under the Traefik lock (waiting for other apps' gaps to end) and the records' lock:
-    /// this app's request checked and recorded, and the static config and unit it makes.
-    fn plan_traefik_change(&self) -> Result<TraefikChange> {
-        let lock = self.hold_traefik_exclusive()?;
+    /// Under the Traefik lock (`lock`: no other app is in its gap) and the records' lock: this
+    /// app's request checked and recorded, and the static config and unit it makes.
+    fn plan_traefik_change(&self, lock: UserLock) -> Result<TraefikChange> {
         let _apps = user_lock(&self.home, APPS_LOCK, false, || {})?;
         let registry = Registry::load(&self.home)?;
         registry.persist(&self.home)?;
