@@ -312,16 +312,18 @@ impl Node<'_> {
     }
 
     /// `deploy remove`, once the app's units and record are gone: the managed Traefik is
-    /// stopped and disabled when no other app relies on it (decided under its lock and the
-    /// records', so a setup under way either counts or starts it again after).
+    /// stopped and disabled when no other app relies on it (checked again under its lock and
+    /// the records', so a setup under way either counts or starts it again after).
     pub(crate) fn leave_shared_traefik(&self, systemd: &Systemd) -> Result<Leaving> {
-        if self.managed_api().is_none() {
-            return Ok(Leaving::NotManaged);
+        match self.traefik_leaving()? {
+            Leaving::Stopped => {}
+            kept => return Ok(kept),
         }
         let _traefik = self.hold_traefik_exclusive()?;
         let _apps = user_lock(&self.home, APPS_LOCK, false, || {})?;
         let leaving = self.traefik_leaving()?;
-        if leaving == Leaving::Stopped && self.user_unit_dir().join(TRAEFIK_UNIT_NAME).exists() {
+        let unit = self.user_unit_dir().join(TRAEFIK_UNIT_NAME);
+        if leaving == Leaving::Stopped && unit.exists() {
             systemd.stop(TRAEFIK_UNIT_NAME, Duration::from_secs(30))?;
             systemd.disable(TRAEFIK_UNIT_NAME)?;
         }
