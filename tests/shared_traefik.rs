@@ -294,11 +294,8 @@ fn router_known(name: &str, known: bool) -> bool {
     let url = format!("http://127.0.0.1:{API}/api/http/routers/{name}@file");
     let t = Instant::now();
     loop {
-        let status = ureq::get(&url)
-            .config()
-            .http_status_as_error(false)
-            .proxy(None)
-            .build()
+        let status = common::agent_for(Duration::from_secs(3))
+            .get(&url)
             .call()
             .map(|r| r.status().as_u16())
             .unwrap_or(0);
@@ -374,24 +371,18 @@ fn removing_one_app_leaves_the_other_served_and_the_last_one_out_stops_traefik()
 /// trusting any certificate: the body of a 200, waited for.
 fn served_https(app: &str, port: u16) -> String {
     let host = format!("{app}.test");
-    let t = Instant::now();
-    loop {
+    let mut body = String::new();
+    wait_until(&format!("{app} is served over https on :{port}"), || {
         let out = std::process::Command::new("curl")
             .args(["-sk", "--max-time", "3", "--noproxy", "*", "--resolve"])
             .arg(format!("{host}:{port}:127.0.0.1"))
             .arg(format!("https://{host}:{port}/"))
             .output()
             .unwrap();
-        let body = String::from_utf8_lossy(&out.stdout).into_owned();
-        if body.starts_with("example-app ") {
-            return body;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{app} over https on :{port}: {body:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        body = String::from_utf8_lossy(&out.stdout).into_owned();
+        body.starts_with("example-app ")
+    });
+    body
 }
 
 #[test]

@@ -29,12 +29,7 @@ pub fn set_traefik(p: &Project, section: &str) {
 /// GET / through Traefik's entry point on `port` with the app's Host: the body of a 200 from
 /// the app, waited for (a restart of Traefik takes a moment), or what came instead.
 pub fn served(app: &str, port: u16) -> Result<String, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(3)))
-        .proxy(None)
-        .build()
-        .into();
+    let agent = super::agent_for(Duration::from_secs(3));
     let t = Instant::now();
     loop {
         let answer = agent

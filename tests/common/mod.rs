@@ -414,9 +414,15 @@ pub fn get_front_as(host: &str, path: &str) -> Result<(u16, Option<String>, Stri
 }
 
 fn agent() -> ureq::Agent {
+    agent_for(Duration::from_secs(15))
+}
+
+/// An HTTP client for 127.0.0.1 (no proxy) that takes any status as an answer and gives up on a
+/// request after `timeout`.
+pub fn agent_for(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(15)))
+        .timeout_global(Some(timeout))
         .proxy(None)
         .build()
         .into()
