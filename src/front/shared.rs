@@ -22,7 +22,7 @@ mod seed;
 
 pub use lock::UserLock;
 pub use merge::{conflicts, merge, merge_leaving_out, overlap, Merged};
-pub use restart::{line_diff, render_merged, served_by, Leaving};
+pub use restart::{render_merged, Leaving};
 
 use crate::config::{AcmeChallenge, Traefik};
 use crate::exit::{self, Code};

@@ -76,7 +76,7 @@ impl Leaving {
 
 /// The apps whose router the Traefik with API `api` serves, as [`AppRecord::short_label`]s,
 /// sorted. Pure.
-pub fn served_by(api: &str, records: &[&AppRecord]) -> Vec<String> {
+fn served_by(api: &str, records: &[&AppRecord]) -> Vec<String> {
     let mut apps: Vec<String> = records
         .iter()
         .filter(|r| r.traefik.as_ref().is_some_and(|t| t.api == api))
@@ -417,7 +417,7 @@ fn check_unprivileged(entrypoints: Option<&BTreeMap<String, String>>) -> Result<
 
 /// The lines of `after` that are not in `before` (`+ `) and those of `before` no longer in it
 /// (`- `), in order (a longest common subsequence of lines; comments left out). Pure.
-pub fn line_diff(before: &str, after: &str) -> Vec<String> {
+fn line_diff(before: &str, after: &str) -> Vec<String> {
     let lines = |t: &str| -> Vec<String> {
         t.lines()
             .filter(|l| !l.trim_start().starts_with('#'))
