@@ -11,7 +11,8 @@ use crate::{front::traefik, node::unit, node::upload, sys::podman};
 use anyhow::{anyhow, Result};
 use std::fmt::Write;
 
-fn indent(text: &str) -> String {
+/// Text shown inside a plan, each line behind `    | `.
+pub(crate) fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    | {l}\n")).collect()
 }
 
@@ -199,6 +200,14 @@ impl Node<'_> {
                 ),
             );
             out += &indent(&traefik::render_dynamic(&router.spec, false)?);
+        }
+        if self
+            .config
+            .traefik
+            .as_ref()
+            .is_some_and(|t| t.managed().is_some())
+        {
+            out += &self.traefik_plan_lines()?;
         }
         out += &self.jobs_lines()?;
         out += "Dry run: nothing was changed.\n";

@@ -3,10 +3,12 @@
 //! by their `deploy.image` label; its Traefik router; Litestream's config), and what it keeps
 //! stays: `shared/`, the releases, the history and the replica, unless `--data` (the data:
 //! shared/, the data snapshots, a `file://` replica) or `--all` (the data and the app's whole
-//! directory). Never anything shared with other apps: the managed Traefik, its static config,
-//! `acme.json`.
+//! directory). Never anything shared with other apps: the managed Traefik's static config and
+//! `acme.json` stay, and Traefik itself keeps running while another app relies on it (the last
+//! one removed stops it and disables its unit).
 
 use crate::cli::RemoveArgs;
+use crate::front::shared::Leaving;
 use crate::node::state::{Action, EventOutcome};
 use crate::node::{event, Node};
 use crate::sys::{podman, systemd::Systemd};
@@ -34,6 +36,8 @@ pub struct Removal {
     pub replica: Option<Replica>,
     /// The app's directory (`--all`).
     pub root: PathBuf,
+    /// What becomes of the managed Traefik.
+    pub traefik: Leaving,
 }
 
 /// The replica, for `--data` and `--all`.
@@ -144,7 +148,7 @@ pub fn plan_text(app: &str, env: &str, r: &Removal, data: bool, all: bool) -> St
     if all {
         line(&mut out, "directory", r.root.display());
     }
-    out += "Never removed: the managed Traefik, its static config, acme.json.\n";
+    line(&mut out, "traefik", r.traefik.describe());
     out += "Dry run: nothing was changed.\n";
     out
 }
@@ -207,6 +211,7 @@ impl Node<'_> {
             data,
             replica,
             root: self.layout.root.clone(),
+            traefik: self.traefik_leaving()?,
         })
     }
 
@@ -245,6 +250,10 @@ impl Node<'_> {
         // Its record among the node user's apps goes: its ports and its Traefik requests no
         // longer count for the others' setups (the shared Traefik keeps serving them).
         crate::front::shared::forget(&self.home, &self.config.app, &self.env_name)?;
+        let traefik = self.leave_shared_traefik(&systemd)?;
+        if traefik != Leaving::NotManaged {
+            self.ui.info(&format!("   Traefik: {}", traefik.describe()));
+        }
         if a.data || a.all {
             self.remove_data(&r)?;
         }
@@ -279,7 +288,8 @@ impl Node<'_> {
                 images.len()
             ),
             serde_json::json!({"action": "remove", "environment": self.env_name,
-                "units": r.units, "images": images, "data": a.data || a.all, "all": a.all}),
+                "units": r.units, "images": images, "data": a.data || a.all, "all": a.all,
+                "traefik_stopped": traefik == Leaving::Stopped}),
         );
         Ok(())
     }
@@ -380,6 +390,7 @@ mod tests {
             data: vec!["/srv/shop/shared".into()],
             replica: Some(Replica::Elsewhere("s3://b/shop".into())),
             root: "/srv/shop".into(),
+            traefik: Leaving::KeptFor(vec!["blog (prod)".into()]),
         };
         let p = plan_text("shop", "prod", &r, false, false);
         assert!(p.starts_with("Plan: remove shop from prod\n  units:     shop_prod.service (stopped, disabled, deleted)\n"), "{p}");
@@ -389,7 +400,10 @@ mod tests {
         );
         assert!(p.contains("  kept:      shared/, the releases"), "{p}");
         assert!(!p.contains("/srv/shop/shared"), "{p}");
-        assert!(p.contains("Never removed: the managed Traefik"), "{p}");
+        assert!(
+            p.contains("  traefik:   keeps running, for blog (prod)"),
+            "{p}"
+        );
         let p = plan_text("shop", "prod", &r, false, true);
         assert!(p.contains("  data:      /srv/shop/shared\n"), "{p}");
         assert!(
