@@ -268,7 +268,7 @@ fn check_server(facts: &probe::Facts, user: &str) -> Result<Server> {
         )
     };
     let distro = os::distro(&os::parse_os_release(&facts.os_release)).map_err(refuse)?;
-    if let Some(v) = os::podman_after(distro.family, facts.podman, facts.candidate) {
+    if let Some(v) = os::podman_after(facts.podman, facts.candidate) {
         if v < os::MIN_PODMAN {
             return Err(refuse(format!(
                 "{} has Podman {v} (installed, or what its packages would install): deploy \
