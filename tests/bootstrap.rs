@@ -8,7 +8,7 @@
 mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The user bootstrap creates: never the node user the other tests share.
@@ -216,9 +216,16 @@ impl RootSshd {
     /// ssh's options that trust this sshd's host key only, and never ask.
     fn options(&self) -> Vec<String> {
         let known = format!("UserKnownHostsFile={}", self.file("known_hosts"));
-        ["-o", &known, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]
-            .map(String::from)
-            .to_vec()
+        [
+            "-o",
+            &known,
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 }
 
@@ -296,6 +303,15 @@ impl Drop for CleanUp {
     }
 }
 
+/// A test's start: the node, the other bootstrap done (one at a time), `user` gone (and gone
+/// again at the end, whatever happens), and an sshd on `port` that lets root and `user` in.
+fn begin(user: &'static str, port: u16) -> (MutexGuard<'static, ()>, CleanUp, RootSshd) {
+    common::node();
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    remove_user(user);
+    (serial, CleanUp(user), RootSshd::start(port, user))
+}
+
 /// The lines of bootstrap's own steps: those that change the server (not the read first,
 /// the login check after, or `deploy setup`'s).
 fn step_lines(stderr: &str) -> Vec<&str> {
@@ -324,11 +340,7 @@ fn subuid_ranges() -> Vec<(String, u64, u64)> {
 
 #[test]
 fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
-    common::node();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    remove_user(USER);
-    let _clean = CleanUp(USER);
-    let sshd = RootSshd::start(SSH_PORT, USER);
+    let (_serial, _clean, sshd) = begin(USER, SSH_PORT);
     let dir = project(&sshd);
     let root = format!("root@127.0.0.1:{SSH_PORT}");
     let key = sshd.file("client_ed25519.pub");
@@ -518,11 +530,7 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
 
 #[test]
 fn bootstrap_local_makes_this_machine_a_node_and_deploys_ssh_sets_the_runtime_dir() {
-    common::node();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    remove_user(LOCAL_USER);
-    let _clean = CleanUp(LOCAL_USER);
-    let sshd = RootSshd::start(LOCAL_SSH_PORT, LOCAL_USER);
+    let (_serial, _clean, sshd) = begin(LOCAL_USER, LOCAL_SSH_PORT);
     let key = sshd.file("client_ed25519.pub");
     let local = [
         "bootstrap",
@@ -537,7 +545,10 @@ fn bootstrap_local_makes_this_machine_a_node_and_deploys_ssh_sets_the_runtime_di
 
     // --dry-run: the commands, and nothing done.
     let (stdout, _) = ok(deploy(here, &[&local[..], &["--dry-run"]].concat()));
-    assert!(stdout.contains("useradd -m -s /bin/bash \"$u\""), "{stdout}");
+    assert!(
+        stdout.contains("useradd -m -s /bin/bash \"$u\""),
+        "{stdout}"
+    );
     assert!(stdout.contains("Dry run: nothing was changed."), "{stdout}");
     assert_eq!(id_of("-u", LOCAL_USER), None, "a dry run made the user");
 
@@ -572,7 +583,12 @@ fn bootstrap_local_makes_this_machine_a_node_and_deploys_ssh_sets_the_runtime_di
     let uid = id_of("-u", LOCAL_USER).unwrap();
     let script = "echo \"[${XDG_RUNTIME_DIR:-}]\"; systemctl --user is-system-running";
     let plain = run(Command::new("ssh")
-        .args(["-i", &sshd.file("client_ed25519"), "-p", &sshd.port.to_string()])
+        .args([
+            "-i",
+            &sshd.file("client_ed25519"),
+            "-p",
+            &sshd.port.to_string(),
+        ])
         .args(sshd.options())
         .args(["--", &format!("{LOCAL_USER}@127.0.0.1"), script]));
     let (stdout, stderr) = text(&plain);
@@ -597,7 +613,10 @@ fn bootstrap_local_makes_this_machine_a_node_and_deploys_ssh_sets_the_runtime_di
         "{stdout}\n{stderr}"
     );
     let state = stdout.lines().nth(1).unwrap_or_default();
-    assert!(matches!(state, "running" | "degraded"), "{stdout}\n{stderr}");
+    assert!(
+        matches!(state, "running" | "degraded"),
+        "{stdout}\n{stderr}"
+    );
     drop(ssh);
     drop(sshd);
 }

@@ -42,7 +42,8 @@ fn run_ok(cmd: &mut Command) -> String {
 /// `deploy bootstrap --local --test-node`).
 pub fn node_setup() -> Command {
     let mut c = Command::new(repo().join("scripts/node-setup"));
-    c.arg(NODE_USER).env("DEPLOY_BIN", env!("CARGO_BIN_EXE_deploy"));
+    c.arg(NODE_USER)
+        .env("DEPLOY_BIN", env!("CARGO_BIN_EXE_deploy"));
     c
 }
 

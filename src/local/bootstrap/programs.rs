@@ -148,12 +148,7 @@ pub fn curl_args(url: &str, dest: &Path) -> Vec<String> {
 /// archive whose SHA-256 differs is deleted and nothing is taken out of it.
 pub fn fetch(url: &str, sha256: &str, member: &str, dir: &Path) -> Result<PathBuf> {
     let archive = dir.join(format!("{member}.tar.gz"));
-    let out = duct::cmd("curl", curl_args(url, &archive))
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
+    let out = captured(duct::cmd("curl", curl_args(url, &archive)))
         .context("cannot run curl (install it, or download the archive yourself)")?;
     if !out.status.success() {
         bail!(
@@ -165,6 +160,15 @@ pub fn fetch(url: &str, sha256: &str, member: &str, dir: &Path) -> Result<PathBu
         let _ = std::fs::remove_file(&archive);
     })?;
     extract(&archive, member, dir)
+}
+
+/// Runs a command with no stdin, its output captured, whatever its exit status.
+fn captured(cmd: duct::Expression) -> std::io::Result<std::process::Output> {
+    cmd.stdin_null()
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
 }
 
 /// Refuses a file whose SHA-256 is not `sha256`.
@@ -185,13 +189,10 @@ pub fn verify(file: &Path, sha256: &str) -> Result<()> {
 pub fn extract(archive: &Path, member: &str, dir: &Path) -> Result<PathBuf> {
     let into = dir.join("extracted");
     std::fs::create_dir_all(&into).with_context(|| format!("cannot create {}", into.display()))?;
-    let out = duct::cmd!("tar", "-x", "-z", "-o", "-f", archive, "-C", &into, member)
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .context("cannot run tar")?;
+    let out = captured(duct::cmd!(
+        "tar", "-x", "-z", "-o", "-f", archive, "-C", &into, member
+    ))
+    .context("cannot run tar")?;
     let path = into.join(member);
     let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
     if !out.status.success() || !regular {

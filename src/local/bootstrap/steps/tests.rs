@@ -9,6 +9,15 @@ fn server(family: Family) -> Server {
     }
 }
 
+/// A Debian server where PID 1 is not systemd, with hybrid cgroups (a container, CI).
+fn no_systemd_server() -> Server {
+    Server {
+        pid1_systemd: false,
+        cgroup_v2: false,
+        ..server(Family::Apt)
+    }
+}
+
 fn key() -> PublicKey {
     parse_public_key("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBlahBlahBlah me@laptop\n").unwrap()
 }
@@ -90,11 +99,7 @@ fn the_same_user_steps_for_both_families() {
 
 #[test]
 fn the_tests_node_gets_its_extras_between_the_same_steps() {
-    let s = Server {
-        pid1_systemd: false,
-        cgroup_v2: false,
-        ..server(Family::Apt)
-    };
+    let s = no_systemd_server();
     let plain = plan(
         &s,
         &Wants {
@@ -137,11 +142,7 @@ fn the_tests_node_gets_its_extras_between_the_same_steps() {
 
 #[test]
 fn without_systemd_as_pid_1_the_manager_is_started_by_hand_and_said_so() {
-    let s = Server {
-        pid1_systemd: false,
-        cgroup_v2: false,
-        ..server(Family::Apt)
-    };
+    let s = no_systemd_server();
     let steps = plan(&s, &wants());
     let conf = steps
         .iter()
