@@ -40,7 +40,7 @@ pub struct BootstrapArgs {
     #[arg(long, value_name = "DEST", required_unless_present = "local")]
     pub root: Option<String>,
     /// DEST is not root: run every step through `sudo -n` (no password prompt).
-    #[arg(long, requires = "root")]
+    #[arg(long, conflicts_with = "local")]
     pub sudo: bool,
     /// Make this machine a node for USER instead, as root, with no SSH and no config (on the
     /// server itself; `deploy setup` is then the user's to run).
@@ -64,7 +64,7 @@ pub struct BootstrapArgs {
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PROGRAM")]
     pub with: Vec<Program>,
     /// With --local: the tests' node (scripts/node-setup), with what only it gets.
-    #[arg(long, hide = true, requires = "local")]
+    #[arg(long, hide = true, conflicts_with = "root")]
     pub test_node: bool,
     /// Print every command that would change the server; change nothing (it still logs in
     /// and reads the server, to say what is done already).
@@ -445,6 +445,26 @@ pub fn manual_steps(user: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_options_of_one_way_are_refused_with_the_other() {
+        let parse = |line: &str| crate::help::command().try_get_matches_from(line.split(' '));
+        for bad in [
+            "deploy bootstrap --sudo --local x",
+            "deploy bootstrap --test-node --root r",
+            "deploy bootstrap --local x --root r",
+            "deploy bootstrap prod --local x",
+            "deploy bootstrap",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "deploy bootstrap --local x --test-node --with traefik,litestream",
+            "deploy bootstrap prod --root r --sudo",
+        ] {
+            assert!(parse(good).is_ok(), "{good}");
+        }
+    }
 
     #[test]
     fn ssh_g_output_gives_the_user() {

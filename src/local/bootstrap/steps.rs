@@ -83,7 +83,7 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     if name == "root" {
         return Err(
             "the deploy user must not be root: name another user in the environment's \
-                    host (user@host), e.g. deploy@host"
+                    host (user@host, e.g. deploy@host), or with --local (--local deploy)"
                 .into(),
         );
     }
