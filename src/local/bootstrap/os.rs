@@ -140,9 +140,9 @@ pub fn distro(fields: &BTreeMap<String, String>) -> Result<Distro, String> {
     Ok(Distro { id, name, family })
 }
 
-/// The Podman the server will run: the installed one (bootstrap upgrades no package it
-/// finds installed; an old one is refused, to be upgraded by hand), else the one apt would
-/// install (its candidate), when apt says. Pure.
+/// The Podman the server will run: the installed one (bootstrap does not count on upgrading
+/// it: an old one is refused, to be upgraded by hand), else the one apt would install (its
+/// candidate), when apt says. Pure.
 pub fn podman_after(installed: Option<Version>, candidate: Option<Version>) -> Option<Version> {
     installed.or(candidate)
 }

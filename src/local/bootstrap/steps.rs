@@ -456,9 +456,9 @@ exit 1
 }
 
 /// The user's systemd manager and its D-Bus bus. With systemd as PID 1 lingering starts it
-/// (started here too, and waited for); without, it is started as `scripts/node-setup` does:
-/// what `systemd --user` needs (sd_booted's directory, the runtime directory, a cgroup it may
-/// write) and then the manager itself, detached. Pure.
+/// (started here too, and waited for); without, it is started by hand: what `systemd --user`
+/// needs (sd_booted's directory, the runtime directory, a cgroup it may write) and then the
+/// manager itself, detached. Pure.
 pub fn manager_step(user: &str, server: &Server) -> Step {
     let check = r#"s=$(as_user systemctl --user is-system-running 2>/dev/null)
 [ -n "$U" ] && { [ "$s" = running ] || [ "$s" = degraded ]; }
@@ -494,8 +494,8 @@ exit 1
     )
 }
 
-/// `systemd --user` where PID 1 is not systemd (after the user prelude), as
-/// `scripts/node-setup` starts it.
+/// `systemd --user` where PID 1 is not systemd (after the user prelude): the one way the
+/// tests' node (`scripts/node-setup`) and every such server start it.
 const START_WITHOUT_SYSTEMD: &str = r#"mkdir -p /run/systemd/system
 install -d -m 0700 -o "$U" -g "$G" "/run/user/$U"
 rel="user.slice/user-$U.slice/user@$U.service"
