@@ -9,10 +9,12 @@
 //! - [`os`]: /etc/os-release, the distributions known, Podman's version;
 //! - [`probe`]: what is read of the server first;
 //! - [`programs`]: Traefik and Litestream, a binary of one's own or a pinned download;
-//! - [`steps`]: the steps as shell scripts (pure builders); [`testnode`]: the tests' extras;
+//! - [`steps`]: the steps as shell scripts (pure builders), [`manager`] those of the user's
+//!   manager and Podman; [`testnode`]: the tests' extras;
 //! - [`runner`]: runs them as root; [`here`]: `--local`.
 
 pub mod here;
+pub mod manager;
 pub mod os;
 pub mod probe;
 pub mod programs;
