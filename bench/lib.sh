@@ -5,8 +5,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 RUNS=${RUNS:-5}
 NODE_USER=${DEPLOY_NODE_USER:-deployer}
-scripts/node-setup "$NODE_USER" >/dev/null
 cargo build --quiet --release --locked -p deploy
+DEPLOY_BIN="${CARGO_TARGET_DIR:-target}/release/deploy" scripts/node-setup "$NODE_USER" >/dev/null
 scripts/build-example
 HOME_DIR=$(getent passwd "$NODE_USER" | cut -d: -f6)
 WORK=/tmp/deploy-bench

