@@ -159,6 +159,9 @@ pub enum PreviewAction {
     /// (not for people).
     #[command(hide = true)]
     Prepare(PreviewPrepareArgs),
+    /// On the node: the preview's new data, scrubbed, into its live release (not for people).
+    #[command(hide = true)]
+    Data(PreviewDataArgs),
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +177,11 @@ pub struct PreviewUpArgs {
     /// Copy ENV's data again (the preview's own is replaced).
     #[arg(long)]
     pub fresh_data: bool,
+    /// The data from ENV's replica (`replicate:`) as it was at TIME (RFC 3339, or how long
+    /// ago: 10m, 2h), as `deploy restore --at` takes it, instead of a copy of ENV's data now
+    /// (the preview's own is replaced).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     /// With the version from git: a tree with uncommitted changes.
     #[arg(long)]
     pub allow_dirty: bool,
@@ -218,6 +226,17 @@ pub struct PreviewPrepareArgs {
     pub env: String,
     #[arg(long)]
     pub fresh_data: bool,
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// The env.secret values sent by the deploy that was typed (the replica's credentials).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewDataArgs {
+    /// The preview, as `ENV/NAME`.
+    pub env: String,
 }
 
 impl PreviewArgs {
@@ -231,8 +250,9 @@ impl PreviewArgs {
                 .or_else(|| crate::names::split_preview(&a.name).map(|(f, _)| f)),
             PreviewAction::Ls(a) => a.env.as_deref(),
             PreviewAction::Prune(a) => a.env.as_deref(),
-            PreviewAction::Prepare(a) => {
-                Some(crate::names::split_preview(&a.env).map_or(a.env.as_str(), |(f, _)| f))
+            PreviewAction::Prepare(PreviewPrepareArgs { env, .. })
+            | PreviewAction::Data(PreviewDataArgs { env }) => {
+                Some(crate::names::split_preview(env).map_or(env.as_str(), |(f, _)| f))
             }
         }
     }
