@@ -3,6 +3,8 @@
 //! `scripts/node-setup` provides (it is run here, idempotently, before the first test).
 #![allow(dead_code)]
 
+pub mod previews;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
