@@ -50,9 +50,17 @@ fn scrub_runs_on_each_new_copy_before_the_preview_starts_and_never_on_prods_data
         .says("Scrub: /app/example-app run-sql /app/assets/scrub.sql");
     let db = preview_root(&p, "pr-1").join("shared/data/app.db");
     let starts = "SELECT group_concat(unscrubbed) FROM starts;";
-    assert_eq!(query(&p, &db, starts), "0", "the app started on scrubbed rows");
+    assert_eq!(
+        query(&p, &db, starts),
+        "0",
+        "the app started on scrubbed rows"
+    );
     assert_eq!(query(&p, &db, scrubbed), prod_rows.to_string());
-    assert_eq!(query(&p, &prod_db, scrubbed), "0", "prod's rows were scrubbed");
+    assert_eq!(
+        query(&p, &prod_db, scrubbed),
+        "0",
+        "prod's rows were scrubbed"
+    );
     assert_eq!(copies_left(&p, "pr-1"), Vec::<String>::new());
     let port = 18924;
     assert!(get(port, None, "/").1.contains("v2"));
@@ -72,13 +80,19 @@ fn scrub_runs_on_each_new_copy_before_the_preview_starts_and_never_on_prods_data
     assert_eq!(copies_left(&p, "pr-1"), Vec::<String>::new());
     let (status, body, _) = get(port, None, "/");
     assert_eq!(status, 200, "{body}");
-    assert_eq!(count(&p, &db), own + 1, "its own rows and this one: no copy came in");
+    assert_eq!(
+        count(&p, &db),
+        own + 1,
+        "its own rows and this one: no copy came in"
+    );
     assert_eq!(query(&p, &db, starts), "0", "it was not started again");
 
     // A new preview whose scrub fails never starts.
     p.deploy(&["preview", "up", "pr-2", "--version", "v2"])
         .failed()
-        .says("the preview.scrub command `/app/example-app run-sql /app/assets/missing.sql` failed");
+        .says(
+            "the preview.scrub command `/app/example-app run-sql /app/assets/missing.sql` failed",
+        );
     assert_eq!(copies_left(&p, "pr-2"), Vec::<String>::new());
     assert!(std::net::TcpStream::connect(("127.0.0.1", 18926)).is_err());
     assert!(!preview_root(&p, "pr-2").join("current").exists());
@@ -91,8 +105,15 @@ fn scrub_runs_on_each_new_copy_before_the_preview_starts_and_never_on_prods_data
         .ok()
         .says("Scrub: ");
     assert_eq!(query(&p, &db, scrubbed), prod_rows.to_string());
-    assert_eq!(query(&p, &db, "SELECT COUNT(*) FROM hits;"), prod_rows.to_string());
-    assert_eq!(query(&p, &db, starts), "0", "a fresh copy, started scrubbed");
+    assert_eq!(
+        query(&p, &db, "SELECT COUNT(*) FROM hits;"),
+        prod_rows.to_string()
+    );
+    assert_eq!(
+        query(&p, &db, starts),
+        "0",
+        "a fresh copy, started scrubbed"
+    );
     assert_eq!(query(&p, &prod_db, scrubbed), "0");
     assert!(get(port, None, "/").1.contains("v3"));
     p.deploy(&["preview", "down", "pr-1"]).ok();
@@ -131,7 +152,14 @@ fn a_preview_on_prods_data_as_its_replica_had_it_at_a_time() {
 
     let r = p
         .deploy(&[
-            "preview", "up", "pr-at", "--version", "v2", "--at", &then, "--json",
+            "preview",
+            "up",
+            "pr-at",
+            "--version",
+            "v2",
+            "--at",
+            &then,
+            "--json",
         ])
         .ok();
     let done = last_event(&r.stdout);

@@ -22,8 +22,7 @@ fn the_servers_timer_prunes_an_expired_preview_and_remove_takes_the_others_down(
     p.deploy(&["preview", "up", "pr-b", "--version", "v2"]).ok();
 
     // deploy server lists them, as previews of test.
-    let report: Value =
-        serde_json::from_str(&p.deploy(&["server", "--json"]).ok().stdout).unwrap();
+    let report: Value = serde_json::from_str(&p.deploy(&["server", "--json"]).ok().stdout).unwrap();
     let listed = |env: &str| {
         report["apps"]
             .as_array()
@@ -38,7 +37,9 @@ fn the_servers_timer_prunes_an_expired_preview_and_remove_takes_the_others_down(
     assert!(a["preview"]["expires"].is_string(), "{a}");
     assert!(a["current"] == "v2" && a["port"] == 18964, "{a}");
     assert!(listed("test")["preview"].is_null());
-    p.deploy(&["server"]).ok().prints("preview:      of test, data test at ");
+    p.deploy(&["server"])
+        .ok()
+        .prints("preview:      of test, data test at ");
 
     // pr-a is past its time: the timer's service (started here rather than in 15 minutes)
     // takes it down, and only it.

@@ -85,7 +85,13 @@ impl Via {
 
 /// `deploy remove ENV` on its server: ENV's previews (`ENV/NAME`) taken down first, each as
 /// `deploy preview down` takes it down. `loaded`: the config as ENV sees it.
-pub fn take_down(cli: &Cli, loaded: &Loaded, from: &str, ui: Ui, previews: &[String]) -> Result<()> {
+pub fn take_down(
+    cli: &Cli,
+    loaded: &Loaded,
+    from: &str,
+    ui: Ui,
+    previews: &[String],
+) -> Result<()> {
     let at = Place {
         cli,
         loaded,
@@ -203,10 +209,15 @@ impl Place<'_> {
         .run()
     }
 
-    /// The preview `spelling`'s node, its ports read from its record.
-    fn with_preview<T>(&self, spelling: &str, f: impl FnOnce(&Node) -> Result<T>) -> Result<T> {
+    /// The preview `spelling`'s node, its ports read from its record (`known`: whether they
+    /// were, i.e. whether it is on this server).
+    fn with_preview<T>(
+        &self,
+        spelling: &str,
+        f: impl FnOnce(&Node, Result<()>) -> Result<T>,
+    ) -> Result<T> {
         let mut pv_loaded = self.loaded.for_environment(Some(spelling))?;
-        pv::with_ports(&mut pv_loaded.config, spelling, &crate::node::home_dir()?)?;
+        let known = pv::with_ports(&mut pv_loaded.config, spelling, &crate::node::home_dir()?);
         let (_, env) = pv_loaded.environment(Some(spelling))?;
         let mut node = Node::new(
             &pv_loaded.config,
@@ -216,29 +227,29 @@ impl Place<'_> {
             self.ui,
         )?;
         node.lock_wait = self.cli.lock_wait;
-        f(&node)
+        f(&node, known)
     }
 
     /// On the node: `preview data ENV/NAME`.
     fn new_data(&self, d: &PreviewDataArgs) -> Result<()> {
-        self.with_preview(&d.env, |node| node.preview_new_data())
+        self.with_preview(&d.env, |node, known| {
+            known?;
+            node.preview_new_data()
+        })
     }
 
     /// On the node: `preview down ENV/NAME`: everything of it, as `remove --all` removes an
     /// environment's (a preview's data is its own copy); one that never got as far as its
     /// setup, its directory and record.
     fn down(&self, spelling: &str, dry_run: bool) -> Result<()> {
-        let mut pv_loaded = self.loaded.for_environment(Some(spelling))?;
+        self.with_preview(spelling, |node, known| {
+            self.take_down(node, known.is_ok(), dry_run)
+        })
+    }
+
+    fn take_down(&self, node: &Node, known: bool, dry_run: bool) -> Result<()> {
+        let spelling = node.env_name.as_str();
         let home = crate::node::home_dir()?;
-        let known = pv::with_ports(&mut pv_loaded.config, spelling, &home).is_ok();
-        let (_, env) = pv_loaded.environment(Some(spelling))?;
-        let node = Node::new(
-            &pv_loaded.config,
-            spelling.to_string(),
-            env,
-            &pv_loaded.dir,
-            self.ui,
-        )?;
         let root = node.layout.root.clone();
         if !known && !root.exists() {
             bail!(

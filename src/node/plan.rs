@@ -369,7 +369,11 @@ impl Node<'_> {
         let (stage, dir) = crate::node::preview::data::pending(&self.layout)?;
         if stage == crate::node::preview::data::Stage::Copied {
             for command in &self.config.preview.scrub {
-                line(out, "scrub", format!("{command} (a one-off container, on {})", dir.display()));
+                line(
+                    out,
+                    "scrub",
+                    format!("{command} (a one-off container, on {})", dir.display()),
+                );
             }
         }
         Some(crate::node::preview::data::Stage::Ready.dir(&self.layout))

@@ -259,9 +259,16 @@ impl Node<'_> {
 
     /// `deploy remove`; `take_down` takes the environment's previews down (their configs are
     /// derived from the config where this runs).
-    pub fn remove(&self, a: &RemoveArgs, take_down: &dyn Fn(&[String]) -> Result<()>) -> Result<()> {
+    pub fn remove(
+        &self,
+        a: &RemoveArgs,
+        take_down: &dyn Fn(&[String]) -> Result<()>,
+    ) -> Result<()> {
         let previews = self.previews_here()?;
-        if (a.data || a.all) && !a.yes && !self.ui.ask(&question(a, &self.env_name, Some(&previews)))? {
+        if (a.data || a.all)
+            && !a.yes
+            && !self.ui.ask(&question(a, &self.env_name, Some(&previews)))?
+        {
             bail!(
                 "not confirmed, nothing was removed (`--dry-run` lists what would go; pass \
                  --yes to confirm without a prompt)"

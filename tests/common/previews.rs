@@ -135,7 +135,8 @@ pub fn leftovers(p: &Project, base: &str) -> Vec<String> {
 pub fn prune_timer(p: &Project) -> (bool, bool) {
     let timer = format!("{}_test_previews.timer", p.app);
     let dir = node().home.join(".config/systemd/user");
-    let enabled = dir.join(&timer).exists() && dir.join("timers.target.wants").join(&timer).exists();
+    let enabled =
+        dir.join(&timer).exists() && dir.join("timers.target.wants").join(&timer).exists();
     let active = p.user("systemctl", &["--user", "is-active", &timer]).stdout;
     (enabled, active.trim() == "active")
 }

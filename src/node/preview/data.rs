@@ -44,8 +44,9 @@ impl Stage {
 
 fn delete(dir: &Path) -> Result<()> {
     match dir.exists() {
-        true => std::fs::remove_dir_all(dir)
-            .with_context(|| format!("cannot delete {}", dir.display())),
+        true => {
+            std::fs::remove_dir_all(dir).with_context(|| format!("cannot delete {}", dir.display()))
+        }
         false => Ok(()),
     }
 }

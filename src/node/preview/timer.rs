@@ -67,9 +67,10 @@ pub fn config_file(home: &Path, app: &str, env: &str) -> PathBuf {
 
 /// Whether `app` has a preview of `env` among the records.
 fn has_previews(registry: &shared::Registry, app: &str, env: &str) -> bool {
-    registry.records.iter().any(|r| {
-        r.app == app && crate::names::split_preview(&r.env).is_some_and(|(f, _)| f == env)
-    })
+    registry
+        .records
+        .iter()
+        .any(|r| r.app == app && crate::names::split_preview(&r.env).is_some_and(|(f, _)| f == env))
 }
 
 /// `preview up`: the config kept, the binary kept, the service and the timer written when

@@ -636,6 +636,17 @@ mod tests {
         }
     }
 
+    /// A release of v2 over v1 that stopped the app and kept v1's data (in /snap/v1).
+    fn stopped_and_kept(mv: &Move) -> Vec<Entry> {
+        vec![
+            mv_entry(mv),
+            begin(Step::Stop),
+            done(Step::Stop),
+            begin(snap("v1")),
+            snapshot_done("v1", "/snap/v1"),
+        ]
+    }
+
     #[test]
     fn a_release_behind_traefik_with_hooks() {
         let mv = Move::release("v2", Some("v1"), true);
@@ -764,16 +775,10 @@ mod tests {
         // The hook began (and may have migrated) before `current` was switched: the data is
         // restored all the same.
         let mv = Move::release("v2", Some("v1"), true);
-        let entries = vec![
-            mv_entry(&mv),
-            begin(Step::Stop),
-            done(Step::Stop),
-            begin(snap("v1")),
-            snapshot_done("v1", "/snap/v1"),
-            begin(Step::Hook {
-                command: "migrate".into(),
-            }),
-        ];
+        let mut entries = stopped_and_kept(&mv);
+        entries.push(begin(Step::Hook {
+            command: "migrate".into(),
+        }));
         let back = undo(&entries, Kind::PutBack).unwrap();
         assert_eq!(back.to.as_deref(), Some("v1"));
         assert_eq!(back.restore, Some(PathBuf::from("/snap/v1")));
@@ -805,14 +810,8 @@ mod tests {
         );
         assert_eq!(steps[2], Step::Data { dir: dir.clone() });
         // The data step failed half-way: v1 goes back on the data it left.
-        let entries = vec![
-            mv_entry(&mv),
-            begin(Step::Stop),
-            done(Step::Stop),
-            begin(snap("v1")),
-            snapshot_done("v1", "/snap/v1"),
-            begin(Step::Data { dir: dir.clone() }),
-        ];
+        let mut entries = stopped_and_kept(&mv);
+        entries.push(begin(Step::Data { dir: dir.clone() }));
         let back = undo(&entries, Kind::PutBack).unwrap();
         assert_eq!(back.restore, Some(PathBuf::from("/snap/v1")));
         assert_eq!(back.data, None);
