@@ -71,7 +71,8 @@ pub enum Command {
     /// prune and remove refuse until `release`; `status` says who holds it and why.
     Lock(LockArgs),
     /// Remove the app from the server: its units, containers, images, Traefik router and
-    /// Litestream config. Keeps shared/, the releases and the replica unless --data or --all.
+    /// Litestream config, and its previews (taken down wholly). Keeps shared/, the releases and
+    /// the replica unless --data or --all.
     Remove(RemoveArgs),
     /// Remove the releases beyond `keep_releases`, their images and the app's dangling images.
     Prune(PruneArgs),

@@ -4,7 +4,7 @@
 //! two previews on different ports, `preview.max`, `down` leaving nothing, `prune`; over SSH.
 
 mod common;
-use common::previews::{count, forget_previews, get, last_event, leftovers, preview_root};
+use common::previews::{count, expire, forget_previews, get, last_event, leftovers, preview_root};
 use common::{get_front_as, traefik_section, Options, Project};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -182,10 +182,7 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
         .says("there is no preview pr-1 of test");
 
     // Past its ttl, prune takes it down.
-    let file = preview_root(&p, "pr-2").join(".deploy/preview.json");
-    let mut record: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    record["expires"] = "2000-01-01T00:00:00Z".into();
-    std::fs::write(&file, record.to_string()).unwrap();
+    expire(&p, "pr-2");
     p.deploy(&["preview", "prune", "--dry-run"])
         .ok()
         .prints("would take down test/pr-2");

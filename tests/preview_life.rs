@@ -4,7 +4,9 @@
 //! Traefik, and a rollback of a preview.
 
 mod common;
-use common::previews::{forget_previews, get, get_as, leftovers, preview_root, prune_timer};
+use common::previews::{
+    expire, forget_previews, get, get_as, leftovers, preview_root, prune_timer,
+};
 use common::{node, traefik_section, Options, Project, TRAEFIK_WEB};
 use serde_json::Value;
 
@@ -43,15 +45,9 @@ fn the_servers_timer_prunes_an_expired_preview_and_remove_takes_the_others_down(
 
     // pr-a is past its time: the timer's service (started here rather than in 15 minutes)
     // takes it down, and only it.
-    let file = preview_root(&p, "pr-a").join(".deploy/preview.json");
-    let mut record: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    record["expires"] = "2000-01-01T00:00:00Z".into();
-    std::fs::write(&file, record.to_string()).unwrap();
-    p.user(
-        "systemctl",
-        &["--user", "start", &format!("{app}_test_previews.service")],
-    )
-    .ok();
+    expire(&p, "pr-a");
+    p.user("systemctl", &["--user", "start", &prune_service(&p)])
+        .ok();
     assert_eq!(
         leftovers(&p, &format!("{app}_test_preview_pr-a")),
         Vec::<String>::new()
@@ -131,8 +127,21 @@ fn a_preview_asks_for_its_password_through_traefik_and_rolls_back() {
         .1
         .contains("v1"));
 
-    // Down: the last preview takes the prune timer with it.
-    p.deploy(&["preview", "down", "pr-1"]).ok();
+    // Past its time, the timer's service takes the last preview down, and the timer and
+    // itself with it.
+    expire(&p, "pr-1");
+    p.user("systemctl", &["--user", "start", &prune_service(&p)])
+        .ok();
+    assert!(!preview_root(&p, "pr-1").exists());
     assert_eq!(prune_timer(&p), (false, false));
+    assert!(!node()
+        .home
+        .join(".config/systemd/user")
+        .join(prune_service(&p))
+        .exists());
     assert_eq!(through(Some(ALICE)).0, 404);
+}
+
+fn prune_service(p: &Project) -> String {
+    format!("{}_test_previews.service", p.app)
 }

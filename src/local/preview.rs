@@ -467,31 +467,43 @@ fn up_plan(
         (None, true) => format!("a fresh copy of {from}'s shared/"),
         (None, false) => format!("a copy of {from}'s shared/ when it is new, else its own"),
     };
-    let mut out = format!(
-        "Plan: preview {spelling} of {app}
-  ports:     its own, or the first free pair of {}          (at most {} previews of {from})
-  data:      {data}
-",
-        of.ports,
-        p.max,
-        app = at.loaded.config.app,
+    let mut out = format!("Plan: preview {spelling} of {}\n", at.loaded.config.app);
+    let mut line =
+        |key: &str, text: String| out += &format!("  {:<10} {text}\n", format!("{key}:"));
+    line(
+        "ports",
+        format!(
+            "its own, or the first free pair of {} (at most {} previews of {from})",
+            of.ports, p.max
+        ),
     );
+    line("data", data);
     for command in &p.scrub {
-        out += &format!(
-            "  scrub:     {command} (on new data, in a one-off container of the release,              before it goes in)
-"
+        line(
+            "scrub",
+            format!("{command} (on the new data, in a one-off container of the release, before it goes in)"),
         );
     }
-    out += &format!(
-        "  setup:     deploy setup {spelling}
-  release:   deploy release {version} {spelling}          (unless live there; new data then goes in under the live release)
-           timer:     {} (deploy preview prune {from}, every 15 minutes)
-           expires:   {} after this up
-Dry run: nothing was changed.
-",
-        crate::names::Names::new(&at.loaded.config.app, from).previews_timer(),
-        humantime::format_duration(p.ttl),
+    line("setup", format!("deploy setup {spelling}"));
+    line(
+        "release",
+        format!(
+            "deploy release {version} {spelling} (unless live there: new data then goes in \
+             under the live release)"
+        ),
     );
+    line(
+        "timer",
+        format!(
+            "{} (deploy preview prune {from}, every 15 minutes)",
+            crate::names::Names::new(&at.loaded.config.app, from).previews_timer()
+        ),
+    );
+    line(
+        "expires",
+        format!("{} after this up", humantime::format_duration(p.ttl)),
+    );
+    out += "Dry run: nothing was changed.\n";
     crate::help::print(&out)?;
     Ok(())
 }

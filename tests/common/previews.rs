@@ -35,6 +35,14 @@ pub fn preview_root(p: &Project, name: &str) -> PathBuf {
         .join(format!("{}.preview-{name}", p.app))
 }
 
+/// The preview's record says it expired long ago.
+pub fn expire(p: &Project, name: &str) {
+    let file = preview_root(p, name).join(".deploy/preview.json");
+    let mut record: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    record["expires"] = "2000-01-01T00:00:00Z".into();
+    std::fs::write(&file, record.to_string()).unwrap();
+}
+
 /// The last JSON event a command printed.
 pub fn last_event(stdout: &str) -> Value {
     serde_json::from_str(stdout.lines().last().expect("an event")).expect("JSON")
