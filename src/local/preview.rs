@@ -495,8 +495,9 @@ fn up_plan(
     line(
         "timer",
         format!(
-            "{} (deploy preview prune {from}, every 15 minutes)",
-            crate::names::Names::new(&at.loaded.config.app, from).previews_timer()
+            "{} (deploy preview prune {from}, every {})",
+            crate::names::Names::new(&at.loaded.config.app, from).previews_timer(),
+            pv::timer::EVERY
         ),
     );
     line(

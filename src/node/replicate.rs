@@ -622,7 +622,7 @@ impl Node<'_> {
 
     /// Each of `rels` restored from the replica (as of `at`) into `into`, at its path under
     /// shared/ (`config`: Litestream's, from [`Self::replica_manifest`]); those the replica has.
-    fn download(
+    pub(crate) fn download(
         &self,
         config: &Path,
         rels: &[SharedRel],
@@ -647,34 +647,6 @@ impl Node<'_> {
             }
         }
         Ok(restored)
-    }
-
-    /// `deploy preview up --at`: every database of this environment's replica as of `at` (a
-    /// time, or how long ago) into `into` (a preview's new data), at its path under shared/;
-    /// `work`: a scratch directory. Nothing of this environment is written. Returns the time
-    /// as RFC 3339 and the databases.
-    pub(crate) fn download_replica(
-        &self,
-        at: &str,
-        secrets: Option<&Path>,
-        (work, into): (&Path, &Path),
-    ) -> Result<(String, Vec<String>)> {
-        let r = self.config.replicate.as_ref().ok_or_else(|| {
-            crate::exit::with(
-                crate::exit::Code::Config,
-                anyhow::anyhow!(
-                    "--at restores {}'s data from its replica, and its config has no                      `replicate:`: leave --at out to copy its data as it is now",
-                    self.env_name
-                ),
-            )
-        })?;
-        litestream_bin()?;
-        let at = point_in_time(at, std::time::SystemTime::now())?;
-        let env = self.litestream_env(secrets)?;
-        fsx::ensure_private_dir(work)?;
-        let (config, rels) = self.replica_manifest(r, &env, work, Some(&at))?;
-        let got = self.download(&config, &rels, into, Some(&at), &env)?;
-        Ok((at, names_of(&got)))
     }
 
     /// Puts restored databases in place where nothing is live (a new server): Litestream

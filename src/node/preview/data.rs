@@ -149,6 +149,34 @@ impl Node<'_> {
         Ok(())
     }
 
+    /// `deploy preview up --at`: every database of this environment's replica as of `at` (a
+    /// time, or how long ago) into `into` (a preview's new data), at its path under shared/;
+    /// `work`: a scratch directory. Nothing of this environment is written. Returns the time
+    /// as RFC 3339 and the databases.
+    pub(crate) fn download_replica(
+        &self,
+        at: &str,
+        secrets: Option<&Path>,
+        (work, into): (&Path, &Path),
+    ) -> Result<(String, Vec<String>)> {
+        let r = self.config.replicate.as_ref().ok_or_else(|| {
+            crate::exit::with(
+                crate::exit::Code::Config,
+                anyhow::anyhow!(
+                    "--at restores {}'s data from its replica, and its config has no                      `replicate:`: leave --at out to copy its data as it is now",
+                    self.env_name
+                ),
+            )
+        })?;
+        crate::node::replicate::litestream_bin()?;
+        let at = crate::node::replicate::point_in_time(at, std::time::SystemTime::now())?;
+        let env = self.litestream_env(secrets)?;
+        fsx::ensure_private_dir(work)?;
+        let (config, rels) = self.replica_manifest(r, &env, work, Some(&at))?;
+        let got = self.download(&config, &rels, into, Some(&at), &env)?;
+        Ok((at, got.iter().map(|r| r.to_string()).collect()))
+    }
+
     /// The app's spec with its mounts and `shared/.env` in `data` instead of `shared/`.
     fn scrub_spec(&self, data: &Path) -> crate::node::unit::UnitSpec {
         let shared = self.layout.shared();

@@ -19,7 +19,7 @@ const SERVICE: &str = include_str!("../../../units/previews.service");
 
 /// When the timer comes due: a preview goes at most this long after it expired.
 const SCHEDULE: &str = "*:0/15";
-const EVERY: &str = "15 minutes";
+pub const EVERY: &str = "15 minutes";
 
 /// What the two units are made from.
 #[derive(Debug, Serialize)]
