@@ -72,7 +72,8 @@ pub enum Command {
     /// prune and remove refuse until `release`; `status` says who holds it and why.
     Lock(LockArgs),
     /// Remove the app from the server: its units, containers, images, Traefik router and
-    /// Litestream config. Keeps shared/, the releases and the replica unless --data or --all.
+    /// Litestream config, and its previews (taken down wholly). Keeps shared/, the releases and
+    /// the replica unless --data or --all.
     Remove(RemoveArgs),
     /// Remove the releases beyond `keep_releases`, their images and the app's dangling images.
     Prune(PruneArgs),
@@ -160,6 +161,9 @@ pub enum PreviewAction {
     /// (not for people).
     #[command(hide = true)]
     Prepare(PreviewPrepareArgs),
+    /// On the node: the preview's new data, scrubbed, into its live release (not for people).
+    #[command(hide = true)]
+    Data(PreviewDataArgs),
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +179,11 @@ pub struct PreviewUpArgs {
     /// Copy ENV's data again (the preview's own is replaced).
     #[arg(long)]
     pub fresh_data: bool,
+    /// The data from ENV's replica (`replicate:`) as it was at TIME (RFC 3339, or how long
+    /// ago: 10m, 2h), as `deploy restore --at` takes it, instead of a copy of ENV's data now
+    /// (the preview's own is replaced).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     /// With the version from git: a tree with uncommitted changes.
     #[arg(long)]
     pub allow_dirty: bool,
@@ -219,6 +228,17 @@ pub struct PreviewPrepareArgs {
     pub env: String,
     #[arg(long)]
     pub fresh_data: bool,
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// The env.secret values sent by the deploy that was typed (the replica's credentials).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewDataArgs {
+    /// The preview, as `ENV/NAME`.
+    pub env: String,
 }
 
 impl PreviewArgs {
@@ -232,8 +252,9 @@ impl PreviewArgs {
                 .or_else(|| crate::names::split_preview(&a.name).map(|(f, _)| f)),
             PreviewAction::Ls(a) => a.env.as_deref(),
             PreviewAction::Prune(a) => a.env.as_deref(),
-            PreviewAction::Prepare(a) => {
-                Some(crate::names::split_preview(&a.env).map_or(a.env.as_str(), |(f, _)| f))
+            PreviewAction::Prepare(PreviewPrepareArgs { env, .. })
+            | PreviewAction::Data(PreviewDataArgs { env }) => {
+                Some(crate::names::split_preview(env).map_or(env.as_str(), |(f, _)| f))
             }
         }
     }

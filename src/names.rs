@@ -167,6 +167,16 @@ impl Names {
         format!("{}_verify.service", self.base)
     }
 
+    /// The server's prune of the previews of this environment, and the service it starts
+    /// (`shop_prod_previews.timer`: a preview's base is `shop_prod_preview_<name>`, never this).
+    pub fn previews_timer(&self) -> String {
+        format!("{}_previews.timer", self.base)
+    }
+
+    pub fn previews_service(&self) -> String {
+        format!("{}_previews.service", self.base)
+    }
+
     pub fn replication_unit(&self) -> String {
         format!("{}_litestream.service", self.base)
     }

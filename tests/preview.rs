@@ -4,117 +4,12 @@
 //! two previews on different ports, `preview.max`, `down` leaving nothing, `prune`; over SSH.
 
 mod common;
-use common::{get_front_as, node, traefik_section, Options, Project};
+use common::previews::{count, expire, forget_previews, get, last_event, leftovers, preview_root};
+use common::{get_front_as, traefik_section, Options, Project};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Takes down what an earlier run left of these previews (their records outlive the project).
-fn forget_previews(p: &Project, names: &[&str], remote: bool) {
-    for name in names {
-        let args = ["preview", "down", name, "--from", "test"];
-        let _ = match remote {
-            true => p.deploy_remote(&args),
-            false => p.deploy(&args),
-        };
-        let root = preview_root(p, name);
-        let _ = std::fs::remove_dir_all(&root);
-        let record = node().home.join(format!(
-            ".local/share/deploy/apps/{}_test_preview_{name}.json",
-            p.app
-        ));
-        let _ = std::fs::remove_file(record);
-    }
-}
-
-fn preview_root(p: &Project, name: &str) -> PathBuf {
-    node()
-        .home
-        .join("tests")
-        .join(format!("{}.preview-{name}", p.app))
-}
-
-/// The last JSON event a command printed.
-fn last_event(stdout: &str) -> Value {
-    serde_json::from_str(stdout.lines().last().expect("an event")).expect("JSON")
-}
-
-/// The rows of a database that something may be writing, checked whole by SQLite first; read
-/// as the node user (a root reader could leave files of root's beside it).
-#[track_caller]
-fn count(p: &Project, db: &Path) -> i64 {
-    let db = db.display().to_string();
-    let r = p
-        .user(
-            "sqlite3",
-            &[
-                "-readonly",
-                &db,
-                "PRAGMA integrity_check; SELECT COUNT(*) FROM hits;",
-            ],
-        )
-        .ok();
-    let mut lines = r.stdout.lines();
-    assert_eq!(lines.next(), Some("ok"), "{db}: {}", r.stdout);
-    lines.next().unwrap().trim().parse().unwrap()
-}
-
-/// GET on a port: (status, body, the X-Robots-Tag header).
-fn get(port: u16, host: Option<&str>, path: &str) -> (u16, String, Option<String>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .proxy(None)
-        .build()
-        .into();
-    let mut req = agent.get(format!("http://127.0.0.1:{port}{path}"));
-    if let Some(h) = host {
-        req = req.header("Host", h);
-    }
-    let mut r = req.call().unwrap();
-    let robots = r
-        .headers()
-        .get("x-robots-tag")
-        .map(|v| v.to_str().unwrap().to_string());
-    (
-        r.status().as_u16(),
-        r.body_mut().read_to_string().unwrap(),
-        robots,
-    )
-}
-
-/// Unit files, containers and images whose names hold `base`.
-fn leftovers(p: &Project, base: &str) -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_dir(node().home.join(".config/systemd/user"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(base))
-        .collect();
-    let containers = p.user("podman", &["ps", "--all", "--format", "{{.Names}}"]);
-    let images = p.user(
-        "podman",
-        &["images", "--format", "{{.Repository}}:{{.Tag}}"],
-    );
-    found.extend(
-        containers
-            .stdout
-            .lines()
-            .chain(images.stdout.lines())
-            .filter(|l| l.contains(base))
-            .map(String::from),
-    );
-    let router = node()
-        .home
-        .join(".config/traefik/dynamic")
-        .join(format!("{base}.yaml"));
-    if router.exists() {
-        found.push(router.display().to_string());
-    }
-    found
-}
 
 #[test]
 fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_writes() {
@@ -287,10 +182,7 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
         .says("there is no preview pr-1 of test");
 
     // Past its ttl, prune takes it down.
-    let file = preview_root(&p, "pr-2").join(".deploy/preview.json");
-    let mut record: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    record["expires"] = "2000-01-01T00:00:00Z".into();
-    std::fs::write(&file, record.to_string()).unwrap();
+    expire(&p, "pr-2");
     p.deploy(&["preview", "prune", "--dry-run"])
         .ok()
         .prints("would take down test/pr-2");

@@ -323,7 +323,9 @@ fn dispatch(
             }
         },
         Command::Remove(a) if a.dry_run => print_plan(node.remove_plan(a)),
-        Command::Remove(a) => node.remove(a),
+        Command::Remove(a) => node.remove(a, &|previews| {
+            crate::local::preview::take_down(cli, loaded, &node.env_name, ui, previews)
+        }),
         Command::Prune(a) if a.dry_run => print_plan(node.prune_plan_text()),
         Command::Prune(_) => node.prune_now(),
         Command::Jobs(a) => match &a.action {
@@ -628,7 +630,7 @@ fn confirm_removal(ui: Ui, a: &crate::cli::RemoveArgs, env: &str) -> Result<()> 
     if !(a.data || a.all) || a.yes || a.dry_run {
         return Ok(());
     }
-    let question = crate::node::remove::question(a, env);
+    let question = crate::node::remove::question(a, env, None);
     if !ui.ask(&question)? {
         bail!(
             "not confirmed, nothing was removed (`--dry-run` lists what would go; pass --yes to \

@@ -5,7 +5,9 @@
 //! setup ENV/NAME` and `deploy release VERSION ENV/NAME`, run by this deploy as if typed (the
 //! build, the upload, the swap: a preview is released exactly as an environment is).
 
-use crate::cli::{Cli, PreviewAction, PreviewArgs, PreviewUpArgs, RemoveArgs};
+use crate::cli::{
+    Cli, PreviewAction, PreviewArgs, PreviewDataArgs, PreviewPrepareArgs, PreviewUpArgs, RemoveArgs,
+};
 use crate::config::{Host, Loaded};
 use crate::local::remote::Remote;
 use crate::node::preview::{self as pv, Listed};
@@ -26,7 +28,7 @@ pub fn run(cli: &Cli, a: &PreviewArgs, loaded: &Loaded, ui: Ui) -> Result<()> {
     };
     match &a.action {
         PreviewAction::Up(u) => up(&at, u),
-        PreviewAction::Ls(_) => at.on_node(false, &["preview", "ls", &from], || {
+        PreviewAction::Ls(_) => at.on_node(Via::Read, &["preview", "ls", &from], || {
             let listed = pv::list(&env_loaded.config, &crate::node::home_dir()?, Some(&from))?;
             match ui.json {
                 true => println!("{}", serde_json::to_string_pretty(&listed)?),
@@ -40,22 +42,64 @@ pub fn run(cli: &Cli, a: &PreviewArgs, loaded: &Loaded, ui: Ui) -> Result<()> {
             if d.dry_run {
                 args.push("--dry-run");
             }
-            at.on_node(d.dry_run, &args, || at.down(&spelling, d.dry_run))
+            at.on_node(Via::read(d.dry_run), &args, || {
+                at.down(&spelling, d.dry_run)
+            })
         }
         PreviewAction::Prune(p) => {
             let mut args = vec!["preview", "prune", &from];
             if p.dry_run {
                 args.push("--dry-run");
             }
-            at.on_node(p.dry_run, &args, || at.prune(p.dry_run))
+            at.on_node(Via::read(p.dry_run), &args, || at.prune(p.dry_run))
         }
         PreviewAction::Prepare(p) => {
-            if !cli.node && env_loaded.environment(Some(&from))?.1.host() != Host::Local {
-                bail!("`deploy preview prepare` is the node's part of `deploy preview up`");
-            }
-            at.prepare(&p.env, p.fresh_data).map(|_| ())
+            at.node_part("prepare")?;
+            at.prepare(p).map(|_| ())
+        }
+        PreviewAction::Data(d) => {
+            at.node_part("data")?;
+            at.new_data(d)
         }
     }
+}
+
+/// How a preview command reaches a remote server.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    /// Attached, for what only reads.
+    Read,
+    Run,
+    /// With this shell's env.secret values sent (the replica's credentials).
+    RunWithSecrets,
+}
+
+impl Via {
+    fn read(yes: bool) -> Via {
+        match yes {
+            true => Via::Read,
+            false => Via::Run,
+        }
+    }
+}
+
+/// `deploy remove ENV` on its server: ENV's previews (`ENV/NAME`) taken down first, each as
+/// `deploy preview down` takes it down. `loaded`: the config as ENV sees it.
+pub fn take_down(
+    cli: &Cli,
+    loaded: &Loaded,
+    from: &str,
+    ui: Ui,
+    previews: &[String],
+) -> Result<()> {
+    let at = Place {
+        cli,
+        loaded,
+        env_loaded: loaded,
+        from,
+        ui,
+    };
+    previews.iter().try_for_each(|p| at.down(p, false))
 }
 
 /// `NAME` or `ENV/NAME` as the preview's environment name, checked.
@@ -97,17 +141,26 @@ impl Place<'_> {
     }
 
     /// `here` on this machine when ENV is local (or this is its server), else `args` run by
-    /// ENV's deploy on its server (`read`: attached, for what only reads).
-    fn on_node(&self, read: bool, args: &[&str], here: impl FnOnce() -> Result<()>) -> Result<()> {
+    /// ENV's deploy on its server.
+    fn on_node(&self, via: Via, args: &[&str], here: impl FnOnce() -> Result<()>) -> Result<()> {
         if self.here()? {
             return here();
         }
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let remote = self.remote(self.ui)?;
-        match read {
-            true => remote.read(&args),
-            false => remote.run(&args),
+        match via {
+            Via::Read => remote.read(&args),
+            Via::Run => remote.run(&args),
+            Via::RunWithSecrets => remote.run_with_secrets(&args),
         }
+    }
+
+    /// The node's parts of `up` are refused where they would not run on ENV's server.
+    fn node_part(&self, what: &str) -> Result<()> {
+        if !self.here()? {
+            bail!("`deploy preview {what}` is the node's part of `deploy preview up`");
+        }
+        Ok(())
     }
 
     /// The previews of ENV, read from its server.
@@ -128,35 +181,75 @@ impl Place<'_> {
     }
 
     /// On the node: `preview prepare ENV/NAME`.
-    fn prepare(&self, spelling: &str, fresh: bool) -> Result<bool> {
-        let mut pv_loaded = self.loaded.for_environment(Some(spelling))?;
+    fn prepare(&self, p: &PreviewPrepareArgs) -> Result<bool> {
+        let mut pv_loaded = self.loaded.for_environment(Some(&p.env))?;
         let home = crate::node::home_dir()?;
+        let (_, env) = self.env_loaded.environment(Some(self.from))?;
+        let env_node = Node::new(
+            &self.env_loaded.config,
+            self.from.to_string(),
+            env,
+            &self.env_loaded.dir,
+            self.ui,
+        )?;
         pv::Prepare {
             config: &mut pv_loaded.config,
-            env_name: spelling,
+            env_name: &p.env,
             home: &home,
             ui: self.ui,
             lock_wait: self.cli.lock_wait,
-            fresh,
+            fresh: p.fresh_data,
+            replica: p.at.as_deref().map(|at| pv::FromReplica {
+                node: &env_node,
+                at,
+                secrets: p.secrets.as_deref(),
+            }),
+            prune_config: self.loaded.resolved_text_for(self.from)?,
         }
         .run()
     }
 
-    /// On the node: `preview down ENV/NAME`: everything of it, as `remove --all` removes an
-    /// environment's (a preview's data is its own copy); one that never got as far as its
-    /// setup, its directory and record.
-    fn down(&self, spelling: &str, dry_run: bool) -> Result<()> {
+    /// The preview `spelling`'s node, its ports read from its record (`known`: whether they
+    /// were, i.e. whether it is on this server).
+    fn with_preview<T>(
+        &self,
+        spelling: &str,
+        f: impl FnOnce(&Node, Result<()>) -> Result<T>,
+    ) -> Result<T> {
         let mut pv_loaded = self.loaded.for_environment(Some(spelling))?;
-        let home = crate::node::home_dir()?;
-        let known = pv::with_ports(&mut pv_loaded.config, spelling, &home).is_ok();
+        let known = pv::with_ports(&mut pv_loaded.config, spelling, &crate::node::home_dir()?);
         let (_, env) = pv_loaded.environment(Some(spelling))?;
-        let node = Node::new(
+        let mut node = Node::new(
             &pv_loaded.config,
             spelling.to_string(),
             env,
             &pv_loaded.dir,
             self.ui,
         )?;
+        node.lock_wait = self.cli.lock_wait;
+        f(&node, known)
+    }
+
+    /// On the node: `preview data ENV/NAME`.
+    fn new_data(&self, d: &PreviewDataArgs) -> Result<()> {
+        self.with_preview(&d.env, |node, known| {
+            known?;
+            node.preview_new_data()
+        })
+    }
+
+    /// On the node: `preview down ENV/NAME`: everything of it, as `remove --all` removes an
+    /// environment's (a preview's data is its own copy); one that never got as far as its
+    /// setup, its directory and record.
+    fn down(&self, spelling: &str, dry_run: bool) -> Result<()> {
+        self.with_preview(spelling, |node, known| {
+            self.take_down(node, known.is_ok(), dry_run)
+        })
+    }
+
+    fn take_down(&self, node: &Node, known: bool, dry_run: bool) -> Result<()> {
+        let spelling = node.env_name.as_str();
+        let home = crate::node::home_dir()?;
         let root = node.layout.root.clone();
         if !known && !root.exists() {
             bail!(
@@ -172,10 +265,11 @@ impl Place<'_> {
             dry_run,
         };
         if node.layout.releases().is_dir() {
-            return match dry_run {
-                true => crate::help::print(&node.remove_plan(&args)?).map_err(Into::into),
-                false => node.remove(&args),
-            };
+            if dry_run {
+                return crate::help::print(&node.remove_plan(&args)?).map_err(Into::into);
+            }
+            node.remove(&args, &|_| Ok(()))?;
+            return self.after_down(&home);
         }
         if dry_run {
             crate::help::print(&format!(
@@ -196,6 +290,18 @@ impl Place<'_> {
             &format!("took down {spelling}"),
             serde_json::json!({"action": "remove", "environment": spelling, "all": true}),
         );
+        self.after_down(&home)
+    }
+
+    /// After a preview went: with none of ENV's left, the server's prune timer goes too.
+    fn after_down(&self, home: &std::path::Path) -> Result<()> {
+        let app = &self.loaded.config.app;
+        if pv::timer::remove_if_last(home, app, self.from)? {
+            self.ui.info(&format!(
+                "   the last preview of {} went: the server's prune timer too",
+                self.from
+            ));
+        }
         Ok(())
     }
 
@@ -277,43 +383,45 @@ fn up(at: &Place, u: &PreviewUpArgs) -> Result<()> {
     let spelling = preview_of(&u.name, at.from)?;
     // The preview's config, derived here first: what is wrong with it stops everything (exit 3).
     let pv_loaded = at.loaded.for_environment(Some(&spelling))?;
-    let of = pv_loaded.config.preview_of.clone().context("a preview")?;
     let version = match &u.version {
         Some(v) => v.clone(),
         None if u.dry_run => "(from git)".into(),
         None => crate::local::git::version(&at.loaded.dir, u.allow_dirty)?,
     };
     if u.dry_run {
-        let p = &pv_loaded.config.preview;
-        crate::help::print(&format!(
-            "Plan: preview {spelling} of {app}\n  ports:     its own, or the first free pair of {} (at most {} previews of {})\n  \
-             data:      {}\n  setup:     deploy setup {spelling}\n  release:   deploy release {version} {spelling} (unless live there)\n  \
-             expires:   {} after this up (deploy preview prune)\nDry run: nothing was changed.\n",
-            of.ports,
-            p.max,
-            at.from,
-            match u.fresh_data {
-                true => format!("a fresh copy of {}'s shared/", at.from),
-                false => format!("a copy of {}'s shared/ when it is new, else its own", at.from),
-            },
-            humantime::format_duration(p.ttl),
-            app = at.loaded.config.app,
-        ))?;
-        return Ok(());
+        return up_plan(at, u, &pv_loaded.config, &spelling, &version);
     }
     crate::version::check(&version)?;
+    let prepare = PreviewPrepareArgs {
+        env: spelling.clone(),
+        fresh_data: u.fresh_data,
+        at: u.at.clone(),
+        secrets: None,
+    };
     let mut args = vec!["preview", "prepare", &spelling];
     if u.fresh_data {
         args.push("--fresh-data");
     }
-    at.on_node(false, &args, || {
-        at.prepare(&spelling, u.fresh_data).map(|_| ())
-    })?;
+    if let Some(t) = &u.at {
+        args.extend(["--at", t]);
+    }
+    let via = match u.at {
+        Some(_) => Via::RunWithSecrets,
+        None => Via::Run,
+    };
+    at.on_node(via, &args, || at.prepare(&prepare).map(|_| ()))?;
     at.again(&["setup", &spelling])?;
     let live = find(&at.listed()?, &spelling)?.version;
     if live.as_deref() == Some(version.as_str()) {
         at.ui
             .info(&format!("   {version} is live on {spelling} already"));
+        // New data (--fresh-data, --at) goes in under it.
+        let data = PreviewDataArgs {
+            env: spelling.clone(),
+        };
+        at.on_node(Via::Run, &["preview", "data", &spelling], || {
+            at.new_data(&data)
+        })?;
     } else {
         let mut words = vec!["release", &version, &spelling];
         if u.skip_build {
@@ -340,6 +448,64 @@ fn up(at: &Place, u: &PreviewUpArgs) -> Result<()> {
             "expires": l.expires,
         }),
     );
+    Ok(())
+}
+
+/// `deploy preview up --dry-run`.
+fn up_plan(
+    at: &Place,
+    u: &PreviewUpArgs,
+    config: &crate::config::Config,
+    spelling: &str,
+    version: &str,
+) -> Result<()> {
+    let of = config.preview_of.as_ref().context("a preview")?;
+    let p = &config.preview;
+    let from = at.from;
+    let data = match (&u.at, u.fresh_data) {
+        (Some(t), _) => format!("{from}'s replica as of {t} (Litestream's restore)"),
+        (None, true) => format!("a fresh copy of {from}'s shared/"),
+        (None, false) => format!("a copy of {from}'s shared/ when it is new, else its own"),
+    };
+    let mut out = format!("Plan: preview {spelling} of {}\n", at.loaded.config.app);
+    let mut line =
+        |key: &str, text: String| out += &format!("  {:<10} {text}\n", format!("{key}:"));
+    line(
+        "ports",
+        format!(
+            "its own, or the first free pair of {} (at most {} previews of {from})",
+            of.ports, p.max
+        ),
+    );
+    line("data", data);
+    for command in &p.scrub {
+        line(
+            "scrub",
+            format!("{command} (on the new data, in a one-off container of the release, before it goes in)"),
+        );
+    }
+    line("setup", format!("deploy setup {spelling}"));
+    line(
+        "release",
+        format!(
+            "deploy release {version} {spelling} (unless live there: new data then goes in \
+             under the live release)"
+        ),
+    );
+    line(
+        "timer",
+        format!(
+            "{} (deploy preview prune {from}, every {})",
+            crate::names::Names::new(&at.loaded.config.app, from).previews_timer(),
+            pv::timer::EVERY
+        ),
+    );
+    line(
+        "expires",
+        format!("{} after this up", humantime::format_duration(p.ttl)),
+    );
+    out += "Dry run: nothing was changed.\n";
+    crate::help::print(&out)?;
     Ok(())
 }
 

@@ -43,7 +43,9 @@ impl Node<'_> {
     pub fn release(&self, req: &ReleaseArgs) -> Result<()> {
         let mut run = self.release_starting(req)?;
         self.release_updating(&mut run)?;
-        let gap = self.release_publishing(&mut run)?;
+        // A preview's new data, scrubbed with the new image before anything live changes.
+        let data = self.ready_preview_data(&req.version)?;
+        let gap = self.release_publishing(&mut run, data)?;
         self.release_finishing(run, gap)
     }
 
@@ -374,7 +376,7 @@ impl Node<'_> {
     }
 
     /// Publishing: the swap, from what is live to the new release.
-    fn release_publishing(&self, run: &mut Run) -> Result<Duration> {
+    fn release_publishing(&self, run: &mut Run, data: Option<PathBuf>) -> Result<Duration> {
         let v = run.req.version.as_str();
         signals::check("the swap")?;
         self.apply_environment(&run.systemd)?;
@@ -384,7 +386,8 @@ impl Node<'_> {
         self.warn_readable_shared_files();
         let snapshots = self.config.backup == Backup::Snapshot;
         let mv = Move::release(v, run.current.as_deref(), snapshots)
-            .leaving_kept_data(run.state.on_kept_data(run.current.as_deref()));
+            .leaving_kept_data(run.state.on_kept_data(run.current.as_deref()))
+            .with_data(data);
         let _fence = self.close_fence(&format!("the release of {v}"), run.req.stop_running)?;
         let gap = self.publish(&run.systemd, &mut run.state, &mv, run.req.unprotected)?;
         if signals::interrupted() {

@@ -38,6 +38,8 @@ pub struct Removal {
     pub root: PathBuf,
     /// What becomes of the managed Traefik.
     pub traefik: Leaving,
+    /// The environment's previews on this server (`ENV/NAME`): taken down first, wholly.
+    pub previews: Vec<String>,
 }
 
 /// The replica, for `--data` and `--all`.
@@ -79,15 +81,21 @@ pub fn unit_order(base: &str, present: &[String]) -> Vec<String> {
 }
 
 /// The question `--data` and `--all` ask first. Pure.
-pub fn question(a: &RemoveArgs, env: &str) -> String {
+/// `previews`: the environment's on its server, when known here.
+pub fn question(a: &RemoveArgs, env: &str, previews: Option<&[String]>) -> String {
     let what = if a.all {
         "the app's whole directory on the server (releases, history) and its data"
     } else {
         "the data"
     };
+    let and_previews = match previews {
+        Some([]) => String::new(),
+        Some(p) => format!(", and takes down its previews ({})", p.join(", ")),
+        None => ", and takes down its previews, if it has any".into(),
+    };
     format!(
         "deploy remove --{} deletes {what} of {env}: shared/ (the databases, .env), the data \
-         snapshots and a file:// replica. Go on?",
+         snapshots and a file:// replica{and_previews}. Go on?",
         if a.all { "all" } else { "data" }
     )
 }
@@ -96,6 +104,16 @@ pub fn question(a: &RemoveArgs, env: &str) -> String {
 pub fn plan_text(app: &str, env: &str, r: &Removal, data: bool, all: bool) -> String {
     use crate::node::plan::line;
     let mut out = format!("Plan: remove {app} from {env}\n");
+    if !r.previews.is_empty() {
+        line(
+            &mut out,
+            "previews",
+            format!(
+                "{} (each taken down wholly first, as `deploy preview down`)",
+                r.previews.join(" ")
+            ),
+        );
+    }
     let list = |v: &[PathBuf]| {
         v.iter()
             .map(|p| p.display().to_string())
@@ -212,7 +230,24 @@ impl Node<'_> {
             replica,
             root: self.layout.root.clone(),
             traefik: self.traefik_leaving()?,
+            previews: self.previews_here()?,
         })
+    }
+
+    /// This environment's previews on this server, from the node user's app records.
+    fn previews_here(&self) -> Result<Vec<String>> {
+        let registry = crate::front::shared::Registry::load(&self.home)?;
+        let mut previews: Vec<String> = registry
+            .records
+            .iter()
+            .filter(|r| r.app == self.config.app)
+            .filter(|r| {
+                crate::names::split_preview(&r.env).is_some_and(|(f, _)| f == self.env_name)
+            })
+            .map(|r| r.env.clone())
+            .collect();
+        previews.sort();
+        Ok(previews)
     }
 
     /// `deploy remove --dry-run`.
@@ -227,15 +262,25 @@ impl Node<'_> {
         ))
     }
 
-    /// `deploy remove`.
-    pub fn remove(&self, a: &RemoveArgs) -> Result<()> {
-        if (a.data || a.all) && !a.yes && !self.ui.ask(&question(a, &self.env_name))? {
+    /// `deploy remove`; `take_down` takes the environment's previews down (their configs are
+    /// derived from the config where this runs).
+    pub fn remove(
+        &self,
+        a: &RemoveArgs,
+        take_down: &dyn Fn(&[String]) -> Result<()>,
+    ) -> Result<()> {
+        let previews = self.previews_here()?;
+        if (a.data || a.all)
+            && !a.yes
+            && !self.ui.ask(&question(a, &self.env_name, Some(&previews)))?
+        {
             bail!(
                 "not confirmed, nothing was removed (`--dry-run` lists what would go; pass \
                  --yes to confirm without a prompt)"
             );
         }
         let _lock = self.lock(&format!("deploy remove {}", self.env_name))?;
+        take_down(&previews).context("taking down the environment's previews first")?;
         let r = self.removal()?;
         let systemd = Systemd::connect()?;
         self.remove_running(&systemd, &r)?;
@@ -289,7 +334,8 @@ impl Node<'_> {
             ),
             serde_json::json!({"action": "remove", "environment": self.env_name,
                 "units": r.units, "images": images, "data": a.data || a.all, "all": a.all,
-                "traefik_stopped": traefik == Leaving::Stopped}),
+                "traefik_stopped": traefik == Leaving::Stopped,
+                "previews": previews}),
         );
         Ok(())
     }
@@ -391,6 +437,7 @@ mod tests {
             replica: Some(Replica::Elsewhere("s3://b/shop".into())),
             root: "/srv/shop".into(),
             traefik: Leaving::KeptFor(vec!["blog (prod)".into()]),
+            previews: vec![],
         };
         let p = plan_text("shop", "prod", &r, false, false);
         assert!(p.starts_with("Plan: remove shop from prod\n  units:     shop_prod.service (stopped, disabled, deleted)\n"), "{p}");

@@ -569,20 +569,7 @@ impl Node<'_> {
                     .join(", ")
             );
         }
-        let mut restored = Vec::new();
-        for rel in &rels {
-            let out = work.join("data").join(rel.as_str());
-            std::fs::create_dir_all(out.parent().expect("a parent"))?;
-            let got = self.ui.step(&format!("Restoring {rel}{when}"), || {
-                self.litestream_restore(&config, &shared.join(rel.as_str()), &out, at, env)
-            })?;
-            if got {
-                restored.push(rel.clone());
-            } else {
-                self.ui
-                    .info(&format!("   {rel}: the replica has nothing of it{when}"));
-            }
-        }
+        let restored = self.download(&config, &rels, &work.join("data"), at, env)?;
         let _fence = self.close_fence(
             &format!("deploy restore {}", self.env_name),
             req.stop_running,
@@ -631,6 +618,35 @@ impl Node<'_> {
             }),
         );
         Ok(())
+    }
+
+    /// Each of `rels` restored from the replica (as of `at`) into `into`, at its path under
+    /// shared/ (`config`: Litestream's, from [`Self::replica_manifest`]); those the replica has.
+    pub(crate) fn download(
+        &self,
+        config: &Path,
+        rels: &[SharedRel],
+        into: &Path,
+        at: Option<&str>,
+        env: &[(String, String)],
+    ) -> Result<Vec<SharedRel>> {
+        let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
+        let shared = self.layout.shared();
+        let mut restored = Vec::new();
+        for rel in rels {
+            let out = into.join(rel.as_str());
+            std::fs::create_dir_all(out.parent().expect("a parent"))?;
+            let got = self.ui.step(&format!("Restoring {rel}{when}"), || {
+                self.litestream_restore(config, &shared.join(rel.as_str()), &out, at, env)
+            })?;
+            if got {
+                restored.push(rel.clone());
+            } else {
+                self.ui
+                    .info(&format!("   {rel}: the replica has nothing of it{when}"));
+            }
+        }
+        Ok(restored)
     }
 
     /// Puts restored databases in place where nothing is live (a new server): Litestream

@@ -42,7 +42,8 @@ fn companion(path: &Path) -> bool {
     })
 }
 
-/// Copies `src` (an environment's `shared/`) into `dst` (a new directory), as the module says.
+/// Copies `src` (an environment's `shared/`) into `dst` (a new directory), as the module says
+/// (not synced to disk: [`sync_tree`] once the copy is complete).
 pub fn copy_shared(src: &Path, dst: &Path, copy_env: bool) -> Result<Copied> {
     let mut copied = Copied::default();
     fsx::ensure_dir(dst, 0o755)?;
@@ -89,8 +90,22 @@ pub fn copy_shared(src: &Path, dst: &Path, copy_env: bool) -> Result<Copied> {
             copied.files += 1;
         }
     }
-    sync_tree(dst)?;
     Ok(copied)
+}
+
+/// With `copy_env`, the environment's `.env` (in `src`, its `shared/`) into `dst` (what a
+/// restore from the replica, which holds databases only, takes of the rest).
+pub fn copy_env_file(src: &Path, dst: &Path, copy_env: bool) -> Result<()> {
+    let env = src.join(".env");
+    // Never through a symbolic link (what it points at may be anything of the environment's).
+    let regular = std::fs::symlink_metadata(&env).is_ok_and(|m| m.is_file());
+    if !copy_env || !regular {
+        return Ok(());
+    }
+    fsx::ensure_dir(dst, 0o755)?;
+    std::fs::copy(&env, dst.join(".env"))
+        .with_context(|| format!("cannot copy {}", env.display()))?;
+    Ok(())
 }
 
 fn mode_of(path: &Path) -> Result<u32> {
@@ -127,7 +142,7 @@ pub fn copy_database(src: &Path, dst: &Path) -> Result<()> {
 }
 
 /// Every file and directory under `dir` on disk.
-fn sync_tree(dir: &Path) -> Result<()> {
+pub fn sync_tree(dir: &Path) -> Result<()> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     for e in walkdir::WalkDir::new(dir).follow_links(false) {
         let e = e?;

@@ -18,6 +18,8 @@
 //! one environment at most.
 
 pub mod copy;
+pub mod data;
+pub mod timer;
 
 use crate::config::{Config, PortRange};
 use crate::front::shared::{self, AppRecord, Registry};
@@ -46,6 +48,9 @@ pub struct Record {
     /// Where its data came from, and when.
     #[serde(default)]
     pub data: Option<DataOrigin>,
+    /// New data on its way in (copied, not in `shared/` yet: [`data`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<DataOrigin>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +61,19 @@ pub struct DataOrigin {
     pub copied: String,
     /// The databases copied (paths under shared/).
     pub databases: Vec<String>,
+    /// Restored from the environment's replica as of this time (`--at`), not copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+impl DataOrigin {
+    /// `prod at TIME`, or `prod's replica as of TIME`.
+    pub fn said(&self) -> String {
+        match &self.at {
+            Some(at) => format!("{}'s replica as of {at}", self.environment),
+            None => format!("{} at {}", self.environment, self.copied),
+        }
+    }
 }
 
 impl Record {
@@ -158,8 +176,10 @@ fn bindable(port: u16) -> bool {
 }
 
 /// What `deploy preview up` does on the server before the preview's setup and release: its
-/// ports (chosen once, kept in its record), its directory and record, and its data, copied
-/// when it is new, when `fresh` asks, or when it has none. Returns whether data was copied.
+/// ports (chosen once, kept in its record), its directory and record, its new data when it is
+/// new, when `fresh` asks or `replica` gives a time (put in by its next swap, [`data`]), and
+/// the server's timer that prunes the previews of its environment. Returns whether new data
+/// was made.
 pub struct Prepare<'a> {
     pub config: &'a mut Config,
     pub env_name: &'a str,
@@ -167,6 +187,19 @@ pub struct Prepare<'a> {
     pub ui: Ui,
     pub lock_wait: Option<Duration>,
     pub fresh: bool,
+    /// `--at`: the data from the environment's replica, not a copy.
+    pub replica: Option<FromReplica<'a>>,
+    /// The environment's resolved config, which the server's prune timer runs with.
+    pub prune_config: String,
+}
+
+/// `--at`: a preview's data restored from its environment's replica as of a time.
+pub struct FromReplica<'a> {
+    /// The environment's node (its config has `replicate:`).
+    pub node: &'a crate::node::Node<'a>,
+    pub at: &'a str,
+    /// The env.secret values sent (the replica's credentials), if any.
+    pub secrets: Option<&'a Path>,
 }
 
 impl Prepare<'_> {
@@ -199,22 +232,35 @@ impl Prepare<'_> {
             &format!("deploy preview up {}", self.env_name),
             self.lock_wait,
         )?;
+        data::clear_leftovers(&l)?;
         let before = Record::read(&root)?;
         let now = SystemTime::now();
-        let copy = before.is_none() || self.fresh || !l.shared().is_dir();
-        let data = match copy {
-            true => Some(self.copy_data(&source, &l, &of.from)?),
-            false => before.as_ref().and_then(|b| b.data.clone()),
+        let waiting = data::pending(&l).is_some();
+        let had = before.as_ref().is_some_and(|b| b.data.is_some());
+        let copy = self.fresh || self.replica.is_some() || (!had && !waiting);
+        let pending = match copy {
+            true => Some(self.new_data(&source, &l, &of.from)?),
+            false => before
+                .as_ref()
+                .and_then(|b| b.pending.clone())
+                .filter(|_| waiting),
         };
         let record = Record {
             from: of.from.clone(),
             name: of.name.clone(),
-            created: before.map(|b| b.created).unwrap_or_else(|| stamp(now)),
+            created: before
+                .as_ref()
+                .map(|b| b.created.clone())
+                .unwrap_or_else(|| stamp(now)),
             updated: stamp(now),
             expires: stamp(now + self.config.preview.ttl),
-            data,
+            data: before.and_then(|b| b.data),
+            pending,
         };
         record.write(&root)?;
+        self.ui.step("Installing the server's prune timer", || {
+            timer::install(self.home, &self.config.app, &of.from, &self.prune_config)
+        })?;
         Ok(copy)
     }
 
@@ -255,26 +301,40 @@ impl Prepare<'_> {
         })
     }
 
-    /// ENV's shared/ copied into the preview's, which it replaces (the preview stopped
-    /// meanwhile when it runs, and started again after).
-    fn copy_data(&self, source: &Path, l: &Layout, from: &str) -> Result<DataOrigin> {
-        put_back_shared(l)?;
-        let incoming = l.meta().join("shared.incoming");
-        if incoming.exists() {
-            std::fs::remove_dir_all(&incoming)?;
-        }
-        let copied = self.ui.step(
-            &format!("Copying {from}'s data (SQLite's backup API, read-only, while {from} runs)"),
-            || copy::copy_shared(source, &incoming, self.config.preview.copy_env),
-        )?;
-        self.ui.info(&format!(
-            "   {} database(s), {} other file(s)",
-            copied.databases.len(),
-            copied.files
-        ));
-        for s in &copied.skipped {
-            self.ui.detail(&format!("   not copied: {s}"));
-        }
+    /// ENV's data, copied (or restored from its replica as of `--at`) into the preview's
+    /// `.deploy/preview-data.copied`, which replaces any copy that waited there: what the
+    /// preview's next swap scrubs and puts in. ENV's files are only read.
+    fn new_data(&self, source: &Path, l: &Layout, from: &str) -> Result<DataOrigin> {
+        data::drop_all(l)?;
+        let incoming = data::Stage::Incoming.dir(l);
+        let copy_env = self.config.preview.copy_env;
+        let (databases, at) = match &self.replica {
+            None => {
+                let copied = self.ui.step(
+                    &format!(
+                        "Copying {from}'s data (SQLite's backup API, read-only, while {from} runs)"
+                    ),
+                    || copy::copy_shared(source, &incoming, copy_env),
+                )?;
+                self.ui.info(&format!(
+                    "   {} database(s), {} other file(s)",
+                    copied.databases.len(),
+                    copied.files
+                ));
+                for s in &copied.skipped {
+                    self.ui.detail(&format!("   not copied: {s}"));
+                }
+                (copied.databases, None)
+            }
+            Some(r) => {
+                let work = l.meta().join(format!(".replica-{}", std::process::id()));
+                let got = r.node.download_replica(r.at, r.secrets, (&work, &incoming));
+                let _ = std::fs::remove_dir_all(&work);
+                let (at, databases) = got?;
+                copy::copy_env_file(source, &incoming, copy_env)?;
+                (databases, Some(at))
+            }
+        };
         for d in &self.config.shared.dirs {
             fsx::ensure_dir(&incoming.join(d), 0o755)?;
         }
@@ -284,68 +344,15 @@ impl Prepare<'_> {
                 fsx::write_atomic(&path, b"", 0o600)?;
             }
         }
-        let unit = crate::names::Names::new(&self.config.app, self.env_name).unit();
-        let stopped = self.stop_if_running(&unit)?;
-        let swapped = swap_shared(l, &incoming);
-        if let Some(systemd) = &stopped {
-            self.ui.step(&format!("Starting {unit} again"), || {
-                systemd.start(&unit, Duration::from_secs(120))
-            })?;
-        }
-        swapped?;
+        copy::sync_tree(&incoming)?;
+        fsx::rename_durable(&incoming, &data::Stage::Copied.dir(l))?;
         Ok(DataOrigin {
             environment: from.to_string(),
             copied: stamp(SystemTime::now()),
-            databases: copied.databases,
+            databases,
+            at,
         })
     }
-
-    fn stop_if_running(&self, unit: &str) -> Result<Option<crate::sys::systemd::Systemd>> {
-        let home = self.home;
-        if !crate::sys::systemd::user_unit_dir(home).join(unit).exists() {
-            return Ok(None);
-        }
-        let systemd = crate::sys::systemd::Systemd::connect()?;
-        let running = systemd.state(unit).is_ok_and(|s| {
-            matches!(
-                s.active,
-                crate::sys::systemd::Active::Active | crate::sys::systemd::Active::Activating
-            )
-        });
-        if !running {
-            return Ok(None);
-        }
-        self.ui
-            .step(&format!("Stopping {unit} (its data is replaced)"), || {
-                systemd.stop(unit, Duration::from_secs(60))
-            })?;
-        Ok(Some(systemd))
-    }
-}
-
-/// The preview's shared/ set aside by a copy that was cut off, put back.
-fn put_back_shared(l: &Layout) -> Result<()> {
-    let old = l.meta().join("shared.old");
-    if old.exists() && !l.shared().exists() {
-        fsx::rename_durable(&old, &l.shared())?;
-    } else if old.exists() {
-        std::fs::remove_dir_all(&old)?;
-    }
-    Ok(())
-}
-
-/// `incoming` becomes shared/: the old one aside (one rename), the new one in, the old deleted.
-fn swap_shared(l: &Layout, incoming: &Path) -> Result<()> {
-    let old = l.meta().join("shared.old");
-    if l.shared().exists() {
-        fsx::rename_durable(&l.shared(), &old)?;
-    }
-    fsx::rename_durable(incoming, &l.shared())?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old)
-            .with_context(|| format!("cannot remove {}", old.display()))?;
-    }
-    Ok(())
 }
 
 /// One preview, as `deploy preview ls` shows it.
@@ -361,8 +368,11 @@ pub struct Listed {
     pub url: String,
     pub port: u16,
     pub gap_port: Option<u16>,
-    /// `ENV at TIME`.
+    /// `ENV at TIME`, or `ENV's replica as of TIME` (`--at`).
     pub data_from: Option<String>,
+    /// New data copied and not in yet (its next swap puts it in), where it came from.
+    #[serde(default)]
+    pub data_pending: Option<String>,
     pub created: Option<String>,
     pub expires: Option<String>,
     pub expired: bool,
@@ -397,7 +407,11 @@ pub fn list(config: &Config, home: &Path, from: Option<&str>) -> Result<Vec<List
             data_from: record
                 .as_ref()
                 .and_then(|x| x.data.as_ref())
-                .map(|d| format!("{} at {}", d.environment, d.copied)),
+                .map(DataOrigin::said),
+            data_pending: record
+                .as_ref()
+                .and_then(|x| x.pending.as_ref())
+                .map(DataOrigin::said),
             created: record.as_ref().map(|x| x.created.clone()),
             expires: record.as_ref().map(|x| x.expires.clone()),
             expired: record.as_ref().is_some_and(|x| x.expired(now)),
@@ -511,6 +525,7 @@ mod tests {
             updated: "2026-01-01T00:00:00Z".into(),
             expires: "2026-01-08T00:00:00Z".into(),
             data: None,
+            pending: None,
         };
         let at = |s: &str| humantime::parse_rfc3339(s).unwrap();
         assert!(!r.expired(at("2026-01-07T23:59:59Z")));
