@@ -389,9 +389,15 @@ mod tests {
         assert!(Running::parse("no fields").is_none());
         let now = humantime::parse_rfc3339_weak("2026-11-26 13:21:00").unwrap();
         assert!(!r.stale_created(now), "a running one is never stale");
-        let made = Running { state: "created".into(), ..r };
+        let made = Running {
+            state: "created".into(),
+            ..r
+        };
         assert!(made.stale_created(now), "made 89 s before, never started");
         let just = humantime::parse_rfc3339_weak("2026-11-26 13:19:40").unwrap();
-        assert!(!made.stale_created(just), "made 9 s before: its start follows");
+        assert!(
+            !made.stale_created(just),
+            "made 9 s before: its start follows"
+        );
     }
 }

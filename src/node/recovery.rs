@@ -250,13 +250,24 @@ mod tests {
         let (bin, units) = (root.join("bin"), root.join("units"));
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(units.join("a.service.d")).unwrap();
-        for name in ["deploy-1-old", "deploy-1-named", "deploy-1-dropin", "deploy-1-new", "x"] {
+        for name in [
+            "deploy-1-old",
+            "deploy-1-named",
+            "deploy-1-dropin",
+            "deploy-1-new",
+            "x",
+        ] {
             std::fs::write(bin.join(name), "").unwrap();
         }
         let named = |n: &str| format!("ExecStart={} gap-server\n", bin.join(n).display());
         std::fs::write(units.join("a.service"), named("deploy-1-named")).unwrap();
         std::fs::write(units.join("a.service.d/o.conf"), named("deploy-1-dropin")).unwrap();
-        prune_kept_bins(&bin, &units, &bin.join("deploy-1-new"), Duration::from_secs(3600));
+        prune_kept_bins(
+            &bin,
+            &units,
+            &bin.join("deploy-1-new"),
+            Duration::from_secs(3600),
+        );
         assert!(bin.join("deploy-1-old").exists(), "kept within the grace");
         prune_kept_bins(&bin, &units, &bin.join("deploy-1-new"), Duration::ZERO);
         let mut left: Vec<String> = std::fs::read_dir(&bin)
@@ -264,7 +275,10 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, ["deploy-1-dropin", "deploy-1-named", "deploy-1-new", "x"]);
+        assert_eq!(
+            left,
+            ["deploy-1-dropin", "deploy-1-named", "deploy-1-new", "x"]
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

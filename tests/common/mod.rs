@@ -84,7 +84,10 @@ pub fn node() -> &'static NodeEnv {
             // Copies of earlier builds (135 MB each) go after an hour: a run still using one
             // has its own open.
             for old in std::fs::read_dir(bin_dir).unwrap().flatten() {
-                let age = old.metadata().ok().and_then(|m| m.modified().ok()?.elapsed().ok());
+                let age = old
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok()?.elapsed().ok());
                 if age.is_some_and(|a| a > std::time::Duration::from_secs(3600)) {
                     let _ = std::fs::remove_file(old.path());
                 }

@@ -4,11 +4,16 @@
 //! for that long, for every app it serves. Instead, a second Traefik is started with the new
 //! config beside the running one (every entry point with `reusePort`: both listen on the same
 //! ports), its API on a port of its own so that it can be asked whether it has loaded the
-//! routers; once it serves them, the unit is restarted with the new config (the second
-//! Traefik takes the connections meanwhile) and, once the unit serves them, the second stops.
+//! routers; once it serves them, the unit's Traefik is stopped (its clients reconnect to the
+//! second), started with the new config and, once it serves the routers, the second stops.
+//!
+//! A Traefik that starts answers 404 until it has loaded its routers (a fraction of a second):
+//! the connections opened to it meanwhile get that. Hence the order: each Traefik starts while
+//! the clients are on keep-alive connections to another one that serves (the unit's start
+//! waits a moment after its stop, for the reconnections its stop caused to land on the second).
 
 use super::{render_merged, Merged};
-use crate::front::traefik::{api_address, Api, LIVE_TIMEOUT};
+use crate::front::traefik::{api_address, Api, LIVE_TIMEOUT, TRAEFIK_UNIT_NAME};
 use crate::sys::fsx;
 use crate::sys::systemd::{Active, Systemd, Transient};
 use anyhow::{bail, Context, Result};
@@ -73,16 +78,20 @@ fn handover_unit(bin: &Path, config: &Path, ca_certificates: Option<&str>) -> Tr
     }
 }
 
-/// Hands the running Traefik over to its new static config (`merged`); `restart` writes that
-/// config and restarts the unit. `Ok(false)`: the second Traefik did not come to serve, nothing
-/// was restarted (the caller restarts plainly); an error: the unit's restart or its new
-/// Traefik failed (the second one is stopped either way).
+/// How long the unit stays stopped during a handover: the clients its stop disconnected have
+/// reconnected (to the second Traefik) by then.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// Hands the running Traefik over to its new static config (`merged`); `write` puts that
+/// config and the unit in place (without restarting it). `Ok(false)`: the second Traefik did
+/// not come to serve, nothing was restarted (the caller restarts plainly); an error: the unit's
+/// restart or its new Traefik failed (the second one is stopped either way).
 pub fn hand_over(
     systemd: &Systemd,
     bin: &Path,
     merged: &Merged,
     static_path: &Path,
-    restart: impl FnOnce() -> Result<()>,
+    write: impl FnOnce() -> Result<()>,
 ) -> Result<bool> {
     let unit_api = Api::new(&merged.api);
     let Ok(routers) = unit_api.file_routers() else {
@@ -93,7 +102,9 @@ pub fn hand_over(
     let second = start_second(systemd, bin, merged, static_path, &dir)
         .and_then(|api| serving(&api, &routers, Some((systemd, HANDOVER_UNIT))));
     let done = match second {
-        Ok(()) => restart().and_then(|()| serving(&unit_api, &routers, None)),
+        Ok(()) => write()
+            .and_then(|()| restart_unit(systemd))
+            .and_then(|()| serving(&unit_api, &routers, None)),
         Err(_) => Ok(()),
     };
     let stopped = systemd.stop(HANDOVER_UNIT, Duration::from_secs(30));
@@ -101,6 +112,14 @@ pub fn hand_over(
     done?;
     stopped.context("cannot stop the second Traefik of the handover")?;
     Ok(second.is_ok())
+}
+
+/// The unit's Traefik stopped, then started again after [`SETTLE`].
+fn restart_unit(systemd: &Systemd) -> Result<()> {
+    let timeout = Duration::from_secs(30);
+    systemd.stop(TRAEFIK_UNIT_NAME, timeout)?;
+    std::thread::sleep(SETTLE);
+    systemd.start(TRAEFIK_UNIT_NAME, timeout)
 }
 
 /// Starts the second Traefik; returns its API.
@@ -133,7 +152,10 @@ fn start_second(
 fn serving(api: &Api, routers: &BTreeSet<String>, unit: Option<(&Systemd, &str)>) -> Result<()> {
     let start = Instant::now();
     loop {
-        if api.file_routers().is_ok_and(|have| have.is_superset(routers)) {
+        if api
+            .file_routers()
+            .is_ok_and(|have| have.is_superset(routers))
+        {
             return Ok(());
         }
         if let Some((systemd, name)) = unit {
@@ -179,7 +201,10 @@ mod tests {
             .unwrap()
             .contains("does not share its ports"));
         let moved = merged("http://127.0.0.1:8098");
-        assert_eq!(cannot_hand_over(Some(&running), &moved), Some("its API moves"));
+        assert_eq!(
+            cannot_hand_over(Some(&running), &moved),
+            Some("its API moves")
+        );
         assert!(cannot_hand_over(None, &m).is_some());
     }
 
@@ -200,7 +225,10 @@ mod tests {
         let unit = handover_unit(Path::new("/t"), &dir.join("traefik.yaml"), Some("/ca"));
         assert_eq!(
             unit.argv,
-            ["/t", "--configFile=/h/.config/traefik/handover/traefik.yaml"]
+            [
+                "/t",
+                "--configFile=/h/.config/traefik/handover/traefik.yaml"
+            ]
         );
         assert_eq!(unit.environment, ["LEGO_CA_CERTIFICATES=/ca"]);
         assert_eq!(unit.runtime_max, Some(Duration::from_secs(300)));

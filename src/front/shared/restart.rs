@@ -267,12 +267,14 @@ impl Node<'_> {
     /// Restarts Traefik with the preview's config: handed over to a Traefik started beside it
     /// where the running one allows it (no connection refused), else restarted.
     fn restart_traefik(&self, systemd: &Systemd, p: &Preview) -> Result<()> {
-        let restart =
-            || self.write_traefik(systemd, Some(&p.static_text), Some(&p.unit_text), true);
+        let write = |restart| {
+            self.write_traefik(systemd, Some(&p.static_text), Some(&p.unit_text), restart)
+        };
+        let restart = || write(true);
         let bin = crate::front::find_in_path("traefik");
         match (cannot_hand_over(p.before_static.as_deref(), &p.merged), bin) {
             (None, Some(bin)) => {
-                if !hand_over(systemd, &bin, &p.merged, &p.static_path, restart)? {
+                if !hand_over(systemd, &bin, &p.merged, &p.static_path, || write(false))? {
                     self.ui.warn(
                         "the Traefik with the new static config did not come up beside the \
                          running one: restarting it plainly (connections are refused meanwhile)",
