@@ -194,12 +194,22 @@ impl Outage {
         }
     }
 
-    /// A handover: no connection refused, and what failed (Traefik's 404 while a Traefik that
-    /// starts loads its routers, a request a Traefik that stops drops) a small share.
+    fn describe(&self) -> String {
+        format!(
+            "{} requests, {} refused, others failed {:?}, from the first failed request to the \
+             last {:?}, the slowest {:?}",
+            self.requests, self.refused, self.failed, self.span, self.slowest
+        )
+    }
+
+    /// A handover: no connection refused, no request held longer than a stopping Traefik's
+    /// grace time (10 s), and what failed (Traefik's 404 while a Traefik that starts loads its
+    /// routers, a request a Traefik that stops drops) a small share.
     #[track_caller]
     fn assert_handed_over(&self) {
-        eprintln!("during Traefik's handover: {self:?}");
+        eprintln!("during Traefik's handover: {}", self.describe());
         assert!(self.requests > 20, "{self:?}");
+        assert!(self.slowest < Duration::from_secs(12), "{self:?}");
         assert_eq!(self.refused, 0, "connections refused: {self:?}");
         let failed: usize = self.failed.values().sum();
         assert!(failed * 10 < self.requests, "{self:?}");
@@ -358,7 +368,7 @@ fn a_restart_of_traefik_waits_for_the_gap_of_another_apps_release_and_setup() {
     set_traefik(&b, &traefik_section_at(API, "ma2-b", &eps, &["web", "b3"]));
     let (plain, set_up) = setup_under_load(&a, &b);
     set_up.says("a plain restart, connections refused for a moment (the running Traefik does not share its ports (no reusePort) yet)");
-    eprintln!("during a plain restart of Traefik: {plain:?}");
+    eprintln!("during a plain restart of Traefik: {}", plain.describe());
     assert!(static_config(u).contains("reusePort: true"));
     eps.push(("b5", 19713));
     set_traefik(&b, &traefik_section_at(API, "ma2-b", &eps, &["web", "b3"]));
