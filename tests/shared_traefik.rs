@@ -297,7 +297,8 @@ fn a_restart_of_traefik_waits_for_the_gap_of_another_apps_release_and_setup() {
     r.prints("    | +   b2:\n    | +     address: \"127.0.0.1:19701\"\n");
     r.prints(
         "  restart:   Traefik restarts once every other app's gap has ended, touching ma2-a \
-         (test), ma2-b (test)\n",
+         (test), ma2-b (test)\n  how:       handed over to a Traefik started beside it, no \
+         connection refused\n",
     );
     assert_eq!(files(), before, "the dry run changed nothing");
     // Unchanged for a: no restart. A conflict: the refusal setup would give.

@@ -82,20 +82,27 @@ fn handover_unit(bin: &Path, config: &Path, ca_certificates: Option<&str>) -> Tr
 /// reconnected (to the second Traefik) by then.
 const SETTLE: Duration = Duration::from_millis(500);
 
+/// What came of a handover that did not fail.
+#[derive(Debug)]
+pub enum Handed {
+    Over,
+    /// Nothing was restarted, for this reason: the caller restarts Traefik plainly.
+    Not(String),
+}
+
 /// Hands the running Traefik over to its new static config (`merged`); `write` puts that
-/// config and the unit in place (without restarting it). `Ok(false)`: the second Traefik did
-/// not come to serve, nothing was restarted (the caller restarts plainly); an error: the unit's
-/// restart or its new Traefik failed (the second one is stopped either way).
+/// config and the unit in place (without restarting it). An error: the unit's restart or its
+/// new Traefik failed (the second one is stopped either way).
 pub fn hand_over(
     systemd: &Systemd,
     bin: &Path,
     merged: &Merged,
     static_path: &Path,
     write: impl FnOnce() -> Result<()>,
-) -> Result<bool> {
+) -> Result<Handed> {
     let unit_api = Api::new(&merged.api);
     let Ok(routers) = unit_api.file_routers() else {
-        return Ok(false);
+        return Ok(Handed::Not("Traefik does not answer on its API".into()));
     };
     let _ = systemd.stop(HANDOVER_UNIT, Duration::from_secs(30));
     let dir = handover_dir(static_path);
@@ -104,14 +111,18 @@ pub fn hand_over(
     let done = match second {
         Ok(()) => write()
             .and_then(|()| restart_unit(systemd))
-            .and_then(|()| serving(&unit_api, &routers, None)),
-        Err(_) => Ok(()),
+            .and_then(|()| serving(&unit_api, &routers, None))
+            .map(|()| Handed::Over),
+        Err(e) => Ok(Handed::Not(format!(
+            "the Traefik with the new static config did not come up beside the running one: \
+             {e:#}"
+        ))),
     };
     let stopped = systemd.stop(HANDOVER_UNIT, Duration::from_secs(30));
     let _ = std::fs::remove_dir_all(&dir);
-    done?;
+    let done = done?;
     stopped.context("cannot stop the second Traefik of the handover")?;
-    Ok(second.is_ok())
+    Ok(done)
 }
 
 /// The unit's Traefik stopped, then started again after [`SETTLE`].

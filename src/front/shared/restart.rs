@@ -3,7 +3,7 @@
 //! app's gap), shown with what would change (`setup --dry-run`), and stopped when the last app
 //! that relies on it is removed (`deploy remove`).
 
-use super::handover::{cannot_hand_over, hand_over};
+use super::handover::{cannot_hand_over, hand_over, Handed};
 use super::lock::{user_lock, UserLock, APPS_LOCK};
 use super::{forget, merge_leaving_out, save, AppRecord, Merged, Registry};
 use crate::front::traefik::{self, AcmeResolver, Https, TRAEFIK_UNIT_NAME};
@@ -212,6 +212,7 @@ impl Node<'_> {
                 p.touched.join(", ")
             ),
         );
+        line(&mut out, "how", restart_how(&p));
         Ok(out)
     }
 
@@ -274,14 +275,15 @@ impl Node<'_> {
         let bin = crate::front::find_in_path("traefik");
         match (cannot_hand_over(p.before_static.as_deref(), &p.merged), bin) {
             (None, Some(bin)) => {
-                if !hand_over(systemd, &bin, &p.merged, &p.static_path, || write(false))? {
-                    self.ui.warn(
-                        "the Traefik with the new static config did not come up beside the \
-                         running one: restarting it plainly (connections are refused meanwhile)",
-                    );
-                    return restart();
+                match hand_over(systemd, &bin, &p.merged, &p.static_path, || write(false))? {
+                    Handed::Over => Ok(()),
+                    Handed::Not(why) => {
+                        self.ui.warn(&format!(
+                            "{why}: Traefik restarts plainly (connections refused meanwhile)"
+                        ));
+                        restart()
+                    }
                 }
-                Ok(())
             }
             _ => restart(),
         }
