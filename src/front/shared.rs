@@ -15,6 +15,7 @@
 //! ([`Node::hold_traefik_shared`]), so a restart never lands inside another app's gap
 //! ([`lock`]). Removing the last app that relies on the managed Traefik stops it.
 
+mod handover;
 mod lock;
 mod merge;
 mod restart;

@@ -314,6 +314,21 @@ impl Api {
         }
     }
 
+    /// The names of the HTTP routers it has loaded from its file provider (`NAME@file`).
+    pub fn file_routers(&self) -> Result<std::collections::BTreeSet<String>> {
+        let all = self
+            .get_json("/api/http/routers?per_page=10000")?
+            .unwrap_or_default();
+        Ok(all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str())
+            .filter(|name| name.ends_with("@file"))
+            .map(String::from)
+            .collect())
+    }
+
     pub fn router(&self, name: &str) -> Result<Option<RouterState>> {
         Ok(self
             .get_json(&format!("/api/http/routers/{name}@file"))?

@@ -96,6 +96,10 @@ pub struct Transient {
     /// A stop sends SIGTERM to the program only (it ends its children itself), then SIGKILL to
     /// every process left after this long.
     pub stop_timeout: Duration,
+    /// `NAME=value` settings of its environment.
+    pub environment: Vec<String>,
+    /// Stopped after this long whatever happens (`RuntimeMaxSec`), if set.
+    pub runtime_max: Option<Duration>,
 }
 
 pub struct Systemd {
@@ -359,7 +363,7 @@ impl Systemd {
         use zbus::zvariant::Value;
         let program = unit.argv.first().cloned().unwrap_or_default();
         let exec: Vec<(String, Vec<String>, bool)> = vec![(program, unit.argv.clone(), false)];
-        let properties: Vec<(&str, Value)> = vec![
+        let mut properties: Vec<(&str, Value)> = vec![
             ("Description", Value::from(unit.description.as_str())),
             ("ExecStart", Value::from(exec)),
             ("CollectMode", Value::from("inactive-or-failed")),
@@ -369,6 +373,12 @@ impl Systemd {
                 Value::from(unit.stop_timeout.as_micros() as u64),
             ),
         ];
+        if !unit.environment.is_empty() {
+            properties.push(("Environment", Value::from(unit.environment.clone())));
+        }
+        if let Some(max) = unit.runtime_max {
+            properties.push(("RuntimeMaxUSec", Value::from(max.as_micros() as u64)));
+        }
         self.run_job("start", &unit.name, Duration::from_secs(30), |m| {
             m.start_transient_unit(&unit.name, "fail", &properties, &[])
         })

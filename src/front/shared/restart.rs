@@ -3,6 +3,7 @@
 //! app's gap), shown with what would change (`setup --dry-run`), and stopped when the last app
 //! that relies on it is removed (`deploy remove`).
 
+use super::handover::{cannot_hand_over, hand_over, Handed};
 use super::lock::{user_lock, UserLock, APPS_LOCK};
 use super::{forget, merge_leaving_out, save, AppRecord, Merged, Registry};
 use crate::front::traefik::{self, AcmeResolver, Https, TRAEFIK_UNIT_NAME};
@@ -114,8 +115,9 @@ impl Node<'_> {
         }
         self.ui.step(
             &format!(
-                "Restarting Traefik (its static config changed), which serves {}",
-                p.touched.join(", ")
+                "Restarting Traefik (its static config changed), which serves {}: {}",
+                p.touched.join(", "),
+                restart_how(p)
             ),
             || self.apply_traefik_change(systemd, &change),
         )
@@ -210,6 +212,7 @@ impl Node<'_> {
                 p.touched.join(", ")
             ),
         );
+        line(&mut out, "how", restart_how(&p));
         Ok(out)
     }
 
@@ -232,13 +235,8 @@ impl Node<'_> {
     /// Writes the static config and unit, restarts Traefik and waits for its API; a Traefik
     /// that does not come up gets its previous config back (and this app its previous record).
     fn apply_traefik_change(&self, systemd: &Systemd, c: &TraefikChange) -> Result<()> {
-        let started = self.write_traefik(
-            systemd,
-            Some(&c.preview.static_text),
-            Some(&c.preview.unit_text),
-            true,
-        );
-        let Err(e) = started
+        let Err(e) = self
+            .restart_traefik(systemd, &c.preview)
             .and_then(|()| traefik::Api::new(&c.preview.merged.api).ping(traefik::LIVE_TIMEOUT))
         else {
             return Ok(());
@@ -265,6 +263,30 @@ impl Node<'_> {
             c.preview.touched.join(", "),
             c.preview.static_path.display()
         )))
+    }
+
+    /// Restarts Traefik with the preview's config: handed over to a Traefik started beside it
+    /// where the running one allows it (no connection refused), else restarted.
+    fn restart_traefik(&self, systemd: &Systemd, p: &Preview) -> Result<()> {
+        let write = |restart| {
+            self.write_traefik(systemd, Some(&p.static_text), Some(&p.unit_text), restart)
+        };
+        let restart = || write(true);
+        let bin = crate::front::find_in_path("traefik");
+        match (cannot_hand_over(p.before_static.as_deref(), &p.merged), bin) {
+            (None, Some(bin)) => {
+                match hand_over(systemd, &bin, &p.merged, &p.static_path, || write(false))? {
+                    Handed::Over => Ok(()),
+                    Handed::Not(why) => {
+                        self.ui.warn(&format!(
+                            "{why}: Traefik restarts plainly (connections refused meanwhile)"
+                        ));
+                        restart()
+                    }
+                }
+            }
+            _ => restart(),
+        }
     }
 
     /// Puts a static config and unit in place (or removes them: `None`) and, when there is a
@@ -346,6 +368,14 @@ fn merged_with(mine: &AppRecord, others: Vec<&AppRecord>) -> (Option<Merged>, Ve
         others.into_iter().partition(|r| !r.seeded);
     let all: Vec<&AppRecord> = std::iter::once(mine).chain(own).chain(seeded).collect();
     merge_leaving_out(&all)
+}
+
+/// How a change of the static config reaches Traefik, as setup says it. Pure.
+fn restart_how(p: &Preview) -> String {
+    match cannot_hand_over(p.before_static.as_deref(), &p.merged) {
+        None => "handed over to a Traefik started beside it, no connection refused".into(),
+        Some(why) => format!("a plain restart, connections refused for a moment ({why})"),
+    }
 }
 
 /// Whether a static config says what `after` says (comments and layout aside).

@@ -193,6 +193,8 @@ impl Node<'_> {
                 &self.env_name,
             ),
             stop_timeout: self.config.container.stop_timeout + Duration::from_secs(30),
+            environment: Vec::new(),
+            runtime_max: None,
         };
         systemd
             .start_transient(&unit)
