@@ -807,7 +807,7 @@ impl CommandLine {
     fn line(self) -> String {
         match self {
             CommandLine::Line(l) => l,
-            CommandLine::Words(w) => crate::sys::ssh::sh_join(&w),
+            CommandLine::Words(w) => crate::sys::shell::sh_join(&w),
         }
     }
 }

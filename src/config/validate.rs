@@ -214,7 +214,7 @@ fn validate_characters(value: &Value, key: &mut Vec<String>) -> Result<(), Inval
 /// A command run in a one-off container (an `in_gap` hook, a job): it splits into words, the
 /// first the program in the image.
 fn check_command(command: &str) -> Result<(), String> {
-    match crate::sys::ssh::sh_split(command) {
+    match crate::sys::shell::sh_split(command) {
         Ok(words) if !words.is_empty() => Ok(()),
         Ok(_) => Err("an empty command: give the program in the image and its arguments".into()),
         Err(e) => Err(format!("`{command}`: {e}")),

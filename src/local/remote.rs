@@ -7,7 +7,8 @@
 //! does not stop a swap there; the next command reports how it ended.
 
 use crate::config::{Environment, Host, Loaded};
-use crate::sys::ssh::{sh_join, sh_quote, Ssh};
+use crate::sys::shell::{sh_join, sh_quote};
+use crate::sys::ssh::Ssh;
 use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};

@@ -87,7 +87,7 @@ impl Node<'_> {
                 );
                 format!(
                     "podman {} (at most {})",
-                    crate::sys::ssh::sh_join(&args),
+                    crate::sys::shell::sh_join(&args),
                     humantime::format_duration(self.config.hooks.timeout)
                 )
             }
@@ -284,7 +284,7 @@ impl Node<'_> {
             line(
                 &mut out,
                 "upload",
-                format!("rsync {}", crate::sys::ssh::sh_join(&args)),
+                format!("rsync {}", crate::sys::shell::sh_join(&args)),
             );
         }
         for e in self
@@ -327,7 +327,7 @@ impl Node<'_> {
             "build",
             format!(
                 "podman {}",
-                crate::sys::ssh::sh_join(&podman::build_args(&target, &image))
+                crate::sys::shell::sh_join(&podman::build_args(&target, &image))
             ),
         );
         let snapshots = self.config.backup == Backup::Snapshot;
