@@ -4,6 +4,7 @@
 //! its line (once a `${VAR}` changed a value, the line of the key it names); the checks that
 //! come after parsing find the line of the key they complain about.
 
+use crate::sys::ssh::SshOptions;
 use anyhow::{bail, Context, Result};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
@@ -545,20 +546,6 @@ fn dotted(key: &[String]) -> String {
         }
     }
     out
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SshOptions {
-    /// A private key (`ssh -i`); `~/` is this machine's home.
-    #[serde(default)]
-    pub identity: Option<String>,
-    /// A jump host (`ssh -J`).
-    #[serde(default)]
-    pub jump: Option<String>,
-    /// More ssh arguments, e.g. ["-o", "ServerAliveInterval=15"].
-    #[serde(default)]
-    pub options: Vec<String>,
 }
 
 /// Where an environment's node is.

@@ -22,7 +22,7 @@ pub use merge::{conflicts, merge, merge_leaving_out, overlap, Merged};
 use crate::config::{AcmeChallenge, Traefik};
 use crate::exit::{self, Code};
 use crate::front::traefik::{self, port_of, AcmeResolver, Https, TRAEFIK_UNIT_NAME};
-use crate::node::{layout, Node};
+use crate::node::Node;
 use crate::sys::{fsx, systemd::Systemd};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -497,13 +497,13 @@ impl Node<'_> {
             _ => None,
         };
         let ca_certificates = match t.acme.as_ref().and_then(|a| a.ca_certificates.as_deref()) {
-            Some(p) => Some(layout::expand_home(p, &self.home)?.display().to_string()),
+            Some(p) => Some(fsx::expand_home(p, &self.home)?.display().to_string()),
             None => None,
         };
         Ok(TraefikRequest {
             managed: managed.is_some(),
             api: t.api.trim_end_matches('/').to_string(),
-            dynamic_dir: layout::expand_home(&t.dynamic_dir, &self.home)?
+            dynamic_dir: fsx::expand_home(&t.dynamic_dir, &self.home)?
                 .display()
                 .to_string(),
             rule: t.rule.clone(),

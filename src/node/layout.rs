@@ -124,20 +124,6 @@ impl Layout {
     }
 }
 
-/// Expands a leading `~` with the given home directory.
-pub fn expand_home(path: &str, home: &Path) -> Result<PathBuf> {
-    if path == "~" {
-        return Ok(home.to_path_buf());
-    }
-    if let Some(rest) = path.strip_prefix("~/") {
-        return Ok(home.join(rest.trim_end_matches('/')));
-    }
-    if !path.starts_with('/') {
-        bail!("`{path}` must be absolute or start with `~/`");
-    }
-    Ok(PathBuf::from(path))
-}
-
 /// The app's directory may not be the home directory, `/`, or above the home directory:
 /// `migrate-data` would move `.ssh` and `.config` into a release, and pruning it would delete
 /// them. Pure.
@@ -203,17 +189,5 @@ mod tests {
             Layout::shared_link_target("public/uploads"),
             Path::new("../../../shared/public/uploads")
         );
-    }
-
-    #[test]
-    fn home_expansion() {
-        let h = Path::new("/home/u");
-        assert_eq!(
-            expand_home("~/web/a", h).unwrap(),
-            Path::new("/home/u/web/a")
-        );
-        assert_eq!(expand_home("~", h).unwrap(), Path::new("/home/u"));
-        assert_eq!(expand_home("/srv/a", h).unwrap(), Path::new("/srv/a"));
-        assert!(expand_home("web/a", h).is_err());
     }
 }

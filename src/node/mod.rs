@@ -84,7 +84,7 @@ impl<'a> Node<'a> {
         ui: Ui,
     ) -> Result<Self> {
         let home = home_dir()?;
-        let root = layout::expand_home(&env.path, &home)?;
+        let root = fsx::expand_home(&env.path, &home)?;
         layout::check_root(&root, &home)
             .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))?;
         Ok(Node {

@@ -2,7 +2,6 @@
 //! known_hosts apply. One command uses one multiplexed connection (ControlMaster, its socket in
 //! a private directory), closed when the command ends.
 
-use crate::config::SshOptions;
 use crate::sys::shell::{sh_join, sh_quote};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -48,6 +47,21 @@ pub fn with_runtime_dir(script: &str) -> String {
     format!("XDG_RUNTIME_DIR=/run/user/$(id -u); export XDG_RUNTIME_DIR\n{script}")
 }
 
+/// An environment's `ssh:` options.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshOptions {
+    /// A private key (`ssh -i`); `~/` is this machine's home.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// A jump host (`ssh -J`).
+    #[serde(default)]
+    pub jump: Option<String>,
+    /// More ssh arguments, e.g. ["-o", "ServerAliveInterval=15"].
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
 pub struct Ssh {
     pub destination: String,
     port: Option<u16>,
@@ -72,7 +86,7 @@ impl Ssh {
         }
         let o = options.cloned().unwrap_or_default();
         let identity = match o.identity {
-            Some(i) => Some(crate::node::layout::expand_home(&i, home)?),
+            Some(i) => Some(crate::sys::fsx::expand_home(&i, home)?),
             None => None,
         };
         let control_dir = private_dir_name()?;

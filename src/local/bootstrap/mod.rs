@@ -195,7 +195,7 @@ fn public_key(
     if let Some(identity) = env.ssh.as_ref().and_then(|s| s.identity.as_deref()) {
         let public = PathBuf::from(format!(
             "{}.pub",
-            crate::node::layout::expand_home(identity, home)?.display()
+            crate::sys::fsx::expand_home(identity, home)?.display()
         ));
         if public.is_file() {
             return Ok((
