@@ -735,7 +735,7 @@ exit "${{rc:-1}}"
                 resumable_upload(&probe.incoming, version).map(|u| format!("{root}/releases/{u}")),
             )
             .collect();
-        let args = crate::node::upload::rsync_args(
+        let args = crate::sys::rsync::upload_args(
             &sources,
             &self.ssh.remote_path(&format!("{incoming}/")),
             &link_dests,
@@ -745,7 +745,7 @@ exit "${{rc:-1}}"
         });
         match uploaded {
             Ok(stats) => {
-                if let Some(n) = crate::sys::ssh::bytes_sent(&stats) {
+                if let Some(n) = crate::sys::rsync::bytes_sent(&stats) {
                     self.ui
                         .info(&format!("   {} sent ({n} bytes)", fmt_bytes(n)));
                 }

@@ -323,7 +323,8 @@ impl<'a> Node<'a> {
             || self.install_recovery(&systemd),
         )?;
         self.sync_verify_timer(&systemd)?;
-        self.ui.step("Checking rsync", upload::check_rsync)?;
+        self.ui
+            .step("Checking rsync", crate::sys::rsync::check_installed)?;
         self.check_podman()?;
         self.setup_storage(&systemd, reset_storage)?;
         let legacy = self.has_legacy_app();

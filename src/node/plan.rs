@@ -276,7 +276,7 @@ impl Node<'_> {
         } else {
             let sources = upload::artifact_sources(self.config, &self.project_dir)?;
             let link_dests: Vec<&str> = link_dest.as_deref().into_iter().collect();
-            let args = upload::rsync_args(
+            let args = crate::sys::rsync::upload_args(
                 &sources,
                 &self.layout.incoming(version).display().to_string(),
                 &link_dests,

@@ -3,7 +3,7 @@
 
 use crate::config::{Config, Shared};
 use crate::node::layout::{Layout, RELEASE_META};
-use crate::sys::fsx;
+use crate::sys::{fsx, rsync};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -82,23 +82,6 @@ fn escaping_symlink(project: &Path, path: &Path) -> Result<Option<(PathBuf, Path
     Ok(None)
 }
 
-/// The rsync command line for an upload. Pure.
-/// `dest` is a directory here or `host:dir` on a node; `link_dests` (the live release, an
-/// earlier upload of the same version that was cut off) are on the receiving side.
-pub fn rsync_args<S: AsRef<str>>(sources: &[PathBuf], dest: &str, link_dests: &[S]) -> Vec<String> {
-    let mut args = vec![
-        "--archive".to_string(),
-        "--delete".into(),
-        "--hard-links".into(),
-    ];
-    for l in link_dests {
-        args.push(format!("--link-dest={}", l.as_ref()));
-    }
-    args.extend(sources.iter().map(|s| s.display().to_string()));
-    args.push(format!("{}/", dest.trim_end_matches('/')));
-    args
-}
-
 /// Uploads into the incoming directory (created or resumed).
 pub fn rsync_local(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -> Result<()> {
     fsx::ensure_dir(dest, 0o755)?;
@@ -107,45 +90,8 @@ pub fn rsync_local(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -
         .into_iter()
         .collect();
     let dest = dest.display().to_string();
-    let args = rsync_args(sources, &dest, &link_dests);
-    run_rsync(args, Path::new("/"), &dest).map(|_| ())
-}
-
-/// Runs rsync in `dir` and returns what it printed. A failure names `dest` and, for a full
-/// disk, says what to do.
-pub fn run_rsync(args: Vec<String>, dir: &Path, dest: &str) -> Result<String> {
-    let out = crate::signals::own_group(duct::cmd("rsync", args))
-        .dir(dir)
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .context("cannot run rsync: install it (apt-get install rsync)")?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        bail!(
-            "rsync into {dest} failed ({}): {}{}",
-            out.status,
-            err.trim(),
-            if err.contains("No space left on device") {
-                "\nthe disk is full: free some space (see `df -h`), or lower keep_releases"
-            } else {
-                ""
-            }
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// rsync is installed here.
-pub fn check_rsync() -> Result<()> {
-    duct::cmd!("rsync", "--version")
-        .stdout_null()
-        .stderr_null()
-        .run()
-        .map(|_| ())
-        .context("`rsync` is not installed: as root, apt-get install rsync")
+    let args = rsync::upload_args(sources, &dest, &link_dests);
+    rsync::run(args, Path::new("/"), &dest).map(|_| ())
 }
 
 /// Completes an uploaded directory: deploy's env file (`release_env`, see
@@ -246,20 +192,6 @@ mod tests {
     }
 
     #[test]
-    fn rsync_command() {
-        let args = rsync_args(
-            &["/p/target/release/app".into(), "/p/assets".into()],
-            "/srv/a/releases/.incoming-v2",
-            &["/srv/a/releases/v1"],
-        );
-        assert_eq!(
-            args.join(" "),
-            "--archive --delete --hard-links --link-dest=/srv/a/releases/v1 \
-             /p/target/release/app /p/assets /srv/a/releases/.incoming-v2/"
-        );
-    }
-
-    #[test]
     fn symlinks_must_stay_in_the_project() {
         let project = Path::new("/p");
         assert!(link_stays_inside(
@@ -288,13 +220,6 @@ mod tests {
             Path::new("../p2/x")
         ));
         assert_eq!(normalize(Path::new("/p/a/../b/./c")), Path::new("/p/b/c"));
-    }
-
-    #[test]
-    fn first_release_has_no_link_dest() {
-        let args = rsync_args::<&str>(&["/p/x".into()], "deploy@vps:/d/", &[]);
-        assert_eq!(args.last().unwrap(), "deploy@vps:/d/");
-        assert!(!args.iter().any(|a| a.starts_with("--link-dest")));
     }
 
     #[test]

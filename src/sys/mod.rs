@@ -5,6 +5,7 @@
 pub mod fsx;
 pub mod health;
 pub mod podman;
+pub mod rsync;
 pub mod shell;
 pub mod ssh;
 pub mod systemd;

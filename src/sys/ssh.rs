@@ -7,24 +7,6 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-/// Words as rsync splits its `-e` command: on spaces, with single quotes keeping a word
-/// whole and a doubled quote inside them standing for one (rsync knows no backslashes or
-/// `'\''`). Pure.
-pub fn rsync_join<S: AsRef<str>>(words: &[S]) -> String {
-    words
-        .iter()
-        .map(|w| {
-            let w = w.as_ref();
-            if !w.is_empty() && !w.contains([' ', '\'', '"', '\t']) {
-                w.to_string()
-            } else {
-                format!("'{}'", w.replace('\'', "''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// A directory name for the shared connection's socket that nobody can have made before us:
 /// in `$XDG_RUNTIME_DIR` (private to the user) when there is one, with a random part.
 pub fn private_dir_name() -> Result<PathBuf> {
@@ -130,7 +112,7 @@ impl Ssh {
     pub fn rsync_shell(&self) -> String {
         let mut words = vec!["ssh".to_string()];
         words.extend(self.args());
-        rsync_join(&words)
+        crate::sys::rsync::join(&words)
     }
 
     /// `destination:path` for rsync. rsync's remote spec takes no `--` before it, and rsync
@@ -298,7 +280,7 @@ impl Ssh {
         self.ensure_master()?;
         let mut all = vec!["-e".to_string(), self.rsync_shell(), "--stats".into()];
         all.extend(args.iter().cloned());
-        crate::node::upload::run_rsync(all, dir, &self.destination)
+        crate::sys::rsync::run(all, dir, &self.destination)
     }
 }
 
@@ -316,25 +298,9 @@ impl Drop for Ssh {
     }
 }
 
-/// `Total bytes sent: 1,234` in rsync's `--stats`. Pure.
-pub fn bytes_sent(stats: &str) -> Option<u64> {
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix("Total bytes sent:"))
-        .and_then(|n| n.trim().replace(',', "").parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn words_are_joined_as_rsync_splits_them() {
-        assert_eq!(
-            rsync_join(&["ssh", "-o", "UserKnownHostsFile=/k/it's here", ""]),
-            "ssh -o 'UserKnownHostsFile=/k/it''s here' ''"
-        );
-    }
 
     #[test]
     fn ssh_arguments_carry_port_identity_jump_and_options() {
@@ -384,12 +350,5 @@ mod tests {
         assert!(s.master_args().contains(&"ControlMaster=yes".to_string()));
         // Never one that rsync (which takes no `--` before it) could read as an option.
         assert!(Ssh::new("-oProxyCommand=x", None, None, Path::new("/h")).is_err());
-    }
-
-    #[test]
-    fn rsync_stats_give_the_bytes_sent() {
-        let stats = "Number of files: 3\nTotal bytes sent: 1,234,567\nTotal bytes received: 35\n";
-        assert_eq!(bytes_sent(stats), Some(1_234_567));
-        assert_eq!(bytes_sent("nothing"), None);
     }
 }
