@@ -18,7 +18,7 @@ pub mod replica_url;
 mod validate;
 
 pub use validate::{
-    artifact_name, check_app_name, line_of, MAX_STOP_TIMEOUT, RESERVED_IN_RELEASE,
+    artifact_name, check_app_name, line_of, port_of, MAX_STOP_TIMEOUT, RESERVED_IN_RELEASE,
     UNSAFE_PATH_CHARS,
 };
 use validate::{key_at, validate, Invalid};

@@ -40,6 +40,11 @@ pub fn artifact_name(artifact: &str) -> Option<String> {
         .map(|n| n.to_string_lossy().into_owned())
 }
 
+/// The port of an address like `:80`, `127.0.0.1:8000` or `[::1]:443`.
+pub fn port_of(address: &str) -> Option<u16> {
+    address.rsplit_once(':')?.1.parse().ok().filter(|p| *p != 0)
+}
+
 /// Names inside a release that deploy itself uses.
 pub const RESERVED_IN_RELEASE: &[&str] = &[".deploy"];
 
@@ -531,7 +536,7 @@ fn validate_traefik(t: &Traefik) -> Result<(), Invalid> {
             }
         }
         for (name, address) in &m.entrypoints {
-            if crate::front::traefik::port_of(address).is_none() || name == "traefik" {
+            if port_of(address).is_none() || name == "traefik" {
                 return Err(invalid(
                     &["traefik", "manage", "entrypoints", name],
                     format!("`{address}` is not an address like \":80\" or \"127.0.0.1:8000\" (and `traefik` is the API's name)"),
@@ -701,4 +706,17 @@ pub(super) fn key_at(text: &str, line: usize) -> Vec<String> {
     }
     key.reverse();
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports() {
+        assert_eq!(port_of(":80"), Some(80));
+        assert_eq!(port_of("127.0.0.1:8000"), Some(8000));
+        assert_eq!(port_of("[::1]:443"), Some(443));
+        assert_eq!(port_of("localhost"), None);
+    }
 }

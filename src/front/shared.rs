@@ -19,9 +19,9 @@ mod seed;
 
 pub use merge::{conflicts, merge, merge_leaving_out, overlap, Merged};
 
-use crate::config::{AcmeChallenge, Traefik};
+use crate::config::{port_of, AcmeChallenge, Traefik};
 use crate::exit::{self, Code};
-use crate::front::traefik::{self, port_of, AcmeResolver, Https, TRAEFIK_UNIT_NAME};
+use crate::front::traefik::{self, AcmeResolver, Https, TRAEFIK_UNIT_NAME};
 use crate::node::Node;
 use crate::sys::{fsx, systemd::Systemd};
 use anyhow::{anyhow, bail, Context, Result};
