@@ -57,16 +57,6 @@ pub const MIGRATE_STEPS: &[&str] = &[
     "migrate-after-release-files",
 ];
 
-/// Runs a child in a process group of its own: a Ctrl-C on the terminal (sent to the
-/// foreground group) does not reach it, so a step under way is finished, not cut.
-pub fn own_group(expr: duct::Expression) -> duct::Expression {
-    use std::os::unix::process::CommandExt;
-    expr.before_spawn(|cmd| {
-        cmd.process_group(0);
-        Ok(())
-    })
-}
-
 /// A named point of the release lifecycle; does something only under `DEPLOY_TEST_HOOK`.
 pub fn point(step: &str) {
     debug_assert!(

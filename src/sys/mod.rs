@@ -9,3 +9,13 @@ pub mod rsync;
 pub mod shell;
 pub mod ssh;
 pub mod systemd;
+
+/// Runs a child in a process group of its own: a Ctrl-C on the terminal (sent to the
+/// foreground group) does not reach it, so a step under way is finished, not cut.
+pub fn own_group(expr: duct::Expression) -> duct::Expression {
+    use std::os::unix::process::CommandExt;
+    expr.before_spawn(|cmd| {
+        cmd.process_group(0);
+        Ok(())
+    })
+}

@@ -38,7 +38,7 @@ pub fn cache_race(output: &str) -> bool {
 pub fn build(dir: &Path, image: &str, verbose: bool) -> Result<()> {
     let mut attempt = 1;
     loop {
-        let out = crate::signals::own_group(duct::cmd("podman", build_args(dir, image)))
+        let out = super::own_group(duct::cmd("podman", build_args(dir, image)))
             .dir(dir)
             .stderr_to_stdout()
             .stdout_capture()

@@ -28,7 +28,7 @@ pub fn upload_args<S: AsRef<str>>(
 /// Runs rsync in `dir` and returns what it printed. A failure names `dest` and, for a full
 /// disk, says what to do.
 pub fn run(args: Vec<String>, dir: &Path, dest: &str) -> Result<String> {
-    let out = crate::signals::own_group(duct::cmd("rsync", args))
+    let out = super::own_group(duct::cmd("rsync", args))
         .dir(dir)
         .stdin_null()
         .stdout_capture()

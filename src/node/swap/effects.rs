@@ -262,7 +262,7 @@ impl Node<'_> {
         let image = self.image(version);
         let container = spec.hook_container.clone();
         let timeout = self.config.hooks.timeout;
-        let handle = signals::own_group(duct::cmd(
+        let handle = crate::sys::own_group(duct::cmd(
             "podman",
             unit::hook_args(&spec, &image, (version, previous), hook),
         ))
