@@ -1,5 +1,6 @@
 //! The command line.
 
+use crate::ui::Color;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -407,15 +408,6 @@ pub struct PruneArgs {
     /// Print what would be removed; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-}
-
-/// `--color`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum Color {
-    #[default]
-    Auto,
-    Always,
-    Never,
 }
 
 /// `maintenance on|off`.

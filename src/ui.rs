@@ -13,7 +13,16 @@ pub struct Ui {
     pub quiet: bool,
     pub json: bool,
     /// `--color`: auto (a terminal, and no NO_COLOR), always, never.
-    pub color: crate::cli::Color,
+    pub color: Color,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Color {
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 pub fn fmt_duration(d: Duration) -> String {
@@ -29,8 +38,7 @@ fn live_terminal() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("TERM").is_some_and(|t| t != "dumb")
 }
 
-fn colour(word: &str, ok: bool, choice: crate::cli::Color) -> String {
-    use crate::cli::Color;
+fn colour(word: &str, ok: bool, choice: Color) -> String {
     let auto = || std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && live_terminal();
     let on = match choice {
         Color::Always => true,
