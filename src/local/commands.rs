@@ -711,13 +711,7 @@ fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Optio
     let args = node_args(command.as_ref().unwrap_or(&cli.command), env, None);
     let argv = crate::local::detached::node_argv(&loaded.file, node.ui, cli.lock_wait, &args);
     let origin = crate::node::state::Origin::here(&loaded.dir);
-    crate::local::detached::run(
-        &node.layout.meta().join("runs"),
-        &argv,
-        (&what, env),
-        &origin,
-    )
-    .map(Some)
+    crate::local::detached::run(&node.layout.runs(), &argv, (&what, env), &origin).map(Some)
 }
 
 /// Runs a local command (the build, a hook) with `sh -c` in the project directory; its output
