@@ -1,4 +1,5 @@
-//! `deploy.yaml`: parsing and validation. Pure: no file system access beyond reading the file.
+//! `deploy.yaml`: parsing and validation. Pure: no file system access beyond reading the file
+//! (and [`artifacts`], which finds the artifacts it names in the project).
 //!
 //! Unknown keys, missing keys and wrong types are reported by the YAML parser with the key and
 //! its line (once a `${VAR}` changed a value, the line of the key it names); the checks that
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod artifacts;
 mod expand;
 mod explain;
 pub mod replica_url;

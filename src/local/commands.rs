@@ -334,7 +334,7 @@ fn check(loaded: &config::Loaded, env: Option<&str>, ui: Ui, on_node: bool) -> R
         return Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?.check();
     }
     ui.step("Checking the artifacts", || {
-        crate::node::upload::artifact_sources(&loaded.config, &loaded.dir).map(|_| ())
+        crate::config::artifacts::sources(&loaded.config, &loaded.dir).map(|_| ())
     })?;
     let Some(env) = env else {
         ui.done(

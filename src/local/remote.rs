@@ -721,7 +721,7 @@ exit "${{rc:-1}}"
                 self.env_name
             );
         }
-        let sources = crate::node::upload::artifact_sources(&self.loaded.config, &self.loaded.dir)?;
+        let sources = crate::config::artifacts::sources(&self.loaded.config, &self.loaded.dir)?;
         let layout = Layout::new(&root);
         let incoming = on_node(&layout.incoming_run(version, &self.run));
         // Unchanged files are hard links to the live release's, or to what an upload of the
@@ -790,11 +790,21 @@ exit "${{rc:-1}}"
         if self.loaded.config.env.secret.is_empty() {
             return Ok(());
         }
-        let secrets = crate::node::appenv::secrets_here(&self.loaded.config.env)?;
+        let secrets = secrets_here(&self.loaded.config.env)?;
         let path = self.send_private(root, "secrets.env", secrets.as_bytes())?;
         args.extend(["--secrets".into(), path]);
         Ok(())
     }
+}
+
+/// The secrets of `env` from this shell's environment, as `NAME=value` lines (what a remote
+/// node is sent, in a private file, for [`crate::node::appenv::Secrets`] to read).
+fn secrets_here(env: &crate::config::Env) -> Result<String> {
+    let only = crate::config::Env {
+        clear: Default::default(),
+        secret: env.secret.clone(),
+    };
+    crate::node::appenv::text(&only, |n| std::env::var(n).ok())
 }
 
 /// `1.2 MB`. Pure.

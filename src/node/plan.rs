@@ -7,7 +7,7 @@ use crate::node::layout::Layout;
 use crate::node::rollback::{refusal, DataChoice, DataPlan};
 use crate::node::swap::{self, Move, Step};
 use crate::node::Node;
-use crate::{front::traefik, node::unit, node::upload, sys::podman};
+use crate::{front::traefik, node::unit, sys::podman};
 use anyhow::{anyhow, Result};
 use std::fmt::Write;
 
@@ -274,7 +274,7 @@ impl Node<'_> {
                 ),
             );
         } else {
-            let sources = upload::artifact_sources(self.config, &self.project_dir)?;
+            let sources = crate::config::artifacts::sources(self.config, &self.project_dir)?;
             let link_dests: Vec<&str> = link_dest.as_deref().into_iter().collect();
             let args = crate::sys::rsync::upload_args(
                 &sources,

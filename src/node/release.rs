@@ -56,7 +56,7 @@ impl Node<'_> {
         let sources = if req.uploaded.is_some() {
             Vec::new()
         } else {
-            upload::artifact_sources(self.config, &self.project_dir)?
+            crate::config::artifacts::sources(self.config, &self.project_dir)?
         };
         let lock = self.lock(&format!("deploy release {v} {}", self.env_name))?;
         self.refuse_if_stopped(&format!("the release of {v}"))?;
