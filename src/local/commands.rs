@@ -43,9 +43,9 @@ pub fn run(mut cli: Cli) -> Result<()> {
             return match cli.json {
                 true => {
                     let value: serde_json::Value = yaml_serde::from_str(&yaml)?;
-                    crate::help::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))
+                    crate::ui::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))
                 }
-                false => crate::help::print(&yaml),
+                false => crate::ui::print(&yaml),
             }
             .map_err(Into::into);
         }
@@ -247,7 +247,7 @@ fn dispatch(
                     b.command,
                     loaded.dir.display()
                 );
-                crate::help::print(&first)?;
+                crate::ui::print(&first)?;
             }
             print_plan(node.release_plan(&a.version, a.uploaded.is_some()))
         }
@@ -361,7 +361,7 @@ fn check(loaded: &config::Loaded, env: Option<&str>, ui: Ui, on_node: bool) -> R
 }
 
 fn print_plan(plan: Result<String>) -> Result<()> {
-    Ok(crate::help::print(&plan?)?)
+    Ok(crate::ui::print(&plan?)?)
 }
 
 /// A report as text, or as one JSON document with `--json`.
@@ -370,7 +370,7 @@ fn print_report(ui: Ui, report: &impl serde::Serialize, text: String) -> Result<
         true => format!("{}\n", serde_json::to_string_pretty(report)?),
         false => text,
     };
-    Ok(crate::help::print(&text)?)
+    Ok(crate::ui::print(&text)?)
 }
 
 /// `deploy man`: the page on stdout, or every page into `--dir`.

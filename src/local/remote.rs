@@ -680,7 +680,7 @@ exit "${{rc:-1}}"
                 self.ui.warn(lack);
             }
             if !runs_this_build(&probe)? {
-                crate::help::print(&format!(
+                crate::ui::print(&format!(
                     "Plan: install {} as {}, then set up there (run without --dry-run for the \
                      rest of the plan, which that binary computes).\nDry run: nothing was \
                      changed.\n",

@@ -142,7 +142,7 @@ impl crate::node::Node<'_> {
             },
         };
         if req.dry_run {
-            crate::help::print(&format!(
+            crate::ui::print(&format!(
                 "{}{}Dry run: nothing was changed.\n",
                 describe(&plan, &root),
                 if resumed.is_some() {
