@@ -225,7 +225,7 @@ impl Effects for NodeEffects<'_> {
     }
 
     fn after(&mut self, step: &Step) {
-        signals::point(&format!("after-{}", step.name()));
+        signals::after_swap_step(step.name());
     }
 
     fn failed(&mut self, _step: &Step, _mv: &Move) {
