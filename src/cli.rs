@@ -55,7 +55,7 @@ pub enum Command {
     Setup(SetupArgs),
     /// Make a fresh server a node, over SSH as root: packages, the deploy user (subordinate
     /// ids, lingering, its systemd manager), rootless Podman on overlay, your key; then setup.
-    Bootstrap(crate::local::bootstrap::BootstrapArgs),
+    Bootstrap(BootstrapArgs),
     /// Print a completion script: `deploy completions bash > /etc/bash_completion.d/deploy`.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): `deploy man > deploy.1`; with --dir, one page per command.
@@ -170,6 +170,35 @@ pub struct SetupArgs {
     /// It must be the same version as this deploy.
     #[arg(long, value_name = "PATH")]
     pub server_binary: Option<PathBuf>,
+}
+
+/// `deploy bootstrap`'s arguments.
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// The environment (from `environments:`); its host names the deploy user.
+    pub env: Option<String>,
+    /// How to log in as root: `root@host[:port]` or an ssh alias of a root login; with
+    /// --sudo, a user who may run `sudo -n`.
+    #[arg(long, value_name = "DEST")]
+    pub root: String,
+    /// DEST is not root: run every step through `sudo -n` (no password prompt).
+    #[arg(long)]
+    pub sudo: bool,
+    /// The public key the deploy user logs in with (default: the environment's
+    /// ssh.identity's .pub, else the first key `ssh-add -L` lists).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// A Traefik binary (linux, the server's architecture) to install as
+    /// /usr/local/bin/traefik: traefik.manage needs one, and neither apt nor dnf has it.
+    #[arg(long, value_name = "PATH")]
+    pub traefik_bin: Option<PathBuf>,
+    /// A Litestream binary to install as /usr/local/bin/litestream (for `replicate:`).
+    #[arg(long, value_name = "PATH")]
+    pub litestream_bin: Option<PathBuf>,
+    /// Print every command that would change the server; change nothing (it still logs in
+    /// and reads the server, to say what is done already).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

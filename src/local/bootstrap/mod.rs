@@ -15,7 +15,7 @@ pub mod probe;
 pub mod runner;
 pub mod steps;
 
-use crate::cli::Cli;
+use crate::cli::{BootstrapArgs, Cli};
 use crate::config::{self, Host, Loaded};
 use crate::sys::ssh::Ssh;
 use crate::ui::Ui;
@@ -23,35 +23,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use runner::{Outcome, RootSession};
 use std::path::{Path, PathBuf};
 use steps::{PublicKey, Server, Upload, Wants};
-
-/// `deploy bootstrap`'s arguments.
-#[derive(Debug, clap::Args)]
-pub struct BootstrapArgs {
-    /// The environment (from `environments:`); its host names the deploy user.
-    pub env: Option<String>,
-    /// How to log in as root: `root@host[:port]` or an ssh alias of a root login; with
-    /// --sudo, a user who may run `sudo -n`.
-    #[arg(long, value_name = "DEST")]
-    pub root: String,
-    /// DEST is not root: run every step through `sudo -n` (no password prompt).
-    #[arg(long)]
-    pub sudo: bool,
-    /// The public key the deploy user logs in with (default: the environment's
-    /// ssh.identity's .pub, else the first key `ssh-add -L` lists).
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-    /// A Traefik binary (linux, the server's architecture) to install as
-    /// /usr/local/bin/traefik: traefik.manage needs one, and neither apt nor dnf has it.
-    #[arg(long, value_name = "PATH")]
-    pub traefik_bin: Option<PathBuf>,
-    /// A Litestream binary to install as /usr/local/bin/litestream (for `replicate:`).
-    #[arg(long, value_name = "PATH")]
-    pub litestream_bin: Option<PathBuf>,
-    /// Print every command that would change the server; change nothing (it still logs in
-    /// and reads the server, to say what is done already).
-    #[arg(long)]
-    pub dry_run: bool,
-}
 
 /// Runs `deploy bootstrap`.
 pub fn run(cli: &Cli, a: &BootstrapArgs, ui: Ui) -> Result<()> {
