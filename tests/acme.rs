@@ -169,6 +169,7 @@ impl Pebble {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    #[track_caller]
     fn wait_for(&self, url: &str) {
         let t = Instant::now();
         while self.get(url).is_none() {

@@ -13,6 +13,7 @@ const USER: &str = "deploy-boot";
 const SSH_PORT: u16 = 2223;
 const APP_PORT: u16 = 18540;
 
+#[track_caller]
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
@@ -32,6 +33,7 @@ fn ok(out: Output) -> (String, String) {
     (stdout, stderr)
 }
 
+#[track_caller]
 fn id_of(flag: &str) -> Option<u32> {
     let out = run(Command::new("id").args([flag, USER]));
     out.status
@@ -254,6 +256,7 @@ fn get_app_once() -> Option<String> {
 }
 
 /// The app's answer to GET /.
+#[track_caller]
 fn get_app() -> String {
     get_app_once().expect("the app answers")
 }

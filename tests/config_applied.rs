@@ -21,6 +21,7 @@ fn mounts(p: &Project) -> String {
     .stdout
 }
 
+#[track_caller]
 fn edit_config(p: &Project, from: &str, to: &str) {
     let config = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
     assert!(config.contains(from), "{from:?} not in {config}");
@@ -28,6 +29,7 @@ fn edit_config(p: &Project, from: &str, to: &str) {
 }
 
 /// The gap a release or rollback reported (`gap 385ms`), in ms.
+#[track_caller]
 fn gap_ms(r: &common::Run) -> u64 {
     let text = r.stderr.clone() + &r.stdout;
     let at = text.rfind("gap ").expect("a gap in the output");

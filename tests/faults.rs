@@ -57,6 +57,7 @@ fn wait_for_step(p: &Project, step: &str) {
 
 /// `deploy release VERSION`, spawned, pausing 2 s after the swap's step `step` (the test
 /// hook); returns once the step is done.
+#[track_caller]
 fn release_paused_after(p: &Project, step: &str, version: &str) -> std::process::Child {
     let child = p
         .deploy_cmd(
@@ -87,6 +88,7 @@ fn wait_for_text(file: &std::path::Path, text: &str) {
 }
 
 /// `example-app VERSION hits=N ...` -> (VERSION, N)
+#[track_caller]
 fn version_and_hits(body: &str) -> (String, u64) {
     let mut words = body.split_whitespace();
     let version = words.nth(1).unwrap_or_default().to_string();
@@ -98,6 +100,7 @@ fn version_and_hits(body: &str) -> (String, u64) {
     (version, hits)
 }
 
+#[track_caller]
 fn assert_node_consistent(p: &Project) {
     let root = p.root();
     let current = p.current().expect("`current` names a release");
@@ -350,6 +353,7 @@ fn a_start_that_fails_for_a_moment_is_tried_again_and_the_release_goes_live() {
     assert!(p.body("/").starts_with("example-app v2 "));
 }
 
+#[track_caller]
 fn signal(child: &std::process::Child, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -481,6 +485,7 @@ fn a_full_disk_during_the_upload_removes_the_partial_release() {
 }
 
 /// The app's schema and its number of rows, read with the sqlite3 shell as the node user.
+#[track_caller]
 fn schema_and_rows(p: &Project) -> (String, String) {
     let db = p.root().join("shared/data/app.db");
     let db = db.to_str().unwrap();

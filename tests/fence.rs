@@ -39,6 +39,7 @@ fn exec_writer(p: &Project, tag: &str, secs: u32) -> Child {
     child
 }
 
+#[track_caller]
 fn sql(p: &Project, query: &str) -> String {
     let db = p.root().join("shared/data/app.db");
     p.user("sqlite3", &[db.to_str().unwrap(), query])

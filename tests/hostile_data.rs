@@ -73,6 +73,7 @@ fn a_replica_listing_a_path_outside_shared_is_refused_before_anything_is_written
     let _ = std::fs::remove_dir_all(&work);
 }
 
+#[track_caller]
 fn which(program: &str) -> String {
     let out = Command::new("sh")
         .args(["-c", &format!("command -v {program}")])

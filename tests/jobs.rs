@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 /// A job every 2 s writing one row tagged `job-<the release it ran as>`.
 const STAMP: &str = "  stamp:\n    schedule: \"*:*:0/2\"\n    command: [/app/example-app, write-row-version, job-]\n";
 
+#[track_caller]
 fn sql(p: &Project, query: &str) -> String {
     let db = p.root().join("shared/data/app.db");
     p.user("sqlite3", &[db.to_str().unwrap(), query])
@@ -104,6 +105,7 @@ impl Load {
         Load { stop, thread }
     }
 
+    #[track_caller]
     fn finish(self) -> usize {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.thread.join().unwrap()
@@ -208,6 +210,7 @@ fn waited_then_ran(p: &Project, job: &str, version: &str) -> bool {
 }
 
 /// The project's config with `jobs` as its jobs (written over the ones it had).
+#[track_caller]
 fn set_jobs(p: &Project, jobs: &str) {
     let config = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
     let base = config.split("jobs:\n").next().unwrap();

@@ -47,6 +47,7 @@ fn project(app: &str, port: u16, traefik_section: Option<String>) -> Project {
 }
 
 /// Replaces the project's `traefik:` section.
+#[track_caller]
 fn set_traefik(p: &Project, section: &str) {
     let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
     let base = &yaml[..yaml.find("traefik:").expect("a traefik section")];
@@ -107,6 +108,7 @@ fn traefik_pid(p: &Project) -> String {
 }
 
 /// The managed Traefik's static config.
+#[track_caller]
 fn static_config() -> String {
     std::fs::read_to_string(node().home.join(".config/traefik/traefik.yaml")).unwrap()
 }

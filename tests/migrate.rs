@@ -51,6 +51,7 @@ PY
     );
 }
 
+#[track_caller]
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -61,6 +62,7 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 /// The new layout, complete, with every old row and file.
+#[track_caller]
 fn assert_migrated(p: &Project) {
     let root = p.root();
     assert_eq!(p.current().as_deref(), Some("legacy"));

@@ -5,6 +5,7 @@ mod common;
 use common::{Options, Project};
 use std::time::{Duration, Instant};
 
+#[track_caller]
 fn columns(p: &Project) -> String {
     let db = p.root().join("shared/data/app.db");
     p.user(

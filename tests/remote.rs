@@ -18,6 +18,7 @@ fn remote(app: &str, port: u16) -> Project {
 }
 
 /// `   1.2 MB sent (1234567 bytes)` -> rsync's exact count of bytes sent.
+#[track_caller]
 fn sent(stderr: &str) -> f64 {
     let line = stderr
         .lines()

@@ -24,6 +24,7 @@ fn replicated(app: &str, port: u16, extra: &str) -> Project {
     p
 }
 
+#[track_caller]
 fn db_check(p: &Project) -> (String, i64) {
     let db = p.root().join("shared/data/app.db");
     let ask = |q: &str| {

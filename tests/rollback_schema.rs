@@ -45,6 +45,7 @@ fn snapshot_of(p: &Project, version: &str, kind: &str) -> PathBuf {
 }
 
 /// The columns of the hits table, read with the sqlite3 shell as the node user.
+#[track_caller]
 fn columns(p: &Project, db: &Path) -> String {
     let db = db.to_str().unwrap();
     let out = p

@@ -7,6 +7,7 @@ mod common;
 use common::{Options, Project};
 
 /// The one snapshot of `version`, and its manifest.
+#[track_caller]
 fn manifest(p: &Project, version: &str) -> (std::path::PathBuf, serde_json::Value) {
     let dir = common::only_snapshot(&p.root(), version);
     let text = std::fs::read_to_string(dir.join("snapshot.json")).unwrap();

@@ -67,6 +67,7 @@ fn assert_all_answered(seen: &[String]) {
     );
 }
 
+#[track_caller]
 fn finish(load: (Arc<AtomicBool>, Vec<std::thread::JoinHandle<Vec<String>>>)) -> Vec<String> {
     load.0.store(true, Ordering::SeqCst);
     load.1.into_iter().flat_map(|t| t.join().unwrap()).collect()

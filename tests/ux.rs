@@ -5,6 +5,7 @@ mod common;
 use common::{Options, Project};
 use serde_json::Value;
 
+#[track_caller]
 fn json_lines(stdout: &str) -> Vec<Value> {
     stdout
         .lines()
@@ -148,6 +149,7 @@ fn output_off_a_terminal_json_shapes_and_logs() {
     );
 }
 
+#[track_caller]
 fn follower_spawn(mut c: std::process::Command) -> std::process::Child {
     c.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -217,6 +219,7 @@ fn failing_hooks_keep_the_old_release_serving() {
 }
 
 /// `gap 412ms` in a release's last line -> milliseconds.
+#[track_caller]
 fn reported_gap(text: &str) -> u64 {
     let at = text
         .rfind("gap ")

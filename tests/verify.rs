@@ -7,6 +7,7 @@ mod common;
 use common::{Options, Project};
 use std::time::Duration;
 
+#[track_caller]
 fn replicated(app: &str, port: u16) -> Project {
     let p = Project::new(app, port, Options::default());
     let dir = p.file_replica();

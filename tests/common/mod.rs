@@ -24,6 +24,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+#[track_caller]
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd
         .output()
@@ -89,6 +90,7 @@ pub fn node() -> &'static NodeEnv {
 pub struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
+    #[track_caller]
     pub fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
         // As the node user: a parent made here as root (`~/tests` on a fresh machine) would
         // lock every other test out of it.
@@ -118,6 +120,7 @@ impl SmallDisk {
 impl SmallDisk {
     /// An XFS file system with reflinks (as RHEL's and Rocky's default is), on a loop file of
     /// `mb` megabytes, mounted on `dir`.
+    #[track_caller]
     pub fn xfs(dir: &std::path::Path, mb: u32) -> SmallDisk {
         let made = as_user(Path::new("mkdir"), &["-p"], Path::new("/"))
             .arg(dir)
@@ -160,6 +163,7 @@ impl Drop for SmallDisk {
 }
 
 /// The one data snapshot a release has (deploy keeps only the newest).
+#[track_caller]
 pub fn only_snapshot(root: &Path, version: &str) -> PathBuf {
     let dir = root
         .join("releases")
@@ -175,6 +179,7 @@ pub fn only_snapshot(root: &Path, version: &str) -> PathBuf {
 
 /// Rows of a table in a database that nothing writes (a snapshot), read without creating any
 /// file beside it (the tests run as root; the node user owns these files).
+#[track_caller]
 pub fn rows(db: &Path, table: &str) -> i64 {
     let uri = format!("file:{}?immutable=1", db.display());
     let conn = rusqlite::Connection::open_with_flags(
@@ -233,6 +238,7 @@ pub fn many_files() {
 }
 
 /// Gives a tree to the node user (files a test wrote there as root).
+#[track_caller]
 pub fn chown_to_node_user(p: &Path) {
     let n = node();
     run_ok(
@@ -242,6 +248,7 @@ pub fn chown_to_node_user(p: &Path) {
     );
 }
 
+#[track_caller]
 pub fn chmod(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -378,6 +385,7 @@ pub struct LoadSummary {
 }
 
 impl Load {
+    #[track_caller]
     pub fn finish(self) -> LoadSummary {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut s = LoadSummary {
@@ -444,6 +452,7 @@ impl Default for Options {
 }
 
 impl Project {
+    #[track_caller]
     pub fn new(app: &str, port: u16, opts: Options) -> Project {
         let n = node();
         let p = Project {
@@ -483,6 +492,7 @@ impl Project {
     }
 
     /// Writes a file in the project (as the user's).
+    #[track_caller]
     pub fn write(&self, rel: &str, text: &str) {
         let path = self.dir.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -491,15 +501,18 @@ impl Project {
     }
 
     /// Appends YAML to the project's deploy.yaml (a `hooks:` section, say).
+    #[track_caller]
     pub fn add_to_config(&self, yaml: &str) {
         let config = std::fs::read_to_string(self.dir.join("deploy.yaml")).unwrap();
         self.write("deploy.yaml", &format!("{config}{yaml}"));
     }
 
+    #[track_caller]
     pub fn remove(&self, rel: &str) {
         std::fs::remove_file(self.dir.join(rel)).unwrap();
     }
 
+    #[track_caller]
     fn chown(&self) {
         chown_to_node_user(&self.dir);
     }
@@ -508,6 +521,7 @@ impl Project {
         node().home.join("tests").join(&self.app)
     }
 
+    #[track_caller]
     pub fn deploy(&self, args: &[&str]) -> Run {
         Run::from(as_user(&node().deploy, args, &self.dir).output().unwrap())
     }
@@ -530,23 +544,28 @@ impl Project {
         c
     }
 
+    #[track_caller]
     pub fn deploy_remote(&self, args: &[&str]) -> Run {
         self.deploy_remote_env(&[], args)
     }
 
+    #[track_caller]
     pub fn deploy_remote_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
         Run::from(self.remote_cmd(env, args).output().unwrap())
     }
 
+    #[track_caller]
     pub fn deploy_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
         Run::from(self.deploy_cmd(env, args).output().unwrap())
     }
 
+    #[track_caller]
     pub fn wait(child: std::process::Child) -> Run {
         Run::from(child.wait_with_output().unwrap())
     }
 
     /// Runs a program as the node's user in the project directory.
+    #[track_caller]
     pub fn user(&self, program: &str, args: &[&str]) -> Run {
         Run::from(
             as_user(
@@ -563,12 +582,14 @@ impl Project {
         )
     }
 
+    #[track_caller]
     pub fn current(&self) -> Option<String> {
         std::fs::read_link(self.root().join("current"))
             .ok()
             .map(|t| t.file_name().unwrap().to_string_lossy().into_owned())
     }
 
+    #[track_caller]
     pub fn releases_on_disk(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.root().join("releases"))
             .unwrap()
@@ -622,6 +643,7 @@ impl Project {
         Load { stop, threads }
     }
 
+    #[track_caller]
     pub fn body(&self, path: &str) -> String {
         let (status, body) = self.get(path).unwrap();
         assert_eq!(status, 200, "GET {path}: {body}");
@@ -629,6 +651,7 @@ impl Project {
     }
 
     /// GET on another port (another environment's app): the body of a 200.
+    #[track_caller]
     pub fn body_at(&self, port: u16, path: &str) -> String {
         let mut r = agent()
             .get(format!("http://127.0.0.1:{port}{path}"))
@@ -638,6 +661,7 @@ impl Project {
         r.body_mut().read_to_string().unwrap()
     }
 
+    #[track_caller]
     pub fn image_exists(&self, version: &str) -> bool {
         self.user(
             "podman",
@@ -653,6 +677,7 @@ impl Project {
 
     /// Stops the server's own recovery of a swap whose process died (its path unit), for a
     /// test of what the next command does with a journal left behind.
+    #[track_caller]
     pub fn without_server_recovery(&self) {
         for unit in ["recover.path", "recover.service"] {
             self.user(
@@ -678,6 +703,7 @@ impl Project {
     }
 
     /// An empty directory for this app's `file://` replica, the node user's.
+    #[track_caller]
     pub fn file_replica(&self) -> PathBuf {
         let dir = PathBuf::from("/tmp/deploy-tests/replicas").join(&self.app);
         let _ = std::fs::remove_dir_all(&dir);
@@ -783,6 +809,7 @@ impl Drop for Project {
 
 /// A reboot of the node user's world: every container removed, the user's systemd manager
 /// stopped (`systemctl --user exit`), then started again as at boot (enabled units start).
+#[track_caller]
 pub fn reboot_user_manager() {
     let n = node();
     let user = |args: &[&str]| {
@@ -812,6 +839,7 @@ pub fn reboot_user_manager() {
 
 /// The server is lost: every process of the app and of Litestream SIGKILLed (their units then
 /// stopped, so nothing restarts them), and shared/data wiped.
+#[track_caller]
 pub fn lose_the_server(p: &Project) {
     let units = [p.unit(), format!("{}_test_litestream.service", p.app)];
     for unit in &units {
