@@ -12,7 +12,7 @@ fn mounts(p: &Project) -> String {
         "podman",
         &[
             "inspect",
-            &format!("{}_test", p.app),
+            &p.names().container(),
             "--format",
             "{{range .Mounts}}{{.Destination}} {{end}}",
         ],

@@ -415,7 +415,7 @@ fn a_failing_image_build_leaves_the_old_release_serving_untouched() {
         "FROM scratch\nCOPY no-such-file /app/x\nENTRYPOINT [\"/app/x\"]\n",
     );
     let r = p.deploy(&["release", "v2"]).failed();
-    r.says("podman build of localhost/t-badbuild_test:v2");
+    r.says(&format!("podman build of {}", p.names().image("v2")));
     assert!(
         r.stderr.contains("no-such-file"),
         "the build's last lines: {}",
@@ -584,7 +584,10 @@ fn a_hung_in_gap_hook_is_removed_after_hooks_timeout_and_the_previous_release_se
     r.says("did not finish within 3s (hooks.timeout)");
     r.says("v1 is serving again");
     assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
-    let gone = p.user("podman", &["container", "exists", "t-hookhang_test_hook"]);
+    let gone = p.user(
+        "podman",
+        &["container", "exists", &p.names().hook_container()],
+    );
     assert_eq!(gone.code, 1, "the hook's container is gone");
     assert_eq!(p.current().as_deref(), Some("v1"));
     assert_eq!(p.body("/hits"), "1\n", "v1's one row, nothing of the hook");
@@ -605,7 +608,7 @@ fn a_recovery_that_cannot_succeed_is_replaced_by_a_release_not_a_dead_end() {
     std::fs::remove_dir_all(p.root().join("releases/v1")).unwrap();
     // --force: the stopped container may still be on its way out (podman removes it after the
     // stop job, --rm).
-    p.user("podman", &["rmi", "--force", "localhost/t-stuck_test:v1"])
+    p.user("podman", &["rmi", "--force", &p.names().image("v1")])
         .ok();
     let r = p.deploy(&["rollback"]).failed();
     r.says("recovering the interrupted release of v2 failed");
@@ -660,7 +663,7 @@ fn a_run_killed_in_its_put_back_is_put_right_by_the_server() {
     );
     p.user(
         "systemctl",
-        &["--user", "start", "t-killback_test_recover.path"],
+        &["--user", "start", &p.names().recover_path_unit()],
     )
     .ok();
     // No command: the server's own recovery puts v1 back on its data.

@@ -142,7 +142,7 @@ fn an_exec_that_writes_holds_a_release_until_it_ends_or_is_stopped() {
             "ps",
             "-a",
             "--filter",
-            "label=deploy.writer=t-fence_test",
+            &format!("label={}", p.names().writer_label()),
             "-q",
         ],
     );
@@ -234,7 +234,7 @@ fn recovers_alone(p: &Project) {
     }
     let hook = p.user(
         "podman",
-        &["container", "exists", &format!("{}_test_hook", p.app)],
+        &["container", "exists", &p.names().hook_container()],
     );
     assert_eq!(hook.code, 1, "no hook container left");
 

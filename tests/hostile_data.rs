@@ -133,7 +133,8 @@ fn an_sftp_password_goes_only_into_litestreams_private_config() {
     let unit = std::fs::read_to_string(
         node()
             .home
-            .join(".config/systemd/user/t-sftppw_test_litestream.service"),
+            .join(".config/systemd/user")
+            .join(p.names().replication_unit()),
     )
     .unwrap();
     for s in secret_forms {

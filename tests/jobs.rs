@@ -60,7 +60,7 @@ fn containers_of(p: &Project, job: &str) -> Vec<String> {
             "ps",
             "--all",
             "--filter",
-            &format!("label=deploy.writer={}_test", p.app),
+            &format!("label={}", p.names().writer_label()),
             "--format",
             "{{.Names}} {{index .Labels \"deploy.job\"}}",
         ],

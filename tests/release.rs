@@ -14,12 +14,10 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
     assert_eq!(env.permissions().mode() & 0o777, 0o600);
     let unit_file = common::node()
         .home
-        .join(".config/systemd/user/t-lifecycle_test.service");
+        .join(".config/systemd/user")
+        .join(p.unit());
     let unit_before = std::fs::read_to_string(&unit_file).unwrap();
-    let enabled = p.user(
-        "systemctl",
-        &["--user", "is-enabled", "t-lifecycle_test.service"],
-    );
+    let enabled = p.user("systemctl", &["--user", "is-enabled", &p.unit()]);
     assert_eq!(
         enabled.stdout.trim(),
         "enabled",
@@ -406,18 +404,21 @@ fn make_legacy(p: &Project, version: &str) {
     p.user("systemctl", &["--user", "disable", "--now", &p.unit()])
         .ok();
     std::fs::remove_file(&new_unit).unwrap();
-    let legacy = units.join(format!("{}.service", p.app));
+    let legacy = units.join(deploy::names::legacy::unit(&p.app));
     std::fs::write(
         &legacy,
         text.replace(
-            &format!("--name {}_test", p.app),
+            &format!("--name {}", p.names().container()),
             &format!("--name {}", p.app),
         ),
     )
     .unwrap();
     let (new_image, old_image) = (
-        format!("localhost/{}_test:{version}", p.app),
-        format!("localhost/{}:{version}", p.app),
+        p.names().image(version),
+        format!(
+            "{}:{version}",
+            deploy::names::legacy::image_repository(&p.app)
+        ),
     );
     p.user("podman", &["tag", &new_image, &old_image]).ok();
     p.user("podman", &["rmi", &new_image]).ok();
@@ -625,7 +626,7 @@ fn copy_dot_just_works_and_the_image_holds_no_deploy_files_or_shared_links() {
     assert!(p.root().join("releases/v1/.deploy/snapshots").is_dir());
     // What is in the image: the app's files, none of deploy's, no links into shared/.
     let id = p
-        .user("podman", &["create", "localhost/t-copyall_test:v2"])
+        .user("podman", &["create", &p.names().image("v2")])
         .ok()
         .stdout;
     let listing = p

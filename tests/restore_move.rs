@@ -106,7 +106,7 @@ fn a_restore_killed_after_any_step_is_put_right_by_the_server() {
         loop {
             let active = p.user(
                 "systemctl",
-                &["--user", "is-active", "t-rstkill_test_litestream.service"],
+                &["--user", "is-active", &p.names().replication_unit()],
             );
             if active.stdout.trim() == "active" {
                 break;

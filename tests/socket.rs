@@ -111,7 +111,7 @@ fn a_writing_hook_runs_with_no_process_of_the_app_whatever_arrives() {
     let release = p.deploy_cmd(&[], &["release", "v2"]).spawn().unwrap();
     // While the hook runs, connections keep arriving: none may start the app.
     let journal = p.root().join(".deploy/swap.journal");
-    let container = format!("{}_test", p.app);
+    let container = p.names().container();
     let t = Instant::now();
     let (mut samples, mut in_hook) = (0, false);
     loop {
@@ -159,7 +159,7 @@ fn a_live_app_moves_between_publish_and_socket_with_setup() {
     p.deploy(&["setup"]).ok();
     p.deploy(&["release", "v1"]).ok();
     p.body("/");
-    let socket = format!("{}_test.socket", p.app);
+    let socket = p.names().socket_unit();
     let active = |p: &Project| {
         p.user("systemctl", &["--user", "is-active", &socket])
             .stdout

@@ -203,7 +203,7 @@ fn traefik_down_means_the_app_is_not_stopped() {
     p.deploy(&["setup"]).ok();
     p.deploy(&["release", "v1"]).ok();
     // A gap server that does not answer: the router is not switched to it, the app not stopped.
-    let gap = format!("{}_test_gap.service", p.app);
+    let gap = p.names().gap_unit();
     p.user("systemctl", &["--user", "stop", &gap]).ok();
     let r = p.deploy(&["release", "v1b"]).failed();
     r.says(&format!("the gap server ({gap}) does not answer"));
@@ -279,7 +279,7 @@ fn gap_pid(p: &Project) -> String {
             "-p",
             "MainPID",
             "--value",
-            &format!("{}_test_gap.service", p.app),
+            &p.names().gap_unit(),
         ],
     )
     .stdout

@@ -37,7 +37,7 @@ fn verify_passes_on_a_good_replica_and_names_what_fails() {
     // Behind: Litestream stopped while the app writes.
     p.user(
         "systemctl",
-        &["--user", "stop", "t-verify_test_litestream.service"],
+        &["--user", "stop", &p.names().replication_unit()],
     )
     .ok();
     std::thread::sleep(Duration::from_secs(5));
@@ -55,7 +55,7 @@ fn verify_passes_on_a_good_replica_and_names_what_fails() {
     // A database the replica does not have.
     p.user(
         "systemctl",
-        &["--user", "start", "t-verify_test_litestream.service"],
+        &["--user", "start", &p.names().replication_unit()],
     )
     .ok();
     let extra = p.root().join("shared/data/extra.db");
@@ -130,6 +130,7 @@ fn verify_runs_on_its_timer_and_status_shows_it() {
     p.deploy(&["release", "v2"]).ok();
     let timer = common::node()
         .home
-        .join(".config/systemd/user/t-verifytimer_test_verify.timer");
+        .join(".config/systemd/user")
+        .join(p.names().verify_timer());
     assert!(!timer.exists(), "the timer is gone");
 }

@@ -3,6 +3,7 @@
 //! `scripts/node-setup` provides (it is run here, idempotently, before the first test).
 #![allow(dead_code)]
 
+use deploy::names::Names;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -663,15 +664,8 @@ impl Project {
 
     #[track_caller]
     pub fn image_exists(&self, version: &str) -> bool {
-        self.user(
-            "podman",
-            &[
-                "image",
-                "exists",
-                &format!("localhost/{}_test:{version}", self.app),
-            ],
-        )
-        .code
+        self.user("podman", &["image", "exists", &self.names().image(version)])
+            .code
             == 0
     }
 
@@ -679,18 +673,21 @@ impl Project {
     /// test of what the next command does with a journal left behind.
     #[track_caller]
     pub fn without_server_recovery(&self) {
-        for unit in ["recover.path", "recover.service"] {
-            self.user(
-                "systemctl",
-                &["--user", "stop", &format!("{}_test_{unit}", self.app)],
-            )
-            .ok();
+        let names = self.names();
+        for unit in [names.recover_path_unit(), names.recover_unit()] {
+            self.user("systemctl", &["--user", "stop", &unit]).ok();
         }
     }
 
-    /// The app's unit (the environment is always `test`).
+    /// The names of the app's environment (always `test`): its units, container, images,
+    /// from deploy's own naming scheme.
+    pub fn names(&self) -> Names {
+        Names::new(&self.app, "test")
+    }
+
+    /// The app's unit.
     pub fn unit(&self) -> String {
-        format!("{}_test.service", self.app)
+        self.names().unit()
     }
 
     /// Stops the app and removes everything a previous run left: its `test` environment and,
@@ -722,7 +719,8 @@ impl Project {
     }
 
     fn clean_env(&self, env: &str, root: &Path) {
-        let names = format!("{}_{env}", self.app);
+        let n = Names::new(&self.app, env);
+        let names = n.base();
         let unit_dir = node().home.join(".config/systemd/user");
         // The jobs' timers and services, and their runs' transient units.
         let jobs: Vec<String> = std::fs::read_dir(&unit_dir)
@@ -736,13 +734,13 @@ impl Project {
         let _ = self.user("systemctl", &["--user", "stop", &format!("{names}_job_*")]);
         let had_jobs = !jobs.is_empty();
         for unit in [
-            format!("{names}.service"),
-            format!("{names}_gap.service"),
-            format!("{names}_litestream.service"),
-            format!("{names}_recover.path"),
-            format!("{names}_recover.service"),
-            format!("{names}_verify.timer"),
-            format!("{names}_verify.service"),
+            n.unit(),
+            n.gap_unit(),
+            n.replication_unit(),
+            n.recover_path_unit(),
+            n.recover_unit(),
+            n.verify_timer(),
+            n.verify_service(),
         ]
         .into_iter()
         .chain(jobs)
@@ -762,7 +760,7 @@ impl Project {
                 "--all",
                 "--quiet",
                 "--filter",
-                &format!("label=deploy.writer={names}"),
+                &format!("label={}", n.writer_label()),
             ],
         );
         for id in left.stdout.split_whitespace() {
@@ -770,8 +768,11 @@ impl Project {
         }
         let _ = std::fs::remove_dir_all(root);
         let dynamic = node().home.join(".config/traefik/dynamic");
-        for stem in [names.clone(), format!("{}-{env}", self.app)] {
-            let _ = std::fs::remove_file(dynamic.join(format!("{stem}.yaml")));
+        for file in [
+            n.dynamic_file(),
+            format!("{}.yaml", deploy::names::legacy::router(&self.app, env)),
+        ] {
+            let _ = std::fs::remove_file(dynamic.join(file));
         }
         // By name, never by id: identical builds of other tests' apps share image ids. The
         // filter matches images and lists every name of each, so keep only this app's names.
@@ -782,10 +783,10 @@ impl Project {
                 "--format",
                 "{{.Repository}}:{{.Tag}}",
                 "--filter",
-                &format!("reference=localhost/{names}"),
+                &format!("reference={}", n.image_repository()),
             ],
         );
-        let own = format!("localhost/{names}:");
+        let own = format!("{}:", n.image_repository());
         for name in images
             .stdout
             .split_whitespace()
@@ -841,13 +842,13 @@ pub fn reboot_user_manager() {
 /// stopped, so nothing restarts them), and shared/data wiped.
 #[track_caller]
 pub fn lose_the_server(p: &Project) {
-    let units = [p.unit(), format!("{}_test_litestream.service", p.app)];
+    let units = [p.unit(), p.names().replication_unit()];
     for unit in &units {
         p.user("systemctl", &["--user", "kill", "--signal=SIGKILL", unit]);
     }
     p.user(
         "podman",
-        &["kill", "--signal", "KILL", &format!("{}_test", p.app)],
+        &["kill", "--signal", "KILL", &p.names().container()],
     );
     for unit in &units {
         p.user("systemctl", &["--user", "stop", unit]);
