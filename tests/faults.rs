@@ -3,7 +3,7 @@
 //! serves, the state file is intact and every row of the app's database is there.
 
 mod common;
-use common::{traefik_section, Options, Project};
+use common::{traefik_section, wait_for_text, Options, Project};
 use std::time::{Duration, Instant};
 
 /// The fault-injection points of a release: the two before its swap, then `after-<step>` for
@@ -37,24 +37,6 @@ fn release_points(p: &Project, version: &str) -> Vec<String> {
     points
 }
 
-/// Waits until the swap's journal says `step` is done.
-#[track_caller]
-fn wait_for_step(p: &Project, step: &str) {
-    let journal = p.root().join(".deploy/swap.journal");
-    let done = format!("{{\"t\":\"done\",\"step\":\"{step}\"");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains(&done)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the swap reached {step}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// `deploy release VERSION`, spawned, pausing 2 s after the swap's step `step` (the test
 /// hook); returns once the step is done.
 #[track_caller]
@@ -66,25 +48,8 @@ fn release_paused_after(p: &Project, step: &str, version: &str) -> std::process:
         )
         .spawn()
         .unwrap();
-    wait_for_step(p, step);
+    p.wait_for_journal("done", step);
     child
-}
-
-/// Waits until `file` holds `text`.
-#[track_caller]
-fn wait_for_text(file: &std::path::Path, text: &str) {
-    let t = Instant::now();
-    while !std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .contains(text)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "{} holds {text:?}",
-            file.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// `example-app VERSION hits=N ...` -> (VERSION, N)
@@ -231,7 +196,7 @@ fn sigkill_of_the_command_you_typed_never_leaves_the_app_down() {
             .deploy_cmd(&[("DEPLOY_TEST_HOOK", &hook)], &["release", &v])
             .spawn()
             .unwrap();
-        wait_for_step(&p, step);
+        p.wait_for_journal("done", step);
         signal(&child, "-KILL");
         let killed_at = Instant::now();
         Project::wait(child);
@@ -285,17 +250,7 @@ fn a_second_deploy_fails_fast_naming_the_holder() {
         .spawn()
         .unwrap();
     let lock = p.root().join(".deploy/lock");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&lock)
-        .unwrap_or_default()
-        .contains("release v2")
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the first release took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_text(&lock, "release v2", Duration::from_secs(20));
     let t = Instant::now();
     let r = p.deploy(&["rollback"]).failed();
     assert!(
@@ -331,7 +286,11 @@ fn a_start_that_fails_for_a_moment_is_tried_again_and_the_release_goes_live() {
     // failed on it.
     let child = release_paused_after(&p, "stop", "v2");
     let taken = std::net::TcpListener::bind(("127.0.0.1", p.port)).expect("the port is free");
-    wait_for_text(&p.root().join("log/unit.log"), "address already in use");
+    wait_for_text(
+        &p.root().join("log/unit.log"),
+        "address already in use",
+        Duration::from_secs(60),
+    );
     drop(taken);
     let r = Project::wait(child).ok();
     r.says("warning: the first start failed, the second worked");
@@ -344,7 +303,11 @@ fn a_start_that_fails_for_a_moment_is_tried_again_and_the_release_goes_live() {
     let child = release_paused_after(&p, "stop", "v3");
     let taken = std::net::TcpListener::bind(("127.0.0.1", p.port)).expect("the port is free");
     let journal = p.root().join(".deploy/swap.journal");
-    wait_for_text(&journal, "\"step\":\"switch\",\"to\":\"v2\"");
+    wait_for_text(
+        &journal,
+        "\"step\":\"switch\",\"to\":\"v2\"",
+        Duration::from_secs(60),
+    );
     drop(taken);
     let r = Project::wait(child).failed();
     r.says("ended with `failed` twice; podman said:");

@@ -170,20 +170,7 @@ pub fn answers_as(p: &Project, version: &str, within: Duration) -> Duration {
 /// Once the swap's journal says `step` began, SIGKILLs the node-side run (its pid is in the
 /// journal): what the OOM killer or a crash does.
 fn kill_the_run_in(p: &Project, step: &str) {
-    let journal = p.root().join(".deploy/swap.journal");
-    let begun = format!("{{\"t\":\"begin\",\"step\":\"{step}\"");
-    let t = Instant::now();
-    let text = loop {
-        let text = std::fs::read_to_string(&journal).unwrap_or_default();
-        if text.contains(&begun) {
-            break text;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the swap never began {step}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let text = p.wait_for_journal("begin", step);
     let pid = text
         .split("\"pid\":")
         .nth(1)

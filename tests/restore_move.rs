@@ -158,18 +158,7 @@ fn in_socket_mode_no_connection_starts_the_app_during_a_restore() {
         )
         .spawn()
         .unwrap();
-    let journal = p.root().join(".deploy/swap.journal");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains("{\"t\":\"done\",\"step\":\"stop\"")
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the restore never stopped the app"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    p.wait_for_journal("done", "stop");
     // A connection now: it waits in the socket's backlog, and starts nothing.
     let port = p.port;
     let asked = std::thread::spawn(move || {

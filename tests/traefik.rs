@@ -109,20 +109,8 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
             (answer, std::time::Instant::now())
         })
     };
-    let journal = p.root().join(".deploy/swap.journal");
-    let stop_began = loop {
-        if std::fs::read_to_string(&journal)
-            .unwrap_or_default()
-            .contains("{\"t\":\"begin\",\"step\":\"stop\"")
-        {
-            break std::time::Instant::now();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the swap never stopped the app"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    p.wait_for_journal("begin", "stop");
+    let stop_began = std::time::Instant::now();
     Project::wait(release).ok();
     let (answer, answered_at) = slow.join().unwrap();
     let (status, body) = answer.expect("the slow request got an answer");

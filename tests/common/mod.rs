@@ -7,7 +7,7 @@ use deploy::names::Names;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const NODE_USER: &str = "deployer";
 
@@ -221,6 +221,24 @@ pub fn assert_private(root: &Path) {
         }
     }
     assert!(seen > 5, "walked {seen} entries under {}", root.display());
+}
+
+/// Waits until `file` holds `text`, for at most `within`; returns what it holds then.
+#[track_caller]
+pub fn wait_for_text(file: &Path, text: &str, within: Duration) -> String {
+    let t = Instant::now();
+    loop {
+        let now = std::fs::read_to_string(file).unwrap_or_default();
+        if now.contains(text) {
+            return now;
+        }
+        assert!(
+            t.elapsed() < within,
+            "{} does not hold {text:?} after {within:?}:\n{now}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Raises this process's open-files limit to its hard limit (a test that holds thousands of
@@ -677,6 +695,19 @@ impl Project {
         for unit in [names.recover_path_unit(), names.recover_unit()] {
             self.user("systemctl", &["--user", "stop", &unit]).ok();
         }
+    }
+
+    /// The swap's journal (only while a swap runs, or after one died).
+    pub fn journal(&self) -> PathBuf {
+        self.root().join(".deploy/swap.journal")
+    }
+
+    /// Waits (up to 60 s) until the swap's journal has an entry `t` (`begin`, `done`) of
+    /// `step`; returns the journal then.
+    #[track_caller]
+    pub fn wait_for_journal(&self, t: &str, step: &str) -> String {
+        let entry = format!("{{\"t\":\"{t}\",\"step\":\"{step}\"");
+        wait_for_text(&self.journal(), &entry, Duration::from_secs(60))
     }
 
     /// The names of the app's environment (always `test`): its units, container, images,
