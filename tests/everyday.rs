@@ -26,8 +26,7 @@ fn stop_lasts_until_start_with_the_maintenance_page_meanwhile() {
             ..Options::default()
         },
     );
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     assert_eq!(p.get_front("/").unwrap().0, 200);
 
     let r = p.deploy(&["stop", "--dry-run"]).ok();
@@ -101,8 +100,7 @@ fn stop_lasts_until_start_with_the_maintenance_page_meanwhile() {
 fn a_stop_in_socket_mode_closes_the_socket_too() {
     let p = Project::new("t-day-sock", 18502, Options::default());
     p.add_to_config("listen: socket\n");
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     let socket = &p.names().socket_unit();
     p.deploy(&["stop"]).ok();
     assert_eq!(
@@ -118,8 +116,7 @@ fn a_stop_in_socket_mode_closes_the_socket_too() {
 #[test]
 fn a_hold_by_hand_refuses_changes_until_released() {
     let p = Project::new("t-day-hold", 18504, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.deploy(&["release", "v2"]).ok();
     p.deploy(&["lock", "status"])
         .ok()
@@ -266,8 +263,7 @@ fn remove_takes_what_runs_and_keeps_the_data_unless_told() {
             ..Options::default()
         },
     );
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     assert!(p.body("/").contains("hits=1"));
     let home = common::node().home.clone();
     let units = home.join(".config/systemd/user");
@@ -322,8 +318,7 @@ fn remove_takes_what_runs_and_keeps_the_data_unless_told() {
 #[test]
 fn logs_since_and_grep() {
     let p = Project::new("t-day-logs", 18510, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.deploy(&["release", "v2"]).ok();
     let r = p.deploy(&["logs", "--grep", "listening"]).ok();
     assert_eq!(

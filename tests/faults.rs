@@ -240,8 +240,7 @@ fn sigkill_of_the_command_you_typed_never_leaves_the_app_down() {
 #[test]
 fn a_second_deploy_fails_fast_naming_the_holder() {
     let p = Project::new("t-lock", 18303, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     let first = p
         .deploy_cmd(
             &[("DEPLOY_TEST_HOOK", "sleep@after-build")],
@@ -280,8 +279,7 @@ fn a_second_deploy_fails_fast_naming_the_holder() {
 #[test]
 fn a_start_that_fails_for_a_moment_is_tried_again_and_the_release_goes_live() {
     let p = Project::new("t-portbusy", 18356, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     // Another process takes the app's port while it is stopped, until the first start has
     // failed on it.
     let child = release_paused_after(&p, "stop", "v2");
@@ -328,8 +326,7 @@ fn signal(child: &std::process::Child, sig: &str) {
 #[test]
 fn sigterm_before_the_swap_changes_nothing_and_during_it_finishes_it() {
     let p = Project::new("t-term", 18305, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
 
     // Before the swap: it stops at the next step boundary; v1 keeps serving.
     let child = p
@@ -370,8 +367,7 @@ fn sigterm_before_the_swap_changes_nothing_and_during_it_finishes_it() {
 #[test]
 fn a_failing_image_build_leaves_the_old_release_serving_untouched() {
     let p = Project::new("t-badbuild", 18306, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     p.write(
         "Containerfile",
@@ -402,8 +398,7 @@ fn a_failing_image_build_leaves_the_old_release_serving_untouched() {
 #[test]
 fn an_unreachable_user_manager_is_explained_and_nothing_changes() {
     let p = Project::new("t-nomanager", 18307, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     let uid = common::node().uid;
     let gone = format!("unix:path=/run/user/{uid}/no-such-bus");
     for args in [&["release", "v2"][..], &["rollback"], &["setup"]] {
@@ -427,8 +422,7 @@ fn a_full_disk_during_the_upload_removes_the_partial_release() {
     let p = Project::new("t-diskfull", 18308, Options::default());
     // Room for one release (the binary is about 4 MB) and the data, not for a 16 MB asset.
     let _disk = common::SmallDisk::mount(&p.root(), "12m");
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -529,8 +523,7 @@ fn a_migration_in_the_gap_is_undone_when_a_later_hook_fails_or_its_process_dies(
 #[test]
 fn a_hung_in_gap_hook_is_removed_after_hooks_timeout_and_the_previous_release_serves() {
     let p = Project::new("t-hookhang", 18344, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     p.add_to_config(
         "hooks:\n  timeout: 3s\n  in_gap:\n    - /app/example-app run-sql /app/assets/hang.sql\n",
@@ -598,8 +591,7 @@ fn a_recovery_that_cannot_succeed_is_replaced_by_a_release_not_a_dead_end() {
 #[test]
 fn a_run_killed_in_its_put_back_is_put_right_by_the_server() {
     let p = Project::new("t-killback", 18354, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }

@@ -86,8 +86,7 @@ fn none_after(p: &Project, writer: &str, release: &str) {
 #[test]
 fn an_exec_that_writes_holds_a_release_until_it_ends_or_is_stopped() {
     let p = Project::new("t-fence", 18440, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
 
     // Without --lock-wait: stopped at once, exit 4, the exec named with how to end it.
@@ -194,8 +193,7 @@ fn columns(p: &Project) -> String {
 /// with no command typed, the server puts the data back and the previous release serves, or
 /// keeps the new release that had passed its check.
 fn recovers_alone(p: &Project) {
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     let before = columns(p);
     p.add_to_config("hooks:\n  in_gap:\n    - /app/example-app run-sql /app/assets/migrate.sql\n");

@@ -87,8 +87,7 @@ fn which(program: &str) -> String {
 #[test]
 fn a_link_the_app_put_where_its_database_was_is_replaced_never_written_through() {
     let p = Project::new("t-datalink", 18422, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }

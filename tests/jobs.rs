@@ -419,8 +419,7 @@ fn concurrency_forbid_skips_a_run_while_one_goes_and_replace_stops_it() {
         )
     };
     p.add_to_config(&format!("jobs:\n{}", long("forbid")));
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     let mut most = 0;
     wait_until(
         "a skip, then the run kept ends ok",
@@ -520,8 +519,7 @@ fn a_job_is_skipped_while_the_app_is_halted_and_runs_again_once_a_release_is_sta
     let p = Project::new("t-job-halt", 18488, Options::default());
     // No snapshot to put back: a failed hook leaves the app stopped (halted).
     p.add_to_config(&format!("backup: off\njobs:\n{STAMP}"));
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     wait_until("a row of the job as v1", Duration::from_secs(20), || {
         rows(&p, "job-v1") > 0
     });

@@ -149,8 +149,7 @@ fn an_in_place_deployment_becomes_releases_and_shared_and_a_release_sees_every_r
     assert_migrated(&p);
 
     // The first real release runs on the migrated data and sees every old row.
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     assert_eq!(p.body("/hits"), format!("{OLD_ROWS}\n"));
     let r = p.deploy(&["releases"]).ok();
     r.prints("legacy");

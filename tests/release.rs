@@ -103,8 +103,7 @@ fn failed_health_check_puts_the_previous_release_back() {
             ..Options::default()
         },
     );
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
 
     // v2 "migrates" the data (deletes every row), then fails its health check.
@@ -346,8 +345,7 @@ fn bad_input_is_refused_and_changes_nothing() {
 #[test]
 fn rollback_with_data_puts_back_what_that_release_left() {
     let p = Project::new("t-withdata", 18109, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -443,8 +441,7 @@ fn make_legacy(p: &Project, version: &str) {
 #[test]
 fn setup_moves_an_app_from_the_old_names_to_the_naming_scheme_in_a_gap() {
     let p = Project::new("t-legacy", 18346, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     make_legacy(&p, "v1");
     let t = std::time::Instant::now();
     while p.get("/").map(|(s, _)| s) != Ok(200) {

@@ -14,8 +14,7 @@ fn replicated(app: &str, port: u16, extra: &str) -> Project {
         "replicate:\n  url: file://{}\n{extra}",
         dir.display()
     ));
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..5 {
         p.body("/");
     }

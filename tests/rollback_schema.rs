@@ -67,8 +67,7 @@ fn hits(p: &Project) -> String {
 /// v1 with 3 hits, then v2, whose in-gap migration adds a column; 2 more hits on v2.
 fn migrated(app: &str, port: u16) -> Project {
     let p = Project::new(app, port, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -88,8 +87,7 @@ fn migrated(app: &str, port: u16) -> Project {
 #[test]
 fn release_replace_keeps_the_snapshots_and_a_failed_build_keeps_the_old_release() {
     let p = Project::new("t-sch-replace", 18460, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -145,8 +143,7 @@ fn release_replace_keeps_the_snapshots_and_a_failed_build_keeps_the_old_release(
 #[test]
 fn rollback_with_data_to_the_stopped_live_release_restores_the_data_it_left() {
     let p = Project::new("t-sch-stopped", 18461, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -293,8 +290,7 @@ fn keep_data_runs_the_old_code_on_todays_data_and_with_data_restores_what_it_lef
 #[test]
 fn a_rollback_on_the_same_schema_goes_ahead_and_one_to_a_release_without_a_record_warns() {
     let p = Project::new("t-sch-same", 18464, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     p.deploy(&["release", "v2"]).ok();
     p.body("/");
@@ -325,8 +321,7 @@ fn a_rollback_on_the_same_schema_goes_ahead_and_one_to_a_release_without_a_recor
 #[test]
 fn a_schema_that_changes_after_the_check_puts_the_live_release_back() {
     let p = Project::new("t-sch-gap", 18465, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.deploy(&["release", "v2"]).ok();
     p.body("/");
     // The rollback checked the schema before the stop; in the gap, something changes it.

@@ -99,8 +99,7 @@ fn releases_a_rollback_and_a_failed_release_under_load_lose_no_request() {
 #[test]
 fn a_writing_hook_runs_with_no_process_of_the_app_whatever_arrives() {
     let p = socket_project("t-sockhook", 18362);
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.add_to_config("hooks:\n  in_gap: [\"/app/example-app run-sql /app/assets/slow.sql\"]\n");
     p.write(
         "assets/slow.sql",
@@ -156,8 +155,7 @@ fn a_writing_hook_runs_with_no_process_of_the_app_whatever_arrives() {
 #[test]
 fn a_live_app_moves_between_publish_and_socket_with_setup() {
     let p = Project::new("t-sockswitch", 18364, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     let socket = p.names().socket_unit();
     let active = |p: &Project| {

@@ -167,8 +167,7 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
 #[test]
 fn hold_mode_releases_under_load_answer_200_only() {
     let p = project("t-front-hold", 18203, "hold", "", "20s");
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     let load = p.load(4);
     std::thread::sleep(Duration::from_millis(300));
     p.deploy(&["release", "v2"]).ok();
@@ -188,8 +187,7 @@ fn hold_mode_releases_under_load_answer_200_only() {
 #[test]
 fn traefik_down_means_the_app_is_not_stopped() {
     let p = project("t-front-down", 18205, "maintenance", "", "20s");
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     // A gap server that does not answer: the router is not switched to it, the app not stopped.
     let gap = p.names().gap_unit();
     p.user("systemctl", &["--user", "stop", &gap]).ok();

@@ -160,8 +160,7 @@ fn follower_spawn(mut c: std::process::Command) -> std::process::Child {
 #[test]
 fn failing_hooks_keep_the_old_release_serving() {
     let p = Project::new("t-hooks", 18332, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
 

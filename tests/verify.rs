@@ -15,8 +15,7 @@ fn replicated(app: &str, port: u16) -> Project {
         "replicate:\n  url: file://{}\nverify:\n  max_lag: 3s\n",
         dir.display()
     ));
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..5 {
         p.body("/");
     }
@@ -104,8 +103,7 @@ fn verify_runs_on_its_timer_and_status_shows_it() {
         "replicate:\n  url: file://{}\nverify:\n  schedule: \"*:*:0/3\"\n",
         dir.display()
     ));
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }

@@ -697,6 +697,14 @@ impl Project {
         }
     }
 
+    /// A node with v1 live: `deploy setup`, then `deploy release v1`, both succeeding.
+    #[track_caller]
+    pub fn with_v1_live(&self) {
+        self.deploy(&["setup"]).ok();
+        self.deploy(&["release", "v1"]).ok();
+        assert_eq!(self.current().as_deref(), Some("v1"), "v1 is live");
+    }
+
     /// The swap's journal (only while a swap runs, or after one died).
     pub fn journal(&self) -> PathBuf {
         self.root().join(".deploy/swap.journal")
