@@ -37,10 +37,6 @@ pub fn image_tag(version: &str) -> String {
     format!("{}-{h:08x}", version.replace('+', "_"))
 }
 
-pub fn image_ref(app: &str, version: &str) -> String {
-    format!("localhost/{app}:{}", image_tag(version))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
