@@ -302,85 +302,57 @@ impl Default for Health {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Environment {
-    /// `local` (this machine), or a server reached over SSH: `user@host:port`, `host`, or an
-    /// alias from ~/.ssh/config.
-    pub host: String,
-    pub path: String,
-    pub port: u16,
-    /// With `traefik:`: where the gap server (maintenance page, held requests) listens on
-    /// 127.0.0.1. Default: `port` + 1.
-    #[serde(default)]
-    pub gap_port: Option<u16>,
-    /// Optional, for a remote host: how to reach it.
-    #[serde(default)]
-    pub ssh: Option<SshOptions>,
-    // Any top-level section but `app` and `environments` ([`OVERRIDABLE`]), for this
-    // environment only: merged over the top level as Kamal merges a destination's file (maps
-    // merge, lists and scalars replace) by [`for_environment`]. Accepted here, read there.
-    #[allow(dead_code)]
-    #[serde(default)]
-    keep_releases: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    build: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    artifacts: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    shared: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    container: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    health: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    traefik: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    backup: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    listen: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    hooks: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    env: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    replicate: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    verify: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    jobs: Option<IgnoredAny>,
+/// Declares [`Environment`] with a field for each top-level section an environment may
+/// override, and [`OVERRIDABLE`], their names: one list for both.
+macro_rules! environment_overriding {
+    ($($section:ident),* $(,)?) => {
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Environment {
+            /// `local` (this machine), or a server reached over SSH: `user@host:port`, `host`,
+            /// or an alias from ~/.ssh/config.
+            pub host: String,
+            pub path: String,
+            pub port: u16,
+            /// With `traefik:`: where the gap server (maintenance page, held requests) listens
+            /// on 127.0.0.1. Default: `port` + 1.
+            #[serde(default)]
+            pub gap_port: Option<u16>,
+            /// Optional, for a remote host: how to reach it.
+            #[serde(default)]
+            pub ssh: Option<SshOptions>,
+            // The overrides, for this environment only: merged over the top level as Kamal
+            // merges a destination's file (maps merge, lists and scalars replace) by
+            // [`for_environment`]. Accepted here, read there.
+            $(
+                #[allow(dead_code)]
+                #[serde(default)]
+                $section: Option<IgnoredAny>,
+            )*
+        }
+
+        /// The top-level sections an environment may override (any but `app` and
+        /// `environments`).
+        pub const OVERRIDABLE: &[&str] = &[$(stringify!($section)),*];
+    };
 }
 
-/// The top-level sections an environment may override.
-pub const OVERRIDABLE: &[&str] = &[
-    "keep_releases",
-    "build",
-    "artifacts",
-    "shared",
-    "container",
-    "health",
-    "traefik",
-    "backup",
-    "listen",
-    "hooks",
-    "env",
-    "replicate",
-    "verify",
-    "jobs",
-];
+environment_overriding!(
+    keep_releases,
+    build,
+    artifacts,
+    shared,
+    container,
+    health,
+    traefik,
+    backup,
+    listen,
+    hooks,
+    env,
+    replicate,
+    verify,
+    jobs,
+);
 
 /// `over` merged into `base`: maps merge key by key, anything else replaces.
 fn merge(base: &mut yaml_serde::Value, over: yaml_serde::Value) {
