@@ -1,6 +1,7 @@
 //! The command line.
 
 use crate::ui::Color;
+use crate::version::Version;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -205,8 +206,7 @@ pub struct BootstrapArgs {
 pub struct ReleaseArgs {
     /// The release's name, e.g. v2.0.0; without it, from git (`git describe --always`). A
     /// single argument that names an environment is the environment.
-    #[arg(default_value = "", hide_default_value = true)]
-    pub version: String,
+    pub version: Option<Version>,
     pub env: Option<String>,
     /// With the version from git: release a tree with uncommitted changes, as
     /// `<version>-dirty-<UTC time>`.
@@ -244,7 +244,7 @@ pub struct RollbackArgs {
     pub env: Option<String>,
     /// The release to go back to.
     #[arg(long, value_name = "VERSION")]
-    pub to: Option<String>,
+    pub to: Option<Version>,
     /// Also put back the SQLite data that release left (its snapshot); the data there now
     /// is kept as a snapshot of the release being left.
     #[arg(long)]
@@ -312,6 +312,16 @@ pub struct JobArgs {
     /// The job (from `jobs:`).
     pub name: String,
     pub env: Option<String>,
+}
+
+impl ReleaseArgs {
+    /// The version: given, or (on the laptop, before anything else) from git; a node-side run
+    /// is always given one.
+    pub fn version(&self) -> anyhow::Result<&Version> {
+        self.version
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no version to release: name one (e.g. v2.0.0)"))
+    }
 }
 
 impl JobsArgs {
@@ -493,7 +503,7 @@ pub struct MigrateArgs {
     pub dry_run: bool,
     /// The first release's name.
     #[arg(long = "as", value_name = "VERSION", default_value = "legacy")]
-    pub release: String,
+    pub release: Version,
     /// Do not ask before moving (the plan is shown first).
     #[arg(long, short = 'y')]
     pub yes: bool,

@@ -288,7 +288,10 @@ mod tests {
         }
         match parse("deploy release v2 prod") {
             crate::cli::Command::Release(a) => {
-                assert_eq!((a.version.as_str(), a.env.as_deref()), ("v2", Some("prod")))
+                assert_eq!(
+                    (a.version.as_deref(), a.env.as_deref()),
+                    (Some("v2"), Some("prod"))
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -7,6 +7,7 @@ use crate::node::power::Power;
 use crate::node::rollback::{refusal, DataChoice, DataQuestion};
 use crate::node::Node;
 use crate::ui::Ui;
+use crate::version::Version;
 use crate::{config, exit};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -64,7 +65,7 @@ pub fn run(mut cli: Cli) -> Result<()> {
     let (env_name, env) = loaded.environment(node_env)?;
     let hooks = match &cli.command {
         Command::Release(a) => {
-            let hooks = LocalHooks::new(&loaded, &env_name, env, &a.version, ui);
+            let hooks = LocalHooks::new(&loaded, &env_name, env, a.version()?, ui);
             before_release(a, &loaded, &hooks, cli.node)?;
             Some(hooks)
         }
@@ -110,18 +111,21 @@ fn release_after_restore(file: &Path, version: &str, env: &str) -> Result<()> {
 /// environment; a version that is also an environment's name is refused; no version is the
 /// one git gives.
 fn resolve_release(a: &mut ReleaseArgs, envs: &[String], dir: &Path, ui: Ui) -> Result<()> {
-    if a.env.is_none() && envs.contains(&a.version) {
-        a.env = Some(std::mem::take(&mut a.version));
-    } else if envs.contains(&a.version) {
-        bail!(
-            "the version `{}` is also the name of an environment: choose another version name \
-             (with one argument, an environment's name means the environment)",
-            a.version
-        );
+    let an_env = |v: &Version| envs.iter().any(|e| e == v.as_str());
+    match &a.version {
+        Some(v) if an_env(v) && a.env.is_none() => {
+            a.env = a.version.take().map(Version::into_string);
+        }
+        Some(v) if an_env(v) => bail!(
+            "the version `{v}` is also the name of an environment: choose another version name \
+             (with one argument, an environment's name means the environment)"
+        ),
+        _ => {}
     }
-    if a.version.is_empty() {
-        a.version = crate::local::git::version(dir, a.allow_dirty)?;
-        ui.info(&format!("   version {} (from git)", a.version));
+    if a.version.is_none() {
+        let v = Version::new(&crate::local::git::version(dir, a.allow_dirty)?)?;
+        ui.info(&format!("   version {v} (from git)"));
+        a.version = Some(v);
     }
     Ok(())
 }
@@ -185,7 +189,6 @@ fn before_release(
     if a.dry_run {
         return Ok(());
     }
-    crate::version::check(&a.version)?;
     if !node {
         // Every env.secret is set here, before anything is built or uploaded.
         crate::node::appenv::text(&loaded.config.env, |n| std::env::var(n).ok())?;
@@ -249,7 +252,7 @@ fn dispatch(
                 );
                 crate::ui::print(&first)?;
             }
-            print_plan(node.release_plan(&a.version, a.uploaded.is_some()))
+            print_plan(node.release_plan(a.version()?, a.uploaded.is_some()))
         }
         Command::Release(a) => node.release(a),
         Command::Rollback(a) if a.dry_run => {
@@ -412,7 +415,10 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
             flag(a.unprotected, "--unprotected");
             flag(a.stop_running, "--stop-running");
             flag(a.dry_run, "--dry-run");
-            vec!["release".into(), a.version.clone(), env.into()]
+            let mut w = vec!["release".to_string()];
+            w.extend(a.version.as_ref().map(Version::to_string));
+            w.push(env.into());
+            w
         }
         Command::Rollback(a) => {
             flag(a.with_data, "--with-data");
@@ -424,7 +430,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
             flag(a.dry_run, "--dry-run");
             let mut w = vec!["rollback".to_string(), env.into()];
             if let Some(t) = &a.to {
-                w.extend(["--to".into(), t.clone()]);
+                w.extend(["--to".into(), t.to_string()]);
             }
             w
         }
@@ -533,7 +539,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
                 "migrate-data".into(),
                 env.into(),
                 "--as".into(),
-                a.release.clone(),
+                a.release.to_string(),
             ]
         }
         Command::Recover(_) => vec!["recover".into(), env.into()],
@@ -569,7 +575,7 @@ fn rollback_answers(
         return Ok(a.clone());
     };
     let mut answered = RollbackArgs {
-        to: Some(q.target.clone()),
+        to: Some(Version::new(&q.target)?),
         ..a.clone()
     };
     match ui.choose(&q.text, &["--with-data", "--keep-data"])? {
@@ -626,7 +632,7 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
         Command::Release(a) if a.dry_run => remote.read(&node_args(command, &env, Some("RUN"))),
         Command::Release(a) => {
             let args = node_args(command, &env, Some(remote.run_id()));
-            remote.release(&a.version, &args)
+            remote.release(a.version()?, &args)
         }
         Command::Rollback(a) if a.dry_run => remote.read(&node_args(command, &env, None)),
         Command::Exec(a) if a.interactive => {
@@ -697,7 +703,7 @@ fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Optio
     let env = &node.env_name;
     let (what, command) = match &cli.command {
         Command::Release(a) if !a.dry_run && a.uploaded.is_none() => {
-            (format!("release {} {env}", a.version), None)
+            (format!("release {} {env}", a.version()?), None)
         }
         Command::Rollback(a) if !a.dry_run && !a.data_question => {
             let a = rollback_answers(node.ui, a, env, || node.data_question(a.to.as_deref()))?;

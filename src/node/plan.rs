@@ -7,6 +7,7 @@ use crate::node::layout::Layout;
 use crate::node::rollback::{refusal, DataChoice, DataPlan};
 use crate::node::swap::{self, Move, Step};
 use crate::node::Node;
+use crate::version::Version;
 use crate::{front::traefik, node::unit, sys::podman};
 use anyhow::{anyhow, Result};
 use std::fmt::Write;
@@ -241,8 +242,8 @@ impl Node<'_> {
         Ok(out)
     }
 
-    pub fn release_plan(&self, version: &str, uploaded: bool) -> Result<String> {
-        crate::version::check(version)?;
+    pub fn release_plan(&self, version: &Version, uploaded: bool) -> Result<String> {
+        let version = version.as_str();
         let current = self.current()?;
         let target = self.layout.release(version);
         let image = self.image(version);

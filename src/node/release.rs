@@ -10,9 +10,7 @@ use crate::node::state::State;
 use crate::node::state::{Action, EventOutcome};
 use crate::sys::systemd::Systemd;
 use crate::ui::fmt_duration;
-use crate::{
-    node::appenv, node::layout, node::unit, node::upload, signals, sys::fsx, sys::podman, version,
-};
+use crate::{node::appenv, node::layout, node::unit, node::upload, signals, sys::fsx, sys::podman};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -50,8 +48,7 @@ impl Node<'_> {
     /// Starting: the version and artifacts are valid, the lock is ours, a dead swap is put
     /// right, and the version may be (re)released.
     fn release_starting<'r>(&self, req: &'r ReleaseArgs) -> Result<Run<'r>> {
-        let v = req.version.as_str();
-        version::check(v)?;
+        let v = req.version()?.as_str();
         let vars = self.release_vars(req)?;
         let sources = if req.uploaded.is_some() {
             Vec::new()
@@ -123,7 +120,7 @@ impl Node<'_> {
     /// failure leaves nothing behind under the version's name (but the release `--replace`
     /// replaces, put back); nothing live changed.
     fn release_updating(&self, run: &mut Run) -> Result<()> {
-        let (v, image) = (run.req.version.as_str(), run.image.clone());
+        let (v, image) = (run.req.version()?.as_str(), run.image.clone());
         let incoming = match &run.req.uploaded {
             Some(id) => self.layout.incoming_run(v, id),
             None => self.layout.incoming(v),
@@ -365,7 +362,7 @@ impl Node<'_> {
 
     /// Publishing: the swap, from what is live to the new release.
     fn release_publishing(&self, run: &mut Run) -> Result<Duration> {
-        let v = run.req.version.as_str();
+        let v = run.req.version()?.as_str();
         signals::check("the swap")?;
         self.apply_environment(&run.systemd)?;
         self.install_recovery(&run.systemd)?;
@@ -389,7 +386,7 @@ impl Node<'_> {
     /// Finishing: old releases pruned, and the result. The release is live whatever pruning
     /// does: a failure there is a warning after that is said, and the command succeeds.
     fn release_finishing(&self, mut run: Run, gap: Duration) -> Result<()> {
-        let v = run.req.version.as_str();
+        let v = run.req.version()?.as_str();
         self.release_jobs(&run.systemd);
         let pruned = self
             .ui

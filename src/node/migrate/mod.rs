@@ -65,7 +65,6 @@ impl crate::node::Node<'_> {
                 self.env_name
             );
         }
-        crate::version::check(release)?;
         let mut top = Vec::new();
         let entries = std::fs::read_dir(root).with_context(|| {
             format!(
