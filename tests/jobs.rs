@@ -244,7 +244,7 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
 
     set_jobs(&p, &format!("{STAMP}{broken}{nightly}{slow}"));
     p.deploy(&["setup"]).ok();
-    let timer = |job: &str| format!("t-job-list_test_job_{job}.timer");
+    let timer = |job: &str| p.names().job_timer(job);
     let unit_file = |job: &str| {
         common::node()
             .home
@@ -380,9 +380,12 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
 
     // Jobs gone from the config: their timers go with the next release.
     set_jobs(&p, &format!("{STAMP}{slow}"));
-    p.deploy(&["release", "v2", "--dry-run"]).ok().prints(
-        "t-job-list_test_job_nightly.timer removed (the job nightly is no longer in the config)",
-    );
+    p.deploy(&["release", "v2", "--dry-run"])
+        .ok()
+        .prints(&format!(
+            "{} removed (the job nightly is no longer in the config)",
+            timer("nightly")
+        ));
     p.deploy(&["release", "v2", "--lock-wait", "30s"])
         .ok()
         .says("the job broken is no longer in the config: its timer was removed")

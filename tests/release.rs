@@ -752,8 +752,9 @@ fn staging_and_prod_of_one_app_live_side_by_side_each_with_its_overrides() {
     assert!(answer.starts_with("example-app v1 "), "{answer}");
     let answer = front("t-envs-prod.test");
     assert!(answer.starts_with("example-app v4 "), "{answer}");
-    for unit in ["t-envs_test.service", "t-envs_prod.service"] {
-        let r = p.user("systemctl", &["--user", "is-active", unit]);
+    for env in ["test", "prod"] {
+        let unit = deploy::names::Names::new(&p.app, env).unit();
+        let r = p.user("systemctl", &["--user", "is-active", &unit]);
         assert_eq!(r.stdout.trim(), "active", "{unit}");
     }
     p.deploy(&["status", "prod"]).ok().prints("v4");

@@ -171,7 +171,7 @@ fn in_socket_mode_no_connection_starts_the_app_during_a_restore() {
         &[
             "ps",
             "--filter",
-            "name=^t-rstsock_test$",
+            &format!("name=^{}$", p.names().container()),
             "--format",
             "{{.Names}}",
         ],

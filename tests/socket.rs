@@ -78,7 +78,7 @@ fn releases_a_rollback_and_a_failed_release_under_load_lose_no_request() {
     let p = socket_project("t-socket", 18360);
     p.deploy(&["setup"])
         .ok()
-        .says("Writing t-socket_test.socket");
+        .says(&format!("Writing {}", p.names().socket_unit()));
     p.deploy(&["release", "v1"]).ok();
     let running = load(p.port, 4);
     std::thread::sleep(Duration::from_millis(500));

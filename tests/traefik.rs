@@ -63,8 +63,8 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
     p.deploy(&["setup"]).ok();
     assert!(!legacy.exists(), "setup removes the router of the old name");
     assert_eq!(
-        router_service("t-front-maint_test").as_deref(),
-        Some("t-front-maint_test"),
+        router_service(&p.names().router()).as_deref(),
+        Some(p.names().router().as_str()),
         "the router is live after setup"
     );
     p.deploy(&["release", "v1"]).ok();
@@ -222,11 +222,12 @@ fn traefik_down_means_the_app_is_not_stopped() {
     let dynamic = std::fs::read_to_string(
         common::node()
             .home
-            .join(".config/traefik/dynamic/t-front-down_test.yaml"),
+            .join(".config/traefik/dynamic")
+            .join(p.names().dynamic_file()),
     )
     .unwrap();
     assert!(
-        dynamic.contains("service: t-front-down_test\n"),
+        dynamic.contains(&format!("service: {}\n", p.names().router())),
         "{dynamic}"
     );
     let r = p.deploy(&["setup"]).failed();
@@ -251,7 +252,10 @@ fn setup_says_when_traefik_does_not_watch_the_directory() {
     let q = project("t-front-starter", 18209, "maintenance", "", "20s");
     q.deploy(&["setup"]).ok();
     let r = p.deploy(&["setup"]).failed();
-    r.says("has not loaded the router t-front-nowatch_test@file");
+    r.says(&format!(
+        "has not loaded the router {}@file",
+        p.names().router()
+    ));
     r.says("is its file provider watching that directory");
 }
 

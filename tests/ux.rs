@@ -70,8 +70,10 @@ fn output_off_a_terminal_json_shapes_and_logs() {
         r.stdout
     );
     assert!(
-        r.stdout
-            .contains("  build:     podman build --tag localhost/t-ux_test:v3"),
+        r.stdout.contains(&format!(
+            "  build:     podman build --tag {}",
+            p.names().image("v3")
+        )),
         "{}",
         r.stdout
     );
