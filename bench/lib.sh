@@ -5,8 +5,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 RUNS=${RUNS:-5}
 NODE_USER=${DEPLOY_NODE_USER:-deployer}
-scripts/node-setup "$NODE_USER" >/dev/null
 cargo build --quiet --release --locked -p deploy
+DEPLOY_BIN="${CARGO_TARGET_DIR:-target}/release/deploy" scripts/node-setup "$NODE_USER" >/dev/null
 scripts/build-example
 HOME_DIR=$(getent passwd "$NODE_USER" | cut -d: -f6)
 WORK=/tmp/deploy-bench
@@ -75,6 +75,18 @@ floor() {
 for l in sys.stdin: print(sum(int(x) for x in l.split()))' > "$out.sum"
 }
 
+# build_floor RELEASE_DIR N OUT: the floor of a release's build, plain `podman build --layers=true`
+# (as deploy builds) of a copy of RELEASE_DIR with one asset changed, as the node user, in ms,
+# appended to OUT. The image goes again.
+build_floor() {
+  local src=$1 n=$2 out=$3 dir=$WORK/build-floor-dir t
+  rm -rf "$dir"; cp -a "$src" "$dir"; rm -rf "$dir/.deploy"
+  echo "floor $n" > "$dir/assets/run.txt"; chown -R "$NODE_USER:" "$dir"
+  t=$(ms); as_user podman build -q --layers=true -t "localhost/bench-build-floor:$n" "$dir" >/dev/null
+  echo $(( $(ms) - t )) >> "$out"
+  as_user podman image rm "localhost/bench-build-floor:$n" >/dev/null
+}
+
 # gap_parts JSON PREFIX: from a `--json` release or rollback's step events, the ms of the swap's
 # stop job, start job and health check, appended to PREFIX.stop, PREFIX.start, PREFIX.health.
 gap_parts() { python3 - "$1" "$2" <<'PY'
@@ -86,6 +98,15 @@ def last(prefix):
     return ms[-1] if ms else 0
 for part, prefix in (("stop", "Stopping "), ("start", "Starting "), ("health", "Health check ")):
     open(f"{sys.argv[2]}.{part}", "a").write(f"{last(prefix)}\n")
+PY
+}
+
+# step_ms JSON PREFIX: the ms of the last step event whose label begins with PREFIX (0 if none).
+step_ms() { python3 - "$1" "$2" <<'PY'
+import json, sys
+events = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+ms = [e["ms"] for e in events if e.get("event") == "step" and e["step"].startswith(sys.argv[2])]
+print(ms[-1] if ms else 0)
 PY
 }
 

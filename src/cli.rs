@@ -54,8 +54,9 @@ pub struct Cli {
 pub enum Command {
     /// Prepare the node: directories, shared files, the app's systemd user unit.
     Setup(SetupArgs),
-    /// Make a fresh server a node, over SSH as root: packages, the deploy user (subordinate
-    /// ids, lingering, its systemd manager), rootless Podman on overlay, your key; then setup.
+    /// Make a fresh server a node, over SSH as root (or this machine: --local USER): packages,
+    /// the deploy user (subordinate ids, lingering, its systemd manager), rootless Podman on
+    /// overlay, Traefik and Litestream where needed, your key; then setup.
     Bootstrap(BootstrapArgs),
     /// Print a completion script: `deploy completions bash > /etc/bash_completion.d/deploy`.
     Completions { shell: clap_complete::Shell },
@@ -73,7 +74,8 @@ pub enum Command {
     /// prune and remove refuse until `release`; `status` says who holds it and why.
     Lock(LockArgs),
     /// Remove the app from the server: its units, containers, images, Traefik router and
-    /// Litestream config. Keeps shared/, the releases and the replica unless --data or --all.
+    /// Litestream config, and its previews (taken down wholly). Keeps shared/, the releases and
+    /// the replica unless --data or --all.
     Remove(RemoveArgs),
     /// Remove the releases beyond `keep_releases`, their images and the app's dangling images.
     Prune(PruneArgs),
@@ -126,10 +128,138 @@ pub enum Command {
     /// `<app>_<env>_recover.service` runs (not for people).
     #[command(hide = true)]
     Recover(EnvArgs),
+    /// Previews: the app of the working tree on a copy of an environment's data, on its server,
+    /// beside it (`up`, `ls`, `down`, `prune`). A preview is the environment `ENV/NAME` of
+    /// every other command (`deploy logs prod/pr-12`).
+    Preview(PreviewArgs),
     /// The points of `migrate-data` that the fault-injection tests stop at (`DEPLOY_TEST_HOOK`),
     /// one per line; a release's are its `--dry-run` steps (not for people).
     #[command(hide = true)]
     TestPoints,
+}
+
+/// `deploy preview ...`.
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    #[command(subcommand)]
+    pub action: PreviewAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PreviewAction {
+    /// Make the preview NAME of ENV (its ports, its directory beside ENV's, a copy of ENV's
+    /// data taken while ENV runs), or find it, then release the working tree into it as
+    /// `release` does (version from git by default); its data is kept unless --fresh-data.
+    Up(PreviewUpArgs),
+    /// The previews of ENV: name, version, URL, port, where their data came from, created,
+    /// expires.
+    Ls(PreviewEnvArgs),
+    /// Take the preview NAME down: its units, timers, containers, images, router and
+    /// directory.
+    Down(PreviewDownArgs),
+    /// Take down the previews of ENV past their `preview.ttl` (what the server's timer runs).
+    Prune(PreviewPruneArgs),
+    /// On the node: the preview's ports, directory and data, before its setup and release
+    /// (not for people).
+    #[command(hide = true)]
+    Prepare(PreviewPrepareArgs),
+    /// On the node: the preview's new data, scrubbed, into its live release (not for people).
+    #[command(hide = true)]
+    Data(PreviewDataArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewUpArgs {
+    /// The preview's name (lower-case letters, digits and `-`), e.g. pr-12.
+    pub name: String,
+    /// The environment it is a preview of (default: the only one).
+    #[arg(long, value_name = "ENV")]
+    pub from: Option<String>,
+    /// The release's name (default: from git, as `release` takes it).
+    #[arg(long, value_name = "VERSION")]
+    pub version: Option<String>,
+    /// Copy ENV's data again (the preview's own is replaced).
+    #[arg(long)]
+    pub fresh_data: bool,
+    /// The data from ENV's replica (`replicate:`) as it was at TIME (RFC 3339, or how long
+    /// ago: 10m, 2h), as `deploy restore --at` takes it, instead of a copy of ENV's data now
+    /// (the preview's own is replaced).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// With the version from git: a tree with uncommitted changes.
+    #[arg(long)]
+    pub allow_dirty: bool,
+    /// Do not run `build.command` first.
+    #[arg(long)]
+    pub skip_build: bool,
+    /// Print what it would do; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewEnvArgs {
+    /// The environment (default: the only one).
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewDownArgs {
+    /// The preview's name (or `ENV/NAME`).
+    pub name: String,
+    /// The environment it is a preview of (default: the only one).
+    #[arg(long, value_name = "ENV")]
+    pub from: Option<String>,
+    /// Print what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewPruneArgs {
+    /// The environment (default: the only one).
+    pub env: Option<String>,
+    /// Print which previews would go; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewPrepareArgs {
+    /// The preview, as `ENV/NAME`.
+    pub env: String,
+    #[arg(long)]
+    pub fresh_data: bool,
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// The env.secret values sent by the deploy that was typed (the replica's credentials).
+    #[arg(long, value_name = "FILE")]
+    pub secrets: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewDataArgs {
+    /// The preview, as `ENV/NAME`.
+    pub env: String,
+}
+
+impl PreviewArgs {
+    /// The environment the command reaches the server of: the one previews are of.
+    pub fn env(&self) -> Option<&str> {
+        match &self.action {
+            PreviewAction::Up(a) => a.from.as_deref(),
+            PreviewAction::Down(a) => a
+                .from
+                .as_deref()
+                .or_else(|| crate::names::split_preview(&a.name).map(|(f, _)| f)),
+            PreviewAction::Ls(a) => a.env.as_deref(),
+            PreviewAction::Prune(a) => a.env.as_deref(),
+            PreviewAction::Prepare(PreviewPrepareArgs { env, .. })
+            | PreviewAction::Data(PreviewDataArgs { env }) => {
+                Some(crate::names::split_preview(env).map_or(env.as_str(), |(f, _)| f))
+            }
+        }
+    }
 }
 
 /// `deploy init`.
@@ -173,33 +303,52 @@ pub struct SetupArgs {
     pub server_binary: Option<PathBuf>,
 }
 
-/// `deploy bootstrap`'s arguments.
-#[derive(Debug, Args)]
+#[derive(Debug, clap::Args)]
 pub struct BootstrapArgs {
     /// The environment (from `environments:`); its host names the deploy user.
     pub env: Option<String>,
     /// How to log in as root: `root@host[:port]` or an ssh alias of a root login; with
     /// --sudo, a user who may run `sudo -n`.
-    #[arg(long, value_name = "DEST")]
-    pub root: String,
+    #[arg(long, value_name = "DEST", required_unless_present = "local")]
+    pub root: Option<String>,
     /// DEST is not root: run every step through `sudo -n` (no password prompt).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "local")]
     pub sudo: bool,
+    /// Make this machine a node for USER instead, as root, with no SSH and no config (on the
+    /// server itself; `deploy setup` is then the user's to run).
+    #[arg(long, value_name = "USER", conflicts_with_all = ["root", "env"])]
+    pub local: Option<String>,
     /// The public key the deploy user logs in with (default: the environment's
-    /// ssh.identity's .pub, else the first key `ssh-add -L` lists).
+    /// ssh.identity's .pub, else the first key `ssh-add -L` lists; with --local, none).
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// A Traefik binary (linux, the server's architecture) to install as
-    /// /usr/local/bin/traefik: traefik.manage needs one, and neither apt nor dnf has it.
+    /// /usr/local/bin/traefik, instead of the pinned release bootstrap downloads when
+    /// traefik.manage needs one (neither apt nor dnf has it).
     #[arg(long, value_name = "PATH")]
     pub traefik_bin: Option<PathBuf>,
-    /// A Litestream binary to install as /usr/local/bin/litestream (for `replicate:`).
+    /// A Litestream binary to install as /usr/local/bin/litestream, instead of the pinned
+    /// release (for `replicate:`).
     #[arg(long, value_name = "PATH")]
     pub litestream_bin: Option<PathBuf>,
+    /// Install these too, whatever the config needs (the pinned releases, unless the server
+    /// has them or --traefik-bin/--litestream-bin gives them).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PROGRAM")]
+    pub with: Vec<Program>,
+    /// With --local: the tests' node (scripts/node-setup), with what only it gets.
+    #[arg(long, hide = true, conflicts_with = "root")]
+    pub test_node: bool,
     /// Print every command that would change the server; change nothing (it still logs in
     /// and reads the server, to say what is done already).
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// A program bootstrap installs outside the package manager (`--with`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Program {
+    Traefik,
+    Litestream,
 }
 
 #[derive(Debug, Args)]
@@ -552,6 +701,7 @@ impl Command {
             Command::Lock(a) => a.env(),
             Command::Remove(a) => &a.env,
             Command::Prune(a) => &a.env,
+            Command::Preview(a) => return Some(a.env()),
             crate::no_node_commands!() => return None,
         };
         Some(env.as_deref())

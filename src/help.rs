@@ -50,6 +50,7 @@ pub const ORDER: &[&str] = &[
     "logs",
     "jobs",
     "exec",
+    "preview",
     "start",
     "stop",
     "restart",
@@ -72,8 +73,9 @@ pub const COMPLETE_VAR: &str = "DEPLOY_COMPLETE";
 const GLOBAL: &[&str] = &["config", "lock_wait", "color", "verbose", "quiet", "json"];
 
 /// What `[ENV]` is, wherever a command takes it.
-pub const ENV_HELP: &str = "The environment, a name under `environments:` in the config; may be \
-                            left out when the config defines only one";
+pub const ENV_HELP: &str = "The environment, a name under `environments:` in the config, or a \
+                            preview of one as ENV/NAME; may be left out when the config defines \
+                            only one";
 
 /// A few command lines to begin with (the man page's EXAMPLES).
 pub const EXAMPLES: &[(&str, &str)] = &[

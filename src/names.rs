@@ -30,6 +30,26 @@ pub fn check(kind: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// What separates an environment's name from a preview's in a preview's environment name
+/// (`prod/pr-12`): never in an environment's name, so a preview can never be a configured
+/// environment.
+pub const PREVIEW_SEPARATOR: char = '/';
+
+/// The environment name of the preview `name` of `from` (`prod/pr-12`): what every command
+/// takes as its environment to act on the preview.
+pub fn preview_env(from: &str, name: &str) -> String {
+    format!("{from}{PREVIEW_SEPARATOR}{name}")
+}
+
+/// `prod/pr-12` -> (`prod`, `pr-12`), when both are names; `None` for an environment's name.
+pub fn split_preview(env: &str) -> Option<(&str, &str)> {
+    let (from, name) = env.split_once(PREVIEW_SEPARATOR)?;
+    (check("environment", from).is_ok() && check("preview", name).is_ok()).then_some((from, name))
+}
+
+/// The role between an environment's base and a preview's name: `shop_prod_preview_pr-12`.
+const PREVIEW: &str = "_preview_";
+
 /// The label key on the one-off containers that may write an environment's data.
 pub const WRITER_LABEL: &str = "deploy.writer";
 
@@ -48,9 +68,17 @@ pub struct Names {
 }
 
 impl Names {
+    /// The names of `app` in `env`: an environment, or a preview (`prod/pr-12`), whose names
+    /// are its environment's base, the role `preview` and its own name
+    /// (`shop_prod_preview_pr-12.service`): no role of an environment is `preview`, and a
+    /// preview's name holds no `_`, so none of its names is another's.
     pub fn new(app: &str, env: &str) -> Names {
+        let base = match split_preview(env) {
+            Some((from, name)) => format!("{app}_{from}{PREVIEW}{name}"),
+            None => format!("{app}_{env}"),
+        };
         Names {
-            base: format!("{app}_{env}"),
+            base,
             env: env.to_string(),
         }
     }
@@ -137,6 +165,16 @@ impl Names {
 
     pub fn verify_service(&self) -> String {
         format!("{}_verify.service", self.base)
+    }
+
+    /// The server's prune of the previews of this environment, and the service it starts
+    /// (`shop_prod_previews.timer`: a preview's base is `shop_prod_preview_<name>`, never this).
+    pub fn previews_timer(&self) -> String {
+        format!("{}_previews.timer", self.base)
+    }
+
+    pub fn previews_service(&self) -> String {
+        format!("{}_previews.service", self.base)
     }
 
     pub fn replication_unit(&self) -> String {
@@ -272,6 +310,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_preview_is_named_as_its_environment_plus_its_role_and_never_collides() {
+        assert_eq!(preview_env("prod", "pr-12"), "prod/pr-12");
+        assert_eq!(split_preview("prod/pr-12"), Some(("prod", "pr-12")));
+        for not_one in ["prod", "prod/", "/pr", "prod/pr_1", "Prod/pr", "a/b/c"] {
+            assert_eq!(split_preview(not_one), None, "{not_one}");
+        }
+        let n = Names::new("shop", "prod/pr-12");
+        assert_eq!(n.unit(), "shop_prod_preview_pr-12.service");
+        assert_eq!(n.image("v2"), "localhost/shop_prod_preview_pr-12:v2");
+        assert_eq!(n.env(), "prod/pr-12");
+        // Never one of its environment's names, nor another environment's or preview's.
+        let words = ["a", "gap", "hook", "preview", "job", "a-b"];
+        let mut seen = std::collections::HashMap::new();
+        for env in words {
+            let mut envs = vec![env.to_string()];
+            envs.extend(words.iter().map(|p| preview_env(env, p)));
+            for e in envs {
+                let n = Names::new("shop", &e);
+                for name in [
+                    n.unit(),
+                    n.gap_unit(),
+                    n.hook_container(),
+                    n.container(),
+                    n.job_timer("a"),
+                    n.job_container("gap", "1"),
+                    n.recover_unit(),
+                ] {
+                    if let Some(other) = seen.insert(name.clone(), e.clone()) {
+                        assert_eq!(other, e, "{name} is made twice");
+                    }
+                }
+            }
+        }
+        // A preview's job timers are not its environment's.
+        let prod = Names::new("shop", "prod");
+        let timer = Names::new("shop", "prod/pr-1").job_timer("digest");
+        assert_eq!(prod.job_of_timer(&timer), None);
     }
 
     #[test]

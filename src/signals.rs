@@ -3,7 +3,8 @@
 //! finishes the swap (or puts the previous release back) and then exits.
 //!
 //! Also the test hook of the fault-injection suite: `DEPLOY_TEST_HOOK=kill@STEP` SIGKILLs this
-//! process when it reaches STEP, `sleep@STEP` pauses there for 2 s (for sending a signal then).
+//! process when it reaches STEP, `sleep@STEP` pauses there for 2 s (for sending a signal then;
+//! `sleep@STEP` given n times pauses 2n s).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -48,6 +49,10 @@ pub fn check(before: &str) -> anyhow::Result<()> {
 /// `after-<step>` for each of its steps' names).
 pub const RELEASE_POINTS: &[&str] = &["after-upload", "after-build"];
 
+/// A gap outside a swap (setup moving a live app), for the test hook: once Traefik routes to
+/// the gap server, before the app is stopped.
+pub const GAP_POINTS: &[&str] = &["in-gap"];
+
 /// The steps of `migrate-data`, for the test hook.
 pub const MIGRATE_STEPS: &[&str] = &[
     "migrate-after-plan",
@@ -61,7 +66,9 @@ pub const MIGRATE_STEPS: &[&str] = &[
 /// something only under `DEPLOY_TEST_HOOK`.
 pub fn point(step: &str) {
     debug_assert!(
-        RELEASE_POINTS.contains(&step) || MIGRATE_STEPS.contains(&step),
+        RELEASE_POINTS.contains(&step)
+            || GAP_POINTS.contains(&step)
+            || MIGRATE_STEPS.contains(&step),
         "unknown step {step}"
     );
     reach(step);

@@ -2,16 +2,25 @@
 //! the test's own (127.0.0.1:2223; the test sshd lets only the node user in) whose config, host
 //! key and root's authorized keys live in a private directory of the test's, removed after (the
 //! root account itself is not touched). The deploy user is a new one, removed at the end.
+//! And `deploy bootstrap --local` of another new user, reached after by an sshd of its own that
+//! sets no runtime directory (127.0.0.1:18751): deploy's remote commands set it themselves.
 
 mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The user bootstrap creates: never the node user the other tests share.
 const USER: &str = "deploy-boot";
 const SSH_PORT: u16 = 2223;
 const APP_PORT: u16 = 18540;
+/// The user `bootstrap --local` creates, and the sshd that lets it in.
+const LOCAL_USER: &str = "bs2local";
+const LOCAL_SSH_PORT: u16 = 18751;
+
+/// One bootstrap at a time: each picks the next free subordinate range.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 #[track_caller]
 fn run(cmd: &mut Command) -> Output {
@@ -34,8 +43,8 @@ fn ok(out: Output) -> (String, String) {
 }
 
 #[track_caller]
-fn id_of(flag: &str) -> Option<u32> {
-    let out = run(Command::new("id").args([flag, USER]));
+fn id_of(flag: &str, user: &str) -> Option<u32> {
+    let out = run(Command::new("id").args([flag, user]));
     out.status
         .success()
         .then(|| text(&out).0.trim().parse().unwrap())
@@ -43,7 +52,12 @@ fn id_of(flag: &str) -> Option<u32> {
 
 /// A command as the bootstrapped user, with its session's environment.
 fn as_boot_user(args: &[&str]) -> Command {
-    let (uid, gid) = (id_of("-u").unwrap(), id_of("-g").unwrap());
+    as_user_of(USER, args)
+}
+
+/// A command as `user`, with its session's environment.
+fn as_user_of(user: &str, args: &[&str]) -> Command {
+    let (uid, gid) = (id_of("-u", user).unwrap(), id_of("-g", user).unwrap());
     let mut c = Command::new("setpriv");
     c.args([
         &format!("--reuid={uid}"),
@@ -51,7 +65,7 @@ fn as_boot_user(args: &[&str]) -> Command {
         "--init-groups",
         "env",
         "-i",
-        &format!("HOME=/home/{USER}"),
+        &format!("HOME=/home/{user}"),
         "PATH=/usr/local/bin:/usr/bin:/bin",
         &format!("XDG_RUNTIME_DIR=/run/user/{uid}"),
         &format!("DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{uid}/bus"),
@@ -69,11 +83,12 @@ fn pids_of(uid: u32) -> Vec<String> {
 
 /// Stops everything of the user, as a reboot would: its containers removed, its manager
 /// exited, the processes left (Podman's pause process) killed, each by its id.
-fn stop_user_world(uid: u32) {
-    let _ = run(&mut as_boot_user(&[
-        "podman", "rm", "--force", "--all", "--time", "0",
-    ]));
-    let _ = run(&mut as_boot_user(&["systemctl", "--user", "exit"]));
+fn stop_user_world(user: &str, uid: u32) {
+    let _ = run(&mut as_user_of(
+        user,
+        &["podman", "rm", "--force", "--all", "--time", "0"],
+    ));
+    let _ = run(&mut as_user_of(user, &["systemctl", "--user", "exit"]));
     let t = Instant::now();
     while !pids_of(uid).is_empty() && t.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(200));
@@ -90,22 +105,22 @@ fn stop_user_world(uid: u32) {
     }
 }
 
-/// Removes the bootstrapped user and everything of it: its containers, its manager and the
+/// Removes a bootstrapped user and everything of it: its containers, its manager and the
 /// processes it started (each by its id), its account and home, its runtime directory, its
 /// cgroups and lingering file.
-fn remove_user() {
-    let Some(uid) = id_of("-u") else {
+fn remove_user(user: &str) {
+    let Some(uid) = id_of("-u", user) else {
         return;
     };
-    stop_user_world(uid);
-    let removed = run(Command::new("userdel").args(["-r", USER]));
+    stop_user_world(user, uid);
+    let removed = run(Command::new("userdel").args(["-r", user]));
     assert!(
-        removed.status.success() || id_of("-u").is_none(),
-        "userdel -r {USER}: {:?}",
+        removed.status.success() || id_of("-u", user).is_none(),
+        "userdel -r {user}: {:?}",
         text(&removed)
     );
     let _ = std::fs::remove_dir_all(format!("/run/user/{uid}"));
-    let _ = std::fs::remove_file(format!("/var/lib/systemd/linger/{USER}"));
+    let _ = std::fs::remove_file(format!("/var/lib/systemd/linger/{user}"));
     for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"] {
         let dir = format!("{root}/user.slice/user-{uid}.slice");
         if Path::new(&dir).is_dir() {
@@ -116,17 +131,22 @@ fn remove_user() {
 }
 
 /// An sshd that lets root (and the user bootstrap makes) in with the test's key, on
-/// 127.0.0.1:2223, with no `SetEnv` of the runtime directory (deploy sets it itself).
+/// 127.0.0.1:`port`, with no PAM session and no `SetEnv` of the runtime directory (deploy sets
+/// it itself).
 struct RootSshd {
     dir: PathBuf,
     child: Child,
+    port: u16,
 }
 
 impl RootSshd {
-    fn start() -> RootSshd {
+    fn start(port: u16, user: &str) -> RootSshd {
         // Not under /tmp: sshd's StrictModes refuses a keys file below a world-writable
         // directory.
-        let dir = PathBuf::from(format!("/run/deploy-test-bootstrap-{}", std::process::id()));
+        let dir = PathBuf::from(format!(
+            "/run/deploy-test-bootstrap-{}-{port}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
         common::chmod(&dir, 0o700);
@@ -153,17 +173,17 @@ impl RootSshd {
         let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
         std::fs::write(
             dir.join("known_hosts"),
-            format!("[127.0.0.1]:{SSH_PORT} {}\n", host_key.join(" ")),
+            format!("[127.0.0.1]:{port} {}\n", host_key.join(" ")),
         )
         .unwrap();
         let d = dir.display();
         std::fs::write(
             dir.join("sshd_config"),
             format!(
-                "Port {SSH_PORT}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\n\
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\n\
                  PidFile {d}/sshd.pid\nUsePAM no\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-                 PermitRootLogin prohibit-password\nAllowUsers root {USER}\n\
+                 PermitRootLogin prohibit-password\nAllowUsers root {user}\n\
                  AuthorizedKeysFile .ssh/authorized_keys\nMaxSessions 50\n\
                  MaxStartups 50:30:100\n\
                  Match User root\n  AuthorizedKeysFile {d}/root_authorized_keys\n"
@@ -178,12 +198,12 @@ impl RootSshd {
             .stderr(log)
             .spawn()
             .unwrap();
-        let sshd = RootSshd { dir, child };
+        let sshd = RootSshd { dir, child, port };
         let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", SSH_PORT)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 t.elapsed() < Duration::from_secs(10),
-                "sshd did not listen on {SSH_PORT}: {}",
+                "sshd did not listen on {port}: {}",
                 std::fs::read_to_string(sshd.dir.join("sshd.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -193,6 +213,21 @@ impl RootSshd {
 
     fn file(&self, name: &str) -> String {
         self.dir.join(name).display().to_string()
+    }
+
+    /// ssh's options that trust this sshd's host key only, and never ask.
+    fn options(&self) -> Vec<String> {
+        let known = format!("UserKnownHostsFile={}", self.file("known_hosts"));
+        [
+            "-o",
+            &known,
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 }
 
@@ -262,13 +297,22 @@ fn get_app() -> String {
 }
 
 /// Everything the test made goes, whatever happened: the app, the user, the sshd.
-struct CleanUp;
+struct CleanUp(&'static str);
 
 impl Drop for CleanUp {
     fn drop(&mut self) {
-        remove_user();
+        remove_user(self.0);
         let _ = std::fs::remove_dir_all("/tmp/deploy-tests/t-boot");
     }
+}
+
+/// A test's start: the node, the other bootstrap done (one at a time), `user` gone (and gone
+/// again at the end, whatever happens), and an sshd on `port` that lets root and `user` in.
+fn begin(user: &'static str, port: u16) -> (MutexGuard<'static, ()>, CleanUp, RootSshd) {
+    common::node();
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    remove_user(user);
+    (serial, CleanUp(user), RootSshd::start(port, user))
 }
 
 /// The lines of bootstrap's own steps: those that change the server (not the read first,
@@ -299,10 +343,7 @@ fn subuid_ranges() -> Vec<(String, u64, u64)> {
 
 #[test]
 fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
-    common::node();
-    remove_user();
-    let _clean = CleanUp;
-    let sshd = RootSshd::start();
+    let (_serial, _clean, sshd) = begin(USER, SSH_PORT);
     let dir = project(&sshd);
     let root = format!("root@127.0.0.1:{SSH_PORT}");
     let key = sshd.file("client_ed25519.pub");
@@ -314,7 +355,7 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("is not a Linux program"), "{stderr}");
-    assert_eq!(id_of("-u"), None, "a refused bootstrap made the user");
+    assert_eq!(id_of("-u", USER), None, "a refused bootstrap made the user");
 
     // --dry-run: every command it would run (an upload too), and nothing done.
     let dry = [&boot[..], &["--dry-run", "--traefik-bin", "/bin/true"]].concat();
@@ -334,7 +375,7 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
         stderr.contains("from /run/deploy-test-bootstrap"),
         "{stderr}"
     );
-    assert_eq!(id_of("-u"), None, "a dry run made the user");
+    assert_eq!(id_of("-u", USER), None, "a dry run made the user");
     assert!(!Path::new(&format!("/var/lib/systemd/linger/{USER}")).exists());
 
     // The bootstrap of a user that does not exist yet.
@@ -352,7 +393,7 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
     ] {
         assert!(stderr.contains(&said), "lacks {said:?}:\n{stderr}");
     }
-    let uid = id_of("-u").expect("the user exists");
+    let uid = id_of("-u", USER).expect("the user exists");
     // Its subordinate range is its own: no overlap with any other.
     let ranges = subuid_ranges();
     let own = ranges.iter().find(|r| r.0 == USER).expect("a subuid range");
@@ -446,7 +487,7 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
     // back by itself), and a user with no subordinate ids (made before, or by a useradd that
     // gives none): bootstrap again starts the manager, which starts the app, and adds the
     // next free range, in both files, overlapping none.
-    stop_user_world(uid);
+    stop_user_world(USER, uid);
     let own = subuid_ranges().into_iter().find(|r| r.0 == USER).unwrap();
     let range = format!("{}-{}", own.1, own.1 + own.2 - 1);
     ok(run(Command::new("usermod").args([
@@ -487,5 +528,98 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
         subgid.contains(&format!("{USER}:{}:{}", own.1, own.2)),
         "{subgid}"
     );
+    drop(sshd);
+}
+
+#[test]
+fn bootstrap_local_makes_this_machine_a_node_and_deploys_ssh_sets_the_runtime_dir() {
+    let (_serial, _clean, sshd) = begin(LOCAL_USER, LOCAL_SSH_PORT);
+    let key = sshd.file("client_ed25519.pub");
+    let local = [
+        "bootstrap",
+        "--local",
+        LOCAL_USER,
+        "--key",
+        &key,
+        "--with",
+        "litestream",
+    ];
+    let here = Path::new("/");
+
+    // --dry-run: the commands, and nothing done.
+    let (stdout, _) = ok(deploy(here, &[&local[..], &["--dry-run"]].concat()));
+    assert!(
+        stdout.contains("useradd -m -s /bin/bash \"$u\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Dry run: nothing was changed."), "{stdout}");
+    assert_eq!(id_of("-u", LOCAL_USER), None, "a dry run made the user");
+
+    // From nothing: the same steps as over SSH, run here; Litestream, which this machine
+    // has, kept (no download); none of the tests' extras.
+    let (_, stderr) = ok(deploy(here, &local));
+    for said in [
+        "-> Reading this machine ... ok".to_string(),
+        format!("Creating the user {LOCAL_USER} ... ok"),
+        format!("Authorizing the key ssh-ed25519 bootstrap-test for {LOCAL_USER} ... ok"),
+        format!("Checking that rootless Podman runs for {LOCAL_USER} ... ok"),
+        ", storage: overlay".into(),
+        format!("This machine is a node for {LOCAL_USER}"),
+    ] {
+        assert!(stderr.contains(&said), "lacks {said:?}:\n{stderr}");
+    }
+    for never in ["Downloading", "for the tests", "a test node's"] {
+        assert!(!stderr.contains(never), "{never:?}:\n{stderr}");
+    }
+    let (_, stderr) = ok(deploy(here, &local));
+    let steps: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("-> ") && !l.starts_with("-> Reading"))
+        .collect();
+    assert!(steps.len() >= 9, "{stderr}");
+    for line in &steps {
+        assert!(line.ends_with("ok, already"), "{line}\n{stderr}");
+    }
+
+    // deploy's remote commands set XDG_RUNTIME_DIR themselves. This sshd sets none (no PAM
+    // session, no SetEnv): a plain login of the new user has none and no user manager...
+    let uid = id_of("-u", LOCAL_USER).unwrap();
+    let script = "echo \"[${XDG_RUNTIME_DIR:-}]\"; systemctl --user is-system-running";
+    let plain = run(Command::new("ssh")
+        .args([
+            "-i",
+            &sshd.file("client_ed25519"),
+            "-p",
+            &sshd.port.to_string(),
+        ])
+        .args(sshd.options())
+        .args(["--", &format!("{LOCAL_USER}@127.0.0.1"), script]));
+    let (stdout, stderr) = text(&plain);
+    assert!(stdout.starts_with("[]\n"), "{stdout}\n{stderr}");
+    assert!(!plain.status.success(), "{stdout}\n{stderr}");
+    // ...and deploy's own ssh session reaches both.
+    let options = deploy::sys::ssh::SshOptions {
+        identity: Some(sshd.file("client_ed25519")),
+        jump: None,
+        options: sshd.options(),
+    };
+    let ssh = deploy::sys::ssh::Ssh::new(
+        &format!("{LOCAL_USER}@127.0.0.1"),
+        Some(sshd.port),
+        Some(&options),
+        Path::new("/root"),
+    )
+    .unwrap();
+    let (stdout, stderr) = ok(ssh.capture(script).unwrap());
+    assert!(
+        stdout.starts_with(&format!("[/run/user/{uid}]\n")),
+        "{stdout}\n{stderr}"
+    );
+    let state = stdout.lines().nth(1).unwrap_or_default();
+    assert!(
+        matches!(state, "running" | "degraded"),
+        "{stdout}\n{stderr}"
+    );
+    drop(ssh);
     drop(sshd);
 }

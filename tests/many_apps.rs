@@ -9,10 +9,10 @@
 //! entry points away for a while.
 
 mod common;
-use common::{node, Options, Project, Run, TRAEFIK_API, TRAEFIK_WEB};
+use common::apps::{self, assert_served, refused, set_traefik, traefik_section_at};
+use common::{node, NodeUser, Options, Project, TRAEFIK_API, TRAEFIK_WEB};
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 /// One test at a time: each adds entry points to the one Traefik.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -24,15 +24,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// A `traefik:` section managing the shared Traefik: `eps` its entry points (on 127.0.0.1),
 /// `router` those of the app's router.
 fn traefik(app: &str, eps: &[(&str, u16)], router: &[&str]) -> String {
-    let eps: String = eps
-        .iter()
-        .map(|(name, port)| format!("      {name}: 127.0.0.1:{port}\n"))
-        .collect();
-    format!(
-        "traefik:\n  api: http://127.0.0.1:{TRAEFIK_API}\n  rule: Host(`{app}.test`)\n  \
-         entrypoints: [{}]\n  manage:\n    entrypoints:\n{eps}",
-        router.join(", ")
-    )
+    traefik_section_at(TRAEFIK_API, app, eps, router)
 }
 
 fn project(app: &str, port: u16, traefik_section: Option<String>) -> Project {
@@ -46,91 +38,24 @@ fn project(app: &str, port: u16, traefik_section: Option<String>) -> Project {
     )
 }
 
-/// Replaces the project's `traefik:` section.
-#[track_caller]
-fn set_traefik(p: &Project, section: &str) {
-    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
-    let base = &yaml[..yaml.find("traefik:").expect("a traefik section")];
-    p.write("deploy.yaml", &format!("{base}{section}"));
-}
-
-/// GET / through Traefik's entry point on `port` with the app's Host: the body of a 200 from
-/// the app, waited for (a restart of Traefik takes a moment), or what came instead.
-fn served(app: &str, port: u16) -> Result<String, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(3)))
-        .proxy(None)
-        .build()
-        .into();
-    let t = Instant::now();
-    loop {
-        let answer = agent
-            .get(format!("http://127.0.0.1:{port}/"))
-            .header("Host", format!("{app}.test"))
-            .call()
-            .map_err(|e| e.to_string())
-            .map(|mut r| {
-                let body = r.body_mut().read_to_string().unwrap_or_default();
-                (r.status().as_u16(), body)
-            });
-        match answer {
-            Ok((200, body)) if body.starts_with("example-app ") => return Ok(body),
-            other if t.elapsed() > Duration::from_secs(20) => return Err(format!("{other:?}")),
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
-#[track_caller]
-fn assert_served(app: &str, port: u16, version: &str) {
-    let body = served(app, port).unwrap_or_else(|e| panic!("{app} on :{port}: {e}"));
-    assert!(
-        body.starts_with(&format!("example-app {version} ")),
-        "{app} on :{port}: {body}"
-    );
-}
-
 /// The managed Traefik's process.
-fn traefik_pid(p: &Project) -> String {
-    let r = p.user(
-        "systemctl",
-        &[
-            "--user",
-            "show",
-            "-p",
-            "MainPID",
-            "--value",
-            "traefik.service",
-        ],
-    );
-    r.stdout.trim().to_string()
+fn traefik_pid() -> String {
+    apps::traefik_pid(&NodeUser::shared())
 }
 
 /// The managed Traefik's static config.
 #[track_caller]
 fn static_config() -> String {
-    std::fs::read_to_string(node().home.join(".config/traefik/traefik.yaml")).unwrap()
+    apps::static_config(&NodeUser::shared())
 }
 
 /// An app's record, if it has one.
 fn record(app: &str) -> Option<String> {
-    std::fs::read_to_string(record_path(app)).ok()
+    apps::record(&NodeUser::shared(), app)
 }
 
 fn record_path(app: &str) -> PathBuf {
-    node()
-        .home
-        .join(format!(".local/share/deploy/apps/{app}_test.json"))
-}
-
-/// A refusal for a conflict with another app: exit 3, naming it.
-#[track_caller]
-fn refused(r: Run, other: &str, setting: &str) {
-    assert_eq!(r.code, 3, "a config error:\n{}", r.stderr);
-    r.says(&format!("{other} (test, "));
-    r.says(setting);
-    r.says("nothing was changed");
+    apps::record_path(&NodeUser::shared(), app)
 }
 
 #[test]
@@ -180,9 +105,9 @@ fn two_apps_share_one_traefik_a_conflict_changes_nothing_an_addition_keeps_both(
     // A compatible change: b on an entry point of its own. a keeps its own, and both are
     // served; the restart says whom it touches.
     set_traefik(&b, &traefik("t-many-b", &[("mweb2", 19612)], &["mweb2"]));
-    let pid = traefik_pid(&a);
+    let pid = traefik_pid();
     let r = b.deploy(&["setup"]).ok();
-    assert_ne!(traefik_pid(&a), pid, "Traefik was restarted");
+    assert_ne!(traefik_pid(), pid, "Traefik was restarted");
     r.says("Restarting Traefik (its static config changed), which serves ");
     r.says("t-many-a (test)");
     r.says("t-many-b (test)");
@@ -199,10 +124,10 @@ fn two_apps_share_one_traefik_a_conflict_changes_nothing_an_addition_keeps_both(
     assert_served("t-many-a", TRAEFIK_WEB, "v1");
     assert_served("t-many-b", 19612, "v2");
     // Nothing changed for Traefik: no restart.
-    let pid = traefik_pid(&a);
+    let pid = traefik_pid();
     let r = a.deploy(&["setup"]).ok();
     r.says("Starting Traefik (its static config is unchanged)");
-    assert_eq!(traefik_pid(&a), pid, "Traefik was not restarted");
+    assert_eq!(traefik_pid(), pid, "Traefik was not restarted");
 }
 
 #[test]

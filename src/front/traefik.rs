@@ -59,6 +59,10 @@ pub struct DynamicSpec {
     pub redirect: bool,
     /// The port https is on, when it is not 443 (the `websecure` entry point's).
     pub redirect_port: Option<u16>,
+    /// A preview's router: `X-Robots-Tag: noindex` on every answer.
+    pub noindex: bool,
+    /// A preview's router: the users of its basic authentication (htpasswd lines).
+    pub basic_auth: Vec<String>,
 }
 
 impl DynamicSpec {
@@ -93,6 +97,8 @@ impl DynamicSpec {
                 .managed()
                 .and_then(|m| m.entrypoints.get("websecure").and_then(|a| port_of(a)))
                 .filter(|p| *p != 443),
+            noindex: t.noindex,
+            basic_auth: t.basic_auth.clone(),
         }
     }
 
@@ -409,6 +415,34 @@ mod tests {
             config.traefik.as_ref().unwrap(),
             &crate::names::Names::new("shop", "prod"),
         )
+    }
+
+    #[test]
+    fn a_previews_router_says_noindex_and_asks_for_its_users() {
+        let mut s = spec(None);
+        let plain: serde_json::Value =
+            yaml_serde::from_str(&render_dynamic(&s, false).unwrap()).unwrap();
+        assert_eq!(
+            plain["http"]["routers"]["shop_prod"]["middlewares"],
+            serde_json::json!(["shop_prod_errors"])
+        );
+        s.noindex = true;
+        s.basic_auth = vec!["alice:$2y$05$abc/def".into()];
+        let parsed: serde_json::Value =
+            yaml_serde::from_str(&render_dynamic(&s, false).unwrap()).unwrap();
+        assert_eq!(
+            parsed["http"]["routers"]["shop_prod"]["middlewares"],
+            serde_json::json!(["shop_prod_auth", "shop_prod_noindex", "shop_prod_errors"])
+        );
+        let m = &parsed["http"]["middlewares"];
+        assert_eq!(
+            m["shop_prod_noindex"]["headers"]["customResponseHeaders"]["X-Robots-Tag"],
+            "noindex, nofollow"
+        );
+        assert_eq!(
+            m["shop_prod_auth"]["basicAuth"]["users"],
+            serde_json::json!(["alice:$2y$05$abc/def"])
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub fn run(mut cli: Cli) -> Result<()> {
             return check(&load(file, cli.resolved)?, a.env.as_deref(), ui, cli.node)
         }
         Command::Config(a) => {
-            let loaded = load(file, cli.resolved)?;
+            let loaded = load(file, cli.resolved)?.for_environment(a.env.as_deref())?;
             let (env, _) = loaded.environment(a.env.as_deref())?;
             let yaml = config::resolved_yaml(&loaded.values, &env)?;
             return match cli.json {
@@ -53,6 +53,9 @@ pub fn run(mut cli: Cli) -> Result<()> {
         _ => {}
     }
     let loaded = load(file, cli.resolved)?;
+    if let Command::Preview(a) = &cli.command {
+        return crate::local::preview::run(&cli, a, &loaded, ui);
+    }
     if let Command::Release(a) = &mut cli.command {
         let envs: Vec<String> = loaded.config.environments.keys().cloned().collect();
         resolve_release(a, &envs, &loaded.dir, ui)?;
@@ -61,7 +64,8 @@ pub fn run(mut cli: Cli) -> Result<()> {
         .command
         .env()
         .expect("every other command acts on a node");
-    let loaded = loaded.for_environment(node_env)?;
+    let mut loaded = loaded.for_environment(node_env)?;
+    with_preview_ports(&mut loaded, node_env, cli.node)?;
     let (env_name, env) = loaded.environment(node_env)?;
     let hooks = match &cli.command {
         Command::Release(a) => {
@@ -90,6 +94,19 @@ pub fn run(mut cli: Cli) -> Result<()> {
     result
 }
 
+/// A preview's ports, kept on its server: read there (this machine, for a local environment)
+/// into its config before anything acts on it. Elsewhere its server does so.
+fn with_preview_ports(loaded: &mut config::Loaded, env: Option<&str>, on_node: bool) -> Result<()> {
+    let Some(env) = env.filter(|e| crate::names::split_preview(e).is_some()) else {
+        return Ok(());
+    };
+    let (_, e) = loaded.environment(Some(env))?;
+    if on_node || e.host() == config::Host::Local {
+        crate::node::preview::with_ports(&mut loaded.config, env, &crate::node::home_dir()?)?;
+    }
+    Ok(())
+}
+
 /// `deploy restore --release VERSION`: then the release, as `deploy release VERSION ENV` typed
 /// here does it (the build, the upload, the hooks).
 fn release_after_restore(file: &Path, version: &str, env: &str) -> Result<()> {
@@ -111,12 +128,16 @@ fn release_after_restore(file: &Path, version: &str, env: &str) -> Result<()> {
 /// environment; a version that is also an environment's name is refused; no version is the
 /// one git gives.
 fn resolve_release(a: &mut ReleaseArgs, envs: &[String], dir: &Path, ui: Ui) -> Result<()> {
-    let an_env = |v: &Version| envs.iter().any(|e| e == v.as_str());
+    let an_env = |word: &str| {
+        envs.iter().any(|e| e == word)
+            || crate::names::split_preview(word)
+                .is_some_and(|(from, _)| envs.iter().any(|e| e == from))
+    };
     match &a.version {
-        Some(v) if an_env(v) && a.env.is_none() => {
+        Some(v) if an_env(v.as_str()) && a.env.is_none() => {
             a.env = a.version.take().map(Version::into_string);
         }
-        Some(v) if an_env(v) => bail!(
+        Some(v) if an_env(v.as_str()) => bail!(
             "the version `{v}` is also the name of an environment: choose another version name \
              (with one argument, an environment's name means the environment)"
         ),
@@ -304,7 +325,9 @@ fn dispatch(
             }
         },
         Command::Remove(a) if a.dry_run => print_plan(node.remove_plan(a)),
-        Command::Remove(a) => node.remove(a),
+        Command::Remove(a) => node.remove(a, &|previews| {
+            crate::local::preview::take_down(cli, loaded, &node.env_name, ui, previews)
+        }),
         Command::Prune(a) if a.dry_run => print_plan(node.prune_plan_text()),
         Command::Prune(_) => node.prune_now(),
         Command::Jobs(a) => match &a.action {
@@ -321,6 +344,7 @@ fn dispatch(
         Command::Restore(a) => node.restore(a),
         Command::Recover(_) => node.recover_unattended(),
         Command::Verify(a) => node.verify(a.secrets.as_deref()),
+        Command::Preview(_) => unreachable!("previews return before"),
         crate::no_node_commands!() => unreachable!("the commands without a node returned before"),
     }
 }
@@ -544,6 +568,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
         }
         Command::Recover(_) => vec!["recover".into(), env.into()],
         Command::Verify(_) => vec!["verify".into(), env.into()],
+        Command::Preview(_) => unreachable!("previews build their own"),
         crate::no_node_commands!() => unreachable!("these run no node command"),
     };
     words.into_iter().chain(args).collect()
@@ -610,7 +635,7 @@ fn confirm_removal(ui: Ui, a: &crate::cli::RemoveArgs, env: &str) -> Result<()> 
     if !(a.data || a.all) || a.yes || a.dry_run {
         return Ok(());
     }
-    let question = crate::node::remove::question(a, env);
+    let question = crate::node::remove::question(a, env, None);
     if !ui.ask(&question)? {
         bail!(
             "not confirmed, nothing was removed (`--dry-run` lists what would go; pass --yes to \

@@ -6,4 +6,5 @@ pub mod commands;
 pub mod detached;
 pub mod git;
 pub mod init;
+pub mod preview;
 pub mod remote;

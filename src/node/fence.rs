@@ -51,6 +51,10 @@ pub struct Running {
     pub kind: String,
     pub by: String,
     pub since: String,
+    /// Podman's state: `created` for one made and never started.
+    pub state: String,
+    /// When it was made, as podman prints it (`2026-11-26 13:19:31.12 +0000 UTC`).
+    pub created: String,
     pub command: String,
 }
 
@@ -63,8 +67,26 @@ impl Running {
             kind: f.next()?.to_string(),
             by: f.next()?.to_string(),
             since: f.next()?.to_string(),
+            state: f.next()?.to_string(),
+            created: f.next()?.to_string(),
             command: f.collect::<Vec<_>>().join("|"),
         })
+    }
+
+    /// Made more than a minute before `now` and never started: its client died between
+    /// `podman create` and `podman start`. One just made (its start follows at once) is not.
+    fn stale_created(&self, now: std::time::SystemTime) -> bool {
+        let at = self
+            .created
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.state == "created"
+            && humantime::parse_rfc3339_weak(&at)
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > Duration::from_secs(60))
     }
 
     fn describe(&self) -> String {
@@ -84,7 +106,7 @@ impl Running {
     }
 }
 
-const LIST_FORMAT: &str = "{{.Names}}|{{index .Labels \"deploy.kind\"}}|{{index .Labels \"deploy.by\"}}|{{.RunningFor}}|{{.Command}}";
+const LIST_FORMAT: &str = "{{.Names}}|{{index .Labels \"deploy.kind\"}}|{{index .Labels \"deploy.by\"}}|{{.RunningFor}}|{{.State}}|{{.Created}}|{{.Command}}";
 
 /// What the fence says, read under its lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +153,19 @@ impl Node<'_> {
         self.layout.meta().join("fence-closed")
     }
 
+    /// Present while no exec or job container of the environment can exist: written by a
+    /// closing of the fence that listed none, removed (durably) under the fence's lock before
+    /// any is made. A swap that finds it asks podman nothing (a podman process costs 100-250 ms
+    /// before the gap); without it (an older deploy's node, an exec since) podman is asked.
+    fn none_marker(&self) -> PathBuf {
+        self.layout.meta().join("fence-none")
+    }
+
+    /// Under the fence's lock, right before a one-off container is made.
+    fn may_have_writers(&self) -> Result<()> {
+        crate::sys::fsx::remove_durable(&self.none_marker())
+    }
+
     /// Holds the fence's own lock (a short one, never across a build) while `f` runs.
     fn under_fence_lock<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         crate::sys::fsx::with_lock(&self.fence_lock(), f)
@@ -167,7 +202,10 @@ impl Node<'_> {
     /// says what holds it.
     pub(crate) fn through_fence<T>(&self, create: impl FnOnce() -> Result<T>) -> Result<T> {
         self.under_fence_lock(|| match self.gate()? {
-            Gate::Open => create(),
+            Gate::Open => {
+                self.may_have_writers()?;
+                create()
+            }
             Gate::Swap { what, .. } => Err(exit::with(
                 Code::Locked,
                 anyhow!(
@@ -200,7 +238,7 @@ impl Node<'_> {
         let mut first: Option<String> = None;
         loop {
             let closed_by = self.under_fence_lock(|| match self.gate()? {
-                Gate::Open => create().map(|made| {
+                Gate::Open => self.may_have_writers().and_then(|()| create()).map(|made| {
                     Ok(match made {
                         Ok(made) => Passage::Through {
                             made,
@@ -250,10 +288,14 @@ impl Node<'_> {
         let closed = Closed { marker };
         let deadline = Instant::now() + self.lock_wait.unwrap_or_default();
         let mut told = false;
-        self.remove_stale_created();
         loop {
+            // Closed: whoever passed the fence before has made its container (under the lock).
+            if self.none_marker().exists() {
+                return Ok(closed);
+            }
             let running = self.running_writers()?;
             if running.is_empty() {
+                crate::sys::fsx::write_atomic(&self.none_marker(), b"", 0o600)?;
                 return Ok(closed);
             }
             if stop_running {
@@ -284,52 +326,9 @@ impl Node<'_> {
         }
     }
 
-    /// Exec and job containers made more than a minute ago and never started (their client
-    /// died between `podman create` and `podman start`) are removed: nothing runs in them, and
-    /// left they would hold the fence for ever. One just made (its start follows at once) counts.
-    fn remove_stale_created(&self) {
-        let label = format!("label={}", self.names().writer_label());
-        let Ok(out) = duct::cmd!(
-            "podman",
-            "ps",
-            "--all",
-            "--filter",
-            &label,
-            "--filter",
-            "status=created",
-            "--format",
-            "{{.Names}}|{{.Created}}"
-        )
-        .stdout_capture()
-        .stderr_null()
-        .unchecked()
-        .run() else {
-            return;
-        };
-        let now = std::time::SystemTime::now();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Some((name, created)) = line.split_once('|') else {
-                continue;
-            };
-            let at = created
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ");
-            let old = humantime::parse_rfc3339_weak(&at)
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age > Duration::from_secs(60));
-            if old {
-                self.ui
-                    .info(&format!("   removing {name}: made, never started"));
-                let _ = crate::sys::podman::remove_container_now(name);
-            }
-        }
-    }
-
     /// The exec and job containers of this environment that exist now (running or not yet
-    /// removed).
+    /// removed), in one listing. Those made more than a minute ago and never started are
+    /// removed on the way (nothing runs in them, and left they would hold the fence for ever).
     pub(crate) fn running_writers(&self) -> Result<Vec<Running>> {
         let label = format!("label={}", self.names().writer_label());
         let lines = crate::sys::podman::lines_of(&[
@@ -342,12 +341,19 @@ impl Node<'_> {
             LIST_FORMAT,
         ])
         .context("cannot list the app's one-off containers")?;
-        Ok(lines
+        let now = std::time::SystemTime::now();
+        let (stale, running): (Vec<Running>, Vec<Running>) = lines
             .iter()
             .map(String::as_str)
             .filter_map(Running::parse)
             .filter(|r| r.kind != Kind::Hook.as_str())
-            .collect())
+            .partition(|r| r.stale_created(now));
+        for r in stale {
+            self.ui
+                .info(&format!("   removing {}: made, never started", r.name));
+            let _ = crate::sys::podman::remove_container_now(&r.name);
+        }
+        Ok(running)
     }
 
     /// Stops each (SIGTERM, the app's stop timeout, then a kill) and removes it, confirmed.
@@ -368,7 +374,10 @@ mod tests {
     #[test]
     fn a_listed_container_names_what_it_runs_and_who_started_it() {
         let r =
-            Running::parse("shop_prod_exec_1|exec|ann@laptop|2 minutes ago|sqlite3 a|b").unwrap();
+            Running::parse(
+            "shop_prod_exec_1|exec|ann@laptop|2 minutes ago|running|2026-11-26 13:19:31.12 +0000 UTC|sqlite3 a|b",
+        )
+        .unwrap();
         assert_eq!(r.command, "sqlite3 a|b");
         let said = r.describe();
         assert!(said.contains("exec `sqlite3 a|b`"), "{said}");
@@ -378,5 +387,17 @@ mod tests {
         );
         assert!(said.contains("podman stop shop_prod_exec_1"), "{said}");
         assert!(Running::parse("no fields").is_none());
+        let now = humantime::parse_rfc3339_weak("2026-11-26 13:21:00").unwrap();
+        assert!(!r.stale_created(now), "a running one is never stale");
+        let made = Running {
+            state: "created".into(),
+            ..r
+        };
+        assert!(made.stale_created(now), "made 89 s before, never started");
+        let just = humantime::parse_rfc3339_weak("2026-11-26 13:19:40").unwrap();
+        assert!(
+            !made.stale_created(just),
+            "made 9 s before: its start follows"
+        );
     }
 }

@@ -35,39 +35,34 @@ impl Node<'_> {
             .state(&self.unit_name())
             .is_ok_and(|s| !s.active.is_down());
         let router = self.router()?.filter(|_| app_running);
-        if let Some(r) = &router {
-            self.enter_gap(r)?;
-        }
-        let moved = self.ui.step(
-            &format!(
-                "Moving the app's port {} to {}",
-                self.env.port,
-                if want {
-                    "its socket unit"
-                } else {
-                    "its container"
-                }
-            ),
-            || {
-                systemd.stop(&self.unit_name(), self.stop_timeout())?;
-                if want {
-                    systemd.start(&socket_unit, Duration::from_secs(30))?;
-                } else {
-                    systemd.remove_unit(
-                        &self.user_unit_dir(),
-                        &socket_unit,
-                        Duration::from_secs(30),
-                    )?;
-                }
-                if app_running && self.current()?.is_some() {
-                    self.start_healthy(systemd, &self.unit_name())?;
-                }
-                Ok(())
-            },
-        );
-        if let Some(r) = &router {
-            self.leave_gap(r)?;
-        }
-        moved
+        self.in_gap(router.as_ref(), || {
+            self.ui.step(
+                &format!(
+                    "Moving the app's port {} to {}",
+                    self.env.port,
+                    if want {
+                        "its socket unit"
+                    } else {
+                        "its container"
+                    }
+                ),
+                || {
+                    systemd.stop(&self.unit_name(), self.stop_timeout())?;
+                    if want {
+                        systemd.start(&socket_unit, Duration::from_secs(30))?;
+                    } else {
+                        systemd.remove_unit(
+                            &self.user_unit_dir(),
+                            &socket_unit,
+                            Duration::from_secs(30),
+                        )?;
+                    }
+                    if app_running && self.current()?.is_some() {
+                        self.start_healthy(systemd, &self.unit_name())?;
+                    }
+                    Ok(())
+                },
+            )
+        })
     }
 }

@@ -20,6 +20,7 @@ pub mod logs;
 pub mod migrate;
 pub mod plan;
 pub mod power;
+pub mod preview;
 mod prune;
 mod publish;
 mod recovery;
@@ -380,7 +381,10 @@ impl<'a> Node<'a> {
             .get(version)
             .map(|r| r.image.clone())
             .unwrap_or_else(|| self.image(version));
-        if !podman::image_exists(&image)? {
+        let listed = podman::graph_root_cached(&self.home)
+            .ok()
+            .and_then(|store| podman::image_listed(&store, &image));
+        if listed != Some(true) && !podman::image_exists(&image)? {
             self.ui
                 .step(&format!("Rebuilding missing image {image}"), || {
                     podman::build(&self.layout.release(version), &image, self.ui.verbose)

@@ -12,7 +12,8 @@ use crate::{front::traefik, node::unit, sys::podman};
 use anyhow::{anyhow, Result};
 use std::fmt::Write;
 
-fn indent(text: &str) -> String {
+/// Text shown inside a plan, each line behind `    | `.
+pub(crate) fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    | {l}\n")).collect()
 }
 
@@ -77,6 +78,14 @@ impl Node<'_> {
                 "the data {} left (snapshot {}) into shared/",
                 mv.target(),
                 snapshot.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            Step::Data { dir } => format!(
+                "{} (a copy of {}'s data, scrubbed) becomes shared/ (one rename, exchanged)",
+                dir.display(),
+                self.config
+                    .preview_of
+                    .as_ref()
+                    .map_or("the environment", |o| o.from.as_str())
             ),
             Step::Hook { command } => {
                 let spec = self.unit_spec();
@@ -200,6 +209,14 @@ impl Node<'_> {
                 ),
             );
             out += &indent(&traefik::render_dynamic(&router.spec, false)?);
+        }
+        if self
+            .config
+            .traefik
+            .as_ref()
+            .is_some_and(|t| t.managed().is_some())
+        {
+            out += &self.traefik_plan_lines()?;
         }
         out += &self.jobs_lines()?;
         out += "Dry run: nothing was changed.\n";
@@ -338,7 +355,10 @@ impl Node<'_> {
             format!("sync -f {} (and Podman's image store)", target.display()),
         );
         let kept = self.load_state()?.on_kept_data(current.as_deref());
-        let mv = Move::release(version, current.as_deref(), snapshots).leaving_kept_data(kept);
+        let data = self.preview_data_lines(&mut out);
+        let mv = Move::release(version, current.as_deref(), snapshots)
+            .leaving_kept_data(kept)
+            .with_data(data);
         out += &self.swap_lines(&mv)?;
         out += &self.jobs_lines()?;
         line(
@@ -351,6 +371,22 @@ impl Node<'_> {
         );
         out += "Dry run: nothing was built, uploaded or changed.\n";
         Ok(out)
+    }
+
+    /// A preview's new data waiting to go in: its scrub's lines, and where it is.
+    fn preview_data_lines(&self, out: &mut String) -> Option<std::path::PathBuf> {
+        self.config.preview_of.as_ref()?;
+        let (stage, dir) = crate::node::preview::data::pending(&self.layout)?;
+        if stage == crate::node::preview::data::Stage::Copied {
+            for command in &self.config.preview.scrub {
+                line(
+                    out,
+                    "scrub",
+                    format!("{command} (a one-off container, on {})", dir.display()),
+                );
+            }
+        }
+        Some(crate::node::preview::data::Stage::Ready.dir(&self.layout))
     }
 
     /// `deploy restore --dry-run`: what is downloaded, and the swap that puts it in.

@@ -345,6 +345,11 @@ impl Node<'_> {
             )
         })?;
         let router = self.router()?;
+        // Held until the app answers again: no restart of Traefik in this gap.
+        let _traefik = match &router {
+            Some(_) => self.hold_traefik_shared()?,
+            None => None,
+        };
         if let Some(r) = &router {
             self.enter_gap(r)?;
         }

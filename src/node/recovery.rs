@@ -13,7 +13,7 @@
 use crate::node::Node;
 use crate::sys::{fsx, systemd::Systemd};
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const PATH_UNIT: &str = include_str!("../../units/recover.path");
@@ -31,33 +31,13 @@ impl Node<'_> {
         self.layout.meta().join("config.yaml")
     }
 
-    /// The deploy binary the server's own units run (the gap server, recovery, jobs): one
-    /// per user and build, outside any app's directory (`~/.local/share/deploy/bin/`), named
-    /// by its version, size and time, so that each build is kept once and a unit never runs
-    /// one that was replaced under it.
+    /// The deploy binary the server's own units run ([`kept_bin`]).
     pub(crate) fn kept_bin(&self) -> PathBuf {
-        let dir = self.home.join(".local/share/deploy/bin");
-        // Run from there already (a timer's or the recovery's service): that one.
-        if let Ok(exe) = std::env::current_exe() {
-            if exe.parent() == Some(dir.as_path()) {
-                return exe;
-            }
-        }
-        let stamp = std::env::current_exe()
-            .and_then(std::fs::metadata)
-            .map(|m| {
-                use std::os::unix::fs::MetadataExt;
-                format!("{}-{}", m.len(), m.mtime())
-            })
-            .unwrap_or_default();
-        self.home
-            .join(".local/share/deploy/bin")
-            .join(format!("deploy-{}-{stamp}", env!("CARGO_PKG_VERSION")))
+        kept_bin(&self.home)
     }
 
-    /// Keeps this run's resolved config (in `.deploy/`, 0600) and this binary ([`Self::kept_bin`]:
-    /// a hard link where the file system allows, else a copy), each written only when missing
-    /// or changed.
+    /// Keeps this run's resolved config (in `.deploy/`, 0600) and this binary ([`keep_bin`]),
+    /// each written only when missing or changed.
     pub(crate) fn keep_for_server(&self) -> Result<()> {
         if let Some(text) = &self.config_text {
             let path = self.kept_config();
@@ -65,25 +45,7 @@ impl Node<'_> {
                 fsx::write_atomic(&path, text.as_bytes(), 0o600)?;
             }
         }
-        let bin = self.kept_bin();
-        if bin.exists() {
-            return Ok(());
-        }
-        let exe = std::env::current_exe().context("cannot find this deploy binary")?;
-        let dir = bin.parent().expect("bin dir");
-        fsx::ensure_dir(dir, 0o700)?;
-        let tmp = dir.join(format!(".deploy.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        if std::fs::hard_link(&exe, &tmp).is_err() {
-            std::fs::copy(&exe, &tmp)
-                .with_context(|| format!("cannot copy {} to {}", exe.display(), tmp.display()))?;
-            // The copy keeps the build's time, which names it.
-            let built = std::fs::metadata(&exe)?.modified()?;
-            let copy = std::fs::OpenOptions::new().write(true).open(&tmp)?;
-            copy.set_modified(built)?;
-            copy.sync_all()?;
-        }
-        fsx::rename_durable(&tmp, &bin)
+        keep_bin(&self.home).map(|_| ())
     }
 
     fn recovery_units(&self) -> Result<[(String, String); 2]> {
@@ -182,5 +144,149 @@ impl Node<'_> {
             std::thread::sleep(Duration::from_secs(2));
         }
         Ok(())
+    }
+}
+
+/// How long a kept binary no unit names stays: another deploy may have kept it and not yet
+/// written the units that run it.
+const KEPT_BIN_GRACE: Duration = Duration::from_secs(3600);
+
+/// The kept binaries (but `new`) that no unit file of the user names any more and that were
+/// kept more than `grace` ago go: each build of deploy leaves one, and every unit
+/// is rewritten to the newest by the next setup or release. Best effort: a binary that stays
+/// costs disk, never correctness.
+fn prune_kept_bins(dir: &Path, units: &Path, new: &Path, grace: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let named = unit_texts(units);
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let file = entry.file_name();
+        if path == new || !file.to_string_lossy().starts_with("deploy-") {
+            continue;
+        }
+        let old = entry.metadata().is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            let changed = std::time::UNIX_EPOCH + Duration::from_secs(m.ctime().max(0) as u64);
+            changed.elapsed().is_ok_and(|age| age >= grace)
+        });
+        if old && !named.contains(&path.display().to_string()) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Every unit file's text under `dir` (drop-in directories included), joined.
+fn unit_texts(dir: &Path) -> String {
+    let mut text = String::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return text;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() && path.extension().is_some_and(|e| e == "d") {
+            text.push_str(&unit_texts(&path));
+        } else if let Ok(t) = std::fs::read_to_string(&path) {
+            text.push_str(&t);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// The deploy binary the server's own units run (the gap server, recovery, jobs, the previews'
+/// prune): one per user and build, outside any app's directory (`~/.local/share/deploy/bin/`),
+/// named by its version, size and time, so that each build is kept once and a unit never runs
+/// one that was replaced under it.
+pub(crate) fn kept_bin(home: &Path) -> PathBuf {
+    let dir = home.join(".local/share/deploy/bin");
+    // Run from there already (a timer's or the recovery's service): that one.
+    if let Ok(exe) = std::env::current_exe() {
+        if exe.parent() == Some(dir.as_path()) {
+            return exe;
+        }
+    }
+    let stamp = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            format!("{}-{}", m.len(), m.mtime())
+        })
+        .unwrap_or_default();
+    dir.join(format!("deploy-{}-{stamp}", env!("CARGO_PKG_VERSION")))
+}
+
+/// This binary kept as [`kept_bin`] (a hard link where the file system allows, else a copy),
+/// when it is not there yet; returns its path.
+pub(crate) fn keep_bin(home: &Path) -> Result<PathBuf> {
+    let bin = kept_bin(home);
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let exe = std::env::current_exe().context("cannot find this deploy binary")?;
+    let dir = bin.parent().expect("bin dir");
+    fsx::ensure_dir(dir, 0o700)?;
+    let tmp = dir.join(format!(".deploy.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(&exe, &tmp).is_err() {
+        std::fs::copy(&exe, &tmp)
+            .with_context(|| format!("cannot copy {} to {}", exe.display(), tmp.display()))?;
+        // The copy keeps the build's time, which names it.
+        let built = std::fs::metadata(&exe)?.modified()?;
+        let copy = std::fs::OpenOptions::new().write(true).open(&tmp)?;
+        copy.set_modified(built)?;
+        copy.sync_all()?;
+    }
+    fsx::rename_durable(&tmp, &bin)?;
+    prune_kept_bins(
+        dir,
+        &home.join(".config/systemd/user"),
+        &bin,
+        KEPT_BIN_GRACE,
+    );
+    Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_binaries_no_unit_names_go_and_the_others_stay() {
+        let root = std::env::temp_dir().join(format!("deploy-kept-{}", std::process::id()));
+        let (bin, units) = (root.join("bin"), root.join("units"));
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(units.join("a.service.d")).unwrap();
+        for name in [
+            "deploy-1-old",
+            "deploy-1-named",
+            "deploy-1-dropin",
+            "deploy-1-new",
+            "x",
+        ] {
+            std::fs::write(bin.join(name), "").unwrap();
+        }
+        let named = |n: &str| format!("ExecStart={} gap-server\n", bin.join(n).display());
+        std::fs::write(units.join("a.service"), named("deploy-1-named")).unwrap();
+        std::fs::write(units.join("a.service.d/o.conf"), named("deploy-1-dropin")).unwrap();
+        prune_kept_bins(
+            &bin,
+            &units,
+            &bin.join("deploy-1-new"),
+            Duration::from_secs(3600),
+        );
+        assert!(bin.join("deploy-1-old").exists(), "kept within the grace");
+        prune_kept_bins(&bin, &units, &bin.join("deploy-1-new"), Duration::ZERO);
+        let mut left: Vec<String> = std::fs::read_dir(&bin)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["deploy-1-dropin", "deploy-1-named", "deploy-1-new", "x"]
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -41,7 +41,9 @@ impl Node<'_> {
     pub fn release(&self, req: &ReleaseArgs) -> Result<()> {
         let mut run = self.release_starting(req)?;
         self.release_updating(&mut run)?;
-        let gap = self.release_publishing(&mut run)?;
+        // A preview's new data, scrubbed with the new image before anything live changes.
+        let data = self.ready_preview_data(req.version()?.as_str())?;
+        let gap = self.release_publishing(&mut run, data)?;
         self.release_finishing(run, gap)
     }
 
@@ -223,20 +225,30 @@ impl Node<'_> {
         self.ui.step(&format!("Building image {image}"), || {
             podman::build(target, image, self.ui.verbose)
         })?;
-        if self.config.container.init {
-            if let Ok(Some(init)) = podman::entrypoint_is_init(image) {
-                self.ui.warn(&format!(
-                    "{image}'s entrypoint {init} is an init of its own, and container.init puts \
-                     catatonit in front of it (s6-overlay's /init must be PID 1): set \
-                     container.init: false for this image"
-                ));
-            }
+        // Whether the image's entrypoint is an init of its own is asked of podman while the
+        // sync runs: neither waits for the other.
+        let (synced, init) = std::thread::scope(|s| {
+            let init = self
+                .config
+                .container
+                .init
+                .then(|| s.spawn(|| podman::entrypoint_is_init(image)));
+            let synced = self
+                .ui
+                .step(&format!("Syncing {v} and its image to disk"), || {
+                    let store = podman::graph_root_cached(&self.home)?;
+                    podman::sync_filesystems(&[target, &store])
+                });
+            (synced, init.map(|h| h.join()))
+        });
+        if let Some(Ok(Ok(Some(init)))) = init {
+            self.ui.warn(&format!(
+                "{image}'s entrypoint {init} is an init of its own, and container.init puts \
+                 catatonit in front of it (s6-overlay's /init must be PID 1): set \
+                 container.init: false for this image"
+            ));
         }
-        self.ui
-            .step(&format!("Syncing {v} and its image to disk"), || {
-                let store = podman::graph_root_cached(&self.home)?;
-                podman::sync_filesystems(&[target, &store])
-            })
+        synced
     }
 
     /// The temporary name of a replaced release's image while the new one is built.
@@ -361,7 +373,7 @@ impl Node<'_> {
     }
 
     /// Publishing: the swap, from what is live to the new release.
-    fn release_publishing(&self, run: &mut Run) -> Result<Duration> {
+    fn release_publishing(&self, run: &mut Run, data: Option<PathBuf>) -> Result<Duration> {
         let v = run.req.version()?.as_str();
         signals::check("the swap")?;
         self.apply_environment(&run.systemd)?;
@@ -371,7 +383,8 @@ impl Node<'_> {
         self.warn_readable_shared_files();
         let snapshots = self.config.backup == Backup::Snapshot;
         let mv = Move::release(v, run.current.as_deref(), snapshots)
-            .leaving_kept_data(run.state.on_kept_data(run.current.as_deref()));
+            .leaving_kept_data(run.state.on_kept_data(run.current.as_deref()))
+            .with_data(data);
         let _fence = self.close_fence(&format!("the release of {v}"), run.req.stop_running)?;
         let gap = self.publish(&run.systemd, &mut run.state, &mv, run.req.unprotected)?;
         if signals::interrupted() {

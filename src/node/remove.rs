@@ -3,10 +3,12 @@
 //! by their `deploy.image` label; its Traefik router; Litestream's config), and what it keeps
 //! stays: `shared/`, the releases, the history and the replica, unless `--data` (the data:
 //! shared/, the data snapshots, a `file://` replica) or `--all` (the data and the app's whole
-//! directory). Never anything shared with other apps: the managed Traefik, its static config,
-//! `acme.json`.
+//! directory). Never anything shared with other apps: the managed Traefik's static config and
+//! `acme.json` stay, and Traefik itself keeps running while another app relies on it (the last
+//! one removed stops it and disables its unit).
 
 use crate::cli::RemoveArgs;
+use crate::front::shared::Leaving;
 use crate::node::state::{Action, EventOutcome};
 use crate::node::{event, Node};
 use crate::sys::{podman, systemd::Systemd};
@@ -34,6 +36,10 @@ pub struct Removal {
     pub replica: Option<Replica>,
     /// The app's directory (`--all`).
     pub root: PathBuf,
+    /// What becomes of the managed Traefik.
+    pub traefik: Leaving,
+    /// The environment's previews on this server (`ENV/NAME`): taken down first, wholly.
+    pub previews: Vec<String>,
 }
 
 /// The replica, for `--data` and `--all`.
@@ -75,15 +81,21 @@ pub fn unit_order(base: &str, present: &[String]) -> Vec<String> {
 }
 
 /// The question `--data` and `--all` ask first. Pure.
-pub fn question(a: &RemoveArgs, env: &str) -> String {
+/// `previews`: the environment's on its server, when known here.
+pub fn question(a: &RemoveArgs, env: &str, previews: Option<&[String]>) -> String {
     let what = if a.all {
         "the app's whole directory on the server (releases, history) and its data"
     } else {
         "the data"
     };
+    let and_previews = match previews {
+        Some([]) => String::new(),
+        Some(p) => format!(", and takes down its previews ({})", p.join(", ")),
+        None => ", and takes down its previews, if it has any".into(),
+    };
     format!(
         "deploy remove --{} deletes {what} of {env}: shared/ (the databases, .env), the data \
-         snapshots and a file:// replica. Go on?",
+         snapshots and a file:// replica{and_previews}. Go on?",
         if a.all { "all" } else { "data" }
     )
 }
@@ -92,6 +104,16 @@ pub fn question(a: &RemoveArgs, env: &str) -> String {
 pub fn plan_text(app: &str, env: &str, r: &Removal, data: bool, all: bool) -> String {
     use crate::node::plan::line;
     let mut out = format!("Plan: remove {app} from {env}\n");
+    if !r.previews.is_empty() {
+        line(
+            &mut out,
+            "previews",
+            format!(
+                "{} (each taken down wholly first, as `deploy preview down`)",
+                r.previews.join(" ")
+            ),
+        );
+    }
     let list = |v: &[PathBuf]| {
         v.iter()
             .map(|p| p.display().to_string())
@@ -144,7 +166,7 @@ pub fn plan_text(app: &str, env: &str, r: &Removal, data: bool, all: bool) -> St
     if all {
         line(&mut out, "directory", r.root.display());
     }
-    out += "Never removed: the managed Traefik, its static config, acme.json.\n";
+    line(&mut out, "traefik", r.traefik.describe());
     out += "Dry run: nothing was changed.\n";
     out
 }
@@ -206,7 +228,25 @@ impl Node<'_> {
             data,
             replica,
             root: self.layout.root.clone(),
+            traefik: self.traefik_leaving()?,
+            previews: self.previews_here()?,
         })
+    }
+
+    /// This environment's previews on this server, from the node user's app records.
+    fn previews_here(&self) -> Result<Vec<String>> {
+        let registry = crate::front::shared::Registry::load(&self.home)?;
+        let mut previews: Vec<String> = registry
+            .records
+            .iter()
+            .filter(|r| r.app == self.config.app)
+            .filter(|r| {
+                crate::names::split_preview(&r.env).is_some_and(|(f, _)| f == self.env_name)
+            })
+            .map(|r| r.env.clone())
+            .collect();
+        previews.sort();
+        Ok(previews)
     }
 
     /// `deploy remove --dry-run`.
@@ -221,15 +261,25 @@ impl Node<'_> {
         ))
     }
 
-    /// `deploy remove`.
-    pub fn remove(&self, a: &RemoveArgs) -> Result<()> {
-        if (a.data || a.all) && !a.yes && !self.ui.ask(&question(a, &self.env_name))? {
+    /// `deploy remove`; `take_down` takes the environment's previews down (their configs are
+    /// derived from the config where this runs).
+    pub fn remove(
+        &self,
+        a: &RemoveArgs,
+        take_down: &dyn Fn(&[String]) -> Result<()>,
+    ) -> Result<()> {
+        let previews = self.previews_here()?;
+        if (a.data || a.all)
+            && !a.yes
+            && !self.ui.ask(&question(a, &self.env_name, Some(&previews)))?
+        {
             bail!(
                 "not confirmed, nothing was removed (`--dry-run` lists what would go; pass \
                  --yes to confirm without a prompt)"
             );
         }
         let _lock = self.lock(&format!("deploy remove {}", self.env_name))?;
+        take_down(&previews).context("taking down the environment's previews first")?;
         let r = self.removal()?;
         let systemd = Systemd::connect()?;
         self.remove_running(&systemd, &r)?;
@@ -244,6 +294,10 @@ impl Node<'_> {
         // Its record among the node user's apps goes: its ports and its Traefik requests no
         // longer count for the others' setups (the shared Traefik keeps serving them).
         crate::front::shared::forget(&self.home, &self.config.app, &self.env_name)?;
+        let traefik = self.leave_shared_traefik(&systemd)?;
+        if traefik != Leaving::NotManaged {
+            self.ui.info(&format!("   Traefik: {}", traefik.describe()));
+        }
         if a.data || a.all {
             self.remove_data(&r)?;
         }
@@ -278,7 +332,9 @@ impl Node<'_> {
                 images.len()
             ),
             serde_json::json!({"action": "remove", "environment": self.env_name,
-                "units": r.units, "images": images, "data": a.data || a.all, "all": a.all}),
+                "units": r.units, "images": images, "data": a.data || a.all, "all": a.all,
+                "traefik_stopped": traefik == Leaving::Stopped,
+                "previews": previews}),
         );
         Ok(())
     }
@@ -379,6 +435,8 @@ mod tests {
             data: vec!["/srv/shop/shared".into()],
             replica: Some(Replica::Elsewhere("s3://b/shop".into())),
             root: "/srv/shop".into(),
+            traefik: Leaving::KeptFor(vec!["blog (prod)".into()]),
+            previews: vec![],
         };
         let p = plan_text("shop", "prod", &r, false, false);
         assert!(p.starts_with("Plan: remove shop from prod\n  units:     shop_prod.service (stopped, disabled, deleted)\n"), "{p}");
@@ -388,7 +446,10 @@ mod tests {
         );
         assert!(p.contains("  kept:      shared/, the releases"), "{p}");
         assert!(!p.contains("/srv/shop/shared"), "{p}");
-        assert!(p.contains("Never removed: the managed Traefik"), "{p}");
+        assert!(
+            p.contains("  traefik:   keeps running, for blog (prod)"),
+            "{p}"
+        );
         let p = plan_text("shop", "prod", &r, false, true);
         assert!(p.contains("  data:      /srv/shop/shared\n"), "{p}");
         assert!(

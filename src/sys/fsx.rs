@@ -90,6 +90,33 @@ pub fn rename_durable(from: &Path, to: &Path) -> Result<()> {
     sync_dir(parent(to))
 }
 
+/// Exchanges two paths of one file system in one step (`renameat2` with `RENAME_EXCHANGE`):
+/// at every moment each name holds one of the two, whole. Durable.
+pub fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: two NUL-terminated paths that live over the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot exchange {} and {}", a.display(), b.display()));
+    }
+    sync_dir(parent(a))?;
+    if parent(a) != parent(b) {
+        sync_dir(parent(b))?;
+    }
+    Ok(())
+}
+
 /// Creates a directory (and parents) with the given mode if it does not exist.
 pub fn ensure_dir(dir: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;

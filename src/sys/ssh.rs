@@ -10,6 +10,12 @@ use std::process::Output;
 /// A directory name for the shared connection's socket that nobody can have made before us:
 /// in `$XDG_RUNTIME_DIR` (private to the user) when there is one, with a random part.
 pub fn private_dir_name() -> Result<PathBuf> {
+    private_dir_name_with("deploy-ssh")
+}
+
+/// A directory name beginning with `prefix` that nobody can have made before us, as
+/// [`private_dir_name`].
+pub fn private_dir_name_with(prefix: &str) -> Result<PathBuf> {
     let base = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|d| d.is_dir())
@@ -19,7 +25,7 @@ pub fn private_dir_name() -> Result<PathBuf> {
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut random))
         .context("cannot read /dev/urandom")?;
-    Ok(base.join(format!("deploy-ssh-{:016x}", u64::from_le_bytes(random))))
+    Ok(base.join(format!("{prefix}-{:016x}", u64::from_le_bytes(random))))
 }
 
 /// A remote script with `XDG_RUNTIME_DIR` set to the user's runtime directory first: a login

@@ -1,7 +1,11 @@
 //! The test harness: a real node on this machine. The tests run as root (as CI does); `deploy`
 //! runs as the node's user, with that user's `systemd --user` manager and rootless Podman, which
-//! `scripts/node-setup` provides (it is run here, idempotently, before the first test).
+//! `scripts/node-setup` provides (`deploy bootstrap --local --test-node` with the deploy these
+//! tests run: it is run here, idempotently, before the first test).
 #![allow(dead_code)]
+
+pub mod apps;
+pub mod previews;
 
 use deploy::names::Names;
 use std::path::{Path, PathBuf};
@@ -39,6 +43,15 @@ fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `scripts/node-setup` for the node user, with the deploy binary these tests run (it runs
+/// `deploy bootstrap --local --test-node`).
+pub fn node_setup() -> Command {
+    let mut c = Command::new(repo().join("scripts/node-setup"));
+    c.arg(NODE_USER)
+        .env("DEPLOY_BIN", env!("CARGO_BIN_EXE_deploy"));
+    c
+}
+
 pub fn node() -> &'static NodeEnv {
     static NODE: OnceLock<NodeEnv> = OnceLock::new();
     NODE.get_or_init(|| {
@@ -48,7 +61,7 @@ pub fn node() -> &'static NodeEnv {
             "0",
             "the integration tests set up a node user and run as root: use scripts/test"
         );
-        run_ok(Command::new(repo().join("scripts/node-setup")).arg(NODE_USER));
+        run_ok(&mut node_setup());
         run_ok(Command::new(repo().join("scripts/test-sshd")).arg(NODE_USER));
         run_ok(&mut Command::new(repo().join("scripts/build-example")));
         let uid: u32 = run_ok(Command::new("id").args(["-u", NODE_USER]))
@@ -71,6 +84,17 @@ pub fn node() -> &'static NodeEnv {
             std::os::unix::fs::MetadataExt::mtime(&built)
         ));
         if !deploy.exists() {
+            // Copies of earlier builds (135 MB each) go after an hour: a run still using one
+            // has its own open.
+            for old in std::fs::read_dir(bin_dir).unwrap().flatten() {
+                let age = old
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok()?.elapsed().ok());
+                if age.is_some_and(|a| a > std::time::Duration::from_secs(3600)) {
+                    let _ = std::fs::remove_file(old.path());
+                }
+            }
             let tmp = bin_dir.join(format!(".deploy-{}", std::process::id()));
             std::fs::copy(env!("CARGO_BIN_EXE_deploy"), &tmp).unwrap();
             std::fs::rename(&tmp, &deploy).unwrap();
@@ -273,6 +297,82 @@ pub fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// A user of the server that deploy runs as: its name, ids and home.
+#[derive(Debug, Clone)]
+pub struct NodeUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+impl NodeUser {
+    /// The node user every test shares ([`NODE_USER`]).
+    pub fn shared() -> NodeUser {
+        let n = node();
+        NodeUser {
+            name: NODE_USER.into(),
+            uid: n.uid,
+            gid: n.gid,
+            home: n.home.clone(),
+        }
+    }
+
+    /// A command run as this user, with its session's environment and `env` added.
+    pub fn command(
+        &self,
+        program: &Path,
+        args: &[&str],
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Command {
+        let mut c = Command::new("setpriv");
+        c.arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--init-groups")
+            .args(["env", "-i"])
+            .arg(format!("HOME={}", self.home.display()))
+            .arg(format!("USER={}", self.name))
+            .arg("PATH=/usr/local/bin:/usr/bin:/bin")
+            .arg(format!("XDG_RUNTIME_DIR=/run/user/{}", self.uid))
+            .arg(format!(
+                "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{}/bus",
+                self.uid
+            ))
+            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+            .arg(program)
+            .args(args)
+            .current_dir(dir);
+        c
+    }
+}
+
+/// The node user of its own that tests use whose managed Traefik no other test may share (one
+/// that stops it, one that counts every failed request while it restarts): made as the shared
+/// node user is, by scripts/node-setup, its own `systemd --user` manager and rootless Podman.
+pub const LONE_USER: &str = "deploy-alone";
+
+pub fn lone_user() -> &'static NodeUser {
+    static LONE: OnceLock<NodeUser> = OnceLock::new();
+    LONE.get_or_init(|| {
+        node();
+        run_ok(Command::new(repo().join("scripts/node-setup")).arg(LONE_USER));
+        let id = |flag: &str| -> u32 {
+            run_ok(Command::new("id").args([flag, LONE_USER]))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let home = run_ok(Command::new("getent").args(["passwd", LONE_USER]));
+        NodeUser {
+            name: LONE_USER.into(),
+            uid: id("-u"),
+            gid: id("-g"),
+            home: PathBuf::from(home.trim().split(':').nth(5).unwrap()),
+        }
+    })
+}
+
 /// A command run as the node's user, with its session's environment.
 pub fn as_user(program: &Path, args: &[&str], dir: &Path) -> Command {
     as_user_env(program, args, dir, &[])
@@ -280,25 +380,7 @@ pub fn as_user(program: &Path, args: &[&str], dir: &Path) -> Command {
 
 /// [`as_user`] with extra environment variables.
 pub fn as_user_env(program: &Path, args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Command {
-    let n = node();
-    let mut c = Command::new("setpriv");
-    c.arg(format!("--reuid={}", n.uid))
-        .arg(format!("--regid={}", n.gid))
-        .arg("--init-groups")
-        .args(["env", "-i"])
-        .arg(format!("HOME={}", n.home.display()))
-        .arg(format!("USER={NODE_USER}"))
-        .arg("PATH=/usr/local/bin:/usr/bin:/bin")
-        .arg(format!("XDG_RUNTIME_DIR=/run/user/{}", n.uid))
-        .arg(format!(
-            "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{}/bus",
-            n.uid
-        ))
-        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
-        .arg(program)
-        .args(args)
-        .current_dir(dir);
-    c
+    NodeUser::shared().command(program, args, dir, env)
 }
 
 #[derive(Debug)]
@@ -380,9 +462,15 @@ pub fn get_front_as(host: &str, path: &str) -> Result<(u16, Option<String>, Stri
 }
 
 fn agent() -> ureq::Agent {
+    agent_for(Duration::from_secs(15))
+}
+
+/// An HTTP client for 127.0.0.1 (no proxy) that takes any status as an answer and gives up on a
+/// request after `timeout`.
+pub fn agent_for(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(15)))
+        .timeout_global(Some(timeout))
         .proxy(None)
         .build()
         .into()
@@ -391,7 +479,16 @@ fn agent() -> ureq::Agent {
 /// A running load; [`Load::finish`] stops it and counts the answers.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Vec<(String, Duration)>>>,
+    threads: Vec<std::thread::JoinHandle<Vec<Sample>>>,
+}
+
+/// One request of a load: its outcome (the status, or `error: ...`), when it was sent and how
+/// long it took.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub outcome: String,
+    pub sent: std::time::Instant,
+    pub took: Duration,
 }
 
 #[derive(Debug)]
@@ -406,24 +503,30 @@ pub struct LoadSummary {
 impl Load {
     #[track_caller]
     pub fn finish(self) -> LoadSummary {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut s = LoadSummary {
             ok: 0,
             maintenance: 0,
             other: Vec::new(),
             max_latency: Duration::ZERO,
         };
-        for t in self.threads {
-            for (outcome, took) in t.join().unwrap() {
-                s.max_latency = s.max_latency.max(took);
-                match outcome.as_str() {
-                    "200" => s.ok += 1,
-                    "503" => s.maintenance += 1,
-                    _ => s.other.push(outcome),
-                }
+        for sample in self.samples() {
+            s.max_latency = s.max_latency.max(sample.took);
+            match sample.outcome.as_str() {
+                "200" => s.ok += 1,
+                "503" => s.maintenance += 1,
+                _ => s.other.push(sample.outcome),
             }
         }
         s
+    }
+
+    /// Stops the load: every request it sent, in no particular order.
+    pub fn samples(self) -> Vec<Sample> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
     }
 }
 
@@ -432,6 +535,8 @@ pub struct Project {
     pub app: String,
     pub dir: PathBuf,
     pub port: u16,
+    /// The node user it is deployed as.
+    pub user: NodeUser,
 }
 
 pub struct Options {
@@ -442,6 +547,8 @@ pub struct Options {
     /// The environment is the node user on the test sshd (127.0.0.1:2222), not `local`; run
     /// `deploy` then with [`Project::deploy_remote`], as root, like a laptop would.
     pub remote: bool,
+    /// The node user deploy runs as (a local environment): the shared one if none.
+    pub user: Option<NodeUser>,
 }
 
 /// What scripts/test-sshd sets up.
@@ -466,6 +573,7 @@ impl Default for Options {
             health_timeout: "20s",
             traefik: None,
             remote: false,
+            user: None,
         }
     }
 }
@@ -478,6 +586,7 @@ impl Project {
             app: app.to_string(),
             dir: PathBuf::from(format!("/tmp/deploy-tests/{app}")),
             port,
+            user: opts.user.clone().unwrap_or_else(NodeUser::shared),
         };
         p.clean();
         std::fs::create_dir_all(p.dir.join("dist")).unwrap();
@@ -533,22 +642,26 @@ impl Project {
 
     #[track_caller]
     fn chown(&self) {
-        chown_to_node_user(&self.dir);
+        run_ok(
+            Command::new("chown")
+                .args(["-R", &format!("{}:{}", self.user.uid, self.user.gid)])
+                .arg(&self.dir),
+        );
     }
 
     pub fn root(&self) -> PathBuf {
-        node().home.join("tests").join(&self.app)
+        self.user.home.join("tests").join(&self.app)
     }
 
     #[track_caller]
     pub fn deploy(&self, args: &[&str]) -> Run {
-        Run::from(as_user(&node().deploy, args, &self.dir).output().unwrap())
+        Run::from(self.deploy_cmd(&[], args).output().unwrap())
     }
 
     /// `deploy` with extra environment (e.g. the test hook), not yet started; setpriv and env
     /// exec, so the child's pid is deploy's.
     pub fn deploy_cmd(&self, env: &[(&str, &str)], args: &[&str]) -> Command {
-        let mut c = as_user_env(&node().deploy, args, &self.dir, env);
+        let mut c = self.user.command(&node().deploy, args, &self.dir, env);
         c.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         c
@@ -586,18 +699,15 @@ impl Project {
     /// Runs a program as the node's user in the project directory.
     #[track_caller]
     pub fn user(&self, program: &str, args: &[&str]) -> Run {
+        let dir = match self.dir.is_dir() {
+            true => &self.dir,
+            false => Path::new("/"),
+        };
         Run::from(
-            as_user(
-                Path::new(program),
-                args,
-                if self.dir.is_dir() {
-                    &self.dir
-                } else {
-                    Path::new("/")
-                },
-            )
-            .output()
-            .unwrap(),
+            self.user
+                .command(Path::new(program), args, dir, &[])
+                .output()
+                .unwrap(),
         )
     }
 
@@ -637,6 +747,11 @@ impl Project {
     /// each on its own keep-alive connection (as browsers do; a new connection per request would
     /// exhaust loopback ports with TIME_WAIT at these rates).
     pub fn load(&self, clients: usize) -> Load {
+        self.load_at(TRAEFIK_WEB, clients)
+    }
+
+    /// [`Project::load`] through the Traefik entry point on `port`.
+    pub fn load_at(&self, port: u16, clients: usize) -> Load {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let threads = (0..clients)
             .map(|_| {
@@ -646,14 +761,18 @@ impl Project {
                     let agent = agent();
                     let mut seen = Vec::new();
                     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        let t = std::time::Instant::now();
+                        let sent = std::time::Instant::now();
                         let outcome = agent
-                            .get(format!("http://127.0.0.1:{TRAEFIK_WEB}/"))
+                            .get(format!("http://127.0.0.1:{port}/"))
                             .header("Host", &host)
                             .call()
                             .map(|r| r.status().as_u16().to_string())
                             .unwrap_or_else(|e| format!("error: {e}"));
-                        seen.push((outcome, t.elapsed()));
+                        seen.push(Sample {
+                            outcome,
+                            sent,
+                            took: sent.elapsed(),
+                        });
                     }
                     seen
                 })
@@ -751,7 +870,7 @@ impl Project {
 
     /// Where an extra environment of the app lives (its `path` must be this).
     pub fn root_of(&self, env: &str) -> PathBuf {
-        node()
+        self.user
             .home
             .join("tests")
             .join(format!("{}-{env}", self.app))
@@ -760,7 +879,7 @@ impl Project {
     fn clean_env(&self, env: &str, root: &Path) {
         let n = Names::new(&self.app, env);
         let names = n.base();
-        let unit_dir = node().home.join(".config/systemd/user");
+        let unit_dir = self.user.home.join(".config/systemd/user");
         // The jobs' timers and services, and their runs' transient units.
         let jobs: Vec<String> = std::fs::read_dir(&unit_dir)
             .map(|d| {
@@ -806,7 +925,7 @@ impl Project {
             let _ = self.user("podman", &["rm", "--force", "--time", "0", id]);
         }
         let _ = std::fs::remove_dir_all(root);
-        let dynamic = node().home.join(".config/traefik/dynamic");
+        let dynamic = self.user.home.join(".config/traefik/dynamic");
         for file in [
             n.dynamic_file(),
             format!("{}.yaml", deploy::names::legacy::router(&self.app, env)),
@@ -874,7 +993,7 @@ pub fn reboot_user_manager() {
     std::thread::sleep(Duration::from_millis(500));
     user(&["podman", "rm", "--force", "--all", "--time", "0"]);
     assert!(!manager_runs(), "the user's manager did not exit");
-    run_ok(Command::new(repo().join("scripts/node-setup")).arg(NODE_USER));
+    run_ok(&mut node_setup());
 }
 
 /// The server is lost: every process of the app and of Litestream SIGKILLed (their units then

@@ -1,31 +1,47 @@
-//! `deploy bootstrap`: a server from nothing, over SSH as root (or a sudo-capable user): the
-//! packages, the deploy user with its subordinate ids, lingering and systemd user manager,
-//! rootless Podman on overlay storage, the key deploy logs in with, then `deploy setup`.
-//! Every step checks first and says "ok, already" when there is nothing to do; `--dry-run`
-//! prints the commands that would run. An unknown distribution, or a Podman older than 4.3,
-//! stops it before anything changes, with the steps to do by hand.
+//! `deploy bootstrap`: a server from nothing, over SSH as root (or a sudo-capable user), or
+//! this machine as root (`--local`): the packages, Traefik and Litestream where needed, the
+//! deploy user with its subordinate ids, lingering and systemd user manager, rootless Podman on
+//! overlay storage, the key deploy logs in with, then (over SSH) `deploy setup`. Every step
+//! checks first and says "ok, already" when there is nothing to do; `--dry-run` prints the
+//! commands that would run. An unknown distribution, or a Podman older than 4.3, stops it
+//! before anything changes, with the steps to do by hand.
 //!
 //! - [`os`]: /etc/os-release, the distributions known, Podman's version;
 //! - [`probe`]: what is read of the server first;
-//! - [`steps`]: the steps as shell scripts (pure builders);
-//! - [`runner`]: runs them as root.
+//! - [`programs`]: Traefik and Litestream, a binary of one's own or a pinned download;
+//! - [`steps`]: the steps as shell scripts (pure builders), [`manager`] those of the user's
+//!   manager and Podman; [`testnode`]: the tests' extras;
+//! - [`runner`]: runs them as root; [`here`]: `--local`.
 
+pub mod here;
+pub mod manager;
 pub mod os;
 pub mod probe;
+pub mod programs;
 pub mod runner;
 pub mod steps;
+pub mod testnode;
 
 use crate::cli::{BootstrapArgs, Cli};
-use crate::config::{self, Host, Loaded};
+use crate::config::{self, Host};
 use crate::sys::ssh::Ssh;
 use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
+use programs::{Program, Scratch, Want};
 use runner::{Outcome, RootSession};
 use std::path::{Path, PathBuf};
-use steps::{PublicKey, Server, Upload, Wants};
+use steps::{PublicKey, Server, Wants};
 
 /// Runs `deploy bootstrap`.
 pub fn run(cli: &Cli, a: &BootstrapArgs, ui: Ui) -> Result<()> {
+    match &a.local {
+        Some(user) => here::run(a, user, ui),
+        None => over_ssh(cli, a, ui),
+    }
+}
+
+/// `deploy bootstrap ENV --root DEST`.
+fn over_ssh(cli: &Cli, a: &BootstrapArgs, ui: Ui) -> Result<()> {
     let loaded = config::load(&cli.config)
         .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))?
         .for_environment(a.env.as_deref())?;
@@ -46,36 +62,37 @@ pub fn run(cli: &Cli, a: &BootstrapArgs, ui: Ui) -> Result<()> {
         "Bootstrapping {} for {env_name} ({}): logged in as {}{}, for the deploy user {user}",
         target.destination,
         loaded.config.app,
-        root.ssh.destination,
+        root.label(),
         if a.sudo { " through sudo -n" } else { "" }
     ));
     ui.info(&format!("   the key: {} ({key_from})", key_label(&key)));
     let facts = ui.step("Reading the server", || root.probe())?;
-    let (server, wants) = preflight(a, &loaded, &facts, user.clone(), key)?;
-    let mut changed = 0;
-    for step in steps::plan(&server, &wants) {
-        if root.step(&step, a.dry_run, ui)? != Outcome::Already {
-            changed += 1;
-        }
-    }
-    say_what_is_left_to_the_admin(&facts, &loaded, ui);
+    let server = check_server(&facts, &user)?;
+    let config = &loaded.config;
+    let managed = config.traefik.as_ref().and_then(|t| t.managed());
+    let needs = [
+        (Program::Traefik, managed.is_some()),
+        (Program::Litestream, config.replicate.is_some()),
+    ];
+    let mut scratch = Scratch::default();
+    let wants = Wants {
+        user: user.clone(),
+        key: Some(key),
+        uploads: programs::uploads(&wanted(a, &needs), &facts, &mut scratch, ui)?,
+        low_port: managed
+            .as_ref()
+            .and_then(|m| steps::low_port(m.entrypoints.values())),
+        test_node: false,
+    };
+    let changed = make_node(&root, &server, &wants, a.dry_run, ui)?;
+    say_what_is_left_to_the_admin(&facts, managed.as_ref(), ui);
     if a.dry_run {
         let then = format!(
             "then, from here: a login as {user} (ssh {}), and `deploy setup {env_name}`",
             target.destination
         );
-        if ui.json {
-            ui.done(
-                &format!("Dry run: nothing was changed ({then})"),
-                serde_json::json!({"action": "bootstrap", "dry_run": true, "would_change": changed}),
-            );
-        } else {
-            println!("# {then}\nDry run: nothing was changed.");
-        }
+        dry_run_done(&then, changed, ui);
         return Ok(());
-    }
-    if changed == 0 {
-        ui.info("   nothing to change: every step was done already");
     }
     check_podman(&root, &user, ui)?;
     ui.step(&format!("Logging in as {}", target.destination), || {
@@ -96,14 +113,14 @@ pub fn run(cli: &Cli, a: &BootstrapArgs, ui: Ui) -> Result<()> {
 /// The root login (`--root`), reached with the environment's ssh options (jump host,
 /// known_hosts, identity).
 fn root_session(a: &BootstrapArgs, env: &config::Environment, home: &Path) -> Result<RootSession> {
-    let Ok(Host::Ssh { destination, port }) = config::parse_host(&a.root) else {
+    let dest = a.root.as_deref().unwrap_or_default();
+    let Ok(Host::Ssh { destination, port }) = config::parse_host(dest) else {
         bail!(
-            "--root {}: give root@host[:port] or an ssh alias of a root login (with --sudo, a \
-             user who may run sudo -n)",
-            a.root
+            "--root {dest}: give root@host[:port] or an ssh alias of a root login (with --sudo, \
+             a user who may run sudo -n)"
         );
     };
-    Ok(RootSession {
+    Ok(RootSession::Ssh {
         ssh: Ssh::new(&destination, port, env.ssh.as_ref(), home)?,
         sudo: a.sudo,
     })
@@ -155,13 +172,8 @@ fn public_key(
     env: &config::Environment,
     home: &Path,
 ) -> Result<(PublicKey, String)> {
-    let from_file = |path: &Path| -> Result<PublicKey> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the key {}", path.display()))?;
-        steps::parse_public_key(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
-    };
     if let Some(path) = file {
-        return Ok((from_file(path)?, format!("from {}", path.display())));
+        return Ok((read_public_key(path)?, format!("from {}", path.display())));
     }
     if let Some(identity) = env.ssh.as_ref().and_then(|s| s.identity.as_deref()) {
         let public = PathBuf::from(format!(
@@ -170,7 +182,7 @@ fn public_key(
         ));
         if public.is_file() {
             return Ok((
-                from_file(&public)?,
+                read_public_key(&public)?,
                 format!("from {}, the environment's ssh.identity", public.display()),
             ));
         }
@@ -194,28 +206,29 @@ fn public_key(
     Ok((key, "the first key `ssh-add -L` lists".into()))
 }
 
+/// A public key from a `.pub` file.
+fn read_public_key(path: &Path) -> Result<PublicKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key {}", path.display()))?;
+    steps::parse_public_key(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
 /// `ssh-ed25519 me@laptop`.
 fn key_label(key: &PublicKey) -> String {
     format!("{} {}", key.kind, key.comment).trim().to_string()
 }
 
-/// What must hold before anything changes: a known distribution, Podman 4.3 or newer, and
-/// Traefik and Litestream where the config needs them. Returns what the steps are built from.
-fn preflight(
-    a: &BootstrapArgs,
-    loaded: &Loaded,
-    facts: &probe::Facts,
-    user: String,
-    key: PublicKey,
-) -> Result<(Server, Wants)> {
+/// What must hold before anything changes: a known distribution and Podman 4.3 or newer.
+/// Returns what the steps are built from.
+fn check_server(facts: &probe::Facts, user: &str) -> Result<Server> {
     let refuse = |why: String| {
         anyhow!(
             "{why}\nNothing was changed. To make the server a node by hand:\n{}",
-            manual_steps(&user)
+            manual_steps(user)
         )
     };
     let distro = os::distro(&os::parse_os_release(&facts.os_release)).map_err(refuse)?;
-    if let Some(v) = os::podman_after(distro.family, facts.podman, facts.candidate) {
+    if let Some(v) = os::podman_after(facts.podman, facts.candidate) {
         if v < os::MIN_PODMAN {
             return Err(refuse(format!(
                 "{} has Podman {v} (installed, or what its packages would install): deploy \
@@ -225,117 +238,68 @@ fn preflight(
             )));
         }
     }
-    let config = &loaded.config;
-    let wanted = [
-        (
-            "traefik",
-            config.traefik.as_ref().and_then(|t| t.managed()).is_some(),
-            a.traefik_bin.as_deref(),
-            "traefik.manage",
-            "--traefik-bin",
-        ),
-        (
-            "litestream",
-            config.replicate.is_some(),
-            a.litestream_bin.as_deref(),
-            "replicate:",
-            "--litestream-bin",
-        ),
-    ];
-    let mut uploads = Vec::new();
-    for (program, needed, local, why, flag) in wanted {
-        match local {
-            Some(path) => uploads.push(upload(program, path, facts)?),
-            None if needed && !facts.programs.contains_key(program) => bail!(
-                "{why} needs {program} on the server, and neither apt nor dnf has it: pass \
-                 {flag} PATH, a {program} binary for linux/{}. Nothing was changed",
-                if facts.arch.is_empty() {
-                    "?"
-                } else {
-                    &facts.arch
-                }
-            ),
-            None => {}
-        }
-    }
-    let low_port = config
-        .traefik
-        .as_ref()
-        .and_then(|t| t.managed())
-        .and_then(|m| steps::low_port(m.entrypoints.values()));
-    let server = Server {
+    Ok(Server {
         family: distro.family,
         pid1_systemd: facts.pid1_systemd(),
         cgroup_v2: facts.cgroup_v2,
         native_overlay: steps::native_overlay(&facts.kernel),
-    };
-    let wants = Wants {
-        user,
-        key,
-        uploads,
-        low_port,
-    };
-    Ok((server, wants))
-}
-
-/// A local binary to upload: it must be an ELF program for the server's architecture.
-fn upload(program: &'static str, path: &Path, facts: &probe::Facts) -> Result<Upload> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
-        bail!(
-            "{} is not a Linux program (an ELF binary): pass the {program} binary itself, taken \
-             out of its archive",
-            path.display()
-        );
-    }
-    let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
-    if let Some(want) = elf_machine(&facts.arch) {
-        if machine != want {
-            bail!(
-                "{} is built for another architecture than the server's ({}): pass a {program} \
-                 binary for linux/{}",
-                path.display(),
-                facts.arch,
-                facts.arch
-            );
-        }
-    }
-    Ok(Upload {
-        program,
-        local: path.to_path_buf(),
-        sha256: sha256_hex(&bytes),
     })
 }
 
-/// The ELF `e_machine` of an architecture as `uname -m` names it (little-endian ones). Pure.
-pub fn elf_machine(arch: &str) -> Option<u16> {
-    match arch {
-        "x86_64" => Some(62),
-        "aarch64" => Some(183),
-        "riscv64" => Some(243),
-        "ppc64le" => Some(21),
-        _ => None,
+/// Traefik and Litestream: each with its --…-bin, needed when the config needs it (`needs`)
+/// or `--with` names it. Pure.
+fn wanted(a: &BootstrapArgs, needs: &[(Program, bool)]) -> Vec<Want> {
+    Program::ALL
+        .into_iter()
+        .map(|program| Want {
+            program,
+            own: match program {
+                Program::Traefik => a.traefik_bin.clone(),
+                Program::Litestream => a.litestream_bin.clone(),
+            },
+            needed: a.with.contains(&program) || needs.contains(&(program, true)),
+        })
+        .collect()
+}
+
+/// Runs every step of the plan; returns how many changed (or, with `dry_run`, would).
+fn make_node(
+    root: &RootSession,
+    server: &Server,
+    wants: &Wants,
+    dry_run: bool,
+    ui: Ui,
+) -> Result<usize> {
+    let mut changed = 0;
+    for step in steps::plan(server, wants) {
+        if root.step(&step, dry_run, ui)? != Outcome::Already {
+            changed += 1;
+        }
+    }
+    if changed == 0 && !dry_run {
+        ui.info("   nothing to change: every step was done already");
+    }
+    Ok(changed)
+}
+
+/// The end of a dry run: what would come next, and that nothing was changed.
+fn dry_run_done(then: &str, changed: usize, ui: Ui) {
+    if ui.json {
+        ui.done(
+            &format!("Dry run: nothing was changed ({then})"),
+            serde_json::json!({"action": "bootstrap", "dry_run": true, "would_change": changed}),
+        );
+    } else {
+        println!("# {then}\nDry run: nothing was changed.");
     }
 }
 
-/// The SHA-256 of some bytes, in hex, by the system's `sha256sum`.
-fn sha256_hex(bytes: &[u8]) -> String {
-    duct::cmd!("sha256sum")
-        .stdin_bytes(bytes.to_vec())
-        .stdout_capture()
-        .run()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .unwrap_or_default()
-}
-
 /// What bootstrap says but leaves to the server's admin: SELinux labels, firewalld ports.
-fn say_what_is_left_to_the_admin(facts: &probe::Facts, loaded: &Loaded, ui: Ui) {
+fn say_what_is_left_to_the_admin(
+    facts: &probe::Facts,
+    managed: Option<&config::ManageOptions>,
+    ui: Ui,
+) {
     if matches!(facts.selinux.as_deref(), Some("enforcing" | "permissive")) {
         ui.warn(&format!(
             "SELinux is {} here: a container may only use what is labelled for it. deploy's \
@@ -345,7 +309,6 @@ fn say_what_is_left_to_the_admin(facts: &probe::Facts, loaded: &Loaded, ui: Ui) 
             facts.selinux.as_deref().unwrap_or_default()
         ));
     }
-    let managed = loaded.config.traefik.as_ref().and_then(|t| t.managed());
     if let (true, Some(m)) = (facts.firewalld, managed) {
         let ports: Vec<String> = m
             .entrypoints
@@ -444,6 +407,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_options_of_one_way_are_refused_with_the_other() {
+        let parse = |line: &str| crate::help::command().try_get_matches_from(line.split(' '));
+        for bad in [
+            "deploy bootstrap --sudo --local x",
+            "deploy bootstrap --test-node --root r",
+            "deploy bootstrap --local x --root r",
+            "deploy bootstrap prod --local x",
+            "deploy bootstrap",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "deploy bootstrap --local x --test-node --with traefik,litestream",
+            "deploy bootstrap prod --root r --sudo",
+        ] {
+            assert!(parse(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
     fn ssh_g_output_gives_the_user() {
         let text = "host web\nuser deploy\nhostname 10.0.0.5\nport 22\n";
         assert_eq!(ssh_config_value(text, "user").as_deref(), Some("deploy"));
@@ -455,7 +438,7 @@ mod tests {
     fn the_manual_steps_name_the_user() {
         let m = manual_steps("web");
         assert!(m.contains("useradd -m web") && m.contains("loginctl enable-linger web"));
-        assert_eq!(elf_machine("x86_64"), Some(62));
-        assert_eq!(elf_machine("s390x"), None);
+        assert_eq!(programs::elf_machine("x86_64"), Some(62));
+        assert_eq!(programs::elf_machine("s390x"), None);
     }
 }

@@ -140,17 +140,11 @@ pub fn distro(fields: &BTreeMap<String, String>) -> Result<Distro, String> {
     Ok(Distro { id, name, family })
 }
 
-/// The Podman the server will run once its packages are installed: apt installs (or
-/// upgrades to) its candidate when it knows one; dnf keeps an installed one. Pure.
-pub fn podman_after(
-    family: Family,
-    installed: Option<Version>,
-    candidate: Option<Version>,
-) -> Option<Version> {
-    match family {
-        Family::Apt => candidate.or(installed),
-        Family::Dnf => installed.or(candidate),
-    }
+/// The Podman the server will run: the installed one (bootstrap does not count on upgrading
+/// it: an old one is refused, to be upgraded by hand), else the one apt would install (its
+/// candidate), when apt says. Pure.
+pub fn podman_after(installed: Option<Version>, candidate: Option<Version>) -> Option<Version> {
+    installed.or(candidate)
 }
 
 #[cfg(test)]
@@ -233,8 +227,8 @@ mod tests {
         assert!(Version(3, 4) < MIN_PODMAN && Version(4, 3) >= MIN_PODMAN);
         assert!(Version(24, 4) > Version(22, 4));
         let (old, new) = (Some(Version(3, 4)), Some(Version(4, 3)));
-        assert_eq!(podman_after(Family::Apt, old, new), new);
-        assert_eq!(podman_after(Family::Dnf, old, new), old);
-        assert_eq!(podman_after(Family::Apt, old, None), old);
+        assert_eq!(podman_after(old, new), old);
+        assert_eq!(podman_after(None, new), new);
+        assert_eq!(podman_after(None, None), None);
     }
 }

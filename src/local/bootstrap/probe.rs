@@ -18,13 +18,14 @@ echo "pid1=$(cat /proc/1/comm 2>/dev/null)"
 [ -f /sys/fs/cgroup/cgroup.controllers ] && echo "cgroup=v2"
 echo "kernel=$(uname -r)"
 echo "arch=$(uname -m)"
-command -v podman >/dev/null 2>&1 && echo "podman=$(podman --version 2>/dev/null | awk '{{print $NF}}')"
-command -v apt-cache >/dev/null 2>&1 && echo "candidate=$(apt-cache policy podman 2>/dev/null | sed -n 's/^ *Candidate: *//p')"
+if command -v podman >/dev/null 2>&1; then echo "podman=$(podman --version 2>/dev/null | awk '{{print $NF}}')"
+elif command -v apt-cache >/dev/null 2>&1; then echo "candidate=$(apt-cache policy podman 2>/dev/null | sed -n 's/^ *Candidate: *//p')"
+fi
 command -v getenforce >/dev/null 2>&1 && echo "selinux=$(getenforce 2>/dev/null)"
 command -v firewall-cmd >/dev/null 2>&1 && echo "firewalld=$(firewall-cmd --state 2>/dev/null)"
 for b in {programs}; do
   for d in /usr/local/bin /usr/bin; do
-    if [ -x "$d/$b" ]; then echo "program=$b $(sha256sum "$d/$b" | cut -d' ' -f1) $d/$b"; break; fi
+    if [ -x "$d/$b" ]; then echo "program=$b $d/$b"; break; fi
   done
 done
 true
@@ -47,13 +48,13 @@ pub struct Facts {
     pub arch: String,
     /// The installed Podman's version.
     pub podman: Option<Version>,
-    /// The Podman apt would install (its candidate), when apt knows one.
+    /// The Podman apt would install (its candidate), when none is installed and apt knows one.
     pub candidate: Option<Version>,
     /// `getenforce`'s answer, lower-case (enforcing, permissive, disabled).
     pub selinux: Option<String>,
     pub firewalld: bool,
-    /// Program name -> (its SHA-256, its path), for those found.
-    pub programs: BTreeMap<String, (String, String)>,
+    /// Program name -> its path, for those found.
+    pub programs: BTreeMap<String, String>,
 }
 
 impl Facts {
@@ -87,10 +88,8 @@ pub fn parse(text: &str) -> Facts {
             "selinux" if !v.is_empty() => f.selinux = Some(v.to_ascii_lowercase()),
             "firewalld" => f.firewalld = v == "running",
             "program" => {
-                let mut w = v.split_whitespace();
-                if let (Some(name), Some(sum), Some(path)) = (w.next(), w.next(), w.next()) {
-                    f.programs
-                        .insert(name.to_string(), (sum.to_string(), path.to_string()));
+                if let Some((name, path)) = v.split_once(' ') {
+                    f.programs.insert(name.to_string(), path.to_string());
                 }
             }
             _ => {}
@@ -108,7 +107,7 @@ mod tests {
         let f = parse(
             "uid=0\nos:ID=debian\nos:VERSION_ID=\"12\"\npid1=process_api\nkernel=6.1.0-18-amd64\n\
              podman=4.3.1\ncandidate=4.3.1+ds1-8+deb12u1\nselinux=Enforcing\nfirewalld=running\n\
-             program=traefik abc123 /usr/local/bin/traefik\nnoise\n",
+             program=traefik /usr/local/bin/traefik\nnoise\n",
         );
         assert_eq!(f.uid, Some(0));
         assert_eq!(f.os_release, "ID=debian\nVERSION_ID=\"12\"\n");
@@ -117,7 +116,7 @@ mod tests {
         assert_eq!(f.candidate, Some(Version(4, 3)));
         assert_eq!(f.selinux.as_deref(), Some("enforcing"));
         assert!(f.firewalld);
-        assert_eq!(f.programs["traefik"].1, "/usr/local/bin/traefik");
+        assert_eq!(f.programs["traefik"], "/usr/local/bin/traefik");
         let none =
             parse("uid=1000\npid1=systemd\ncgroup=v2\ncandidate=(none)\nfirewalld=not running\n");
         assert!(none.pid1_systemd() && none.cgroup_v2 && !none.firewalld);

@@ -1,6 +1,6 @@
-//! Runs the steps on the server as root: over SSH as root, or as a user through `sudo -n`.
-//! Each step's check first; a step that is so already says "ok, already"; the others run
-//! (or, with `--dry-run`, are printed) and are checked again.
+//! Runs the steps on the server as root: over SSH as root, as a user through `sudo -n`, or on
+//! this machine (`--local`, as root). Each step's check first; a step that is so already says
+//! "ok, already"; the others run (or, with `--dry-run`, are printed) and are checked again.
 
 use super::probe::{self, Facts};
 use super::steps::{as_root, Step};
@@ -9,11 +9,13 @@ use crate::ui::Ui;
 use anyhow::{bail, Context, Result};
 use std::process::Output;
 
-/// A login that runs commands as root on the server.
-pub struct RootSession {
-    pub ssh: Ssh,
-    /// Through `sudo -n` (the login is a sudo-capable user's).
-    pub sudo: bool,
+/// Where the steps run as root.
+pub enum RootSession {
+    /// A login on the server; with `sudo`, a sudo-capable user's, every script through
+    /// `sudo -n`.
+    Ssh { ssh: Ssh, sudo: bool },
+    /// This machine, as the root that runs deploy (`--local`).
+    Local,
 }
 
 /// What a step did.
@@ -35,27 +37,58 @@ fn said(out: &Output) -> String {
     crate::sys::podman::tail(text.trim(), 15)
 }
 
+/// Runs a script with `sh` here, its stdin a file or nothing, and captures what it prints.
+fn run_here(script: &str, input: Option<&std::path::Path>) -> Result<Output> {
+    let cmd = duct::cmd!("sh", "-c", script)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked();
+    match input {
+        Some(file) => cmd.stdin_path(file),
+        None => cmd.stdin_null(),
+    }
+    .run()
+    .context("cannot run sh")
+}
+
 impl RootSession {
+    /// What the output calls it: the login, or this machine.
+    pub fn label(&self) -> &str {
+        match self {
+            RootSession::Ssh { ssh, .. } => &ssh.destination,
+            RootSession::Local => "this machine",
+        }
+    }
+
+    fn sudo(&self) -> bool {
+        matches!(self, RootSession::Ssh { sudo: true, .. })
+    }
+
     /// Runs a script as root and captures what it prints.
     pub fn run(&self, script: &str) -> Result<Output> {
-        self.ssh.capture(&as_root(script, self.sudo))
+        match self {
+            RootSession::Ssh { ssh, sudo } => ssh.capture(&as_root(script, *sudo)),
+            RootSession::Local => run_here(script, None),
+        }
     }
 
     /// Runs a step's `apply`, with its input file on stdin when it has one.
     fn apply(&self, step: &Step) -> Result<Output> {
-        let script = as_root(&step.apply, self.sudo);
-        match &step.input {
-            Some(file) => self.ssh.capture_with_input(&script, file),
-            None => self.ssh.capture(&script),
+        match (self, &step.input) {
+            (RootSession::Ssh { ssh, sudo }, Some(file)) => {
+                ssh.capture_with_input(&as_root(&step.apply, *sudo), file)
+            }
+            (RootSession::Ssh { ssh, sudo }, None) => ssh.capture(&as_root(&step.apply, *sudo)),
+            (RootSession::Local, input) => run_here(&step.apply, input.as_deref()),
         }
     }
 
     /// Checks that the login is root's (or that sudo works without a password), then reads the
     /// server. Changes nothing.
     pub fn probe(&self) -> Result<Facts> {
-        let dest = &self.ssh.destination;
-        if self.sudo {
-            let out = self.ssh.capture("sudo -n true")?;
+        let dest = self.label();
+        if let RootSession::Ssh { ssh, sudo: true } = self {
+            let out = ssh.capture("sudo -n true")?;
             if !out.status.success() {
                 bail!(
                     "{dest} cannot use sudo without a password (`sudo -n true` failed: {}): allow \
@@ -71,6 +104,9 @@ impl RootSession {
         let facts = probe::parse(&String::from_utf8_lossy(&out.stdout));
         match facts.uid {
             Some(0) => Ok(facts),
+            Some(uid) if matches!(self, RootSession::Local) => bail!(
+                "deploy bootstrap --local runs as root (uid 0), not as uid {uid}: run it with sudo"
+            ),
             Some(uid) => bail!(
                 "{dest} logs in as uid {uid}, not root: pass --sudo to run the steps through \
                  `sudo -n`, or give --root root@HOST (or an ssh alias of a root login)"
@@ -83,7 +119,7 @@ impl RootSession {
     fn print_plan(&self, step: &Step, detail: &str, ui: Ui) {
         if ui.json {
             let event = serde_json::json!({"event": "plan", "step": step.name, "detail": detail,
-                "commands": step.apply, "sudo": self.sudo,
+                "commands": step.apply, "sudo": self.sudo(),
                 "stdin": step.input.as_ref().map(|p| p.display().to_string())});
             println!("{event}");
             return;
@@ -92,7 +128,11 @@ impl RootSession {
         println!(
             "# {}{}",
             step.name,
-            if self.sudo { " (through sudo -n)" } else { "" }
+            if self.sudo() {
+                " (through sudo -n)"
+            } else {
+                ""
+            }
         );
         if !detail.is_empty() {
             println!("# ({detail})");

@@ -49,11 +49,14 @@ pub struct Upload {
 pub struct Wants {
     /// The deploy user (checked with [`check_user_name`]).
     pub user: String,
-    /// The public key the deploy user logs in with.
-    pub key: PublicKey,
+    /// The public key the deploy user logs in with (`--local` may go without one).
+    pub key: Option<PublicKey>,
     pub uploads: Vec<Upload>,
     /// The lowest port below 1024 that the managed Traefik listens on, if any.
     pub low_port: Option<u16>,
+    /// The tests' node (`--test-node`): what only it gets, beside every step (see
+    /// [`super::testnode`]).
+    pub test_node: bool,
 }
 
 /// Where a binary upload goes.
@@ -80,7 +83,7 @@ pub fn check_user_name(name: &str) -> Result<(), String> {
     if name == "root" {
         return Err(
             "the deploy user must not be root: name another user in the environment's \
-                    host (user@host), e.g. deploy@host"
+                    host (user@host, e.g. deploy@host), or with --local (--local deploy)"
                 .into(),
         );
     }
@@ -249,9 +252,14 @@ pub fn packages_install(family: Family, packages: &[&str]) -> String {
     }
 }
 
-/// The packages step. Pure.
-pub fn packages_step(server: &Server) -> Step {
-    let p = packages(server);
+/// The packages step, with `extra` packages besides. Pure.
+pub fn packages_step(server: &Server, extra: &[&'static str]) -> Step {
+    let mut p = packages(server);
+    for e in extra {
+        if !p.contains(e) {
+            p.push(e);
+        }
+    }
     Step {
         name: format!("Installing packages ({})", p.join(" ")),
         check: packages_check(server.family, &p),
@@ -299,7 +307,13 @@ as_user() {{
 }
 
 /// A step about the deploy user: its scripts begin with [`user_prelude`]. Pure.
-fn user_step(user: &str, name: String, check: &str, apply: &str, note: Option<String>) -> Step {
+pub(super) fn user_step(
+    user: &str,
+    name: String,
+    check: &str,
+    apply: &str,
+    note: Option<String>,
+) -> Step {
     let prelude = user_prelude(user);
     Step {
         name,
@@ -441,67 +455,6 @@ exit 1
     )
 }
 
-/// The user's systemd manager and its D-Bus bus. With systemd as PID 1 lingering starts it
-/// (started here too, and waited for); without, it is started as `scripts/node-setup` does:
-/// what `systemd --user` needs (sd_booted's directory, the runtime directory, a cgroup it may
-/// write) and then the manager itself, detached. Pure.
-pub fn manager_step(user: &str, server: &Server) -> Step {
-    let check = r#"s=$(as_user systemctl --user is-system-running 2>/dev/null)
-[ -n "$U" ] && { [ "$s" = running ] || [ "$s" = degraded ]; }
-"#;
-    // `|| true`: under `set -e` a failing command substitution in an assignment would end
-    // the script at the first look.
-    let wait = r#"for _ in $(seq 1 100); do
-  s=$(as_user systemctl --user is-system-running 2>/dev/null) || true
-  { [ "$s" = running ] || [ "$s" = degraded ]; } && exit 0
-  sleep 0.1
-done
-echo "the systemd user manager of $u did not come up (state: ${s:-none})" >&2
-exit 1
-"#;
-    let (apply, note) = if server.pid1_systemd {
-        (format!("systemctl start \"user@$U.service\"\n{wait}"), None)
-    } else {
-        (
-            format!("{START_WITHOUT_SYSTEMD}{wait}"),
-            Some(format!(
-                "PID 1 is not systemd here (a container?): bootstrap starts {user}'s systemd \
-                 --user itself, and it does not survive a reboot; after one, run deploy \
-                 bootstrap again"
-            )),
-        )
-    };
-    user_step(
-        user,
-        format!("Starting {user}'s systemd user manager and its D-Bus bus"),
-        check,
-        &apply,
-        note,
-    )
-}
-
-/// `systemd --user` where PID 1 is not systemd (after the user prelude), as
-/// `scripts/node-setup` starts it.
-const START_WITHOUT_SYSTEMD: &str = r#"mkdir -p /run/systemd/system
-install -d -m 0700 -o "$U" -g "$G" "/run/user/$U"
-rel="user.slice/user-$U.slice/user@$U.service"
-if [ -f /sys/fs/cgroup/cgroup.controllers ]; then roots=/sys/fs/cgroup; else roots="/sys/fs/cgroup/unified /sys/fs/cgroup/systemd"; fi
-set --
-for r in $roots; do
-  if [ -d "$r" ]; then mkdir -p "$r/$rel"; chown -R "$U:$G" "$r/$rel"; set -- "$@" "$r/$rel"; fi
-done
-if [ -e /dev/net/tun ]; then chmod 0666 /dev/net/tun; fi
-if findmnt -no PROPAGATION / 2>/dev/null | grep -qv shared; then mount --make-rshared / || true; fi
-# Nothing of the user runs: this is its boot, and its runtime directory starts empty.
-if ! pgrep -u "$U" >/dev/null 2>&1; then find "/run/user/$U" -mindepth 1 -delete 2>/dev/null || true; fi
-sd=/usr/lib/systemd/systemd; [ -x "$sd" ] || sd=/lib/systemd/systemd
-export U G H u sd
-setsid sh -c 'for f in "$@"; do echo $$ > "$f/cgroup.procs"; done
-  exec setpriv --reuid="$U" --regid="$G" --init-groups env -i HOME="$H" USER="$u" LOGNAME="$u" \
-    PATH=/usr/local/bin:/usr/bin:/bin XDG_RUNTIME_DIR="/run/user/$U" "$sd" --user' _ "$@" \
-  </dev/null >"/run/user/$U/systemd-user.log" 2>&1 &
-"#;
-
 /// `net.ipv4.ip_unprivileged_port_start` lowered to `port` (the managed Traefik, rootless,
 /// listens below 1024), now and at every boot. Pure.
 pub fn sysctl_step(port: u16) -> Step {
@@ -556,12 +509,22 @@ if command -v restorecon >/dev/null 2>&1; then restorecon -R "$H/.ssh" || true; 
     )
 }
 
-/// Every step, in order: packages, uploads, the user and what it needs, its Podman
+/// Every step, in order: packages, the programs, the user and what it needs, its Podman
 /// settings (before anything runs Podman as it: its store is made with the driver set),
-/// its manager, low ports, the key. Pure.
+/// its manager, Podman running, low ports, the key. The tests' node gets its own steps
+/// between them ([`super::testnode`]). Pure.
 pub fn plan(server: &Server, wants: &Wants) -> Vec<Step> {
+    use super::{manager, testnode};
     let user = wants.user.as_str();
-    let mut steps = vec![packages_step(server)];
+    let extra: &[&str] = if wants.test_node {
+        &testnode::PACKAGES
+    } else {
+        &[]
+    };
+    let mut steps = vec![packages_step(server, extra)];
+    if wants.test_node {
+        steps.extend(testnode::program_steps());
+    }
     steps.extend(wants.uploads.iter().map(upload_step));
     steps.extend([
         user_step_create(user),
@@ -571,9 +534,13 @@ pub fn plan(server: &Server, wants: &Wants) -> Vec<Step> {
     ]);
     steps.extend(containers_conf_step(user, server));
     steps.push(storage_step(user, server));
-    steps.push(manager_step(user, server));
+    steps.push(manager::manager_step(user, server));
+    steps.push(manager::podman_step(user));
+    if wants.test_node {
+        steps.push(testnode::overlay_store_step(user));
+    }
     steps.extend(wants.low_port.map(sysctl_step));
-    steps.push(key_step(user, &wants.key));
+    steps.extend(wants.key.as_ref().map(|k| key_step(user, k)));
     steps
 }
 
@@ -588,235 +555,4 @@ pub fn as_root(script: &str, sudo: bool) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn server(family: Family) -> Server {
-        Server {
-            family,
-            pid1_systemd: true,
-            cgroup_v2: true,
-            native_overlay: true,
-        }
-    }
-
-    fn key() -> PublicKey {
-        parse_public_key("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBlahBlahBlah me@laptop\n").unwrap()
-    }
-
-    fn wants() -> Wants {
-        Wants {
-            user: "deploy".into(),
-            key: key(),
-            uploads: Vec::new(),
-            low_port: None,
-        }
-    }
-
-    #[test]
-    fn dnf_command_lines_name_dnf_packages() {
-        let s = server(Family::Dnf);
-        let step = packages_step(&s);
-        assert_eq!(
-            step.apply,
-            "set -e\ndnf install -y -q podman rsync catatonit sqlite shadow-utils slirp4netns dbus\n"
-        );
-        assert!(
-            step.check.contains("rpm -q --whatprovides \"$p\""),
-            "{}",
-            step.check
-        );
-        assert!(step
-            .check
-            .contains("for p in podman rsync catatonit sqlite shadow-utils slirp4netns dbus;"));
-        assert!(!step.apply.contains("apt") && !step.check.contains("dpkg"));
-        // Hybrid cgroups and an old kernel: runc and fuse-overlayfs, by the same names.
-        let old = Server {
-            cgroup_v2: false,
-            native_overlay: false,
-            ..s
-        };
-        assert!(
-            packages_install(Family::Dnf, &packages(&old)).ends_with("dbus runc fuse-overlayfs\n")
-        );
-    }
-
-    #[test]
-    fn apt_command_lines_wait_for_the_lock_and_name_every_package() {
-        let step = packages_step(&server(Family::Apt));
-        assert_eq!(
-            step.apply,
-            "set -e\n\
-             DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq\n\
-             DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-             --no-install-recommends podman rsync catatonit sqlite3 uidmap slirp4netns \
-             dbus-user-session\n"
-        );
-        assert!(step.check.contains("install ok installed"));
-    }
-
-    #[test]
-    fn the_same_user_steps_for_both_families() {
-        for family in [Family::Apt, Family::Dnf] {
-            let steps = plan(&server(family), &wants());
-            let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
-            assert_eq!(steps.len(), 8, "{names:?}");
-            assert!(steps[1].apply.contains("useradd -m -s /bin/bash \"$u\""));
-            assert!(steps[1].check.starts_with("u=deploy\n"));
-            assert!(steps[3].apply.contains("usermod -p '*' \"$u\""));
-            assert!(steps[4].apply.contains("loginctl enable-linger \"$u\""));
-            // systemd as PID 1 and cgroup v2: Podman's defaults, no containers.conf.
-            assert!(!names.iter().any(|n| n.contains("containers.conf")));
-            assert!(steps[6]
-                .apply
-                .contains("systemctl start \"user@$U.service\""));
-            assert_eq!(steps[6].note, None);
-        }
-    }
-
-    #[test]
-    fn without_systemd_as_pid_1_the_manager_is_started_by_hand_and_said_so() {
-        let s = Server {
-            pid1_systemd: false,
-            cgroup_v2: false,
-            ..server(Family::Apt)
-        };
-        let steps = plan(&s, &wants());
-        let conf = steps
-            .iter()
-            .find(|s| s.name.contains("containers.conf"))
-            .unwrap();
-        assert!(conf.apply.contains("runtime = \"runc\""), "{}", conf.apply);
-        assert!(conf.apply.contains("events_logger = \"file\""));
-        let manager = steps.iter().find(|s| s.name.contains("manager")).unwrap();
-        assert!(manager.apply.contains("mkdir -p /run/systemd/system"));
-        assert!(manager.apply.contains("\"$sd\" --user"));
-        assert!(manager
-            .note
-            .as_deref()
-            .unwrap()
-            .contains("does not survive a reboot"));
-        let linger = steps.iter().find(|s| s.name.contains("lingering")).unwrap();
-        assert!(linger
-            .apply
-            .contains("touch \"/var/lib/systemd/linger/$u\""));
-        // Storage comes before the manager: nothing runs Podman before its driver is set.
-        let at = |n: &str| steps.iter().position(|s| s.name.contains(n)).unwrap();
-        assert!(at("storage.conf") < at("manager") && at("containers.conf") < at("manager"));
-    }
-
-    #[test]
-    fn values_are_quoted_into_the_scripts() {
-        let k = parse_public_key("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA+/= it's me\n").unwrap();
-        let step = key_step("deploy", &k);
-        assert!(step
-            .apply
-            .contains(r"printf '%s\n' 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA+/= it'\''s me'"));
-        assert!(step.check.contains("grep -qF AAAAC3NzaC1lZDI1NTE5AAAA+/= "));
-        assert_eq!(
-            sh_quote("$(reboot)"),
-            "'$(reboot)'",
-            "the quoting the steps rely on"
-        );
-        let u = upload_step(&Upload {
-            program: "traefik",
-            local: "/tmp/t".into(),
-            sha256: "ab12".into(),
-        });
-        assert!(u.check.contains("sha256sum /usr/local/bin/traefik"));
-        assert!(u.apply.contains("mv -f \"$t\" /usr/local/bin/traefik"));
-        assert_eq!(
-            as_root("echo 'a b'", true),
-            r"sudo -n sh -c 'echo '\''a b'\'''"
-        );
-        assert_eq!(as_root("true", false), "true");
-    }
-
-    #[test]
-    fn every_script_is_valid_sh() {
-        let mut w = wants();
-        w.low_port = Some(80);
-        w.uploads.push(Upload {
-            program: "litestream",
-            local: "/tmp/l".into(),
-            sha256: "ab".into(),
-        });
-        for family in [Family::Apt, Family::Dnf] {
-            for (pid1_systemd, cgroup_v2) in [(true, true), (false, false)] {
-                let s = Server {
-                    pid1_systemd,
-                    cgroup_v2,
-                    ..server(family)
-                };
-                for step in plan(&s, &w) {
-                    for script in [&step.check, &step.apply, &as_root(&step.apply, true)] {
-                        let out = std::process::Command::new("sh")
-                            .args(["-n", "-c", script])
-                            .output()
-                            .unwrap();
-                        assert!(
-                            out.status.success(),
-                            "{}: {}\n{script}",
-                            step.name,
-                            String::from_utf8_lossy(&out.stderr)
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn user_names_are_strict_and_never_root() {
-        for ok in ["deploy", "deploy-boot", "_app", "web2"] {
-            assert!(check_user_name(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "root",
-            "-x",
-            "2web",
-            "Deploy",
-            "a b",
-            "a;b",
-            "a$",
-            "x'y",
-            &"a".repeat(33),
-        ] {
-            assert!(check_user_name(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn public_keys_are_read_strictly() {
-        let k = key();
-        assert_eq!(k.kind, "ssh-ed25519");
-        assert_eq!(k.comment, "me@laptop");
-        assert_eq!(
-            k.line(),
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBlahBlahBlah me@laptop"
-        );
-        assert!(parse_public_key("-----BEGIN OPENSSH PRIVATE KEY-----\n")
-            .unwrap_err()
-            .contains(".pub"));
-        assert!(parse_public_key("from=\"x\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA\n").is_err());
-        assert!(parse_public_key("ssh-ed25519 AAAA$(x)AAAAAAAAAAAAAA\n").is_err());
-        assert!(parse_public_key("\n").is_err());
-    }
-
-    #[test]
-    fn low_ports_and_the_sysctl_that_opens_them() {
-        let addrs: Vec<String> = [":80", "127.0.0.1:18400", "[::]:443"]
-            .map(String::from)
-            .to_vec();
-        assert_eq!(low_port(&addrs), Some(80));
-        assert_eq!(low_port(&["127.0.0.1:8080".to_string()]), None);
-        let s = sysctl_step(80);
-        assert!(s
-            .apply
-            .contains("sysctl -q -w net.ipv4.ip_unprivileged_port_start=80"));
-        assert!(s.apply.contains(SYSCTL_FILE));
-        assert!(s.note.unwrap().contains("every user"));
-        assert!(native_overlay("6.1.0-18-amd64") && !native_overlay("5.10.0-28-amd64"));
-    }
-}
+mod tests;

@@ -62,6 +62,7 @@ impl<'a> NodeEffects<'a> {
                 "Putting the replica's databases in".into()
             }
             Step::Restore { .. } => format!("Restoring the data of {to}"),
+            Step::Data { .. } => "Putting the preview's new data in".into(),
             Step::Hook { command } => format!("Hook in_gap: {command}"),
             Step::Switch { to } => format!("Switching current to {to}"),
             Step::Unlink => "Removing current (nothing was live before)".into(),
@@ -188,6 +189,7 @@ impl<'a> NodeEffects<'a> {
                 }
                 Ok(())
             }
+            Step::Data { dir } => node.place_preview_data(dir),
             Step::Hook { command } => {
                 node.run_in_gap_hook((mv.target(), mv.from.as_deref()), command)
             }
@@ -253,18 +255,25 @@ impl Node<'_> {
     /// time is removed with its container, confirmed gone, before anything else happens: the
     /// podman client alone going would leave the container writing. A failure carries its
     /// last lines.
-    pub(crate) fn run_in_gap_hook(
+    pub(crate) fn run_in_gap_hook(&self, release: (&str, Option<&str>), hook: &str) -> Result<()> {
+        self.run_one_off(&self.unit_spec(), release, hook, "in_gap hook")
+    }
+
+    /// One command (`what` says which, in its messages) in a one-off container of `version`'s
+    /// image with `spec`'s env and mounts, as an `in_gap` hook runs ([`Self::run_in_gap_hook`]).
+    pub(crate) fn run_one_off(
         &self,
+        spec: &unit::UnitSpec,
         (version, previous): (&str, Option<&str>),
         hook: &str,
+        what: &str,
     ) -> Result<()> {
-        let spec = self.unit_spec();
         let image = self.image(version);
         let container = spec.hook_container.clone();
         let timeout = self.config.hooks.timeout;
         let handle = crate::sys::own_group(duct::cmd(
             "podman",
-            unit::hook_args(&spec, &image, (version, previous), hook),
+            unit::hook_args(spec, &image, (version, previous), hook),
         ))
         .stderr_to_stdout()
         .stdout_capture()
@@ -300,7 +309,7 @@ impl Node<'_> {
                     ),
                 };
                 bail!(
-                    "the in_gap hook `{hook}` did not finish within {} (hooks.timeout): {said}",
+                    "the {what} `{hook}` did not finish within {} (hooks.timeout): {said}",
                     humantime::format_duration(timeout)
                 );
             }
@@ -309,7 +318,7 @@ impl Node<'_> {
         self.ui.detail(text.trim_end());
         if !out.status.success() {
             bail!(
-                "the in_gap hook `{hook}` failed ({}):\n{}",
+                "the {what} `{hook}` failed ({}):\n{}",
                 out.status,
                 podman::tail(&text, 20)
             );

@@ -75,6 +75,10 @@ pub struct Move {
     /// A data snapshot to put into `shared/` before `to` starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<PathBuf>,
+    /// A preview's new data (a whole `shared/`, scrubbed): it replaces `shared/` before `to`
+    /// starts (and before the hooks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
     /// Keep the data in `shared/` as this release's snapshot first (the data a release leaves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_as: Option<String>,
@@ -112,6 +116,7 @@ impl Move {
             to,
             from,
             restore: None,
+            data: None,
             keep_as: None,
             keep_kind: SnapshotKind::Left,
             hooks: false,
@@ -165,6 +170,25 @@ impl Move {
             only_into_empty: !overwrite,
             ..Move::bare(Kind::Restore, Some(live.into()), Some(live.into()))
         }
+    }
+
+    /// A preview's new data (`dir`, a whole `shared/`) replaces `shared/` under the release
+    /// `live`, its `in_gap` hooks run on it (ENV's data may be of an older schema); what it
+    /// replaces is kept first (`.deploy/replaced/<stamp>`).
+    pub fn new_data(live: &str, dir: PathBuf) -> Move {
+        Move {
+            data: Some(dir),
+            hooks: true,
+            keep_as: Some(live.into()),
+            keep_kind: SnapshotKind::BeforeRestore,
+            ..Move::bare(Kind::Restore, Some(live.into()), Some(live.into()))
+        }
+    }
+
+    /// With a preview's new data (`dir`, a whole `shared/`) in place of `shared/`.
+    pub fn with_data(mut self, dir: Option<PathBuf>) -> Move {
+        self.data = dir;
+        self
     }
 
     /// `from` ran on data it did not leave (it went live by `rollback --keep-data`): what it
@@ -239,6 +263,8 @@ pub enum Step {
     },
     /// A snapshot is put back into `shared/`.
     Restore { snapshot: PathBuf },
+    /// A preview's new data, prepared whole (and scrubbed) beside it, becomes `shared/`.
+    Data { dir: PathBuf },
     /// An `in_gap` hook runs in a one-off container of the new image.
     Hook { command: String },
     /// `current` points at the release (a new symlink renamed over the old one).
@@ -264,6 +290,7 @@ pub const STEP_NAMES: &[&str] = &[
     "schema",
     "snapshot",
     "restore",
+    "data",
     "hook",
     "switch",
     "unlink",
@@ -284,6 +311,7 @@ impl Step {
             Step::Schema => "schema",
             Step::Snapshot { .. } => "snapshot",
             Step::Restore { .. } => "restore",
+            Step::Data { .. } => "data",
             Step::Hook { .. } => "hook",
             Step::Switch { .. } => "switch",
             Step::Unlink => "unlink",
@@ -299,7 +327,11 @@ impl Step {
     pub fn touches_data(&self) -> bool {
         matches!(
             self,
-            Step::Restore { .. } | Step::Hook { .. } | Step::Unhold | Step::Start
+            Step::Restore { .. }
+                | Step::Data { .. }
+                | Step::Hook { .. }
+                | Step::Unhold
+                | Step::Start
         )
     }
 }
@@ -362,6 +394,9 @@ pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
                 steps.push(Step::Restore {
                     snapshot: snapshot.clone(),
                 });
+            }
+            if let Some(dir) = &mv.data {
+                steps.push(Step::Data { dir: dir.clone() });
             }
             if mv.hooks {
                 steps.extend(s.hooks.iter().map(|c| Step::Hook { command: c.clone() }));
@@ -601,6 +636,17 @@ mod tests {
         }
     }
 
+    /// A release of v2 over v1 that stopped the app and kept v1's data (in /snap/v1).
+    fn stopped_and_kept(mv: &Move) -> Vec<Entry> {
+        vec![
+            mv_entry(mv),
+            begin(Step::Stop),
+            done(Step::Stop),
+            begin(snap("v1")),
+            snapshot_done("v1", "/snap/v1"),
+        ]
+    }
+
     #[test]
     fn a_release_behind_traefik_with_hooks() {
         let mv = Move::release("v2", Some("v1"), true);
@@ -729,16 +775,10 @@ mod tests {
         // The hook began (and may have migrated) before `current` was switched: the data is
         // restored all the same.
         let mv = Move::release("v2", Some("v1"), true);
-        let entries = vec![
-            mv_entry(&mv),
-            begin(Step::Stop),
-            done(Step::Stop),
-            begin(snap("v1")),
-            snapshot_done("v1", "/snap/v1"),
-            begin(Step::Hook {
-                command: "migrate".into(),
-            }),
-        ];
+        let mut entries = stopped_and_kept(&mv);
+        entries.push(begin(Step::Hook {
+            command: "migrate".into(),
+        }));
         let back = undo(&entries, Kind::PutBack).unwrap();
         assert_eq!(back.to.as_deref(), Some("v1"));
         assert_eq!(back.restore, Some(PathBuf::from("/snap/v1")));
@@ -751,6 +791,40 @@ mod tests {
                 "stop",
                 "snapshot",
                 "restore",
+                "switch",
+                "start",
+                "health",
+                "leave-gap"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_previews_new_data_goes_in_after_the_snapshot_and_before_the_hooks() {
+        let dir = PathBuf::from("/p/.deploy/preview-data.ready");
+        let mv = Move::release("v2", Some("v1"), true).with_data(Some(dir.clone()));
+        let steps = plan(&mv, &settings(false, &["migrate"]));
+        assert_eq!(
+            names(&steps),
+            ["stop", "snapshot", "data", "hook", "switch", "start", "health"]
+        );
+        assert_eq!(steps[2], Step::Data { dir: dir.clone() });
+        // The data step failed half-way: v1 goes back on the data it left.
+        let mut entries = stopped_and_kept(&mv);
+        entries.push(begin(Step::Data { dir: dir.clone() }));
+        let back = undo(&entries, Kind::PutBack).unwrap();
+        assert_eq!(back.restore, Some(PathBuf::from("/snap/v1")));
+        assert_eq!(back.data, None);
+        // New data under the live release: what it replaces is kept first.
+        let fresh = Move::new_data("v2", dir);
+        assert_eq!(
+            names(&plan(&fresh, &settings(true, &["migrate"]))),
+            [
+                "enter-gap",
+                "stop",
+                "snapshot",
+                "data",
+                "hook",
                 "switch",
                 "start",
                 "health",

@@ -1,0 +1,112 @@
+//! The node user's locks (files in [`user_dir`]): `apps.lock` around reading the records,
+//! checking against them and writing one; `traefik.lock`, which a restart or a stop of the
+//! user's Traefik takes exclusive and every gap (a swap's, or one of setup's) takes shared, so
+//! a restart never lands inside another app's gap.
+
+use super::user_dir;
+use crate::node::Node;
+use crate::sys::fsx;
+use anyhow::{Context, Result};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// The lock a restart of Traefik takes exclusive and a gap shared.
+pub(super) const TRAEFIK_LOCK: &str = "traefik.lock";
+/// The lock around reading the records, checking against them and writing one.
+pub(super) const APPS_LOCK: &str = "apps.lock";
+
+/// A lock of the node user's (a file in [`user_dir`]), released when dropped or when the
+/// process dies.
+pub struct UserLock {
+    _file: File,
+}
+
+/// Takes the lock `name`, shared or exclusive; `waiting` is called once if it must wait.
+pub(super) fn user_lock(
+    home: &Path,
+    name: &str,
+    shared: bool,
+    waiting: impl FnOnce(),
+) -> Result<UserLock> {
+    let path = user_dir(home).join(name);
+    fsx::ensure_dir(&user_dir(home), 0o755)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    let tried = match shared {
+        true => file.try_lock_shared(),
+        false => file.try_lock(),
+    };
+    match tried {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            waiting();
+            match shared {
+                true => file.lock_shared(),
+                false => file.lock(),
+            }
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    Ok(UserLock { _file: file })
+}
+
+impl Node<'_> {
+    /// Held from before a gap to after it (a swap's, or one of `deploy setup` or `deploy
+    /// restart` moving a live app): a restart of the user's Traefik (by another app's `deploy
+    /// setup`) waits for it, and it waits for a restart under way.
+    pub fn hold_traefik_shared(&self) -> Result<Option<UserLock>> {
+        if self.config.traefik.is_none() {
+            return Ok(None);
+        }
+        user_lock(&self.home, TRAEFIK_LOCK, true, || {
+            self.ui.info(
+                "   another app's `deploy setup` is restarting Traefik: waiting for it before the gap",
+            )
+        })
+        .map(Some)
+    }
+
+    /// Held by a restart or a stop of the user's Traefik: waits for every other app's gap to
+    /// end, saying so.
+    pub(super) fn hold_traefik_exclusive(&self) -> Result<UserLock> {
+        user_lock(&self.home, TRAEFIK_LOCK, false, || {
+            self.ui.info(
+                "   waiting for other apps' swaps to leave their gap (they hold Traefik's lock)",
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_hold_keeps_a_restart_out_and_the_other_way_round() {
+        let h = std::env::temp_dir().join(format!("deploy-locks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&h);
+        let swap = user_lock(&h, TRAEFIK_LOCK, true, || panic!("free")).unwrap();
+        let other_swap = user_lock(&h, TRAEFIK_LOCK, true, || panic!("shared")).unwrap();
+        let file = File::open(user_dir(&h).join(TRAEFIK_LOCK)).unwrap();
+        assert!(matches!(file.try_lock(), Err(TryLockError::WouldBlock)));
+        drop((swap, other_swap));
+        let restart = user_lock(&h, TRAEFIK_LOCK, false, || panic!("free")).unwrap();
+        assert!(matches!(
+            file.try_lock_shared(),
+            Err(TryLockError::WouldBlock)
+        ));
+        drop(restart);
+        file.try_lock_shared().unwrap();
+        std::fs::remove_dir_all(h).unwrap();
+    }
+}

@@ -1,0 +1,525 @@
+//! The managed Traefik of the node user: its static config built from every app's requests
+//! (`deploy setup`, which restarts Traefik only when that config changes, outside every other
+//! app's gap), shown with what would change (`setup --dry-run`), and stopped when the last app
+//! that relies on it is removed (`deploy remove`).
+
+use super::lock::{user_lock, UserLock, APPS_LOCK};
+use super::{forget, merge_leaving_out, save, AppRecord, Merged, Registry};
+use crate::front::traefik::{self, AcmeResolver, Https, TRAEFIK_UNIT_NAME};
+use crate::node::plan::{indent, line};
+use crate::node::Node;
+use crate::sys::{fsx, systemd::Systemd};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What the user's Traefik would run with this app's request, read from the records and the
+/// server, changing nothing.
+struct Preview {
+    /// This app's record, checked against the others'.
+    mine: AppRecord,
+    merged: Merged,
+    /// What other apps ask that does not go with the rest (`app: conflict`).
+    left_out: Vec<String>,
+    /// The apps a restart touches: every app whose router this Traefik serves.
+    touched: Vec<String>,
+    static_path: PathBuf,
+    static_text: String,
+    unit_text: String,
+    before_static: Option<String>,
+    before_unit: Option<String>,
+    /// Its static config or unit says something else than the ones in place: a restart.
+    changed: bool,
+}
+
+/// What a setup of a managed Traefik changes, decided under its locks (the Traefik lock held
+/// until the change is made).
+struct TraefikChange {
+    _lock: UserLock,
+    preview: Preview,
+    /// This app's record before this setup.
+    before_record: Option<AppRecord>,
+}
+
+/// What removing an app does to the managed Traefik.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Leaving {
+    /// The app does not manage Traefik: nothing.
+    #[default]
+    NotManaged,
+    /// Other apps rely on it (these): it keeps running.
+    KeptFor(Vec<String>),
+    /// No other app relies on it: it is stopped and its unit disabled.
+    Stopped,
+}
+
+impl Leaving {
+    /// The line `remove --dry-run` and `remove` say. Pure.
+    pub fn describe(&self) -> String {
+        match self {
+            Leaving::NotManaged => "the managed Traefik, its static config and acme.json are \
+                                    not this app's: kept"
+                .into(),
+            Leaving::KeptFor(apps) => format!(
+                "keeps running, for {} (its static config and acme.json are kept)",
+                apps.join(", ")
+            ),
+            Leaving::Stopped => format!(
+                "no other app of this user relies on it: {TRAEFIK_UNIT_NAME} is stopped and \
+                 disabled; its static config and acme.json are kept (the next `deploy setup` \
+                 with traefik.manage starts it again)"
+            ),
+        }
+    }
+}
+
+/// The apps whose router the Traefik with API `api` serves, as [`AppRecord::short_label`]s,
+/// sorted. Pure.
+fn served_by(api: &str, records: &[&AppRecord]) -> Vec<String> {
+    let mut apps: Vec<String> = records
+        .iter()
+        .filter(|r| r.traefik.as_ref().is_some_and(|t| t.api == api))
+        .map(|r| r.short_label())
+        .collect();
+    apps.sort();
+    apps
+}
+
+impl Node<'_> {
+    /// `traefik.manage`: the user's Traefik runs with the static config every app asks for;
+    /// restarted only when that changes (saying which apps it serves), outside every other
+    /// app's gap.
+    pub(crate) fn setup_shared_traefik(&self, systemd: &Systemd) -> Result<()> {
+        // Taken first (outside the step's line): it may wait for other apps' gaps to end.
+        let lock = self.hold_traefik_exclusive()?;
+        let change = self.ui.step(
+            "Merging Traefik's static config with the other apps' (traefik.manage)",
+            || self.plan_traefik_change(lock),
+        )?;
+        let p = &change.preview;
+        for conflict in &p.left_out {
+            self.ui.warn(&format!(
+                "left out of Traefik's static config, as it does not go with the other apps' \
+                 requests: {conflict} (that app's own `deploy setup` says so)"
+            ));
+        }
+        if !p.changed {
+            // Its comments may have changed: written, and read at Traefik's next start.
+            return self
+                .ui
+                .step("Starting Traefik (its static config is unchanged)", || {
+                    self.write_traefik(systemd, Some(&p.static_text), Some(&p.unit_text), false)
+                });
+        }
+        self.ui.step(
+            &format!(
+                "Restarting Traefik (its static config changed), which serves {}",
+                p.touched.join(", ")
+            ),
+            || self.apply_traefik_change(systemd, &change),
+        )
+    }
+
+    /// Under the Traefik lock (`lock`: no other app is in its gap) and the records' lock: this
+    /// app's request checked and recorded, and the static config and unit it makes.
+    fn plan_traefik_change(&self, lock: UserLock) -> Result<TraefikChange> {
+        let _apps = user_lock(&self.home, APPS_LOCK, false, || {})?;
+        let registry = Registry::load(&self.home)?;
+        registry.persist(&self.home)?;
+        let preview = self.preview_traefik(&registry)?;
+        fsx::ensure_dir(Path::new(&preview.merged.dynamic_dir), 0o755)?;
+        let before_record = registry.get(&self.config.app, &self.env_name).cloned();
+        save(&self.home, &preview.mine)?;
+        Ok(TraefikChange {
+            _lock: lock,
+            preview,
+            before_record,
+        })
+    }
+
+    /// The static config merged from this app's request and the others' in `registry`, and
+    /// whether it changes what runs. Reads, changes nothing.
+    fn preview_traefik(&self, registry: &Registry) -> Result<Preview> {
+        let mine = self.checked_record(registry)?;
+        let root = self.layout.root.display().to_string();
+        let others = registry.others(&self.config.app, &self.env_name, &root);
+        let (merged, left_out) = merged_with(&mine, others.clone());
+        let merged = merged.context("this app manages Traefik")?;
+        check_unprivileged(mine.managed().map(|t| &t.entrypoints))?;
+        let (static_path, static_text, unit_text) = self.traefik_texts(&merged)?;
+        let before_static = std::fs::read_to_string(&static_path).ok();
+        let before_unit =
+            std::fs::read_to_string(self.user_unit_dir().join(TRAEFIK_UNIT_NAME)).ok();
+        let changed = !same_yaml(before_static.as_deref(), &static_text)
+            || !same_unit(before_unit.as_deref(), &unit_text);
+        let all: Vec<&AppRecord> = std::iter::once(&mine).chain(others).collect();
+        let touched = served_by(&merged.api, &all);
+        Ok(Preview {
+            mine,
+            merged,
+            left_out,
+            touched,
+            static_path,
+            static_text,
+            unit_text,
+            before_static,
+            before_unit,
+            changed,
+        })
+    }
+
+    /// `setup --dry-run` with traefik.manage: the static config merged with the other apps'
+    /// requests (what changes in it), and whether Traefik restarts and whom that touches. A
+    /// conflict is the error setup would give (exit 3).
+    pub(crate) fn traefik_plan_lines(&self) -> Result<String> {
+        let p = self.preview_traefik(&Registry::load(&self.home)?)?;
+        let mut out = String::new();
+        let path = p.static_path.display();
+        if !p.changed {
+            line(
+                &mut out,
+                "static",
+                format!("{path}, merged with the other apps' requests: unchanged"),
+            );
+            line(&mut out, "restart", "none (Traefik keeps running as it is)");
+            return Ok(out);
+        }
+        let what = match &p.before_static {
+            Some(_) => "what changes in it",
+            None => "new",
+        };
+        line(
+            &mut out,
+            "static",
+            format!("{path}, merged with the other apps' requests ({what}):"),
+        );
+        let diff = line_diff(p.before_static.as_deref().unwrap_or(""), &p.static_text);
+        out += &indent(&diff.join("\n"));
+        if diff.is_empty() {
+            out += &indent("(Traefik's unit changes)");
+        }
+        for conflict in &p.left_out {
+            line(&mut out, "left out", conflict);
+        }
+        line(
+            &mut out,
+            "restart",
+            format!(
+                "Traefik restarts once every other app's gap has ended, touching {}",
+                p.touched.join(", ")
+            ),
+        );
+        Ok(out)
+    }
+
+    /// Where the static config goes, and the texts of it and of Traefik's unit.
+    fn traefik_texts(&self, merged: &Merged) -> Result<(PathBuf, String, String)> {
+        let bin = crate::front::find_in_path("traefik").ok_or_else(|| {
+            anyhow!(
+                "traefik is not installed: `deploy bootstrap` installs it (a pinned release, \
+                 checked; on the server as root: deploy bootstrap --local USER --with traefik), \
+                 or put a traefik binary in /usr/local/bin"
+            )
+        })?;
+        let static_path = crate::front::managed_static_config(&self.home);
+        let static_text = render_merged(merged, &static_path)?;
+        let unit_text =
+            traefik::render_traefik_unit(&bin, &static_path, merged.ca_certificates.as_deref())?;
+        Ok((static_path, static_text, unit_text))
+    }
+
+    /// Writes the static config and unit, restarts Traefik and waits for its API; a Traefik
+    /// that does not come up gets its previous config back (and this app its previous record).
+    fn apply_traefik_change(&self, systemd: &Systemd, c: &TraefikChange) -> Result<()> {
+        let started = self.write_traefik(
+            systemd,
+            Some(&c.preview.static_text),
+            Some(&c.preview.unit_text),
+            true,
+        );
+        let Err(e) = started
+            .and_then(|()| traefik::Api::new(&c.preview.merged.api).ping(traefik::LIVE_TIMEOUT))
+        else {
+            return Ok(());
+        };
+        let back = self
+            .write_traefik(
+                systemd,
+                c.preview.before_static.as_deref(),
+                c.preview.before_unit.as_deref(),
+                true,
+            )
+            .and_then(|()| match &c.before_record {
+                Some(r) => save(&self.home, r),
+                None => forget(&self.home, &self.config.app, &self.env_name),
+            });
+        let said = match back {
+            Ok(()) => "its previous static config is back".to_string(),
+            Err(b) => format!("putting its previous static config back failed too: {b:#}"),
+        };
+        Err(e.context(format!(
+            "Traefik did not come up with the static config merged for {} ({}); {said}. See \
+             `systemctl --user status {TRAEFIK_UNIT_NAME}` (is an entry point's port taken by \
+             another process?), then run `deploy setup` again",
+            c.preview.touched.join(", "),
+            c.preview.static_path.display()
+        )))
+    }
+
+    /// Puts a static config and unit in place (or removes them: `None`) and, when there is a
+    /// config, restarts Traefik (`restart`) or starts it if it is not running.
+    fn write_traefik(
+        &self,
+        systemd: &Systemd,
+        static_text: Option<&str>,
+        unit_text: Option<&str>,
+        restart: bool,
+    ) -> Result<()> {
+        let static_path = crate::front::managed_static_config(&self.home);
+        match static_text {
+            Some(text) => {
+                fsx::ensure_dir(static_path.parent().expect("a directory"), 0o755)?;
+                fsx::write_atomic(&static_path, text.as_bytes(), 0o644)?;
+            }
+            None => fsx::remove_durable(&static_path)?,
+        }
+        let timeout = Duration::from_secs(30);
+        match unit_text {
+            Some(text) => systemd.install_unit(&self.user_unit_dir(), TRAEFIK_UNIT_NAME, text)?,
+            None => return systemd.remove_unit(&self.user_unit_dir(), TRAEFIK_UNIT_NAME, timeout),
+        }
+        match (static_text, restart) {
+            (Some(_), true) => systemd.restart(TRAEFIK_UNIT_NAME, timeout),
+            (Some(_), false) => systemd.start(TRAEFIK_UNIT_NAME, timeout),
+            (None, _) => systemd.stop(TRAEFIK_UNIT_NAME, timeout),
+        }
+    }
+
+    /// What removing this app would do to the managed Traefik: the other apps that rely on it
+    /// (their router is on its API), read from the records.
+    pub(crate) fn traefik_leaving(&self) -> Result<Leaving> {
+        let Some(api) = self.managed_api() else {
+            return Ok(Leaving::NotManaged);
+        };
+        let registry = Registry::load(&self.home)?;
+        let root = self.layout.root.display().to_string();
+        let others = registry.others(&self.config.app, &self.env_name, &root);
+        Ok(match served_by(&api, &others) {
+            apps if apps.is_empty() => Leaving::Stopped,
+            apps => Leaving::KeptFor(apps),
+        })
+    }
+
+    /// `deploy remove`, once the app's units and record are gone: the managed Traefik is
+    /// stopped and disabled when no other app relies on it (checked again under its lock and
+    /// the records', so a setup under way either counts or starts it again after).
+    pub(crate) fn leave_shared_traefik(&self, systemd: &Systemd) -> Result<Leaving> {
+        match self.traefik_leaving()? {
+            Leaving::Stopped => {}
+            kept => return Ok(kept),
+        }
+        let _traefik = self.hold_traefik_exclusive()?;
+        let _apps = user_lock(&self.home, APPS_LOCK, false, || {})?;
+        let leaving = self.traefik_leaving()?;
+        let unit = self.user_unit_dir().join(TRAEFIK_UNIT_NAME);
+        if leaving == Leaving::Stopped && unit.exists() {
+            systemd.stop(TRAEFIK_UNIT_NAME, Duration::from_secs(30))?;
+            systemd.disable(TRAEFIK_UNIT_NAME)?;
+        }
+        Ok(leaving)
+    }
+
+    /// The API of the Traefik this app manages (`traefik.manage`), as its config says it.
+    fn managed_api(&self) -> Option<String> {
+        let t = self.config.traefik.as_ref()?;
+        t.managed()?;
+        Some(t.api.trim_end_matches('/').to_string())
+    }
+}
+
+/// What Traefik serves with this app's request: it first (it goes with every other, checked
+/// before), then the other apps' own requests, then what was seeded for apps set up before
+/// the records; what does not go with those before it is left out (`app: conflict`).
+fn merged_with(mine: &AppRecord, others: Vec<&AppRecord>) -> (Option<Merged>, Vec<String>) {
+    let (own, seeded): (Vec<&AppRecord>, Vec<&AppRecord>) =
+        others.into_iter().partition(|r| !r.seeded);
+    let all: Vec<&AppRecord> = std::iter::once(mine).chain(own).chain(seeded).collect();
+    merge_leaving_out(&all)
+}
+
+/// Whether a static config says what `after` says (comments and layout aside).
+fn same_yaml(before: Option<&str>, after: &str) -> bool {
+    let parse = |t: &str| yaml_serde::from_str::<serde_json::Value>(t).ok();
+    before.is_some_and(|b| b == after || (parse(b).is_some() && parse(b) == parse(after)))
+}
+
+/// Whether a unit says what `after` says (its comments, which name deploy's version, aside).
+fn same_unit(before: Option<&str>, after: &str) -> bool {
+    let lines = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(String::from)
+            .collect()
+    };
+    before.is_some_and(|b| lines(b) == lines(after))
+}
+
+/// The static config of `merged`, its resolvers storing into `acme.json` beside it.
+pub fn render_merged(merged: &Merged, static_path: &Path) -> Result<String> {
+    let storage = static_path.with_file_name("acme.json");
+    let https = Https {
+        resolvers: merged
+            .resolvers
+            .values()
+            .map(|a| AcmeResolver {
+                name: a.resolver.clone(),
+                email: a.email.clone(),
+                ca_server: a.ca_server.clone(),
+                storage: storage.display().to_string(),
+                challenge: a.challenge.clone(),
+            })
+            .collect(),
+        redirect: merged.redirect_web,
+    };
+    let entrypoints: Vec<(String, String)> = merged.entrypoints.clone().into_iter().collect();
+    traefik::render_static(
+        &entrypoints,
+        &merged.api,
+        Path::new(&merged.dynamic_dir),
+        &https,
+    )
+}
+
+/// A rootless Traefik cannot bind ports below `net.ipv4.ip_unprivileged_port_start`.
+fn check_unprivileged(entrypoints: Option<&BTreeMap<String, String>>) -> Result<()> {
+    let start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    let eps: Vec<(String, String)> = entrypoints
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let low = traefik::privileged_ports(&eps, start);
+    if !low.is_empty() {
+        bail!(
+            "a rootless Traefik cannot bind {} (ports below {start} need privileges). As root, \
+             run `sysctl -w net.ipv4.ip_unprivileged_port_start=80` and make it last with `echo \
+             net.ipv4.ip_unprivileged_port_start=80 > /etc/sysctl.d/50-unprivileged-ports.conf`; \
+             or use ports of 1024 and up in traefik.manage.entrypoints",
+            low.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The lines of `after` that are not in `before` (`+ `) and those of `before` no longer in it
+/// (`- `), in order (a longest common subsequence of lines; comments left out). Pure.
+fn line_diff(before: &str, after: &str) -> Vec<String> {
+    let lines = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(String::from)
+            .collect()
+    };
+    let (a, b) = (lines(before), lines(after));
+    // common[i][j]: the longest common subsequence of a[i..] and b[j..].
+    let mut common = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            common[i][j] = match a[i] == b[j] {
+                true => common[i + 1][j + 1] + 1,
+                false => common[i + 1][j].max(common[i][j + 1]),
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            (i, j) = (i + 1, j + 1);
+        } else if j < b.len() && (i == a.len() || common[i][j + 1] >= common[i + 1][j]) {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
+        } else {
+            out.push(format!("- {}", a[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traefik_restarts_for_what_its_config_says_not_for_its_comments() {
+        let a = "# by deploy 1\nentryPoints:\n  web:\n    address: \":80\"\n";
+        let b = "# by deploy 2, another comment\nentryPoints: {web: {address: \":80\"}}\n";
+        assert!(same_yaml(Some(a), b));
+        assert!(!same_yaml(Some(a), &b.replace(":80", ":81")));
+        assert!(!same_yaml(None, b));
+        let unit =
+            |v: &str, exec: &str| format!("# Written by deploy {v}\n[Service]\nExecStart={exec}\n");
+        assert!(same_unit(Some(&unit("1", "/t")), &unit("2", "/t")));
+        assert!(!same_unit(Some(&unit("1", "/t")), &unit("1", "/u")));
+    }
+
+    #[test]
+    fn the_dry_run_shows_the_lines_that_change() {
+        let before = "# v1\nentryPoints:\n  web:\n    address: \":80\"\napi: {}\n";
+        let after =
+            "# v2\nentryPoints:\n  web:\n    address: \":80\"\n  b2:\n    address: \":81\"\n";
+        assert_eq!(
+            line_diff(before, after),
+            ["+   b2:", "+     address: \":81\"", "- api: {}"]
+        );
+        assert!(line_diff(after, after).is_empty());
+        assert_eq!(line_diff("", "a: 1\n"), ["+ a: 1"]);
+    }
+
+    #[test]
+    fn a_restart_touches_every_app_on_the_api_and_the_last_one_out_stops_it() {
+        let app = |name: &str, api: Option<&str>| AppRecord {
+            app: name.into(),
+            env: "prod".into(),
+            path: format!("/srv/{name}"),
+            port: 9000,
+            gap_port: None,
+            health_path: None,
+            traefik: api.map(|api| super::super::TraefikRequest {
+                managed: name != "plain",
+                api: api.into(),
+                dynamic_dir: "/d".into(),
+                rule: "Host(`a`)".into(),
+                router_entrypoints: vec!["web".into()],
+                entrypoints: BTreeMap::new(),
+                acme: None,
+                ca_certificates: None,
+                redirect_https: false,
+                redirect_web: false,
+            }),
+            seeded: false,
+            updated_at: "now".into(),
+        };
+        let (a, own, plain, elsewhere, none) = (
+            app("a", Some("http://127.0.0.1:8099")),
+            app("own", Some("http://127.0.0.1:8099")),
+            app("plain", Some("http://127.0.0.1:8099")),
+            app("elsewhere", Some("http://127.0.0.1:9099")),
+            app("none", None),
+        );
+        let api = "http://127.0.0.1:8099";
+        assert_eq!(
+            served_by(api, &[&a, &own, &plain, &elsewhere, &none]),
+            ["a (prod)", "own (prod)", "plain (prod)"]
+        );
+        assert!(served_by(api, &[&elsewhere, &none]).is_empty());
+        assert!(Leaving::Stopped.describe().contains("stopped and disabled"));
+        assert!(Leaving::KeptFor(vec!["a (prod)".into()])
+            .describe()
+            .starts_with("keeps running, for a (prod)"));
+    }
+}
