@@ -1,5 +1,7 @@
 //! The command line.
 
+use crate::ui::Color;
+use crate::version::Version;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -55,7 +57,7 @@ pub enum Command {
     /// Make a fresh server a node, over SSH as root (or this machine: --local USER): packages,
     /// the deploy user (subordinate ids, lingering, its systemd manager), rootless Podman on
     /// overlay, Traefik and Litestream where needed, your key; then setup.
-    Bootstrap(crate::local::bootstrap::BootstrapArgs),
+    Bootstrap(BootstrapArgs),
     /// Print a completion script: `deploy completions bash > /etc/bash_completion.d/deploy`.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): `deploy man > deploy.1`; with --dir, one page per command.
@@ -301,12 +303,59 @@ pub struct SetupArgs {
     pub server_binary: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct BootstrapArgs {
+    /// The environment (from `environments:`); its host names the deploy user.
+    pub env: Option<String>,
+    /// How to log in as root: `root@host[:port]` or an ssh alias of a root login; with
+    /// --sudo, a user who may run `sudo -n`.
+    #[arg(long, value_name = "DEST", required_unless_present = "local")]
+    pub root: Option<String>,
+    /// DEST is not root: run every step through `sudo -n` (no password prompt).
+    #[arg(long, conflicts_with = "local")]
+    pub sudo: bool,
+    /// Make this machine a node for USER instead, as root, with no SSH and no config (on the
+    /// server itself; `deploy setup` is then the user's to run).
+    #[arg(long, value_name = "USER", conflicts_with_all = ["root", "env"])]
+    pub local: Option<String>,
+    /// The public key the deploy user logs in with (default: the environment's
+    /// ssh.identity's .pub, else the first key `ssh-add -L` lists; with --local, none).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// A Traefik binary (linux, the server's architecture) to install as
+    /// /usr/local/bin/traefik, instead of the pinned release bootstrap downloads when
+    /// traefik.manage needs one (neither apt nor dnf has it).
+    #[arg(long, value_name = "PATH")]
+    pub traefik_bin: Option<PathBuf>,
+    /// A Litestream binary to install as /usr/local/bin/litestream, instead of the pinned
+    /// release (for `replicate:`).
+    #[arg(long, value_name = "PATH")]
+    pub litestream_bin: Option<PathBuf>,
+    /// Install these too, whatever the config needs (the pinned releases, unless the server
+    /// has them or --traefik-bin/--litestream-bin gives them).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PROGRAM")]
+    pub with: Vec<Program>,
+    /// With --local: the tests' node (scripts/node-setup), with what only it gets.
+    #[arg(long, hide = true, conflicts_with = "root")]
+    pub test_node: bool,
+    /// Print every command that would change the server; change nothing (it still logs in
+    /// and reads the server, to say what is done already).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A program bootstrap installs outside the package manager (`--with`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Program {
+    Traefik,
+    Litestream,
+}
+
 #[derive(Debug, Args)]
 pub struct ReleaseArgs {
     /// The release's name, e.g. v2.0.0; without it, from git (`git describe --always`). A
     /// single argument that names an environment is the environment.
-    #[arg(default_value = "", hide_default_value = true)]
-    pub version: String,
+    pub version: Option<Version>,
     pub env: Option<String>,
     /// With the version from git: release a tree with uncommitted changes, as
     /// `<version>-dirty-<UTC time>`.
@@ -344,7 +393,7 @@ pub struct RollbackArgs {
     pub env: Option<String>,
     /// The release to go back to.
     #[arg(long, value_name = "VERSION")]
-    pub to: Option<String>,
+    pub to: Option<Version>,
     /// Also put back the SQLite data that release left (its snapshot); the data there now
     /// is kept as a snapshot of the release being left.
     #[arg(long)]
@@ -412,6 +461,16 @@ pub struct JobArgs {
     /// The job (from `jobs:`).
     pub name: String,
     pub env: Option<String>,
+}
+
+impl ReleaseArgs {
+    /// The version: given, or (on the laptop, before anything else) from git; a node-side run
+    /// is always given one.
+    pub fn version(&self) -> anyhow::Result<&Version> {
+        self.version
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no version to release: name one (e.g. v2.0.0)"))
+    }
 }
 
 impl JobsArgs {
@@ -539,15 +598,6 @@ pub struct PruneArgs {
     pub dry_run: bool,
 }
 
-/// `--color`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum Color {
-    #[default]
-    Auto,
-    Always,
-    Never,
-}
-
 /// `maintenance on|off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Switch {
@@ -602,7 +652,7 @@ pub struct MigrateArgs {
     pub dry_run: bool,
     /// The first release's name.
     #[arg(long = "as", value_name = "VERSION", default_value = "legacy")]
-    pub release: String,
+    pub release: Version,
     /// Do not ask before moving (the plan is shown first).
     #[arg(long, short = 'y')]
     pub yes: bool,

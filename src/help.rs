@@ -242,21 +242,6 @@ pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> anyhow::
     Ok(())
 }
 
-/// Whether an error is a closed pipe (`deploy man | head`): the reader has what it wanted.
-pub fn broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
-/// Writes `text` on stdout; a closed pipe comes back as an error ([`broken_pipe`]).
-pub fn print(text: &str) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,7 +290,10 @@ mod tests {
         }
         match parse("deploy release v2 prod") {
             crate::cli::Command::Release(a) => {
-                assert_eq!((a.version.as_str(), a.env.as_deref()), ("v2", Some("prod")))
+                assert_eq!(
+                    (a.version.as_deref(), a.env.as_deref()),
+                    (Some("v2"), Some("prod"))
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -16,6 +16,8 @@ pub mod config;
 pub mod exit;
 pub mod front;
 pub mod help;
+#[cfg(test)]
+mod layers;
 pub mod local;
 pub mod names;
 pub mod node;

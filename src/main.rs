@@ -1,7 +1,7 @@
 //! The `deploy` command: parses the command line and runs it (see the library).
 
 use clap::FromArgMatches;
-use deploy::{cli, exit, help};
+use deploy::{cli, exit, help, ui};
 
 fn main() {
     // `DEPLOY_COMPLETE=bash deploy ...`: what a shell's completion script asks (`deploy
@@ -15,7 +15,7 @@ fn main() {
     let json = cli.json;
     if let Err(e) = deploy::run(cli) {
         // A closed pipe (`deploy man | head`): the reader has what it wanted.
-        if help::broken_pipe(&e) {
+        if ui::broken_pipe(&e) {
             std::process::exit(0);
         }
         let code = exit::code_of(&e);
@@ -25,7 +25,7 @@ fn main() {
         eprintln!("error: {e:#}");
         if json {
             let event = serde_json::json!({"event": "error", "message": format!("{e:#}"), "exit_code": code});
-            let _ = help::print(&format!("{event}\n"));
+            let _ = ui::print(&format!("{event}\n"));
         }
         std::process::exit(code);
     }

@@ -62,27 +62,25 @@ pub const MIGRATE_STEPS: &[&str] = &[
     "migrate-after-release-files",
 ];
 
-/// Runs a child in a process group of its own: a Ctrl-C on the terminal (sent to the
-/// foreground group) does not reach it, so a step under way is finished, not cut.
-pub fn own_group(expr: duct::Expression) -> duct::Expression {
-    use std::os::unix::process::CommandExt;
-    expr.before_spawn(|cmd| {
-        cmd.process_group(0);
-        Ok(())
-    })
-}
-
-/// A named point of the release lifecycle; does something only under `DEPLOY_TEST_HOOK`.
+/// A named point of a release or a migrate-data ([`RELEASE_POINTS`], [`MIGRATE_STEPS`]); does
+/// something only under `DEPLOY_TEST_HOOK`.
 pub fn point(step: &str) {
     debug_assert!(
         RELEASE_POINTS.contains(&step)
             || GAP_POINTS.contains(&step)
-            || MIGRATE_STEPS.contains(&step)
-            || step
-                .strip_prefix("after-")
-                .is_some_and(|s| crate::node::swap::STEP_NAMES.contains(&s)),
+            || MIGRATE_STEPS.contains(&step),
         "unknown step {step}"
     );
+    reach(step);
+}
+
+/// The point after a step of the swap: `after-<its name>` (one of the swap's `STEP_NAMES`).
+pub fn after_swap_step(name: &str) {
+    reach(&format!("after-{name}"));
+}
+
+/// Does what `DEPLOY_TEST_HOOK` asks at `step`, if anything.
+fn reach(step: &str) {
     let Ok(spec) = std::env::var("DEPLOY_TEST_HOOK") else {
         return;
     };

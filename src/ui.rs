@@ -13,7 +13,31 @@ pub struct Ui {
     pub quiet: bool,
     pub json: bool,
     /// `--color`: auto (a terminal, and no NO_COLOR), always, never.
-    pub color: crate::cli::Color,
+    pub color: Color,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Color {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// Writes `text` on stdout; a closed pipe comes back as an error ([`broken_pipe`]).
+pub fn print(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Whether an error is a closed pipe (`deploy man | head`): the reader has what it wanted.
+pub fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 pub fn fmt_duration(d: Duration) -> String {
@@ -29,8 +53,7 @@ fn live_terminal() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("TERM").is_some_and(|t| t != "dumb")
 }
 
-fn colour(word: &str, ok: bool, choice: crate::cli::Color) -> String {
-    use crate::cli::Color;
+fn colour(word: &str, ok: bool, choice: Color) -> String {
     let auto = || std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && live_terminal();
     let on = match choice {
         Color::Always => true,

@@ -1,4 +1,5 @@
-//! Release names: what a VERSION may be, and the image tag it becomes. Pure.
+//! Release names: what a VERSION may be ([`Version`], checked where it enters: the command
+//! line), and the image tag it becomes. Pure.
 
 use anyhow::{bail, Result};
 
@@ -22,6 +23,48 @@ pub fn check(version: &str) -> Result<()> {
     Ok(())
 }
 
+/// A release's name, valid ([`check`]): parsed once where it enters (clap parses the command
+/// line's with [`std::str::FromStr`]) and carried as this type. Reads as a `&str`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(String);
+
+impl Version {
+    pub fn new(text: &str) -> Result<Version> {
+        check(text)?;
+        Ok(Version(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::str::FromStr for Version {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Version> {
+        Version::new(text)
+    }
+}
+
+impl std::ops::Deref for Version {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The image tag for a version. Tags cannot hold `+`, so it becomes `_` followed by a short
 /// checksum of the version, which keeps `1+a` and `1_a` apart.
 pub fn image_tag(version: &str) -> String {
@@ -35,10 +78,6 @@ pub fn image_tag(version: &str) -> String {
         h = h.wrapping_mul(0x01000193);
     }
     format!("{}-{h:08x}", version.replace('+', "_"))
-}
-
-pub fn image_ref(app: &str, version: &str) -> String {
-    format!("localhost/{app}:{}", image_tag(version))
 }
 
 #[cfg(test)]
@@ -76,6 +115,8 @@ mod tests {
             assert!(check(v).is_err(), "{v:?} accepted");
         }
         assert!(check(&"x".repeat(101)).is_err());
+        assert!("../x".parse::<Version>().is_err());
+        assert_eq!("v1.2".parse::<Version>().unwrap().as_str(), "v1.2");
     }
 
     #[test]

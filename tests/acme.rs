@@ -169,6 +169,7 @@ impl Pebble {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    #[track_caller]
     fn wait_for(&self, url: &str) {
         let t = Instant::now();
         while self.get(url).is_none() {
@@ -205,8 +206,7 @@ fn a_release_is_served_over_https_with_a_certificate_pebble_issued() {
     );
     let acme_json = node().home.join(".config/traefik/acme.json");
     let _ = std::fs::remove_file(&acme_json);
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
 
     // The certificate comes from Pebble (its root is trusted here, nothing else), for the name.
     let root = pebble.dir.join("root.pem");

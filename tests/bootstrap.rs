@@ -22,6 +22,7 @@ const LOCAL_SSH_PORT: u16 = 18751;
 /// One bootstrap at a time: each picks the next free subordinate range.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+#[track_caller]
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
@@ -41,6 +42,7 @@ fn ok(out: Output) -> (String, String) {
     (stdout, stderr)
 }
 
+#[track_caller]
 fn id_of(flag: &str, user: &str) -> Option<u32> {
     let out = run(Command::new("id").args([flag, user]));
     out.status
@@ -289,6 +291,7 @@ fn get_app_once() -> Option<String> {
 }
 
 /// The app's answer to GET /.
+#[track_caller]
 fn get_app() -> String {
     get_app_once().expect("the app answers")
 }
@@ -595,7 +598,7 @@ fn bootstrap_local_makes_this_machine_a_node_and_deploys_ssh_sets_the_runtime_di
     assert!(stdout.starts_with("[]\n"), "{stdout}\n{stderr}");
     assert!(!plain.status.success(), "{stdout}\n{stderr}");
     // ...and deploy's own ssh session reaches both.
-    let options = deploy::config::SshOptions {
+    let options = deploy::sys::ssh::SshOptions {
         identity: Some(sshd.file("client_ed25519")),
         jump: None,
         options: sshd.options(),

@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+#[track_caller]
 fn deploy(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_deploy"))
         .args(args)
@@ -43,6 +44,7 @@ fn minimal(clear: &str, more: &str) -> String {
     )
 }
 
+#[track_caller]
 fn project(name: &str, yaml: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("deploy-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -12,7 +12,7 @@ fn mounts(p: &Project) -> String {
         "podman",
         &[
             "inspect",
-            &format!("{}_test", p.app),
+            &p.names().container(),
             "--format",
             "{{range .Mounts}}{{.Destination}} {{end}}",
         ],
@@ -21,6 +21,7 @@ fn mounts(p: &Project) -> String {
     .stdout
 }
 
+#[track_caller]
 fn edit_config(p: &Project, from: &str, to: &str) {
     let config = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
     assert!(config.contains(from), "{from:?} not in {config}");
@@ -28,6 +29,7 @@ fn edit_config(p: &Project, from: &str, to: &str) {
 }
 
 /// The gap a release or rollback reported (`gap 385ms`), in ms.
+#[track_caller]
 fn gap_ms(r: &common::Run) -> u64 {
     let text = r.stderr.clone() + &r.stdout;
     let at = text.rfind("gap ").expect("a gap in the output");
@@ -47,8 +49,7 @@ fn gap_ms(r: &common::Run) -> u64 {
 #[test]
 fn a_release_applies_mounts_shared_dirs_and_the_port_and_a_rollback_runs_its_own() {
     let p = Project::new("t-applies", 18430, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     assert!(!mounts(&p).contains("/app/uploads"));
 
     // A shared dir and its mount added: the release alone makes and mounts it.
@@ -95,8 +96,7 @@ fn a_release_applies_mounts_shared_dirs_and_the_port_and_a_rollback_runs_its_own
 #[test]
 fn a_put_back_after_a_release_that_added_a_mount_runs_the_previous_release_without_it() {
     let p = Project::new("t-putmount", 18437, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     edit_config(&p, "dirs: [data]", "dirs: [data, extra]");
     edit_config(
         &p,
@@ -115,8 +115,7 @@ fn a_put_back_after_a_release_that_added_a_mount_runs_the_previous_release_witho
 fn an_app_that_ignores_sigterm_stops_at_once_under_the_init_and_a_kill_is_said_without() {
     let p = Project::new("t-sigterm", 18439, Options::default());
     p.add_to_config("env:\n  clear:\n    IGNORE_SIGTERM: \"1\"\n");
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     let r = p.deploy(&["release", "v2"]).ok();
     let gap = gap_ms(&r);
     assert!(gap < 3000, "a gap of {gap} ms with the init:\n{}", r.stderr);

@@ -26,13 +26,12 @@ fn stop_lasts_until_start_with_the_maintenance_page_meanwhile() {
             ..Options::default()
         },
     );
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     assert_eq!(p.get_front("/").unwrap().0, 200);
 
     let r = p.deploy(&["stop", "--dry-run"]).ok();
     r.prints("Plan: stop t-day-power on test until `deploy start test`");
-    r.prints("  disable:   t-day-power_test.service (not started at boot)");
+    r.prints(&format!("  disable:   {} (not started at boot)", p.unit()));
     assert_eq!(
         unit_state(&p, &p.unit()).1,
         "active",
@@ -81,7 +80,7 @@ fn stop_lasts_until_start_with_the_maintenance_page_meanwhile() {
     let hits = || p.body("/hits").trim().parse::<u64>().unwrap();
     let before = hits();
     let r = p.deploy(&["restart"]).ok();
-    r.says("Restarting t-day-power_test.service ... ok");
+    r.says(&format!("Restarting {} ... ok", p.unit()));
     r.says("t-day-power v1 on test is restarted");
     assert_eq!(p.get_front("/").unwrap().0, 200);
     assert!(hits() > before);
@@ -101,9 +100,8 @@ fn stop_lasts_until_start_with_the_maintenance_page_meanwhile() {
 fn a_stop_in_socket_mode_closes_the_socket_too() {
     let p = Project::new("t-day-sock", 18502, Options::default());
     p.add_to_config("listen: socket\n");
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
-    let socket = "t-day-sock_test.socket";
+    p.with_v1_live();
+    let socket = &p.names().socket_unit();
     p.deploy(&["stop"]).ok();
     assert_eq!(
         unit_state(&p, socket),
@@ -118,8 +116,7 @@ fn a_stop_in_socket_mode_closes_the_socket_too() {
 #[test]
 fn a_hold_by_hand_refuses_changes_until_released() {
     let p = Project::new("t-day-hold", 18504, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.deploy(&["release", "v2"]).ok();
     p.deploy(&["lock", "status"])
         .ok()
@@ -196,7 +193,7 @@ fn prune_removes_old_releases_their_images_and_dangling_ones() {
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(
         ctx.join("Containerfile"),
-        "FROM localhost/t-day-prune_test:v2\nLABEL dangling=yes\n",
+        format!("FROM {}\nLABEL dangling=yes\n", p.names().image("v2")),
     )
     .unwrap();
     common::chown_to_node_user(&ctx);
@@ -206,7 +203,7 @@ fn prune_removes_old_releases_their_images_and_dangling_ones() {
             "build",
             "-q",
             "--label",
-            "deploy.image=localhost/t-day-prune_test:v2",
+            &format!("deploy.image={}", p.names().image("v2")),
             "-t",
             "localhost/t-day-prune-dangling:x",
             ctx.to_str().unwrap(),
@@ -222,7 +219,7 @@ fn prune_removes_old_releases_their_images_and_dangling_ones() {
             "--filter",
             "dangling=true",
             "--filter",
-            "label=deploy.image=localhost/t-day-prune_test:v2",
+            &format!("label=deploy.image={}", p.names().image("v2")),
             "-q",
         ];
         let mut r = p.user("podman", &args);
@@ -266,19 +263,21 @@ fn remove_takes_what_runs_and_keeps_the_data_unless_told() {
             ..Options::default()
         },
     );
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     assert!(p.body("/").contains("hits=1"));
     let home = common::node().home.clone();
     let units = home.join(".config/systemd/user");
-    let router = home.join(".config/traefik/dynamic/t-day-rm_test.yaml");
-    assert!(router.is_file() && units.join("t-day-rm_test_gap.service").is_file());
+    let names = p.names();
+    let router = home
+        .join(".config/traefik/dynamic")
+        .join(names.dynamic_file());
+    assert!(router.is_file() && units.join(names.gap_unit()).is_file());
 
     let r = p.deploy(&["remove", "--dry-run"]).ok();
     r.prints("Plan: remove t-day-rm from test");
-    r.prints("t-day-rm_test_recover.path");
+    r.prints(&names.recover_path_unit());
     r.prints("  kept:      shared/, the releases");
-    assert!(units.join("t-day-rm_test.service").is_file());
+    assert!(units.join(names.unit()).is_file());
     // Data goes only when confirmed; off a terminal that is --yes.
     p.deploy(&["remove", "--data"])
         .failed()
@@ -288,12 +287,12 @@ fn remove_takes_what_runs_and_keeps_the_data_unless_told() {
     let r = p.deploy(&["remove"]).ok();
     r.says("removed t-day-rm from test: ");
     for unit in [
-        "t-day-rm_test.service",
-        "t-day-rm_test_gap.service",
-        "t-day-rm_test_recover.path",
-        "t-day-rm_test_recover.service",
+        names.unit(),
+        names.gap_unit(),
+        names.recover_path_unit(),
+        names.recover_unit(),
     ] {
-        assert!(!units.join(unit).exists(), "{unit} is left");
+        assert!(!units.join(&unit).exists(), "{unit} is left");
     }
     assert!(!router.exists(), "the router is left");
     assert!(!p.image_exists("v1"), "the image is left");
@@ -319,8 +318,7 @@ fn remove_takes_what_runs_and_keeps_the_data_unless_told() {
 #[test]
 fn logs_since_and_grep() {
     let p = Project::new("t-day-logs", 18510, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.deploy(&["release", "v2"]).ok();
     let r = p.deploy(&["logs", "--grep", "listening"]).ok();
     assert_eq!(

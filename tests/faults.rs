@@ -3,7 +3,7 @@
 //! serves, the state file is intact and every row of the app's database is there.
 
 mod common;
-use common::{traefik_section, Options, Project};
+use common::{traefik_section, wait_for_text, Options, Project};
 use std::time::{Duration, Instant};
 
 /// The fault-injection points of a release: the two before its swap, then `after-<step>` for
@@ -37,26 +37,9 @@ fn release_points(p: &Project, version: &str) -> Vec<String> {
     points
 }
 
-/// Waits until the swap's journal says `step` is done.
-#[track_caller]
-fn wait_for_step(p: &Project, step: &str) {
-    let journal = p.root().join(".deploy/swap.journal");
-    let done = format!("{{\"t\":\"done\",\"step\":\"{step}\"");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains(&done)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the swap reached {step}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// `deploy release VERSION`, spawned, pausing 2 s after the swap's step `step` (the test
 /// hook); returns once the step is done.
+#[track_caller]
 fn release_paused_after(p: &Project, step: &str, version: &str) -> std::process::Child {
     let child = p
         .deploy_cmd(
@@ -65,28 +48,12 @@ fn release_paused_after(p: &Project, step: &str, version: &str) -> std::process:
         )
         .spawn()
         .unwrap();
-    wait_for_step(p, step);
+    p.wait_for_journal("done", step);
     child
 }
 
-/// Waits until `file` holds `text`.
-#[track_caller]
-fn wait_for_text(file: &std::path::Path, text: &str) {
-    let t = Instant::now();
-    while !std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .contains(text)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "{} holds {text:?}",
-            file.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// `example-app VERSION hits=N ...` -> (VERSION, N)
+#[track_caller]
 fn version_and_hits(body: &str) -> (String, u64) {
     let mut words = body.split_whitespace();
     let version = words.nth(1).unwrap_or_default().to_string();
@@ -98,6 +65,7 @@ fn version_and_hits(body: &str) -> (String, u64) {
     (version, hits)
 }
 
+#[track_caller]
 fn assert_node_consistent(p: &Project) {
     let root = p.root();
     let current = p.current().expect("`current` names a release");
@@ -228,7 +196,7 @@ fn sigkill_of_the_command_you_typed_never_leaves_the_app_down() {
             .deploy_cmd(&[("DEPLOY_TEST_HOOK", &hook)], &["release", &v])
             .spawn()
             .unwrap();
-        wait_for_step(&p, step);
+        p.wait_for_journal("done", step);
         signal(&child, "-KILL");
         let killed_at = Instant::now();
         Project::wait(child);
@@ -272,8 +240,7 @@ fn sigkill_of_the_command_you_typed_never_leaves_the_app_down() {
 #[test]
 fn a_second_deploy_fails_fast_naming_the_holder() {
     let p = Project::new("t-lock", 18303, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     let first = p
         .deploy_cmd(
             &[("DEPLOY_TEST_HOOK", "sleep@after-build")],
@@ -282,17 +249,7 @@ fn a_second_deploy_fails_fast_naming_the_holder() {
         .spawn()
         .unwrap();
     let lock = p.root().join(".deploy/lock");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&lock)
-        .unwrap_or_default()
-        .contains("release v2")
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the first release took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_text(&lock, "release v2", Duration::from_secs(20));
     let t = Instant::now();
     let r = p.deploy(&["rollback"]).failed();
     assert!(
@@ -322,13 +279,16 @@ fn a_second_deploy_fails_fast_naming_the_holder() {
 #[test]
 fn a_start_that_fails_for_a_moment_is_tried_again_and_the_release_goes_live() {
     let p = Project::new("t-portbusy", 18356, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     // Another process takes the app's port while it is stopped, until the first start has
     // failed on it.
     let child = release_paused_after(&p, "stop", "v2");
     let taken = std::net::TcpListener::bind(("127.0.0.1", p.port)).expect("the port is free");
-    wait_for_text(&p.root().join("log/unit.log"), "address already in use");
+    wait_for_text(
+        &p.root().join("log/unit.log"),
+        "address already in use",
+        Duration::from_secs(60),
+    );
     drop(taken);
     let r = Project::wait(child).ok();
     r.says("warning: the first start failed, the second worked");
@@ -341,7 +301,11 @@ fn a_start_that_fails_for_a_moment_is_tried_again_and_the_release_goes_live() {
     let child = release_paused_after(&p, "stop", "v3");
     let taken = std::net::TcpListener::bind(("127.0.0.1", p.port)).expect("the port is free");
     let journal = p.root().join(".deploy/swap.journal");
-    wait_for_text(&journal, "\"step\":\"switch\",\"to\":\"v2\"");
+    wait_for_text(
+        &journal,
+        "\"step\":\"switch\",\"to\":\"v2\"",
+        Duration::from_secs(60),
+    );
     drop(taken);
     let r = Project::wait(child).failed();
     r.says("ended with `failed` twice; podman said:");
@@ -350,6 +314,7 @@ fn a_start_that_fails_for_a_moment_is_tried_again_and_the_release_goes_live() {
     assert!(p.body("/").starts_with("example-app v2 "));
 }
 
+#[track_caller]
 fn signal(child: &std::process::Child, sig: &str) {
     let ok = std::process::Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -361,8 +326,7 @@ fn signal(child: &std::process::Child, sig: &str) {
 #[test]
 fn sigterm_before_the_swap_changes_nothing_and_during_it_finishes_it() {
     let p = Project::new("t-term", 18305, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
 
     // Before the swap: it stops at the next step boundary; v1 keeps serving.
     let child = p
@@ -403,15 +367,14 @@ fn sigterm_before_the_swap_changes_nothing_and_during_it_finishes_it() {
 #[test]
 fn a_failing_image_build_leaves_the_old_release_serving_untouched() {
     let p = Project::new("t-badbuild", 18306, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     p.write(
         "Containerfile",
         "FROM scratch\nCOPY no-such-file /app/x\nENTRYPOINT [\"/app/x\"]\n",
     );
     let r = p.deploy(&["release", "v2"]).failed();
-    r.says("podman build of localhost/t-badbuild_test:v2");
+    r.says(&format!("podman build of {}", p.names().image("v2")));
     assert!(
         r.stderr.contains("no-such-file"),
         "the build's last lines: {}",
@@ -435,8 +398,7 @@ fn a_failing_image_build_leaves_the_old_release_serving_untouched() {
 #[test]
 fn an_unreachable_user_manager_is_explained_and_nothing_changes() {
     let p = Project::new("t-nomanager", 18307, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     let uid = common::node().uid;
     let gone = format!("unix:path=/run/user/{uid}/no-such-bus");
     for args in [&["release", "v2"][..], &["rollback"], &["setup"]] {
@@ -460,8 +422,7 @@ fn a_full_disk_during_the_upload_removes_the_partial_release() {
     let p = Project::new("t-diskfull", 18308, Options::default());
     // Room for one release (the binary is about 4 MB) and the data, not for a 16 MB asset.
     let _disk = common::SmallDisk::mount(&p.root(), "12m");
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -481,6 +442,7 @@ fn a_full_disk_during_the_upload_removes_the_partial_release() {
 }
 
 /// The app's schema and its number of rows, read with the sqlite3 shell as the node user.
+#[track_caller]
 fn schema_and_rows(p: &Project) -> (String, String) {
     let db = p.root().join("shared/data/app.db");
     let db = db.to_str().unwrap();
@@ -561,8 +523,7 @@ fn a_migration_in_the_gap_is_undone_when_a_later_hook_fails_or_its_process_dies(
 #[test]
 fn a_hung_in_gap_hook_is_removed_after_hooks_timeout_and_the_previous_release_serves() {
     let p = Project::new("t-hookhang", 18344, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     p.add_to_config(
         "hooks:\n  timeout: 3s\n  in_gap:\n    - /app/example-app run-sql /app/assets/hang.sql\n",
@@ -579,7 +540,10 @@ fn a_hung_in_gap_hook_is_removed_after_hooks_timeout_and_the_previous_release_se
     r.says("did not finish within 3s (hooks.timeout)");
     r.says("v1 is serving again");
     assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
-    let gone = p.user("podman", &["container", "exists", "t-hookhang_test_hook"]);
+    let gone = p.user(
+        "podman",
+        &["container", "exists", &p.names().hook_container()],
+    );
     assert_eq!(gone.code, 1, "the hook's container is gone");
     assert_eq!(p.current().as_deref(), Some("v1"));
     assert_eq!(p.body("/hits"), "1\n", "v1's one row, nothing of the hook");
@@ -600,7 +564,7 @@ fn a_recovery_that_cannot_succeed_is_replaced_by_a_release_not_a_dead_end() {
     std::fs::remove_dir_all(p.root().join("releases/v1")).unwrap();
     // --force: the stopped container may still be on its way out (podman removes it after the
     // stop job, --rm).
-    p.user("podman", &["rmi", "--force", "localhost/t-stuck_test:v1"])
+    p.user("podman", &["rmi", "--force", &p.names().image("v1")])
         .ok();
     let r = p.deploy(&["rollback"]).failed();
     r.says("recovering the interrupted release of v2 failed");
@@ -627,8 +591,7 @@ fn a_recovery_that_cannot_succeed_is_replaced_by_a_release_not_a_dead_end() {
 #[test]
 fn a_run_killed_in_its_put_back_is_put_right_by_the_server() {
     let p = Project::new("t-killback", 18354, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -655,7 +618,7 @@ fn a_run_killed_in_its_put_back_is_put_right_by_the_server() {
     );
     p.user(
         "systemctl",
-        &["--user", "start", "t-killback_test_recover.path"],
+        &["--user", "start", &p.names().recover_path_unit()],
     )
     .ok();
     // No command: the server's own recovery puts v1 back on its data.

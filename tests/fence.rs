@@ -39,6 +39,7 @@ fn exec_writer(p: &Project, tag: &str, secs: u32) -> Child {
     child
 }
 
+#[track_caller]
 fn sql(p: &Project, query: &str) -> String {
     let db = p.root().join("shared/data/app.db");
     p.user("sqlite3", &[db.to_str().unwrap(), query])
@@ -85,8 +86,7 @@ fn none_after(p: &Project, writer: &str, release: &str) {
 #[test]
 fn an_exec_that_writes_holds_a_release_until_it_ends_or_is_stopped() {
     let p = Project::new("t-fence", 18440, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
 
     // Without --lock-wait: stopped at once, exit 4, the exec named with how to end it.
@@ -141,7 +141,7 @@ fn an_exec_that_writes_holds_a_release_until_it_ends_or_is_stopped() {
             "ps",
             "-a",
             "--filter",
-            "label=deploy.writer=t-fence_test",
+            &format!("label={}", p.names().writer_label()),
             "-q",
         ],
     );
@@ -169,20 +169,7 @@ pub fn answers_as(p: &Project, version: &str, within: Duration) -> Duration {
 /// Once the swap's journal says `step` began, SIGKILLs the node-side run (its pid is in the
 /// journal): what the OOM killer or a crash does.
 fn kill_the_run_in(p: &Project, step: &str) {
-    let journal = p.root().join(".deploy/swap.journal");
-    let begun = format!("{{\"t\":\"begin\",\"step\":\"{step}\"");
-    let t = Instant::now();
-    let text = loop {
-        let text = std::fs::read_to_string(&journal).unwrap_or_default();
-        if text.contains(&begun) {
-            break text;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the swap never began {step}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let text = p.wait_for_journal("begin", step);
     let pid = text
         .split("\"pid\":")
         .nth(1)
@@ -206,8 +193,7 @@ fn columns(p: &Project) -> String {
 /// with no command typed, the server puts the data back and the previous release serves, or
 /// keeps the new release that had passed its check.
 fn recovers_alone(p: &Project) {
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     let before = columns(p);
     p.add_to_config("hooks:\n  in_gap:\n    - /app/example-app run-sql /app/assets/migrate.sql\n");
@@ -233,7 +219,7 @@ fn recovers_alone(p: &Project) {
     }
     let hook = p.user(
         "podman",
-        &["container", "exists", &format!("{}_test_hook", p.app)],
+        &["container", "exists", &p.names().hook_container()],
     );
     assert_eq!(hook.code, 1, "no hook container left");
 

@@ -29,6 +29,7 @@ impl Drop for Gap {
     }
 }
 
+#[track_caller]
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -83,6 +84,7 @@ fn raw(port: u16, request: &[u8]) -> String {
 }
 
 /// [`raw`], waiting at most `wait` between reads (a kept-alive connection stays open).
+#[track_caller]
 fn raw_within(port: u16, request: &[u8], wait: Duration) -> String {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
@@ -163,6 +165,7 @@ fn counting_app(l: std::net::TcpListener) {
 }
 
 /// POSTs a body of `size` bytes; the answer, and how long it took to come.
+#[track_caller]
 fn post(port: u16, size: usize) -> (String, Duration) {
     let t = Instant::now();
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -184,6 +187,7 @@ fn open_files(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
+#[track_caller]
 fn status_of(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()

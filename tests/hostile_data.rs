@@ -73,6 +73,7 @@ fn a_replica_listing_a_path_outside_shared_is_refused_before_anything_is_written
     let _ = std::fs::remove_dir_all(&work);
 }
 
+#[track_caller]
 fn which(program: &str) -> String {
     let out = Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -86,8 +87,7 @@ fn which(program: &str) -> String {
 #[test]
 fn a_link_the_app_put_where_its_database_was_is_replaced_never_written_through() {
     let p = Project::new("t-datalink", 18422, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -132,7 +132,8 @@ fn an_sftp_password_goes_only_into_litestreams_private_config() {
     let unit = std::fs::read_to_string(
         node()
             .home
-            .join(".config/systemd/user/t-sftppw_test_litestream.service"),
+            .join(".config/systemd/user")
+            .join(p.names().replication_unit()),
     )
     .unwrap();
     for s in secret_forms {

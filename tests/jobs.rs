@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 /// A job every 2 s writing one row tagged `job-<the release it ran as>`.
 const STAMP: &str = "  stamp:\n    schedule: \"*:*:0/2\"\n    command: [/app/example-app, write-row-version, job-]\n";
 
+#[track_caller]
 fn sql(p: &Project, query: &str) -> String {
     let db = p.root().join("shared/data/app.db");
     p.user("sqlite3", &[db.to_str().unwrap(), query])
@@ -59,7 +60,7 @@ fn containers_of(p: &Project, job: &str) -> Vec<String> {
             "ps",
             "--all",
             "--filter",
-            &format!("label=deploy.writer={}_test", p.app),
+            &format!("label={}", p.names().writer_label()),
             "--format",
             "{{.Names}} {{index .Labels \"deploy.job\"}}",
         ],
@@ -104,6 +105,7 @@ impl Load {
         Load { stop, thread }
     }
 
+    #[track_caller]
     fn finish(self) -> usize {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.thread.join().unwrap()
@@ -208,6 +210,7 @@ fn waited_then_ran(p: &Project, job: &str, version: &str) -> bool {
 }
 
 /// The project's config with `jobs` as its jobs (written over the ones it had).
+#[track_caller]
 fn set_jobs(p: &Project, jobs: &str) {
     let config = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
     let base = config.split("jobs:\n").next().unwrap();
@@ -241,7 +244,7 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
 
     set_jobs(&p, &format!("{STAMP}{broken}{nightly}{slow}"));
     p.deploy(&["setup"]).ok();
-    let timer = |job: &str| format!("t-job-list_test_job_{job}.timer");
+    let timer = |job: &str| p.names().job_timer(job);
     let unit_file = |job: &str| {
         common::node()
             .home
@@ -377,9 +380,12 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
 
     // Jobs gone from the config: their timers go with the next release.
     set_jobs(&p, &format!("{STAMP}{slow}"));
-    p.deploy(&["release", "v2", "--dry-run"]).ok().prints(
-        "t-job-list_test_job_nightly.timer removed (the job nightly is no longer in the config)",
-    );
+    p.deploy(&["release", "v2", "--dry-run"])
+        .ok()
+        .prints(&format!(
+            "{} removed (the job nightly is no longer in the config)",
+            timer("nightly")
+        ));
     p.deploy(&["release", "v2", "--lock-wait", "30s"])
         .ok()
         .says("the job broken is no longer in the config: its timer was removed")
@@ -416,8 +422,7 @@ fn concurrency_forbid_skips_a_run_while_one_goes_and_replace_stops_it() {
         )
     };
     p.add_to_config(&format!("jobs:\n{}", long("forbid")));
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     let mut most = 0;
     wait_until(
         "a skip, then the run kept ends ok",
@@ -517,8 +522,7 @@ fn a_job_is_skipped_while_the_app_is_halted_and_runs_again_once_a_release_is_sta
     let p = Project::new("t-job-halt", 18488, Options::default());
     // No snapshot to put back: a failed hook leaves the app stopped (halted).
     p.add_to_config(&format!("backup: off\njobs:\n{STAMP}"));
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     wait_until("a row of the job as v1", Duration::from_secs(20), || {
         rows(&p, "job-v1") > 0
     });

@@ -44,6 +44,7 @@ fn traefik_pid() -> String {
 }
 
 /// The managed Traefik's static config.
+#[track_caller]
 fn static_config() -> String {
     apps::static_config(&NodeUser::shared())
 }
@@ -70,11 +71,9 @@ fn two_apps_share_one_traefik_a_conflict_changes_nothing_an_addition_keeps_both(
         19602,
         Some(traefik("t-many-b", &[("web", TRAEFIK_WEB)], &["web"])),
     );
-    a.deploy(&["setup"]).ok();
-    a.deploy(&["release", "v1"]).ok();
+    a.with_v1_live();
     // The same entry point at the same address is shared.
-    b.deploy(&["setup"]).ok();
-    b.deploy(&["release", "v1"]).ok();
+    b.with_v1_live();
     assert_served("t-many-a", TRAEFIK_WEB, "v1");
     assert_served("t-many-b", TRAEFIK_WEB, "v1");
 
@@ -199,8 +198,7 @@ fn a_node_set_up_before_the_records_is_read_from_its_units_and_static_config() {
         Some(traefik("t-many-s2", &[("web", TRAEFIK_WEB)], &["web"])),
     );
     for p in [&one, &two] {
-        p.deploy(&["setup"]).ok();
-        p.deploy(&["release", "v1"]).ok();
+        p.with_v1_live();
     }
     assert_served("t-many-s1", TRAEFIK_WEB, "v1");
     // What the code before left: the same units and routers, no records, and the static config
@@ -254,8 +252,7 @@ fn deploy_server_lists_every_app_of_the_user_here_and_over_ssh() {
         Some(traefik("t-many-l1", &[("web", TRAEFIK_WEB)], &["web"])),
     );
     let plain = project("t-many-l2", 19642, None);
-    web.deploy(&["setup"]).ok();
-    web.deploy(&["release", "v1"]).ok();
+    web.with_v1_live();
     plain.deploy(&["setup"]).ok();
     let r = web.deploy(&["server", "test"]).ok();
     r.prints("t-many-l1 (test)  ");

@@ -51,6 +51,7 @@ PY
     );
 }
 
+#[track_caller]
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -61,6 +62,7 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 /// The new layout, complete, with every old row and file.
+#[track_caller]
 fn assert_migrated(p: &Project) {
     let root = p.root();
     assert_eq!(p.current().as_deref(), Some("legacy"));
@@ -147,8 +149,7 @@ fn an_in_place_deployment_becomes_releases_and_shared_and_a_release_sees_every_r
     assert_migrated(&p);
 
     // The first real release runs on the migrated data and sees every old row.
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     assert_eq!(p.body("/hits"), format!("{OLD_ROWS}\n"));
     let r = p.deploy(&["releases"]).ok();
     r.prints("legacy");

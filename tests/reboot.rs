@@ -5,6 +5,7 @@ mod common;
 use common::{Options, Project};
 use std::time::{Duration, Instant};
 
+#[track_caller]
 fn columns(p: &Project) -> String {
     let db = p.root().join("shared/data/app.db");
     p.user(
@@ -23,8 +24,7 @@ fn columns(p: &Project) -> String {
 #[test]
 fn a_reboot_in_the_gap_starts_nothing_on_changed_data_and_the_server_recovers() {
     let p = Project::new("t-reboot", 18446, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     let before = columns(&p);
     p.add_to_config("hooks:\n  in_gap:\n    - /app/example-app run-sql /app/assets/migrate.sql\n");

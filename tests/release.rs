@@ -14,12 +14,10 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
     assert_eq!(env.permissions().mode() & 0o777, 0o600);
     let unit_file = common::node()
         .home
-        .join(".config/systemd/user/t-lifecycle_test.service");
+        .join(".config/systemd/user")
+        .join(p.unit());
     let unit_before = std::fs::read_to_string(&unit_file).unwrap();
-    let enabled = p.user(
-        "systemctl",
-        &["--user", "is-enabled", "t-lifecycle_test.service"],
-    );
+    let enabled = p.user("systemctl", &["--user", "is-enabled", &p.unit()]);
     assert_eq!(
         enabled.stdout.trim(),
         "enabled",
@@ -119,8 +117,7 @@ fn failed_health_check_puts_the_previous_release_back() {
             ..Options::default()
         },
     );
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
 
     // v2 "migrates" the data (deletes every row), then fails its health check.
@@ -362,8 +359,7 @@ fn bad_input_is_refused_and_changes_nothing() {
 #[test]
 fn rollback_with_data_puts_back_what_that_release_left() {
     let p = Project::new("t-withdata", 18109, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -420,18 +416,21 @@ fn make_legacy(p: &Project, version: &str) {
     p.user("systemctl", &["--user", "disable", "--now", &p.unit()])
         .ok();
     std::fs::remove_file(&new_unit).unwrap();
-    let legacy = units.join(format!("{}.service", p.app));
+    let legacy = units.join(deploy::names::legacy::unit(&p.app));
     std::fs::write(
         &legacy,
         text.replace(
-            &format!("--name {}_test", p.app),
+            &format!("--name {}", p.names().container()),
             &format!("--name {}", p.app),
         ),
     )
     .unwrap();
     let (new_image, old_image) = (
-        format!("localhost/{}_test:{version}", p.app),
-        format!("localhost/{}:{version}", p.app),
+        p.names().image(version),
+        format!(
+            "{}:{version}",
+            deploy::names::legacy::image_repository(&p.app)
+        ),
     );
     p.user("podman", &["tag", &new_image, &old_image]).ok();
     p.user("podman", &["rmi", &new_image]).ok();
@@ -456,8 +455,7 @@ fn make_legacy(p: &Project, version: &str) {
 #[test]
 fn setup_moves_an_app_from_the_old_names_to_the_naming_scheme_in_a_gap() {
     let p = Project::new("t-legacy", 18346, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     make_legacy(&p, "v1");
     let t = std::time::Instant::now();
     while p.get("/").map(|(s, _)| s) != Ok(200) {
@@ -639,7 +637,7 @@ fn copy_dot_just_works_and_the_image_holds_no_deploy_files_or_shared_links() {
     assert!(p.root().join("releases/v1/.deploy/snapshots").is_dir());
     // What is in the image: the app's files, none of deploy's, no links into shared/.
     let id = p
-        .user("podman", &["create", "localhost/t-copyall_test:v2"])
+        .user("podman", &["create", &p.names().image("v2")])
         .ok()
         .stdout;
     let listing = p
@@ -768,8 +766,9 @@ fn staging_and_prod_of_one_app_live_side_by_side_each_with_its_overrides() {
     assert!(answer.starts_with("example-app v1 "), "{answer}");
     let answer = front("t-envs-prod.test");
     assert!(answer.starts_with("example-app v4 "), "{answer}");
-    for unit in ["t-envs_test.service", "t-envs_prod.service"] {
-        let r = p.user("systemctl", &["--user", "is-active", unit]);
+    for env in ["test", "prod"] {
+        let unit = deploy::names::Names::new(&p.app, env).unit();
+        let r = p.user("systemctl", &["--user", "is-active", &unit]);
         assert_eq!(r.stdout.trim(), "active", "{unit}");
     }
     p.deploy(&["status", "prod"]).ok().prints("v4");

@@ -2,7 +2,7 @@
 //! `deploy` runs as root here, as it would on a laptop.
 
 mod common;
-use common::{Options, Project};
+use common::{wait_for_text, Options, Project};
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ fn remote(app: &str, port: u16) -> Project {
 }
 
 /// `   1.2 MB sent (1234567 bytes)` -> rsync's exact count of bytes sent.
+#[track_caller]
 fn sent(stderr: &str) -> f64 {
     let line = stderr
         .lines()
@@ -320,17 +321,7 @@ fn two_laptops_releasing_at_once_end_with_one_release_and_one_clean_refusal() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let t = Instant::now();
-        while !std::fs::read_to_string(&lock)
-            .unwrap_or_default()
-            .contains(&format!("release {first}"))
-        {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "the first took the lock"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_text(&lock, &format!("release {first}"), Duration::from_secs(30));
         let mut cmd = p.remote_cmd(&[], &["release", second]);
         cmd.current_dir(&other);
         let out = cmd.output().unwrap();

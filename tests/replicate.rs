@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// `example-app v1 hits=12 ...` -> 12
+#[track_caller]
 fn hits(body: &str) -> u64 {
     body.split_whitespace()
         .find_map(|w| w.strip_prefix("hits="))
@@ -19,6 +20,7 @@ fn hits(body: &str) -> u64 {
         .unwrap_or_else(|| panic!("no hits in {body:?}"))
 }
 
+#[track_caller]
 fn count(p: &Project) -> u64 {
     p.body("/hits").trim().parse().unwrap()
 }

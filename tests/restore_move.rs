@@ -14,8 +14,7 @@ fn replicated(app: &str, port: u16, extra: &str) -> Project {
         "replicate:\n  url: file://{}\n{extra}",
         dir.display()
     ));
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..5 {
         p.body("/");
     }
@@ -24,6 +23,7 @@ fn replicated(app: &str, port: u16, extra: &str) -> Project {
     p
 }
 
+#[track_caller]
 fn db_check(p: &Project) -> (String, i64) {
     let db = p.root().join("shared/data/app.db");
     let ask = |q: &str| {
@@ -105,7 +105,7 @@ fn a_restore_killed_after_any_step_is_put_right_by_the_server() {
         loop {
             let active = p.user(
                 "systemctl",
-                &["--user", "is-active", "t-rstkill_test_litestream.service"],
+                &["--user", "is-active", &p.names().replication_unit()],
             );
             if active.stdout.trim() == "active" {
                 break;
@@ -157,18 +157,7 @@ fn in_socket_mode_no_connection_starts_the_app_during_a_restore() {
         )
         .spawn()
         .unwrap();
-    let journal = p.root().join(".deploy/swap.journal");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains("{\"t\":\"done\",\"step\":\"stop\"")
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the restore never stopped the app"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    p.wait_for_journal("done", "stop");
     // A connection now: it waits in the socket's backlog, and starts nothing.
     let port = p.port;
     let asked = std::thread::spawn(move || {
@@ -182,7 +171,7 @@ fn in_socket_mode_no_connection_starts_the_app_during_a_restore() {
         &[
             "ps",
             "--filter",
-            "name=^t-rstsock_test$",
+            &format!("name=^{}$", p.names().container()),
             "--format",
             "{{.Names}}",
         ],

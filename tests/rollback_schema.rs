@@ -5,7 +5,6 @@
 mod common;
 use common::{Options, Project};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// The snapshots of a release: (directory, kind from its manifest), oldest first.
 fn snapshots(p: &Project, version: &str) -> Vec<(PathBuf, String)> {
@@ -45,6 +44,7 @@ fn snapshot_of(p: &Project, version: &str, kind: &str) -> PathBuf {
 }
 
 /// The columns of the hits table, read with the sqlite3 shell as the node user.
+#[track_caller]
 fn columns(p: &Project, db: &Path) -> String {
     let db = db.to_str().unwrap();
     let out = p
@@ -67,8 +67,7 @@ fn hits(p: &Project) -> String {
 /// v1 with 3 hits, then v2, whose in-gap migration adds a column; 2 more hits on v2.
 fn migrated(app: &str, port: u16) -> Project {
     let p = Project::new(app, port, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -88,8 +87,7 @@ fn migrated(app: &str, port: u16) -> Project {
 #[test]
 fn release_replace_keeps_the_snapshots_and_a_failed_build_keeps_the_old_release() {
     let p = Project::new("t-sch-replace", 18460, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -145,8 +143,7 @@ fn release_replace_keeps_the_snapshots_and_a_failed_build_keeps_the_old_release(
 #[test]
 fn rollback_with_data_to_the_stopped_live_release_restores_the_data_it_left() {
     let p = Project::new("t-sch-stopped", 18461, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -293,8 +290,7 @@ fn keep_data_runs_the_old_code_on_todays_data_and_with_data_restores_what_it_lef
 #[test]
 fn a_rollback_on_the_same_schema_goes_ahead_and_one_to_a_release_without_a_record_warns() {
     let p = Project::new("t-sch-same", 18464, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     p.deploy(&["release", "v2"]).ok();
     p.body("/");
@@ -322,29 +318,10 @@ fn a_rollback_on_the_same_schema_goes_ahead_and_one_to_a_release_without_a_recor
     assert_eq!(hits(&p), "2");
 }
 
-/// Waits until the swap's journal says `step` is done.
-#[track_caller]
-fn wait_for_step(p: &Project, step: &str) {
-    let journal = p.root().join(".deploy/swap.journal");
-    let done = format!("{{\"t\":\"done\",\"step\":\"{step}\"");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains(&done)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the swap reached {step}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn a_schema_that_changes_after_the_check_puts_the_live_release_back() {
     let p = Project::new("t-sch-gap", 18465, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.deploy(&["release", "v2"]).ok();
     p.body("/");
     // The rollback checked the schema before the stop; in the gap, something changes it.
@@ -352,7 +329,7 @@ fn a_schema_that_changes_after_the_check_puts_the_live_release_back() {
         .deploy_cmd(&[("DEPLOY_TEST_HOOK", "sleep@after-stop")], &["rollback"])
         .spawn()
         .unwrap();
-    wait_for_step(&p, "stop");
+    p.wait_for_journal("done", "stop");
     let db = live_db(&p);
     p.user(
         "sqlite3",

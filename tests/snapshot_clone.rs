@@ -7,6 +7,7 @@ mod common;
 use common::{Options, Project};
 
 /// The one snapshot of `version`, and its manifest.
+#[track_caller]
 fn manifest(p: &Project, version: &str) -> (std::path::PathBuf, serde_json::Value) {
     let dir = common::only_snapshot(&p.root(), version);
     let text = std::fs::read_to_string(dir.join("snapshot.json")).unwrap();
@@ -71,8 +72,7 @@ fn on_a_file_system_with_reflinks_the_snapshot_is_a_clone_of_the_data_at_the_sto
 #[test]
 fn without_reflinks_the_snapshot_is_a_copy_and_check_says_so() {
     let p = Project::new("t-copysnap", 18562, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     p.deploy(&["check", "test"])
         .ok()

@@ -67,6 +67,7 @@ fn assert_all_answered(seen: &[String]) {
     );
 }
 
+#[track_caller]
 fn finish(load: (Arc<AtomicBool>, Vec<std::thread::JoinHandle<Vec<String>>>)) -> Vec<String> {
     load.0.store(true, Ordering::SeqCst);
     load.1.into_iter().flat_map(|t| t.join().unwrap()).collect()
@@ -77,7 +78,7 @@ fn releases_a_rollback_and_a_failed_release_under_load_lose_no_request() {
     let p = socket_project("t-socket", 18360);
     p.deploy(&["setup"])
         .ok()
-        .says("Writing t-socket_test.socket");
+        .says(&format!("Writing {}", p.names().socket_unit()));
     p.deploy(&["release", "v1"]).ok();
     let running = load(p.port, 4);
     std::thread::sleep(Duration::from_millis(500));
@@ -98,8 +99,7 @@ fn releases_a_rollback_and_a_failed_release_under_load_lose_no_request() {
 #[test]
 fn a_writing_hook_runs_with_no_process_of_the_app_whatever_arrives() {
     let p = socket_project("t-sockhook", 18362);
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.add_to_config("hooks:\n  in_gap: [\"/app/example-app run-sql /app/assets/slow.sql\"]\n");
     p.write(
         "assets/slow.sql",
@@ -110,7 +110,7 @@ fn a_writing_hook_runs_with_no_process_of_the_app_whatever_arrives() {
     let release = p.deploy_cmd(&[], &["release", "v2"]).spawn().unwrap();
     // While the hook runs, connections keep arriving: none may start the app.
     let journal = p.root().join(".deploy/swap.journal");
-    let container = format!("{}_test", p.app);
+    let container = p.names().container();
     let t = Instant::now();
     let (mut samples, mut in_hook) = (0, false);
     loop {
@@ -155,10 +155,9 @@ fn a_writing_hook_runs_with_no_process_of_the_app_whatever_arrives() {
 #[test]
 fn a_live_app_moves_between_publish_and_socket_with_setup() {
     let p = Project::new("t-sockswitch", 18364, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
-    let socket = format!("{}_test.socket", p.app);
+    let socket = p.names().socket_unit();
     let active = |p: &Project| {
         p.user("systemctl", &["--user", "is-active", &socket])
             .stdout

@@ -63,8 +63,8 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
     p.deploy(&["setup"]).ok();
     assert!(!legacy.exists(), "setup removes the router of the old name");
     assert_eq!(
-        router_service("t-front-maint_test").as_deref(),
-        Some("t-front-maint_test"),
+        router_service(&p.names().router()).as_deref(),
+        Some(p.names().router().as_str()),
         "the router is live after setup"
     );
     p.deploy(&["release", "v1"]).ok();
@@ -109,20 +109,8 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
             (answer, std::time::Instant::now())
         })
     };
-    let journal = p.root().join(".deploy/swap.journal");
-    let stop_began = loop {
-        if std::fs::read_to_string(&journal)
-            .unwrap_or_default()
-            .contains("{\"t\":\"begin\",\"step\":\"stop\"")
-        {
-            break std::time::Instant::now();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the swap never stopped the app"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    p.wait_for_journal("begin", "stop");
+    let stop_began = std::time::Instant::now();
     Project::wait(release).ok();
     let (answer, answered_at) = slow.join().unwrap();
     let (status, body) = answer.expect("the slow request got an answer");
@@ -179,8 +167,7 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
 #[test]
 fn hold_mode_releases_under_load_answer_200_only() {
     let p = project("t-front-hold", 18203, "hold", "", "20s");
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     let load = p.load(4);
     std::thread::sleep(Duration::from_millis(300));
     p.deploy(&["release", "v2"]).ok();
@@ -200,10 +187,9 @@ fn hold_mode_releases_under_load_answer_200_only() {
 #[test]
 fn traefik_down_means_the_app_is_not_stopped() {
     let p = project("t-front-down", 18205, "maintenance", "", "20s");
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     // A gap server that does not answer: the router is not switched to it, the app not stopped.
-    let gap = format!("{}_test_gap.service", p.app);
+    let gap = p.names().gap_unit();
     p.user("systemctl", &["--user", "stop", &gap]).ok();
     let r = p.deploy(&["release", "v1b"]).failed();
     r.says(&format!("the gap server ({gap}) does not answer"));
@@ -236,11 +222,12 @@ fn traefik_down_means_the_app_is_not_stopped() {
     let dynamic = std::fs::read_to_string(
         common::node()
             .home
-            .join(".config/traefik/dynamic/t-front-down_test.yaml"),
+            .join(".config/traefik/dynamic")
+            .join(p.names().dynamic_file()),
     )
     .unwrap();
     assert!(
-        dynamic.contains("service: t-front-down_test\n"),
+        dynamic.contains(&format!("service: {}\n", p.names().router())),
         "{dynamic}"
     );
     let r = p.deploy(&["setup"]).failed();
@@ -265,7 +252,10 @@ fn setup_says_when_traefik_does_not_watch_the_directory() {
     let q = project("t-front-starter", 18209, "maintenance", "", "20s");
     q.deploy(&["setup"]).ok();
     let r = p.deploy(&["setup"]).failed();
-    r.says("has not loaded the router t-front-nowatch_test@file");
+    r.says(&format!(
+        "has not loaded the router {}@file",
+        p.names().router()
+    ));
     r.says("is its file provider watching that directory");
 }
 
@@ -279,7 +269,7 @@ fn gap_pid(p: &Project) -> String {
             "-p",
             "MainPID",
             "--value",
-            &format!("{}_test_gap.service", p.app),
+            &p.names().gap_unit(),
         ],
     )
     .stdout

@@ -5,6 +5,7 @@ mod common;
 use common::{Options, Project};
 use serde_json::Value;
 
+#[track_caller]
 fn json_lines(stdout: &str) -> Vec<Value> {
     stdout
         .lines()
@@ -69,8 +70,10 @@ fn output_off_a_terminal_json_shapes_and_logs() {
         r.stdout
     );
     assert!(
-        r.stdout
-            .contains("  build:     podman build --tag localhost/t-ux_test:v3"),
+        r.stdout.contains(&format!(
+            "  build:     podman build --tag {}",
+            p.names().image("v3")
+        )),
         "{}",
         r.stdout
     );
@@ -148,6 +151,7 @@ fn output_off_a_terminal_json_shapes_and_logs() {
     );
 }
 
+#[track_caller]
 fn follower_spawn(mut c: std::process::Command) -> std::process::Child {
     c.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -158,8 +162,7 @@ fn follower_spawn(mut c: std::process::Command) -> std::process::Child {
 #[test]
 fn failing_hooks_keep_the_old_release_serving() {
     let p = Project::new("t-hooks", 18332, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     p.body("/");
     let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
 
@@ -217,6 +220,7 @@ fn failing_hooks_keep_the_old_release_serving() {
 }
 
 /// `gap 412ms` in a release's last line -> milliseconds.
+#[track_caller]
 fn reported_gap(text: &str) -> u64 {
     let at = text
         .rfind("gap ")

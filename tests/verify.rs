@@ -7,6 +7,7 @@ mod common;
 use common::{Options, Project};
 use std::time::Duration;
 
+#[track_caller]
 fn replicated(app: &str, port: u16) -> Project {
     let p = Project::new(app, port, Options::default());
     let dir = p.file_replica();
@@ -14,8 +15,7 @@ fn replicated(app: &str, port: u16) -> Project {
         "replicate:\n  url: file://{}\nverify:\n  max_lag: 3s\n",
         dir.display()
     ));
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..5 {
         p.body("/");
     }
@@ -36,7 +36,7 @@ fn verify_passes_on_a_good_replica_and_names_what_fails() {
     // Behind: Litestream stopped while the app writes.
     p.user(
         "systemctl",
-        &["--user", "stop", "t-verify_test_litestream.service"],
+        &["--user", "stop", &p.names().replication_unit()],
     )
     .ok();
     std::thread::sleep(Duration::from_secs(5));
@@ -54,7 +54,7 @@ fn verify_passes_on_a_good_replica_and_names_what_fails() {
     // A database the replica does not have.
     p.user(
         "systemctl",
-        &["--user", "start", "t-verify_test_litestream.service"],
+        &["--user", "start", &p.names().replication_unit()],
     )
     .ok();
     let extra = p.root().join("shared/data/extra.db");
@@ -103,8 +103,7 @@ fn verify_runs_on_its_timer_and_status_shows_it() {
         "replicate:\n  url: file://{}\nverify:\n  schedule: \"*:*:0/3\"\n",
         dir.display()
     ));
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     for _ in 0..3 {
         p.body("/");
     }
@@ -129,6 +128,7 @@ fn verify_runs_on_its_timer_and_status_shows_it() {
     p.deploy(&["release", "v2"]).ok();
     let timer = common::node()
         .home
-        .join(".config/systemd/user/t-verifytimer_test_verify.timer");
+        .join(".config/systemd/user")
+        .join(p.names().verify_timer());
     assert!(!timer.exists(), "the timer is gone");
 }

@@ -1,28 +1,36 @@
-//! `deploy.yaml`: parsing and validation. Pure: no file system access beyond reading the file.
+//! `deploy.yaml`: parsing and validation. Pure: no file system access beyond reading the file
+//! (and [`artifacts`], which finds the artifacts it names in the project).
 //!
 //! Unknown keys, missing keys and wrong types are reported by the YAML parser with the key and
 //! its line (once a `${VAR}` changed a value, the line of the key it names); the checks that
 //! come after parsing find the line of the key they complain about.
 
-use anyhow::{bail, Context, Result};
+use crate::sys::ssh::SshOptions;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod artifacts;
 mod expand;
 mod explain;
-pub mod preview;
+mod host;
+mod load;
+mod overrides;
 pub mod replica_url;
 mod validate;
 
+pub use host::{parse_host, Host};
+pub use load::{load, load_resolved, parse, Loaded};
+pub use overrides::resolved_yaml;
+use overrides::{as_top_level, dotted, key_name};
+
+pub mod preview;
 pub use preview::{PortRange, Preview, PreviewOf};
 pub use validate::{
-    artifact_name, check_app_name, line_of, MAX_STOP_TIMEOUT, RESERVED_IN_RELEASE,
+    artifact_name, check_app_name, line_of, port_of, MAX_STOP_TIMEOUT, RESERVED_IN_RELEASE,
     UNSAFE_PATH_CHARS,
 };
-use validate::{key_at, validate, Invalid};
 
 pub const DEFAULT_FILE: &str = "deploy.yaml";
 
@@ -308,428 +316,58 @@ impl Default for Health {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Environment {
-    /// `local` (this machine), or a server reached over SSH: `user@host:port`, `host`, or an
-    /// alias from ~/.ssh/config.
-    pub host: String,
-    pub path: String,
-    pub port: u16,
-    /// With `traefik:`: where the gap server (maintenance page, held requests) listens on
-    /// 127.0.0.1. Default: `port` + 1.
-    #[serde(default)]
-    pub gap_port: Option<u16>,
-    /// Optional, for a remote host: how to reach it.
-    #[serde(default)]
-    pub ssh: Option<SshOptions>,
-    // Any top-level section but `app` and `environments` ([`OVERRIDABLE`]), for this
-    // environment only: merged over the top level as Kamal merges a destination's file (maps
-    // merge, lists and scalars replace) by [`for_environment`]. Accepted here, read there.
-    #[allow(dead_code)]
-    #[serde(default)]
-    keep_releases: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    build: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    artifacts: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    shared: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    container: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    health: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    traefik: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    backup: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    listen: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    hooks: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    env: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    replicate: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    verify: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    jobs: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    preview: Option<IgnoredAny>,
-}
-
-/// The top-level sections an environment may override.
-pub const OVERRIDABLE: &[&str] = &[
-    "keep_releases",
-    "build",
-    "artifacts",
-    "shared",
-    "container",
-    "health",
-    "traefik",
-    "backup",
-    "listen",
-    "hooks",
-    "env",
-    "replicate",
-    "verify",
-    "jobs",
-    "preview",
-];
-
-/// `over` merged into `base`: maps merge key by key, anything else replaces.
-fn merge(base: &mut yaml_serde::Value, over: yaml_serde::Value) {
-    use yaml_serde::Value::Mapping;
-    match (base, over) {
-        (Mapping(b), Mapping(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(bv) => merge(bv, v),
-                    None => {
-                        b.insert(k, v);
-                    }
-                }
-            }
+/// Declares [`Environment`] with a field for each top-level section an environment may
+/// override, and [`OVERRIDABLE`], their names: one list for both.
+macro_rules! environment_overriding {
+    ($($section:ident),* $(,)?) => {
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Environment {
+            /// `local` (this machine), or a server reached over SSH: `user@host:port`, `host`,
+            /// or an alias from ~/.ssh/config.
+            pub host: String,
+            pub path: String,
+            pub port: u16,
+            /// With `traefik:`: where the gap server (maintenance page, held requests) listens
+            /// on 127.0.0.1. Default: `port` + 1.
+            #[serde(default)]
+            pub gap_port: Option<u16>,
+            /// Optional, for a remote host: how to reach it.
+            #[serde(default)]
+            pub ssh: Option<SshOptions>,
+            // The overrides, for this environment only: merged over the top level as Kamal
+            // merges a destination's file (maps merge, lists and scalars replace) by
+            // [`for_environment`]. Accepted here, read there.
+            $(
+                #[allow(dead_code)]
+                #[serde(default)]
+                $section: Option<IgnoredAny>,
+            )*
         }
-        (b, o) => *b = o,
-    }
-}
 
-/// The configuration `env` sees, as YAML: its overrides merged over the top level.
-fn merged(values: &yaml_serde::Value, env: &str) -> Result<yaml_serde::Value> {
-    let mut root = values.clone();
-    let overrides: Vec<(yaml_serde::Value, yaml_serde::Value)> = root
-        .get("environments")
-        .and_then(|e| e.get(env))
-        .and_then(|e| e.as_mapping())
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| k.as_str().is_some_and(|k| OVERRIDABLE.contains(&k)))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    for (key, value) in overrides {
-        let slot = root
-            .as_mapping_mut()
-            .context("a config is a mapping")?
-            .entry(key)
-            .or_insert(yaml_serde::Value::Null);
-        merge(slot, value);
-    }
-    Ok(root)
-}
-
-/// `deploy config ENV`: the configuration `env` sees, as YAML; under `environments` only its
-/// own keys; each env.secret with whether it is set here, never its value.
-pub fn resolved_yaml(values: &yaml_serde::Value, env: &str) -> Result<String> {
-    use yaml_serde::{Mapping, Value};
-    let mut root = match crate::names::split_preview(env) {
-        Some((from, name)) => {
-            let (config, mut derived) = for_preview(values, from, name)?;
-            // Its ports are chosen on its server: where, not the placeholders.
-            let range = config
-                .preview_of
-                .map(|o| o.ports.to_string())
-                .unwrap_or_default();
-            if let Some(e) = derived
-                .get_mut("environments")
-                .and_then(|e| e.get_mut(env))
-                .and_then(Value::as_mapping_mut)
-            {
-                let said = Value::from(format!("(chosen on the server in {range})"));
-                e.insert("port".into(), said.clone());
-                e.insert("gap_port".into(), said);
-            }
-            derived
-        }
-        None => merged(values, env)?,
+        /// The top-level sections an environment may override (any but `app` and
+        /// `environments`).
+        pub const OVERRIDABLE: &[&str] = &[$(stringify!($section)),*];
     };
-    let map = root.as_mapping_mut().context("a config is a mapping")?;
-    let own: Mapping = map
-        .get("environments")
-        .and_then(|e| e.get(env))
-        .and_then(Value::as_mapping)
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| !k.as_str().is_some_and(|k| OVERRIDABLE.contains(&k)))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    map.insert(
-        "environments".into(),
-        Value::Mapping(Mapping::from_iter([(env.into(), Value::Mapping(own))])),
-    );
-    // A password in the replica's URL is never shown.
-    if let Some(Value::String(url)) = map
-        .get_mut("replicate")
-        .and_then(|r| r.as_mapping_mut())
-        .and_then(|r| r.get_mut("url"))
-    {
-        *url = replica_url::shown_url(url);
-    }
-    let secrets = map
-        .get_mut("env")
-        .and_then(|e| e.as_mapping_mut())
-        .and_then(|e| e.get_mut("secret"));
-    if let Some(list) = secrets {
-        let names: Vec<String> = list
-            .as_sequence()
-            .map(|s| {
-                s.iter()
-                    .filter_map(|n| n.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        *list = Value::Mapping(Mapping::from_iter(names.into_iter().map(|n| {
-            let set = std::env::var_os(&n).is_some();
-            (
-                n.into(),
-                (if set { "(set here)" } else { "(NOT set here)" }).into(),
-            )
-        })));
-    }
-    Ok(yaml_serde::to_string(&root)?)
 }
 
-/// The configuration `env` sees: its overrides merged over the top level, validated. The values
-/// parsed already (their errors have their lines); an error here names the environment.
-fn for_environment(values: &yaml_serde::Value, env: &str) -> Result<Config> {
-    if let Some((from, name)) = crate::names::split_preview(env) {
-        return for_preview(values, from, name).map(|(config, _)| config);
-    }
-    let root = merged(values, env)?;
-    let within = |e: String| anyhow::anyhow!("environment `{env}`, with its overrides: {e}");
-    let config = config_of(&root).map_err(|e| within(explain::in_words(&without_location(&e))))?;
-    validate(&config, &root)
-        .map_err(|Invalid { key, message }| within(format!("{}: {message}", dotted(&key))))?;
-    // A range written is checked with every environment; the default one when a preview is made.
-    if config.preview.ports.is_some() {
-        check_preview_ports(&config, env).map_err(within)?;
-    }
-    Ok(config)
-}
-
-/// The range previews of `env` take their ports in: valid, and not over `env`'s own ports.
-fn check_preview_ports(config: &Config, env: &str) -> std::result::Result<PortRange, String> {
-    let Some(e) = config.environments.get(env) else {
-        return Err(format!("no environment `{env}`"));
-    };
-    let range = PortRange::of(&config.preview, e.port, e.gap_port())
-        .map_err(|m| format!("preview.ports: {m}"))?;
-    if range.contains(e.port) || (config.traefik.is_some() && range.contains(e.gap_port())) {
-        return Err(format!(
-            "preview.ports: {range} holds the environment's own port {} or gap port {}: give \
-             previews ports of their own",
-            e.port,
-            e.gap_port()
-        ));
-    }
-    Ok(range)
-}
-
-/// The config of the preview `name` of `from` ([`preview`]), and its values: `from`'s,
-/// validated, then derived. An error is a config error (exit 3).
-fn for_preview(
-    values: &yaml_serde::Value,
-    from: &str,
-    name: &str,
-) -> Result<(Config, yaml_serde::Value)> {
-    let as_config = |e: anyhow::Error| crate::exit::with(crate::exit::Code::Config, e);
-    let env_keys = values
-        .get("environments")
-        .and_then(|e| e.get(from))
-        .and_then(yaml_serde::Value::as_mapping)
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| !k.as_str().is_some_and(|k| OVERRIDABLE.contains(&k)))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<yaml_serde::Mapping>()
-        })
-        .ok_or_else(|| {
-            as_config(anyhow::anyhow!(
-                "unknown environment `{from}` (the preview {name} is of it)"
-            ))
-        })?;
-    let base = for_environment(values, from).map_err(as_config)?;
-    let within = |e: String| as_config(anyhow::anyhow!("the preview {name} of {from}: {e}"));
-    let range = check_preview_ports(&base, from).map_err(within)?;
-    let derived = preview::derive(merged(values, from)?, env_keys, from, name, &base.preview)
-        .map_err(within)?;
-    let mut config =
-        config_of(&derived).map_err(|e| within(explain::in_words(&without_location(&e))))?;
-    config.preview_of = Some(PreviewOf {
-        from: from.to_string(),
-        name: name.to_string(),
-        from_path: base.environments[from].path.clone(),
-        ports: range,
-    });
-    if let Some(t) = config.traefik.as_mut() {
-        t.noindex = true;
-        t.basic_auth = base.preview.basic_auth.clone();
-    }
-    validate(&config, &derived)
-        .map_err(|Invalid { key, message }| within(format!("{}: {message}", dotted(&key))))?;
-    Ok((config, derived))
-}
-
-/// The config that `values` make, read as a file of them would be (a string field takes any
-/// scalar, as it does in the file).
-fn config_of(values: &yaml_serde::Value) -> std::result::Result<Config, yaml_serde::Error> {
-    yaml_serde::from_str(&yaml_serde::to_string(values)?)
-}
-
-/// A YAML error without its `at line L column C`: for text that is not the file.
-fn without_location(e: &yaml_serde::Error) -> String {
-    let text = e.to_string();
-    match e.location() {
-        Some(l) => text
-            .strip_suffix(&format!(" at line {} column {}", l.line(), l.column()))
-            .unwrap_or(&text)
-            .to_string(),
-        None => text,
-    }
-}
-
-/// A key as its section sees it: `environments.<env>.hooks.in_gap` is `hooks.in_gap`, as the
-/// override of the top level's it is.
-fn as_top_level(key: &[String]) -> &[String] {
-    match key {
-        [e, _, rest @ ..]
-            if e == "environments"
-                && rest
-                    .first()
-                    .is_some_and(|k| OVERRIDABLE.contains(&k.as_str())) =>
-        {
-            rest
-        }
-        _ => key,
-    }
-}
-
-/// A mapping's key as a path component.
-fn key_name(k: &yaml_serde::Value) -> String {
-    match k {
-        yaml_serde::Value::String(s) => s.clone(),
-        other => yaml_serde::to_string(other)
-            .map(|s| s.trim_end().to_string())
-            .unwrap_or_default(),
-    }
-}
-
-/// `environments.prod.port`, `artifacts[1]`; a control character in a key escaped.
-fn dotted(key: &[String]) -> String {
-    let mut out = String::new();
-    for k in key {
-        if !out.is_empty() && !k.starts_with('[') {
-            out.push('.');
-        }
-        for c in k.chars() {
-            match c.is_control() {
-                true => out.extend(c.escape_debug()),
-                false => out.push(c),
-            }
-        }
-    }
-    out
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SshOptions {
-    /// A private key (`ssh -i`); `~/` is this machine's home.
-    #[serde(default)]
-    pub identity: Option<String>,
-    /// A jump host (`ssh -J`).
-    #[serde(default)]
-    pub jump: Option<String>,
-    /// More ssh arguments, e.g. ["-o", "ServerAliveInterval=15"].
-    #[serde(default)]
-    pub options: Vec<String>,
-}
-
-/// Where an environment's node is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Host {
-    Local,
-    Ssh {
-        /// `user@host` or `host` (or an ssh config alias), as ssh takes it.
-        destination: String,
-        port: Option<u16>,
-    },
-}
-
-/// Parses `local`, `host`, `user@host`, `user@host:port` (also `[v6]:port`). No part begins with
-/// `-` (ssh and rsync would read it as an option: `-oProxyCommand=...`), and none holds white
-/// space or a control character.
-pub fn parse_host(text: &str) -> std::result::Result<Host, String> {
-    let text = text.trim();
-    if text == "local" {
-        return Ok(Host::Local);
-    }
-    let bad = || {
-        format!(
-            "`{}`: use `local`, `host`, `user@host` or `user@host:port` (or an ssh alias), no \
-             part beginning with `-`",
-            text.escape_debug()
-        )
-    };
-    if text.is_empty()
-        || text
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '\'')
-    {
-        return Err(bad());
-    }
-    let (user, rest) = match text.rsplit_once('@') {
-        Some((u, r)) if !u.is_empty() && !u.starts_with('-') && !r.is_empty() => (Some(u), r),
-        Some(_) => return Err(bad()),
-        None => (None, text),
-    };
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(bad)?;
-        match after.strip_prefix(':') {
-            Some(p) => (h, Some(p)),
-            None if after.is_empty() => (h, None),
-            None => return Err(bad()),
-        }
-    } else {
-        match rest.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        }
-    };
-    if host.is_empty() || host.starts_with('-') {
-        return Err(bad());
-    }
-    let port = match port {
-        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad)?),
-        None => None,
-    };
-    Ok(Host::Ssh {
-        destination: match user {
-            Some(u) => format!("{u}@{host}"),
-            None => host.to_string(),
-        },
-        port,
-    })
-}
+environment_overriding!(
+    keep_releases,
+    build,
+    artifacts,
+    shared,
+    container,
+    health,
+    traefik,
+    backup,
+    listen,
+    hooks,
+    env,
+    replicate,
+    verify,
+    jobs,
+    preview,
+);
 
 impl Environment {
     pub fn gap_port(&self) -> u16 {
@@ -917,7 +555,7 @@ impl CommandLine {
     fn line(self) -> String {
         match self {
             CommandLine::Line(l) => l,
-            CommandLine::Words(w) => crate::sys::ssh::sh_join(&w),
+            CommandLine::Words(w) => crate::sys::shell::sh_join(&w),
         }
     }
 }
@@ -944,237 +582,13 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D:
     })
 }
 
-/// A loaded configuration with where it came from.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    pub config: Config,
-    /// The config's values, `${VAR}` expanded (once, where deploy was typed; `hooks` as
-    /// written): what each environment's config is merged from, what `deploy config` prints,
-    /// and, as [`Loaded::resolved_text`], what a remote node is sent.
-    pub values: yaml_serde::Value,
-    /// The config file's directory: artifacts and the build command are relative to it.
-    pub dir: PathBuf,
-    pub file: PathBuf,
-}
-
-impl Loaded {
-    /// This configuration as the environment `name` (or the only one) sees it: its overrides
-    /// merged over the top level.
-    pub fn for_environment(&self, name: Option<&str>) -> Result<Loaded> {
-        let env = match name.filter(|n| crate::names::split_preview(n).is_some()) {
-            Some(preview) => preview.to_string(),
-            None => self.environment(name)?.0,
-        };
-        let config = for_environment(&self.values, &env)
-            .with_context(|| format!("invalid config {}", self.file.display()))?;
-        Ok(Loaded {
-            config,
-            ..self.clone()
-        })
-    }
-
-    /// The resolved values as a config file, for a remote node: read there by
-    /// [`load_resolved`], which expands nothing again (`$${X}` written here is `${X}` there).
-    pub fn resolved_text(&self) -> Result<String> {
-        Ok(format!(
-            "# Resolved where deploy was typed: nothing in it is expanded again.\n{}",
-            yaml_serde::to_string(&self.values)?
-        ))
-    }
-
-    /// The same with only the environment `env` under `environments`: what a server is sent
-    /// and keeps, so that no server holds another environment's values.
-    pub fn resolved_text_for(&self, env: &str) -> Result<String> {
-        let mut values = self.values.clone();
-        if let Some(envs) = values
-            .get_mut("environments")
-            .and_then(yaml_serde::Value::as_mapping_mut)
-        {
-            // A preview's config is derived from its environment's, there as here.
-            let keep = crate::names::split_preview(env).map_or(env, |(from, _)| from);
-            envs.retain(|k, _| k.as_str() == Some(keep));
-        }
-        Ok(format!(
-            "# Resolved where deploy was typed, for {env}: nothing in it is expanded again.\n{}",
-            yaml_serde::to_string(&values)?
-        ))
-    }
-
-    /// Picks the environment: the one named, or the only one when none is named.
-    pub fn environment(&self, name: Option<&str>) -> Result<(String, &Environment)> {
-        let envs = &self.config.environments;
-        match name {
-            Some(n) => envs
-                .get_key_value(n)
-                .map(|(k, v)| (k.clone(), v))
-                .ok_or_else(|| {
-                    let close = envs
-                        .keys()
-                        .map(|k| (strsim::jaro_winkler(n, k), k))
-                        .filter(|(score, _)| *score >= 0.8)
-                        .max_by(|a, b| a.0.total_cmp(&b.0))
-                        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
-                        .unwrap_or_default();
-                    crate::exit::with(
-                        crate::exit::Code::Config,
-                        anyhow::anyhow!(
-                            "unknown environment `{n}` in {}: it defines {}{close}",
-                            self.file.display(),
-                            names(envs.keys())
-                        ),
-                    )
-                }),
-            None if envs.len() == 1 => {
-                let (k, v) = envs.iter().next().expect("one environment");
-                Ok((k.clone(), v))
-            }
-            None => bail!(
-                "{} defines several environments ({}): name the one to use",
-                self.file.display(),
-                names(envs.keys())
-            ),
-        }
-    }
-}
-
-fn names<'a>(keys: impl Iterator<Item = &'a String>) -> String {
-    keys.map(|k| format!("`{k}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Reads and validates a config file, its `${VAR}` expanded from this process's environment
-/// (the machine `deploy` is typed on).
-pub fn load(file: &Path) -> Result<Loaded> {
-    read(file, Some(&|name: &str| std::env::var(name).ok()))
-}
-
-/// Reads and validates a config file that the deploy which sent it resolved already (a remote
-/// node's, from [`Loaded::resolved_text`]): its values are taken as they are.
-pub fn load_resolved(file: &Path) -> Result<Loaded> {
-    read(file, None)
-}
-
-fn read(file: &Path, lookup: Option<expand::Lookup>) -> Result<Loaded> {
-    let text = std::fs::read_to_string(file).with_context(|| {
-        format!(
-            "cannot read {}: run deploy where your {DEFAULT_FILE} is, or pass -c FILE",
-            file.display()
-        )
-    })?;
-    let (config, values) = parse_values(&text, lookup)
-        .with_context(|| format!("invalid config {}", file.display()))?;
-    let file = std::path::absolute(file)?;
-    let dir = file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| ".".into());
-    Ok(Loaded {
-        config,
-        values,
-        dir,
-        file,
-    })
-}
-
-/// Parses and validates config text, as written (nothing expanded).
-pub fn parse(text: &str) -> Result<Config> {
-    parse_values(text, None).map(|(config, _)| config)
-}
-
-/// The config in `text`, its values expanded with `lookup` when there is one, validated (with
-/// every environment's overrides); and those values. An error names its key and line.
-fn parse_values(text: &str, lookup: Option<expand::Lookup>) -> Result<(Config, yaml_serde::Value)> {
-    let mut values: yaml_serde::Value = yaml_serde::from_str(text)
-        .map_err(|e| anyhow::anyhow!("{}", explain::explain(text, &e)))?;
-    let expanded = match lookup {
-        Some(lookup) => {
-            expand::expand(&mut values, lookup).map_err(|e| at_key(text, &e.key, &e.message))?
-        }
-        None => false,
-    };
-    // The text as written gives an error its exact line; once values changed, the error's key
-    // is looked up in it.
-    let config: Config = if expanded {
-        config_of(&values).map_err(|e| {
-            let key = e
-                .location()
-                .and_then(|l| Some(key_at(&yaml_serde::to_string(&values).ok()?, l.line())))
-                .unwrap_or_default();
-            let at = line_of(text, &key)
-                .map(|l| format!(" (line {l})"))
-                .unwrap_or_default();
-            anyhow::anyhow!("{}{at}", explain::in_words(&without_location(&e)))
-        })?
-    } else {
-        yaml_serde::from_str(text).map_err(|e| anyhow::anyhow!("{}", explain::explain(text, &e)))?
-    };
-    validate(&config, &values).map_err(|Invalid { key, message }| at_key(text, &key, &message))?;
-    for env in config.environments.keys() {
-        for_environment(&values, env).map_err(|e| {
-            anyhow::anyhow!("{}", explain::in_override(text, env, &format!("{e:#}")))
-        })?;
-    }
-    Ok((config, values))
-}
-
-/// `key (line N): message`, the line found in `text`.
-fn at_key(text: &str, key: &[String], message: &str) -> anyhow::Error {
-    let at = line_of(text, key)
-        .map(|l| format!(" (line {l})"))
-        .unwrap_or_default();
-    anyhow::anyhow!("{}{at}: {message}", dotted(key))
-}
-
-#[cfg(test)]
-mod host_tests {
-    use super::*;
-
-    fn ssh(destination: &str, port: Option<u16>) -> Host {
-        Host::Ssh {
-            destination: destination.into(),
-            port,
-        }
-    }
-
-    #[test]
-    fn hosts_parse_as_ssh_takes_them() {
-        assert_eq!(parse_host("local"), Ok(Host::Local));
-        assert_eq!(parse_host("vps"), Ok(ssh("vps", None)));
-        assert_eq!(
-            parse_host("deploy@vps.example.com:22"),
-            Ok(ssh("deploy@vps.example.com", Some(22)))
-        );
-        assert_eq!(
-            parse_host("deploy@10.0.0.1"),
-            Ok(ssh("deploy@10.0.0.1", None))
-        );
-        assert_eq!(parse_host("d@[::1]:2222"), Ok(ssh("d@::1", Some(2222))));
-        for bad in [
-            "",
-            "a b",
-            "@h",
-            "u@",
-            "h:0",
-            "h:x",
-            "-oProxyCommand=x",
-            "-oProxyCommand=x@vps",
-            "-l@vps",
-            "u@-oProxyCommand=x",
-            "u@[-x]:22",
-            "u@h\0",
-            "u\r@h",
-            "u@h\x1b",
-            "u@h/x",
-        ] {
-            assert!(parse_host(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Result;
+    use load::parse_values;
+    use overrides::for_environment;
+    use validate::key_at;
 
     const GOOD: &str = r#"
 app: my-app

@@ -40,6 +40,11 @@ pub fn artifact_name(artifact: &str) -> Option<String> {
         .map(|n| n.to_string_lossy().into_owned())
 }
 
+/// The port of an address like `:80`, `127.0.0.1:8000` or `[::1]:443`.
+pub fn port_of(address: &str) -> Option<u16> {
+    address.rsplit_once(':')?.1.parse().ok().filter(|p| *p != 0)
+}
+
 /// Names inside a release that deploy itself uses.
 pub const RESERVED_IN_RELEASE: &[&str] = &[".deploy"];
 
@@ -219,7 +224,7 @@ fn validate_characters(value: &Value, key: &mut Vec<String>) -> Result<(), Inval
 /// A command run in a one-off container (an `in_gap` hook, a job): it splits into words, the
 /// first the program in the image.
 fn check_command(command: &str) -> Result<(), String> {
-    match crate::sys::ssh::sh_split(command) {
+    match crate::sys::shell::sh_split(command) {
         Ok(words) if !words.is_empty() => Ok(()),
         Ok(_) => Err("an empty command: give the program in the image and its arguments".into()),
         Err(e) => Err(format!("`{command}`: {e}")),
@@ -540,7 +545,7 @@ fn validate_traefik(t: &Traefik) -> Result<(), Invalid> {
             }
         }
         for (name, address) in &m.entrypoints {
-            if crate::front::traefik::port_of(address).is_none() || name == "traefik" {
+            if port_of(address).is_none() || name == "traefik" {
                 return Err(invalid(
                     &["traefik", "manage", "entrypoints", name],
                     format!("`{address}` is not an address like \":80\" or \"127.0.0.1:8000\" (and `traefik` is the API's name)"),
@@ -710,4 +715,17 @@ pub(super) fn key_at(text: &str, line: usize) -> Vec<String> {
     }
     key.reverse();
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports() {
+        assert_eq!(port_of(":80"), Some(80));
+        assert_eq!(port_of("127.0.0.1:8000"), Some(8000));
+        assert_eq!(port_of("[::1]:443"), Some(443));
+        assert_eq!(port_of("localhost"), None);
+    }
 }

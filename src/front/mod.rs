@@ -7,8 +7,8 @@ pub mod traefik;
 
 use crate::config::Traefik;
 use crate::node::Node;
+use crate::sys::fsx;
 use crate::sys::systemd::Systemd;
-use crate::{node::layout, sys::fsx};
 use anyhow::{bail, Context, Result};
 use gap::{GAP_FILE, MAINTENANCE_FILE};
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ impl Node<'_> {
         let Some(t) = &self.config.traefik else {
             return Ok(None);
         };
-        let dir = layout::expand_home(&t.dynamic_dir, &self.home)?;
+        let dir = fsx::expand_home(&t.dynamic_dir, &self.home)?;
         let spec = DynamicSpec::new(&self.config.app, &self.env_name, self.env, t, &self.names());
         // The managed Traefik's resolver for this app's ACME account, as its setup chose it.
         let spec = match shared::resolver_of(&self.home, &self.config.app, &self.env_name) {

@@ -25,10 +25,9 @@ pub use lock::UserLock;
 pub use merge::{conflicts, merge, merge_leaving_out, overlap, Merged};
 pub use restart::{render_merged, Leaving};
 
-use crate::config::{AcmeChallenge, Traefik};
+use crate::config::{port_of, AcmeChallenge, Traefik};
 use crate::exit::{self, Code};
-use crate::front::traefik::port_of;
-use crate::node::{layout, Node};
+use crate::node::Node;
 use crate::sys::fsx;
 use anyhow::{anyhow, Context, Result};
 use lock::{user_lock, APPS_LOCK};
@@ -444,13 +443,13 @@ impl Node<'_> {
             _ => None,
         };
         let ca_certificates = match t.acme.as_ref().and_then(|a| a.ca_certificates.as_deref()) {
-            Some(p) => Some(layout::expand_home(p, &self.home)?.display().to_string()),
+            Some(p) => Some(fsx::expand_home(p, &self.home)?.display().to_string()),
             None => None,
         };
         Ok(TraefikRequest {
             managed: managed.is_some(),
             api: t.api.trim_end_matches('/').to_string(),
-            dynamic_dir: layout::expand_home(&t.dynamic_dir, &self.home)?
+            dynamic_dir: fsx::expand_home(&t.dynamic_dir, &self.home)?
                 .display()
                 .to_string(),
             rule: t.rule.clone(),

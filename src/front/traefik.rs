@@ -4,7 +4,7 @@
 //!
 //! Rendering is pure; `Api` and `Router` do the I/O.
 
-use crate::config::{Environment, Traefik};
+use crate::config::{port_of, Environment, Traefik};
 use crate::sys::fsx;
 use crate::template::render;
 use anyhow::{anyhow, bail, Context, Result};
@@ -28,11 +28,6 @@ pub fn millis(d: Duration) -> String {
 }
 
 pub const TRAEFIK_UNIT_NAME: &str = "traefik.service";
-
-/// The port of an address like `:80`, `127.0.0.1:8000` or `[::1]:443`.
-pub fn port_of(address: &str) -> Option<u16> {
-    address.rsplit_once(':')?.1.parse().ok().filter(|p| *p != 0)
-}
 
 /// `http://127.0.0.1:8099` -> `127.0.0.1:8099`.
 pub fn api_address(api: &str) -> Result<String> {
@@ -620,11 +615,7 @@ mod tests {
     }
 
     #[test]
-    fn ports() {
-        assert_eq!(port_of(":80"), Some(80));
-        assert_eq!(port_of("127.0.0.1:8000"), Some(8000));
-        assert_eq!(port_of("[::1]:443"), Some(443));
-        assert_eq!(port_of("localhost"), None);
+    fn privileged_ports_are_named() {
         let eps = [
             ("web".to_string(), ":80".to_string()),
             ("alt".into(), ":8080".into()),

@@ -7,6 +7,7 @@ use crate::node::power::Power;
 use crate::node::rollback::{refusal, DataChoice, DataQuestion};
 use crate::node::Node;
 use crate::ui::Ui;
+use crate::version::Version;
 use crate::{config, exit};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -43,9 +44,9 @@ pub fn run(mut cli: Cli) -> Result<()> {
             return match cli.json {
                 true => {
                     let value: serde_json::Value = yaml_serde::from_str(&yaml)?;
-                    crate::help::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))
+                    crate::ui::print(&format!("{}\n", serde_json::to_string_pretty(&value)?))
                 }
-                false => crate::help::print(&yaml),
+                false => crate::ui::print(&yaml),
             }
             .map_err(Into::into);
         }
@@ -68,7 +69,7 @@ pub fn run(mut cli: Cli) -> Result<()> {
     let (env_name, env) = loaded.environment(node_env)?;
     let hooks = match &cli.command {
         Command::Release(a) => {
-            let hooks = LocalHooks::new(&loaded, &env_name, env, &a.version, ui);
+            let hooks = LocalHooks::new(&loaded, &env_name, env, a.version()?, ui);
             before_release(a, &loaded, &hooks, cli.node)?;
             Some(hooks)
         }
@@ -132,18 +133,20 @@ fn resolve_release(a: &mut ReleaseArgs, envs: &[String], dir: &Path, ui: Ui) -> 
             || crate::names::split_preview(word)
                 .is_some_and(|(from, _)| envs.iter().any(|e| e == from))
     };
-    if a.env.is_none() && an_env(&a.version) {
-        a.env = Some(std::mem::take(&mut a.version));
-    } else if envs.contains(&a.version) {
-        bail!(
-            "the version `{}` is also the name of an environment: choose another version name \
-             (with one argument, an environment's name means the environment)",
-            a.version
-        );
+    match &a.version {
+        Some(v) if an_env(v.as_str()) && a.env.is_none() => {
+            a.env = a.version.take().map(Version::into_string);
+        }
+        Some(v) if an_env(v.as_str()) => bail!(
+            "the version `{v}` is also the name of an environment: choose another version name \
+             (with one argument, an environment's name means the environment)"
+        ),
+        _ => {}
     }
-    if a.version.is_empty() {
-        a.version = crate::local::git::version(dir, a.allow_dirty)?;
-        ui.info(&format!("   version {} (from git)", a.version));
+    if a.version.is_none() {
+        let v = Version::new(&crate::local::git::version(dir, a.allow_dirty)?)?;
+        ui.info(&format!("   version {v} (from git)"));
+        a.version = Some(v);
     }
     Ok(())
 }
@@ -207,7 +210,6 @@ fn before_release(
     if a.dry_run {
         return Ok(());
     }
-    crate::version::check(&a.version)?;
     if !node {
         // Every env.secret is set here, before anything is built or uploaded.
         crate::node::appenv::text(&loaded.config.env, |n| std::env::var(n).ok())?;
@@ -269,9 +271,9 @@ fn dispatch(
                     b.command,
                     loaded.dir.display()
                 );
-                crate::help::print(&first)?;
+                crate::ui::print(&first)?;
             }
-            print_plan(node.release_plan(&a.version, a.uploaded.is_some()))
+            print_plan(node.release_plan(a.version()?, a.uploaded.is_some()))
         }
         Command::Release(a) => node.release(a),
         Command::Rollback(a) if a.dry_run => {
@@ -359,7 +361,7 @@ fn check(loaded: &config::Loaded, env: Option<&str>, ui: Ui, on_node: bool) -> R
         return Node::new(&loaded.config, env_name, env, &loaded.dir, ui)?.check();
     }
     ui.step("Checking the artifacts", || {
-        crate::node::upload::artifact_sources(&loaded.config, &loaded.dir).map(|_| ())
+        crate::config::artifacts::sources(&loaded.config, &loaded.dir).map(|_| ())
     })?;
     let Some(env) = env else {
         ui.done(
@@ -386,7 +388,7 @@ fn check(loaded: &config::Loaded, env: Option<&str>, ui: Ui, on_node: bool) -> R
 }
 
 fn print_plan(plan: Result<String>) -> Result<()> {
-    Ok(crate::help::print(&plan?)?)
+    Ok(crate::ui::print(&plan?)?)
 }
 
 /// A report as text, or as one JSON document with `--json`.
@@ -395,7 +397,7 @@ fn print_report(ui: Ui, report: &impl serde::Serialize, text: String) -> Result<
         true => format!("{}\n", serde_json::to_string_pretty(report)?),
         false => text,
     };
-    Ok(crate::help::print(&text)?)
+    Ok(crate::ui::print(&text)?)
 }
 
 /// `deploy man`: the page on stdout, or every page into `--dir`.
@@ -437,7 +439,10 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
             flag(a.unprotected, "--unprotected");
             flag(a.stop_running, "--stop-running");
             flag(a.dry_run, "--dry-run");
-            vec!["release".into(), a.version.clone(), env.into()]
+            let mut w = vec!["release".to_string()];
+            w.extend(a.version.as_ref().map(Version::to_string));
+            w.push(env.into());
+            w
         }
         Command::Rollback(a) => {
             flag(a.with_data, "--with-data");
@@ -449,7 +454,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
             flag(a.dry_run, "--dry-run");
             let mut w = vec!["rollback".to_string(), env.into()];
             if let Some(t) = &a.to {
-                w.extend(["--to".into(), t.clone()]);
+                w.extend(["--to".into(), t.to_string()]);
             }
             w
         }
@@ -558,7 +563,7 @@ pub fn node_args(command: &Command, env: &str, uploaded: Option<&str>) -> Vec<St
                 "migrate-data".into(),
                 env.into(),
                 "--as".into(),
-                a.release.clone(),
+                a.release.to_string(),
             ]
         }
         Command::Recover(_) => vec!["recover".into(), env.into()],
@@ -595,7 +600,7 @@ fn rollback_answers(
         return Ok(a.clone());
     };
     let mut answered = RollbackArgs {
-        to: Some(q.target.clone()),
+        to: Some(Version::new(&q.target)?),
         ..a.clone()
     };
     match ui.choose(&q.text, &["--with-data", "--keep-data"])? {
@@ -652,7 +657,7 @@ fn run_remote(command: &Command, remote: &Remote) -> Result<()> {
         Command::Release(a) if a.dry_run => remote.read(&node_args(command, &env, Some("RUN"))),
         Command::Release(a) => {
             let args = node_args(command, &env, Some(remote.run_id()));
-            remote.release(&a.version, &args)
+            remote.release(a.version()?, &args)
         }
         Command::Rollback(a) if a.dry_run => remote.read(&node_args(command, &env, None)),
         Command::Exec(a) if a.interactive => {
@@ -723,7 +728,7 @@ fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Optio
     let env = &node.env_name;
     let (what, command) = match &cli.command {
         Command::Release(a) if !a.dry_run && a.uploaded.is_none() => {
-            (format!("release {} {env}", a.version), None)
+            (format!("release {} {env}", a.version()?), None)
         }
         Command::Rollback(a) if !a.dry_run && !a.data_question => {
             let a = rollback_answers(node.ui, a, env, || node.data_question(a.to.as_deref()))?;
@@ -737,13 +742,7 @@ fn run_detached(cli: &Cli, loaded: &config::Loaded, node: &Node) -> Result<Optio
     let args = node_args(command.as_ref().unwrap_or(&cli.command), env, None);
     let argv = crate::local::detached::node_argv(&loaded.file, node.ui, cli.lock_wait, &args);
     let origin = crate::node::state::Origin::here(&loaded.dir);
-    crate::local::detached::run(
-        &node.layout.meta().join("runs"),
-        &argv,
-        (&what, env),
-        &origin,
-    )
-    .map(Some)
+    crate::local::detached::run(&node.layout.runs(), &argv, (&what, env), &origin).map(Some)
 }
 
 /// Runs a local command (the build, a hook) with `sh -c` in the project directory; its output

@@ -34,7 +34,7 @@ pub fn node_argv(
         }
     }
     // The node side writes to a file, not a terminal: colours only when asked for.
-    if ui.color == crate::cli::Color::Always {
+    if ui.color == crate::ui::Color::Always {
         argv.extend(["--color".into(), "always".into()]);
     }
     if let Some(w) = lock_wait {
@@ -188,7 +188,7 @@ mod tests {
             verbose: false,
             quiet: true,
             json: true,
-            color: crate::cli::Color::Auto,
+            color: crate::ui::Color::Auto,
         };
         let argv = node_argv(
             Path::new("/p/deploy.yaml"),

@@ -32,7 +32,7 @@ pub fn run(cli: &Cli, a: &PreviewArgs, loaded: &Loaded, ui: Ui) -> Result<()> {
             let listed = pv::list(&env_loaded.config, &crate::node::home_dir()?, Some(&from))?;
             match ui.json {
                 true => println!("{}", serde_json::to_string_pretty(&listed)?),
-                false => crate::help::print(&pv::text(&listed))?,
+                false => crate::ui::print(&pv::text(&listed))?,
             }
             Ok(())
         }),
@@ -266,13 +266,13 @@ impl Place<'_> {
         };
         if node.layout.releases().is_dir() {
             if dry_run {
-                return crate::help::print(&node.remove_plan(&args)?).map_err(Into::into);
+                return crate::ui::print(&node.remove_plan(&args)?).map_err(Into::into);
             }
             node.remove(&args, &|_| Ok(()))?;
             return self.after_down(&home);
         }
         if dry_run {
-            crate::help::print(&format!(
+            crate::ui::print(&format!(
                 "Plan: take down {spelling} (never set up)\n  directory: {}\nDry run: nothing was changed.\n",
                 root.display()
             ))?;
@@ -314,7 +314,7 @@ impl Place<'_> {
             .collect();
         for l in &expired {
             match dry_run {
-                true => crate::help::print(&format!(
+                true => crate::ui::print(&format!(
                     "would take down {} (expired {})\n",
                     l.environment,
                     l.expires.as_deref().unwrap_or("-")
@@ -364,9 +364,9 @@ impl Place<'_> {
                 .arg(humantime::format_duration(wait).to_string());
         }
         let color = match self.cli.color {
-            crate::cli::Color::Auto => "auto",
-            crate::cli::Color::Always => "always",
-            crate::cli::Color::Never => "never",
+            crate::ui::Color::Auto => "auto",
+            crate::ui::Color::Always => "always",
+            crate::ui::Color::Never => "never",
         };
         c.args(["--color", color]).args(words);
         let status = c.status().context("cannot run deploy")?;
@@ -505,7 +505,7 @@ fn up_plan(
         format!("{} after this up", humantime::format_duration(p.ttl)),
     );
     out += "Dry run: nothing was changed.\n";
-    crate::help::print(&out)?;
+    crate::ui::print(&out)?;
     Ok(())
 }
 

@@ -7,15 +7,12 @@
 //! does not stop a swap there; the next command reports how it ended.
 
 use crate::config::{Environment, Host, Loaded};
-use crate::sys::ssh::{sh_join, sh_quote, Ssh};
+use crate::node::layout::{Layout, INCOMING_PREFIX, NODE_BIN, NODE_PROJECT};
+use crate::sys::shell::{sh_join, sh_quote};
+use crate::sys::ssh::Ssh;
 use crate::ui::Ui;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
-
-/// The binary on the node, relative to the app directory.
-pub const NODE_BIN: &str = ".deploy/bin/deploy";
-/// Where the config (and the maintenance page) go on the node.
-pub const NODE_PROJECT: &str = ".deploy/project";
 
 /// What the node says about itself before anything else.
 #[derive(Debug, Default, PartialEq)]
@@ -69,7 +66,7 @@ fi
 [ -d "$R/releases" ] && echo "set_up=yes"
 c=$(readlink "$R/current" 2>/dev/null) && echo "current=$c"
 install -d -m 0700 "$R/.deploy" "$R/{project}" "$R/{project}/{run}" 2>/dev/null
-for d in "$R"/releases/.incoming-*; do [ -d "$d" ] && echo "incoming=${{d##*/}}"; done
+for d in "$R"/releases/{incoming}*; do [ -d "$d" ] && echo "incoming=${{d##*/}}"; done
 u=$(id -un)
 command -v podman >/dev/null 2>&1 || echo "lack=podman is not installed: as root, apt-get install podman"
 command -v rsync >/dev/null 2>&1 || echo "lack=rsync is not installed: as root, apt-get install rsync"
@@ -82,6 +79,7 @@ true
         root = root_expr(path),
         bin = NODE_BIN,
         project = NODE_PROJECT,
+        incoming = INCOMING_PREFIX,
         run = run,
     )
 }
@@ -202,6 +200,12 @@ pub struct Remote<'a> {
     pub origin: crate::node::state::Origin,
 }
 
+/// A path on the node as a shell command or rsync takes it (the root came from the probe as
+/// text). Pure.
+fn on_node(path: &Path) -> String {
+    path.display().to_string()
+}
+
 /// `20261124T034512-1a2b3c4d`: sorts by time, unique, no `.` (it follows a version).
 fn run_id() -> String {
     let mut random = [0u8; 4];
@@ -218,7 +222,7 @@ fn run_id() -> String {
 /// The newest upload of `version` that a cut-off run left (`.incoming-V` or `.incoming-V.RUN`),
 /// among the names in `releases/`: a new upload starts from it. Pure.
 pub fn resumable_upload<'n>(names: &'n [String], version: &str) -> Option<&'n str> {
-    let exact = format!("{}{version}", crate::node::layout::INCOMING_PREFIX);
+    let exact = format!("{INCOMING_PREFIX}{version}");
     let mut found: Vec<&str> = names
         .iter()
         .map(String::as_str)
@@ -258,7 +262,7 @@ impl<'a> Remote<'a> {
 
     /// This run's config directory on the node.
     fn project_dir(&self, root: &str) -> String {
-        format!("{root}/{NODE_PROJECT}/{}", self.run)
+        on_node(&Layout::new(root).project(&self.run))
     }
 
     /// Removes what this run put on the node (its config; its upload, unless a release took it)
@@ -267,7 +271,7 @@ impl<'a> Remote<'a> {
         let mut script = format!(
             "rm -rf {}; find {} -mindepth 1 -maxdepth 1 -mmin +60 -exec rm -rf {{}} + 2>/dev/null",
             sh_quote(&self.project_dir(root)),
-            sh_quote(&format!("{root}/{NODE_PROJECT}"))
+            sh_quote(&on_node(&Layout::new(root).projects()))
         );
         if let Some(u) = upload {
             script += &format!("; rm -rf {}", sh_quote(u));
@@ -355,12 +359,11 @@ impl<'a> Remote<'a> {
         self.ui.step(
             &format!("Installing {} on the node{from}", own_version()),
             || {
-                let dir = format!(
-                    "{root}/{}",
-                    Path::new(NODE_BIN).parent().expect("dir").display()
-                );
+                let layout = Layout::new(root);
+                let bin_path = on_node(&layout.node_bin());
+                let dir = on_node(layout.node_bin().parent().expect("a directory"));
                 // `.deploy/` holds logs, state and snapshots: 0700, like everything in it.
-                let meta = format!("{root}/.deploy");
+                let meta = on_node(&layout.meta());
                 let out = self.ssh.capture(&format!(
                     "mkdir -p {root} && install -d -m 0700 {} {}",
                     sh_quote(&meta),
@@ -375,8 +378,8 @@ impl<'a> Remote<'a> {
                 }
                 // Sent beside the one there (its delta against it), run, and only then put in
                 // its place: a binary that cannot run there replaces nothing.
-                let bin = sh_quote(&format!("{root}/{NODE_BIN}"));
-                let new = sh_quote(&format!("{root}/{NODE_BIN}.new"));
+                let bin = sh_quote(&bin_path);
+                let new = sh_quote(&format!("{bin_path}.new"));
                 let _ = self
                     .ssh
                     .capture(&format!("[ -f {bin} ] && cp -p {bin} {new}; true"));
@@ -384,7 +387,7 @@ impl<'a> Remote<'a> {
                     &[
                         "--chmod=F700".into(),
                         exe.display().to_string(),
-                        self.ssh.remote_path(&format!("{root}/{NODE_BIN}.new")),
+                        self.ssh.remote_path(&format!("{bin_path}.new")),
                     ],
                     Path::new("/"),
                 )?;
@@ -514,7 +517,7 @@ impl<'a> Remote<'a> {
     /// that carries the test hook.
     fn node_command(&self, root: &str, config: &str, args: &[String]) -> String {
         // `--resolved`: the config sent is this side's resolved one (see `send_config`).
-        let mut words = vec![format!("{root}/{NODE_BIN}"), "--resolved".into()];
+        let mut words = vec![on_node(&Layout::new(root).node_bin()), "--resolved".into()];
         words.extend(crate::local::detached::node_argv(
             Path::new(config),
             self.ui,
@@ -623,7 +626,7 @@ wait
 rc=$(cat "$log.rc" 2>/dev/null)
 exit "${{rc:-1}}"
 "#,
-            runs = sh_quote(&format!("{root}/.deploy/runs")),
+            runs = sh_quote(&on_node(&Layout::new(root).runs())),
             // The node's stdout (JSON events with --json) stays stdout, its stderr stderr.
             command = command.replace('\'', r"'\''"),
         );
@@ -677,12 +680,12 @@ exit "${{rc:-1}}"
                 self.ui.warn(lack);
             }
             if !runs_this_build(&probe)? {
-                crate::help::print(&format!(
-                    "Plan: install {} as {}/{NODE_BIN}, then set up there (run without \
-                     --dry-run for the rest of the plan, which that binary computes).\nDry run: \
-                     nothing was changed.\n",
+                crate::ui::print(&format!(
+                    "Plan: install {} as {}, then set up there (run without --dry-run for the \
+                     rest of the plan, which that binary computes).\nDry run: nothing was \
+                     changed.\n",
                     own_version(),
-                    self.root(&probe)
+                    Layout::new(self.root(&probe)).node_bin().display()
                 ))?;
                 return Ok(());
             }
@@ -718,12 +721,9 @@ exit "${{rc:-1}}"
                 self.env_name
             );
         }
-        let sources = crate::node::upload::artifact_sources(&self.loaded.config, &self.loaded.dir)?;
-        let incoming = format!(
-            "{root}/releases/{}{version}.{}",
-            crate::node::layout::INCOMING_PREFIX,
-            self.run
-        );
+        let sources = crate::config::artifacts::sources(&self.loaded.config, &self.loaded.dir)?;
+        let layout = Layout::new(&root);
+        let incoming = on_node(&layout.incoming_run(version, &self.run));
         // Unchanged files are hard links to the live release's, or to what an upload of the
         // same version that was cut off had sent already.
         let link_dests: Vec<String> = probe
@@ -731,10 +731,11 @@ exit "${{rc:-1}}"
             .iter()
             .map(|c| format!("{root}/{c}"))
             .chain(
-                resumable_upload(&probe.incoming, version).map(|u| format!("{root}/releases/{u}")),
+                resumable_upload(&probe.incoming, version)
+                    .map(|u| on_node(&layout.releases().join(u))),
             )
             .collect();
-        let args = crate::node::upload::rsync_args(
+        let args = crate::sys::rsync::upload_args(
             &sources,
             &self.ssh.remote_path(&format!("{incoming}/")),
             &link_dests,
@@ -744,7 +745,7 @@ exit "${{rc:-1}}"
         });
         match uploaded {
             Ok(stats) => {
-                if let Some(n) = crate::sys::ssh::bytes_sent(&stats) {
+                if let Some(n) = crate::sys::rsync::bytes_sent(&stats) {
                     self.ui
                         .info(&format!("   {} sent ({n} bytes)", fmt_bytes(n)));
                 }
@@ -789,11 +790,21 @@ exit "${{rc:-1}}"
         if self.loaded.config.env.secret.is_empty() {
             return Ok(());
         }
-        let secrets = crate::node::appenv::secrets_here(&self.loaded.config.env)?;
+        let secrets = secrets_here(&self.loaded.config.env)?;
         let path = self.send_private(root, "secrets.env", secrets.as_bytes())?;
         args.extend(["--secrets".into(), path]);
         Ok(())
     }
+}
+
+/// The secrets of `env` from this shell's environment, as `NAME=value` lines (what a remote
+/// node is sent, in a private file, for [`crate::node::appenv::Secrets`] to read).
+fn secrets_here(env: &crate::config::Env) -> Result<String> {
+    let only = crate::config::Env {
+        clear: Default::default(),
+        secret: env.secret.clone(),
+    };
+    crate::node::appenv::text(&only, |n| std::env::var(n).ok())
 }
 
 /// `1.2 MB`. Pure.

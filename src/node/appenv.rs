@@ -36,16 +36,6 @@ pub fn text(env: &Env, secret: impl Fn(&str) -> Option<String>) -> Result<String
     Ok(out)
 }
 
-/// The secrets of `env` from this process's environment, as `NAME=value` lines (what a
-/// remote node is sent, in a private file, to read with [`read_secrets`]).
-pub fn secrets_here(env: &Env) -> Result<String> {
-    let only = Env {
-        clear: BTreeMap::new(),
-        secret: env.secret.clone(),
-    };
-    text(&only, |n| std::env::var(n).ok())
-}
-
 /// Where a node-side run finds the env.secret values: in the file a laptop sent (`--secrets`),
 /// or, without one (a local environment), in this process's environment.
 pub struct Secrets(Option<BTreeMap<String, String>>);

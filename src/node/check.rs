@@ -24,7 +24,7 @@ impl Node<'_> {
                 crate::sys::podman::init_binary(&self.home).map(|_| ())
             });
         }
-        check("Checking rsync", &crate::node::upload::check_rsync);
+        check("Checking rsync", &crate::sys::rsync::check_installed);
         let systemd = Systemd::connect();
         check("Connecting to the systemd user manager", &|| {
             systemd

@@ -10,6 +10,9 @@
 //! <root>/log/<app>.log                   the app's output
 //! <root>/log/job_<name>.log              a job's runs' output
 //! <root>/.deploy/jobs.json               the jobs' last runs
+//! <root>/.deploy/runs/                   the output of the node-side runs
+//! <root>/.deploy/bin/deploy              a remote server: the deploy that setup installed
+//! <root>/.deploy/project/<run>/          a remote command's config, removed when it ends
 //! ```
 
 use anyhow::{bail, Result};
@@ -27,6 +30,11 @@ pub const RELEASE_ENV: &str = "release.env";
 pub const RELEASE_META: &str = ".deploy";
 pub const INCOMING_PREFIX: &str = ".incoming-";
 pub const REPLACED_PREFIX: &str = ".replaced-";
+/// On a remote server: the deploy binary that setup installed, relative to the root.
+pub const NODE_BIN: &str = ".deploy/bin/deploy";
+/// On a remote server: where each command sent from a laptop keeps its config, one
+/// directory per run, relative to the root.
+pub const NODE_PROJECT: &str = ".deploy/project";
 
 impl Layout {
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -73,6 +81,23 @@ impl Layout {
     /// start a release on data the swap is changing.
     pub fn hold_file(&self) -> PathBuf {
         self.meta().join("hold")
+    }
+
+    /// The output of the node-side runs (a remote command's, a local release's).
+    pub fn runs(&self) -> PathBuf {
+        self.meta().join("runs")
+    }
+    /// On a remote server: the deploy binary that setup installed.
+    pub fn node_bin(&self) -> PathBuf {
+        self.root.join(NODE_BIN)
+    }
+    /// On a remote server: the config directories of the commands sent from laptops.
+    pub fn projects(&self) -> PathBuf {
+        self.root.join(NODE_PROJECT)
+    }
+    /// On a remote server: the config directory of one command (its run id).
+    pub fn project(&self, run: &str) -> PathBuf {
+        self.projects().join(run)
     }
 
     pub fn lock_file(&self) -> PathBuf {
@@ -122,20 +147,6 @@ impl Layout {
         }
         p.join("shared").join(entry)
     }
-}
-
-/// Expands a leading `~` with the given home directory.
-pub fn expand_home(path: &str, home: &Path) -> Result<PathBuf> {
-    if path == "~" {
-        return Ok(home.to_path_buf());
-    }
-    if let Some(rest) = path.strip_prefix("~/") {
-        return Ok(home.join(rest.trim_end_matches('/')));
-    }
-    if !path.starts_with('/') {
-        bail!("`{path}` must be absolute or start with `~/`");
-    }
-    Ok(PathBuf::from(path))
 }
 
 /// The app's directory may not be the home directory, `/`, or above the home directory:
@@ -203,17 +214,5 @@ mod tests {
             Layout::shared_link_target("public/uploads"),
             Path::new("../../../shared/public/uploads")
         );
-    }
-
-    #[test]
-    fn home_expansion() {
-        let h = Path::new("/home/u");
-        assert_eq!(
-            expand_home("~/web/a", h).unwrap(),
-            Path::new("/home/u/web/a")
-        );
-        assert_eq!(expand_home("~", h).unwrap(), Path::new("/home/u"));
-        assert_eq!(expand_home("/srv/a", h).unwrap(), Path::new("/srv/a"));
-        assert!(expand_home("web/a", h).is_err());
     }
 }

@@ -85,7 +85,7 @@ impl<'a> Node<'a> {
         ui: Ui,
     ) -> Result<Self> {
         let home = home_dir()?;
-        let root = layout::expand_home(&env.path, &home)?;
+        let root = fsx::expand_home(&env.path, &home)?;
         layout::check_root(&root, &home)
             .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))?;
         Ok(Node {
@@ -324,7 +324,8 @@ impl<'a> Node<'a> {
             || self.install_recovery(&systemd),
         )?;
         self.sync_verify_timer(&systemd)?;
-        self.ui.step("Checking rsync", upload::check_rsync)?;
+        self.ui
+            .step("Checking rsync", crate::sys::rsync::check_installed)?;
         self.check_podman()?;
         self.setup_storage(&systemd, reset_storage)?;
         let legacy = self.has_legacy_app();

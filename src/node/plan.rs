@@ -7,7 +7,8 @@ use crate::node::layout::Layout;
 use crate::node::rollback::{refusal, DataChoice, DataPlan};
 use crate::node::swap::{self, Move, Step};
 use crate::node::Node;
-use crate::{front::traefik, node::unit, node::upload, sys::podman};
+use crate::version::Version;
+use crate::{front::traefik, node::unit, sys::podman};
 use anyhow::{anyhow, Result};
 use std::fmt::Write;
 
@@ -96,7 +97,7 @@ impl Node<'_> {
                 );
                 format!(
                     "podman {} (at most {})",
-                    crate::sys::ssh::sh_join(&args),
+                    crate::sys::shell::sh_join(&args),
                     humantime::format_duration(self.config.hooks.timeout)
                 )
             }
@@ -258,8 +259,8 @@ impl Node<'_> {
         Ok(out)
     }
 
-    pub fn release_plan(&self, version: &str, uploaded: bool) -> Result<String> {
-        crate::version::check(version)?;
+    pub fn release_plan(&self, version: &Version, uploaded: bool) -> Result<String> {
+        let version = version.as_str();
         let current = self.current()?;
         let target = self.layout.release(version);
         let image = self.image(version);
@@ -291,9 +292,9 @@ impl Node<'_> {
                 ),
             );
         } else {
-            let sources = upload::artifact_sources(self.config, &self.project_dir)?;
+            let sources = crate::config::artifacts::sources(self.config, &self.project_dir)?;
             let link_dests: Vec<&str> = link_dest.as_deref().into_iter().collect();
-            let args = upload::rsync_args(
+            let args = crate::sys::rsync::upload_args(
                 &sources,
                 &self.layout.incoming(version).display().to_string(),
                 &link_dests,
@@ -301,7 +302,7 @@ impl Node<'_> {
             line(
                 &mut out,
                 "upload",
-                format!("rsync {}", crate::sys::ssh::sh_join(&args)),
+                format!("rsync {}", crate::sys::shell::sh_join(&args)),
             );
         }
         for e in self
@@ -344,7 +345,7 @@ impl Node<'_> {
             "build",
             format!(
                 "podman {}",
-                crate::sys::ssh::sh_join(&podman::build_args(&target, &image))
+                crate::sys::shell::sh_join(&podman::build_args(&target, &image))
             ),
         );
         let snapshots = self.config.backup == Backup::Snapshot;

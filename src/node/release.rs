@@ -10,9 +10,7 @@ use crate::node::state::State;
 use crate::node::state::{Action, EventOutcome};
 use crate::sys::systemd::Systemd;
 use crate::ui::fmt_duration;
-use crate::{
-    node::appenv, node::layout, node::unit, node::upload, signals, sys::fsx, sys::podman, version,
-};
+use crate::{node::appenv, node::layout, node::unit, node::upload, signals, sys::fsx, sys::podman};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -44,7 +42,7 @@ impl Node<'_> {
         let mut run = self.release_starting(req)?;
         self.release_updating(&mut run)?;
         // A preview's new data, scrubbed with the new image before anything live changes.
-        let data = self.ready_preview_data(&req.version)?;
+        let data = self.ready_preview_data(req.version()?.as_str())?;
         let gap = self.release_publishing(&mut run, data)?;
         self.release_finishing(run, gap)
     }
@@ -52,13 +50,12 @@ impl Node<'_> {
     /// Starting: the version and artifacts are valid, the lock is ours, a dead swap is put
     /// right, and the version may be (re)released.
     fn release_starting<'r>(&self, req: &'r ReleaseArgs) -> Result<Run<'r>> {
-        let v = req.version.as_str();
-        version::check(v)?;
+        let v = req.version()?.as_str();
         let vars = self.release_vars(req)?;
         let sources = if req.uploaded.is_some() {
             Vec::new()
         } else {
-            upload::artifact_sources(self.config, &self.project_dir)?
+            crate::config::artifacts::sources(self.config, &self.project_dir)?
         };
         let lock = self.lock(&format!("deploy release {v} {}", self.env_name))?;
         self.refuse_if_stopped(&format!("the release of {v}"))?;
@@ -125,7 +122,7 @@ impl Node<'_> {
     /// failure leaves nothing behind under the version's name (but the release `--replace`
     /// replaces, put back); nothing live changed.
     fn release_updating(&self, run: &mut Run) -> Result<()> {
-        let (v, image) = (run.req.version.as_str(), run.image.clone());
+        let (v, image) = (run.req.version()?.as_str(), run.image.clone());
         let incoming = match &run.req.uploaded {
             Some(id) => self.layout.incoming_run(v, id),
             None => self.layout.incoming(v),
@@ -377,7 +374,7 @@ impl Node<'_> {
 
     /// Publishing: the swap, from what is live to the new release.
     fn release_publishing(&self, run: &mut Run, data: Option<PathBuf>) -> Result<Duration> {
-        let v = run.req.version.as_str();
+        let v = run.req.version()?.as_str();
         signals::check("the swap")?;
         self.apply_environment(&run.systemd)?;
         self.install_recovery(&run.systemd)?;
@@ -402,7 +399,7 @@ impl Node<'_> {
     /// Finishing: old releases pruned, and the result. The release is live whatever pruning
     /// does: a failure there is a warning after that is said, and the command succeeds.
     fn release_finishing(&self, mut run: Run, gap: Duration) -> Result<()> {
-        let v = run.req.version.as_str();
+        let v = run.req.version()?.as_str();
         self.release_jobs(&run.systemd);
         let pruned = self
             .ui

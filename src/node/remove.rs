@@ -194,8 +194,7 @@ impl Node<'_> {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let default_dir =
-            crate::node::layout::expand_home("~/.config/traefik/dynamic", &self.home)?;
+        let default_dir = crate::sys::fsx::expand_home("~/.config/traefik/dynamic", &self.home)?;
         let mut router_files = vec![default_dir.join(names.dynamic_file())];
         if let Some(r) = self.router()? {
             router_files.insert(0, r.file);

@@ -44,7 +44,7 @@ impl Node<'_> {
     /// After the app's router is live under its new name: the legacy router's file goes (two
     /// routers with one rule would split the traffic, one of them not switched in a gap).
     pub(crate) fn remove_legacy_router(&self, t: &crate::config::Traefik) -> Result<()> {
-        let dir = crate::node::layout::expand_home(&t.dynamic_dir, &self.home)?;
+        let dir = crate::sys::fsx::expand_home(&t.dynamic_dir, &self.home)?;
         let old = dir.join(format!(
             "{}.yaml",
             legacy::router(&self.config.app, &self.env_name)

@@ -181,7 +181,7 @@ impl Node<'_> {
     /// The config for `dbs` (paths under shared/) and the manifest.
     fn litestream_text(&self, r: &Replicate, dbs: &[String]) -> Result<String> {
         let key = match &r.key {
-            Some(k) => Some(crate::node::layout::expand_home(k, &self.home)?),
+            Some(k) => Some(crate::sys::fsx::expand_home(k, &self.home)?),
             None => None,
         };
         let shared = self.layout.shared();

@@ -16,9 +16,9 @@ use crate::exit::{self, Code};
 use crate::node::schema::{self, Change, Schemas};
 use crate::node::snapshot::{self, Snapshot};
 use crate::node::state::State;
+use crate::signals;
 use crate::sys::systemd::Systemd;
 use crate::ui::fmt_duration;
-use crate::{signals, version};
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant, SystemTime};
@@ -35,7 +35,6 @@ pub fn target(
     env: &str,
 ) -> Result<String> {
     if let Some(t) = to {
-        version::check(t)?;
         if !on_disk.iter().any(|v| v == t) {
             bail!(
                 "there is no release {t} on {env}: it has {}",

@@ -7,19 +7,10 @@
 
 use crate::names::Names;
 use crate::node::Node;
-use crate::sys::{podman, systemd::Systemd};
+use crate::sys::podman::{self, Store};
+use crate::sys::systemd::Systemd;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
-
-/// What Podman's store holds, as far as a switch of driver is concerned.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Store {
-    pub driver: String,
-    /// Container names, volume names and image names (`repo:tag`; `<none>` for build cache).
-    pub containers: Vec<String>,
-    pub volumes: Vec<String>,
-    pub images: Vec<String>,
-}
 
 /// What setup does about the driver. Pure.
 #[derive(Debug, PartialEq)]

@@ -143,7 +143,7 @@ pub fn hook_args(
     command: &str,
 ) -> Vec<String> {
     // Validated with the config: it splits, into at least one word.
-    let words = crate::sys::ssh::sh_split(command).unwrap_or_default();
+    let words = crate::sys::shell::sh_split(command).unwrap_or_default();
     // `--replace`: a hook container its swap left (killed) goes; the name is the hook's alone.
     let head = [
         "--name".to_string(),

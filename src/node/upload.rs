@@ -1,103 +1,11 @@
 //! Putting a release's files on the node: rsync into `releases/.incoming-VERSION`, hard-linking
 //! unchanged files to the current release (`--link-dest`), then linking `shared/` into it.
 
-use crate::config::{Config, Shared};
+use crate::config::Shared;
 use crate::node::layout::{Layout, RELEASE_META};
-use crate::sys::fsx;
+use crate::sys::{fsx, rsync};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-
-/// The local artifact paths, checked to exist. Trailing slashes are dropped so that rsync
-/// copies a directory as itself, under its base name.
-pub fn artifact_sources(config: &Config, dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for a in &config.artifacts {
-        let p = dir.join(a.trim_end_matches('/'));
-        if std::fs::symlink_metadata(&p).is_err() {
-            bail!(
-                "artifact `{a}` does not exist (looked for {}): build it first, or fix `artifacts` \
-                 in the config",
-                p.display()
-            );
-        }
-        out.push(p);
-    }
-    let project =
-        std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
-    for p in &out {
-        if let Some((link, target)) = escaping_symlink(&project, p)? {
-            bail!(
-                "{} is a symlink to {}, outside the project {}: a release must be self-contained \
-                 (copy the file in, or keep it in shared/)",
-                link.display(),
-                target.display(),
-                project.display()
-            );
-        }
-    }
-    Ok(out)
-}
-
-/// Resolves `.` and `..` without touching the file system. Pure.
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// Whether a symlink at `link` (inside `project`) pointing at `target` stays inside. Pure.
-pub fn link_stays_inside(project: &Path, link: &Path, target: &Path) -> bool {
-    let base = link.parent().unwrap_or(project);
-    normalize(&base.join(target)).starts_with(project)
-}
-
-/// The first symlink under `path` (itself included) that points outside `project`.
-fn escaping_symlink(project: &Path, path: &Path) -> Result<Option<(PathBuf, PathBuf)>> {
-    // The artifact's own location, with its parent directories resolved.
-    let path = match (path.parent(), path.file_name()) {
-        (Some(parent), Some(name)) => std::fs::canonicalize(parent)?.join(name),
-        _ => path.to_path_buf(),
-    };
-    let meta = std::fs::symlink_metadata(&path)?;
-    if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(&path)?;
-        if !link_stays_inside(project, &path, &target) {
-            return Ok(Some((path, target)));
-        }
-    } else if meta.is_dir() {
-        for entry in std::fs::read_dir(&path)? {
-            if let Some(found) = escaping_symlink(project, &entry?.path())? {
-                return Ok(Some(found));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// The rsync command line for an upload. Pure.
-/// `dest` is a directory here or `host:dir` on a node; `link_dests` (the live release, an
-/// earlier upload of the same version that was cut off) are on the receiving side.
-pub fn rsync_args<S: AsRef<str>>(sources: &[PathBuf], dest: &str, link_dests: &[S]) -> Vec<String> {
-    let mut args = vec![
-        "--archive".to_string(),
-        "--delete".into(),
-        "--hard-links".into(),
-    ];
-    for l in link_dests {
-        args.push(format!("--link-dest={}", l.as_ref()));
-    }
-    args.extend(sources.iter().map(|s| s.display().to_string()));
-    args.push(format!("{}/", dest.trim_end_matches('/')));
-    args
-}
 
 /// Uploads into the incoming directory (created or resumed).
 pub fn rsync_local(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -> Result<()> {
@@ -107,45 +15,8 @@ pub fn rsync_local(sources: &[PathBuf], dest: &Path, link_dest: Option<&Path>) -
         .into_iter()
         .collect();
     let dest = dest.display().to_string();
-    let args = rsync_args(sources, &dest, &link_dests);
-    run_rsync(args, Path::new("/"), &dest).map(|_| ())
-}
-
-/// Runs rsync in `dir` and returns what it printed. A failure names `dest` and, for a full
-/// disk, says what to do.
-pub fn run_rsync(args: Vec<String>, dir: &Path, dest: &str) -> Result<String> {
-    let out = crate::signals::own_group(duct::cmd("rsync", args))
-        .dir(dir)
-        .stdin_null()
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .context("cannot run rsync: install it (apt-get install rsync)")?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        bail!(
-            "rsync into {dest} failed ({}): {}{}",
-            out.status,
-            err.trim(),
-            if err.contains("No space left on device") {
-                "\nthe disk is full: free some space (see `df -h`), or lower keep_releases"
-            } else {
-                ""
-            }
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// rsync is installed here.
-pub fn check_rsync() -> Result<()> {
-    duct::cmd!("rsync", "--version")
-        .stdout_null()
-        .stderr_null()
-        .run()
-        .map(|_| ())
-        .context("`rsync` is not installed: as root, apt-get install rsync")
+    let args = rsync::upload_args(sources, &dest, &link_dests);
+    rsync::run(args, Path::new("/"), &dest).map(|_| ())
 }
 
 /// Completes an uploaded directory: deploy's env file (`release_env`, see
@@ -228,7 +99,6 @@ pub fn container_ignore(own: Option<&str>, shared_entries: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::artifact_name;
 
     #[test]
     fn the_build_context_ignores_deploys_files_and_shared_links_and_keeps_the_apps_rules() {
@@ -243,63 +113,5 @@ mod tests {
             t,
             "added once"
         );
-    }
-
-    #[test]
-    fn rsync_command() {
-        let args = rsync_args(
-            &["/p/target/release/app".into(), "/p/assets".into()],
-            "/srv/a/releases/.incoming-v2",
-            &["/srv/a/releases/v1"],
-        );
-        assert_eq!(
-            args.join(" "),
-            "--archive --delete --hard-links --link-dest=/srv/a/releases/v1 \
-             /p/target/release/app /p/assets /srv/a/releases/.incoming-v2/"
-        );
-    }
-
-    #[test]
-    fn symlinks_must_stay_in_the_project() {
-        let project = Path::new("/p");
-        assert!(link_stays_inside(
-            project,
-            Path::new("/p/assets/a"),
-            Path::new("b")
-        ));
-        assert!(link_stays_inside(
-            project,
-            Path::new("/p/assets/a"),
-            Path::new("../dist/x")
-        ));
-        assert!(!link_stays_inside(
-            project,
-            Path::new("/p/assets/a"),
-            Path::new("../../etc/passwd")
-        ));
-        assert!(!link_stays_inside(
-            project,
-            Path::new("/p/assets/a"),
-            Path::new("/etc/passwd")
-        ));
-        assert!(!link_stays_inside(
-            project,
-            Path::new("/p/a"),
-            Path::new("../p2/x")
-        ));
-        assert_eq!(normalize(Path::new("/p/a/../b/./c")), Path::new("/p/b/c"));
-    }
-
-    #[test]
-    fn first_release_has_no_link_dest() {
-        let args = rsync_args::<&str>(&["/p/x".into()], "deploy@vps:/d/", &[]);
-        assert_eq!(args.last().unwrap(), "deploy@vps:/d/");
-        assert!(!args.iter().any(|a| a.starts_with("--link-dest")));
-    }
-
-    #[test]
-    fn names_are_base_names() {
-        assert_eq!(artifact_name("target/release/app").unwrap(), "app");
-        assert_eq!(artifact_name("assets/").unwrap(), "assets");
     }
 }

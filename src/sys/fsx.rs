@@ -1,8 +1,9 @@
 //! File-system steps that must survive a crash: write to a temp name, fsync, rename, fsync the
 //! directory. `current` is switched by creating a new symlink under a temp name and renaming it
-//! over the old one (rename(2) is atomic), never by `ln -sfn` (unlink + symlink).
+//! over the old one (rename(2) is atomic), never by `ln -sfn` (unlink + symlink). Also `~/`
+//! expanded in a configured path.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -175,6 +176,20 @@ pub fn clone_file(src: &Path, dst: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Expands a leading `~` with the given home directory.
+pub fn expand_home(path: &str, home: &Path) -> Result<PathBuf> {
+    if path == "~" {
+        return Ok(home.to_path_buf());
+    }
+    if let Some(rest) = path.strip_prefix("~/") {
+        return Ok(home.join(rest.trim_end_matches('/')));
+    }
+    if !path.starts_with('/') {
+        bail!("`{path}` must be absolute or start with `~/`");
+    }
+    Ok(PathBuf::from(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +226,17 @@ mod tests {
         assert_eq!(fs::read_link(&link).unwrap(), Path::new("releases/v2"));
         assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
         fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn home_expansion() {
+        let h = Path::new("/home/u");
+        assert_eq!(
+            expand_home("~/web/a", h).unwrap(),
+            Path::new("/home/u/web/a")
+        );
+        assert_eq!(expand_home("~", h).unwrap(), Path::new("/home/u"));
+        assert_eq!(expand_home("/srv/a", h).unwrap(), Path::new("/srv/a"));
+        assert!(expand_home("web/a", h).is_err());
     }
 }

@@ -1,8 +1,21 @@
 //! Thin wrappers over the outside world: systemd's user manager over D-Bus, Podman, ssh and
-//! rsync, crash-safe file operations, and the HTTP health probe.
+//! rsync, crash-safe file operations, the HTTP health probe; and shell quoting (`shell.rs`,
+//! pure, used from every layer).
 
 pub mod fsx;
 pub mod health;
 pub mod podman;
+pub mod rsync;
+pub mod shell;
 pub mod ssh;
 pub mod systemd;
+
+/// Runs a child in a process group of its own: a Ctrl-C on the terminal (sent to the
+/// foreground group) does not reach it, so a step under way is finished, not cut.
+pub fn own_group(expr: duct::Expression) -> duct::Expression {
+    use std::os::unix::process::CommandExt;
+    expr.before_spawn(|cmd| {
+        cmd.process_group(0);
+        Ok(())
+    })
+}

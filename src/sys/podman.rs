@@ -38,7 +38,7 @@ pub fn cache_race(output: &str) -> bool {
 pub fn build(dir: &Path, image: &str, verbose: bool) -> Result<()> {
     let mut attempt = 1;
     loop {
-        let out = crate::signals::own_group(duct::cmd("podman", build_args(dir, image)))
+        let out = super::own_group(duct::cmd("podman", build_args(dir, image)))
             .dir(dir)
             .stderr_to_stdout()
             .stdout_capture()
@@ -333,12 +333,22 @@ pub fn storage_driver() -> Result<String> {
     )
 }
 
+/// What Podman's store holds, as far as a switch of driver is concerned.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Store {
+    pub driver: String,
+    /// Container names, volume names and image names (`repo:tag`; `<none>` for build cache).
+    pub containers: Vec<String>,
+    pub volumes: Vec<String>,
+    pub images: Vec<String>,
+}
+
 /// The driver, and on vfs what the store holds (what a switch would delete). A listing that
 /// raced with an image removed meanwhile (another app's prune) is taken again.
-pub fn store() -> Result<crate::node::storage::Store> {
+pub fn store() -> Result<Store> {
     let driver = storage_driver()?;
     if driver != "vfs" {
-        return Ok(crate::node::storage::Store {
+        return Ok(Store {
             driver,
             ..Default::default()
         });
@@ -352,7 +362,7 @@ pub fn store() -> Result<crate::node::storage::Store> {
             }
         }
     };
-    Ok(crate::node::storage::Store {
+    Ok(Store {
         driver,
         containers: list(&["ps", "--all", "--format", "{{.Names}}"])?,
         volumes: list(&["volume", "ls", "--format", "{{.Name}}"])?,

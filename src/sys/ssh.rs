@@ -2,41 +2,10 @@
 //! known_hosts apply. One command uses one multiplexed connection (ControlMaster, its socket in
 //! a private directory), closed when the command ends.
 
-use crate::config::SshOptions;
+use crate::sys::shell::{sh_join, sh_quote};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-/// Quotes a word for a POSIX shell. Pure.
-pub fn sh_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
-    {
-        return word.to_string();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
-/// A shell command line from words.
-/// Words as rsync splits its `-e` command: on spaces, with single quotes keeping a word
-/// whole and a doubled quote inside them standing for one (rsync knows no backslashes or
-/// `'\''`). Pure.
-pub fn rsync_join<S: AsRef<str>>(words: &[S]) -> String {
-    words
-        .iter()
-        .map(|w| {
-            let w = w.as_ref();
-            if !w.is_empty() && !w.contains([' ', '\'', '"', '\t']) {
-                w.to_string()
-            } else {
-                format!("'{}'", w.replace('\'', "''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// A directory name for the shared connection's socket that nobody can have made before us:
 /// in `$XDG_RUNTIME_DIR` (private to the user) when there is one, with a random part.
@@ -59,74 +28,26 @@ pub fn private_dir_name_with(prefix: &str) -> Result<PathBuf> {
     Ok(base.join(format!("{prefix}-{:016x}", u64::from_le_bytes(random))))
 }
 
-/// Splits a command line into words the way a POSIX shell would (single quotes, double quotes
-/// with `\\` escapes, backslashes), without expanding anything. The inverse of [`sh_join`].
-/// Pure.
-pub fn sh_split(line: &str) -> std::result::Result<Vec<String>, String> {
-    let (mut words, mut word, mut in_word) = (Vec::new(), String::new(), false);
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(ch) => word.push(ch),
-                        None => return Err("a ' is not closed".into()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(ch @ ('"' | '\\' | '$' | '`')) => word.push(ch),
-                            Some(ch) => word.extend(['\\', ch]),
-                            None => return Err("a \" is not closed".into()),
-                        },
-                        Some(ch) => word.push(ch),
-                        None => return Err("a \" is not closed".into()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                word.push(chars.next().ok_or("a \\ ends the line")?);
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
-}
-
-pub fn sh_join<S: AsRef<str>>(words: &[S]) -> String {
-    words
-        .iter()
-        .map(|w| sh_quote(w.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// A remote script with `XDG_RUNTIME_DIR` set to the user's runtime directory first: a login
 /// without a PAM session that sets it (a new user's, some sshd configs) still reaches its
 /// systemd user manager and rootless Podman. Pure.
 pub fn with_runtime_dir(script: &str) -> String {
     format!("XDG_RUNTIME_DIR=/run/user/$(id -u); export XDG_RUNTIME_DIR\n{script}")
+}
+
+/// An environment's `ssh:` options.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshOptions {
+    /// A private key (`ssh -i`); `~/` is this machine's home.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// A jump host (`ssh -J`).
+    #[serde(default)]
+    pub jump: Option<String>,
+    /// More ssh arguments, e.g. ["-o", "ServerAliveInterval=15"].
+    #[serde(default)]
+    pub options: Vec<String>,
 }
 
 pub struct Ssh {
@@ -153,7 +74,7 @@ impl Ssh {
         }
         let o = options.cloned().unwrap_or_default();
         let identity = match o.identity {
-            Some(i) => Some(crate::node::layout::expand_home(&i, home)?),
+            Some(i) => Some(crate::sys::fsx::expand_home(&i, home)?),
             None => None,
         };
         let control_dir = private_dir_name()?;
@@ -197,7 +118,7 @@ impl Ssh {
     pub fn rsync_shell(&self) -> String {
         let mut words = vec!["ssh".to_string()];
         words.extend(self.args());
-        rsync_join(&words)
+        crate::sys::rsync::join(&words)
     }
 
     /// `destination:path` for rsync. rsync's remote spec takes no `--` before it, and rsync
@@ -365,7 +286,7 @@ impl Ssh {
         self.ensure_master()?;
         let mut all = vec!["-e".to_string(), self.rsync_shell(), "--stats".into()];
         all.extend(args.iter().cloned());
-        crate::node::upload::run_rsync(all, dir, &self.destination)
+        crate::sys::rsync::run(all, dir, &self.destination)
     }
 }
 
@@ -383,47 +304,9 @@ impl Drop for Ssh {
     }
 }
 
-/// `Total bytes sent: 1,234` in rsync's `--stats`. Pure.
-pub fn bytes_sent(stats: &str) -> Option<u64> {
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix("Total bytes sent:"))
-        .and_then(|n| n.trim().replace(',', "").parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn words_are_quoted_for_the_shell() {
-        assert_eq!(sh_quote("abc-1.2"), "abc-1.2");
-        assert_eq!(sh_quote(""), "''");
-        assert_eq!(sh_quote("a b"), "'a b'");
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-        assert_eq!(sh_quote("$HOME"), "'$HOME'");
-        assert_eq!(sh_join(&["echo", "a b", "c"]), "echo 'a b' c");
-        for words in [
-            vec!["run-sql", "/app/my file.sql"],
-            vec!["it's", "\"q\"", "", "a\\b", "$HOME"],
-        ] {
-            assert_eq!(
-                sh_split(&sh_join(&words)).unwrap(),
-                words,
-                "{}",
-                sh_join(&words)
-            );
-        }
-        assert_eq!(
-            sh_split(r#"migrate --name "a b" c\ d 'e f'"#).unwrap(),
-            ["migrate", "--name", "a b", "c d", "e f"]
-        );
-        assert!(sh_split("echo 'open").is_err());
-        assert_eq!(
-            rsync_join(&["ssh", "-o", "UserKnownHostsFile=/k/it's here", ""]),
-            "ssh -o 'UserKnownHostsFile=/k/it''s here' ''"
-        );
-    }
 
     #[test]
     fn ssh_arguments_carry_port_identity_jump_and_options() {
@@ -473,12 +356,5 @@ mod tests {
         assert!(s.master_args().contains(&"ControlMaster=yes".to_string()));
         // Never one that rsync (which takes no `--` before it) could read as an option.
         assert!(Ssh::new("-oProxyCommand=x", None, None, Path::new("/h")).is_err());
-    }
-
-    #[test]
-    fn rsync_stats_give_the_bytes_sent() {
-        let stats = "Number of files: 3\nTotal bytes sent: 1,234,567\nTotal bytes received: 35\n";
-        assert_eq!(bytes_sent(stats), Some(1_234_567));
-        assert_eq!(bytes_sent("nothing"), None);
     }
 }

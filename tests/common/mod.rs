@@ -7,10 +7,11 @@
 pub mod apps;
 pub mod previews;
 
+use deploy::names::Names;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const NODE_USER: &str = "deployer";
 
@@ -28,6 +29,7 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+#[track_caller]
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd
         .output()
@@ -113,6 +115,7 @@ pub fn node() -> &'static NodeEnv {
 pub struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
+    #[track_caller]
     pub fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
         // As the node user: a parent made here as root (`~/tests` on a fresh machine) would
         // lock every other test out of it.
@@ -142,6 +145,7 @@ impl SmallDisk {
 impl SmallDisk {
     /// An XFS file system with reflinks (as RHEL's and Rocky's default is), on a loop file of
     /// `mb` megabytes, mounted on `dir`.
+    #[track_caller]
     pub fn xfs(dir: &std::path::Path, mb: u32) -> SmallDisk {
         let made = as_user(Path::new("mkdir"), &["-p"], Path::new("/"))
             .arg(dir)
@@ -184,6 +188,7 @@ impl Drop for SmallDisk {
 }
 
 /// The one data snapshot a release has (deploy keeps only the newest).
+#[track_caller]
 pub fn only_snapshot(root: &Path, version: &str) -> PathBuf {
     let dir = root
         .join("releases")
@@ -199,6 +204,7 @@ pub fn only_snapshot(root: &Path, version: &str) -> PathBuf {
 
 /// Rows of a table in a database that nothing writes (a snapshot), read without creating any
 /// file beside it (the tests run as root; the node user owns these files).
+#[track_caller]
 pub fn rows(db: &Path, table: &str) -> i64 {
     let uri = format!("file:{}?immutable=1", db.display());
     let conn = rusqlite::Connection::open_with_flags(
@@ -241,6 +247,24 @@ pub fn assert_private(root: &Path) {
     assert!(seen > 5, "walked {seen} entries under {}", root.display());
 }
 
+/// Waits until `file` holds `text`, for at most `within`; returns what it holds then.
+#[track_caller]
+pub fn wait_for_text(file: &Path, text: &str, within: Duration) -> String {
+    let t = Instant::now();
+    loop {
+        let now = std::fs::read_to_string(file).unwrap_or_default();
+        if now.contains(text) {
+            return now;
+        }
+        assert!(
+            t.elapsed() < within,
+            "{} does not hold {text:?} after {within:?}:\n{now}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Raises this process's open-files limit to its hard limit (a test that holds thousands of
 /// connections).
 pub fn many_files() {
@@ -257,6 +281,7 @@ pub fn many_files() {
 }
 
 /// Gives a tree to the node user (files a test wrote there as root).
+#[track_caller]
 pub fn chown_to_node_user(p: &Path) {
     let n = node();
     run_ok(
@@ -266,6 +291,7 @@ pub fn chown_to_node_user(p: &Path) {
     );
 }
 
+#[track_caller]
 pub fn chmod(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -475,6 +501,7 @@ pub struct LoadSummary {
 }
 
 impl Load {
+    #[track_caller]
     pub fn finish(self) -> LoadSummary {
         let mut s = LoadSummary {
             ok: 0,
@@ -552,6 +579,7 @@ impl Default for Options {
 }
 
 impl Project {
+    #[track_caller]
     pub fn new(app: &str, port: u16, opts: Options) -> Project {
         let n = node();
         let p = Project {
@@ -592,6 +620,7 @@ impl Project {
     }
 
     /// Writes a file in the project (as the user's).
+    #[track_caller]
     pub fn write(&self, rel: &str, text: &str) {
         let path = self.dir.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -600,15 +629,18 @@ impl Project {
     }
 
     /// Appends YAML to the project's deploy.yaml (a `hooks:` section, say).
+    #[track_caller]
     pub fn add_to_config(&self, yaml: &str) {
         let config = std::fs::read_to_string(self.dir.join("deploy.yaml")).unwrap();
         self.write("deploy.yaml", &format!("{config}{yaml}"));
     }
 
+    #[track_caller]
     pub fn remove(&self, rel: &str) {
         std::fs::remove_file(self.dir.join(rel)).unwrap();
     }
 
+    #[track_caller]
     fn chown(&self) {
         run_ok(
             Command::new("chown")
@@ -621,6 +653,7 @@ impl Project {
         self.user.home.join("tests").join(&self.app)
     }
 
+    #[track_caller]
     pub fn deploy(&self, args: &[&str]) -> Run {
         Run::from(self.deploy_cmd(&[], args).output().unwrap())
     }
@@ -643,23 +676,28 @@ impl Project {
         c
     }
 
+    #[track_caller]
     pub fn deploy_remote(&self, args: &[&str]) -> Run {
         self.deploy_remote_env(&[], args)
     }
 
+    #[track_caller]
     pub fn deploy_remote_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
         Run::from(self.remote_cmd(env, args).output().unwrap())
     }
 
+    #[track_caller]
     pub fn deploy_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
         Run::from(self.deploy_cmd(env, args).output().unwrap())
     }
 
+    #[track_caller]
     pub fn wait(child: std::process::Child) -> Run {
         Run::from(child.wait_with_output().unwrap())
     }
 
     /// Runs a program as the node's user in the project directory.
+    #[track_caller]
     pub fn user(&self, program: &str, args: &[&str]) -> Run {
         let dir = match self.dir.is_dir() {
             true => &self.dir,
@@ -673,12 +711,14 @@ impl Project {
         )
     }
 
+    #[track_caller]
     pub fn current(&self) -> Option<String> {
         std::fs::read_link(self.root().join("current"))
             .ok()
             .map(|t| t.file_name().unwrap().to_string_lossy().into_owned())
     }
 
+    #[track_caller]
     pub fn releases_on_disk(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.root().join("releases"))
             .unwrap()
@@ -741,6 +781,7 @@ impl Project {
         Load { stop, threads }
     }
 
+    #[track_caller]
     pub fn body(&self, path: &str) -> String {
         let (status, body) = self.get(path).unwrap();
         assert_eq!(status, 200, "GET {path}: {body}");
@@ -748,6 +789,7 @@ impl Project {
     }
 
     /// GET on another port (another environment's app): the body of a 200.
+    #[track_caller]
     pub fn body_at(&self, port: u16, path: &str) -> String {
         let mut r = agent()
             .get(format!("http://127.0.0.1:{port}{path}"))
@@ -757,34 +799,53 @@ impl Project {
         r.body_mut().read_to_string().unwrap()
     }
 
+    #[track_caller]
     pub fn image_exists(&self, version: &str) -> bool {
-        self.user(
-            "podman",
-            &[
-                "image",
-                "exists",
-                &format!("localhost/{}_test:{version}", self.app),
-            ],
-        )
-        .code
+        self.user("podman", &["image", "exists", &self.names().image(version)])
+            .code
             == 0
     }
 
     /// Stops the server's own recovery of a swap whose process died (its path unit), for a
     /// test of what the next command does with a journal left behind.
+    #[track_caller]
     pub fn without_server_recovery(&self) {
-        for unit in ["recover.path", "recover.service"] {
-            self.user(
-                "systemctl",
-                &["--user", "stop", &format!("{}_test_{unit}", self.app)],
-            )
-            .ok();
+        let names = self.names();
+        for unit in [names.recover_path_unit(), names.recover_unit()] {
+            self.user("systemctl", &["--user", "stop", &unit]).ok();
         }
     }
 
-    /// The app's unit (the environment is always `test`).
+    /// A node with v1 live: `deploy setup`, then `deploy release v1`, both succeeding.
+    #[track_caller]
+    pub fn with_v1_live(&self) {
+        self.deploy(&["setup"]).ok();
+        self.deploy(&["release", "v1"]).ok();
+        assert_eq!(self.current().as_deref(), Some("v1"), "v1 is live");
+    }
+
+    /// The swap's journal (only while a swap runs, or after one died).
+    pub fn journal(&self) -> PathBuf {
+        self.root().join(".deploy/swap.journal")
+    }
+
+    /// Waits (up to 60 s) until the swap's journal has an entry `t` (`begin`, `done`) of
+    /// `step`; returns the journal then.
+    #[track_caller]
+    pub fn wait_for_journal(&self, t: &str, step: &str) -> String {
+        let entry = format!("{{\"t\":\"{t}\",\"step\":\"{step}\"");
+        wait_for_text(&self.journal(), &entry, Duration::from_secs(60))
+    }
+
+    /// The names of the app's environment (always `test`): its units, container, images,
+    /// from deploy's own naming scheme.
+    pub fn names(&self) -> Names {
+        Names::new(&self.app, "test")
+    }
+
+    /// The app's unit.
     pub fn unit(&self) -> String {
-        format!("{}_test.service", self.app)
+        self.names().unit()
     }
 
     /// Stops the app and removes everything a previous run left: its `test` environment and,
@@ -797,6 +858,7 @@ impl Project {
     }
 
     /// An empty directory for this app's `file://` replica, the node user's.
+    #[track_caller]
     pub fn file_replica(&self) -> PathBuf {
         let dir = PathBuf::from("/tmp/deploy-tests/replicas").join(&self.app);
         let _ = std::fs::remove_dir_all(&dir);
@@ -815,7 +877,8 @@ impl Project {
     }
 
     fn clean_env(&self, env: &str, root: &Path) {
-        let names = format!("{}_{env}", self.app);
+        let n = Names::new(&self.app, env);
+        let names = n.base();
         let unit_dir = self.user.home.join(".config/systemd/user");
         // The jobs' timers and services, and their runs' transient units.
         let jobs: Vec<String> = std::fs::read_dir(&unit_dir)
@@ -829,13 +892,13 @@ impl Project {
         let _ = self.user("systemctl", &["--user", "stop", &format!("{names}_job_*")]);
         let had_jobs = !jobs.is_empty();
         for unit in [
-            format!("{names}.service"),
-            format!("{names}_gap.service"),
-            format!("{names}_litestream.service"),
-            format!("{names}_recover.path"),
-            format!("{names}_recover.service"),
-            format!("{names}_verify.timer"),
-            format!("{names}_verify.service"),
+            n.unit(),
+            n.gap_unit(),
+            n.replication_unit(),
+            n.recover_path_unit(),
+            n.recover_unit(),
+            n.verify_timer(),
+            n.verify_service(),
         ]
         .into_iter()
         .chain(jobs)
@@ -855,7 +918,7 @@ impl Project {
                 "--all",
                 "--quiet",
                 "--filter",
-                &format!("label=deploy.writer={names}"),
+                &format!("label={}", n.writer_label()),
             ],
         );
         for id in left.stdout.split_whitespace() {
@@ -863,8 +926,11 @@ impl Project {
         }
         let _ = std::fs::remove_dir_all(root);
         let dynamic = self.user.home.join(".config/traefik/dynamic");
-        for stem in [names.clone(), format!("{}-{env}", self.app)] {
-            let _ = std::fs::remove_file(dynamic.join(format!("{stem}.yaml")));
+        for file in [
+            n.dynamic_file(),
+            format!("{}.yaml", deploy::names::legacy::router(&self.app, env)),
+        ] {
+            let _ = std::fs::remove_file(dynamic.join(file));
         }
         // By name, never by id: identical builds of other tests' apps share image ids. The
         // filter matches images and lists every name of each, so keep only this app's names.
@@ -875,10 +941,10 @@ impl Project {
                 "--format",
                 "{{.Repository}}:{{.Tag}}",
                 "--filter",
-                &format!("reference=localhost/{names}"),
+                &format!("reference={}", n.image_repository()),
             ],
         );
-        let own = format!("localhost/{names}:");
+        let own = format!("{}:", n.image_repository());
         for name in images
             .stdout
             .split_whitespace()
@@ -902,6 +968,7 @@ impl Drop for Project {
 
 /// A reboot of the node user's world: every container removed, the user's systemd manager
 /// stopped (`systemctl --user exit`), then started again as at boot (enabled units start).
+#[track_caller]
 pub fn reboot_user_manager() {
     let n = node();
     let user = |args: &[&str]| {
@@ -931,14 +998,15 @@ pub fn reboot_user_manager() {
 
 /// The server is lost: every process of the app and of Litestream SIGKILLed (their units then
 /// stopped, so nothing restarts them), and shared/data wiped.
+#[track_caller]
 pub fn lose_the_server(p: &Project) {
-    let units = [p.unit(), format!("{}_test_litestream.service", p.app)];
+    let units = [p.unit(), p.names().replication_unit()];
     for unit in &units {
         p.user("systemctl", &["--user", "kill", "--signal=SIGKILL", unit]);
     }
     p.user(
         "podman",
-        &["kill", "--signal", "KILL", &format!("{}_test", p.app)],
+        &["kill", "--signal", "KILL", &p.names().container()],
     );
     for unit in &units {
         p.user("systemctl", &["--user", "stop", unit]);

@@ -4,7 +4,7 @@
 //! other app's, with what to do. Pure.
 
 use super::{AcmeRequest, AppRecord, TraefikRequest};
-use crate::front::traefik::port_of;
+use crate::config::port_of;
 use std::collections::BTreeMap;
 
 /// The static config of the user's Traefik, as every app that manages it asks.

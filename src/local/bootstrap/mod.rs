@@ -22,7 +22,7 @@ pub mod runner;
 pub mod steps;
 pub mod testnode;
 
-use crate::cli::Cli;
+use crate::cli::{BootstrapArgs, Cli};
 use crate::config::{self, Host};
 use crate::sys::ssh::Ssh;
 use crate::ui::Ui;
@@ -31,48 +31,6 @@ use programs::{Program, Scratch, Want};
 use runner::{Outcome, RootSession};
 use std::path::{Path, PathBuf};
 use steps::{PublicKey, Server, Wants};
-
-/// `deploy bootstrap`'s arguments.
-#[derive(Debug, clap::Args)]
-pub struct BootstrapArgs {
-    /// The environment (from `environments:`); its host names the deploy user.
-    pub env: Option<String>,
-    /// How to log in as root: `root@host[:port]` or an ssh alias of a root login; with
-    /// --sudo, a user who may run `sudo -n`.
-    #[arg(long, value_name = "DEST", required_unless_present = "local")]
-    pub root: Option<String>,
-    /// DEST is not root: run every step through `sudo -n` (no password prompt).
-    #[arg(long, conflicts_with = "local")]
-    pub sudo: bool,
-    /// Make this machine a node for USER instead, as root, with no SSH and no config (on the
-    /// server itself; `deploy setup` is then the user's to run).
-    #[arg(long, value_name = "USER", conflicts_with_all = ["root", "env"])]
-    pub local: Option<String>,
-    /// The public key the deploy user logs in with (default: the environment's
-    /// ssh.identity's .pub, else the first key `ssh-add -L` lists; with --local, none).
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-    /// A Traefik binary (linux, the server's architecture) to install as
-    /// /usr/local/bin/traefik, instead of the pinned release bootstrap downloads when
-    /// traefik.manage needs one (neither apt nor dnf has it).
-    #[arg(long, value_name = "PATH")]
-    pub traefik_bin: Option<PathBuf>,
-    /// A Litestream binary to install as /usr/local/bin/litestream, instead of the pinned
-    /// release (for `replicate:`).
-    #[arg(long, value_name = "PATH")]
-    pub litestream_bin: Option<PathBuf>,
-    /// Install these too, whatever the config needs (the pinned releases, unless the server
-    /// has them or --traefik-bin/--litestream-bin gives them).
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "PROGRAM")]
-    pub with: Vec<Program>,
-    /// With --local: the tests' node (scripts/node-setup), with what only it gets.
-    #[arg(long, hide = true, conflicts_with = "root")]
-    pub test_node: bool,
-    /// Print every command that would change the server; change nothing (it still logs in
-    /// and reads the server, to say what is done already).
-    #[arg(long)]
-    pub dry_run: bool,
-}
 
 /// Runs `deploy bootstrap`.
 pub fn run(cli: &Cli, a: &BootstrapArgs, ui: Ui) -> Result<()> {
@@ -220,7 +178,7 @@ fn public_key(
     if let Some(identity) = env.ssh.as_ref().and_then(|s| s.identity.as_deref()) {
         let public = PathBuf::from(format!(
             "{}.pub",
-            crate::node::layout::expand_home(identity, home)?.display()
+            crate::sys::fsx::expand_home(identity, home)?.display()
         ));
         if public.is_file() {
             return Ok((

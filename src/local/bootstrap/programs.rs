@@ -15,12 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-/// A program bootstrap installs outside the package manager.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Program {
-    Traefik,
-    Litestream,
-}
+pub use crate::cli::Program;
 
 impl Program {
     pub const ALL: [Program; 2] = [Program::Traefik, Program::Litestream];

@@ -4,7 +4,7 @@
 //! ([`sh_quote`]); the user name is checked against a strict pattern first.
 
 use super::os::Family;
-use crate::sys::ssh::{sh_join, sh_quote};
+use crate::sys::shell::{sh_join, sh_quote};
 use std::path::PathBuf;
 
 /// One thing bootstrap makes so.

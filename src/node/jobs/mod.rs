@@ -405,7 +405,7 @@ impl Node<'_> {
         by: &str,
     ) -> Result<Passage<(String, String)>> {
         // Validated with the config: it splits, into at least one word.
-        let words = crate::sys::ssh::sh_split(&job.command).map_err(|e| anyhow!(e))?;
+        let words = crate::sys::shell::sh_split(&job.command).map_err(|e| anyhow!(e))?;
         let log = self.layout.job_log(name).display().to_string();
         let spec = self.unit_spec();
         self.when_fence_open(self.fence_wait(), || {

@@ -84,7 +84,7 @@ fn remove_any(path: &Path) -> Result<()> {
 /// Copies a tree with modes, owners, times and links (`cp -a`), then fsyncs every file and
 /// directory of the copy.
 pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    let out = crate::signals::own_group(duct::cmd!("cp", "-a", "--no-target-directory", from, to))
+    let out = crate::sys::own_group(duct::cmd!("cp", "-a", "--no-target-directory", from, to))
         .stderr_capture()
         .unchecked()
         .run()

@@ -65,7 +65,6 @@ impl crate::node::Node<'_> {
                 self.env_name
             );
         }
-        crate::version::check(release)?;
         let mut top = Vec::new();
         let entries = std::fs::read_dir(root).with_context(|| {
             format!(
@@ -142,7 +141,7 @@ impl crate::node::Node<'_> {
             },
         };
         if req.dry_run {
-            crate::help::print(&format!(
+            crate::ui::print(&format!(
                 "{}{}Dry run: nothing was changed.\n",
                 describe(&plan, &root),
                 if resumed.is_some() {

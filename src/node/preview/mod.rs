@@ -206,10 +206,10 @@ impl Prepare<'_> {
     pub fn run(self) -> Result<bool> {
         let of = self.config.preview_of.clone().context("not a preview")?;
         let env = &self.config.environments[self.env_name];
-        let root = layout::expand_home(&env.path, self.home)?;
+        let root = crate::sys::fsx::expand_home(&env.path, self.home)?;
         layout::check_root(&root, self.home)
             .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))?;
-        let source = layout::expand_home(&of.from_path, self.home)?.join("shared");
+        let source = crate::sys::fsx::expand_home(&of.from_path, self.home)?.join("shared");
         if !source.is_dir() {
             bail!(
                 "{} is not set up on this server ({} is missing): a preview copies its data",
@@ -436,11 +436,9 @@ pub fn url(config: &Config, name: &str, port: u16) -> String {
         false => ("http", 80),
     };
     let entry_port = t.managed().and_then(|m| {
-        t.entrypoints.iter().find_map(|e| {
-            m.entrypoints
-                .get(e)
-                .and_then(|a| crate::front::traefik::port_of(a))
-        })
+        t.entrypoints
+            .iter()
+            .find_map(|e| m.entrypoints.get(e).and_then(|a| crate::config::port_of(a)))
     });
     let at = match entry_port {
         Some(p) if p != standard => format!(":{p}"),

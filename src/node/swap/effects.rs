@@ -227,7 +227,7 @@ impl Effects for NodeEffects<'_> {
     }
 
     fn after(&mut self, step: &Step) {
-        signals::point(&format!("after-{}", step.name()));
+        signals::after_swap_step(step.name());
     }
 
     fn failed(&mut self, _step: &Step, _mv: &Move) {
@@ -271,7 +271,7 @@ impl Node<'_> {
         let image = self.image(version);
         let container = spec.hook_container.clone();
         let timeout = self.config.hooks.timeout;
-        let handle = signals::own_group(duct::cmd(
+        let handle = crate::sys::own_group(duct::cmd(
             "podman",
             unit::hook_args(spec, &image, (version, previous), hook),
         ))
