@@ -116,6 +116,13 @@ fn the_list_and_the_databases_it_had_download_together_and_only_the_listed_go_in
     assert!(parts.abs_diff(ms("span_ms")) <= 2, "{done}");
     assert!(ms("span_ms") <= ms("restore_ms"), "{done}");
     assert!(ms("stop_ms") > 0, "the app's stop lies between: {done}");
+    // Each `litestream restore` timed on its own, within the downloads' part.
+    for each in ["_deploy/manifest.db", "data/app.db"] {
+        let took = done["downloads_ms"][each]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no time of {each}: {done}"));
+        assert!(took <= ms("download_ms") + 1, "{done}");
+    }
     let steps: Vec<&str> = r
         .stdout
         .lines()

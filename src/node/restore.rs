@@ -16,7 +16,9 @@
 //! ```
 
 use crate::config::Replicate;
-use crate::node::replicate::{litestream_bin, restore_args, run_restore, shown_url};
+use crate::node::replicate::{
+    litestream_bin, restore_args, run_restore, shown_url, MANIFEST_REPLICA,
+};
 use crate::node::shared_path::SharedRel;
 use crate::node::Node;
 use crate::sys::{fsx, systemd::Systemd};
@@ -128,6 +130,8 @@ impl Span {
 /// What the downloads left in `data/`, ready to go in.
 struct Downloaded {
     restored: Vec<SharedRel>,
+    /// Each `litestream restore`'s own time, in ms, by what it downloaded.
+    took: std::collections::BTreeMap<String, u64>,
     /// A database the replica lists has data in shared/ already.
     replaces: bool,
     first: Instant,
@@ -224,14 +228,14 @@ impl Node<'_> {
             }
             .parts()
         });
-        self.report_restore(r, &got.restored, at, parts, total_ms)
+        self.report_restore(r, &got, at, parts, total_ms)
     }
 
     /// The line that ends a restore, with its span's parts.
     fn report_restore(
         &self,
         r: &Replicate,
-        restored: &[SharedRel],
+        got: &Downloaded,
         at: Option<&str>,
         parts: Option<SpanParts>,
         total_ms: u64,
@@ -252,7 +256,8 @@ impl Node<'_> {
         };
         let mut facts = serde_json::json!({
             "action": "restore",
-            "databases": restored.iter().map(SharedRel::to_string).collect::<Vec<_>>(),
+            "databases": got.restored.iter().map(SharedRel::to_string).collect::<Vec<_>>(),
+            "downloads_ms": got.took,
             "restore_ms": total_ms,
         });
         if let (Some(p), Some(f)) = (&parts, facts.as_object_mut()) {
@@ -263,7 +268,7 @@ impl Node<'_> {
         self.ui.done(
             &format!(
                 "restored {} database(s) of {} on {}{when} from {} ({times}); {next}",
-                restored.len(),
+                got.restored.len(),
                 self.config.app,
                 self.env_name,
                 shown_url(&r.url),
@@ -323,8 +328,10 @@ impl Node<'_> {
             at,
             env,
         )?;
-        let got_list = results.remove(0)?.got;
-        let rels = self.replica_list(r, got_list, &listed, at)?;
+        let list = results.remove(0)?;
+        let mut took = std::collections::BTreeMap::new();
+        took.insert(MANIFEST_REPLICA.to_string(), list.took.as_millis() as u64);
+        let rels = self.replica_list(r, list.got, &listed, at)?;
         let mut fetched_of: Vec<(SharedRel, Result<Fetched>)> =
             guess.into_iter().zip(results).collect();
         self.refuse_over_data(&rels, req.overwrite)?;
@@ -346,8 +353,14 @@ impl Node<'_> {
             )?;
             fetched_of.extend(more.into_iter().zip(results));
         }
+        for (rel, f) in &fetched_of {
+            if let Ok(f) = f {
+                took.insert(rel.to_string(), f.took.as_millis() as u64);
+            }
+        }
         let restored = self.keep_listed(&rels, fetched_of, work, &when)?;
         Ok(Downloaded {
+            took,
             replaces: rels
                 .iter()
                 .any(|rel| crate::node::snapshot::has_data(&shared.join(rel.as_str()))),
