@@ -1,5 +1,6 @@
-//! Off-site replication of the SQLite databases in `shared/` with Litestream, and `deploy
-//! restore` from it onto a fresh (or a broken) server.
+//! Off-site replication of the SQLite databases in `shared/` with Litestream, and what
+//! `deploy restore` (restore.rs) and `deploy verify` read of the replica: its list of databases
+//! and one `litestream restore`.
 //!
 //! ```text
 //! <path>/.deploy/litestream.yml        Litestream's config (0600): every database in shared/
@@ -551,7 +552,8 @@ impl Node<'_> {
     /// The databases this server replicated last (its own manifest), each a plain path inside
     /// shared/ and none of the app's shared files; empty when there is no such list.
     pub(crate) fn replicated_last(&self) -> Vec<SharedRel> {
-        let Ok(names) = read_list(&self.manifest()) else {
+        let path = self.manifest();
+        let Some(names) = path.exists().then(|| read_list(&path).ok()).flatten() else {
             return Vec::new();
         };
         names

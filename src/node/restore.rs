@@ -58,18 +58,21 @@ fn download_all(
         jobs.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..DOWNLOADS_AT_ONCE.min(jobs.len()) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(job) = jobs.get(i) else { break };
-                    let t = Instant::now();
-                    let r = run_restore(&bin, restore_args(config, &job.db, &job.out, at), env, &job.out)
-                        .map(|got| Fetched {
-                            got,
-                            took: t.elapsed(),
-                        });
-                    *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-                }
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(job) = jobs.get(i) else { break };
+                let t = Instant::now();
+                let r = run_restore(
+                    &bin,
+                    restore_args(config, &job.db, &job.out, at),
+                    env,
+                    &job.out,
+                )
+                .map(|got| Fetched {
+                    got,
+                    took: t.elapsed(),
+                });
+                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
             });
         }
     });
@@ -93,9 +96,11 @@ pub(crate) struct Span {
     pub placed: Instant,
 }
 
-/// A restore's span in milliseconds, by part.
+/// A restore's span in milliseconds, by part (the fields of its `done` event).
 #[derive(Debug, PartialEq, Serialize)]
 pub(crate) struct SpanParts {
+    /// The databases' span: from the first `litestream restore` to the last file in place.
+    pub databases_ms: u64,
     /// The downloads: the list of databases and every database (several at once).
     pub download_ms: u64,
     /// Between the downloads and the placing: the fence, the app's stop (behind the gap or the
@@ -103,10 +108,9 @@ pub(crate) struct SpanParts {
     pub stop_ms: u64,
     /// The placing: the downloaded files renamed in, their directories synced.
     pub place_ms: u64,
-    /// The databases' own time: the downloads and the placing.
-    pub databases_ms: u64,
-    /// From the first `litestream restore` to the last file in place.
-    pub span_ms: u64,
+    /// The databases' own time, what `litestream restore -o` alone is compared with: the
+    /// downloads and the placing.
+    pub databases_own_ms: u64,
 }
 
 impl Span {
@@ -118,11 +122,11 @@ impl Span {
             ms(self.placing, self.placed),
         );
         SpanParts {
+            databases_ms: ms(self.first, self.placed),
             download_ms,
             stop_ms: ms(self.downloaded, self.placing),
             place_ms,
-            databases_ms: download_ms + place_ms,
-            span_ms: ms(self.first, self.placed),
+            databases_own_ms: download_ms + place_ms,
         }
     }
 }
@@ -243,9 +247,10 @@ impl Node<'_> {
         let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
         let times = match &parts {
             Some(p) => format!(
-                "the databases in {} ms: downloads {} ms, placing {} ms; the app's stop between \
-                 them {} ms; {total_ms} ms in all",
-                p.databases_ms, p.download_ms, p.place_ms, p.stop_ms
+                "the databases' own {} ms: downloads {} ms, placing {} ms; with the app's stop \
+                 between them {} ms from the first download to the last file in place; \
+                 {total_ms} ms in all",
+                p.databases_own_ms, p.download_ms, p.place_ms, p.databases_ms
             ),
             None => format!("{total_ms} ms in all"),
         };
@@ -290,51 +295,37 @@ impl Node<'_> {
     ) -> Result<Downloaded> {
         let (shown, shared) = (shown_url(&r.url), self.layout.shared());
         let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
-        // Downloaded meanwhile: the databases this server replicated last, unless a restore
-        // onto them would be refused anyway.
-        let guess: Vec<SharedRel> = {
-            let last = self.replicated_last();
-            let refused = !req.overwrite
-                && last
-                    .iter()
-                    .any(|rel| crate::node::snapshot::has_data(&shared.join(rel.as_str())));
-            if refused {
-                Vec::new()
-            } else {
-                last
-            }
-        };
+        let guess = self.guess(req.overwrite);
         let config = work.join("litestream.yml");
         self.write_litestream_config(r, &config, &guess)?;
-        let fetched = work.join("fetched");
-        let listed = work.join("manifest.db");
+        let (fetched, listed) = (work.join("fetched"), work.join("manifest.db"));
         let manifest = Download {
             db: self.layout.meta().join(crate::node::replicate::MANIFEST),
             out: listed.clone(),
         };
+        let jobs: Vec<Download> = std::iter::once(manifest)
+            .chain(guess.iter().map(|rel| download_of(&shared, &fetched, rel)))
+            .collect();
+        let label = format!(
+            "Downloading the list of databases at {shown}{when}{}",
+            match guess.len() {
+                0 => String::new(),
+                n => format!(", and the {n} database(s) it had"),
+            }
+        );
         let first = Instant::now();
-        let mut results = self.fetch(
-            &format!(
-                "Downloading the list of databases at {shown}{when}{}",
-                match guess.len() {
-                    0 => String::new(),
-                    n => format!(", and the {n} database(s) it had"),
-                }
-            ),
-            &config,
-            std::iter::once(manifest)
-                .chain(guess.iter().map(|rel| download_of(&shared, &fetched, rel)))
-                .collect(),
-            at,
-            env,
-        )?;
-        let list = results.remove(0)?;
+        // The step fails with the list's download; a guess's is judged once the list is read.
+        let (list, results) = self.ui.step(&label, || {
+            let mut all = fetch(&config, &jobs, at, env)?;
+            let list = all.remove(0)?;
+            Ok((list, all))
+        })?;
         let mut took = std::collections::BTreeMap::new();
         took.insert(MANIFEST_REPLICA.to_string(), list.took.as_millis() as u64);
         let rels = self.replica_list(r, list.got, &listed, at)?;
+        self.refuse_over_data(&rels, req.overwrite)?;
         let mut fetched_of: Vec<(SharedRel, Result<Fetched>)> =
             guess.into_iter().zip(results).collect();
-        self.refuse_over_data(&rels, req.overwrite)?;
         let more: Vec<SharedRel> = rels
             .iter()
             .filter(|rel| !fetched_of.iter().any(|(g, _)| g == *rel))
@@ -342,21 +333,21 @@ impl Node<'_> {
             .collect();
         if !more.is_empty() {
             self.write_litestream_config(r, &config, &rels)?;
-            let results = self.fetch(
-                &format!("Downloading the {} other database(s) it lists", more.len()),
-                &config,
-                more.iter()
-                    .map(|rel| download_of(&shared, &fetched, rel))
-                    .collect(),
-                at,
-                env,
-            )?;
-            fetched_of.extend(more.into_iter().zip(results));
+            let jobs: Vec<Download> = more
+                .iter()
+                .map(|rel| download_of(&shared, &fetched, rel))
+                .collect();
+            let label = format!("Downloading the {} other database(s) it lists", more.len());
+            let results: Vec<Fetched> = self.ui.step(&label, || {
+                fetch(&config, &jobs, at, env)?.into_iter().collect()
+            })?;
+            fetched_of.extend(more.into_iter().zip(results.into_iter().map(Ok)));
         }
-        for (rel, f) in &fetched_of {
-            if let Ok(f) = f {
-                took.insert(rel.to_string(), f.took.as_millis() as u64);
-            }
+        for (rel, f) in fetched_of
+            .iter()
+            .filter_map(|(r, f)| Some(r).zip(f.as_ref().ok()))
+        {
+            took.insert(rel.to_string(), f.took.as_millis() as u64);
         }
         let restored = self.keep_listed(&rels, fetched_of, work, &when)?;
         Ok(Downloaded {
@@ -370,20 +361,20 @@ impl Node<'_> {
         })
     }
 
-    /// Runs `jobs` as one step named `label`.
-    fn fetch(
-        &self,
-        label: &str,
-        config: &Path,
-        jobs: Vec<Download>,
-        at: Option<&str>,
-        env: &[(String, String)],
-    ) -> Result<Vec<Result<Fetched>>> {
-        for job in &jobs {
-            std::fs::create_dir_all(job.out.parent().expect("a parent"))?;
+    /// What is downloaded while the replica's list is: the databases this server replicated
+    /// last, unless a restore onto them would be refused anyway (data there, no `--overwrite`).
+    fn guess(&self, overwrite: bool) -> Vec<SharedRel> {
+        let shared = self.layout.shared();
+        let last = self.replicated_last();
+        let refused = !overwrite
+            && last
+                .iter()
+                .any(|rel| crate::node::snapshot::has_data(&shared.join(rel.as_str())));
+        if refused {
+            Vec::new()
+        } else {
+            last
         }
-        self.ui
-            .step(label, || download_all(config, &jobs, at, env))
     }
 
     /// Every path the replica lists checked where it goes, and none holding data unless
@@ -513,7 +504,10 @@ impl Node<'_> {
             // A stale `-journal` would be rolled back into the new file, a `-wal` replayed.
             set_aside(&live, &old.join(n.to_string()))?;
             std::fs::rename(data.join(rel.as_str()), &live).map_err(|e| {
-                anyhow::anyhow!("cannot rename the restored {rel} into {}: {e}", live.display())
+                anyhow::anyhow!(
+                    "cannot rename the restored {rel} into {}: {e}",
+                    live.display()
+                )
             })?;
             dirs.insert(live.parent().expect("a directory").to_path_buf());
         }
@@ -523,6 +517,19 @@ impl Node<'_> {
         self.placing.set(Some((began, Instant::now())));
         Ok(())
     }
+}
+
+/// Every download of `jobs`, their directories made first.
+fn fetch(
+    config: &Path,
+    jobs: &[Download],
+    at: Option<&str>,
+    env: &[(String, String)],
+) -> Result<Vec<Result<Fetched>>> {
+    for job in jobs {
+        std::fs::create_dir_all(job.out.parent().expect("a parent"))?;
+    }
+    download_all(config, jobs, at, env)
 }
 
 /// The download of `rel` into `fetched/`.
@@ -537,7 +544,11 @@ fn download_of(shared: &Path, fetched: &Path, rel: &SharedRel) -> Download {
 /// way of the file that replaces it: moved into `aside` (the same file system: a rename, the
 /// database a second link) where that works, else removed. The caller syncs `live`'s directory.
 fn set_aside(live: &Path, aside: &Path) -> Result<()> {
-    let name = live.file_name().expect("a file").to_string_lossy().into_owned();
+    let name = live
+        .file_name()
+        .expect("a file")
+        .to_string_lossy()
+        .into_owned();
     let beside: Vec<PathBuf> = ["-wal", "-shm", "-journal"]
         .iter()
         .map(|s| live.with_file_name(format!("{name}{s}")))
@@ -584,11 +595,11 @@ mod tests {
         assert_eq!(
             span.parts(),
             SpanParts {
+                databases_ms: 910,
                 download_ms: 300,
                 stop_ms: 600,
                 place_ms: 10,
-                databases_ms: 310,
-                span_ms: 910,
+                databases_own_ms: 310,
             }
         );
     }
@@ -614,7 +625,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let live = dir.join("shared/app.db");
         std::fs::create_dir_all(dir.join("shared/.app.db-litestream/ltx")).unwrap();
-        for (name, text) in [("app.db", "db"), ("app.db-wal", "wal"), ("app.db-shm", "shm")] {
+        for (name, text) in [
+            ("app.db", "db"),
+            ("app.db-wal", "wal"),
+            ("app.db-shm", "shm"),
+        ] {
             std::fs::write(dir.join("shared").join(name), text).unwrap();
         }
         set_aside(&live, &dir.join("old/0")).unwrap();
@@ -624,9 +639,15 @@ mod tests {
             .collect();
         // The database stays until the rename over it; nothing else of it.
         assert_eq!(left, ["app.db"]);
-        assert_eq!(std::fs::read_to_string(dir.join("old/0/app.db-wal")).unwrap(), "wal");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("old/0/app.db-wal")).unwrap(),
+            "wal"
+        );
         assert!(dir.join("old/0/.app.db-litestream/ltx").is_dir());
-        assert_eq!(std::fs::read_to_string(dir.join("old/0/app.db")).unwrap(), "db");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("old/0/app.db")).unwrap(),
+            "db"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
