@@ -5,7 +5,7 @@
 //! the downloads, the app's stop between them and the placing.
 
 mod common;
-use common::{Options, Project};
+use common::Project;
 use std::time::Duration;
 
 fn sql(p: &Project, db: &std::path::Path, q: &str) -> String {
@@ -16,17 +16,8 @@ fn sql(p: &Project, db: &std::path::Path, q: &str) -> String {
 
 #[test]
 fn the_list_and_the_databases_it_had_download_together_and_only_the_listed_go_in() {
-    let p = Project::new("rs2-dl", 18850, Options::default());
-    let replica = p.file_replica();
-    p.add_to_config(&format!(
-        "replicate:\n  url: file://{}\n",
-        replica.display()
-    ));
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
-    for _ in 0..7 {
-        p.body("/");
-    }
+    let p = common::replicated("rs2-dl", 18850, "", 7);
+    let replica = std::path::PathBuf::from("/tmp/deploy-tests/replicas/rs2-dl");
     // Two databases replicated once, then gone from shared/ (and from the replica's list).
     let data = p.root().join("shared/data");
     for name in ["old.db", "bad.db"] {
@@ -79,14 +70,9 @@ fn the_list_and_the_databases_it_had_download_together_and_only_the_listed_go_in
     r.says(", and the 2 database(s) it had ... ok");
     r.says("Downloading the 1 other database(s) it lists ... ok");
     r.says("restored 1 database(s)");
-    assert!(
-        !data.join("old.db").exists(),
-        "an unlisted database went in"
-    );
-    assert!(
-        !data.join("bad.db").exists(),
-        "an unlisted database went in"
-    );
+    for name in ["old.db", "bad.db"] {
+        assert!(!data.join(name).exists(), "{name}, unlisted, went in");
+    }
     assert_eq!(p.body("/hits"), "7\n");
     let left: Vec<String> = std::fs::read_dir(p.root().join(".deploy"))
         .unwrap()

@@ -415,6 +415,13 @@ pub fn restore_args(config: &Path, db: &Path, out: &Path, at: Option<&str>) -> V
     args
 }
 
+/// `litestream` (`bin`) with `args`, and `env` added to its environment (the replica's
+/// credentials).
+pub fn litestream_cmd(bin: &Path, args: Vec<String>, env: &[(String, String)]) -> duct::Expression {
+    env.iter()
+        .fold(duct::cmd(bin, args), |c, (k, v)| c.env(k, v))
+}
+
 /// Runs `litestream` (`bin`) with `args` (see [`restore_args`]) and `env`; false when the
 /// replica has nothing of the database (then or at all), its output's last lines when it fails.
 pub fn run_restore(
@@ -424,9 +431,7 @@ pub fn run_restore(
     out: &Path,
 ) -> Result<bool> {
     let db = args.last().cloned().unwrap_or_default();
-    let run = env
-        .iter()
-        .fold(duct::cmd(bin, args), |c, (k, v)| c.env(k, v))
+    let run = litestream_cmd(bin, args, env)
         .stderr_to_stdout()
         .stdout_capture()
         .unchecked()

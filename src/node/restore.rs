@@ -45,14 +45,18 @@ struct Fetched {
     took: Duration,
 }
 
-/// Runs every download, at most [`DOWNLOADS_AT_ONCE`] at once; each one's result, in order.
-fn download_all(
+/// Runs every download (its directory made first), at most [`DOWNLOADS_AT_ONCE`] at once;
+/// each one's result, in order.
+fn fetch(
     config: &Path,
     jobs: &[Download],
     at: Option<&str>,
     env: &[(String, String)],
 ) -> Result<Vec<Result<Fetched>>> {
     let bin = litestream_bin()?;
+    for job in jobs {
+        std::fs::create_dir_all(job.out.parent().expect("a parent"))?;
+    }
     let next = AtomicUsize::new(0);
     let results: Vec<Mutex<Option<Result<Fetched>>>> =
         jobs.iter().map(|_| Mutex::new(None)).collect();
@@ -517,19 +521,6 @@ impl Node<'_> {
         self.placing.set(Some((began, Instant::now())));
         Ok(())
     }
-}
-
-/// Every download of `jobs`, their directories made first.
-fn fetch(
-    config: &Path,
-    jobs: &[Download],
-    at: Option<&str>,
-    env: &[(String, String)],
-) -> Result<Vec<Result<Fetched>>> {
-    for job in jobs {
-        std::fs::create_dir_all(job.out.parent().expect("a parent"))?;
-    }
-    download_all(config, jobs, at, env)
 }
 
 /// The download of `rel` into `fetched/`.
