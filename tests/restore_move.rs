@@ -4,24 +4,8 @@
 //! in socket mode no connection starts the app while the databases go in.
 
 mod common;
-use common::{Options, Project};
+use common::{replicated, Project};
 use std::time::{Duration, Instant};
-
-fn replicated(app: &str, port: u16, extra: &str) -> Project {
-    let p = Project::new(app, port, Options::default());
-    let dir = p.file_replica();
-    p.add_to_config(&format!(
-        "replicate:\n  url: file://{}\n{extra}",
-        dir.display()
-    ));
-    p.with_v1_live();
-    for _ in 0..5 {
-        p.body("/");
-    }
-    // Litestream syncs every second.
-    std::thread::sleep(Duration::from_millis(2500));
-    p
-}
 
 #[track_caller]
 fn db_check(p: &Project) -> (String, i64) {
@@ -67,7 +51,7 @@ fn restore_points(p: &Project) -> Vec<String> {
 
 #[test]
 fn a_restore_killed_after_any_step_is_put_right_by_the_server() {
-    let p = replicated("t-rstkill", 18520, "");
+    let p = replicated("t-rstkill", 18520, "", 5);
     let (_, rows) = db_check(&p);
     for step in restore_points(&p) {
         let hook = format!("kill@after-{step}");
@@ -125,7 +109,7 @@ fn a_restore_killed_after_any_step_is_put_right_by_the_server() {
 
 #[test]
 fn a_database_whose_data_is_only_in_its_wal_counts_as_data() {
-    let p = replicated("t-rstwal", 18522, "");
+    let p = replicated("t-rstwal", 18522, "", 5);
     common::lose_the_server(&p);
     // What a crash can leave: an empty database file and its whole data in the -wal.
     let data = p.root().join("shared/data");
@@ -149,7 +133,7 @@ fn a_database_whose_data_is_only_in_its_wal_counts_as_data() {
 
 #[test]
 fn in_socket_mode_no_connection_starts_the_app_during_a_restore() {
-    let p = replicated("t-rstsock", 18524, "listen: socket\n");
+    let p = replicated("t-rstsock", 18524, "listen: socket\n", 5);
     let restore = p
         .deploy_cmd(
             &[("DEPLOY_TEST_HOOK", "sleep@after-stop")],

@@ -4,23 +4,12 @@
 //! one missing a database.
 
 mod common;
-use common::{Options, Project};
+use common::Project;
 use std::time::Duration;
 
-#[track_caller]
+/// Replicated, with verify's `max_lag` short.
 fn replicated(app: &str, port: u16) -> Project {
-    let p = Project::new(app, port, Options::default());
-    let dir = p.file_replica();
-    p.add_to_config(&format!(
-        "replicate:\n  url: file://{}\nverify:\n  max_lag: 3s\n",
-        dir.display()
-    ));
-    p.with_v1_live();
-    for _ in 0..5 {
-        p.body("/");
-    }
-    std::thread::sleep(Duration::from_millis(2500));
-    p
+    common::replicated(app, port, "verify:\n  max_lag: 3s\n", 5)
 }
 
 #[test]
@@ -97,16 +86,12 @@ fn verify_fails_on_a_replica_overwritten_with_garbage() {
 
 #[test]
 fn verify_runs_on_its_timer_and_status_shows_it() {
-    let p = Project::new("t-verifytimer", 18534, Options::default());
-    let dir = p.file_replica();
-    p.add_to_config(&format!(
-        "replicate:\n  url: file://{}\nverify:\n  schedule: \"*:*:0/3\"\n",
-        dir.display()
-    ));
-    p.with_v1_live();
-    for _ in 0..3 {
-        p.body("/");
-    }
+    let p = common::replicated(
+        "t-verifytimer",
+        18534,
+        "verify:\n  schedule: \"*:*:0/3\"\n",
+        3,
+    );
     let t = std::time::Instant::now();
     loop {
         let status = p.deploy(&["status"]).ok().stdout;

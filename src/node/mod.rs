@@ -28,6 +28,7 @@ mod release;
 pub mod remove;
 mod rename;
 pub mod replicate;
+mod restore;
 pub mod rollback;
 pub mod schema;
 pub mod server;
@@ -65,8 +66,9 @@ pub struct Node<'a> {
     pub lock_wait: Option<Duration>,
     /// The config as this run resolved it (what the server keeps to act by itself).
     pub config_text: Option<String>,
-    /// When a restore's last database was in place (its span, for the report).
-    pub(crate) placed_at: std::cell::Cell<Option<std::time::Instant>>,
+    /// When a restore's placing began and its last database was in place (its span's parts,
+    /// for the report).
+    pub(crate) placing: std::cell::Cell<Option<(std::time::Instant, std::time::Instant)>>,
 }
 
 pub fn home_dir() -> Result<PathBuf> {
@@ -98,7 +100,7 @@ impl<'a> Node<'a> {
             ui,
             lock_wait: None,
             config_text: None,
-            placed_at: std::cell::Cell::new(None),
+            placing: std::cell::Cell::new(None),
         })
     }
 

@@ -406,8 +406,10 @@ impl Node<'_> {
             &mut out,
             "download",
             format!(
-                "{shown}/{} (the list of databases), then each database it lists (paths inside \
-                 shared/ only), into .deploy/.restore-<pid>/ with litestream restore",
+                "{shown}/{} (the list of databases) and meanwhile the databases this server \
+                 replicated last, then each other database it lists (paths inside shared/ only; \
+                 what it does not list is dropped), into .deploy/.restore-<pid>/ with litestream \
+                 restore, several at once",
                 crate::node::replicate::MANIFEST_REPLICA
             ),
         );

@@ -1,5 +1,6 @@
-//! Off-site replication of the SQLite databases in `shared/` with Litestream, and `deploy
-//! restore` from it onto a fresh (or a broken) server.
+//! Off-site replication of the SQLite databases in `shared/` with Litestream, and what
+//! `deploy restore` (restore.rs) and `deploy verify` read of the replica: its list of databases
+//! and one `litestream restore`.
 //!
 //! ```text
 //! <path>/.deploy/litestream.yml        Litestream's config (0600): every database in shared/
@@ -377,10 +378,6 @@ pub fn point_in_time(at: &str, now: std::time::SystemTime) -> Result<String> {
     }
 }
 
-fn names_of(rels: &[SharedRel]) -> Vec<String> {
-    rels.iter().map(|r| r.to_string()).collect()
-}
-
 /// `KEY=value` lines of an env file (comments and blank lines skipped, one level of quotes
 /// taken off the value). Pure.
 fn parse_env_file(text: &str) -> Vec<(String, String)> {
@@ -397,6 +394,64 @@ fn parse_env_file(text: &str) -> Vec<(String, String)> {
             (k.trim().to_string(), unquoted.to_string())
         })
         .collect()
+}
+
+/// The arguments of `litestream restore` of the database `db` (its path in `config`) into
+/// `out`, as of `at`: nothing when the replica has none of it. Pure.
+pub fn restore_args(config: &Path, db: &Path, out: &Path, at: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "restore".into(),
+        "-config".into(),
+        config.display().to_string(),
+        "-no-expand-env".into(),
+        "-if-replica-exists".into(),
+        "-o".into(),
+        out.display().to_string(),
+    ];
+    if let Some(t) = at {
+        args.extend(["-timestamp".into(), t.into()]);
+    }
+    args.push(db.display().to_string());
+    args
+}
+
+/// `litestream` (`bin`) with `args`, and `env` added to its environment (the replica's
+/// credentials).
+pub fn litestream_cmd(bin: &Path, args: Vec<String>, env: &[(String, String)]) -> duct::Expression {
+    env.iter()
+        .fold(duct::cmd(bin, args), |c, (k, v)| c.env(k, v))
+}
+
+/// Runs `litestream` (`bin`) with `args` (see [`restore_args`]) and `env`; false when the
+/// replica has nothing of the database (then or at all), its output's last lines when it fails.
+pub fn run_restore(
+    bin: &Path,
+    args: Vec<String>,
+    env: &[(String, String)],
+    out: &Path,
+) -> Result<bool> {
+    let db = args.last().cloned().unwrap_or_default();
+    let run = litestream_cmd(bin, args, env)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .context("cannot run litestream")?;
+    if !run.status.success() {
+        bail!(
+            "litestream could not restore {db}:\n{}",
+            crate::sys::podman::tail(&String::from_utf8_lossy(&run.stdout), 10)
+        );
+    }
+    Ok(out.exists())
+}
+
+/// The list of databases in the manifest at `path` (the replica's, once downloaded, or this
+/// server's own).
+pub(crate) fn read_list(path: &Path) -> Result<Vec<String>> {
+    let db = rusqlite::Connection::open(path)
+        .with_context(|| format!("cannot open the list of databases {}", path.display()))?;
+    read_manifest_conn(&db)
 }
 
 impl Node<'_> {
@@ -427,66 +482,23 @@ impl Node<'_> {
         at: Option<&str>,
         env: &[(String, String)],
     ) -> Result<bool> {
-        let bin = litestream_bin()?;
-        let mut args: Vec<String> = vec![
-            "restore".into(),
-            "-config".into(),
-            config.display().to_string(),
-            "-no-expand-env".into(),
-            "-if-replica-exists".into(),
-            "-o".into(),
-            out.display().to_string(),
-        ];
-        if let Some(t) = at {
-            args.extend(["-timestamp".into(), t.into()]);
-        }
-        args.push(db.display().to_string());
-        let run = env
-            .iter()
-            .fold(duct::cmd(bin, args), |c, (k, v)| c.env(k, v))
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .context("cannot run litestream")?;
-        if !run.status.success() {
-            bail!(
-                "litestream could not restore {}:\n{}",
-                db.display(),
-                crate::sys::podman::tail(&String::from_utf8_lossy(&run.stdout), 10)
-            );
-        }
-        Ok(out.exists())
+        run_restore(
+            &litestream_bin()?,
+            restore_args(config, db, out, at),
+            env,
+            out,
+        )
     }
 
-    /// `deploy restore`: every database the replica's manifest lists (as of `--at`) into
-    /// shared/. Refuses over data unless `--overwrite`, and then keeps a snapshot of what it
-    /// replaces first; the app and Litestream are stopped meanwhile and started again.
-    pub fn restore(&self, req: &crate::cli::RestoreArgs) -> Result<()> {
-        let r = self.config.replicate.as_ref().ok_or_else(|| {
-            anyhow::anyhow!(
-                "deploy restore reads the replica of `replicate:`, which this config lacks"
-            )
-        })?;
-        litestream_bin()?;
-        let _lock = self.lock(&format!("deploy restore {}", self.env_name))?;
-        crate::signals::defer();
-        if let Some(what) = self.swap_report()? {
-            bail!(
-                "{what}: settle it first (`deploy status {}`)",
-                self.env_name
-            );
-        }
-        let env = self.litestream_env(req.secrets.as_deref())?;
-        let work = self
-            .layout
-            .meta()
-            .join(format!(".restore-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&work);
-        fsx::ensure_private_dir(&work)?;
-        let result = self.restore_into(r, req, &env, &work);
-        let _ = std::fs::remove_dir_all(&work);
-        result
+    /// Litestream's config for `dbs` (paths under shared/) and the manifest, written to `path`.
+    pub(crate) fn write_litestream_config(
+        &self,
+        r: &Replicate,
+        path: &Path,
+        dbs: &[SharedRel],
+    ) -> Result<()> {
+        let names: Vec<String> = dbs.iter().map(SharedRel::to_string).collect();
+        fsx::write_atomic(path, self.litestream_text(r, &names)?.as_bytes(), 0o600)
     }
 
     /// The replica's list of databases (as of `at`), read into `work`, each entry checked
@@ -502,127 +514,63 @@ impl Node<'_> {
         let shown = shown_url(&r.url);
         let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
         let config = work.join("litestream.yml");
-        fsx::write_atomic(&config, self.litestream_text(r, &[])?.as_bytes(), 0o600)?;
+        self.write_litestream_config(r, &config, &[])?;
         let listed = work.join("manifest.db");
         let rels = self.ui.step(
             &format!("Reading the list of databases at {shown}{when}"),
             || {
-                if !self.litestream_restore(&config, &self.manifest(), &listed, at, env)? {
-                    bail!(
-                        "the replica at {shown} has no list of databases{when}: nothing was \
-                         replicated there (by `deploy setup` and a release with `replicate:`) by \
-                         then"
-                    );
-                }
-                let db = rusqlite::Connection::open(&listed)?;
-                read_manifest_conn(&db)
+                let got = self.litestream_restore(&config, &self.manifest(), &listed, at, env)?;
+                self.replica_list(r, got, &listed, at)
             },
         )?;
-        // Every entry checked before anything changes: a replica is written by whoever can
-        // write the bucket or the account, and names nothing outside shared/.
-        let rels = crate::node::shared_path::parse_all(
+        self.write_litestream_config(r, &config, &rels)?;
+        Ok((config, rels))
+    }
+
+    /// The replica's list of databases, downloaded to `listed` (`got`: the replica had one as
+    /// of `at`), every entry checked before anything changes: a replica is written by whoever
+    /// can write the bucket or the account, and names nothing outside shared/ (exit 3).
+    pub(crate) fn replica_list(
+        &self,
+        r: &Replicate,
+        got: bool,
+        listed: &Path,
+        at: Option<&str>,
+    ) -> Result<Vec<SharedRel>> {
+        let shown = shown_url(&r.url);
+        if !got {
+            bail!(
+                "the replica at {shown} has no list of databases{}: nothing was replicated there \
+                 (by `deploy setup` and a release with `replicate:`) by then",
+                at.map(|t| format!(" as of {t}")).unwrap_or_default()
+            );
+        }
+        let rels = read_list(listed)?;
+        crate::node::shared_path::parse_all(
             &rels,
             &format!("the replica's list of databases ({shown}/{MANIFEST_REPLICA})"),
         )
         .and_then(|rels| self.refuse_shared_files(rels))
-        .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))?;
-        let names: Vec<String> = rels.iter().map(|r| r.to_string()).collect();
-        fsx::write_atomic(&config, self.litestream_text(r, &names)?.as_bytes(), 0o600)?;
-        Ok((config, rels))
+        .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))
     }
 
-    fn restore_into(
-        &self,
-        r: &Replicate,
-        req: &crate::cli::RestoreArgs,
-        env: &[(String, String)],
-        work: &Path,
-    ) -> Result<()> {
-        let at = match &req.at {
-            Some(t) => Some(point_in_time(t, std::time::SystemTime::now())?),
-            None => None,
+    /// The databases this server replicated last (its own manifest), each a plain path inside
+    /// shared/ and none of the app's shared files; empty when there is no such list.
+    pub(crate) fn replicated_last(&self) -> Vec<SharedRel> {
+        let path = self.manifest();
+        let Some(names) = path.exists().then(|| read_list(&path).ok()).flatten() else {
+            return Vec::new();
         };
-        let at = at.as_deref();
-        let shown = shown_url(&r.url);
-        let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
-        // The databases' span: from the first `litestream restore` to the last file in place.
-        let started = std::time::Instant::now();
-        let (config, rels) = self.replica_manifest(r, env, work, at)?;
-        let shared = self.layout.shared();
-        for rel in &rels {
-            rel.check_target(&shared)
-                .map_err(|e| crate::exit::with(crate::exit::Code::Config, e))?;
-        }
-        let present: Vec<&SharedRel> = rels
+        names
             .iter()
-            .filter(|rel| crate::node::snapshot::has_data(&shared.join(rel.as_str())))
-            .collect();
-        if !present.is_empty() && !req.overwrite {
-            bail!(
-                "{} has data already ({}): nothing was changed. Pass --overwrite to restore over \
-                 it (a snapshot of what it replaces is kept first)",
-                self.env_name,
-                present
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        let restored = self.download(&config, &rels, &work.join("data"), at, env)?;
-        let _fence = self.close_fence(
-            &format!("deploy restore {}", self.env_name),
-            req.stop_running,
-        )?;
-        match self.current()? {
-            // A move of the swap: the live release stopped (Traefik's gap, the socket's hold),
-            // what it replaces kept, the databases in, started, its health checked; journaled,
-            // so a process that dies is put right like a release's.
-            Some(live) => {
-                let systemd = Systemd::connect()?;
-                // What the server needs to put this move right by itself, as a release has.
-                self.install_recovery(&systemd)?;
-                let mut state = self.load_state()?;
-                let mv = crate::node::swap::Move::restore(&live, work.join("data"), req.overwrite);
-                self.publish(&systemd, &mut state, &mv, false)?;
-            }
-            // Nothing is live (a new server): no app to stop, the files go in place.
-            None => self.put_restored(work, !present.is_empty())?,
-        }
-        let databases_ms = self
-            .placed_at
-            .get()
-            .map(|t| t.duration_since(started).as_millis() as u64);
-        let total_ms = started.elapsed().as_millis() as u64;
-        self.ui.done(
-            &format!(
-                "restored {} database(s) of {} on {}{when} from {shown} (the databases in {}, \
-                 {total_ms} ms in all); {}",
-                restored.len(),
-                self.config.app,
-                self.env_name,
-                databases_ms
-                    .map(|ms| format!("{ms} ms"))
-                    .unwrap_or_else(|| "-".into()),
-                if self.current()?.is_some() {
-                    "the app runs on them".to_string()
-                } else {
-                    format!("now release: `deploy release VERSION {}`", self.env_name)
-                }
-            ),
-            serde_json::json!({
-                "action": "restore",
-                "databases": names_of(&restored),
-                "databases_ms": databases_ms,
-                "restore_ms": total_ms,
-            }),
-        );
-        Ok(())
+            .filter_map(|n| SharedRel::parse(n).ok())
+            .filter(|rel| self.refuse_shared_files(vec![rel.clone()]).is_ok())
+            .collect()
     }
 
     /// Each of `rels` restored from the replica (as of `at`) into `into`, at its path under
     /// shared/ (`config`: Litestream's, from [`Self::replica_manifest`]); those the replica has.
-    pub(crate) fn download(
+    pub(crate) fn download_each(
         &self,
         config: &Path,
         rels: &[SharedRel],
@@ -649,33 +597,6 @@ impl Node<'_> {
         Ok(restored)
     }
 
-    /// Puts restored databases in place where nothing is live (a new server): Litestream
-    /// stopped, a snapshot of what is replaced kept (`.deploy/replaced/<stamp>`), the files
-    /// renamed in; then Litestream started again.
-    fn put_restored(&self, work: &Path, replaces: bool) -> Result<()> {
-        let systemd = Systemd::connect()?;
-        self.stop_replication(&systemd)?;
-        if replaces {
-            let stamp = crate::node::snapshot::stamp();
-            let kept = self.layout.meta().join("replaced");
-            fsx::ensure_private_dir(&kept)?;
-            let kept = kept.join(&stamp);
-            let taken = self.ui.step("Snapshot of the data it replaces", || {
-                crate::node::snapshot::take(
-                    &self.layout.shared(),
-                    &kept,
-                    "before-restore",
-                    crate::node::snapshot::Kind::BeforeRestore,
-                )
-            })?;
-            self.ui.info(&format!("   kept in {}", taken.dir.display()));
-        }
-        self.ui.step("Putting the replica's databases in", || {
-            self.place_downloaded(&work.join("data"))
-        })?;
-        self.sync_replication(&systemd)
-    }
-
     /// A replica's entries that name one of the config's shared files (`.env`...) or the
     /// manifest's own place are refused: they are never databases of the app.
     fn refuse_shared_files(&self, rels: Vec<SharedRel>) -> Result<Vec<SharedRel>> {
@@ -686,52 +607,6 @@ impl Node<'_> {
             }
         }
         Ok(rels)
-    }
-
-    /// Renames each database downloaded into `data` (at its path under shared/) over its place
-    /// in shared/, with its old `-wal`, `-shm` and Litestream's local state gone: the fastest
-    /// way in (no copy), for the app stopped. Never through a symbolic link (one at a
-    /// database is replaced, and said). Remembers when the last file was in place.
-    pub(crate) fn place_downloaded(&self, data: &Path) -> Result<()> {
-        let shared = self.layout.shared();
-        let rels: Vec<String> = crate::node::snapshot::databases(data)?
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        let rels = crate::node::shared_path::parse_all(&rels, "the downloaded data")?;
-        // Every place checked before any is written.
-        for rel in &rels {
-            rel.check_target(&shared)?;
-        }
-        for rel in rels {
-            let (live, links) = rel.for_writing(&shared)?;
-            if !links.is_empty() {
-                self.ui.warn(&format!(
-                    "{rel}: removed the symbolic link(s) {} and put the restored file there (what \
-                     they pointed at is untouched)",
-                    links
-                        .iter()
-                        .map(|l| l.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            // A stale `-journal` would be rolled back into the new file, a `-wal` replayed.
-            for side in ["-wal", "-shm", "-journal"] {
-                let mut p = live.clone().into_os_string();
-                p.push(side);
-                let _ = std::fs::remove_file(PathBuf::from(p));
-            }
-            let name = live
-                .file_name()
-                .expect("a file")
-                .to_string_lossy()
-                .into_owned();
-            let _ = std::fs::remove_dir_all(live.with_file_name(format!(".{name}-litestream")));
-            fsx::rename_durable(&data.join(rel.as_str()), &live)?;
-        }
-        self.placed_at.set(Some(std::time::Instant::now()));
-        Ok(())
     }
 }
 

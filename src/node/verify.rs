@@ -383,9 +383,7 @@ impl Node<'_> {
             "all".into(),
             db.display().to_string(),
         ];
-        let run = env
-            .iter()
-            .fold(duct::cmd(bin, args), |c, (k, v)| c.env(k, v))
+        let run = crate::node::replicate::litestream_cmd(&bin, args, env)
             .stdout_capture()
             .stderr_null()
             .unchecked()

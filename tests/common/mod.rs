@@ -998,6 +998,25 @@ pub fn reboot_user_manager() {
 
 /// The server is lost: every process of the app and of Litestream SIGKILLed (their units then
 /// stopped, so nothing restarts them), and shared/data wiped.
+/// An app replicating to its own `file://` replica (`extra`: more of its config), set up,
+/// released as v1 with `hits` rows written, and replicated (Litestream syncs every second).
+#[track_caller]
+pub fn replicated(app: &str, port: u16, extra: &str, hits: usize) -> Project {
+    let p = Project::new(app, port, Options::default());
+    let dir = p.file_replica();
+    p.add_to_config(&format!(
+        "replicate:\n  url: file://{}\n{extra}",
+        dir.display()
+    ));
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    for _ in 0..hits {
+        p.body("/");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    p
+}
+
 #[track_caller]
 pub fn lose_the_server(p: &Project) {
     let units = [p.unit(), p.names().replication_unit()];

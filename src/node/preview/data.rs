@@ -173,7 +173,7 @@ impl Node<'_> {
         let env = self.litestream_env(secrets)?;
         fsx::ensure_private_dir(work)?;
         let (config, rels) = self.replica_manifest(r, &env, work, Some(&at))?;
-        let got = self.download(&config, &rels, into, Some(&at), &env)?;
+        let got = self.download_each(&config, &rels, into, Some(&at), &env)?;
         Ok((at, got.iter().map(|r| r.to_string()).collect()))
     }
 

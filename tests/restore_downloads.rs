@@ -1,0 +1,133 @@
+//! `deploy restore` downloads the replica's list of databases together with the databases this
+//! server replicated last, with a real Litestream: what the replica lists and this server did
+//! not is downloaded next; what this server listed and the replica does not (a good replica or
+//! a spoiled one) is never put in and fails nothing. Its report splits the databases' span into
+//! the downloads, the app's stop between them and the placing.
+
+mod common;
+use common::Project;
+use std::time::Duration;
+
+fn sql(p: &Project, db: &std::path::Path, q: &str) -> String {
+    let r = p.user("sqlite3", &[db.to_str().unwrap(), q]);
+    assert_eq!(r.code, 0, "{q}: {}", r.stderr);
+    r.stdout.trim().to_string()
+}
+
+#[test]
+fn the_list_and_the_databases_it_had_download_together_and_only_the_listed_go_in() {
+    let p = common::replicated("rs2-dl", 18850, "", 7);
+    let replica = std::path::PathBuf::from("/tmp/deploy-tests/replicas/rs2-dl");
+    // Two databases replicated once, then gone from shared/ (and from the replica's list).
+    let data = p.root().join("shared/data");
+    for name in ["old.db", "bad.db"] {
+        sql(
+            &p,
+            &data.join(name),
+            "PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+        );
+    }
+    p.deploy(&["release", "v2"]).ok();
+    std::thread::sleep(Duration::from_millis(2500));
+    for name in ["old.db", "bad.db"] {
+        for side in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(data.join(format!("{name}{side}")));
+        }
+    }
+    p.deploy(&["release", "v3"]).ok();
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut spoiled = 0;
+    for f in walkdir::WalkDir::new(replica.join("data/bad.db"))
+        .into_iter()
+        .flatten()
+    {
+        if f.file_type().is_file() {
+            std::fs::write(f.path(), vec![0x5a; 4096]).unwrap();
+            spoiled += 1;
+        }
+    }
+    assert!(spoiled > 0, "no replica files of data/bad.db");
+
+    // This server's own list now names those two and not app.db (Litestream stopped first: it
+    // would ship the change to the replica).
+    p.user(
+        "systemctl",
+        &["--user", "stop", "rs2-dl_test_litestream.service"],
+    );
+    sql(
+        &p,
+        &p.root().join(".deploy/replica-manifest.db"),
+        "DELETE FROM databases; INSERT INTO databases VALUES ('data/bad.db'), ('data/old.db');",
+    );
+    // What a restore killed earlier left behind goes.
+    let stale = p.root().join(".deploy/.restore-1");
+    std::fs::create_dir_all(stale.join("data")).unwrap();
+    std::fs::write(stale.join("data/leftover"), "x").unwrap();
+    common::chown_to_node_user(&stale);
+
+    let r = p.deploy(&["restore", "--overwrite"]).ok();
+    r.says("Downloading the list of databases at file://");
+    r.says(", and the 2 database(s) it had ... ok");
+    r.says("Downloading the 1 other database(s) it lists ... ok");
+    r.says("restored 1 database(s)");
+    for name in ["old.db", "bad.db"] {
+        assert!(!data.join(name).exists(), "{name}, unlisted, went in");
+    }
+    assert_eq!(p.body("/hits"), "7\n");
+    let left: Vec<String> = std::fs::read_dir(p.root().join(".deploy"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".restore-"))
+        .collect();
+    assert!(left.is_empty(), "scratch directories left: {left:?}");
+
+    // Its list is this server's own again: the next restore downloads app.db with it, and says
+    // how the span's parts add up.
+    let r = p.deploy(&["--json", "restore", "--overwrite"]).ok();
+    let done: serde_json::Value = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "done")
+        .unwrap_or_else(|| panic!("no done event:\n{}", r.stdout));
+    let ms = |k: &str| done[k].as_u64().unwrap_or_else(|| panic!("no {k}: {done}"));
+    assert_eq!(done["databases"], serde_json::json!(["data/app.db"]));
+    assert_eq!(
+        ms("databases_own_ms"),
+        ms("download_ms") + ms("place_ms"),
+        "{done}"
+    );
+    let parts = ms("download_ms") + ms("stop_ms") + ms("place_ms");
+    assert!(parts.abs_diff(ms("databases_ms")) <= 2, "{done}");
+    assert!(ms("databases_ms") <= ms("restore_ms"), "{done}");
+    assert!(ms("stop_ms") > 0, "the app's stop lies between: {done}");
+    // Each `litestream restore` timed on its own, within the downloads' part.
+    for each in ["_deploy/manifest.db", "data/app.db"] {
+        let took = done["downloads_ms"][each]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no time of {each}: {done}"));
+        assert!(took <= ms("download_ms") + 1, "{done}");
+    }
+    let steps: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "step")
+        .filter_map(|e| e["step"].as_str().map(String::from))
+        .filter(|s| s.starts_with("Downloading"))
+        .map(|s| {
+            if s.contains("it had") {
+                "with"
+            } else {
+                "after"
+            }
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        ["with"],
+        "one download step, the databases with the list"
+    );
+    assert_eq!(p.body("/hits"), "7\n");
+}
