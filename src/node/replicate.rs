@@ -701,17 +701,7 @@ impl Node<'_> {
                 ));
             }
             // A stale `-journal` would be rolled back into the new file, a `-wal` replayed.
-            for side in ["-wal", "-shm", "-journal"] {
-                let mut p = live.clone().into_os_string();
-                p.push(side);
-                let _ = std::fs::remove_file(PathBuf::from(p));
-            }
-            let name = live
-                .file_name()
-                .expect("a file")
-                .to_string_lossy()
-                .into_owned();
-            let _ = std::fs::remove_dir_all(live.with_file_name(format!(".{name}-litestream")));
+            crate::node::snapshot::clear_sidecars(&live)?;
             fsx::rename_durable(&data.join(rel.as_str()), &live)?;
         }
         self.placed_at.set(Some(std::time::Instant::now()));

@@ -183,6 +183,7 @@ impl<'a> NodeEffects<'a> {
                     return node.place_downloaded(snapshot).map(|()| None);
                 }
                 let restored = snapshot::restore(snapshot, &node.layout.shared())?;
+                node.ui.detail(&restored.summary());
                 if let Some(w) = restored.warning() {
                     node.ui.warn(&w);
                 }

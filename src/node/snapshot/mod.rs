@@ -15,10 +15,14 @@
 //! before a restore; what a release running on data it did not leave left). Taking one removes
 //! only the older ones of its own kind.
 
+mod put_back;
+
+pub use put_back::{clear_sidecars, restore, PutBack, Restored};
+
 use crate::node::schema::{self, Schemas};
 use crate::sys::fsx;
 use anyhow::{Context, Result};
-use rusqlite::{Connection, OpenFlags, MAIN_DB};
+use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -190,7 +194,11 @@ pub fn databases(dir: &Path) -> Result<Vec<PathBuf>> {
         .sort_by_file_name()
     {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-        if entry.file_type().is_file() && (is_sqlite(entry.path()) || only_in_wal(entry.path())) {
+        let ours = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(put_back::TEMP_PREFIX);
+        if entry.file_type().is_file() && !ours && has_data(entry.path()) {
             let rel = entry.path().strip_prefix(dir).expect("under dir");
             found.push(rel.to_path_buf());
         }
@@ -373,85 +381,6 @@ fn copy_database(src: &Path, dst: &Path) -> Result<schema::DbSchema> {
     schema::read(&copy).with_context(|| format!("cannot read the schema of {}", dst.display()))
 }
 
-/// Puts every database of a snapshot back into `shared`, through SQLite's backup API (each
-/// database in one transaction, its `-wal` handled by SQLite), keeping each one's journal mode.
-/// Databases in `shared` that the snapshot does not have are left alone. Nothing is written
-/// through a symbolic link ([`SharedRel::for_writing`]): a link where a database was is
-/// replaced by the database (returned, to be told), a linked directory on the way refused
-/// before anything is written.
-pub fn restore(snapshot: &Path, shared: &Path) -> Result<Restored> {
-    let dbs = databases(snapshot)?
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>();
-    let dbs = crate::node::shared_path::parse_all(&dbs, "the snapshot")?;
-    // Every place checked before any is written.
-    for rel in &dbs {
-        rel.check_target(shared)?;
-    }
-    let mut targets = Vec::new();
-    let mut links = Vec::new();
-    for rel in &dbs {
-        let (live, removed) = rel.for_writing(shared)?;
-        links.extend(removed);
-        targets.push((rel, live));
-    }
-    for (rel, live) in &targets {
-        let mut conn = Connection::open_with_flags(
-            live,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
-        )
-        .with_context(|| format!("cannot open the database {}", live.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-        conn.restore(
-            MAIN_DB,
-            snapshot.join(rel.as_str()),
-            None::<fn(rusqlite::backup::Progress)>,
-        )
-        .with_context(|| {
-            format!(
-                "cannot restore {} from {}",
-                live.display(),
-                snapshot.display()
-            )
-        })?;
-        let _: String = conn.query_row(&format!("PRAGMA journal_mode={mode}"), [], |r| r.get(0))?;
-    }
-    Ok(Restored {
-        databases: dbs.len(),
-        replaced_links: links,
-    })
-}
-
-/// What a restore did.
-#[derive(Debug)]
-pub struct Restored {
-    pub databases: usize,
-    /// Symbolic links that stood where a database goes, removed (what they point at untouched).
-    pub replaced_links: Vec<PathBuf>,
-}
-
-impl Restored {
-    /// A warning for the links replaced, if any.
-    pub fn warning(&self) -> Option<String> {
-        (!self.replaced_links.is_empty()).then(|| {
-            format!(
-                "replaced symbolic link(s) in shared/ by the restored data, never writing through \
-                 them: {}",
-                self.replaced_links
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,7 +429,7 @@ mod tests {
         writer.execute("DELETE FROM t WHERE x < 50", []).unwrap();
         drop(writer);
         assert_eq!(rows(&db), 50);
-        assert_eq!(restore(&taken.dir, &shared).unwrap().databases, 1);
+        assert_eq!(restore(&taken.dir, &shared).unwrap().how.len(), 1);
         assert_eq!(rows(&db), 100);
         let mode: String = Connection::open(&db)
             .unwrap()

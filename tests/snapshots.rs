@@ -1,0 +1,147 @@
+//! Snapshots at any size, on a real node, on this machine's ext4 and on an XFS with reflinks (a
+//! loop file): the put-back of a failed release and `rollback --with-data` put exactly the
+//! snapshot's data back, as a new file with the live one's mode and journal mode; `deploy
+//! releases` says each snapshot's size and method, and old snapshots go with their release.
+
+mod common;
+use common::{Options, Project};
+use std::path::{Path, PathBuf};
+
+/// The checksum of every table of a database but Litestream's (`_litestream_%`), and of its
+/// schema, read as the node user (sqlite3's `sha3_query`), without writing it.
+fn table_sums(p: &Project, db: &Path) -> String {
+    let q = "SELECT name || ' ' || hex(sha3_query('SELECT * FROM \"' || name || '\"')) FROM \
+             sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_litestream\\_%' ESCAPE '\\' \
+             ORDER BY name; SELECT 'schema ' || hex(sha3_query('SELECT type, name, sql FROM \
+             sqlite_master WHERE name NOT LIKE ''\\_litestream\\_%'' ESCAPE ''\\'' ORDER BY \
+             name'));";
+    let out = p
+        .user("sqlite3", &["-readonly", db.to_str().unwrap(), q])
+        .ok();
+    assert!(
+        out.stdout.contains("hits "),
+        "{}: {}",
+        db.display(),
+        out.stdout
+    );
+    out.stdout
+}
+
+/// Rows of the app's table, as the node user.
+fn count(p: &Project, db: &Path) -> i64 {
+    p.user(
+        "sqlite3",
+        &[
+            "-readonly",
+            db.to_str().unwrap(),
+            "SELECT COUNT(*) FROM hits",
+        ],
+    )
+    .ok()
+    .stdout
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+/// About `mb` MB of random rows in the app's table.
+fn grow(p: &Project, mb: u32) {
+    let db = p.root().join("shared/data/app.db");
+    let rows = mb * 1024 * 1024 / 300;
+    p.user(
+        "sqlite3",
+        &[
+            db.to_str().unwrap(),
+            &format!(
+                "INSERT INTO hits (version) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + \
+                 1 FROM c WHERE x < {rows}) SELECT hex(randomblob(120)) FROM c;"
+            ),
+        ],
+    )
+    .ok();
+}
+
+fn live_db(p: &Project) -> PathBuf {
+    p.root().join("shared/data/app.db")
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+fn journal_mode(p: &Project) -> String {
+    p.user(
+        "sqlite3",
+        &[live_db(p).to_str().unwrap(), "PRAGMA journal_mode"],
+    )
+    .ok()
+    .stdout
+    .trim()
+    .to_string()
+}
+
+/// A failed release puts back the gap's snapshot, `rollback --with-data` the target's; both
+/// exactly, as a new file (`how`: clone or copy) with the live file's mode and WAL mode.
+fn the_put_back_is_exact(p: &Project, how: &str) {
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    grow(p, 8);
+    for _ in 0..5 {
+        p.body("/");
+    }
+    let db = live_db(p);
+    p.user("chmod", &["0640", db.to_str().unwrap()]).ok();
+
+    // v2 migrates (deletes rows) and fails its health check: v1 and its data go back.
+    p.write("assets/startup.sql", "DELETE FROM hits WHERE id % 2 = 0;");
+    p.write("assets/fail-health", "");
+    let was = inode(&db);
+    let r = p.deploy(&["-v", "release", "v2"]).failed();
+    r.says(&format!("put back: data/app.db ({how})"));
+    let gap = common::only_snapshot(&p.root(), "v1").join("data/app.db");
+    assert_eq!(table_sums(p, &db), table_sums(p, &gap), "the data v1 left");
+    assert_ne!(inode(&db), was, "a new file renamed into place");
+    assert_eq!(mode_of(&db), 0o640, "the live file's mode");
+    assert_eq!(journal_mode(p), "wal");
+    assert!(p.body("/").starts_with("example-app v1 "));
+
+    // v3 goes live on it and writes; `rollback --with-data` puts back what v1 left at v3's stop.
+    p.remove("assets/startup.sql");
+    p.remove("assets/fail-health");
+    p.deploy(&["release", "v3"]).ok();
+    let left = common::only_snapshot(&p.root(), "v1").join("data/app.db");
+    let kept = table_sums(p, &left);
+    let rows = count(p, &left);
+    for _ in 0..5 {
+        p.body("/");
+    }
+    assert_eq!(count(p, &db), rows + 5);
+    let (was, snapshot) = (inode(&db), inode(&left));
+    let r = p.deploy(&["-v", "rollback", "--with-data", "--yes"]).ok();
+    r.says(&format!("put back: data/app.db ({how})"));
+    assert_eq!(table_sums(p, &db), kept, "exactly what v1 left");
+    assert_ne!(inode(&db), was, "a new file renamed into place");
+    assert_eq!(inode(&left), snapshot, "never the snapshot itself");
+    assert_eq!(mode_of(&db), 0o640);
+    assert_eq!(journal_mode(p), "wal");
+    assert!(p.body("/").starts_with("example-app v1 "));
+}
+
+#[test]
+fn on_ext4_the_put_back_is_a_fresh_copy_renamed_into_place() {
+    let p = Project::new("sn2-back", 18800, Options::default());
+    the_put_back_is_exact(&p, "copy");
+}
+
+#[test]
+fn with_reflinks_the_put_back_is_a_clone_renamed_into_place() {
+    let p = Project::new("sn2-backxfs", 18802, Options::default());
+    let _disk = common::SmallDisk::xfs(&p.root(), 600);
+    the_put_back_is_exact(&p, "clone");
+}
