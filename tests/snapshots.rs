@@ -145,3 +145,68 @@ fn with_reflinks_the_put_back_is_a_clone_renamed_into_place() {
     let _disk = common::SmallDisk::xfs(&p.root(), 600);
     the_put_back_is_exact(&p, "clone");
 }
+
+#[test]
+fn releases_show_each_snapshots_size_and_method_and_old_snapshots_go_with_their_release() {
+    let p = Project::new(
+        "sn2-list",
+        18804,
+        Options {
+            keep_releases: 2,
+            ..Options::default()
+        },
+    );
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    grow(&p, 2);
+    p.deploy(&["release", "v2"]).ok();
+    let snap = common::only_snapshot(&p.root(), "v1");
+    let size = std::fs::metadata(snap.join("data/app.db")).unwrap().len();
+
+    let r = p.deploy(&["releases", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let v1 = &v["releases"][1];
+    assert_eq!(v1["version"], "v1", "{v}");
+    assert_eq!(v1["snapshot_bytes"], size, "{v}");
+    assert_eq!(v1["snapshot_method"], "copy", "{v}");
+    assert!(v["releases"][0]["snapshot_bytes"].is_null(), "{v}");
+    let text = p.deploy(&["releases"]).ok().stdout;
+    assert!(
+        text.contains(" SIZE ") && text.contains(" METHOD "),
+        "{text}"
+    );
+    let row = text.lines().find(|l| l.contains(" v1 ")).unwrap();
+    assert!(row.contains(" MiB ") && row.contains(" copy "), "{text}");
+
+    // Beyond keep_releases, a release goes with its snapshots.
+    for v in ["v3", "v4", "v5"] {
+        p.deploy(&["release", v]).ok();
+    }
+    let releases = p.releases_on_disk();
+    assert_eq!(releases, ["v4", "v5"], "{releases:?}");
+    assert!(!snap.exists(), "v1's snapshot went with v1");
+    let left: Vec<_> = walkdir(&p.root().join("releases"))
+        .into_iter()
+        .filter(|d| d.ends_with("snapshots"))
+        .collect();
+    assert_eq!(
+        left,
+        [p.root().join("releases/v4/.deploy/snapshots")],
+        "only the kept releases' snapshots are left"
+    );
+}
+
+/// Every directory under `dir`.
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                todo.push(e.path());
+                all.push(e.path());
+            }
+        }
+    }
+    all
+}

@@ -407,6 +407,7 @@ mod tests {
                 kind: Kind::Left,
                 schemas,
                 method: None,
+                bytes: None,
             },
         })
     }

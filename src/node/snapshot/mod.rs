@@ -73,6 +73,9 @@ pub struct Manifest {
     /// How its databases were copied (none before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<Method>,
+    /// The size of its databases, in bytes (none before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 /// How a snapshot's databases were copied.
@@ -121,6 +124,21 @@ pub struct Snapshot {
     pub stamp: String,
     pub dir: PathBuf,
     pub manifest: Manifest,
+}
+
+impl Snapshot {
+    /// The size of its databases: as recorded, or (a snapshot from before sizes were recorded)
+    /// as found on disk.
+    pub fn bytes(&self) -> u64 {
+        self.manifest.bytes.unwrap_or_else(|| {
+            databases(&self.dir)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|rel| std::fs::metadata(self.dir.join(rel)).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+    }
 }
 
 /// Whether `dir` (where snapshots go) can take a reflink clone of a file of `shared`: what
@@ -258,6 +276,7 @@ pub fn take(shared: &Path, snapshots: &Path, stamp: &str, kind: Kind) -> Result<
         kind,
         schemas: Some(schemas.clone()),
         method,
+        bytes: Some(bytes),
     };
     manifest.write(&tmp)?;
     let dir = snapshots.join(stamp);
