@@ -57,6 +57,11 @@ pub const MIGRATE_STEPS: &[&str] = &[
     "migrate-after-release-files",
 ];
 
+/// The points inside a snapshot's steps, for the test hook: after a database's copy before
+/// the stop is written (before its sync), and half-way through bringing one up to date in the
+/// gap.
+pub const SNAPSHOT_POINTS: &[&str] = &["in-pre-copy", "in-snapshot"];
+
 /// Runs a child in a process group of its own: a Ctrl-C on the terminal (sent to the
 /// foreground group) does not reach it, so a step under way is finished, not cut.
 pub fn own_group(expr: duct::Expression) -> duct::Expression {
@@ -72,6 +77,7 @@ pub fn point(step: &str) {
     debug_assert!(
         RELEASE_POINTS.contains(&step)
             || MIGRATE_STEPS.contains(&step)
+            || SNAPSHOT_POINTS.contains(&step)
             || step
                 .strip_prefix("after-")
                 .is_some_and(|s| crate::node::swap::STEP_NAMES.contains(&s)),

@@ -25,6 +25,12 @@ impl Node<'_> {
     fn describe(&self, step: &Step, mv: &Move) -> Result<String> {
         let unit = self.unit_name();
         Ok(match step {
+            Step::PreCopy => format!(
+                "before the stop, the SQLite databases in WAL mode in {} are copied (where the \
+                 file system cannot clone them), each in a read transaction held until the \
+                 snapshot brings the copy up to date; free disk checked first",
+                self.layout.shared().display()
+            ),
             Step::Clear => format!(
                 "every one-off container labelled {} (in_gap hooks, deploy exec, jobs) is removed, \
                  confirmed gone",

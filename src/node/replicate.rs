@@ -650,6 +650,7 @@ impl Node<'_> {
                     &kept,
                     "before-restore",
                     crate::node::snapshot::Kind::BeforeRestore,
+                    None,
                 )
             })?;
             self.ui.info(&format!("   kept in {}", taken.dir.display()));

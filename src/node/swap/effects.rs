@@ -26,6 +26,8 @@ pub struct NodeEffects<'a> {
     retried: Option<String>,
     /// Litestream was stopped before data was restored: started again after the move.
     pub replication_stopped: bool,
+    /// The databases copied before the stop, for the gap's snapshot.
+    pre_copied: Option<snapshot::PreCopy>,
 }
 
 impl<'a> NodeEffects<'a> {
@@ -40,6 +42,7 @@ impl<'a> NodeEffects<'a> {
             failure_log: None,
             retried: None,
             replication_stopped: false,
+            pre_copied: None,
         })
     }
 
@@ -47,6 +50,7 @@ impl<'a> NodeEffects<'a> {
     fn label(&self, step: &Step, mv: &Move) -> String {
         let to = mv.target();
         match step {
+            Step::PreCopy => "Copying the data before the stop".into(),
             Step::Clear => "Removing the one-off containers (hooks, exec) that may write".into(),
             Step::Image { version } => format!("Image of {version}"),
             Step::EnterGap => "Switching Traefik to the gap server".into(),
@@ -97,16 +101,53 @@ impl<'a> NodeEffects<'a> {
         Ok(())
     }
 
+    /// Where the snapshot of `mv` goes: the release's snapshots (the data `of` leaves), or for
+    /// a restore what it replaces (`.deploy/replaced/`, a directory a stamp each).
+    fn snapshots_of(&self, of: &str, mv: &Move) -> PathBuf {
+        let l = &self.node.layout;
+        match mv.kind {
+            crate::node::swap::Kind::Restore => l.meta().join("replaced"),
+            _ => l.snapshots(of),
+        }
+    }
+
+    /// Before the stop: the databases copied where the file system cannot clone them.
+    fn pre_copy(&mut self, mv: &Move) -> Result<()> {
+        let of = mv.keep_as.as_deref().unwrap_or_default();
+        let dir = self.snapshots_of(of, mv);
+        let shared = self.node.layout.shared();
+        if !shared.is_dir() || snapshot::clone_method(&shared, &dir) == snapshot::Method::Clone {
+            self.node
+                .ui
+                .detail("   nothing to copy: the snapshot clones");
+            return Ok(());
+        }
+        let pre = snapshot::pre_copy(&shared, &dir)?;
+        self.node.ui.detail(&format!(
+            "   {} database(s), {} KiB",
+            pre.databases(),
+            pre.bytes.div_ceil(1024)
+        ));
+        for s in &pre.skipped {
+            self.node.ui.detail(&format!("   left to the gap: {s}"));
+        }
+        self.pre_copied = Some(pre);
+        Ok(())
+    }
+
     /// The data in shared/ copied: as the data `of` leaves (its release's snapshots), or for a
     /// restore as what it replaces (`.deploy/replaced/<stamp>/`).
-    fn snapshot(&self, of: &str, kind: snapshot::Kind, mv: &Move) -> Result<PathBuf> {
+    fn snapshot(&mut self, of: &str, kind: snapshot::Kind, mv: &Move) -> Result<PathBuf> {
         let l = &self.node.layout;
         let stamp = snapshot::stamp();
         let dir = match mv.kind {
-            crate::node::swap::Kind::Restore => l.meta().join("replaced").join(&stamp),
-            _ => l.snapshots(of),
+            crate::node::swap::Kind::Restore => self.snapshots_of(of, mv).join(&stamp),
+            _ => self.snapshots_of(of, mv),
         };
-        let t = snapshot::take(&l.shared(), &dir, &stamp, kind)?;
+        let t = snapshot::take(&l.shared(), &dir, &stamp, kind, self.pre_copied.as_mut());
+        // The copies' read transactions end here, whatever happened.
+        self.pre_copied = None;
+        let t = t?;
         self.node.ui.detail(&format!(
             "   {} database(s), {} KiB, {}, in {}",
             t.databases,
@@ -114,6 +155,9 @@ impl<'a> NodeEffects<'a> {
             t.method.map(|m| m.as_str()).unwrap_or("nothing to copy"),
             t.dir.display()
         ));
+        for n in &t.notes {
+            self.node.ui.warn(n);
+        }
         Ok(t.dir)
     }
 
@@ -144,6 +188,7 @@ impl<'a> NodeEffects<'a> {
     fn act(&mut self, step: &Step, mv: &Move) -> Result<Option<PathBuf>> {
         let node = self.node;
         match step {
+            Step::PreCopy => self.pre_copy(mv),
             Step::Clear => node.clear_writers(),
             Step::Image { version } => node.ensure_image(&node.load_state()?, version).map(|_| ()),
             Step::EnterGap => self.enter_gap(),

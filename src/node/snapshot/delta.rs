@@ -1,0 +1,610 @@
+//! Snapshots where the file system cannot clone (ext4), for databases in WAL mode: the copy is
+//! made before the stop, and the gap only brings it up to date.
+//!
+//! Before the stop, while the old release serves, each database is copied through SQLite's
+//! backup API inside a read transaction that stays open until the gap ([`pre_copy`]). While it is
+//! open, SQLite never moves a page that changed after it out of the `-wal`: a checkpoint copies
+//! no frame past the oldest reader's mark into the database file, and the WAL restarts from its
+//! beginning only when no reader needs it (a reader that reads the file alone allows one
+//! restart, before any later frame exists). So in the gap, with a write lock held (Litestream
+//! keeps running), every page that changed since the copy is in the `-wal`'s frames up to the
+//! last commit, and a page's content now is its newest committed frame there ([`finish`]). Every
+//! page of those frames gets its newest content (a superset of what changed, which costs a few
+//! pages and never a wrong one), the file takes the database's size now, and that is the data at
+//! the stop. The cost in the gap grows with the frames in the `-wal`, not with the database.
+//!
+//! What is committed is SQLite's own record, the `-shm`'s header (both copies the same, its
+//! checksum right), checked against the `-wal`: same salts, every frame's salts and running
+//! checksum, the last frame a commit of the database's size, its checksum the header's. Anything
+//! unexpected (a file replaced since the copy, a header that does not match, a page neither in
+//! the copy nor in the `-wal`) is an error, and the caller copies the database in the gap
+//! instead: slower, never wrong.
+
+use anyhow::{bail, ensure, Context, Result};
+use rusqlite::{Connection, OpenFlags};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Where the copies wait for the gap, in the snapshots' directory (so they are renamed, never
+/// copied, into the snapshot); a temp name: one left by a killed run is never used.
+pub const DIR: &str = ".tmp-pre-copy";
+
+/// Room kept free beside the copies.
+const MARGIN: u64 = 64 << 20;
+
+/// A file's identity: the database must be the same file in the gap as at the copy.
+type FileId = (u64, u64);
+
+fn file_id(path: &Path) -> Result<FileId> {
+    let m = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((m.dev(), m.ino()))
+}
+
+fn side(db: &Path, suffix: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// One database copied before the stop, its read transaction still open.
+struct Held {
+    /// Kept open for its read transaction, until the copy is brought up to date.
+    _reader: Connection,
+    copy: PathBuf,
+    ids: (FileId, FileId),
+}
+
+/// The copies made before the stop, by database (its path under `shared/`). Dropped, it ends
+/// their read transactions and removes what was not taken.
+pub struct PreCopy {
+    dir: PathBuf,
+    held: BTreeMap<PathBuf, Held>,
+    /// Databases left to the gap, and why.
+    pub skipped: Vec<String>,
+    pub bytes: u64,
+}
+
+impl PreCopy {
+    pub fn databases(&self) -> usize {
+        self.held.len()
+    }
+}
+
+impl Drop for PreCopy {
+    fn drop(&mut self) {
+        self.held.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether a database's header says WAL mode.
+fn in_wal_mode(db: &Path) -> bool {
+    let mut head = [0u8; 20];
+    File::open(db)
+        .and_then(|f| f.read_exact_at(&mut head, 0))
+        .is_ok()
+        && super::is_sqlite(db)
+        && head[18] == 2
+}
+
+/// Free bytes for an unprivileged user in the file system of `dir`.
+fn free_bytes(dir: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    // SAFETY: a zeroed statvfs is a valid out-parameter; `c` is a NUL-terminated path.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot read the free space of {}", dir.display()));
+    }
+    Ok(s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+/// Copies every database in WAL mode under `shared` into `snapshots/.tmp-pre-copy/`, each inside
+/// a read transaction that stays open (see the module's text); other databases are left to the
+/// gap. Checks the free disk first: an error when the copies would not fit (nothing is stopped
+/// yet). A database that cannot be read now (locked by an app in exclusive mode) is skipped.
+pub fn pre_copy(shared: &Path, snapshots: &Path) -> Result<PreCopy> {
+    let wal: Vec<PathBuf> = super::databases(shared)?
+        .into_iter()
+        .filter(|rel| in_wal_mode(&shared.join(rel)))
+        .collect();
+    crate::sys::fsx::ensure_dir(snapshots, 0o700)?;
+    let dir = snapshots.join(DIR);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut pre = PreCopy {
+        dir: dir.clone(),
+        held: BTreeMap::new(),
+        skipped: Vec::new(),
+        bytes: 0,
+    };
+    if wal.is_empty() {
+        return Ok(pre);
+    }
+    crate::sys::fsx::ensure_dir(&dir, 0o700)?;
+    let need: u64 = wal
+        .iter()
+        .map(|rel| {
+            let db = shared.join(rel);
+            let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            len(&db) + len(&side(&db, "-wal"))
+        })
+        .sum();
+    let free = free_bytes(&dir)?;
+    if free < need + MARGIN {
+        bail!(
+            "not enough free disk for the snapshot of the data: {} MiB needed, {} MiB free in {}; \
+             nothing was stopped. Make room (`deploy prune` removes old releases and their \
+             snapshots), or set `backup: off`",
+            (need + MARGIN) >> 20,
+            free >> 20,
+            dir.display()
+        );
+    }
+    for rel in wal {
+        let copy = dir.join(rel.to_string_lossy().replace('/', "%"));
+        match copy_one(&shared.join(&rel), &copy) {
+            Ok(held) => {
+                pre.bytes += std::fs::metadata(&copy).map(|m| m.len()).unwrap_or(0);
+                pre.held.insert(rel, held);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&copy);
+                pre.skipped.push(format!("{}: {e:#}", rel.display()));
+            }
+        }
+    }
+    crate::sys::fsx::sync_dir(&dir)?;
+    Ok(pre)
+}
+
+/// One database copied inside a read transaction left open; the copy synced.
+fn copy_one(src: &Path, copy: &Path) -> Result<Held> {
+    let conn = Connection::open_with_flags(
+        src,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open {}", src.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(2))?;
+    conn.execute_batch("BEGIN")?;
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    ensure!(mode == "wal", "not in WAL mode ({mode})");
+    // The read transaction begins with this read; the files are the ones it reads.
+    let _: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+    let ids = (file_id(src)?, file_id(&side(src, "-wal"))?);
+    let mut out = Connection::open(copy)?;
+    out.execute_batch("PRAGMA synchronous=OFF; PRAGMA journal_mode=OFF;")?;
+    rusqlite::backup::Backup::new(&conn, &mut out)
+        .and_then(|b| b.run_to_completion(i32::MAX, std::time::Duration::ZERO, None))
+        .with_context(|| format!("cannot copy {}", src.display()))?;
+    drop(out);
+    crate::signals::point("in-pre-copy");
+    File::open(copy)?
+        .sync_all()
+        .with_context(|| format!("cannot sync {}", copy.display()))?;
+    Ok(Held {
+        _reader: conn,
+        copy: copy.to_path_buf(),
+        ids,
+    })
+}
+
+/// The copy of `rel` made before the stop brought up to the data now and moved to `dst` (see
+/// the module's text), with a write lock held on the live database meanwhile. An error leaves
+/// `dst` missing: the caller copies the database instead. Not synced (the caller syncs).
+pub fn finish(pre: &mut PreCopy, rel: &Path, live: &Path, dst: &Path) -> Option<Result<()>> {
+    let held = pre.held.remove(rel)?;
+    if file_id(live).ok() != Some(held.ids.0) {
+        let _ = std::fs::remove_file(&held.copy);
+        return Some(Err(anyhow::anyhow!(
+            "{}: the database was replaced since the copy",
+            rel.display()
+        )));
+    }
+    let conn = match Connection::open_with_flags(
+        live,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(c) => c,
+        Err(e) => return Some(Err(e.into())),
+    };
+    let done = conn
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            let r = bring_up_to_date(&conn, &held, live);
+            let _ = conn.execute_batch("ROLLBACK");
+            r
+        })
+        .and_then(|()| crate::sys::fsx::rename_durable(&held.copy, dst));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&held.copy);
+    }
+    Some(done.with_context(|| format!("the copy of {} made before the stop", rel.display())))
+}
+
+/// Under the write lock: the copy gets every page of the committed `-wal` and the size now.
+fn bring_up_to_date(conn: &Connection, held: &Held, live: &Path) -> Result<()> {
+    let (wal_path, shm_path) = (side(live, "-wal"), side(live, "-shm"));
+    ensure!(
+        (file_id(live)?, file_id(&wal_path)?) == held.ids,
+        "the database was replaced since the copy"
+    );
+    let page_size: u32 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let page_count: u32 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let mut shm = [0u8; 96];
+    File::open(&shm_path)
+        .and_then(|f| f.read_exact_at(&mut shm, 0))
+        .with_context(|| format!("cannot read {}", shm_path.display()))?;
+    let hdr = IndexHeader::parse(&shm)?;
+    ensure!(
+        hdr.page_size == page_size && hdr.n_page == page_count,
+        "the -shm's header (page size {}, {} pages) is not the database's ({page_size}, \
+         {page_count})",
+        hdr.page_size,
+        hdr.n_page
+    );
+    let wal =
+        File::open(&wal_path).with_context(|| format!("cannot read {}", wal_path.display()))?;
+    let pages = committed_pages(&wal, &hdr)?;
+    apply(&held.copy, &wal, &pages, page_size, page_count)
+}
+
+/// The `-shm`'s header: SQLite's record of what the `-wal` holds, committed.
+#[derive(Debug, Clone, PartialEq)]
+struct IndexHeader {
+    page_size: u32,
+    /// The last committed frame (0: none).
+    max_frame: u32,
+    /// The database's size in pages at that frame.
+    n_page: u32,
+    /// The running checksum at that frame.
+    frame_cksum: (u32, u32),
+    /// The `-wal` header's salts, as its bytes.
+    salt: [u8; 8],
+}
+
+fn ne32(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+impl IndexHeader {
+    /// Both copies of the header (in the host's byte order), the same and whole. Pure.
+    fn parse(shm: &[u8; 96]) -> Result<IndexHeader> {
+        let (a, b) = (&shm[..48], &shm[48..96]);
+        ensure!(a == b, "the -shm's two headers differ (a write under way)");
+        ensure!(
+            ne32(a, 0) == 3_007_000 && a[12] == 1,
+            "the -shm's header is not SQLite's"
+        );
+        let sum = checksum(&a[..40], (0, 0), u32::from_ne_bytes);
+        ensure!(
+            sum == (ne32(a, 40), ne32(a, 44)),
+            "the -shm's header checksum is wrong"
+        );
+        let sz = u16::from_ne_bytes([a[14], a[15]]) as u32;
+        Ok(IndexHeader {
+            page_size: (sz & 0xfe00) + ((sz & 1) << 16),
+            max_frame: ne32(a, 16),
+            n_page: ne32(a, 20),
+            frame_cksum: (ne32(a, 24), ne32(a, 28)),
+            salt: a[32..40].try_into().expect("8 bytes"),
+        })
+    }
+}
+
+/// SQLite's WAL checksum over `data` (a multiple of 8 bytes), from `s`.
+fn checksum(data: &[u8], s: (u32, u32), word: fn([u8; 4]) -> u32) -> (u32, u32) {
+    let (mut s0, mut s1) = s;
+    for chunk in data.chunks_exact(8) {
+        let x0 = word(chunk[..4].try_into().expect("4 bytes"));
+        let x1 = word(chunk[4..].try_into().expect("4 bytes"));
+        s0 = s0.wrapping_add(x0).wrapping_add(s1);
+        s1 = s1.wrapping_add(x1).wrapping_add(s0);
+    }
+    (s0, s1)
+}
+
+/// Every page in the `-wal`'s frames 1 to the header's last commit, with where its newest frame
+/// there keeps its content; each frame checked (salts, running checksum). Reads the frames once.
+fn committed_pages(wal: &File, hdr: &IndexHeader) -> Result<BTreeMap<u32, u64>> {
+    let mut pages = BTreeMap::new();
+    if hdr.max_frame == 0 {
+        return Ok(pages);
+    }
+    let mut r = BufReader::with_capacity(1 << 20, wal);
+    let mut head = [0u8; 32];
+    r.read_exact(&mut head).context("the -wal has no header")?;
+    let word: fn([u8; 4]) -> u32 = match be32(&head, 0) {
+        0x377f_0682 => u32::from_le_bytes,
+        0x377f_0683 => u32::from_be_bytes,
+        m => bail!("the -wal's magic number is {m:#x}"),
+    };
+    ensure!(
+        be32(&head, 8) == hdr.page_size,
+        "the -wal's page size is not the database's"
+    );
+    ensure!(
+        head[16..24] == hdr.salt,
+        "the -wal's salts are not the -shm's"
+    );
+    let mut s = checksum(&head[..24], (0, 0), word);
+    ensure!(
+        s == (be32(&head, 24), be32(&head, 28)),
+        "the -wal header's checksum is wrong"
+    );
+    let size = hdr.page_size as usize;
+    let mut frame = vec![0u8; 24 + size];
+    let mut last_commit = 0;
+    for i in 0..hdr.max_frame as u64 {
+        r.read_exact(&mut frame)
+            .with_context(|| format!("the -wal ends before its frame {}", i + 1))?;
+        ensure!(
+            frame[8..16] == hdr.salt,
+            "frame {} of the -wal is not of it",
+            i + 1
+        );
+        s = checksum(&frame[..8], s, word);
+        s = checksum(&frame[24..], s, word);
+        ensure!(
+            s == (be32(&frame, 16), be32(&frame, 20)),
+            "frame {} of the -wal has a wrong checksum",
+            i + 1
+        );
+        let at = 32 + i * (24 + size as u64) + 24;
+        pages.insert(be32(&frame, 0), at);
+        last_commit = be32(&frame, 4);
+    }
+    ensure!(
+        last_commit == hdr.n_page && s == hdr.frame_cksum,
+        "the -wal's last frame is not the commit the -shm records"
+    );
+    Ok(pages)
+}
+
+/// Writes each page's newest content into the copy, gives it the database's size, and marks it
+/// a rollback-journal database (a snapshot has no `-wal`).
+fn apply(copy: &Path, wal: &File, pages: &BTreeMap<u32, u64>, size: u32, count: u32) -> Result<()> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(copy)
+        .with_context(|| format!("cannot open {}", copy.display()))?;
+    let size64 = size as u64;
+    let had = (f.metadata()?.len() / size64) as u32;
+    // SQLite never writes the page that holds the lock byte (at 1 GiB).
+    let lock_page = (0x4000_0000 / size) + 1;
+    if let Some(p) = (had + 1..=count).find(|p| *p != lock_page && !pages.contains_key(p)) {
+        bail!("page {p} is neither in the copy nor in the -wal");
+    }
+    let mut buf = vec![0u8; size as usize];
+    for (i, (pgno, at)) in pages.iter().filter(|(p, _)| **p <= count).enumerate() {
+        wal.read_exact_at(&mut buf, *at)?;
+        f.write_all_at(&buf, (*pgno as u64 - 1) * size64)?;
+        if i == pages.len() / 2 {
+            crate::signals::point("in-snapshot");
+        }
+    }
+    f.set_len(count as u64 * size64)?;
+    f.write_all_at(&[1, 1], 18)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("deploy-delta-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Every row of every table, in order: the data, whatever the pages.
+    fn dump(db: &Path) -> Vec<String> {
+        let c = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let mut out = Vec::new();
+        for t in ["a", "b"] {
+            let mut st = c
+                .prepare(&format!("SELECT * FROM {t} ORDER BY rowid"))
+                .unwrap();
+            let rows = st
+                .query_map([], |r| {
+                    Ok(format!("{:?}/{:?}", r.get_ref(0)?, r.get_ref(1)?))
+                })
+                .unwrap();
+            out.extend(rows.map(|r| format!("{t}: {}", r.unwrap())));
+        }
+        out
+    }
+
+    fn writer(db: &Path) -> Connection {
+        let w = Connection::open(db).unwrap();
+        w.pragma_update(None, "journal_mode", "WAL").unwrap();
+        w
+    }
+
+    fn fill(w: &Connection, table: &str, from: i64, n: i64) {
+        w.execute_batch("BEGIN").unwrap();
+        for i in from..from + n {
+            w.execute(
+                &format!("INSERT INTO {table} VALUES (?1, hex(randomblob(200)))"),
+                [i],
+            )
+            .unwrap();
+        }
+        w.execute_batch("COMMIT").unwrap();
+    }
+
+    fn salts(db: &Path) -> Vec<u8> {
+        std::fs::read(side(db, "-wal")).unwrap()[16..24].to_vec()
+    }
+
+    /// The copy, finished, against the database now: `before` runs before the copy, `change`
+    /// between the copy and the snapshot; `restarts`: whether the WAL began again meanwhile.
+    fn snapshot_equals_the_data(
+        name: &str,
+        before: fn(&Connection),
+        change: fn(&Connection),
+        restarts: bool,
+    ) {
+        let d = scratch(name);
+        let (shared, snaps) = (d.join("shared"), d.join("snaps"));
+        std::fs::create_dir_all(&shared).unwrap();
+        let db = shared.join("app.db");
+        let w = writer(&db);
+        w.execute_batch("CREATE TABLE a (k, v); CREATE TABLE b (k, v);")
+            .unwrap();
+        fill(&w, "a", 0, 2000);
+        fill(&w, "b", 0, 500);
+        before(&w);
+        let mut pre = pre_copy(&shared, &snaps).unwrap();
+        assert_eq!((pre.databases(), pre.skipped.len()), (1, 0));
+        let salt = salts(&db);
+        change(&w);
+        assert_eq!(salts(&db) != salt, restarts, "the WAL began again");
+        let dst = d.join("snapshot.db");
+        finish(&mut pre, Path::new("app.db"), &db, &dst)
+            .unwrap()
+            .unwrap();
+        assert_eq!(dump(&dst), dump(&db));
+        let c = Connection::open(&dst).unwrap();
+        let check: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let mode: String = c
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete", "a snapshot has no -wal");
+        drop(pre);
+        assert!(!snaps.join(DIR).exists());
+    }
+
+    #[test]
+    fn rows_added_changed_and_deleted_after_the_copy_are_in_the_snapshot() {
+        snapshot_equals_the_data(
+            "change",
+            |_| {},
+            |w| {
+                fill(w, "a", 5000, 300);
+                w.execute("UPDATE a SET v = 'changed' WHERE k % 7 = 0", [])
+                    .unwrap();
+                w.execute("DELETE FROM b WHERE k % 3 = 0", []).unwrap();
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn checkpoints_after_the_copy_and_a_smaller_database_are_followed() {
+        snapshot_equals_the_data(
+            "checkpoint",
+            |_| {},
+            |w| {
+                w.execute("UPDATE a SET v = 'x' WHERE k < 100", []).unwrap();
+                // A checkpoint copies what it may into the file, the WAL goes on after it.
+                let _: (i64, i64, i64) = w
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .unwrap();
+                w.execute("DELETE FROM a WHERE k > 100", []).unwrap();
+                w.execute_batch("VACUUM").unwrap();
+                fill(w, "b", 9000, 50);
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn a_database_fully_checkpointed_at_the_copy_follows_a_restarted_wal() {
+        snapshot_equals_the_data(
+            "restart",
+            // Everything checkpointed: the copy reads the file alone.
+            |w| {
+                let _: i64 = w
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(0))
+                    .unwrap();
+            },
+            // The next write begins the WAL again from its start, with new salts.
+            |w| {
+                fill(w, "b", 8000, 100);
+                w.execute("UPDATE b SET v = 'y'", []).unwrap();
+                fill(w, "a", 7000, 10);
+            },
+            true,
+        );
+    }
+
+    #[test]
+    fn a_database_replaced_since_the_copy_is_refused() {
+        let d = scratch("replaced");
+        let (shared, snaps) = (d.join("shared"), d.join("snaps"));
+        std::fs::create_dir_all(&shared).unwrap();
+        let db = shared.join("app.db");
+        let w = writer(&db);
+        w.execute_batch("CREATE TABLE a (k, v); CREATE TABLE b (k, v);")
+            .unwrap();
+        fill(&w, "a", 0, 10);
+        let mut pre = pre_copy(&shared, &snaps).unwrap();
+        drop(w);
+        let other = shared.join("other.db");
+        let o = writer(&other);
+        o.execute_batch("CREATE TABLE a (k, v);").unwrap();
+        drop(o);
+        std::fs::rename(&other, &db).unwrap();
+        let dst = d.join("snapshot.db");
+        let e = finish(&mut pre, Path::new("app.db"), &db, &dst)
+            .unwrap()
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("replaced"), "{e:#}");
+        assert!(!dst.exists());
+    }
+
+    /// A `-shm` header as SQLite writes it (`page_size` as its u16 field).
+    fn shm_header(page_size: u16) -> [u8; 96] {
+        let mut a = [0u8; 48];
+        a[..4].copy_from_slice(&3_007_000u32.to_ne_bytes());
+        a[12] = 1;
+        a[14..16].copy_from_slice(&page_size.to_ne_bytes());
+        a[16..20].copy_from_slice(&7u32.to_ne_bytes());
+        a[20..24].copy_from_slice(&3u32.to_ne_bytes());
+        a[32..40].copy_from_slice(b"saltsalt");
+        let sum = checksum(&a[..40], (0, 0), u32::from_ne_bytes);
+        a[40..44].copy_from_slice(&sum.0.to_ne_bytes());
+        a[44..48].copy_from_slice(&sum.1.to_ne_bytes());
+        let mut shm = [0u8; 96];
+        shm[..48].copy_from_slice(&a);
+        shm[48..].copy_from_slice(&a);
+        shm
+    }
+
+    #[test]
+    fn the_index_header_is_read_as_sqlite_writes_it() {
+        let h = IndexHeader::parse(&shm_header(4096)).unwrap();
+        assert_eq!((h.page_size, h.max_frame, h.n_page), (4096, 7, 3));
+        assert_eq!(h.salt, *b"saltsalt");
+        // 64 KiB pages are written as 1.
+        assert_eq!(IndexHeader::parse(&shm_header(1)).unwrap().page_size, 65536);
+        let mut torn = shm_header(4096);
+        torn[60] ^= 1;
+        assert!(IndexHeader::parse(&torn).is_err(), "two different copies");
+        let mut wrong = shm_header(4096);
+        wrong[16] ^= 1;
+        wrong[64] ^= 1;
+        assert!(
+            IndexHeader::parse(&wrong).is_err(),
+            "a checksum that does not hold"
+        );
+    }
+}
