@@ -1,11 +1,18 @@
 //! Snapshots at any size, on a real node, on this machine's ext4 and on an XFS with reflinks (a
-//! loop file): the put-back of a failed release and `rollback --with-data` put exactly the
-//! snapshot's data back, as a new file with the live one's mode and journal mode; `deploy
-//! releases` says each snapshot's size and method, and old snapshots go with their release.
+//! loop file): with the app writing until the stop and Litestream running, the snapshot is
+//! exactly the data at the stop (copied before the stop and brought up to date in the gap on
+//! ext4, cloned on XFS); a SIGKILL in the middle of the copy or of its update leaves the app
+//! serving on whole data; the put-back of a failed release and `rollback --with-data` put
+//! exactly the snapshot's data back, as a new file with the live one's mode and journal mode;
+//! `deploy releases` says each snapshot's size and method, and old snapshots go with their
+//! release.
 
 mod common;
 use common::{Options, Project};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The checksum of every table of a database but Litestream's (`_litestream_%`), and of its
 /// schema, read as the node user (sqlite3's `sha3_query`), without writing it.
@@ -209,4 +216,190 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
         }
     }
     all
+}
+
+/// GET / (a row each) as fast as the app answers, until stopped; the answers.
+fn writer(port: u16) -> (Arc<AtomicBool>, std::thread::JoinHandle<usize>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let mut answered = 0;
+        while !s.load(Ordering::SeqCst) {
+            let ok = ureq::get(format!("http://127.0.0.1:{port}/"))
+                .call()
+                .is_ok_and(|r| r.status() == 200);
+            if ok {
+                answered += 1;
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        answered
+    });
+    (stop, thread)
+}
+
+/// Waits until the swap's journal says `step` is done.
+#[track_caller]
+fn wait_for_step(p: &Project, step: &str) {
+    let journal = p.root().join(".deploy/swap.journal");
+    let done = format!("{{\"t\":\"done\",\"step\":\"{step}\"");
+    let t = Instant::now();
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains(&done)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the swap reached {step}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The snapshot's manifest.
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("snapshot.json")).unwrap()).unwrap()
+}
+
+/// With the app writing as fast as it answers and Litestream running, a release whose run dies
+/// right after its snapshot (the app stays stopped, its data as at the stop): the snapshot holds
+/// exactly the live data, every table but Litestream's. Between the copy before the stop and
+/// the stop, rows are added and rows copied already are changed.
+fn the_snapshot_is_the_data_at_the_stop(p: &Project, method: &str) {
+    let replica = p.file_replica();
+    p.add_to_config(&format!(
+        "replicate:\n  url: file://{}\n",
+        replica.display()
+    ));
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    grow(p, 40);
+    p.without_server_recovery();
+    let db = live_db(p);
+    let (stop, thread) = writer(p.port);
+    let release = p
+        .deploy_cmd(
+            &[(
+                "DEPLOY_TEST_HOOK",
+                "sleep@after-pre-copy,kill@after-snapshot",
+            )],
+            &["-v", "release", "v2"],
+        )
+        .spawn()
+        .unwrap();
+    wait_for_step(p, "pre-copy");
+    let copied = count(p, &db);
+    // Rows the copy holds already change while the app goes on writing.
+    p.user(
+        "sqlite3",
+        &[
+            "-cmd",
+            ".timeout 10000",
+            db.to_str().unwrap(),
+            "UPDATE hits SET version = 'changed ' || id WHERE id % 53 = 0",
+        ],
+    )
+    .ok();
+    let r = Project::wait(release);
+    stop.store(true, Ordering::SeqCst);
+    let answered = thread.join().unwrap();
+    r.says("died (signal 9");
+    let snap = common::only_snapshot(&p.root(), "v1");
+    assert_eq!(manifest(&snap)["method"], method, "{}", r.stderr);
+    let at_stop = snap.join("data/app.db");
+    assert!(
+        count(p, &at_stop) > copied,
+        "rows were written between the copy and the stop ({answered} answered)"
+    );
+    assert_eq!(
+        table_sums(p, &db),
+        table_sums(p, &at_stop),
+        "the snapshot is the data at the stop"
+    );
+    // The next release puts the interrupted one right, with every row.
+    let rows = count(p, &db);
+    p.deploy(&["release", "v3"]).ok();
+    assert_eq!(count(p, &db), rows);
+}
+
+#[test]
+fn on_ext4_the_snapshot_is_copied_before_the_stop_and_is_the_data_at_the_stop() {
+    let p = Project::new("sn2-load", 18806, Options::default());
+    the_snapshot_is_the_data_at_the_stop(&p, "pre-copy");
+}
+
+#[test]
+fn with_reflinks_the_snapshot_is_a_clone_of_the_data_at_the_stop_under_load() {
+    let p = Project::new("sn2-loadxfs", 18808, Options::default());
+    let _disk = common::SmallDisk::xfs(&p.root(), 700);
+    the_snapshot_is_the_data_at_the_stop(&p, "clone");
+}
+
+/// Until the app answers as `version` and no swap is left to put right.
+#[track_caller]
+fn settled_as(p: &Project, version: &str) {
+    let t = Instant::now();
+    loop {
+        let answers = p
+            .get("/")
+            .is_ok_and(|(s, b)| s == 200 && b.starts_with(&format!("example-app {version} ")));
+        if answers && !p.root().join(".deploy/swap.journal").exists() {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the app answers as {version}, with no command"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn integrity(p: &Project) -> String {
+    p.user(
+        "sqlite3",
+        &[live_db(p).to_str().unwrap(), "PRAGMA integrity_check"],
+    )
+    .ok()
+    .stdout
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_sigkill_in_the_middle_of_the_copy_or_of_its_update_leaves_the_app_serving_on_whole_data() {
+    let p = Project::new("sn2-kill", 18810, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    grow(&p, 10);
+    let db = live_db(&p);
+    for (i, point) in ["in-pre-copy", "in-snapshot"].iter().enumerate() {
+        let (stop, thread) = writer(p.port);
+        std::thread::sleep(Duration::from_millis(300));
+        let r = p.deploy_env(
+            &[("DEPLOY_TEST_HOOK", &format!("kill@{point}"))],
+            &["release", &format!("k{i}")],
+        );
+        r.says("died (signal 9");
+        // With no command, the server puts it right: v1 serves, every row whole.
+        settled_as(&p, "v1");
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::SeqCst);
+        let answered = thread.join().unwrap() as i64;
+        assert!(answered > 0, "{point}: the app wrote");
+        assert_eq!(integrity(&p), "ok", "{point}");
+        let hits: i64 = p.body("/hits").trim().parse().unwrap();
+        assert_eq!(hits, count(&p, &db), "{point}");
+        assert!(
+            !p.root()
+                .join("releases/v1/.deploy/snapshots/.tmp-pre-copy")
+                .exists()
+                || *point == "in-pre-copy",
+            "{point}"
+        );
+    }
+    // The next release goes through, its snapshot taken the fast way.
+    p.deploy(&["release", "v2"]).ok();
+    let snap = common::only_snapshot(&p.root(), "v1");
+    assert_eq!(manifest(&snap)["method"], "pre-copy");
 }

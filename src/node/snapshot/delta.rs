@@ -50,9 +50,15 @@ fn side(db: &Path, suffix: &str) -> PathBuf {
 }
 
 /// One database copied before the stop, its read transaction still open.
+///
+/// Its `-shm` is read through one descriptor kept open for as long as any connection of this
+/// process to the database is: closing a descriptor of a file drops every POSIX lock the
+/// process holds on it (SQLite's read marks and write lock live there), so none is opened and
+/// closed meanwhile. (The fields drop in order: the connection, then the descriptor.)
 struct Held {
     /// Kept open for its read transaction, until the copy is brought up to date.
     _reader: Connection,
+    shm: File,
     copy: PathBuf,
     ids: (FileId, FileId),
 }
@@ -70,6 +76,12 @@ pub struct PreCopy {
 impl PreCopy {
     pub fn databases(&self) -> usize {
         self.held.len()
+    }
+
+    /// Whether `rel` is one of the databases copied: the caller must not open its files (see
+    /// [`Held`]).
+    pub fn holds(&self, rel: &Path) -> bool {
+        self.held.contains_key(rel)
     }
 }
 
@@ -175,6 +187,7 @@ fn copy_one(src: &Path, copy: &Path) -> Result<Held> {
     // The read transaction begins with this read; the files are the ones it reads.
     let _: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
     let ids = (file_id(src)?, file_id(&side(src, "-wal"))?);
+    let shm = File::open(side(src, "-shm")).context("cannot open the -shm")?;
     let mut out = Connection::open(copy)?;
     out.execute_batch("PRAGMA synchronous=OFF; PRAGMA journal_mode=OFF;")?;
     rusqlite::backup::Backup::new(&conn, &mut out)
@@ -187,6 +200,7 @@ fn copy_one(src: &Path, copy: &Path) -> Result<Held> {
         .with_context(|| format!("cannot sync {}", copy.display()))?;
     Ok(Held {
         _reader: conn,
+        shm,
         copy: copy.to_path_buf(),
         ids,
     })
@@ -224,6 +238,9 @@ pub fn finish(pre: &mut PreCopy, rel: &Path, live: &Path, dst: &Path) -> Option<
     if done.is_err() {
         let _ = std::fs::remove_file(&held.copy);
     }
+    // This connection goes before the held one and its descriptor of the -shm (see `Held`).
+    drop(conn);
+    drop(held);
     Some(done.with_context(|| format!("the copy of {} made before the stop", rel.display())))
 }
 
@@ -236,9 +253,13 @@ fn bring_up_to_date(conn: &Connection, held: &Held, live: &Path) -> Result<()> {
     );
     let page_size: u32 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
     let page_count: u32 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    ensure!(
+        file_id(&shm_path)? == (held.shm.metadata()?.dev(), held.shm.metadata()?.ino()),
+        "the -shm was replaced since the copy"
+    );
     let mut shm = [0u8; 96];
-    File::open(&shm_path)
-        .and_then(|f| f.read_exact_at(&mut shm, 0))
+    held.shm
+        .read_exact_at(&mut shm, 0)
         .with_context(|| format!("cannot read {}", shm_path.display()))?;
     let hdr = IndexHeader::parse(&shm)?;
     ensure!(
@@ -543,6 +564,23 @@ mod tests {
                 fill(w, "a", 7000, 10);
             },
             true,
+        );
+    }
+
+    #[test]
+    fn a_wal_of_many_index_blocks_is_followed() {
+        snapshot_equals_the_data(
+            "big",
+            |w| {
+                w.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+                fill(w, "a", 100_000, 20_000);
+            },
+            |w| {
+                fill(w, "b", 100_000, 20_000);
+                w.execute("UPDATE a SET v = 'z' WHERE k % 11 = 0", [])
+                    .unwrap();
+            },
+            false,
         );
     }
 

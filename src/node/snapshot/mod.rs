@@ -212,6 +212,12 @@ pub fn present_in(snapshot: &Path, shared: &Path) -> Result<Vec<String>> {
 /// The databases under `dir`, as paths relative to it, in a stable order. Symlinks are not
 /// followed: what `shared/` links to elsewhere is not ours to copy.
 pub fn databases(dir: &Path) -> Result<Vec<PathBuf>> {
+    databases_but_known(dir, |_| false)
+}
+
+/// [`databases`], where a file `known` says is a database is taken as one without being opened
+/// (a database held by a copy made before the stop: see [`delta`]).
+fn databases_but_known(dir: &Path, known: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for entry in walkdir::WalkDir::new(dir)
         .follow_links(false)
@@ -222,8 +228,8 @@ pub fn databases(dir: &Path) -> Result<Vec<PathBuf>> {
             .file_name()
             .to_string_lossy()
             .starts_with(put_back::TEMP_PREFIX);
-        if entry.file_type().is_file() && !ours && has_data(entry.path()) {
-            let rel = entry.path().strip_prefix(dir).expect("under dir");
+        let rel = entry.path().strip_prefix(dir).expect("under dir");
+        if entry.file_type().is_file() && !ours && (known(rel) || has_data(entry.path())) {
             found.push(rel.to_path_buf());
         }
     }
@@ -260,7 +266,7 @@ pub fn take(
     kind: Kind,
     mut pre: Option<&mut PreCopy>,
 ) -> Result<Taken> {
-    let dbs = databases(shared)?;
+    let dbs = databases_but_known(shared, |rel| pre.as_ref().is_some_and(|p| p.holds(rel)))?;
     fsx::ensure_dir(snapshots, 0o700)?;
     let tmp = snapshots.join(format!("{TMP_PREFIX}{stamp}"));
     if tmp.exists() {
@@ -385,6 +391,10 @@ fn snapshot_database(src: &Path, dst: &Path) -> Result<(schema::DbSchema, Method
 /// that grows with the changes in the WAL, not with the database. An error where the file
 /// system cannot clone (the caller copies instead).
 fn clone_database(src: &Path, dst: &Path) -> Result<schema::DbSchema> {
+    // Opened before the connection and closed after it: closing a descriptor of the database
+    // would drop the write lock this process holds on it (a rollback journal's lock is there).
+    let file = std::fs::File::open(src)
+        .with_context(|| format!("cannot open the database {}", src.display()))?;
     let conn = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .with_context(|| format!("cannot open the database {}", src.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -392,7 +402,7 @@ fn clone_database(src: &Path, dst: &Path) -> Result<schema::DbSchema> {
     let _: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let cloned = (|| -> std::io::Result<()> {
-        fsx::clone_file(src, dst)?;
+        fsx::clone_from(&file, dst)?;
         let mut wal = src.as_os_str().to_owned();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
@@ -405,6 +415,7 @@ fn clone_database(src: &Path, dst: &Path) -> Result<schema::DbSchema> {
     })();
     let _ = conn.execute_batch("ROLLBACK");
     drop(conn);
+    drop(file);
     if let Err(e) = cloned {
         let _ = std::fs::remove_file(dst);
         return Err(e).context("no reflink clone here");
