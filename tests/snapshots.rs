@@ -374,6 +374,7 @@ fn a_sigkill_in_the_middle_of_the_copy_or_of_its_update_leaves_the_app_serving_o
     grow(&p, 10);
     let db = live_db(&p);
     for (i, point) in ["in-pre-copy", "in-snapshot"].iter().enumerate() {
+        let rows = count(&p, &db);
         let (stop, thread) = writer(p.port);
         std::thread::sleep(Duration::from_millis(300));
         let r = p.deploy_env(
@@ -388,14 +389,9 @@ fn a_sigkill_in_the_middle_of_the_copy_or_of_its_update_leaves_the_app_serving_o
         let answered = thread.join().unwrap() as i64;
         assert!(answered > 0, "{point}: the app wrote");
         assert_eq!(integrity(&p), "ok", "{point}");
-        let hits: i64 = p.body("/hits").trim().parse().unwrap();
-        assert_eq!(hits, count(&p, &db), "{point}");
         assert!(
-            !p.root()
-                .join("releases/v1/.deploy/snapshots/.tmp-pre-copy")
-                .exists()
-                || *point == "in-pre-copy",
-            "{point}"
+            count(&p, &db) >= rows + answered,
+            "{point}: every row the app said it wrote is there"
         );
     }
     // The next release goes through, its snapshot taken the fast way.

@@ -61,6 +61,10 @@ struct Held {
     shm: File,
     copy: PathBuf,
     ids: (FileId, FileId),
+    /// The `-shm`'s header just before the read transaction began: no frame up to its last one
+    /// holds a change the copy lacks (the gap reads the frames after it, when the WAL has not
+    /// begun again since).
+    before: Option<IndexHeader>,
 }
 
 /// The copies made before the stop, by database (its path under `shared/`). Dropped, it ends
@@ -175,6 +179,8 @@ pub fn pre_copy(shared: &Path, snapshots: &Path) -> Result<PreCopy> {
 
 /// One database copied inside a read transaction left open; the copy synced.
 fn copy_one(src: &Path, copy: &Path) -> Result<Held> {
+    let early = File::open(side(src, "-shm")).ok();
+    let before = early.as_ref().and_then(read_header);
     let conn = Connection::open_with_flags(
         src,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -187,7 +193,10 @@ fn copy_one(src: &Path, copy: &Path) -> Result<Held> {
     // The read transaction begins with this read; the files are the ones it reads.
     let _: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
     let ids = (file_id(src)?, file_id(&side(src, "-wal"))?);
-    let shm = File::open(side(src, "-shm")).context("cannot open the -shm")?;
+    let shm = match early {
+        Some(f) => f,
+        None => File::open(side(src, "-shm")).context("cannot open the -shm")?,
+    };
     let mut out = Connection::open(copy)?;
     out.execute_batch("PRAGMA synchronous=OFF; PRAGMA journal_mode=OFF;")?;
     rusqlite::backup::Backup::new(&conn, &mut out)
@@ -203,6 +212,22 @@ fn copy_one(src: &Path, copy: &Path) -> Result<Held> {
         shm,
         copy: copy.to_path_buf(),
         ids,
+        before,
+    })
+}
+
+/// The `-shm`'s header, if it reads whole within a few tries (a writer may be changing it).
+fn read_header(shm: &File) -> Option<IndexHeader> {
+    let mut buf = [0u8; 96];
+    (0..5).find_map(|_| {
+        let read = shm
+            .read_exact_at(&mut buf, 0)
+            .ok()
+            .and_then(|()| IndexHeader::parse(&buf).ok());
+        if read.is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        read
     })
 }
 
@@ -271,7 +296,7 @@ fn bring_up_to_date(conn: &Connection, held: &Held, live: &Path) -> Result<()> {
     );
     let wal =
         File::open(&wal_path).with_context(|| format!("cannot read {}", wal_path.display()))?;
-    let pages = committed_pages(&wal, &hdr)?;
+    let pages = committed_pages(&wal, &hdr, held.before.as_ref())?;
     apply(&held.copy, &wal, &pages, page_size, page_count)
 }
 
@@ -334,38 +359,50 @@ fn checksum(data: &[u8], s: (u32, u32), word: fn([u8; 4]) -> u32) -> (u32, u32) 
     (s0, s1)
 }
 
-/// Every page in the `-wal`'s frames 1 to the header's last commit, with where its newest frame
-/// there keeps its content; each frame checked (salts, running checksum). Reads the frames once.
-fn committed_pages(wal: &File, hdr: &IndexHeader) -> Result<BTreeMap<u32, u64>> {
+/// Every page in the `-wal`'s frames up to the header's last commit, with where its newest frame
+/// there keeps its content; each frame checked (salts, running checksum). Starts after the
+/// frames of `before` (the header just before the copy) when the WAL has gone on from it, else
+/// at its first frame (it began again since: every frame is newer than the copy).
+fn committed_pages(
+    wal: &File,
+    hdr: &IndexHeader,
+    before: Option<&IndexHeader>,
+) -> Result<BTreeMap<u32, u64>> {
     let mut pages = BTreeMap::new();
     if hdr.max_frame == 0 {
         return Ok(pages);
     }
-    let mut r = BufReader::with_capacity(1 << 20, wal);
     let mut head = [0u8; 32];
-    r.read_exact(&mut head).context("the -wal has no header")?;
+    wal.read_exact_at(&mut head, 0)
+        .context("the -wal has no header")?;
     let word: fn([u8; 4]) -> u32 = match be32(&head, 0) {
         0x377f_0682 => u32::from_le_bytes,
         0x377f_0683 => u32::from_be_bytes,
         m => bail!("the -wal's magic number is {m:#x}"),
     };
     ensure!(
-        be32(&head, 8) == hdr.page_size,
-        "the -wal's page size is not the database's"
+        be32(&head, 8) == hdr.page_size && head[16..24] == hdr.salt,
+        "the -wal's header is not the one the -shm records"
     );
-    ensure!(
-        head[16..24] == hdr.salt,
-        "the -wal's salts are not the -shm's"
-    );
-    let mut s = checksum(&head[..24], (0, 0), word);
-    ensure!(
-        s == (be32(&head, 24), be32(&head, 28)),
-        "the -wal header's checksum is wrong"
-    );
-    let size = hdr.page_size as usize;
-    let mut frame = vec![0u8; 24 + size];
-    let mut last_commit = 0;
-    for i in 0..hdr.max_frame as u64 {
+    let (first, mut s) = match before {
+        Some(b) if b.salt == hdr.salt && b.max_frame > 0 && b.max_frame <= hdr.max_frame => {
+            (b.max_frame as u64, b.frame_cksum)
+        }
+        _ => {
+            let s = checksum(&head[..24], (0, 0), word);
+            ensure!(
+                s == (be32(&head, 24), be32(&head, 28)),
+                "the -wal header's checksum is wrong"
+            );
+            (0, s)
+        }
+    };
+    let size = hdr.page_size as u64;
+    let mut r = BufReader::with_capacity(1 << 20, wal);
+    std::io::Seek::seek(&mut r, std::io::SeekFrom::Start(32 + first * (24 + size)))?;
+    let mut frame = vec![0u8; 24 + size as usize];
+    let mut last_commit = hdr.n_page;
+    for i in first..hdr.max_frame as u64 {
         r.read_exact(&mut frame)
             .with_context(|| format!("the -wal ends before its frame {}", i + 1))?;
         ensure!(
@@ -380,8 +417,7 @@ fn committed_pages(wal: &File, hdr: &IndexHeader) -> Result<BTreeMap<u32, u64>> 
             "frame {} of the -wal has a wrong checksum",
             i + 1
         );
-        let at = 32 + i * (24 + size as u64) + 24;
-        pages.insert(be32(&frame, 0), at);
+        pages.insert(be32(&frame, 0), 32 + i * (24 + size) + 24);
         last_commit = be32(&frame, 4);
     }
     ensure!(

@@ -116,6 +116,7 @@ impl<'a> NodeEffects<'a> {
         let of = mv.keep_as.as_deref().unwrap_or_default();
         let dir = self.snapshots_of(of, mv);
         let shared = self.node.layout.shared();
+        fsx::ensure_dir(&dir, 0o700)?;
         if !shared.is_dir() || snapshot::clone_method(&shared, &dir) == snapshot::Method::Clone {
             self.node
                 .ui
