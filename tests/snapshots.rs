@@ -317,10 +317,42 @@ fn the_snapshot_is_the_data_at_the_stop(p: &Project, method: &str) {
         table_sums(p, &at_stop),
         "the snapshot is the data at the stop"
     );
-    // The next release puts the interrupted one right, with every row.
+    // The replica's position at the stop is recorded beside it (the run died: unconfirmed).
+    let m = manifest(&snap);
+    let txid = m["replica"]["data/app.db"]["txid"]
+        .as_str()
+        .unwrap_or_default();
+    assert_eq!(txid.len(), 16, "{m}");
+    assert!(m["replica"]["data/app.db"]["confirmed_at"].is_null(), "{m}");
+
+    // The next release puts the interrupted one right, with every row; after its gap the
+    // replica is seen to hold the data at its stop, and gives exactly that data back.
     let rows = count(p, &db);
     p.deploy(&["release", "v3"]).ok();
     assert_eq!(count(p, &db), rows);
+    let snap = common::only_snapshot(&p.root(), "v1");
+    let m = manifest(&snap);
+    let pos = &m["replica"]["data/app.db"];
+    assert!(pos["confirmed_at"].is_string(), "{m}");
+    let out = replica.with_file_name(format!("{}-at-stop.db", p.app));
+    let _ = std::fs::remove_file(&out);
+    p.user(
+        "litestream",
+        &[
+            "restore",
+            "-txid",
+            pos["txid"].as_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            &format!("file://{}/data/app.db", replica.display()),
+        ],
+    )
+    .ok();
+    assert_eq!(
+        table_sums(p, &out),
+        table_sums(p, &snap.join("data/app.db")),
+        "the replica at the recorded position is the data at the stop"
+    );
 }
 
 #[test]

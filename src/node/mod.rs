@@ -26,6 +26,7 @@ mod recovery;
 mod release;
 pub mod remove;
 mod rename;
+mod replica_position;
 pub mod replicate;
 pub mod rollback;
 pub mod schema;

@@ -651,6 +651,7 @@ impl Node<'_> {
                     "before-restore",
                     crate::node::snapshot::Kind::BeforeRestore,
                     None,
+                    &|_| None,
                 )
             })?;
             self.ui.info(&format!("   kept in {}", taken.dir.display()));

@@ -408,6 +408,7 @@ mod tests {
                 schemas,
                 method: None,
                 bytes: None,
+                replica: None,
             },
         })
     }

@@ -26,6 +26,7 @@ use crate::sys::fsx;
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -78,7 +79,23 @@ pub struct Manifest {
     /// The size of its databases, in bytes (none before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// With `replicate:`: each database's position in the replica at the stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<BTreeMap<String, ReplicaPosition>>,
 }
+
+/// Where the replica of a database was at the stop (Litestream's transaction id, as
+/// `litestream restore -txid` takes it), and when the replica was seen to have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaPosition {
+    pub txid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_at: Option<String>,
+}
+
+/// Each database's position in the replica now (see `replica_position`), asked for once the
+/// snapshot has let go of its locks.
+pub type Positions<'a> = &'a dyn Fn(&[PathBuf]) -> Option<BTreeMap<String, ReplicaPosition>>;
 
 /// How a snapshot's databases were copied, fastest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -117,7 +134,7 @@ impl Manifest {
     }
 
     /// Writes it into the snapshot `dir` (atomically, 0600).
-    fn write(&self, dir: &Path) -> Result<()> {
+    pub fn write(&self, dir: &Path) -> Result<()> {
         let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
         fsx::write_atomic(&dir.join(MANIFEST), &json, 0o600)
@@ -248,6 +265,8 @@ pub struct Taken {
     pub method: Option<Method>,
     /// Databases that could not be taken the fast way, and why (they were copied).
     pub notes: Vec<String>,
+    /// The replica's positions were recorded: to confirm after the gap.
+    pub replica: bool,
 }
 
 /// A name for a new snapshot that sorts by time.
@@ -265,6 +284,7 @@ pub fn take(
     stamp: &str,
     kind: Kind,
     mut pre: Option<&mut PreCopy>,
+    positions: Positions,
 ) -> Result<Taken> {
     let dbs = databases_but_known(shared, |rel| pre.as_ref().is_some_and(|p| p.holds(rel)))?;
     fsx::ensure_dir(snapshots, 0o700)?;
@@ -305,6 +325,7 @@ pub fn take(
         schemas: Some(schemas.clone()),
         method,
         bytes: Some(bytes),
+        replica: positions(&dbs),
     };
     manifest.write(&tmp)?;
     let dir = snapshots.join(stamp);
@@ -323,6 +344,7 @@ pub fn take(
         schemas,
         method,
         notes,
+        replica: manifest.replica.is_some(),
     })
 }
 
@@ -484,6 +506,7 @@ mod tests {
             "2026-01-01T00:00:00.000Z",
             Kind::Left,
             None,
+            &|_| None,
         )
         .unwrap();
         assert_eq!(taken.databases, 1);
@@ -519,6 +542,7 @@ mod tests {
             "2026-01-01T00:00:00.000Z",
             Kind::Left,
             None,
+            &|_| None,
         )
         .unwrap();
         c.execute("INSERT INTO t VALUES (1)", []).unwrap();
@@ -535,6 +559,7 @@ mod tests {
             "2026-01-02T00:00:00.000Z",
             Kind::BeforeRestore,
             None,
+            &|_| None,
         )
         .unwrap();
         assert_eq!(list(&snaps).unwrap(), vec![first.dir.clone(), before.dir]);
@@ -545,6 +570,7 @@ mod tests {
             "2026-01-03T00:00:00.000Z",
             Kind::Left,
             None,
+            &|_| None,
         )
         .unwrap();
         assert!(!first.dir.exists());

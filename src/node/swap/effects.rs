@@ -28,6 +28,9 @@ pub struct NodeEffects<'a> {
     pub replication_stopped: bool,
     /// The databases copied before the stop, for the gap's snapshot.
     pre_copied: Option<snapshot::PreCopy>,
+    /// Snapshots beside which the replica's position at the stop was recorded: confirmed after
+    /// the gap.
+    pub replica_to_confirm: Vec<PathBuf>,
 }
 
 impl<'a> NodeEffects<'a> {
@@ -43,6 +46,7 @@ impl<'a> NodeEffects<'a> {
             retried: None,
             replication_stopped: false,
             pre_copied: None,
+            replica_to_confirm: Vec::new(),
         })
     }
 
@@ -145,7 +149,16 @@ impl<'a> NodeEffects<'a> {
             crate::node::swap::Kind::Restore => self.snapshots_of(of, mv).join(&stamp),
             _ => self.snapshots_of(of, mv),
         };
-        let t = snapshot::take(&l.shared(), &dir, &stamp, kind, self.pre_copied.as_mut());
+        let node = self.node;
+        let positions = |rels: &[PathBuf]| node.replica_positions(rels);
+        let t = snapshot::take(
+            &l.shared(),
+            &dir,
+            &stamp,
+            kind,
+            self.pre_copied.as_mut(),
+            &positions,
+        );
         // The copies' read transactions end here, whatever happened.
         self.pre_copied = None;
         let t = t?;
@@ -158,6 +171,9 @@ impl<'a> NodeEffects<'a> {
         ));
         for n in &t.notes {
             self.node.ui.warn(n);
+        }
+        if t.replica {
+            self.replica_to_confirm.push(t.dir.clone());
         }
         Ok(t.dir)
     }
