@@ -94,8 +94,9 @@ fn journal_mode(p: &Project) -> String {
 }
 
 /// A failed release puts back the gap's snapshot, `rollback --with-data` the target's; both
-/// exactly, as a new file (`how`: clone or copy) with the live file's mode and WAL mode.
-fn the_put_back_is_exact(p: &Project, how: &str) {
+/// exactly, as a new file (`how`: a clone, or a copy made before the stop) with the live file's
+/// mode and WAL mode. What the failed release left is kept (`kept`: cloned, or the file moved).
+fn the_put_back_is_exact(p: &Project, how: &str, kept: &str) {
     p.deploy(&["setup"]).ok();
     p.deploy(&["release", "v1"]).ok();
     grow(p, 8);
@@ -108,11 +109,18 @@ fn the_put_back_is_exact(p: &Project, how: &str) {
     // v2 migrates (deletes rows) and fails its health check: v1 and its data go back.
     p.write("assets/startup.sql", "DELETE FROM hits WHERE id % 2 = 0;");
     p.write("assets/fail-health", "");
-    let was = inode(&db);
+    let (was, rows) = (inode(&db), count(p, &db));
     let r = p.deploy(&["-v", "release", "v2"]).failed();
     r.says(&format!("put back: data/app.db ({how})"));
     let gap = common::only_snapshot(&p.root(), "v1").join("data/app.db");
     assert_eq!(table_sums(p, &db), table_sums(p, &gap), "the data v1 left");
+    let failed = common::only_snapshot(&p.root(), "v2");
+    assert_eq!(manifest(&failed)["method"], kept);
+    assert_eq!(
+        count(p, &failed.join("data/app.db")),
+        rows - rows / 2,
+        "what v2 left"
+    );
     assert_ne!(inode(&db), was, "a new file renamed into place");
     assert_eq!(mode_of(&db), 0o640, "the live file's mode");
     assert_eq!(journal_mode(p), "wal");
@@ -141,16 +149,16 @@ fn the_put_back_is_exact(p: &Project, how: &str) {
 }
 
 #[test]
-fn on_ext4_the_put_back_is_a_fresh_copy_renamed_into_place() {
+fn on_ext4_the_put_back_is_a_copy_made_before_the_stop_renamed_into_place() {
     let p = Project::new("sn2-back", 18800, Options::default());
-    the_put_back_is_exact(&p, "copy");
+    the_put_back_is_exact(&p, "copied before the stop", "move");
 }
 
 #[test]
 fn with_reflinks_the_put_back_is_a_clone_renamed_into_place() {
     let p = Project::new("sn2-backxfs", 18802, Options::default());
     let _disk = common::SmallDisk::xfs(&p.root(), 600);
-    the_put_back_is_exact(&p, "clone");
+    the_put_back_is_exact(&p, "clone", "clone");
 }
 
 #[test]

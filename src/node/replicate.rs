@@ -650,8 +650,7 @@ impl Node<'_> {
                     &kept,
                     "before-restore",
                     crate::node::snapshot::Kind::BeforeRestore,
-                    None,
-                    &|_| None,
+                    crate::node::snapshot::How::in_gap(),
                 )
             })?;
             self.ui.info(&format!("   kept in {}", taken.dir.display()));

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 pub const DIR: &str = ".tmp-pre-copy";
 
 /// Room kept free beside the copies.
-const MARGIN: u64 = 64 << 20;
+pub(super) const MARGIN: u64 = 64 << 20;
 
 /// A file's identity: the database must be the same file in the gap as at the copy.
 type FileId = (u64, u64);
@@ -60,6 +60,9 @@ struct Held {
     _reader: Connection,
     shm: File,
     copy: PathBuf,
+    /// A second copy beside the live file, for a put-back by rename (see `put_back::Staged`),
+    /// brought up to date with the first.
+    spare: Option<PathBuf>,
     ids: (FileId, FileId),
     /// The `-shm`'s header just before the read transaction began: no frame up to its last one
     /// holds a change the copy lacks (the gap reads the frames after it, when the WAL has not
@@ -67,11 +70,21 @@ struct Held {
     before: Option<IndexHeader>,
 }
 
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(spare) = &self.spare {
+            let _ = std::fs::remove_file(spare);
+        }
+    }
+}
+
 /// The copies made before the stop, by database (its path under `shared/`). Dropped, it ends
 /// their read transactions and removes what was not taken.
 pub struct PreCopy {
     dir: PathBuf,
     held: BTreeMap<PathBuf, Held>,
+    /// Spare copies brought up to date in the gap: the put-back of the gap's snapshot.
+    ready: BTreeMap<PathBuf, PathBuf>,
     /// Databases left to the gap, and why.
     pub skipped: Vec<String>,
     pub bytes: u64,
@@ -87,11 +100,23 @@ impl PreCopy {
     pub fn holds(&self, rel: &Path) -> bool {
         self.held.contains_key(rel)
     }
+
+    /// The spare copies brought up to date, as the put-back of the snapshot `dir`.
+    pub fn staged_for(&mut self, dir: &Path) -> super::Staged {
+        let mut staged = super::Staged::new(dir);
+        for (rel, file) in std::mem::take(&mut self.ready) {
+            staged.insert(&rel, file);
+        }
+        staged
+    }
 }
 
 impl Drop for PreCopy {
     fn drop(&mut self) {
         self.held.clear();
+        for f in self.ready.values() {
+            let _ = std::fs::remove_file(f);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -107,7 +132,7 @@ fn in_wal_mode(db: &Path) -> bool {
 }
 
 /// Free bytes for an unprivileged user in the file system of `dir`.
-fn free_bytes(dir: &Path) -> Result<u64> {
+pub(super) fn free_bytes(dir: &Path) -> Result<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
     // SAFETY: a zeroed statvfs is a valid out-parameter; `c` is a NUL-terminated path.
@@ -123,7 +148,7 @@ fn free_bytes(dir: &Path) -> Result<u64> {
 /// a read transaction that stays open (see the module's text); other databases are left to the
 /// gap. Checks the free disk first: an error when the copies would not fit (nothing is stopped
 /// yet). A database that cannot be read now (locked by an app in exclusive mode) is skipped.
-pub fn pre_copy(shared: &Path, snapshots: &Path) -> Result<PreCopy> {
+pub fn pre_copy(shared: &Path, snapshots: &Path, spares: bool) -> Result<PreCopy> {
     let wal: Vec<PathBuf> = super::databases(shared)?
         .into_iter()
         .filter(|rel| in_wal_mode(&shared.join(rel)))
@@ -134,6 +159,7 @@ pub fn pre_copy(shared: &Path, snapshots: &Path) -> Result<PreCopy> {
     let mut pre = PreCopy {
         dir: dir.clone(),
         held: BTreeMap::new(),
+        ready: BTreeMap::new(),
         skipped: Vec::new(),
         bytes: 0,
     };
@@ -150,6 +176,8 @@ pub fn pre_copy(shared: &Path, snapshots: &Path) -> Result<PreCopy> {
         })
         .sum();
     let free = free_bytes(&dir)?;
+    // The spares (a put-back by rename) only where there is room for them too.
+    let spares = spares && free >= 2 * need + MARGIN;
     if free < need + MARGIN {
         bail!(
             "not enough free disk for the snapshot of the data: {} MiB needed, {} MiB free in {}; \
@@ -162,7 +190,7 @@ pub fn pre_copy(shared: &Path, snapshots: &Path) -> Result<PreCopy> {
     }
     for rel in wal {
         let copy = dir.join(rel.to_string_lossy().replace('/', "%"));
-        match copy_one(&shared.join(&rel), &copy) {
+        match copy_one(&shared.join(&rel), &copy, spares) {
             Ok(held) => {
                 pre.bytes += std::fs::metadata(&copy).map(|m| m.len()).unwrap_or(0);
                 pre.held.insert(rel, held);
@@ -178,7 +206,7 @@ pub fn pre_copy(shared: &Path, snapshots: &Path) -> Result<PreCopy> {
 }
 
 /// One database copied inside a read transaction left open; the copy synced.
-fn copy_one(src: &Path, copy: &Path) -> Result<Held> {
+fn copy_one(src: &Path, copy: &Path, spare: bool) -> Result<Held> {
     let early = File::open(side(src, "-shm")).ok();
     let before = early.as_ref().and_then(read_header);
     let conn = Connection::open_with_flags(
@@ -207,10 +235,16 @@ fn copy_one(src: &Path, copy: &Path) -> Result<Held> {
     File::open(copy)?
         .sync_all()
         .with_context(|| format!("cannot sync {}", copy.display()))?;
+    // Made from the copy, never from the live file (which is not opened: see `Held`).
+    let spare = spare
+        .then(|| super::put_back::stage_file(copy, src, "spare-", Some(true)))
+        .transpose()?
+        .flatten();
     Ok(Held {
         _reader: conn,
         shm,
         copy: copy.to_path_buf(),
+        spare,
         ids,
         before,
     })
@@ -235,7 +269,7 @@ fn read_header(shm: &File) -> Option<IndexHeader> {
 /// the module's text), with a write lock held on the live database meanwhile. An error leaves
 /// `dst` missing: the caller copies the database instead. Not synced (the caller syncs).
 pub fn finish(pre: &mut PreCopy, rel: &Path, live: &Path, dst: &Path) -> Option<Result<()>> {
-    let held = pre.held.remove(rel)?;
+    let mut held = pre.held.remove(rel)?;
     if file_id(live).ok() != Some(held.ids.0) {
         let _ = std::fs::remove_file(&held.copy);
         return Some(Err(anyhow::anyhow!(
@@ -262,6 +296,8 @@ pub fn finish(pre: &mut PreCopy, rel: &Path, live: &Path, dst: &Path) -> Option<
         .and_then(|()| crate::sys::fsx::rename_durable(&held.copy, dst));
     if done.is_err() {
         let _ = std::fs::remove_file(&held.copy);
+    } else if let Some(spare) = held.spare.take() {
+        pre.ready.insert(rel.to_path_buf(), spare);
     }
     // This connection goes before the held one and its descriptor of the -shm (see `Held`).
     drop(conn);
@@ -297,7 +333,13 @@ fn bring_up_to_date(conn: &Connection, held: &Held, live: &Path) -> Result<()> {
     let wal =
         File::open(&wal_path).with_context(|| format!("cannot read {}", wal_path.display()))?;
     let pages = committed_pages(&wal, &hdr, held.before.as_ref())?;
-    apply(&held.copy, &wal, &pages, page_size, page_count)
+    apply(
+        &held.copy,
+        held.spare.as_deref(),
+        &wal,
+        &pages,
+        (page_size, page_count),
+    )
 }
 
 /// The `-shm`'s header: SQLite's record of what the `-wal` holds, committed.
@@ -427,16 +469,29 @@ fn committed_pages(
     Ok(pages)
 }
 
-/// Writes each page's newest content into the copy, gives it the database's size, and marks it
-/// a rollback-journal database (a snapshot has no `-wal`).
-fn apply(copy: &Path, wal: &File, pages: &BTreeMap<u32, u64>, size: u32, count: u32) -> Result<()> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(copy)
-        .with_context(|| format!("cannot open {}", copy.display()))?;
+/// Writes each page's newest content into the copy (and the spare), gives them the database's
+/// size, and marks the copy a rollback-journal database (a snapshot has no `-wal`; the spare
+/// stays in WAL mode, as the live file).
+fn apply(
+    copy: &Path,
+    spare: Option<&Path>,
+    wal: &File,
+    pages: &BTreeMap<u32, u64>,
+    (size, count): (u32, u32),
+) -> Result<()> {
+    let open = |p: &Path| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(p)
+            .with_context(|| format!("cannot open {}", p.display()))
+    };
+    let mut files = vec![open(copy)?];
+    if let Some(s) = spare {
+        files.push(open(s)?);
+    }
     let size64 = size as u64;
-    let had = (f.metadata()?.len() / size64) as u32;
+    let had = (files[0].metadata()?.len() / size64) as u32;
     // SQLite never writes the page that holds the lock byte (at 1 GiB).
     let lock_page = (0x4000_0000 / size) + 1;
     if let Some(p) = (had + 1..=count).find(|p| *p != lock_page && !pages.contains_key(p)) {
@@ -445,13 +500,17 @@ fn apply(copy: &Path, wal: &File, pages: &BTreeMap<u32, u64>, size: u32, count: 
     let mut buf = vec![0u8; size as usize];
     for (i, (pgno, at)) in pages.iter().filter(|(p, _)| **p <= count).enumerate() {
         wal.read_exact_at(&mut buf, *at)?;
-        f.write_all_at(&buf, (*pgno as u64 - 1) * size64)?;
+        for f in &files {
+            f.write_all_at(&buf, (*pgno as u64 - 1) * size64)?;
+        }
         if i == pages.len() / 2 {
             crate::signals::point("in-snapshot");
         }
     }
-    f.set_len(count as u64 * size64)?;
-    f.write_all_at(&[1, 1], 18)?;
+    for f in &files {
+        f.set_len(count as u64 * size64)?;
+    }
+    files[0].write_all_at(&[1, 1], 18)?;
     Ok(())
 }
 
@@ -524,7 +583,7 @@ mod tests {
         fill(&w, "a", 0, 2000);
         fill(&w, "b", 0, 500);
         before(&w);
-        let mut pre = pre_copy(&shared, &snaps).unwrap();
+        let mut pre = pre_copy(&shared, &snaps, true).unwrap();
         assert_eq!((pre.databases(), pre.skipped.len()), (1, 0));
         let salt = salts(&db);
         change(&w);
@@ -534,6 +593,18 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(dump(&dst), dump(&db));
+        // The spare, beside the live file: the same data, in WAL mode, ready to be renamed.
+        let staged = pre.staged_for(&d);
+        let spare = shared.join(".deploy-put-back-spare-app.db");
+        assert!(!staged.is_empty() && spare.exists());
+        assert_eq!(dump(&spare), dump(&db));
+        let wal: String = Connection::open_with_flags(&spare, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(wal, "wal");
+        drop(staged);
+        assert!(!spare.exists(), "an unused spare is removed");
         let c = Connection::open(&dst).unwrap();
         let check: String = c
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -630,7 +701,7 @@ mod tests {
         w.execute_batch("CREATE TABLE a (k, v); CREATE TABLE b (k, v);")
             .unwrap();
         fill(&w, "a", 0, 10);
-        let mut pre = pre_copy(&shared, &snaps).unwrap();
+        let mut pre = pre_copy(&shared, &snaps, true).unwrap();
         drop(w);
         let other = shared.join("other.db");
         let o = writer(&other);

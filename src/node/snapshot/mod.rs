@@ -19,7 +19,9 @@ mod delta;
 mod put_back;
 
 pub use delta::{pre_copy, PreCopy};
-pub use put_back::{clear_sidecars, restore, PutBack, Restored};
+pub use put_back::{
+    clear_sidecars, remove_stale, restore, stage_restore, PutBack, Restored, Staged,
+};
 
 use crate::node::schema::{self, Schemas};
 use crate::sys::fsx;
@@ -103,6 +105,9 @@ pub type Positions<'a> = &'a dyn Fn(&[PathBuf]) -> Option<BTreeMap<String, Repli
 pub enum Method {
     /// Reflink clones (XFS, btrfs): the time does not grow with the database.
     Clone,
+    /// The files themselves, moved, their `-wal` folded in: what a failed release left, whose
+    /// place its put-back (made ready before the stop) takes.
+    Move,
     /// Copied before the stop, brought up to date in the gap from the `-wal` (ext4, WAL
     /// databases): the gap's part grows with the writes since the copy.
     PreCopy,
@@ -116,6 +121,7 @@ impl Method {
             Method::Clone => "clone",
             Method::PreCopy => "pre-copy",
             Method::Copy => "copy",
+            Method::Move => "move",
         }
     }
 }
@@ -267,6 +273,8 @@ pub struct Taken {
     pub notes: Vec<String>,
     /// The replica's positions were recorded: to confirm after the gap.
     pub replica: bool,
+    /// Its put-back made ready beside the live files (ext4, WAL databases).
+    pub staged: Option<Staged>,
 }
 
 /// A name for a new snapshot that sorts by time.
@@ -274,19 +282,39 @@ pub fn stamp() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
+/// How [`take`] takes each database, past a copy in the gap.
+pub struct How<'a> {
+    /// Databases copied before the stop: brought up to date instead of copied.
+    pub pre: Option<&'a mut PreCopy>,
+    /// Databases (paths under `shared/`) about to be replaced by a put-back made ready before
+    /// the stop (ext4): moved into the snapshot, not copied (Litestream must be stopped).
+    pub moving: &'a dyn Fn(&Path) -> bool,
+    /// The replica's positions, asked for once the databases are let go.
+    pub positions: Positions<'a>,
+}
+
+impl How<'_> {
+    /// Each database cloned or copied in the gap.
+    pub fn in_gap() -> How<'static> {
+        How {
+            pre: None,
+            moving: &|_| false,
+            positions: &|_| None,
+        }
+    }
+}
+
 /// Snapshots every database under `shared` into `snapshots/<stamp>/`, with its manifest (its
 /// `kind`, and each copy's schema: the data exactly as it was): written under a temp name,
 /// fsynced, renamed; older snapshots of the same kind are removed after, and unfinished ones.
-/// A database copied before the stop (`pre`) is brought up to date instead of copied.
 pub fn take(
     shared: &Path,
     snapshots: &Path,
     stamp: &str,
     kind: Kind,
-    mut pre: Option<&mut PreCopy>,
-    positions: Positions,
+    mut how: How,
 ) -> Result<Taken> {
-    let dbs = databases_but_known(shared, |rel| pre.as_ref().is_some_and(|p| p.holds(rel)))?;
+    let dbs = databases_but_known(shared, |rel| how.pre.as_ref().is_some_and(|p| p.holds(rel)))?;
     fsx::ensure_dir(snapshots, 0o700)?;
     let tmp = snapshots.join(format!("{TMP_PREFIX}{stamp}"));
     if tmp.exists() {
@@ -300,19 +328,9 @@ pub fn take(
         let dst = tmp.join(rel);
         let parent = dst.parent().expect("has a parent");
         fsx::ensure_dir(parent, 0o700)?;
-        let (schema, how) = match pre
-            .as_deref_mut()
-            .and_then(|p| delta::finish(p, rel, &shared.join(rel), &dst))
-        {
-            Some(Ok(())) => (read_schema(&dst)?, Method::PreCopy),
-            Some(Err(e)) => {
-                notes.push(format!("{e:#}: copied in the gap instead"));
-                snapshot_database(&shared.join(rel), &dst)?
-            }
-            None => snapshot_database(&shared.join(rel), &dst)?,
-        };
+        let (schema, m) = take_one(&shared.join(rel), rel, &dst, &mut how, &mut notes)?;
         // A snapshot is as slow as its slowest database.
-        method = Some(method.map_or(how, |m: Method| m.max(how)));
+        method = Some(method.map_or(m, |old: Method| old.max(m)));
         schemas.insert(rel.display().to_string(), schema);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600))?;
@@ -320,6 +338,7 @@ pub fn take(
         fsx::sync_dir(parent)?;
         bytes += std::fs::metadata(&dst)?.len();
     }
+    let positions = how.positions;
     let manifest = Manifest {
         kind,
         schemas: Some(schemas.clone()),
@@ -337,7 +356,12 @@ pub fn take(
                 .with_context(|| format!("cannot remove the old snapshot {}", old.display()))?;
         }
     }
+    let staged = how
+        .pre
+        .map(|p| p.staged_for(&dir))
+        .filter(|s| !s.is_empty());
     Ok(Taken {
+        staged,
         dir,
         databases: dbs.len(),
         bytes,
@@ -346,6 +370,49 @@ pub fn take(
         notes,
         replica: manifest.replica.is_some(),
     })
+}
+
+/// One database into the snapshot, the fastest way `how` allows.
+fn take_one(
+    src: &Path,
+    rel: &Path,
+    dst: &Path,
+    how: &mut How,
+    notes: &mut Vec<String>,
+) -> Result<(schema::DbSchema, Method)> {
+    if (how.moving)(rel) {
+        return Ok((move_database(src, dst)?, Method::Move));
+    }
+    match how
+        .pre
+        .as_deref_mut()
+        .and_then(|p| delta::finish(p, rel, src, dst))
+    {
+        Some(Ok(())) => Ok((read_schema(dst)?, Method::PreCopy)),
+        Some(Err(e)) => {
+            notes.push(format!("{e:#}: copied in the gap instead"));
+            snapshot_database(src, dst)
+        }
+        None => snapshot_database(src, dst),
+    }
+}
+
+/// A database (in WAL mode, nothing holding it) moved into the snapshot with its `-wal`, which
+/// is then folded into it: its place is about to be taken by a put-back.
+fn move_database(src: &Path, dst: &Path) -> Result<schema::DbSchema> {
+    let side = |p: &Path, s: &str| {
+        let mut o = p.as_os_str().to_owned();
+        o.push(s);
+        PathBuf::from(o)
+    };
+    fsx::rename_durable(src, dst)?;
+    if side(src, "-wal").exists() {
+        fsx::rename_durable(&side(src, "-wal"), &side(dst, "-wal"))?;
+    }
+    let _ = std::fs::remove_file(side(src, "-shm"));
+    let copy = Connection::open(dst)?;
+    let _: String = copy.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))?;
+    schema::read(&copy).with_context(|| format!("cannot read the schema of {}", dst.display()))
 }
 
 fn read_schema(db: &Path) -> Result<schema::DbSchema> {
@@ -505,8 +572,7 @@ mod tests {
             &snaps,
             "2026-01-01T00:00:00.000Z",
             Kind::Left,
-            None,
-            &|_| None,
+            How::in_gap(),
         )
         .unwrap();
         assert_eq!(taken.databases, 1);
@@ -517,7 +583,7 @@ mod tests {
         writer.execute("DELETE FROM t WHERE x < 50", []).unwrap();
         drop(writer);
         assert_eq!(rows(&db), 50);
-        assert_eq!(restore(&taken.dir, &shared).unwrap().how.len(), 1);
+        assert_eq!(restore(&taken.dir, &shared, None).unwrap().how.len(), 1);
         assert_eq!(rows(&db), 100);
         let mode: String = Connection::open(&db)
             .unwrap()
@@ -541,8 +607,7 @@ mod tests {
             &snaps,
             "2026-01-01T00:00:00.000Z",
             Kind::Left,
-            None,
-            &|_| None,
+            How::in_gap(),
         )
         .unwrap();
         c.execute("INSERT INTO t VALUES (1)", []).unwrap();
@@ -558,8 +623,7 @@ mod tests {
             &snaps,
             "2026-01-02T00:00:00.000Z",
             Kind::BeforeRestore,
-            None,
-            &|_| None,
+            How::in_gap(),
         )
         .unwrap();
         assert_eq!(list(&snaps).unwrap(), vec![first.dir.clone(), before.dir]);
@@ -569,8 +633,7 @@ mod tests {
             &snaps,
             "2026-01-03T00:00:00.000Z",
             Kind::Left,
-            None,
-            &|_| None,
+            How::in_gap(),
         )
         .unwrap();
         assert!(!first.dir.exists());

@@ -13,6 +13,7 @@ use crate::node::shared_path::{self, SharedRel};
 use crate::sys::fsx;
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OpenFlags, MAIN_DB};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,9 @@ pub enum PutBack {
     Clone,
     /// A fresh copy of the snapshot, synced, renamed into place.
     Copy,
+    /// A copy made before the stop (and, for the gap's snapshot, brought up to date with it),
+    /// renamed into place.
+    Staged,
     /// The live file belongs to another user: the snapshot written into it, through SQLite.
     InPlace,
 }
@@ -40,6 +44,7 @@ impl PutBack {
         match self {
             PutBack::Clone => "clone",
             PutBack::Copy => "copy",
+            PutBack::Staged => "copied before the stop",
             PutBack::InPlace => "in place (the file is another user's)",
         }
     }
@@ -55,17 +60,24 @@ struct Had {
     wal: bool,
 }
 
-/// The live file's mode, owner and journal mode; none when it is missing.
+/// The live file's mode, owner and journal mode; none when it is missing. Opens the file: never
+/// while this process holds a connection to it (see [`had_wal`]).
 fn had(live: &Path) -> Result<Option<Had>> {
-    let m = match std::fs::symlink_metadata(live) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", live.display())),
-    };
     let mut head = [0u8; 20];
     let wal = match File::open(live).and_then(|f| f.read_exact_at(&mut head, 0)) {
         Ok(()) => super::is_sqlite(live) && head[18] == 2,
         Err(_) => super::has_data(live),
+    };
+    had_wal(live, wal)
+}
+
+/// [`had`] of a database known to be in WAL mode or not, without opening it (closing a
+/// descriptor of it would drop this process's locks on it).
+fn had_wal(live: &Path, wal: bool) -> Result<Option<Had>> {
+    let m = match std::fs::symlink_metadata(live) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", live.display())),
     };
     Ok(Some(Had {
         mode: m.permissions().mode() & 0o7777,
@@ -75,10 +87,125 @@ fn had(live: &Path) -> Result<Option<Had>> {
     }))
 }
 
-/// Where a database is written before it is renamed over `live`.
-pub fn temp_for(live: &Path) -> PathBuf {
+/// Where a database is written before it is renamed over `live` (`tag`: what for, so that the
+/// put-backs prepared before the stop and the one made in the gap never share a name).
+pub fn temp_for(live: &Path, tag: &str) -> PathBuf {
     let name = live.file_name().expect("a file").to_string_lossy();
-    live.with_file_name(format!("{TEMP_PREFIX}{name}"))
+    live.with_file_name(format!("{TEMP_PREFIX}{tag}{name}"))
+}
+
+/// Put-backs made before the stop where the file system cannot clone (ext4): for each database
+/// (its path under `shared/`), a whole file beside the live one that already is `snapshot`'s
+/// copy, with the live file's mode, owner and journal mode, so that the put-back is a rename.
+/// The ones not used are removed when it is dropped.
+#[derive(Debug)]
+pub struct Staged {
+    pub snapshot: PathBuf,
+    files: BTreeMap<PathBuf, PathBuf>,
+}
+
+impl Staged {
+    pub fn new(snapshot: &Path) -> Staged {
+        Staged {
+            snapshot: snapshot.to_path_buf(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    pub fn insert(&mut self, rel: &Path, file: PathBuf) {
+        self.files.insert(rel.to_path_buf(), file);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The databases made ready (paths under `shared/`).
+    pub fn databases(&self) -> Vec<PathBuf> {
+        self.files.keys().cloned().collect()
+    }
+
+    /// The file made for `rel` of `snapshot`, taken out.
+    fn take(&mut self, snapshot: &Path, rel: &Path) -> Option<PathBuf> {
+        (self.snapshot == snapshot)
+            .then(|| self.files.remove(rel))
+            .flatten()
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for f in self.files.values() {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// A copy of `from` beside `live`, named for `tag`, made as the put-back's file (the live file's
+/// mode, owner and journal mode, synced); none when it cannot take the live file's owner.
+/// `wal`: the live database's journal mode when known (it is then never opened).
+pub fn stage_file(
+    from: &Path,
+    live: &Path,
+    tag: &str,
+    wal: Option<bool>,
+) -> Result<Option<PathBuf>> {
+    let had = match wal {
+        Some(w) => had_wal(live, w)?,
+        None => had(live)?,
+    };
+    let q = temp_for(live, tag);
+    let _ = std::fs::remove_file(&q);
+    copy_new(from, &q)?;
+    match finish(&q, had) {
+        Ok(true) => Ok(Some(q)),
+        other => {
+            let _ = std::fs::remove_file(&q);
+            other.map(|_| None)
+        }
+    }
+}
+
+/// Before the stop of a `rollback --with-data`: each database of `snapshot` made ready beside
+/// its live one (see [`Staged`]). One that cannot be made is left to the gap.
+pub fn stage_restore(snapshot: &Path, shared: &Path) -> Result<Staged> {
+    let mut staged = Staged::new(snapshot);
+    let dbs = databases(snapshot)?;
+    let need: u64 = dbs
+        .iter()
+        .filter_map(|rel| std::fs::metadata(snapshot.join(rel)).ok())
+        .map(|m| m.len())
+        .sum();
+    if super::delta::free_bytes(shared)? < need + super::delta::MARGIN {
+        return Ok(staged);
+    }
+    for rel in dbs {
+        let Ok(r) = SharedRel::parse(&rel.to_string_lossy()) else {
+            continue;
+        };
+        if r.check_target(shared).is_err() {
+            continue;
+        }
+        let (live, _) = r.for_writing(shared)?;
+        if let Some(q) = stage_file(&snapshot.join(&rel), &live, "target-", None)? {
+            staged.insert(&rel, q);
+        }
+    }
+    Ok(staged)
+}
+
+/// Removes put-back files a killed run left under `shared`.
+pub fn remove_stale(shared: &Path) {
+    for entry in walkdir::WalkDir::new(shared)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        let ours = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX);
+        if ours && entry.file_type().is_file() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Removes what SQLite and Litestream keep beside `live` (its `-wal`, `-shm`, `-journal`, and
@@ -154,10 +281,21 @@ fn finish(tmp: &Path, had: Option<Had>) -> Result<bool> {
     Ok(true)
 }
 
+/// A file made before the stop renamed over the live one (synced first: the gap may have
+/// written into it).
+fn put_back_staged(file: &Path, live: &Path) -> Result<PutBack> {
+    File::open(file)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot sync {}", file.display()))?;
+    clear_sidecars(live)?;
+    fsx::rename_durable(file, live)?;
+    Ok(PutBack::Staged)
+}
+
 /// One database of a snapshot over the live one; says how.
 fn put_back_database(src: &Path, live: &Path) -> Result<PutBack> {
     let had = had(live)?;
-    let tmp = temp_for(live);
+    let tmp = temp_for(live, "");
     let _ = std::fs::remove_file(&tmp);
     let how = match fsx::clone_file(src, &tmp) {
         Ok(()) => PutBack::Clone,
@@ -210,7 +348,11 @@ fn restore_in_place(src: &Path, live: &Path) -> Result<()> {
 /// symbolic link ([`SharedRel::for_writing`]): a link where a database was is replaced by the
 /// database (returned, to be told), a linked directory on the way refused before anything is
 /// written. Litestream must be stopped.
-pub fn restore(snapshot: &Path, shared: &Path) -> Result<Restored> {
+pub fn restore(
+    snapshot: &Path,
+    shared: &Path,
+    mut staged: Option<&mut Staged>,
+) -> Result<Restored> {
     let dbs = databases(snapshot)?
         .iter()
         .map(|p| p.display().to_string())
@@ -230,7 +372,14 @@ pub fn restore(snapshot: &Path, shared: &Path) -> Result<Restored> {
     let mut how = Vec::new();
     for (rel, live) in &targets {
         let src = snapshot.join(rel.as_str());
-        let done = put_back_database(&src, live).with_context(|| {
+        let ready = staged
+            .as_deref_mut()
+            .and_then(|s| s.take(snapshot, Path::new(rel.as_str())));
+        let done = match ready {
+            Some(file) => put_back_staged(&file, live),
+            None => put_back_database(&src, live),
+        }
+        .with_context(|| {
             format!(
                 "cannot put {} back from {}",
                 live.display(),
@@ -332,7 +481,7 @@ mod tests {
         std::fs::write(&wal, frames).unwrap();
         let before = std::fs::metadata(snap.join("data/app.db")).unwrap();
 
-        let r = restore(&snap, &shared).unwrap();
+        let r = restore(&snap, &shared, None).unwrap();
         assert_eq!(r.how.len(), 1);
         assert_eq!(rows(&live), 2, "the snapshot's rows, no stale WAL replayed");
         let m = std::fs::metadata(&live).unwrap();
@@ -343,7 +492,7 @@ mod tests {
             .unwrap();
         assert_eq!(mode, "wal");
         assert!(!state.exists(), "Litestream's state goes with the old file");
-        assert!(!temp_for(&live).exists());
+        assert!(!temp_for(&live, "").exists());
         let after = std::fs::metadata(snap.join("data/app.db")).unwrap();
         assert_eq!(
             (before.ino(), before.len(), before.permissions().mode()),

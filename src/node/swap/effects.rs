@@ -31,6 +31,8 @@ pub struct NodeEffects<'a> {
     /// Snapshots beside which the replica's position at the stop was recorded: confirmed after
     /// the gap.
     pub replica_to_confirm: Vec<PathBuf>,
+    /// Put-backs made ready before the stop or with the gap's snapshot (ext4): a rename each.
+    staged: Vec<snapshot::Staged>,
 }
 
 impl<'a> NodeEffects<'a> {
@@ -47,6 +49,7 @@ impl<'a> NodeEffects<'a> {
             replication_stopped: false,
             pre_copied: None,
             replica_to_confirm: Vec::new(),
+            staged: Vec::new(),
         })
     }
 
@@ -127,7 +130,16 @@ impl<'a> NodeEffects<'a> {
                 .detail("   nothing to copy: the snapshot clones");
             return Ok(());
         }
-        let pre = snapshot::pre_copy(&shared, &dir)?;
+        // What a killed run left half-made goes first.
+        snapshot::remove_stale(&shared);
+        // A rollback's data made ready beside the live files before any of them is held open.
+        if let (crate::node::swap::Kind::Rollback, Some(target)) = (mv.kind, &mv.restore) {
+            let staged = snapshot::stage_restore(target, &shared)?;
+            if !staged.is_empty() {
+                self.staged.push(staged);
+            }
+        }
+        let pre = snapshot::pre_copy(&shared, &dir, true)?;
         self.node.ui.detail(&format!(
             "   {} database(s), {} KiB",
             pre.databases(),
@@ -150,14 +162,32 @@ impl<'a> NodeEffects<'a> {
             _ => self.snapshots_of(of, mv),
         };
         let node = self.node;
+        // A put-back made ready before the stop takes the place of what the failed release
+        // left: that is moved into its snapshot, not copied (Litestream stopped first).
+        let ready: Vec<PathBuf> = match (&mv.kind, &mv.restore) {
+            (crate::node::swap::Kind::PutBack, Some(target)) => self
+                .staged
+                .iter()
+                .filter(|s| s.snapshot == *target)
+                .flat_map(|s| s.databases())
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !ready.is_empty() && !self.replication_stopped {
+            self.replication_stopped = node.stop_replication(self.systemd)?;
+        }
         let positions = |rels: &[PathBuf]| node.replica_positions(rels);
+        let moving = |rel: &std::path::Path| ready.iter().any(|r| r == rel);
         let t = snapshot::take(
             &l.shared(),
             &dir,
             &stamp,
             kind,
-            self.pre_copied.as_mut(),
-            &positions,
+            snapshot::How {
+                pre: self.pre_copied.as_mut(),
+                moving: &moving,
+                positions: &positions,
+            },
         );
         // The copies' read transactions end here, whatever happened.
         self.pre_copied = None;
@@ -175,6 +205,7 @@ impl<'a> NodeEffects<'a> {
         if t.replica {
             self.replica_to_confirm.push(t.dir.clone());
         }
+        self.staged.extend(t.staged);
         Ok(t.dir)
     }
 
@@ -244,7 +275,8 @@ impl<'a> NodeEffects<'a> {
                     // The replica's databases, downloaded: renamed in, no copy.
                     return node.place_downloaded(snapshot).map(|()| None);
                 }
-                let restored = snapshot::restore(snapshot, &node.layout.shared())?;
+                let staged = self.staged.iter_mut().find(|s| s.snapshot == *snapshot);
+                let restored = snapshot::restore(snapshot, &node.layout.shared(), staged)?;
                 node.ui.detail(&restored.summary());
                 if let Some(w) = restored.warning() {
                     node.ui.warn(&w);
