@@ -180,13 +180,16 @@ pub fn stage_restore(snapshot: &Path, shared: &Path) -> Result<Staged> {
         return Ok(staged);
     }
     for rel in dbs {
+        // Nothing of shared/ changes before the stop: a path the gap would have to change first
+        // (a symbolic link where the database is) is left to the gap.
         let Ok(r) = SharedRel::parse(&rel.to_string_lossy()) else {
             continue;
         };
-        if r.check_target(shared).is_err() {
+        let live = shared.join(&rel);
+        let linked = std::fs::symlink_metadata(&live).is_ok_and(|m| m.file_type().is_symlink());
+        if r.check_target(shared).is_err() || linked || !live.parent().is_some_and(Path::is_dir) {
             continue;
         }
-        let (live, _) = r.for_writing(shared)?;
         if let Some(q) = stage_file(&snapshot.join(&rel), &live, "target-", None)? {
             staged.insert(&rel, q);
         }
