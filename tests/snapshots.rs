@@ -183,7 +183,7 @@ fn releases_show_each_snapshots_size_and_method_and_old_snapshots_go_with_their_
     let v1 = &v["releases"][1];
     assert_eq!(v1["version"], "v1", "{v}");
     assert_eq!(v1["snapshot_bytes"], size, "{v}");
-    assert_eq!(v1["snapshot_method"], "copy", "{v}");
+    assert_eq!(v1["snapshot_method"], "pre-copy", "{v}");
     assert!(v["releases"][0]["snapshot_bytes"].is_null(), "{v}");
     let text = p.deploy(&["releases"]).ok().stdout;
     assert!(
@@ -191,7 +191,7 @@ fn releases_show_each_snapshots_size_and_method_and_old_snapshots_go_with_their_
         "{text}"
     );
     let row = text.lines().find(|l| l.contains(" v1 ")).unwrap();
-    assert!(row.contains(" MiB ") && row.contains(" copy "), "{text}");
+    assert!(row.contains(" MiB ") && row.contains(" pre-copy "), "{text}");
 
     // Beyond keep_releases, a release goes with its snapshots.
     for v in ["v3", "v4", "v5"] {
