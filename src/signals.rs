@@ -62,13 +62,19 @@ pub const MIGRATE_STEPS: &[&str] = &[
     "migrate-after-release-files",
 ];
 
-/// A named point of a release or a migrate-data ([`RELEASE_POINTS`], [`MIGRATE_STEPS`]); does
-/// something only under `DEPLOY_TEST_HOOK`.
+/// The points inside a snapshot's steps, for the test hook: after a database's copy before
+/// the stop is written (before its sync), and half-way through bringing one up to date in the
+/// gap.
+pub const SNAPSHOT_POINTS: &[&str] = &["in-pre-copy", "in-snapshot"];
+
+/// A named point of a release, a migrate-data or a snapshot ([`RELEASE_POINTS`],
+/// [`MIGRATE_STEPS`], [`SNAPSHOT_POINTS`]); does something only under `DEPLOY_TEST_HOOK`.
 pub fn point(step: &str) {
     debug_assert!(
         RELEASE_POINTS.contains(&step)
             || GAP_POINTS.contains(&step)
-            || MIGRATE_STEPS.contains(&step),
+            || MIGRATE_STEPS.contains(&step)
+            || SNAPSHOT_POINTS.contains(&step),
         "unknown step {step}"
     );
     reach(step);

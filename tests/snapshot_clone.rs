@@ -1,7 +1,7 @@
 //! Snapshots at any size, on a real node: where the file system has reflinks (an XFS on a loop
 //! file here) a gap's snapshot is a clone of each database and its `-wal`, exactly the data at
 //! the stop; `deploy check` says which method the server allows, here and on this machine's own
-//! file system.
+//! file system (where the WAL database is copied before the stop).
 
 mod common;
 use common::{Options, Project};
@@ -70,14 +70,14 @@ fn on_a_file_system_with_reflinks_the_snapshot_is_a_clone_of_the_data_at_the_sto
 }
 
 #[test]
-fn without_reflinks_the_snapshot_is_a_copy_and_check_says_so() {
+fn without_reflinks_the_snapshot_is_copied_before_the_stop_and_check_says_so() {
     let p = Project::new("t-copysnap", 18562, Options::default());
     p.with_v1_live();
     p.body("/");
     p.deploy(&["check", "test"])
         .ok()
-        .says("snapshots in the gap: full copies");
+        .says("snapshots in the gap: copies made before the stop");
     p.deploy(&["release", "v2"]).ok();
     let (_, m) = manifest(&p, "v1");
-    assert_eq!(m["method"], "copy", "{m}");
+    assert_eq!(m["method"], "pre-copy", "{m}");
 }

@@ -61,9 +61,11 @@ impl Node<'_> {
                     crate::node::snapshot::Method::Clone => {
                         "reflink clones (the gap does not grow with the database)"
                     }
-                    crate::node::snapshot::Method::Copy => {
-                        "full copies, about 2 ms per MB in the gap (this file system has no \
-                         reflinks: XFS or btrfs would)"
+                    _ => {
+                        "copies made before the stop and brought up to date in the gap from the \
+                         -wal (WAL databases: the gap grows with the writes since the copy); \
+                         other databases copied in the gap, about 2 ms per MB (this file system \
+                         has no reflinks: XFS or btrfs would)"
                     }
                 }
             ));

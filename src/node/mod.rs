@@ -27,6 +27,7 @@ mod recovery;
 mod release;
 pub mod remove;
 mod rename;
+mod replica_position;
 pub mod replicate;
 mod restore;
 pub mod rollback;

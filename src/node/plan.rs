@@ -27,6 +27,17 @@ impl Node<'_> {
     fn describe(&self, step: &Step, mv: &Move) -> Result<String> {
         let unit = self.unit_name();
         Ok(match step {
+            Step::PreCopy => format!(
+                "before the stop, the SQLite databases in WAL mode in {} are copied (where the \
+                 file system cannot clone them), each in a read transaction held until the \
+                 snapshot brings the copy up to date, with a second copy beside it for a \
+                 put-back by rename{}; free disk checked first",
+                self.layout.shared().display(),
+                match (mv.kind, &mv.restore) {
+                    (swap::Kind::Rollback, Some(_)) => ", and the target's data made ready too",
+                    _ => "",
+                }
+            ),
             Step::Clear => format!(
                 "every one-off container labelled {} (in_gap hooks, deploy exec, jobs) is removed, \
                  confirmed gone",

@@ -84,6 +84,10 @@ impl Node<'_> {
                 self.ui.warn(&format!("replication: {e:#}"));
             }
         }
+        // After the gap: the replica holds the data at the stop, as a second way back.
+        for dir in &fx.replica_to_confirm {
+            self.confirm_replica(dir);
+        }
         let logs = fx.failure_log.take().unwrap_or_default();
         let (action, verb) = (mv.kind.action(), mv.kind.as_str());
         let to = mv.target();

@@ -461,6 +461,7 @@ impl Node<'_> {
                     &kept,
                     "before-restore",
                     crate::node::snapshot::Kind::BeforeRestore,
+                    crate::node::snapshot::How::in_gap(),
                 )
             })?;
             self.ui.info(&format!("   kept in {}", taken.dir.display()));

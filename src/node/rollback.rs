@@ -406,6 +406,8 @@ mod tests {
                 kind: Kind::Left,
                 schemas,
                 method: None,
+                bytes: None,
+                replica: None,
             },
         })
     }

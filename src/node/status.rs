@@ -31,6 +31,10 @@ pub struct ReleaseRow {
     pub last_live_at: Option<String>,
     /// When the newest data snapshot of this release was taken, if it has one.
     pub snapshot_at: Option<String>,
+    /// Its size (its databases), in bytes.
+    pub snapshot_bytes: Option<u64>,
+    /// How it was taken: `clone`, `pre-copy` or `copy` (null in one older than the record).
+    pub snapshot_method: Option<crate::node::snapshot::Method>,
     /// Whether the schema of the data this release left differs from today's data (a
     /// rollback to it then needs --with-data or --keep-data); null when it recorded none.
     pub schema_changed: Option<bool>,
@@ -137,18 +141,34 @@ fn outcome_word(o: Option<&Outcome>) -> &'static str {
 impl Releases {
     pub fn text(&self) -> String {
         let mut out = format!(
-            "{:<2}{:<24} {:<8} {:<22} {:<22} {:<24} {}\n",
-            "", "VERSION", "OUTCOME", "CREATED", "LAST LIVE", "DATA SNAPSHOT", "SCHEMA"
+            "{:<2}{:<24} {:<8} {:<22} {:<22} {:<24} {:<10} {:<8} {}\n",
+            "",
+            "VERSION",
+            "OUTCOME",
+            "CREATED",
+            "LAST LIVE",
+            "DATA SNAPSHOT",
+            "SIZE",
+            "METHOD",
+            "SCHEMA"
         );
         for r in &self.releases {
             out += &format!(
-                "{:<2}{:<24} {:<8} {:<22} {:<22} {:<24} {}\n",
+                "{:<2}{:<24} {:<8} {:<22} {:<22} {:<24} {:<10} {:<8} {}\n",
                 if r.current { "*" } else { "" },
                 r.version,
                 r.outcome,
                 r.created_at.as_deref().unwrap_or("-"),
                 r.last_live_at.as_deref().unwrap_or("-"),
                 r.snapshot_at.as_deref().unwrap_or("-"),
+                r.snapshot_bytes
+                    .map(crate::node::server::bytes)
+                    .unwrap_or_else(|| "-".into()),
+                match (&r.snapshot_at, r.snapshot_method) {
+                    (_, Some(m)) => m.as_str(),
+                    (Some(_), None) => "?",
+                    (None, None) => "-",
+                },
                 match r.schema_changed {
                     Some(true) => "changed",
                     Some(false) => "same",
@@ -286,6 +306,8 @@ impl Node<'_> {
                     schema_changed: then
                         .zip(now.as_ref())
                         .map(|(then, now)| !schema::diff(then, now).is_empty()),
+                    snapshot_bytes: left.as_ref().map(|l| l.bytes()),
+                    snapshot_method: left.as_ref().and_then(|l| l.manifest.method),
                     snapshot_at: left.map(|l| l.stamp),
                 }
             })

@@ -157,8 +157,13 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
 /// written later), created 0600. An error where the file system cannot (ext4: EOPNOTSUPP or
 /// EINVAL; another mount: EXDEV); nothing is left at `dst` then.
 pub fn clone_file(src: &Path, dst: &Path) -> std::io::Result<()> {
+    clone_from(&File::open(src)?, dst)
+}
+
+/// [`clone_file`] from a file already open: for a database whose locks this process holds
+/// (closing any descriptor of a file drops every POSIX lock the process has on it).
+pub fn clone_from(from: &File, dst: &Path) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let from = File::open(src)?;
     let to = OpenOptions::new()
         .write(true)
         .create(true)

@@ -26,6 +26,13 @@ pub struct NodeEffects<'a> {
     retried: Option<String>,
     /// Litestream was stopped before data was restored: started again after the move.
     pub replication_stopped: bool,
+    /// The databases copied before the stop, for the gap's snapshot.
+    pre_copied: Option<snapshot::PreCopy>,
+    /// Snapshots beside which the replica's position at the stop was recorded: confirmed after
+    /// the gap.
+    pub replica_to_confirm: Vec<PathBuf>,
+    /// Put-backs made ready before the stop or with the gap's snapshot (ext4): a rename each.
+    staged: Vec<snapshot::Staged>,
 }
 
 impl<'a> NodeEffects<'a> {
@@ -40,6 +47,9 @@ impl<'a> NodeEffects<'a> {
             failure_log: None,
             retried: None,
             replication_stopped: false,
+            pre_copied: None,
+            replica_to_confirm: Vec::new(),
+            staged: Vec::new(),
         })
     }
 
@@ -47,6 +57,7 @@ impl<'a> NodeEffects<'a> {
     fn label(&self, step: &Step, mv: &Move) -> String {
         let to = mv.target();
         match step {
+            Step::PreCopy => "Copying the data before the stop".into(),
             Step::Clear => "Removing the one-off containers (hooks, exec) that may write".into(),
             Step::Image { version } => format!("Image of {version}"),
             Step::EnterGap => "Switching Traefik to the gap server".into(),
@@ -98,16 +109,90 @@ impl<'a> NodeEffects<'a> {
         Ok(())
     }
 
+    /// Where the snapshot of `mv` goes: the release's snapshots (the data `of` leaves), or for
+    /// a restore what it replaces (`.deploy/replaced/`, a directory a stamp each).
+    fn snapshots_of(&self, of: &str, mv: &Move) -> PathBuf {
+        let l = &self.node.layout;
+        match mv.kind {
+            crate::node::swap::Kind::Restore => l.meta().join("replaced"),
+            _ => l.snapshots(of),
+        }
+    }
+
+    /// Before the stop: the databases copied where the file system cannot clone them.
+    fn pre_copy(&mut self, mv: &Move) -> Result<()> {
+        let of = mv.keep_as.as_deref().unwrap_or_default();
+        let dir = self.snapshots_of(of, mv);
+        let shared = self.node.layout.shared();
+        fsx::ensure_dir(&dir, 0o700)?;
+        if !shared.is_dir() || snapshot::clone_method(&shared, &dir) == snapshot::Method::Clone {
+            self.node
+                .ui
+                .detail("   nothing to copy: the snapshot clones");
+            return Ok(());
+        }
+        // What a killed run left half-made goes first.
+        snapshot::remove_stale(&shared);
+        // A rollback's data made ready beside the live files before any of them is held open.
+        if let (crate::node::swap::Kind::Rollback, Some(target)) = (mv.kind, &mv.restore) {
+            let staged = snapshot::stage_restore(target, &shared)?;
+            if !staged.is_empty() {
+                self.staged.push(staged);
+            }
+        }
+        let pre = snapshot::pre_copy(&shared, &dir, true)?;
+        self.node.ui.detail(&format!(
+            "   {} database(s), {} KiB",
+            pre.databases(),
+            pre.bytes.div_ceil(1024)
+        ));
+        for s in &pre.skipped {
+            self.node.ui.detail(&format!("   left to the gap: {s}"));
+        }
+        self.pre_copied = Some(pre);
+        Ok(())
+    }
+
     /// The data in shared/ copied: as the data `of` leaves (its release's snapshots), or for a
     /// restore as what it replaces (`.deploy/replaced/<stamp>/`).
-    fn snapshot(&self, of: &str, kind: snapshot::Kind, mv: &Move) -> Result<PathBuf> {
+    fn snapshot(&mut self, of: &str, kind: snapshot::Kind, mv: &Move) -> Result<PathBuf> {
         let l = &self.node.layout;
         let stamp = snapshot::stamp();
         let dir = match mv.kind {
-            crate::node::swap::Kind::Restore => l.meta().join("replaced").join(&stamp),
-            _ => l.snapshots(of),
+            crate::node::swap::Kind::Restore => self.snapshots_of(of, mv).join(&stamp),
+            _ => self.snapshots_of(of, mv),
         };
-        let t = snapshot::take(&l.shared(), &dir, &stamp, kind)?;
+        let node = self.node;
+        // A put-back made ready before the stop takes the place of what the failed release
+        // left: that is moved into its snapshot, not copied (Litestream stopped first).
+        let ready: Vec<PathBuf> = match (&mv.kind, &mv.restore) {
+            (crate::node::swap::Kind::PutBack, Some(target)) => self
+                .staged
+                .iter()
+                .filter(|s| s.snapshot == *target)
+                .flat_map(|s| s.databases())
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !ready.is_empty() && !self.replication_stopped {
+            self.replication_stopped = node.stop_replication(self.systemd)?;
+        }
+        let positions = |rels: &[PathBuf]| node.replica_positions(rels);
+        let moving = |rel: &std::path::Path| ready.iter().any(|r| r == rel);
+        let t = snapshot::take(
+            &l.shared(),
+            &dir,
+            &stamp,
+            kind,
+            snapshot::How {
+                pre: self.pre_copied.as_mut(),
+                moving: &moving,
+                positions: &positions,
+            },
+        );
+        // The copies' read transactions end here, whatever happened.
+        self.pre_copied = None;
+        let t = t?;
         self.node.ui.detail(&format!(
             "   {} database(s), {} KiB, {}, in {}",
             t.databases,
@@ -115,6 +200,13 @@ impl<'a> NodeEffects<'a> {
             t.method.map(|m| m.as_str()).unwrap_or("nothing to copy"),
             t.dir.display()
         ));
+        for n in &t.notes {
+            self.node.ui.warn(n);
+        }
+        if t.replica {
+            self.replica_to_confirm.push(t.dir.clone());
+        }
+        self.staged.extend(t.staged);
         Ok(t.dir)
     }
 
@@ -145,6 +237,7 @@ impl<'a> NodeEffects<'a> {
     fn act(&mut self, step: &Step, mv: &Move) -> Result<Option<PathBuf>> {
         let node = self.node;
         match step {
+            Step::PreCopy => self.pre_copy(mv),
             Step::Clear => node.clear_writers(),
             Step::Image { version } => node.ensure_image(&node.load_state()?, version).map(|_| ()),
             Step::EnterGap => self.enter_gap(),
@@ -183,7 +276,9 @@ impl<'a> NodeEffects<'a> {
                     // The replica's databases, downloaded: renamed in, no copy.
                     return node.place_downloaded(snapshot).map(|()| None);
                 }
-                let restored = snapshot::restore(snapshot, &node.layout.shared())?;
+                let staged = self.staged.iter_mut().find(|s| s.snapshot == *snapshot);
+                let restored = snapshot::restore(snapshot, &node.layout.shared(), staged)?;
+                node.ui.detail(&restored.summary());
                 if let Some(w) = restored.warning() {
                     node.ui.warn(&w);
                 }

@@ -107,7 +107,8 @@ fn run_move(
 pub fn swap(fx: &mut dyn Effects, mut journal: Journal, mv: &Move, s: &Settings) -> Outcome {
     match run_move(fx, &mut journal, mv, s) {
         Ok(gap) => live(journal, gap, None),
-        Err(f) if f.step == Step::EnterGap => {
+        // Nothing was stopped or changed yet.
+        Err(f) if matches!(f.step, Step::PreCopy | Step::EnterGap) => {
             let _ = journal.close();
             Outcome::NotStarted(f.error)
         }
@@ -243,6 +244,7 @@ mod tests {
         assert_eq!(
             fx.log,
             [
+                "pre-copy",
                 "enter-gap",
                 "stop",
                 "snapshot v1",
@@ -268,6 +270,7 @@ mod tests {
         assert_eq!(
             fx.log,
             [
+                "pre-copy",
                 "enter-gap",
                 "stop",
                 "snapshot v1",
@@ -298,7 +301,14 @@ mod tests {
         assert!(matches!(out, Outcome::Stuck { .. }), "{out:?}");
         assert_eq!(
             fx.log,
-            ["enter-gap", "stop", "snapshot v1", "hook migrate", "clear"]
+            [
+                "pre-copy",
+                "enter-gap",
+                "stop",
+                "snapshot v1",
+                "hook migrate",
+                "clear"
+            ]
         );
         assert!(path.exists(), "the journal stays for the next command");
     }
@@ -428,6 +438,17 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_copy_before_the_stop_changes_nothing() {
+        let (path, j) = journal_at("pre-copy");
+        let mut fx = Fake::failing(&[("pre-copy", 1)]);
+        let mv = Move::release("v2", Some("v1"), true);
+        let out = swap(&mut fx, j, &mv, &settings(&[]));
+        assert!(matches!(out, Outcome::NotStarted(_)), "{out:?}");
+        assert_eq!(fx.log, ["pre-copy"], "nothing stopped, nothing put back");
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn traefik_down_changes_nothing_and_a_failed_gap_end_keeps_the_release() {
         let (_, j) = journal_at("front");
         let mut fx = Fake::failing(&[("enter-gap", 1)]);
@@ -438,7 +459,7 @@ mod tests {
             &settings(&[]),
         );
         assert!(matches!(out, Outcome::NotStarted(_)), "{out:?}");
-        assert_eq!(fx.log, ["enter-gap"]);
+        assert_eq!(fx.log, ["pre-copy", "enter-gap"]);
 
         let (_, j) = journal_at("front-back");
         let mut fx = Fake::failing(&[("leave-gap", 1)]);

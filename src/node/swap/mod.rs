@@ -237,6 +237,10 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Step {
+    /// Before the stop, while the release being left serves: its SQLite databases in WAL mode
+    /// are copied (where the file system cannot clone them), each in a read transaction held
+    /// until the snapshot brings the copy up to date in the gap. Changes nothing live.
+    PreCopy,
     /// Every one-off container that may write `shared/` (an `in_gap` hook, `deploy exec`) is
     /// removed and confirmed gone: nothing but the release put back writes the data after it.
     Clear,
@@ -281,6 +285,7 @@ pub enum Step {
 
 /// Every step name, in the order a plan uses them.
 pub const STEP_NAMES: &[&str] = &[
+    "pre-copy",
     "clear",
     "image",
     "enter-gap",
@@ -302,6 +307,7 @@ pub const STEP_NAMES: &[&str] = &[
 impl Step {
     pub fn name(&self) -> &'static str {
         match self {
+            Step::PreCopy => "pre-copy",
             Step::Clear => "clear",
             Step::Image { .. } => "image",
             Step::EnterGap => "enter-gap",
@@ -339,6 +345,13 @@ impl Step {
 /// The steps of a move. Pure.
 pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
     let mut steps = Vec::new();
+    // A snapshot of a running release: most of its copy before the stop.
+    if matches!(mv.kind, Kind::Release | Kind::Rollback | Kind::Restore)
+        && mv.keep_as.is_some()
+        && mv.to.is_some()
+    {
+        steps.push(Step::PreCopy);
+    }
     // Going back (or staying stopped) after a failure or a dead run: a hook or an exec that
     // may still write goes first, before any data is put back or anything starts.
     if matches!(mv.kind, Kind::PutBack | Kind::Recover | Kind::Halt) {
@@ -589,7 +602,10 @@ mod tests {
         let steps = plan(&Move::release("v2", Some("v1"), true), &s);
         assert_eq!(
             names(&steps),
-            ["hold", "stop", "snapshot", "hook", "switch", "unhold", "start", "health"]
+            [
+                "pre-copy", "hold", "stop", "snapshot", "hook", "switch", "unhold", "start",
+                "health"
+            ]
         );
         let halt = Move::bare(Kind::Halt, None, Some("v2".into()));
         assert_eq!(
@@ -654,6 +670,7 @@ mod tests {
         assert_eq!(
             names(&steps),
             [
+                "pre-copy",
                 "enter-gap",
                 "stop",
                 "snapshot",
@@ -665,9 +682,9 @@ mod tests {
                 "leave-gap"
             ]
         );
-        assert_eq!(steps[2], snap("v1"));
+        assert_eq!(steps[3], snap("v1"));
         assert_eq!(
-            steps[4],
+            steps[5],
             Step::Hook {
                 command: "seed".into()
             }
@@ -694,9 +711,9 @@ mod tests {
         let steps = plan(&mv, &settings(false, &["migrate"]));
         assert_eq!(
             names(&steps),
-            ["stop", "snapshot", "restore", "switch", "start", "health"]
+            ["pre-copy", "stop", "snapshot", "restore", "switch", "start", "health"]
         );
-        assert_eq!(steps[1], snap("v2"));
+        assert_eq!(steps[2], snap("v2"));
     }
 
     #[test]
@@ -704,7 +721,7 @@ mod tests {
         let mv = Move::rollback("v1", Some("v1"), Some("/s/v1".into()), true);
         let steps = plan(&mv, &settings(false, &[]));
         assert_eq!(
-            steps[1],
+            steps[2],
             Step::Snapshot {
                 of: "v1".into(),
                 kind: SnapshotKind::BeforeRestore
@@ -712,7 +729,7 @@ mod tests {
             "what is there is kept beside the snapshot, not in its place"
         );
         let other = Move::rollback("v1", Some("v2"), Some("/s/v1".into()), true);
-        assert_eq!(plan(&other, &settings(false, &[]))[1], snap("v2"));
+        assert_eq!(plan(&other, &settings(false, &[]))[2], snap("v2"));
     }
 
     #[test]
@@ -722,6 +739,7 @@ mod tests {
         assert_eq!(
             names(&steps),
             [
+                "pre-copy",
                 "enter-gap",
                 "stop",
                 "schema",
@@ -751,7 +769,7 @@ mod tests {
         // v1 went live with --keep-data: leaving it, its data is labelled so.
         let mv = Move::release("v3", Some("v1"), true).leaving_kept_data(true);
         assert_eq!(
-            plan(&mv, &settings(false, &[]))[1],
+            plan(&mv, &settings(false, &[]))[2],
             Step::Snapshot {
                 of: "v1".into(),
                 kind: SnapshotKind::LeftOnKeptData

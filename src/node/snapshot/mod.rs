@@ -15,11 +15,24 @@
 //! before a restore; what a release running on data it did not leave left). Taking one removes
 //! only the older ones of its own kind.
 
+mod delta;
+mod in_gap;
+mod put_back;
+mod wal;
+
+use in_gap::{move_database, read_schema, snapshot_database};
+
+pub use delta::{pre_copy, PreCopy};
+pub use put_back::{
+    clear_sidecars, remove_stale, restore, stage_restore, PutBack, Restored, Staged,
+};
+
 use crate::node::schema::{self, Schemas};
 use crate::sys::fsx;
 use anyhow::{Context, Result};
-use rusqlite::{Connection, OpenFlags, MAIN_DB};
+
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -69,15 +82,40 @@ pub struct Manifest {
     /// How its databases were copied (none before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<Method>,
+    /// The size of its databases, in bytes (none before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// With `replicate:`: each database's position in the replica at the stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<BTreeMap<String, ReplicaPosition>>,
 }
 
-/// How a snapshot's databases were copied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where the replica of a database was at the stop (Litestream's transaction id, as
+/// `litestream restore -txid` takes it), and when the replica was seen to have it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaPosition {
+    pub txid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_at: Option<String>,
+}
+
+/// Each database's position in the replica now (see `replica_position`), asked for once the
+/// snapshot has let go of its locks.
+pub type Positions<'a> = &'a dyn Fn(&[PathBuf]) -> Option<BTreeMap<String, ReplicaPosition>>;
+
+/// How a snapshot's databases were copied, fastest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Reflink clones (XFS, btrfs): the time does not grow with the database.
     Clone,
-    /// Full copies through SQLite's backup API (ext4): about 2 ms per MB.
+    /// The files themselves, moved, their `-wal` folded in: what a failed release left, whose
+    /// place its put-back (made ready before the stop) takes.
+    Move,
+    /// Copied before the stop, brought up to date in the gap from the `-wal` (ext4, WAL
+    /// databases): the gap's part grows with the writes since the copy.
+    PreCopy,
+    /// Full copies through SQLite's backup API in the gap: about 2 ms per MB.
     Copy,
 }
 
@@ -85,7 +123,9 @@ impl Method {
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Clone => "clone",
+            Method::PreCopy => "pre-copy",
             Method::Copy => "copy",
+            Method::Move => "move",
         }
     }
 }
@@ -104,7 +144,7 @@ impl Manifest {
     }
 
     /// Writes it into the snapshot `dir` (atomically, 0600).
-    fn write(&self, dir: &Path) -> Result<()> {
+    pub fn write(&self, dir: &Path) -> Result<()> {
         let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
         fsx::write_atomic(&dir.join(MANIFEST), &json, 0o600)
@@ -117,6 +157,21 @@ pub struct Snapshot {
     pub stamp: String,
     pub dir: PathBuf,
     pub manifest: Manifest,
+}
+
+impl Snapshot {
+    /// The size of its databases: as recorded, or (a snapshot from before sizes were recorded)
+    /// as found on disk.
+    pub fn bytes(&self) -> u64 {
+        self.manifest.bytes.unwrap_or_else(|| {
+            databases(&self.dir)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|rel| std::fs::metadata(self.dir.join(rel)).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+    }
 }
 
 /// Whether `dir` (where snapshots go) can take a reflink clone of a file of `shared`: what
@@ -184,14 +239,24 @@ pub fn present_in(snapshot: &Path, shared: &Path) -> Result<Vec<String>> {
 /// The databases under `dir`, as paths relative to it, in a stable order. Symlinks are not
 /// followed: what `shared/` links to elsewhere is not ours to copy.
 pub fn databases(dir: &Path) -> Result<Vec<PathBuf>> {
+    databases_but_known(dir, |_| false)
+}
+
+/// [`databases`], where a file `known` says is a database is taken as one without being opened
+/// (a database held by a copy made before the stop: see [`delta`]).
+fn databases_but_known(dir: &Path, known: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for entry in walkdir::WalkDir::new(dir)
         .follow_links(false)
         .sort_by_file_name()
     {
         let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-        if entry.file_type().is_file() && (is_sqlite(entry.path()) || only_in_wal(entry.path())) {
-            let rel = entry.path().strip_prefix(dir).expect("under dir");
+        let ours = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(put_back::TEMP_PREFIX);
+        let rel = entry.path().strip_prefix(dir).expect("under dir");
+        if entry.file_type().is_file() && !ours && (known(rel) || has_data(entry.path())) {
             found.push(rel.to_path_buf());
         }
     }
@@ -208,6 +273,12 @@ pub struct Taken {
     pub schemas: Schemas,
     /// How (none without a database).
     pub method: Option<Method>,
+    /// Databases that could not be taken the fast way, and why (they were copied).
+    pub notes: Vec<String>,
+    /// The replica's positions were recorded: to confirm after the gap.
+    pub replica: bool,
+    /// Its put-back made ready beside the live files (ext4, WAL databases).
+    pub staged: Option<Staged>,
 }
 
 /// A name for a new snapshot that sorts by time.
@@ -215,11 +286,39 @@ pub fn stamp() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
+/// How [`take`] takes each database, past a copy in the gap.
+pub struct How<'a> {
+    /// Databases copied before the stop: brought up to date instead of copied.
+    pub pre: Option<&'a mut PreCopy>,
+    /// Databases (paths under `shared/`) about to be replaced by a put-back made ready before
+    /// the stop (ext4): moved into the snapshot, not copied (Litestream must be stopped).
+    pub moving: &'a dyn Fn(&Path) -> bool,
+    /// The replica's positions, asked for once the databases are let go.
+    pub positions: Positions<'a>,
+}
+
+impl How<'_> {
+    /// Each database cloned or copied in the gap.
+    pub fn in_gap() -> How<'static> {
+        How {
+            pre: None,
+            moving: &|_| false,
+            positions: &|_| None,
+        }
+    }
+}
+
 /// Snapshots every database under `shared` into `snapshots/<stamp>/`, with its manifest (its
 /// `kind`, and each copy's schema: the data exactly as it was): written under a temp name,
 /// fsynced, renamed; older snapshots of the same kind are removed after, and unfinished ones.
-pub fn take(shared: &Path, snapshots: &Path, stamp: &str, kind: Kind) -> Result<Taken> {
-    let dbs = databases(shared)?;
+pub fn take(
+    shared: &Path,
+    snapshots: &Path,
+    stamp: &str,
+    kind: Kind,
+    mut how: How,
+) -> Result<Taken> {
+    let dbs = databases_but_known(shared, |rel| how.pre.as_ref().is_some_and(|p| p.holds(rel)))?;
     fsx::ensure_dir(snapshots, 0o700)?;
     let tmp = snapshots.join(format!("{TMP_PREFIX}{stamp}"));
     if tmp.exists() {
@@ -228,17 +327,14 @@ pub fn take(shared: &Path, snapshots: &Path, stamp: &str, kind: Kind) -> Result<
     fsx::ensure_dir(&tmp, 0o700)?;
     let mut bytes = 0;
     let mut schemas = Schemas::new();
-    let mut method = None;
+    let (mut method, mut notes) = (None, Vec::new());
     for rel in &dbs {
         let dst = tmp.join(rel);
         let parent = dst.parent().expect("has a parent");
         fsx::ensure_dir(parent, 0o700)?;
-        let (schema, how) = snapshot_database(&shared.join(rel), &dst)?;
-        // A snapshot is a copy if any of its databases was copied.
-        method = Some(match (method, how) {
-            (Some(Method::Copy), _) | (_, Method::Copy) => Method::Copy,
-            _ => Method::Clone,
-        });
+        let (schema, m) = take_one(&shared.join(rel), rel, &dst, &mut how, &mut notes)?;
+        // A snapshot is as slow as its slowest database.
+        method = Some(method.map_or(m, |old: Method| old.max(m)));
         schemas.insert(rel.display().to_string(), schema);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600))?;
@@ -246,10 +342,13 @@ pub fn take(shared: &Path, snapshots: &Path, stamp: &str, kind: Kind) -> Result<
         fsx::sync_dir(parent)?;
         bytes += std::fs::metadata(&dst)?.len();
     }
+    let positions = how.positions;
     let manifest = Manifest {
         kind,
         schemas: Some(schemas.clone()),
         method,
+        bytes: Some(bytes),
+        replica: positions(&dbs),
     };
     manifest.write(&tmp)?;
     let dir = snapshots.join(stamp);
@@ -261,13 +360,48 @@ pub fn take(shared: &Path, snapshots: &Path, stamp: &str, kind: Kind) -> Result<
                 .with_context(|| format!("cannot remove the old snapshot {}", old.display()))?;
         }
     }
+    let staged = how
+        .pre
+        .map(|p| p.staged_for(&dir))
+        .filter(|s| !s.is_empty());
     Ok(Taken {
+        staged,
         dir,
         databases: dbs.len(),
         bytes,
         schemas,
         method,
+        notes,
+        replica: manifest.replica.is_some(),
     })
+}
+
+/// One database into the snapshot, the fastest way `how` allows.
+fn take_one(
+    src: &Path,
+    rel: &Path,
+    dst: &Path,
+    how: &mut How,
+    notes: &mut Vec<String>,
+) -> Result<(schema::DbSchema, Method)> {
+    // Moved only whole: a hot rollback journal beside it would be left behind.
+    let mut journal = src.as_os_str().to_owned();
+    journal.push("-journal");
+    if (how.moving)(rel) && !Path::new(&journal).exists() {
+        return Ok((move_database(src, dst)?, Method::Move));
+    }
+    match how
+        .pre
+        .as_deref_mut()
+        .and_then(|p| delta::finish(p, rel, src, dst))
+    {
+        Some(Ok(())) => Ok((read_schema(dst)?, Method::PreCopy)),
+        Some(Err(e)) => {
+            notes.push(format!("{e:#}: copied in the gap instead"));
+            snapshot_database(src, dst)
+        }
+        None => snapshot_database(src, dst),
+    }
 }
 
 /// A snapshot still being written (or left so by a crash): never used.
@@ -313,148 +447,10 @@ pub fn latest(snapshots: &Path, kind: Kind) -> Result<Option<Snapshot>> {
     Ok(None)
 }
 
-/// One consistent copy of a live database, through SQLite, in rollback-journal mode; returns
-/// the copy's schema. The copy is written without SQLite's own syncs (it is a new file nobody
-/// reads yet); the caller syncs it once before it is renamed into place, which keeps the gap
-/// short.
-fn snapshot_database(src: &Path, dst: &Path) -> Result<(schema::DbSchema, Method)> {
-    match clone_database(src, dst) {
-        Ok(schema) => Ok((schema, Method::Clone)),
-        Err(_) => Ok((copy_database(src, dst)?, Method::Copy)),
-    }
-}
-
-/// A database as a reflink clone of its file and its `-wal` (never `-shm`), taken while a write
-/// lock holds it (Litestream, which keeps running, cannot commit meanwhile; a hot rollback
-/// journal is rolled back by SQLite first); then the clone's WAL is folded into it, at a cost
-/// that grows with the changes in the WAL, not with the database. An error where the file
-/// system cannot clone (the caller copies instead).
-fn clone_database(src: &Path, dst: &Path) -> Result<schema::DbSchema> {
-    let conn = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .with_context(|| format!("cannot open the database {}", src.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    // A read first: a hot journal left by a kill is rolled back now.
-    let _: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let cloned = (|| -> std::io::Result<()> {
-        fsx::clone_file(src, dst)?;
-        let mut wal = src.as_os_str().to_owned();
-        wal.push("-wal");
-        let wal = PathBuf::from(wal);
-        if wal.exists() {
-            let mut to = dst.as_os_str().to_owned();
-            to.push("-wal");
-            fsx::clone_file(&wal, Path::new(&to))?;
-        }
-        Ok(())
-    })();
-    let _ = conn.execute_batch("ROLLBACK");
-    drop(conn);
-    if let Err(e) = cloned {
-        let _ = std::fs::remove_file(dst);
-        return Err(e).context("no reflink clone here");
-    }
-    let copy = Connection::open(dst)?;
-    let _: String = copy.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))?;
-    schema::read(&copy).with_context(|| format!("cannot read the schema of {}", dst.display()))
-}
-
-fn copy_database(src: &Path, dst: &Path) -> Result<schema::DbSchema> {
-    // Read-write (never create): a `-wal` left by a crash is recovered, not skipped.
-    let conn = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .with_context(|| format!("cannot open the database {}", src.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    let mut copy = Connection::open(dst)?;
-    copy.execute_batch("PRAGMA synchronous=OFF; PRAGMA journal_mode=OFF;")?;
-    rusqlite::backup::Backup::new(&conn, &mut copy)
-        .and_then(|b| b.run_to_completion(i32::MAX, std::time::Duration::ZERO, None))
-        .with_context(|| format!("cannot snapshot {} into {}", src.display(), dst.display()))?;
-    let _: String = copy.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))?;
-    schema::read(&copy).with_context(|| format!("cannot read the schema of {}", dst.display()))
-}
-
-/// Puts every database of a snapshot back into `shared`, through SQLite's backup API (each
-/// database in one transaction, its `-wal` handled by SQLite), keeping each one's journal mode.
-/// Databases in `shared` that the snapshot does not have are left alone. Nothing is written
-/// through a symbolic link ([`SharedRel::for_writing`]): a link where a database was is
-/// replaced by the database (returned, to be told), a linked directory on the way refused
-/// before anything is written.
-pub fn restore(snapshot: &Path, shared: &Path) -> Result<Restored> {
-    let dbs = databases(snapshot)?
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>();
-    let dbs = crate::node::shared_path::parse_all(&dbs, "the snapshot")?;
-    // Every place checked before any is written.
-    for rel in &dbs {
-        rel.check_target(shared)?;
-    }
-    let mut targets = Vec::new();
-    let mut links = Vec::new();
-    for rel in &dbs {
-        let (live, removed) = rel.for_writing(shared)?;
-        links.extend(removed);
-        targets.push((rel, live));
-    }
-    for (rel, live) in &targets {
-        let mut conn = Connection::open_with_flags(
-            live,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
-        )
-        .with_context(|| format!("cannot open the database {}", live.display()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-        conn.restore(
-            MAIN_DB,
-            snapshot.join(rel.as_str()),
-            None::<fn(rusqlite::backup::Progress)>,
-        )
-        .with_context(|| {
-            format!(
-                "cannot restore {} from {}",
-                live.display(),
-                snapshot.display()
-            )
-        })?;
-        let _: String = conn.query_row(&format!("PRAGMA journal_mode={mode}"), [], |r| r.get(0))?;
-    }
-    Ok(Restored {
-        databases: dbs.len(),
-        replaced_links: links,
-    })
-}
-
-/// What a restore did.
-#[derive(Debug)]
-pub struct Restored {
-    pub databases: usize,
-    /// Symbolic links that stood where a database goes, removed (what they point at untouched).
-    pub replaced_links: Vec<PathBuf>,
-}
-
-impl Restored {
-    /// A warning for the links replaced, if any.
-    pub fn warning(&self) -> Option<String> {
-        (!self.replaced_links.is_empty()).then(|| {
-            format!(
-                "replaced symbolic link(s) in shared/ by the restored data, never writing through \
-                 them: {}",
-                self.replaced_links
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     fn scratch(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("deploy-snapshot-{name}-{}", std::process::id()));
@@ -491,7 +487,14 @@ mod tests {
         );
 
         let snaps = d.join("snapshots");
-        let taken = take(&shared, &snaps, "2026-01-01T00:00:00.000Z", Kind::Left).unwrap();
+        let taken = take(
+            &shared,
+            &snaps,
+            "2026-01-01T00:00:00.000Z",
+            Kind::Left,
+            How::in_gap(),
+        )
+        .unwrap();
         assert_eq!(taken.databases, 1);
         assert_eq!(taken.schemas["data/sub/app.db"].tables["t"], ["x"]);
         assert_eq!(rows(&taken.dir.join("data/sub/app.db")), 100);
@@ -500,7 +503,7 @@ mod tests {
         writer.execute("DELETE FROM t WHERE x < 50", []).unwrap();
         drop(writer);
         assert_eq!(rows(&db), 50);
-        assert_eq!(restore(&taken.dir, &shared).unwrap().databases, 1);
+        assert_eq!(restore(&taken.dir, &shared, None).unwrap().how.len(), 1);
         assert_eq!(rows(&db), 100);
         let mode: String = Connection::open(&db)
             .unwrap()
@@ -519,7 +522,14 @@ mod tests {
         let c = Connection::open(&db).unwrap();
         c.execute("CREATE TABLE t (x)", []).unwrap();
         let snaps = d.join("snapshots");
-        let first = take(&shared, &snaps, "2026-01-01T00:00:00.000Z", Kind::Left).unwrap();
+        let first = take(
+            &shared,
+            &snaps,
+            "2026-01-01T00:00:00.000Z",
+            Kind::Left,
+            How::in_gap(),
+        )
+        .unwrap();
         c.execute("INSERT INTO t VALUES (1)", []).unwrap();
         // A crash while writing a later one leaves a temp dir that is never used.
         std::fs::create_dir_all(snaps.join(".tmp-2026-01-03T00:00:00.000Z")).unwrap();
@@ -533,11 +543,19 @@ mod tests {
             &snaps,
             "2026-01-02T00:00:00.000Z",
             Kind::BeforeRestore,
+            How::in_gap(),
         )
         .unwrap();
         assert_eq!(list(&snaps).unwrap(), vec![first.dir.clone(), before.dir]);
         assert_eq!(latest(&snaps, Kind::Left).unwrap().unwrap().dir, first.dir);
-        let taken = take(&shared, &snaps, "2026-01-03T00:00:00.000Z", Kind::Left).unwrap();
+        let taken = take(
+            &shared,
+            &snaps,
+            "2026-01-03T00:00:00.000Z",
+            Kind::Left,
+            How::in_gap(),
+        )
+        .unwrap();
         assert!(!first.dir.exists());
         assert_eq!(list(&snaps).unwrap().len(), 2);
         assert_eq!(rows(&taken.dir.join("a.db")), 1);
