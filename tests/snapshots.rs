@@ -191,7 +191,10 @@ fn releases_show_each_snapshots_size_and_method_and_old_snapshots_go_with_their_
         "{text}"
     );
     let row = text.lines().find(|l| l.contains(" v1 ")).unwrap();
-    assert!(row.contains(" MiB ") && row.contains(" pre-copy "), "{text}");
+    assert!(
+        row.contains(" MiB ") && row.contains(" pre-copy "),
+        "{text}"
+    );
 
     // Beyond keep_releases, a release goes with its snapshots.
     for v in ["v3", "v4", "v5"] {
