@@ -824,9 +824,9 @@ mod tests {
         let steps = plan(&mv, &settings(false, &["migrate"]));
         assert_eq!(
             names(&steps),
-            ["stop", "snapshot", "data", "hook", "switch", "start", "health"]
+            ["pre-copy", "stop", "snapshot", "data", "hook", "switch", "start", "health"]
         );
-        assert_eq!(steps[2], Step::Data { dir: dir.clone() });
+        assert_eq!(steps[3], Step::Data { dir: dir.clone() });
         // The data step failed half-way: v1 goes back on the data it left.
         let mut entries = stopped_and_kept(&mv);
         entries.push(begin(Step::Data { dir: dir.clone() }));
@@ -838,6 +838,7 @@ mod tests {
         assert_eq!(
             names(&plan(&fresh, &settings(true, &["migrate"]))),
             [
+                "pre-copy",
                 "enter-gap",
                 "stop",
                 "snapshot",
