@@ -452,14 +452,15 @@ mod tests {
     use super::*;
     use rusqlite::Connection;
 
-    fn scratch(name: &str) -> PathBuf {
+    /// A fresh scratch directory of this test process (the snapshot module's tests share it).
+    pub(super) fn scratch(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("deploy-snapshot-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
     }
 
-    fn rows(db: &Path) -> i64 {
+    pub(super) fn rows(db: &Path) -> i64 {
         Connection::open(db)
             .unwrap()
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
