@@ -924,6 +924,12 @@ impl Project {
         for id in left.stdout.split_whitespace() {
             let _ = self.user("podman", &["rm", "--force", "--time", "0", id]);
         }
+        // The app's own container, when a test that failed left it (exited, not removed): it
+        // would keep its image, and a leftover image would pass for the next run's build.
+        let _ = self.user(
+            "podman",
+            &["rm", "--force", "--ignore", "--time", "0", &n.container()],
+        );
         let _ = std::fs::remove_dir_all(root);
         let dynamic = self.user.home.join(".config/traefik/dynamic");
         for file in [
