@@ -32,8 +32,11 @@ use std::path::{Path, PathBuf};
 /// copied, into the snapshot); a temp name: one left by a killed run is never used.
 pub const DIR: &str = ".tmp-pre-copy";
 
-/// Room kept free beside the copies.
-pub(super) const MARGIN: u64 = 64 << 20;
+/// Room kept free beside copies of `need` bytes: an eighth of them and 1 MiB, at most 64 MiB
+/// (a small disk with small databases is not refused for a margin of a big one's).
+pub(super) fn margin(need: u64) -> u64 {
+    (need / 8 + (1 << 20)).min(64 << 20)
+}
 
 /// A file's identity: the database must be the same file in the gap as at the copy.
 type FileId = (u64, u64);
@@ -177,13 +180,13 @@ pub fn pre_copy(shared: &Path, snapshots: &Path, spares: bool) -> Result<PreCopy
         .sum();
     let free = free_bytes(&dir)?;
     // The spares (a put-back by rename) only where there is room for them too.
-    let spares = spares && free >= 2 * need + MARGIN;
-    if free < need + MARGIN {
+    let spares = spares && free >= 2 * need + margin(2 * need);
+    if free < need + margin(need) {
         bail!(
             "not enough free disk for the snapshot of the data: {} MiB needed, {} MiB free in {}; \
              nothing was stopped. Make room (`deploy prune` removes old releases and their \
              snapshots), or set `backup: off`",
-            (need + MARGIN) >> 20,
+            (need + margin(need)).div_ceil(1 << 20),
             free >> 20,
             dir.display()
         );

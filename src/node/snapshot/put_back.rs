@@ -176,7 +176,7 @@ pub fn stage_restore(snapshot: &Path, shared: &Path) -> Result<Staged> {
         .filter_map(|rel| std::fs::metadata(snapshot.join(rel)).ok())
         .map(|m| m.len())
         .sum();
-    if super::delta::free_bytes(shared)? < need + super::delta::MARGIN {
+    if super::delta::free_bytes(shared)? < need + super::delta::margin(need) {
         return Ok(staged);
     }
     for rel in dbs {
