@@ -622,18 +622,10 @@ fn a_run_killed_in_its_put_back_is_put_right_by_the_server() {
     )
     .ok();
     // No command: the server's own recovery puts v1 back on its data.
-    let t = Instant::now();
-    loop {
-        let settled = !p.root().join(".deploy/swap.journal").exists();
-        if settled
-            && p.get("/")
-                .is_ok_and(|(s, b)| s == 200 && b.starts_with("example-app v1 "))
-        {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(30), "v1 is not back");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    p.wait_settled(Duration::from_secs(30), "v1 is not back", |p| {
+        p.get("/")
+            .is_ok_and(|(s, b)| s == 200 && b.starts_with("example-app v1 "))
+    });
     assert_node_consistent(&p);
     assert_eq!(
         p.body("/hits"),

@@ -39,25 +39,14 @@ fn exec_writer(p: &Project, tag: &str, secs: u32) -> Child {
     child
 }
 
-#[track_caller]
-fn sql(p: &Project, query: &str) -> String {
-    let db = p.root().join("shared/data/app.db");
-    p.user("sqlite3", &[db.to_str().unwrap(), query])
-        .ok()
-        .stdout
-        .trim()
-        .to_string()
-}
-
 fn rows_of(p: &Project, tag: &str) -> i64 {
     let db = p.root().join("shared/data/app.db");
     if !db.exists() {
         return 0;
     }
-    sql(
-        p,
-        &format!("SELECT COUNT(*) FROM hits WHERE version = '{tag}'"),
-    )
+    p.sql(&format!(
+        "SELECT COUNT(*) FROM hits WHERE version = '{tag}'"
+    ))
     .parse()
     .unwrap_or(0)
 }
@@ -65,18 +54,18 @@ fn rows_of(p: &Project, tag: &str) -> i64 {
 /// No row tagged `writer` came after the first row of `release` (ids grow with time).
 #[track_caller]
 fn none_after(p: &Project, writer: &str, release: &str) {
-    let last: i64 = sql(
-        p,
-        &format!("SELECT COALESCE(MAX(id), 0) FROM hits WHERE version = '{writer}'"),
-    )
-    .parse()
-    .unwrap();
-    let first: i64 = sql(
-        p,
-        &format!("SELECT MIN(id) FROM hits WHERE version = '{release}'"),
-    )
-    .parse()
-    .unwrap();
+    let last: i64 = p
+        .sql(&format!(
+            "SELECT COALESCE(MAX(id), 0) FROM hits WHERE version = '{writer}'"
+        ))
+        .parse()
+        .unwrap();
+    let first: i64 = p
+        .sql(&format!(
+            "SELECT MIN(id) FROM hits WHERE version = '{release}'"
+        ))
+        .parse()
+        .unwrap();
     assert!(
         last < first,
         "a row of {writer} (id {last}) after {release}'s first answer (id {first})"
@@ -183,10 +172,7 @@ fn kill_the_run_in(p: &Project, step: &str) {
 }
 
 fn columns(p: &Project) -> String {
-    sql(
-        p,
-        "SELECT group_concat(name) FROM pragma_table_info('hits')",
-    )
+    p.sql("SELECT group_concat(name) FROM pragma_table_info('hits')")
 }
 
 /// The node-side run SIGKILLed while an in-gap migration works, and after the health check:
@@ -286,17 +272,10 @@ fn a_release_killed_after_any_step_is_put_right_by_the_server_with_no_command() 
         assert_ne!(r.code, 0, "{step}");
         // No command: the app answers, as the previous release or as v (once it had passed
         // its health check), and the journal goes.
-        let t = Instant::now();
-        loop {
-            let settled = !p.root().join(".deploy/swap.journal").exists();
-            if settled && p.get("/healthz").is_ok() {
-                break;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "after {step}: the app is not back with no command"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        p.wait_settled(
+            Duration::from_secs(20),
+            &format!("after {step}: the app is not back with no command"),
+            |p| p.get("/healthz").is_ok(),
+        );
     }
 }

@@ -12,18 +12,8 @@ use std::time::{Duration, Instant};
 /// A job every 2 s writing one row tagged `job-<the release it ran as>`.
 const STAMP: &str = "  stamp:\n    schedule: \"*:*:0/2\"\n    command: [/app/example-app, write-row-version, job-]\n";
 
-#[track_caller]
-fn sql(p: &Project, query: &str) -> String {
-    let db = p.root().join("shared/data/app.db");
-    p.user("sqlite3", &[db.to_str().unwrap(), query])
-        .ok()
-        .stdout
-        .trim()
-        .to_string()
-}
-
 fn number(p: &Project, query: &str) -> i64 {
-    sql(p, query).parse().unwrap_or(0)
+    p.sql(query).parse().unwrap_or(0)
 }
 
 fn rows(p: &Project, tag: &str) -> i64 {

@@ -69,18 +69,11 @@ fn a_restore_killed_after_any_step_is_put_right_by_the_server() {
         );
         assert_ne!(r.code, 0, "{step}: {}", r.stderr);
         // No command: the server's own recovery.
-        let t = Instant::now();
-        loop {
-            let settled = !p.root().join(".deploy/swap.journal").exists();
-            if settled && p.get("/healthz").is_ok() {
-                break;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "{step}: the app is not back with no command"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        p.wait_settled(
+            Duration::from_secs(30),
+            &format!("{step}: the app is not back with no command"),
+            |p| p.get("/healthz").is_ok(),
+        );
         let (check, now) = db_check(&p);
         assert_eq!(check, "ok", "{step}");
         assert!(now >= rows, "{step}: {now} rows, {rows} before");

@@ -3,9 +3,8 @@
 //! deleted. The holder writes who it is into the file so that a second command can say so.
 
 use anyhow::{Context, Result};
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 pub struct NodeLock {
@@ -21,14 +20,7 @@ fn hostname() -> String {
 /// Takes the lock, waiting up to `wait` for another deploy to let go (`--lock-wait`); then
 /// fails, naming the holder.
 pub fn acquire(path: &Path, what: &str, wait: Option<std::time::Duration>) -> Result<NodeLock> {
-    let mut file = OpenOptions::new()
-        .mode(0o600)
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    let mut file = crate::sys::fsx::open_lock_file(path)?;
     let deadline = std::time::Instant::now() + wait.unwrap_or_default();
     let mut told = false;
     loop {

@@ -51,18 +51,24 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     sync_dir(parent(path))
 }
 
-/// Runs `f` holding an exclusive flock on the file `lock` (made 0600 when missing): a short
-/// critical section between processes (never across a build). The kernel lets go of it if the
-/// process dies.
-pub fn with_lock<T>(lock: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let file = OpenOptions::new()
+/// Opens a lock file for reading and writing, made 0600 when missing, its contents kept (a
+/// holder's words in it are read by the next one).
+pub fn open_lock_file(path: &Path) -> Result<fs::File> {
+    OpenOptions::new()
         .mode(0o600)
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(lock)
-        .with_context(|| format!("cannot open {}", lock.display()))?;
+        .open(path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))
+}
+
+/// Runs `f` holding an exclusive flock on the file `lock` (made 0600 when missing): a short
+/// critical section between processes (never across a build). The kernel lets go of it if the
+/// process dies.
+pub fn with_lock<T>(lock: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let file = open_lock_file(lock)?;
     file.lock()
         .with_context(|| format!("cannot lock {}", lock.display()))?;
     let out = f();

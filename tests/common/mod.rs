@@ -837,6 +837,32 @@ impl Project {
         wait_for_text(&self.journal(), &entry, Duration::from_secs(60))
     }
 
+    /// Waits (up to `within`) until no swap journal is left and `ready` holds: the server's own
+    /// recovery, with no command typed. Fails with `what` beyond it.
+    #[track_caller]
+    pub fn wait_settled(&self, within: Duration, what: &str, ready: impl Fn(&Project) -> bool) {
+        let t = Instant::now();
+        loop {
+            if !self.journal().exists() && ready(self) {
+                return;
+            }
+            assert!(t.elapsed() < within, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One query of the app's database (`shared/data/app.db`) with the sqlite3 shell, as the
+    /// node user: its output, trimmed.
+    #[track_caller]
+    pub fn sql(&self, query: &str) -> String {
+        let db = self.root().join("shared/data/app.db");
+        self.user("sqlite3", &[db.to_str().unwrap(), query])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    }
+
     /// The names of the app's environment (always `test`): its units, container, images,
     /// from deploy's own naming scheme.
     pub fn names(&self) -> Names {

@@ -7,8 +7,7 @@ use super::user_dir;
 use crate::node::Node;
 use crate::sys::fsx;
 use anyhow::{Context, Result};
-use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{File, TryLockError};
 use std::path::Path;
 
 /// The lock a restart of Traefik takes exclusive and a gap shared.
@@ -31,14 +30,7 @@ pub(super) fn user_lock(
 ) -> Result<UserLock> {
     let path = user_dir(home).join(name);
     fsx::ensure_dir(&user_dir(home), 0o755)?;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    let file = fsx::open_lock_file(&path)?;
     let tried = match shared {
         true => file.try_lock_shared(),
         false => file.try_lock(),

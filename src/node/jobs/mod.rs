@@ -292,14 +292,7 @@ impl Node<'_> {
     ) -> Result<std::result::Result<Claim, String>> {
         let path = self.layout.job_lock(name);
         fsx::ensure_private_dir(path.parent().expect("the jobs' lock directory"))?;
-        let mut file = OpenOptions::new()
-            .mode(0o600)
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut file = fsx::open_lock_file(&path)?;
         let deadline = Instant::now() + self.lock_wait.unwrap_or_default();
         loop {
             match file.try_lock() {
