@@ -37,24 +37,6 @@ fn release_points(p: &Project, version: &str) -> Vec<String> {
     points
 }
 
-/// Waits until the swap's journal says `step` is done.
-#[track_caller]
-fn wait_for_step(p: &Project, step: &str) {
-    let journal = p.root().join(".deploy/swap.journal");
-    let done = format!("{{\"t\":\"done\",\"step\":\"{step}\"");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains(&done)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the swap reached {step}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// `deploy release VERSION`, spawned, pausing 2 s after the swap's step `step` (the test
 /// hook); returns once the step is done.
 fn release_paused_after(p: &Project, step: &str, version: &str) -> std::process::Child {
@@ -65,7 +47,7 @@ fn release_paused_after(p: &Project, step: &str, version: &str) -> std::process:
         )
         .spawn()
         .unwrap();
-    wait_for_step(p, step);
+    common::wait_for_step(p, step);
     child
 }
 
@@ -228,7 +210,7 @@ fn sigkill_of_the_command_you_typed_never_leaves_the_app_down() {
             .deploy_cmd(&[("DEPLOY_TEST_HOOK", &hook)], &["release", &v])
             .spawn()
             .unwrap();
-        wait_for_step(&p, step);
+        common::wait_for_step(&p, step);
         signal(&child, "-KILL");
         let killed_at = Instant::now();
         Project::wait(child);

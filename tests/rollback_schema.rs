@@ -5,7 +5,6 @@
 mod common;
 use common::{Options, Project};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// The snapshots of a release: (directory, kind from its manifest), oldest first.
 fn snapshots(p: &Project, version: &str) -> Vec<(PathBuf, String)> {
@@ -322,24 +321,6 @@ fn a_rollback_on_the_same_schema_goes_ahead_and_one_to_a_release_without_a_recor
     assert_eq!(hits(&p), "2");
 }
 
-/// Waits until the swap's journal says `step` is done.
-#[track_caller]
-fn wait_for_step(p: &Project, step: &str) {
-    let journal = p.root().join(".deploy/swap.journal");
-    let done = format!("{{\"t\":\"done\",\"step\":\"{step}\"");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains(&done)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the swap reached {step}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn a_schema_that_changes_after_the_check_puts_the_live_release_back() {
     let p = Project::new("t-sch-gap", 18465, Options::default());
@@ -352,7 +333,7 @@ fn a_schema_that_changes_after_the_check_puts_the_live_release_back() {
         .deploy_cmd(&[("DEPLOY_TEST_HOOK", "sleep@after-stop")], &["rollback"])
         .spawn()
         .unwrap();
-    wait_for_step(&p, "stop");
+    common::wait_for_step(&p, "stop");
     let db = live_db(&p);
     p.user(
         "sqlite3",

@@ -159,6 +159,24 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Waits until the swap's journal says `step` is done (at most 2 minutes).
+#[track_caller]
+pub fn wait_for_step(p: &Project, step: &str) {
+    let journal = p.root().join(".deploy/swap.journal");
+    let done = format!("{{\"t\":\"done\",\"step\":\"{step}\"");
+    let t = std::time::Instant::now();
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains(&done)
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the swap reached {step}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The one data snapshot a release has (deploy keeps only the newest).
 pub fn only_snapshot(root: &Path, version: &str) -> PathBuf {
     let dir = root

@@ -267,7 +267,8 @@ fn read_header(shm: &File) -> Option<IndexHeader> {
 
 /// The copy of `rel` made before the stop brought up to the data now and moved to `dst` (see
 /// the module's text), with a write lock held on the live database meanwhile. An error leaves
-/// `dst` missing: the caller copies the database instead. Not synced (the caller syncs).
+/// `dst` missing: the caller copies the database instead. Not synced (the caller syncs it and
+/// its directory).
 pub fn finish(pre: &mut PreCopy, rel: &Path, live: &Path, dst: &Path) -> Option<Result<()>> {
     let mut held = pre.held.remove(rel)?;
     if file_id(live).ok() != Some(held.ids.0) {
@@ -293,7 +294,8 @@ pub fn finish(pre: &mut PreCopy, rel: &Path, live: &Path, dst: &Path) -> Option<
             let _ = conn.execute_batch("ROLLBACK");
             r
         })
-        .and_then(|()| crate::sys::fsx::rename_durable(&held.copy, dst));
+        // Synced by the caller, with its directory.
+        .and_then(|()| std::fs::rename(&held.copy, dst).context("cannot move the copy"));
     if done.is_err() {
         let _ = std::fs::remove_file(&held.copy);
     } else if let Some(spare) = held.spare.take() {
@@ -389,14 +391,8 @@ fn apply(
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::scratch;
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("deploy-delta-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
 
     /// Every row of every table, in order: the data, whatever the pages.
     fn dump(db: &Path) -> Vec<String> {
@@ -414,6 +410,19 @@ mod tests {
             out.extend(rows.map(|r| format!("{t}: {}", r.unwrap())));
         }
         out
+    }
+
+    /// A test's directory, its `shared/` and snapshots, and a WAL database there with two
+    /// empty tables, open.
+    fn app_db(name: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf, Connection) {
+        let d = scratch(&format!("delta-{name}"));
+        let (shared, snaps) = (d.join("shared"), d.join("snaps"));
+        std::fs::create_dir_all(&shared).unwrap();
+        let db = shared.join("app.db");
+        let w = writer(&db);
+        w.execute_batch("CREATE TABLE a (k, v); CREATE TABLE b (k, v);")
+            .unwrap();
+        (d, shared, snaps, db, w)
     }
 
     fn writer(db: &Path) -> Connection {
@@ -446,13 +455,7 @@ mod tests {
         change: fn(&Connection),
         restarts: bool,
     ) {
-        let d = scratch(name);
-        let (shared, snaps) = (d.join("shared"), d.join("snaps"));
-        std::fs::create_dir_all(&shared).unwrap();
-        let db = shared.join("app.db");
-        let w = writer(&db);
-        w.execute_batch("CREATE TABLE a (k, v); CREATE TABLE b (k, v);")
-            .unwrap();
+        let (d, shared, snaps, db, w) = app_db(name);
         fill(&w, "a", 0, 2000);
         fill(&w, "b", 0, 500);
         before(&w);
@@ -566,13 +569,7 @@ mod tests {
 
     #[test]
     fn a_database_replaced_since_the_copy_is_refused() {
-        let d = scratch("replaced");
-        let (shared, snaps) = (d.join("shared"), d.join("snaps"));
-        std::fs::create_dir_all(&shared).unwrap();
-        let db = shared.join("app.db");
-        let w = writer(&db);
-        w.execute_batch("CREATE TABLE a (k, v); CREATE TABLE b (k, v);")
-            .unwrap();
+        let (d, shared, snaps, db, w) = app_db("replaced");
         fill(&w, "a", 0, 10);
         let mut pre = pre_copy(&shared, &snaps, true).unwrap();
         drop(w);

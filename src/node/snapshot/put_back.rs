@@ -439,21 +439,8 @@ impl Restored {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::{rows, scratch};
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("deploy-putback-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    fn rows(db: &Path) -> i64 {
-        Connection::open(db)
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
-            .unwrap()
-    }
 
     #[test]
     fn a_put_back_is_a_new_file_with_the_live_ones_mode_and_journal_mode_and_no_stale_wal() {
