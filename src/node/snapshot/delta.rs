@@ -325,8 +325,10 @@ fn bring_up_to_date(conn: &Connection, held: &Held, live: &Path) -> Result<()> {
         .read_exact_at(&mut shm, 0)
         .with_context(|| format!("cannot read {}", shm_path.display()))?;
     let hdr = IndexHeader::parse(&shm)?;
+    // No frame committed: nothing changed since the copy (a change after it would be in a frame
+    // that nothing could have taken away meanwhile), and a fresh header's sizes are not set yet.
     ensure!(
-        hdr.page_size == page_size && hdr.n_page == page_count,
+        hdr.max_frame == 0 || (hdr.page_size == page_size && hdr.n_page == page_count),
         "the -shm's header (page size {}, {} pages) is not the database's ({page_size}, \
          {page_count})",
         hdr.page_size,
@@ -367,6 +369,10 @@ fn apply(
     }
     let size64 = size as u64;
     let had = (files[0].metadata()?.len() / size64) as u32;
+    ensure!(
+        !pages.is_empty() || had == count,
+        "the database has {count} pages, the copy {had}, and no frame says why"
+    );
     // SQLite never writes the page that holds the lock byte (at 1 GiB).
     let lock_page = (0x4000_0000 / size) + 1;
     if let Some(p) = (had + 1..=count).find(|p| *p != lock_page && !pages.contains_key(p)) {
@@ -565,6 +571,22 @@ mod tests {
             },
             false,
         );
+    }
+
+    #[test]
+    fn a_database_nobody_had_open_and_nobody_wrote_since_is_the_copy() {
+        // Closed by all, its -wal folded in and gone: the copy's connection opens it first (a
+        // fresh -shm, whose header's sizes are not set yet), and nothing writes until the gap.
+        let (d, shared, snaps, db, w) = app_db("fresh");
+        fill(&w, "a", 0, 300);
+        drop(w);
+        assert!(!side(&db, "-wal").exists());
+        let mut pre = pre_copy(&shared, &snaps, false).unwrap();
+        let dst = d.join("snapshot.db");
+        finish(&mut pre, Path::new("app.db"), &db, &dst)
+            .unwrap()
+            .unwrap();
+        assert_eq!(dump(&dst), dump(&db));
     }
 
     #[test]
