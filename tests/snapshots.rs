@@ -250,24 +250,6 @@ fn writer(port: u16) -> (Arc<AtomicBool>, std::thread::JoinHandle<usize>) {
     (stop, thread)
 }
 
-/// Waits until the swap's journal says `step` is done.
-#[track_caller]
-fn wait_for_step(p: &Project, step: &str) {
-    let journal = p.root().join(".deploy/swap.journal");
-    let done = format!("{{\"t\":\"done\",\"step\":\"{step}\"");
-    let t = Instant::now();
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains(&done)
-    {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the swap reached {step}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// The snapshot's manifest.
 fn manifest(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("snapshot.json")).unwrap()).unwrap()
@@ -299,7 +281,7 @@ fn the_snapshot_is_the_data_at_the_stop(p: &Project, method: &str) {
         )
         .spawn()
         .unwrap();
-    wait_for_step(p, "pre-copy");
+    p.wait_for_journal("done", "pre-copy");
     let copied = count(p, &db);
     // Rows the copy holds already change while the app goes on writing.
     p.user(

@@ -270,7 +270,8 @@ fn read_header(shm: &File) -> Option<IndexHeader> {
 
 /// The copy of `rel` made before the stop brought up to the data now and moved to `dst` (see
 /// the module's text), with a write lock held on the live database meanwhile. An error leaves
-/// `dst` missing: the caller copies the database instead. Not synced (the caller syncs).
+/// `dst` missing: the caller copies the database instead. Not synced (the caller syncs it and
+/// its directory).
 pub fn finish(pre: &mut PreCopy, rel: &Path, live: &Path, dst: &Path) -> Option<Result<()>> {
     let mut held = pre.held.remove(rel)?;
     if file_id(live).ok() != Some(held.ids.0) {
@@ -296,7 +297,8 @@ pub fn finish(pre: &mut PreCopy, rel: &Path, live: &Path, dst: &Path) -> Option<
             let _ = conn.execute_batch("ROLLBACK");
             r
         })
-        .and_then(|()| crate::sys::fsx::rename_durable(&held.copy, dst));
+        // Synced by the caller, with its directory.
+        .and_then(|()| std::fs::rename(&held.copy, dst).context("cannot move the copy"));
     if done.is_err() {
         let _ = std::fs::remove_file(&held.copy);
     } else if let Some(spare) = held.spare.take() {
@@ -326,8 +328,10 @@ fn bring_up_to_date(conn: &Connection, held: &Held, live: &Path) -> Result<()> {
         .read_exact_at(&mut shm, 0)
         .with_context(|| format!("cannot read {}", shm_path.display()))?;
     let hdr = IndexHeader::parse(&shm)?;
+    // No frame committed: nothing changed since the copy (a change after it would be in a frame
+    // that nothing could have taken away meanwhile), and a fresh header's sizes are not set yet.
     ensure!(
-        hdr.page_size == page_size && hdr.n_page == page_count,
+        hdr.max_frame == 0 || (hdr.page_size == page_size && hdr.n_page == page_count),
         "the -shm's header (page size {}, {} pages) is not the database's ({page_size}, \
          {page_count})",
         hdr.page_size,
@@ -368,6 +372,10 @@ fn apply(
     }
     let size64 = size as u64;
     let had = (files[0].metadata()?.len() / size64) as u32;
+    ensure!(
+        !pages.is_empty() || had == count,
+        "the database has {count} pages, the copy {had}, and no frame says why"
+    );
     // SQLite never writes the page that holds the lock byte (at 1 GiB).
     let lock_page = (0x4000_0000 / size) + 1;
     if let Some(p) = (had + 1..=count).find(|p| *p != lock_page && !pages.contains_key(p)) {
@@ -392,14 +400,8 @@ fn apply(
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::scratch;
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("deploy-delta-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
 
     /// Every row of every table, in order: the data, whatever the pages.
     fn dump(db: &Path) -> Vec<String> {
@@ -417,6 +419,19 @@ mod tests {
             out.extend(rows.map(|r| format!("{t}: {}", r.unwrap())));
         }
         out
+    }
+
+    /// A test's directory, its `shared/` and snapshots, and a WAL database there with two
+    /// empty tables, open.
+    fn app_db(name: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf, Connection) {
+        let d = scratch(&format!("delta-{name}"));
+        let (shared, snaps) = (d.join("shared"), d.join("snaps"));
+        std::fs::create_dir_all(&shared).unwrap();
+        let db = shared.join("app.db");
+        let w = writer(&db);
+        w.execute_batch("CREATE TABLE a (k, v); CREATE TABLE b (k, v);")
+            .unwrap();
+        (d, shared, snaps, db, w)
     }
 
     fn writer(db: &Path) -> Connection {
@@ -449,13 +464,7 @@ mod tests {
         change: fn(&Connection),
         restarts: bool,
     ) {
-        let d = scratch(name);
-        let (shared, snaps) = (d.join("shared"), d.join("snaps"));
-        std::fs::create_dir_all(&shared).unwrap();
-        let db = shared.join("app.db");
-        let w = writer(&db);
-        w.execute_batch("CREATE TABLE a (k, v); CREATE TABLE b (k, v);")
-            .unwrap();
+        let (d, shared, snaps, db, w) = app_db(name);
         fill(&w, "a", 0, 2000);
         fill(&w, "b", 0, 500);
         before(&w);
@@ -568,14 +577,24 @@ mod tests {
     }
 
     #[test]
-    fn a_database_replaced_since_the_copy_is_refused() {
-        let d = scratch("replaced");
-        let (shared, snaps) = (d.join("shared"), d.join("snaps"));
-        std::fs::create_dir_all(&shared).unwrap();
-        let db = shared.join("app.db");
-        let w = writer(&db);
-        w.execute_batch("CREATE TABLE a (k, v); CREATE TABLE b (k, v);")
+    fn a_database_nobody_had_open_and_nobody_wrote_since_is_the_copy() {
+        // Closed by all, its -wal folded in and gone: the copy's connection opens it first (a
+        // fresh -shm, whose header's sizes are not set yet), and nothing writes until the gap.
+        let (d, shared, snaps, db, w) = app_db("fresh");
+        fill(&w, "a", 0, 300);
+        drop(w);
+        assert!(!side(&db, "-wal").exists());
+        let mut pre = pre_copy(&shared, &snaps, false).unwrap();
+        let dst = d.join("snapshot.db");
+        finish(&mut pre, Path::new("app.db"), &db, &dst)
+            .unwrap()
             .unwrap();
+        assert_eq!(dump(&dst), dump(&db));
+    }
+
+    #[test]
+    fn a_database_replaced_since_the_copy_is_refused() {
+        let (d, shared, snaps, db, w) = app_db("replaced");
         fill(&w, "a", 0, 10);
         let mut pre = pre_copy(&shared, &snaps, true).unwrap();
         drop(w);

@@ -18,6 +18,8 @@
 mod delta;
 mod in_gap;
 mod put_back;
+#[cfg(test)]
+mod testutil;
 mod wal;
 
 use in_gap::{move_database, read_schema, snapshot_database};
@@ -145,9 +147,30 @@ impl Manifest {
 
     /// Writes it into the snapshot `dir` (atomically, 0600).
     pub fn write(&self, dir: &Path) -> Result<()> {
+        fsx::write_atomic(&dir.join(MANIFEST), &self.json()?, 0o600)
+    }
+
+    fn json(&self) -> Result<Vec<u8>> {
         let mut json = serde_json::to_vec_pretty(self)?;
         json.push(b'\n');
-        fsx::write_atomic(&dir.join(MANIFEST), &json, 0o600)
+        Ok(json)
+    }
+
+    /// Writes it into a snapshot being made (`tmp`, not yet renamed to its name: nobody reads
+    /// it before the rename that follows, which syncs the directory), synced.
+    fn write_new(&self, tmp: &Path) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = tmp.join(MANIFEST);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        f.write_all(&self.json()?)?;
+        f.sync_all()
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 }
 
@@ -350,7 +373,8 @@ pub fn take(
         bytes: Some(bytes),
         replica: positions(&dbs),
     };
-    manifest.write(&tmp)?;
+    manifest.write_new(&tmp)?;
+    fsx::sync_dir(&tmp)?;
     let dir = snapshots.join(stamp);
     fsx::rename_durable(&tmp, &dir)?;
     for old in list(snapshots)? {
@@ -449,22 +473,13 @@ pub fn latest(snapshots: &Path, kind: Kind) -> Result<Option<Snapshot>> {
 
 #[cfg(test)]
 mod tests {
+    use super::testutil::{rows, scratch};
     use super::*;
     use rusqlite::Connection;
 
-    /// A fresh scratch directory of this test process (the snapshot module's tests share it).
-    pub(super) fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("deploy-snapshot-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    pub(super) fn rows(db: &Path) -> i64 {
-        Connection::open(db)
-            .unwrap()
-            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
-            .unwrap()
+    /// A snapshot taken in the gap, as a release's.
+    fn take_now(shared: &Path, snaps: &Path, stamp: &str, kind: Kind) -> Taken {
+        take(shared, snaps, stamp, kind, How::in_gap()).unwrap()
     }
 
     #[test]
@@ -488,14 +503,7 @@ mod tests {
         );
 
         let snaps = d.join("snapshots");
-        let taken = take(
-            &shared,
-            &snaps,
-            "2026-01-01T00:00:00.000Z",
-            Kind::Left,
-            How::in_gap(),
-        )
-        .unwrap();
+        let taken = take_now(&shared, &snaps, "2026-01-01T00:00:00.000Z", Kind::Left);
         assert_eq!(taken.databases, 1);
         assert_eq!(taken.schemas["data/sub/app.db"].tables["t"], ["x"]);
         assert_eq!(rows(&taken.dir.join("data/sub/app.db")), 100);
@@ -523,14 +531,7 @@ mod tests {
         let c = Connection::open(&db).unwrap();
         c.execute("CREATE TABLE t (x)", []).unwrap();
         let snaps = d.join("snapshots");
-        let first = take(
-            &shared,
-            &snaps,
-            "2026-01-01T00:00:00.000Z",
-            Kind::Left,
-            How::in_gap(),
-        )
-        .unwrap();
+        let first = take_now(&shared, &snaps, "2026-01-01T00:00:00.000Z", Kind::Left);
         c.execute("INSERT INTO t VALUES (1)", []).unwrap();
         // A crash while writing a later one leaves a temp dir that is never used.
         std::fs::create_dir_all(snaps.join(".tmp-2026-01-03T00:00:00.000Z")).unwrap();
@@ -539,24 +540,15 @@ mod tests {
         assert_eq!(rows(&left.dir.join("a.db")), 0);
         assert_eq!(left.manifest.schemas.unwrap()["a.db"].tables["t"], ["x"]);
         // What was there before a restore is kept beside it, and never taken for it.
-        let before = take(
+        let before = take_now(
             &shared,
             &snaps,
             "2026-01-02T00:00:00.000Z",
             Kind::BeforeRestore,
-            How::in_gap(),
-        )
-        .unwrap();
+        );
         assert_eq!(list(&snaps).unwrap(), vec![first.dir.clone(), before.dir]);
         assert_eq!(latest(&snaps, Kind::Left).unwrap().unwrap().dir, first.dir);
-        let taken = take(
-            &shared,
-            &snaps,
-            "2026-01-03T00:00:00.000Z",
-            Kind::Left,
-            How::in_gap(),
-        )
-        .unwrap();
+        let taken = take_now(&shared, &snaps, "2026-01-03T00:00:00.000Z", Kind::Left);
         assert!(!first.dir.exists());
         assert_eq!(list(&snaps).unwrap().len(), 2);
         assert_eq!(rows(&taken.dir.join("a.db")), 1);

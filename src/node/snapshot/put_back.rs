@@ -439,7 +439,7 @@ impl Restored {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{rows, scratch};
+    use super::super::testutil::{rows, scratch};
     use super::*;
 
     #[test]
