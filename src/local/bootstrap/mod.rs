@@ -445,6 +445,45 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_distribution_or_an_old_podman_is_refused_with_the_manual_steps() {
+        let facts = |os: &str, podman: &str| {
+            probe::parse(&format!(
+                "uid=0\npid1=systemd\ncgroup=v2\nkernel=6.1.0\n{podman}\n{}",
+                os.lines().map(|l| format!("os:{l}\n")).collect::<String>()
+            ))
+        };
+        let refused = |f: &probe::Facts| format!("{:#}", check_server(f, "web").unwrap_err());
+        let e = refused(&facts(
+            "PRETTY_NAME=\"Arch Linux\"\nID=arch\n",
+            "podman=5.2.0",
+        ));
+        assert!(
+            e.starts_with("Arch Linux (ID=arch) is not a distribution"),
+            "{e}"
+        );
+        assert!(
+            e.contains("Nothing was changed.") && e.contains("useradd -m web"),
+            "{e}"
+        );
+        let rocky = "ID=\"rocky\"\nVERSION_ID=\"9.1\"\n";
+        let e = refused(&facts(rocky, "candidate=4.2.0"));
+        assert!(
+            e.contains("has Podman 4.2 (installed, or what its packages"),
+            "{e}"
+        );
+        assert!(e.contains("Nothing was changed."), "{e}");
+        let e = refused(&facts("ID=debian\nVERSION_ID=12\n", "podman=4.2.1"));
+        assert!(e.contains("has Podman 4.2"), "{e}");
+        let s = check_server(
+            &facts(rocky, "candidate=5.2.2\nselinux=1\nfirewalld=running"),
+            "web",
+        )
+        .unwrap();
+        assert_eq!(s.family, os::Family::Dnf);
+        assert!(s.firewalld && s.selinux == Some(crate::sys::selinux::Mode::Enforcing));
+    }
+
+    #[test]
     fn bootstrap_says_it_will_label_for_selinux_and_whose_ports_firewalld_keeps() {
         let plain = Server {
             family: os::Family::Dnf,

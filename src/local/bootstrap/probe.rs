@@ -21,6 +21,7 @@ echo "kernel=$(uname -r)"
 echo "arch=$(uname -m)"
 if command -v podman >/dev/null 2>&1; then echo "podman=$(podman --version 2>/dev/null | awk '{{print $NF}}')"
 elif command -v apt-cache >/dev/null 2>&1; then echo "candidate=$(apt-cache policy podman 2>/dev/null | sed -n 's/^ *Candidate: *//p')"
+elif command -v dnf >/dev/null 2>&1; then echo "candidate=$(dnf -q repoquery --latest-limit=1 --qf '%{{version}} ' podman 2>/dev/null | awk 'NR == 1 {{ print $1 }}')"
 fi
 [ -e {enforce} ] && echo "selinux=$(cat {enforce} 2>/dev/null)"
 command -v firewall-cmd >/dev/null 2>&1 && echo "firewalld=$(firewall-cmd --state 2>/dev/null)"
@@ -50,7 +51,8 @@ pub struct Facts {
     pub arch: String,
     /// The installed Podman's version.
     pub podman: Option<Version>,
-    /// The Podman apt would install (its candidate), when none is installed and apt knows one.
+    /// The Podman apt or dnf would install (its candidate), when none is installed and the
+    /// package manager knows one.
     pub candidate: Option<Version>,
     /// SELinux's mode, when it is enabled (read as the node reads it).
     pub selinux: Option<Mode>,
@@ -126,6 +128,16 @@ mod tests {
         assert_eq!(none.selinux, None);
         assert_eq!(parse("selinux=0\n").selinux, Some(Mode::Permissive));
         assert!(script().contains("for b in traefik litestream; do"));
+        assert!(script().contains("dnf -q repoquery --latest-limit=1 --qf '%{version} ' podman"));
+        let sh = std::process::Command::new("sh")
+            .args(["-n", "-c", &script()])
+            .output()
+            .unwrap();
+        assert!(
+            sh.status.success(),
+            "{}",
+            String::from_utf8_lossy(&sh.stderr)
+        );
         assert!(script().contains(
             "[ -e /sys/fs/selinux/enforce ] && echo \"selinux=$(cat /sys/fs/selinux/enforce"
         ));
