@@ -24,6 +24,9 @@ impl Node<'_> {
                 crate::sys::podman::init_binary(&self.home).map(|_| ())
             });
         }
+        if !self.config.container.mounts.is_empty() {
+            self.say_volume_labels();
+        }
         check("Checking rsync", &crate::sys::rsync::check_installed);
         let systemd = Systemd::connect();
         check("Connecting to the systemd user manager", &|| {
@@ -112,5 +115,82 @@ impl Node<'_> {
             serde_json::json!({"action": "check", "environment": self.env_name}),
         );
         Ok(())
+    }
+
+    /// Whether the app's volumes are labelled for SELinux, the live release's included.
+    fn say_volume_labels(&self) {
+        let live = std::fs::read_to_string(self.layout.current_release_env()).ok();
+        let (said, fine) =
+            volume_labels_said(crate::sys::selinux::mode(), live.as_deref(), &self.env_name);
+        match fine {
+            true => self.ui.info(&said),
+            false => self.ui.warn(&said),
+        }
+    }
+}
+
+/// What `deploy check` says of the app's volumes and SELinux (`mode`), given the live
+/// release's `release.env`; `false` when the live release mounts them unlabelled where SELinux
+/// needs labels. Pure.
+pub fn volume_labels_said(
+    mode: Option<crate::sys::selinux::Mode>,
+    live: Option<&str>,
+    env: &str,
+) -> (String, bool) {
+    let Some(mode) = mode else {
+        return (
+            "   volumes: not labelled (SELinux is not enabled here: no label needed)".into(),
+            true,
+        );
+    };
+    let mode = mode.as_str();
+    let unlabelled = live.map(crate::node::unit::unlabelled_volumes);
+    match unlabelled.filter(|u| !u.is_empty()) {
+        None => (
+            format!(
+                "   volumes: labelled for the app's containers (SELinux is {mode} here: mounted \
+                 with :z)"
+            ),
+            true,
+        ),
+        Some(u) => (
+            format!(
+                "SELinux is {mode} here, but the live release mounts {} without a label (it was \
+                 made before deploy labelled them): the app may be denied its files; \
+                 `deploy release {env}` labels them (:z)",
+                u.join(", ")
+            ),
+            false,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::selinux::Mode;
+
+    #[test]
+    fn check_says_whether_the_volumes_are_labelled() {
+        let old = "DEPLOY_ARGS=--volume /srv/a/shared/data:/data\n";
+        let new = "DEPLOY_ARGS=--volume /srv/a/shared/data:/data:z\n";
+        let (said, fine) = volume_labels_said(None, Some(old), "prod");
+        assert!(
+            fine && said.contains("not labelled (SELinux is not enabled"),
+            "{said}"
+        );
+        for live in [None, Some(new)] {
+            let (said, fine) = volume_labels_said(Some(Mode::Enforcing), live, "prod");
+            assert!(
+                fine && said.contains("labelled for the app's containers (SELinux is enforcing")
+            );
+        }
+        let (said, fine) = volume_labels_said(Some(Mode::Permissive), Some(old), "prod");
+        assert!(!fine, "{said}");
+        assert!(
+            said.contains("mounts /srv/a/shared/data:/data without a label"),
+            "{said}"
+        );
+        assert!(said.contains("`deploy release prod` labels them"), "{said}");
     }
 }

@@ -110,9 +110,17 @@ impl<'a> Node<'a> {
         crate::names::Names::new(&self.config.app, &self.env_name)
     }
 
-    /// What the app's unit (and an in-gap hook's container) is made from.
+    /// What the app's unit (and an in-gap hook's container) is made from: its mounts labelled
+    /// when this server has SELinux enabled.
     pub(crate) fn unit_spec(&self) -> unit::UnitSpec {
-        unit::UnitSpec::new(self.config, &self.layout, self.env.port, &self.names())
+        let label = unit::VolumeLabel::of(crate::sys::selinux::mode());
+        unit::UnitSpec::new(
+            self.config,
+            &self.layout,
+            self.env.port,
+            &self.names(),
+            label,
+        )
     }
 
     pub(crate) fn unit_name(&self) -> String {

@@ -33,6 +33,8 @@ pub struct UnitSpec {
     pub unit_log: String,
     pub env_file: Option<String>,
     pub mounts: Vec<Mount>,
+    /// Whether the mounts are labelled for the app's containers (SELinux).
+    pub label: VolumeLabel,
     pub stop_timeout: u64,
     /// The longest stop any release may ask for (the unit's `TimeoutStopSec` is this + 30).
     pub max_stop_timeout: u64,
@@ -66,7 +68,7 @@ impl RunSettings {
             args.extend(["--env-file".into(), env.clone()]);
         }
         for m in &spec.mounts {
-            args.extend(["--volume".into(), format!("{}:{}", m.host, m.container)]);
+            args.extend(["--volume".into(), spec.volume(m)]);
         }
         RunSettings {
             args,
@@ -119,10 +121,61 @@ pub fn with_run_settings(text: &str, run: &RunSettings) -> Option<String> {
     (!text.lines().any(|l| l.starts_with(ARGS_KEY))).then(|| format!("{text}{}", run.lines()))
 }
 
+/// A shared directory in the app's containers: `host` (under `shared/`, or a preview's data
+/// being scrubbed) at `container`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Mount {
     pub host: String,
     pub container: String,
+}
+
+/// How the app's mounts are labelled. On a server with SELinux enabled a container may only
+/// use files labelled for containers: Podman relabels a mount given `:z` (container_file_t,
+/// shared by every container of the app: its own, the hooks', execs' and jobs'). The node
+/// says which when it makes a unit's settings ([`Self::of`]); the renderers only read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum VolumeLabel {
+    /// No SELinux: the mounts as they are.
+    #[default]
+    Unlabelled,
+    /// SELinux enabled: every mount inside the app's directory gets `:z`.
+    Shared,
+}
+
+impl VolumeLabel {
+    /// The labels for a server whose SELinux is enabled (`Some`: enforcing or permissive) or
+    /// not. Pure.
+    pub fn of(selinux: Option<crate::sys::selinux::Mode>) -> VolumeLabel {
+        match selinux {
+            Some(_) => VolumeLabel::Shared,
+            None => VolumeLabel::Unlabelled,
+        }
+    }
+}
+
+/// The mounts of a release's `release.env` (its `--volume` arguments) that have no label. Pure.
+pub fn unlabelled_volumes(release_env: &str) -> Vec<String> {
+    let Some(args) = release_env.lines().find_map(|l| l.strip_prefix(ARGS_KEY)) else {
+        return Vec::new();
+    };
+    let words: Vec<&str> = args.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0] == "--volume" && !w[1].ends_with(":z"))
+        .map(|w| w[1].to_string())
+        .collect()
+}
+
+/// `path` is below `root`, each part a plain name: what `:z` may relabel. Pure.
+fn inside(path: &str, root: &str) -> bool {
+    use std::path::{Component, Path};
+    match Path::new(path).strip_prefix(root) {
+        Ok(rel) => {
+            rel.components().next().is_some()
+                && rel.components().all(|c| matches!(c, Component::Normal(_)))
+        }
+        Err(_) => false,
+    }
 }
 
 pub fn render(spec: &UnitSpec) -> Result<String> {
@@ -262,7 +315,7 @@ fn one_off_args(
     // The release's own variables (env.clear, env.secret) win over shared/.env.
     a.extend(["--env-file".into(), spec.release_vars(version)]);
     for m in &spec.mounts {
-        a.extend(["--volume".into(), format!("{}:{}", m.host, m.container)]);
+        a.extend(["--volume".into(), spec.volume(m)]);
     }
     a.extend(["--entrypoint".into(), program, image.into()]);
     a.extend(words);
@@ -290,6 +343,13 @@ pub fn release_env(
 }
 
 impl UnitSpec {
+    /// A mount as podman's `--volume`: `HOST:TARGET`, with `:z` when the mounts are labelled.
+    /// `:z` relabels what it mounts, so never a path outside the app's own directory. Pure.
+    pub fn volume(&self, m: &Mount) -> String {
+        let z = self.label == VolumeLabel::Shared && inside(&m.host, &self.root);
+        format!("{}:{}{}", m.host, m.container, if z { ":z" } else { "" })
+    }
+
     /// The variables file of a release (env.clear, env.secret), by its version.
     pub fn release_vars(&self, version: &str) -> String {
         format!(
@@ -315,6 +375,7 @@ impl UnitSpec {
         layout: &Layout,
         port: u16,
         names: &crate::names::Names,
+        label: VolumeLabel,
     ) -> UnitSpec {
         let root = layout.root.display().to_string();
         let shared = layout.shared();
@@ -354,6 +415,7 @@ impl UnitSpec {
                     container: target.clone(),
                 })
                 .collect(),
+            label,
             stop_timeout: config.container.stop_timeout.as_secs().max(1),
             max_stop_timeout: crate::config::MAX_STOP_TIMEOUT.as_secs(),
             init: config.container.init,
@@ -383,6 +445,7 @@ mod tests {
             &Layout::new("/srv/shop"),
             18080,
             &crate::names::Names::new("shop", "prod"),
+            VolumeLabel::Unlabelled,
         )
     }
 
@@ -399,6 +462,7 @@ mod tests {
             &Layout::new("/srv/shop"),
             18080,
             &crate::names::Names::new("shop", "prod"),
+            VolumeLabel::Unlabelled,
         );
         assert_eq!(
             hook_args(
@@ -514,5 +578,86 @@ mod tests {
         let done = with_run_settings(old, &run).unwrap();
         assert!(done.starts_with(old) && done.contains(ARGS_KEY));
         assert_eq!(with_run_settings(&done, &run), None);
+    }
+
+    #[test]
+    fn with_selinux_every_container_of_the_app_mounts_its_volumes_labelled() {
+        use crate::sys::selinux::Mode;
+        assert_eq!(VolumeLabel::of(None), VolumeLabel::Unlabelled);
+        assert_eq!(VolumeLabel::of(Some(Mode::Permissive)), VolumeLabel::Shared);
+        let mut spec = spec(true);
+        spec.label = VolumeLabel::of(Some(Mode::Enforcing));
+        // The release's run settings (the unit's $DEPLOY_ARGS).
+        assert_eq!(
+            RunSettings::of(&spec).args.join(" "),
+            "--init --env-file /srv/shop/shared/.env \
+             --volume /srv/shop/shared/data:/app/data:z"
+        );
+        // The unit's own text does not change: the mounts are the release's.
+        assert_eq!(render(&spec).unwrap(), render(&self::spec(true)).unwrap());
+        let volume = "--volume /srv/shop/shared/data:/app/data:z --entrypoint";
+        let hook = hook_args(&spec, "i", ("v2", None), "/app/shop migrate").join(" ");
+        let words = ["/app/shop".to_string(), "console".into()];
+        let exec = exec_args(&spec, "i", ("v2", "me@laptop"), "x", (true, true), &words);
+        let run = JobRun {
+            job: "digest",
+            by: "timer",
+            log: "/srv/shop/log/job_digest.log",
+        };
+        let job = job_args(&spec, "i", "v2", "y", run, &words).join(" ");
+        for args in [hook, exec.join(" "), job] {
+            assert!(args.contains(volume), "{args}");
+            assert_eq!(args.matches(":z").count(), 1, "only the mount: {args}");
+        }
+        // Without SELinux, the same arguments without the label.
+        let plain = hook_args(&self::spec(true), "i", ("v2", None), "/app/shop migrate");
+        assert!(plain.contains(&"/srv/shop/shared/data:/app/data".to_string()));
+        assert!(!plain.join(" ").contains(":z"));
+    }
+
+    #[test]
+    fn a_label_is_never_put_on_a_path_outside_the_apps_directory() {
+        let mut spec = spec(true);
+        spec.label = VolumeLabel::Shared;
+        let at = |host: &str| {
+            spec.volume(&Mount {
+                host: host.into(),
+                container: "/app/data".into(),
+            })
+        };
+        // A preview's data being scrubbed is the app's too.
+        assert_eq!(
+            at("/srv/shop/.deploy/preview-data.scrubbing/data"),
+            "/srv/shop/.deploy/preview-data.scrubbing/data:/app/data:z"
+        );
+        for outside in [
+            "/srv/shopx/data",
+            "/srv/shop/../etc",
+            "/srv/shop",
+            "/home",
+            "data",
+        ] {
+            assert_eq!(at(outside), format!("{outside}:/app/data"), "{outside}");
+        }
+    }
+
+    #[test]
+    fn the_unlabelled_volumes_of_a_release_are_found() {
+        let mut spec = spec(false);
+        spec.mounts.push(Mount {
+            host: "/srv/shop/shared/uploads".into(),
+            container: "/app/uploads".into(),
+        });
+        let env = |spec: &UnitSpec| release_env("shop", "v2", "i", None, &RunSettings::of(spec));
+        assert_eq!(
+            unlabelled_volumes(&env(&spec)),
+            [
+                "/srv/shop/shared/data:/app/data",
+                "/srv/shop/shared/uploads:/app/uploads"
+            ]
+        );
+        spec.label = VolumeLabel::Shared;
+        assert!(unlabelled_volumes(&env(&spec)).is_empty());
+        assert!(unlabelled_volumes("DEPLOY_VERSION=v1\n").is_empty());
     }
 }

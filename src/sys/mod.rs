@@ -6,6 +6,7 @@ pub mod fsx;
 pub mod health;
 pub mod podman;
 pub mod rsync;
+pub mod selinux;
 pub mod shell;
 pub mod ssh;
 pub mod systemd;

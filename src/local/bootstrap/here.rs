@@ -7,8 +7,8 @@ use super::programs::{self, Scratch};
 use super::runner::RootSession;
 use super::steps::{self, Wants};
 use super::{
-    check_podman, check_server, dry_run_done, key_label, make_node, read_public_key,
-    say_what_is_left_to_the_admin, testnode, wanted, BootstrapArgs,
+    check_podman, check_server, dry_run_done, key_label, make_node, read_public_key, server_notes,
+    testnode, wanted, BootstrapArgs,
 };
 use crate::ui::Ui;
 use anyhow::{anyhow, bail, Result};
@@ -48,10 +48,13 @@ pub fn run(a: &BootstrapArgs, user: &str, ui: Ui) -> Result<()> {
         key,
         uploads: programs::uploads(&wanted(a, &[]), &facts, &mut scratch, ui)?,
         low_port: None,
+        public_ports: Vec::new(),
         test_node: a.test_node,
     };
+    for note in server_notes(&server, None) {
+        ui.info(&note);
+    }
     let changed = make_node(&root, &server, &wants, a.dry_run, ui)?;
-    say_what_is_left_to_the_admin(&facts, None, ui);
     let then = format!("then, as {user}, in the project: deploy setup ENV");
     if a.dry_run {
         dry_run_done(&then, changed, ui);

@@ -10,9 +10,10 @@
 //! - [`probe`]: what is read of the server first;
 //! - [`programs`]: Traefik and Litestream, a binary of one's own or a pinned download;
 //! - [`steps`]: the steps as shell scripts (pure builders), [`manager`] those of the user's
-//!   manager and Podman; [`testnode`]: the tests' extras;
+//!   manager and Podman, [`firewall`] firewalld's ports; [`testnode`]: the tests' extras;
 //! - [`runner`]: runs them as root; [`here`]: `--local`.
 
+pub mod firewall;
 pub mod here;
 pub mod manager;
 pub mod os;
@@ -82,10 +83,16 @@ fn over_ssh(cli: &Cli, a: &BootstrapArgs, ui: Ui) -> Result<()> {
         low_port: managed
             .as_ref()
             .and_then(|m| steps::low_port(m.entrypoints.values())),
+        public_ports: managed
+            .as_ref()
+            .map(|m| firewall::public_ports(m.entrypoints.values()))
+            .unwrap_or_default(),
         test_node: false,
     };
+    for note in server_notes(&server, Some(managed.is_some())) {
+        ui.info(&note);
+    }
     let changed = make_node(&root, &server, &wants, a.dry_run, ui)?;
-    say_what_is_left_to_the_admin(&facts, managed.as_ref(), ui);
     if a.dry_run {
         let then = format!(
             "then, from here: a login as {user} (ssh {}), and `deploy setup {env_name}`",
@@ -243,6 +250,8 @@ fn check_server(facts: &probe::Facts, user: &str) -> Result<Server> {
         pid1_systemd: facts.pid1_systemd(),
         cgroup_v2: facts.cgroup_v2,
         native_overlay: steps::native_overlay(&facts.kernel),
+        selinux: facts.selinux,
+        firewalld: facts.firewalld,
     })
 }
 
@@ -294,36 +303,29 @@ fn dry_run_done(then: &str, changed: usize, ui: Ui) {
     }
 }
 
-/// What bootstrap says but leaves to the server's admin: SELinux labels, firewalld ports.
-fn say_what_is_left_to_the_admin(
-    facts: &probe::Facts,
-    managed: Option<&config::ManageOptions>,
-    ui: Ui,
-) {
-    if matches!(facts.selinux.as_deref(), Some("enforcing" | "permissive")) {
-        ui.warn(&format!(
-            "SELinux is {} here: a container may only use what is labelled for it. deploy's \
-             unit does not label the app's mounts yet: give the shared directories the \
-             container_file_t label (e.g. `chcon -R -t container_file_t` on them) or mount them \
-             with `:z` by hand",
-            facts.selinux.as_deref().unwrap_or_default()
+/// What bootstrap says of the server beside its steps: that the app's mounts will be labelled
+/// for SELinux, and, with firewalld and a Traefik of the admin's own (`managed`: Some(false);
+/// `None` for `--local`, which has no config), that its ports are the admin's to open. Pure.
+pub fn server_notes(server: &Server, managed: Option<bool>) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(mode) = server.selinux {
+        notes.push(format!(
+            "   SELinux is {} here: deploy will label what the app's containers share (it mounts \
+             the app's shared directories with `:z`, so Podman labels them container_file_t; \
+             never a path outside the app's own directory); `deploy check ENV` says whether \
+             they are",
+            mode.as_str()
         ));
     }
-    if let (true, Some(m)) = (facts.firewalld, managed) {
-        let ports: Vec<String> = m
-            .entrypoints
-            .values()
-            .filter_map(|a| {
-                a.rsplit_once(':')
-                    .map(|(_, p)| format!("--add-port={p}/tcp"))
-            })
-            .collect();
-        ui.warn(&format!(
-            "firewalld is running: open Traefik's ports yourself, as root: firewall-cmd \
-             --permanent {} && firewall-cmd --reload",
-            ports.join(" ")
-        ));
+    if server.firewalld && managed == Some(false) {
+        notes.push(
+            "   firewalld is running here and deploy does not manage Traefik (traefik.manage): \
+             open your Traefik's ports yourself, as root, e.g. firewall-cmd --permanent \
+             --add-port=443/tcp && firewall-cmd --add-port=443/tcp"
+                .into(),
+        );
     }
+    notes
 }
 
 /// Rootless Podman works for the user: it says its version and storage driver.
@@ -440,5 +442,77 @@ mod tests {
         assert!(m.contains("useradd -m web") && m.contains("loginctl enable-linger web"));
         assert_eq!(programs::elf_machine("x86_64"), Some(62));
         assert_eq!(programs::elf_machine("s390x"), None);
+    }
+
+    #[test]
+    fn an_unknown_distribution_or_an_old_podman_is_refused_with_the_manual_steps() {
+        let facts = |os: &str, podman: &str| {
+            probe::parse(&format!(
+                "uid=0\npid1=systemd\ncgroup=v2\nkernel=6.1.0\n{podman}\n{}",
+                os.lines().map(|l| format!("os:{l}\n")).collect::<String>()
+            ))
+        };
+        let refused = |f: &probe::Facts| format!("{:#}", check_server(f, "web").unwrap_err());
+        let e = refused(&facts(
+            "PRETTY_NAME=\"Arch Linux\"\nID=arch\n",
+            "podman=5.2.0",
+        ));
+        assert!(
+            e.starts_with("Arch Linux (ID=arch) is not a distribution"),
+            "{e}"
+        );
+        assert!(
+            e.contains("Nothing was changed.") && e.contains("useradd -m web"),
+            "{e}"
+        );
+        let rocky = "ID=\"rocky\"\nVERSION_ID=\"9.1\"\n";
+        let e = refused(&facts(rocky, "candidate=4.2.0"));
+        assert!(
+            e.contains("has Podman 4.2 (installed, or what its packages"),
+            "{e}"
+        );
+        assert!(e.contains("Nothing was changed."), "{e}");
+        let e = refused(&facts("ID=debian\nVERSION_ID=12\n", "podman=4.2.1"));
+        assert!(e.contains("has Podman 4.2"), "{e}");
+        let s = check_server(
+            &facts(rocky, "candidate=5.2.2\nselinux=1\nfirewalld=running"),
+            "web",
+        )
+        .unwrap();
+        assert_eq!(s.family, os::Family::Dnf);
+        assert!(s.firewalld && s.selinux == Some(crate::sys::selinux::Mode::Enforcing));
+    }
+
+    #[test]
+    fn bootstrap_says_it_will_label_for_selinux_and_whose_ports_firewalld_keeps() {
+        let plain = Server {
+            family: os::Family::Dnf,
+            pid1_systemd: true,
+            cgroup_v2: true,
+            native_overlay: true,
+            selinux: None,
+            firewalld: false,
+        };
+        assert!(server_notes(&plain, Some(false)).is_empty());
+        let selinux = Server {
+            selinux: Some(crate::sys::selinux::Mode::Enforcing),
+            ..plain
+        };
+        let notes = server_notes(&selinux, Some(true));
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].starts_with("   SELinux is enforcing here: deploy will label"));
+        assert!(notes[0].contains("with `:z`"), "{}", notes[0]);
+        let firewalld = Server {
+            firewalld: true,
+            ..plain
+        };
+        // A managed Traefik's ports are a step of their own; --local has no Traefik.
+        assert!(server_notes(&firewalld, Some(true)).is_empty());
+        assert!(server_notes(&firewalld, None).is_empty());
+        let said = server_notes(&firewalld, Some(false));
+        assert!(
+            said[0].contains("open your Traefik's ports yourself"),
+            "{said:?}"
+        );
     }
 }

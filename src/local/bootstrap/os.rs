@@ -141,8 +141,8 @@ pub fn distro(fields: &BTreeMap<String, String>) -> Result<Distro, String> {
 }
 
 /// The Podman the server will run: the installed one (bootstrap does not count on upgrading
-/// it: an old one is refused, to be upgraded by hand), else the one apt would install (its
-/// candidate), when apt says. Pure.
+/// it: an old one is refused, to be upgraded by hand), else the one apt or dnf would install
+/// (its candidate), when it says. Pure.
 pub fn podman_after(installed: Option<Version>, candidate: Option<Version>) -> Option<Version> {
     installed.or(candidate)
 }

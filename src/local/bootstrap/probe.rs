@@ -4,6 +4,7 @@
 //! `key=value` lines. Pure.
 
 use super::os::{parse_version, Version};
+use crate::sys::selinux::Mode;
 use std::collections::BTreeMap;
 
 /// The programs bootstrap looks for where deploy finds them (`/usr/local/bin`, `/usr/bin`).
@@ -20,8 +21,9 @@ echo "kernel=$(uname -r)"
 echo "arch=$(uname -m)"
 if command -v podman >/dev/null 2>&1; then echo "podman=$(podman --version 2>/dev/null | awk '{{print $NF}}')"
 elif command -v apt-cache >/dev/null 2>&1; then echo "candidate=$(apt-cache policy podman 2>/dev/null | sed -n 's/^ *Candidate: *//p')"
+elif command -v dnf >/dev/null 2>&1; then echo "candidate=$(dnf -q repoquery --latest-limit=1 --qf '%{{version}} ' podman 2>/dev/null | awk 'NR == 1 {{ print $1 }}')"
 fi
-command -v getenforce >/dev/null 2>&1 && echo "selinux=$(getenforce 2>/dev/null)"
+[ -e {enforce} ] && echo "selinux=$(cat {enforce} 2>/dev/null)"
 command -v firewall-cmd >/dev/null 2>&1 && echo "firewalld=$(firewall-cmd --state 2>/dev/null)"
 for b in {programs}; do
   for d in /usr/local/bin /usr/bin; do
@@ -30,7 +32,8 @@ for b in {programs}; do
 done
 true
 "#,
-        programs = PROGRAMS.join(" ")
+        programs = PROGRAMS.join(" "),
+        enforce = crate::sys::selinux::ENFORCE
     )
 }
 
@@ -48,10 +51,11 @@ pub struct Facts {
     pub arch: String,
     /// The installed Podman's version.
     pub podman: Option<Version>,
-    /// The Podman apt would install (its candidate), when none is installed and apt knows one.
+    /// The Podman apt or dnf would install (its candidate), when none is installed and the
+    /// package manager knows one.
     pub candidate: Option<Version>,
-    /// `getenforce`'s answer, lower-case (enforcing, permissive, disabled).
-    pub selinux: Option<String>,
+    /// SELinux's mode, when it is enabled (read as the node reads it).
+    pub selinux: Option<Mode>,
     pub firewalld: bool,
     /// Program name -> its path, for those found.
     pub programs: BTreeMap<String, String>,
@@ -85,7 +89,7 @@ pub fn parse(text: &str) -> Facts {
             "arch" => f.arch = v.to_string(),
             "podman" => f.podman = parse_version(v),
             "candidate" => f.candidate = parse_version(v),
-            "selinux" if !v.is_empty() => f.selinux = Some(v.to_ascii_lowercase()),
+            "selinux" => f.selinux = Some(Mode::parse(v)),
             "firewalld" => f.firewalld = v == "running",
             "program" => {
                 if let Some((name, path)) = v.split_once(' ') {
@@ -106,7 +110,7 @@ mod tests {
     fn the_answer_is_read() {
         let f = parse(
             "uid=0\nos:ID=debian\nos:VERSION_ID=\"12\"\npid1=process_api\nkernel=6.1.0-18-amd64\n\
-             podman=4.3.1\ncandidate=4.3.1+ds1-8+deb12u1\nselinux=Enforcing\nfirewalld=running\n\
+             podman=4.3.1\ncandidate=4.3.1+ds1-8+deb12u1\nselinux=1\nfirewalld=running\n\
              program=traefik /usr/local/bin/traefik\nnoise\n",
         );
         assert_eq!(f.uid, Some(0));
@@ -114,13 +118,28 @@ mod tests {
         assert!(!f.pid1_systemd() && !f.cgroup_v2);
         assert_eq!(f.podman, Some(Version(4, 3)));
         assert_eq!(f.candidate, Some(Version(4, 3)));
-        assert_eq!(f.selinux.as_deref(), Some("enforcing"));
+        assert_eq!(f.selinux, Some(Mode::Enforcing));
         assert!(f.firewalld);
         assert_eq!(f.programs["traefik"], "/usr/local/bin/traefik");
         let none =
             parse("uid=1000\npid1=systemd\ncgroup=v2\ncandidate=(none)\nfirewalld=not running\n");
         assert!(none.pid1_systemd() && none.cgroup_v2 && !none.firewalld);
         assert_eq!(none.candidate, None);
+        assert_eq!(none.selinux, None);
+        assert_eq!(parse("selinux=0\n").selinux, Some(Mode::Permissive));
         assert!(script().contains("for b in traefik litestream; do"));
+        assert!(script().contains("dnf -q repoquery --latest-limit=1 --qf '%{version} ' podman"));
+        let sh = std::process::Command::new("sh")
+            .args(["-n", "-c", &script()])
+            .output()
+            .unwrap();
+        assert!(
+            sh.status.success(),
+            "{}",
+            String::from_utf8_lossy(&sh.stderr)
+        );
+        assert!(script().contains(
+            "[ -e /sys/fs/selinux/enforce ] && echo \"selinux=$(cat /sys/fs/selinux/enforce"
+        ));
     }
 }

@@ -33,6 +33,10 @@ pub struct Server {
     pub cgroup_v2: bool,
     /// The kernel mounts overlay for rootless users itself (Linux 5.13+).
     pub native_overlay: bool,
+    /// SELinux's mode, when it is enabled: deploy labels the app's mounts (`:z`).
+    pub selinux: Option<crate::sys::selinux::Mode>,
+    /// firewalld is running (`firewall-cmd --state`).
+    pub firewalld: bool,
 }
 
 /// A program to put on the server: a local binary and its SHA-256.
@@ -54,6 +58,9 @@ pub struct Wants {
     pub uploads: Vec<Upload>,
     /// The lowest port below 1024 that the managed Traefik listens on, if any.
     pub low_port: Option<u16>,
+    /// The ports the managed Traefik listens on for the world: opened where firewalld runs
+    /// ([`super::firewall`]).
+    pub public_ports: Vec<u16>,
     /// The tests' node (`--test-node`): what only it gets, beside every step (see
     /// [`super::testnode`]).
     pub test_node: bool,
@@ -211,6 +218,11 @@ pub fn packages(server: &Server) -> Vec<&'static str> {
             "dbus",
         ],
     };
+    // The policy that labels what containers use (container_file_t, for `:z`); Podman's
+    // packages require it there already, named so that it is said.
+    if server.selinux.is_some() && server.family == Family::Dnf {
+        p.push("container-selinux");
+    }
     // crun refuses cgroup v1 and hybrid hierarchies; runc runs there.
     if !server.cgroup_v2 {
         p.push("runc");
@@ -511,7 +523,7 @@ if command -v restorecon >/dev/null 2>&1; then restorecon -R "$H/.ssh" || true; 
 
 /// Every step, in order: packages, the programs, the user and what it needs, its Podman
 /// settings (before anything runs Podman as it: its store is made with the driver set),
-/// its manager, Podman running, low ports, the key. The tests' node gets its own steps
+/// its manager, Podman running, low ports, firewalld's ports, the key. The tests' node gets its own steps
 /// between them ([`super::testnode`]). Pure.
 pub fn plan(server: &Server, wants: &Wants) -> Vec<Step> {
     use super::{manager, testnode};
@@ -540,6 +552,9 @@ pub fn plan(server: &Server, wants: &Wants) -> Vec<Step> {
         steps.push(testnode::overlay_store_step(user));
     }
     steps.extend(wants.low_port.map(sysctl_step));
+    if server.firewalld && !wants.public_ports.is_empty() {
+        steps.push(super::firewall::open_ports_step(&wants.public_ports));
+    }
     steps.extend(wants.key.as_ref().map(|k| key_step(user, k)));
     steps
 }

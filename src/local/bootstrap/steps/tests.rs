@@ -6,6 +6,8 @@ fn server(family: Family) -> Server {
         pid1_systemd: true,
         cgroup_v2: true,
         native_overlay: true,
+        selinux: None,
+        firewalld: false,
     }
 }
 
@@ -28,6 +30,7 @@ fn wants() -> Wants {
         key: Some(key()),
         uploads: Vec::new(),
         low_port: None,
+        public_ports: Vec::new(),
         test_node: false,
     }
 }
@@ -198,6 +201,7 @@ fn values_are_quoted_into_the_scripts() {
 fn every_script_is_valid_sh() {
     let mut w = wants();
     w.low_port = Some(80);
+    w.public_ports = vec![80, 443];
     w.uploads.push(Upload {
         program: "litestream",
         local: "/tmp/l".into(),
@@ -208,6 +212,7 @@ fn every_script_is_valid_sh() {
             let s = Server {
                 pid1_systemd,
                 cgroup_v2,
+                firewalld: true,
                 ..server(family)
             };
             for step in plan(&s, &w) {
@@ -280,4 +285,45 @@ fn low_ports_and_the_sysctl_that_opens_them() {
     assert!(s.apply.contains(SYSCTL_FILE));
     assert!(s.note.unwrap().contains("every user"));
     assert!(native_overlay("6.1.0-18-amd64") && !native_overlay("5.10.0-28-amd64"));
+}
+
+#[test]
+fn with_firewalld_the_public_ports_are_opened_after_the_low_port_and_before_the_key() {
+    let mut w = wants();
+    w.public_ports = vec![80, 443];
+    let none = plan(&server(Family::Dnf), &w);
+    assert!(!none.iter().any(|s| s.apply.contains("firewall-cmd")));
+    let s = Server {
+        firewalld: true,
+        ..server(Family::Dnf)
+    };
+    let steps = plan(&s, &w);
+    assert_eq!(steps.len(), none.len() + 1);
+    let open = &steps[steps.len() - 2];
+    assert_eq!(
+        open.name,
+        "Opening Traefik's ports in firewalld (80/tcp 443/tcp)"
+    );
+    assert!(open
+        .apply
+        .contains("firewall-cmd --permanent --add-port=443/tcp\n"));
+    // Nothing to open (a Traefik on loopback only): no step.
+    w.public_ports.clear();
+    assert_eq!(plan(&s, &w).len(), none.len());
+}
+
+#[test]
+fn with_selinux_dnf_names_the_container_policy() {
+    let selinux = Some(crate::sys::selinux::Mode::Enforcing);
+    let dnf = Server {
+        selinux,
+        ..server(Family::Dnf)
+    };
+    assert!(packages(&dnf).contains(&"container-selinux"));
+    assert!(!packages(&server(Family::Dnf)).contains(&"container-selinux"));
+    let apt = Server {
+        selinux,
+        ..server(Family::Apt)
+    };
+    assert_eq!(packages(&apt), packages(&server(Family::Apt)));
 }
