@@ -64,56 +64,65 @@ impl Remote<'_> {
             .unwrap_or_default();
         self.ui.step(
             &format!("Installing {} on the node{from}", own_version()),
-            || {
-                let layout = Layout::new(root);
-                let bin_path = on_node(&layout.node_bin());
-                let dir = on_node(layout.node_bin().parent().expect("a directory"));
-                // `.deploy/` holds logs, state and snapshots: 0700, like everything in it.
-                let meta = on_node(&layout.meta());
-                let out = self.ssh.capture(&format!(
-                    "mkdir -p {root} && install -d -m 0700 {} {}",
-                    sh_quote(&meta),
-                    sh_quote(&dir),
-                    root = sh_quote(root)
-                ))?;
-                if !out.status.success() {
-                    bail!(
-                        "cannot create {dir}: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                // Sent beside the one there (its delta against it), run, and only then put in
-                // its place: a binary that cannot run there replaces nothing.
-                let bin = sh_quote(&bin_path);
-                let new = sh_quote(&format!("{bin_path}.new"));
-                let _ = self
-                    .ssh
-                    .capture(&format!("[ -f {bin} ] && cp -p {bin} {new}; true"));
-                self.ssh.rsync(
-                    &[
-                        "--chmod=F700".into(),
-                        exe.display().to_string(),
-                        self.ssh.remote_path(&format!("{bin_path}.new")),
-                    ],
-                    Path::new("/"),
-                )?;
-                self.check_runs(&new, server_binary)?;
-                let out = self.ssh.capture(&format!(
-                    "mv -f {new} {bin} && sha256sum {bin} | cut -d' ' -f1 > {bin}.sha256.tmp && \
-                     chmod 600 {bin}.sha256.tmp && mv {bin}.sha256.tmp {bin}.sha256 && \
-                     echo \"$(cat {bin}.sha256) {ours}\" > {bin}.client.tmp && \
-                     chmod 600 {bin}.client.tmp && \
-                     mv {bin}.client.tmp {bin}.client"
-                ))?;
-                if !out.status.success() {
-                    bail!(
-                        "cannot install {bin}: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-                Ok(())
-            },
+            || self.put_binary(root, &exe, &ours, server_binary),
         )
+    }
+
+    /// Sends `exe` beside the node's binary (its delta against it), runs it there, and only
+    /// then puts it in its place with its checksum and who installed it (`ours`): a binary
+    /// that cannot run there replaces nothing.
+    fn put_binary(
+        &self,
+        root: &str,
+        exe: &Path,
+        ours: &str,
+        server_binary: Option<&Path>,
+    ) -> Result<()> {
+        let layout = Layout::new(root);
+        let bin_path = on_node(&layout.node_bin());
+        let dir = on_node(layout.node_bin().parent().expect("a directory"));
+        // `.deploy/` holds logs, state and snapshots: 0700, like everything in it.
+        let meta = on_node(&layout.meta());
+        let out = self.ssh.capture(&format!(
+            "mkdir -p {root} && install -d -m 0700 {} {}",
+            sh_quote(&meta),
+            sh_quote(&dir),
+            root = sh_quote(root)
+        ))?;
+        if !out.status.success() {
+            bail!(
+                "cannot create {dir}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let bin = sh_quote(&bin_path);
+        let new = sh_quote(&format!("{bin_path}.new"));
+        let _ = self
+            .ssh
+            .capture(&format!("[ -f {bin} ] && cp -p {bin} {new}; true"));
+        self.ssh.rsync(
+            &[
+                "--chmod=F700".into(),
+                exe.display().to_string(),
+                self.ssh.remote_path(&format!("{bin_path}.new")),
+            ],
+            Path::new("/"),
+        )?;
+        self.check_runs(&new, server_binary)?;
+        let out = self.ssh.capture(&format!(
+            "mv -f {new} {bin} && sha256sum {bin} | cut -d' ' -f1 > {bin}.sha256.tmp && \
+             chmod 600 {bin}.sha256.tmp && mv {bin}.sha256.tmp {bin}.sha256 && \
+             echo \"$(cat {bin}.sha256) {ours}\" > {bin}.client.tmp && \
+             chmod 600 {bin}.client.tmp && \
+             mv {bin}.client.tmp {bin}.client"
+        ))?;
+        if !out.status.success() {
+            bail!(
+                "cannot install {bin}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
     }
 
     /// Runs the binary just sent (`new`, quoted) with `--version` on the node: it must run
