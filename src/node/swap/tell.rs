@@ -57,17 +57,6 @@ impl Node<'_> {
                 ),
             ),
             Step::EnterGap => told("Switching Traefik to the gap server", self.gap_words()),
-            Step::Hold => told(
-                "Holding starts of the app (connections wait)",
-                format!(
-                    "{} exists: a start of the app (a connection to the socket) waits",
-                    self.layout.hold_file().display()
-                ),
-            ),
-            Step::Unhold => told(
-                "Letting the app start",
-                format!("{} is removed", self.layout.hold_file().display()),
-            ),
             Step::Stop => told(
                 format!("Stopping {unit}"),
                 format!("{unit} (over D-Bus, waiting for the job)"),
@@ -79,6 +68,41 @@ impl Node<'_> {
                      before too); else the rollback fails and what was live starts again"
                 ),
             ),
+            Step::Hold
+            | Step::Unhold
+            | Step::Snapshot { .. }
+            | Step::Restore { .. }
+            | Step::Data { .. }
+            | Step::Switch { .. }
+            | Step::Unlink => self.tell_in_gap(step, mv),
+            Step::Hook { command } => told(
+                format!("Hook in_gap: {command}"),
+                self.hook_words(mv, command),
+            ),
+            Step::Start => told(format!("Starting {unit}"), unit.clone()),
+            Step::Health => {
+                let url = health::url(self.env.port, &self.config.health.path);
+                told(
+                    format!("Health check {url}"),
+                    format!(
+                        "GET {url} until 2xx, {} at most",
+                        humantime::format_duration(self.config.health.timeout)
+                    ),
+                )
+            }
+            Step::LeaveGap => told(
+                "Switching Traefik back to the app",
+                "Traefik routes back to the app",
+            ),
+        }
+    }
+
+    /// The steps in the gap that hold starts, change the data in `shared/` or `current`, in
+    /// words.
+    fn tell_in_gap(&self, step: &Step, mv: &Move) -> Told {
+        let (to, shared) = (mv.target(), self.layout.shared());
+        let shared = shared.display();
+        match step {
             Step::Snapshot { .. } if mv.kind == Kind::Restore => told(
                 "Snapshot of the data it replaces",
                 format!(
@@ -123,9 +147,16 @@ impl Node<'_> {
                         .map_or("the environment", |o| o.from.as_str())
                 ),
             ),
-            Step::Hook { command } => told(
-                format!("Hook in_gap: {command}"),
-                self.hook_words(mv, command),
+            Step::Hold => told(
+                "Holding starts of the app (connections wait)",
+                format!(
+                    "{} exists: a start of the app (a connection to the socket) waits",
+                    self.layout.hold_file().display()
+                ),
+            ),
+            Step::Unhold => told(
+                "Letting the app start",
+                format!("{} is removed", self.layout.hold_file().display()),
             ),
             Step::Switch { to } => told(
                 format!("Switching current to {to}"),
@@ -139,21 +170,7 @@ impl Node<'_> {
                 "Removing current (nothing was live before)",
                 format!("{} is removed", self.layout.current().display()),
             ),
-            Step::Start => told(format!("Starting {unit}"), unit.clone()),
-            Step::Health => {
-                let url = health::url(self.env.port, &self.config.health.path);
-                told(
-                    format!("Health check {url}"),
-                    format!(
-                        "GET {url} until 2xx, {} at most",
-                        humantime::format_duration(self.config.health.timeout)
-                    ),
-                )
-            }
-            Step::LeaveGap => told(
-                "Switching Traefik back to the app",
-                "Traefik routes back to the app",
-            ),
+            other => unreachable!("{} is told by tell_step", other.name()),
         }
     }
 
