@@ -45,10 +45,6 @@ pub fn check(before: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The points of a release outside its swap, for the test hook (the swap's are
-/// `after-<step>` for each of its steps' names).
-pub const RELEASE_POINTS: &[&str] = &["after-upload", "after-build"];
-
 /// A gap outside a swap (setup moving a live app), for the test hook: once Traefik routes to
 /// the gap server, before the app is stopped.
 pub const GAP_POINTS: &[&str] = &["in-gap"];
@@ -67,12 +63,11 @@ pub const MIGRATE_STEPS: &[&str] = &[
 /// gap.
 pub const SNAPSHOT_POINTS: &[&str] = &["in-pre-copy", "in-snapshot"];
 
-/// A named point of a release, a migrate-data or a snapshot ([`RELEASE_POINTS`],
-/// [`MIGRATE_STEPS`], [`SNAPSHOT_POINTS`]); does something only under `DEPLOY_TEST_HOOK`.
+/// A named point of a gap, a migrate-data or a snapshot ([`GAP_POINTS`], [`MIGRATE_STEPS`],
+/// [`SNAPSHOT_POINTS`]); does something only under `DEPLOY_TEST_HOOK`.
 pub fn point(step: &str) {
     debug_assert!(
-        RELEASE_POINTS.contains(&step)
-            || GAP_POINTS.contains(&step)
+        GAP_POINTS.contains(&step)
             || MIGRATE_STEPS.contains(&step)
             || SNAPSHOT_POINTS.contains(&step),
         "unknown step {step}"
@@ -80,8 +75,9 @@ pub fn point(step: &str) {
     reach(step);
 }
 
-/// The point after a step of the swap: `after-<its name>` (one of the swap's `STEP_NAMES`).
-pub fn after_swap_step(name: &str) {
+/// The point after a stage of a release or a step of its swap: `after-<its name>` (one of
+/// the release's `Stage::name`s or the swap's `STEP_NAMES`).
+pub fn after(name: &str) {
     reach(&format!("after-{name}"));
 }
 

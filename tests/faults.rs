@@ -6,37 +6,6 @@ mod common;
 use common::{traefik_section, wait_for_text, Options, Project};
 use std::time::{Duration, Instant};
 
-/// The fault-injection points of a release: the two before its swap, then `after-<step>` for
-/// every step of the swap's plan as `deploy release --dry-run` prints it (one source: the
-/// planner).
-fn release_points(p: &Project, version: &str) -> Vec<String> {
-    let plan = p.deploy(&["release", version, "--dry-run"]).ok().stdout;
-    let mut points = vec!["after-upload".to_string(), "after-build".to_string()];
-    let in_swap = plan
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("build:"));
-    for l in in_swap.skip(1) {
-        let name = l.trim_start().split(':').next().unwrap_or_default();
-        // `sync` ends the build stage (its point is after-build); `jobs` and `prune` follow
-        // the swap.
-        if ["sync", "jobs", "prune", "on failure", "Dry run"]
-            .iter()
-            .any(|n| name.starts_with(n))
-        {
-            continue;
-        }
-        let point = format!("after-{name}");
-        if !points.contains(&point) {
-            points.push(point);
-        }
-    }
-    assert!(
-        points.contains(&"after-stop".to_string()) && points.contains(&"after-health".to_string()),
-        "{points:?} from\n{plan}"
-    );
-    points
-}
-
 /// `deploy release VERSION`, spawned, pausing 2 s after the swap's step `step` (the test
 /// hook); returns once the step is done.
 #[track_caller]
@@ -123,8 +92,16 @@ fn sigkill_of_the_node_side_run_at_every_step_then_the_next_release_recovers() {
     p.without_server_recovery();
     p.deploy(&["release", "v0"]).ok();
     let (_, mut hits) = version_and_hits(&p.body("/"));
-    let points = release_points(&p, "k0");
-    for (i, point) in points.iter().enumerate() {
+    // Every point of the plan, taken from the command (one source: the planner).
+    let plan = p.release_plan("k0");
+    assert!(
+        ["after-upload", "after-stop", "after-health", "after-prune"]
+            .iter()
+            .all(|n| plan.iter().any(|s| s.point == *n)),
+        "{plan:?}"
+    );
+    for (i, planned) in plan.iter().enumerate() {
+        let (point, in_swap) = (&planned.point, planned.swap);
         let killed = format!("k{i}");
         p.write("assets/greeting.txt", &killed);
         let hook = format!("kill@{point}");
@@ -133,7 +110,6 @@ fn sigkill_of_the_node_side_run_at_every_step_then_the_next_release_recovers() {
             .failed();
         r.says("died (signal 9");
         assert_node_consistent(&p);
-        let in_swap = !["after-upload", "after-build"].contains(&point.as_str());
         if in_swap {
             journal_ends_at(&p, point);
             let status = p.deploy(&["status"]).ok().stdout;
@@ -182,14 +158,9 @@ fn sigkill_of_the_command_you_typed_never_leaves_the_app_down() {
     );
     p.deploy(&["setup"]).ok();
     p.deploy(&["release", "v0"]).ok();
-    let points = release_points(&p, "f0");
-    for (i, point) in points.iter().enumerate() {
-        let Some(step) = point
-            .strip_prefix("after-")
-            .filter(|s| *s != "upload" && *s != "build")
-        else {
-            continue;
-        };
+    let steps = p.release_plan("f0").into_iter().filter(|s| s.swap);
+    for (i, planned) in steps.enumerate() {
+        let (point, step) = (&planned.point, &planned.name);
         let v = format!("f{i}");
         let hook = format!("sleep@{point}");
         let child = p

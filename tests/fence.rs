@@ -240,36 +240,38 @@ fn a_dead_swap_is_put_right_by_the_server_in_socket_mode_too() {
 #[test]
 fn a_release_killed_after_any_step_is_put_right_by_the_server_with_no_command() {
     let p = Project::new("t-aloneall", 18448, Options::default());
+    killed_after_each_swap_step(&p, &[]);
+}
+
+#[test]
+fn a_release_killed_after_its_hold_or_unhold_in_socket_mode_is_put_right_by_the_server() {
+    let p = Project::new("t-alonehold", 18458, Options::default());
+    p.add_to_config("listen: socket\n");
+    killed_after_each_swap_step(&p, &["hold", "unhold"]);
+}
+
+/// Kills a release after each step of its swap (as its `--dry-run --json` plans it; only
+/// those named in `only`, unless empty): with no command, the server puts it right.
+#[track_caller]
+fn killed_after_each_swap_step(p: &Project, only: &[&str]) {
     p.deploy(&["setup"]).ok();
     p.deploy(&["release", "v0"]).ok();
-    // The swap's steps, as `--dry-run` prints them (after the build line).
-    let plan = p.deploy(&["release", "k0", "--dry-run"]).ok().stdout;
-    let steps: Vec<String> = plan
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("build:"))
-        .skip(1)
-        .map(|l| {
-            l.trim_start()
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .filter(|n| {
-            !n.is_empty()
-                && !["sync", "prune", "on failure", "Dry run", "jobs"]
-                    .iter()
-                    .any(|x| n.starts_with(x))
-        })
+    let steps: Vec<_> = p
+        .release_plan("k0")
+        .into_iter()
+        .filter(|s| s.swap && (only.is_empty() || only.contains(&s.name.as_str())))
         .collect();
-    assert!(steps.contains(&"stop".to_string()), "{steps:?}");
-    for (i, step) in steps.iter().enumerate() {
-        let v = format!("k{i}");
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"stop") || !only.is_empty(), "{names:?}");
+    assert!(only.iter().all(|n| names.contains(n)), "{names:?}");
+    for (i, planned) in steps.iter().enumerate() {
+        let (step, v) = (&planned.name, format!("k{i}"));
         let r = p.deploy_env(
-            &[("DEPLOY_TEST_HOOK", &format!("kill@after-{step}"))],
+            &[("DEPLOY_TEST_HOOK", &format!("kill@{}", planned.point))],
             &["release", &v],
         );
         assert_ne!(r.code, 0, "{step}");
+        r.says("died (signal 9");
         // No command: the app answers, as the previous release or as v (once it had passed
         // its health check), and the journal goes.
         p.wait_settled(

@@ -848,3 +848,35 @@ fn env_clear_and_secret_reach_the_app_and_nothing_else() {
         c.stdout
     );
 }
+
+#[test]
+fn every_step_a_release_shows_is_in_its_dry_run_in_the_same_order_and_words() {
+    let p = Project::new(
+        "t-toldonce",
+        18470,
+        Options {
+            traefik: Some(common::traefik_section("t-toldonce", "maintenance", "")),
+            ..Options::default()
+        },
+    );
+    p.with_v1_live();
+    let planned: Vec<String> = p
+        .release_plan("v2")
+        .into_iter()
+        .flat_map(|s| s.steps)
+        .collect();
+    let r = p.deploy(&["release", "v2", "--json"]).ok();
+    let shown: Vec<String> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "step")
+        .map(|e| e["step"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        shown.iter().any(|s| s.starts_with("Stopping ")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(shown, planned, "{}", r.stdout);
+}

@@ -186,9 +186,9 @@ impl Node<'_> {
     /// Right before the gap of a release: makes the shared entries, rewrites the app's unit (a
     /// new port checked free first) and re-points the gap server. Nothing here stops or starts
     /// the app.
-    pub(crate) fn apply_environment(&self, systemd: &Systemd) -> Result<()> {
-        let changes = self.check_environment()?;
-        for change in &changes {
+    pub(crate) fn apply_environment(&self, systemd: &Systemd, changes: &[EnvChange]) -> Result<()> {
+        let [rewrite, repoint] = self.apply_steps(changes);
+        for change in changes {
             self.ui.info(&format!("   applies: {}", change.describe()));
         }
         if changes.iter().any(|c| matches!(c, EnvChange::Shared(_))) {
@@ -199,23 +199,37 @@ impl Node<'_> {
         {
             self.check_port(systemd, *to, &self.unit_name())?;
         }
-        if changes
-            .iter()
-            .any(|c| matches!(c, EnvChange::Port { .. } | EnvChange::Unit))
-        {
-            self.ui
-                .step(&format!("Rewriting {}", self.unit_name()), || {
-                    let text = unit::render(&self.unit_spec())?;
-                    systemd.install_unit(&self.user_unit_dir(), &self.unit_name(), &text)
-                })?;
-        }
-        if changes.contains(&EnvChange::GapServer) {
-            let t = self.config.traefik.as_ref().expect("a gap server: traefik");
-            self.ui.step("Re-pointing the gap server", || {
-                self.install_gap_server(systemd, t)
+        if let Some(label) = rewrite {
+            self.ui.step(&label, || {
+                let text = unit::render(&self.unit_spec())?;
+                systemd.install_unit(&self.user_unit_dir(), &self.unit_name(), &text)
             })?;
         }
+        if let Some(label) = repoint {
+            let t = self.config.traefik.as_ref().expect("a gap server: traefik");
+            self.ui
+                .step(&label, || self.install_gap_server(systemd, t))?;
+        }
         Ok(())
+    }
+
+    /// The step lines applying `changes` shows, in order: the unit rewritten, the gap server
+    /// re-pointed (each when a change asks for it).
+    fn apply_steps(&self, changes: &[EnvChange]) -> [Option<String>; 2] {
+        let rewrite = changes
+            .iter()
+            .any(|c| matches!(c, EnvChange::Port { .. } | EnvChange::Unit));
+        [
+            rewrite.then(|| format!("Rewriting {}", self.unit_name())),
+            changes
+                .contains(&EnvChange::GapServer)
+                .then(|| "Re-pointing the gap server".to_string()),
+        ]
+    }
+
+    /// The step lines applying `changes` shows.
+    pub(crate) fn apply_labels(&self, changes: &[EnvChange]) -> Vec<String> {
+        self.apply_steps(changes).into_iter().flatten().collect()
     }
 
     /// The stop timeout the live release runs with (its release.env), else this config's.

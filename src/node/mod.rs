@@ -7,7 +7,7 @@
 //! A rollback: starting -> reverting (the target and its data) -> publishing.
 
 pub mod appenv;
-mod apply;
+pub(crate) mod apply;
 pub mod check;
 mod exec;
 pub mod fence;
@@ -21,7 +21,7 @@ pub mod migrate;
 pub mod plan;
 pub mod power;
 pub mod preview;
-mod prune;
+pub(crate) mod prune;
 mod publish;
 mod recovery;
 mod release;
@@ -374,9 +374,8 @@ impl<'a> Node<'a> {
             self.sync_replication(&systemd)?;
         }
         if self.jobs_changed()? {
-            self.ui.step("Installing the jobs' timers", || {
-                self.install_jobs(&systemd)
-            })?;
+            self.ui
+                .step(jobs::INSTALL_STEP, || self.install_jobs(&systemd))?;
         }
         self.ui.info(&format!(
             "{} is ready on {root}: release with `deploy release VERSION {}`",

@@ -8,6 +8,9 @@ use crate::node::{event, Node};
 use crate::sys::podman;
 use anyhow::Result;
 
+/// The step line of a prune (a release's last stage, `deploy prune`).
+pub const PRUNE_STEP: &str = "Pruning old releases";
+
 /// `deploy prune --dry-run`. Pure.
 pub fn plan_text(app: &str, env: &str, releases: &[String], dangling: &[String]) -> String {
     let list = |v: &[String]| match v.is_empty() {
@@ -58,9 +61,7 @@ impl Node<'_> {
     pub fn prune_now(&self) -> Result<()> {
         let _lock = self.lock(&format!("deploy prune {}", self.env_name))?;
         let mut state = self.load_state()?;
-        let (pruned, images) = self
-            .ui
-            .step("Pruning old releases", || self.prune(&mut state))?;
+        let (pruned, images) = self.ui.step(PRUNE_STEP, || self.prune(&mut state))?;
         let mut removed = Vec::new();
         for image in images {
             match podman::remove_image(&image) {

@@ -531,6 +531,18 @@ impl Load {
 }
 
 /// One app deployed by a test: its own name, port and directories.
+/// One stage of a release, or one step of its swap, as its `--dry-run --json` plans it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    pub name: String,
+    /// The fault-injection point a run reaches once it is done (`after-<name>`).
+    pub point: String,
+    /// It runs inside the swap (its journal exists meanwhile).
+    pub swap: bool,
+    /// The step lines it shows while it runs.
+    pub steps: Vec<String>,
+}
+
 pub struct Project {
     pub app: String,
     pub dir: PathBuf,
@@ -814,6 +826,33 @@ impl Project {
         for unit in [names.recover_path_unit(), names.recover_unit()] {
             self.user("systemctl", &["--user", "stop", &unit]).ok();
         }
+    }
+
+    /// The plan of `deploy release VERSION` as the command gives it (`--dry-run --json`): its
+    /// stages, each step of its swap among them, in the order a release runs them.
+    #[track_caller]
+    pub fn release_plan(&self, version: &str) -> Vec<Planned> {
+        let r = self
+            .deploy(&["release", version, "--dry-run", "--json"])
+            .ok();
+        let doc: serde_json::Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("the plan is not JSON ({e}): {}", r.stdout));
+        let stages = doc["stages"].as_array().expect("stages");
+        let text = |v: &serde_json::Value| v.as_str().expect("a string").to_string();
+        stages
+            .iter()
+            .map(|s| Planned {
+                name: text(&s["name"]),
+                point: text(&s["point"]),
+                swap: s["swap"].as_bool().expect("swap"),
+                steps: s["steps"]
+                    .as_array()
+                    .expect("steps")
+                    .iter()
+                    .map(text)
+                    .collect(),
+            })
+            .collect()
     }
 
     /// A node with v1 live: `deploy setup`, then `deploy release v1`, both succeeding.

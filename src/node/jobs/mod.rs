@@ -16,6 +16,9 @@
 //!    run`), and given its `timeout`: then its container is removed (and its client killed);
 //! 4. is recorded in `.deploy/jobs.json` ([`results`]): start, duration, result.
 
+/// The step line of installing the jobs' timers (setup, a release).
+pub const INSTALL_STEP: &str = "Installing the jobs' timers";
+
 pub mod report;
 pub mod results;
 pub mod timers;

@@ -75,6 +75,11 @@ pub fn drop_all(l: &Layout) -> Result<()> {
         .try_for_each(|s| delete(&s.dir(l)))
 }
 
+/// The step line of one scrub command.
+pub fn scrub_label(command: &str) -> String {
+    format!("Scrub: {command}")
+}
+
 impl Node<'_> {
     /// A preview's new data made ready for `version` (whose image is built): the copy waiting
     /// for it scrubbed with `preview.scrub`, each command in a one-off container of that image
@@ -95,7 +100,7 @@ impl Node<'_> {
         fsx::rename_durable(&copied, &scrubbing)?;
         let spec = self.scrub_spec(&scrubbing);
         for command in &self.config.preview.scrub {
-            let ran = self.ui.step(&format!("Scrub: {command}"), || {
+            let ran = self.ui.step(&scrub_label(command), || {
                 self.run_one_off(&spec, (version, None), command, "preview.scrub command")
             });
             if let Err(e) = ran {

@@ -53,39 +53,6 @@ impl<'a> NodeEffects<'a> {
         })
     }
 
-    /// What the user sees while a step runs.
-    fn label(&self, step: &Step, mv: &Move) -> String {
-        let to = mv.target();
-        match step {
-            Step::PreCopy => "Copying the data before the stop".into(),
-            Step::Clear => "Removing the one-off containers (hooks, exec) that may write".into(),
-            Step::Image { version } => format!("Image of {version}"),
-            Step::EnterGap => "Switching Traefik to the gap server".into(),
-            Step::Hold => "Holding starts of the app (connections wait)".into(),
-            Step::Unhold => "Letting the app start".into(),
-            Step::Stop => format!("Stopping {}", self.unit),
-            Step::Schema => format!("Checking that the data's schema is the one {to} left"),
-            Step::Snapshot { .. } if mv.kind == crate::node::swap::Kind::Restore => {
-                "Snapshot of the data it replaces".into()
-            }
-            Step::Snapshot { of, kind } => format!("Snapshot of {}", kind.what(of)),
-            Step::Restore { .. } if mv.kind == crate::node::swap::Kind::Restore => {
-                "Putting the replica's databases in".into()
-            }
-            Step::Restore { .. } => format!("Restoring the data of {to}"),
-            Step::Data { .. } => "Putting the preview's new data in".into(),
-            Step::Hook { command } => format!("Hook in_gap: {command}"),
-            Step::Switch { to } => format!("Switching current to {to}"),
-            Step::Unlink => "Removing current (nothing was live before)".into(),
-            Step::Start => format!("Starting {}", self.unit),
-            Step::Health => format!(
-                "Health check {}",
-                health::url(self.node.env.port, &self.node.config.health.path)
-            ),
-            Step::LeaveGap => "Switching Traefik back to the app".into(),
-        }
-    }
-
     fn enter_gap(&mut self) -> Result<()> {
         let Some(router) = &self.router else {
             return Ok(());
@@ -312,7 +279,7 @@ impl Effects for NodeEffects<'_> {
         if matches!(step, Step::EnterGap | Step::LeaveGap) {
             return self.act(step, mv);
         }
-        let label = self.label(step, mv);
+        let label = self.node.tell_step(step, mv).label;
         let ui = self.node.ui;
         let done = ui.step(&label, || self.act(step, mv));
         if let Some(warning) = self.retried.take() {
@@ -322,7 +289,7 @@ impl Effects for NodeEffects<'_> {
     }
 
     fn after(&mut self, step: &Step) {
-        signals::after_swap_step(step.name());
+        signals::after(step.name());
     }
 
     fn failed(&mut self, _step: &Step, _mv: &Move) {

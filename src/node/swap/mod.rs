@@ -12,6 +12,7 @@
 pub mod effects;
 pub mod exec;
 pub mod journal;
+pub mod tell;
 
 use crate::node::schema::Schemas;
 use crate::node::snapshot::Kind as SnapshotKind;
