@@ -470,6 +470,8 @@ impl Node<'_> {
         self.ui.step("Putting the replica's databases in", || {
             self.place_downloaded(&work.join("data"))
         })?;
+        // Nothing runs to be healthy: the files are in, what older restores set aside may go.
+        self.prune_replaced();
         self.sync_replication(&systemd)
     }
 
