@@ -131,3 +131,81 @@ fn the_list_and_the_databases_it_had_download_together_and_only_the_listed_go_in
     );
     assert_eq!(p.body("/hits"), "7\n");
 }
+
+/// Bytes on disk under `dirs` as `deploy server` counts them: blocks, each file and directory
+/// once.
+fn disk_of(dirs: &[std::path::PathBuf]) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    dirs.iter()
+        .flat_map(|d| walkdir::WalkDir::new(d).into_iter().flatten())
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| !m.file_type().is_symlink() && seen.insert((m.dev(), m.ino())))
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+/// The entries of `.deploy/replaced/`, sorted (stamps sort by time).
+fn replaced(p: &Project) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(p.root().join(".deploy/replaced"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn what_restores_replaced_is_pruned_to_the_newest_two_and_counted() {
+    let p = common::replicated("rs2-prune", 18854, "", 3);
+    let aside = p.root().join(".deploy/replaced");
+    let mut made = Vec::new();
+    for n in 0..3 {
+        p.deploy(&["restore", "--overwrite"]).ok();
+        made.push(replaced(&p).last().unwrap().clone());
+        if n == 0 {
+            // A prune killed between its rename and its removal left this.
+            let left = aside.join(".pruning-2000-01-01T00:00:00.000Z");
+            std::fs::create_dir_all(left.join("data")).unwrap();
+            std::fs::write(left.join("data/app.db"), "x").unwrap();
+            common::chown_to_node_user(&left);
+        }
+    }
+    // The third restore, once the app was healthy, removed the first's (and the leftover).
+    assert_eq!(replaced(&p), made[1..], "made {made:?}");
+    // A restore killed while taking its snapshot left one with none complete: the next
+    // release, once healthy, removes it and keeps the two.
+    let broken = aside.join("2000-01-01T00:00:00.000Z");
+    std::fs::create_dir_all(broken.join(".tmp-x")).unwrap();
+    common::chown_to_node_user(&broken);
+    p.deploy(&["release", "v2"]).ok();
+    assert_eq!(replaced(&p), made[1..]);
+    for stamp in &made[1..] {
+        let kept = std::fs::read_dir(aside.join(stamp)).unwrap().count();
+        assert_eq!(kept, 1, "{stamp}: one snapshot each");
+    }
+
+    // deploy server counts what is kept with the releases' snapshots.
+    let r = p.deploy(&["--json", "server"]).ok();
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let app = doc["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == "rs2-prune")
+        .unwrap_or_else(|| panic!("rs2-prune in {doc}"));
+    let mut dirs = vec![aside.clone()];
+    for rel in std::fs::read_dir(p.root().join("releases"))
+        .unwrap()
+        .flatten()
+    {
+        dirs.push(rel.path().join(".deploy/snapshots"));
+    }
+    assert!(disk_of(&dirs[..1]) > 0);
+    assert_eq!(
+        app["disk"]["snapshots"].as_u64().unwrap(),
+        disk_of(&dirs),
+        "{app}"
+    );
+}

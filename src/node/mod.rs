@@ -27,6 +27,7 @@ mod recovery;
 mod release;
 pub mod remove;
 mod rename;
+pub mod replaced;
 mod replica_position;
 pub mod replicate;
 mod restore;

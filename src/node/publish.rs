@@ -77,6 +77,8 @@ impl Node<'_> {
         let journal = Journal::open(&self.journal_path())?;
         let mut fx = NodeEffects::new(self, systemd, force)?;
         let outcome = exec::swap(&mut fx, journal, mv, &self.swap_settings());
+        // Out of the gap: the older snapshots the gap's replaced.
+        crate::node::snapshot::remove_dirs(std::mem::take(&mut fx.old_snapshots));
         // Litestream resumes from the data as restored (the replica follows it from now on),
         // and a database the new release created is replicated from here.
         if fx.replication_stopped || matches!(outcome, Outcome::Live { .. }) {
@@ -103,6 +105,8 @@ impl Node<'_> {
                 };
                 state.push_event(event(action, to, from, EventOutcome::Ok, Some(gap), detail));
                 self.save_state(state)?;
+                // The app is healthy: what older restores set aside may go.
+                self.prune_replaced();
                 match front {
                     None => Ok(gap),
                     Some(e) => Err(e.context(format!(
@@ -247,6 +251,7 @@ impl Node<'_> {
         let mut fx = NodeEffects::new(self, systemd, force)?;
         let _traefik = self.hold_traefik_shared()?; // no restart of Traefik in the gap
         let outcome = exec::recover(&mut fx, journal, &self.swap_settings());
+        crate::node::snapshot::remove_dirs(std::mem::take(&mut fx.old_snapshots));
         // Litestream runs again on the data as it now is, whatever the recovery did.
         if let Err(e) = self.sync_replication(systemd) {
             self.ui.warn(&format!("replication: {e:#}"));

@@ -455,7 +455,7 @@ impl Node<'_> {
             let kept = self.layout.meta().join("replaced");
             fsx::ensure_private_dir(&kept)?;
             let kept = kept.join(&stamp);
-            let taken = self.ui.step("Snapshot of the data it replaces", || {
+            let mut taken = self.ui.step("Snapshot of the data it replaces", || {
                 crate::node::snapshot::take(
                     &self.layout.shared(),
                     &kept,
@@ -464,11 +464,14 @@ impl Node<'_> {
                     crate::node::snapshot::How::in_gap(),
                 )
             })?;
+            taken.remove_old();
             self.ui.info(&format!("   kept in {}", taken.dir.display()));
         }
         self.ui.step("Putting the replica's databases in", || {
             self.place_downloaded(&work.join("data"))
         })?;
+        // Nothing runs to be healthy: the files are in, what older restores set aside may go.
+        self.prune_replaced();
         self.sync_replication(&systemd)
     }
 

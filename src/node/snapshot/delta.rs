@@ -217,6 +217,7 @@ fn copy_one(src: &Path, copy: &Path, spare: bool) -> Result<Held> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .with_context(|| format!("cannot open {}", src.display()))?;
+    super::no_checkpoint_on_close(&conn)?;
     conn.busy_timeout(std::time::Duration::from_secs(2))?;
     conn.execute_batch("BEGIN")?;
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
@@ -235,6 +236,9 @@ fn copy_one(src: &Path, copy: &Path, spare: bool) -> Result<Held> {
         .with_context(|| format!("cannot copy {}", src.display()))?;
     drop(out);
     crate::signals::point("in-pre-copy");
+    // Its mode now, not in the gap: there only its data is synced.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(copy, std::fs::Permissions::from_mode(0o600))?;
     File::open(copy)?
         .sync_all()
         .with_context(|| format!("cannot sync {}", copy.display()))?;
@@ -269,10 +273,15 @@ fn read_header(shm: &File) -> Option<IndexHeader> {
 }
 
 /// The copy of `rel` made before the stop brought up to the data now and moved to `dst` (see
-/// the module's text), with a write lock held on the live database meanwhile. An error leaves
-/// `dst` missing: the caller copies the database instead. Not synced (the caller syncs it and
-/// its directory).
-pub fn finish(pre: &mut PreCopy, rel: &Path, live: &Path, dst: &Path) -> Option<Result<()>> {
+/// the module's text), with a write lock held on the live database meanwhile; its schema, read
+/// under that lock (the copy's, with no other opening). An error leaves `dst` missing: the
+/// caller copies the database instead. Not synced (the caller syncs it and its directory).
+pub fn finish(
+    pre: &mut PreCopy,
+    rel: &Path,
+    live: &Path,
+    dst: &Path,
+) -> Option<Result<crate::node::schema::DbSchema>> {
     let mut held = pre.held.remove(rel)?;
     if file_id(live).ok() != Some(held.ids.0) {
         let _ = std::fs::remove_file(&held.copy);
@@ -288,17 +297,23 @@ pub fn finish(pre: &mut PreCopy, rel: &Path, live: &Path, dst: &Path) -> Option<
         Ok(c) => c,
         Err(e) => return Some(Err(e.into())),
     };
-    let done = conn
-        .busy_timeout(std::time::Duration::from_secs(10))
+    let done = super::no_checkpoint_on_close(&conn)
+        .and_then(|()| conn.busy_timeout(std::time::Duration::from_secs(10)))
         .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"))
         .map_err(anyhow::Error::from)
         .and_then(|()| {
-            let r = bring_up_to_date(&conn, &held, live);
+            let r = bring_up_to_date(&conn, &held, live).and_then(|()| {
+                crate::node::schema::read(&conn)
+                    .with_context(|| format!("cannot read the schema of {}", live.display()))
+            });
             let _ = conn.execute_batch("ROLLBACK");
             r
         })
         // Synced by the caller, with its directory.
-        .and_then(|()| std::fs::rename(&held.copy, dst).context("cannot move the copy"));
+        .and_then(|schema| {
+            std::fs::rename(&held.copy, dst).context("cannot move the copy")?;
+            Ok(schema)
+        });
     if done.is_err() {
         let _ = std::fs::remove_file(&held.copy);
     } else if let Some(spare) = held.spare.take() {

@@ -26,11 +26,6 @@ pub(super) fn move_database(src: &Path, dst: &Path) -> Result<schema::DbSchema> 
     schema::read(&copy).with_context(|| format!("cannot read the schema of {}", dst.display()))
 }
 
-pub(super) fn read_schema(db: &Path) -> Result<schema::DbSchema> {
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    schema::read(&conn).with_context(|| format!("cannot read the schema of {}", db.display()))
-}
-
 /// One consistent copy of a live database, through SQLite, in rollback-journal mode; returns
 /// the copy's schema. The copy is written without SQLite's own syncs (it is a new file nobody
 /// reads yet); the caller syncs it once before it is renamed into place, which keeps the gap
@@ -54,6 +49,7 @@ fn clone_database(src: &Path, dst: &Path) -> Result<schema::DbSchema> {
         .with_context(|| format!("cannot open the database {}", src.display()))?;
     let conn = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .with_context(|| format!("cannot open the database {}", src.display()))?;
+    super::no_checkpoint_on_close(&conn)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // A read first: a hot journal left by a kill is rolled back now.
     let _: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
@@ -86,6 +82,7 @@ fn copy_database(src: &Path, dst: &Path) -> Result<schema::DbSchema> {
     // Read-write (never create): a `-wal` left by a crash is recovered, not skipped.
     let conn = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .with_context(|| format!("cannot open the database {}", src.display()))?;
+    super::no_checkpoint_on_close(&conn)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let mut copy = Connection::open(dst)?;
     copy.execute_batch("PRAGMA synchronous=OFF; PRAGMA journal_mode=OFF;")?;

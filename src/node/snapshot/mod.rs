@@ -22,7 +22,7 @@ mod put_back;
 mod testutil;
 mod wal;
 
-use in_gap::{move_database, read_schema, snapshot_database};
+use in_gap::{move_database, snapshot_database};
 
 pub use delta::{pre_copy, PreCopy};
 pub use put_back::{
@@ -157,8 +157,9 @@ impl Manifest {
     }
 
     /// Writes it into a snapshot being made (`tmp`, not yet renamed to its name: nobody reads
-    /// it before the rename that follows, which syncs the directory), synced.
-    fn write_new(&self, tmp: &Path) -> Result<()> {
+    /// it before the rename that follows), not synced: returns its path, for the caller to sync
+    /// with the rest of the snapshot.
+    fn write_new(&self, tmp: &Path) -> Result<PathBuf> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let path = tmp.join(MANIFEST);
@@ -168,9 +169,9 @@ impl Manifest {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        f.write_all(&self.json()?)?;
-        f.sync_all()
-            .with_context(|| format!("cannot write {}", path.display()))
+        f.write_all(&self.json()?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
     }
 }
 
@@ -222,6 +223,18 @@ pub fn clone_method(shared: &Path, dir: &Path) -> Method {
     } else {
         Method::Copy
     }
+}
+
+/// A connection of ours to a live database that never checkpoints when it closes: in the gap
+/// ours are the last ones open (the app stopped, Litestream perhaps too), and a checkpoint
+/// there (its writes and syncs) would be paid in the gap; the `-wal` stays, for the next
+/// release to open as SQLite opens one after any stop.
+fn no_checkpoint_on_close(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map(|_| ())
 }
 
 /// Whether a file starts with SQLite's header.
@@ -302,6 +315,9 @@ pub struct Taken {
     pub replica: bool,
     /// Its put-back made ready beside the live files (ext4, WAL databases).
     pub staged: Option<Staged>,
+    /// Older snapshots of its kind and unfinished ones, moved out of sight: to remove after
+    /// the gap ([`Taken::remove_old`]).
+    pub old: Vec<PathBuf>,
 }
 
 /// A name for a new snapshot that sorts by time.
@@ -333,7 +349,14 @@ impl How<'_> {
 
 /// Snapshots every database under `shared` into `snapshots/<stamp>/`, with its manifest (its
 /// `kind`, and each copy's schema: the data exactly as it was): written under a temp name,
-/// fsynced, renamed; older snapshots of the same kind are removed after, and unfinished ones.
+/// made durable, renamed; older snapshots of the same kind, and unfinished ones, are moved out
+/// of sight ([`Taken::remove_old`] removes them, after the gap).
+///
+/// Durable with as few waits as may be (each sync on a busy disk costs milliseconds): the
+/// directories in the temp one are made without a sync each (nobody reads a temp name, and a
+/// crash leaves one that is never used); then every file (by `fdatasync` where its mode was
+/// set before: a copy made before the stop) and every directory of the snapshot are synced at
+/// once, before the rename, whose directory is synced last.
 pub fn take(
     shared: &Path,
     snapshots: &Path,
@@ -347,22 +370,26 @@ pub fn take(
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
     }
-    fsx::ensure_dir(&tmp, 0o700)?;
-    let mut bytes = 0;
-    let mut schemas = Schemas::new();
+    let mut dirs = std::collections::BTreeSet::from([tmp.clone()]);
+    make_dir(&tmp)?;
+    let (mut bytes, mut schemas) = (0, Schemas::new());
     let (mut method, mut notes) = (None, Vec::new());
+    let (mut data_only, mut whole) = (Vec::new(), Vec::new());
     for rel in &dbs {
         let dst = tmp.join(rel);
         let parent = dst.parent().expect("has a parent");
-        fsx::ensure_dir(parent, 0o700)?;
+        for dir in parent.ancestors().take_while(|d| d.starts_with(&tmp)) {
+            dirs.insert(dir.to_path_buf());
+        }
+        make_dir(parent)?;
         let (schema, m) = take_one(&shared.join(rel), rel, &dst, &mut how, &mut notes)?;
         // A snapshot is as slow as its slowest database.
         method = Some(method.map_or(m, |old: Method| old.max(m)));
         schemas.insert(rel.display().to_string(), schema);
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600))?;
-        std::fs::File::open(&dst)?.sync_all()?;
-        fsx::sync_dir(parent)?;
+        match make_private(&dst)? {
+            true => whole.push(dst.clone()),
+            false => data_only.push(dst.clone()),
+        }
         bytes += std::fs::metadata(&dst)?.len();
     }
     let positions = how.positions;
@@ -373,17 +400,12 @@ pub fn take(
         bytes: Some(bytes),
         replica: positions(&dbs),
     };
-    manifest.write_new(&tmp)?;
-    fsx::sync_dir(&tmp)?;
+    whole.push(manifest.write_new(&tmp)?);
+    whole.extend(dirs);
+    fsx::sync_together(&data_only, &whole)?;
     let dir = snapshots.join(stamp);
     fsx::rename_durable(&tmp, &dir)?;
-    for old in list(snapshots)? {
-        let same_kind = || Manifest::read(&old).is_ok_and(|m| m.kind == kind);
-        if old != dir && (is_tmp(&old) || same_kind()) {
-            std::fs::remove_dir_all(&old)
-                .with_context(|| format!("cannot remove the old snapshot {}", old.display()))?;
-        }
-    }
+    let old = out_of_sight(snapshots, &dir, kind)?;
     let staged = how
         .pre
         .map(|p| p.staged_for(&dir))
@@ -397,7 +419,69 @@ pub fn take(
         method,
         notes,
         replica: manifest.replica.is_some(),
+        old,
     })
+}
+
+/// A directory of a snapshot being made (and its parents), 0700, not synced (see [`take`]).
+fn make_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))
+}
+
+/// A database in a snapshot made 0600; whether its mode had to change (then its inode is
+/// synced whole, not only its data).
+fn make_private(db: &Path) -> Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(db)?.permissions().mode() & 0o7777;
+    if mode == 0o600 {
+        return Ok(false);
+    }
+    std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", db.display()))?;
+    Ok(true)
+}
+
+/// The older snapshots of `kind` beside `taken`, and unfinished ones, renamed out of sight (a
+/// temp name, never used; the rename not synced: one a crash undoes is an older snapshot that
+/// the next one moves again): what [`Taken::remove_old`] removes.
+fn out_of_sight(snapshots: &Path, taken: &Path, kind: Kind) -> Result<Vec<PathBuf>> {
+    let mut old = Vec::new();
+    for entry in list(snapshots)? {
+        if entry == taken {
+            continue;
+        }
+        if is_tmp(&entry) {
+            old.push(entry);
+        } else if Manifest::read(&entry).is_ok_and(|m| m.kind == kind) {
+            let name = entry.file_name().expect("listed").to_string_lossy();
+            let aside = snapshots.join(format!("{TMP_PREFIX}old-{name}"));
+            std::fs::rename(&entry, &aside)
+                .with_context(|| format!("cannot remove the old snapshot {}", entry.display()))?;
+            old.push(aside);
+        }
+    }
+    Ok(old)
+}
+
+impl Taken {
+    /// Removes what [`take`] moved out of sight: the older snapshots of its kind, and
+    /// unfinished ones (out of the gap: it takes time with big databases). What is not removed
+    /// (a crash) goes with the next snapshot.
+    pub fn remove_old(&mut self) {
+        remove_dirs(std::mem::take(&mut self.old));
+    }
+}
+
+/// Removes directories moved out of sight, as far as it can.
+pub fn remove_dirs(dirs: Vec<PathBuf>) {
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
 
 /// One database into the snapshot, the fastest way `how` allows.
@@ -419,7 +503,7 @@ fn take_one(
         .as_deref_mut()
         .and_then(|p| delta::finish(p, rel, src, dst))
     {
-        Some(Ok(())) => Ok((read_schema(dst)?, Method::PreCopy)),
+        Some(Ok(schema)) => Ok((schema, Method::PreCopy)),
         Some(Err(e)) => {
             notes.push(format!("{e:#}: copied in the gap instead"));
             snapshot_database(src, dst)
@@ -479,7 +563,9 @@ mod tests {
 
     /// A snapshot taken in the gap, as a release's.
     fn take_now(shared: &Path, snaps: &Path, stamp: &str, kind: Kind) -> Taken {
-        take(shared, snaps, stamp, kind, How::in_gap()).unwrap()
+        let mut t = take(shared, snaps, stamp, kind, How::in_gap()).unwrap();
+        t.remove_old();
+        t
     }
 
     #[test]

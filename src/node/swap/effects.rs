@@ -33,6 +33,8 @@ pub struct NodeEffects<'a> {
     pub replica_to_confirm: Vec<PathBuf>,
     /// Put-backs made ready before the stop or with the gap's snapshot (ext4): a rename each.
     staged: Vec<snapshot::Staged>,
+    /// Older snapshots the gap's moved out of sight: removed after the gap.
+    pub old_snapshots: Vec<PathBuf>,
 }
 
 impl<'a> NodeEffects<'a> {
@@ -50,6 +52,7 @@ impl<'a> NodeEffects<'a> {
             pre_copied: None,
             replica_to_confirm: Vec::new(),
             staged: Vec::new(),
+            old_snapshots: Vec::new(),
         })
     }
 
@@ -159,7 +162,8 @@ impl<'a> NodeEffects<'a> {
         );
         // The copies' read transactions end here, whatever happened.
         self.pre_copied = None;
-        let t = t?;
+        let mut t = t?;
+        self.old_snapshots.append(&mut t.old);
         self.node.ui.detail(&format!(
             "   {} database(s), {} KiB, {}, in {}",
             t.databases,
