@@ -31,7 +31,7 @@ pub const KNOWN_UPWARD: &[(&str, &str, &str)] = &[
     (
         "node",
         "cli",
-        "node/ takes clap's Args as its requests (plain request structs that cli.rs converts)",
+        "node/ takes clap's Args as its requests (plain request structs that cli/ converts)",
     ),
 ];
 

@@ -6,6 +6,9 @@ use crate::sys::systemd::Systemd;
 use anyhow::Result;
 use std::time::Duration;
 
+/// Runs one check and shows its outcome (the name, then ok or why not); counts the failures.
+type Check<'c> = dyn FnMut(&str, &dyn Fn() -> Result<()>) + 'c;
+
 impl Node<'_> {
     pub fn check(&self) -> Result<()> {
         let mut failed = 0;
@@ -15,6 +18,45 @@ impl Node<'_> {
                 failed += 1;
             }
         };
+        self.check_system(&mut check);
+        self.check_services(&mut check);
+        if let Some(note) = self.snapshot_method_note() {
+            self.ui.info(&note);
+        }
+        if !self.config.jobs.is_empty() {
+            check("Checking the jobs' schedules (systemd-analyze)", &|| {
+                self.check_schedules()
+            });
+        }
+        // A conflict with another app of the user is a config error (exit 3).
+        let others = self.ui.step(
+            "Checking the other apps of this user (ports, Traefik)",
+            || self.check_other_apps(),
+        );
+        if let Err(e) = &others {
+            self.ui.warn(&format!("{e:#}"));
+            failed += 1;
+        }
+        if let Some(said) = self.killed_at_stop() {
+            self.ui.warn(&said);
+        }
+        self.say_set_up()?;
+        if failed > 0 {
+            let e = anyhow::anyhow!("{failed} check(s) failed on {}", self.env_name);
+            return Err(match others {
+                Err(_) => crate::exit::with(crate::exit::Code::Config, e),
+                Ok(()) => e,
+            });
+        }
+        self.ui.done(
+            &format!("{} is ready for {}", self.env_name, self.config.app),
+            serde_json::json!({"action": "check", "environment": self.env_name}),
+        );
+        Ok(())
+    }
+
+    /// Podman (its storage, its init), rsync, the systemd user manager and the app's port.
+    fn check_system(&self, check: &mut Check) {
         check("Checking podman", &|| {
             crate::sys::podman::check_runtime(false).map(|_| ())
         });
@@ -40,6 +82,10 @@ impl Node<'_> {
                 self.check_port(s, self.env.port, &self.unit_name())
             });
         }
+    }
+
+    /// What the config asks for beside the app: Traefik's API, Litestream, verify's schedule.
+    fn check_services(&self, check: &mut Check) {
         if let Some(t) = &self.config.traefik {
             check(&format!("Checking Traefik's API at {}", t.api), &|| {
                 crate::front::traefik::Api::new(&t.api).ping(Duration::from_secs(2))
@@ -55,41 +101,33 @@ impl Node<'_> {
                 crate::sys::systemd::check_calendar(schedule)
             });
         }
-        if self.config.backup == crate::config::Backup::Snapshot && self.layout.shared().is_dir() {
-            let method =
-                crate::node::snapshot::clone_method(&self.layout.shared(), &self.layout.releases());
-            self.ui.info(&format!(
-                "   snapshots in the gap: {}",
-                match method {
-                    crate::node::snapshot::Method::Clone => {
-                        "reflink clones (the gap does not grow with the database)"
-                    }
-                    _ => {
-                        "copies made before the stop and brought up to date in the gap from the \
-                         -wal (WAL databases: the gap grows with the writes since the copy); \
-                         other databases copied in the gap, about 2 ms per MB (this file system \
-                         has no reflinks: XFS or btrfs would)"
-                    }
+    }
+
+    /// How snapshots are taken in the gap on this file system (`backup: snapshot`, once set up).
+    fn snapshot_method_note(&self) -> Option<String> {
+        if self.config.backup != crate::config::Backup::Snapshot || !self.layout.shared().is_dir() {
+            return None;
+        }
+        let method =
+            crate::node::snapshot::clone_method(&self.layout.shared(), &self.layout.releases());
+        Some(format!(
+            "   snapshots in the gap: {}",
+            match method {
+                crate::node::snapshot::Method::Clone => {
+                    "reflink clones (the gap does not grow with the database)"
                 }
-            ));
-        }
-        if !self.config.jobs.is_empty() {
-            check("Checking the jobs' schedules (systemd-analyze)", &|| {
-                self.check_schedules()
-            });
-        }
-        // A conflict with another app of the user is a config error (exit 3).
-        let others = self.ui.step(
-            "Checking the other apps of this user (ports, Traefik)",
-            || self.check_other_apps(),
-        );
-        if let Err(e) = &others {
-            self.ui.warn(&format!("{e:#}"));
-            failed += 1;
-        }
-        if let Some(said) = self.killed_at_stop() {
-            self.ui.warn(&said);
-        }
+                _ => {
+                    "copies made before the stop and brought up to date in the gap from the \
+                     -wal (WAL databases: the gap grows with the writes since the copy); \
+                     other databases copied in the gap, about 2 ms per MB (this file system \
+                     has no reflinks: XFS or btrfs would)"
+                }
+            }
+        ))
+    }
+
+    /// Whether the app directory is set up, and what is live there.
+    fn say_set_up(&self) -> Result<()> {
         let set_up = self.layout.releases().is_dir();
         self.ui.info(&format!(
             "   {}: {}",
@@ -103,17 +141,6 @@ impl Node<'_> {
                 format!("not set up yet: `deploy setup {}`", self.env_name)
             }
         ));
-        if failed > 0 {
-            let e = anyhow::anyhow!("{failed} check(s) failed on {}", self.env_name);
-            return Err(match others {
-                Err(_) => crate::exit::with(crate::exit::Code::Config, e),
-                Ok(()) => e,
-            });
-        }
-        self.ui.done(
-            &format!("{} is ready for {}", self.env_name, self.config.app),
-            serde_json::json!({"action": "check", "environment": self.env_name}),
-        );
         Ok(())
     }
 

@@ -331,19 +331,37 @@ impl<'a> Node<'a> {
             self.prepare_shared()?;
             self.complete_release_envs()
         })?;
+        self.setup_server(&systemd, reset_storage)?;
+        self.setup_app(&systemd)?;
+        self.setup_replication_and_jobs(&systemd)?;
+        self.ui.info(&format!(
+            "{} is ready on {root}: release with `deploy release VERSION {}`",
+            self.config.app, self.env_name
+        ));
+        Ok(())
+    }
+
+    /// What the server runs for every app: the recovery of a dead swap, verify's timer, rsync,
+    /// Podman and its storage.
+    fn setup_server(&self, systemd: &Systemd, reset_storage: bool) -> Result<()> {
         self.ui.step(
             "Installing the recovery of a swap whose process dies",
-            || self.install_recovery(&systemd),
+            || self.install_recovery(systemd),
         )?;
-        self.sync_verify_timer(&systemd)?;
+        self.sync_verify_timer(systemd)?;
         self.ui
             .step("Checking rsync", crate::sys::rsync::check_installed)?;
         self.check_podman()?;
-        self.setup_storage(&systemd, reset_storage)?;
+        self.setup_storage(systemd, reset_storage)
+    }
+
+    /// The app's unit (kept stopped until a release), its listening, its Traefik router, and
+    /// an app set up by an older deploy moved to today's layout.
+    fn setup_app(&self, systemd: &Systemd) -> Result<()> {
         let legacy = self.has_legacy_app();
-        self.remove_legacy_gap_server(&systemd)?;
+        self.remove_legacy_gap_server(systemd)?;
         if !legacy {
-            self.check_port(&systemd, self.env.port, &self.unit_name())?;
+            self.check_port(systemd, self.env.port, &self.unit_name())?;
         }
         self.warn_readable_shared_files();
         let unit_path = self.unit_path();
@@ -353,15 +371,19 @@ impl<'a> Node<'a> {
                 let text = unit::render(&spec)?;
                 systemd.install_unit(&self.user_unit_dir(), &self.unit_name(), &text)
             })?;
-        self.setup_listen(&systemd)?;
+        self.setup_listen(systemd)?;
         if let Some(t) = &self.config.traefik {
-            self.setup_traefik(&systemd, t)?;
+            self.setup_traefik(systemd, t)?;
             self.remove_legacy_router(t)?;
         }
         if legacy {
-            self.move_legacy_app(&systemd)?;
+            self.move_legacy_app(systemd)?;
         }
-        self.keep_stopped(&systemd)?;
+        self.keep_stopped(systemd)
+    }
+
+    /// Litestream beside the app (or none), and the jobs' timers.
+    fn setup_replication_and_jobs(&self, systemd: &Systemd) -> Result<()> {
         if let Some(r) = &self.config.replicate {
             let unit = self.names().replication_unit();
             self.ui.step(
@@ -369,19 +391,15 @@ impl<'a> Node<'a> {
                     "Replicating the databases to {} ({unit})",
                     replicate::shown_url(&r.url)
                 ),
-                || self.sync_replication(&systemd),
+                || self.sync_replication(systemd),
             )?;
         } else {
-            self.sync_replication(&systemd)?;
+            self.sync_replication(systemd)?;
         }
         if self.jobs_changed()? {
             self.ui
-                .step(jobs::INSTALL_STEP, || self.install_jobs(&systemd))?;
+                .step(jobs::INSTALL_STEP, || self.install_jobs(systemd))?;
         }
-        self.ui.info(&format!(
-            "{} is ready on {root}: release with `deploy release VERSION {}`",
-            self.config.app, self.env_name
-        ));
         Ok(())
     }
 

@@ -221,21 +221,7 @@ impl Node<'_> {
         };
         let to = first.target().to_string();
         let plan = swap::recovery(&entries);
-        self.ui.warn(&format!(
-            "a {} to {to} (pid {}) was interrupted during its swap, {}: {}",
-            first.kind.as_str(),
-            entry_owner(&entries).pid,
-            last_step(&entries),
-            match &plan {
-                Some(m) if m.kind == Kind::Confirm =>
-                    format!("{to} had passed its health check: checking it again"),
-                Some(m) if m.kind == Kind::Halt =>
-                    "the data may have changed and there is no snapshot: the app stays stopped"
-                        .into(),
-                Some(m @ Move { to: Some(_), .. }) => format!("putting {}", putting_back(m)),
-                _ => "nothing was live before it; stopping the app".into(),
-            }
-        ));
+        self.ui.warn(&interrupted(&first, &entries, &plan));
         state.push_event(event(
             first.kind.action(),
             &to,
@@ -256,6 +242,20 @@ impl Node<'_> {
         if let Err(e) = self.sync_replication(systemd) {
             self.ui.warn(&format!("replication: {e:#}"));
         }
+        self.record_recovery(state, outcome, plan, first, replaceable)
+    }
+
+    /// What the recovery of the interrupted swap `first` did (`plan`: what it was to do), into
+    /// the state and the history.
+    fn record_recovery(
+        &self,
+        state: &mut State,
+        outcome: Outcome,
+        plan: Option<Move>,
+        first: Move,
+        replaceable: bool,
+    ) -> Result<()> {
+        let to = first.target().to_string();
         let back = |m: &Move| m.to.clone().unwrap_or_default();
         match (outcome, plan) {
             (Outcome::Live { .. }, Some(m)) if m.kind == Kind::Confirm => {
@@ -285,39 +285,72 @@ impl Node<'_> {
                 state.push_event(recovered);
             }
             (Outcome::Stuck { back_error, .. }, _) | (Outcome::NotStarted(back_error), _) => {
-                state.push_event(event(
-                    Action::Recover,
-                    &to,
-                    first.from,
-                    EventOutcome::Failed,
-                    None,
-                    Some(&format!("{back_error:#}")),
-                ));
-                self.save_state(state)?;
-                let e = back_error.context(format!(
-                    "recovering the interrupted {} of {to} failed",
-                    first.kind.as_str()
-                ));
-                if !replaceable {
-                    return Err(e.context(format!(
-                        "run the command again once the cause is fixed (pass --unprotected if \
-                         Traefik is down), or replace that swap with `deploy release` or \
-                         `deploy rollback --to VERSION {}`",
-                        self.env_name
-                    )));
-                }
-                self.ui
-                    .warn(&format!("{e:#}: this command replaces that swap"));
-                // A stuck recovery leaves its journal: it goes aside for a look.
-                let aside = Journal::open(&path)?.set_aside()?;
-                self.ui
-                    .info(&format!("   its journal is kept as {}", aside.display()));
-                return Ok(());
+                return self.recovery_stuck(state, back_error, first, replaceable);
             }
             (Outcome::Live { .. }, None) => {}
         }
         self.save_state(state)
     }
+
+    /// The recovery of `first` failed: recorded; an error that says what to do, or, with
+    /// `replaceable`, its journal set aside for the command to replace that swap.
+    fn recovery_stuck(
+        &self,
+        state: &mut State,
+        back_error: anyhow::Error,
+        first: Move,
+        replaceable: bool,
+    ) -> Result<()> {
+        let to = first.target().to_string();
+        state.push_event(event(
+            Action::Recover,
+            &to,
+            first.from,
+            EventOutcome::Failed,
+            None,
+            Some(&format!("{back_error:#}")),
+        ));
+        self.save_state(state)?;
+        let e = back_error.context(format!(
+            "recovering the interrupted {} of {to} failed",
+            first.kind.as_str()
+        ));
+        if !replaceable {
+            return Err(e.context(format!(
+                "run the command again once the cause is fixed (pass --unprotected if \
+                 Traefik is down), or replace that swap with `deploy release` or \
+                 `deploy rollback --to VERSION {}`",
+                self.env_name
+            )));
+        }
+        self.ui
+            .warn(&format!("{e:#}: this command replaces that swap"));
+        // A stuck recovery leaves its journal: it goes aside for a look.
+        let aside = Journal::open(&self.journal_path())?.set_aside()?;
+        self.ui
+            .info(&format!("   its journal is kept as {}", aside.display()));
+        Ok(())
+    }
+}
+
+/// What is said of the interrupted swap `first` (its journal's `entries`) before its recovery
+/// (`plan`). Pure.
+fn interrupted(first: &Move, entries: &[swap::Entry], plan: &Option<Move>) -> String {
+    let to = first.target();
+    format!(
+        "a {} to {to} (pid {}) was interrupted during its swap, {}: {}",
+        first.kind.as_str(),
+        entry_owner(entries).pid,
+        last_step(entries),
+        match plan {
+            Some(m) if m.kind == Kind::Confirm =>
+                format!("{to} had passed its health check: checking it again"),
+            Some(m) if m.kind == Kind::Halt =>
+                "the data may have changed and there is no snapshot: the app stays stopped".into(),
+            Some(m @ Move { to: Some(_), .. }) => format!("putting {}", putting_back(m)),
+            _ => "nothing was live before it; stopping the app".into(),
+        }
+    )
 }
 
 /// `v1 back with the data it left`: what a move that goes back does, for messages.

@@ -342,10 +342,20 @@ impl TraefikStatus {
     }
 }
 
+/// One line of an app in `deploy server`: `  key:         value`.
+fn line(k: &str, v: String) -> String {
+    format!("  {:<13} {v}\n", format!("{k}:"))
+}
+
 impl ServerApp {
     fn text(&self) -> String {
-        let mut out = format!("{} ({})  {}\n", self.app, self.environment, self.path);
-        let line = |k: &str, v: String| format!("  {:<13} {v}\n", format!("{k}:"));
+        let out = format!("{} ({})  {}\n", self.app, self.environment, self.path);
+        out + &self.running_text() + &self.setup_text() + "\n"
+    }
+
+    /// What runs: the preview it is, the live release, the unit, the health check.
+    fn running_text(&self) -> String {
+        let mut out = String::new();
         if let Some(p) = &self.preview {
             out += &line(
                 "preview",
@@ -386,6 +396,12 @@ impl ServerApp {
                 },
             );
         }
+        out
+    }
+
+    /// How it is set up: ports, router, replication, verify, disk, and what went wrong.
+    fn setup_text(&self) -> String {
+        let mut out = String::new();
         let gap = self
             .gap_port
             .map(|g| format!(", gap {g}"))
@@ -424,7 +440,7 @@ impl ServerApp {
         for e in &self.errors {
             out += &line("error", e.clone());
         }
-        out + "\n"
+        out
     }
 }
 

@@ -210,6 +210,13 @@ impl Status {
                 e.as_deref().unwrap_or("-")
             ),
         };
+        out + &self.events_text()
+    }
+
+    /// What happened: the last action, an interrupted swap, a stop, a hold, the last stop's
+    /// kill, verify, failed jobs, replication.
+    fn events_text(&self) -> String {
+        let mut out = String::new();
         if let Some(e) = &self.last {
             out += &format!(
                 "last:         {} {} {} at {}{}\n",
@@ -254,6 +261,11 @@ impl Status {
                 j.job
             );
         }
+        out + &self.replication_text()
+    }
+
+    fn replication_text(&self) -> String {
+        let mut out = String::new();
         if let Some(dbs) = &self.replication {
             if dbs.is_empty() {
                 out += "replication:  no database in shared/ yet\n";

@@ -217,24 +217,7 @@ mod tests {
             "[Unit]\nDescription=old socket for /nowhere/old\n[Socket]\nListenStream=127.0.0.1:9\n"
                 .into(),
         );
-        write(
-            home.join(".config/traefik/traefik.yaml"),
-            format!(
-                "entryPoints:\n  web:\n    address: \":80\"\n    http:\n      redirections:\n        \
-                 entryPoint:\n          to: websecure\n          scheme: https\n  websecure:\n    \
-                 address: \":443\"\n  other:\n    address: \":8000\"\n  traefik:\n    address: \
-                 \"127.0.0.1:8099\"\nproviders:\n  file:\n    directory: \"{}\"\n    watch: true\n\
-                 certificatesResolvers:\n  deploy:\n    acme:\n      email: ops@example.com\n      \
-                 caServer: https://ca.example/dir\n      httpChallenge:\n        entryPoint: web\n",
-                dynamic.display()
-            ),
-        );
-        write(
-            dynamic.join("shop_prod.yaml"),
-            "http:\n  routers:\n    shop_prod:\n      rule: Host(`shop.example.com`)\n      \
-             entryPoints: [\"websecure\"]\n      service: shop_prod\n      tls: {\"certResolver\": \"deploy\"}\n"
-                .into(),
-        );
+        write_old_traefik(&home, &dynamic);
         let seeded = from_server(&home);
         assert_eq!(seeded.len(), 1, "{seeded:?}");
         let s = &seeded[0];
@@ -261,5 +244,29 @@ mod tests {
         );
         assert_eq!(t.ca_certificates.as_deref(), Some("/h/ca%1.pem"));
         std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    /// The managed Traefik's static config as the code before the records wrote it (a
+    /// whole-entry-point redirect, a resolver), and the app's router on `websecure`.
+    fn write_old_traefik(home: &std::path::Path, dynamic: &std::path::Path) {
+        let write = |p: std::path::PathBuf, t: String| std::fs::write(p, t).unwrap();
+        write(
+                home.join(".config/traefik/traefik.yaml"),
+                format!(
+                    "entryPoints:\n  web:\n    address: \":80\"\n    http:\n      redirections:\n        \
+                     entryPoint:\n          to: websecure\n          scheme: https\n  websecure:\n    \
+                     address: \":443\"\n  other:\n    address: \":8000\"\n  traefik:\n    address: \
+                     \"127.0.0.1:8099\"\nproviders:\n  file:\n    directory: \"{}\"\n    watch: true\n\
+                     certificatesResolvers:\n  deploy:\n    acme:\n      email: ops@example.com\n      \
+                     caServer: https://ca.example/dir\n      httpChallenge:\n        entryPoint: web\n",
+                    dynamic.display()
+                ),
+            );
+        write(
+                dynamic.join("shop_prod.yaml"),
+                "http:\n  routers:\n    shop_prod:\n      rule: Host(`shop.example.com`)\n      \
+                 entryPoints: [\"websecure\"]\n      service: shop_prod\n      tls: {\"certResolver\": \"deploy\"}\n"
+                    .into(),
+            );
     }
 }

@@ -395,26 +395,7 @@ pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
             }
             hold(&mut steps);
             steps.push(Step::Stop);
-            if mv.expect_schema.is_some() {
-                steps.push(Step::Schema);
-            }
-            if let Some(of) = &mv.keep_as {
-                steps.push(Step::Snapshot {
-                    of: of.clone(),
-                    kind: mv.keep_kind,
-                });
-            }
-            if let Some(snapshot) = &mv.restore {
-                steps.push(Step::Restore {
-                    snapshot: snapshot.clone(),
-                });
-            }
-            if let Some(dir) = &mv.data {
-                steps.push(Step::Data { dir: dir.clone() });
-            }
-            if mv.hooks {
-                steps.extend(s.hooks.iter().map(|c| Step::Hook { command: c.clone() }));
-            }
+            steps.extend(stopped_steps(mv, s));
             steps.push(Step::Switch { to: to.clone() });
             if s.hold {
                 steps.push(Step::Unhold);
@@ -424,6 +405,34 @@ pub fn plan(mv: &Move, s: &Settings) -> Vec<Step> {
     }
     if s.protected {
         steps.push(Step::LeaveGap);
+    }
+    steps
+}
+
+/// What a move does while the app is stopped, before the switch: the schema check, the
+/// snapshot of the data the release leaves, the data put back or moved in, the gap's hooks.
+/// Pure.
+fn stopped_steps(mv: &Move, s: &Settings) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if mv.expect_schema.is_some() {
+        steps.push(Step::Schema);
+    }
+    if let Some(of) = &mv.keep_as {
+        steps.push(Step::Snapshot {
+            of: of.clone(),
+            kind: mv.keep_kind,
+        });
+    }
+    if let Some(snapshot) = &mv.restore {
+        steps.push(Step::Restore {
+            snapshot: snapshot.clone(),
+        });
+    }
+    if let Some(dir) = &mv.data {
+        steps.push(Step::Data { dir: dir.clone() });
+    }
+    if mv.hooks {
+        steps.extend(s.hooks.iter().map(|c| Step::Hook { command: c.clone() }));
     }
     steps
 }
