@@ -76,7 +76,7 @@ pub fn point(step: &str) {
 }
 
 /// The point after a stage of a release or a step of its swap: `after-<its name>` (one of
-/// the release's `Stage::name`s or the swap's `STEP_NAMES`).
+/// the release's `Stage::name`s or the swap's `Step::name`s).
 pub fn after(name: &str) {
     reach(&format!("after-{name}"));
 }

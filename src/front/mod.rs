@@ -29,6 +29,11 @@ pub fn find_in_path(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The step lines of the front's switches (a swap's, `deploy maintenance`'s), told once.
+pub const ENTER_GAP_STEP: &str = "Switching Traefik to the gap server";
+pub const LEAVE_GAP_STEP: &str = "Switching Traefik back to the app";
+pub const MAINTENANCE_STEP: &str = "Switching Traefik to the maintenance page";
+
 impl Node<'_> {
     fn page_path(&self) -> PathBuf {
         self.layout.meta().join("maintenance.html")
@@ -59,9 +64,7 @@ impl Node<'_> {
         self.gap_server_answers(std::time::Duration::from_secs(2))
             .context("the app was not stopped and keeps serving")?;
         gap::set_flag(&self.layout.meta(), GAP_FILE, true)?;
-        let switched = self
-            .ui
-            .step("Switching Traefik to the gap server", || router.route(true));
+        let switched = self.ui.step(ENTER_GAP_STEP, || router.route(true));
         if let Err(e) = switched {
             let _ = gap::set_flag(&self.layout.meta(), GAP_FILE, false);
             return Err(e.context(
@@ -121,7 +124,7 @@ impl Node<'_> {
             return Ok(());
         }
         self.ui
-            .step("Switching Traefik back to the app", || router.route(false))
+            .step(LEAVE_GAP_STEP, || router.route(false))
             .map(|_| ())
     }
 
@@ -209,10 +212,7 @@ impl Node<'_> {
         let meta = self.layout.meta();
         if on {
             gap::set_flag(&meta, MAINTENANCE_FILE, true)?;
-            self.ui
-                .step("Switching Traefik to the maintenance page", || {
-                    router.route(true)
-                })?;
+            self.ui.step(MAINTENANCE_STEP, || router.route(true))?;
             self.ui.info(&format!(
                 "{} on {} serves the maintenance page",
                 self.config.app, self.env_name
@@ -228,8 +228,7 @@ impl Node<'_> {
                 self.env_name
             ));
         } else {
-            self.ui
-                .step("Switching Traefik back to the app", || router.route(false))?;
+            self.ui.step(LEAVE_GAP_STEP, || router.route(false))?;
             gap::set_flag(&meta, MAINTENANCE_FILE, false)?;
             self.ui.info(&format!(
                 "{} on {} is serving again",

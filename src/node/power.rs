@@ -230,9 +230,7 @@ impl Node<'_> {
         if let Some(router) = self.router()? {
             let routed = self
                 .ui
-                .step("Switching Traefik to the maintenance page", || {
-                    router.route(true)
-                });
+                .step(crate::front::MAINTENANCE_STEP, || router.route(true));
             if let Err(e) = routed {
                 let _ = crate::sys::fsx::remove_durable(&file);
                 return Err(e.context("Traefik could not be switched, so the app was not stopped"));
@@ -393,7 +391,7 @@ impl Node<'_> {
             return Ok(());
         }
         self.ui
-            .step("Switching Traefik back to the app", || router.route(false))
+            .step(crate::front::LEAVE_GAP_STEP, || router.route(false))
             .map(|_| ())
     }
 

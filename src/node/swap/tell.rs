@@ -56,7 +56,7 @@ impl Node<'_> {
                     self.image(version)
                 ),
             ),
-            Step::EnterGap => told("Switching Traefik to the gap server", self.gap_words()),
+            Step::EnterGap => told(crate::front::ENTER_GAP_STEP, self.gap_words()),
             Step::Stop => told(
                 format!("Stopping {unit}"),
                 format!("{unit} (over D-Bus, waiting for the job)"),
@@ -91,7 +91,7 @@ impl Node<'_> {
                 )
             }
             Step::LeaveGap => told(
-                "Switching Traefik back to the app",
+                crate::front::LEAVE_GAP_STEP,
                 "Traefik routes back to the app",
             ),
         }
