@@ -111,6 +111,9 @@ impl crate::node::Node<'_> {
         Ok(Some(plan))
     }
 
+    /// `deploy migrate-data`, in its named steps: the plan (new, or the one a crash left),
+    /// the writers stopped, the shared entries moved one by one (each recorded in the plan),
+    /// what is missing created, the rest made the first release, and that release recorded.
     pub fn migrate_data(&self, req: &crate::cli::MigrateArgs) -> Result<()> {
         let root = self.layout.root.clone();
         if !root.is_dir() {
@@ -121,16 +124,9 @@ impl crate::node::Node<'_> {
             );
         }
         // A dry run takes no lock: creating the lock file would already be a change.
-        let _lock = if req.dry_run {
-            None
-        } else {
-            fsx::ensure_dir(&self.layout.meta(), 0o700)?;
-            // Not `self.lock()`: that one wants `deploy setup` first, which is optional here.
-            Some(crate::node::lock::acquire(
-                &self.layout.lock_file(),
-                &format!("deploy migrate-data {}", self.env_name),
-                self.lock_wait,
-            )?)
+        let _lock = match req.dry_run {
+            true => None,
+            false => Some(self.migrate_lock()?),
         };
         let resumed = self.saved_plan()?;
         let mut plan = match resumed.clone() {
@@ -141,33 +137,78 @@ impl crate::node::Node<'_> {
             },
         };
         if req.dry_run {
-            crate::ui::print(&format!(
-                "{}{}Dry run: nothing was changed.\n",
-                describe(&plan, &root),
-                if resumed.is_some() {
-                    "An interrupted migration is under way: the rest of it is shown. "
-                } else {
-                    ""
-                }
-            ))?;
-            return Ok(());
+            return self.print_migrate_plan(&plan, resumed.is_some());
         }
-        if resumed.is_some() {
-            self.ui
-                .info("   an interrupted migration is under way: finishing it");
-        }
-        self.ui.info(describe(&plan, &root).trim_end());
-        let question = format!("Move these entries of {} as shown?", root.display());
-        if resumed.is_none() && !req.yes && !self.ui.ask(&question)? {
-            bail!("not confirmed, nothing was moved (pass --yes to confirm without a prompt)");
-        }
-
+        self.confirm_migration(&plan, resumed.is_some(), req.yes)?;
         // No writer may have a database open while it moves: no exec or job either.
         let _fence = self.close_fence(
             &format!("deploy migrate-data {}", self.env_name),
             req.stop_running,
         )?;
         let systemd = crate::sys::systemd::Systemd::connect()?;
+        let running = self.quiesce_for_migration(&systemd, &plan)?;
+        if resumed.is_none() {
+            self.save_plan(&plan)?;
+        }
+        crate::signals::point("migrate-after-plan");
+        self.move_shared(&mut plan)?;
+        self.create_missing(&plan)?;
+        crate::signals::point("migrate-after-shared");
+        let target = self.make_first_release(&plan)?;
+        self.record_first_release(&plan.release)?;
+        if let Err(e) = self.sync_replication(&systemd) {
+            self.ui.warn(&format!("replication: {e:#}"));
+        }
+        self.tell_migrated(&plan.release, &target, running);
+        Ok(())
+    }
+
+    /// The node's lock (not `self.lock()`: that one wants `deploy setup` first, which is
+    /// optional here).
+    fn migrate_lock(&self) -> Result<crate::node::lock::NodeLock> {
+        fsx::ensure_dir(&self.layout.meta(), 0o700)?;
+        crate::node::lock::acquire(
+            &self.layout.lock_file(),
+            &format!("deploy migrate-data {}", self.env_name),
+            self.lock_wait,
+        )
+    }
+
+    fn print_migrate_plan(&self, plan: &Plan, resumed: bool) -> Result<()> {
+        crate::ui::print(&format!(
+            "{}{}Dry run: nothing was changed.\n",
+            describe(plan, &self.layout.root),
+            if resumed {
+                "An interrupted migration is under way: the rest of it is shown. "
+            } else {
+                ""
+            }
+        ))?;
+        Ok(())
+    }
+
+    /// The plan shown, and confirmed unless it resumes an interrupted one or `--yes`.
+    fn confirm_migration(&self, plan: &Plan, resumed: bool, yes: bool) -> Result<()> {
+        let root = &self.layout.root;
+        if resumed {
+            self.ui
+                .info("   an interrupted migration is under way: finishing it");
+        }
+        self.ui.info(describe(plan, root).trim_end());
+        let question = format!("Move these entries of {} as shown?", root.display());
+        if !resumed && !yes && !self.ui.ask(&question)? {
+            bail!("not confirmed, nothing was moved (pass --yes to confirm without a prompt)");
+        }
+        Ok(())
+    }
+
+    /// The app and Litestream stopped (Litestream resumes once the databases are in
+    /// shared/); refused while anything else has what moves open. Whether the app ran.
+    fn quiesce_for_migration(
+        &self,
+        systemd: &crate::sys::systemd::Systemd,
+        plan: &Plan,
+    ) -> Result<bool> {
         let unit = self.unit_name();
         let running = systemd
             .state(&unit)
@@ -178,15 +219,14 @@ impl crate::node::Node<'_> {
                 systemd.stop(&unit, self.stop_timeout())
             })?;
         }
-        // Litestream keeps the databases open too: it resumes once they are in shared/.
-        self.stop_replication(&systemd)?;
-        let sources: Vec<PathBuf> = plan
+        self.stop_replication(systemd)?;
+        let root = &self.layout.root;
+        let busy: Vec<String> = plan
             .moves
             .iter()
             .filter(|m| m.stage == Stage::Pending)
-            .map(|m| root.join(&m.entry))
+            .flat_map(|m| writers(&root.join(&m.entry)))
             .collect();
-        let busy: Vec<String> = sources.iter().flat_map(|s| writers(s)).collect();
         if !busy.is_empty() {
             bail!(
                 "something still has the shared data open, and a database must not move under \
@@ -194,12 +234,12 @@ impl crate::node::Node<'_> {
                 busy.join("\n  ")
             );
         }
-        if resumed.is_none() {
-            self.save_plan(&plan)?;
-        }
-        crate::signals::point("migrate-after-plan");
+        Ok(running)
+    }
 
-        let shared = self.layout.shared();
+    /// Each shared entry moved into shared/, its progress saved in the plan as it goes.
+    fn move_shared(&self, plan: &mut Plan) -> Result<()> {
+        let (root, shared) = (&self.layout.root, self.layout.shared());
         fsx::ensure_dir(&shared, 0o755)?;
         for i in 0..plan.moves.len() {
             let mut m = plan.moves[i].clone();
@@ -214,66 +254,85 @@ impl crate::node::Node<'_> {
             })?;
             plan.moves[i] = m;
         }
+        Ok(())
+    }
+
+    /// The shared entries the old layout lacked, made empty as `deploy setup` makes them.
+    fn create_missing(&self, plan: &Plan) -> Result<()> {
+        let shared = self.layout.shared();
         for (entry, dir) in &plan.create {
             let p = shared.join(entry);
-            if std::fs::symlink_metadata(&p).is_err() {
-                if *dir {
-                    fsx::ensure_dir(&p, 0o755)?;
-                } else {
-                    fsx::ensure_dir(p.parent().expect("under shared"), 0o755)?;
-                    fsx::write_atomic(&p, b"", 0o600)?;
-                }
+            if std::fs::symlink_metadata(&p).is_ok() {
+                continue;
+            }
+            if *dir {
+                fsx::ensure_dir(&p, 0o755)?;
+            } else {
+                fsx::ensure_dir(p.parent().expect("under shared"), 0o755)?;
+                fsx::write_atomic(&p, b"", 0o600)?;
             }
         }
-        crate::signals::point("migrate-after-shared");
+        Ok(())
+    }
 
-        let v = plan.release.clone();
-        let image = self.image(&v);
-        let target = self.layout.release(&v);
+    /// The rest of the app directory becomes `releases/V` (through `.incoming-V`, renamed
+    /// whole), and `current` points at it.
+    fn make_first_release(&self, plan: &Plan) -> Result<PathBuf> {
+        let v = &plan.release;
+        let target = self.layout.release(v);
         if !target.is_dir() {
-            let incoming = self.layout.incoming(&v);
             self.ui
                 .step(&format!("Making releases/{v} of the rest"), || {
-                    fsx::ensure_dir(&incoming, 0o755)?;
-                    for name in &plan.release_files {
-                        let from = root.join(name);
-                        if std::fs::symlink_metadata(&from).is_ok() {
-                            std::fs::rename(&from, incoming.join(name)).with_context(|| {
-                                format!("cannot move {} into releases/", from.display())
-                            })?;
-                        }
-                    }
-                    fsx::sync_dir(&root)?;
-                    crate::signals::point("migrate-after-release-files");
-                    // Its variables come with its first release (a secret is read there).
-                    let release_env = crate::node::unit::release_env(
-                        &self.config.app,
-                        &v,
-                        &image,
-                        None,
-                        &self.run_settings(),
-                    );
-                    crate::node::upload::finish_release_dir(
-                        &incoming,
-                        &self.config.shared,
-                        &release_env,
-                        None,
-                    )?;
-                    fsx::rename_durable(&incoming, &target)
+                    self.release_of_the_rest(plan, &target)
                 })?;
         }
         fsx::replace_symlink(
             &self.layout.current(),
-            &crate::node::layout::Layout::current_target(&v),
+            &crate::node::layout::Layout::current_target(v),
         )?;
-        let mut state = self.load_state()?;
-        if !state.releases.contains_key(&v) {
-            state.add_release(&v, &image);
+        Ok(target)
+    }
+
+    fn release_of_the_rest(&self, plan: &Plan, target: &std::path::Path) -> Result<()> {
+        let (root, v) = (&self.layout.root, &plan.release);
+        let incoming = self.layout.incoming(v);
+        fsx::ensure_dir(&incoming, 0o755)?;
+        for name in &plan.release_files {
+            let from = root.join(name);
+            if std::fs::symlink_metadata(&from).is_ok() {
+                std::fs::rename(&from, incoming.join(name))
+                    .with_context(|| format!("cannot move {} into releases/", from.display()))?;
+            }
         }
-        state.set_outcome(&v, crate::node::state::Outcome::Ok);
+        fsx::sync_dir(root)?;
+        crate::signals::point("migrate-after-release-files");
+        // Its variables come with its first release (a secret is read there).
+        let release_env = crate::node::unit::release_env(
+            &self.config.app,
+            v,
+            &self.image(v),
+            None,
+            &self.run_settings(),
+        );
+        crate::node::upload::finish_release_dir(
+            &incoming,
+            &self.config.shared,
+            &release_env,
+            None,
+        )?;
+        fsx::rename_durable(&incoming, target)
+    }
+
+    /// The first release in the state as live, the event recorded, the plan removed.
+    fn record_first_release(&self, v: &str) -> Result<()> {
+        let mut state = self.load_state()?;
+        if !state.releases.contains_key(v) {
+            state.add_release(v, &self.image(v));
+        }
+        state.set_outcome(v, crate::node::state::Outcome::Ok);
         state.push_event(crate::node::event(
             crate::node::state::Action::MigrateData,
-            &v,
+            v,
             None,
             crate::node::state::EventOutcome::Ok,
             None,
@@ -281,20 +340,22 @@ impl crate::node::Node<'_> {
         ));
         self.save_state(&state)?;
         std::fs::remove_file(self.plan_file())?;
-        fsx::sync_dir(&self.layout.meta())?;
-        if let Err(e) = self.sync_replication(&systemd) {
-            self.ui.warn(&format!("replication: {e:#}"));
-        }
+        fsx::sync_dir(&self.layout.meta())
+    }
 
+    fn tell_migrated(&self, v: &str, target: &std::path::Path, running: bool) {
         let has_containerfile = ["Containerfile", "Dockerfile"]
             .iter()
             .any(|f| target.join(f).is_file());
         self.ui.info(&format!(
             "migrated {}: current -> releases/{v}, data in shared/. {}Next: `deploy setup {env}` \
              (if not done yet), then `deploy release VERSION {env}`{}",
-            root.display(),
+            self.layout.root.display(),
             if running {
-                format!("{unit} was stopped and stays stopped until the next release. ")
+                format!(
+                    "{} was stopped and stays stopped until the next release. ",
+                    self.unit_name()
+                )
             } else {
                 String::new()
             },
@@ -308,6 +369,5 @@ impl crate::node::Node<'_> {
             },
             env = self.env_name,
         ));
-        Ok(())
     }
 }
