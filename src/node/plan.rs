@@ -47,6 +47,29 @@ impl Node<'_> {
         }
     }
 
+    /// What setup does to the podman store, in words.
+    fn storage_words(&self, reset_storage: bool) -> Result<String> {
+        use crate::node::storage::{verdict, Verdict};
+        let store = crate::sys::podman::store()?;
+        Ok(match verdict(&store, &self.names(), reset_storage) {
+            Verdict::Fine => format!("{} (nothing to do)", store.driver),
+            Verdict::Switch { deleted } => format!(
+                "vfs -> overlay, in a gap, rebuilding the live image; `podman system reset` \
+                 deletes: {}",
+                if deleted.is_empty() {
+                    "nothing".into()
+                } else {
+                    deleted.join(", ")
+                }
+            ),
+            Verdict::Keep { would_delete } => format!(
+                "vfs, kept: a switch to overlay would delete {} (`--reset-storage` switches \
+                 anyway)",
+                would_delete.join(", ")
+            ),
+        })
+    }
+
     pub fn setup_plan(&self, reset_storage: bool) -> Result<String> {
         let l = &self.layout;
         let mut out = format!(
@@ -55,25 +78,7 @@ impl Node<'_> {
             self.env_name,
             l.root.display()
         );
-        let store = crate::sys::podman::store()?;
-        use crate::node::storage::{verdict, Verdict};
-        let storage =
-            match verdict(&store, &self.names(), reset_storage) {
-                Verdict::Fine => format!("{} (nothing to do)", store.driver),
-                Verdict::Switch { deleted } => {
-                    format!(
-                "vfs -> overlay, in a gap, rebuilding the live image; `podman system reset` \
-                 deletes: {}",
-                if deleted.is_empty() { "nothing".into() } else { deleted.join(", ") }
-            )
-                }
-                Verdict::Keep { would_delete } => format!(
-                    "vfs, kept: a switch to overlay would delete {} (`--reset-storage` switches \
-                 anyway)",
-                    would_delete.join(", ")
-                ),
-            };
-        line(&mut out, "storage", storage);
+        line(&mut out, "storage", self.storage_words(reset_storage)?);
         for d in [l.releases(), l.shared(), l.log_dir(), l.meta()] {
             line(&mut out, "mkdir", d.display());
         }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// Rows of every table of every SQLite database under `path` (a directory or one file), after
 /// `PRAGMA integrity_check`. Opening a database applies its `-wal`, so rows only there count.
-pub fn check_databases(path: &Path) -> Result<BTreeMap<PathBuf, BTreeMap<String, i64>>> {
+pub fn check_databases(path: &Path) -> Result<Rows> {
     let dbs: Vec<PathBuf> = if path.is_dir() {
         snapshot::databases(path)?
             .into_iter()
@@ -212,51 +212,9 @@ pub fn move_entry(
             let before = check_databases(from)?;
             fsx::ensure_dir(to.parent().expect("under shared"), 0o755)?;
             match std::fs::rename(from, to) {
-                Ok(()) => {
-                    fsx::sync_dir(to.parent().expect("parent"))?;
-                    fsx::sync_dir(from.parent().expect("parent"))?;
-                    let after = check_databases(to);
-                    if after.as_ref().ok() != Some(&before) {
-                        std::fs::rename(to, from)?;
-                        fsx::sync_dir(from.parent().expect("parent"))?;
-                        bail!(
-                            "after moving {} to {}, its databases did not check out ({}): it \
-                             was moved back",
-                            from.display(),
-                            to.display(),
-                            match after {
-                                Ok(a) => format!("rows before {before:?}, after {a:?}"),
-                                Err(e) => format!("{e:#}"),
-                            }
-                        );
-                    }
-                }
+                Ok(()) => check_renamed(from, to, &before)?,
                 Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
-                    let tmp = to.with_file_name(format!(
-                        ".migrate-{}.tmp",
-                        to.file_name().expect("a name").to_string_lossy()
-                    ));
-                    if std::fs::symlink_metadata(&tmp).is_ok() {
-                        remove_any(&tmp)?;
-                    }
-                    copy_tree(from, &tmp)?;
-                    let verified = same_tree(from, &tmp).and_then(|()| {
-                        let after = check_databases(&tmp)?;
-                        if after != before {
-                            bail!("rows before {before:?}, in the copy {after:?}");
-                        }
-                        Ok(())
-                    });
-                    if let Err(e) = verified {
-                        let _ = remove_any(&tmp);
-                        return Err(e.context(format!(
-                            "the copy of {} to {} did not verify: it was removed, the original \
-                             is untouched",
-                            from.display(),
-                            to.display()
-                        )));
-                    }
-                    fsx::rename_durable(&tmp, to)?;
+                    copy_across(from, to, &before)?;
                     crate::signals::point("migrate-after-rename");
                     m.stage = Stage::Copied;
                     save(m)?;
@@ -276,6 +234,60 @@ pub fn move_entry(
     }
     m.stage = Stage::Done;
     save(m)
+}
+
+/// The rows of each table of each database under a path.
+type Rows = BTreeMap<PathBuf, BTreeMap<String, i64>>;
+
+/// After a rename on one filesystem: both directories synced, and the databases as they were
+/// (`before`), else the entry is moved back.
+fn check_renamed(from: &Path, to: &Path, before: &Rows) -> Result<()> {
+    fsx::sync_dir(to.parent().expect("parent"))?;
+    fsx::sync_dir(from.parent().expect("parent"))?;
+    let after = check_databases(to);
+    if after.as_ref().ok() == Some(before) {
+        return Ok(());
+    }
+    std::fs::rename(to, from)?;
+    fsx::sync_dir(from.parent().expect("parent"))?;
+    bail!(
+        "after moving {} to {}, its databases did not check out ({}): it was moved back",
+        from.display(),
+        to.display(),
+        match after {
+            Ok(a) => format!("rows before {before:?}, after {a:?}"),
+            Err(e) => format!("{e:#}"),
+        }
+    );
+}
+
+/// Across filesystems: a copy beside `to`, verified byte for byte and row for row against
+/// `before`, then renamed into place (durably); the original stays until the stage is saved.
+fn copy_across(from: &Path, to: &Path, before: &Rows) -> Result<()> {
+    let tmp = to.with_file_name(format!(
+        ".migrate-{}.tmp",
+        to.file_name().expect("a name").to_string_lossy()
+    ));
+    if std::fs::symlink_metadata(&tmp).is_ok() {
+        remove_any(&tmp)?;
+    }
+    copy_tree(from, &tmp)?;
+    let verified = same_tree(from, &tmp).and_then(|()| {
+        let after = check_databases(&tmp)?;
+        if &after != before {
+            bail!("rows before {before:?}, in the copy {after:?}");
+        }
+        Ok(())
+    });
+    if let Err(e) = verified {
+        let _ = remove_any(&tmp);
+        return Err(e.context(format!(
+            "the copy of {} to {} did not verify: it was removed, the original is untouched",
+            from.display(),
+            to.display()
+        )));
+    }
+    fsx::rename_durable(&tmp, to)
 }
 
 /// Whether `to` is a complete copy of `from` already: the same tree, byte for byte, and the
