@@ -29,6 +29,9 @@ pub const RELEASE_ENV: &str = "release.env";
 
 pub const RELEASE_META: &str = ".deploy";
 pub const INCOMING_PREFIX: &str = ".incoming-";
+/// A directory being removed (a pruned release, an old restore's set-aside): renamed so, out of
+/// sight, then deleted; what a kill left under this name is removed by the next prune.
+pub const PRUNING_PREFIX: &str = ".pruning-";
 pub const REPLACED_PREFIX: &str = ".replaced-";
 /// On a remote server: the deploy binary that setup installed, relative to the root.
 pub const NODE_BIN: &str = ".deploy/bin/deploy";

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 /// another: what was there before both is in the older one).
 pub const KEEP: usize = 2;
 
-const PRUNING: &str = ".pruning-";
+use crate::node::layout::PRUNING_PREFIX as PRUNING;
 
 impl Node<'_> {
     /// Removes what restores set aside but the newest [`KEEP`]; says what went. A failure is a

@@ -9,8 +9,7 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A release being pruned: renamed so, then deleted.
-const PRUNING_PREFIX: &str = ".pruning-";
+use layout::PRUNING_PREFIX;
 
 /// Added to a replaced release's image tag while the new one is built (image tags take up to
 /// 128 characters; a version's tag at most 109).
@@ -161,10 +160,8 @@ impl Node<'_> {
             );
             // Out of sight first (one rename), then deleted: a kill in between never leaves a
             // half-deleted release under its name for a rollback to pick.
-            let gone = self.layout.releases().join(format!("{PRUNING_PREFIX}{v}"));
-            fsx::rename_durable(&self.layout.release(v), &gone)?;
+            self.discard(v, &self.layout.release(v))?;
             state.releases.remove(v);
-            std::fs::remove_dir_all(&gone).with_context(|| format!("cannot remove release {v}"))?;
         }
         // Uploads that an interrupted release left (a dropped connection, a kill) and no
         // release has picked up within an hour.
