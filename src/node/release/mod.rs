@@ -122,11 +122,11 @@ impl Node<'_> {
         }
         // What only setup can apply stops the release here, before anything changes, as does
         // a job's schedule systemd does not take.
-        self.check_environment()?;
+        let changes = self.check_environment()?;
         self.check_schedules()?;
         let current = self.current()?;
         self.may_release(v, current.as_deref(), &state, req.replace)?;
-        let facts = self.release_facts(v, req.uploaded.is_some(), current, &state)?;
+        let facts = self.release_facts(v, req.uploaded.is_some(), current, &state, changes)?;
         Ok(Run {
             req,
             _lock: lock,

@@ -5,6 +5,7 @@
 
 use super::stages::{self, Facts, PreviewData, Stage};
 use crate::config::Backup;
+use crate::node::apply::EnvChange;
 use crate::node::layout::Layout;
 use crate::node::plan::line;
 use crate::node::state::State;
@@ -33,13 +34,15 @@ type Words = (Vec<String>, Vec<(&'static str, String)>);
 
 impl Node<'_> {
     /// What the plan of a release of `version` depends on, read from the server (changes
-    /// nothing). `sent`: the upload came over SSH.
+    /// nothing). `sent`: the upload came over SSH; `changes`: what the release applies to
+    /// the environment (read once, by the caller).
     pub(crate) fn release_facts(
         &self,
         version: &str,
         sent: bool,
         current: Option<String>,
         state: &State,
+        changes: Vec<EnvChange>,
     ) -> Result<Facts> {
         let preview_data = self.config.preview_of.as_ref().and_then(|_| {
             let (stage, _) = preview::data::pending(&self.layout)?;
@@ -61,7 +64,7 @@ impl Node<'_> {
             sent,
             snapshots: self.config.backup == Backup::Snapshot,
             preview_data,
-            changes: self.environment_changes()?,
+            changes,
             jobs_changed,
             swap: self.swap_settings(),
         })
@@ -212,7 +215,8 @@ impl Node<'_> {
     pub fn release_plan(&self, version: &Version, uploaded: bool) -> Result<String> {
         let v = version.as_str();
         let current = self.current()?;
-        let f = self.release_facts(v, uploaded, current.clone(), &self.load_state()?)?;
+        let changes = self.environment_changes()?;
+        let f = self.release_facts(v, uploaded, current.clone(), &self.load_state()?, changes)?;
         let told = self.tell_release(&f, &stages::plan(&f))?;
         if self.ui.json {
             let doc = serde_json::json!({
