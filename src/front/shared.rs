@@ -272,7 +272,7 @@ fn reseed(records: &mut Vec<AppRecord>, fresh: Vec<AppRecord>) -> Vec<AppRecord>
                 keep_known_entrypoints(&mut f, r);
                 f.updated_at = r.updated_at.clone();
                 if *r != f {
-                    f.updated_at = crate::node::state::now();
+                    f.updated_at = crate::sys::now();
                     *r = f.clone();
                     seeds.push(f);
                 }
@@ -414,7 +414,7 @@ impl Node<'_> {
             health_path: Some(self.config.health.path.clone()),
             traefik,
             seeded: false,
-            updated_at: crate::node::state::now(),
+            updated_at: crate::sys::now(),
         })
     }
 

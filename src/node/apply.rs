@@ -256,7 +256,7 @@ impl Node<'_> {
         self.ui.warn(&said);
         let _ = fsx::write_atomic(
             &file,
-            format!("{} {said}\n", crate::node::state::now()).as_bytes(),
+            format!("{} {said}\n", crate::sys::now()).as_bytes(),
             0o600,
         );
     }

@@ -506,7 +506,7 @@ pub(crate) fn event(
     detail: Option<&str>,
 ) -> Event {
     Event {
-        at: crate::node::state::now(),
+        at: crate::sys::now(),
         action,
         version: version.into(),
         from,

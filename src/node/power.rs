@@ -10,11 +10,11 @@
 
 use crate::config::Listen;
 use crate::front::gap::{self, MAINTENANCE_FILE, STOPPED_FILE};
-use crate::node::plan::line;
 use crate::node::state::Action;
 use crate::node::{event, Node};
 use crate::sys::systemd::Systemd;
 use crate::ui::fmt_duration;
+use crate::ui::line;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -221,7 +221,7 @@ impl Node<'_> {
             who: crate::node::state::Origin::current()
                 .who
                 .unwrap_or_else(|| "?".into()),
-            since: crate::node::state::now(),
+            since: crate::sys::now(),
         };
         // The mark first: the gap server serves the page from now on, and a stop cut off
         // half-way is still a stop that `deploy start` ends.

@@ -102,7 +102,7 @@ pub fn question(a: &RemoveArgs, env: &str, previews: Option<&[String]>) -> Strin
 
 /// `deploy remove --dry-run`. Pure.
 pub fn plan_text(app: &str, env: &str, r: &Removal, data: bool, all: bool) -> String {
-    use crate::node::plan::line;
+    use crate::ui::line;
     let mut out = format!("Plan: remove {app} from {env}\n");
     if !r.previews.is_empty() {
         line(

@@ -225,11 +225,7 @@ fn raise_open_files_limit() {
 pub fn set_flag(control: &Path, name: &str, on: bool) -> Result<()> {
     let path = control.join(name);
     if on {
-        crate::sys::fsx::write_atomic(
-            &path,
-            format!("{}\n", crate::node::state::now()).as_bytes(),
-            0o600,
-        )
+        crate::sys::fsx::write_atomic(&path, format!("{}\n", crate::sys::now()).as_bytes(), 0o600)
     } else {
         match std::fs::remove_file(&path) {
             Ok(()) => crate::sys::fsx::sync_dir(control),
