@@ -95,7 +95,7 @@ impl Node<'_> {
             ),
         );
         out += &indent(&unit::render(&spec)?);
-        if let Some(router) = self.router()? {
+        if let Some(router) = self.front().router()? {
             line(
                 &mut out,
                 "traefik",
@@ -113,7 +113,7 @@ impl Node<'_> {
             .as_ref()
             .is_some_and(|t| t.managed().is_some())
         {
-            out += &self.traefik_plan_lines()?;
+            out += &self.front().traefik_plan_lines()?;
         }
         if self.jobs_changed()? {
             for (name, what) in self.jobs_lines() {
