@@ -298,6 +298,17 @@ fn chosen(answer: &str, choices: &[&str]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// Text shown inside a plan (`--dry-run`), each line behind `    | `.
+pub fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    | {l}\n")).collect()
+}
+
+/// One line of a plan (`--dry-run`): the step's name, then what it does.
+pub fn line(out: &mut String, name: &str, what: impl std::fmt::Display) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "  {:<11}{what}", format!("{name}:"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

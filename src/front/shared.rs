@@ -12,8 +12,10 @@
 //!
 //! Traefik is restarted only when its static config changes ([`restart`]), under
 //! `traefik.lock` (exclusive); every gap holds that lock shared from before it to after it
-//! ([`Node::hold_traefik_shared`]), so a restart never lands inside another app's gap
-//! ([`lock`]). Removing the last app that relies on the managed Traefik stops it.
+//! ([`traefik_lock`]), so a restart never lands inside another app's gap ([`lock`]). Removing
+//! the last app that relies on the managed Traefik stops it. What one app asks and when (its
+//! record checked and written, its setup and its leaving) is the app's front's, in
+//! `node/front/`; this module is given what it needs.
 
 mod handover;
 mod lock;
@@ -21,16 +23,13 @@ mod merge;
 mod restart;
 mod seed;
 
-pub use lock::UserLock;
-pub use merge::{conflicts, merge, merge_leaving_out, overlap, Merged};
-pub use restart::{render_merged, Leaving};
+pub use lock::{apps_lock, traefik_lock, UserLock};
+pub use merge::{conflicts, merge, merge_leaving_out, overlap, resolver_name, Merged};
+pub use restart::{apply, leaving, render_merged, stop_managed, Leaving, Preview, TraefikChange};
 
-use crate::config::{port_of, AcmeChallenge, Traefik};
-use crate::exit::{self, Code};
-use crate::node::Node;
+use crate::config::port_of;
 use crate::sys::fsx;
-use anyhow::{anyhow, Context, Result};
-use lock::{user_lock, APPS_LOCK};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -272,7 +271,7 @@ fn reseed(records: &mut Vec<AppRecord>, fresh: Vec<AppRecord>) -> Vec<AppRecord>
                 keep_known_entrypoints(&mut f, r);
                 f.updated_at = r.updated_at.clone();
                 if *r != f {
-                    f.updated_at = crate::node::state::now();
+                    f.updated_at = crate::sys::now();
                     *r = f.clone();
                     seeds.push(f);
                 }
@@ -342,7 +341,7 @@ pub fn record(home: &Path, app: &str, env: &str) -> Result<Option<AppRecord>> {
 /// Runs `f` on every app's records under the records' lock (what setup holds while it checks
 /// and writes its record): a preview's ports are chosen and kept so, and no two choices overlap.
 pub fn with_records<T>(home: &Path, f: impl FnOnce(&Registry) -> Result<T>) -> Result<T> {
-    let _apps = user_lock(home, APPS_LOCK, false, || {})?;
+    let _apps = apps_lock(home)?;
     let registry = Registry::load(home)?;
     registry.persist(home)?;
     f(&registry)
@@ -353,114 +352,6 @@ pub fn with_records<T>(home: &Path, f: impl FnOnce(&Registry) -> Result<T>) -> R
 pub fn resolver_of(home: &Path, app: &str, env: &str) -> Option<String> {
     let record = read_record(&record_file(home, app, env)).ok()?;
     Some(record.managed()?.acme.as_ref()?.resolver.clone())
-}
-
-impl Node<'_> {
-    /// `deploy check` (and setup, before anything changes): this app's ports and Traefik
-    /// requests against every other app of the user; a conflict is a config error (exit 3)
-    /// naming the other app and its setting.
-    pub fn check_other_apps(&self) -> Result<()> {
-        self.checked_record(&Registry::load(&self.home)?)
-            .map(|_| ())
-    }
-
-    /// `deploy setup`, first: the check of [`Node::check_other_apps`], the records seeded and
-    /// cleared, and this app's record written (with a managed Traefik, once its static config
-    /// is: [`Node::setup_shared_traefik`]).
-    pub fn register_app(&self) -> Result<()> {
-        let _apps = user_lock(&self.home, APPS_LOCK, false, || {})?;
-        let registry = Registry::load(&self.home)?;
-        registry.persist(&self.home)?;
-        let mine = self.checked_record(&registry)?;
-        match mine.managed() {
-            Some(_) => Ok(()),
-            None => save(&self.home, &mine),
-        }
-    }
-
-    /// This app's record, checked against the others'.
-    fn checked_record(&self, registry: &Registry) -> Result<AppRecord> {
-        let root = self.layout.root.display().to_string();
-        let others = registry.others(&self.config.app, &self.env_name, &root);
-        let mine = self.app_record(registry.get(&self.config.app, &self.env_name), &others)?;
-        let found = conflicts(&mine, &others);
-        if found.is_empty() {
-            return Ok(mine);
-        }
-        Err(exit::with(
-            Code::Config,
-            anyhow!(
-                "{} ({}) conflicts with other apps of this user on the server; nothing was \
-                 changed:\n  - {}",
-                self.config.app,
-                self.env_name,
-                found.join("\n  - ")
-            ),
-        ))
-    }
-
-    /// What this config asks of the server.
-    fn app_record(&self, previous: Option<&AppRecord>, others: &[&AppRecord]) -> Result<AppRecord> {
-        let traefik = match &self.config.traefik {
-            Some(t) => Some(self.traefik_request(t, previous, others)?),
-            None => None,
-        };
-        Ok(AppRecord {
-            app: self.config.app.clone(),
-            env: self.env_name.clone(),
-            path: self.layout.root.display().to_string(),
-            port: self.env.port,
-            gap_port: self.config.traefik.as_ref().map(|_| self.env.gap_port()),
-            health_path: Some(self.config.health.path.clone()),
-            traefik,
-            seeded: false,
-            updated_at: crate::node::state::now(),
-        })
-    }
-
-    fn traefik_request(
-        &self,
-        t: &Traefik,
-        previous: Option<&AppRecord>,
-        others: &[&AppRecord],
-    ) -> Result<TraefikRequest> {
-        let managed = t.managed();
-        let acme = match (&t.acme, &managed) {
-            (Some(a), Some(_)) => {
-                let mut request = AcmeRequest {
-                    resolver: String::new(),
-                    email: a.email.clone(),
-                    ca_server: a.ca_server.clone(),
-                    challenge: match a.challenge {
-                        AcmeChallenge::Http => "http".into(),
-                        AcmeChallenge::Tls => "tls".into(),
-                    },
-                };
-                let before = previous.and_then(|p| p.managed()?.acme.as_ref());
-                request.resolver = merge::resolver_name(&request, before, others);
-                Some(request)
-            }
-            _ => None,
-        };
-        let ca_certificates = match t.acme.as_ref().and_then(|a| a.ca_certificates.as_deref()) {
-            Some(p) => Some(fsx::expand_home(p, &self.home)?.display().to_string()),
-            None => None,
-        };
-        Ok(TraefikRequest {
-            managed: managed.is_some(),
-            api: t.api.trim_end_matches('/').to_string(),
-            dynamic_dir: fsx::expand_home(&t.dynamic_dir, &self.home)?
-                .display()
-                .to_string(),
-            rule: t.rule.clone(),
-            router_entrypoints: t.entrypoints.clone(),
-            entrypoints: managed.map(|m| m.entrypoints).unwrap_or_default(),
-            acme,
-            ca_certificates,
-            redirect_https: t.redirect_https,
-            redirect_web: false,
-        })
-    }
 }
 
 #[cfg(test)]

@@ -129,7 +129,7 @@ impl Node<'_> {
             ))),
             (Some(t), true) => {
                 let installed = std::fs::read_to_string(dir.join(self.names().gap_unit()))?;
-                if installed != self.gap_unit_text(t)? {
+                if installed != self.front().gap_unit_text(t)? {
                     changes.push(EnvChange::GapServer);
                 }
             }
@@ -208,7 +208,7 @@ impl Node<'_> {
         if let Some(label) = repoint {
             let t = self.config.traefik.as_ref().expect("a gap server: traefik");
             self.ui
-                .step(&label, || self.install_gap_server(systemd, t))?;
+                .step(&label, || self.front().install_gap_server(systemd, t))?;
         }
         Ok(())
     }
@@ -256,7 +256,7 @@ impl Node<'_> {
         self.ui.warn(&said);
         let _ = fsx::write_atomic(
             &file,
-            format!("{} {said}\n", crate::node::state::now()).as_bytes(),
+            format!("{} {said}\n", crate::sys::now()).as_bytes(),
             0o600,
         );
     }

@@ -31,7 +31,7 @@ impl Node<'_> {
         // A conflict with another app of the user is a config error (exit 3).
         let others = self.ui.step(
             "Checking the other apps of this user (ports, Traefik)",
-            || self.check_other_apps(),
+            || self.front().check_other_apps(),
         );
         if let Err(e) = &others {
             self.ui.warn(&format!("{e:#}"));

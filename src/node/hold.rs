@@ -147,7 +147,7 @@ impl Node<'_> {
             who: crate::node::state::Origin::current()
                 .who
                 .unwrap_or_else(|| "?".into()),
-            since: crate::node::state::now(),
+            since: crate::sys::now(),
         };
         let text = serde_json::to_vec_pretty(&hold)?;
         crate::sys::fsx::write_atomic(&self.hold_by_hand_file(), &text, 0o600)?;

@@ -34,8 +34,8 @@ impl Node<'_> {
         let app_running = systemd
             .state(&self.unit_name())
             .is_ok_and(|s| !s.active.is_down());
-        let router = self.router()?.filter(|_| app_running);
-        self.in_gap(router.as_ref(), || {
+        let router = self.front().router()?.filter(|_| app_running);
+        self.front().in_gap(router.as_ref(), || {
             self.ui.step(
                 &format!(
                     "Moving the app's port {} to {}",

@@ -40,7 +40,7 @@ pub fn acquire(path: &Path, what: &str, wait: Option<std::time::Duration>) -> Re
         "`{what}` (pid {}, host {}, since {})\n",
         std::process::id(),
         hostname(),
-        crate::node::state::now()
+        crate::sys::now()
     );
     file.set_len(0)?;
     file.rewind()?;

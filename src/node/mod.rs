@@ -11,6 +11,7 @@ pub(crate) mod apply;
 pub mod check;
 mod exec;
 pub mod fence;
+pub mod front;
 pub mod hold;
 pub mod jobs;
 pub mod layout;
@@ -314,7 +315,7 @@ impl<'a> Node<'a> {
         let _lock = self.take_lock(&format!("deploy setup {}", self.env_name))?;
         self.ui.step(
             "Checking the other apps of this user (ports, Traefik)",
-            || self.register_app(),
+            || self.front().register_app(),
         )?;
         let systemd = self
             .ui
@@ -373,7 +374,10 @@ impl<'a> Node<'a> {
             })?;
         self.setup_listen(systemd)?;
         if let Some(t) = &self.config.traefik {
-            self.setup_traefik(systemd, t)?;
+            self.check_port(systemd, self.env.gap_port(), &self.names().gap_unit())?;
+            let keep_bin = || self.keep_for_server();
+            self.front()
+                .setup_traefik(systemd, t, &self.project_dir, keep_bin)?;
             self.remove_legacy_router(t)?;
         }
         if legacy {
@@ -506,7 +510,7 @@ pub(crate) fn event(
     detail: Option<&str>,
 ) -> Event {
     Event {
-        at: crate::node::state::now(),
+        at: crate::sys::now(),
         action,
         version: version.into(),
         from,

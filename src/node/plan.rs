@@ -5,19 +5,9 @@
 use crate::node::rollback::{refusal, DataChoice, DataPlan};
 use crate::node::swap::{self, Move};
 use crate::node::Node;
+use crate::ui::{indent, line};
 use crate::{front::traefik, node::unit};
 use anyhow::{anyhow, Result};
-use std::fmt::Write;
-
-/// Text shown inside a plan, each line behind `    | `.
-pub(crate) fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    | {l}\n")).collect()
-}
-
-/// One line of a plan: the step's name, then what it does.
-pub(crate) fn line(out: &mut String, name: &str, what: impl std::fmt::Display) {
-    let _ = writeln!(out, "  {:<11}{what}", format!("{name}:"));
-}
 
 impl Node<'_> {
     /// The steps of a swap, as lines: the same plan the command runs, and what a failure does.
@@ -105,7 +95,7 @@ impl Node<'_> {
             ),
         );
         out += &indent(&unit::render(&spec)?);
-        if let Some(router) = self.router()? {
+        if let Some(router) = self.front().router()? {
             line(
                 &mut out,
                 "traefik",
@@ -123,7 +113,7 @@ impl Node<'_> {
             .as_ref()
             .is_some_and(|t| t.managed().is_some())
         {
-            out += &self.traefik_plan_lines()?;
+            out += &self.front().traefik_plan_lines()?;
         }
         if self.jobs_changed()? {
             for (name, what) in self.jobs_lines() {

@@ -10,11 +10,12 @@
 
 use crate::config::Listen;
 use crate::front::gap::{self, MAINTENANCE_FILE, STOPPED_FILE};
-use crate::node::plan::line;
+use crate::node::layout::Layout;
 use crate::node::state::Action;
 use crate::node::{event, Node};
 use crate::sys::systemd::Systemd;
 use crate::ui::fmt_duration;
+use crate::ui::line;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -122,6 +123,17 @@ fn units_of(s: &PlanSpec) -> Vec<String> {
     s.socket.iter().chain([&s.service]).cloned().collect()
 }
 
+/// Who stopped the app of `layout` by hand, if it is stopped.
+pub(crate) fn stopped_by_hand(layout: &Layout) -> Option<Stopped> {
+    let text = std::fs::read(layout.meta().join(STOPPED_FILE)).ok()?;
+    serde_json::from_slice(&text).ok().or_else(|| {
+        Some(Stopped {
+            who: "?".into(),
+            since: "?".into(),
+        })
+    })
+}
+
 impl Node<'_> {
     fn plan_spec(&self) -> PlanSpec {
         let names = self.names();
@@ -137,13 +149,7 @@ impl Node<'_> {
 
     /// Who stopped the app by hand, if it is stopped.
     pub(crate) fn stopped_by_hand(&self) -> Option<Stopped> {
-        let text = std::fs::read(self.layout.meta().join(STOPPED_FILE)).ok()?;
-        serde_json::from_slice(&text).ok().or_else(|| {
-            Some(Stopped {
-                who: "?".into(),
-                since: "?".into(),
-            })
-        })
+        stopped_by_hand(&self.layout)
     }
 
     /// Fails while the app is stopped by hand: what would start it (a release, a rollback)
@@ -221,13 +227,13 @@ impl Node<'_> {
             who: crate::node::state::Origin::current()
                 .who
                 .unwrap_or_else(|| "?".into()),
-            since: crate::node::state::now(),
+            since: crate::sys::now(),
         };
         // The mark first: the gap server serves the page from now on, and a stop cut off
         // half-way is still a stop that `deploy start` ends.
         let file = self.layout.meta().join(STOPPED_FILE);
         crate::sys::fsx::write_atomic(&file, &serde_json::to_vec(&mark)?, 0o600)?;
-        if let Some(router) = self.router()? {
+        if let Some(router) = self.front().router()? {
             let routed = self
                 .ui
                 .step(crate::front::MAINTENANCE_STEP, || router.route(true));
@@ -342,14 +348,14 @@ impl Node<'_> {
                 self.env_name
             )
         })?;
-        let router = self.router()?;
+        let router = self.front().router()?;
         // Held until the app answers again: no restart of Traefik in this gap.
         let _traefik = match &router {
-            Some(_) => self.hold_traefik_shared()?,
+            Some(_) => self.front().hold_traefik_shared()?,
             None => None,
         };
         if let Some(r) = &router {
-            self.enter_gap(r)?;
+            self.front().enter_gap(r)?;
         }
         let unit = self.unit_name();
         let restarted = self.ui.step(&format!("Restarting {unit}"), || {
@@ -359,7 +365,7 @@ impl Node<'_> {
             self.start_healthy(systemd, &unit)
         });
         match (&router, &restarted) {
-            (Some(r), Ok(())) => self.leave_gap(r)?,
+            (Some(r), Ok(())) => self.front().leave_gap(r)?,
             (Some(_), Err(_)) => self.ui.warn(
                 "Traefik stays on the gap server until the app answers again (a release, a \
                  rollback or `deploy restart` that works routes it back)",
@@ -381,7 +387,7 @@ impl Node<'_> {
 
     /// After a start: Traefik routes to the app again, unless maintenance is on.
     fn route_back(&self) -> Result<()> {
-        let Some(router) = self.router()? else {
+        let Some(router) = self.front().router()? else {
             return Ok(());
         };
         gap::set_flag(&self.layout.meta(), gap::GAP_FILE, false)?;

@@ -73,7 +73,7 @@ impl Node<'_> {
         mv: &Move,
         force: bool,
     ) -> Result<Duration> {
-        let _traefik = self.hold_traefik_shared()?; // no restart of Traefik in the gap
+        let _traefik = self.front().hold_traefik_shared()?; // no restart of Traefik in the gap
         let journal = Journal::open(&self.journal_path())?;
         let mut fx = NodeEffects::new(self, systemd, force)?;
         let outcome = exec::swap(&mut fx, journal, mv, &self.swap_settings());
@@ -235,7 +235,7 @@ impl Node<'_> {
         ));
         self.save_state(state)?;
         let mut fx = NodeEffects::new(self, systemd, force)?;
-        let _traefik = self.hold_traefik_shared()?; // no restart of Traefik in the gap
+        let _traefik = self.front().hold_traefik_shared()?; // no restart of Traefik in the gap
         let outcome = exec::recover(&mut fx, journal, &self.swap_settings());
         crate::node::snapshot::remove_dirs(std::mem::take(&mut fx.old_snapshots));
         // Litestream runs again on the data as it now is, whatever the recovery did.

@@ -102,7 +102,7 @@ pub fn question(a: &RemoveArgs, env: &str, previews: Option<&[String]>) -> Strin
 
 /// `deploy remove --dry-run`. Pure.
 pub fn plan_text(app: &str, env: &str, r: &Removal, data: bool, all: bool) -> String {
-    use crate::node::plan::line;
+    use crate::ui::line;
     let mut out = format!("Plan: remove {app} from {env}\n");
     if !r.previews.is_empty() {
         line(
@@ -196,7 +196,7 @@ impl Node<'_> {
         };
         let default_dir = crate::sys::fsx::expand_home("~/.config/traefik/dynamic", &self.home)?;
         let mut router_files = vec![default_dir.join(names.dynamic_file())];
-        if let Some(r) = self.router()? {
+        if let Some(r) = self.front().router()? {
             router_files.insert(0, r.file);
         }
         router_files.dedup();
@@ -228,7 +228,7 @@ impl Node<'_> {
             data,
             replica,
             root: self.layout.root.clone(),
-            traefik: self.traefik_leaving()?,
+            traefik: self.front().traefik_leaving()?,
             previews: self.previews_here()?,
         })
     }
@@ -294,7 +294,7 @@ impl Node<'_> {
         // Its record among the node user's apps goes: its ports and its Traefik requests no
         // longer count for the others' setups (the shared Traefik keeps serving them).
         crate::front::shared::forget(&self.home, &self.config.app, &self.env_name)?;
-        let traefik = self.leave_shared_traefik(&systemd)?;
+        let traefik = self.front().leave_shared_traefik(&systemd)?;
         if traefik != Leaving::NotManaged {
             self.ui.info(&format!("   Traefik: {}", traefik.describe()));
         }

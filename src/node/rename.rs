@@ -78,8 +78,8 @@ impl Node<'_> {
             ),
             || self.retag_images(),
         )?;
-        let router = self.router()?;
-        self.in_gap(router.as_ref(), || {
+        let router = self.front().router()?;
+        self.front().in_gap(router.as_ref(), || {
             self.ui
                 .step(&format!("Moving the app from {old} to {new}"), || {
                     systemd.remove_unit(&self.user_unit_dir(), &old, self.stop_timeout())?;

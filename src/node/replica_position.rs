@@ -140,7 +140,7 @@ impl Node<'_> {
             });
             match reached {
                 Ok(()) => {
-                    pos.confirmed_at = Some(crate::node::state::now());
+                    pos.confirmed_at = Some(crate::sys::now());
                     said.push(format!("{rel} at {}", pos.txid));
                 }
                 Err(e) => self.ui.warn(&format!(

@@ -1,7 +1,7 @@
 //! The node's record of releases and what happened to them, kept in one JSON file that is
 //! written atomically. The planning functions here (previous release, pruning) are pure.
 
-use crate::sys::fsx;
+use crate::sys::{fsx, now};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -204,10 +204,6 @@ impl std::fmt::Display for EventOutcome {
 }
 
 pub const MAX_EVENTS: usize = 200;
-
-pub fn now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
 
 impl State {
     pub fn load(path: &Path) -> Result<State> {

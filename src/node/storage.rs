@@ -170,24 +170,25 @@ impl Node<'_> {
             }
         ));
         let live = self.current()?;
-        let router = self.router()?.filter(|_| live.is_some());
-        self.in_gap(router.as_ref(), || {
-            self.ui.step("Switching Podman's storage to overlay", || {
-                self.reset_to_overlay(systemd, live.is_some())
-            })?;
-            match &live {
-                Some(v) => self.ui.step(
-                    &format!("Rebuilding the image of {v} and starting it"),
-                    || {
-                        let state = self.load_state()?;
-                        self.ensure_image(&state, v)?;
-                        self.start_healthy(systemd, &self.unit_name())
-                    },
-                ),
-                None => Ok(()),
-            }
-        })
-        .context("switching Podman's storage to overlay")
+        let router = self.front().router()?.filter(|_| live.is_some());
+        self.front()
+            .in_gap(router.as_ref(), || {
+                self.ui.step("Switching Podman's storage to overlay", || {
+                    self.reset_to_overlay(systemd, live.is_some())
+                })?;
+                match &live {
+                    Some(v) => self.ui.step(
+                        &format!("Rebuilding the image of {v} and starting it"),
+                        || {
+                            let state = self.load_state()?;
+                            self.ensure_image(&state, v)?;
+                            self.start_healthy(systemd, &self.unit_name())
+                        },
+                    ),
+                    None => Ok(()),
+                }
+            })
+            .context("switching Podman's storage to overlay")
     }
 
     /// The app stopped (when `live`), Podman's store reset and its storage.conf on overlay.

@@ -230,7 +230,7 @@ impl Node<'_> {
         }
         let ok = databases.iter().all(|d| d.result == "ok");
         Ok(Verification {
-            at: crate::node::state::now(),
+            at: crate::sys::now(),
             ok,
             databases,
         })

@@ -11,6 +11,11 @@ pub mod shell;
 pub mod ssh;
 pub mod systemd;
 
+/// The time now as deploy writes it (records, flags, the history): RFC 3339, to the second.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
 /// Runs a child in a process group of its own: a Ctrl-C on the terminal (sent to the
 /// foreground group) does not reach it, so a step under way is finished, not cut.
 pub fn own_group(expr: duct::Expression) -> duct::Expression {

@@ -221,15 +221,29 @@ fn raise_open_files_limit() {
     }
 }
 
+/// The gap server of `unit` (on `port`, of the environment `env`) answers within `wait`: its
+/// maintenance path always gets the page, 503.
+pub fn answers(port: u16, unit: &str, env: &str, wait: Duration) -> Result<()> {
+    let url = crate::sys::health::url(port, MAINTENANCE_PATH);
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match crate::sys::health::probe(&url, Duration::from_secs(1)) {
+            Ok(503) => return Ok(()),
+            other if std::time::Instant::now() >= deadline => anyhow::bail!(
+                "the gap server ({unit}) does not answer on {url} ({other:?}): see \
+                 `systemctl --user status {unit}` and run `deploy setup {env}`; is port {port} \
+                 free?"
+            ),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
 /// Creates or removes a control file (in `.deploy/`), durably.
 pub fn set_flag(control: &Path, name: &str, on: bool) -> Result<()> {
     let path = control.join(name);
     if on {
-        crate::sys::fsx::write_atomic(
-            &path,
-            format!("{}\n", crate::node::state::now()).as_bytes(),
-            0o600,
-        )
+        crate::sys::fsx::write_atomic(&path, format!("{}\n", crate::sys::now()).as_bytes(), 0o600)
     } else {
         match std::fs::remove_file(&path) {
             Ok(()) => crate::sys::fsx::sync_dir(control),

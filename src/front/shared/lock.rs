@@ -4,7 +4,6 @@
 //! a restart never lands inside another app's gap.
 
 use super::user_dir;
-use crate::node::Node;
 use crate::sys::fsx;
 use anyhow::{Context, Result};
 use std::fs::{File, TryLockError};
@@ -52,31 +51,17 @@ pub(super) fn user_lock(
     Ok(UserLock { _file: file })
 }
 
-impl Node<'_> {
-    /// Held from before a gap to after it (a swap's, or one of `deploy setup` or `deploy
-    /// restart` moving a live app): a restart of the user's Traefik (by another app's `deploy
-    /// setup`) waits for it, and it waits for a restart under way.
-    pub fn hold_traefik_shared(&self) -> Result<Option<UserLock>> {
-        if self.config.traefik.is_none() {
-            return Ok(None);
-        }
-        user_lock(&self.home, TRAEFIK_LOCK, true, || {
-            self.ui.info(
-                "   another app's `deploy setup` is restarting Traefik: waiting for it before the gap",
-            )
-        })
-        .map(Some)
-    }
+/// `traefik.lock`: shared from before a gap to after it (a swap's, or one of `deploy setup` or
+/// `deploy restart` moving a live app), exclusive for a restart or a stop of the user's
+/// Traefik, so a restart never lands inside another app's gap. `waiting` is called once if it
+/// must wait.
+pub fn traefik_lock(home: &Path, shared: bool, waiting: impl FnOnce()) -> Result<UserLock> {
+    user_lock(home, TRAEFIK_LOCK, shared, waiting)
+}
 
-    /// Held by a restart or a stop of the user's Traefik: waits for every other app's gap to
-    /// end, saying so.
-    pub(super) fn hold_traefik_exclusive(&self) -> Result<UserLock> {
-        user_lock(&self.home, TRAEFIK_LOCK, false, || {
-            self.ui.info(
-                "   waiting for other apps' swaps to leave their gap (they hold Traefik's lock)",
-            )
-        })
-    }
+/// `apps.lock`: held around reading the records, checking against them and writing one.
+pub fn apps_lock(home: &Path) -> Result<UserLock> {
+    user_lock(home, APPS_LOCK, false, || {})
 }
 
 #[cfg(test)]

@@ -4,12 +4,12 @@
 //! that relies on it is removed (`deploy remove`).
 
 use super::handover::{cannot_hand_over, hand_over, Handed};
-use super::lock::{user_lock, UserLock, APPS_LOCK};
+use super::lock::UserLock;
 use super::{forget, merge_leaving_out, save, AppRecord, Merged, Registry};
 use crate::front::traefik::{self, AcmeResolver, Https, TRAEFIK_UNIT_NAME};
-use crate::node::plan::{indent, line};
-use crate::node::Node;
-use crate::sys::{fsx, systemd::Systemd};
+use crate::sys::fsx;
+use crate::sys::systemd::{user_unit_dir, Systemd};
+use crate::ui::{indent, line, Ui};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// What the user's Traefik would run with this app's request, read from the records and the
 /// server, changing nothing.
-struct Preview {
+pub struct Preview {
     /// This app's record, checked against the others'.
     mine: AppRecord,
     merged: Merged,
@@ -36,7 +36,7 @@ struct Preview {
 
 /// What a setup of a managed Traefik changes, decided under its locks (the Traefik lock held
 /// until the change is made).
-struct TraefikChange {
+pub struct TraefikChange {
     _lock: UserLock,
     preview: Preview,
     /// This app's record before this setup.
@@ -87,72 +87,16 @@ fn served_by(api: &str, records: &[&AppRecord]) -> Vec<String> {
     apps
 }
 
-impl Node<'_> {
-    /// `traefik.manage`: the user's Traefik runs with the static config every app asks for;
-    /// restarted only when that changes (saying which apps it serves), outside every other
-    /// app's gap.
-    pub(crate) fn setup_shared_traefik(&self, systemd: &Systemd) -> Result<()> {
-        // Taken first (outside the step's line): it may wait for other apps' gaps to end.
-        let lock = self.hold_traefik_exclusive()?;
-        let change = self.ui.step(
-            "Merging Traefik's static config with the other apps' (traefik.manage)",
-            || self.plan_traefik_change(lock),
-        )?;
-        let p = &change.preview;
-        for conflict in &p.left_out {
-            self.ui.warn(&format!(
-                "left out of Traefik's static config, as it does not go with the other apps' \
-                 requests: {conflict} (that app's own `deploy setup` says so)"
-            ));
-        }
-        if !p.changed {
-            // Its comments may have changed: written, and read at Traefik's next start.
-            return self
-                .ui
-                .step("Starting Traefik (its static config is unchanged)", || {
-                    self.write_traefik(systemd, Some(&p.static_text), Some(&p.unit_text), false)
-                });
-        }
-        self.ui.step(
-            &format!(
-                "Restarting Traefik (its static config changed), which serves {}: {}",
-                p.touched.join(", "),
-                restart_how(p)
-            ),
-            || self.apply_traefik_change(systemd, &change),
-        )
-    }
-
-    /// Under the Traefik lock (`lock`: no other app is in its gap) and the records' lock: this
-    /// app's request checked and recorded, and the static config and unit it makes.
-    fn plan_traefik_change(&self, lock: UserLock) -> Result<TraefikChange> {
-        let _apps = user_lock(&self.home, APPS_LOCK, false, || {})?;
-        let registry = Registry::load(&self.home)?;
-        registry.persist(&self.home)?;
-        let preview = self.preview_traefik(&registry)?;
-        fsx::ensure_dir(Path::new(&preview.merged.dynamic_dir), 0o755)?;
-        let before_record = registry.get(&self.config.app, &self.env_name).cloned();
-        save(&self.home, &preview.mine)?;
-        Ok(TraefikChange {
-            _lock: lock,
-            preview,
-            before_record,
-        })
-    }
-
-    /// The static config merged from this app's request and the others' in `registry`, and
-    /// whether it changes what runs. Reads, changes nothing.
-    fn preview_traefik(&self, registry: &Registry) -> Result<Preview> {
-        let mine = self.checked_record(registry)?;
-        let root = self.layout.root.display().to_string();
-        let others = registry.others(&self.config.app, &self.env_name, &root);
+impl Preview {
+    /// The static config merged from this app's request (`mine`, checked against `others`) and
+    /// the others', and whether it changes what runs. Reads, changes nothing.
+    pub fn new(mine: AppRecord, others: Vec<&AppRecord>, home: &Path) -> Result<Preview> {
         let (merged, left_out) = merged_with(&mine, others.clone());
         let merged = merged.context("this app manages Traefik")?;
         check_unprivileged(mine.managed().map(|t| &t.entrypoints))?;
-        let (static_path, static_text, unit_text) = self.traefik_texts(&merged)?;
+        let (static_path, static_text, unit_text) = traefik_texts(home, &merged)?;
         let before_static = std::fs::read_to_string(&static_path).ok();
-        let before_unit =
-            std::fs::read_to_string(self.user_unit_dir().join(TRAEFIK_UNIT_NAME)).ok();
+        let before_unit = std::fs::read_to_string(user_unit_dir(home).join(TRAEFIK_UNIT_NAME)).ok();
         let changed = !same_yaml(before_static.as_deref(), &static_text)
             || !same_unit(before_unit.as_deref(), &unit_text);
         let all: Vec<&AppRecord> = std::iter::once(&mine).chain(others).collect();
@@ -172,10 +116,9 @@ impl Node<'_> {
     }
 
     /// `setup --dry-run` with traefik.manage: the static config merged with the other apps'
-    /// requests (what changes in it), and whether Traefik restarts and whom that touches. A
-    /// conflict is the error setup would give (exit 3).
-    pub(crate) fn traefik_plan_lines(&self) -> Result<String> {
-        let p = self.preview_traefik(&Registry::load(&self.home)?)?;
+    /// requests (what changes in it), and whether Traefik restarts and whom that touches. Pure.
+    pub fn plan_lines(&self) -> String {
+        let p = self;
         let mut out = String::new();
         let path = p.static_path.display();
         if !p.changed {
@@ -185,7 +128,7 @@ impl Node<'_> {
                 format!("{path}, merged with the other apps' requests: unchanged"),
             );
             line(&mut out, "restart", "none (Traefik keeps running as it is)");
-            return Ok(out);
+            return out;
         }
         let what = match &p.before_static {
             Some(_) => "what changes in it",
@@ -212,152 +155,188 @@ impl Node<'_> {
                 p.touched.join(", ")
             ),
         );
-        line(&mut out, "how", restart_how(&p));
-        Ok(out)
+        line(&mut out, "how", restart_how(p));
+        out
     }
+}
 
-    /// Where the static config goes, and the texts of it and of Traefik's unit.
-    fn traefik_texts(&self, merged: &Merged) -> Result<(PathBuf, String, String)> {
-        let bin = crate::front::find_in_path("traefik").ok_or_else(|| {
-            anyhow!(
-                "traefik is not installed: `deploy bootstrap` installs it (a pinned release, \
-                 checked; on the server as root: deploy bootstrap --local USER --with traefik), \
-                 or put a traefik binary in /usr/local/bin"
-            )
-        })?;
-        let static_path = crate::front::managed_static_config(&self.home);
-        let static_text = render_merged(merged, &static_path)?;
-        let unit_text =
-            traefik::render_traefik_unit(&bin, &static_path, merged.ca_certificates.as_deref())?;
-        Ok((static_path, static_text, unit_text))
-    }
-
-    /// Writes the static config and unit, restarts Traefik and waits for its API; a Traefik
-    /// that does not come up gets its previous config back (and this app its previous record).
-    fn apply_traefik_change(&self, systemd: &Systemd, c: &TraefikChange) -> Result<()> {
-        let Err(e) = self
-            .restart_traefik(systemd, &c.preview)
-            .and_then(|()| traefik::Api::new(&c.preview.merged.api).ping(traefik::LIVE_TIMEOUT))
-        else {
-            return Ok(());
-        };
-        let back = self
-            .write_traefik(
-                systemd,
-                c.preview.before_static.as_deref(),
-                c.preview.before_unit.as_deref(),
-                true,
-            )
-            .and_then(|()| match &c.before_record {
-                Some(r) => save(&self.home, r),
-                None => forget(&self.home, &self.config.app, &self.env_name),
-            });
-        let said = match back {
-            Ok(()) => "its previous static config is back".to_string(),
-            Err(b) => format!("putting its previous static config back failed too: {b:#}"),
-        };
-        Err(e.context(format!(
-            "Traefik did not come up with the static config merged for {} ({}); {said}. See \
-             `systemctl --user status {TRAEFIK_UNIT_NAME}` (is an entry point's port taken by \
-             another process?), then run `deploy setup` again",
-            c.preview.touched.join(", "),
-            c.preview.static_path.display()
-        )))
-    }
-
-    /// Restarts Traefik with the preview's config: handed over to a Traefik started beside it
-    /// where the running one allows it (no connection refused), else restarted.
-    fn restart_traefik(&self, systemd: &Systemd, p: &Preview) -> Result<()> {
-        let write = |restart| {
-            self.write_traefik(systemd, Some(&p.static_text), Some(&p.unit_text), restart)
-        };
-        let restart = || write(true);
-        let bin = crate::front::find_in_path("traefik");
-        match (cannot_hand_over(p.before_static.as_deref(), &p.merged), bin) {
-            (None, Some(bin)) => {
-                match hand_over(systemd, &bin, &p.merged, &p.static_path, || write(false))? {
-                    Handed::Over => Ok(()),
-                    Handed::Not(why) => {
-                        self.ui.warn(&format!(
-                            "{why}: Traefik restarts plainly (connections refused meanwhile)"
-                        ));
-                        restart()
-                    }
-                }
-            }
-            _ => restart(),
-        }
-    }
-
-    /// Puts a static config and unit in place (or removes them: `None`) and, when there is a
-    /// config, restarts Traefik (`restart`) or starts it if it is not running.
-    fn write_traefik(
-        &self,
-        systemd: &Systemd,
-        static_text: Option<&str>,
-        unit_text: Option<&str>,
-        restart: bool,
-    ) -> Result<()> {
-        let static_path = crate::front::managed_static_config(&self.home);
-        match static_text {
-            Some(text) => {
-                fsx::ensure_dir(static_path.parent().expect("a directory"), 0o755)?;
-                fsx::write_atomic(&static_path, text.as_bytes(), 0o644)?;
-            }
-            None => fsx::remove_durable(&static_path)?,
-        }
-        let timeout = Duration::from_secs(30);
-        match unit_text {
-            Some(text) => systemd.install_unit(&self.user_unit_dir(), TRAEFIK_UNIT_NAME, text)?,
-            None => return systemd.remove_unit(&self.user_unit_dir(), TRAEFIK_UNIT_NAME, timeout),
-        }
-        match (static_text, restart) {
-            (Some(_), true) => systemd.restart(TRAEFIK_UNIT_NAME, timeout),
-            (Some(_), false) => systemd.start(TRAEFIK_UNIT_NAME, timeout),
-            (None, _) => systemd.stop(TRAEFIK_UNIT_NAME, timeout),
-        }
-    }
-
-    /// What removing this app would do to the managed Traefik: the other apps that rely on it
-    /// (their router is on its API), read from the records.
-    pub(crate) fn traefik_leaving(&self) -> Result<Leaving> {
-        let Some(api) = self.managed_api() else {
-            return Ok(Leaving::NotManaged);
-        };
-        let registry = Registry::load(&self.home)?;
-        let root = self.layout.root.display().to_string();
-        let others = registry.others(&self.config.app, &self.env_name, &root);
-        Ok(match served_by(&api, &others) {
-            apps if apps.is_empty() => Leaving::Stopped,
-            apps => Leaving::KeptFor(apps),
+impl TraefikChange {
+    /// Under the Traefik lock (`lock`: no other app is in its gap) and the records' lock (held
+    /// by the caller, who read `registry` under it): the app's request of `preview` recorded.
+    pub fn record(
+        lock: UserLock,
+        registry: &Registry,
+        preview: Preview,
+        home: &Path,
+    ) -> Result<TraefikChange> {
+        fsx::ensure_dir(Path::new(&preview.merged.dynamic_dir), 0o755)?;
+        let before_record = registry.get(&preview.mine.app, &preview.mine.env).cloned();
+        save(home, &preview.mine)?;
+        Ok(TraefikChange {
+            _lock: lock,
+            preview,
+            before_record,
         })
     }
+}
 
-    /// `deploy remove`, once the app's units and record are gone: the managed Traefik is
-    /// stopped and disabled when no other app relies on it (checked again under its lock and
-    /// the records', so a setup under way either counts or starts it again after).
-    pub(crate) fn leave_shared_traefik(&self, systemd: &Systemd) -> Result<Leaving> {
-        match self.traefik_leaving()? {
-            Leaving::Stopped => {}
-            kept => return Ok(kept),
-        }
-        let _traefik = self.hold_traefik_exclusive()?;
-        let _apps = user_lock(&self.home, APPS_LOCK, false, || {})?;
-        let leaving = self.traefik_leaving()?;
-        let unit = self.user_unit_dir().join(TRAEFIK_UNIT_NAME);
-        if leaving == Leaving::Stopped && unit.exists() {
-            systemd.stop(TRAEFIK_UNIT_NAME, Duration::from_secs(30))?;
-            systemd.disable(TRAEFIK_UNIT_NAME)?;
-        }
-        Ok(leaving)
+/// `traefik.manage`, once the change is recorded: the user's Traefik runs with the static
+/// config every app asks for; restarted only when that changes (saying which apps it serves).
+pub fn apply(ui: Ui, systemd: &Systemd, home: &Path, change: &TraefikChange) -> Result<()> {
+    let p = &change.preview;
+    for conflict in &p.left_out {
+        ui.warn(&format!(
+            "left out of Traefik's static config, as it does not go with the other apps' \
+             requests: {conflict} (that app's own `deploy setup` says so)"
+        ));
     }
+    if !p.changed {
+        // Its comments may have changed: written, and read at Traefik's next start.
+        return ui.step("Starting Traefik (its static config is unchanged)", || {
+            write_traefik(
+                systemd,
+                home,
+                Some(&p.static_text),
+                Some(&p.unit_text),
+                false,
+            )
+        });
+    }
+    ui.step(
+        &format!(
+            "Restarting Traefik (its static config changed), which serves {}: {}",
+            p.touched.join(", "),
+            restart_how(p)
+        ),
+        || apply_traefik_change(ui, systemd, home, change),
+    )
+}
 
-    /// The API of the Traefik this app manages (`traefik.manage`), as its config says it.
-    fn managed_api(&self) -> Option<String> {
-        let t = self.config.traefik.as_ref()?;
-        t.managed()?;
-        Some(t.api.trim_end_matches('/').to_string())
+/// Where the static config goes, and the texts of it and of Traefik's unit.
+fn traefik_texts(home: &Path, merged: &Merged) -> Result<(PathBuf, String, String)> {
+    let bin = crate::front::find_in_path("traefik").ok_or_else(|| {
+        anyhow!(
+            "traefik is not installed: `deploy bootstrap` installs it (a pinned release, \
+             checked; on the server as root: deploy bootstrap --local USER --with traefik), \
+             or put a traefik binary in /usr/local/bin"
+        )
+    })?;
+    let static_path = crate::front::managed_static_config(home);
+    let static_text = render_merged(merged, &static_path)?;
+    let unit_text =
+        traefik::render_traefik_unit(&bin, &static_path, merged.ca_certificates.as_deref())?;
+    Ok((static_path, static_text, unit_text))
+}
+
+/// Writes the static config and unit, restarts Traefik and waits for its API; a Traefik
+/// that does not come up gets its previous config back (and this app its previous record).
+fn apply_traefik_change(ui: Ui, systemd: &Systemd, home: &Path, c: &TraefikChange) -> Result<()> {
+    let Err(e) = restart_traefik(ui, systemd, home, &c.preview)
+        .and_then(|()| traefik::Api::new(&c.preview.merged.api).ping(traefik::LIVE_TIMEOUT))
+    else {
+        return Ok(());
+    };
+    let mine = &c.preview.mine;
+    let back = write_traefik(
+        systemd,
+        home,
+        c.preview.before_static.as_deref(),
+        c.preview.before_unit.as_deref(),
+        true,
+    )
+    .and_then(|()| match &c.before_record {
+        Some(r) => save(home, r),
+        None => forget(home, &mine.app, &mine.env),
+    });
+    let said = match back {
+        Ok(()) => "its previous static config is back".to_string(),
+        Err(b) => format!("putting its previous static config back failed too: {b:#}"),
+    };
+    Err(e.context(format!(
+        "Traefik did not come up with the static config merged for {} ({}); {said}. See \
+         `systemctl --user status {TRAEFIK_UNIT_NAME}` (is an entry point's port taken by \
+         another process?), then run `deploy setup` again",
+        c.preview.touched.join(", "),
+        c.preview.static_path.display()
+    )))
+}
+
+/// Restarts Traefik with the preview's config: handed over to a Traefik started beside it
+/// where the running one allows it (no connection refused), else restarted.
+fn restart_traefik(ui: Ui, systemd: &Systemd, home: &Path, p: &Preview) -> Result<()> {
+    let write = |restart| {
+        write_traefik(
+            systemd,
+            home,
+            Some(&p.static_text),
+            Some(&p.unit_text),
+            restart,
+        )
+    };
+    let restart = || write(true);
+    let bin = crate::front::find_in_path("traefik");
+    match (cannot_hand_over(p.before_static.as_deref(), &p.merged), bin) {
+        (None, Some(bin)) => {
+            match hand_over(systemd, &bin, &p.merged, &p.static_path, || write(false))? {
+                Handed::Over => Ok(()),
+                Handed::Not(why) => {
+                    ui.warn(&format!(
+                        "{why}: Traefik restarts plainly (connections refused meanwhile)"
+                    ));
+                    restart()
+                }
+            }
+        }
+        _ => restart(),
     }
+}
+
+/// Puts a static config and unit in place (or removes them: `None`) and, when there is a
+/// config, restarts Traefik (`restart`) or starts it if it is not running.
+fn write_traefik(
+    systemd: &Systemd,
+    home: &Path,
+    static_text: Option<&str>,
+    unit_text: Option<&str>,
+    restart: bool,
+) -> Result<()> {
+    let static_path = crate::front::managed_static_config(home);
+    match static_text {
+        Some(text) => {
+            fsx::ensure_dir(static_path.parent().expect("a directory"), 0o755)?;
+            fsx::write_atomic(&static_path, text.as_bytes(), 0o644)?;
+        }
+        None => fsx::remove_durable(&static_path)?,
+    }
+    let timeout = Duration::from_secs(30);
+    let unit_dir = user_unit_dir(home);
+    match unit_text {
+        Some(text) => systemd.install_unit(&unit_dir, TRAEFIK_UNIT_NAME, text)?,
+        None => return systemd.remove_unit(&unit_dir, TRAEFIK_UNIT_NAME, timeout),
+    }
+    match (static_text, restart) {
+        (Some(_), true) => systemd.restart(TRAEFIK_UNIT_NAME, timeout),
+        (Some(_), false) => systemd.start(TRAEFIK_UNIT_NAME, timeout),
+        (None, _) => systemd.stop(TRAEFIK_UNIT_NAME, timeout),
+    }
+}
+
+/// What removing an app whose Traefik has the API `api` does to it, given the other apps:
+/// stopped unless one of them relies on it (its router is on that API). Pure.
+pub fn leaving(api: &str, others: &[&AppRecord]) -> Leaving {
+    match served_by(api, others) {
+        apps if apps.is_empty() => Leaving::Stopped,
+        apps => Leaving::KeptFor(apps),
+    }
+}
+
+/// The managed Traefik stopped and its unit disabled, when it is installed.
+pub fn stop_managed(systemd: &Systemd, home: &Path) -> Result<()> {
+    if user_unit_dir(home).join(TRAEFIK_UNIT_NAME).exists() {
+        systemd.stop(TRAEFIK_UNIT_NAME, Duration::from_secs(30))?;
+        systemd.disable(TRAEFIK_UNIT_NAME)?;
+    }
+    Ok(())
 }
 
 /// What Traefik serves with this app's request: it first (it goes with every other, checked

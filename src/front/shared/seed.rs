@@ -89,7 +89,7 @@ fn seed_one(units: &Path, base: &str, front: Option<&Front>) -> Option<AppRecord
         health_path: None,
         traefik: gap_port.and(front).and_then(|f| f.request(base)),
         seeded: true,
-        updated_at: crate::node::state::now(),
+        updated_at: crate::sys::now(),
     })
 }
 

@@ -218,7 +218,7 @@ impl Node<'_> {
     /// A run of `name`, from its claim to its record. `attached`: its output goes to this
     /// terminal too (`deploy jobs run`).
     fn run_job(&self, name: &str, job: &Job, by: &str, attached: bool) -> Result<Run> {
-        let started_at = crate::node::state::now();
+        let started_at = crate::sys::now();
         let t = Instant::now();
         let log = self.layout.job_log(name);
         fsx::ensure_dir(&self.layout.log_dir(), 0o755)?;
@@ -269,7 +269,7 @@ impl Node<'_> {
 
     /// A line of deploy's own in the job's log, between its runs' output.
     fn note_in_log(&self, log: &std::path::Path, text: &str) {
-        let line = format!("== {} {text}\n", crate::node::state::now());
+        let line = format!("== {} {text}\n", crate::sys::now());
         let written = OpenOptions::new()
             .append(true)
             .create(true)
@@ -321,7 +321,7 @@ impl Node<'_> {
         }
         let text = format!(
             "the run by {by} since {}\n{}\n",
-            crate::node::state::now(),
+            crate::sys::now(),
             Owner::this().to_line()
         );
         file.set_len(0)?;

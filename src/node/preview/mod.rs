@@ -294,7 +294,7 @@ impl Prepare<'_> {
                 health_path: Some(self.config.health.path.clone()),
                 traefik: None,
                 seeded: false,
-                updated_at: crate::node::state::now(),
+                updated_at: crate::sys::now(),
             };
             shared::save(self.home, &record)?;
             Ok((port, gap))

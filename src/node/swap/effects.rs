@@ -43,7 +43,7 @@ impl<'a> NodeEffects<'a> {
             node,
             systemd,
             unit: node.unit_name(),
-            router: node.router()?,
+            router: node.front().router()?,
             force,
             unprotected: false,
             failure_log: None,
@@ -60,7 +60,7 @@ impl<'a> NodeEffects<'a> {
         let Some(router) = &self.router else {
             return Ok(());
         };
-        let Err(e) = self.node.enter_gap(router) else {
+        let Err(e) = self.node.front().enter_gap(router) else {
             return Ok(());
         };
         if !self.force {
@@ -269,7 +269,7 @@ impl<'a> NodeEffects<'a> {
             }
             Step::Health => self.health(mv),
             Step::LeaveGap => match &self.router {
-                Some(r) if !self.unprotected => node.leave_gap(r),
+                Some(r) if !self.unprotected => node.front().leave_gap(r),
                 _ => Ok(()),
             },
         }

@@ -4,6 +4,7 @@
 
 use super::journal::Journal;
 use super::{plan, recovery, undo, Entry, Kind, Move, Settings, Step};
+use crate::sys::now;
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -43,10 +44,6 @@ pub enum Outcome {
 struct Failure {
     step: Step,
     error: anyhow::Error,
-}
-
-fn now() -> String {
-    crate::node::state::now()
 }
 
 /// Runs one move's plan, journaled; stops at the first failed step. Returns the gap.
