@@ -1,8 +1,10 @@
 //! The command line: the options every command takes and the commands (`Command`); each
-//! command's own arguments are in `args` (and `preview`, the previews').
+//! command's own arguments are in `args` (and `preview`, the previews'), made the node's
+//! requests in `requests`.
 
 mod args;
 mod preview;
+mod requests;
 
 pub use args::*;
 pub use preview::*;

@@ -6,11 +6,12 @@
 //! build, the upload, the swap: a preview is released exactly as an environment is).
 
 use crate::cli::{
-    Cli, PreviewAction, PreviewArgs, PreviewDataArgs, PreviewPrepareArgs, PreviewUpArgs, RemoveArgs,
+    Cli, PreviewAction, PreviewArgs, PreviewDataArgs, PreviewPrepareArgs, PreviewUpArgs,
 };
 use crate::config::{Host, Loaded};
 use crate::local::remote::Remote;
 use crate::node::preview::{self as pv, Listed};
+use crate::node::request::{Consent, RemoveRequest, Scope};
 use crate::node::Node;
 use crate::ui::Ui;
 use crate::{exit, names};
@@ -257,18 +258,15 @@ impl Place<'_> {
                 self.from
             );
         }
-        let args = RemoveArgs {
-            env: None,
-            data: false,
-            all: true,
-            yes: true,
-            dry_run,
+        let req = RemoveRequest {
+            scope: Scope::All,
+            consent: Consent::Given,
         };
         if node.layout.releases().is_dir() {
             if dry_run {
-                return crate::ui::print(&node.remove_plan(&args)?).map_err(Into::into);
+                return crate::ui::print(&node.remove_plan(req.scope)?).map_err(Into::into);
             }
-            node.remove(&args, &|_| Ok(()))?;
+            node.remove(&req, &|_| Ok(()))?;
             return self.after_down(&home);
         }
         if dry_run {

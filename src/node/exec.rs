@@ -1,13 +1,14 @@
 //! `deploy exec [ENV] [-i] -- CMD...`: a one-off container of the live release with the app's env
 //! and mounts (a console, a one-time task), as the in-gap hooks run, under a name of its own.
 
-use crate::cli::ExecArgs;
+use crate::node::request::{ExecRequest, Stdin};
 use crate::node::{unit, Node};
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::IsTerminal;
 
 impl Node<'_> {
-    pub fn exec(&self, a: &ExecArgs) -> Result<()> {
+    pub fn exec(&self, a: &ExecRequest) -> Result<()> {
+        let interactive = a.stdin == Stdin::Open;
         self.require_setup()?;
         let live = self.current()?.ok_or_else(|| {
             anyhow!(
@@ -24,8 +25,7 @@ impl Node<'_> {
         let name = self
             .names()
             .exec_container(&format!("{stamp}{}", std::process::id()));
-        let tty =
-            a.interactive && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        let tty = interactive && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
         let spec = self.unit_spec();
         self.ensure_release_vars(&live)?;
         let by = crate::node::state::Origin::current()
@@ -36,7 +36,7 @@ impl Node<'_> {
             &image,
             (&live, &by),
             &name,
-            (a.interactive, tty),
+            (interactive, tty),
             &a.command,
         );
         // Made under the fence's lock (never while a swap, a restore or migrate-data has the
@@ -44,7 +44,7 @@ impl Node<'_> {
         self.through_fence(|| crate::sys::podman::create(&args))?;
         let mut start = std::process::Command::new("podman");
         start.args(["start", "--attach"]);
-        if a.interactive {
+        if interactive {
             start.arg("--interactive");
         }
         let status = start.arg(&name).status().context("cannot run podman")?;

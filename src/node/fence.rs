@@ -16,6 +16,7 @@
 //! done; a swap whose process died leaves it closed until the swap is put right.
 
 use crate::exit::{self, Code};
+use crate::node::request::Writers;
 use crate::node::Node;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
@@ -273,10 +274,10 @@ impl Node<'_> {
 
     /// Closes the fence for `what` (a release, a rollback, a restore, migrate-data): no exec or
     /// job starts from now on. Then the ones running: none, and the fence stays closed until
-    /// the returned guard goes; with `stop_running`, each is stopped (SIGTERM, then its stop
+    /// the returned guard goes; with [`Writers::Stop`], each is stopped (SIGTERM, then its stop
     /// timeout) and removed, confirmed; else they are waited for up to `--lock-wait`; else the
     /// fence opens again and the error (exit 4) names each and how to end it.
-    pub(crate) fn close_fence(&self, what: &str, stop_running: bool) -> Result<Closed> {
+    pub(crate) fn close_fence(&self, what: &str, writers: Writers) -> Result<Closed> {
         let marker = self.fence_marker();
         self.under_fence_lock(|| {
             let text = format!(
@@ -298,7 +299,7 @@ impl Node<'_> {
                 crate::sys::fsx::write_atomic(&self.none_marker(), b"", 0o600)?;
                 return Ok(closed);
             }
-            if stop_running {
+            if writers == Writers::Stop {
                 self.stop_writers(&running)?;
                 continue;
             }

@@ -31,15 +31,6 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn of(a: &crate::cli::LogsArgs) -> Filter {
-        Filter {
-            lines: a.lines,
-            since: a.since,
-            grep: a.grep.clone(),
-            job: a.job.clone(),
-        }
-    }
-
     /// Whether a line's text (its prefix removed) is shown, as `--grep` says. Pure.
     fn matches(&self, text: &str) -> bool {
         self.grep.as_deref().is_none_or(|g| text.contains(g))

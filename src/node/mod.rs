@@ -31,6 +31,7 @@ mod rename;
 pub mod replaced;
 mod replica_position;
 pub mod replicate;
+pub mod request;
 mod restore;
 pub mod rollback;
 pub mod schema;
@@ -323,7 +324,7 @@ impl<'a> Node<'a> {
         // A swap whose process died is put right before setup touches the units.
         if self.unfinished_swap()?.is_some() {
             let mut state = self.load_state()?;
-            self.recover(&systemd, &mut state, false, false)?;
+            self.recover(&systemd, &mut state, request::Protection::Required, false)?;
         }
         self.ui.step(&format!("Preparing {root}"), || {
             for d in [&l.releases(), &l.shared(), &l.log_dir()] {

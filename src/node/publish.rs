@@ -7,6 +7,7 @@ use super::swap::journal::{self, Journal};
 use super::swap::{self, Kind, Move, Settings};
 use super::{event, Node};
 use crate::exit::{self, Code};
+use crate::node::request::Protection;
 use crate::node::state::{self, Action, EventOutcome, State};
 use crate::sys::systemd::Systemd;
 use anyhow::{anyhow, Result};
@@ -71,11 +72,11 @@ impl Node<'_> {
         systemd: &Systemd,
         state: &mut State,
         mv: &Move,
-        force: bool,
+        protection: Protection,
     ) -> Result<Duration> {
         let _traefik = self.front().hold_traefik_shared()?; // no restart of Traefik in the gap
         let journal = Journal::open(&self.journal_path())?;
-        let mut fx = NodeEffects::new(self, systemd, force)?;
+        let mut fx = NodeEffects::new(self, systemd, protection)?;
         let outcome = exec::swap(&mut fx, journal, mv, &self.swap_settings());
         // Out of the gap: the older snapshots the gap's replaced.
         crate::node::snapshot::remove_dirs(std::mem::take(&mut fx.old_snapshots));
@@ -207,7 +208,7 @@ impl Node<'_> {
         &self,
         systemd: &Systemd,
         state: &mut State,
-        force: bool,
+        protection: Protection,
         replaceable: bool,
     ) -> Result<()> {
         let path = self.journal_path();
@@ -234,7 +235,7 @@ impl Node<'_> {
             )),
         ));
         self.save_state(state)?;
-        let mut fx = NodeEffects::new(self, systemd, force)?;
+        let mut fx = NodeEffects::new(self, systemd, protection)?;
         let _traefik = self.front().hold_traefik_shared()?; // no restart of Traefik in the gap
         let outcome = exec::recover(&mut fx, journal, &self.swap_settings());
         crate::node::snapshot::remove_dirs(std::mem::take(&mut fx.old_snapshots));

@@ -10,6 +10,7 @@
 //! (one per user and build), written by setup and every release and rollback (never in a run's
 //! own directory, which the run removes). The jobs' timers run them too.
 
+use crate::node::request::Protection;
 use crate::node::Node;
 use crate::sys::{fsx, systemd::Systemd};
 use anyhow::{Context, Result};
@@ -117,7 +118,7 @@ impl Node<'_> {
         // command, never tried over and over on the live data.
         for attempt in 0..RETRIES {
             let mut state = self.load_state()?;
-            let Err(e) = self.recover(&systemd, &mut state, false, false) else {
+            let Err(e) = self.recover(&systemd, &mut state, Protection::Required, false) else {
                 return Ok(());
             };
             let after = self.unfinished_swap()?.unwrap_or_default();

@@ -7,8 +7,8 @@
 //! `acme.json` stay, and Traefik itself keeps running while another app relies on it (the last
 //! one removed stops it and disables its unit).
 
-use crate::cli::RemoveArgs;
 use crate::front::shared::Leaving;
+use crate::node::request::{Consent, RemoveRequest, Scope};
 use crate::node::state::{Action, EventOutcome};
 use crate::node::{event, Node};
 use crate::sys::{podman, systemd::Systemd};
@@ -82,8 +82,8 @@ pub fn unit_order(base: &str, present: &[String]) -> Vec<String> {
 
 /// The question `--data` and `--all` ask first. Pure.
 /// `previews`: the environment's on its server, when known here.
-pub fn question(a: &RemoveArgs, env: &str, previews: Option<&[String]>) -> String {
-    let what = if a.all {
+pub fn question(scope: Scope, env: &str, previews: Option<&[String]>) -> String {
+    let what = if scope.all() {
         "the app's whole directory on the server (releases, history) and its data"
     } else {
         "the data"
@@ -96,12 +96,12 @@ pub fn question(a: &RemoveArgs, env: &str, previews: Option<&[String]>) -> Strin
     format!(
         "deploy remove --{} deletes {what} of {env}: shared/ (the databases, .env), the data \
          snapshots and a file:// replica{and_previews}. Go on?",
-        if a.all { "all" } else { "data" }
+        if scope.all() { "all" } else { "data" }
     )
 }
 
 /// `deploy remove --dry-run`. Pure.
-pub fn plan_text(app: &str, env: &str, r: &Removal, data: bool, all: bool) -> String {
+pub fn plan_text(app: &str, env: &str, r: &Removal, scope: Scope) -> String {
     use crate::ui::line;
     let mut out = format!("Plan: remove {app} from {env}\n");
     if !r.previews.is_empty() {
@@ -145,7 +145,7 @@ pub fn plan_text(app: &str, env: &str, r: &Removal, data: bool, all: bool) -> St
     if !r.litestream.is_empty() {
         line(&mut out, "litestream", list(&r.litestream));
     }
-    if data || all {
+    if scope.data() {
         line(&mut out, "data", list(&r.data));
         match &r.replica {
             Some(Replica::Directory(d)) => line(&mut out, "replica", d.display()),
@@ -163,7 +163,7 @@ pub fn plan_text(app: &str, env: &str, r: &Removal, data: bool, all: bool) -> St
             "shared/, the releases, the history and the replica (--data, --all delete them)",
         );
     }
-    if all {
+    if scope.all() {
         line(&mut out, "directory", r.root.display());
     }
     line(&mut out, "traefik", r.traefik.describe());
@@ -250,14 +250,13 @@ impl Node<'_> {
     }
 
     /// `deploy remove --dry-run`.
-    pub fn remove_plan(&self, a: &RemoveArgs) -> Result<String> {
+    pub fn remove_plan(&self, scope: Scope) -> Result<String> {
         self.require_setup()?;
         Ok(plan_text(
             &self.config.app,
             &self.env_name,
             &self.removal()?,
-            a.data,
-            a.all,
+            scope,
         ))
     }
 
@@ -265,13 +264,15 @@ impl Node<'_> {
     /// derived from the config where this runs).
     pub fn remove(
         &self,
-        a: &RemoveArgs,
+        a: &RemoveRequest,
         take_down: &dyn Fn(&[String]) -> Result<()>,
     ) -> Result<()> {
         let previews = self.previews_here()?;
-        if (a.data || a.all)
-            && !a.yes
-            && !self.ui.ask(&question(a, &self.env_name, Some(&previews)))?
+        if a.scope.data()
+            && a.consent == Consent::Ask
+            && !self
+                .ui
+                .ask(&question(a.scope, &self.env_name, Some(&previews)))?
         {
             bail!(
                 "not confirmed, nothing was removed (`--dry-run` lists what would go; pass \
@@ -298,10 +299,10 @@ impl Node<'_> {
         if traefik != Leaving::NotManaged {
             self.ui.info(&format!("   Traefik: {}", traefik.describe()));
         }
-        if a.data || a.all {
+        if a.scope.data() {
             self.remove_data(&r)?;
         }
-        if a.all {
+        if a.scope.all() {
             self.ui
                 .step(&format!("Deleting {}", r.root.display()), || {
                     delete(&r.root)
@@ -313,10 +314,10 @@ impl Node<'_> {
             state.push_event(ev);
             self.save_state(&state)?;
         }
-        let kept = match (a.all, a.data) {
-            (true, _) => String::new(),
-            (false, true) => format!("; kept the releases in {}", self.layout.root.display()),
-            (false, false) => format!(
+        let kept = match a.scope {
+            Scope::All => String::new(),
+            Scope::Data => format!("; kept the releases in {}", self.layout.root.display()),
+            Scope::App => format!(
                 "; kept shared/, the releases and the history in {} (`deploy setup {}` and a \
                  release bring it back)",
                 self.layout.root.display(),
@@ -332,7 +333,7 @@ impl Node<'_> {
                 images.len()
             ),
             serde_json::json!({"action": "remove", "environment": self.env_name,
-                "units": r.units, "images": images, "data": a.data || a.all, "all": a.all,
+                "units": r.units, "images": images, "data": a.scope.data(), "all": a.scope.all(),
                 "traefik_stopped": traefik == Leaving::Stopped,
                 "previews": previews}),
         );
@@ -438,7 +439,7 @@ mod tests {
             traefik: Leaving::KeptFor(vec!["blog (prod)".into()]),
             previews: vec![],
         };
-        let p = plan_text("shop", "prod", &r, false, false);
+        let p = plan_text("shop", "prod", &r, Scope::App);
         assert!(p.starts_with("Plan: remove shop from prod\n  units:     shop_prod.service (stopped, disabled, deleted)\n"), "{p}");
         assert!(
             p.contains("  router:    /h/.config/traefik/dynamic/shop_prod.yaml\n"),
@@ -450,7 +451,7 @@ mod tests {
             p.contains("  traefik:   keeps running, for blog (prod)"),
             "{p}"
         );
-        let p = plan_text("shop", "prod", &r, false, true);
+        let p = plan_text("shop", "prod", &r, Scope::All);
         assert!(p.contains("  data:      /srv/shop/shared\n"), "{p}");
         assert!(
             p.contains("  replica:   s3://b/shop is kept: delete it there\n"),

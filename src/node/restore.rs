@@ -19,6 +19,7 @@ use crate::config::Replicate;
 use crate::node::replicate::{
     litestream_bin, restore_args, run_restore, shown_url, MANIFEST_REPLICA,
 };
+use crate::node::request::RestoreRequest;
 use crate::node::shared_path::SharedRel;
 use crate::node::Node;
 use crate::sys::{fsx, systemd::Systemd};
@@ -150,7 +151,7 @@ impl Node<'_> {
     /// `deploy restore`: every database the replica's manifest lists (as of `--at`) into
     /// shared/. Refuses over data unless `--overwrite`, and then keeps a snapshot of what it
     /// replaces first; the app and Litestream are stopped meanwhile and started again.
-    pub fn restore(&self, req: &crate::cli::RestoreArgs) -> Result<()> {
+    pub fn restore(&self, req: &RestoreRequest) -> Result<()> {
         let r = self.config.replicate.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
                 "deploy restore reads the replica of `replicate:`, which this config lacks"
@@ -193,7 +194,7 @@ impl Node<'_> {
     fn restore_into(
         &self,
         r: &Replicate,
-        req: &crate::cli::RestoreArgs,
+        req: &RestoreRequest,
         env: &[(String, String)],
         work: &Path,
     ) -> Result<()> {
@@ -206,10 +207,7 @@ impl Node<'_> {
         };
         let at = at.as_deref();
         let got = self.download(r, req, env, work, at)?;
-        let _fence = self.close_fence(
-            &format!("deploy restore {}", self.env_name),
-            req.stop_running,
-        )?;
+        let _fence = self.close_fence(&format!("deploy restore {}", self.env_name), req.writers)?;
         self.placing.set(None);
         match self.current()? {
             // A move of the swap: the live release stopped (Traefik's gap, the socket's hold),
@@ -221,7 +219,12 @@ impl Node<'_> {
                 self.install_recovery(&systemd)?;
                 let mut state = self.load_state()?;
                 let mv = crate::node::swap::Move::restore(&live, work.join("data"), req.overwrite);
-                self.publish(&systemd, &mut state, &mv, false)?;
+                self.publish(
+                    &systemd,
+                    &mut state,
+                    &mv,
+                    crate::node::request::Protection::Required,
+                )?;
             }
             // Nothing is live (a new server): no app to stop, the files go in place.
             None => self.put_restored(work, got.replaces)?,
@@ -292,7 +295,7 @@ impl Node<'_> {
     fn download(
         &self,
         r: &Replicate,
-        req: &crate::cli::RestoreArgs,
+        req: &RestoreRequest,
         env: &[(String, String)],
         work: &Path,
         at: Option<&str>,

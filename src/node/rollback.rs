@@ -10,9 +10,9 @@
 
 use super::swap::Move;
 use super::Node;
-use crate::cli::RollbackArgs;
 use crate::config::Backup;
 use crate::exit::{self, Code};
+use crate::node::request::{Consent, RollbackRequest};
 use crate::node::schema::{self, Change, Schemas};
 use crate::node::snapshot::{self, Snapshot};
 use crate::node::state::State;
@@ -69,16 +69,6 @@ pub enum DataChoice {
     WithData,
     /// `--keep-data`: the target's code runs on today's data, whatever its schema.
     KeepData,
-}
-
-impl DataChoice {
-    pub fn of(req: &RollbackArgs) -> DataChoice {
-        match (req.with_data, req.keep_data) {
-            (true, _) => DataChoice::WithData,
-            (false, true) => DataChoice::KeepData,
-            (false, false) => DataChoice::Unsaid,
-        }
-    }
 }
 
 /// What a rollback does with the data in `shared/`.
@@ -278,7 +268,7 @@ impl Node<'_> {
         )
     }
 
-    pub fn rollback(&self, req: &RollbackArgs) -> Result<()> {
+    pub fn rollback(&self, req: &RollbackRequest) -> Result<()> {
         // Starting.
         let _lock = self.lock(&format!("deploy rollback {}", self.env_name))?;
         self.refuse_if_stopped("the rollback")?;
@@ -286,21 +276,21 @@ impl Node<'_> {
         self.check_podman()?;
         let systemd = Systemd::connect()?;
         let mut state = self.load_state()?;
-        self.recover(&systemd, &mut state, req.unprotected, req.to.is_some())?;
+        self.recover(&systemd, &mut state, req.protection, req.to.is_some())?;
         self.settle_replaced(&mut state)?;
         // Releases run with their own settings; one made before they carried them gets them.
         self.complete_release_envs()?;
         // Reverting: the target, its image and its data.
         let current = self.current()?;
         let target = self.rollback_target(Some(&systemd), &state, req.to.as_deref())?;
-        let (data, warning) = self.rollback_data(&target, DataChoice::of(req))?;
+        let (data, warning) = self.rollback_data(&target, req.data)?;
         if let Some(w) = warning {
             self.ui.warn(&w);
         }
         match &data {
             DataPlan::Ask(q) => return Err(refusal(q)),
             DataPlan::Restore(left) => {
-                self.confirm_data_restore(&target, left, current.as_deref(), req.yes)?
+                self.confirm_data_restore(&target, left, current.as_deref(), req.consent)?
             }
             DataPlan::Stay { .. } | DataPlan::Keep => {}
         }
@@ -312,8 +302,8 @@ impl Node<'_> {
         let started = Instant::now();
         let mv = self.rollback_move(&state, &target, current.as_deref(), &data);
         self.install_recovery(&systemd)?;
-        let _fence = self.close_fence(&format!("the rollback to {target}"), req.stop_running)?;
-        let gap = self.publish(&systemd, &mut state, &mv, req.unprotected)?;
+        let _fence = self.close_fence(&format!("the rollback to {target}"), req.writers)?;
+        let gap = self.publish(&systemd, &mut state, &mv, req.protection)?;
         let total = started.elapsed();
         self.ui.done(
             &format!(
@@ -337,8 +327,8 @@ impl Node<'_> {
                 "version": target,
                 "previous": current,
                 "environment": self.env_name,
-                "with_data": req.with_data,
-                "keep_data": req.keep_data,
+                "with_data": req.data == DataChoice::WithData,
+                "keep_data": req.data == DataChoice::KeepData,
                 "total_ms": total.as_millis() as u64,
                 "gap_ms": gap.as_millis() as u64,
             }),
@@ -352,7 +342,7 @@ impl Node<'_> {
         target: &str,
         left: &Snapshot,
         current: Option<&str>,
-        yes: bool,
+        consent: Consent,
     ) -> Result<()> {
         let kept_as = if current == Some(target) {
             format!("what was there before the restore, with {target}")
@@ -366,7 +356,7 @@ impl Node<'_> {
             left.stamp,
             age(&left.stamp)
         );
-        if yes {
+        if consent == Consent::Given {
             self.ui.info(&format!("   {question}"));
             return Ok(());
         }

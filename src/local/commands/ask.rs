@@ -22,7 +22,7 @@ pub(super) fn rollback_answers(
     if a.dry_run || a.data_question {
         return Ok(a.clone());
     }
-    if DataChoice::of(a) != DataChoice::Unsaid {
+    if DataChoice::from(a) != DataChoice::Unsaid {
         confirm_with_data(ui, a, env)?;
         return Ok(a.clone());
     }
@@ -68,7 +68,7 @@ pub(super) fn confirm_removal(ui: Ui, a: &crate::cli::RemoveArgs, env: &str) -> 
     if !(a.data || a.all) || a.yes || a.dry_run {
         return Ok(());
     }
-    let question = crate::node::remove::question(a, env, None);
+    let question = crate::node::remove::question(a.into(), env, None);
     if !ui.ask(&question)? {
         bail!(
             "not confirmed, nothing was removed (`--dry-run` lists what would go; pass --yes to \

@@ -53,16 +53,16 @@ fn run_on_node(cli: &Cli, loaded: &config::Loaded, node: &Node, ui: Ui) -> Resul
         Command::Setup(a) if a.dry_run => print_plan(node.setup_plan(a.reset_storage)),
         Command::Setup(a) => node.setup(a.reset_storage),
         Command::Release(a) if a.dry_run => release_dry_run(a, loaded, node),
-        Command::Release(a) => node.release(a),
+        Command::Release(a) => node.release(&a.try_into()?),
         Command::Rollback(a) if a.dry_run => {
-            print_plan(node.rollback_plan(a.to.as_deref(), DataChoice::of(a)))
+            print_plan(node.rollback_plan(a.to.as_deref(), DataChoice::from(a)))
         }
         Command::Rollback(a) if a.data_question => {
             let q = node.data_question(a.to.as_deref())?;
             println!("{}", serde_json::to_string(&q)?);
             Ok(())
         }
-        Command::Rollback(a) => node.rollback(a),
+        Command::Rollback(a) => node.rollback(&a.into()),
         Command::Releases(_) => {
             let r = node.releases_report()?;
             print_report(ui, &r, r.text())
@@ -79,9 +79,9 @@ fn run_on_node(cli: &Cli, loaded: &config::Loaded, node: &Node, ui: Ui) -> Resul
             let h = node.history_report(a.lines)?;
             print_report(ui, &h, h.text())
         }
-        Command::Exec(a) => node.exec(a),
+        Command::Exec(a) => node.exec(&a.into()),
         Command::Maintenance(a) => node.maintenance(a.state == Switch::On),
-        Command::Logs(a) => node.logs(&crate::node::logs::Filter::of(a), a.follow),
+        Command::Logs(a) => node.logs(&a.into(), a.follow),
         Command::Start(a) if a.dry_run => print_plan(node.power_plan(Power::Start)),
         Command::Stop(a) if a.dry_run => print_plan(node.power_plan(Power::Stop)),
         Command::Restart(a) if a.dry_run => print_plan(node.power_plan(Power::Restart)),
@@ -89,16 +89,16 @@ fn run_on_node(cli: &Cli, loaded: &config::Loaded, node: &Node, ui: Ui) -> Resul
         Command::Stop(_) => node.power(Power::Stop),
         Command::Restart(_) => node.power(Power::Restart),
         Command::Lock(a) => lock(&a.action, node, ui),
-        Command::Remove(a) if a.dry_run => print_plan(node.remove_plan(a)),
-        Command::Remove(a) => node.remove(a, &|previews| {
+        Command::Remove(a) if a.dry_run => print_plan(node.remove_plan(a.into())),
+        Command::Remove(a) => node.remove(&a.into(), &|previews| {
             crate::local::preview::take_down(cli, loaded, &node.env_name, ui, previews)
         }),
         Command::Prune(a) if a.dry_run => print_plan(node.prune_plan_text()),
         Command::Prune(_) => node.prune_now(),
         Command::Jobs(a) => jobs(a.action.as_ref(), node, ui),
-        Command::MigrateData(a) => node.migrate_data(a),
+        Command::MigrateData(a) => node.migrate_data(&a.into()),
         Command::Restore(a) if a.dry_run => print_plan(node.restore_plan(a.overwrite)),
-        Command::Restore(a) => node.restore(a),
+        Command::Restore(a) => node.restore(&a.into()),
         Command::Recover(_) => node.recover_unattended(),
         Command::Verify(a) => node.verify(a.secrets.as_deref()),
         Command::Preview(_) => unreachable!("previews return before"),

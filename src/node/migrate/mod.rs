@@ -13,6 +13,7 @@ mod plan;
 pub use copy::{check_databases, copy_tree, move_entry, replaceable, same_tree, writers};
 pub use plan::{describe, plan, Entry, Plan, SharedMove, Stage};
 
+use crate::node::request::{Consent, MigrateRequest, Mode};
 use crate::sys::fsx;
 use crate::sys::systemd::Active;
 use anyhow::{bail, Context, Result};
@@ -114,7 +115,7 @@ impl crate::node::Node<'_> {
     /// `deploy migrate-data`, in its named steps: the plan (new, or the one a crash left),
     /// the writers stopped, the shared entries moved one by one (each recorded in the plan),
     /// what is missing created, the rest made the first release, and that release recorded.
-    pub fn migrate_data(&self, req: &crate::cli::MigrateArgs) -> Result<()> {
+    pub fn migrate_data(&self, req: &MigrateRequest) -> Result<()> {
         let root = self.layout.root.clone();
         if !root.is_dir() {
             bail!(
@@ -124,9 +125,9 @@ impl crate::node::Node<'_> {
             );
         }
         // A dry run takes no lock: creating the lock file would already be a change.
-        let _lock = match req.dry_run {
-            true => None,
-            false => Some(self.migrate_lock()?),
+        let _lock = match req.mode {
+            Mode::DryRun => None,
+            Mode::Change => Some(self.migrate_lock()?),
         };
         let resumed = self.saved_plan()?;
         let mut plan = match resumed.clone() {
@@ -136,14 +137,14 @@ impl crate::node::Node<'_> {
                 None => return Ok(()),
             },
         };
-        if req.dry_run {
+        if req.mode == Mode::DryRun {
             return self.print_migrate_plan(&plan, resumed.is_some());
         }
-        self.confirm_migration(&plan, resumed.is_some(), req.yes)?;
+        self.confirm_migration(&plan, resumed.is_some(), req.consent)?;
         // No writer may have a database open while it moves: no exec or job either.
         let _fence = self.close_fence(
             &format!("deploy migrate-data {}", self.env_name),
-            req.stop_running,
+            req.writers,
         )?;
         let systemd = crate::sys::systemd::Systemd::connect()?;
         let running = self.quiesce_for_migration(&systemd, &plan)?;
@@ -188,7 +189,7 @@ impl crate::node::Node<'_> {
     }
 
     /// The plan shown, and confirmed unless it resumes an interrupted one or `--yes`.
-    fn confirm_migration(&self, plan: &Plan, resumed: bool, yes: bool) -> Result<()> {
+    fn confirm_migration(&self, plan: &Plan, resumed: bool, consent: Consent) -> Result<()> {
         let root = &self.layout.root;
         if resumed {
             self.ui
@@ -196,7 +197,7 @@ impl crate::node::Node<'_> {
         }
         self.ui.info(describe(plan, root).trim_end());
         let question = format!("Move these entries of {} as shown?", root.display());
-        if !resumed && !yes && !self.ui.ask(&question)? {
+        if !resumed && consent == Consent::Ask && !self.ui.ask(&question)? {
             bail!("not confirmed, nothing was moved (pass --yes to confirm without a prompt)");
         }
         Ok(())

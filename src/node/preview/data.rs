@@ -14,6 +14,7 @@
 
 use super::Record;
 use crate::node::layout::Layout;
+use crate::node::request::{Protection, Writers};
 use crate::node::Node;
 use crate::sys::fsx;
 use anyhow::{bail, Context, Result};
@@ -141,12 +142,12 @@ impl Node<'_> {
         let Some(dir) = self.ready_preview_data(&live)? else {
             return Ok(());
         };
-        let _fence = self.close_fence(&format!("new data for {}", self.env_name), false)?;
+        let _fence = self.close_fence(&format!("new data for {}", self.env_name), Writers::Wait)?;
         let systemd = crate::sys::systemd::Systemd::connect()?;
         self.install_recovery(&systemd)?;
         let mut state = self.load_state()?;
         let mv = crate::node::swap::Move::new_data(&live, dir);
-        let gap = self.publish(&systemd, &mut state, &mv, false)?;
+        let gap = self.publish(&systemd, &mut state, &mv, Protection::Required)?;
         self.ui.info(&format!(
             "   {live} runs on the new data (gap {})",
             crate::ui::fmt_duration(gap)

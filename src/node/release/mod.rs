@@ -10,8 +10,8 @@ pub mod tell;
 
 use super::swap::Move;
 use super::{event, Node};
-use crate::cli::ReleaseArgs;
 use crate::node::lock::NodeLock;
+use crate::node::request::{Artifacts, Existing, ReleaseRequest};
 use crate::node::state::{Action, EventOutcome, Outcome, State};
 use crate::sys::systemd::Systemd;
 use crate::ui::fmt_duration;
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 /// A release under way: what `starting` found, and what the stages leave for the next ones.
 struct Run<'r> {
-    req: &'r ReleaseArgs,
+    req: &'r ReleaseRequest,
     _lock: NodeLock,
     systemd: Systemd,
     state: State,
@@ -47,7 +47,7 @@ struct Run<'r> {
 }
 
 impl Node<'_> {
-    pub fn release(&self, req: &ReleaseArgs) -> Result<()> {
+    pub fn release(&self, req: &ReleaseRequest) -> Result<()> {
         let mut run = self.release_starting(req)?;
         for stage in &stages::plan(&run.facts) {
             if let Some(before) = stage.interruptible() {
@@ -100,13 +100,13 @@ impl Node<'_> {
 
     /// Starting: the version and artifacts are valid, the lock is ours, a dead swap is put
     /// right, and the version may be (re)released; what the plan depends on is read.
-    fn release_starting<'r>(&self, req: &'r ReleaseArgs) -> Result<Run<'r>> {
-        let v = req.version()?.as_str();
+    fn release_starting<'r>(&self, req: &'r ReleaseRequest) -> Result<Run<'r>> {
+        let v = req.version.as_str();
         let vars = self.release_vars(req)?;
-        let sources = if req.uploaded.is_some() {
-            Vec::new()
-        } else {
-            crate::config::artifacts::sources(self.config, &self.project_dir)?
+        let sent = req.artifacts != Artifacts::Here;
+        let sources = match &req.artifacts {
+            Artifacts::Uploaded(_) => Vec::new(),
+            Artifacts::Here => crate::config::artifacts::sources(self.config, &self.project_dir)?,
         };
         let lock = self.lock(&format!("deploy release {v} {}", self.env_name))?;
         self.refuse_if_stopped(&format!("the release of {v}"))?;
@@ -114,7 +114,7 @@ impl Node<'_> {
         self.check_podman()?;
         let systemd = Systemd::connect()?;
         let mut state = self.load_state()?;
-        self.recover(&systemd, &mut state, req.unprotected, true)?;
+        self.recover(&systemd, &mut state, req.protection, true)?;
         self.settle_replaced(&mut state)?;
         self.complete_release_envs()?;
         if self.config.preview_of.is_some() {
@@ -125,8 +125,8 @@ impl Node<'_> {
         let changes = self.check_environment()?;
         self.check_schedules()?;
         let current = self.current()?;
-        self.may_release(v, current.as_deref(), &state, req.replace)?;
-        let facts = self.release_facts(v, req.uploaded.is_some(), current, &state, changes)?;
+        self.may_release(v, current.as_deref(), &state, req.existing)?;
+        let facts = self.release_facts(v, sent, current, &state, changes)?;
         Ok(Run {
             req,
             _lock: lock,
@@ -134,9 +134,9 @@ impl Node<'_> {
             state,
             facts,
             sources,
-            incoming: match &req.uploaded {
-                Some(id) => self.layout.incoming_run(v, id),
-                None => self.layout.incoming(v),
+            incoming: match &req.artifacts {
+                Artifacts::Uploaded(id) => self.layout.incoming_run(v, id),
+                Artifacts::Here => self.layout.incoming(v),
             },
             image: self.image(v),
             started: Instant::now(),
@@ -154,7 +154,7 @@ impl Node<'_> {
         v: &str,
         current: Option<&str>,
         state: &State,
-        replace: bool,
+        existing: Existing,
     ) -> Result<()> {
         if !self.layout.release(v).exists() {
             return Ok(());
@@ -176,7 +176,7 @@ impl Node<'_> {
             self.ui.info(&format!(
                 "   releases/{v} was built but never went live: replacing it"
             ));
-        } else if !replace {
+        } else if existing == Existing::Refuse {
             bail!(
                 "release {v} already exists on {}: pick a new version, or pass --replace to \
                  release it again",
@@ -188,7 +188,7 @@ impl Node<'_> {
 
     /// The variables of this release: secrets from the file a laptop sent (`--secrets`, read
     /// and removed) or, on a local environment, from this process's environment.
-    fn release_vars(&self, req: &ReleaseArgs) -> Result<String> {
+    fn release_vars(&self, req: &ReleaseRequest) -> Result<String> {
         let secrets = appenv::Secrets::new(req.secrets.as_deref())?;
         appenv::text(&self.config.env, |name| secrets.get(name))
     }
@@ -200,7 +200,7 @@ impl Node<'_> {
         let (v, incoming) = (run.facts.version.as_str(), &run.incoming);
         let link_dest = run.facts.current.as_ref().map(|c| self.layout.release(c));
         let uploaded = self.ui.step(step, || {
-            if run.req.uploaded.is_some() {
+            if let Artifacts::Uploaded(_) = run.req.artifacts {
                 if !incoming.is_dir() {
                     bail!("nothing was uploaded into {}", incoming.display());
                 }
@@ -336,8 +336,8 @@ impl Node<'_> {
         self.sync_verify_timer(&run.systemd)?;
         self.check_port(&run.systemd, self.env.port, &self.unit_name())?;
         self.warn_readable_shared_files();
-        let _fence = self.close_fence(&format!("the release of {v}"), run.req.stop_running)?;
-        run.gap = self.publish(&run.systemd, &mut run.state, mv, run.req.unprotected)?;
+        let _fence = self.close_fence(&format!("the release of {v}"), run.req.writers)?;
+        run.gap = self.publish(&run.systemd, &mut run.state, mv, run.req.protection)?;
         if signals::interrupted() {
             return Err(crate::exit::with(
                 crate::exit::Code::Interrupted,

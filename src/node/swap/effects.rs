@@ -5,6 +5,7 @@
 use super::{exec::Effects, Move, Step};
 use crate::front::traefik::Router;
 use crate::node::layout::Layout;
+use crate::node::request::Protection;
 use crate::node::Node;
 use crate::sys::systemd::Systemd;
 use crate::{node::snapshot, node::unit, signals, sys::fsx, sys::health, sys::podman};
@@ -16,9 +17,9 @@ pub struct NodeEffects<'a> {
     systemd: &'a Systemd,
     unit: String,
     router: Option<Router>,
-    /// Go on without Traefik's gap protection when Traefik cannot be switched.
-    force: bool,
-    /// Traefik could not be switched and `force` said to go on: no gap to leave.
+    /// Whether to go on without Traefik's gap protection when Traefik cannot be switched.
+    protection: Protection,
+    /// Traefik could not be switched and `protection` said to go on: no gap to leave.
     unprotected: bool,
     /// The app's last log lines when the first step failed, before anything was put back.
     pub failure_log: Option<String>,
@@ -38,13 +39,13 @@ pub struct NodeEffects<'a> {
 }
 
 impl<'a> NodeEffects<'a> {
-    pub fn new(node: &'a Node<'a>, systemd: &'a Systemd, force: bool) -> Result<Self> {
+    pub fn new(node: &'a Node<'a>, systemd: &'a Systemd, protection: Protection) -> Result<Self> {
         Ok(NodeEffects {
             node,
             systemd,
             unit: node.unit_name(),
             router: node.front().router()?,
-            force,
+            protection,
             unprotected: false,
             failure_log: None,
             retried: None,
@@ -63,7 +64,7 @@ impl<'a> NodeEffects<'a> {
         let Err(e) = self.node.front().enter_gap(router) else {
             return Ok(());
         };
-        if !self.force {
+        if self.protection == Protection::Required {
             return Err(e.context(format!(
                 "start Traefik (its API is {}), or pass --unprotected to go on without it: requests \
                  in the gap then fail",
