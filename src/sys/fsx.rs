@@ -32,7 +32,23 @@ fn parent(path: &Path) -> &Path {
 
 /// Writes `contents` to `path` atomically with the given mode.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let tmp = temp_name(path);
+    write_through(&temp_name(path), path, contents, mode)
+}
+
+/// As [`write_atomic`], its temporary file in `staging` (a directory on the same file system)
+/// instead of beside `path`: for a directory that something watches (Traefik's file provider
+/// reloads on any event in its directory, and the temporary file's own events would spend the
+/// throttle window the rename needs, delaying it by up to that window). `staging` is made
+/// readable by all, as the watched directory is: a reader that walks it must not fail on it.
+pub fn write_atomic_staged(path: &Path, staging: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    ensure_dir(staging, 0o755)?;
+    let tmp = staging.join(temp_name(path).file_name().expect("a file name"));
+    write_through(&tmp, path, contents, mode)
+}
+
+/// Writes `contents` to `tmp`, fsyncs it and renames it to `path`, whose directory is fsynced.
+fn write_through(tmp: &Path, path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let tmp = tmp.to_path_buf();
     let result = (|| -> std::io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
@@ -237,6 +253,31 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn a_staged_write_puts_nothing_in_the_watched_directory_but_the_file() {
+        let d = tmpdir("staged");
+        let watched = d.join("dynamic");
+        fs::create_dir_all(&watched).unwrap();
+        let staging = watched.join(".staging");
+        let path = watched.join("app.yaml");
+        write_atomic_staged(&path, &staging, b"one", 0o644).unwrap();
+        write_atomic_staged(&path, &staging, b"two", 0o644).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let mut names: Vec<String> = fs::read_dir(&watched)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".staging", "app.yaml"]);
+        assert_eq!(fs::read_dir(&staging).unwrap().count(), 0);
+        let mode = fs::metadata(&staging).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o755,
+            "readable by a Traefik that walks the directory"
+        );
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]
