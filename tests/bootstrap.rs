@@ -362,15 +362,15 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
 fn refused_and_dry_runs_change_nothing(dir: &Path, boot: &[&str]) {
     // A binary to upload that is no program stops it before anything changes.
     let config = dir.join("deploy.yaml").display().to_string();
-    let out = deploy(&dir, &[&boot[..], &["--traefik-bin", &config]].concat());
+    let out = deploy(dir, &[boot, &["--traefik-bin", &config]].concat());
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("is not a Linux program"), "{stderr}");
     assert_eq!(id_of("-u", USER), None, "a refused bootstrap made the user");
 
     // --dry-run: every command it would run (an upload too), and nothing done.
-    let dry = [&boot[..], &["--dry-run", "--traefik-bin", "/bin/true"]].concat();
-    let (stdout, stderr) = ok(deploy(&dir, &dry));
+    let dry = [boot, &["--dry-run", "--traefik-bin", "/bin/true"]].concat();
+    let (stdout, stderr) = ok(deploy(dir, &dry));
     assert!(stdout.contains("# (its stdin: /bin/true)"), "{stdout}");
     assert!(
         stdout.contains("mv -f \"$t\" /usr/local/bin/traefik"),
@@ -394,7 +394,7 @@ fn refused_and_dry_runs_change_nothing(dir: &Path, boot: &[&str]) {
 #[track_caller]
 fn first_bootstrap_makes_the_user(dir: &Path, boot: &[&str]) -> u32 {
     // The bootstrap of a user that does not exist yet.
-    let (_, stderr) = ok(deploy(&dir, &boot));
+    let (_, stderr) = ok(deploy(dir, boot));
     for said in [
         format!("Creating the user {USER} ... ok"),
         format!("Authorizing the key ssh-ed25519 bootstrap-test for {USER} ... ok"),
@@ -438,7 +438,7 @@ fn first_bootstrap_makes_the_user(dir: &Path, boot: &[&str]) -> u32 {
 #[track_caller]
 fn release_v1_as_the_new_user(dir: &Path) {
     // A release as that user: rootless Podman on overlay, the unit running.
-    let (_, stderr) = ok(deploy(&dir, &["release", "v1"]));
+    let (_, stderr) = ok(deploy(dir, &["release", "v1"]));
     assert!(stderr.contains("t-boot v1 is live on test"), "{stderr}");
     let body = get_app();
     assert_eq!(body, "example-app v1 hits=1 greeting=hello boot\n");
@@ -463,7 +463,7 @@ fn a_second_run_changes_nothing(dir: &Path, boot: &[&str]) {
     let ssh_dir = PathBuf::from(format!("/home/{USER}/.ssh"));
     // A second run changes nothing, and says so for every step.
     let authorized = std::fs::read_to_string(ssh_dir.join("authorized_keys")).unwrap();
-    let (_, stderr) = ok(deploy(&dir, &boot));
+    let (_, stderr) = ok(deploy(dir, boot));
     let steps = step_lines(&stderr);
     assert!(steps.len() >= 8, "{stderr}");
     for line in &steps {
@@ -486,7 +486,7 @@ fn a_second_run_changes_nothing(dir: &Path, boot: &[&str]) {
 #[track_caller]
 fn dry_runs_on_a_node_have_nothing_to_do(dir: &Path, boot: &[&str]) {
     // --dry-run on a node: nothing to run.
-    let (stdout, stderr) = ok(deploy(&dir, &[&boot[..], &["--dry-run"]].concat()));
+    let (stdout, stderr) = ok(deploy(dir, &[boot, &["--dry-run"]].concat()));
     assert!(
         !stdout
             .lines()
@@ -497,10 +497,7 @@ fn dry_runs_on_a_node_have_nothing_to_do(dir: &Path, boot: &[&str]) {
         assert!(line.ends_with("ok, already"), "{line}\n{stderr}");
     }
     // --json: one event per line, none a plan.
-    let (stdout, _) = ok(deploy(
-        &dir,
-        &[&boot[..], &["--dry-run", "--json"]].concat(),
-    ));
+    let (stdout, _) = ok(deploy(dir, &[boot, &["--dry-run", "--json"]].concat()));
     for line in stdout.lines() {
         let event: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_ne!(event["event"], "plan", "{line}");
@@ -527,7 +524,7 @@ fn bootstrap_again_after_a_reboot_without_subordinate_ids(dir: &Path, boot: &[&s
         &range,
         USER,
     ])));
-    let (_, stderr) = ok(deploy(&dir, &boot));
+    let (_, stderr) = ok(deploy(dir, boot));
     for said in [
         format!("Giving {USER} subordinate uids and gids (rootless Podman) ... ok ("),
         format!("Starting {USER}'s systemd user manager and its D-Bus bus ... ok ("),
