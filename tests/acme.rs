@@ -51,107 +51,9 @@ impl Pebble {
         let dir = PathBuf::from("/tmp/deploy-tests/pebble");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        let mut ca = vec!["req", "-x509"];
-        ca.extend(ec);
-        ca.extend([
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=deploy test ACME server CA",
-        ]);
-        run("openssl", &ca, &dir);
-        let mut csr = vec!["req"];
-        csr.extend(ec);
-        csr.extend([
-            "-keyout",
-            "key.pem",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        run("openssl", &csr, &dir);
-        std::fs::write(
-            dir.join("san.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .unwrap();
-        run(
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "cert.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-            ],
-            &dir,
-        );
-        common::chmod(&dir.join("ca.pem"), 0o644);
-        common::chmod(&dir, 0o755);
-        let config = serde_json::json!({"pebble": {
-            "listenAddress": format!("127.0.0.1:{ACME}"),
-            "managementListenAddress": format!("127.0.0.1:{ACME_MANAGEMENT}"),
-            "certificate": "cert.pem",
-            "privateKey": "key.pem",
-            "httpPort": TRAEFIK_WEB,
-            "tlsPort": WEBSECURE,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false
-        }});
-        std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
-        let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
-        let dns = Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{DNS}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args([
-                "-management",
-                &format!("127.0.0.1:{CHALLTESTSRV_MANAGEMENT}"),
-            ])
-            .stdout(log("challtestsrv.log"))
-            .stderr(log("challtestsrv.err"))
-            .spawn()
-            .expect("pebble-challtestsrv (apt-get install pebble)");
-        let pebble = Command::new("pebble")
-            .args([
-                "-config",
-                "pebble.json",
-                "-dnsserver",
-                &format!("127.0.0.1:{DNS}"),
-            ])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .current_dir(&dir)
-            .stdout(log("pebble.log"))
-            .stderr(log("pebble.err"))
-            .spawn()
-            .expect("pebble (apt-get install pebble)");
-        let p = Pebble {
-            dir,
-            children: vec![dns, pebble],
-        };
+        make_certificates(&dir);
+        let children = spawn_servers(&dir);
+        let p = Pebble { dir, children };
         p.wait_for(&format!("https://127.0.0.1:{ACME}/dir"));
         p
     }
@@ -177,6 +79,114 @@ impl Pebble {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// A CA for Pebble's own HTTPS and its server certificate (for 127.0.0.1), in `dir`.
+#[track_caller]
+fn make_certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=deploy test ACME server CA",
+    ]);
+    run("openssl", &ca, dir);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run("openssl", &csr, dir);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+        dir,
+    );
+    common::chmod(&dir.join("ca.pem"), 0o644);
+    common::chmod(dir, 0o755);
+}
+
+/// Pebble's mock DNS server (every name is 127.0.0.1) and Pebble, validating challenges on the
+/// managed Traefik's `web` port.
+fn spawn_servers(dir: &Path) -> Vec<Child> {
+    let config = serde_json::json!({"pebble": {
+        "listenAddress": format!("127.0.0.1:{ACME}"),
+        "managementListenAddress": format!("127.0.0.1:{ACME_MANAGEMENT}"),
+        "certificate": "cert.pem",
+        "privateKey": "key.pem",
+        "httpPort": TRAEFIK_WEB,
+        "tlsPort": WEBSECURE,
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": false
+    }});
+    std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
+    let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+    let dns = Command::new("pebble-challtestsrv")
+        .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+        .args(["-dns01", &format!("127.0.0.1:{DNS}")])
+        .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+        .args([
+            "-management",
+            &format!("127.0.0.1:{CHALLTESTSRV_MANAGEMENT}"),
+        ])
+        .stdout(log("challtestsrv.log"))
+        .stderr(log("challtestsrv.err"))
+        .spawn()
+        .expect("pebble-challtestsrv (apt-get install pebble)");
+    let pebble = Command::new("pebble")
+        .args([
+            "-config",
+            "pebble.json",
+            "-dnsserver",
+            &format!("127.0.0.1:{DNS}"),
+        ])
+        .env("PEBBLE_VA_NOSLEEP", "1")
+        .env("PEBBLE_WFE_NONCEREJECT", "0")
+        .current_dir(dir)
+        .stdout(log("pebble.log"))
+        .stderr(log("pebble.err"))
+        .spawn()
+        .expect("pebble (apt-get install pebble)");
+    vec![dns, pebble]
 }
 
 fn traefik(https: &str) -> String {
@@ -216,26 +226,7 @@ fn a_release_is_served_over_https_with_a_certificate_pebble_issued() {
     std::fs::write(&root, roots).unwrap();
     let url = format!("https://t-acme.test:{WEBSECURE}/");
     let resolve = format!("t-acme.test:{WEBSECURE}:127.0.0.1");
-    let t = Instant::now();
-    let body = loop {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "5", "--resolve", &resolve, "--cacert"])
-            .arg(&root)
-            .args(["-w", "\n%{http_code}", &url])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() && text.ends_with("\n200") {
-            break text;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(90),
-            "no certificate from Pebble: {}\npebble: {}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(pebble.dir.join("pebble.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let body = first_https_answer(&pebble, &root, &resolve, &url);
     assert!(body.starts_with("example-app v1 "), "{body}");
     let issued = std::fs::read_to_string(pebble.dir.join("pebble.log")).unwrap_or_default();
     assert!(
@@ -247,6 +238,49 @@ fn a_release_is_served_over_https_with_a_certificate_pebble_issued() {
     let mode = std::fs::metadata(&acme_json).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     // Plain http on `web` redirects to https.
+    assert_web_redirects_to_https();
+    // A release keeps serving over https.
+    p.deploy(&["release", "v2"]).ok();
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "5", "--resolve", &resolve, "--cacert"])
+        .arg(&root)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("example-app v2 "));
+
+    // The shared Traefik goes back to plain http for the other tests.
+    back_to_plain_http(&p, &https);
+}
+
+/// Polls `url` over https (trusting only Pebble's `root`) until the release answers 200: the
+/// body it answered with.
+#[track_caller]
+fn first_https_answer(pebble: &Pebble, root: &Path, resolve: &str, url: &str) -> String {
+    let t = Instant::now();
+    loop {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--resolve", resolve, "--cacert"])
+            .arg(root)
+            .args(["-w", "\n%{http_code}", url])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && text.ends_with("\n200") {
+            return text;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "no certificate from Pebble: {}\npebble: {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(pebble.dir.join("pebble.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[track_caller]
+fn assert_web_redirects_to_https() {
     let out = Command::new("curl")
         .args([
             "-sS",
@@ -266,22 +300,16 @@ fn a_release_is_served_over_https_with_a_certificate_pebble_issued() {
             && said.contains("https://t-acme.test"),
         "{said}"
     );
-    // A release keeps serving over https.
-    p.deploy(&["release", "v2"]).ok();
-    let out = Command::new("curl")
-        .args(["-fsS", "--max-time", "5", "--resolve", &resolve, "--cacert"])
-        .arg(&root)
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("example-app v2 "));
+}
 
-    // The shared Traefik goes back to plain http for the other tests.
+/// Takes the https entry point and the redirect out of the project's config, and sets up.
+#[track_caller]
+fn back_to_plain_http(p: &Project, https: &str) {
     p.write(
         "deploy.yaml",
         &std::fs::read_to_string(p.dir.join("deploy.yaml"))
             .unwrap()
-            .replace(&https, "  entrypoints: [web]\n")
+            .replace(https, "  entrypoints: [web]\n")
             .replace(&format!("      websecure: 127.0.0.1:{WEBSECURE}\n"), ""),
     );
     p.deploy(&["setup"]).ok();

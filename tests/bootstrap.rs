@@ -349,17 +349,28 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
     let key = sshd.file("client_ed25519.pub");
     let boot = ["bootstrap", "--root", &root, "--key", &key];
 
+    refused_and_dry_runs_change_nothing(&dir, &boot);
+    let uid = first_bootstrap_makes_the_user(&dir, &boot);
+    release_v1_as_the_new_user(&dir);
+    a_second_run_changes_nothing(&dir, &boot);
+    dry_runs_on_a_node_have_nothing_to_do(&dir, &boot);
+    bootstrap_again_after_a_reboot_without_subordinate_ids(&dir, &boot, uid);
+    drop(sshd);
+}
+
+#[track_caller]
+fn refused_and_dry_runs_change_nothing(dir: &Path, boot: &[&str]) {
     // A binary to upload that is no program stops it before anything changes.
     let config = dir.join("deploy.yaml").display().to_string();
-    let out = deploy(&dir, &[&boot[..], &["--traefik-bin", &config]].concat());
+    let out = deploy(dir, &[boot, &["--traefik-bin", &config]].concat());
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("is not a Linux program"), "{stderr}");
     assert_eq!(id_of("-u", USER), None, "a refused bootstrap made the user");
 
     // --dry-run: every command it would run (an upload too), and nothing done.
-    let dry = [&boot[..], &["--dry-run", "--traefik-bin", "/bin/true"]].concat();
-    let (stdout, stderr) = ok(deploy(&dir, &dry));
+    let dry = [boot, &["--dry-run", "--traefik-bin", "/bin/true"]].concat();
+    let (stdout, stderr) = ok(deploy(dir, &dry));
     assert!(stdout.contains("# (its stdin: /bin/true)"), "{stdout}");
     assert!(
         stdout.contains("mv -f \"$t\" /usr/local/bin/traefik"),
@@ -377,9 +388,13 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
     );
     assert_eq!(id_of("-u", USER), None, "a dry run made the user");
     assert!(!Path::new(&format!("/var/lib/systemd/linger/{USER}")).exists());
+}
 
+/// The bootstrap of a user that does not exist yet: its uid.
+#[track_caller]
+fn first_bootstrap_makes_the_user(dir: &Path, boot: &[&str]) -> u32 {
     // The bootstrap of a user that does not exist yet.
-    let (_, stderr) = ok(deploy(&dir, &boot));
+    let (_, stderr) = ok(deploy(dir, boot));
     for said in [
         format!("Creating the user {USER} ... ok"),
         format!("Authorizing the key ssh-ed25519 bootstrap-test for {USER} ... ok"),
@@ -417,8 +432,13 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
         std::fs::read_to_string(format!("/home/{USER}/.config/containers/storage.conf")).unwrap();
     assert!(conf.contains("driver = \"overlay\""), "{conf}");
 
+    uid
+}
+
+#[track_caller]
+fn release_v1_as_the_new_user(dir: &Path) {
     // A release as that user: rootless Podman on overlay, the unit running.
-    let (_, stderr) = ok(deploy(&dir, &["release", "v1"]));
+    let (_, stderr) = ok(deploy(dir, &["release", "v1"]));
     assert!(stderr.contains("t-boot v1 is live on test"), "{stderr}");
     let body = get_app();
     assert_eq!(body, "example-app v1 hits=1 greeting=hello boot\n");
@@ -436,10 +456,14 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
         "t-boot_test.service",
     ])));
     assert_eq!(active.0.trim(), "active");
+}
 
+#[track_caller]
+fn a_second_run_changes_nothing(dir: &Path, boot: &[&str]) {
+    let ssh_dir = PathBuf::from(format!("/home/{USER}/.ssh"));
     // A second run changes nothing, and says so for every step.
     let authorized = std::fs::read_to_string(ssh_dir.join("authorized_keys")).unwrap();
-    let (_, stderr) = ok(deploy(&dir, &boot));
+    let (_, stderr) = ok(deploy(dir, boot));
     let steps = step_lines(&stderr);
     assert!(steps.len() >= 8, "{stderr}");
     for line in &steps {
@@ -457,9 +481,12 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
         1,
         "a second range"
     );
+}
 
+#[track_caller]
+fn dry_runs_on_a_node_have_nothing_to_do(dir: &Path, boot: &[&str]) {
     // --dry-run on a node: nothing to run.
-    let (stdout, stderr) = ok(deploy(&dir, &[&boot[..], &["--dry-run"]].concat()));
+    let (stdout, stderr) = ok(deploy(dir, &[boot, &["--dry-run"]].concat()));
     assert!(
         !stdout
             .lines()
@@ -470,10 +497,7 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
         assert!(line.ends_with("ok, already"), "{line}\n{stderr}");
     }
     // --json: one event per line, none a plan.
-    let (stdout, _) = ok(deploy(
-        &dir,
-        &[&boot[..], &["--dry-run", "--json"]].concat(),
-    ));
+    let (stdout, _) = ok(deploy(dir, &[boot, &["--dry-run", "--json"]].concat()));
     for line in stdout.lines() {
         let event: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_ne!(event["event"], "plan", "{line}");
@@ -482,7 +506,10 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
     // The app kept serving through both.
     let body = get_app();
     assert!(body.starts_with("example-app v1"), "{body}");
+}
 
+#[track_caller]
+fn bootstrap_again_after_a_reboot_without_subordinate_ids(dir: &Path, boot: &[&str], uid: u32) {
     // A reboot of the user's world (where PID 1 is not systemd its manager does not come
     // back by itself), and a user with no subordinate ids (made before, or by a useradd that
     // gives none): bootstrap again starts the manager, which starts the app, and adds the
@@ -497,7 +524,7 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
         &range,
         USER,
     ])));
-    let (_, stderr) = ok(deploy(&dir, &boot));
+    let (_, stderr) = ok(deploy(dir, boot));
     for said in [
         format!("Giving {USER} subordinate uids and gids (rootless Podman) ... ok ("),
         format!("Starting {USER}'s systemd user manager and its D-Bus bus ... ok ("),
@@ -528,7 +555,6 @@ fn bootstrap_makes_a_node_from_nothing_and_a_second_run_changes_nothing() {
         subgid.contains(&format!("{USER}:{}:{}", own.1, own.2)),
         "{subgid}"
     );
-    drop(sshd);
 }
 
 #[test]
@@ -581,6 +607,12 @@ fn bootstrap_local_makes_this_machine_a_node_and_deploys_ssh_sets_the_runtime_di
         assert!(line.ends_with("ok, already"), "{line}\n{stderr}");
     }
 
+    remote_commands_set_the_runtime_dir(&sshd);
+    drop(sshd);
+}
+
+#[track_caller]
+fn remote_commands_set_the_runtime_dir(sshd: &RootSshd) {
     // deploy's remote commands set XDG_RUNTIME_DIR themselves. This sshd sets none (no PAM
     // session, no SetEnv): a plain login of the new user has none and no user manager...
     let uid = id_of("-u", LOCAL_USER).unwrap();
@@ -621,5 +653,4 @@ fn bootstrap_local_makes_this_machine_a_node_and_deploys_ssh_sets_the_runtime_di
         "{stdout}\n{stderr}"
     );
     drop(ssh);
-    drop(sshd);
 }

@@ -222,16 +222,7 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
     let nightly = "  nightly:\n    schedule: \"*-*-* 03:00\"\n    command: /app/example-app run-sql /app/assets/broken.sql\n";
     let slow = "  slow:\n    schedule: \"*-*-* 04:00\"\n    command: /app/example-app write-rows 100 60 slow\n    timeout: 2s\n";
 
-    // A schedule systemd does not take stops setup before anything is made (exit 3).
-    p.add_to_config("jobs:\n  bad:\n    schedule: \"*-*-* 25:00\"\n    command: /x\n");
-    let r = p.deploy(&["setup"]).failed();
-    assert_eq!(r.code, 3, "{}", r.stderr);
-    r.says("jobs.bad.schedule `*-*-* 25:00`: systemd does not take it");
-    assert!(!p.root().join(".deploy").exists(), "nothing was made");
-    p.deploy(&["check", "test"])
-        .failed()
-        .says("jobs.bad.schedule");
-
+    a_bad_schedule_stops_setup(&p);
     set_jobs(&p, &format!("{STAMP}{broken}{nightly}{slow}"));
     p.deploy(&["setup"]).ok();
     let timer = |job: &str| p.names().job_timer(job);
@@ -245,23 +236,44 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
         assert!(unit_file(job).is_file(), "{job}'s timer");
         assert_eq!(is_active(&p, &timer(job)), "active", "{job}'s timer");
     }
+    a_skipped_run_then_an_ok_and_a_failed_one(&p);
+    jobs_lists_schedules_and_last_runs(&p);
+    a_failing_job_shows_in_status_and_logs(&p);
+    jobs_run_runs_now_unless_held(&p);
+    a_run_out_of_time_is_stopped(&p);
+    removed_jobs_lose_their_timers_with_the_next_release(&p, slow);
+}
+
+#[track_caller]
+fn a_bad_schedule_stops_setup(p: &Project) {
+    // A schedule systemd does not take stops setup before anything is made (exit 3).
+    p.add_to_config("jobs:\n  bad:\n    schedule: \"*-*-* 25:00\"\n    command: /x\n");
+    let r = p.deploy(&["setup"]).failed();
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    r.says("jobs.bad.schedule `*-*-* 25:00`: systemd does not take it");
+    assert!(!p.root().join(".deploy").exists(), "nothing was made");
+    p.deploy(&["check", "test"])
+        .failed()
+        .says("jobs.bad.schedule");
+}
+
+#[track_caller]
+fn a_skipped_run_then_an_ok_and_a_failed_one(p: &Project) {
     // Nothing is live yet: a run is skipped, and the skip recorded.
     wait_until("a skipped run", Duration::from_secs(10), || {
-        runs(&p, "stamp").iter().any(|r| {
+        runs(p, "stamp").iter().any(|r| {
             r["result"] == "skipped" && r["why"].as_str().unwrap_or("").contains("nothing is live")
         })
     });
 
     p.deploy(&["release", "v1"]).ok();
     wait_until("an ok and a failed run", Duration::from_secs(20), || {
-        runs(&p, "stamp")
-            .last()
-            .is_some_and(|r| r["result"] == "ok")
-            && runs(&p, "broken")
+        runs(p, "stamp").last().is_some_and(|r| r["result"] == "ok")
+            && runs(p, "broken")
                 .last()
                 .is_some_and(|r| r["result"] == "failed")
     });
-    let failed = runs(&p, "broken").last().cloned().unwrap();
+    let failed = runs(p, "broken").last().cloned().unwrap();
     assert_eq!(failed["exit_code"], 1, "{failed}");
     assert!(
         failed["why"].as_str().unwrap().contains("no such table"),
@@ -269,7 +281,10 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
     );
     assert_eq!(failed["version"], "v1");
     assert_eq!(failed["by"], "timer");
+}
 
+#[track_caller]
+fn jobs_lists_schedules_and_last_runs(p: &Project) {
     // `deploy jobs`: schedule, next run (systemd's), last run, result, duration.
     let r = p.deploy(&["jobs"]).ok();
     let line = |job: &str| {
@@ -309,7 +324,10 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
     assert!(job("stamp")["last"]["duration_ms"].as_u64().unwrap() > 0);
     assert_eq!(job("broken")["last"]["exit_code"], 1);
     assert!(job("nightly")["last"].is_null());
+}
 
+#[track_caller]
+fn a_failing_job_shows_in_status_and_logs(p: &Project) {
     // A failing job shows in `deploy status`, text and JSON, and its output in its log.
     p.deploy(&["status"])
         .ok()
@@ -326,12 +344,15 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
     p.deploy(&["logs", "--job", "broken", "-n", "20"])
         .ok()
         .prints("run-sql: no such table: no_such_table");
+}
 
+#[track_caller]
+fn jobs_run_runs_now_unless_held(p: &Project) {
     // `deploy jobs run`: now, its output here.
     p.deploy(&["jobs", "run", "stamp", "--lock-wait", "10s"])
         .ok()
         .prints("write-row-version: job-v1");
-    let mine = runs(&p, "stamp")
+    let mine = runs(p, "stamp")
         .into_iter()
         .rev()
         .find(|r| r["by"] != "timer")
@@ -351,25 +372,35 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
     assert_eq!(r.code, 4, "{}", r.stderr);
     r.says("held by hand: orders by hand");
     p.deploy(&["lock", "release"]).ok();
+}
 
+#[track_caller]
+fn a_run_out_of_time_is_stopped(p: &Project) {
     // A run out of time: its container is removed, and it writes no more.
     let t = Instant::now();
     p.deploy(&["jobs", "run", "slow"])
         .failed()
         .says("the job slow timed out");
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
-    assert!(
-        containers_of(&p, "slow").is_empty(),
-        "the container is gone"
-    );
-    let written = rows(&p, "slow");
+    assert!(containers_of(p, "slow").is_empty(), "the container is gone");
+    let written = rows(p, "slow");
     assert!(written > 0, "it ran before its timeout");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(rows(&p, "slow"), written, "nothing more after its timeout");
-    assert_eq!(runs(&p, "slow").last().unwrap()["result"], "timed-out");
+    assert_eq!(rows(p, "slow"), written, "nothing more after its timeout");
+    assert_eq!(runs(p, "slow").last().unwrap()["result"], "timed-out");
+}
 
+#[track_caller]
+fn removed_jobs_lose_their_timers_with_the_next_release(p: &Project, slow: &str) {
+    let timer = |job: &str| p.names().job_timer(job);
+    let unit_file = |job: &str| {
+        common::node()
+            .home
+            .join(".config/systemd/user")
+            .join(timer(job))
+    };
     // Jobs gone from the config: their timers go with the next release.
-    set_jobs(&p, &format!("{STAMP}{slow}"));
+    set_jobs(p, &format!("{STAMP}{slow}"));
     p.deploy(&["release", "v2", "--dry-run"])
         .ok()
         .prints(&format!(
@@ -382,9 +413,9 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
         .says("the job nightly is no longer in the config");
     for job in ["broken", "nightly"] {
         assert!(!unit_file(job).exists(), "{job}'s timer file");
-        assert_ne!(is_active(&p, &timer(job)), "active", "{job}'s timer");
+        assert_ne!(is_active(p, &timer(job)), "active", "{job}'s timer");
     }
-    assert_eq!(is_active(&p, &timer("stamp")), "active");
+    assert_eq!(is_active(p, &timer("stamp")), "active");
     let r = p.deploy(&["jobs"]).ok();
     assert!(!r.stdout.contains("nightly"), "{}", r.stdout);
     let r = p.deploy(&["status", "--json"]).ok();

@@ -7,6 +7,7 @@ mod common;
 use common::previews::{count, expire, forget_previews, get, last_event, leftovers, preview_root};
 use common::{get_front_as, traefik_section, Options, Project};
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,33 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
     p.deploy(&["release", "v1"]).ok();
     let prod_db = p.root().join("shared/data/app.db");
 
+    let (r, before, after) = preview_up_while_prod_writes(&p, app, &prod_db);
+    let done = last_event(&r.stdout);
+    assert_eq!(done["action"], "preview-up", "{done}");
+    assert_eq!(done["environment"], "test/pr-1");
+    assert_eq!(done["url"], format!("http://pr-1.{app}.test:18400/"));
+    let port = done["port"].as_u64().unwrap() as u16;
+    assert_eq!(port, 18902, "the first pair after prod's port and gap port");
+
+    let (root, copied) = a_consistent_copy_of_prods_rows(&p, before, after);
+    the_new_version_on_prods_rows(&p, app, port, &prod_db, copied);
+    every_environment_command_takes_it(&p);
+    // Prod releases beside it; the preview keeps running its own.
+    p.write("assets/greeting.txt", "hello three");
+    p.deploy(&["release", "v3"]).ok();
+    assert!(get(18400, Some(&format!("{app}.test")), "/")
+        .1
+        .contains("v3"));
+    assert!(get(port, None, "/").1.contains("v2"));
+
+    up_again_keeps_its_data_unless_fresh(&p, port, &root, &prod_db);
+    let second = a_second_preview_and_not_a_third(&p);
+    down_and_prune_leave_nothing(&p, app, &root, second);
+}
+
+/// `preview up pr-1` of v2 while prod writes: its output, and prod's rows before and after.
+#[track_caller]
+fn preview_up_while_prod_writes(p: &Project, app: &str, prod_db: &Path) -> (common::Run, i64, i64) {
     // Prod answers (and writes a row) every 20 ms through Traefik while the preview is made.
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
@@ -47,12 +75,12 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
         })
     };
     std::thread::sleep(Duration::from_millis(500));
-    let before = count(&p, &prod_db);
+    let before = count(p, prod_db);
     p.write("assets/greeting.txt", "hello preview");
     let r = p
         .deploy(&["preview", "up", "pr-1", "--version", "v2", "--json"])
         .ok();
-    let after = count(&p, &prod_db);
+    let after = count(p, prod_db);
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
     let (ok, failed) = writer.join().unwrap();
@@ -62,16 +90,15 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
     );
     assert!(ok > 20, "prod answered {ok} requests");
 
-    let done = last_event(&r.stdout);
-    assert_eq!(done["action"], "preview-up", "{done}");
-    assert_eq!(done["environment"], "test/pr-1");
-    assert_eq!(done["url"], format!("http://pr-1.{app}.test:18400/"));
-    let port = done["port"].as_u64().unwrap() as u16;
-    assert_eq!(port, 18902, "the first pair after prod's port and gap port");
+    (r, before, after)
+}
 
+/// The preview's root and the rows its copy has.
+#[track_caller]
+fn a_consistent_copy_of_prods_rows(p: &Project, before: i64, after: i64) -> (PathBuf, i64) {
     // A consistent copy (SQLite checks it whole) of prod's rows of that moment.
-    let root = preview_root(&p, "pr-1");
-    let copied = count(&p, &root.join("shared/data/app.db"));
+    let root = preview_root(p, "pr-1");
+    let copied = count(p, &root.join("shared/data/app.db"));
     assert!(
         before <= copied && copied <= after,
         "the copy has {copied} rows, prod had {before} before and {after} after"
@@ -84,6 +111,11 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
         "prod's .env is not copied"
     );
 
+    (root, copied)
+}
+
+#[track_caller]
+fn the_new_version_on_prods_rows(p: &Project, app: &str, port: u16, prod_db: &Path, copied: i64) {
     // The new version, on prod's rows; its writes are its own.
     let (status, body, _) = get(port, None, "/");
     assert_eq!(status, 200, "{body}");
@@ -93,12 +125,12 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
     );
     let hits: i64 = get(port, None, "/hits").1.trim().parse().unwrap();
     assert!(hits > copied, "{hits} rows: prod's {copied} and its own");
-    let prod_rows = count(&p, &prod_db);
+    let prod_rows = count(p, prod_db);
     for _ in 0..5 {
         assert_eq!(get(port, None, "/").0, 200);
     }
     assert_eq!(
-        count(&p, &prod_db),
+        count(p, prod_db),
         prod_rows,
         "the preview's writes reach prod"
     );
@@ -108,7 +140,10 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
     assert!(get(18400, Some(&format!("{app}.test")), "/")
         .1
         .contains("v1"));
+}
 
+#[track_caller]
+fn every_environment_command_takes_it(p: &Project) {
     // Every environment command takes it as its environment.
     p.deploy(&["status", "test/pr-1"]).ok().prints("v2");
     p.deploy(&["releases", "test/pr-1"]).ok().prints("v2");
@@ -130,31 +165,30 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
         "exec",
     ])
     .ok();
+}
 
-    // Prod releases beside it; the preview keeps running its own.
-    p.write("assets/greeting.txt", "hello three");
-    p.deploy(&["release", "v3"]).ok();
-    assert!(get(18400, Some(&format!("{app}.test")), "/")
-        .1
-        .contains("v3"));
-    assert!(get(port, None, "/").1.contains("v2"));
-
+#[track_caller]
+fn up_again_keeps_its_data_unless_fresh(p: &Project, port: u16, root: &Path, prod_db: &Path) {
     // `up` again: the new version on the preview's own data (kept).
-    let own = count(&p, &root.join("shared/data/app.db"));
+    let own = count(p, &root.join("shared/data/app.db"));
     p.deploy(&["preview", "up", "pr-1", "--version", "v4"]).ok();
     let (_, body, _) = get(port, None, "/");
     assert!(body.contains("v4"), "{body}");
     assert!(
-        count(&p, &root.join("shared/data/app.db")) > own,
+        count(p, &root.join("shared/data/app.db")) > own,
         "its data was kept"
     );
     // --fresh-data: prod's rows again.
     p.deploy(&["preview", "up", "pr-1", "--version", "v4", "--fresh-data"])
         .ok()
         .says("v4 is live on test/pr-1 already");
-    let fresh = count(&p, &root.join("shared/data/app.db"));
-    assert_eq!(fresh, count(&p, &prod_db), "prod's rows, as they are now");
+    let fresh = count(p, &root.join("shared/data/app.db"));
+    assert_eq!(fresh, count(p, prod_db), "prod's rows, as they are now");
+}
 
+/// The second preview's port.
+#[track_caller]
+fn a_second_preview_and_not_a_third(p: &Project) -> u16 {
     // A second preview: ports of its own; a third is beyond preview.max.
     let r = p
         .deploy(&["preview", "up", "pr-2", "--version", "v4", "--json"])
@@ -165,13 +199,18 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
     p.deploy(&["preview", "up", "pr-3", "--version", "v4"])
         .failed()
         .says("preview.max is 2");
-    assert!(!preview_root(&p, "pr-3").exists());
+    assert!(!preview_root(p, "pr-3").exists());
 
+    second
+}
+
+#[track_caller]
+fn down_and_prune_leave_nothing(p: &Project, app: &str, root: &Path, second: u16) {
     // Down leaves nothing of it; the other preview and prod run on.
     let base = format!("{app}_test_preview_pr-1");
-    assert!(!leftovers(&p, &base).is_empty());
+    assert!(!leftovers(p, &base).is_empty());
     p.deploy(&["preview", "down", "pr-1"]).ok();
-    assert_eq!(leftovers(&p, &base), Vec::<String>::new());
+    assert_eq!(leftovers(p, &base), Vec::<String>::new());
     assert!(!root.exists());
     assert!(get(second, None, "/").1.contains("v4"));
     assert!(get(18400, Some(&format!("{app}.test")), "/")
@@ -182,13 +221,13 @@ fn a_preview_runs_the_new_version_on_a_copy_of_prods_data_taken_while_prod_write
         .says("there is no preview pr-1 of test");
 
     // Past its ttl, prune takes it down.
-    expire(&p, "pr-2");
+    expire(p, "pr-2");
     p.deploy(&["preview", "prune", "--dry-run"])
         .ok()
         .prints("would take down test/pr-2");
     p.deploy(&["preview", "prune"]).ok();
     assert_eq!(
-        leftovers(&p, &format!("{app}_test_preview_pr-2")),
+        leftovers(p, &format!("{app}_test_preview_pr-2")),
         Vec::<String>::new()
     );
     assert!(p

@@ -6,6 +6,7 @@
 mod common;
 use common::previews::{count, forget_previews, get, last_event, preview_root, query};
 use common::{Options, Project};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 /// The preview's new data on its way in, left in its `.deploy/`.
@@ -65,39 +66,8 @@ fn scrub_runs_on_each_new_copy_before_the_preview_starts_and_never_on_prods_data
     let port = 18924;
     assert!(get(port, None, "/").1.contains("v2"));
 
-    // A scrub that fails: the new copy goes, the preview serves on, on its own data.
-    for _ in 0..3 {
-        p.body("/");
-    }
-    let own = count(&p, &db);
-    p.write(
-        "deploy.yaml",
-        &config.replace("assets/scrub.sql", "assets/missing.sql"),
-    );
-    p.deploy(&["preview", "up", "pr-1", "--version", "v2", "--fresh-data"])
-        .failed()
-        .says("was deleted unscrubbed; nothing of test/pr-1 changed");
-    assert_eq!(copies_left(&p, "pr-1"), Vec::<String>::new());
-    let (status, body, _) = get(port, None, "/");
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        count(&p, &db),
-        own + 1,
-        "its own rows and this one: no copy came in"
-    );
-    assert_eq!(query(&p, &db, starts), "0", "it was not started again");
-
-    // A new preview whose scrub fails never starts.
-    p.deploy(&["preview", "up", "pr-2", "--version", "v2"])
-        .failed()
-        .says(
-            "the preview.scrub command `/app/example-app run-sql /app/assets/missing.sql` failed",
-        );
-    assert_eq!(copies_left(&p, "pr-2"), Vec::<String>::new());
-    assert!(std::net::TcpStream::connect(("127.0.0.1", 18926)).is_err());
-    assert!(!preview_root(&p, "pr-2").join("current").exists());
-    p.deploy(&["preview", "down", "pr-2"]).ok();
-
+    a_failed_scrub_leaves_the_preview_on_its_own_data(&p, &config, &db, starts, port);
+    a_new_preview_whose_scrub_fails_never_starts(&p);
     // Scrubbed again, a new version on a fresh copy: each copy is scrubbed before its start.
     p.write("deploy.yaml", &config);
     let prod_rows = count(&p, &prod_db);
@@ -117,6 +87,51 @@ fn scrub_runs_on_each_new_copy_before_the_preview_starts_and_never_on_prods_data
     assert_eq!(query(&p, &prod_db, scrubbed), "0");
     assert!(get(port, None, "/").1.contains("v3"));
     p.deploy(&["preview", "down", "pr-1"]).ok();
+}
+
+#[track_caller]
+fn a_failed_scrub_leaves_the_preview_on_its_own_data(
+    p: &Project,
+    config: &str,
+    db: &Path,
+    starts: &str,
+    port: u16,
+) {
+    // A scrub that fails: the new copy goes, the preview serves on, on its own data.
+    for _ in 0..3 {
+        p.body("/");
+    }
+    let own = count(p, db);
+    p.write(
+        "deploy.yaml",
+        &config.replace("assets/scrub.sql", "assets/missing.sql"),
+    );
+    p.deploy(&["preview", "up", "pr-1", "--version", "v2", "--fresh-data"])
+        .failed()
+        .says("was deleted unscrubbed; nothing of test/pr-1 changed");
+    assert_eq!(copies_left(p, "pr-1"), Vec::<String>::new());
+    let (status, body, _) = get(port, None, "/");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        count(p, db),
+        own + 1,
+        "its own rows and this one: no copy came in"
+    );
+    assert_eq!(query(p, db, starts), "0", "it was not started again");
+}
+
+#[track_caller]
+fn a_new_preview_whose_scrub_fails_never_starts(p: &Project) {
+    // A new preview whose scrub fails never starts.
+    p.deploy(&["preview", "up", "pr-2", "--version", "v2"])
+        .failed()
+        .says(
+            "the preview.scrub command `/app/example-app run-sql /app/assets/missing.sql` failed",
+        );
+    assert_eq!(copies_left(p, "pr-2"), Vec::<String>::new());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", 18926)).is_err());
+    assert!(!preview_root(p, "pr-2").join("current").exists());
+    p.deploy(&["preview", "down", "pr-2"]).ok();
 }
 
 fn utc_now() -> String {

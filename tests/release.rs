@@ -3,6 +3,7 @@
 mod common;
 use common::{Options, Project};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 #[test]
 fn release_v1_v2_keeps_data_and_rolls_back() {
@@ -30,6 +31,28 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
     assert_eq!(p.body("/"), "example-app v1 hits=1 greeting=hello one\n");
     assert_eq!(p.body("/"), "example-app v1 hits=2 greeting=hello one\n");
 
+    v2_keeps_the_rows_and_hard_links_the_unchanged_binary(&p, &root);
+    releases_lists_them_and_rollbacks_go_both_ways(&p);
+    a_missing_image_is_rebuilt_for_a_rollback(&p);
+    let s = p.deploy(&["status"]).ok().stdout;
+    assert!(s.contains("current:      v2"), "{s}");
+    assert!(
+        s.contains("t-lifecycle_test.service: active (running"),
+        "{s}"
+    );
+    assert!(s.contains("HTTP 200"), "{s}");
+    assert!(s.contains("last:         rollback v2 ok"), "{s}");
+
+    common::assert_private(&root);
+    let unit_after = std::fs::read_to_string(&unit_file).unwrap();
+    assert_eq!(
+        unit_before, unit_after,
+        "the unit never changes between releases"
+    );
+}
+
+#[track_caller]
+fn v2_keeps_the_rows_and_hard_links_the_unchanged_binary(p: &Project, root: &Path) {
     // v2 changes an asset; the binary is unchanged and must be a hard link, not a copy.
     p.write("assets/greeting.txt", "hello two");
     p.deploy(&["release", "v2"]).ok(); // the only environment may be left out
@@ -57,7 +80,10 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
         std::fs::read_link(root.join("current")).unwrap(),
         std::path::Path::new("releases/v2")
     );
+}
 
+#[track_caller]
+fn releases_lists_them_and_rollbacks_go_both_ways(p: &Project) {
     let r = p.deploy(&["releases"]).ok();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert!(
@@ -75,7 +101,10 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
     let r = p.deploy(&["rollback", "test", "--to", "v2"]).ok();
     r.says("to v2 from v1");
     assert!(p.body("/").starts_with("example-app v2 hits=5"));
+}
 
+#[track_caller]
+fn a_missing_image_is_rebuilt_for_a_rollback(p: &Project) {
     // An image gone (removed by hand) is built again from its release directory: the store's
     // own index no longer lists it, and podman confirms.
     p.user(
@@ -89,22 +118,6 @@ fn release_v1_v2_keeps_data_and_rolls_back() {
     assert!(p.body("/").starts_with("example-app v1 hits=6"));
     let r = p.deploy(&["rollback", "test", "--to", "v2"]).ok();
     assert!(!r.stderr.contains("Rebuilding"), "{}", r.stderr);
-
-    let s = p.deploy(&["status"]).ok().stdout;
-    assert!(s.contains("current:      v2"), "{s}");
-    assert!(
-        s.contains("t-lifecycle_test.service: active (running"),
-        "{s}"
-    );
-    assert!(s.contains("HTTP 200"), "{s}");
-    assert!(s.contains("last:         rollback v2 ok"), "{s}");
-
-    common::assert_private(&root);
-    let unit_after = std::fs::read_to_string(&unit_file).unwrap();
-    assert_eq!(
-        unit_before, unit_after,
-        "the unit never changes between releases"
-    );
 }
 
 #[test]
@@ -159,6 +172,11 @@ fn failed_health_check_puts_the_previous_release_back() {
     p.deploy(&["release", "v3"]).ok();
     assert!(p.body("/").starts_with("example-app v3 hits=3"));
 
+    a_container_that_cannot_start_says_why(&p);
+}
+
+#[track_caller]
+fn a_container_that_cannot_start_says_why(p: &Project) {
     // A container that cannot start at all: the error says what podman said, not only
     // systemd's one word.
     let good = std::fs::read_to_string(p.dir.join("Containerfile")).unwrap();
@@ -515,37 +533,7 @@ fn the_node_runs_overlay_and_a_vfs_store_is_explained_with_its_fix() {
         .ok()
         .says("Checking Podman's storage ... ok");
 
-    // A store of its own on vfs (Podman's config and data in other XDG directories).
-    let n = common::node();
-    let base = std::path::PathBuf::from("/tmp/deploy-tests/vfs-store");
-    let _ = std::fs::remove_dir_all(&base);
-    std::fs::create_dir_all(base.join("config/containers")).unwrap();
-    std::fs::create_dir_all(base.join("data")).unwrap();
-    // Its own engine temp dir too: `podman system reset` of this store removes it, and the
-    // node's (which the other tests' running containers use) must not go with it.
-    let conf = std::fs::read_to_string(n.home.join(".config/containers/containers.conf")).unwrap();
-    assert!(conf.trim_start().starts_with("[engine]"), "{conf}");
-    std::fs::write(
-        base.join("config/containers/containers.conf"),
-        conf.replacen(
-            "[engine]\n",
-            &format!(
-                "[engine]\ntmp_dir = \"/run/user/{}/deploy-tests-vfs-tmp\"\n",
-                n.uid
-            ),
-            1,
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        base.join("config/containers/storage.conf"),
-        format!(
-            "[storage]\ndriver = \"vfs\"\nrunroot = \"/run/user/{}/deploy-tests-vfs\"\n",
-            n.uid
-        ),
-    )
-    .unwrap();
-    common::chown_to_node_user(&base);
+    let base = a_vfs_store_of_its_own();
     let config = base.join("config");
     let data = base.join("data");
     let env = [
@@ -593,6 +581,43 @@ fn the_node_runs_overlay_and_a_vfs_store_is_explained_with_its_fix() {
             ),
         ],
     );
+}
+
+/// Where the store's config and data are.
+#[track_caller]
+fn a_vfs_store_of_its_own() -> PathBuf {
+    // A store of its own on vfs (Podman's config and data in other XDG directories).
+    let n = common::node();
+    let base = std::path::PathBuf::from("/tmp/deploy-tests/vfs-store");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(base.join("config/containers")).unwrap();
+    std::fs::create_dir_all(base.join("data")).unwrap();
+    // Its own engine temp dir too: `podman system reset` of this store removes it, and the
+    // node's (which the other tests' running containers use) must not go with it.
+    let conf = std::fs::read_to_string(n.home.join(".config/containers/containers.conf")).unwrap();
+    assert!(conf.trim_start().starts_with("[engine]"), "{conf}");
+    std::fs::write(
+        base.join("config/containers/containers.conf"),
+        conf.replacen(
+            "[engine]\n",
+            &format!(
+                "[engine]\ntmp_dir = \"/run/user/{}/deploy-tests-vfs-tmp\"\n",
+                n.uid
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        base.join("config/containers/storage.conf"),
+        format!(
+            "[storage]\ndriver = \"vfs\"\nrunroot = \"/run/user/{}/deploy-tests-vfs\"\n",
+            n.uid
+        ),
+    )
+    .unwrap();
+    common::chown_to_node_user(&base);
+    base
 }
 
 #[test]

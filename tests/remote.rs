@@ -34,43 +34,14 @@ fn setup_release_rollback_over_ssh_with_unchanged_files_hard_linked() {
     // A large artifact that does not change between releases.
     p.write("assets/big.bin", &"b".repeat(8 << 20));
 
-    // Before setup, the node has no deploy: every command says what to do.
-    let r = p.deploy_remote(&["release", "v1"]).failed();
-    r.says("run `deploy setup test` first");
-
-    let r = p.deploy_remote(&["setup"]).ok();
-    r.says("Installing deploy");
-    assert!(p.root().join(".deploy/bin/deploy").is_file());
-    let r = p.deploy_remote(&["setup"]).ok(); // idempotent, nothing to install
-    assert!(!r.stderr.contains("Installing deploy"), "{}", r.stderr);
-    // check: the artifacts here, then the server's own checks there.
-    let r = p.deploy_remote(&["check", "test"]).ok();
-    r.says("Checking the artifacts ... ok");
-    r.says("Checking Podman's storage ... ok");
-    r.says("test is ready for t-remote");
-
+    setup_installs_deploy_and_check_runs_there(&p);
     let r = p.deploy_remote(&["release", "v1"]).ok();
     r.says("t-remote v1 is live on test");
     let full = sent(&r.stderr);
     assert!(full > 8.0 * 1024.0 * 1024.0, "{full}");
     assert_eq!(p.body("/"), "example-app v1 hits=1 greeting=hello one\n");
 
-    p.write("assets/greeting.txt", "hello two");
-    let r = p.deploy_remote(&["release", "v2"]).ok();
-    let incremental = sent(&r.stderr);
-    assert!(
-        incremental < full * 0.02,
-        "an unchanged file costs no transfer: {incremental} of {full}"
-    );
-    let ino = |v: &str, f: &str| {
-        std::fs::metadata(p.root().join("releases").join(v).join(f))
-            .unwrap()
-            .ino()
-    };
-    assert_eq!(ino("v1", "assets/big.bin"), ino("v2", "assets/big.bin"));
-    assert_eq!(ino("v1", "example-app"), ino("v2", "example-app"));
-    assert_eq!(p.body("/"), "example-app v2 hits=2 greeting=hello two\n");
-
+    v2_sends_only_what_changed(&p, full);
     let r = p.deploy_remote(&["release", "v3", "--dry-run"]).ok();
     assert!(
         r.stdout.contains("Plan: release v3 of t-remote to test"),
@@ -91,6 +62,57 @@ fn setup_release_rollback_over_ssh_with_unchanged_files_hard_linked() {
     r.prints("`deploy rollback`");
     common::assert_private(&p.root());
 
+    a_secret_and_exec_input_reach_the_app_over_ssh(&p);
+    // The node's deploy must be this build: anything else is refused until setup installs it.
+    let sum = p.root().join(".deploy/bin/deploy.sha256");
+    std::fs::write(&sum, "0000\n").unwrap();
+    let r = p.deploy_remote(&["status"]).failed();
+    r.says("has another deploy");
+    r.says("deploy setup test");
+    p.deploy_remote(&["setup"]).ok();
+    p.deploy_remote(&["status"]).ok();
+}
+
+#[track_caller]
+fn setup_installs_deploy_and_check_runs_there(p: &Project) {
+    // Before setup, the node has no deploy: every command says what to do.
+    let r = p.deploy_remote(&["release", "v1"]).failed();
+    r.says("run `deploy setup test` first");
+
+    let r = p.deploy_remote(&["setup"]).ok();
+    r.says("Installing deploy");
+    assert!(p.root().join(".deploy/bin/deploy").is_file());
+    let r = p.deploy_remote(&["setup"]).ok(); // idempotent, nothing to install
+    assert!(!r.stderr.contains("Installing deploy"), "{}", r.stderr);
+    // check: the artifacts here, then the server's own checks there.
+    let r = p.deploy_remote(&["check", "test"]).ok();
+    r.says("Checking the artifacts ... ok");
+    r.says("Checking Podman's storage ... ok");
+    r.says("test is ready for t-remote");
+}
+
+/// v2 changes an asset: an unchanged file costs no transfer and is hard-linked.
+#[track_caller]
+fn v2_sends_only_what_changed(p: &Project, full: f64) {
+    p.write("assets/greeting.txt", "hello two");
+    let r = p.deploy_remote(&["release", "v2"]).ok();
+    let incremental = sent(&r.stderr);
+    assert!(
+        incremental < full * 0.02,
+        "an unchanged file costs no transfer: {incremental} of {full}"
+    );
+    let ino = |v: &str, f: &str| {
+        std::fs::metadata(p.root().join("releases").join(v).join(f))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(ino("v1", "assets/big.bin"), ino("v2", "assets/big.bin"));
+    assert_eq!(ino("v1", "example-app"), ino("v2", "example-app"));
+    assert_eq!(p.body("/"), "example-app v2 hits=2 greeting=hello two\n");
+}
+
+#[track_caller]
+fn a_secret_and_exec_input_reach_the_app_over_ssh(p: &Project) {
     // A secret of the laptop's shell reaches the app over SSH, never a command line or a file
     // left in the run's directory.
     p.add_to_config("env:\n  secret: [GREETING]\n");
@@ -133,15 +155,6 @@ fn setup_release_rollback_over_ssh_with_unchanged_files_hard_linked() {
         &["-rl", secret, p.root().join(".deploy").to_str().unwrap()],
     );
     assert_eq!(left.stdout, "", "the secret was left in {}", left.stdout);
-
-    // The node's deploy must be this build: anything else is refused until setup installs it.
-    let sum = p.root().join(".deploy/bin/deploy.sha256");
-    std::fs::write(&sum, "0000\n").unwrap();
-    let r = p.deploy_remote(&["status"]).failed();
-    r.says("has another deploy");
-    r.says("deploy setup test");
-    p.deploy_remote(&["setup"]).ok();
-    p.deploy_remote(&["status"]).ok();
 }
 
 #[test]
@@ -175,6 +188,23 @@ fn a_dropped_connection_during_the_swap_leaves_the_server_finishing_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
+    kill_everything_on_this_side(runtime, child, pid);
+    // The server finishes the release by itself.
+    while journal.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the node never finished the swap"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(p.current().as_deref(), Some("v2"));
+    assert!(p.body("/").starts_with("example-app v2 hits=2"));
+    let r = p.deploy_remote(&["status"]).ok();
+    r.prints("last:         release v2 ok");
+}
+
+#[track_caller]
+fn kill_everything_on_this_side(runtime: &std::path::Path, child: std::process::Child, pid: u32) {
     // Everything on this side goes: deploy, its ssh clients, and the shared ssh connection,
     // each by its pid (nothing broader: the test must not hit anything else).
     let dir = std::fs::read_dir(runtime)
@@ -224,19 +254,6 @@ fn a_dropped_connection_during_the_swap_leaves_the_server_finishing_it() {
         master.is_some(),
         "the shared connection was found: {check:?}"
     );
-
-    // The server finishes the release by itself.
-    while journal.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the node never finished the swap"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(p.current().as_deref(), Some("v2"));
-    assert!(p.body("/").starts_with("example-app v2 hits=2"));
-    let r = p.deploy_remote(&["status"]).ok();
-    r.prints("last:         release v2 ok");
 }
 
 #[test]

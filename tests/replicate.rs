@@ -71,21 +71,7 @@ fn survives_a_lost_server(p: &Project, env: &[(&str, &str)]) {
     status.prints("data/app.db");
     status.prints("replicating");
 
-    // Steady writes, then the loss in the middle of them.
-    let (stop, thread) = writer(p.port);
-    std::thread::sleep(Duration::from_secs(4));
-    let lost_at = SystemTime::now();
-    common::lose_the_server(p);
-    stop.store(true, Ordering::SeqCst);
-    let seen = thread.join().unwrap();
-    let committed = seen
-        .iter()
-        .filter(|(t, _)| *t + Duration::from_secs(2) <= lost_at)
-        .map(|(_, n)| *n)
-        .max()
-        .expect("rows written 2 s before the loss");
-    let last = seen.iter().map(|(_, n)| *n).max().unwrap();
-
+    let (committed, last) = lose_the_server_under_writes(p);
     let r = p.deploy_env(env, &["restore"]).ok();
     r.says("restored 1 database(s)");
     let back = count(p);
@@ -116,6 +102,32 @@ fn survives_a_lost_server(p: &Project, env: &[(&str, &str)]) {
         .count();
     assert_eq!(replaced, 1);
 
+    rows_written_after_a_restore_come_back(p, env);
+    the_replica_follows_a_rollback_with_data(p, env);
+}
+
+/// The rows committed 2 s before the loss, and the last row written.
+#[track_caller]
+fn lose_the_server_under_writes(p: &Project) -> (u64, u64) {
+    // Steady writes, then the loss in the middle of them.
+    let (stop, thread) = writer(p.port);
+    std::thread::sleep(Duration::from_secs(4));
+    let lost_at = SystemTime::now();
+    common::lose_the_server(p);
+    stop.store(true, Ordering::SeqCst);
+    let seen = thread.join().unwrap();
+    let committed = seen
+        .iter()
+        .filter(|(t, _)| *t + Duration::from_secs(2) <= lost_at)
+        .map(|(_, n)| *n)
+        .max()
+        .expect("rows written 2 s before the loss");
+    let last = seen.iter().map(|(_, n)| *n).max().unwrap();
+    (committed, last)
+}
+
+#[track_caller]
+fn rows_written_after_a_restore_come_back(p: &Project, env: &[(&str, &str)]) {
     // After the data changed hands (a restore), rows written from then on are replicated too:
     // the next loss brings them back.
     for _ in 0..10 {
@@ -132,7 +144,10 @@ fn survives_a_lost_server(p: &Project, env: &[(&str, &str)]) {
         after_restore,
         "the rows written after the restore came back from the next one"
     );
+}
 
+#[track_caller]
+fn the_replica_follows_a_rollback_with_data(p: &Project, env: &[(&str, &str)]) {
     // A rollback with its data: the replica follows the data put back, and what is written
     // after it comes back from the next loss too.
     p.deploy_env(env, &["release", "v2"]).ok();

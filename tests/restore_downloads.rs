@@ -6,6 +6,7 @@
 
 mod common;
 use common::Project;
+use std::path::Path;
 use std::time::Duration;
 
 fn sql(p: &Project, db: &std::path::Path, q: &str) -> String {
@@ -20,34 +21,7 @@ fn the_list_and_the_databases_it_had_download_together_and_only_the_listed_go_in
     let replica = std::path::PathBuf::from("/tmp/deploy-tests/replicas/rs2-dl");
     // Two databases replicated once, then gone from shared/ (and from the replica's list).
     let data = p.root().join("shared/data");
-    for name in ["old.db", "bad.db"] {
-        sql(
-            &p,
-            &data.join(name),
-            "PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
-        );
-    }
-    p.deploy(&["release", "v2"]).ok();
-    std::thread::sleep(Duration::from_millis(2500));
-    for name in ["old.db", "bad.db"] {
-        for side in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(data.join(format!("{name}{side}")));
-        }
-    }
-    p.deploy(&["release", "v3"]).ok();
-    std::thread::sleep(Duration::from_millis(2500));
-    let mut spoiled = 0;
-    for f in walkdir::WalkDir::new(replica.join("data/bad.db"))
-        .into_iter()
-        .flatten()
-    {
-        if f.file_type().is_file() {
-            std::fs::write(f.path(), vec![0x5a; 4096]).unwrap();
-            spoiled += 1;
-        }
-    }
-    assert!(spoiled > 0, "no replica files of data/bad.db");
-
+    replicate_two_databases_then_remove_and_spoil_them(&p, &replica, &data);
     // This server's own list now names those two and not app.db (Litestream stopped first: it
     // would ship the change to the replica).
     p.user(
@@ -82,6 +56,44 @@ fn the_list_and_the_databases_it_had_download_together_and_only_the_listed_go_in
         .collect();
     assert!(left.is_empty(), "scratch directories left: {left:?}");
 
+    the_next_restore_downloads_app_db_with_its_own_list(&p);
+}
+
+/// old.db and bad.db replicated once, then gone from shared/ and from the replica's list; bad.db's
+/// replica spoiled.
+#[track_caller]
+fn replicate_two_databases_then_remove_and_spoil_them(p: &Project, replica: &Path, data: &Path) {
+    for name in ["old.db", "bad.db"] {
+        sql(
+            p,
+            &data.join(name),
+            "PRAGMA journal_mode=WAL; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+        );
+    }
+    p.deploy(&["release", "v2"]).ok();
+    std::thread::sleep(Duration::from_millis(2500));
+    for name in ["old.db", "bad.db"] {
+        for side in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(data.join(format!("{name}{side}")));
+        }
+    }
+    p.deploy(&["release", "v3"]).ok();
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut spoiled = 0;
+    for f in walkdir::WalkDir::new(replica.join("data/bad.db"))
+        .into_iter()
+        .flatten()
+    {
+        if f.file_type().is_file() {
+            std::fs::write(f.path(), vec![0x5a; 4096]).unwrap();
+            spoiled += 1;
+        }
+    }
+    assert!(spoiled > 0, "no replica files of data/bad.db");
+}
+
+#[track_caller]
+fn the_next_restore_downloads_app_db_with_its_own_list(p: &Project) {
     // Its list is this server's own again: the next restore downloads app.db with it, and says
     // how the span's parts add up.
     let r = p.deploy(&["--json", "restore", "--overwrite"]).ok();

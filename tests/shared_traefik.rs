@@ -331,40 +331,7 @@ fn a_restart_of_traefik_waits_for_the_gap_of_another_apps_release_and_setup() {
     assert_served("ma2-a", WEB, "v1");
     assert_served("ma2-b", WEB, "v1");
 
-    // The dry run of a setup that adds an entry point: the lines that change, the restart and
-    // whom it touches; nothing changed.
-    let files = || {
-        let u = lone_user();
-        (static_config(u), record(u, "ma2-b"), traefik_pid(u))
-    };
-    let before = files();
-    set_traefik(
-        &b,
-        &traefik_section_at(API, "ma2-b", &[("web", WEB), ("b2", 19701)], &["web", "b2"]),
-    );
-    let r = b.deploy(&["setup", "--dry-run"]).ok();
-    r.prints("  static:    ");
-    r.prints("merged with the other apps' requests (what changes in it):\n");
-    r.prints("    | +   b2:\n    | +     address: \"127.0.0.1:19701\"\n");
-    r.prints(
-        "  restart:   Traefik restarts once every other app's gap has ended, touching ma2-a \
-         (test), ma2-b (test)\n  how:       handed over to a Traefik started beside it, no \
-         connection refused\n",
-    );
-    assert_eq!(files(), before, "the dry run changed nothing");
-    // Unchanged for a: no restart. A conflict: the refusal setup would give.
-    let r = a.deploy(&["setup", "--dry-run"]).ok();
-    r.prints("unchanged\n  restart:   none");
-    set_traefik(
-        &b,
-        &traefik_section_at(API, "ma2-b", &[("web", 19703)], &["web"]),
-    );
-    refused(
-        b.deploy(&["setup", "--dry-run"]),
-        "ma2-a",
-        "entrypoints.web",
-    );
-
+    dry_runs_say_what_setup_would_change(&a, &b);
     // a's release pauses 10 s in its gap (after the stop); b's setup adds an entry point.
     set_traefik(
         &b,
@@ -399,6 +366,48 @@ fn a_restart_of_traefik_waits_for_the_gap_of_another_apps_release_and_setup() {
     assert_served("ma2-a", WEB, "v2");
     assert_served("ma2-b", 19702, "v1");
 
+    a_traefik_without_reuse_port_restarts_plainly_then_hands_over(&a, &b);
+}
+
+#[track_caller]
+fn dry_runs_say_what_setup_would_change(a: &Project, b: &Project) {
+    // The dry run of a setup that adds an entry point: the lines that change, the restart and
+    // whom it touches; nothing changed.
+    let files = || {
+        let u = lone_user();
+        (static_config(u), record(u, "ma2-b"), traefik_pid(u))
+    };
+    let before = files();
+    set_traefik(
+        b,
+        &traefik_section_at(API, "ma2-b", &[("web", WEB), ("b2", 19701)], &["web", "b2"]),
+    );
+    let r = b.deploy(&["setup", "--dry-run"]).ok();
+    r.prints("  static:    ");
+    r.prints("merged with the other apps' requests (what changes in it):\n");
+    r.prints("    | +   b2:\n    | +     address: \"127.0.0.1:19701\"\n");
+    r.prints(
+        "  restart:   Traefik restarts once every other app's gap has ended, touching ma2-a \
+         (test), ma2-b (test)\n  how:       handed over to a Traefik started beside it, no \
+         connection refused\n",
+    );
+    assert_eq!(files(), before, "the dry run changed nothing");
+    // Unchanged for a: no restart. A conflict: the refusal setup would give.
+    let r = a.deploy(&["setup", "--dry-run"]).ok();
+    r.prints("unchanged\n  restart:   none");
+    set_traefik(
+        b,
+        &traefik_section_at(API, "ma2-b", &[("web", 19703)], &["web"]),
+    );
+    refused(
+        b.deploy(&["setup", "--dry-run"]),
+        "ma2-a",
+        "entrypoints.web",
+    );
+}
+
+#[track_caller]
+fn a_traefik_without_reuse_port_restarts_plainly_then_hands_over(a: &Project, b: &Project) {
     // A Traefik started from a static config without reusePort (an earlier deploy's) cannot
     // share its ports: the next change restarts it plainly, then the one after hands over.
     let u = lone_user();
@@ -417,14 +426,14 @@ fn a_restart_of_traefik_waits_for_the_gap_of_another_apps_release_and_setup() {
     assert!(restarted.success());
     assert_served("ma2-a", WEB, "v2");
     let mut eps = vec![("web", WEB), ("b2", 19701), ("b3", 19702), ("b4", 19712)];
-    set_traefik(&b, &traefik_section_at(API, "ma2-b", &eps, &["web", "b3"]));
-    let (plain, set_up) = setup_under_load(&a, &b);
+    set_traefik(b, &traefik_section_at(API, "ma2-b", &eps, &["web", "b3"]));
+    let (plain, set_up) = setup_under_load(a, b);
     set_up.says("a plain restart, connections refused for a moment (the running Traefik does not share its ports (no reusePort) yet)");
     eprintln!("during a plain restart of Traefik: {}", plain.describe());
     assert!(static_config(u).contains("reusePort: true"));
     eps.push(("b5", 19713));
-    set_traefik(&b, &traefik_section_at(API, "ma2-b", &eps, &["web", "b3"]));
-    let (handed, set_up) = setup_under_load(&a, &b);
+    set_traefik(b, &traefik_section_at(API, "ma2-b", &eps, &["web", "b3"]));
+    let (handed, set_up) = setup_under_load(a, b);
     set_up.says("handed over to a Traefik started beside it");
     handed.assert_handed_over();
     assert_served("ma2-a", WEB, "v2");

@@ -318,11 +318,20 @@ fn the_snapshot_is_the_data_at_the_stop(p: &Project, method: &str) {
     assert_eq!(txid.len(), 16, "{m}");
     assert!(m["replica"]["data/app.db"]["confirmed_at"].is_null(), "{m}");
 
+    the_next_release_puts_it_right_and_the_replica_gives_the_stop_back(p, &db, &replica);
+}
+
+#[track_caller]
+fn the_next_release_puts_it_right_and_the_replica_gives_the_stop_back(
+    p: &Project,
+    db: &Path,
+    replica: &Path,
+) {
     // The next release puts the interrupted one right, with every row; after its gap the
     // replica is seen to hold the data at its stop, and gives exactly that data back.
-    let rows = count(p, &db);
+    let rows = count(p, db);
     p.deploy(&["release", "v3"]).ok();
-    assert_eq!(count(p, &db), rows);
+    assert_eq!(count(p, db), rows);
     let snap = common::only_snapshot(&p.root(), "v1");
     let m = manifest(&snap);
     let pos = &m["replica"]["data/app.db"];

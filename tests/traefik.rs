@@ -40,18 +40,7 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
         "3s",
     );
     p.write("maintenance.html", "<h1>t-front-maint is upgrading</h1>\n");
-    // A router left by an earlier deploy under the old name, with the same rule: it would take
-    // part of the traffic to the app straight, gap or not.
-    let dynamic = common::node().home.join(".config/traefik/dynamic");
-    let legacy = dynamic.join("t-front-maint-test.yaml");
-    std::fs::write(
-        &legacy,
-        "# Written by deploy for t-front-maint (test). Do not edit.\nhttp:\n  routers:\n    \
-         t-front-maint-test:\n      rule: Host(`t-front-maint.test`)\n      service: \
-         t-front-maint-test\n  services:\n    t-front-maint-test:\n      loadBalancer:\n        \
-         servers:\n          - url: \"http://127.0.0.1:18201\"\n",
-    )
-    .unwrap();
+    let legacy = a_router_under_the_old_name();
     // v1's stop waits long enough for the slow request below, even on a busy machine (a
     // release stops with its own stop timeout).
     let config = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
@@ -79,6 +68,51 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
     // release pauses after its build (the test hook), the request is sent then, and the stop
     // waits for it.
     let load = p.load(4);
+    a_slow_request_in_the_gap_finishes_on_v1(&p);
+    // A release that fails its health check is put back behind the same protection.
+    p.write("assets/fail-health", "");
+    p.deploy(&["release", "v3"]).failed();
+    p.remove("assets/fail-health");
+    std::thread::sleep(Duration::from_millis(300));
+    let s = load.finish();
+    assert!(
+        s.other.is_empty(),
+        "only 200 or 503 through Traefik, got {:?}",
+        &s.other[..s.other.len().min(10)]
+    );
+    assert!(s.ok > 50 && s.maintenance > 0, "{s:?}");
+
+    let (status, _, body) = p.get_front("/").unwrap();
+    assert!(
+        status == 200 && body.starts_with("example-app v2 "),
+        "{status} {body}"
+    );
+
+    maintenance_on_keeps_the_page_up_through_a_release(&p);
+}
+
+/// The file of a router of the app under its old name.
+#[track_caller]
+fn a_router_under_the_old_name() -> std::path::PathBuf {
+    // A router left by an earlier deploy under the old name, with the same rule: it would take
+    // part of the traffic to the app straight, gap or not.
+    let dynamic = common::node().home.join(".config/traefik/dynamic");
+    let legacy = dynamic.join("t-front-maint-test.yaml");
+    std::fs::write(
+        &legacy,
+        "# Written by deploy for t-front-maint (test). Do not edit.\nhttp:\n  routers:\n    \
+         t-front-maint-test:\n      rule: Host(`t-front-maint.test`)\n      service: \
+         t-front-maint-test\n  services:\n    t-front-maint-test:\n      loadBalancer:\n        \
+         servers:\n          - url: \"http://127.0.0.1:18201\"\n",
+    )
+    .unwrap();
+    legacy
+}
+
+/// v2's release, paused after its build, with a slow request sent then: it finishes on v1, after
+/// the stop began.
+#[track_caller]
+fn a_slow_request_in_the_gap_finishes_on_v1(p: &Project) {
     let release = p
         .deploy_cmd(
             &[("DEPLOY_TEST_HOOK", "sleep@after-build")],
@@ -122,32 +156,17 @@ fn maintenance_mode_releases_under_load_answer_200_or_503_only() {
         answered_at > stop_began,
         "the slow request ended before the stop began: it proves nothing"
     );
-    // A release that fails its health check is put back behind the same protection.
-    p.write("assets/fail-health", "");
-    p.deploy(&["release", "v3"]).failed();
-    p.remove("assets/fail-health");
-    std::thread::sleep(Duration::from_millis(300));
-    let s = load.finish();
-    assert!(
-        s.other.is_empty(),
-        "only 200 or 503 through Traefik, got {:?}",
-        &s.other[..s.other.len().min(10)]
-    );
-    assert!(s.ok > 50 && s.maintenance > 0, "{s:?}");
+}
 
-    let (status, _, body) = p.get_front("/").unwrap();
-    assert!(
-        status == 200 && body.starts_with("example-app v2 "),
-        "{status} {body}"
-    );
-
+#[track_caller]
+fn maintenance_on_keeps_the_page_up_through_a_release(p: &Project) {
     // Maintenance on: everyone gets the custom page with 503 and Retry-After.
     p.deploy(&["maintenance", "on"]).ok();
     let (status, retry_after, body) = p.get_front("/any/path").unwrap();
     assert_eq!(status, 503);
     assert_eq!(retry_after.as_deref(), Some("5"));
     assert_eq!(body, "<h1>t-front-maint is upgrading</h1>\n");
-    hostile_load_leaves_the_page_up(&p);
+    hostile_load_leaves_the_page_up(p);
     // A release during maintenance keeps the page up.
     let r = p.deploy(&["release", "v4"]).ok();
     r.says("maintenance is on");

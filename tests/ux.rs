@@ -17,6 +17,57 @@ fn json_lines(stdout: &str) -> Vec<Value> {
 fn output_off_a_terminal_json_shapes_and_logs() {
     let p = Project::new("t-ux", 18330, Options::default());
     p.deploy(&["setup"]).ok();
+    release_v1_prints_plain_step_lines_off_a_terminal(&p);
+    // release --json: one event per line on stdout, the last one `done` with the facts.
+    let r = p.deploy(&["release", "v2", "--json"]).ok();
+    let events = json_lines(&r.stdout);
+    assert!(events.iter().any(|e| e["event"] == "step"
+        && e["step"] == "Switching current to v2"
+        && e["outcome"] == "ok"
+        && e["ms"].is_u64()));
+    let done = events.last().unwrap();
+    assert_eq!(done["event"], "done");
+    assert_eq!(done["action"], "release");
+    assert_eq!(done["version"], "v2");
+    assert_eq!(done["previous"], "v1");
+    assert!(
+        done["gap_ms"].is_u64() && done["total_ms"].is_u64(),
+        "{done}"
+    );
+
+    dry_runs_print_the_plan_and_change_nothing(&p);
+    // releases --json and status --json: one document each.
+    let r = p.deploy(&["releases", "--json"]).ok();
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["app"], "t-ux");
+    assert_eq!(v["current"], "v2");
+    let rows = v["releases"].as_array().unwrap();
+    assert_eq!(rows[0]["version"], "v2");
+    assert_eq!(rows[0]["current"], true);
+    assert_eq!(rows[1]["outcome"], "ok");
+    assert!(
+        rows[1]["snapshot_at"].is_string(),
+        "v1 left a data snapshot: {v}"
+    );
+    let r = p.deploy(&["status", "--json"]).ok();
+    let s: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(s["current"], "v2");
+    assert_eq!(s["unit"]["active"], "active");
+    assert_eq!(s["health"]["status"], 200);
+    assert_eq!(s["last"]["action"], "release");
+    assert_eq!(s["last"]["outcome"], "ok");
+
+    // A failure with --json ends with an `error` event that carries the exit code.
+    let r = p.deploy(&["rollback", "--to", "v9", "--json"]).failed();
+    let last = json_lines(&r.stdout).pop().unwrap();
+    assert_eq!(last["event"], "error");
+    assert_eq!(last["exit_code"], 1);
+
+    logs_print_the_last_lines_and_follow(&p);
+}
+
+#[track_caller]
+fn release_v1_prints_plain_step_lines_off_a_terminal(p: &Project) {
     let r = p.deploy(&["release", "v1"]).ok();
     // Not a terminal: plain lines, no escape codes, each step with its outcome and time.
     assert!(!r.stderr.contains('\x1b'), "{:?}", r.stderr);
@@ -39,24 +90,10 @@ fn output_off_a_terminal_json_shapes_and_logs() {
     );
     let r = p.deploy(&["--color", "always", "check", "test"]).ok();
     assert!(r.stderr.contains("\x1b[32mok\x1b[0m"), "{:?}", r.stderr);
+}
 
-    // release --json: one event per line on stdout, the last one `done` with the facts.
-    let r = p.deploy(&["release", "v2", "--json"]).ok();
-    let events = json_lines(&r.stdout);
-    assert!(events.iter().any(|e| e["event"] == "step"
-        && e["step"] == "Switching current to v2"
-        && e["outcome"] == "ok"
-        && e["ms"].is_u64()));
-    let done = events.last().unwrap();
-    assert_eq!(done["event"], "done");
-    assert_eq!(done["action"], "release");
-    assert_eq!(done["version"], "v2");
-    assert_eq!(done["previous"], "v1");
-    assert!(
-        done["gap_ms"].is_u64() && done["total_ms"].is_u64(),
-        "{done}"
-    );
-
+#[track_caller]
+fn dry_runs_print_the_plan_and_change_nothing(p: &Project) {
     // --dry-run prints the plan and changes nothing.
     let r = p.deploy(&["release", "v3", "--dry-run"]).ok();
     assert!(
@@ -101,34 +138,10 @@ fn output_off_a_terminal_json_shapes_and_logs() {
     let r = p.deploy(&["setup", "--dry-run"]).ok();
     assert!(r.stdout.contains("  unit:      "), "{}", r.stdout);
     assert_eq!(p.current().as_deref(), Some("v2"));
+}
 
-    // releases --json and status --json: one document each.
-    let r = p.deploy(&["releases", "--json"]).ok();
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v["app"], "t-ux");
-    assert_eq!(v["current"], "v2");
-    let rows = v["releases"].as_array().unwrap();
-    assert_eq!(rows[0]["version"], "v2");
-    assert_eq!(rows[0]["current"], true);
-    assert_eq!(rows[1]["outcome"], "ok");
-    assert!(
-        rows[1]["snapshot_at"].is_string(),
-        "v1 left a data snapshot: {v}"
-    );
-    let r = p.deploy(&["status", "--json"]).ok();
-    let s: Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(s["current"], "v2");
-    assert_eq!(s["unit"]["active"], "active");
-    assert_eq!(s["health"]["status"], 200);
-    assert_eq!(s["last"]["action"], "release");
-    assert_eq!(s["last"]["outcome"], "ok");
-
-    // A failure with --json ends with an `error` event that carries the exit code.
-    let r = p.deploy(&["rollback", "--to", "v9", "--json"]).failed();
-    let last = json_lines(&r.stdout).pop().unwrap();
-    assert_eq!(last["event"], "error");
-    assert_eq!(last["exit_code"], 1);
-
+#[track_caller]
+fn logs_print_the_last_lines_and_follow(p: &Project) {
     // logs: the app's own output, the last lines; -f follows what comes next.
     let r = p.deploy(&["logs", "-n", "3"]).ok();
     assert!(

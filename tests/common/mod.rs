@@ -1003,6 +1003,11 @@ impl Project {
         ] {
             let _ = std::fs::remove_file(dynamic.join(file));
         }
+        self.remove_images(&n);
+    }
+
+    /// The app's images in the node user's store.
+    fn remove_images(&self, n: &Names) {
         // By name, never by id: identical builds of other tests' apps share image ids. The
         // filter matches images and lists every name of each, so keep only this app's names.
         let images = self.user(
