@@ -29,7 +29,6 @@ mod release;
 pub mod remove;
 mod rename;
 pub mod replaced;
-mod replica_position;
 pub mod replicate;
 pub mod request;
 mod restore;
@@ -396,10 +395,10 @@ impl<'a> Node<'a> {
                     "Replicating the databases to {} ({unit})",
                     replicate::shown_url(&r.url)
                 ),
-                || self.sync_replication(systemd),
+                || self.replication().sync(systemd),
             )?;
         } else {
-            self.sync_replication(systemd)?;
+            self.replication().sync(systemd)?;
         }
         if self.jobs_changed()? {
             self.ui

@@ -380,7 +380,7 @@ impl Node<'_> {
             interrupted: self.swap_report()?,
             killed_at_stop: self.killed_at_stop(),
             verification: self.last_verification(),
-            replication: self.replication_status(),
+            replication: self.replication().status(),
             failed_jobs: self.failed_jobs(),
             stopped: self.stopped_by_hand(),
             held: self.held_by_hand()?,

@@ -153,7 +153,7 @@ impl Node<'_> {
             );
             return Ok(());
         }
-        let env = self.litestream_env(secrets)?;
+        let env = self.replication().litestream_env(secrets)?;
         let work = self
             .layout
             .meta()
@@ -207,7 +207,7 @@ impl Node<'_> {
         work: &Path,
     ) -> Result<Verification> {
         let max_lag = self.config.verify.max_lag;
-        let (config, listed) = self.replica_manifest(r, env, work, None)?;
+        let (config, listed) = self.replication().replica_manifest(r, env, work, None)?;
         let mut databases = Vec::new();
         let shared = self.layout.shared();
         let mut names: Vec<String> = listed.iter().map(SharedRel::to_string).collect();
@@ -252,7 +252,9 @@ impl Node<'_> {
         let restored = self
             .ui
             .step(&format!("Restoring {rel} into a scratch copy"), || {
-                Ok(self.litestream_restore(config, &live, &out, None, env))
+                Ok(self
+                    .replication()
+                    .litestream_restore(config, &live, &out, None, env))
             })?;
         let ms = t.elapsed().as_millis() as u64;
         let mut check = DbCheck {
@@ -331,7 +333,7 @@ impl Node<'_> {
             "-timeout",
             "1",
             "-socket",
-            self.litestream_socket()
+            self.replication().litestream_socket()
         )
         .stdout_null()
         .stderr_null()
@@ -347,7 +349,7 @@ impl Node<'_> {
             bin,
             "status",
             "-config",
-            self.litestream_config(),
+            self.replication().litestream_config(),
             "-no-expand-env",
             "-json",
             live

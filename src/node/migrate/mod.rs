@@ -157,7 +157,7 @@ impl crate::node::Node<'_> {
         crate::signals::point("migrate-after-shared");
         let target = self.make_first_release(&plan)?;
         self.record_first_release(&plan.release)?;
-        if let Err(e) = self.sync_replication(&systemd) {
+        if let Err(e) = self.replication().sync(&systemd) {
             self.ui.warn(&format!("replication: {e:#}"));
         }
         self.tell_migrated(&plan.release, &target, running);
@@ -220,7 +220,7 @@ impl crate::node::Node<'_> {
                 systemd.stop(&unit, self.stop_timeout())
             })?;
         }
-        self.stop_replication(systemd)?;
+        self.replication().stop(systemd)?;
         let root = &self.layout.root;
         let busy: Vec<String> = plan
             .moves

@@ -146,9 +146,9 @@ impl<'a> NodeEffects<'a> {
             _ => Vec::new(),
         };
         if !ready.is_empty() && !self.replication_stopped {
-            self.replication_stopped = node.stop_replication(self.systemd)?;
+            self.replication_stopped = node.replication().stop(self.systemd)?;
         }
-        let positions = |rels: &[PathBuf]| node.replica_positions(rels);
+        let positions = |rels: &[PathBuf]| node.replication().replica_positions(rels);
         let moving = |rel: &std::path::Path| ready.iter().any(|r| r == rel);
         let t = snapshot::take(
             &l.shared(),
@@ -229,7 +229,7 @@ impl<'a> NodeEffects<'a> {
             Step::Restore { snapshot } => {
                 // Litestream keeps the databases open: it stops before they are put back.
                 if !self.replication_stopped {
-                    self.replication_stopped = node.stop_replication(self.systemd)?;
+                    self.replication_stopped = node.replication().stop(self.systemd)?;
                 }
                 if mv.only_into_empty {
                     // Decided with the app stopped: a database it wrote meanwhile counts,
