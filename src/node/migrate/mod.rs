@@ -210,14 +210,14 @@ impl crate::node::Node<'_> {
         systemd: &crate::sys::systemd::Systemd,
         plan: &Plan,
     ) -> Result<bool> {
-        let unit = self.unit_name();
+        let unit = self.runtime().unit_name();
         let running = systemd
             .state(&unit)
             .map(|s| matches!(s.active, Active::Active | Active::Activating))
             .unwrap_or(false);
         if running {
             self.ui.step(&format!("Stopping {unit}"), || {
-                systemd.stop(&unit, self.stop_timeout())
+                systemd.stop(&unit, self.runtime().stop_timeout())
             })?;
         }
         self.replication().stop(systemd)?;
@@ -311,7 +311,7 @@ impl crate::node::Node<'_> {
         let release_env = crate::node::unit::release_env(
             &self.config.app,
             v,
-            &self.image(v),
+            &self.runtime().image(v),
             None,
             &self.run_settings(),
         );
@@ -328,7 +328,7 @@ impl crate::node::Node<'_> {
     fn record_first_release(&self, v: &str) -> Result<()> {
         let mut state = self.load_state()?;
         if !state.releases.contains_key(v) {
-            state.add_release(v, &self.image(v));
+            state.add_release(v, &self.runtime().image(v));
         }
         state.set_outcome(v, crate::node::state::Outcome::Ok);
         state.push_event(crate::node::event(
@@ -355,7 +355,7 @@ impl crate::node::Node<'_> {
             if running {
                 format!(
                     "{} was stopped and stays stopped until the next release. ",
-                    self.unit_name()
+                    self.runtime().unit_name()
                 )
             } else {
                 String::new()

@@ -194,7 +194,7 @@ impl Node<'_> {
             Ok(rel) => data.join(rel).display().to_string(),
             Err(_) => p.to_string(),
         };
-        let mut spec = self.unit_spec();
+        let mut spec = self.runtime().unit_spec();
         for m in &mut spec.mounts {
             m.host = moved(&m.host);
         }
