@@ -44,7 +44,7 @@ impl EnvChange {
 }
 
 /// The file in `.deploy/` that says the last stop of the app ran into its timeout.
-const KILLED_AT_STOP: &str = "killed-at-stop";
+pub(crate) const KILLED_AT_STOP: &str = "killed-at-stop";
 
 /// Said when a stop ran into its timeout. Pure.
 pub fn killed_message(timeout: u64, init: bool) -> String {
@@ -69,7 +69,7 @@ fn published_port(unit_text: &str) -> Option<u16> {
 impl Node<'_> {
     /// The run settings a release made now gets.
     pub(crate) fn run_settings(&self) -> unit::RunSettings {
-        unit::RunSettings::of(&self.unit_spec())
+        unit::RunSettings::of(&self.runtime().unit_spec())
     }
 
     /// The health check `version` was made with (its release.env), else this config's.
@@ -107,7 +107,7 @@ impl Node<'_> {
     /// What differs between this config's environment and what is installed. Reads only.
     pub(crate) fn environment_changes(&self) -> Result<Vec<EnvChange>> {
         let mut changes = Vec::new();
-        let dir = self.user_unit_dir();
+        let dir = self.runtime().user_unit_dir();
         let env = &self.env_name;
         let setup =
             format!("run `deploy setup {env}` to apply it (it does so in a gap of its own)");
@@ -135,8 +135,8 @@ impl Node<'_> {
             }
             (None, false) => {}
         }
-        let installed = std::fs::read_to_string(self.unit_path()).unwrap_or_default();
-        let wanted = unit::render(&self.unit_spec())?;
+        let installed = std::fs::read_to_string(self.runtime().unit_path()).unwrap_or_default();
+        let wanted = unit::render(&self.runtime().unit_spec())?;
         if installed != wanted {
             let from = published_port(&installed);
             if socket && socket_installed {
@@ -197,12 +197,16 @@ impl Node<'_> {
         if let Some(EnvChange::Port { to, .. }) =
             changes.iter().find(|c| matches!(c, EnvChange::Port { .. }))
         {
-            self.check_port(systemd, *to, &self.unit_name())?;
+            self.check_port(systemd, *to, &self.runtime().unit_name())?;
         }
         if let Some(label) = rewrite {
             self.ui.step(&label, || {
-                let text = unit::render(&self.unit_spec())?;
-                systemd.install_unit(&self.user_unit_dir(), &self.unit_name(), &text)
+                let text = unit::render(&self.runtime().unit_spec())?;
+                systemd.install_unit(
+                    &self.runtime().user_unit_dir(),
+                    &self.runtime().unit_name(),
+                    &text,
+                )
             })?;
         }
         if let Some(label) = repoint {
@@ -220,7 +224,7 @@ impl Node<'_> {
             .iter()
             .any(|c| matches!(c, EnvChange::Port { .. } | EnvChange::Unit));
         [
-            rewrite.then(|| format!("Rewriting {}", self.unit_name())),
+            rewrite.then(|| format!("Rewriting {}", self.runtime().unit_name())),
             changes
                 .contains(&EnvChange::GapServer)
                 .then(|| "Re-pointing the gap server".to_string()),
@@ -230,35 +234,6 @@ impl Node<'_> {
     /// The step lines applying `changes` shows.
     pub(crate) fn apply_labels(&self, changes: &[EnvChange]) -> Vec<String> {
         self.apply_steps(changes).into_iter().flatten().collect()
-    }
-
-    /// The stop timeout the live release runs with (its release.env), else this config's.
-    fn live_stop_timeout(&self) -> u64 {
-        std::fs::read_to_string(self.layout.current_release_env())
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("DEPLOY_STOP_TIMEOUT=")?.trim().parse().ok())
-            })
-            .unwrap_or_else(|| self.config.container.stop_timeout.as_secs().max(1))
-    }
-
-    /// After a stop of the app: one that lasted its whole timeout ended with a kill, which is
-    /// said now and kept (`deploy status` and `deploy check` say it until a stop is clean).
-    pub(crate) fn note_stop(&self, took: std::time::Duration) {
-        let timeout = self.live_stop_timeout();
-        let file = self.layout.meta().join(KILLED_AT_STOP);
-        if took.as_secs_f64() + 0.05 < timeout as f64 {
-            let _ = std::fs::remove_file(&file);
-            return;
-        }
-        let said = killed_message(timeout, self.config.container.init);
-        self.ui.warn(&said);
-        let _ = fsx::write_atomic(
-            &file,
-            format!("{} {said}\n", crate::sys::now()).as_bytes(),
-            0o600,
-        );
     }
 
     /// What the last stop that ran into its timeout said, with when.

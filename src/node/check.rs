@@ -60,7 +60,9 @@ impl Node<'_> {
         check("Checking podman", &|| {
             crate::sys::podman::check_runtime(false).map(|_| ())
         });
-        check("Checking Podman's storage", &|| self.check_storage());
+        check("Checking Podman's storage", &|| {
+            self.runtime().check_storage()
+        });
         if self.config.container.init {
             check("Checking podman's init (container.init)", &|| {
                 crate::sys::podman::init_binary(&self.home).map(|_| ())
@@ -79,7 +81,7 @@ impl Node<'_> {
         });
         if let Ok(s) = &systemd {
             check(&format!("Checking port {}", self.env.port), &|| {
-                self.check_port(s, self.env.port, &self.unit_name())
+                self.check_port(s, self.env.port, &self.runtime().unit_name())
             });
         }
     }

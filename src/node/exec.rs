@@ -17,7 +17,7 @@ impl Node<'_> {
             )
         })?;
         let state = self.load_state()?;
-        let image = self.ensure_image(&state, &live)?;
+        let image = self.runtime().ensure_image(&state, &live)?;
         let stamp: String = crate::node::snapshot::stamp()
             .chars()
             .filter(char::is_ascii_digit)
@@ -26,7 +26,7 @@ impl Node<'_> {
             .names()
             .exec_container(&format!("{stamp}{}", std::process::id()));
         let tty = interactive && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-        let spec = self.unit_spec();
+        let spec = self.runtime().unit_spec();
         self.ensure_release_vars(&live)?;
         let by = crate::node::state::Origin::current()
             .who
@@ -58,7 +58,7 @@ impl Node<'_> {
     /// A release's variables file, made empty for a release from before env.clear/env.secret
     /// (none of its own): what a one-off container of it reads.
     pub(crate) fn ensure_release_vars(&self, version: &str) -> Result<()> {
-        let vars = std::path::PathBuf::from(self.unit_spec().release_vars(version));
+        let vars = std::path::PathBuf::from(self.runtime().unit_spec().release_vars(version));
         if !vars.exists() {
             crate::sys::fsx::write_atomic(&vars, b"", 0o600)?;
         }

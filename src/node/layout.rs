@@ -15,7 +15,7 @@
 //! <root>/.deploy/project/<run>/          a remote command's config, removed when it ends
 //! ```
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +73,16 @@ impl Layout {
     }
     pub fn current(&self) -> PathBuf {
         self.root.join("current")
+    }
+    /// The version `current` points at, if any.
+    pub fn current_version(&self) -> Result<Option<String>> {
+        match std::fs::read_link(self.current()) {
+            Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| {
+                format!("{} exists but is not a symlink", self.current().display())
+            }),
+        }
     }
     pub fn meta(&self) -> PathBuf {
         self.root.join(".deploy")

@@ -3,7 +3,8 @@
 //! `<path>/log/job_<name>.log`, each run between deploy's own `==` lines), the last lines, and
 //! with `-f` what comes after, as it comes; `--since` and `--grep` choose among them.
 
-use crate::node::{strip_k8s_prefix, Node};
+use crate::node::runtime::strip_k8s_prefix;
+use crate::node::Node;
 use anyhow::{Context, Result};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, SystemTime};

@@ -15,12 +15,10 @@ pub mod front;
 pub mod hold;
 pub mod jobs;
 pub mod layout;
-mod listen;
 pub mod lock;
 pub mod logs;
 pub mod migrate;
 pub mod plan;
-pub mod power;
 pub mod preview;
 pub(crate) mod prune;
 mod publish;
@@ -29,18 +27,17 @@ mod release;
 pub mod remove;
 mod rename;
 pub mod replaced;
-mod replica_position;
 pub mod replicate;
 pub mod request;
 mod restore;
 pub mod rollback;
+pub mod runtime;
 pub mod schema;
 pub mod server;
 pub mod shared_path;
 pub mod snapshot;
 pub mod state;
 pub mod status;
-pub mod storage;
 pub mod swap;
 pub mod unit;
 pub mod upload;
@@ -113,51 +110,9 @@ impl<'a> Node<'a> {
         crate::names::Names::new(&self.config.app, &self.env_name)
     }
 
-    /// What the app's unit (and an in-gap hook's container) is made from: its mounts labelled
-    /// when this server has SELinux enabled.
-    pub(crate) fn unit_spec(&self) -> unit::UnitSpec {
-        let label = unit::VolumeLabel::of(crate::sys::selinux::mode());
-        unit::UnitSpec::new(
-            self.config,
-            &self.layout,
-            self.env.port,
-            &self.names(),
-            label,
-        )
-    }
-
-    pub(crate) fn unit_name(&self) -> String {
-        self.names().unit()
-    }
-
-    pub(crate) fn user_unit_dir(&self) -> PathBuf {
-        crate::sys::systemd::user_unit_dir(&self.home)
-    }
-
-    fn unit_path(&self) -> PathBuf {
-        self.user_unit_dir().join(self.unit_name())
-    }
-
-    pub(crate) fn image(&self, version: &str) -> String {
-        self.names().image(version)
-    }
-
-    pub(crate) fn stop_timeout(&self) -> Duration {
-        self.config.container.stop_timeout + Duration::from_secs(30)
-    }
-
     /// The version `current` points at, if any.
     pub fn current(&self) -> Result<Option<String>> {
-        match std::fs::read_link(self.layout.current()) {
-            Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| {
-                format!(
-                    "{} exists but is not a symlink",
-                    self.layout.current().display()
-                )
-            }),
-        }
+        self.layout.current_version()
     }
 
     /// The complete releases on disk (not the incoming ones).
@@ -354,7 +309,7 @@ impl<'a> Node<'a> {
         self.ui
             .step("Checking rsync", crate::sys::rsync::check_installed)?;
         self.check_podman()?;
-        self.setup_storage(systemd, reset_storage)
+        self.runtime().setup_storage(systemd, reset_storage)
     }
 
     /// The app's unit (kept stopped until a release), its listening, its Traefik router, and
@@ -363,17 +318,21 @@ impl<'a> Node<'a> {
         let legacy = self.has_legacy_app();
         self.remove_legacy_gap_server(systemd)?;
         if !legacy {
-            self.check_port(systemd, self.env.port, &self.unit_name())?;
+            self.check_port(systemd, self.env.port, &self.runtime().unit_name())?;
         }
         self.warn_readable_shared_files();
-        let unit_path = self.unit_path();
+        let unit_path = self.runtime().unit_path();
         self.ui
             .step(&format!("Writing {}", unit_path.display()), || {
-                let spec = self.unit_spec();
+                let spec = self.runtime().unit_spec();
                 let text = unit::render(&spec)?;
-                systemd.install_unit(&self.user_unit_dir(), &self.unit_name(), &text)
+                systemd.install_unit(
+                    &self.runtime().user_unit_dir(),
+                    &self.runtime().unit_name(),
+                    &text,
+                )
             })?;
-        self.setup_listen(systemd)?;
+        self.runtime().setup_listen(systemd)?;
         if let Some(t) = &self.config.traefik {
             self.check_port(systemd, self.env.gap_port(), &self.names().gap_unit())?;
             let keep_bin = || self.keep_for_server();
@@ -384,7 +343,7 @@ impl<'a> Node<'a> {
         if legacy {
             self.move_legacy_app(systemd)?;
         }
-        self.keep_stopped(systemd)
+        self.runtime().keep_stopped(systemd)
     }
 
     /// Litestream beside the app (or none), and the jobs' timers.
@@ -396,10 +355,10 @@ impl<'a> Node<'a> {
                     "Replicating the databases to {} ({unit})",
                     replicate::shown_url(&r.url)
                 ),
-                || self.sync_replication(systemd),
+                || self.replication().sync(systemd),
             )?;
         } else {
-            self.sync_replication(systemd)?;
+            self.replication().sync(systemd)?;
         }
         if self.jobs_changed()? {
             self.ui
@@ -407,99 +366,6 @@ impl<'a> Node<'a> {
         }
         Ok(())
     }
-
-    /// The image of a release, rebuilt from its release directory if it has gone missing.
-    fn ensure_image(&self, state: &State, version: &str) -> Result<String> {
-        let image = state
-            .releases
-            .get(version)
-            .map(|r| r.image.clone())
-            .unwrap_or_else(|| self.image(version));
-        let listed = podman::graph_root_cached(&self.home)
-            .ok()
-            .and_then(|store| podman::image_listed(&store, &image));
-        if listed != Some(true) && !podman::image_exists(&image)? {
-            self.ui
-                .step(&format!("Rebuilding missing image {image}"), || {
-                    podman::build(&self.layout.release(version), &image, self.ui.verbose)
-                })?;
-        }
-        Ok(image)
-    }
-
-    /// Starts `unit` (the app's, under whatever name it has) and waits for the health check:
-    /// what setup does when it moves a live app (names, storage, listen mode).
-    pub(crate) fn start_healthy(&self, systemd: &Systemd, unit: &str) -> Result<()> {
-        if let Some(warning) = self.start_unit(systemd, unit)? {
-            self.ui.warn(&warning);
-        }
-        let h = &self.config.health;
-        let url = crate::sys::health::url(self.env.port, &h.path);
-        crate::sys::health::wait_healthy(&url, h.timeout, h.interval, || Ok(())).map(|_| ())
-    }
-
-    /// Starts the app's unit. A start that fails is tried once more a second later (what the
-    /// unit's `Restart=on-failure` would do, sooner): podman can fail for a moment on a busy
-    /// node. Returns the first failure when the second try worked, to be shown as a warning.
-    /// A failed start says what podman wrote meanwhile (the unit's stderr goes to
-    /// [`Layout::unit_log`]), not only systemd's one word.
-    pub(crate) fn start_unit(&self, systemd: &Systemd, unit: &str) -> Result<Option<String>> {
-        let first = match self.start_once(systemd, unit, "") {
-            Ok(()) => return Ok(None),
-            Err(e) => format!("{e:#}"),
-        };
-        std::thread::sleep(Duration::from_secs(1));
-        self.start_once(systemd, unit, " twice")?;
-        Ok(Some(format!(
-            "the first start failed, the second worked: {first}"
-        )))
-    }
-
-    fn start_once(&self, systemd: &Systemd, unit: &str, times: &str) -> Result<()> {
-        let log = self.layout.unit_log();
-        let before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-        systemd.start(unit, START_TIMEOUT).map_err(|e| {
-            let said = unit_log_since(&log, before);
-            match said.is_empty() {
-                true => anyhow!("{e:#}{times}"),
-                false => anyhow!("{e:#}{times}; podman said:\n{said}"),
-            }
-        })
-    }
-
-    /// The last lines the app wrote (podman's k8s-file log, prefixes removed).
-    pub fn app_log_tail(&self, n: usize) -> String {
-        let path = self.layout.app_log(&self.config.app);
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(strip_k8s_prefix).collect();
-        if lines.is_empty() {
-            return format!("  (nothing in {})", path.display());
-        }
-        quoted(&lines[lines.len().saturating_sub(n)..])
-    }
-}
-
-/// How long a start job may take (podman run of an existing image).
-const START_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The last lines the unit's commands wrote to `log` after its first `from` bytes.
-fn unit_log_since(log: &Path, from: u64) -> String {
-    use std::io::{Read, Seek};
-    let mut text = String::new();
-    if let Ok(mut f) = std::fs::File::open(log) {
-        let _ = f.seek(std::io::SeekFrom::Start(from));
-        let _ = f.take(64 << 10).read_to_string(&mut text);
-    }
-    quoted(crate::sys::podman::tail(text.trim(), 10).lines())
-}
-
-/// Lines of a log, quoted under an error: `  | line`.
-fn quoted<S: AsRef<str>>(lines: impl IntoIterator<Item = S>) -> String {
-    lines
-        .into_iter()
-        .map(|l| format!("  | {}", l.as_ref()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 pub(crate) fn event(
@@ -519,28 +385,5 @@ pub(crate) fn event(
         gap_ms: gap.map(|g| g.as_millis() as u64),
         detail: detail.map(String::from),
         origin: crate::node::state::Origin::current(),
-    }
-}
-
-/// `2026-11-22T19:05:25.32+00:00 stdout F hello` -> `hello`.
-pub fn strip_k8s_prefix(line: &str) -> String {
-    let mut parts = line.splitn(4, ' ');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(_), Some("stdout" | "stderr"), Some(_), Some(msg)) => msg.to_string(),
-        _ => line.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn k8s_log_prefix_is_stripped() {
-        assert_eq!(
-            strip_k8s_prefix("2026-11-22T19:05:25.322677983+00:00 stdout F hello log"),
-            "hello log"
-        );
-        assert_eq!(strip_k8s_prefix("plain line"), "plain line");
     }
 }

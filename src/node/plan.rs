@@ -39,7 +39,7 @@ impl Node<'_> {
 
     /// What setup does to the podman store, in words.
     fn storage_words(&self, reset_storage: bool) -> Result<String> {
-        use crate::node::storage::{verdict, Verdict};
+        use crate::node::runtime::storage::{verdict, Verdict};
         let store = crate::sys::podman::store()?;
         Ok(match verdict(&store, &self.names(), reset_storage) {
             Verdict::Fine => format!("{} (nothing to do)", store.driver),
@@ -85,13 +85,16 @@ impl Node<'_> {
                 ),
             );
         }
-        let spec = self.unit_spec();
+        let spec = self.runtime().unit_spec();
         line(
             &mut out,
             "unit",
             format!(
                 "{} (enabled, daemon-reload):",
-                self.user_unit_dir().join(self.unit_name()).display()
+                self.runtime()
+                    .user_unit_dir()
+                    .join(self.runtime().unit_name())
+                    .display()
             ),
         );
         out += &indent(&unit::render(&spec)?);
@@ -127,7 +130,7 @@ impl Node<'_> {
     /// The jobs' timers a setup or a release (after its swap) installs, and the ones of jobs
     /// no longer in the config it removes.
     pub(crate) fn jobs_lines(&self) -> Vec<(&'static str, String)> {
-        let dir = self.user_unit_dir();
+        let dir = self.runtime().user_unit_dir();
         let names = self.names();
         let mut out = Vec::new();
         for (name, job) in &self.config.jobs {

@@ -83,13 +83,13 @@ impl Node<'_> {
         // Litestream resumes from the data as restored (the replica follows it from now on),
         // and a database the new release created is replicated from here.
         if fx.replication_stopped || matches!(outcome, Outcome::Live { .. }) {
-            if let Err(e) = self.sync_replication(systemd) {
+            if let Err(e) = self.replication().sync(systemd) {
                 self.ui.warn(&format!("replication: {e:#}"));
             }
         }
         // After the gap: the replica holds the data at the stop, as a second way back.
         for dir in &fx.replica_to_confirm {
-            self.confirm_replica(dir);
+            self.replication().confirm_replica(dir);
         }
         let logs = fx.failure_log.take().unwrap_or_default();
         let (action, verb) = (mv.kind.action(), mv.kind.as_str());
@@ -240,7 +240,7 @@ impl Node<'_> {
         let outcome = exec::recover(&mut fx, journal, &self.swap_settings());
         crate::node::snapshot::remove_dirs(std::mem::take(&mut fx.old_snapshots));
         // Litestream runs again on the data as it now is, whatever the recovery did.
-        if let Err(e) = self.sync_replication(systemd) {
+        if let Err(e) = self.replication().sync(systemd) {
             self.ui.warn(&format!("replication: {e:#}"));
         }
         self.record_recovery(state, outcome, plan, first, replaceable)

@@ -80,7 +80,7 @@ impl Node<'_> {
         self.keep_for_server()?;
         let [(path_unit, path_text), (service, service_text)] = self.recovery_units()?;
         systemd.install_triggered(
-            &self.user_unit_dir(),
+            &self.runtime().user_unit_dir(),
             (&service, &service_text),
             (&path_unit, &path_text),
             "default.target",

@@ -186,7 +186,7 @@ impl Node<'_> {
     /// What a removal would take away here.
     fn removal(&self) -> Result<Removal> {
         let names = self.names();
-        let dir = self.user_unit_dir();
+        let dir = self.runtime().user_unit_dir();
         let present: Vec<String> = match std::fs::read_dir(&dir) {
             Ok(entries) => entries
                 .flatten()
@@ -342,10 +342,14 @@ impl Node<'_> {
 
     /// The units (stopped, disabled, deleted) and the containers.
     fn remove_running(&self, systemd: &Systemd, r: &Removal) -> Result<()> {
-        let dir = self.user_unit_dir();
+        let dir = self.runtime().user_unit_dir();
         for unit in &r.units {
             self.ui.step(&format!("Removing {unit}"), || {
-                systemd.remove_unit(&dir, unit, self.stop_timeout().max(Duration::from_secs(40)))
+                systemd.remove_unit(
+                    &dir,
+                    unit,
+                    self.runtime().stop_timeout().max(Duration::from_secs(40)),
+                )
             })?;
         }
         self.ui.step("Removing the app's containers", || {

@@ -16,9 +16,9 @@ impl Node<'_> {
     /// environment's directory (another environment of the app had the same unit name).
     fn legacy_unit(&self) -> Option<String> {
         let name = legacy::unit(&self.config.app);
-        let text = std::fs::read_to_string(self.user_unit_dir().join(&name)).ok()?;
+        let text = std::fs::read_to_string(self.runtime().user_unit_dir().join(&name)).ok()?;
         let ours = format!("{}/current/", self.layout.root.display());
-        (text.contains(&ours) && name != self.unit_name()).then_some(name)
+        (text.contains(&ours) && name != self.runtime().unit_name()).then_some(name)
     }
 
     /// Whether the app still runs under its legacy unit (see [`Node::move_legacy_app`]).
@@ -31,13 +31,20 @@ impl Node<'_> {
     pub(crate) fn remove_legacy_gap_server(&self, systemd: &Systemd) -> Result<()> {
         let gap = legacy::gap_unit(&self.config.app);
         let ours = format!("--control {}", self.layout.meta().display());
-        let text = std::fs::read_to_string(self.user_unit_dir().join(&gap)).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.runtime().user_unit_dir().join(&gap)).unwrap_or_default();
         if !text.contains(&ours) {
             return Ok(());
         }
         self.ui.step(
             &format!("Removing {gap} (now {})", self.names().gap_unit()),
-            || systemd.remove_unit(&self.user_unit_dir(), &gap, Duration::from_secs(30)),
+            || {
+                systemd.remove_unit(
+                    &self.runtime().user_unit_dir(),
+                    &gap,
+                    Duration::from_secs(30),
+                )
+            },
         )
     }
 
@@ -70,7 +77,7 @@ impl Node<'_> {
         let Some(old) = self.legacy_unit() else {
             return Ok(());
         };
-        let new = self.unit_name();
+        let new = self.runtime().unit_name();
         self.ui.step(
             &format!(
                 "Tagging the releases' images as {}",
@@ -82,9 +89,13 @@ impl Node<'_> {
         self.front().in_gap(router.as_ref(), || {
             self.ui
                 .step(&format!("Moving the app from {old} to {new}"), || {
-                    systemd.remove_unit(&self.user_unit_dir(), &old, self.stop_timeout())?;
+                    systemd.remove_unit(
+                        &self.runtime().user_unit_dir(),
+                        &old,
+                        self.runtime().stop_timeout(),
+                    )?;
                     if self.current()?.is_some() {
-                        self.start_healthy(systemd, &new)?;
+                        self.runtime().start_healthy(systemd, &new)?;
                     }
                     Ok(())
                 })
@@ -97,7 +108,7 @@ impl Node<'_> {
         let mut state = self.load_state()?;
         let old_repo = format!("{}:", legacy::image_repository(&self.config.app));
         for version in self.releases_on_disk()? {
-            let new = self.image(&version);
+            let new = self.runtime().image(&version);
             let old = state
                 .releases
                 .get(&version)
@@ -110,7 +121,7 @@ impl Node<'_> {
             }
             let env_file = self.layout.release(&version).join(".deploy/release.env");
             if env_file.exists() {
-                let spec = self.unit_spec();
+                let spec = self.runtime().unit_spec();
                 let vars = std::path::Path::new(&spec.release_vars(&version))
                     .exists()
                     .then(|| spec.current_vars());

@@ -166,7 +166,7 @@ impl Node<'_> {
                 self.env_name
             );
         }
-        let env = self.litestream_env(req.secrets.as_deref())?;
+        let env = self.replication().litestream_env(req.secrets.as_deref())?;
         self.remove_stale_work();
         let work = self
             .layout
@@ -304,7 +304,8 @@ impl Node<'_> {
         let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
         let guess = self.guess(req.overwrite);
         let config = work.join("litestream.yml");
-        self.write_litestream_config(r, &config, &guess)?;
+        self.replication()
+            .write_litestream_config(r, &config, &guess)?;
         let (fetched, listed) = (work.join("fetched"), work.join("manifest.db"));
         let manifest = Download {
             db: self.layout.meta().join(crate::node::replicate::MANIFEST),
@@ -329,7 +330,7 @@ impl Node<'_> {
         })?;
         let mut took = std::collections::BTreeMap::new();
         took.insert(MANIFEST_REPLICA.to_string(), list.took.as_millis() as u64);
-        let rels = self.replica_list(r, list.got, &listed, at)?;
+        let rels = self.replication().replica_list(r, list.got, &listed, at)?;
         self.refuse_over_data(&rels, req.overwrite)?;
         let mut fetched_of: Vec<(SharedRel, Result<Fetched>)> =
             guess.into_iter().zip(results).collect();
@@ -339,7 +340,8 @@ impl Node<'_> {
             .cloned()
             .collect();
         if !more.is_empty() {
-            self.write_litestream_config(r, &config, &rels)?;
+            self.replication()
+                .write_litestream_config(r, &config, &rels)?;
             let jobs: Vec<Download> = more
                 .iter()
                 .map(|rel| download_of(&shared, &fetched, rel))
@@ -372,7 +374,7 @@ impl Node<'_> {
     /// last, unless a restore onto them would be refused anyway (data there, no `--overwrite`).
     fn guess(&self, overwrite: bool) -> Vec<SharedRel> {
         let shared = self.layout.shared();
-        let last = self.replicated_last();
+        let last = self.replication().replicated_last();
         let refused = !overwrite
             && last
                 .iter()
@@ -452,7 +454,7 @@ impl Node<'_> {
     /// renamed in; then Litestream started again.
     fn put_restored(&self, work: &Path, replaces: bool) -> Result<()> {
         let systemd = Systemd::connect()?;
-        self.stop_replication(&systemd)?;
+        self.replication().stop(&systemd)?;
         if replaces {
             let stamp = crate::node::snapshot::stamp();
             let kept = self.layout.meta().join("replaced");
@@ -475,7 +477,7 @@ impl Node<'_> {
         })?;
         // Nothing runs to be healthy: the files are in, what older restores set aside may go.
         self.prune_replaced();
-        self.sync_replication(&systemd)
+        self.replication().sync(&systemd)
     }
 
     /// Renames each database downloaded into `data` (at its path under shared/) over its place

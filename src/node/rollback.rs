@@ -175,14 +175,6 @@ pub fn refusal(q: &DataQuestion) -> anyhow::Error {
 }
 
 impl Node<'_> {
-    /// Whether the app's unit runs (or is on its way up or down).
-    pub(crate) fn app_running(&self, systemd: &Systemd) -> bool {
-        systemd
-            .state(&self.unit_name())
-            .map(|s| !s.active.is_down())
-            .unwrap_or(true)
-    }
-
     /// The rollback's target, as the real command and `--dry-run` choose it.
     pub(crate) fn rollback_target(
         &self,
@@ -190,7 +182,7 @@ impl Node<'_> {
         state: &State,
         to: Option<&str>,
     ) -> Result<String> {
-        let running = systemd.is_none_or(|s| self.app_running(s));
+        let running = systemd.is_none_or(|s| self.runtime().app_running(s));
         target(
             state,
             &self.releases_on_disk()?,
@@ -271,7 +263,7 @@ impl Node<'_> {
     pub fn rollback(&self, req: &RollbackRequest) -> Result<()> {
         // Starting.
         let _lock = self.lock(&format!("deploy rollback {}", self.env_name))?;
-        self.refuse_if_stopped("the rollback")?;
+        self.runtime().refuse_if_stopped("the rollback")?;
         signals::defer();
         self.check_podman()?;
         let systemd = Systemd::connect()?;
@@ -294,7 +286,7 @@ impl Node<'_> {
             }
             DataPlan::Stay { .. } | DataPlan::Keep => {}
         }
-        let image = self.ensure_image(&state, &target)?;
+        let image = self.runtime().ensure_image(&state, &target)?;
         if !state.releases.contains_key(&target) {
             state.add_release(&target, &image);
         }

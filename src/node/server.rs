@@ -110,7 +110,7 @@ impl Node<'_> {
     pub fn server_report(&self) -> Result<ServerReport> {
         let registry = Registry::load(&self.home)?;
         let systemd = Systemd::connect().map_err(|e| format!("{e:#}"));
-        let units = self.user_unit_dir();
+        let units = self.runtime().user_unit_dir();
         let apps = registry
             .records
             .iter()

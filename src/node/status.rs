@@ -107,7 +107,7 @@ pub struct Status {
     /// The jobs whose last run failed or ran out of time (`deploy jobs` shows them all).
     pub failed_jobs: Vec<crate::node::jobs::report::FailedJob>,
     /// Stopped by `deploy stop`: by whom, since when (until `deploy start`).
-    pub stopped: Option<crate::node::power::Stopped>,
+    pub stopped: Option<crate::node::runtime::power::Stopped>,
     /// Held by hand (`deploy lock acquire`): why, by whom, since when.
     pub held: Option<crate::node::hold::Hold>,
 }
@@ -336,7 +336,7 @@ impl Node<'_> {
         self.require_setup()?;
         let state = self.load_state()?;
         let current = self.current()?;
-        let name = self.unit_name();
+        let name = self.runtime().unit_name();
         let unit = match Systemd::connect().and_then(|s| s.state(&name)) {
             Ok(s) => UnitStatus {
                 name,
@@ -380,9 +380,9 @@ impl Node<'_> {
             interrupted: self.swap_report()?,
             killed_at_stop: self.killed_at_stop(),
             verification: self.last_verification(),
-            replication: self.replication_status(),
+            replication: self.replication().status(),
             failed_jobs: self.failed_jobs(),
-            stopped: self.stopped_by_hand(),
+            stopped: self.runtime().stopped_by_hand(),
             held: self.held_by_hand()?,
         })
     }

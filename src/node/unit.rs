@@ -8,6 +8,15 @@ use serde::Serialize;
 const APP_SERVICE: &str = include_str!("../../units/app.service");
 const APP_SOCKET: &str = include_str!("../../units/app.socket");
 
+/// The release variables' file of the current release under the app directory `root`. Pure.
+pub fn current_vars(root: &str) -> String {
+    format!(
+        "{root}/current/{}/{}",
+        crate::node::layout::RELEASE_META,
+        crate::node::appenv::FILE
+    )
+}
+
 /// What a unit is made from: everything is fixed per environment, nothing per release.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitSpec {
@@ -362,12 +371,7 @@ impl UnitSpec {
 
     /// The same, read through `current` (what the unit passes).
     pub fn current_vars(&self) -> String {
-        format!(
-            "{}/current/{}/{}",
-            self.root,
-            crate::node::layout::RELEASE_META,
-            crate::node::appenv::FILE
-        )
+        current_vars(&self.root)
     }
 
     pub fn new(

@@ -97,7 +97,7 @@ impl Node<'_> {
     pub(crate) fn sync_verify_timer(&self, systemd: &crate::sys::systemd::Systemd) -> Result<()> {
         let names = self.names();
         let (timer, service) = (names.verify_timer(), names.verify_service());
-        let dir = self.user_unit_dir();
+        let dir = self.runtime().user_unit_dir();
         let schedule = self
             .config
             .verify
@@ -121,7 +121,7 @@ impl Node<'_> {
             bin => self.kept_bin().display().to_string(),
             config => self.kept_config().display().to_string(),
             shared_env => self.layout.shared().join(".env").display().to_string(),
-            release_vars => self.unit_spec().current_vars(),
+            release_vars => self.runtime().unit_spec().current_vars(),
         };
         let service_text = crate::template::render("verify.service", SERVICE, &ctx)?;
         let timer_text = crate::template::render("verify.timer", TIMER, &ctx)?;
@@ -153,7 +153,7 @@ impl Node<'_> {
             );
             return Ok(());
         }
-        let env = self.litestream_env(secrets)?;
+        let env = self.replication().litestream_env(secrets)?;
         let work = self
             .layout
             .meta()
@@ -207,7 +207,7 @@ impl Node<'_> {
         work: &Path,
     ) -> Result<Verification> {
         let max_lag = self.config.verify.max_lag;
-        let (config, listed) = self.replica_manifest(r, env, work, None)?;
+        let (config, listed) = self.replication().replica_manifest(r, env, work, None)?;
         let mut databases = Vec::new();
         let shared = self.layout.shared();
         let mut names: Vec<String> = listed.iter().map(SharedRel::to_string).collect();
@@ -252,7 +252,9 @@ impl Node<'_> {
         let restored = self
             .ui
             .step(&format!("Restoring {rel} into a scratch copy"), || {
-                Ok(self.litestream_restore(config, &live, &out, None, env))
+                Ok(self
+                    .replication()
+                    .litestream_restore(config, &live, &out, None, env))
             })?;
         let ms = t.elapsed().as_millis() as u64;
         let mut check = DbCheck {
@@ -331,7 +333,7 @@ impl Node<'_> {
             "-timeout",
             "1",
             "-socket",
-            self.litestream_socket()
+            self.replication().litestream_socket()
         )
         .stdout_null()
         .stderr_null()
@@ -347,7 +349,7 @@ impl Node<'_> {
             bin,
             "status",
             "-config",
-            self.litestream_config(),
+            self.replication().litestream_config(),
             "-no-expand-env",
             "-json",
             live

@@ -445,7 +445,7 @@ pub fn containers_conf_step(user: &str, server: &Server) -> Option<Step> {
 /// that exists already: changing its driver needs `podman system reset`, which `deploy setup`
 /// does only when nothing would be lost, or when asked (`--reset-storage`). Pure.
 pub fn storage_step(user: &str, server: &Server) -> Step {
-    let text = crate::node::storage::with_overlay("", server.native_overlay);
+    let text = crate::node::runtime::storage::with_overlay("", server.native_overlay);
     user_step(
         user,
         format!("Configuring overlay storage for {user} (~/.config/containers/storage.conf)"),

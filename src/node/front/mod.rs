@@ -11,7 +11,7 @@ use crate::front::gap::{self, GAP_FILE, MAINTENANCE_FILE};
 use crate::front::traefik::{self, DynamicSpec, Router};
 use crate::front::{shared as user, ENTER_GAP_STEP, LEAVE_GAP_STEP, MAINTENANCE_STEP};
 use crate::node::layout::Layout;
-use crate::node::power::stopped_by_hand;
+use crate::node::runtime::power::stopped_by_hand;
 use crate::node::Node;
 use crate::sys::fsx;
 use crate::sys::systemd::Systemd;
@@ -33,14 +33,14 @@ pub struct Front<'a> {
 impl Node<'_> {
     /// This app's front.
     pub fn front(&self) -> Front<'_> {
-        Front {
-            config: self.config,
-            env_name: &self.env_name,
-            env: self.env,
-            layout: &self.layout,
-            home: &self.home,
-            ui: self.ui,
-        }
+        Front::new(
+            self.config,
+            &self.env_name,
+            self.env,
+            &self.layout,
+            &self.home,
+            self.ui,
+        )
     }
 
     /// `deploy maintenance on|off`: the maintenance page for everyone, until switched off.
@@ -55,6 +55,27 @@ impl Node<'_> {
             self.env_name
         ))?;
         front.maintenance(&router, on)
+    }
+}
+
+impl<'a> Front<'a> {
+    /// The front of the app of `config` in `env_name`, from what it borrows.
+    pub(crate) fn new(
+        config: &'a Config,
+        env_name: &'a str,
+        env: &'a Environment,
+        layout: &'a Layout,
+        home: &'a Path,
+        ui: Ui,
+    ) -> Self {
+        Front {
+            config,
+            env_name,
+            env,
+            layout,
+            home,
+            ui,
+        }
     }
 }
 

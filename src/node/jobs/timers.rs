@@ -102,7 +102,7 @@ impl Node<'_> {
     /// The jobs whose timers are installed (by their files), this environment's only.
     pub(crate) fn installed_jobs(&self) -> Vec<String> {
         let names = self.names();
-        let Ok(entries) = std::fs::read_dir(self.user_unit_dir()) else {
+        let Ok(entries) = std::fs::read_dir(self.runtime().user_unit_dir()) else {
             return Vec::new();
         };
         let mut jobs: Vec<String> = entries
@@ -118,7 +118,7 @@ impl Node<'_> {
 
     /// Whether the jobs' units differ from what is installed (a job added, changed or gone).
     pub(crate) fn jobs_changed(&self) -> Result<bool> {
-        let dir = self.user_unit_dir();
+        let dir = self.runtime().user_unit_dir();
         let wanted: Vec<&String> = self.config.jobs.keys().collect();
         if self.installed_jobs().iter().ne(wanted.iter().copied()) {
             return Ok(true);
@@ -142,7 +142,7 @@ impl Node<'_> {
     /// run going on stays (it ends as it would have). Needs the kept binary and config
     /// ([`Node::keep_for_server`]).
     pub(crate) fn install_jobs(&self, systemd: &Systemd) -> Result<()> {
-        let dir = self.user_unit_dir();
+        let dir = self.runtime().user_unit_dir();
         for (name, job) in &self.config.jobs {
             let units = self.job_units(name, job);
             let [(timer, timer_text), (service, service_text)] = units.render()?;

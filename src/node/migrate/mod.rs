@@ -157,7 +157,7 @@ impl crate::node::Node<'_> {
         crate::signals::point("migrate-after-shared");
         let target = self.make_first_release(&plan)?;
         self.record_first_release(&plan.release)?;
-        if let Err(e) = self.sync_replication(&systemd) {
+        if let Err(e) = self.replication().sync(&systemd) {
             self.ui.warn(&format!("replication: {e:#}"));
         }
         self.tell_migrated(&plan.release, &target, running);
@@ -210,17 +210,17 @@ impl crate::node::Node<'_> {
         systemd: &crate::sys::systemd::Systemd,
         plan: &Plan,
     ) -> Result<bool> {
-        let unit = self.unit_name();
+        let unit = self.runtime().unit_name();
         let running = systemd
             .state(&unit)
             .map(|s| matches!(s.active, Active::Active | Active::Activating))
             .unwrap_or(false);
         if running {
             self.ui.step(&format!("Stopping {unit}"), || {
-                systemd.stop(&unit, self.stop_timeout())
+                systemd.stop(&unit, self.runtime().stop_timeout())
             })?;
         }
-        self.stop_replication(systemd)?;
+        self.replication().stop(systemd)?;
         let root = &self.layout.root;
         let busy: Vec<String> = plan
             .moves
@@ -311,7 +311,7 @@ impl crate::node::Node<'_> {
         let release_env = crate::node::unit::release_env(
             &self.config.app,
             v,
-            &self.image(v),
+            &self.runtime().image(v),
             None,
             &self.run_settings(),
         );
@@ -328,7 +328,7 @@ impl crate::node::Node<'_> {
     fn record_first_release(&self, v: &str) -> Result<()> {
         let mut state = self.load_state()?;
         if !state.releases.contains_key(v) {
-            state.add_release(v, &self.image(v));
+            state.add_release(v, &self.runtime().image(v));
         }
         state.set_outcome(v, crate::node::state::Outcome::Ok);
         state.push_event(crate::node::event(
@@ -355,7 +355,7 @@ impl crate::node::Node<'_> {
             if running {
                 format!(
                     "{} was stopped and stays stopped until the next release. ",
-                    self.unit_name()
+                    self.runtime().unit_name()
                 )
             } else {
                 String::new()

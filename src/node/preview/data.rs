@@ -176,10 +176,14 @@ impl Node<'_> {
         })?;
         crate::node::replicate::litestream_bin()?;
         let at = crate::node::replicate::point_in_time(at, std::time::SystemTime::now())?;
-        let env = self.litestream_env(secrets)?;
+        let env = self.replication().litestream_env(secrets)?;
         fsx::ensure_private_dir(work)?;
-        let (config, rels) = self.replica_manifest(r, &env, work, Some(&at))?;
-        let got = self.download_each(&config, &rels, into, Some(&at), &env)?;
+        let (config, rels) = self
+            .replication()
+            .replica_manifest(r, &env, work, Some(&at))?;
+        let got = self
+            .replication()
+            .download_each(&config, &rels, into, Some(&at), &env)?;
         Ok((at, got.iter().map(|r| r.to_string()).collect()))
     }
 
@@ -190,7 +194,7 @@ impl Node<'_> {
             Ok(rel) => data.join(rel).display().to_string(),
             Err(_) => p.to_string(),
         };
-        let mut spec = self.unit_spec();
+        let mut spec = self.runtime().unit_spec();
         for m in &mut spec.mounts {
             m.host = moved(&m.host);
         }

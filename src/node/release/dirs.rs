@@ -18,7 +18,7 @@ const REPLACED_TAG_SUFFIX: &str = ".deploy-replaced";
 impl Node<'_> {
     /// The temporary name of a replaced release's image while the new one is built.
     fn replaced_image(&self, v: &str) -> String {
-        format!("{}{REPLACED_TAG_SUFFIX}", self.image(v))
+        format!("{}{REPLACED_TAG_SUFFIX}", self.runtime().image(v))
     }
 
     /// `--replace`: the release `v` that is there goes aside (`releases/.replaced-V`, out of
@@ -27,7 +27,7 @@ impl Node<'_> {
     /// [`Node::settle_replaced`] puts back.
     pub(super) fn set_aside(&self, v: &str) -> Result<()> {
         fsx::rename_durable(&self.layout.release(v), &self.layout.replaced(v))?;
-        let image = self.image(v);
+        let image = self.runtime().image(v);
         if podman::image_exists(&image)? {
             podman::tag(&image, &self.replaced_image(v))?;
         }
@@ -64,7 +64,7 @@ impl Node<'_> {
         fsx::rename_durable(&aside, &target)?;
         let temp = self.replaced_image(v);
         if podman::image_exists(&temp)? {
-            podman::tag(&temp, &self.image(v))?;
+            podman::tag(&temp, &self.runtime().image(v))?;
             podman::remove_image(&temp)?;
         }
         Ok(())
@@ -156,7 +156,7 @@ impl Node<'_> {
                     .releases
                     .get(v)
                     .map(|r| r.image.clone())
-                    .unwrap_or_else(|| self.image(v)),
+                    .unwrap_or_else(|| self.runtime().image(v)),
             );
             // Out of sight first (one rename), then deleted: a kill in between never leaves a
             // half-deleted release under its name for a rollback to pick.

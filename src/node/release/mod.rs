@@ -109,7 +109,8 @@ impl Node<'_> {
             Artifacts::Here => crate::config::artifacts::sources(self.config, &self.project_dir)?,
         };
         let lock = self.lock(&format!("deploy release {v} {}", self.env_name))?;
-        self.refuse_if_stopped(&format!("the release of {v}"))?;
+        self.runtime()
+            .refuse_if_stopped(&format!("the release of {v}"))?;
         signals::defer();
         self.check_podman()?;
         let systemd = Systemd::connect()?;
@@ -138,7 +139,7 @@ impl Node<'_> {
                 Artifacts::Uploaded(id) => self.layout.incoming_run(v, id),
                 Artifacts::Here => self.layout.incoming(v),
             },
-            image: self.image(v),
+            image: self.runtime().image(v),
             started: Instant::now(),
             vars,
             replacing: false,
@@ -211,7 +212,7 @@ impl Node<'_> {
                 &self.config.app,
                 v,
                 &run.image,
-                Some(&self.unit_spec().current_vars()),
+                Some(&self.runtime().unit_spec().current_vars()),
                 &self.run_settings(),
             );
             upload::finish_release_dir(incoming, &self.config.shared, &release_env, Some(&run.vars))
@@ -334,7 +335,7 @@ impl Node<'_> {
         let v = run.facts.version.as_str();
         self.install_recovery(&run.systemd)?;
         self.sync_verify_timer(&run.systemd)?;
-        self.check_port(&run.systemd, self.env.port, &self.unit_name())?;
+        self.check_port(&run.systemd, self.env.port, &self.runtime().unit_name())?;
         self.warn_readable_shared_files();
         let _fence = self.close_fence(&format!("the release of {v}"), run.req.writers)?;
         run.gap = self.publish(&run.systemd, &mut run.state, mv, run.req.protection)?;

@@ -134,7 +134,7 @@ impl Node<'_> {
                 (Vec::new(), vec![("rename", rename), ("run", run)])
             }
             Stage::Build => {
-                let image = self.image(v);
+                let image = self.runtime().image(v);
                 let args = podman::build_args(&target, &image);
                 let what = format!("podman {}", sh_join(&args));
                 (

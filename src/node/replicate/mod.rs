@@ -13,16 +13,20 @@
 //! the databases open, so a restore of data (`rollback --with-data`, a put-back with data,
 //! `migrate-data`, `deploy restore`) stops it first and starts it after.
 //!
-//! `read`: what `deploy restore` and `deploy verify` read of the replica.
+//! [`Replication`] borrows what it needs of the [`Node`]. `read`: what `deploy restore` and
+//! `deploy verify` read of the replica; `position`: the replica's position beside a snapshot.
 
+mod position;
 mod read;
 
 pub use read::{litestream_cmd, point_in_time, restore_args, run_restore};
 
-use crate::config::Replicate;
+use crate::config::{Config, Replicate};
+use crate::node::layout::Layout;
 use crate::node::shared_path::SharedRel;
 use crate::node::Node;
 use crate::sys::{fsx, systemd::Systemd};
+use crate::ui::Ui;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -152,7 +156,37 @@ pub fn litestream_bin() -> Result<PathBuf> {
     })
 }
 
+/// The app's replication: what it needs of the node, borrowed.
+pub struct Replication<'a> {
+    config: &'a Config,
+    env_name: &'a str,
+    layout: &'a Layout,
+    home: &'a Path,
+    ui: Ui,
+}
+
 impl Node<'_> {
+    /// This app's replication.
+    pub fn replication(&self) -> Replication<'_> {
+        Replication {
+            config: self.config,
+            env_name: &self.env_name,
+            layout: &self.layout,
+            home: &self.home,
+            ui: self.ui,
+        }
+    }
+}
+
+impl Replication<'_> {
+    fn names(&self) -> crate::names::Names {
+        crate::names::Names::new(&self.config.app, self.env_name)
+    }
+
+    fn user_unit_dir(&self) -> PathBuf {
+        crate::sys::systemd::user_unit_dir(self.home)
+    }
+
     pub(crate) fn litestream_config(&self) -> PathBuf {
         self.layout.meta().join("litestream.yml")
     }
@@ -188,7 +222,7 @@ impl Node<'_> {
     /// The config for `dbs` (paths under shared/) and the manifest.
     fn litestream_text(&self, r: &Replicate, dbs: &[String]) -> Result<String> {
         let key = match &r.key {
-            Some(k) => Some(crate::sys::fsx::expand_home(k, &self.home)?),
+            Some(k) => Some(crate::sys::fsx::expand_home(k, self.home)?),
             None => None,
         };
         let shared = self.layout.shared();
@@ -211,7 +245,7 @@ impl Node<'_> {
     /// With `replicate:`, Litestream's config for every database in shared/ now (one created
     /// since is picked up here), the manifest, and its unit, (re)started when either changed;
     /// without it, a unit left from before is removed. Run by setup and after each release.
-    pub fn sync_replication(&self, systemd: &Systemd) -> Result<()> {
+    pub fn sync(&self, systemd: &Systemd) -> Result<()> {
         let unit = self.names().replication_unit();
         let Some(r) = &self.config.replicate else {
             if self.user_unit_dir().join(&unit).exists() {
@@ -227,18 +261,17 @@ impl Node<'_> {
         if changed {
             fsx::write_atomic(&config, text.as_bytes(), 0o600)?;
         }
-        let spec = self.unit_spec();
         let unit_text = crate::template::render(
             "litestream.service",
             UNIT,
             minijinja::context! {
                 app => &self.config.app,
-                env => &self.env_name,
+                env => self.env_name,
                 url => shown_url(&r.url),
                 config => config.display().to_string(),
                 manifest => self.manifest().display().to_string(),
                 shared_env => self.layout.shared().join(".env").display().to_string(),
-                release_vars => spec.current_vars(),
+                release_vars => crate::node::unit::current_vars(&self.layout.root.display().to_string()),
                 bin => bin.display().to_string(),
             },
         )?;
@@ -300,7 +333,7 @@ impl Node<'_> {
     }
 
     /// Stops Litestream before data is put back under it; returns whether it ran.
-    pub fn stop_replication(&self, systemd: &Systemd) -> Result<bool> {
+    pub fn stop(&self, systemd: &Systemd) -> Result<bool> {
         if self.config.replicate.is_none() {
             return Ok(false);
         }
@@ -316,7 +349,7 @@ impl Node<'_> {
 
     /// Per database: Litestream's own word (from its control socket) and how long ago it last
     /// synced; `None` without `replicate:`.
-    pub fn replication_status(&self) -> Option<Vec<DbReplication>> {
+    pub fn status(&self) -> Option<Vec<DbReplication>> {
         self.config.replicate.as_ref()?;
         let socket = self.litestream_socket();
         let out = litestream_bin().ok().and_then(|bin| {

@@ -2,10 +2,9 @@
 //! `litestream restore` of a database (as of a point in time), and the credentials Litestream
 //! reaches it with.
 
-use super::{litestream_bin, read_manifest_conn, shown_url, MANIFEST_REPLICA};
+use super::{litestream_bin, read_manifest_conn, shown_url, Replication, MANIFEST_REPLICA};
 use crate::config::Replicate;
 use crate::node::shared_path::SharedRel;
-use crate::node::Node;
 use crate::sys::fsx;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -102,7 +101,7 @@ pub(crate) fn read_list(path: &Path) -> Result<Vec<String>> {
     read_manifest_conn(&db)
 }
 
-impl Node<'_> {
+impl Replication<'_> {
     /// What Litestream needs to reach the replica when run by `deploy restore`: the variables
     /// of shared/.env, env.clear, and the env.secret values sent (or in this environment).
     pub(crate) fn litestream_env(&self, secrets: Option<&Path>) -> Result<Vec<(String, String)>> {

@@ -43,7 +43,7 @@ impl<'a> NodeEffects<'a> {
         Ok(NodeEffects {
             node,
             systemd,
-            unit: node.unit_name(),
+            unit: node.runtime().unit_name(),
             router: node.front().router()?,
             protection,
             unprotected: false,
@@ -146,9 +146,9 @@ impl<'a> NodeEffects<'a> {
             _ => Vec::new(),
         };
         if !ready.is_empty() && !self.replication_stopped {
-            self.replication_stopped = node.stop_replication(self.systemd)?;
+            self.replication_stopped = node.replication().stop(self.systemd)?;
         }
-        let positions = |rels: &[PathBuf]| node.replica_positions(rels);
+        let positions = |rels: &[PathBuf]| node.replication().replica_positions(rels);
         let moving = |rel: &std::path::Path| ready.iter().any(|r| r == rel);
         let t = snapshot::take(
             &l.shared(),
@@ -211,14 +211,18 @@ impl<'a> NodeEffects<'a> {
         match step {
             Step::PreCopy => self.pre_copy(mv),
             Step::Clear => node.clear_writers(),
-            Step::Image { version } => node.ensure_image(&node.load_state()?, version).map(|_| ()),
+            Step::Image { version } => node
+                .runtime()
+                .ensure_image(&node.load_state()?, version)
+                .map(|_| ()),
             Step::EnterGap => self.enter_gap(),
             Step::Hold => fsx::write_atomic(&node.layout.hold_file(), b"swap\n", 0o600),
             Step::Unhold => fsx::remove_durable(&node.layout.hold_file()),
             Step::Stop => {
                 let t = std::time::Instant::now();
-                self.systemd.stop(&self.unit, node.stop_timeout())?;
-                node.note_stop(t.elapsed());
+                self.systemd
+                    .stop(&self.unit, node.runtime().stop_timeout())?;
+                node.runtime().note_stop(t.elapsed());
                 Ok(())
             }
             Step::Schema => match &mv.expect_schema {
@@ -229,7 +233,7 @@ impl<'a> NodeEffects<'a> {
             Step::Restore { snapshot } => {
                 // Litestream keeps the databases open: it stops before they are put back.
                 if !self.replication_stopped {
-                    self.replication_stopped = node.stop_replication(self.systemd)?;
+                    self.replication_stopped = node.replication().stop(self.systemd)?;
                 }
                 if mv.only_into_empty {
                     // Decided with the app stopped: a database it wrote meanwhile counts,
@@ -265,7 +269,7 @@ impl<'a> NodeEffects<'a> {
             }
             Step::Unlink => self.unlink(),
             Step::Start => {
-                self.retried = node.start_unit(self.systemd, &self.unit)?;
+                self.retried = node.runtime().start_unit(self.systemd, &self.unit)?;
                 Ok(())
             }
             Step::Health => self.health(mv),
@@ -299,7 +303,7 @@ impl Effects for NodeEffects<'_> {
 
     fn failed(&mut self, _step: &Step, _mv: &Move) {
         if self.failure_log.is_none() {
-            self.failure_log = Some(self.node.app_log_tail(20));
+            self.failure_log = Some(self.node.runtime().app_log_tail(20));
         }
     }
 }
@@ -323,7 +327,7 @@ impl Node<'_> {
     /// podman client alone going would leave the container writing. A failure carries its
     /// last lines.
     pub(crate) fn run_in_gap_hook(&self, release: (&str, Option<&str>), hook: &str) -> Result<()> {
-        self.run_one_off(&self.unit_spec(), release, hook, "in_gap hook")
+        self.run_one_off(&self.runtime().unit_spec(), release, hook, "in_gap hook")
     }
 
     /// One command (`what` says which, in its messages) in a one-off container of `version`'s
@@ -335,7 +339,7 @@ impl Node<'_> {
         hook: &str,
         what: &str,
     ) -> Result<()> {
-        let image = self.image(version);
+        let image = self.runtime().image(version);
         let container = spec.hook_container.clone();
         let timeout = self.config.hooks.timeout;
         let handle = crate::sys::own_group(duct::cmd(

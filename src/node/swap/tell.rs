@@ -25,7 +25,11 @@ fn told(label: impl Into<String>, what: impl Into<String>) -> Told {
 impl Node<'_> {
     /// The step `step` of the move `mv`, in words.
     pub(crate) fn tell_step(&self, step: &Step, mv: &Move) -> Told {
-        let (unit, to, shared) = (self.unit_name(), mv.target(), self.layout.shared());
+        let (unit, to, shared) = (
+            self.runtime().unit_name(),
+            mv.target(),
+            self.layout.shared(),
+        );
         let shared = shared.display();
         match step {
             Step::PreCopy => told(
@@ -53,7 +57,7 @@ impl Node<'_> {
                 format!("Image of {version}"),
                 format!(
                     "{} (rebuilt from releases/{version} if missing)",
-                    self.image(version)
+                    self.runtime().image(version)
                 ),
             ),
             Step::EnterGap => told(crate::front::ENTER_GAP_STEP, self.gap_words()),
@@ -191,8 +195,8 @@ impl Node<'_> {
     /// The command line of an `in_gap` hook of `mv`, and its time limit.
     fn hook_words(&self, mv: &Move, command: &str) -> String {
         let args = unit::hook_args(
-            &self.unit_spec(),
-            &self.image(mv.target()),
+            &self.runtime().unit_spec(),
+            &self.runtime().image(mv.target()),
             (mv.target(), mv.from.as_deref()),
             command,
         );

@@ -10,8 +10,8 @@
 //! counts transaction ids on across a restart and a reset of its local state (it reads the
 //! replica's), so a put-back in between does not undo the confirmation.
 
+use super::Replication;
 use crate::node::snapshot::{Manifest, ReplicaPosition};
-use crate::node::Node;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -79,7 +79,7 @@ fn sync(
     parse_sync_answer(&answer)
 }
 
-impl Node<'_> {
+impl Replication<'_> {
     /// In the gap: each database's position in Litestream's log now (see the module's text);
     /// none without `replicate:` or when Litestream does not answer at once.
     pub(crate) fn replica_positions(

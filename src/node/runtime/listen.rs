@@ -4,12 +4,13 @@
 //! the port until the old container stops.
 
 use crate::config::Listen;
-use crate::node::{unit, Node};
+use crate::node::runtime::Runtime;
+use crate::node::unit;
 use crate::sys::systemd::{Active, Systemd};
 use anyhow::Result;
 use std::time::Duration;
 
-impl Node<'_> {
+impl Runtime<'_> {
     fn socket_listening(&self, systemd: &Systemd) -> bool {
         systemd
             .state(&self.names().socket_unit())

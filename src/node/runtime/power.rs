@@ -11,6 +11,7 @@
 use crate::config::Listen;
 use crate::front::gap::{self, MAINTENANCE_FILE, STOPPED_FILE};
 use crate::node::layout::Layout;
+use crate::node::runtime::Runtime;
 use crate::node::state::Action;
 use crate::node::{event, Node};
 use crate::sys::systemd::Systemd;
@@ -135,43 +136,10 @@ pub(crate) fn stopped_by_hand(layout: &Layout) -> Option<Stopped> {
 }
 
 impl Node<'_> {
-    fn plan_spec(&self) -> PlanSpec {
-        let names = self.names();
-        PlanSpec {
-            app: self.config.app.clone(),
-            env: self.env_name.clone(),
-            service: names.unit(),
-            socket: (self.config.listen == Listen::Socket).then(|| names.socket_unit()),
-            health_url: crate::sys::health::url(self.env.port, &self.config.health.path),
-            router: self.config.traefik.as_ref().map(|_| names.router()),
-        }
-    }
-
-    /// Who stopped the app by hand, if it is stopped.
-    pub(crate) fn stopped_by_hand(&self) -> Option<Stopped> {
-        stopped_by_hand(&self.layout)
-    }
-
-    /// Fails while the app is stopped by hand: what would start it (a release, a rollback)
-    /// waits for `deploy start`.
-    pub(crate) fn refuse_if_stopped(&self, what: &str) -> Result<()> {
-        match self.stopped_by_hand() {
-            Some(s) => bail!(
-                "{what} would start {} on {}, which is stopped {}: `deploy start {}` first. \
-                 Nothing was changed",
-                self.config.app,
-                self.env_name,
-                s.describe(),
-                self.env_name
-            ),
-            None => Ok(()),
-        }
-    }
-
     /// `--dry-run` of start, stop or restart.
     pub fn power_plan(&self, p: Power) -> Result<String> {
         self.require_setup()?;
-        Ok(plan(p, &self.plan_spec()))
+        Ok(plan(p, &self.runtime().plan_spec()))
     }
 
     /// `deploy start|stop|restart`.
@@ -186,9 +154,9 @@ impl Node<'_> {
         let systemd = Systemd::connect()?;
         let started = Instant::now();
         let said = match p {
-            Power::Stop => self.stop_by_hand(&systemd)?,
-            Power::Start => self.start_by_hand(&systemd)?,
-            Power::Restart => self.restart_by_hand(&systemd)?,
+            Power::Stop => self.runtime().stop_by_hand(&systemd)?,
+            Power::Start => self.runtime().start_by_hand(&systemd)?,
+            Power::Restart => self.runtime().restart_by_hand(&systemd)?,
         };
         let Some(message) = said else {
             return Ok(());
@@ -205,6 +173,41 @@ impl Node<'_> {
                 "version": self.current()?, "total_ms": total.as_millis() as u64}),
         );
         Ok(())
+    }
+}
+
+impl Runtime<'_> {
+    fn plan_spec(&self) -> PlanSpec {
+        let names = self.names();
+        PlanSpec {
+            app: self.config.app.clone(),
+            env: self.env_name.to_string(),
+            service: names.unit(),
+            socket: (self.config.listen == Listen::Socket).then(|| names.socket_unit()),
+            health_url: crate::sys::health::url(self.env.port, &self.config.health.path),
+            router: self.config.traefik.as_ref().map(|_| names.router()),
+        }
+    }
+
+    /// Who stopped the app by hand, if it is stopped.
+    pub(crate) fn stopped_by_hand(&self) -> Option<Stopped> {
+        stopped_by_hand(self.layout)
+    }
+
+    /// Fails while the app is stopped by hand: what would start it (a release, a rollback)
+    /// waits for `deploy start`.
+    pub(crate) fn refuse_if_stopped(&self, what: &str) -> Result<()> {
+        match self.stopped_by_hand() {
+            Some(s) => bail!(
+                "{what} would start {} on {}, which is stopped {}: `deploy start {}` first. \
+                 Nothing was changed",
+                self.config.app,
+                self.env_name,
+                s.describe(),
+                self.env_name
+            ),
+            None => Ok(()),
+        }
     }
 
     /// Stops the app until `deploy start`; `None` when it was stopped already (said so).

@@ -6,7 +6,7 @@
 //! (`--reset-storage`), and then does it inside a gap and rebuilds the live release's image.
 
 use crate::names::Names;
-use crate::node::Node;
+use crate::node::runtime::Runtime;
 use crate::sys::podman::{self, Store};
 use crate::sys::systemd::Systemd;
 use anyhow::{bail, Context, Result};
@@ -123,7 +123,7 @@ pub const VFS_COST: &str = "Podman stores images with the vfs driver: every cont
     layer is a full copy, so a Debian-based image of 300 MB takes ~10 s to start (the gap of \
     every release) where overlay takes under a second";
 
-impl Node<'_> {
+impl Runtime<'_> {
     /// `deploy check`: the driver, with the fix when it is vfs.
     pub(crate) fn check_storage(&self) -> Result<()> {
         let driver = podman::storage_driver()?;
@@ -180,7 +180,7 @@ impl Node<'_> {
                     Some(v) => self.ui.step(
                         &format!("Rebuilding the image of {v} and starting it"),
                         || {
-                            let state = self.load_state()?;
+                            let state = crate::node::state::State::load(&self.layout.state_file())?;
                             self.ensure_image(&state, v)?;
                             self.start_healthy(systemd, &self.unit_name())
                         },
