@@ -226,12 +226,7 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
     set_jobs(&p, &format!("{STAMP}{broken}{nightly}{slow}"));
     p.deploy(&["setup"]).ok();
     let timer = |job: &str| p.names().job_timer(job);
-    let unit_file = |job: &str| {
-        common::node()
-            .home
-            .join(".config/systemd/user")
-            .join(timer(job))
-    };
+    let unit_file = |job: &str| timer_file(&p, job);
     for job in ["stamp", "broken", "nightly", "slow"] {
         assert!(unit_file(job).is_file(), "{job}'s timer");
         assert_eq!(is_active(&p, &timer(job)), "active", "{job}'s timer");
@@ -393,12 +388,7 @@ fn a_run_out_of_time_is_stopped(p: &Project) {
 #[track_caller]
 fn removed_jobs_lose_their_timers_with_the_next_release(p: &Project, slow: &str) {
     let timer = |job: &str| p.names().job_timer(job);
-    let unit_file = |job: &str| {
-        common::node()
-            .home
-            .join(".config/systemd/user")
-            .join(timer(job))
-    };
+    let unit_file = |job: &str| timer_file(p, job);
     // Jobs gone from the config: their timers go with the next release.
     set_jobs(p, &format!("{STAMP}{slow}"));
     p.deploy(&["release", "v2", "--dry-run"])
@@ -596,4 +586,12 @@ fn a_job_is_skipped_while_the_app_is_halted_and_runs_again_once_a_release_is_sta
             &format!("SELECT COUNT(*) FROM hits WHERE version = 'job-v1' AND id > {halted_at}"),
         ) > 0
     });
+}
+
+/// Where the node user's timer of `job` is installed.
+fn timer_file(p: &Project, job: &str) -> std::path::PathBuf {
+    common::node()
+        .home
+        .join(".config/systemd/user")
+        .join(p.names().job_timer(job))
 }

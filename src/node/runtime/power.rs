@@ -273,16 +273,21 @@ impl Runtime<'_> {
         )))
     }
 
-    /// Starts the app (stopped by hand or not), waits for its health check and routes Traefik
-    /// back to it; `None` when it runs already and was not stopped (said so).
-    fn start_by_hand(&self, systemd: &Systemd) -> Result<Option<String>> {
-        let current = self.current()?.ok_or_else(|| {
+    /// The live release, or why there is none to start.
+    fn released(&self) -> Result<String> {
+        self.current()?.ok_or_else(|| {
             anyhow!(
                 "nothing is released on {} yet: `deploy release VERSION {}` starts the app",
                 self.env_name,
                 self.env_name
             )
-        })?;
+        })
+    }
+
+    /// Starts the app (stopped by hand or not), waits for its health check and routes Traefik
+    /// back to it; `None` when it runs already and was not stopped (said so).
+    fn start_by_hand(&self, systemd: &Systemd) -> Result<Option<String>> {
+        let current = self.released()?;
         let spec = self.plan_spec();
         let stopped = self.stopped_by_hand();
         if stopped.is_none() && self.app_running(systemd) {
@@ -344,13 +349,7 @@ impl Runtime<'_> {
                 self.env_name
             );
         }
-        let current = self.current()?.ok_or_else(|| {
-            anyhow!(
-                "nothing is released on {} yet: `deploy release VERSION {}` starts the app",
-                self.env_name,
-                self.env_name
-            )
-        })?;
+        let current = self.released()?;
         let router = self.front().router()?;
         // Held until the app answers again: no restart of Traefik in this gap.
         let _traefik = match &router {
