@@ -9,6 +9,7 @@
 pub mod appenv;
 pub(crate) mod apply;
 pub mod check;
+pub mod data;
 mod exec;
 pub mod fence;
 pub mod front;
@@ -17,7 +18,6 @@ pub mod jobs;
 pub mod layout;
 pub mod lock;
 pub mod logs;
-pub mod migrate;
 pub mod plan;
 pub mod preview;
 pub(crate) mod prune;
@@ -26,10 +26,8 @@ mod recovery;
 mod release;
 pub mod remove;
 mod rename;
-pub mod replaced;
 pub mod replicate;
 pub mod request;
-mod restore;
 pub mod rollback;
 pub mod runtime;
 pub mod schema;
@@ -41,7 +39,6 @@ pub mod status;
 pub mod swap;
 pub mod unit;
 pub mod upload;
-pub mod verify;
 
 use crate::config::{Config, Environment};
 use crate::node::state::{Action, Event, EventOutcome, State};
@@ -69,7 +66,7 @@ pub struct Node<'a> {
     pub config_text: Option<String>,
     /// When a restore's placing began and its last database was in place (its span's parts,
     /// for the report).
-    pub(crate) placing: std::cell::Cell<Option<(std::time::Instant, std::time::Instant)>>,
+    pub(crate) placing: data::Placing,
 }
 
 pub fn home_dir() -> Result<PathBuf> {
@@ -167,7 +164,7 @@ impl<'a> Node<'a> {
         if self
             .layout
             .meta()
-            .join(crate::node::migrate::PLAN_FILE)
+            .join(crate::node::data::migrate::PLAN_FILE)
             .exists()
         {
             bail!(

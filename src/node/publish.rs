@@ -107,7 +107,7 @@ impl Node<'_> {
                 state.push_event(event(action, to, from, EventOutcome::Ok, Some(gap), detail));
                 self.save_state(state)?;
                 // The app is healthy: what older restores set aside may go.
-                self.prune_replaced();
+                self.data().prune_replaced();
                 match front {
                     None => Ok(gap),
                     Some(e) => Err(e.context(format!(

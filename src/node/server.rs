@@ -6,10 +6,10 @@
 
 use crate::front::shared::{AppRecord, Registry};
 use crate::names::Names;
+use crate::node::data::verify::Verification;
 use crate::node::layout::Layout;
 use crate::node::state::State;
 use crate::node::status::{HealthStatus, UnitStatus};
-use crate::node::verify::Verification;
 use crate::node::Node;
 use crate::sys::{health, systemd::Systemd};
 use anyhow::Result;
@@ -180,7 +180,7 @@ fn app_status(r: &AppRecord, systemd: &Result<Systemd, String>, units: &Path) ->
         .exists()
         .then(|| unit_status(systemd, &names.replication_unit()).active);
     let verification =
-        std::fs::read_to_string(layout.meta().join(crate::node::verify::RESULT_FILE))
+        std::fs::read_to_string(layout.meta().join(crate::node::data::verify::RESULT_FILE))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
     ServerApp {

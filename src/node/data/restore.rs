@@ -16,6 +16,7 @@
 //! ```
 
 use crate::config::Replicate;
+use crate::node::data::Data;
 use crate::node::replicate::{
     litestream_bin, restore_args, run_restore, shown_url, MANIFEST_REPLICA,
 };
@@ -167,7 +168,7 @@ impl Node<'_> {
             );
         }
         let env = self.replication().litestream_env(req.secrets.as_deref())?;
-        self.remove_stale_work();
+        self.data().remove_stale_work();
         let work = self
             .layout
             .meta()
@@ -176,19 +177,6 @@ impl Node<'_> {
         let result = self.restore_into(r, req, &env, &work);
         let _ = std::fs::remove_dir_all(&work);
         result
-    }
-
-    /// The scratch directories of restores whose process died: under the app's lock, with no
-    /// swap unsettled, none of them is anyone's.
-    fn remove_stale_work(&self) {
-        let Ok(entries) = std::fs::read_dir(self.layout.meta()) else {
-            return;
-        };
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".restore-") {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
     }
 
     fn restore_into(
@@ -206,7 +194,8 @@ impl Node<'_> {
             None => None,
         };
         let at = at.as_deref();
-        let got = self.download(r, req, env, work, at)?;
+        let data = self.data();
+        let got = data.download(r, req, env, work, at)?;
         let _fence = self.close_fence(&format!("deploy restore {}", self.env_name), req.writers)?;
         self.placing.set(None);
         match self.current()? {
@@ -227,7 +216,7 @@ impl Node<'_> {
                 )?;
             }
             // Nothing is live (a new server): no app to stop, the files go in place.
-            None => self.put_restored(work, got.replaces)?,
+            None => data.put_restored(work, got.replaces)?,
         }
         let total_ms = got.first.elapsed().as_millis() as u64;
         let parts = self.placing.get().map(|(placing, placed)| {
@@ -239,7 +228,22 @@ impl Node<'_> {
             }
             .parts()
         });
-        self.report_restore(r, &got, at, parts, total_ms)
+        data.report_restore(r, &got, at, parts, total_ms)
+    }
+}
+
+impl Data<'_> {
+    /// The scratch directories of restores whose process died: under the app's lock, with no
+    /// swap unsettled, none of them is anyone's.
+    fn remove_stale_work(&self) {
+        let Ok(entries) = std::fs::read_dir(self.layout.meta()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".restore-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 
     /// The line that ends a restore, with its span's parts.

@@ -6,6 +6,7 @@
 //! `verify.max_lag` fails the check (exit 7). The result is kept for `deploy status`.
 
 use crate::exit::{self, Code};
+use crate::node::data::Data;
 use crate::node::shared_path::SharedRel;
 use crate::node::Node;
 use crate::sys::fsx;
@@ -14,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-const TIMER: &str = include_str!("../../units/verify.timer");
-const SERVICE: &str = include_str!("../../units/verify.service");
+const TIMER: &str = include_str!("../../../units/verify.timer");
+const SERVICE: &str = include_str!("../../../units/verify.service");
 
 /// Where the last verification's result is kept, in `.deploy/`.
 pub(crate) const RESULT_FILE: &str = "verify.json";
@@ -133,12 +134,6 @@ impl Node<'_> {
         )
     }
 
-    /// The last verification, if any.
-    pub(crate) fn last_verification(&self) -> Option<Verification> {
-        let text = std::fs::read_to_string(self.layout.meta().join(RESULT_FILE)).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
     /// `deploy verify`: see the module's doc. Skipped, saying so, while a swap or a restore
     /// runs (the fence is closed or a journal is open).
     pub fn verify(&self, secrets: Option<&Path>) -> Result<()> {
@@ -160,7 +155,7 @@ impl Node<'_> {
             .join(format!(".verify-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
         fsx::ensure_private_dir(&work)?;
-        let result = self.verify_into(r, &env, &work);
+        let result = self.data().verify_into(r, &env, &work);
         let _ = std::fs::remove_dir_all(&work);
         let v = result?;
         fsx::write_atomic(
@@ -198,6 +193,14 @@ impl Node<'_> {
             return Ok(Some(what));
         }
         Ok(self.fence_closed_by())
+    }
+}
+
+impl Data<'_> {
+    /// The last verification, if any.
+    pub(crate) fn last_verification(&self) -> Option<Verification> {
+        let text = std::fs::read_to_string(self.layout.meta().join(RESULT_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
     }
 
     fn verify_into(
