@@ -154,7 +154,7 @@ fn app_status(r: &AppRecord, systemd: &Result<Systemd, String>, units: &Path) ->
     let current = std::fs::read_link(layout.current())
         .ok()
         .and_then(|t| Some(t.file_name()?.to_string_lossy().into_owned()));
-    let state = State::load(&layout.state_file())
+    let state = State::of(&layout)
         .map_err(|e| errors.push(format!("{e:#}")))
         .ok();
     let live_since = current

@@ -333,10 +333,11 @@ impl Node<'_> {
     }
 
     pub fn status_report(&self) -> Result<Status> {
+        let rt = self.runtime();
         self.require_setup()?;
         let state = self.load_state()?;
         let current = self.current()?;
-        let name = self.runtime().unit_name();
+        let name = rt.unit_name();
         let unit = match Systemd::connect().and_then(|s| s.state(&name)) {
             Ok(s) => UnitStatus {
                 name,
@@ -382,7 +383,7 @@ impl Node<'_> {
             verification: self.data().last_verification(),
             replication: self.replication().status(),
             failed_jobs: self.failed_jobs(),
-            stopped: self.runtime().stopped_by_hand(),
+            stopped: rt.stopped_by_hand(),
             held: self.held_by_hand()?,
         })
     }

@@ -304,12 +304,12 @@ impl Data<'_> {
         work: &Path,
         at: Option<&str>,
     ) -> Result<Downloaded> {
+        let repl = self.replication();
         let (shown, shared) = (shown_url(&r.url), self.layout.shared());
         let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
         let guess = self.guess(req.overwrite);
         let config = work.join("litestream.yml");
-        self.replication()
-            .write_litestream_config(r, &config, &guess)?;
+        repl.write_litestream_config(r, &config, &guess)?;
         let (fetched, listed) = (work.join("fetched"), work.join("manifest.db"));
         let manifest = Download {
             db: self.layout.meta().join(crate::node::replicate::MANIFEST),
@@ -334,7 +334,7 @@ impl Data<'_> {
         })?;
         let mut took = std::collections::BTreeMap::new();
         took.insert(MANIFEST_REPLICA.to_string(), list.took.as_millis() as u64);
-        let rels = self.replication().replica_list(r, list.got, &listed, at)?;
+        let rels = repl.replica_list(r, list.got, &listed, at)?;
         self.refuse_over_data(&rels, req.overwrite)?;
         let mut fetched_of: Vec<(SharedRel, Result<Fetched>)> =
             guess.into_iter().zip(results).collect();
@@ -344,8 +344,7 @@ impl Data<'_> {
             .cloned()
             .collect();
         if !more.is_empty() {
-            self.replication()
-                .write_litestream_config(r, &config, &rels)?;
+            repl.write_litestream_config(r, &config, &rels)?;
             let jobs: Vec<Download> = more
                 .iter()
                 .map(|rel| download_of(&shared, &fetched, rel))
@@ -457,8 +456,9 @@ impl Data<'_> {
     /// stopped, a snapshot of what is replaced kept (`.deploy/replaced/<stamp>`), the files
     /// renamed in; then Litestream started again.
     fn put_restored(&self, work: &Path, replaces: bool) -> Result<()> {
+        let repl = self.replication();
         let systemd = Systemd::connect()?;
-        self.replication().stop(&systemd)?;
+        repl.stop(&systemd)?;
         if replaces {
             let stamp = crate::node::snapshot::stamp();
             let kept = self.layout.meta().join("replaced");
@@ -481,7 +481,7 @@ impl Data<'_> {
         })?;
         // Nothing runs to be healthy: the files are in, what older restores set aside may go.
         self.prune_replaced();
-        self.replication().sync(&systemd)
+        repl.sync(&systemd)
     }
 
     /// Renames each database downloaded into `data` (at its path under shared/) over its place

@@ -96,9 +96,10 @@ impl Node<'_> {
     /// With `verify.schedule` (and `replicate:`), its user timer and service, written and
     /// started when they changed; without, removed. Run by setup and every release.
     pub(crate) fn sync_verify_timer(&self, systemd: &crate::sys::systemd::Systemd) -> Result<()> {
+        let rt = self.runtime();
         let names = self.names();
         let (timer, service) = (names.verify_timer(), names.verify_service());
-        let dir = self.runtime().user_unit_dir();
+        let dir = rt.user_unit_dir();
         let schedule = self
             .config
             .verify
@@ -122,7 +123,7 @@ impl Node<'_> {
             bin => self.kept_bin().display().to_string(),
             config => self.kept_config().display().to_string(),
             shared_env => self.layout.shared().join(".env").display().to_string(),
-            release_vars => self.runtime().unit_spec().current_vars(),
+            release_vars => rt.unit_spec().current_vars(),
         };
         let service_text = crate::template::render("verify.service", SERVICE, &ctx)?;
         let timer_text = crate::template::render("verify.timer", TIMER, &ctx)?;

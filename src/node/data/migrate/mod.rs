@@ -191,14 +191,15 @@ impl crate::node::Node<'_> {
         systemd: &crate::sys::systemd::Systemd,
         plan: &Plan,
     ) -> Result<bool> {
-        let unit = self.runtime().unit_name();
+        let rt = self.runtime();
+        let unit = rt.unit_name();
         let running = systemd
             .state(&unit)
             .map(|s| matches!(s.active, Active::Active | Active::Activating))
             .unwrap_or(false);
         if running {
             self.ui.step(&format!("Stopping {unit}"), || {
-                systemd.stop(&unit, self.runtime().stop_timeout())
+                systemd.stop(&unit, rt.stop_timeout())
             })?;
         }
         self.replication().stop(systemd)?;
