@@ -190,8 +190,9 @@ impl Node<'_> {
     /// The variables of this release: secrets from the file a laptop sent (`--secrets`, read
     /// and removed) or, on a local environment, from this process's environment.
     fn release_vars(&self, req: &ReleaseRequest) -> Result<String> {
-        let secrets = appenv::Secrets::new(req.secrets.as_deref())?;
-        appenv::text(&self.config.env, |name| secrets.get(name))
+        let secrets =
+            appenv::SecretValues::on_node(req.secrets.as_deref(), &self.config.env.secret)?;
+        appenv::text(&self.config.env, &secrets)
     }
 
     /// Updating, the upload: the artifacts into the upload's directory (unchanged files
