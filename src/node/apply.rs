@@ -106,8 +106,9 @@ impl Node<'_> {
 
     /// What differs between this config's environment and what is installed. Reads only.
     pub(crate) fn environment_changes(&self) -> Result<Vec<EnvChange>> {
+        let rt = self.runtime();
         let mut changes = Vec::new();
-        let dir = self.runtime().user_unit_dir();
+        let dir = rt.user_unit_dir();
         let env = &self.env_name;
         let setup =
             format!("run `deploy setup {env}` to apply it (it does so in a gap of its own)");
@@ -135,8 +136,8 @@ impl Node<'_> {
             }
             (None, false) => {}
         }
-        let installed = std::fs::read_to_string(self.runtime().unit_path()).unwrap_or_default();
-        let wanted = unit::render(&self.runtime().unit_spec())?;
+        let installed = std::fs::read_to_string(rt.unit_path()).unwrap_or_default();
+        let wanted = unit::render(&rt.unit_spec())?;
         if installed != wanted {
             let from = published_port(&installed);
             if socket && socket_installed {
@@ -187,6 +188,7 @@ impl Node<'_> {
     /// new port checked free first) and re-points the gap server. Nothing here stops or starts
     /// the app.
     pub(crate) fn apply_environment(&self, systemd: &Systemd, changes: &[EnvChange]) -> Result<()> {
+        let rt = self.runtime();
         let [rewrite, repoint] = self.apply_steps(changes);
         for change in changes {
             self.ui.info(&format!("   applies: {}", change.describe()));
@@ -197,16 +199,12 @@ impl Node<'_> {
         if let Some(EnvChange::Port { to, .. }) =
             changes.iter().find(|c| matches!(c, EnvChange::Port { .. }))
         {
-            self.check_port(systemd, *to, &self.runtime().unit_name())?;
+            self.check_port(systemd, *to, &rt.unit_name())?;
         }
         if let Some(label) = rewrite {
             self.ui.step(&label, || {
-                let text = unit::render(&self.runtime().unit_spec())?;
-                systemd.install_unit(
-                    &self.runtime().user_unit_dir(),
-                    &self.runtime().unit_name(),
-                    &text,
-                )
+                let text = unit::render(&rt.unit_spec())?;
+                systemd.install_unit(&rt.user_unit_dir(), &rt.unit_name(), &text)
             })?;
         }
         if let Some(label) = repoint {

@@ -57,12 +57,11 @@ impl Node<'_> {
 
     /// Podman (its storage, its init), rsync, the systemd user manager and the app's port.
     fn check_system(&self, check: &mut Check) {
+        let rt = self.runtime();
         check("Checking podman", &|| {
             crate::sys::podman::check_runtime(false).map(|_| ())
         });
-        check("Checking Podman's storage", &|| {
-            self.runtime().check_storage()
-        });
+        check("Checking Podman's storage", &|| rt.check_storage());
         if self.config.container.init {
             check("Checking podman's init (container.init)", &|| {
                 crate::sys::podman::init_binary(&self.home).map(|_| ())
@@ -81,7 +80,7 @@ impl Node<'_> {
         });
         if let Ok(s) = &systemd {
             check(&format!("Checking port {}", self.env.port), &|| {
-                self.check_port(s, self.env.port, &self.runtime().unit_name())
+                self.check_port(s, self.env.port, &rt.unit_name())
             });
         }
     }

@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 
 impl Node<'_> {
     pub fn exec(&self, a: &ExecRequest) -> Result<()> {
+        let rt = self.runtime();
         let interactive = a.stdin == Stdin::Open;
         self.require_setup()?;
         let live = self.current()?.ok_or_else(|| {
@@ -17,7 +18,7 @@ impl Node<'_> {
             )
         })?;
         let state = self.load_state()?;
-        let image = self.runtime().ensure_image(&state, &live)?;
+        let image = rt.ensure_image(&state, &live)?;
         let stamp: String = crate::node::snapshot::stamp()
             .chars()
             .filter(char::is_ascii_digit)
@@ -26,7 +27,7 @@ impl Node<'_> {
             .names()
             .exec_container(&format!("{stamp}{}", std::process::id()));
         let tty = interactive && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-        let spec = self.runtime().unit_spec();
+        let spec = rt.unit_spec();
         self.ensure_release_vars(&live)?;
         let by = crate::node::state::Origin::current()
             .who

@@ -9,6 +9,7 @@
 pub mod appenv;
 pub(crate) mod apply;
 pub mod check;
+pub mod data;
 mod exec;
 pub mod fence;
 pub mod front;
@@ -17,7 +18,6 @@ pub mod jobs;
 pub mod layout;
 pub mod lock;
 pub mod logs;
-pub mod migrate;
 pub mod plan;
 pub mod preview;
 pub(crate) mod prune;
@@ -26,10 +26,8 @@ mod recovery;
 mod release;
 pub mod remove;
 mod rename;
-pub mod replaced;
 pub mod replicate;
 pub mod request;
-mod restore;
 pub mod rollback;
 pub mod runtime;
 pub mod schema;
@@ -41,7 +39,6 @@ pub mod status;
 pub mod swap;
 pub mod unit;
 pub mod upload;
-pub mod verify;
 
 use crate::config::{Config, Environment};
 use crate::node::state::{Action, Event, EventOutcome, State};
@@ -69,7 +66,7 @@ pub struct Node<'a> {
     pub config_text: Option<String>,
     /// When a restore's placing began and its last database was in place (its span's parts,
     /// for the report).
-    pub(crate) placing: std::cell::Cell<Option<(std::time::Instant, std::time::Instant)>>,
+    pub(crate) placing: data::Placing,
 }
 
 pub fn home_dir() -> Result<PathBuf> {
@@ -167,7 +164,7 @@ impl<'a> Node<'a> {
         if self
             .layout
             .meta()
-            .join(crate::node::migrate::PLAN_FILE)
+            .join(crate::node::data::migrate::PLAN_FILE)
             .exists()
         {
             bail!(
@@ -179,7 +176,7 @@ impl<'a> Node<'a> {
     }
 
     pub(crate) fn load_state(&self) -> Result<State> {
-        State::load(&self.layout.state_file())
+        State::of(&self.layout)
     }
 
     pub(crate) fn save_state(&self, state: &State) -> Result<()> {
@@ -315,24 +312,21 @@ impl<'a> Node<'a> {
     /// The app's unit (kept stopped until a release), its listening, its Traefik router, and
     /// an app set up by an older deploy moved to today's layout.
     fn setup_app(&self, systemd: &Systemd) -> Result<()> {
+        let rt = self.runtime();
         let legacy = self.has_legacy_app();
         self.remove_legacy_gap_server(systemd)?;
         if !legacy {
-            self.check_port(systemd, self.env.port, &self.runtime().unit_name())?;
+            self.check_port(systemd, self.env.port, &rt.unit_name())?;
         }
         self.warn_readable_shared_files();
-        let unit_path = self.runtime().unit_path();
+        let unit_path = rt.unit_path();
         self.ui
             .step(&format!("Writing {}", unit_path.display()), || {
-                let spec = self.runtime().unit_spec();
+                let spec = rt.unit_spec();
                 let text = unit::render(&spec)?;
-                systemd.install_unit(
-                    &self.runtime().user_unit_dir(),
-                    &self.runtime().unit_name(),
-                    &text,
-                )
+                systemd.install_unit(&rt.user_unit_dir(), &rt.unit_name(), &text)
             })?;
-        self.runtime().setup_listen(systemd)?;
+        rt.setup_listen(systemd)?;
         if let Some(t) = &self.config.traefik {
             self.check_port(systemd, self.env.gap_port(), &self.names().gap_unit())?;
             let keep_bin = || self.keep_for_server();
@@ -343,11 +337,12 @@ impl<'a> Node<'a> {
         if legacy {
             self.move_legacy_app(systemd)?;
         }
-        self.runtime().keep_stopped(systemd)
+        rt.keep_stopped(systemd)
     }
 
     /// Litestream beside the app (or none), and the jobs' timers.
     fn setup_replication_and_jobs(&self, systemd: &Systemd) -> Result<()> {
+        let repl = self.replication();
         if let Some(r) = &self.config.replicate {
             let unit = self.names().replication_unit();
             self.ui.step(
@@ -355,10 +350,10 @@ impl<'a> Node<'a> {
                     "Replicating the databases to {} ({unit})",
                     replicate::shown_url(&r.url)
                 ),
-                || self.replication().sync(systemd),
+                || repl.sync(systemd),
             )?;
         } else {
-            self.replication().sync(systemd)?;
+            repl.sync(systemd)?;
         }
         if self.jobs_changed()? {
             self.ui

@@ -61,6 +61,8 @@ impl Node<'_> {
     }
 
     pub fn setup_plan(&self, reset_storage: bool) -> Result<String> {
+        let rt = self.runtime();
+        let front = self.front();
         let l = &self.layout;
         let mut out = format!(
             "Plan: setup of {} on {} ({})\n",
@@ -85,20 +87,17 @@ impl Node<'_> {
                 ),
             );
         }
-        let spec = self.runtime().unit_spec();
+        let spec = rt.unit_spec();
         line(
             &mut out,
             "unit",
             format!(
                 "{} (enabled, daemon-reload):",
-                self.runtime()
-                    .user_unit_dir()
-                    .join(self.runtime().unit_name())
-                    .display()
+                rt.user_unit_dir().join(rt.unit_name()).display()
             ),
         );
         out += &indent(&unit::render(&spec)?);
-        if let Some(router) = self.front().router()? {
+        if let Some(router) = front.router()? {
             line(
                 &mut out,
                 "traefik",
@@ -116,7 +115,7 @@ impl Node<'_> {
             .as_ref()
             .is_some_and(|t| t.managed().is_some())
         {
-            out += &self.front().traefik_plan_lines()?;
+            out += &front.traefik_plan_lines()?;
         }
         if self.jobs_changed()? {
             for (name, what) in self.jobs_lines() {

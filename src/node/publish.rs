@@ -74,6 +74,7 @@ impl Node<'_> {
         mv: &Move,
         protection: Protection,
     ) -> Result<Duration> {
+        let repl = self.replication();
         let _traefik = self.front().hold_traefik_shared()?; // no restart of Traefik in the gap
         let journal = Journal::open(&self.journal_path())?;
         let mut fx = NodeEffects::new(self, systemd, protection)?;
@@ -83,13 +84,13 @@ impl Node<'_> {
         // Litestream resumes from the data as restored (the replica follows it from now on),
         // and a database the new release created is replicated from here.
         if fx.replication_stopped || matches!(outcome, Outcome::Live { .. }) {
-            if let Err(e) = self.replication().sync(systemd) {
+            if let Err(e) = repl.sync(systemd) {
                 self.ui.warn(&format!("replication: {e:#}"));
             }
         }
         // After the gap: the replica holds the data at the stop, as a second way back.
         for dir in &fx.replica_to_confirm {
-            self.replication().confirm_replica(dir);
+            repl.confirm_replica(dir);
         }
         let logs = fx.failure_log.take().unwrap_or_default();
         let (action, verb) = (mv.kind.action(), mv.kind.as_str());
@@ -107,7 +108,7 @@ impl Node<'_> {
                 state.push_event(event(action, to, from, EventOutcome::Ok, Some(gap), detail));
                 self.save_state(state)?;
                 // The app is healthy: what older restores set aside may go.
-                self.prune_replaced();
+                self.data().prune_replaced();
                 match front {
                     None => Ok(gap),
                     Some(e) => Err(e.context(format!(

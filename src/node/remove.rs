@@ -185,6 +185,7 @@ fn delete(path: &Path) -> Result<()> {
 impl Node<'_> {
     /// What a removal would take away here.
     fn removal(&self) -> Result<Removal> {
+        let front = self.front();
         let names = self.names();
         let dir = self.runtime().user_unit_dir();
         let present: Vec<String> = match std::fs::read_dir(&dir) {
@@ -196,7 +197,7 @@ impl Node<'_> {
         };
         let default_dir = crate::sys::fsx::expand_home("~/.config/traefik/dynamic", &self.home)?;
         let mut router_files = vec![default_dir.join(names.dynamic_file())];
-        if let Some(r) = self.front().router()? {
+        if let Some(r) = front.router()? {
             router_files.insert(0, r.file);
         }
         router_files.dedup();
@@ -228,7 +229,7 @@ impl Node<'_> {
             data,
             replica,
             root: self.layout.root.clone(),
-            traefik: self.front().traefik_leaving()?,
+            traefik: front.traefik_leaving()?,
             previews: self.previews_here()?,
         })
     }
@@ -342,14 +343,11 @@ impl Node<'_> {
 
     /// The units (stopped, disabled, deleted) and the containers.
     fn remove_running(&self, systemd: &Systemd, r: &Removal) -> Result<()> {
-        let dir = self.runtime().user_unit_dir();
+        let rt = self.runtime();
+        let dir = rt.user_unit_dir();
         for unit in &r.units {
             self.ui.step(&format!("Removing {unit}"), || {
-                systemd.remove_unit(
-                    &dir,
-                    unit,
-                    self.runtime().stop_timeout().max(Duration::from_secs(40)),
-                )
+                systemd.remove_unit(&dir, unit, rt.stop_timeout().max(Duration::from_secs(40)))
             })?;
         }
         self.ui.step("Removing the app's containers", || {

@@ -15,10 +15,11 @@ impl Node<'_> {
     /// The legacy unit of this app in this environment, if its file is there: it names this
     /// environment's directory (another environment of the app had the same unit name).
     fn legacy_unit(&self) -> Option<String> {
+        let rt = self.runtime();
         let name = legacy::unit(&self.config.app);
-        let text = std::fs::read_to_string(self.runtime().user_unit_dir().join(&name)).ok()?;
+        let text = std::fs::read_to_string(rt.user_unit_dir().join(&name)).ok()?;
         let ours = format!("{}/current/", self.layout.root.display());
-        (text.contains(&ours) && name != self.runtime().unit_name()).then_some(name)
+        (text.contains(&ours) && name != rt.unit_name()).then_some(name)
     }
 
     /// Whether the app still runs under its legacy unit (see [`Node::move_legacy_app`]).
@@ -29,22 +30,16 @@ impl Node<'_> {
     /// Before the new units are written: a legacy gap server of this environment lets go of
     /// its port.
     pub(crate) fn remove_legacy_gap_server(&self, systemd: &Systemd) -> Result<()> {
+        let rt = self.runtime();
         let gap = legacy::gap_unit(&self.config.app);
         let ours = format!("--control {}", self.layout.meta().display());
-        let text =
-            std::fs::read_to_string(self.runtime().user_unit_dir().join(&gap)).unwrap_or_default();
+        let text = std::fs::read_to_string(rt.user_unit_dir().join(&gap)).unwrap_or_default();
         if !text.contains(&ours) {
             return Ok(());
         }
         self.ui.step(
             &format!("Removing {gap} (now {})", self.names().gap_unit()),
-            || {
-                systemd.remove_unit(
-                    &self.runtime().user_unit_dir(),
-                    &gap,
-                    Duration::from_secs(30),
-                )
-            },
+            || systemd.remove_unit(&rt.user_unit_dir(), &gap, Duration::from_secs(30)),
         )
     }
 
@@ -74,10 +69,12 @@ impl Node<'_> {
     /// its `release.env` names it, then, in a gap, the legacy unit stops and goes, and the new
     /// one starts and is health-checked.
     pub(crate) fn move_legacy_app(&self, systemd: &Systemd) -> Result<()> {
+        let rt = self.runtime();
+        let front = self.front();
         let Some(old) = self.legacy_unit() else {
             return Ok(());
         };
-        let new = self.runtime().unit_name();
+        let new = rt.unit_name();
         self.ui.step(
             &format!(
                 "Tagging the releases' images as {}",
@@ -85,17 +82,13 @@ impl Node<'_> {
             ),
             || self.retag_images(),
         )?;
-        let router = self.front().router()?;
-        self.front().in_gap(router.as_ref(), || {
+        let router = front.router()?;
+        front.in_gap(router.as_ref(), || {
             self.ui
                 .step(&format!("Moving the app from {old} to {new}"), || {
-                    systemd.remove_unit(
-                        &self.runtime().user_unit_dir(),
-                        &old,
-                        self.runtime().stop_timeout(),
-                    )?;
+                    systemd.remove_unit(&rt.user_unit_dir(), &old, rt.stop_timeout())?;
                     if self.current()?.is_some() {
-                        self.runtime().start_healthy(systemd, &new)?;
+                        rt.start_healthy(systemd, &new)?;
                     }
                     Ok(())
                 })
@@ -105,10 +98,11 @@ impl Node<'_> {
     /// `localhost/<app>:<tag>` becomes `localhost/<app>_<env>:<tag>` for every release, in
     /// Podman, in each release's `release.env` and in the state.
     fn retag_images(&self) -> Result<()> {
+        let rt = self.runtime();
         let mut state = self.load_state()?;
         let old_repo = format!("{}:", legacy::image_repository(&self.config.app));
         for version in self.releases_on_disk()? {
-            let new = self.runtime().image(&version);
+            let new = rt.image(&version);
             let old = state
                 .releases
                 .get(&version)
@@ -121,7 +115,7 @@ impl Node<'_> {
             }
             let env_file = self.layout.release(&version).join(".deploy/release.env");
             if env_file.exists() {
-                let spec = self.runtime().unit_spec();
+                let spec = rt.unit_spec();
                 let vars = std::path::Path::new(&spec.release_vars(&version))
                     .exists()
                     .then(|| spec.current_vars());

@@ -261,9 +261,10 @@ impl Node<'_> {
     }
 
     pub fn rollback(&self, req: &RollbackRequest) -> Result<()> {
+        let rt = self.runtime();
         // Starting.
         let _lock = self.lock(&format!("deploy rollback {}", self.env_name))?;
-        self.runtime().refuse_if_stopped("the rollback")?;
+        rt.refuse_if_stopped("the rollback")?;
         signals::defer();
         self.check_podman()?;
         let systemd = Systemd::connect()?;
@@ -286,7 +287,7 @@ impl Node<'_> {
             }
             DataPlan::Stay { .. } | DataPlan::Keep => {}
         }
-        let image = self.runtime().ensure_image(&state, &target)?;
+        let image = rt.ensure_image(&state, &target)?;
         if !state.releases.contains_key(&target) {
             state.add_release(&target, &image);
         }

@@ -6,10 +6,10 @@
 
 use crate::front::shared::{AppRecord, Registry};
 use crate::names::Names;
+use crate::node::data::verify::Verification;
 use crate::node::layout::Layout;
 use crate::node::state::State;
 use crate::node::status::{HealthStatus, UnitStatus};
-use crate::node::verify::Verification;
 use crate::node::Node;
 use crate::sys::{health, systemd::Systemd};
 use anyhow::Result;
@@ -154,7 +154,7 @@ fn app_status(r: &AppRecord, systemd: &Result<Systemd, String>, units: &Path) ->
     let current = std::fs::read_link(layout.current())
         .ok()
         .and_then(|t| Some(t.file_name()?.to_string_lossy().into_owned()));
-    let state = State::load(&layout.state_file())
+    let state = State::of(&layout)
         .map_err(|e| errors.push(format!("{e:#}")))
         .ok();
     let live_since = current
@@ -180,7 +180,7 @@ fn app_status(r: &AppRecord, systemd: &Result<Systemd, String>, units: &Path) ->
         .exists()
         .then(|| unit_status(systemd, &names.replication_unit()).active);
     let verification =
-        std::fs::read_to_string(layout.meta().join(crate::node::verify::RESULT_FILE))
+        std::fs::read_to_string(layout.meta().join(crate::node::data::verify::RESULT_FILE))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
     ServerApp {

@@ -206,6 +206,11 @@ impl std::fmt::Display for EventOutcome {
 pub const MAX_EVENTS: usize = 200;
 
 impl State {
+    /// The state of the app laid out as `layout` (its state file; none yet: an empty one).
+    pub fn of(layout: &crate::node::layout::Layout) -> Result<State> {
+        State::load(&layout.state_file())
+    }
+
     pub fn load(path: &Path) -> Result<State> {
         match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {

@@ -101,7 +101,7 @@ pub struct Status {
     /// The last stop of the app ran into its timeout and killed it (until a stop is clean).
     pub killed_at_stop: Option<String>,
     /// With `replicate:`: the last `deploy verify` (when, passed or failed, the replica's lag).
-    pub verification: Option<crate::node::verify::Verification>,
+    pub verification: Option<crate::node::data::verify::Verification>,
     /// With `replicate:`: each database, as Litestream's control socket reports it.
     pub replication: Option<Vec<crate::node::replicate::DbReplication>>,
     /// The jobs whose last run failed or ran out of time (`deploy jobs` shows them all).
@@ -333,10 +333,11 @@ impl Node<'_> {
     }
 
     pub fn status_report(&self) -> Result<Status> {
+        let rt = self.runtime();
         self.require_setup()?;
         let state = self.load_state()?;
         let current = self.current()?;
-        let name = self.runtime().unit_name();
+        let name = rt.unit_name();
         let unit = match Systemd::connect().and_then(|s| s.state(&name)) {
             Ok(s) => UnitStatus {
                 name,
@@ -379,10 +380,10 @@ impl Node<'_> {
             last: state.events.last().cloned(),
             interrupted: self.swap_report()?,
             killed_at_stop: self.killed_at_stop(),
-            verification: self.last_verification(),
+            verification: self.data().last_verification(),
             replication: self.replication().status(),
             failed_jobs: self.failed_jobs(),
-            stopped: self.runtime().stopped_by_hand(),
+            stopped: rt.stopped_by_hand(),
             held: self.held_by_hand()?,
         })
     }

@@ -59,7 +59,7 @@ pub(super) fn before_release(
     }
     if !node {
         // Every env.secret is set here, before anything is built or uploaded.
-        crate::node::appenv::text(&loaded.config.env, |n| std::env::var(n).ok())?;
+        crate::node::appenv::SecretValues::from_env(&loaded.config.env.secret).require_all()?;
     }
     let ui = hooks.ui;
     if let (Some(build), false) = (&loaded.config.build, a.skip_build) {

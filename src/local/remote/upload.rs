@@ -2,6 +2,7 @@
 //! artifacts (hard links to the live release for what did not change).
 
 use super::{on_node, Remote};
+use crate::node::appenv::SecretValues;
 use crate::node::layout::{Layout, INCOMING_PREFIX};
 use crate::sys::shell::sh_quote;
 use anyhow::{anyhow, bail, Context, Result};
@@ -165,21 +166,11 @@ impl Remote<'_> {
         if self.loaded.config.env.secret.is_empty() {
             return Ok(());
         }
-        let secrets = secrets_here(&self.loaded.config.env)?;
+        let secrets = SecretValues::from_env(&self.loaded.config.env.secret).to_text()?;
         let path = self.send_private(root, "secrets.env", secrets.as_bytes())?;
         args.extend(["--secrets".into(), path]);
         Ok(())
     }
-}
-
-/// The secrets of `env` from this shell's environment, as `NAME=value` lines (what a remote
-/// node is sent, in a private file, for [`crate::node::appenv::Secrets`] to read).
-fn secrets_here(env: &crate::config::Env) -> Result<String> {
-    let only = crate::config::Env {
-        clear: Default::default(),
-        secret: env.secret.clone(),
-    };
-    crate::node::appenv::text(&only, |n| std::env::var(n).ok())
 }
 
 /// `1.2 MB`. Pure.

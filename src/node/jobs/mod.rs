@@ -400,10 +400,11 @@ impl Node<'_> {
         job: &Job,
         by: &str,
     ) -> Result<Passage<(String, String)>> {
+        let rt = self.runtime();
         // Validated with the config: it splits, into at least one word.
         let words = crate::sys::shell::sh_split(&job.command).map_err(|e| anyhow!(e))?;
         let log = self.layout.job_log(name).display().to_string();
-        let spec = self.runtime().unit_spec();
+        let spec = rt.unit_spec();
         self.when_fence_open(self.fence_wait(), || {
             let Some(live) = self.current()? else {
                 return Ok(Err(format!(
@@ -422,7 +423,7 @@ impl Node<'_> {
             }
             // Under the fence's lock: the release read here is the one that runs. Its image
             // is rebuilt here in the rare case it went missing.
-            let image = self.runtime().ensure_image(&self.load_state()?, &live)?;
+            let image = rt.ensure_image(&self.load_state()?, &live)?;
             self.ensure_release_vars(&live)?;
             let container = self.names().job_container(name, &run_id());
             let run = unit::JobRun {

@@ -101,6 +101,7 @@ impl Node<'_> {
     /// Starting: the version and artifacts are valid, the lock is ours, a dead swap is put
     /// right, and the version may be (re)released; what the plan depends on is read.
     fn release_starting<'r>(&self, req: &'r ReleaseRequest) -> Result<Run<'r>> {
+        let rt = self.runtime();
         let v = req.version.as_str();
         let vars = self.release_vars(req)?;
         let sent = req.artifacts != Artifacts::Here;
@@ -109,8 +110,7 @@ impl Node<'_> {
             Artifacts::Here => crate::config::artifacts::sources(self.config, &self.project_dir)?,
         };
         let lock = self.lock(&format!("deploy release {v} {}", self.env_name))?;
-        self.runtime()
-            .refuse_if_stopped(&format!("the release of {v}"))?;
+        rt.refuse_if_stopped(&format!("the release of {v}"))?;
         signals::defer();
         self.check_podman()?;
         let systemd = Systemd::connect()?;
@@ -139,7 +139,7 @@ impl Node<'_> {
                 Artifacts::Uploaded(id) => self.layout.incoming_run(v, id),
                 Artifacts::Here => self.layout.incoming(v),
             },
-            image: self.runtime().image(v),
+            image: rt.image(v),
             started: Instant::now(),
             vars,
             replacing: false,
@@ -190,8 +190,9 @@ impl Node<'_> {
     /// The variables of this release: secrets from the file a laptop sent (`--secrets`, read
     /// and removed) or, on a local environment, from this process's environment.
     fn release_vars(&self, req: &ReleaseRequest) -> Result<String> {
-        let secrets = appenv::Secrets::new(req.secrets.as_deref())?;
-        appenv::text(&self.config.env, |name| secrets.get(name))
+        let secrets =
+            appenv::SecretValues::on_node(req.secrets.as_deref(), &self.config.env.secret)?;
+        appenv::text(&self.config.env, &secrets)
     }
 
     /// Updating, the upload: the artifacts into the upload's directory (unchanged files

@@ -168,12 +168,31 @@ pub struct Replication<'a> {
 impl Node<'_> {
     /// This app's replication.
     pub fn replication(&self) -> Replication<'_> {
+        Replication::new(
+            self.config,
+            &self.env_name,
+            &self.layout,
+            &self.home,
+            self.ui,
+        )
+    }
+}
+
+impl<'a> Replication<'a> {
+    /// The replication of the app of `config` in `env_name`, from what it borrows.
+    pub(crate) fn new(
+        config: &'a Config,
+        env_name: &'a str,
+        layout: &'a Layout,
+        home: &'a Path,
+        ui: Ui,
+    ) -> Self {
         Replication {
-            config: self.config,
-            env_name: &self.env_name,
-            layout: &self.layout,
-            home: &self.home,
-            ui: self.ui,
+            config,
+            env_name,
+            layout,
+            home,
+            ui,
         }
     }
 }

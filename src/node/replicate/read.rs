@@ -110,10 +110,10 @@ impl Replication<'_> {
             .unwrap_or_default();
         let env = &self.config.env;
         vars.extend(env.clear.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let secrets = crate::node::appenv::Secrets::new(secrets)?;
+        let secrets = crate::node::appenv::SecretValues::on_node(secrets, &env.secret)?;
         for name in &env.secret {
             if let Some(v) = secrets.get(name) {
-                vars.push((name.clone(), v));
+                vars.push((name.clone(), v.to_string()));
             }
         }
         Ok(vars)

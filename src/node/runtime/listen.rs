@@ -20,6 +20,7 @@ impl Runtime<'_> {
     /// The socket unit as the config says: written and listening in socket mode, gone in
     /// publish mode; a live app moves between the two in a gap.
     pub(crate) fn setup_listen(&self, systemd: &Systemd) -> Result<()> {
+        let front = self.front();
         let socket_unit = self.names().socket_unit();
         let want = self.config.listen == Listen::Socket;
         if want {
@@ -35,8 +36,8 @@ impl Runtime<'_> {
         let app_running = systemd
             .state(&self.unit_name())
             .is_ok_and(|s| !s.active.is_down());
-        let router = self.front().router()?.filter(|_| app_running);
-        self.front().in_gap(router.as_ref(), || {
+        let router = front.router()?.filter(|_| app_running);
+        front.in_gap(router.as_ref(), || {
             self.ui.step(
                 &format!(
                     "Moving the app's port {} to {}",

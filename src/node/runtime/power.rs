@@ -144,6 +144,7 @@ impl Node<'_> {
 
     /// `deploy start|stop|restart`.
     pub fn power(&self, p: Power) -> Result<()> {
+        let rt = self.runtime();
         let _lock = self.lock(&format!("deploy {} {}", p.verb(), self.env_name))?;
         if let Some(what) = self.swap_report()? {
             bail!(
@@ -154,9 +155,9 @@ impl Node<'_> {
         let systemd = Systemd::connect()?;
         let started = Instant::now();
         let said = match p {
-            Power::Stop => self.runtime().stop_by_hand(&systemd)?,
-            Power::Start => self.runtime().start_by_hand(&systemd)?,
-            Power::Restart => self.runtime().restart_by_hand(&systemd)?,
+            Power::Stop => rt.stop_by_hand(&systemd)?,
+            Power::Start => rt.start_by_hand(&systemd)?,
+            Power::Restart => rt.restart_by_hand(&systemd)?,
         };
         let Some(message) = said else {
             return Ok(());
@@ -340,6 +341,7 @@ impl Runtime<'_> {
 
     /// Restarts the app's container; with Traefik, requests wait in the gap server meanwhile.
     fn restart_by_hand(&self, systemd: &Systemd) -> Result<Option<String>> {
+        let front = self.front();
         if let Some(s) = self.stopped_by_hand() {
             bail!(
                 "{} on {} is stopped {}: `deploy start {}` starts it",
@@ -350,14 +352,14 @@ impl Runtime<'_> {
             );
         }
         let current = self.released()?;
-        let router = self.front().router()?;
+        let router = front.router()?;
         // Held until the app answers again: no restart of Traefik in this gap.
         let _traefik = match &router {
-            Some(_) => self.front().hold_traefik_shared()?,
+            Some(_) => front.hold_traefik_shared()?,
             None => None,
         };
         if let Some(r) = &router {
-            self.front().enter_gap(r)?;
+            front.enter_gap(r)?;
         }
         let unit = self.unit_name();
         let restarted = self.ui.step(&format!("Restarting {unit}"), || {
@@ -367,7 +369,7 @@ impl Runtime<'_> {
             self.start_healthy(systemd, &unit)
         });
         match (&router, &restarted) {
-            (Some(r), Ok(())) => self.front().leave_gap(r)?,
+            (Some(r), Ok(())) => front.leave_gap(r)?,
             (Some(_), Err(_)) => self.ui.warn(
                 "Traefik stays on the gap server until the app answers again (a release, a \
                  rollback or `deploy restart` that works routes it back)",

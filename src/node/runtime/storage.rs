@@ -161,6 +161,7 @@ impl Runtime<'_> {
     }
 
     fn switch_to_overlay(&self, systemd: &Systemd, deleted: &[String]) -> Result<()> {
+        let front = self.front();
         self.ui.info(&format!(
             "   switching Podman's storage from vfs to overlay; `podman system reset` deletes: {}",
             if deleted.is_empty() {
@@ -170,8 +171,8 @@ impl Runtime<'_> {
             }
         ));
         let live = self.current()?;
-        let router = self.front().router()?.filter(|_| live.is_some());
-        self.front()
+        let router = front.router()?.filter(|_| live.is_some());
+        front
             .in_gap(router.as_ref(), || {
                 self.ui.step("Switching Podman's storage to overlay", || {
                     self.reset_to_overlay(systemd, live.is_some())
@@ -180,7 +181,7 @@ impl Runtime<'_> {
                     Some(v) => self.ui.step(
                         &format!("Rebuilding the image of {v} and starting it"),
                         || {
-                            let state = crate::node::state::State::load(&self.layout.state_file())?;
+                            let state = crate::node::state::State::of(self.layout)?;
                             self.ensure_image(&state, v)?;
                             self.start_healthy(systemd, &self.unit_name())
                         },

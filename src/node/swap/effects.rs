@@ -250,7 +250,7 @@ impl<'a> NodeEffects<'a> {
                 }
                 if mv.kind == crate::node::swap::Kind::Restore {
                     // The replica's databases, downloaded: renamed in, no copy.
-                    return node.place_downloaded(snapshot).map(|()| None);
+                    return node.data().place_downloaded(snapshot).map(|()| None);
                 }
                 let staged = self.staged.iter_mut().find(|s| s.snapshot == *snapshot);
                 let restored = snapshot::restore(snapshot, &node.layout.shared(), staged)?;

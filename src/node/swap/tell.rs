@@ -25,11 +25,8 @@ fn told(label: impl Into<String>, what: impl Into<String>) -> Told {
 impl Node<'_> {
     /// The step `step` of the move `mv`, in words.
     pub(crate) fn tell_step(&self, step: &Step, mv: &Move) -> Told {
-        let (unit, to, shared) = (
-            self.runtime().unit_name(),
-            mv.target(),
-            self.layout.shared(),
-        );
+        let rt = self.runtime();
+        let (unit, to, shared) = (rt.unit_name(), mv.target(), self.layout.shared());
         let shared = shared.display();
         match step {
             Step::PreCopy => told(
@@ -57,7 +54,7 @@ impl Node<'_> {
                 format!("Image of {version}"),
                 format!(
                     "{} (rebuilt from releases/{version} if missing)",
-                    self.runtime().image(version)
+                    rt.image(version)
                 ),
             ),
             Step::EnterGap => told(crate::front::ENTER_GAP_STEP, self.gap_words()),
@@ -194,9 +191,10 @@ impl Node<'_> {
 
     /// The command line of an `in_gap` hook of `mv`, and its time limit.
     fn hook_words(&self, mv: &Move, command: &str) -> String {
+        let rt = self.runtime();
         let args = unit::hook_args(
-            &self.runtime().unit_spec(),
-            &self.runtime().image(mv.target()),
+            &rt.unit_spec(),
+            &rt.image(mv.target()),
             (mv.target(), mv.from.as_deref()),
             command,
         );

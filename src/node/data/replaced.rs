@@ -8,8 +8,8 @@
 //! .deploy/replaced/.pruning-<stamp>/       being removed: never used, removed by the next prune
 //! ```
 
+use crate::node::data::Data;
 use crate::node::snapshot::{self, Kind};
-use crate::node::Node;
 use crate::sys::fsx;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ pub const KEEP: usize = 2;
 
 use crate::node::layout::PRUNING_PREFIX as PRUNING;
 
-impl Node<'_> {
+impl Data<'_> {
     /// Removes what restores set aside but the newest [`KEEP`]; says what went. A failure is a
     /// warning: nothing depends on it.
     pub(crate) fn prune_replaced(&self) {

@@ -13,6 +13,7 @@ mod plan;
 pub use copy::{check_databases, copy_tree, move_entry, replaceable, same_tree, writers};
 pub use plan::{describe, plan, Entry, Plan, SharedMove, Stage};
 
+use crate::node::data::Data;
 use crate::node::request::{Consent, MigrateRequest, Mode};
 use crate::sys::fsx;
 use crate::sys::systemd::Active;
@@ -26,27 +27,6 @@ pub const OWN: &[&str] = &[".deploy", "releases", "shared", "current"];
 
 /// What `deploy migrate-data` is given.
 impl crate::node::Node<'_> {
-    fn plan_file(&self) -> PathBuf {
-        self.layout.meta().join(PLAN_FILE)
-    }
-
-    fn save_plan(&self, plan: &Plan) -> Result<()> {
-        fsx::ensure_dir(&self.layout.meta(), 0o700)?;
-        let json = serde_json::to_vec_pretty(plan)?;
-        fsx::write_atomic(&self.plan_file(), &json, 0o600)
-    }
-
-    /// The plan of an interrupted migration, if there is one.
-    fn saved_plan(&self) -> Result<Option<Plan>> {
-        match std::fs::read(self.plan_file()) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-                format!("{} is not a migration plan", self.plan_file().display())
-            })?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).context("cannot read the migration plan"),
-        }
-    }
-
     /// A new plan for the app directory as it is, or why there is nothing to migrate.
     fn new_plan(&self, release: &str) -> Result<Option<Plan>> {
         let root = &self.layout.root;
@@ -129,7 +109,8 @@ impl crate::node::Node<'_> {
             Mode::DryRun => None,
             Mode::Change => Some(self.migrate_lock()?),
         };
-        let resumed = self.saved_plan()?;
+        let data = self.data();
+        let resumed = data.saved_plan()?;
         let mut plan = match resumed.clone() {
             Some(p) => p,
             None => match self.new_plan(&req.release)? {
@@ -149,11 +130,11 @@ impl crate::node::Node<'_> {
         let systemd = crate::sys::systemd::Systemd::connect()?;
         let running = self.quiesce_for_migration(&systemd, &plan)?;
         if resumed.is_none() {
-            self.save_plan(&plan)?;
+            data.save_plan(&plan)?;
         }
         crate::signals::point("migrate-after-plan");
-        self.move_shared(&mut plan)?;
-        self.create_missing(&plan)?;
+        data.move_shared(&mut plan)?;
+        data.create_missing(&plan)?;
         crate::signals::point("migrate-after-shared");
         let target = self.make_first_release(&plan)?;
         self.record_first_release(&plan.release)?;
@@ -210,14 +191,15 @@ impl crate::node::Node<'_> {
         systemd: &crate::sys::systemd::Systemd,
         plan: &Plan,
     ) -> Result<bool> {
-        let unit = self.runtime().unit_name();
+        let rt = self.runtime();
+        let unit = rt.unit_name();
         let running = systemd
             .state(&unit)
             .map(|s| matches!(s.active, Active::Active | Active::Activating))
             .unwrap_or(false);
         if running {
             self.ui.step(&format!("Stopping {unit}"), || {
-                systemd.stop(&unit, self.runtime().stop_timeout())
+                systemd.stop(&unit, rt.stop_timeout())
             })?;
         }
         self.replication().stop(systemd)?;
@@ -236,44 +218,6 @@ impl crate::node::Node<'_> {
             );
         }
         Ok(running)
-    }
-
-    /// Each shared entry moved into shared/, its progress saved in the plan as it goes.
-    fn move_shared(&self, plan: &mut Plan) -> Result<()> {
-        let (root, shared) = (&self.layout.root, self.layout.shared());
-        fsx::ensure_dir(&shared, 0o755)?;
-        for i in 0..plan.moves.len() {
-            let mut m = plan.moves[i].clone();
-            let (from, to) = (root.join(&m.entry), shared.join(&m.entry));
-            let label = format!("Moving {} to shared/{}", m.entry, m.entry);
-            let mut done = plan.clone();
-            self.ui.step(&label, || {
-                move_entry(&mut m, &from, &to, |now| {
-                    done.moves[i] = now.clone();
-                    self.save_plan(&done)
-                })
-            })?;
-            plan.moves[i] = m;
-        }
-        Ok(())
-    }
-
-    /// The shared entries the old layout lacked, made empty as `deploy setup` makes them.
-    fn create_missing(&self, plan: &Plan) -> Result<()> {
-        let shared = self.layout.shared();
-        for (entry, dir) in &plan.create {
-            let p = shared.join(entry);
-            if std::fs::symlink_metadata(&p).is_ok() {
-                continue;
-            }
-            if *dir {
-                fsx::ensure_dir(&p, 0o755)?;
-            } else {
-                fsx::ensure_dir(p.parent().expect("under shared"), 0o755)?;
-                fsx::write_atomic(&p, b"", 0o600)?;
-            }
-        }
-        Ok(())
     }
 
     /// The rest of the app directory becomes `releases/V` (through `.incoming-V`, renamed
@@ -340,7 +284,7 @@ impl crate::node::Node<'_> {
             Some("the in-place deployment became this release"),
         ));
         self.save_state(&state)?;
-        std::fs::remove_file(self.plan_file())?;
+        std::fs::remove_file(self.data().plan_file())?;
         fsx::sync_dir(&self.layout.meta())
     }
 
@@ -370,5 +314,67 @@ impl crate::node::Node<'_> {
             },
             env = self.env_name,
         ));
+    }
+}
+
+/// The migration's journal and the moves into shared/: the data's part.
+impl Data<'_> {
+    fn plan_file(&self) -> PathBuf {
+        self.layout.meta().join(PLAN_FILE)
+    }
+
+    fn save_plan(&self, plan: &Plan) -> Result<()> {
+        fsx::ensure_dir(&self.layout.meta(), 0o700)?;
+        let json = serde_json::to_vec_pretty(plan)?;
+        fsx::write_atomic(&self.plan_file(), &json, 0o600)
+    }
+
+    /// The plan of an interrupted migration, if there is one.
+    fn saved_plan(&self) -> Result<Option<Plan>> {
+        match std::fs::read(self.plan_file()) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{} is not a migration plan", self.plan_file().display())
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).context("cannot read the migration plan"),
+        }
+    }
+
+    /// Each shared entry moved into shared/, its progress saved in the plan as it goes.
+    fn move_shared(&self, plan: &mut Plan) -> Result<()> {
+        let (root, shared) = (&self.layout.root, self.layout.shared());
+        fsx::ensure_dir(&shared, 0o755)?;
+        for i in 0..plan.moves.len() {
+            let mut m = plan.moves[i].clone();
+            let (from, to) = (root.join(&m.entry), shared.join(&m.entry));
+            let label = format!("Moving {} to shared/{}", m.entry, m.entry);
+            let mut done = plan.clone();
+            self.ui.step(&label, || {
+                move_entry(&mut m, &from, &to, |now| {
+                    done.moves[i] = now.clone();
+                    self.save_plan(&done)
+                })
+            })?;
+            plan.moves[i] = m;
+        }
+        Ok(())
+    }
+
+    /// The shared entries the old layout lacked, made empty as `deploy setup` makes them.
+    fn create_missing(&self, plan: &Plan) -> Result<()> {
+        let shared = self.layout.shared();
+        for (entry, dir) in &plan.create {
+            let p = shared.join(entry);
+            if std::fs::symlink_metadata(&p).is_ok() {
+                continue;
+            }
+            if *dir {
+                fsx::ensure_dir(&p, 0o755)?;
+            } else {
+                fsx::ensure_dir(p.parent().expect("under shared"), 0o755)?;
+                fsx::write_atomic(&p, b"", 0o600)?;
+            }
+        }
+        Ok(())
     }
 }

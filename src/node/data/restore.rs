@@ -16,6 +16,7 @@
 //! ```
 
 use crate::config::Replicate;
+use crate::node::data::Data;
 use crate::node::replicate::{
     litestream_bin, restore_args, run_restore, shown_url, MANIFEST_REPLICA,
 };
@@ -167,7 +168,7 @@ impl Node<'_> {
             );
         }
         let env = self.replication().litestream_env(req.secrets.as_deref())?;
-        self.remove_stale_work();
+        self.data().remove_stale_work();
         let work = self
             .layout
             .meta()
@@ -176,19 +177,6 @@ impl Node<'_> {
         let result = self.restore_into(r, req, &env, &work);
         let _ = std::fs::remove_dir_all(&work);
         result
-    }
-
-    /// The scratch directories of restores whose process died: under the app's lock, with no
-    /// swap unsettled, none of them is anyone's.
-    fn remove_stale_work(&self) {
-        let Ok(entries) = std::fs::read_dir(self.layout.meta()) else {
-            return;
-        };
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".restore-") {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
     }
 
     fn restore_into(
@@ -206,7 +194,8 @@ impl Node<'_> {
             None => None,
         };
         let at = at.as_deref();
-        let got = self.download(r, req, env, work, at)?;
+        let data = self.data();
+        let got = data.download(r, req, env, work, at)?;
         let _fence = self.close_fence(&format!("deploy restore {}", self.env_name), req.writers)?;
         self.placing.set(None);
         match self.current()? {
@@ -227,7 +216,7 @@ impl Node<'_> {
                 )?;
             }
             // Nothing is live (a new server): no app to stop, the files go in place.
-            None => self.put_restored(work, got.replaces)?,
+            None => data.put_restored(work, got.replaces)?,
         }
         let total_ms = got.first.elapsed().as_millis() as u64;
         let parts = self.placing.get().map(|(placing, placed)| {
@@ -239,7 +228,22 @@ impl Node<'_> {
             }
             .parts()
         });
-        self.report_restore(r, &got, at, parts, total_ms)
+        data.report_restore(r, &got, at, parts, total_ms)
+    }
+}
+
+impl Data<'_> {
+    /// The scratch directories of restores whose process died: under the app's lock, with no
+    /// swap unsettled, none of them is anyone's.
+    fn remove_stale_work(&self) {
+        let Ok(entries) = std::fs::read_dir(self.layout.meta()) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".restore-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 
     /// The line that ends a restore, with its span's parts.
@@ -300,12 +304,12 @@ impl Node<'_> {
         work: &Path,
         at: Option<&str>,
     ) -> Result<Downloaded> {
+        let repl = self.replication();
         let (shown, shared) = (shown_url(&r.url), self.layout.shared());
         let when = at.map(|t| format!(" as of {t}")).unwrap_or_default();
         let guess = self.guess(req.overwrite);
         let config = work.join("litestream.yml");
-        self.replication()
-            .write_litestream_config(r, &config, &guess)?;
+        repl.write_litestream_config(r, &config, &guess)?;
         let (fetched, listed) = (work.join("fetched"), work.join("manifest.db"));
         let manifest = Download {
             db: self.layout.meta().join(crate::node::replicate::MANIFEST),
@@ -330,7 +334,7 @@ impl Node<'_> {
         })?;
         let mut took = std::collections::BTreeMap::new();
         took.insert(MANIFEST_REPLICA.to_string(), list.took.as_millis() as u64);
-        let rels = self.replication().replica_list(r, list.got, &listed, at)?;
+        let rels = repl.replica_list(r, list.got, &listed, at)?;
         self.refuse_over_data(&rels, req.overwrite)?;
         let mut fetched_of: Vec<(SharedRel, Result<Fetched>)> =
             guess.into_iter().zip(results).collect();
@@ -340,8 +344,7 @@ impl Node<'_> {
             .cloned()
             .collect();
         if !more.is_empty() {
-            self.replication()
-                .write_litestream_config(r, &config, &rels)?;
+            repl.write_litestream_config(r, &config, &rels)?;
             let jobs: Vec<Download> = more
                 .iter()
                 .map(|rel| download_of(&shared, &fetched, rel))
@@ -453,8 +456,9 @@ impl Node<'_> {
     /// stopped, a snapshot of what is replaced kept (`.deploy/replaced/<stamp>`), the files
     /// renamed in; then Litestream started again.
     fn put_restored(&self, work: &Path, replaces: bool) -> Result<()> {
+        let repl = self.replication();
         let systemd = Systemd::connect()?;
-        self.replication().stop(&systemd)?;
+        repl.stop(&systemd)?;
         if replaces {
             let stamp = crate::node::snapshot::stamp();
             let kept = self.layout.meta().join("replaced");
@@ -477,7 +481,7 @@ impl Node<'_> {
         })?;
         // Nothing runs to be healthy: the files are in, what older restores set aside may go.
         self.prune_replaced();
-        self.replication().sync(&systemd)
+        repl.sync(&systemd)
     }
 
     /// Renames each database downloaded into `data` (at its path under shared/) over its place

@@ -6,6 +6,7 @@
 //! `verify.max_lag` fails the check (exit 7). The result is kept for `deploy status`.
 
 use crate::exit::{self, Code};
+use crate::node::data::Data;
 use crate::node::shared_path::SharedRel;
 use crate::node::Node;
 use crate::sys::fsx;
@@ -14,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-const TIMER: &str = include_str!("../../units/verify.timer");
-const SERVICE: &str = include_str!("../../units/verify.service");
+const TIMER: &str = include_str!("../../../units/verify.timer");
+const SERVICE: &str = include_str!("../../../units/verify.service");
 
 /// Where the last verification's result is kept, in `.deploy/`.
 pub(crate) const RESULT_FILE: &str = "verify.json";
@@ -95,9 +96,10 @@ impl Node<'_> {
     /// With `verify.schedule` (and `replicate:`), its user timer and service, written and
     /// started when they changed; without, removed. Run by setup and every release.
     pub(crate) fn sync_verify_timer(&self, systemd: &crate::sys::systemd::Systemd) -> Result<()> {
+        let rt = self.runtime();
         let names = self.names();
         let (timer, service) = (names.verify_timer(), names.verify_service());
-        let dir = self.runtime().user_unit_dir();
+        let dir = rt.user_unit_dir();
         let schedule = self
             .config
             .verify
@@ -121,7 +123,7 @@ impl Node<'_> {
             bin => self.kept_bin().display().to_string(),
             config => self.kept_config().display().to_string(),
             shared_env => self.layout.shared().join(".env").display().to_string(),
-            release_vars => self.runtime().unit_spec().current_vars(),
+            release_vars => rt.unit_spec().current_vars(),
         };
         let service_text = crate::template::render("verify.service", SERVICE, &ctx)?;
         let timer_text = crate::template::render("verify.timer", TIMER, &ctx)?;
@@ -131,12 +133,6 @@ impl Node<'_> {
             (&timer, &timer_text),
             "timers.target",
         )
-    }
-
-    /// The last verification, if any.
-    pub(crate) fn last_verification(&self) -> Option<Verification> {
-        let text = std::fs::read_to_string(self.layout.meta().join(RESULT_FILE)).ok()?;
-        serde_json::from_str(&text).ok()
     }
 
     /// `deploy verify`: see the module's doc. Skipped, saying so, while a swap or a restore
@@ -160,7 +156,7 @@ impl Node<'_> {
             .join(format!(".verify-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&work);
         fsx::ensure_private_dir(&work)?;
-        let result = self.verify_into(r, &env, &work);
+        let result = self.data().verify_into(r, &env, &work);
         let _ = std::fs::remove_dir_all(&work);
         let v = result?;
         fsx::write_atomic(
@@ -198,6 +194,14 @@ impl Node<'_> {
             return Ok(Some(what));
         }
         Ok(self.fence_closed_by())
+    }
+}
+
+impl Data<'_> {
+    /// The last verification, if any.
+    pub(crate) fn last_verification(&self) -> Option<Verification> {
+        let text = std::fs::read_to_string(self.layout.meta().join(RESULT_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
     }
 
     fn verify_into(
