@@ -336,3 +336,51 @@ fn hostile_load_leaves_the_page_up(p: &Project) {
     drop(held);
     assert_eq!(gap_pid(p), before, "the gap server never restarted");
 }
+
+/// The `traefik:` section removed: a release refuses and says to run setup; setup takes the
+/// gap server's unit and the app's router away; the release after it goes on without Traefik.
+#[test]
+fn a_traefik_section_removed_is_applied_by_setup_and_the_next_release_goes_on() {
+    let app = "t-front-gone";
+    let p = project(app, 18216, "hold", "", "30s");
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    let home = &common::node().home;
+    let gap = home.join(".config/systemd/user").join(p.names().gap_unit());
+    let router = home
+        .join(".config/traefik/dynamic")
+        .join(p.names().dynamic_file());
+    assert!(gap.exists() && router.exists(), "set up with its front");
+    let config = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    let section = traefik_section(app, "hold", "");
+    assert!(config.contains(&section), "{config}");
+    p.write("deploy.yaml", &config.replace(&section, ""));
+    p.deploy(&["release", "v2"])
+        .failed()
+        .says("traefik was removed: run `deploy setup");
+    p.deploy(&["setup", "--dry-run"]).ok().prints(&format!(
+        "removed (no `traefik:` section any more): {}, {}",
+        gap.display(),
+        router.display()
+    ));
+    assert!(
+        gap.exists() && router.exists(),
+        "the dry run changed nothing"
+    );
+    p.deploy(&["setup"]).ok().says(&format!(
+        "Removing {} and the app's router (no `traefik:` section any more)",
+        p.names().gap_unit()
+    ));
+    assert!(!gap.exists(), "the gap server's unit is gone");
+    assert!(!router.exists(), "the app's router is gone");
+    let t = std::time::Instant::now();
+    while router_service(&p.names().router()).is_some() {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "Traefik still routes to the app"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p.deploy(&["release", "v2"]).ok();
+    assert_eq!(p.current().as_deref(), Some("v2"));
+}

@@ -504,8 +504,11 @@ impl Traefik {
     }
 }
 
+/// Where Traefik's dynamic files go unless `traefik.dynamic_dir` says otherwise.
+pub const DEFAULT_DYNAMIC_DIR: &str = "~/.config/traefik/dynamic";
+
 fn default_dynamic_dir() -> String {
-    "~/.config/traefik/dynamic".into()
+    DEFAULT_DYNAMIC_DIR.into()
 }
 fn default_traefik_api() -> String {
     "http://127.0.0.1:8099".into()

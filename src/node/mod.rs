@@ -333,6 +333,8 @@ impl<'a> Node<'a> {
             self.front()
                 .setup_traefik(systemd, t, &self.project_dir, keep_bin)?;
             self.remove_legacy_router(t)?;
+        } else {
+            self.front().remove_front(systemd)?;
         }
         if legacy {
             self.move_legacy_app(systemd)?;

@@ -108,6 +108,19 @@ impl Node<'_> {
                 ),
             );
             out += &indent(&traefik::render_dynamic(&router.spec, false)?);
+        } else {
+            let left = front.front_left()?;
+            if !left.is_empty() {
+                let paths: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
+                line(
+                    &mut out,
+                    "traefik",
+                    format!(
+                        "removed (no `traefik:` section any more): {}",
+                        paths.join(", ")
+                    ),
+                );
+            }
         }
         if self
             .config

@@ -181,6 +181,41 @@ impl Front<'_> {
         })
     }
 
+    /// What a config without a `traefik:` section leaves of a front set up before: the gap
+    /// server's unit file and the app's router file (in Traefik's default dynamic directory),
+    /// those that exist; `deploy setup` removes them ([`Front::remove_front`]).
+    pub(crate) fn front_left(&self) -> Result<Vec<PathBuf>> {
+        let unit = crate::sys::systemd::user_unit_dir(self.home).join(self.names().gap_unit());
+        let dynamic = crate::sys::fsx::expand_home(crate::config::DEFAULT_DYNAMIC_DIR, self.home)?;
+        let router = dynamic.join(self.names().dynamic_file());
+        Ok([unit, router].into_iter().filter(|p| p.exists()).collect())
+    }
+
+    /// `deploy setup` of a config without a `traefik:` section any more: what
+    /// [`Front::front_left`] finds goes, so that Traefik no longer routes to the app and a
+    /// release no longer finds a front it would have to set up.
+    pub(crate) fn remove_front(&self, systemd: &Systemd) -> Result<()> {
+        let left = self.front_left()?;
+        if left.is_empty() {
+            return Ok(());
+        }
+        let unit = self.names().gap_unit();
+        let step = format!("Removing {unit} and the app's router (no `traefik:` section any more)");
+        self.ui.step(&step, || {
+            for path in &left {
+                match path.file_name() == Some(std::ffi::OsStr::new(&unit)) {
+                    true => systemd.remove_unit(
+                        path.parent().expect("a unit directory"),
+                        &unit,
+                        Duration::from_secs(30),
+                    )?,
+                    false => crate::sys::fsx::remove_durable(path)?,
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Installs the gap server's unit and (re)starts it, until it answers.
     pub(crate) fn install_gap_server(&self, systemd: &Systemd, t: &Traefik) -> Result<()> {
         let unit = self.names().gap_unit();
