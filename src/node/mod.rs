@@ -8,6 +8,7 @@
 
 pub mod appenv;
 pub(crate) mod apply;
+pub mod borrowed;
 pub mod check;
 pub mod data;
 mod exec;
@@ -100,6 +101,18 @@ impl<'a> Node<'a> {
             config_text: None,
             placing: std::cell::Cell::new(None),
         })
+    }
+
+    /// What an owner of a part of the app borrows of this node.
+    pub(crate) fn borrowed(&self) -> borrowed::Borrowed<'_> {
+        borrowed::Borrowed {
+            config: self.config,
+            env_name: &self.env_name,
+            env: self.env,
+            layout: &self.layout,
+            home: &self.home,
+            ui: self.ui,
+        }
     }
 
     /// The names of this app in this environment (units, containers, images, routers).

@@ -9,14 +9,11 @@ pub mod replaced;
 mod restore;
 pub mod verify;
 
-use crate::config::Config;
-use crate::node::layout::Layout;
+use crate::node::borrowed::Borrowed;
 use crate::node::replicate::Replication;
 use crate::node::Node;
-use crate::ui::Ui;
 use anyhow::Result;
 use std::cell::Cell;
-use std::path::Path;
 use std::time::Instant;
 
 /// When a restore's placing began and its last database was in place.
@@ -24,11 +21,7 @@ pub(crate) type Placing = Cell<Option<(Instant, Instant)>>;
 
 /// The app's data: what it needs of the node, borrowed.
 pub struct Data<'a> {
-    config: &'a Config,
-    env_name: &'a str,
-    layout: &'a Layout,
-    home: &'a Path,
-    ui: Ui,
+    app: Borrowed<'a>,
     /// Where the placing of downloaded databases notes its span (the node's, for the report).
     placing: &'a Placing,
 }
@@ -37,20 +30,23 @@ impl Node<'_> {
     /// This app's data.
     pub fn data(&self) -> Data<'_> {
         Data {
-            config: self.config,
-            env_name: &self.env_name,
-            layout: &self.layout,
-            home: &self.home,
-            ui: self.ui,
+            app: self.borrowed(),
             placing: &self.placing,
         }
+    }
+}
+
+impl<'a> std::ops::Deref for Data<'a> {
+    type Target = Borrowed<'a>;
+    fn deref(&self) -> &Borrowed<'a> {
+        &self.app
     }
 }
 
 impl Data<'_> {
     /// The app's replication, from the same borrows.
     fn replication(&self) -> Replication<'_> {
-        Replication::new(self.config, self.env_name, self.layout, self.home, self.ui)
+        Replication(self.app)
     }
 
     /// The version `current` points at, if any.

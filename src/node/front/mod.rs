@@ -6,41 +6,27 @@
 
 mod shared;
 
-use crate::config::{Config, Environment, Traefik};
+use crate::config::Traefik;
 use crate::front::gap::{self, GAP_FILE, MAINTENANCE_FILE};
 use crate::front::traefik::{self, DynamicSpec, Router};
 use crate::front::{shared as user, ENTER_GAP_STEP, LEAVE_GAP_STEP, MAINTENANCE_STEP};
-use crate::node::layout::Layout;
+use crate::node::borrowed::{owner_of_borrowed, Borrowed};
 use crate::node::runtime::power::stopped_by_hand;
 use crate::node::Node;
 use crate::sys::fsx;
 use crate::sys::systemd::Systemd;
-use crate::ui::Ui;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The app's front: what it needs of the node, borrowed.
-pub struct Front<'a> {
-    config: &'a Config,
-    env_name: &'a str,
-    env: &'a Environment,
-    layout: &'a Layout,
-    home: &'a Path,
-    ui: Ui,
-}
+pub struct Front<'a>(pub(crate) Borrowed<'a>);
+owner_of_borrowed!(Front);
 
 impl Node<'_> {
     /// This app's front.
     pub fn front(&self) -> Front<'_> {
-        Front::new(
-            self.config,
-            &self.env_name,
-            self.env,
-            &self.layout,
-            &self.home,
-            self.ui,
-        )
+        Front(self.borrowed())
     }
 
     /// `deploy maintenance on|off`: the maintenance page for everyone, until switched off.
@@ -58,32 +44,7 @@ impl Node<'_> {
     }
 }
 
-impl<'a> Front<'a> {
-    /// The front of the app of `config` in `env_name`, from what it borrows.
-    pub(crate) fn new(
-        config: &'a Config,
-        env_name: &'a str,
-        env: &'a Environment,
-        layout: &'a Layout,
-        home: &'a Path,
-        ui: Ui,
-    ) -> Self {
-        Front {
-            config,
-            env_name,
-            env,
-            layout,
-            home,
-            ui,
-        }
-    }
-}
-
 impl Front<'_> {
-    fn names(&self) -> crate::names::Names {
-        crate::names::Names::new(&self.config.app, self.env_name)
-    }
-
     fn page_path(&self) -> PathBuf {
         self.layout.meta().join("maintenance.html")
     }

@@ -21,12 +21,11 @@ mod read;
 
 pub use read::{litestream_cmd, point_in_time, restore_args, run_restore};
 
-use crate::config::{Config, Replicate};
-use crate::node::layout::Layout;
+use crate::config::Replicate;
+use crate::node::borrowed::{owner_of_borrowed, Borrowed};
 use crate::node::shared_path::SharedRel;
 use crate::node::Node;
 use crate::sys::{fsx, systemd::Systemd};
-use crate::ui::Ui;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -157,51 +156,17 @@ pub fn litestream_bin() -> Result<PathBuf> {
 }
 
 /// The app's replication: what it needs of the node, borrowed.
-pub struct Replication<'a> {
-    config: &'a Config,
-    env_name: &'a str,
-    layout: &'a Layout,
-    home: &'a Path,
-    ui: Ui,
-}
+pub struct Replication<'a>(pub(crate) Borrowed<'a>);
+owner_of_borrowed!(Replication);
 
 impl Node<'_> {
     /// This app's replication.
     pub fn replication(&self) -> Replication<'_> {
-        Replication::new(
-            self.config,
-            &self.env_name,
-            &self.layout,
-            &self.home,
-            self.ui,
-        )
-    }
-}
-
-impl<'a> Replication<'a> {
-    /// The replication of the app of `config` in `env_name`, from what it borrows.
-    pub(crate) fn new(
-        config: &'a Config,
-        env_name: &'a str,
-        layout: &'a Layout,
-        home: &'a Path,
-        ui: Ui,
-    ) -> Self {
-        Replication {
-            config,
-            env_name,
-            layout,
-            home,
-            ui,
-        }
+        Replication(self.borrowed())
     }
 }
 
 impl Replication<'_> {
-    fn names(&self) -> crate::names::Names {
-        crate::names::Names::new(&self.config.app, self.env_name)
-    }
-
     fn user_unit_dir(&self) -> PathBuf {
         crate::sys::systemd::user_unit_dir(self.home)
     }

@@ -7,59 +7,32 @@ pub mod listen;
 pub mod power;
 pub mod storage;
 
-use crate::config::{Config, Environment};
 use crate::node::apply::{killed_message, KILLED_AT_STOP};
+use crate::node::borrowed::{owner_of_borrowed, Borrowed};
 use crate::node::front::Front;
-use crate::node::layout::Layout;
 use crate::node::state::State;
 use crate::node::{unit, Node};
 use crate::sys::systemd::Systemd;
 use crate::sys::{fsx, podman};
-use crate::ui::Ui;
 use anyhow::{anyhow, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The app's runtime: what it needs of the node, borrowed.
-pub struct Runtime<'a> {
-    config: &'a Config,
-    env_name: &'a str,
-    env: &'a Environment,
-    layout: &'a Layout,
-    home: &'a Path,
-    ui: Ui,
-}
+pub struct Runtime<'a>(pub(crate) Borrowed<'a>);
+owner_of_borrowed!(Runtime);
 
 impl Node<'_> {
     /// This app's runtime.
     pub fn runtime(&self) -> Runtime<'_> {
-        Runtime {
-            config: self.config,
-            env_name: &self.env_name,
-            env: self.env,
-            layout: &self.layout,
-            home: &self.home,
-            ui: self.ui,
-        }
+        Runtime(self.borrowed())
     }
 }
 
 impl Runtime<'_> {
-    /// The names of this app in this environment (units, containers, images, routers).
-    fn names(&self) -> crate::names::Names {
-        crate::names::Names::new(&self.config.app, self.env_name)
-    }
-
     /// The app's front, from the same borrows.
     fn front(&self) -> Front<'_> {
-        Front::new(
-            self.config,
-            self.env_name,
-            self.env,
-            self.layout,
-            self.home,
-            self.ui,
-        )
+        Front(self.0)
     }
 
     /// The version `current` points at, if any.
