@@ -368,7 +368,11 @@ mod tests {
     fn a_stop_answers_a_request_that_came_and_does_not_wait_for_an_idle_connection() {
         let server = Server::bind("127.0.0.1:0").unwrap();
         let addr = server.listener.local_addr().unwrap();
-        let (stop, fresh) = (server.stop_flag(), Arc::clone(&server.fresh));
+        let (stop, fresh, busy) = (
+            server.stop_flag(),
+            Arc::clone(&server.fresh),
+            Arc::clone(&server.busy),
+        );
         // Every request takes 300 ms: a stop comes while one is read but not answered.
         let t = std::thread::spawn(move || {
             server
@@ -384,7 +388,8 @@ mod tests {
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
         let t0 = std::time::Instant::now();
-        while fresh.lock().unwrap().len() != 1 {
+        // Both accepted: the asking one read (busy in its handler), the idle one not (fresh).
+        while fresh.lock().unwrap().len() != 1 || busy.load(Ordering::SeqCst) != 1 {
             assert!(
                 t0.elapsed() < Duration::from_secs(5),
                 "both accepted, one read"
