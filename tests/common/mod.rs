@@ -868,12 +868,13 @@ impl Project {
         self.root().join(".deploy/swap.journal")
     }
 
-    /// Waits (up to 60 s) until the swap's journal has an entry `t` (`begin`, `done`) of
-    /// `step`; returns the journal then.
+    /// Waits (up to 180 s: a loaded CI machine took 60 s to bring a release of the fence tests
+    /// to its hook) until the swap's journal has an entry `t` (`begin`, `done`) of `step`;
+    /// returns the journal then.
     #[track_caller]
     pub fn wait_for_journal(&self, t: &str, step: &str) -> String {
         let entry = format!("{{\"t\":\"{t}\",\"step\":\"{step}\"");
-        wait_for_text(&self.journal(), &entry, Duration::from_secs(60))
+        wait_for_text(&self.journal(), &entry, Duration::from_secs(180))
     }
 
     /// Waits (up to `within`) until no swap journal is left and `ready` holds: the server's own
