@@ -195,9 +195,7 @@ impl Node<'_> {
                 .collect(),
             Err(_) => Vec::new(),
         };
-        let default_dir =
-            crate::sys::fsx::expand_home(crate::config::DEFAULT_DYNAMIC_DIR, &self.home)?;
-        let mut router_files = vec![default_dir.join(names.dynamic_file())];
+        let mut router_files = vec![front.default_router_file()?];
         if let Some(r) = front.router()? {
             router_files.insert(0, r.file);
         }

@@ -147,9 +147,15 @@ impl Front<'_> {
     /// those that exist; `deploy setup` removes them ([`Front::remove_front`]).
     pub(crate) fn front_left(&self) -> Result<Vec<PathBuf>> {
         let unit = crate::sys::systemd::user_unit_dir(self.home).join(self.names().gap_unit());
-        let dynamic = crate::sys::fsx::expand_home(crate::config::DEFAULT_DYNAMIC_DIR, self.home)?;
-        let router = dynamic.join(self.names().dynamic_file());
+        let router = self.default_router_file()?;
         Ok([unit, router].into_iter().filter(|p| p.exists()).collect())
+    }
+
+    /// The app's router file in Traefik's default dynamic directory (where it is without a
+    /// `traefik.dynamic_dir`, and where a config without `traefik:` can still look for it).
+    pub(crate) fn default_router_file(&self) -> Result<PathBuf> {
+        let dynamic = crate::sys::fsx::expand_home(crate::config::DEFAULT_DYNAMIC_DIR, self.home)?;
+        Ok(dynamic.join(self.names().dynamic_file()))
     }
 
     /// `deploy setup` of a config without a `traefik:` section any more: what
