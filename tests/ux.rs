@@ -114,6 +114,23 @@ fn dry_runs_print_the_plan_and_change_nothing(p: &Project) {
         "{}",
         r.stdout
     );
+    // The example app's Containerfile runs nothing and its files are small: one commit, no
+    // cache of layers; a RUN keeps the cache.
+    assert!(r.stdout.contains(" --layers=false "), "{}", r.stdout);
+    let containerfile = p.dir.join("Containerfile");
+    let text = std::fs::read_to_string(&containerfile).unwrap();
+    std::fs::write(
+        &containerfile,
+        format!("{text}RUN [\"/app/example-app\", \"--version\"]\n"),
+    )
+    .unwrap();
+    let with_run = p.deploy(&["release", "v3", "--dry-run"]).ok();
+    assert!(
+        with_run.stdout.contains(" --layers=true "),
+        "{}",
+        with_run.stdout
+    );
+    std::fs::write(&containerfile, text).unwrap();
     assert!(r.stdout.contains("  sync:      sync -f "), "{}", r.stdout);
     assert!(
         r.stdout

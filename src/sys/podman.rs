@@ -1,20 +1,20 @@
 //! Rootless Podman: building a release's image and removing old ones.
 
+use super::build_cache::BuildCache;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
-/// The command line that builds a release directory into an image. Pure.
-/// `podman build` of a release. The label names the image in its own config, so that no two
+/// `podman build` of a release, with or without its cache of layers (see [`BuildCache`]). The label names the image in its own config, so that no two
 /// apps, environments or versions ever share an image id (identical builds otherwise do): a
 /// removal by another app's prune can then only untag what it owns, never take this one. Pure.
-pub fn build_args(dir: &Path, image: &str) -> Vec<String> {
+pub fn build_args(dir: &Path, image: &str, cache: BuildCache) -> Vec<String> {
     vec![
         "build".into(),
         "--tag".into(),
         image.into(),
         "--label".into(),
         format!("deploy.image={image}"),
-        "--layers=true".into(),
+        cache.flag().into(),
         dir.display().to_string(),
     ]
 }
@@ -34,11 +34,13 @@ pub fn cache_race(output: &str) -> bool {
         || output.contains("image not known")
 }
 
-/// Builds the image; on failure, the error carries the build's last lines.
+/// Builds the image of the release directory `dir` (its cache decided by what it holds); on
+/// failure, the error carries the build's last lines.
 pub fn build(dir: &Path, image: &str, verbose: bool) -> Result<()> {
+    let cache = BuildCache::of_dir(dir);
     let mut attempt = 1;
     loop {
-        let out = super::own_group(duct::cmd("podman", build_args(dir, image)))
+        let out = super::own_group(duct::cmd("podman", build_args(dir, image, cache)))
             .dir(dir)
             .stderr_to_stdout()
             .stdout_capture()
@@ -590,9 +592,11 @@ mod tests {
     #[test]
     fn build_command() {
         assert_eq!(
-            build_args(Path::new("/srv/a/releases/v1"), "localhost/a:v1").join(" "),
+            build_args(Path::new("/srv/a/releases/v1"), "localhost/a:v1", BuildCache::Layers).join(" "),
             "build --tag localhost/a:v1 --label deploy.image=localhost/a:v1 --layers=true /srv/a/releases/v1"
         );
+        let off = build_args(Path::new("/r"), "localhost/a:v1", BuildCache::Off);
+        assert_eq!(off[5..], ["--layers=false", "/r"]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::node::apply::EnvChange;
 use crate::node::layout::Layout;
 use crate::node::state::State;
 use crate::node::Node;
+use crate::sys::build_cache::{self, BuildCache};
 use crate::ui::line;
 use crate::version::Version;
 use crate::{node::preview, sys::podman, sys::shell::sh_join};
@@ -135,8 +136,21 @@ impl Node<'_> {
             }
             Stage::Build => {
                 let image = self.runtime().image(v);
-                let args = podman::build_args(&target, &image);
-                let what = format!("podman {}", sh_join(&args));
+                let what = match self.build_cache(&target) {
+                    Some(cache) => {
+                        format!(
+                            "podman {}",
+                            sh_join(&podman::build_args(&target, &image, cache))
+                        )
+                    }
+                    None => format!(
+                        "podman {} ({} if its Containerfile runs nothing and its files are at \
+                         most {} MiB)",
+                        sh_join(&podman::build_args(&target, &image, BuildCache::Layers)),
+                        BuildCache::Off.flag(),
+                        build_cache::SMALL_CONTEXT >> 20
+                    ),
+                };
                 (
                     vec![format!("Building image {image}")],
                     vec![("build", what)],
@@ -199,6 +213,20 @@ impl Node<'_> {
         let to = incoming.display().to_string();
         let args = crate::sys::rsync::upload_args(&sources, &to, &link_dests);
         Ok(format!("rsync {}", sh_join(&args)))
+    }
+
+    /// The build's cache for the release directory `target`: from it once it is there, before
+    /// that from the artifacts in the project (a dry run here); `None` where neither is (a
+    /// dry run on a server, whose artifacts are on the laptop).
+    fn build_cache(&self, target: &std::path::Path) -> Option<BuildCache> {
+        if target.exists() {
+            return Some(BuildCache::of_dir(target));
+        }
+        let sources = crate::config::artifacts::sources(self.config, &self.project_dir).ok()?;
+        let named = sources
+            .iter()
+            .filter_map(|p| Some((p.file_name()?.to_str()?, p.as_path())));
+        Some(BuildCache::of_entries(named))
     }
 
     /// A release's plan in words: each stage, and each step of its swap.
