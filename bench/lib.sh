@@ -5,6 +5,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 RUNS=${RUNS:-5}
 NODE_USER=${DEPLOY_NODE_USER:-deploy-bench}
+export DEPLOY_NODE_USER=$NODE_USER   # scripts/as-node-user runs as it
 cargo build --quiet --release --locked -p deploy
 DEPLOY_BIN="${CARGO_TARGET_DIR:-target}/release/deploy" scripts/node-setup "$NODE_USER" >/dev/null
 scripts/build-example

@@ -541,8 +541,13 @@ mod tests {
             !text.contains("/srv/shop/shared"),
             "nothing of a release in the unit"
         );
-        assert!(text.contains("    ${DEPLOY_IMAGE}\nExecStop="));
-        assert!(text.contains("stop --ignore -t ${DEPLOY_STOP_TIMEOUT} "));
+        assert!(text.contains("    ${DEPLOY_IMAGE}\n# The stop signals"));
+        assert!(text.contains(" p=; { read p; } 2>/dev/null <%t/%n.pid; "));
+        assert!(
+            text.contains("stop --ignore -t $${DEPLOY_STOP_TIMEOUT} --cidfile=%t/%n.ctr-id; }; ")
+        );
+        assert!(text.contains("timeout $${DEPLOY_STOP_TIMEOUT} tail --pid=$$p "));
+        assert!(text.contains("--pidfile=%t/%n.pid ") && text.contains("\nKillMode=mixed\n"));
         assert!(text.contains("--log-opt path=/srv/shop/log/shop.log"));
         assert!(text.contains("TimeoutStopSec=330\n"));
         assert!(!text.contains("{{") && !text.contains("{%"));
