@@ -142,3 +142,42 @@ fn an_app_that_ignores_sigterm_stops_at_once_under_the_init_and_a_kill_is_said_w
         .ok()
         .says("did not stop on SIGTERM within 5s");
 }
+
+#[test]
+fn the_images_stop_signal_is_what_the_unit_stops_the_app_with() {
+    // The app ignores SIGTERM as PID 1 (no init) but stops on SIGINT, its image's STOPSIGNAL:
+    // the unit's stop sends that, so it stops at once instead of waiting out its 5 s.
+    let p = Project::new("t-stopsig", 18441, Options::default());
+    p.add_to_config("env:\n  clear:\n    IGNORE_SIGTERM: \"1\"\n");
+    edit_config(
+        &p,
+        "  stop_timeout: 5s\n",
+        "  stop_timeout: 5s\n  init: false\n",
+    );
+    let containerfile = std::fs::read_to_string(p.dir.join("Containerfile")).unwrap();
+    p.write(
+        "Containerfile",
+        &format!("{containerfile}STOPSIGNAL SIGINT\n"),
+    );
+    p.with_v1_live();
+    let env = std::fs::read_to_string(p.root().join("releases/v1/.deploy/release.env")).unwrap();
+    assert!(env.ends_with("\nDEPLOY_STOP_SIGNAL=2\n"), "{env}");
+    let r = p.deploy(&["release", "v2"]).ok();
+    let gap = gap_ms(&r);
+    assert!(gap < 3000, "a gap of {gap} ms:\n{}", r.stderr);
+    assert!(!r.stderr.contains("did not stop"), "{}", r.stderr);
+
+    // A release that names no signal (made before releases did) is stopped by `podman stop`,
+    // which asks the image: the same.
+    let v2_env = p.root().join("releases/v2/.deploy/release.env");
+    let text = std::fs::read_to_string(&v2_env).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("DEPLOY_STOP_SIGNAL="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&v2_env, without).unwrap();
+    let r = p.deploy(&["release", "v3"]).ok();
+    assert!(gap_ms(&r) < 3000, "{}", r.stderr);
+    assert!(!r.stderr.contains("did not stop"), "{}", r.stderr);
+}

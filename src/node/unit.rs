@@ -130,6 +130,21 @@ pub fn with_run_settings(text: &str, run: &RunSettings) -> Option<String> {
     (!text.lines().any(|l| l.starts_with(ARGS_KEY))).then(|| format!("{text}{}", run.lines()))
 }
 
+/// The `release.env` line that names the signal the unit's stop sends (see units/app.service).
+pub const STOP_SIGNAL_KEY: &str = "DEPLOY_STOP_SIGNAL=";
+
+/// `release.env`'s text with the number of the signal that stops its image (a line replaced or
+/// added). A release without it is stopped by `podman stop`, which asks the image itself. Pure.
+pub fn with_stop_signal(text: &str, signal: u8) -> String {
+    let mut out: String = text
+        .lines()
+        .filter(|l| !l.starts_with(STOP_SIGNAL_KEY))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out += &format!("{STOP_SIGNAL_KEY}{signal}\n");
+    out
+}
+
 /// A shared directory in the app's containers: `host` (under `shared/`, or a preview's data
 /// being scrubbed) at `container`.
 #[derive(Debug, Clone, Serialize)]
@@ -531,6 +546,13 @@ mod tests {
     }
 
     #[test]
+    fn a_releases_stop_signal_is_one_line_of_its_env() {
+        let e = with_stop_signal("A=1\nDEPLOY_STOP_SIGNAL=15\nB=2\n", 3);
+        assert_eq!(e, "A=1\nB=2\nDEPLOY_STOP_SIGNAL=3\n");
+        assert_eq!(with_stop_signal(&e, 3), e);
+    }
+
+    #[test]
     fn unit_reads_everything_through_current() {
         let text = render(&spec(true)).unwrap();
         assert!(text.contains("EnvironmentFile=/srv/shop/current/.deploy/release.env\n"));
@@ -547,6 +569,7 @@ mod tests {
             text.contains("stop --ignore -t $${DEPLOY_STOP_TIMEOUT} --cidfile=%t/%n.ctr-id; }; ")
         );
         assert!(text.contains("timeout $${DEPLOY_STOP_TIMEOUT} tail --pid=$$p "));
+        assert!(text.contains(" kill -$${DEPLOY_STOP_SIGNAL} $$p "));
         assert!(text.contains("--pidfile=%t/%n.pid ") && text.contains("\nKillMode=mixed\n"));
         assert!(text.contains("--log-opt path=/srv/shop/log/shop.log"));
         assert!(text.contains("TimeoutStopSec=330\n"));

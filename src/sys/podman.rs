@@ -282,26 +282,86 @@ pub fn init_binary(home: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Whether an image's entrypoint is an init of its own (s6-overlay's `/init`, tini, dumb-init):
-/// `--init` would put another in front of it, which s6-overlay refuses (it must be PID 1).
-pub fn entrypoint_is_init(image: &str) -> Result<Option<String>> {
+/// What a release's start and stop need to know of its image: whether its entrypoint is an
+/// init of its own, and the signal that stops it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRun {
+    /// Its entrypoint when that is an init of its own (s6-overlay's `/init`, tini,
+    /// dumb-init): `--init` would put another in front of it, which s6-overlay refuses (it
+    /// must be PID 1).
+    pub own_init: Option<String>,
+    /// The number of the signal its `STOPSIGNAL` names (SIGTERM's, 15, when it names none);
+    /// `None` for one deploy does not know.
+    pub stop_signal: Option<u8>,
+}
+
+/// Asks podman what [`ImageRun`] holds of `image` (one `podman image inspect`).
+pub fn image_run(image: &str) -> Result<ImageRun> {
     let out = lines_of(&[
         "image",
         "inspect",
         "--format",
-        "{{json .Config.Entrypoint}}",
+        "{{json .Config.Entrypoint}}\n{{json .Config.StopSignal}}",
         image,
     ])?;
-    let entry: Vec<String> = out
-        .first()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_default();
-    let first = entry.first().map(String::as_str).unwrap_or_default();
-    let name = first.rsplit('/').next().unwrap_or_default();
-    Ok(
-        (first == "/init" || ["tini", "dumb-init", "catatonit", "s6-svscan"].contains(&name))
-            .then(|| first.to_string()),
-    )
+    Ok(ImageRun::of(
+        out.first().map(String::as_str).unwrap_or_default(),
+        out.get(1).map(String::as_str).unwrap_or_default(),
+    ))
+}
+
+impl ImageRun {
+    /// From the image's entrypoint and stop signal, each as JSON. Pure.
+    pub fn of(entrypoint: &str, stop_signal: &str) -> ImageRun {
+        let entry: Vec<String> = serde_json::from_str(entrypoint).unwrap_or_default();
+        let first = entry.first().map(String::as_str).unwrap_or_default();
+        let name = first.rsplit('/').next().unwrap_or_default();
+        let own_init = (first == "/init"
+            || ["tini", "dumb-init", "catatonit", "s6-svscan"].contains(&name))
+        .then(|| first.to_string());
+        let signal: String = serde_json::from_str(stop_signal).unwrap_or_default();
+        ImageRun {
+            own_init,
+            stop_signal: signal_number(&signal),
+        }
+    }
+}
+
+/// The number of a signal as an image's `STOPSIGNAL` names it (`SIGQUIT`, `QUIT`, `3`,
+/// `SIGRTMIN+3`; none: SIGTERM), on Linux; `None` for a name it does not know. Pure.
+pub fn signal_number(name: &str) -> Option<u8> {
+    const NAMES: [&str; 31] = [
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+        "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+        "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+    ];
+    let upper = name.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let valid = |n: u32| (1..=64).contains(&n).then_some(n as u8);
+    if bare.is_empty() {
+        return Some(15);
+    }
+    if let Ok(n) = bare.parse::<u32>() {
+        return valid(n);
+    }
+    if let Some(i) = NAMES.iter().position(|n| *n == bare) {
+        return Some(i as u8 + 1);
+    }
+    match bare {
+        "IOT" => Some(6),
+        "POLL" => Some(29),
+        "RTMIN" => Some(34),
+        "RTMAX" => Some(64),
+        _ => {
+            let (base, off) = bare.split_once(['+', '-'])?;
+            let off: u32 = off.parse().ok()?;
+            match (base, bare.contains('+')) {
+                ("RTMIN", true) => valid(34 + off),
+                ("RTMAX", false) => valid(64u32.checked_sub(off)?),
+                _ => None,
+            }
+        }
+    }
 }
 
 pub fn lines_of(args: &[&str]) -> Result<Vec<String>> {
@@ -587,6 +647,35 @@ mod tests {
         assert_eq!(image_listed(&store, "localhost/a:1"), Some(true));
         assert_eq!(image_listed(&store, "localhost/a:2"), Some(false));
         std::fs::remove_dir_all(&store).unwrap();
+    }
+
+    #[test]
+    fn an_images_stop_signal_and_init() {
+        let r = ImageRun::of(r#"["/init"]"#, r#""SIGQUIT""#);
+        assert_eq!(
+            (r.own_init.as_deref(), r.stop_signal),
+            (Some("/init"), Some(3))
+        );
+        let r = ImageRun::of("null", r#""""#);
+        assert_eq!((r.own_init, r.stop_signal), (None, Some(15)));
+        assert_eq!(
+            ImageRun::of(r#"["/usr/bin/tini","--"]"#, "").stop_signal,
+            Some(15)
+        );
+        for (name, n) in [
+            ("SIGWINCH", Some(28)),
+            ("term", Some(15)),
+            ("9", Some(9)),
+            ("SIGRTMIN+3", Some(37)),
+            ("RTMAX-1", Some(63)),
+            ("SIGRTMIN-1", None),
+            ("65", None),
+            ("0", None),
+            ("SIGNOPE", None),
+            ("TERM; rm -rf ~", None),
+        ] {
+            assert_eq!(signal_number(name), n, "{name}");
+        }
     }
 
     #[test]

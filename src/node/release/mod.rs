@@ -254,30 +254,41 @@ impl Node<'_> {
     }
 
     /// The release's files and its image synced to disk: nothing of the new release may be
-    /// lost to a power cut once it is live. Whether the image's entrypoint is an init of its
-    /// own is asked of podman meanwhile.
+    /// lost to a power cut once it is live. What the release's start and stop need to know of
+    /// its image is asked of podman meanwhile: whether its entrypoint is an init of its own,
+    /// and its stop signal, which goes into its `release.env` (the unit's stop sends it).
     fn sync_stage(&self, run: &Run, step: &str) -> Result<()> {
         let (target, image) = (self.layout.release(&run.facts.version), run.image.as_str());
-        let (synced, init) = std::thread::scope(|s| {
-            let init = self
-                .config
-                .container
-                .init
-                .then(|| s.spawn(|| podman::entrypoint_is_init(image)));
+        let (synced, facts) = std::thread::scope(|s| {
+            let facts = s.spawn(|| podman::image_run(image));
             let synced = self.ui.step(step, || {
                 let store = podman::graph_root_cached(&self.home)?;
                 podman::sync_filesystems(&[&target, &store])
             });
-            (synced, init.map(|h| h.join()))
+            (synced, facts.join())
         });
-        if let Some(Ok(Ok(Some(init)))) = init {
+        synced?;
+        let Ok(Ok(facts)) = facts else {
+            return Ok(());
+        };
+        if let Some(init) = facts.own_init.filter(|_| self.config.container.init) {
             self.ui.warn(&format!(
                 "{image}'s entrypoint {init} is an init of its own, and container.init puts \
                  catatonit in front of it (s6-overlay's /init must be PID 1): set \
                  container.init: false for this image"
             ));
         }
-        synced
+        if let Some(signal) = facts.stop_signal {
+            let path = self.layout.release_env(&run.facts.version);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            fsx::write_atomic(
+                &path,
+                unit::with_stop_signal(&text, signal).as_bytes(),
+                0o600,
+            )?;
+        }
+        Ok(())
     }
 
     /// A stage of updating after the rename: on a failure nothing is left under the version's
