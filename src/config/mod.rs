@@ -279,8 +279,8 @@ pub struct Container {
     pub port: u16,
     #[serde(default)]
     pub mounts: BTreeMap<String, String>,
-    /// Seconds `podman stop` waits for the app to exit after SIGTERM before it kills it (at
-    /// most 5m).
+    /// Seconds the unit's stop waits for the app to exit after SIGTERM (or the image's
+    /// STOPSIGNAL) before it kills it (at most 5m).
     #[serde(default = "default_stop_timeout", deserialize_with = "duration")]
     pub stop_timeout: Duration,
     /// Run the app (and its hook, exec and job containers) under a small init as PID 1
