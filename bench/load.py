@@ -5,7 +5,7 @@ Each of --clients threads sends GET requests one after another on a keep-alive c
 records when it was sent, how long it took, and the outcome: the HTTP status, or the error
 (reset, refused, timeout). Prints one JSON summary on stdout.
 
-    load.py --url http://127.0.0.1:18400/ --host example.test --clients 8 --stop FILE
+    load.py --url http://127.0.0.1:18401/ --host example.test --clients 8 --stop FILE
 """
 import argparse, http.client, json, os, threading, time, urllib.parse
 
