@@ -77,7 +77,8 @@ for l in sys.stdin: print(sum(int(x) for x in l.split()))' > "$out.sum"
 }
 
 # build_floor RELEASE_DIR N OUT: the floor of a release's build, plain `podman build --layers=true`
-# (as deploy builds) of a copy of RELEASE_DIR with one asset changed, as the node user, in ms,
+# (Podman's own default, as a user builds by hand; deploy builds a small context that runs nothing
+# with --layers=false) of a copy of RELEASE_DIR with one asset changed, as the node user, in ms,
 # appended to OUT. The image goes again.
 build_floor() {
   local src=$1 n=$2 out=$3 dir=$WORK/build-floor-dir t

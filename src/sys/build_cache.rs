@@ -32,8 +32,8 @@ impl BuildCache {
     }
 
     /// The cache for a Containerfile's text (`None`: none found) and a context of `bytes`.
-    /// Any line whose first word is `RUN` (any case, whatever follows it) keeps the cache (a heredoc's or a continued line's
-    /// text too: wrongly keeping it only costs time). Pure.
+    /// Any line whose first word is `RUN` (any case, whatever follows it) keeps the cache (a
+    /// heredoc's or a continued line's text too: wrongly keeping it only costs time). Pure.
     pub fn decide(containerfile: Option<&str>, bytes: u64) -> BuildCache {
         let runs = |text: &str| {
             text.lines().any(|l| {

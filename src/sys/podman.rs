@@ -4,9 +4,10 @@ use super::build_cache::BuildCache;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
-/// `podman build` of a release, with or without its cache of layers (see [`BuildCache`]). The label names the image in its own config, so that no two
-/// apps, environments or versions ever share an image id (identical builds otherwise do): a
-/// removal by another app's prune can then only untag what it owns, never take this one. Pure.
+/// `podman build` of a release, with or without its cache of layers (see [`BuildCache`]). The
+/// label names the image in its own config, so that no two apps, environments or versions ever
+/// share an image id (identical builds otherwise do): a removal by another app's prune can then
+/// only untag what it owns, never take this one. Pure.
 pub fn build_args(dir: &Path, image: &str, cache: BuildCache) -> Vec<String> {
     vec![
         "build".into(),
