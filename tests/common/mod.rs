@@ -929,7 +929,9 @@ impl Project {
         let dir = PathBuf::from("/tmp/deploy-tests/replicas").join(&self.app);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        chown_to_node_user(dir.parent().unwrap());
+        // The parent alone, not its tree: other tests' replicas in it come and go meanwhile.
+        let n = node();
+        std::os::unix::fs::chown(dir.parent().unwrap(), Some(n.uid), Some(n.gid)).unwrap();
         chown_to_node_user(&dir);
         dir
     }
