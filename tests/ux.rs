@@ -106,17 +106,14 @@ fn dry_runs_print_the_plan_and_change_nothing(p: &Project) {
         "{}",
         r.stdout
     );
+    // The example app's Containerfile only copies files: its image is assembled; with a RUN
+    // it is built, with the cache of layers.
     assert!(
-        r.stdout.contains(&format!(
-            "  build:     podman build --tag {}",
-            p.names().image("v3")
-        )),
+        r.stdout
+            .contains("  build:     assembled: the base's layers"),
         "{}",
         r.stdout
     );
-    // The example app's Containerfile runs nothing and its files are small: one commit, no
-    // cache of layers; a RUN keeps the cache.
-    assert!(r.stdout.contains(" --layers=false "), "{}", r.stdout);
     let containerfile = p.dir.join("Containerfile");
     let text = std::fs::read_to_string(&containerfile).unwrap();
     std::fs::write(
@@ -126,7 +123,10 @@ fn dry_runs_print_the_plan_and_change_nothing(p: &Project) {
     .unwrap();
     let with_run = p.deploy(&["release", "v3", "--dry-run"]).ok();
     assert!(
-        with_run.stdout.contains(" --layers=true "),
+        with_run.stdout.contains(&format!(
+            "  build:     podman build --tag {} ",
+            p.names().image("v3")
+        )) && with_run.stdout.contains(" --layers=true "),
         "{}",
         with_run.stdout
     );

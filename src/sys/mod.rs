@@ -2,6 +2,7 @@
 //! rsync, crash-safe file operations, the HTTP health probe; and shell quoting (`shell.rs`,
 //! pure, used from every layer).
 
+pub mod assemble;
 pub mod build_cache;
 pub mod fsx;
 pub mod health;

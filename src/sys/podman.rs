@@ -35,9 +35,18 @@ pub fn cache_race(output: &str) -> bool {
         || output.contains("image not known")
 }
 
-/// Builds the image of the release directory `dir` (its cache decided by what it holds); on
-/// failure, the error carries the build's last lines.
-pub fn build(dir: &Path, image: &str, verbose: bool) -> Result<()> {
+/// Makes the image of the release directory `dir`: assembled when its Containerfile only copies
+/// files (see [`super::assemble`]; its files written in `work`), else built (its cache decided
+/// by what it holds); on failure, the error carries the build's last lines.
+pub fn build(dir: &Path, image: &str, work: &Path, verbose: bool) -> Result<()> {
+    match super::assemble::assemble(dir, image, work) {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(why)) if verbose => eprintln!("podman build, not assembled: {}", why.0),
+        Err(e) => {
+            eprintln!("warning: the image could not be assembled ({e:#}); podman build builds it")
+        }
+        Ok(Err(_)) => {}
+    }
     let cache = BuildCache::of_dir(dir);
     let mut attempt = 1;
     loop {

@@ -78,7 +78,10 @@ impl Node<'_> {
             }
             Stage::Build => self.updating(run, |n, run| {
                 let target = n.layout.release(&run.facts.version);
-                n.ui.step(step, || podman::build(&target, &run.image, n.ui.verbose))
+                let work = target.join(crate::node::layout::RELEASE_META);
+                n.ui.step(step, || {
+                    podman::build(&target, &run.image, &work, n.ui.verbose)
+                })
             }),
             Stage::Sync => {
                 self.updating(run, |n, run| n.sync_stage(run, step))?;

@@ -9,12 +9,17 @@ use crate::node::apply::EnvChange;
 use crate::node::layout::Layout;
 use crate::node::state::State;
 use crate::node::Node;
+use crate::sys::assemble;
 use crate::sys::build_cache::{self, BuildCache};
 use crate::ui::line;
 use crate::version::Version;
 use crate::{node::preview, sys::podman, sys::shell::sh_join};
 use anyhow::Result;
 use serde::Serialize;
+
+/// The dry run's words for an image made without `podman build` (see [`assemble`]).
+const ASSEMBLED: &str =
+    "assembled: the base's layers and one layer of the copied files, by podman load";
 
 /// One stage, or one step of the swap, as people read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -136,17 +141,14 @@ impl Node<'_> {
             }
             Stage::Build => {
                 let image = self.runtime().image(v);
-                let what = match self.build_cache(&target) {
-                    Some(cache) => {
-                        format!(
-                            "podman {}",
-                            sh_join(&podman::build_args(&target, &image, cache))
-                        )
-                    }
+                let built = |cache| sh_join(&podman::build_args(&target, &image, cache));
+                let what = match self.build_way(&target) {
+                    Some(Ok(())) => ASSEMBLED.to_string(),
+                    Some(Err(cache)) => format!("podman {}", built(cache)),
                     None => format!(
-                        "podman {} ({} if its Containerfile runs nothing and its files are at \
-                         most {} MiB)",
-                        sh_join(&podman::build_args(&target, &image, BuildCache::Layers)),
+                        "{ASSEMBLED} if its Containerfile only copies files; else podman {} \
+                         ({} if it runs nothing and its files are at most {} MiB)",
+                        built(BuildCache::Layers),
                         BuildCache::Off.flag(),
                         build_cache::SMALL_CONTEXT >> 20
                     ),
@@ -215,18 +217,37 @@ impl Node<'_> {
         Ok(format!("rsync {}", sh_join(&args)))
     }
 
-    /// The build's cache for the release directory `target`: from it once it is there, before
-    /// that from the artifacts in the project (a dry run here); `None` where neither is (a
-    /// dry run on a server, whose artifacts are on the laptop).
-    fn build_cache(&self, target: &std::path::Path) -> Option<BuildCache> {
+    /// How the release directory `target` becomes an image: assembled (`Ok`), or built with a
+    /// cache of layers or without. From the directory once it is there, before that from the
+    /// artifacts in the project (a dry run here); `None` where neither is (a dry run on a
+    /// server, whose artifacts are on the laptop).
+    fn build_way(&self, target: &std::path::Path) -> Option<Result<(), BuildCache>> {
         if target.exists() {
-            return Some(BuildCache::of_dir(target));
+            return Some(
+                assemble::recipe_of(target)
+                    .map(drop)
+                    .map_err(|_| BuildCache::of_dir(target)),
+            );
         }
         let sources = crate::config::artifacts::sources(self.config, &self.project_dir).ok()?;
-        let named = sources
+        let named: Vec<(&str, &std::path::Path)> = sources
             .iter()
-            .filter_map(|p| Some((p.file_name()?.to_str()?, p.as_path())));
-        Some(BuildCache::of_entries(named))
+            .filter_map(|p| Some((p.file_name()?.to_str()?, p.as_path())))
+            .collect();
+        let read = |names: [&str; 2]| {
+            named
+                .iter()
+                .find(|(n, _)| names.contains(n))
+                .and_then(|(_, p)| std::fs::read_to_string(p).ok())
+        };
+        let assembled = read(["Containerfile", "Dockerfile"])
+            .is_some_and(|t| assemble::recipe::parse(&t).is_ok())
+            && read([".containerignore", ".dockerignore"])
+                .is_none_or(|t| assemble::recipe::ignored(&t).is_ok());
+        if assembled {
+            return Some(Ok(()));
+        }
+        Some(Err(BuildCache::of_entries(named.iter().copied())))
     }
 
     /// A release's plan in words: each stage, and each step of its swap.

@@ -94,7 +94,9 @@ impl Runtime<'_> {
         if listed != Some(true) && !podman::image_exists(&image)? {
             self.ui
                 .step(&format!("Rebuilding missing image {image}"), || {
-                    podman::build(&self.layout.release(version), &image, self.ui.verbose)
+                    let dir = self.layout.release(version);
+                    let work = dir.join(crate::node::layout::RELEASE_META);
+                    podman::build(&dir, &image, &work, self.ui.verbose)
                 })?;
         }
         Ok(image)

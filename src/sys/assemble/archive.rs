@@ -1,0 +1,270 @@
+//! An assembled image as an OCI archive that `podman load` takes: the layer's tar, the image's
+//! config (the base's, with the recipe's settings and the base's layers by their digests,
+//! which the store already holds, so they are not in the archive), its manifest and index.
+
+use super::layer::{Entry, Layer, Meta};
+use super::recipe::Recipe;
+use anyhow::{Context, Result};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::Path;
+
+/// A writer that counts and hashes what goes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn header(kind: tar::EntryType, m: &Meta, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(m.mode);
+    h.set_uid(m.uid.into());
+    h.set_gid(m.gid.into());
+    h.set_mtime(m.mtime);
+    h.set_size(size);
+    h
+}
+
+/// Writes the layer's tar to `to`; its digest (`sha256:...`) and size.
+pub fn write_layer(layer: &Layer, to: &Path) -> Result<(String, u64)> {
+    let file =
+        std::fs::File::create(to).with_context(|| format!("cannot write {}", to.display()))?;
+    let mut out = Hashing {
+        inner: std::io::BufWriter::new(file),
+        hash: Sha256::new(),
+        len: 0,
+    };
+    {
+        let mut tar = tar::Builder::new(&mut out);
+        for (path, entry) in layer {
+            match entry {
+                Entry::Dir(m) => {
+                    let mut h = header(tar::EntryType::Directory, m, 0);
+                    tar.append_data(&mut h, format!("{path}/"), std::io::empty())?;
+                }
+                Entry::File(src, m) => {
+                    let f = std::fs::File::open(src)
+                        .with_context(|| format!("cannot read {}", src.display()))?;
+                    let len = f.metadata()?.len();
+                    let mut h = header(tar::EntryType::Regular, m, len);
+                    tar.append_data(&mut h, path, std::io::Read::take(f, len))?;
+                }
+                Entry::Link(target, m) => {
+                    let mut h = header(tar::EntryType::Symlink, m, 0);
+                    tar.append_link(&mut h, path, target)?;
+                }
+            }
+        }
+        tar.finish()?;
+    }
+    out.flush()?;
+    let digest = format!("sha256:{:x}", out.hash.finalize_reset());
+    Ok((digest, out.len))
+}
+
+/// The base image as `podman image inspect` shows it (`None`: `FROM scratch`).
+pub struct Base<'a>(pub Option<&'a Value>);
+
+/// The image config: the base's, with the recipe's settings, the label that names the image,
+/// and the new layer's digest `layer` after the base's. Pure.
+pub fn config(r: &Recipe, base: Base, image: &str, layer: &str, created: &str) -> Value {
+    let b = base.0;
+    let mut c: Map<String, Value> = b
+        .and_then(|b| b.get("Config")?.as_object().cloned())
+        .unwrap_or_default();
+    let mut env: Vec<String> = c
+        .get("Env")
+        .and_then(|e| serde_json::from_value(e.clone()).ok())
+        .unwrap_or_default();
+    for (k, v) in &r.env {
+        env.retain(|e| e.split('=').next() != Some(k.as_str()));
+        env.push(format!("{k}={v}"));
+    }
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={}", DEFAULT_PATH));
+    }
+    c.insert("Env".into(), env.into());
+    if r.drops_cmd {
+        c.remove("Cmd");
+    }
+    for (k, v) in &r.settings {
+        c.insert(k.clone(), v.clone());
+    }
+    let labels = c.entry("Labels").or_insert_with(|| json!({}));
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    for (k, v) in &r.labels {
+        labels[k] = v.clone().into();
+    }
+    labels["deploy.image"] = image.into();
+    let ports = c.entry("ExposedPorts").or_insert_with(|| json!({}));
+    if !ports.is_object() {
+        *ports = json!({});
+    }
+    for p in &r.exposed {
+        ports[p] = json!({});
+    }
+    let mut diff_ids: Vec<Value> = b
+        .and_then(|b| b.pointer("/RootFS/Layers")?.as_array().cloned())
+        .unwrap_or_default();
+    diff_ids.push(layer.into());
+    let mut history: Vec<Value> = b
+        .and_then(|b| b.get("History")?.as_array().cloned())
+        .unwrap_or_default();
+    history.push(json!({"created": created, "created_by": "deploy: assembled (COPY, no RUN)"}));
+    let field = |k: &str, dflt: &str| {
+        b.and_then(|b| b.get(k)?.as_str().map(String::from))
+            .unwrap_or_else(|| dflt.to_string())
+    };
+    json!({
+        "created": created,
+        "architecture": field("Architecture", host_arch()),
+        "os": field("Os", "linux"),
+        "config": c,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": history,
+    })
+}
+
+/// Podman's default `PATH`, which `podman build` sets when the base has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// Writes the OCI archive of the image `image` to `to`: the config, the layer's tar at
+/// `layer_file` (`layer`: its digest and size), and the base's layers named by digest only.
+pub fn write_archive(
+    to: &Path,
+    image: &str,
+    config: &Value,
+    layer: (&str, u64),
+    layer_file: &Path,
+) -> Result<()> {
+    let config_bytes = serde_json::to_vec(config)?;
+    let config_digest = sha256(&config_bytes);
+    let mut layers: Vec<Value> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| json!({"mediaType": LAYER_TYPE, "digest": d, "size": 0}))
+        .collect();
+    if let Some(last) = layers.last_mut() {
+        last["size"] = layer.1.into();
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config_bytes.len()},
+        "layers": layers,
+    }))?;
+    let manifest_digest = sha256(&manifest);
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest, "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": image},
+        }],
+    }))?;
+    let file =
+        std::fs::File::create(to).with_context(|| format!("cannot write {}", to.display()))?;
+    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    let mut add = |name: &str, data: &[u8]| -> Result<()> {
+        let m = Meta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+        };
+        let mut h = header(tar::EntryType::Regular, &m, data.len() as u64);
+        tar.append_data(&mut h, name, data)?;
+        Ok(())
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    add("index.json", &index)?;
+    add(&blob(&config_digest), &config_bytes)?;
+    add(&blob(&manifest_digest), &manifest)?;
+    let m = Meta {
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+    };
+    let mut h = header(tar::EntryType::Regular, &m, layer.1);
+    let f = std::fs::File::open(layer_file)?;
+    tar.append_data(&mut h, blob(layer.0), f)?;
+    tar.into_inner()?.flush()?;
+    Ok(())
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(data))
+}
+
+fn blob(digest: &str) -> String {
+    format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::recipe::parse;
+    use super::*;
+
+    #[test]
+    fn the_config_sets_the_recipe_over_the_base() {
+        let r = parse("FROM localhost/b\nENV A=2\nENTRYPOINT [\"/x\"]\nEXPOSE 8080\nLABEL k=v\n")
+            .unwrap();
+        let base = json!({
+            "Config": {"Env": ["PATH=/bin", "A=1"], "Cmd": ["sh"], "Labels": null},
+            "Architecture": "arm64", "Os": "linux",
+            "RootFS": {"Type": "layers", "Layers": ["sha256:aa"]},
+            "History": [{"created_by": "base"}],
+        });
+        let c = config(&r, Base(Some(&base)), "localhost/a:v1", "sha256:bb", "T");
+        assert_eq!(c["config"]["Env"], json!(["PATH=/bin", "A=2"]));
+        assert_eq!(
+            c["config"]["Cmd"],
+            Value::Null,
+            "ENTRYPOINT drops the base's CMD"
+        );
+        assert_eq!(c["config"]["Entrypoint"], json!(["/x"]));
+        assert_eq!(
+            c["config"]["Labels"],
+            json!({"k": "v", "deploy.image": "localhost/a:v1"})
+        );
+        assert_eq!(c["config"]["ExposedPorts"], json!({"8080/tcp": {}}));
+        assert_eq!(c["rootfs"]["diff_ids"], json!(["sha256:aa", "sha256:bb"]));
+        assert_eq!(c["architecture"], "arm64");
+        assert_eq!(c["history"].as_array().unwrap().len(), 2);
+        let scratch = parse("FROM scratch\nCOPY a /a\n").unwrap();
+        let c = config(&scratch, Base(None), "localhost/a:v1", "sha256:bb", "T");
+        assert_eq!(c["config"]["Env"], json!([format!("PATH={DEFAULT_PATH}")]));
+        assert_eq!(c["rootfs"]["diff_ids"], json!(["sha256:bb"]));
+    }
+}

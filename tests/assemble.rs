@@ -1,0 +1,154 @@
+//! A Containerfile that only copies files: its image is assembled without `podman build`, and
+//! holds what `podman build` makes of the same release directory.
+
+mod common;
+
+use common::{Options, Project};
+
+/// A base image of a few directories: Debian's `/bin` link into `/usr/bin`, and `/srv` of
+/// mode 0750.
+#[track_caller]
+fn base_image(p: &Project, name: &str) {
+    let root = p.dir.join("base-root");
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::create_dir_all(root.join("srv")).unwrap();
+    std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
+    common::chmod(&root.join("srv"), 0o750);
+    common::chown_to_node_user(&p.dir);
+    let tar = p.dir.join("base.tar");
+    let r = std::process::Command::new("tar")
+        .args(["--owner=0", "--group=0", "-C"])
+        .arg(&root)
+        .args(["-cf"])
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(r.success());
+    common::chown_to_node_user(&tar);
+    p.user("podman", &["import", "-q", tar.to_str().unwrap(), name])
+        .ok();
+}
+
+/// Each path of an image as `find` lists it: type and mode, owner, size, link target (not
+/// times: a build stamps its own directories).
+#[track_caller]
+fn tree(p: &Project, image: &str) -> String {
+    const SCRIPT: &str = r#"m=$(podman image mount "$1") || exit 3
+cd "$m" && find . -printf '%p %M %U %G %s %l\n' | sort
+podman image umount "$1" >/dev/null"#;
+    p.user("podman", &["unshare", "sh", "-c", SCRIPT, "sh", image])
+        .ok()
+        .stdout
+}
+
+#[track_caller]
+fn inspect(p: &Project, image: &str, format: &str) -> String {
+    p.user("podman", &["image", "inspect", "--format", format, image])
+        .ok()
+        .stdout
+}
+
+const SETTINGS: &str = "{{.Config.Entrypoint}} {{.Config.Cmd}} {{.Config.Env}} \
+                        {{.Config.WorkingDir}} {{.Config.ExposedPorts}} {{.Config.User}}";
+
+#[test]
+fn an_assembled_image_holds_what_podman_build_makes_and_a_link_above_a_copy_is_built() {
+    let p = Project::new("t-assemble", 18452, Options::default());
+    let base = "localhost/t-assemble-base:1";
+    base_image(&p, base);
+    p.write("assets/css/site.css", "body {}");
+    p.write(
+        "Containerfile",
+        &format!(
+            "FROM {base}\nWORKDIR /app\nCOPY . .\nCOPY assets/greeting.txt /srv/\n\
+             ENV GREETING_FROM=image\nEXPOSE 8080\nENTRYPOINT [\"/app/example-app\"]\n"
+        ),
+    );
+    std::fs::rename(p.dir.join("dist/example-app"), p.dir.join("example-app")).unwrap();
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    p.write(
+        "deploy.yaml",
+        &yaml.replace("  - dist/example-app\n", "  - example-app\n"),
+    );
+    p.deploy(&["setup"]).ok();
+    let r = p.deploy(&["release", "v1", "--dry-run"]).ok();
+    r.prints("assembled: the base's layers and one layer of the copied files");
+    p.deploy(&["release", "v1"]).ok();
+    assert!(p.body("/").starts_with("example-app v1 "));
+    let image = p.names().image("v1");
+    assert!(
+        inspect(&p, &image, "{{range .History}}{{.CreatedBy}};{{end}}")
+            .contains("deploy: assembled"),
+        "v1 was assembled"
+    );
+
+    // podman build of the same release directory makes the same files and settings.
+    let reference = "localhost/t-assemble-ref:v1";
+    let release = p.root().join("releases/v1");
+    p.user(
+        "podman",
+        &[
+            "build",
+            "-q",
+            "--layers=false",
+            "-t",
+            reference,
+            release.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let ours = tree(&p, &image);
+    assert_eq!(ours, tree(&p, reference));
+    for line in [
+        "./srv drwxr-x--- 0 0",
+        "./srv/greeting.txt -rw-r--r-- 0 0",
+        "./bin lrwxrwxrwx 0 0 7 usr/bin",
+    ] {
+        assert!(ours.contains(line), "{line} in\n{ours}");
+    }
+    for left_out in [
+        "./app/.deploy",
+        "./app/data",
+        "./app/.env",
+        "./app/.containerignore",
+    ] {
+        assert!(
+            !ours.contains(&format!("{left_out} ")),
+            "{left_out} in\n{ours}"
+        );
+    }
+    assert_eq!(
+        inspect(&p, &image, SETTINGS),
+        inspect(&p, reference, SETTINGS)
+    );
+    assert!(inspect(&p, &image, SETTINGS).contains("GREETING_FROM=image"));
+    let cached = p.user.home.join(".local/share/deploy/bases");
+    assert!(
+        std::fs::read_dir(&cached)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false),
+        "what the base holds is kept in {}",
+        cached.display()
+    );
+
+    // A copy through the base's link (/bin -> usr/bin) is left to podman build, which follows it.
+    let text = std::fs::read_to_string(p.dir.join("Containerfile")).unwrap();
+    p.write(
+        "Containerfile",
+        &text.replace(
+            "COPY assets/greeting.txt /srv/",
+            "COPY assets/greeting.txt /bin/",
+        ),
+    );
+    p.deploy(&["release", "v2"]).ok();
+    assert!(p.body("/").starts_with("example-app v2 "));
+    let v2 = p.names().image("v2");
+    assert!(
+        !inspect(&p, &v2, "{{range .History}}{{.CreatedBy}};{{end}}").contains("deploy: assembled")
+    );
+    let built = tree(&p, &v2);
+    assert!(built.contains("./usr/bin/greeting.txt "), "{built}");
+    assert!(built.contains("./bin lrwxrwxrwx"), "{built}");
+    p.user("podman", &["rmi", reference, base]);
+}
