@@ -16,6 +16,9 @@ pub fn upload_args<S: AsRef<str>>(
         "--archive".to_string(),
         "--delete".into(),
         "--hard-links".into(),
+        // Times compared to the nanosecond: a file changed within the second of the last
+        // release's copy, at the same size, is sent, not linked to the old one.
+        "--modify-window=-1".into(),
     ];
     for l in link_dests {
         args.push(format!("--link-dest={}", l.as_ref()));
@@ -101,7 +104,7 @@ mod tests {
         );
         assert_eq!(
             args.join(" "),
-            "--archive --delete --hard-links --link-dest=/srv/a/releases/v1 \
+            "--archive --delete --hard-links --modify-window=-1 --link-dest=/srv/a/releases/v1 \
              /p/target/release/app /p/assets /srv/a/releases/.incoming-v2/"
         );
     }
