@@ -152,3 +152,62 @@ fn an_assembled_image_holds_what_podman_build_makes_and_a_link_above_a_copy_is_b
     assert!(built.contains("./bin lrwxrwxrwx"), "{built}");
     p.user("podman", &["rmi", reference, base]);
 }
+
+#[track_caller]
+fn layers(p: &Project, version: &str) -> usize {
+    inspect(p, &p.names().image(version), "{{len .RootFS.Layers}}")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_release_adds_a_layer_of_what_changed_and_a_change_within_the_second_is_released() {
+    let p = Project::new("t-assemble-delta", 18453, Options::default());
+    p.deploy(&["setup"]).ok();
+    p.deploy(&["release", "v1"]).ok();
+    assert!(p.body("/").contains("greeting=hello one"));
+    assert_eq!(layers(&p, "v1"), 1);
+    // A file added: v2 is v1's layer and one of the new file.
+    p.write("assets/more.txt", "more");
+    p.deploy(&["release", "v2"]).ok();
+    assert_eq!(layers(&p, "v2"), 2);
+    // The greeting changed at the same size within the second of v2's copy: rsync compares
+    // times to the nanosecond, so it is sent, and the layer of what changed holds it.
+    let greeting = p.dir.join("assets/greeting.txt");
+    let was = std::fs::metadata(&greeting)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let (secs, nanos) = match was.subsec_nanos() {
+        500_000_000 => (was.as_secs(), 400_000_000),
+        _ => (was.as_secs(), 500_000_000),
+    };
+    p.write("assets/greeting.txt", "hello two");
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&greeting)
+        .unwrap();
+    let within = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+    f.set_modified(within).unwrap();
+    p.deploy(&["release", "v3"]).ok();
+    assert!(
+        p.body("/").contains("greeting=hello two"),
+        "{}",
+        p.body("/")
+    );
+    assert_eq!(layers(&p, "v3"), 3);
+    // A file removed: a layer of all the files again (a removal would need a whiteout).
+    p.remove("assets/more.txt");
+    p.deploy(&["release", "v4"]).ok();
+    assert_eq!(layers(&p, "v4"), 1);
+    assert!(p.body("/").contains("greeting=hello two"));
+    p.deploy(&["rollback", "--to", "v2"]).ok();
+    assert!(
+        p.body("/").contains("greeting=hello one"),
+        "{}",
+        p.body("/")
+    );
+}

@@ -36,10 +36,17 @@ pub fn cache_race(output: &str) -> bool {
 }
 
 /// Makes the image of the release directory `dir`: assembled when its Containerfile only copies
-/// files (see [`super::assemble`]; its files written in `work`), else built (its cache decided
-/// by what it holds); on failure, the error carries the build's last lines.
-pub fn build(dir: &Path, image: &str, work: &Path, verbose: bool) -> Result<()> {
-    match super::assemble::assemble(dir, image, work) {
+/// files (see [`super::assemble`]; its files written in `work`, on top of the `previous`
+/// release's image when it can), else built (its cache decided by what it holds); on failure,
+/// the error carries the build's last lines.
+pub fn build(
+    dir: &Path,
+    image: &str,
+    work: &Path,
+    previous: Option<super::assemble::Previous>,
+    verbose: bool,
+) -> Result<()> {
+    match super::assemble::assemble(dir, image, work, previous) {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(why)) if verbose => eprintln!("podman build, not assembled: {}", why.0),
         Err(e) => {

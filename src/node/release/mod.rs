@@ -15,7 +15,9 @@ use crate::node::request::{Artifacts, Existing, ReleaseRequest};
 use crate::node::state::{Action, EventOutcome, Outcome, State};
 use crate::sys::systemd::Systemd;
 use crate::ui::fmt_duration;
-use crate::{node::appenv, node::unit, node::upload, signals, sys::fsx, sys::podman};
+use crate::{
+    node::appenv, node::unit, node::upload, signals, sys::assemble, sys::fsx, sys::podman,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use stages::{Facts, Stage};
 use std::path::PathBuf;
@@ -76,13 +78,7 @@ impl Node<'_> {
                 self.make_room(run)?;
                 self.updating(run, |n, run| n.rename_stage(run))
             }
-            Stage::Build => self.updating(run, |n, run| {
-                let target = n.layout.release(&run.facts.version);
-                let work = target.join(crate::node::layout::RELEASE_META);
-                n.ui.step(step, || {
-                    podman::build(&target, &run.image, &work, n.ui.verbose)
-                })
-            }),
+            Stage::Build => self.updating(run, |n, run| n.build_stage(run, step)),
             Stage::Sync => {
                 self.updating(run, |n, run| n.sync_stage(run, step))?;
                 self.record_built(run)
@@ -99,6 +95,22 @@ impl Node<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// The release's image, assembled on top of the live release's when it can.
+    fn build_stage(&self, run: &mut Run, step: &str) -> Result<()> {
+        let target = self.layout.release(&run.facts.version);
+        let work = target.join(crate::node::layout::RELEASE_META);
+        let live = run.facts.current.as_ref().and_then(|c| {
+            let image = run.state.releases.get(c)?.image.clone();
+            Some((self.layout.release(c), image))
+        });
+        let previous = live
+            .as_ref()
+            .map(|(dir, image)| assemble::Previous { dir, image });
+        self.ui.step(step, || {
+            podman::build(&target, &run.image, &work, previous, self.ui.verbose)
+        })
     }
 
     /// Starting: the version and artifacts are valid, the lock is ours, a dead swap is put

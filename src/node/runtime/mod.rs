@@ -96,7 +96,7 @@ impl Runtime<'_> {
                 .step(&format!("Rebuilding missing image {image}"), || {
                     let dir = self.layout.release(version);
                     let work = dir.join(crate::node::layout::RELEASE_META);
-                    podman::build(&dir, &image, &work, self.ui.verbose)
+                    podman::build(&dir, &image, &work, None, self.ui.verbose)
                 })?;
         }
         Ok(image)

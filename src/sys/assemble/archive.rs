@@ -57,7 +57,7 @@ pub fn write_layer(layer: &Layer, to: &Path) -> Result<(String, u64)> {
                     let mut h = header(tar::EntryType::Directory, m, 0);
                     tar.append_data(&mut h, format!("{path}/"), std::io::empty())?;
                 }
-                Entry::File(src, m) => {
+                Entry::File(src, m, _) => {
                     let f = std::fs::File::open(src)
                         .with_context(|| format!("cannot read {}", src.display()))?;
                     let len = f.metadata()?.len();
@@ -77,15 +77,43 @@ pub fn write_layer(layer: &Layer, to: &Path) -> Result<(String, u64)> {
     Ok((digest, out.len))
 }
 
-/// The base image as `podman image inspect` shows it (`None`: `FROM scratch`).
-pub struct Base<'a>(pub Option<&'a Value>);
+/// The layers an image's new layer goes on, and their history: the base's, or those of the
+/// image it is assembled on top of (as `podman image inspect` shows either).
+pub struct Lower {
+    pub diff_ids: Vec<Value>,
+    pub history: Vec<Value>,
+}
 
-/// The image config: the base's, with the recipe's settings, the label that names the image,
-/// and the new layer's digest `layer` after the base's. Pure.
-pub fn config(r: &Recipe, base: Base, image: &str, layer: &str, created: &str) -> Value {
-    let b = base.0;
-    let mut c: Map<String, Value> = b
-        .and_then(|b| b.get("Config")?.as_object().cloned())
+impl Lower {
+    pub fn of(image: &Value) -> Lower {
+        let list = |p: &str| {
+            image
+                .pointer(p)
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+        };
+        Lower {
+            diff_ids: list("/RootFS/Layers"),
+            history: list("/History"),
+        }
+    }
+}
+
+/// The image config: the base's settings (`base` as `podman image inspect` shows it, `{}` for
+/// `FROM scratch`) with the recipe's, the labels that name the image and its files (`named`),
+/// and the new layer (`layer`: its digest, and the time) over `lower`. Pure.
+pub fn config(
+    r: &Recipe,
+    base: &Value,
+    lower: Lower,
+    named: (&str, &str),
+    layer: (&str, &str),
+) -> Value {
+    let (image, files) = named;
+    let (digest, created) = layer;
+    let mut c: Map<String, Value> = base
+        .get("Config")
+        .and_then(|c| c.as_object().cloned())
         .unwrap_or_default();
     let mut env: Vec<String> = c
         .get("Env")
@@ -96,7 +124,7 @@ pub fn config(r: &Recipe, base: Base, image: &str, layer: &str, created: &str) -
         env.push(format!("{k}={v}"));
     }
     if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, format!("PATH={}", DEFAULT_PATH));
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
     c.insert("Env".into(), env.into());
     if r.drops_cmd {
@@ -105,31 +133,25 @@ pub fn config(r: &Recipe, base: Base, image: &str, layer: &str, created: &str) -
     for (k, v) in &r.settings {
         c.insert(k.clone(), v.clone());
     }
-    let labels = c.entry("Labels").or_insert_with(|| json!({}));
-    if !labels.is_object() {
-        *labels = json!({});
-    }
+    let labels = object(&mut c, "Labels");
     for (k, v) in &r.labels {
         labels[k] = v.clone().into();
     }
     labels["deploy.image"] = image.into();
-    let ports = c.entry("ExposedPorts").or_insert_with(|| json!({}));
-    if !ports.is_object() {
-        *ports = json!({});
-    }
+    labels["deploy.files"] = files.into();
+    let ports = object(&mut c, "ExposedPorts");
     for p in &r.exposed {
         ports[p] = json!({});
     }
-    let mut diff_ids: Vec<Value> = b
-        .and_then(|b| b.pointer("/RootFS/Layers")?.as_array().cloned())
-        .unwrap_or_default();
-    diff_ids.push(layer.into());
-    let mut history: Vec<Value> = b
-        .and_then(|b| b.get("History")?.as_array().cloned())
-        .unwrap_or_default();
+    let Lower {
+        mut diff_ids,
+        mut history,
+    } = lower;
+    diff_ids.push(digest.into());
     history.push(json!({"created": created, "created_by": "deploy: assembled (COPY, no RUN)"}));
     let field = |k: &str, dflt: &str| {
-        b.and_then(|b| b.get(k)?.as_str().map(String::from))
+        base.get(k)
+            .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_else(|| dflt.to_string())
     };
     json!({
@@ -140,6 +162,15 @@ pub fn config(r: &Recipe, base: Base, image: &str, layer: &str, created: &str) -
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "history": history,
     })
+}
+
+/// The object at `key` of a config, made if missing or not an object.
+fn object<'a>(c: &'a mut Map<String, Value>, key: &str) -> &'a mut Value {
+    let v = c.entry(key).or_insert_with(|| json!({}));
+    if !v.is_object() {
+        *v = json!({});
+    }
+    v
 }
 
 /// Podman's default `PATH`, which `podman build` sets when the base has none.
@@ -246,7 +277,13 @@ mod tests {
             "RootFS": {"Type": "layers", "Layers": ["sha256:aa"]},
             "History": [{"created_by": "base"}],
         });
-        let c = config(&r, Base(Some(&base)), "localhost/a:v1", "sha256:bb", "T");
+        let c = config(
+            &r,
+            &base,
+            Lower::of(&base),
+            ("localhost/a:v1", "f"),
+            ("sha256:bb", "T"),
+        );
         assert_eq!(c["config"]["Env"], json!(["PATH=/bin", "A=2"]));
         assert_eq!(
             c["config"]["Cmd"],
@@ -256,14 +293,21 @@ mod tests {
         assert_eq!(c["config"]["Entrypoint"], json!(["/x"]));
         assert_eq!(
             c["config"]["Labels"],
-            json!({"k": "v", "deploy.image": "localhost/a:v1"})
+            json!({"k": "v", "deploy.image": "localhost/a:v1", "deploy.files": "f"})
         );
         assert_eq!(c["config"]["ExposedPorts"], json!({"8080/tcp": {}}));
         assert_eq!(c["rootfs"]["diff_ids"], json!(["sha256:aa", "sha256:bb"]));
         assert_eq!(c["architecture"], "arm64");
         assert_eq!(c["history"].as_array().unwrap().len(), 2);
         let scratch = parse("FROM scratch\nCOPY a /a\n").unwrap();
-        let c = config(&scratch, Base(None), "localhost/a:v1", "sha256:bb", "T");
+        let none = json!({});
+        let c = config(
+            &scratch,
+            &none,
+            Lower::of(&none),
+            ("localhost/a:v1", "f"),
+            ("sha256:bb", "T"),
+        );
         assert_eq!(c["config"]["Env"], json!([format!("PATH={DEFAULT_PATH}")]));
         assert_eq!(c["rootfs"]["diff_ids"], json!(["sha256:bb"]));
     }

@@ -30,9 +30,19 @@ pub struct Meta {
 pub enum Entry {
     Dir(Meta),
     /// A file of the context, copied with its mode and time, owned by root.
-    File(PathBuf, Meta),
+    File(PathBuf, Meta, Inode),
     /// A symbolic link, its target as it is.
     Link(PathBuf, Meta),
+}
+
+/// Which file of the release directories a file entry is, and its size: a release's unchanged
+/// files are hard links to the last release's (`rsync --link-dest`), so the same inode is the
+/// same content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inode {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
 }
 
 /// The layer: entries by absolute path without its leading `/`, parents first.
@@ -183,7 +193,7 @@ impl Builder<'_> {
         } else {
             to.to_string()
         };
-        self.put(&target, Entry::File(path, file_meta(&meta)))
+        self.put(&target, Entry::File(path, file_meta(&meta), inode(&meta)))
     }
 
     /// The entries under the directory `path` (the context's `src`) go under `to`.
@@ -217,7 +227,7 @@ impl Builder<'_> {
             let entry = if meta.is_dir() {
                 Entry::Dir(file_meta(&meta))
             } else if meta.is_file() {
-                Entry::File(e.path().to_path_buf(), file_meta(&meta))
+                Entry::File(e.path().to_path_buf(), file_meta(&meta), inode(&meta))
             } else if meta.file_type().is_symlink() {
                 let target = std::fs::read_link(e.path())
                     .or_else(|e| refuse(format!("cannot read the link {rel}: {e}")))?;
@@ -253,6 +263,84 @@ fn file_meta(m: &std::fs::Metadata) -> Meta {
         gid: 0,
         mtime: m.mtime().max(0) as u64,
     }
+}
+
+fn inode(m: &std::fs::Metadata) -> Inode {
+    use std::os::unix::fs::MetadataExt;
+    Inode {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.len(),
+    }
+}
+
+/// An entry as the image sees it, without its path: kind, mode, owner, and a file's size and
+/// time or a link's target (a directory deploy makes is stamped with the time it is made,
+/// which is left out). Pure.
+fn seen(e: &Entry) -> String {
+    match e {
+        Entry::Dir(m) => format!("d {:o} {} {}", m.mode, m.uid, m.gid),
+        Entry::File(_, m, i) => {
+            format!("f {:o} {} {} {} {}", m.mode, m.uid, m.gid, i.size, m.mtime)
+        }
+        Entry::Link(t, m) => format!("l {:o} {}", m.mode, t.display()),
+    }
+}
+
+/// What a layer holds, as a digest of each entry's path, [`seen`] form and a file's inode:
+/// what an assembled image records (its label `deploy.files`), so that the next release can
+/// check that the image of the last one is what its release directory makes, file for file.
+/// Pure.
+pub fn fingerprint(l: &Layer) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (path, e) in l {
+        let file = match e {
+            Entry::File(_, _, i) => format!(" {} {}", i.dev, i.ino),
+            _ => String::new(),
+        };
+        h.update(format!("{path}\t{}{file}\n", seen(e)).as_bytes());
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// The layer that turns `old` into `new` on top of it: each entry that is new or differs (a
+/// file by its inode: a changed file is a new one), with the directories above it as `new`
+/// has them. `None` when an entry of `old` is gone (it would need a whiteout) or when the
+/// change is more than half of `new`'s bytes (a layer of its own is then worth its copy).
+/// Pure.
+pub fn delta(old: &Layer, new: &Layer) -> Option<Layer> {
+    if old.keys().any(|k| !new.contains_key(k)) {
+        return None;
+    }
+    let same = |a: &Entry, b: &Entry| match (a, b) {
+        (Entry::File(_, _, x), Entry::File(_, _, y)) => x == y && seen(a) == seen(b),
+        _ => seen(a) == seen(b),
+    };
+    let size = |e: &Entry| match e {
+        Entry::File(_, _, i) => i.size,
+        _ => 0,
+    };
+    let mut out = Layer::new();
+    let (mut changed, mut total) = (0u64, 0u64);
+    for (path, e) in new {
+        total += size(e);
+        if old.get(path).is_some_and(|o| same(o, e)) {
+            continue;
+        }
+        changed += size(e);
+        let mut at = String::new();
+        for part in path.split('/') {
+            if !at.is_empty() {
+                at.push('/');
+            }
+            at.push_str(part);
+            if let Some(e) = new.get(&at) {
+                out.insert(at.clone(), e.clone());
+            }
+        }
+    }
+    (changed.saturating_mul(2) <= total).then_some(out)
 }
 
 #[cfg(test)]
@@ -417,5 +505,66 @@ mod tests {
         );
         let r = parse("FROM localhost/b\nCOPY . /\n").unwrap();
         assert!(plan(&r, &ctx.0, &[], &HashMap::new(), 0).is_err());
+    }
+
+    #[test]
+    fn a_delta_holds_what_changed_with_the_directories_above_and_refuses_a_removal() {
+        let ctx = context();
+        let r = parse("FROM scratch\nCOPY . /app\n").unwrap();
+        let base: HashMap<String, InBase> = probe_paths(&r)
+            .into_iter()
+            .map(|p| (p, InBase::Missing))
+            .collect();
+        std::fs::write(ctx.0.join("big.bin"), vec![0u8; 4096]).unwrap();
+        let old = plan(&r, &ctx.0, &[], &base, 1).unwrap();
+        assert_eq!(
+            fingerprint(&old),
+            fingerprint(&plan(&r, &ctx.0, &[], &base, 2).unwrap())
+        );
+        // A new file in place of the old one (rsync writes a changed file anew).
+        // (The old file lives on, as in the last release's directory: its inode is not reused.)
+        let css = ctx.0.join("assets/css/a.css");
+        let aside = tempdir::Dir::new();
+        std::fs::rename(&css, aside.0.join("a.css")).unwrap();
+        std::fs::write(&css, "b").unwrap();
+        let new = plan(&r, &ctx.0, &[], &base, 2).unwrap();
+        let d = delta(&old, &new).unwrap();
+        assert_eq!(
+            names(&d),
+            [
+                "app",
+                "app/assets",
+                "app/assets/css",
+                "app/assets/css/a.css"
+            ]
+        );
+        assert_ne!(
+            fingerprint(&old),
+            fingerprint(&new),
+            "a file's time is in it"
+        );
+        assert_eq!(names(&delta(&new, &new).unwrap()), Vec::<&str>::new());
+        std::fs::remove_file(ctx.0.join("app.py")).unwrap();
+        assert_eq!(
+            delta(&new, &plan(&r, &ctx.0, &[], &base, 3).unwrap()),
+            None,
+            "a removal"
+        );
+        let big = ctx.0.join("big.bin");
+        std::fs::rename(&big, aside.0.join("big.bin")).unwrap();
+        std::fs::write(&big, vec![1u8; 4096]).unwrap();
+        let after = plan(&r, &ctx.0, &[], &base, 3).unwrap();
+        let before_big = {
+            let mut l = after.clone();
+            if let Some(Entry::File(_, _, i)) = l.get_mut("app/big.bin") {
+                i.ino += 1;
+            }
+            l
+        };
+        assert_eq!(
+            delta(&before_big, &after),
+            None,
+            "most of the bytes changed"
+        );
     }
 }

@@ -42,50 +42,132 @@ pub fn recipe_of(dir: &Path) -> Result<(recipe::Recipe, Vec<String>), Refusal> {
     Ok((recipe, ignored))
 }
 
-/// Assembles the image `image` of the release directory `dir`; `Ok(Err(why))` when it is left
-/// to `podman build`. Its files are written in the directory `work` (made if missing) and
-/// removed.
-pub fn assemble(dir: &Path, image: &str, work: &Path) -> Result<Result<(), Refusal>> {
+/// The release before: its directory and image, whose layers an image assembled from the
+/// same Containerfile and base goes on top of, adding only what changed.
+pub struct Previous<'a> {
+    pub dir: &'a Path,
+    pub image: &'a str,
+}
+
+/// An assembled image's layers over its base before the one it adds: beyond this many, the
+/// next image starts again from one layer of all its files.
+pub const MAX_STACK: usize = 8;
+
+/// Assembles the image `image` of the release directory `dir`, on top of `previous`'s image
+/// when only files were added or changed since; `Ok(Err(why))` when it is left to `podman
+/// build`. Its files are written in the directory `work` (made if missing) and removed.
+pub fn assemble(
+    dir: &Path,
+    image: &str,
+    work: &Path,
+    previous: Option<Previous>,
+) -> Result<Result<(), Refusal>> {
     let (r, ignored) = match recipe_of(dir) {
         Ok(x) => x,
         Err(why) => return Ok(Err(why)),
     };
     let base = match &r.base {
         Some(name) => match inspect(name)? {
-            Some(b) => Some(b),
+            Some(b) => b,
             None => return Ok(Err(Refusal(format!("{name} is not in the store")))),
         },
-        None => None,
+        None => serde_json::json!({}),
     };
     let paths = layer::probe_paths(&r);
-    let in_base = match &base {
+    let in_base = match base["Id"].as_str() {
         None => paths.iter().map(|p| (p.clone(), InBase::Missing)).collect(),
-        Some(b) => {
-            let id = b["Id"].as_str().context("the base image has no id")?;
-            probe_cached(id, &paths)?
-        }
+        Some(id) => probe_cached(id, &paths)?,
     };
     let created = std::time::SystemTime::now();
     let now = created
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let layer = match layer::plan(&r, dir, &ignored, &in_base, now) {
+    let full = match layer::plan(&r, dir, &ignored, &in_base, now) {
         Ok(l) => l,
         Err(why) => return Ok(Err(why)),
     };
+    let files = layer::fingerprint(&full);
+    let made = Made {
+        recipe: &r,
+        base: &base,
+        files: &files,
+        created,
+    };
+    let stacked = previous.and_then(|p| {
+        let prev = inspect(p.image).ok()??;
+        let old = on_top_of(&p, &prev, (&r, &ignored), &base, &in_base, now)?;
+        Some((layer::delta(&old, &full)?, prev))
+    });
     crate::sys::fsx::ensure_dir(work, 0o700)?;
-    let (layer_file, archive_file) = (work.join("image.layer.tar"), work.join("image.oci.tar"));
-    let result = (|| {
-        let (digest, size) = archive::write_layer(&layer, &layer_file)?;
-        let created = humantime::format_rfc3339_nanos(created).to_string();
-        let config = archive::config(&r, archive::Base(base.as_ref()), image, &digest, &created);
-        archive::write_archive(&archive_file, image, &config, (&digest, size), &layer_file)?;
-        load(&archive_file, image)
-    })();
-    let _ = std::fs::remove_file(&layer_file);
-    let _ = std::fs::remove_file(&archive_file);
-    result.map(Ok)
+    match stacked {
+        Some((delta, prev)) => made.load(&delta, &prev, image, work),
+        None => made.load(&full, &base, image, work),
+    }
+    .map(Ok)
+}
+
+/// What the image of `p` holds when it can be built on: it was assembled from the same
+/// Containerfile, ignore rules and base, holds fewer than [`MAX_STACK`] layers over the base,
+/// and holds what `p`'s directory makes. Its layer, as planned again from that directory.
+fn on_top_of(
+    p: &Previous,
+    prev: &serde_json::Value,
+    recipe: (&recipe::Recipe, &[String]),
+    base: &serde_json::Value,
+    in_base: &HashMap<String, InBase>,
+    now: u64,
+) -> Option<layer::Layer> {
+    let (r, ignored) = recipe_of(p.dir).ok()?;
+    if (&r, ignored.as_slice()) != recipe {
+        return None;
+    }
+    let layers = |v: &serde_json::Value| v.pointer("/RootFS/Layers")?.as_array().cloned();
+    let (ours, under) = (layers(prev)?, layers(base).unwrap_or_default());
+    if !ours.starts_with(&under) || ours.len() - under.len() >= MAX_STACK + 1 {
+        return None;
+    }
+    let recorded = prev.pointer("/Config/Labels/deploy.files")?.as_str()?;
+    let old = layer::plan(&r, p.dir, &ignored, in_base, now).ok()?;
+    (layer::fingerprint(&old) == recorded).then_some(old)
+}
+
+/// An image about to be made: its recipe and base, the fingerprint of all its files, its time.
+struct Made<'a> {
+    recipe: &'a recipe::Recipe,
+    base: &'a serde_json::Value,
+    files: &'a str,
+    created: std::time::SystemTime,
+}
+
+impl Made<'_> {
+    /// Loads the image `image`: `layer` on top of `under`'s layers (the base's, or the last
+    /// release's image's), with the base's settings (the same in both) and the recipe's.
+    fn load(
+        &self,
+        layer: &layer::Layer,
+        under: &serde_json::Value,
+        image: &str,
+        work: &Path,
+    ) -> Result<()> {
+        let (layer_file, archive_file) = (work.join("image.layer.tar"), work.join("image.oci.tar"));
+        let result = (|| {
+            let (digest, size) = archive::write_layer(layer, &layer_file)?;
+            let created = humantime::format_rfc3339_nanos(self.created).to_string();
+            let config = archive::config(
+                self.recipe,
+                self.base,
+                archive::Lower::of(under),
+                (image, self.files),
+                (&digest, &created),
+            );
+            archive::write_archive(&archive_file, image, &config, (&digest, size), &layer_file)?;
+            load(&archive_file, image)
+        })();
+        let _ = std::fs::remove_file(&layer_file);
+        let _ = std::fs::remove_file(&archive_file);
+        result
+    }
 }
 
 /// `podman image inspect` of `name`; `None` if the store does not have it.
