@@ -5,8 +5,8 @@ mod common;
 
 use common::{Options, Project};
 
-/// A base image of a few directories: Debian's `/bin` link into `/usr/bin`, and `/srv` of
-/// mode 0750.
+/// A base image of a few directories (Debian's `/bin` link into `/usr/bin`, `/srv` of mode
+/// 0750) and settings: a working directory, a variable, a port over UDP.
 #[track_caller]
 fn base_image(p: &Project, name: &str) {
     let root = p.dir.join("base-root");
@@ -26,8 +26,13 @@ fn base_image(p: &Project, name: &str) {
         .unwrap();
     assert!(r.success());
     common::chown_to_node_user(&tar);
-    p.user("podman", &["import", "-q", tar.to_str().unwrap(), name])
-        .ok();
+    let changes = ["WORKDIR /srv", "ENV LANG=C.UTF-8", "EXPOSE 53/udp"];
+    let mut args = vec!["import", "-q"];
+    for c in &changes {
+        args.extend(["--change", c]);
+    }
+    args.extend([tar.to_str().unwrap(), name]);
+    p.user("podman", &args).ok();
 }
 
 /// Each path of an image as `find` lists it: type and mode, owner, size, link target (not
@@ -62,7 +67,7 @@ fn an_assembled_image_holds_what_podman_build_makes_and_a_link_above_a_copy_is_b
         "Containerfile",
         &format!(
             "FROM {base}\nWORKDIR /app\nCOPY . .\nCOPY assets/greeting.txt /srv/\n\
-             ENV GREETING_FROM=image\nEXPOSE 8080\nENTRYPOINT [\"/app/example-app\"]\n"
+             ENV GREETING_FROM=image\nEXPOSE 8080 53\nENTRYPOINT [\"/app/example-app\"]\n"
         ),
     );
     std::fs::rename(p.dir.join("dist/example-app"), p.dir.join("example-app")).unwrap();
@@ -122,7 +127,11 @@ fn an_assembled_image_holds_what_podman_build_makes_and_a_link_above_a_copy_is_b
         inspect(&p, &image, SETTINGS),
         inspect(&p, reference, SETTINGS)
     );
-    assert!(inspect(&p, &image, SETTINGS).contains("GREETING_FROM=image"));
+    let settings = inspect(&p, &image, SETTINGS);
+    for said in ["GREETING_FROM=image", "LANG=C.UTF-8", "53/udp", "8080/tcp"] {
+        assert!(settings.contains(said), "{said} in {settings}");
+    }
+    assert!(!settings.contains("53/tcp"), "{settings}");
     let cached = p.user.home.join(".local/share/deploy/bases");
     assert!(
         std::fs::read_dir(&cached)

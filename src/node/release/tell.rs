@@ -235,10 +235,10 @@ impl Node<'_> {
             .filter_map(|p| Some((p.file_name()?.to_str()?, p.as_path())))
             .collect();
         let read = |names: [&str; 2]| {
-            named
+            let (_, p) = names
                 .iter()
-                .find(|(n, _)| names.contains(n))
-                .and_then(|(_, p)| std::fs::read_to_string(p).ok())
+                .find_map(|want| named.iter().find(|(n, _)| n == want))?;
+            std::fs::read_to_string(p).ok()
         };
         let assembled = read(["Containerfile", "Dockerfile"])
             .is_some_and(|t| assemble::recipe::parse(&t).is_ok())

@@ -2,7 +2,7 @@
 //! config (the base's, with the recipe's settings and the base's layers by their digests,
 //! which the store already holds, so they are not in the archive), its manifest and index.
 
-use super::layer::{Entry, Layer, Meta};
+use super::layer::{Entry, Inode, Layer, Meta};
 use super::recipe::Recipe;
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
@@ -57,12 +57,15 @@ pub fn write_layer(layer: &Layer, to: &Path) -> Result<(String, u64)> {
                     let mut h = header(tar::EntryType::Directory, m, 0);
                     tar.append_data(&mut h, format!("{path}/"), std::io::empty())?;
                 }
-                Entry::File(src, m, _) => {
-                    let f = std::fs::File::open(src)
-                        .with_context(|| format!("cannot read {}", src.display()))?;
-                    let len = f.metadata()?.len();
-                    let mut h = header(tar::EntryType::Regular, m, len);
-                    tar.append_data(&mut h, path, std::io::Read::take(f, len))?;
+                Entry::File(src, m, planned) => {
+                    let f = open_planned(src, planned)?;
+                    let mut h = header(tar::EntryType::Regular, m, planned.size);
+                    let exact = Exact {
+                        inner: std::io::Read::take(f, planned.size),
+                        left: planned.size,
+                    };
+                    tar.append_data(&mut h, path, exact)
+                        .with_context(|| format!("cannot copy {}", src.display()))?;
                 }
                 Entry::Link(target, m) => {
                     let mut h = header(tar::EntryType::Symlink, m, 0);
@@ -75,6 +78,43 @@ pub fn write_layer(layer: &Layer, to: &Path) -> Result<(String, u64)> {
     out.flush()?;
     let digest = format!("sha256:{:x}", out.hash.finalize_reset());
     Ok((digest, out.len))
+}
+
+/// Opens the file a layer's entry was planned from: not through a link, and still the same
+/// file (inode and size), or the assembly fails (and `podman build` builds the image).
+fn open_planned(src: &Path, planned: &Inode) -> Result<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let f = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(src)
+        .with_context(|| format!("cannot read {}", src.display()))?;
+    let m = f.metadata()?;
+    if (m.dev(), m.ino(), m.len()) != (planned.dev, planned.ino, planned.size) {
+        anyhow::bail!("{} changed while the image was made", src.display());
+    }
+    Ok(f)
+}
+
+/// A reader of exactly `left` bytes: one that ends sooner is an error, not a short entry that
+/// would break the tar.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file got shorter while it was copied",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// The layers an image's new layer goes on, and their history: the base's, or those of the
@@ -119,12 +159,13 @@ pub fn config(
         .get("Env")
         .and_then(|e| serde_json::from_value(e.clone()).ok())
         .unwrap_or_default();
+    // As `podman build`: the default PATH after the base's variables, then the recipe's.
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
     for (k, v) in &r.env {
         env.retain(|e| e.split('=').next() != Some(k.as_str()));
         env.push(format!("{k}={v}"));
-    }
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
     c.insert("Env".into(), env.into());
     if r.drops_cmd {
@@ -141,7 +182,14 @@ pub fn config(
     labels["deploy.files"] = files.into();
     let ports = object(&mut c, "ExposedPorts");
     for p in &r.exposed {
-        ports[p] = json!({});
+        // A port exposed already, whatever its protocol, is left as it is (as `podman build`).
+        let number = p.split('/').next().unwrap_or(p);
+        let known = ports
+            .as_object()
+            .is_some_and(|o| o.keys().any(|k| k.split('/').next() == Some(number)));
+        if !known {
+            ports[p] = json!({});
+        }
     }
     let Lower {
         mut diff_ids,

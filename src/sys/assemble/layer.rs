@@ -170,6 +170,14 @@ impl Builder<'_> {
         if self.is_ignored(src) {
             return refuse(format!("the COPY source {src} is ignored"));
         }
+        // No link on the way: the context is read as it is, never through a link out of it.
+        let mut at = ctx.to_path_buf();
+        for part in src.split('/').filter(|p| !p.is_empty()) {
+            at.push(part);
+            if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                return refuse(format!("the COPY source {src} goes through a link"));
+            }
+        }
         let path = if src.is_empty() {
             ctx.to_path_buf()
         } else {
@@ -246,12 +254,40 @@ impl Builder<'_> {
                 self.dir(parent)?;
             }
         }
-        if matches!(self.base.get(abs), Some(InBase::Other)) && matches!(entry, Entry::Dir(_)) {
-            return refuse(format!("{abs} is not a directory in the base"));
+        // Over a link or a file of the base, `podman build` follows or replaces it: its own.
+        if matches!(self.base.get(abs), Some(InBase::Other)) {
+            return refuse(format!("{abs} is a link or a file in the base"));
+        }
+        let is_dir = |e: Option<&Entry>| matches!(e, Some(Entry::Dir(_)));
+        if is_dir(self.layer.get(&abs[1..])) && !is_dir(Some(&entry)) {
+            return refuse(format!("a file over the directory {abs}"));
         }
         self.layer.insert(abs[1..].to_string(), entry);
         Ok(())
     }
+}
+
+/// `podman build` makes a missing `WORKDIR` its user's: left to it when that user (the
+/// recipe's, or the base's `base_user`) is not root. Pure.
+pub fn workdirs_for_root(
+    r: &Recipe,
+    base_user: &str,
+    base: &HashMap<String, InBase>,
+) -> Result<(), Refusal> {
+    let is_root = |u: &str| matches!(u.split(':').next(), Some("" | "root" | "0"));
+    let recipes = r
+        .settings
+        .get("User")
+        .and_then(|u| u.as_str())
+        .unwrap_or("");
+    let missing = r
+        .workdirs
+        .iter()
+        .any(|w| !matches!(base.get(w), Some(InBase::Dir(_))));
+    if missing && !(is_root(recipes) && is_root(base_user)) {
+        return refuse("a WORKDIR to make for a user other than root");
+    }
+    Ok(())
 }
 
 /// A file's metadata as `COPY` keeps it: its mode bits and time, owned by root.
@@ -566,5 +602,40 @@ mod tests {
             None,
             "most of the bytes changed"
         );
+    }
+
+    #[test]
+    fn what_podman_build_would_do_otherwise_is_left_to_it() {
+        let ctx = context();
+        let missing = |r: &Recipe| -> HashMap<String, InBase> {
+            probe_paths(r)
+                .into_iter()
+                .map(|p| (p, InBase::Missing))
+                .collect()
+        };
+        // A file where a copied directory was.
+        std::fs::create_dir_all(ctx.0.join("b/assets")).unwrap();
+        std::fs::remove_dir(ctx.0.join("b/assets")).unwrap();
+        std::fs::write(ctx.0.join("b/assets"), "a file").unwrap();
+        let r = parse("FROM scratch\nCOPY . /app\nCOPY b /app\n").unwrap();
+        assert!(plan(&r, &ctx.0, &[], &missing(&r), 0).is_err());
+        // A source through a link (out of the context).
+        std::os::unix::fs::symlink("/etc", ctx.0.join("etclink")).unwrap();
+        let r = parse("FROM scratch\nCOPY etclink/hostname /x\n").unwrap();
+        assert!(plan(&r, &ctx.0, &[], &missing(&r), 0).is_err());
+        // A WORKDIR to make for another user.
+        let r = parse("FROM scratch\nUSER 1000\nWORKDIR /data\n").unwrap();
+        assert!(workdirs_for_root(&r, "", &missing(&r)).is_err());
+        let r = parse("FROM scratch\nUSER root:root\nWORKDIR /data\n").unwrap();
+        assert!(workdirs_for_root(&r, "", &missing(&r)).is_ok());
+        assert!(
+            workdirs_for_root(&r, "1001", &missing(&r)).is_err(),
+            "the base's user"
+        );
+        // A file onto the base's link.
+        let r = parse("FROM localhost/b\nCOPY app.py /bin\n").unwrap();
+        let mut base = missing(&r);
+        base.insert("/bin".into(), InBase::Other);
+        assert!(plan(&r, &ctx.0, &[], &base, 0).is_err());
     }
 }

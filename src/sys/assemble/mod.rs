@@ -27,16 +27,16 @@ use std::path::Path;
 /// What the build context `dir` makes: its recipe and the paths it ignores, or why it is left
 /// to `podman build`.
 pub fn recipe_of(dir: &Path) -> Result<(recipe::Recipe, Vec<String>), Refusal> {
+    // Podman's choice: the first that is there (unreadable: left to it).
     let read = |names: [&str; 2]| {
-        names
-            .iter()
-            .find_map(|n| std::fs::read_to_string(dir.join(n)).ok())
+        let p = names.iter().map(|n| dir.join(n)).find(|p| p.exists())?;
+        Some(std::fs::read_to_string(p).map_err(|_| Refusal("an unreadable Containerfile".into())))
     };
-    let text =
-        read(["Containerfile", "Dockerfile"]).ok_or_else(|| Refusal("no Containerfile".into()))?;
+    let text = read(["Containerfile", "Dockerfile"])
+        .ok_or_else(|| Refusal("no Containerfile".into()))??;
     let recipe = recipe::parse(&text)?;
     let ignored = match read([".containerignore", ".dockerignore"]) {
-        Some(t) => recipe::ignored(&t)?,
+        Some(t) => recipe::ignored(&t?)?,
         None => Vec::new(),
     };
     Ok((recipe, ignored))
@@ -49,8 +49,8 @@ pub struct Previous<'a> {
     pub image: &'a str,
 }
 
-/// An assembled image's layers over its base before the one it adds: beyond this many, the
-/// next image starts again from one layer of all its files.
+/// The most layers an assembled image has over its base: the image after one that has this
+/// many starts again from one layer of all its files.
 pub const MAX_STACK: usize = 8;
 
 /// Assembles the image `image` of the release directory `dir`, on top of `previous`'s image
@@ -83,7 +83,18 @@ pub fn assemble(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let full = match layer::plan(&r, dir, &ignored, &in_base, now) {
+    let base_config = |k: &str| {
+        base.pointer(&format!("/Config/{k}"))
+            .and_then(|v| v.as_str())
+    };
+    if r.relative_from_root && !matches!(base_config("WorkingDir"), None | Some("" | "/")) {
+        return Ok(Err(Refusal(
+            "a relative path before any WORKDIR, on a base with a working directory".into(),
+        )));
+    }
+    let planned = layer::workdirs_for_root(&r, base_config("User").unwrap_or(""), &in_base)
+        .and_then(|()| layer::plan(&r, dir, &ignored, &in_base, now));
+    let full = match planned {
         Ok(l) => l,
         Err(why) => return Ok(Err(why)),
     };
@@ -100,6 +111,7 @@ pub fn assemble(
         Some((layer::delta(&old, &full)?, prev))
     });
     crate::sys::fsx::ensure_dir(work, 0o700)?;
+    remove_leftovers(work);
     match stacked {
         Some((delta, prev)) => made.load(&delta, &prev, image, work),
         None => made.load(&full, &base, image, work),
@@ -124,7 +136,7 @@ fn on_top_of(
     }
     let layers = |v: &serde_json::Value| v.pointer("/RootFS/Layers")?.as_array().cloned();
     let (ours, under) = (layers(prev)?, layers(base).unwrap_or_default());
-    if !ours.starts_with(&under) || ours.len() - under.len() >= MAX_STACK + 1 {
+    if !ours.starts_with(&under) || ours.len() - under.len() >= MAX_STACK {
         return None;
     }
     let recorded = prev.pointer("/Config/Labels/deploy.files")?.as_str()?;
@@ -150,7 +162,8 @@ impl Made<'_> {
         image: &str,
         work: &Path,
     ) -> Result<()> {
-        let (layer_file, archive_file) = (work.join("image.layer.tar"), work.join("image.oci.tar"));
+        let own = |what: &str| work.join(format!("{WORK_PREFIX}{}.{what}.tar", std::process::id()));
+        let (layer_file, archive_file) = (own("layer"), own("oci"));
         let result = (|| {
             let (digest, size) = archive::write_layer(layer, &layer_file)?;
             let created = humantime::format_rfc3339_nanos(self.created).to_string();
@@ -167,6 +180,20 @@ impl Made<'_> {
         let _ = std::fs::remove_file(&layer_file);
         let _ = std::fs::remove_file(&archive_file);
         result
+    }
+}
+
+/// The names of an assembly's files in its work directory (with the process id).
+const WORK_PREFIX: &str = "image-";
+
+/// Removes what an assembly that was killed left in `work`.
+fn remove_leftovers(work: &Path) {
+    for e in std::fs::read_dir(work).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(WORK_PREFIX) && name.ends_with(".tar") {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
@@ -231,12 +258,17 @@ fn probe_cached(id: &str, paths: &[String]) -> Result<HashMap<String, InBase>> {
     Ok(known)
 }
 
-/// The script run in `podman unshare`: mounts the image, prints each path's `stat` (mode in
-/// hex, owner, group, time) or `-`, unmounts. The paths are arguments, never in the script.
+/// The script run in `podman unshare`: mounts the image, prints each path's number and its
+/// `stat` (mode in hex, owner, group, time), `-` if it is not there or `?` if it cannot be
+/// read, and unmounts. The paths are arguments, never in the script.
 const PROBE: &str = r#"i=$1; shift
 m=$(podman image mount "$i") || exit 3
-for p; do stat -c '%f %u %g %Y' -- "$m$p" 2>/dev/null || echo -; done
-podman image umount "$i" >/dev/null"#;
+trap 'podman image umount "$i" >/dev/null' EXIT
+n=0
+for p; do
+  if [ -e "$m$p" ] || [ -L "$m$p" ]; then s=$(stat -c '%f %u %g %Y' -- "$m$p") || s='?'; else s=-; fi
+  printf '%s %s\n' "$n" "$s"; n=$((n+1))
+done"#;
 
 fn probe(id: &str, paths: &[String]) -> Result<HashMap<String, InBase>> {
     let mut args: Vec<String> = ["unshare", "sh", "-c", PROBE, "sh", id]
@@ -245,29 +277,37 @@ fn probe(id: &str, paths: &[String]) -> Result<HashMap<String, InBase>> {
         .collect();
     args.extend(paths.iter().cloned());
     let out = duct::cmd("podman", args)
-        .stderr_to_stdout()
         .stdout_capture()
+        .stderr_capture()
         .unchecked()
         .run()
         .context("cannot run podman unshare")?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         bail!(
             "cannot read the base image {id}: {}",
-            super::podman::tail(&text, 5)
+            super::podman::tail(&err, 5)
         );
     }
-    Ok(kinds(paths, &text))
+    kinds(paths, &String::from_utf8_lossy(&out.stdout))
+        .map_err(|e| anyhow::anyhow!("cannot read the base image {id}: {e}"))
 }
 
-/// The probe's lines read, one per path; a path below anything but a directory is `Other`
-/// (its stat went through a link). Pure.
-pub fn kinds(paths: &[String], text: &str) -> HashMap<String, InBase> {
-    let mut out: HashMap<String, InBase> = paths
-        .iter()
-        .zip(text.lines())
-        .map(|(p, l)| (p.clone(), stat_line(l)))
-        .collect();
+/// The probe's lines read: one per path, numbered in order, each a directory's `stat`, `-`
+/// (missing) or anything else (`Other`); a path below anything but a directory is `Other` (its
+/// stat went through a link). Any other count or numbering is an error, never a guess. Pure.
+pub fn kinds(paths: &[String], text: &str) -> Result<HashMap<String, InBase>, String> {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() != paths.len() {
+        return Err(format!("{} lines for {} paths", lines.len(), paths.len()));
+    }
+    let mut out = HashMap::new();
+    for (n, (p, l)) in paths.iter().zip(&lines).enumerate() {
+        let rest = l
+            .strip_prefix(&format!("{n} "))
+            .ok_or_else(|| format!("line {n} is {l:?}"))?;
+        out.insert(p.clone(), stat_line(rest));
+    }
     for p in paths {
         let mut at = p.as_str();
         while let Some((parent, _)) = at.rsplit_once('/') {
@@ -278,10 +318,7 @@ pub fn kinds(paths: &[String], text: &str) -> HashMap<String, InBase> {
             at = parent;
         }
     }
-    for p in paths.iter().skip(text.lines().count()) {
-        out.insert(p.clone(), InBase::Other);
-    }
-    out
+    Ok(out)
 }
 
 fn stat_line(l: &str) -> InBase {
@@ -312,15 +349,21 @@ fn stat_line(l: &str) -> InBase {
     })
 }
 
+/// A line of the cache: an absolute path without control characters, a tab, and a kind as
+/// [`to_cache_line`] writes it; anything else is dropped (the path is then asked again).
 fn cache_line(l: &str) -> Option<(String, InBase)> {
     let (path, rest) = l.split_once('\t')?;
+    if !path.starts_with('/') || path.chars().any(char::is_control) {
+        return None;
+    }
     let kind = match rest {
         "missing" => InBase::Missing,
         "other" => InBase::Other,
-        s => match stat_line(s) {
+        s if s.split(' ').count() == 4 => match stat_line(s) {
             InBase::Dir(m) => InBase::Dir(m),
             _ => return None,
         },
+        _ => return None,
     };
     Some((path.to_string(), kind))
 }
@@ -349,7 +392,11 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let k = kinds(&paths, "a1ff 0 0 5\n41ed 0 0 6\n41e8 0 5 7\n-\n");
+        let k = kinds(
+            &paths,
+            "0 a1ff 0 0 5\n1 41ed 0 0 6\n2 41e8 0 5 7\n3 -\n4 ?\n",
+        )
+        .unwrap();
         assert_eq!(k["/bin"], InBase::Other);
         assert_eq!(k["/bin/app"], InBase::Other, "stat went through the link");
         assert_eq!(
@@ -362,7 +409,13 @@ mod tests {
             })
         );
         assert_eq!(k["/srv/app"], InBase::Missing);
-        assert_eq!(k["/x"], InBase::Other, "no line: never guessed");
+        assert_eq!(k["/x"], InBase::Other, "not read: never guessed");
+        let warned = "WARN[0000] \"/\" is not a shared mount\n0 -\n1 -\n2 -\n3 -\n4 -\n";
+        assert!(kinds(&paths, warned).is_err(), "a line more is an error");
+        assert!(kinds(&paths, "0 -\n2 -\n1 -\n3 -\n4 -\n").is_err());
+        assert_eq!(cache_line("/x\nother"), None);
+        assert_eq!(cache_line("x\tother"), None);
+        assert_eq!(cache_line("/x\t41ed 0 0"), None);
         for (p, kind) in &k {
             assert_eq!(
                 cache_line(&to_cache_line(p, kind)),

@@ -39,6 +39,9 @@ pub struct Recipe {
     /// Whether `ENTRYPOINT` was set and `CMD` not: the base's `CMD` is then dropped, as
     /// `podman build` does.
     pub drops_cmd: bool,
+    /// Whether a relative path was made absolute from `/` before any `WORKDIR`: `podman build`
+    /// starts from the base's working directory, so this holds only when that is `/`.
+    pub relative_from_root: bool,
 }
 
 /// Reads a Containerfile's text. Pure.
@@ -47,8 +50,12 @@ pub fn parse(text: &str) -> Result<Recipe, Refusal> {
     let mut from = false;
     let (mut entrypoint, mut cmd) = (false, false);
     let mut workdir = String::from("/");
+    let mut workdir_set = false;
     for line in text.lines() {
         let line = line.trim();
+        if line.chars().any(char::is_control) {
+            return refuse("a control character");
+        }
         if line.starts_with('#') && !from && line.contains('=') {
             return refuse("a parser directive");
         }
@@ -73,14 +80,24 @@ pub fn parse(text: &str) -> Result<Recipe, Refusal> {
                 if rest.is_empty() || rest.contains(char::is_whitespace) || rest.starts_with('-') {
                     return refuse("a FROM with options or a stage name");
                 }
-                r.base = (!rest.eq_ignore_ascii_case("scratch")).then(|| rest.to_string());
+                r.base = (rest != "scratch").then(|| rest.to_string());
             }
-            "COPY" => r.copies.push(copy(rest, &workdir)?),
+            "COPY" => {
+                let (c, was_absolute) = copy(rest, &workdir)?;
+                r.relative_from_root |= !workdir_set && !was_absolute;
+                r.copies.push(c);
+            }
             "WORKDIR" => {
-                workdir = absolute(single(rest, "WORKDIR")?, &workdir)?;
+                let w = single(rest, "WORKDIR")?;
+                r.relative_from_root |= !workdir_set && !w.starts_with('/');
+                workdir_set = true;
+                workdir = absolute(w, &workdir)?;
                 r.workdirs.push(workdir.clone());
                 r.settings
                     .insert("WorkingDir".into(), workdir.clone().into());
+            }
+            "LABEL" | "ENV" | "EXPOSE" if rest.is_empty() => {
+                return refuse(format!("an empty {word}"));
             }
             "ENV" => r.env.extend(pairs(rest, true)?),
             "LABEL" => r.labels.extend(pairs(rest, false)?),
@@ -98,16 +115,21 @@ pub fn parse(text: &str) -> Result<Recipe, Refusal> {
                 r.settings.insert("Entrypoint".into(), command(rest)?);
             }
             "CMD" => {
-                cmd = true;
-                r.settings.insert("Cmd".into(), command(rest)?);
+                let list = command(rest)?;
+                // `CMD []` counts as no CMD, as for `podman build`.
+                cmd |= list.as_array().is_some_and(|l| !l.is_empty());
+                r.settings.insert("Cmd".into(), list);
             }
             "USER" => {
                 r.settings
                     .insert("User".into(), single(rest, "USER")?.into());
             }
             "STOPSIGNAL" => {
-                r.settings
-                    .insert("StopSignal".into(), single(rest, "STOPSIGNAL")?.into());
+                let signal = single(rest, "STOPSIGNAL")?;
+                if crate::sys::podman::signal_number(signal).is_none() {
+                    return refuse(format!("STOPSIGNAL {signal}"));
+                }
+                r.settings.insert("StopSignal".into(), signal.into());
             }
             other => return refuse(format!("a {other} instruction")),
         }
@@ -120,14 +142,15 @@ pub fn parse(text: &str) -> Result<Recipe, Refusal> {
 }
 
 fn single<'a>(rest: &'a str, what: &str) -> Result<&'a str, Refusal> {
-    if rest.is_empty() || rest.contains(char::is_whitespace) || rest.contains('"') {
+    if rest.is_empty() || rest.contains(char::is_whitespace) || rest.contains(['"', '\'', '\\']) {
         return refuse(format!("{what} {rest}"));
     }
     Ok(rest)
 }
 
-/// A `COPY` line's arguments, its destination made absolute from the working directory.
-fn copy(rest: &str, workdir: &str) -> Result<Copy, Refusal> {
+/// A `COPY` line's arguments, its destination made absolute from the working directory; and
+/// whether the destination was absolute already.
+fn copy(rest: &str, workdir: &str) -> Result<(Copy, bool), Refusal> {
     let mut args: Vec<String> = if rest.starts_with('[') {
         serde_json::from_str(rest).or_else(|_| refuse("a COPY that is not a list of strings"))?
     } else {
@@ -137,6 +160,14 @@ fn copy(rest: &str, workdir: &str) -> Result<Copy, Refusal> {
         return refuse("a COPY with options or without a destination");
     }
     let dest = args.pop().unwrap_or_default();
+    if args
+        .iter()
+        .chain([&dest])
+        .any(|a| a.chars().any(char::is_control))
+    {
+        return refuse("a control character in a COPY path");
+    }
+    let was_absolute = dest.starts_with('/');
     let slash = dest.ends_with('/') || dest.ends_with("/.") || dest == ".";
     let mut dest = absolute(&dest, workdir)?;
     if slash && dest != "/" {
@@ -146,7 +177,7 @@ fn copy(rest: &str, workdir: &str) -> Result<Copy, Refusal> {
         .iter()
         .map(|s| source(s))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Copy { sources, dest })
+    Ok((Copy { sources, dest }, was_absolute))
 }
 
 /// A source inside the context, as a plain relative path (`""`: the context itself).
@@ -204,7 +235,7 @@ fn pairs(rest: &str, env: bool) -> Result<Vec<(String, String)>, Refusal> {
     let (first, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
     if env && !first.contains('=') && !first.is_empty() {
         let value = after.trim();
-        if value.contains(['"', '\'', '\\']) {
+        if value.is_empty() || value.contains(['"', '\'', '\\']) {
             return refuse(format!("ENV {first} with quotes"));
         }
         return Ok(vec![(first.to_string(), value.to_string())]);
@@ -240,11 +271,12 @@ fn pairs(rest: &str, env: bool) -> Result<Vec<(String, String)>, Refusal> {
 /// and the links into `shared/`): those paths, relative. Patterns and exceptions refuse.
 pub fn ignored(text: &str) -> Result<Vec<String>, Refusal> {
     let mut out = Vec::new();
-    for line in text.lines().map(str::trim) {
+    for line in text.lines() {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        if line.contains(['*', '?', '[', '\\', '!']) {
+        // Podman trims only slashes: spaces or a carriage return are part of its rule.
+        if line.contains(['*', '?', '[', '\\', '!', '\r']) || line.trim() != line {
             return refuse(format!("the ignore rule {line}"));
         }
         match normal(line) {
@@ -323,6 +355,12 @@ mod tests {
             "FROM debian\nADD a.tar /app\n",
             "FROM debian\nCOPY a \\\n /app\n",
             "FROM debian\nENV A='x'\n",
+            "FROM debian\nENV A\n",
+            "FROM debian\nENV\n",
+            "FROM debian\nEXPOSE\n",
+            "FROM debian\nSTOPSIGNAL NOPE\n",
+            "FROM debian\nUSER 'app'\n",
+            "FROM debian\nCOPY [\"a\", \"/x\\n/bin\"]\n",
             "FROM a\nFROM b\n",
             "COPY a /a\n",
             "",
@@ -338,8 +376,25 @@ mod tests {
             ignored(deploys).unwrap(),
             [".deploy", ".containerignore", "data", "public/uploads"]
         );
-        for rule in ["*.log", "!keep", "**/tmp", "../x"] {
+        for rule in ["*.log", "!keep", "**/tmp", "../x", "node_modules\r", " x"] {
             assert!(ignored(rule).is_err(), "{rule}");
         }
+    }
+
+    #[test]
+    fn relative_paths_before_a_workdir_depend_on_the_bases() {
+        assert!(parse("FROM b\nCOPY a app/\n").unwrap().relative_from_root);
+        assert!(parse("FROM b\nWORKDIR app\n").unwrap().relative_from_root);
+        let absolute = parse("FROM b\nWORKDIR /app\nCOPY . .\nWORKDIR x\n").unwrap();
+        assert!(!absolute.relative_from_root);
+        assert_eq!(
+            parse("FROM SCRATCH\n").unwrap().base.as_deref(),
+            Some("SCRATCH")
+        );
+        assert!(
+            parse("FROM b\nCMD []\nENTRYPOINT [\"/x\"]\n")
+                .unwrap()
+                .drops_cmd
+        );
     }
 }
