@@ -150,7 +150,8 @@ fn an_assembled_image_holds_what_podman_build_makes_and_a_link_above_a_copy_is_b
             "COPY assets/greeting.txt /bin/",
         ),
     );
-    p.deploy(&["release", "v2"]).ok();
+    let r = p.deploy(&["release", "v2", "-v"]).ok();
+    r.says("built by podman build, not assembled: /bin is not a directory in the base");
     assert!(p.body("/").starts_with("example-app v2 "));
     let v2 = p.names().image("v2");
     assert!(

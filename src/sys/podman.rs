@@ -35,6 +35,31 @@ pub fn cache_race(output: &str) -> bool {
         || output.contains("image not known")
 }
 
+/// How an image was made: what a release says of it after its build step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Made {
+    Assembled,
+    /// Built by `podman build`: why it was not assembled (a `--verbose` detail).
+    Built(String),
+    /// Built by `podman build` after the assembly failed: the failure (a warning).
+    BuiltAfter(String),
+}
+
+impl Made {
+    /// Shows what is worth saying of it.
+    pub fn tell(&self, ui: &crate::ui::Ui) {
+        match self {
+            Made::Assembled => {}
+            Made::Built(why) => {
+                ui.detail(&format!("   built by podman build, not assembled: {why}"))
+            }
+            Made::BuiltAfter(e) => ui.warn(&format!(
+                "the image could not be assembled ({e}); podman build built it"
+            )),
+        }
+    }
+}
+
 /// Makes the image of the release directory `dir`: assembled when its Containerfile only copies
 /// files (see [`super::assemble`]; its files written in `work`, on top of the `previous`
 /// release's image when it can), else built (its cache decided by what it holds); on failure,
@@ -45,15 +70,17 @@ pub fn build(
     work: &Path,
     previous: Option<super::assemble::Previous>,
     verbose: bool,
-) -> Result<()> {
-    match super::assemble::assemble(dir, image, work, previous) {
-        Ok(Ok(())) => return Ok(()),
-        Ok(Err(why)) if verbose => eprintln!("podman build, not assembled: {}", why.0),
-        Err(e) => {
-            eprintln!("warning: the image could not be assembled ({e:#}); podman build builds it")
-        }
-        Ok(Err(_)) => {}
-    }
+) -> Result<Made> {
+    let made = match super::assemble::assemble(dir, image, work, previous) {
+        Ok(Ok(())) => return Ok(Made::Assembled),
+        Ok(Err(why)) => Made::Built(why.0),
+        Err(e) => Made::BuiltAfter(format!("{e:#}")),
+    };
+    podman_build(dir, image, verbose).map(|()| made)
+}
+
+/// `podman build` of the release directory `dir`.
+fn podman_build(dir: &Path, image: &str, verbose: bool) -> Result<()> {
     let cache = BuildCache::of_dir(dir);
     let mut attempt = 1;
     loop {

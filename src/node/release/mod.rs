@@ -108,9 +108,11 @@ impl Node<'_> {
         let previous = live
             .as_ref()
             .map(|(dir, image)| assemble::Previous { dir, image });
-        self.ui.step(step, || {
+        let made = self.ui.step(step, || {
             podman::build(&target, &run.image, &work, previous, self.ui.verbose)
-        })
+        })?;
+        made.tell(&self.ui);
+        Ok(())
     }
 
     /// Starting: the version and artifacts are valid, the lock is ours, a dead swap is put

@@ -92,12 +92,14 @@ impl Runtime<'_> {
             .ok()
             .and_then(|store| podman::image_listed(&store, &image));
         if listed != Some(true) && !podman::image_exists(&image)? {
-            self.ui
+            let made = self
+                .ui
                 .step(&format!("Rebuilding missing image {image}"), || {
                     let dir = self.layout.release(version);
                     let work = dir.join(crate::node::layout::RELEASE_META);
                     podman::build(&dir, &image, &work, None, self.ui.verbose)
                 })?;
+            made.tell(&self.ui);
         }
         Ok(image)
     }
