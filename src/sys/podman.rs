@@ -408,13 +408,29 @@ pub fn signal_number(name: &str) -> Option<u8> {
     }
 }
 
-pub fn lines_of(args: &[&str]) -> Result<Vec<String>> {
-    let out = duct::cmd("podman", args)
+/// Runs podman with `args`, its output captured; a failure is the caller's to read.
+fn captured(args: &[&str]) -> Result<std::process::Output> {
+    duct::cmd("podman", args)
         .stdout_capture()
         .stderr_capture()
         .unchecked()
         .run()
-        .context("cannot run podman")?;
+        .context("cannot run podman")
+}
+
+/// `podman image inspect` of `name`; `None` if the store does not have it.
+pub fn inspect_image(name: &str) -> Result<Option<serde_json::Value>> {
+    let out = captured(&["image", "inspect", name])?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    let list: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).context("podman image inspect printed no list")?;
+    Ok(list.into_iter().next())
+}
+
+pub fn lines_of(args: &[&str]) -> Result<Vec<String>> {
+    let out = captured(args)?;
     if !out.status.success() {
         bail!(
             "podman {} failed: {}",

@@ -18,8 +18,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 /// The dry run's words for an image made without `podman build` (see [`assemble`]).
-const ASSEMBLED: &str =
-    "assembled: the base's layers and one layer of the copied files, by podman load";
+const ASSEMBLED: &str = "assembled: the base's layers and one layer of the copied files (of \
+    those that changed, over the live release's image, when it can), by podman load";
 
 /// One stage, or one step of the swap, as people read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -67,7 +67,7 @@ pub fn assemble(
         Err(why) => return Ok(Err(why)),
     };
     let base = match &r.base {
-        Some(name) => match inspect(name)? {
+        Some(name) => match super::podman::inspect_image(name)? {
             Some(b) => b,
             None => return Ok(Err(Refusal(format!("{name} is not in the store")))),
         },
@@ -106,7 +106,7 @@ pub fn assemble(
         created,
     };
     let stacked = previous.and_then(|p| {
-        let prev = inspect(p.image).ok()??;
+        let prev = super::podman::inspect_image(p.image).ok()??;
         let old = on_top_of(&p, &prev, (&r, &ignored), &base, &in_base, now)?;
         Some((layer::delta(&old, &full)?, prev))
     });
@@ -195,22 +195,6 @@ fn remove_leftovers(work: &Path) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-}
-
-/// `podman image inspect` of `name`; `None` if the store does not have it.
-fn inspect(name: &str) -> Result<Option<serde_json::Value>> {
-    let out = duct::cmd!("podman", "image", "inspect", name)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .context("cannot run podman")?;
-    if !out.status.success() {
-        return Ok(None);
-    }
-    let list: Vec<serde_json::Value> =
-        serde_json::from_slice(&out.stdout).context("podman image inspect printed no list")?;
-    Ok(list.into_iter().next())
 }
 
 fn load(archive: &Path, image: &str) -> Result<()> {
