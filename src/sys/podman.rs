@@ -38,7 +38,8 @@ pub fn cache_race(output: &str) -> bool {
 /// How an image was made: what a release says of it after its build step.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Made {
-    Assembled,
+    /// Assembled (see [`super::assemble`]): its layer in words (a `--verbose` detail).
+    Assembled(String),
     /// Built by `podman build`: why it was not assembled (a `--verbose` detail).
     Built(String),
     /// Built by `podman build` after the assembly failed: the failure (a warning).
@@ -49,7 +50,7 @@ impl Made {
     /// Shows what is worth saying of it.
     pub fn tell(&self, ui: &crate::ui::Ui) {
         match self {
-            Made::Assembled => {}
+            Made::Assembled(how) => ui.detail(&format!("   assembled: {how}")),
             Made::Built(why) => {
                 ui.detail(&format!("   built by podman build, not assembled: {why}"))
             }
@@ -72,7 +73,7 @@ pub fn build(
     verbose: bool,
 ) -> Result<Made> {
     let made = match super::assemble::assemble(dir, image, work, previous) {
-        Ok(Ok(())) => return Ok(Made::Assembled),
+        Ok(Ok(done)) => return Ok(Made::Assembled(done.0)),
         Ok(Err(why)) => Made::Built(why.0),
         Err(e) => Made::BuiltAfter(format!("{e:#}")),
     };

@@ -234,17 +234,11 @@ impl Node<'_> {
             .iter()
             .filter_map(|p| Some((p.file_name()?.to_str()?, p.as_path())))
             .collect();
-        let read = |names: [&str; 2]| {
-            let (_, p) = names
-                .iter()
-                .find_map(|want| named.iter().find(|(n, _)| n == want))?;
-            std::fs::read_to_string(p).ok()
-        };
-        let assembled = read(["Containerfile", "Dockerfile"])
-            .is_some_and(|t| assemble::recipe::parse(&t).is_ok())
-            && read([".containerignore", ".dockerignore"])
-                .is_none_or(|t| assemble::recipe::ignored(&t).is_ok());
-        if assembled {
+        let assembled = assemble::recipe_with(|name| {
+            let (_, p) = named.iter().find(|(n, _)| *n == name)?;
+            Some(std::fs::read_to_string(p))
+        });
+        if assembled.is_ok() {
             return Some(Ok(()));
         }
         Some(Err(BuildCache::of_entries(named.iter().copied())))

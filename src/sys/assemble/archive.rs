@@ -139,18 +139,23 @@ impl Lower {
     }
 }
 
+/// The labels that name an assembled image and what it holds.
+pub struct Labels<'a> {
+    pub image: &'a str,
+    pub files: &'a str,
+}
+
+/// The new layer: its digest, and the time it is made.
+pub struct Top<'a> {
+    pub digest: &'a str,
+    pub created: &'a str,
+}
+
 /// The image config: the base's settings (`base` as `podman image inspect` shows it, `{}` for
-/// `FROM scratch`) with the recipe's, the labels that name the image and its files (`named`),
-/// and the new layer (`layer`: its digest, and the time) over `lower`. Pure.
-pub fn config(
-    r: &Recipe,
-    base: &Value,
-    lower: Lower,
-    named: (&str, &str),
-    layer: (&str, &str),
-) -> Value {
-    let (image, files) = named;
-    let (digest, created) = layer;
+/// `FROM scratch`) with the recipe's, the labels, and the new layer over `lower`. Pure.
+pub fn config(r: &Recipe, base: &Value, lower: Lower, labels: Labels, top: Top) -> Value {
+    let Labels { image, files } = labels;
+    let Top { digest, created } = top;
     let mut c: Map<String, Value> = base
         .get("Config")
         .and_then(|c| c.as_object().cloned())
@@ -179,7 +184,7 @@ pub fn config(
         labels[k] = v.clone().into();
     }
     labels["deploy.image"] = image.into();
-    labels["deploy.files"] = files.into();
+    labels[super::stack::FILES_LABEL] = files.into();
     let ports = object(&mut c, "ExposedPorts");
     for p in &r.exposed {
         // A port exposed already, whatever its protocol, is left as it is (as `podman build`).
@@ -274,30 +279,28 @@ pub fn write_archive(
     let file =
         std::fs::File::create(to).with_context(|| format!("cannot write {}", to.display()))?;
     let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
-    let mut add = |name: &str, data: &[u8]| -> Result<()> {
-        let m = Meta {
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-        };
-        let mut h = header(tar::EntryType::Regular, &m, data.len() as u64);
-        tar.append_data(&mut h, name, data)?;
-        Ok(())
-    };
-    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    add("index.json", &index)?;
-    add(&blob(&config_digest), &config_bytes)?;
-    add(&blob(&manifest_digest), &manifest)?;
-    let m = Meta {
+    const FILE: Meta = Meta {
         mode: 0o644,
         uid: 0,
         gid: 0,
         mtime: 0,
     };
-    let mut h = header(tar::EntryType::Regular, &m, layer.1);
-    let f = std::fs::File::open(layer_file)?;
-    tar.append_data(&mut h, blob(layer.0), f)?;
+    let mut add = |name: &str, size: u64, data: &mut dyn std::io::Read| -> Result<()> {
+        let mut h = header(tar::EntryType::Regular, &FILE, size);
+        tar.append_data(&mut h, name, data)?;
+        Ok(())
+    };
+    let small: [(&str, &[u8]); 4] = [
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+        ("index.json", &index),
+        (&blob(&config_digest), &config_bytes),
+        (&blob(&manifest_digest), &manifest),
+    ];
+    for (name, mut data) in small {
+        add(name, data.len() as u64, &mut data)?;
+    }
+    let mut f = std::fs::File::open(layer_file)?;
+    add(&blob(layer.0), layer.1, &mut f)?;
     tar.into_inner()?.flush()?;
     Ok(())
 }
@@ -329,8 +332,14 @@ mod tests {
             &r,
             &base,
             Lower::of(&base),
-            ("localhost/a:v1", "f"),
-            ("sha256:bb", "T"),
+            Labels {
+                image: "localhost/a:v1",
+                files: "f",
+            },
+            Top {
+                digest: "sha256:bb",
+                created: "T",
+            },
         );
         assert_eq!(c["config"]["Env"], json!(["PATH=/bin", "A=2"]));
         assert_eq!(
@@ -353,8 +362,14 @@ mod tests {
             &scratch,
             &none,
             Lower::of(&none),
-            ("localhost/a:v1", "f"),
-            ("sha256:bb", "T"),
+            Labels {
+                image: "localhost/a:v1",
+                files: "f",
+            },
+            Top {
+                digest: "sha256:bb",
+                created: "T",
+            },
         );
         assert_eq!(c["config"]["Env"], json!([format!("PATH={DEFAULT_PATH}")]));
         assert_eq!(c["rootfs"]["diff_ids"], json!(["sha256:bb"]));

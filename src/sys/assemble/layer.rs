@@ -311,48 +311,57 @@ fn inode(m: &std::fs::Metadata) -> Inode {
 }
 
 /// An entry as the image sees it, without its path: kind, mode, owner, and a file's size and
-/// time or a link's target (a directory deploy makes is stamped with the time it is made,
-/// which is left out). Pure.
-fn seen(e: &Entry) -> String {
-    match e {
+/// time or a link's target, as bytes (a directory deploy makes is stamped with the time it is
+/// made, which is left out). Pure.
+fn seen(e: &Entry) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = match e {
         Entry::Dir(m) => format!("d {:o} {} {}", m.mode, m.uid, m.gid),
         Entry::File(_, m, i) => {
             format!("f {:o} {} {} {} {}", m.mode, m.uid, m.gid, i.size, m.mtime)
         }
-        Entry::Link(t, m) => format!("l {:o} {}", m.mode, t.display()),
+        Entry::Link(_, m) => format!("l {:o} ", m.mode),
     }
+    .into_bytes();
+    if let Entry::Link(target, _) = e {
+        out.extend_from_slice(target.as_os_str().as_bytes());
+    }
+    out
 }
 
-/// What a layer holds, as a digest of each entry's path, [`seen`] form and a file's inode:
-/// what an assembled image records (its label `deploy.files`), so that the next release can
-/// check that the image of the last one is what its release directory makes, file for file.
-/// Pure.
-pub fn fingerprint(l: &Layer) -> String {
+/// What a layer made over the base `base_id` (`scratch` for none) holds, as a digest of the
+/// base and of each entry's path, [`seen`] form and a file's inode, each field counted: what an
+/// assembled image records (its label `deploy.files`), so that the next release can check that
+/// the image of the last one is that base and what its release directory makes, file for
+/// file. (The device is left out: it may change at a reboot, and the files cannot.) Pure.
+pub fn fingerprint(base_id: &str, l: &Layer) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
+    let mut field = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    field(base_id.as_bytes());
     for (path, e) in l {
-        let file = match e {
-            Entry::File(_, _, i) => format!(" {} {}", i.dev, i.ino),
-            _ => String::new(),
-        };
-        h.update(format!("{path}\t{}{file}\n", seen(e)).as_bytes());
+        field(path.as_bytes());
+        field(&seen(e));
+        if let Entry::File(_, _, i) = e {
+            field(&i.ino.to_le_bytes());
+        }
     }
     format!("{:x}", h.finalize())
 }
 
 /// The layer that turns `old` into `new` on top of it: each entry that is new or differs (a
 /// file by its inode: a changed file is a new one), with the directories above it as `new`
-/// has them. `None` when an entry of `old` is gone (it would need a whiteout) or when the
-/// change is more than half of `new`'s bytes (a layer of its own is then worth its copy).
-/// Pure.
+/// has them. `None` when an entry of `old` is gone (it would need a whiteout), when one changed
+/// kind (a directory over a link would hide what the base has below it), or when the change is
+/// more than half of `new`'s bytes (a layer of its own is then worth its copy). Pure.
 pub fn delta(old: &Layer, new: &Layer) -> Option<Layer> {
+    use std::mem::discriminant;
     if old.keys().any(|k| !new.contains_key(k)) {
         return None;
     }
-    let same = |a: &Entry, b: &Entry| match (a, b) {
-        (Entry::File(_, _, x), Entry::File(_, _, y)) => x == y && seen(a) == seen(b),
-        _ => seen(a) == seen(b),
-    };
     let size = |e: &Entry| match e {
         Entry::File(_, _, i) => i.size,
         _ => 0,
@@ -361,18 +370,22 @@ pub fn delta(old: &Layer, new: &Layer) -> Option<Layer> {
     let (mut changed, mut total) = (0u64, 0u64);
     for (path, e) in new {
         total += size(e);
-        if old.get(path).is_some_and(|o| same(o, e)) {
-            continue;
+        if let Some(o) = old.get(path) {
+            if discriminant(o) != discriminant(e) {
+                return None;
+            }
+            let same_file = match (o, e) {
+                (Entry::File(_, _, x), Entry::File(_, _, y)) => x == y,
+                _ => true,
+            };
+            if same_file && seen(o) == seen(e) {
+                continue;
+            }
         }
         changed += size(e);
-        let mut at = String::new();
-        for part in path.split('/') {
-            if !at.is_empty() {
-                at.push('/');
-            }
-            at.push_str(part);
-            if let Some(e) = new.get(&at) {
-                out.insert(at.clone(), e.clone());
+        for a in with_ancestors(&format!("/{path}")) {
+            if let Some(e) = new.get(&a[1..]) {
+                out.insert(a[1..].to_string(), e.clone());
             }
         }
     }
@@ -554,8 +567,8 @@ mod tests {
         std::fs::write(ctx.0.join("big.bin"), vec![0u8; 4096]).unwrap();
         let old = plan(&r, &ctx.0, &[], &base, 1).unwrap();
         assert_eq!(
-            fingerprint(&old),
-            fingerprint(&plan(&r, &ctx.0, &[], &base, 2).unwrap())
+            fingerprint("scratch", &old),
+            fingerprint("scratch", &plan(&r, &ctx.0, &[], &base, 2).unwrap())
         );
         // A new file in place of the old one (rsync writes a changed file anew).
         // (The old file lives on, as in the last release's directory: its inode is not reused.)
@@ -575,8 +588,8 @@ mod tests {
             ]
         );
         assert_ne!(
-            fingerprint(&old),
-            fingerprint(&new),
+            fingerprint("scratch", &old),
+            fingerprint("scratch", &new),
             "a file's time is in it"
         );
         assert_eq!(names(&delta(&new, &new).unwrap()), Vec::<&str>::new());
@@ -637,5 +650,29 @@ mod tests {
         let mut base = missing(&r);
         base.insert("/bin".into(), InBase::Other);
         assert!(plan(&r, &ctx.0, &[], &base, 0).is_err());
+    }
+
+    #[test]
+    fn a_change_of_kind_or_of_a_links_target_is_seen() {
+        use std::os::unix::ffi::OsStrExt;
+        let m = Meta {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+        };
+        let link = |t: &[u8]| Entry::Link(PathBuf::from(std::ffi::OsStr::from_bytes(t)), m);
+        let layer = |e: Entry| {
+            Layer::from([
+                ("etc".to_string(), Entry::Dir(m)),
+                ("etc/ssl".to_string(), e),
+            ])
+        };
+        let (a, b) = (layer(link(b"x\xff")), layer(link(b"x\xfe")));
+        assert_ne!(fingerprint("scratch", &a), fingerprint("scratch", &b));
+        assert_eq!(names(&delta(&a, &b).unwrap()), ["etc", "etc/ssl"]);
+        let mut dir = layer(Entry::Dir(m));
+        dir.insert("etc/ssl/f".into(), Entry::Dir(m));
+        assert_eq!(delta(&a, &dir), None, "a link that became a directory");
     }
 }

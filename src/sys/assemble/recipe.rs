@@ -100,7 +100,14 @@ pub fn parse(text: &str) -> Result<Recipe, Refusal> {
                 return refuse(format!("an empty {word}"));
             }
             "ENV" => r.env.extend(pairs(rest, true)?),
-            "LABEL" => r.labels.extend(pairs(rest, false)?),
+            "LABEL" => {
+                let labels = pairs(rest, false)?;
+                // deploy's own labels are its to write.
+                if labels.iter().any(|(k, _)| k.starts_with("deploy.")) {
+                    return refuse("a LABEL deploy.*");
+                }
+                r.labels.extend(labels);
+            }
             "EXPOSE" => {
                 for p in rest.split_whitespace() {
                     let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
@@ -356,6 +363,7 @@ mod tests {
             "FROM debian\nCOPY a \\\n /app\n",
             "FROM debian\nENV A='x'\n",
             "FROM debian\nENV A\n",
+            "FROM debian\nLABEL deploy.files=x\n",
             "FROM debian\nENV\n",
             "FROM debian\nEXPOSE\n",
             "FROM debian\nSTOPSIGNAL NOPE\n",
