@@ -224,6 +224,7 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
 
     a_bad_schedule_stops_setup(&p);
     set_jobs(&p, &format!("{STAMP}{broken}{nightly}{slow}"));
+    an_earlier_jobs_last_run_is_not_caught_up(&p, "nightly");
     p.deploy(&["setup"]).ok();
     let timer = |job: &str| p.names().job_timer(job);
     let unit_file = |job: &str| timer_file(&p, job);
@@ -237,6 +238,22 @@ fn timers_follow_the_config_and_runs_are_listed_in_jobs_status_and_logs() {
     jobs_run_runs_now_unless_held(&p);
     a_run_out_of_time_is_stopped(&p);
     removed_jobs_lose_their_timers_with_the_next_release(&p, slow);
+}
+
+/// The user's manager remembers when a timer last ran, under the timer's name, after the timer
+/// is gone (a job removed, an app of the same name removed). A stamp two days old for `job`:
+/// were it kept, its daily schedule would run the job at once, and `nightly` would not be
+/// "never run" below.
+#[track_caller]
+fn an_earlier_jobs_last_run_is_not_caught_up(p: &Project, job: &str) {
+    let dir = p.user.home.join(".local/share/systemd/timers");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stamp = dir.join(format!("stamp-{}", p.names().job_timer(job)));
+    let f = std::fs::File::create(&stamp).unwrap();
+    let two_days = std::time::Duration::from_secs(2 * 24 * 3600);
+    f.set_modified(std::time::SystemTime::now() - two_days)
+        .unwrap();
+    common::chown_to_node_user(&dir);
 }
 
 #[track_caller]

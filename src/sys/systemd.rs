@@ -286,6 +286,7 @@ impl Systemd {
     /// Stops a unit, disables it and removes its file: it is gone.
     pub fn remove_unit(&self, dir: &std::path::Path, name: &str, timeout: Duration) -> Result<()> {
         self.stop(name, timeout)?;
+        forget_timer_runs(name);
         self.manager
             .disable_unit_files(&[name], false)
             .with_context(|| format!("cannot disable {name} (systemd DisableUnitFiles)"))?;
@@ -444,4 +445,25 @@ pub fn check_calendar(expr: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Where the user's manager keeps when a `Persistent=` timer last ran: a timer installed again
+/// under the same name would otherwise run at once for every time its schedule passed since.
+pub fn timer_stamp(timer: &str) -> Option<std::path::PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/share"))
+        })?;
+    Some(data.join("systemd/timers").join(format!("stamp-{timer}")))
+}
+
+/// Forgets the last run of the timer `timer` (nothing for another kind of unit).
+pub fn forget_timer_runs(timer: &str) {
+    if timer.ends_with(".timer") {
+        if let Some(stamp) = timer_stamp(timer) {
+            let _ = std::fs::remove_file(stamp);
+        }
+    }
 }

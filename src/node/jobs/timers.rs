@@ -152,6 +152,11 @@ impl Node<'_> {
                 systemd.reload()?;
             }
             if !same_file(&dir.join(&timer), &timer_text) || !enabled(&dir, &timer) {
+                if !dir.join(&timer).exists() {
+                    // A new job: runs of an earlier one of its name (a job removed by hand, an
+                    // app of the same name) are not its own to catch up on.
+                    crate::sys::systemd::forget_timer_runs(&timer);
+                }
                 systemd.install_unit(&dir, &timer, &timer_text)?;
                 systemd
                     .restart(&timer, Duration::from_secs(10))
