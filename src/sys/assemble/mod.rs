@@ -12,7 +12,13 @@
 //! destination is in the base, its metadata is kept; where the base has something other than
 //! a directory there (a link such as Debian's `/bin`), `podman build` builds the image. What
 //! the base has at those paths is read once per base image (`podman image mount` in `podman
-//! unshare`) and kept under `~/.local/share/deploy/bases/`.
+//! unshare`) and kept under `~/.local/share/deploy/bases/` ([`probe`]).
+//!
+//! A release whose live release's image was assembled from the same recipe and base adds only a
+//! layer of what changed over that image's layers ([`stack`]).
+//!
+//! `recipe.rs` and the planning in `layer.rs` and `stack.rs` are pure but for reading the
+//! release directories; `archive.rs` writes the files `podman load` takes.
 
 pub mod archive;
 pub mod layer;
