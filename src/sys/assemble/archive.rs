@@ -328,19 +328,18 @@ mod tests {
             "RootFS": {"Type": "layers", "Layers": ["sha256:aa"]},
             "History": [{"created_by": "base"}],
         });
-        let c = config(
-            &r,
-            &base,
-            Lower::of(&base),
-            Labels {
+        let made = |r: &Recipe, base: &Value| {
+            let labels = Labels {
                 image: "localhost/a:v1",
                 files: "f",
-            },
-            Top {
+            };
+            let top = Top {
                 digest: "sha256:bb",
                 created: "T",
-            },
-        );
+            };
+            config(r, base, Lower::of(base), labels, top)
+        };
+        let c = made(&r, &base);
         assert_eq!(c["config"]["Env"], json!(["PATH=/bin", "A=2"]));
         assert_eq!(
             c["config"]["Cmd"],
@@ -358,19 +357,7 @@ mod tests {
         assert_eq!(c["history"].as_array().unwrap().len(), 2);
         let scratch = parse("FROM scratch\nCOPY a /a\n").unwrap();
         let none = json!({});
-        let c = config(
-            &scratch,
-            &none,
-            Lower::of(&none),
-            Labels {
-                image: "localhost/a:v1",
-                files: "f",
-            },
-            Top {
-                digest: "sha256:bb",
-                created: "T",
-            },
-        );
+        let c = made(&scratch, &none);
         assert_eq!(c["config"]["Env"], json!([format!("PATH={DEFAULT_PATH}")]));
         assert_eq!(c["rootfs"]["diff_ids"], json!(["sha256:bb"]));
     }
