@@ -228,8 +228,13 @@ impl Systemd {
 
     /// Writes a unit file (atomically) into the user's unit directory, reloads the manager and
     /// enables the unit, so it also starts with the user's manager (at boot, with lingering).
+    /// A timer installed where none was does not catch up on the runs of an earlier one of its
+    /// name (a job removed by hand, an app of the same name): see [`forget_timer_runs`].
     pub fn install_unit(&self, dir: &std::path::Path, name: &str, text: &str) -> Result<()> {
         crate::sys::fsx::ensure_dir(dir, 0o755)?;
+        if !dir.join(name).exists() {
+            forget_timer_runs(name);
+        }
         crate::sys::fsx::write_atomic(&dir.join(name), text.as_bytes(), 0o644)?;
         self.reload()?;
         self.manager

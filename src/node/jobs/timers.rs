@@ -6,7 +6,7 @@
 use crate::config::Job;
 use crate::exit::{self, Code};
 use crate::node::Node;
-use crate::sys::{fsx, systemd::Systemd};
+use crate::sys::systemd::Systemd;
 use anyhow::{anyhow, Context, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -146,22 +146,14 @@ impl Node<'_> {
         for (name, job) in &self.config.jobs {
             let units = self.job_units(name, job);
             let [(timer, timer_text), (service, service_text)] = units.render()?;
-            if !same_file(&dir.join(&service), &service_text) {
-                fsx::ensure_dir(&dir, 0o755)?;
-                fsx::write_atomic(&dir.join(&service), service_text.as_bytes(), 0o644)?;
-                systemd.reload()?;
-            }
-            if !same_file(&dir.join(&timer), &timer_text) || !enabled(&dir, &timer) {
-                if !dir.join(&timer).exists() {
-                    // A new job: runs of an earlier one of its name (a job removed by hand, an
-                    // app of the same name) are not its own to catch up on.
-                    crate::sys::systemd::forget_timer_runs(&timer);
-                }
-                systemd.install_unit(&dir, &timer, &timer_text)?;
-                systemd
-                    .restart(&timer, Duration::from_secs(10))
-                    .with_context(|| format!("the timer of the job {name} did not start"))?;
-            }
+            systemd
+                .install_triggered(
+                    &dir,
+                    (&service, &service_text),
+                    (&timer, &timer_text),
+                    "timers.target",
+                )
+                .with_context(|| format!("the timer of the job {name} did not start"))?;
         }
         for gone in self.installed_jobs() {
             if self.config.jobs.contains_key(&gone) {
