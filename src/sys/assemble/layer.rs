@@ -171,18 +171,13 @@ impl Builder<'_> {
             return refuse(format!("the COPY source {src} is ignored"));
         }
         // No link on the way: the context is read as it is, never through a link out of it.
-        let mut at = ctx.to_path_buf();
+        let mut path = ctx.to_path_buf();
         for part in src.split('/').filter(|p| !p.is_empty()) {
-            at.push(part);
-            if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            path.push(part);
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
                 return refuse(format!("the COPY source {src} goes through a link"));
             }
         }
-        let path = if src.is_empty() {
-            ctx.to_path_buf()
-        } else {
-            ctx.join(src)
-        };
         let meta = std::fs::symlink_metadata(&path)
             .or_else(|_| refuse(format!("no COPY source {src}")))?;
         let to = dest.trim_end_matches('/');
