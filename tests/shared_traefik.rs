@@ -544,6 +544,31 @@ fn served_https(app: &str, port: u16) -> String {
     body
 }
 
+/// What curl says of the certificate served for `APP.test` on `port`.
+fn served_certificate(app: &str, port: u16) -> String {
+    let host = format!("{app}.test");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-vsk",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "3",
+            "--noproxy",
+            "*",
+        ])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}/"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains("subject:") || l.contains("issuer:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn another_acme_account_is_another_resolver_and_both_apps_are_served() {
     let _serial = fresh();
@@ -571,6 +596,13 @@ fn another_acme_account_is_another_resolver_and_both_apps_are_served() {
     e.deploy(&["setup"]).ok();
     e.deploy(&["release", "v1"]).ok();
     assert!(served_https("ma2-e", 19711).starts_with("example-app v1 "));
+    // The default certificate is deploy's, made at setup (without one Traefik makes a key at
+    // every change of its dynamic config).
+    let served = served_certificate("ma2-e", 19711);
+    assert!(
+        served.contains("CN=deploy-default-certificate.invalid"),
+        "{served}"
+    );
     f.deploy(&["setup"]).ok().says(
         "Restarting Traefik (its static config changed), which serves ma2-e (test), ma2-f (test)",
     );

@@ -3,6 +3,7 @@
 //! one app does with them (its router switched to the gap server around a swap, their setup,
 //! maintenance on/off) is its front's, in `node/front/`.
 
+pub mod default_cert;
 pub mod gap;
 pub mod shared;
 pub mod traefik;

@@ -18,13 +18,13 @@ const PAGE: &str = include_str!("../../templates/maintenance.html");
 const GAP_UNIT: &str = include_str!("../../units/gap.service");
 const TRAEFIK_UNIT: &str = include_str!("../../units/traefik.service");
 
-/// How long a change may take to show in the API (Traefik's default throttle is 2 s).
 /// Where a router's dynamic config is written before its rename into the dynamic directory (a
 /// directory in it: the same file system, and no event in the directory Traefik watches but the
 /// rename; Traefik skips what is in it, no file there having a config's extension). Measured
 /// on a busy 2-core machine: a switch applied in 75 ms (median) instead of 172 ms with the
 /// temporary file beside the config.
 pub const STAGING_DIR: &str = ".deploy-staging";
+/// How long a change may take to show in the API (Traefik's default throttle is 2 s).
 pub const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A duration as the gap server's arguments take it: `1500ms` (humantime's own rendering,
@@ -359,7 +359,10 @@ impl Api {
                 }
             }
             last = r;
-            std::thread::sleep(Duration::from_millis(20));
+            // A managed Traefik applies a switch in a few milliseconds (it has a default
+            // certificate): asked often at first, then less.
+            let often = start.elapsed() < Duration::from_millis(200);
+            std::thread::sleep(Duration::from_millis(if often { 2 } else { 20 }));
         }
         match last {
             None => bail!(
