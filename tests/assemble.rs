@@ -67,7 +67,7 @@ fn an_assembled_image_holds_what_podman_build_makes_and_a_link_above_a_copy_is_b
         "Containerfile",
         &format!(
             "FROM {base}\nWORKDIR /app\nCOPY . .\nCOPY assets/greeting.txt /srv/\n\
-             ENV GREETING_FROM=image\nEXPOSE 8080 53\nENTRYPOINT [\"/app/example-app\"]\n"
+             COPY assets/greeting.txt /opt/tools/\nENV GREETING_FROM=image\nEXPOSE 8080 53\nENTRYPOINT [\"/app/example-app\"]\n"
         ),
     );
     std::fs::rename(p.dir.join("dist/example-app"), p.dir.join("example-app")).unwrap();
@@ -109,6 +109,9 @@ fn an_assembled_image_holds_what_podman_build_makes_and_a_link_above_a_copy_is_b
         "./srv drwxr-x--- 0 0",
         "./srv/greeting.txt -rw-r--r-- 0 0",
         "./bin lrwxrwxrwx 0 0 7 usr/bin",
+        // Below a directory the base does not have: made, as podman build makes it.
+        "./opt drwxr-xr-x 0 0",
+        "./opt/tools/greeting.txt -rw-r--r-- 0 0",
     ] {
         assert!(ours.contains(line), "{line} in\n{ours}");
     }

@@ -70,8 +70,9 @@ fn probe(id: &str, paths: &[String]) -> Result<HashMap<String, InBase>> {
 }
 
 /// The probe's lines read: one per path, numbered in order, each a directory's `stat`, `-`
-/// (missing) or anything else (`Other`); a path below anything but a directory is `Other` (its
-/// stat went through a link). Any other count or numbering is an error, never a guess. Pure.
+/// (missing) or anything else (`Other`); a path below anything but a directory or a missing
+/// one is `Other` (its stat went through a link), as is one below a missing directory that is
+/// said to be there. Any other count or numbering is an error, never a guess. Pure.
 pub fn kinds(paths: &[String], text: &str) -> Result<HashMap<String, InBase>, String> {
     let lines: Vec<&str> = text.lines().collect();
     if lines.len() != paths.len() {
@@ -84,17 +85,28 @@ pub fn kinds(paths: &[String], text: &str) -> Result<HashMap<String, InBase>, St
             .ok_or_else(|| format!("line {n} is {l:?}"))?;
         out.insert(p.clone(), stat_line(rest));
     }
+    let stats = out.clone();
     for p in paths {
-        let mut at = p.as_str();
-        while let Some((parent, _)) = at.rsplit_once('/') {
-            if !parent.is_empty() && !matches!(out.get(parent), Some(InBase::Dir(_))) {
-                out.insert(p.clone(), InBase::Other);
-                break;
-            }
-            at = parent;
+        let above: Vec<Option<&InBase>> = ancestors(p).map(|a| stats.get(a)).collect();
+        let through_other = above
+            .iter()
+            .any(|k| !matches!(k, Some(InBase::Dir(_) | InBase::Missing)));
+        let below_missing = above.iter().any(|k| matches!(k, Some(InBase::Missing)));
+        // Below a missing directory a path can only be missing; below anything but a
+        // directory, its stat went through a link.
+        if through_other || (below_missing && stats[p] != InBase::Missing) {
+            out.insert(p.clone(), InBase::Other);
         }
     }
     Ok(out)
+}
+
+/// `/a/b/c` -> `/a/b`, `/a`.
+fn ancestors(p: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(p.rsplit_once('/').map(|(a, _)| a), |a| {
+        a.rsplit_once('/').map(|(b, _)| b)
+    })
+    .filter(|a| !a.is_empty())
 }
 
 fn stat_line(l: &str) -> InBase {
@@ -186,6 +198,29 @@ mod tests {
         );
         assert_eq!(k["/srv/app"], InBase::Missing);
         assert_eq!(k["/x"], InBase::Other, "not read: never guessed");
+        // Below a missing directory: missing (made by the layer), unless said to be there.
+        let deep: Vec<String> = [
+            "/opt",
+            "/opt/tools",
+            "/opt/tools/x",
+            "/bin",
+            "/bin/a",
+            "/bin/a/b",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let k = kinds(&deep, "0 -\n1 -\n2 41ed 0 0 1\n3 a1ff 0 0 5\n4 -\n5 -\n").unwrap();
+        assert_eq!(k["/opt/tools"], InBase::Missing);
+        assert_eq!(
+            k["/opt/tools/x"],
+            InBase::Other,
+            "a directory below a missing one"
+        );
+        assert_eq!(k["/bin/a"], InBase::Other);
+        assert_eq!(k["/bin/a/b"], InBase::Other, "a link far above");
+        let k = kinds(&deep[..3], "0 -\n1 -\n2 -\n").unwrap();
+        assert!(k.values().all(|v| *v == InBase::Missing), "{k:?}");
         let warned = "WARN[0000] \"/\" is not a shared mount\n0 -\n1 -\n2 -\n3 -\n4 -\n";
         assert!(kinds(&paths, warned).is_err(), "a line more is an error");
         assert!(kinds(&paths, "0 -\n2 -\n1 -\n3 -\n4 -\n").is_err());
