@@ -158,6 +158,7 @@ pub fn run(
 /// as one SIGTERM.
 fn follow(child: &mut Child, tails: &mut [Tail]) -> Result<std::process::ExitStatus> {
     let mut passed_on = false;
+    let exits = Exit::of(child);
     loop {
         for t in tails.iter_mut() {
             t.pump();
@@ -174,7 +175,40 @@ fn follow(child: &mut Child, tails: &mut [Tail]) -> Result<std::process::ExitSta
                 .args(["-TERM", &child.id().to_string()])
                 .status();
         }
-        std::thread::sleep(Duration::from_millis(20));
+        exits.wait(Duration::from_millis(20));
+    }
+}
+
+/// The child's exit, waited for with a pidfd (Linux 5.3 and later) where there is one: the
+/// wait ends when the child does, not at the next tick (up to 20 ms after it, 10 on average,
+/// in every release and rollback).
+struct Exit(Option<std::os::fd::OwnedFd>);
+
+impl Exit {
+    fn of(child: &Child) -> Exit {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; the
+        // descriptor is owned here alone.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+        Exit(
+            (fd >= 0)
+                .then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) }),
+        )
+    }
+
+    /// Up to `most`, or until the child exits (or a signal comes).
+    fn wait(&self, most: Duration) {
+        use std::os::fd::AsRawFd;
+        let Some(fd) = &self.0 else {
+            return std::thread::sleep(most);
+        };
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, alive for the call.
+        unsafe { libc::poll(&mut p, 1, most.as_millis() as libc::c_int) };
     }
 }
 
