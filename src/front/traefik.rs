@@ -535,7 +535,7 @@ mod tests {
             "127.0.0.1:8099"
         );
         assert_eq!(parsed["providers"]["file"]["watch"], true);
-        assert_eq!(parsed["providers"]["providersThrottleDuration"], "100ms");
+        assert_eq!(parsed["providers"]["providersThrottleDuration"], "10ms");
         assert_eq!(parsed["global"]["checkNewVersion"], false);
         assert_eq!(parsed["global"]["sendAnonymousUsage"], false);
         assert!(parsed.get("certificatesResolvers").is_none());
