@@ -217,6 +217,17 @@ fn a_release_adds_a_layer_of_what_changed_and_a_change_within_the_second_is_rele
     p.deploy(&["release", "v4"]).ok();
     assert_eq!(layers(&p, "v4"), 1);
     assert!(p.body("/").contains("greeting=hello two"));
+    // The same files again (a release of its config alone): v4's image named again, with no
+    // empty layer stacked on it.
+    let r = p.deploy(&["release", "v5", "-v"]).ok();
+    r.says("the same files as");
+    let id = |v: &str| inspect(&p, &p.names().image(v), "{{.Id}}");
+    assert_eq!(id("v5"), id("v4"));
+    assert!(
+        p.body("/").starts_with("example-app v5 "),
+        "{}",
+        p.body("/")
+    );
     p.deploy(&["rollback", "--to", "v2"]).ok();
     assert!(
         p.body("/").contains("greeting=hello one"),

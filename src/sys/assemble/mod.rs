@@ -115,6 +115,13 @@ pub fn assemble(
     crate::sys::fsx::ensure_dir(work, 0o700)?;
     remove_leftovers(work);
     let said = match stacked {
+        // The same files (a release of its config alone): the live release's image, named
+        // again. Its labels are the same but for `deploy.image`, which only finds the app's
+        // images (its repository is this one), and no empty layer is stacked on it.
+        Ok(((delta, _), over)) if delta.is_empty() => {
+            super::podman::tag(&over, image)?;
+            format!("the same files as {over}: its image, named again")
+        }
         Ok(((delta, prev), over)) => {
             assembly.load(&delta, &prev, image)?;
             format!(
