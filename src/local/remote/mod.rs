@@ -63,6 +63,7 @@ impl<'a> Remote<'a> {
         };
         let home = crate::node::home_dir()?;
         let ssh = Ssh::new(&destination, port, env.ssh.as_ref(), &home)?;
+        probe::read_own_binary_early();
         Ok(Remote {
             loaded,
             env_name,
@@ -198,7 +199,9 @@ impl<'a> Remote<'a> {
     }
 
     /// Runs a node command that changes the node, detached from this connection, streaming
-    /// its output until it ends.
+    /// its output until it ends. `tail --pid` notices the end within its sleep interval
+    /// (`-s`, also how often it looks at the process while it is quiet): 10 ms, where 100 ms
+    /// added 50 ms on average to every remote release and rollback.
     fn act(&self, root: &str, config: &str, args: &[String]) -> Result<()> {
         let command = self.node_command(root, config, args);
         let script = format!(
@@ -209,8 +212,8 @@ log="$runs/$(date +%Y%m%dT%H%M%S)-$$.log"
 : > "$log" && : > "$log.err" && : > "$log.rc" && chmod 600 "$log" "$log.err" "$log.rc"
 setsid sh -c '{command} > "$1" 2> "$1.err" < /dev/null; echo $? > "$1.rc"' sh "$log" < /dev/null > /dev/null 2>&1 &
 pid=$!
-tail -n +1 -s 0.1 -f --pid="$pid" "$log.err" >&2 &
-tail -n +1 -s 0.1 -f --pid="$pid" "$log"
+tail -n +1 -s 0.01 -f --pid="$pid" "$log.err" >&2 &
+tail -n +1 -s 0.01 -f --pid="$pid" "$log"
 wait
 rc=$(cat "$log.rc" 2>/dev/null)
 exit "${{rc:-1}}"

@@ -138,10 +138,29 @@ pub fn installed(probe: &Probe, binary: &str, client: &str) -> bool {
         && (binary == client || probe.client.as_deref() == Some(client))
 }
 
+/// This binary and its sha256, read once per process.
+static OWN: std::sync::OnceLock<Result<(PathBuf, String), String>> = std::sync::OnceLock::new();
+
+fn read_own_binary() -> Result<(PathBuf, String), String> {
+    let read = || -> Result<(PathBuf, String)> {
+        let exe = std::env::current_exe().context("cannot find this deploy binary")?;
+        let sum = sha256(&exe)?;
+        Ok((exe, sum))
+    };
+    read().map_err(|e| format!("{e:#}"))
+}
+
+/// Starts reading this binary's sha256 in a thread of its own, while ssh connects: it takes
+/// about 50 ms for a 10 MB binary, which [`own_binary`] then need not wait for.
+pub(super) fn read_own_binary_early() {
+    std::thread::spawn(|| OWN.get_or_init(read_own_binary));
+}
+
+/// This binary and its sha256 (waiting for the thread that reads it, if one does).
 pub(super) fn own_binary() -> Result<(PathBuf, String)> {
-    let exe = std::env::current_exe().context("cannot find this deploy binary")?;
-    let sum = sha256(&exe)?;
-    Ok((exe, sum))
+    OWN.get_or_init(read_own_binary)
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 /// A file's sha256, as sha256sum says it.
