@@ -75,7 +75,7 @@ floor() {
   for i in $(seq 1 "$RUNS"); do
     as_user podman rm -f -t 0 deploy-bench-floor >/dev/null 2>&1 || true
     timed "$out.start" sh -c 'port=$1; shift
-      podman run -d --rm --name deploy-bench-floor -p "127.0.0.1:$port:8080" "$@" >/dev/null
+      podman run -d --rm --name deploy-bench-floor -p "127.0.0.1:$port:8080" "$@" >/dev/null || exit 1
       until curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; do sleep 0.005; done' \
       _ "$port" -v "$data:/app/data" "$@" "$image"
     timed "$out.stop" podman stop -t 10 deploy-bench-floor >/dev/null

@@ -5,9 +5,11 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
 /// `podman build` of a release, with or without its cache of layers (see [`BuildCache`]). The
-/// label names the image in its own config, so that no two apps, environments or versions ever
-/// share an image id (identical builds otherwise do): a removal by another app's prune can then
-/// only untag what it owns, never take this one. Pure.
+/// label names the image in its own config, so that no two apps or environments ever share an
+/// image id (identical builds otherwise do): a removal by another app's prune can then only
+/// untag what it owns, never take this one. (Two versions of one app may share one: a release
+/// of the same files names the live release's assembled image again; every removal of a
+/// version's image is by its name, which untags it.) Pure.
 pub fn build_args(dir: &Path, image: &str, cache: BuildCache) -> Vec<String> {
     vec![
         "build".into(),

@@ -6,7 +6,7 @@
 use super::handover::{cannot_hand_over, hand_over, Handed};
 use super::lock::UserLock;
 use super::{forget, merge_leaving_out, save, AppRecord, Merged, Registry};
-use crate::front::default_cert::DefaultCert;
+use crate::front::default_cert::{DefaultCert, Ensured};
 use crate::front::traefik::{self, AcmeResolver, Https, TRAEFIK_UNIT_NAME};
 use crate::sys::fsx;
 use crate::sys::systemd::{user_unit_dir, Systemd};
@@ -192,9 +192,16 @@ pub fn apply(ui: Ui, systemd: &Systemd, home: &Path, change: &TraefikChange) -> 
         ));
     }
     // Before Traefik starts or reads it: a change of a router is then applied in milliseconds.
-    DefaultCert::beside(&p.static_path)
-        .ensure(Path::new(&p.merged.dynamic_dir))
+    let dynamic_dir = Path::new(&p.merged.dynamic_dir);
+    let cert = DefaultCert::beside(&p.static_path)
+        .ensure(dynamic_dir)
         .context("giving the managed Traefik its default certificate")?;
+    if let Ensured::Theirs(file) = cert {
+        ui.info(&format!(
+            "   Traefik's default certificate is the one {} names: deploy's is left out",
+            file.display()
+        ));
+    }
     if !p.changed {
         // Its comments may have changed: written, and read at Traefik's next start.
         return ui.step("Starting Traefik (its static config is unchanged)", || {

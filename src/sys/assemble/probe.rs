@@ -1,18 +1,22 @@
 //! What a base image has at the paths a layer depends on: read once per base image (`podman
 //! image mount` in `podman unshare`, each path's `stat`) and kept under
-//! `~/.local/share/deploy/bases/<image id>`.
+//! `~/.local/share/deploy/bases/<version>-<image id>`.
 
 use super::layer::{InBase, Meta};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
 
+/// The cache's files are named `<this>-<image id>`: a cache written by a version that read the
+/// probe otherwise (before 2, a path below a missing directory was `other`) is not read.
+const CACHE_VERSION: &str = "2";
+
 /// What the base image `id` has at `paths`: from the cache when it knows them all, else asked.
 pub fn probe_cached(id: &str, paths: &[String]) -> Result<HashMap<String, InBase>> {
     let file = std::env::var_os("HOME").map(|h| {
         Path::new(&h)
             .join(".local/share/deploy/bases")
-            .join(id.replace('/', ""))
+            .join(format!("{CACHE_VERSION}-{}", id.replace('/', "")))
     });
     let mut known: HashMap<String, InBase> = file
         .as_ref()
