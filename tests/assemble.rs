@@ -234,4 +234,27 @@ fn a_release_adds_a_layer_of_what_changed_and_a_change_within_the_second_is_rele
         "{}",
         p.body("/")
     );
+    // Back to v5, then the same files again with keep_releases 1: the prune takes v4's name
+    // from the image that v5 and v6 share, and nothing else.
+    p.deploy(&["rollback", "--to", "v5"]).ok();
+    let yaml = std::fs::read_to_string(p.dir.join("deploy.yaml")).unwrap();
+    assert!(yaml.contains("keep_releases: 5"), "{yaml}");
+    p.write(
+        "deploy.yaml",
+        &yaml.replace("keep_releases: 5", "keep_releases: 1"),
+    );
+    p.deploy(&["release", "v6"]).ok();
+    assert_eq!(id("v6"), id("v5"));
+    assert!(!p.image_exists("v4"), "v4's name was pruned");
+    assert!(
+        p.body("/").starts_with("example-app v6 "),
+        "{}",
+        p.body("/")
+    );
+    p.deploy(&["rollback"]).ok();
+    assert!(
+        p.body("/").starts_with("example-app v5 "),
+        "{}",
+        p.body("/")
+    );
 }
