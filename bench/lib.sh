@@ -119,6 +119,11 @@ print(ms[-1] if ms else 0)
 PY
 }
 
+# beyond A B: median(A) - median(B), in ms: what an end-to-end time costs beyond its gap.
+beyond() { python3 -c 'import statistics as s,sys
+a=[int(l) for l in open(sys.argv[1]) if l.strip()]; b=[int(l) for l in open(sys.argv[2]) if l.strip()]
+print(f"{s.median(a)-s.median(b):.0f}")' "$1" "$2"; }
+
 # ratio A B: A / B as 1.23.
 ratio() { python3 -c 'import statistics as s,sys
 a=[int(l) for l in open(sys.argv[1]) if l.strip()]; b=[int(l) for l in open(sys.argv[2]) if l.strip()]
