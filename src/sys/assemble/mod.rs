@@ -119,7 +119,7 @@ pub fn assemble(
         // again. Its labels are the same but for `deploy.image`, which only finds the app's
         // images (its repository is this one), and no empty layer is stacked on it.
         Ok(((delta, _), over)) if delta.is_empty() => {
-            super::podman::tag(&over, image)?;
+            super::podman::tag(over, image)?;
             format!("the same files as {over}: its image, named again")
         }
         Ok(((delta, prev), over)) => {
