@@ -34,14 +34,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// What deploy keeps for the node user, not for one app: `~/.local/share/deploy`.
-pub fn user_dir(home: &Path) -> PathBuf {
-    home.join(".local/share/deploy")
-}
-
 /// Where the apps' records are.
 pub fn apps_dir(home: &Path) -> PathBuf {
-    user_dir(home).join("apps")
+    fsx::deploy_data(home).join("apps")
 }
 
 fn record_file(home: &Path, app: &str, env: &str) -> PathBuf {

@@ -201,7 +201,7 @@ fn unit_texts(dir: &Path) -> String {
 /// named by its version, size and time, so that each build is kept once and a unit never runs
 /// one that was replaced under it.
 pub(crate) fn kept_bin(home: &Path) -> PathBuf {
-    let dir = home.join(".local/share/deploy/bin");
+    let dir = crate::sys::fsx::deploy_data(home).join("bin");
     // Run from there already (a timer's or the recovery's service): that one.
     if let Ok(exe) = std::env::current_exe() {
         if exe.parent() == Some(dir.as_path()) {

@@ -243,6 +243,11 @@ pub fn expand_home(path: &str, home: &Path) -> Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
+/// What deploy keeps for the node user, not for one app: `~/.local/share/deploy`.
+pub fn deploy_data(home: &Path) -> PathBuf {
+    home.join(".local/share/deploy")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

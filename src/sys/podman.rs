@@ -517,7 +517,7 @@ pub fn graph_root_cached(home: &Path) -> Result<PathBuf> {
     let key = std::fs::metadata(home.join(".config/containers/storage.conf"))
         .map(|m| format!("{}.{}", m.mtime(), m.mtime_nsec()))
         .unwrap_or_else(|_| "none".into());
-    let cache = home.join(".local/share/deploy/graphroot");
+    let cache = super::fsx::deploy_data(home).join("graphroot");
     if let Ok(text) = std::fs::read_to_string(&cache) {
         if let Some((k, path)) = text.trim_end().split_once('\t') {
             if k == key && Path::new(path).is_dir() {

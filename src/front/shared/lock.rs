@@ -1,9 +1,8 @@
-//! The node user's locks (files in [`user_dir`]): `apps.lock` around reading the records,
+//! The node user's locks (files in [`fsx::deploy_data`]): `apps.lock` around reading the records,
 //! checking against them and writing one; `traefik.lock`, which a restart or a stop of the
 //! user's Traefik takes exclusive and every gap (a swap's, or one of setup's) takes shared, so
 //! a restart never lands inside another app's gap.
 
-use super::user_dir;
 use crate::sys::fsx;
 use anyhow::{Context, Result};
 use std::fs::{File, TryLockError};
@@ -14,7 +13,7 @@ pub(super) const TRAEFIK_LOCK: &str = "traefik.lock";
 /// The lock around reading the records, checking against them and writing one.
 pub(super) const APPS_LOCK: &str = "apps.lock";
 
-/// A lock of the node user's (a file in [`user_dir`]), released when dropped or when the
+/// A lock of the node user's (a file in [`fsx::deploy_data`]), released when dropped or when the
 /// process dies.
 pub struct UserLock {
     _file: File,
@@ -27,8 +26,8 @@ pub(super) fn user_lock(
     shared: bool,
     waiting: impl FnOnce(),
 ) -> Result<UserLock> {
-    let path = user_dir(home).join(name);
-    fsx::ensure_dir(&user_dir(home), 0o755)?;
+    let path = fsx::deploy_data(home).join(name);
+    fsx::ensure_dir(&fsx::deploy_data(home), 0o755)?;
     let file = fsx::open_lock_file(&path)?;
     let tried = match shared {
         true => file.try_lock_shared(),
@@ -74,7 +73,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&h);
         let swap = user_lock(&h, TRAEFIK_LOCK, true, || panic!("free")).unwrap();
         let other_swap = user_lock(&h, TRAEFIK_LOCK, true, || panic!("shared")).unwrap();
-        let file = File::open(user_dir(&h).join(TRAEFIK_LOCK)).unwrap();
+        let file = File::open(fsx::deploy_data(&h).join(TRAEFIK_LOCK)).unwrap();
         assert!(matches!(file.try_lock(), Err(TryLockError::WouldBlock)));
         drop((swap, other_swap));
         let restart = user_lock(&h, TRAEFIK_LOCK, false, || panic!("free")).unwrap();

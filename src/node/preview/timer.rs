@@ -61,7 +61,8 @@ impl PruneUnits {
 
 /// The config the prune of `app`'s previews of `env` runs with.
 pub fn config_file(home: &Path, app: &str, env: &str) -> PathBuf {
-    home.join(".local/share/deploy/previews")
+    crate::sys::fsx::deploy_data(home)
+        .join("previews")
         .join(format!("{}.yaml", Names::new(app, env).base()))
 }
 

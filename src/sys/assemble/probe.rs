@@ -14,8 +14,8 @@ const CACHE_VERSION: &str = "2";
 /// What the base image `id` has at `paths`: from the cache when it knows them all, else asked.
 pub fn probe_cached(id: &str, paths: &[String]) -> Result<HashMap<String, InBase>> {
     let file = std::env::var_os("HOME").map(|h| {
-        Path::new(&h)
-            .join(".local/share/deploy/bases")
+        crate::sys::fsx::deploy_data(Path::new(&h))
+            .join("bases")
             .join(format!("{CACHE_VERSION}-{}", id.replace('/', "")))
     });
     let mut known: HashMap<String, InBase> = file
