@@ -426,6 +426,14 @@ mod tests {
         }
     }
 
+    /// Every path the recipe depends on, missing from the base (as for `FROM scratch`).
+    fn missing(r: &Recipe) -> HashMap<String, InBase> {
+        probe_paths(r)
+            .into_iter()
+            .map(|p| (p, InBase::Missing))
+            .collect()
+    }
+
     fn names(l: &Layer) -> Vec<&str> {
         l.keys().map(String::as_str).collect()
     }
@@ -483,10 +491,7 @@ mod tests {
             "FROM scratch\nCOPY app.py /app/main.py\nCOPY app.py /app/\nCOPY assets /app/assets\n",
         )
         .unwrap();
-        let base = probe_paths(&r)
-            .into_iter()
-            .map(|p| (p, InBase::Missing))
-            .collect();
+        let base = missing(&r);
         let l = plan(&r, &ctx.0, &[], &base, 0).unwrap();
         assert_eq!(
             names(&l),
@@ -500,10 +505,7 @@ mod tests {
             ]
         );
         let r = parse("FROM localhost/b\nCOPY app.py /opt\n").unwrap();
-        let mut base: HashMap<String, InBase> = probe_paths(&r)
-            .into_iter()
-            .map(|p| (p, InBase::Missing))
-            .collect();
+        let mut base = missing(&r);
         base.insert(
             "/opt".into(),
             InBase::Dir(Meta {
@@ -535,10 +537,7 @@ mod tests {
             .collect();
         assert!(plan(&r, &ctx.0, &[], &base, 0).is_err());
         let r = parse("FROM localhost/b\nCOPY data /app/data\n").unwrap();
-        let base = probe_paths(&r)
-            .into_iter()
-            .map(|p| (p, InBase::Missing))
-            .collect();
+        let base = missing(&r);
         assert!(
             plan(&r, &ctx.0, &["data".into()], &base, 0).is_err(),
             "an ignored source"
@@ -555,10 +554,7 @@ mod tests {
     fn a_delta_holds_what_changed_with_the_directories_above_and_refuses_a_removal() {
         let ctx = context();
         let r = parse("FROM scratch\nCOPY . /app\n").unwrap();
-        let base: HashMap<String, InBase> = probe_paths(&r)
-            .into_iter()
-            .map(|p| (p, InBase::Missing))
-            .collect();
+        let base = missing(&r);
         std::fs::write(ctx.0.join("big.bin"), vec![0u8; 4096]).unwrap();
         let old = plan(&r, &ctx.0, &[], &base, 1).unwrap();
         assert_eq!(
@@ -615,12 +611,6 @@ mod tests {
     #[test]
     fn what_podman_build_would_do_otherwise_is_left_to_it() {
         let ctx = context();
-        let missing = |r: &Recipe| -> HashMap<String, InBase> {
-            probe_paths(r)
-                .into_iter()
-                .map(|p| (p, InBase::Missing))
-                .collect()
-        };
         // A file where a copied directory was.
         std::fs::create_dir_all(ctx.0.join("b/assets")).unwrap();
         std::fs::remove_dir(ctx.0.join("b/assets")).unwrap();
