@@ -177,8 +177,7 @@ fn layers(p: &Project, version: &str) -> usize {
 #[test]
 fn a_release_adds_a_layer_of_what_changed_and_a_change_within_the_second_is_released() {
     let p = Project::new("t-assemble-delta", 18453, Options::default());
-    p.deploy(&["setup"]).ok();
-    p.deploy(&["release", "v1"]).ok();
+    p.with_v1_live();
     assert!(p.body("/").contains("greeting=hello one"));
     assert_eq!(layers(&p, "v1"), 1);
     // A file added: v2 is v1's layer and one of the new file.
