@@ -74,7 +74,7 @@ pub fn probe_paths(r: &Recipe) -> Vec<String> {
 }
 
 /// `/a/b/c` -> `/a`, `/a/b`, `/a/b/c` (the root left out).
-fn with_ancestors(p: &str) -> Vec<String> {
+pub(super) fn with_ancestors(p: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut at = String::new();
     for part in p.split('/').filter(|s| !s.is_empty()) {

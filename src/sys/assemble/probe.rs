@@ -2,7 +2,7 @@
 //! image mount` in `podman unshare`, each path's `stat`) and kept under
 //! `~/.local/share/deploy/bases/<version>-<image id>`.
 
-use super::layer::{InBase, Meta};
+use super::layer::{with_ancestors, InBase, Meta};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -91,7 +91,11 @@ pub fn kinds(paths: &[String], text: &str) -> Result<HashMap<String, InBase>, St
     }
     let stats = out.clone();
     for p in paths {
-        let above: Vec<Option<&InBase>> = ancestors(p).map(|a| stats.get(a)).collect();
+        let above: Vec<Option<&InBase>> = with_ancestors(p)
+            .iter()
+            .filter(|a| *a != p)
+            .map(|a| stats.get(a))
+            .collect();
         let through_other = above
             .iter()
             .any(|k| !matches!(k, Some(InBase::Dir(_) | InBase::Missing)));
@@ -103,14 +107,6 @@ pub fn kinds(paths: &[String], text: &str) -> Result<HashMap<String, InBase>, St
         }
     }
     Ok(out)
-}
-
-/// `/a/b/c` -> `/a/b`, `/a`.
-fn ancestors(p: &str) -> impl Iterator<Item = &str> {
-    std::iter::successors(p.rsplit_once('/').map(|(a, _)| a), |a| {
-        a.rsplit_once('/').map(|(b, _)| b)
-    })
-    .filter(|a| !a.is_empty())
 }
 
 fn stat_line(l: &str) -> InBase {
